@@ -1,0 +1,108 @@
+"""Reading benchmark annotation files with file:line errors, and resolving image paths safely under a root."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from mvleval.errors import MvlevalError
+
+
+def _require_file(path: Path, what: str, fix: str) -> None:
+    if not path.is_file():
+        raise MvlevalError(f"{what} not found.", fix=fix, where=path)
+
+
+def read_jsonl(
+    path: Path,
+    required: Sequence[str] = (),
+    *,
+    what: str = "annotation file",
+    fix: str = "check --data-root and that the benchmark's files are laid out as in tasks/README.md.",
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for every non-blank line of a JSON Lines file.
+
+    Raises MvlevalError naming file:line for a line that is not a JSON object or lacks a required field,
+    and for a file with no records at all.
+    """
+    _require_file(path, f"the {what}", fix)
+    n = 0
+    try:
+        with path.open("r", encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise MvlevalError(
+                        f"line is not valid JSON ({exc.msg} at column {exc.colno}); the file may be truncated or corrupt.",
+                        fix="re-download the annotation file, or delete the damaged line.",
+                        where=f"{path}:{lineno}",
+                    ) from None
+                if not isinstance(obj, dict):
+                    raise MvlevalError(
+                        f"expected a JSON object on each line, found {type(obj).__name__}.",
+                        fix="this does not look like the benchmark's published JSON Lines file.",
+                        where=f"{path}:{lineno}",
+                    )
+                missing = [k for k in required if k not in obj]
+                if missing:
+                    raise MvlevalError(
+                        f"record lacks the field(s) {', '.join(repr(m) for m in missing)}"
+                        f" (it has {', '.join(repr(k) for k in list(obj)[:8])}).",
+                        fix="use the benchmark's published annotation file; see tasks/README.md for the expected format.",
+                        where=f"{path}:{lineno}",
+                    )
+                n += 1
+                yield lineno, obj
+    except UnicodeDecodeError as exc:
+        raise MvlevalError(f"file is not UTF-8 text ({exc.reason}).", fix="re-download it.", where=path) from None
+    if n == 0:
+        raise MvlevalError(f"the {what} holds no records.", fix="re-download it; an empty file cannot be evaluated.", where=path)
+
+
+def read_json(path: Path, *, what: str = "annotation file", fix: str = "check --data-root.") -> Any:
+    """Load one JSON document, with a clear error (file:line:column) when it is missing or malformed."""
+    _require_file(path, f"the {what}", fix)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise MvlevalError(f"file is not UTF-8 text ({exc.reason}).", fix="re-download it.", where=path) from None
+    if not text.strip():
+        raise MvlevalError(f"the {what} is empty.", fix="re-download it.", where=path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MvlevalError(
+            f"not valid JSON ({exc.msg}, column {exc.colno}); the file may be truncated.",
+            fix="re-download the annotation file.",
+            where=f"{path}:{exc.lineno}",
+        ) from None
+
+
+def safe_image_path(image_root: Path, relative: str, *, where: str) -> Path:
+    """Join an annotation's image path onto the image root, refusing paths that escape it.
+
+    Absolute paths, '..' components and symlinks that lead outside the root are refused: an annotation file
+    must not make mvleval read arbitrary files.
+    """
+    rel = Path(relative)
+    if rel.is_absolute() or relative.startswith(("/", "\\")) or ".." in rel.parts or (len(relative) > 1 and relative[1] == ":"):
+        raise MvlevalError(
+            f"image path {relative!r} escapes the image root.",
+            fix="image paths in annotation files must be relative and stay inside --image-root.",
+            where=where,
+        )
+    candidate = image_root / rel
+    root_resolved = image_root.resolve()
+    resolved = candidate.resolve()
+    if resolved != root_resolved and root_resolved not in resolved.parents:
+        raise MvlevalError(
+            f"image path {relative!r} resolves to {resolved}, outside the image root {root_resolved} (a symbolic link leads out).",
+            fix="keep the benchmark's images inside --image-root; links that point elsewhere are refused.",
+            where=where,
+        )
+    return candidate

@@ -1,0 +1,45 @@
+"""The Metric protocol and MetricResult value shared by every metric."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """A metric computed on one language's corpus.
+
+    Attributes:
+        value: the corpus score (CIDEr on pycocoevalcap's scale, accuracies in [0, 1]); None when the metric
+            cannot be computed for this language (then `note` says why).
+        per_example: one score per example, or None when the metric has no per-example form.
+        signature: how the score was made (implementation, tokeniser, version...).
+        interval: 95% bootstrap interval (low, high) when computed.
+        note: why `value` is None, or another caveat worth recording.
+        extra: further named numbers (e.g. the detector's fidelity on the references).
+    """
+
+    value: float | None
+    per_example: list[float] | None
+    signature: str
+    interval: tuple[float, float] | None = None
+    note: str | None = None
+    extra: dict[str, float | None] = field(default_factory=dict)
+
+
+class Metric(ABC):
+    """A corpus metric computed per language: score(predictions, references, lang) -> MetricResult."""
+
+    name: ClassVar[str]
+    higher_is_better: ClassVar[bool] = True
+
+    @abstractmethod
+    def signature(self) -> str:
+        """A string naming exactly how scores are made, e.g. 'cider|n=4|sigma=6|tok=ptb-py|seg=zh:char|v=1'."""
+
+    @abstractmethod
+    def score(self, predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str) -> MetricResult:
+        """Score one language's corpus; `lang` is the corpus language (the dataset's code)."""

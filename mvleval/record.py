@@ -1,0 +1,194 @@
+"""RunRecord (pydantic, versioned) and its per-sample JSONL: reading, writing atomically, appending safely."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mvleval.errors import MvlevalError
+
+SCHEMA_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TaskInfo(_Model):
+    name: str
+    version: int
+    split: str
+    languages: list[str]
+    n_examples: dict[str, int]
+    limit: int | None = None
+    protocol_hash: str
+
+
+class ModelInfo(_Model):
+    path: str
+    kind: str  # "encoder-decoder" | "decoder-only"
+    bits: int
+    dtype: str
+    quantization: str | None = None  # e.g. "bitsandbytes nf4 (compute bfloat16)", "pre-quantised (nf4)"
+    adapter: str | None = None
+    generation: dict[str, Any]
+    num_query_tokens: int
+    fingerprint: str | None = None  # hash of the weight files' names and sizes (and adapter's)
+
+
+class MetricScores(_Model):
+    signature: str
+    per_lang: dict[str, float | None]
+    mean: float | None
+    intervals: dict[str, tuple[float, float] | None] = Field(default_factory=dict)
+    notes: dict[str, str] = Field(default_factory=dict)
+    extra: dict[str, dict[str, float | None]] = Field(default_factory=dict)
+    higher_is_better: bool = True
+
+
+class Provenance(_Model):
+    mvleval_version: str
+    git_commit: str | None
+    git_dirty: bool | None
+    python: str
+    packages: dict[str, str | None]
+    device: str
+    data_fingerprint: str
+    annotation_files: dict[str, str]  # path -> sha256
+    prompt_hash: str
+    seed: int
+    command: list[str]
+    hostname: str | None = None
+
+
+class RunRecord(_Model):
+    """One evaluation run: what ran, on what, how it was scored, and the scores."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    created_at: str
+    task: TaskInfo
+    model: ModelInfo
+    scores: dict[str, MetricScores]
+    provenance: Provenance
+    duration_s: float
+    samples_file: str
+    rescored_at: str | None = None  # set by `mvleval score` when scores were recomputed from the samples file
+
+    def headline(self) -> str:
+        return next(iter(self.scores))
+
+
+def write_json_atomic(path: Path, payload: str) -> None:
+    """Write text to `path` via a temp file in the same folder + fsync + rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_record(record: RunRecord, path: Path) -> None:
+    """Atomically write a run record as pretty JSON."""
+    try:
+        write_json_atomic(path, record.model_dump_json(indent=2) + "\n")
+    except OSError as exc:
+        raise MvlevalError(
+            f"could not write the run record ({exc.strerror}).",
+            fix="check that the output folder is writable and the disk has space (--out).",
+            where=path,
+        ) from None
+
+
+def read_record(path: Path) -> RunRecord:
+    """Read and validate a run record; errors name the file and the bad field."""
+    if not path.is_file():
+        raise MvlevalError("run record not found.", fix="pass the path printed at the end of `mvleval run`.", where=path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MvlevalError(f"not a valid run record JSON ({exc}).", fix="pass a record written by `mvleval run`.", where=path) from None
+    if isinstance(data, dict) and data.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:
+        raise MvlevalError(
+            f"record has schema_version {data['schema_version']}, newer than this mvleval understands ({SCHEMA_VERSION}).",
+            fix="upgrade mvleval.",
+            where=path,
+        )
+    try:
+        return RunRecord.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise MvlevalError(
+            f"not a valid run record: field '{loc}': {first['msg']}.",
+            fix="pass a record written by `mvleval run`.",
+            where=path,
+        ) from None
+
+
+class SampleWriter:
+    """Appends per-sample rows to a JSONL file, flushed and fsynced per batch so a crash loses at most one batch."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._fh = path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise MvlevalError(
+                f"cannot write the per-sample file ({exc.strerror}).", fix="choose a writable --out folder.", where=path
+            ) from None
+
+    def write_batch(self, rows: Iterable[dict[str, Any]]) -> None:
+        try:
+            for row in rows:
+                self._fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as exc:
+            raise MvlevalError(
+                f"writing the per-sample file failed ({exc.strerror}).",
+                fix="free disk space or choose another --out; rerun with --resume to continue.",
+                where=self.path,
+            ) from None
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> SampleWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_samples(path: Path) -> Iterator[dict[str, Any]]:
+    """Read per-sample rows; a torn last line (from a killed run) is ignored, any other bad line is an error."""
+    if not path.is_file():
+        raise MvlevalError("per-sample file not found.", fix="it is written next to the run record.", where=path)
+    with path.open("r", encoding="utf-8") as fh:
+        lines = fh.readlines()
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) and not line.endswith("\n"):
+                return  # a run killed mid-write leaves a torn final line; it is redone on resume
+            raise MvlevalError("corrupt per-sample line.", fix="delete the line or rerun without --resume.", where=f"{path}:{i}") from None

@@ -1,0 +1,192 @@
+"""Example and Task values, and load_task(name) from the tasks folder (one file per benchmark)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import pkgutil
+import re
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from mvleval.errors import MvlevalError, did_you_mean
+
+if TYPE_CHECKING:
+    from mvleval.metrics.base import Metric
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Decoding settings; tasks carry mBLIP's, flags may override them, records store them."""
+
+    num_beams: int = 5
+    max_new_tokens: int = 10
+    min_new_tokens: int = 1
+    length_penalty: float = 1.0
+    do_sample: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def replace(self, **overrides: Any) -> GenerationSettings:
+        """A copy with the given fields changed (None values are ignored)."""
+        values = self.to_dict()
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return GenerationSettings(**values)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One evaluation (or training) example, already formatted with the task's prompt.
+
+    Attributes:
+        id: the dataset's own id (unique within one language of one split).
+        lang: the dataset's language code.
+        prompt: the exact text given to the model after the image tokens.
+        images: image files (1, or 2 for MaRVL), already resolved under the image root.
+        references: gold answers / captions used for scoring.
+        target: the training target (the label, or one caption).
+        source: "file:line" the example was read from, for error messages.
+    """
+
+    id: str
+    lang: str
+    prompt: str
+    images: tuple[Path, ...]
+    references: tuple[str, ...]
+    target: str
+    source: str = ""
+    meta: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+
+class Task(ABC):
+    """A benchmark adapter. Subclasses live in tasks/<name>.py and set the class attributes below.
+
+    Bump `version` whenever the prompt, filtering, label mapping, generation settings or metrics change:
+    tests/test_task_contract.py pins a hash of each task's protocol to its version.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[int]
+    description: ClassVar[str]
+    languages: ClassVar[tuple[str, ...]]
+    default_split: ClassVar[str]
+    #: split names, or regular expressions for families such as train_N (anchored).
+    splits: ClassVar[tuple[str, ...]]
+    images_per_example: ClassVar[int] = 1
+    prompt_template: ClassVar[str]
+    generation: ClassVar[GenerationSettings]
+    image_subdir: ClassVar[str]
+    source_url: ClassVar[str] = ""
+    licence: ClassVar[str] = ""
+    citation: ClassVar[str] = ""
+
+    # -- to implement --------------------------------------------------------------------------------------------
+    @abstractmethod
+    def annotation_path(self, data_root: Path, lang: str, split: str) -> Path:
+        """The annotation file holding `lang`'s examples of `split` under the data root."""
+
+    @abstractmethod
+    def read_examples(self, path: Path, lang: str, split: str, image_root: Path) -> list[Example]:
+        """Parse one annotation file into examples (validated; errors name file:line)."""
+
+    @abstractmethod
+    def metrics(self) -> tuple[Metric, ...]:
+        """The metrics scored per language, headline metric first."""
+
+    # -- shared behaviour ----------------------------------------------------------------------------------------
+    def protocol(self) -> dict[str, Any]:
+        """Everything that defines how this task scores a model; hashed and pinned to `version`."""
+        return {
+            "name": self.name,
+            "languages": list(self.languages),
+            "default_split": self.default_split,
+            "prompt_template": self.prompt_template,
+            "generation": self.generation.to_dict(),
+            "images_per_example": self.images_per_example,
+            "metrics": [m.name for m in self.metrics()],
+            "extra": self.protocol_extra(),
+        }
+
+    def protocol_extra(self) -> dict[str, Any]:
+        """Task-specific protocol details (label maps, filters, language names) that affect scores."""
+        return {}
+
+    def protocol_hash(self) -> str:
+        blob = json.dumps(self.protocol(), sort_keys=True, ensure_ascii=False).encode("utf-8")
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def check_language(self, lang: str) -> None:
+        if lang not in self.languages:
+            raise MvlevalError(
+                f"task '{self.name}' has no language '{lang}'.{did_you_mean(lang, self.languages)}"
+                f" Its languages are: {' '.join(self.languages)}.",
+                fix="pass one of these codes to --lang.",
+            )
+
+    def check_split(self, split: str) -> None:
+        if not any(re.fullmatch(p, split) for p in self.splits):
+            shown = [s for s in self.splits if re.escape(s) == s]
+            raise MvlevalError(
+                f"task '{self.name}' has no split '{split}'.{did_you_mean(split, shown)}"
+                f" Its splits are: {', '.join(self.split_names())}.",
+                fix="pass one of these to --split.",
+            )
+
+    def split_names(self) -> list[str]:
+        """Human-readable split names (patterns shown as e.g. train_N)."""
+        return [s.replace(r"\d+", "N") for s in self.splits]
+
+    def examples(self, data_root: Path, image_root: Path, lang: str, split: str | None = None) -> list[Example]:
+        """Validated examples of one language and split."""
+        split = split or self.default_split
+        self.check_language(lang)
+        self.check_split(split)
+        path = self.annotation_path(data_root, lang, split)
+        if not path.is_file():
+            raise MvlevalError(
+                f"annotation file for {self.name} {lang}/{split} not found.",
+                fix=f"download the benchmark ({self.source_url}) so the file exists under --data-root; "
+                "tasks/README.md shows the layout.",
+                where=path,
+            )
+        return self.read_examples(path, lang, split, image_root)
+
+    def requested_language(self, lang: str) -> str:
+        """The language the prompt asks the model to answer in (for language fidelity)."""
+        return lang
+
+
+# -- registry ------------------------------------------------------------------------------------------------------
+_TASK_PACKAGE = "mvleval.tasks"
+
+
+def task_names() -> list[str]:
+    """Names of the tasks shipped in the tasks folder (file stem = task name)."""
+    pkg = importlib.import_module(_TASK_PACKAGE)
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
+
+
+def load_task(name: str) -> Task:
+    """Instantiate a task by name, e.g. load_task("xgqa"); unknown names get a suggestion."""
+    names = task_names()
+    if name not in names:
+        raise MvlevalError(
+            f"unknown task '{name}'.{did_you_mean(name, names)} Known tasks: {', '.join(names)}.",
+            fix="run `mvleval tasks` to list them.",
+        )
+    module = importlib.import_module(f"{_TASK_PACKAGE}.{name}")
+    classes = [
+        obj
+        for obj in vars(module).values()
+        if isinstance(obj, type) and issubclass(obj, Task) and obj is not Task and obj.__module__ == module.__name__
+    ]
+    if len(classes) != 1:
+        raise RuntimeError(f"tasks/{name}.py must define exactly one Task subclass, found {len(classes)}")
+    task = classes[0]()
+    if task.name != name:
+        raise RuntimeError(f"tasks/{name}.py defines a task named {task.name!r}; the name must equal the file stem")
+    return task

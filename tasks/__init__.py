@@ -1,0 +1,1 @@
+"""The benchmark adapters, one file per task (file stem = task name). Installed as the package mvleval.tasks."""
