@@ -1,0 +1,286 @@
+"""The typer command-line app; the only module that prints to the terminal or calls exit."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from mvleval.errors import MvlevalError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from mvleval.record import RunRecord
+
+app = typer.Typer(
+    name="mvleval",
+    help="Evaluate multilingual vision-LLMs (mBLIP and other BLIP-2 models) on XM3600, xFlickrCo, xGQA, MaRVL and XVNLI.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect benchmark data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+_state: dict[str, Any] = {"verbose": 0}
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v: info logging, -vv: debug.")] = 0,
+) -> None:
+    _state["verbose"] = verbose
+    _setup_logging(verbose)
+
+
+def _setup_logging(verbose: int) -> None:
+    from rich.logging import RichHandler
+
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = RichHandler(console=_console(stderr=True), show_path=verbose > 1, rich_tracebacks=False)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
+    logging.getLogger("mvleval").setLevel(level)
+    if verbose < 2:
+        # transformers/peft warnings about unused weights etc. are noise for an evaluation run unless debugging
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def _data_root(value: Path | None) -> Path:
+    if value is not None:
+        return value
+    env = os.environ.get("MVLEVAL_DATA")
+    if env:
+        return Path(env)
+    raise MvlevalError(
+        "no data root given.",
+        fix="pass --data-root DIR or set MVLEVAL_DATA to the folder holding the benchmarks' annotation files "
+        "(layout: tasks/README.md).",
+    )
+
+
+class RichProgress:
+    """Renders the runner's progress as one rich bar per language with rate and ETA."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self._task_id: Any = None
+        self._started = 0.0
+        self._count = 0
+
+    def __enter__(self) -> RichProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def start(self, label: str, total: int, done: int) -> None:
+        import time
+
+        self._task_id = self._progress.add_task(label, total=total, completed=done, rate="")
+        self._started = time.monotonic()
+        self._count = 0
+
+    def advance(self, n: int) -> None:
+        import time
+
+        self._count += n
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        self._progress.update(self._task_id, advance=n, rate=f"{self._count / elapsed:.1f} ex/s")
+
+    def finish(self) -> None:
+        pass
+
+
+def _fmt(value: float | None, metric: str) -> str:
+    if value is None:
+        return "—"
+    if metric == "cider":
+        return f"{value * 100:.1f}"
+    return f"{value * 100:.1f}"
+
+
+def print_summary(record: RunRecord, console: Console) -> None:
+    """One table: languages as rows, metrics as columns (CIDEr x100, accuracies in %), mean last."""
+    from rich.table import Table
+
+    metrics = list(record.scores)
+    table = Table(title=f"{record.task.name} v{record.task.version} [{record.task.split}] — {record.model.path}")
+    table.add_column("lang")
+    table.add_column("n", justify="right")
+    for m in metrics:
+        table.add_column(m + (" (x100)" if m == "cider" else " (%)"), justify="right")
+    for lang in record.task.languages:
+        row = [lang, str(record.task.n_examples[lang])]
+        for m in metrics:
+            row.append(_fmt(record.scores[m].per_lang.get(lang), m))
+        table.add_row(*row)
+    table.add_row("mean", str(sum(record.task.n_examples.values())), *[_fmt(record.scores[m].mean, m) for m in metrics], style="bold")
+    console.print(table)
+    notes = {f"{m}/{lang}": n for m in metrics for lang, n in record.scores[m].notes.items()}
+    for key, note in notes.items():
+        console.print(f"[dim]{key}: {note}[/dim]")
+
+
+def _generation_overrides(num_beams: int | None, max_new_tokens: int | None, min_new_tokens: int | None, length_penalty: float | None) -> dict[str, Any]:
+    values = {"num_beams": num_beams, "max_new_tokens": max_new_tokens, "min_new_tokens": min_new_tokens, "length_penalty": length_penalty}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+BITS_HELP = "Weights: 4 (nf4, bitsandbytes), 8 (int8), 16 (bf16), 32 (fp32). Default: 4 on CUDA, 32 on CPU; a quantised checkpoint loads as it is."
+
+
+@app.command()
+def run(
+    task: Annotated[str, typer.Option("--task", "-t", help="Task name (see `mvleval tasks`).")],
+    model: Annotated[str, typer.Option("--model", "-m", help="BLIP-2/mBLIP checkpoint: a local Hugging Face folder or a hub id.")],
+    adapter: Annotated[Optional[str], typer.Option(help="LoRA adapter folder (peft format, e.g. from `mvleval train`).")] = None,
+    data_root: Annotated[Optional[Path], typer.Option(help="Folder with the annotation files (default: $MVLEVAL_DATA).")] = None,
+    image_root: Annotated[Optional[Path], typer.Option(help="Folder with the images (default: <data-root>/images).")] = None,
+    lang: Annotated[Optional[list[str]], typer.Option("--lang", "-l", help="Language code; repeat for several (default: all).")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split (default: the task's, as mBLIP reports).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N examples of each language.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Samples per generate call.")] = 8,
+    bits: Annotated[Optional[int], typer.Option(help=BITS_HELP)] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the run record and per-sample file.")] = Path("results/runs"),
+    seed: Annotated[int, typer.Option(help="Random seed (recorded).")] = 0,
+    num_beams: Annotated[Optional[int], typer.Option(help="Override the task's beam count.")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Override the task's max new tokens.")] = None,
+    min_new_tokens: Annotated[Optional[int], typer.Option(help="Override the task's min new tokens.")] = None,
+    length_penalty: Annotated[Optional[float], typer.Option(help="Override the task's length penalty.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run with the same settings.")] = False,
+    allow_pickle: Annotated[bool, typer.Option(help="Allow loading pickle (*.bin) weights; only for checkpoints you trust.")] = False,
+) -> None:
+    """Evaluate a model on one task; writes a run record (JSON) and a per-sample file (JSONL)."""
+    from mvleval.runner import RunOptions, evaluate
+
+    if bits is not None and bits not in (4, 8, 16, 32):
+        raise MvlevalError(f"--bits must be 4, 8, 16 or 32, got {bits}.", fix="pick one of these.")
+    options = RunOptions(
+        task=task,
+        model=model,
+        adapter=adapter,
+        data_root=_data_root(data_root),
+        image_root=image_root,
+        languages=tuple(lang) if lang else None,
+        split=split,
+        limit=limit,
+        batch_size=batch_size,
+        bits=bits,
+        out_dir=out,
+        seed=seed,
+        generation=_generation_overrides(num_beams, max_new_tokens, min_new_tokens, length_penalty),
+        allow_pickle=allow_pickle,
+        resume=resume,
+        command=tuple(["mvleval", *sys.argv[1:]]),
+    )
+    console = _console()
+    with RichProgress(_console(stderr=True)) as progress:
+        record, path = evaluate(options, progress=progress)
+    print_summary(record, console)
+    console.print(f"Run record: {path}")
+
+
+@app.command()
+def tasks() -> None:
+    """List the tasks with their version, languages, splits and metrics."""
+    from rich.table import Table
+
+    from mvleval.task import load_task, task_names
+
+    table = Table(title="mvleval tasks")
+    for col in ("task", "version", "languages", "splits (default first)", "metrics", "description"):
+        table.add_column(col)
+    for name in task_names():
+        t = load_task(name)
+        splits = [t.default_split] + [s for s in t.split_names() if s != t.default_split]
+        table.add_row(name, str(t.version), f"{len(t.languages)}: {' '.join(t.languages)}", ", ".join(splits),
+                      ", ".join(m.name for m in t.metrics()), t.description)
+    _console().print(table)
+
+
+@data_app.command("check")
+def data_check(
+    task: Annotated[str, typer.Option("--task", "-t", help="Task name.")],
+    data_root: Annotated[Optional[Path], typer.Option(help="Folder with the annotation files (default: $MVLEVAL_DATA).")] = None,
+    image_root: Annotated[Optional[Path], typer.Option(help="Folder with the images (default: <data-root>/images).")] = None,
+    lang: Annotated[Optional[list[str]], typer.Option("--lang", "-l", help="Language code; repeat for several.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split (default: the task's).")] = None,
+) -> None:
+    """Verify every annotation and image file a task needs; report counts per language and what is missing."""
+    from mvleval.datacheck import check_data, render_report
+    from mvleval.task import load_task
+
+    root = _data_root(data_root)
+    report = check_data(load_task(task), root, image_root or root / "images", languages=lang, split=split)
+    _console().print(render_report(report))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the demo's data, model and results.")] = Path("mvleval-demo"),
+    seed: Annotated[int, typer.Option(help="Seed for the synthetic data and the tiny model.")] = 0,
+) -> None:
+    """Run the whole pipeline offline on a built-in tiny model and synthetic data (no arguments needed)."""
+    from mvleval.demo import run_demo
+
+    console = _console()
+    console.print(f"[bold]mvleval demo[/bold]: building a tiny mBLIP-shaped model and a synthetic benchmark in {out}/ ...")
+    with RichProgress(_console(stderr=True)) as progress:
+        results = run_demo(out, seed=seed, progress=progress, log=lambda msg: console.print(msg))
+    for record, path in results:
+        print_summary(record, console)
+        console.print(f"Run record: {path}")
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one paragraph and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except MvlevalError as exc:
+        _console(stderr=True).print(f"[bold red]error:[/bold red] {exc.render()}", soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        _console(stderr=True).print("Aborted.")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        _console(stderr=True).print("Interrupted. Rerun with --resume to continue where it stopped.")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,458 @@
+"""evaluate(options) -> RunRecord: load data, batch generation with progress, append samples, score, write the record."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import mvleval
+from mvleval import provenance
+from mvleval.errors import MvlevalError
+from mvleval.record import (
+    MetricScores,
+    Provenance,
+    RunRecord,
+    SampleWriter,
+    TaskInfo,
+    read_samples,
+    write_json_atomic,
+    write_record,
+)
+from mvleval.task import Example, GenerationSettings, Task, load_task
+
+if TYPE_CHECKING:
+    from mvleval.backends.base import Backend
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything that defines a run; frozen once the CLI has parsed the flags."""
+
+    task: str
+    model: str
+    data_root: Path
+    image_root: Path | None = None  # default: <data_root>/images
+    adapter: str | None = None
+    languages: tuple[str, ...] | None = None  # None: all of the task's languages
+    split: str | None = None  # None: the task's default split
+    limit: int | None = None  # first N examples per language
+    batch_size: int = 8
+    bits: int | None = None
+    out_dir: Path = Path("results/runs")
+    seed: int = 0
+    generation: dict[str, Any] = field(default_factory=dict)  # overrides of the task's settings
+    allow_pickle: bool = False
+    resume: bool = False
+    command: tuple[str, ...] = ()
+
+    @property
+    def resolved_image_root(self) -> Path:
+        return self.image_root if self.image_root is not None else self.data_root / "images"
+
+
+class Progress(Protocol):
+    """How the runner reports progress; the CLI renders it with rich, tests pass NullProgress."""
+
+    def start(self, label: str, total: int, done: int) -> None: ...
+
+    def advance(self, n: int) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class NullProgress:
+    def start(self, label: str, total: int, done: int) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """The validated inputs of a run, before any model is loaded."""
+
+    task: Task
+    split: str
+    languages: tuple[str, ...]
+    examples: dict[str, list[Example]]
+    generation: GenerationSettings
+    annotation_files: dict[str, str]
+    data_fingerprint: str
+
+
+# -- preparation (no model) ----------------------------------------------------------------------------------------
+def prepare(options: RunOptions) -> PreparedRun:
+    """Load and validate every language's examples; report all problems at once before a model is loaded."""
+    task = load_task(options.task)
+    split = options.split or task.default_split
+    task.check_split(split)
+    data_root = options.data_root
+    if not data_root.is_dir():
+        raise MvlevalError(
+            "data root not found.",
+            fix="pass --data-root DIR (or set MVLEVAL_DATA) to the folder holding the benchmarks' annotation files; "
+            "see tasks/README.md for the layout.",
+            where=data_root,
+        )
+    languages = tuple(options.languages) if options.languages else task.languages
+    for lang in languages:
+        task.check_language(lang)
+    if len(set(languages)) != len(languages):
+        raise MvlevalError(f"a language is given twice in --lang ({' '.join(languages)}).", fix="list each once.")
+    if options.limit is not None and options.limit < 1:
+        raise MvlevalError(f"--limit must be at least 1, got {options.limit}.", fix="pass a positive number or leave it out.")
+    if options.batch_size < 1:
+        raise MvlevalError(f"--batch-size must be at least 1, got {options.batch_size}.", fix="pass a positive number.")
+
+    image_root = options.resolved_image_root
+    examples: dict[str, list[Example]] = {}
+    problems: list[str] = []
+    annotation_files: dict[str, str] = {}
+    for lang in languages:
+        try:
+            exs = task.examples(data_root, image_root, lang, split)
+        except MvlevalError as exc:
+            problems.append(exc.render())
+            continue
+        path = task.annotation_path(data_root, lang, split)
+        rel = os.path.relpath(path, data_root)
+        annotation_files[rel] = provenance.file_sha256(path)
+        ids = [e.id for e in exs]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            problems.append(f"{path}: example id {dup!r} occurs more than once; ids must be unique per language.")
+            continue
+        if options.limit is not None:
+            exs = exs[: options.limit]
+        examples[lang] = exs
+    if problems:
+        raise MvlevalError(
+            f"{len(problems)} problem(s) with the data: " + " | ".join(problems),
+            fix=f"correct the files above; `mvleval data check --task {task.name}` lists everything that is missing.",
+        )
+    missing = [(e.source, p) for lang in languages for e in examples[lang] for p in e.images if not p.is_file()]
+    if missing:
+        shown = "; ".join(f"{p} (from {src})" for src, p in missing[:3])
+        raise MvlevalError(
+            f"{len(missing)} image file(s) referenced by the annotations are missing under the image root {image_root}, e.g. {shown}.",
+            fix=f"download the images into --image-root (see tasks/README.md), or run `mvleval data check --task {task.name}` for the full list.",
+        )
+    generation = task.generation.replace(**options.generation)
+    fingerprint_rows = (
+        {
+            "lang": e.lang,
+            "id": e.id,
+            "prompt": e.prompt,
+            "references": list(e.references),
+            "images": [os.path.relpath(p, image_root) for p in e.images],
+        }
+        for lang in languages
+        for e in examples[lang]
+    )
+    return PreparedRun(
+        task=task,
+        split=split,
+        languages=languages,
+        examples=examples,
+        generation=generation,
+        annotation_files=annotation_files,
+        data_fingerprint=provenance.examples_fingerprint(fingerprint_rows),
+    )
+
+
+# -- run identity and resume ----------------------------------------------------------------------------------------
+def _model_label(model: str) -> str:
+    p = Path(model)
+    name = p.name if p.exists() else model.replace("/", "_")
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "model"
+
+
+def run_identity(options: RunOptions, prepared: PreparedRun) -> dict[str, Any]:
+    """What must be equal for a run to be resumed: task version/protocol, data, model, adapter, bits, generation."""
+    return {
+        "task": prepared.task.name,
+        "task_version": prepared.task.version,
+        "protocol_hash": prepared.task.protocol_hash(),
+        "split": prepared.split,
+        "languages": list(prepared.languages),
+        "limit": options.limit,
+        "data_fingerprint": prepared.data_fingerprint,
+        "model": str(Path(options.model).resolve()) if Path(options.model).exists() else options.model,
+        "adapter": str(Path(options.adapter).resolve()) if options.adapter else None,
+        "bits": options.bits,
+        "generation": prepared.generation.to_dict(),
+        "seed": options.seed,
+    }
+
+
+def run_name(options: RunOptions, identity: dict[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{identity['task']}-{identity['split']}-{_model_label(options.model)}-{digest}"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    record: Path
+    samples: Path
+    partial: Path
+    manifest: Path
+
+    @classmethod
+    def for_name(cls, out_dir: Path, name: str) -> RunPaths:
+        return cls(
+            record=out_dir / f"{name}.json",
+            samples=out_dir / f"{name}.samples.jsonl",
+            partial=out_dir / f"{name}.partial.jsonl",
+            manifest=out_dir / f"{name}.manifest.json",
+        )
+
+
+def _describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    diffs = [f"{k}: interrupted run had {old.get(k)!r}, this run has {new.get(k)!r}" for k in sorted(new) if old.get(k) != new.get(k)]
+    return "; ".join(diffs)
+
+
+def _find_resumable(out_dir: Path, paths: RunPaths, identity: dict[str, Any]) -> None:
+    """Refuse a --resume that does not match the interrupted run, saying what differs."""
+    if paths.manifest.is_file():
+        return
+    candidates = []
+    for manifest in sorted(out_dir.glob("*.manifest.json")):
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if data.get("identity", {}).get("task") == identity["task"]:
+            candidates.append((manifest.stat().st_mtime, manifest, data["identity"]))
+    if not candidates:
+        raise MvlevalError(
+            f"--resume was given but there is no interrupted {identity['task']} run in {out_dir}.",
+            fix="run without --resume, or pass the same --out as the interrupted run.",
+        )
+    _, manifest, old = max(candidates, key=lambda c: c[0])
+    raise MvlevalError(
+        f"cannot resume: the interrupted run ({manifest}) was made with different settings — {_describe_difference(old, identity)}.",
+        fix="rerun with exactly the interrupted run's flags, or without --resume to start a new run.",
+    )
+
+
+def _load_done(paths: RunPaths, prepared: PreparedRun) -> dict[tuple[str, str], dict[str, Any]]:
+    done: dict[tuple[str, str], dict[str, Any]] = {}
+    if not paths.partial.is_file():
+        return done
+    valid = {(lang, e.id) for lang, exs in prepared.examples.items() for e in exs}
+    for row in read_samples(paths.partial):
+        key = (row["lang"], row["id"])
+        if key in valid:
+            done[key] = row
+    return done
+
+
+def _rewrite_partial(paths: RunPaths, rows: list[dict[str, Any]]) -> None:
+    """Drop a torn last line left by a kill, so appends continue on a clean line boundary."""
+    payload = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
+    write_json_atomic(paths.partial, payload)
+
+
+# -- the run ---------------------------------------------------------------------------------------------------------
+def _batches(examples: Sequence[Example], batch_size: int) -> list[list[Example]]:
+    """Length-aware batches: examples sorted by prompt length (stable) so padding is small."""
+    order = sorted(range(len(examples)), key=lambda i: (len(examples[i].prompt), i))
+    ordered = [examples[i] for i in order]
+    return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+
+
+def _sample_row(example: Example, prediction: str) -> dict[str, Any]:
+    return {
+        "id": example.id,
+        "lang": example.lang,
+        "prompt": example.prompt,
+        "prediction": prediction,
+        "references": list(example.references),
+    }
+
+
+def score_rows(task: Task, languages: Sequence[str], rows_by_lang: dict[str, list[dict[str, Any]]]) -> dict[str, MetricScores]:
+    """Score each language's corpus with each of the task's metrics; fills each row's per-sample scores in place."""
+    scores: dict[str, MetricScores] = {}
+    for metric in task.metrics():
+        per_lang: dict[str, float | None] = {}
+        intervals: dict[str, tuple[float, float] | None] = {}
+        notes: dict[str, str] = {}
+        extra: dict[str, dict[str, float | None]] = {}
+        signature = metric.signature()
+        for lang in languages:
+            rows = rows_by_lang[lang]
+            result = metric.score([r["prediction"] for r in rows], [r["references"] for r in rows], lang)
+            per_lang[lang] = result.value
+            intervals[lang] = result.interval
+            if result.note:
+                notes[lang] = result.note
+            if result.extra:
+                extra[lang] = dict(result.extra)
+            if result.per_example is not None:
+                for row, value in zip(rows, result.per_example, strict=True):
+                    row.setdefault("scores", {})[metric.name] = value
+            signature = result.signature
+        values = [v for v in per_lang.values() if v is not None]
+        scores[metric.name] = MetricScores(
+            signature=signature,
+            per_lang=per_lang,
+            mean=sum(values) / len(values) if values else None,
+            intervals=intervals,
+            notes=notes,
+            extra=extra,
+            higher_is_better=metric.higher_is_better,
+        )
+    return scores
+
+
+def evaluate(
+    options: RunOptions,
+    *,
+    progress: Progress | None = None,
+    backend_factory: Callable[[], Backend] | None = None,
+) -> tuple[RunRecord, Path]:
+    """Run one task on one model and write its record and per-sample file; returns (record, record path).
+
+    A crash loses at most the batch in flight: predictions are appended (and fsynced) as batches finish, and
+    `options.resume` continues an interrupted run with identical settings.
+    """
+    started = time.monotonic()
+    progress = progress or NullProgress()
+    prepared = prepare(options)
+    task = prepared.task
+    identity = run_identity(options, prepared)
+    name = run_name(options, identity)
+    out_dir = options.out_dir
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".{name}.write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise MvlevalError(f"the output folder is not writable ({exc.strerror}).", fix="pass a writable --out.", where=out_dir) from None
+    paths = RunPaths.for_name(out_dir, name)
+
+    if options.resume:
+        _find_resumable(out_dir, paths, identity)
+    elif paths.partial.exists() or paths.manifest.exists():
+        raise MvlevalError(
+            f"an interrupted run with the same settings exists ({paths.partial}).",
+            fix=f"pass --resume to continue it, or delete {paths.partial} and {paths.manifest} to start over.",
+        )
+    done = _load_done(paths, prepared) if options.resume else {}
+    if options.resume:
+        log.info("resuming %s: %d of %d samples already done", name, len(done), sum(map(len, prepared.examples.values())))
+        _rewrite_partial(paths, list(done.values()))
+    write_json_atomic(paths.manifest, json.dumps({"identity": identity, "name": name}, indent=2, sort_keys=True) + "\n")
+
+    torch_seed(options.seed)
+    backend = backend_factory() if backend_factory else _load_backend(options)
+    model_info = backend.info(prepared.generation)
+
+    with SampleWriter(paths.partial) as writer:
+        for lang in prepared.languages:
+            todo = [e for e in prepared.examples[lang] if (lang, e.id) not in done]
+            total = len(prepared.examples[lang])
+            progress.start(f"{task.name} {lang}", total, total - len(todo))
+            from mvleval.backends.base import GenerationRequest
+
+            for batch in _batches(todo, options.batch_size):
+                preds = backend.generate([GenerationRequest(e.prompt, e.images) for e in batch], prepared.generation)
+                rows = [_sample_row(e, p) for e, p in zip(batch, preds, strict=True)]
+                writer.write_batch(rows)
+                for row in rows:
+                    done[(lang, row["id"])] = row
+                progress.advance(len(batch))
+            progress.finish()
+
+    rows_by_lang = {lang: [dict(done[(lang, e.id)]) for e in prepared.examples[lang]] for lang in prepared.languages}
+    scores = score_rows(task, prepared.languages, rows_by_lang)
+    commit, dirty = provenance.git_state()
+    record = RunRecord(
+        run_id=name,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        task=TaskInfo(
+            name=task.name,
+            version=task.version,
+            split=prepared.split,
+            languages=list(prepared.languages),
+            n_examples={lang: len(prepared.examples[lang]) for lang in prepared.languages},
+            limit=options.limit,
+            protocol_hash=task.protocol_hash(),
+        ),
+        model=model_info,
+        scores=scores,
+        provenance=Provenance(
+            mvleval_version=mvleval.__version__,
+            git_commit=commit,
+            git_dirty=dirty,
+            python=platform.python_version(),
+            packages=provenance.package_versions(),
+            device=provenance.device_description(getattr(backend, "device", "cpu")),
+            data_fingerprint=prepared.data_fingerprint,
+            annotation_files=prepared.annotation_files,
+            prompt_hash=task.protocol_hash(),
+            seed=options.seed,
+            command=list(options.command or sys.argv),
+            hostname=provenance.hostname(),
+        ),
+        duration_s=round(time.monotonic() - started, 3),
+        samples_file=paths.samples.name,
+    )
+    samples_payload = "".join(
+        json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for lang in prepared.languages for row in rows_by_lang[lang]
+    )
+    try:
+        write_json_atomic(paths.samples, samples_payload)
+    except OSError as exc:
+        raise MvlevalError(
+            f"could not write the per-sample file ({exc.strerror}).",
+            fix="free disk space or choose another --out, then rerun with --resume (no generation is repeated).",
+            where=paths.samples,
+        ) from None
+    try:
+        write_record(record, paths.record)
+    except MvlevalError:
+        # no half-finished result: without its record the samples file is removed; the partial file stays for --resume
+        paths.samples.unlink(missing_ok=True)
+        raise
+    paths.partial.unlink(missing_ok=True)
+    paths.manifest.unlink(missing_ok=True)
+    return record, paths.record
+
+
+def torch_seed(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
+
+
+def _load_backend(options: RunOptions) -> Backend:
+    from mvleval.backends.base import BackendOptions, get_backend
+
+    return get_backend(
+        BackendOptions(model=options.model, adapter=options.adapter, bits=options.bits, allow_pickle=options.allow_pickle)
+    )
+
+
+def options_summary(options: RunOptions) -> dict[str, Any]:
+    d = asdict(options)
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
