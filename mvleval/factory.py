@@ -122,16 +122,17 @@ def _lexicon_sentences() -> list[str]:
     sentences: list[str] = []
     for words in LEXICON.values():
         colours, shapes, numbers, answers = words["colours"], words["shapes"], words["numbers"], words["answers"]
-        for i, number in enumerate(numbers):
-            for j, colour in enumerate(colours):
-                shape = shapes[(i + j) % len(shapes)]
-                sentences.append(f"{number} {colour} {shape}")
+        # every number x colour x shape combination, so each word is frequent enough to stay one piece
+        for number in numbers:
+            for colour in colours:
+                for shape in shapes:
+                    sentences.append(f"{number} {colour} {shape}")
         for colour in colours:
             for shape in shapes:
                 sentences.append(f"{colour} {shape}")
         # answers are repeated so the tokenizer keeps each one as a single piece (or very few)
-        sentences.extend(" ".join(answers) for _ in range(8))
-        sentences.extend(answers)
+        sentences.extend(" ".join(answers) for _ in range(20))
+        sentences.extend(answers * 10)
     return sentences
 
 
