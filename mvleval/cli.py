@@ -205,6 +205,19 @@ def run(
 
 
 @app.command()
+def score(
+    record: Annotated[Path, typer.Argument(help="A run record written by `mvleval run`.")],
+) -> None:
+    """Recompute a run's scores from its per-sample file with the installed metrics (no model is loaded)."""
+    from mvleval.runner import rescore
+
+    updated, path = rescore(record)
+    console = _console()
+    print_summary(updated, console)
+    console.print(f"Rescored run record: {path}")
+
+
+@app.command()
 def tasks() -> None:
     """List the tasks with their version, languages, splits and metrics."""
     from rich.table import Table
