@@ -1,0 +1,548 @@
+"""Run records -> leaderboard (one row per model, one column per comparable task x headline metric) -> Markdown/CSV/PNG.
+
+Pure and deterministic: the same records give byte-identical files. Only numbers that are comparable share a column:
+same task, task version, protocol hash, split, example set (provenance.data_fingerprint), headline metric and metric
+signature. Records that differ in any of these get their own column whose label shows what differs; they are never
+merged. Among records of the same model and the same column, the newest (created_at) wins and the older ones are listed
+as superseded. Every cell names the record it comes from.
+
+Numbers are shown x100 with one decimal, rounded half-up on the value as stored in the record (accuracies as %, CIDEr
+on the x100 scale papers use). Intervals are the records' 95% bootstrap intervals. The column mean's interval is shown
+only when the record carries one under the key "mean" of MetricScores.intervals: per-language intervals come from
+separate bootstraps and are not combined here, since any combination would be an approximation presented as a
+measurement.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+from mvleval.errors import MvlevalError
+from mvleval.record import RunRecord, read_record
+
+#: Shown in the Markdown header and used by every table mvleval prints.
+SCALE_NOTE = "Scores x100, 1 decimal (accuracies as %, CIDEr x100)"
+MISSING = "–"
+MEAN = "mean"
+
+
+# -- values --------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, order=True)
+class ColumnKey:
+    """What makes two records' headline numbers comparable."""
+
+    task: str
+    version: int
+    split: str
+    metric: str
+    signature: str
+    data_fingerprint: str
+    protocol_hash: str
+
+
+@dataclass(frozen=True, order=True)
+class ModelKey:
+    """One leaderboard row: a checkpoint, its adapter, its bit width and its decoding settings."""
+
+    path: str
+    adapter: str
+    bits: int
+    generation: str  # canonical JSON of the record's generation settings
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the leaderboard: one task x headline metric x comparability key."""
+
+    key: ColumnKey
+    label: str
+    slug: str
+    languages: tuple[str, ...]
+    n_examples: int
+    higher_is_better: bool
+
+
+@dataclass(frozen=True)
+class Row:
+    """A row of the leaderboard (one model)."""
+
+    key: ModelKey
+    label: str
+
+
+@dataclass(frozen=True)
+class Cell:
+    """The headline metric of one record, as placed in one (row, column)."""
+
+    mean: float | None
+    mean_interval: tuple[float, float] | None
+    per_lang: Mapping[str, float | None]
+    intervals: Mapping[str, tuple[float, float] | None]
+    ref: str
+    run_id: str
+    created_at: str
+    record_path: str
+
+
+@dataclass(frozen=True)
+class Superseded:
+    """An older record of the same model and column, replaced by a newer one."""
+
+    run_id: str
+    created_at: str
+    record_path: str
+    replaced_by: str  # ref of the record that replaced it
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    """Everything the writers need; built by build_leaderboard."""
+
+    columns: tuple[Column, ...]
+    rows: tuple[Row, ...]
+    cells: Mapping[tuple[ModelKey, ColumnKey], Cell]
+    superseded: tuple[Superseded, ...]
+
+    def cell(self, row: Row, column: Column) -> Cell | None:
+        """The cell of (row, column), or None when that model has no record for that column."""
+        return self.cells.get((row.key, column.key))
+
+    def used_cells(self) -> list[Cell]:
+        """Cells in reference order (r1, r2, ...)."""
+        return sorted(self.cells.values(), key=lambda c: int(c.ref[1:]))
+
+
+# -- formatting shared with the gate --------------------------------------------------------------------------------
+def to_points(value: float) -> Decimal:
+    """A stored score on the x100 scale, rounded half-up to 1 decimal (exact on the stored decimal value)."""
+    # repr() gives the shortest string that round-trips, i.e. the number as written in the record's JSON;
+    # rounding that decimal avoids binary artefacts such as 0.4525 * 100 -> 45.249999...
+    points = Decimal(repr(float(value))).scaleb(2).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    return points + 0  # normalises -0.0 to 0.0
+
+
+def format_points(value: float | None) -> str:
+    """'45.3' for 0.4525; '–' for None."""
+    return MISSING if value is None else f"{to_points(value)}"
+
+
+def format_interval(interval: Sequence[float] | None) -> str:
+    """'[43.1, 47.3]' or '' when there is no interval."""
+    if interval is None:
+        return ""
+    return f"[{format_points(interval[0])}, {format_points(interval[1])}]"
+
+
+# -- building -------------------------------------------------------------------------------------------------------
+def _parse_created_at(record: RunRecord, path: Path) -> datetime:
+    try:
+        stamp = datetime.fromisoformat(record.created_at)
+    except ValueError:
+        raise MvlevalError(
+            f"created_at '{record.created_at}' is not an ISO-8601 timestamp.",
+            fix="pass records written by `mvleval run`.",
+            where=path,
+        ) from None
+    # Naive stamps are taken as UTC so that they can be ordered against aware ones.
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+
+
+def _column_key(record: RunRecord, path: Path) -> ColumnKey:
+    if not record.scores:
+        raise MvlevalError("run record has no scores.", fix="pass records written by `mvleval run`.", where=path)
+    metric = record.headline()
+    return ColumnKey(
+        task=record.task.name,
+        version=record.task.version,
+        split=record.task.split,
+        metric=metric,
+        signature=record.scores[metric].signature,
+        data_fingerprint=record.provenance.data_fingerprint,
+        protocol_hash=record.task.protocol_hash,
+    )
+
+
+def _model_key(record: RunRecord) -> ModelKey:
+    return ModelKey(
+        path=record.model.path,
+        adapter=record.model.adapter or "",
+        bits=record.model.bits,
+        generation=json.dumps(record.model.generation, sort_keys=True),
+    )
+
+
+def _short(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+
+
+def _column_labels(keys: Sequence[ColumnKey], n_examples: Mapping[ColumnKey, int]) -> dict[ColumnKey, str]:
+    """Labels that always show task, version, split and metric, plus whatever else tells apart same-named columns."""
+    labels: dict[ColumnKey, str] = {}
+    for key in keys:
+        base = f"{key.task} v{key.version} [{key.split}] {key.metric}"
+        siblings = [k for k in keys if (k.task, k.version, k.split, k.metric) == (key.task, key.version, key.split, key.metric)]
+        extra: list[str] = []
+        if len({k.signature for k in siblings}) > 1:
+            extra.append(f"sig:{_short(key.signature)}")
+        if len({k.data_fingerprint for k in siblings}) > 1:
+            extra.append(f"data:{key.data_fingerprint[:8]} n={n_examples[key]}")
+        if len({k.protocol_hash for k in siblings}) > 1:
+            extra.append(f"protocol:{key.protocol_hash[:8]}")
+        labels[key] = base + (f" ({', '.join(extra)})" if extra else "")
+    return labels
+
+
+def _row_labels(keys: Sequence[ModelKey]) -> dict[ModelKey, str]:
+    """'path + adapter (4-bit)', plus the decoding settings that differ between rows of the same checkpoint."""
+    labels: dict[ModelKey, str] = {}
+    for key in keys:
+        label = key.path + (f" + {key.adapter}" if key.adapter else "") + f" ({key.bits}-bit)"
+        siblings = [k for k in keys if (k.path, k.adapter, k.bits) == (key.path, key.adapter, key.bits)]
+        if len(siblings) > 1:
+            mine = json.loads(key.generation)
+            others = [json.loads(k.generation) for k in siblings if k != key]
+            names = sorted({n for o in others for n in set(o) | set(mine) if o.get(n) != mine.get(n)})
+            label += " {" + ", ".join(f"{n}={mine.get(n)}" for n in names) + "}"
+        labels[key] = label
+    return labels
+
+
+def build_leaderboard(records: Sequence[tuple[Path, RunRecord]]) -> Leaderboard:
+    """Place run records into a leaderboard: comparable numbers share a column, the newest record per cell wins.
+
+    Args:
+        records: (record path, record) pairs; the path is only shown (in the record list), never read.
+
+    Returns:
+        The leaderboard, with rows and columns in a stable order (sorted by their keys/labels).
+
+    Raises:
+        MvlevalError: no records, or a record without scores or with an unparsable created_at.
+    """
+    if not records:
+        raise MvlevalError("no run records to build a leaderboard from.", fix="run `mvleval run` first or pass record paths.")
+    chosen: dict[tuple[ModelKey, ColumnKey], tuple[tuple[datetime, str, str], Path, RunRecord]] = {}
+    losers: dict[tuple[ModelKey, ColumnKey], list[tuple[Path, RunRecord]]] = {}
+    for path, record in records:
+        slot = (_model_key(record), _column_key(record, path))
+        # Ties on created_at are broken by run_id and path so that the result never depends on input order.
+        rank = (_parse_created_at(record, path), record.run_id, path.as_posix())
+        current = chosen.get(slot)
+        if current is None or rank > current[0]:
+            if current is not None:
+                losers.setdefault(slot, []).append((current[1], current[2]))
+            chosen[slot] = (rank, path, record)
+        else:
+            losers.setdefault(slot, []).append((path, record))
+
+    column_keys = sorted({slot[1] for slot in chosen})
+    n_examples: dict[ColumnKey, int] = {}
+    first_record: dict[ColumnKey, RunRecord] = {}
+    for slot in sorted(chosen):
+        first_record.setdefault(slot[1], chosen[slot][2])
+    for key, record in first_record.items():
+        n_examples[key] = sum(record.task.n_examples.values())
+    col_labels = _column_labels(column_keys, n_examples)
+    columns = [
+        Column(
+            key=key,
+            label=col_labels[key],
+            slug=_slug(col_labels[key]),
+            languages=tuple(first_record[key].task.languages),
+            n_examples=n_examples[key],
+            higher_is_better=first_record[key].scores[key.metric].higher_is_better,
+        )
+        for key in column_keys
+    ]
+    columns.sort(key=lambda c: (c.label, c.key))
+    row_keys = sorted({slot[0] for slot in chosen})
+    row_labels = _row_labels(row_keys)
+    rows = sorted((Row(key=k, label=row_labels[k]) for k in row_keys), key=lambda r: (r.label, r.key))
+
+    cells: dict[tuple[ModelKey, ColumnKey], Cell] = {}
+    superseded: list[Superseded] = []
+    counter = 0
+    for column in columns:
+        for row in rows:
+            slot = (row.key, column.key)
+            if slot not in chosen:
+                continue
+            counter += 1
+            _, path, record = chosen[slot]
+            scores = record.scores[column.key.metric]
+            cells[slot] = Cell(
+                mean=scores.mean,
+                mean_interval=scores.intervals.get(MEAN),
+                per_lang=dict(scores.per_lang),
+                intervals={lang: scores.intervals.get(lang) for lang in scores.per_lang},
+                ref=f"r{counter}",
+                run_id=record.run_id,
+                created_at=record.created_at,
+                record_path=path.as_posix(),
+            )
+            old = sorted(losers.get(slot, []), key=lambda pr: (pr[1].created_at, pr[1].run_id, pr[0].as_posix()))
+            superseded.extend(
+                Superseded(run_id=r.run_id, created_at=r.created_at, record_path=p.as_posix(), replaced_by=f"r{counter}")
+                for p, r in old
+            )
+    return Leaderboard(columns=tuple(columns), rows=tuple(rows), cells=cells, superseded=tuple(superseded))
+
+
+def find_records(roots: Sequence[Path]) -> list[tuple[Path, RunRecord]]:
+    """Every run record (*.json, recursively, except interrupted runs' *.manifest.json) under the given folders or files.
+
+    Returns:
+        (path, record) pairs in sorted path order per root.
+
+    Raises:
+        MvlevalError: a root does not exist, or a JSON file under it is not a valid run record (named with its path).
+    """
+    found: list[tuple[Path, RunRecord]] = []
+    for root in roots:
+        if root.is_file():
+            paths = [root]
+        elif root.is_dir():
+            # Hidden files are the atomic writer's temp files; *.manifest.json belong to interrupted runs (runner.py).
+            paths = sorted(p for p in root.rglob("*.json") if not p.name.startswith(".") and not p.name.endswith(".manifest.json"))
+        else:
+            raise MvlevalError("no such file or folder of run records.", fix="pass a folder such as results/runs.", where=root)
+        found.extend((p, read_record(p)) for p in paths)
+    return found
+
+
+# -- writing --------------------------------------------------------------------------------------------------------
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _cell_text(value: float | None, interval: Sequence[float] | None) -> str:
+    text = format_points(value)
+    if value is not None and interval is not None:
+        text += f" {format_interval(interval)}"
+    return text
+
+
+def _best(lb: Leaderboard, column: Column) -> Decimal | None:
+    values = [to_points(c.mean) for r in lb.rows if (c := lb.cell(r, column)) is not None and c.mean is not None]
+    if not values:
+        return None
+    return max(values) if column.higher_is_better else min(values)
+
+
+def heatmap_name(column: Column) -> str:
+    """File name of a column's heatmap, next to leaderboard.md."""
+    return f"heatmap-{column.slug}.png"
+
+
+def render_markdown(lb: Leaderboard) -> str:
+    """The leaderboard as Markdown: overview, column definitions, per-language tables (with heatmaps), record list."""
+    out: list[str] = ["# mvleval leaderboard", ""]
+    out.append(
+        f"{SCALE_NOTE}. Each cell is the headline metric's mean over the column's languages, with the record's 95% "
+        "bootstrap interval where the record has one for the mean, and the reference (rN) of the record it comes from "
+        "(see Records). The best mean per column is in bold. Columns differ in task version, split, example set, "
+        "metric signature or protocol; numbers in different columns are not comparable."
+    )
+    out.append("")
+    header = ["model"] + [_md(c.label) + ("" if c.higher_is_better else " (lower is better)") for c in lb.columns]
+    out.append("| " + " | ".join(header) + " |")
+    out.append("|" + "---|" + "---:|" * len(lb.columns))
+    best = {c.key: _best(lb, c) for c in lb.columns}
+    for row in lb.rows:
+        cells = [_md(row.label)]
+        for column in lb.columns:
+            cell = lb.cell(row, column)
+            if cell is None:
+                cells.append(MISSING)
+                continue
+            text = _cell_text(cell.mean, cell.mean_interval)
+            if cell.mean is not None and to_points(cell.mean) == best[column.key]:
+                text = f"**{text}**"
+            cells.append(f"{text} ({cell.ref})")
+        out.append("| " + " | ".join(cells) + " |")
+    out += ["", "## Columns", ""]
+    out.append("| column | task | version | split | metric | signature | data fingerprint | protocol | languages | examples |")
+    out.append("|---|---|---:|---|---|---|---|---|---|---:|")
+    for c in lb.columns:
+        k = c.key
+        out.append(
+            f"| {_md(c.label)} | {k.task} | {k.version} | {k.split} | {k.metric} | `{_md(k.signature)}` | "
+            f"`{k.data_fingerprint}` | `{k.protocol_hash}` | {' '.join(c.languages)} | {c.n_examples} |"
+        )
+    for column in lb.columns:
+        out += ["", f"## {_md(column.label)}: per language", ""]
+        out += [f"![{_md(column.label)}]({heatmap_name(column)})", ""]
+        out.append("| model | " + " | ".join(column.languages) + " | mean | record |")
+        out.append("|---|" + "---:|" * (len(column.languages) + 1) + "---|")
+        for row in lb.rows:
+            cell = lb.cell(row, column)
+            if cell is None:
+                continue
+            values = [_cell_text(cell.per_lang.get(lang), cell.intervals.get(lang)) for lang in column.languages]
+            values.append(_cell_text(cell.mean, cell.mean_interval))
+            out.append(f"| {_md(row.label)} | " + " | ".join(values) + f" | {cell.ref} |")
+    out += ["", "## Records", ""]
+    out.append("| ref | run id | created at | record |")
+    out.append("|---|---|---|---|")
+    for cell in lb.used_cells():
+        out.append(f"| {cell.ref} | `{_md(cell.run_id)}` | {cell.created_at} | `{_md(cell.record_path)}` |")
+    if lb.superseded:
+        out += ["", "## Superseded records", "", "Older records of the same model and column, replaced by a newer one.", ""]
+        out.append("| run id | created at | record | replaced by |")
+        out.append("|---|---|---|---|")
+        for s in lb.superseded:
+            out.append(f"| `{_md(s.run_id)}` | {s.created_at} | `{_md(s.record_path)}` | {s.replaced_by} |")
+    return "\n".join(out) + "\n"
+
+
+def leaderboard_frame(lb: Leaderboard) -> Any:
+    """The leaderboard as a tidy pandas DataFrame: one row per (model, column, language or 'mean').
+
+    Values, low and high are on the x100 scale rounded to 1 decimal, as in the Markdown.
+    """
+    import pandas as pd
+
+    def num(value: float | None) -> float | None:
+        return None if value is None else float(to_points(value))
+
+    rows: list[dict[str, Any]] = []
+    for column in lb.columns:
+        for row in lb.rows:
+            cell = lb.cell(row, column)
+            if cell is None:
+                continue
+            langs = [*column.languages, MEAN]
+            for lang in langs:
+                if lang == MEAN:
+                    value, interval = cell.mean, cell.mean_interval
+                else:
+                    value, interval = cell.per_lang.get(lang), cell.intervals.get(lang)
+                rows.append(
+                    {
+                        "model": row.key.path,
+                        "adapter": row.key.adapter,
+                        "bits": row.key.bits,
+                        "row": row.label,
+                        "column": column.label,
+                        "task": column.key.task,
+                        "task_version": column.key.version,
+                        "split": column.key.split,
+                        "metric": column.key.metric,
+                        "signature": column.key.signature,
+                        "data_fingerprint": column.key.data_fingerprint,
+                        "protocol_hash": column.key.protocol_hash,
+                        "lang": lang,
+                        "value": num(value),
+                        "low": num(interval[0]) if interval is not None and value is not None else None,
+                        "high": num(interval[1]) if interval is not None and value is not None else None,
+                        "ref": cell.ref,
+                        "run_id": cell.run_id,
+                        "record": cell.record_path,
+                    }
+                )
+    frame = pd.DataFrame(rows)
+    for name in ("value", "low", "high"):
+        frame[name] = frame[name].astype("float64")
+    return frame
+
+
+def _write_heatmap(lb: Leaderboard, column: Column, path: Path) -> None:
+    # The object-oriented API with the Agg canvas: no pyplot, so no global backend switch and no display needed.
+    import numpy as np
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = [r for r in lb.rows if lb.cell(r, column) is not None]
+    data = np.full((len(rows), len(column.languages)), np.nan)
+    for i, row in enumerate(rows):
+        cell = lb.cell(row, column)
+        assert cell is not None
+        for j, lang in enumerate(column.languages):
+            value = cell.per_lang.get(lang)
+            if value is not None:
+                data[i, j] = float(to_points(value))
+    width = 2.5 + 0.6 * len(column.languages) + 0.07 * max(len(r.label) for r in rows)
+    height = 1.2 + 0.45 * len(rows)
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    # missing values (None) are grey and labelled '–'
+    cmap = colormaps["viridis" if column.higher_is_better else "viridis_r"].with_extremes(bad="#dddddd")
+    image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, aspect="auto")
+    ax.set_xticks(range(len(column.languages)), labels=list(column.languages))
+    ax.set_yticks(range(len(rows)), labels=[r.label for r in rows])
+    finite = data[np.isfinite(data)]
+    middle = float(finite.mean()) if finite.size else 0.0
+    for i in range(len(rows)):
+        for j in range(len(column.languages)):
+            value = data[i, j]
+            missing = bool(np.isnan(value))
+            # viridis is dark at its low end: white text there, black elsewhere.
+            dark = not missing and bool(value < middle) == column.higher_is_better
+            ax.text(j, i, MISSING if missing else f"{value:.1f}", ha="center", va="center", fontsize=8,
+                    color="white" if dark else "black")
+    ax.set_title(f"{column.label} (x100)", fontsize=9)
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    # No 'Software' chunk (it names the matplotlib version): the file changes only when the numbers do.
+    fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
+
+
+def write_leaderboard(lb: Leaderboard, out_dir: Path) -> list[Path]:
+    """Write leaderboard.md, leaderboard.csv and one heatmap PNG per column into `out_dir`.
+
+    Returns:
+        The written paths: the Markdown, the CSV, then the heatmaps in column order.
+
+    Raises:
+        MvlevalError: the folder cannot be written.
+    """
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        md_path = out_dir / "leaderboard.md"
+        csv_path = out_dir / "leaderboard.csv"
+        md_path.write_text(render_markdown(lb), encoding="utf-8")
+        leaderboard_frame(lb).to_csv(csv_path, index=False, lineterminator="\n", float_format="%.1f")
+        written = [md_path, csv_path]
+        for column in lb.columns:
+            png = out_dir / heatmap_name(column)
+            _write_heatmap(lb, column, png)
+            written.append(png)
+    except OSError as exc:
+        raise MvlevalError(
+            f"could not write the leaderboard ({exc.strerror or exc}).", fix="choose a writable --out folder.", where=out_dir
+        ) from None
+    return written
+
+
+__all__ = [
+    "Cell",
+    "Column",
+    "ColumnKey",
+    "Leaderboard",
+    "ModelKey",
+    "Row",
+    "Superseded",
+    "build_leaderboard",
+    "find_records",
+    "format_interval",
+    "format_points",
+    "heatmap_name",
+    "leaderboard_frame",
+    "render_markdown",
+    "to_points",
+    "write_leaderboard",
+]
