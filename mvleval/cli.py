@@ -26,6 +26,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect benchmark data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+baseline_app = typer.Typer(help="Manage committed baselines for regression gates.", no_args_is_help=True)
+app.add_typer(baseline_app, name="baseline")
 
 _state: dict[str, Any] = {"verbose": 0}
 
@@ -173,6 +175,10 @@ def run(
     length_penalty: Annotated[Optional[float], typer.Option(help="Override the task's length penalty.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run with the same settings.")] = False,
     allow_pickle: Annotated[bool, typer.Option(help="Allow loading pickle (*.bin) weights; only for checkpoints you trust.")] = False,
+    gate_baseline: Annotated[Optional[Path], typer.Option("--gate", help="After the run, gate it against this baseline record (exit 1 on regression).")] = None,
+    max_drop: Annotated[Optional[list[str]], typer.Option(help="With --gate: allowed drop in points, X or metric=X (repeatable).")] = None,
+    lang_tolerance: Annotated[Optional[list[str]], typer.Option(help="With --gate: per-language tolerance, zh=3 or zh:cider=5.")] = None,
+    paired: Annotated[bool, typer.Option(help="With --gate: also require a significant paired-bootstrap drop.")] = False,
 ) -> None:
     """Evaluate a model on one task; writes a run record (JSON) and a per-sample file (JSONL)."""
     from mvleval.runner import RunOptions, evaluate
@@ -197,11 +203,17 @@ def run(
         resume=resume,
         command=tuple(["mvleval", *sys.argv[1:]]),
     )
+    if gate_baseline is not None:
+        from mvleval.record import read_record
+
+        read_record(gate_baseline)  # a bad baseline path fails before hours of generation, not after
     console = _console()
     with RichProgress(_console(stderr=True)) as progress:
         record, path = evaluate(options, progress=progress)
     print_summary(record, console)
     console.print(f"Run record: {path}")
+    if gate_baseline is not None:
+        _gate(path, gate_baseline, max_drop or [], None, lang_tolerance or [], paired, 0.95, None)
 
 
 @app.command()
@@ -215,6 +227,80 @@ def score(
     console = _console()
     print_summary(updated, console)
     console.print(f"Rescored run record: {path}")
+
+
+@app.command()
+def leaderboard(
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Run records or folders of them (default: results/runs).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for leaderboard.md, leaderboard.csv and the heatmaps.")] = Path("results/leaderboard"),
+) -> None:
+    """Write Markdown and CSV leaderboards (and per-task heatmaps) from run records; only comparable numbers share a column."""
+    from mvleval.leaderboard import build_leaderboard, find_records, write_leaderboard
+
+    records = find_records(paths or [Path("results/runs")])
+    if not records:
+        raise MvlevalError("no run records found.", fix="pass the folder holding the records written by `mvleval run`.",
+                           where=", ".join(str(p) for p in (paths or [Path("results/runs")])))
+    written = write_leaderboard(build_leaderboard(records), out)
+    console = _console()
+    console.print(f"Leaderboard from {len(records)} run record(s):")
+    for path in written:
+        console.print(f"  {path}")
+
+
+def _gate(run_path: Path, baseline_path: Path, max_drop: list[str], metric: list[str] | None, lang_tolerance: list[str],
+          paired: bool, confidence: float, report: Path | None) -> None:
+    from mvleval.gate import gate as run_gate
+    from mvleval.gate import parse_lang_tolerances, parse_max_drop, render_rich, write_summary
+    from mvleval.record import read_record
+
+    result = run_gate(
+        read_record(run_path),
+        read_record(baseline_path),
+        run_dir=run_path.parent,
+        baseline_dir=baseline_path.parent,
+        max_drop=parse_max_drop(max_drop) if max_drop else 1.0,
+        metrics=metric or None,
+        per_lang_tolerance=parse_lang_tolerances(lang_tolerance) if lang_tolerance else None,
+        paired=paired,
+        confidence=confidence,
+    )
+    console = _console()
+    console.print(render_rich(result))
+    for written in write_summary(result, report):
+        console.print(f"Gate report: {written}")
+    console.print("[bold green]PASS[/bold green]" if result.passed else "[bold red]REGRESSION[/bold red]")
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def gate(
+    run_record: Annotated[Path, typer.Argument(metavar="RUN", help="The run record to check.")],
+    baseline: Annotated[Path, typer.Option(help="The baseline record (e.g. results/baselines/xgqa/main.json).")],
+    max_drop: Annotated[Optional[list[str]], typer.Option(help="Allowed drop in points (x100): X for all metrics or metric=X; repeatable. Default 1.")] = None,
+    metric: Annotated[Optional[list[str]], typer.Option(help="Gate only these metrics (repeatable; default: all).")] = None,
+    lang_tolerance: Annotated[Optional[list[str]], typer.Option(help="Per-language tolerance: zh=3 or zh:cider=5 (repeatable).")] = None,
+    paired: Annotated[bool, typer.Option(help="Fail only when a paired bootstrap on per-sample scores says the drop is significant.")] = False,
+    confidence: Annotated[float, typer.Option(help="Confidence level of the paired test.")] = 0.95,
+    report: Annotated[Optional[Path], typer.Option(help="Also write the Markdown report here (and to $GITHUB_STEP_SUMMARY when set).")] = None,
+) -> None:
+    """Compare a run with a baseline: exit 0 on pass, 1 on regression, 2 when the two are not comparable."""
+    _gate(run_record, baseline, max_drop or [], metric, lang_tolerance or [], paired, confidence, report)
+
+
+@baseline_app.command("bless")
+def baseline_bless(
+    run_record: Annotated[Path, typer.Argument(metavar="RUN", help="The run record to make the baseline.")],
+    note: Annotated[str, typer.Option(help="Why this run is the new baseline (kept next to it).")],
+    name: Annotated[str, typer.Option(help="Baseline name.")] = "main",
+    baselines_dir: Annotated[Path, typer.Option("--dir", help="Root of the committed baselines.")] = Path("results/baselines"),
+) -> None:
+    """Copy a run record (and its per-sample file) into results/baselines/<task>/<name>.json with a note."""
+    from mvleval.baseline import bless
+
+    path = bless(run_record, baselines_dir, note=note, name=name)
+    _console().print(f"Baseline: {path}")
 
 
 @app.command()
