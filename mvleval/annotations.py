@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -83,6 +84,11 @@ def read_json(path: Path, *, what: str = "annotation file", fix: str = "check --
         ) from None
 
 
+@functools.lru_cache(maxsize=64)
+def _resolved(root: Path) -> Path:
+    return root.resolve()
+
+
 def safe_image_path(image_root: Path, relative: str, *, where: str) -> Path:
     """Join an annotation's image path onto the image root, refusing paths that escape it.
 
@@ -97,7 +103,7 @@ def safe_image_path(image_root: Path, relative: str, *, where: str) -> Path:
             where=where,
         )
     candidate = image_root / rel
-    root_resolved = image_root.resolve()
+    root_resolved = _resolved(image_root)
     resolved = candidate.resolve()
     if resolved != root_resolved and root_resolved not in resolved.parents:
         raise MvlevalError(

@@ -335,7 +335,7 @@ def data_check(
 
     root = _data_root(data_root)
     report = check_data(load_task(task), root, image_root or root / "images", languages=lang, split=split)
-    _console().print(render_report(report))
+    _console().print(render_report(report), markup=False, highlight=False)
     if not report.ok:
         raise typer.Exit(1)
 

@@ -1,0 +1,222 @@
+"""Check that a task's annotation and image files are all present and valid: check_data(...) -> DataReport (pure).
+
+`mvleval data check --task NAME` prints `render_report(check_data(...))`. Every language is checked even when an
+earlier one fails, so one run lists every problem: a missing or malformed annotation file (the MvlevalError message,
+naming file:line), an image path that escapes the image root (refused by `safe_image_path` while reading, reported
+the same way), duplicate example ids, and image files that do not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mvleval.errors import MvlevalError
+from mvleval.task import Task
+
+#: how many missing image paths a report keeps per language (the count is always complete)
+MAX_MISSING_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class LanguageReport:
+    """What was found for one language of one split.
+
+    Attributes:
+        lang: the dataset's language code.
+        annotation_file: the file the task reads for this language and split.
+        annotation_found: whether that file exists (False: the benchmark, or this language of it, is not downloaded).
+        n_examples: examples read (0 when the file could not be read).
+        n_images_referenced: distinct image files the examples reference.
+        n_missing_images: how many of those are not files under the image root.
+        missing_images: the first few missing image paths, in file order.
+        error: why the annotation file could not be used (MvlevalError message with file:line), or None.
+    """
+
+    lang: str
+    annotation_file: Path
+    annotation_found: bool = True
+    n_examples: int = 0
+    n_images_referenced: int = 0
+    n_missing_images: int = 0
+    missing_images: tuple[Path, ...] = ()
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.n_missing_images == 0 and self.n_examples > 0
+
+
+@dataclass(frozen=True)
+class DataReport:
+    """The result of checking one task's data for one split over some of its languages."""
+
+    task: str
+    task_version: int
+    split: str
+    data_root: Path
+    image_root: Path
+    source_url: str
+    languages: tuple[LanguageReport, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        """True when every checked language has readable annotations and all of its images."""
+        return bool(self.languages) and all(r.ok for r in self.languages)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (paths as strings, `ok` included)."""
+        return {
+            "task": self.task,
+            "task_version": self.task_version,
+            "split": self.split,
+            "data_root": str(self.data_root),
+            "image_root": str(self.image_root),
+            "source_url": self.source_url,
+            "ok": self.ok,
+            "languages": [
+                {
+                    "lang": r.lang,
+                    "annotation_file": str(r.annotation_file),
+                    "annotation_found": r.annotation_found,
+                    "n_examples": r.n_examples,
+                    "n_images_referenced": r.n_images_referenced,
+                    "n_missing_images": r.n_missing_images,
+                    "missing_images": [str(p) for p in r.missing_images],
+                    "error": r.error,
+                    "ok": r.ok,
+                }
+                for r in self.languages
+            ],
+        }
+
+
+def check_data(
+    task: Task,
+    data_root: Path,
+    image_root: Path,
+    languages: Sequence[str] | None = None,
+    split: str | None = None,
+) -> DataReport:
+    """Read every requested language's annotations and check that each referenced image exists.
+
+    Args:
+        task: the task whose files to check.
+        data_root: folder holding the benchmarks' annotation files.
+        image_root: folder holding the images.
+        languages: language codes to check (default: all of the task's).
+        split: the split to check (default: the task's default split).
+
+    Returns:
+        A DataReport with one LanguageReport per language, in the order given.
+
+    Raises:
+        MvlevalError: an unknown language or split (a wrong request, not a data problem).
+    """
+    split = split or task.default_split
+    task.check_split(split)
+    langs = tuple(languages) if languages else task.languages
+    for lang in langs:
+        task.check_language(lang)
+    return DataReport(
+        task=task.name,
+        task_version=task.version,
+        split=split,
+        data_root=data_root,
+        image_root=image_root,
+        source_url=task.source_url,
+        languages=tuple(_check_language(task, data_root, image_root, lang, split) for lang in dict.fromkeys(langs)),
+    )
+
+
+def _check_language(task: Task, data_root: Path, image_root: Path, lang: str, split: str) -> LanguageReport:
+    annotation_file = task.annotation_path(data_root, lang, split)
+    try:
+        examples = task.examples(data_root, image_root, lang, split)
+    except MvlevalError as exc:
+        return LanguageReport(
+            lang=lang, annotation_file=annotation_file, annotation_found=annotation_file.is_file(), error=exc.render()
+        )
+    seen: dict[str, str] = {}
+    for ex in examples:
+        if ex.id in seen:
+            return LanguageReport(
+                lang=lang,
+                annotation_file=annotation_file,
+                n_examples=len(examples),
+                error=f"{ex.source}: example id {ex.id!r} already used at {seen[ex.id]}; ids must be unique per language.",
+            )
+        seen[ex.id] = ex.source
+    # Each image is checked once although many examples may share it (xGQA: ~32 questions per image).
+    images = list(dict.fromkeys(p for ex in examples for p in ex.images))
+    missing = [p for p in images if not p.is_file()]
+    return LanguageReport(
+        lang=lang,
+        annotation_file=annotation_file,
+        n_examples=len(examples),
+        n_images_referenced=len(images),
+        n_missing_images=len(missing),
+        missing_images=tuple(missing[:MAX_MISSING_SHOWN]),
+    )
+
+
+def _status(r: LanguageReport) -> str:
+    if r.ok:
+        return "ok"
+    if not r.annotation_found:
+        return "no annotation file"
+    if r.error:
+        return "bad annotations"
+    return "missing images" if r.n_missing_images else "no examples"
+
+
+def render_report(report: DataReport) -> str:
+    """A plain-text table of the report, one row per language, followed by the problems found.
+
+    Plain text: print it with console markup off (rich: `console.print(text, markup=False, highlight=False)`),
+    since file paths may contain square brackets that rich would read as markup.
+    """
+    header = ("lang", "examples", "images", "missing", "status")
+    rows = [
+        (
+            r.lang,
+            str(r.n_examples),
+            str(r.n_images_referenced),
+            str(r.n_missing_images),
+            _status(r),
+        )
+        for r in report.languages
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        # text columns left-aligned, counts right-aligned
+        padded = (c.ljust(w) if i in (0, len(cells) - 1) else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(padded).rstrip()
+
+    out = [
+        f"{report.task} v{report.task_version}, split {report.split}",
+        f"data root:  {report.data_root}",
+        f"image root: {report.image_root}",
+        "",
+        line(header),
+        line(["-" * w for w in widths]),
+        *(line(r) for r in rows),
+    ]
+    problems: list[str] = []
+    for r in report.languages:
+        if r.error:
+            problems.append(f"{r.lang}: {r.error}")
+        if r.n_missing_images:
+            more = r.n_missing_images - len(r.missing_images)
+            shown = ", ".join(str(p) for p in r.missing_images)
+            tail = f" and {more} more" if more > 0 else ""
+            problems.append(f"{r.lang}: {r.n_missing_images} missing image(s): {shown}{tail}")
+    if problems:
+        hint = f"Download the benchmark from {report.source_url}; tasks/README.md shows the layout."
+        out += ["", "Problems:", *problems, "", hint]
+    else:
+        out += ["", "All annotation and image files are present."]
+    return "\n".join(out)

@@ -1,0 +1,159 @@
+"""check_data / render_report: counts per language, missing files, bad annotations, escapes; all reported at once.
+
+Uses the native-format fixtures in tests/data/tasks (see test_task_contract.py); expected counts were read off those
+files by hand (XVNLI en test: 5 lines, one with gold_label "-", 4 pairs over 2 images; MaRVL zh test: 2 statements
+over 4 images; xFlickrCo de test: 3 images).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mvleval.datacheck import MAX_MISSING_SHOWN, DataReport, check_data, render_report
+from mvleval.errors import MvlevalError
+from mvleval.task import load_task
+
+FIXTURES = Path(__file__).resolve().parent / "data" / "tasks"
+
+
+def _touch(root: Path, *relatives: str) -> None:
+    for rel in relatives:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).touch()
+
+
+def _copy_fixtures(tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURES, data)
+    return data
+
+
+def test_complete_data_is_ok(tmp_path: Path) -> None:
+    _touch(tmp_path, "flickr30k/759822302.jpg", "flickr30k/2245916742.jpg")
+    report = check_data(load_task("xvnli"), FIXTURES, tmp_path, languages=["en"])
+    assert report.ok and report.split == "test" and report.task == "xvnli"
+    (en,) = report.languages
+    # 4 usable pairs (the "-" line is dropped), 2 distinct images (3 pairs share 759822302)
+    assert (en.n_examples, en.n_images_referenced, en.n_missing_images, en.error) == (4, 2, 0, None)
+    assert en.annotation_file == FIXTURES / "iglue/datasets/XVNLI/annotations/en/test.jsonl"
+    assert report.source_url == load_task("xvnli").source_url
+    text = render_report(report)
+    assert "All annotation and image files are present." in text and "Problems" not in text
+
+
+def test_missing_images_are_counted_and_the_first_few_listed(tmp_path: Path) -> None:
+    _touch(tmp_path, "marvl/zh/images/82-铅笔/82-6.jpg")
+    report = check_data(load_task("marvl"), FIXTURES, tmp_path, languages=["zh"])
+    (zh,) = report.languages
+    assert (zh.n_examples, zh.n_images_referenced, zh.n_missing_images) == (2, 4, 3)
+    assert [p.name for p in zh.missing_images] == ["82-1.jpg", "82-10.jpg", "82-12.jpg"]
+    assert not zh.ok and not report.ok
+    assert "3 missing image(s)" in render_report(report)
+
+
+def test_only_the_first_missing_paths_are_kept(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    path = load_task("xvnli").annotation_path(data, "fr", "test")
+    path.parent.mkdir(parents=True)
+    rows = [
+        {"gold_label": "neutral", "sentence2": f"Phrase {i}.", "pairID": f"p{i}", "Flikr30kID": str(1000 + i)}
+        for i in range(8)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (fr,) = check_data(load_task("xvnli"), data, tmp_path / "images", languages=["fr"]).languages
+    assert fr.n_missing_images == 8 and len(fr.missing_images) == MAX_MISSING_SHOWN == 5
+    assert [p.name for p in fr.missing_images] == [f"{1000 + i}.jpg" for i in range(5)]
+    assert "and 3 more" in render_report(check_data(load_task("xvnli"), data, tmp_path / "images", languages=["fr"]))
+
+
+def test_every_language_is_checked_even_after_a_failure(tmp_path: Path) -> None:
+    _touch(tmp_path, "flickr30k/759822302.jpg", "flickr30k/2245916742.jpg")
+    report = check_data(load_task("xvnli"), FIXTURES, tmp_path)  # fixtures hold only en (test) and ar (train_1)
+    by_lang = {r.lang: r for r in report.languages}
+    assert list(by_lang) == ["ar", "en", "es", "fr", "ru"]
+    assert by_lang["en"].ok
+    for lang in ("ar", "es", "fr", "ru"):
+        assert by_lang[lang].n_examples == 0 and "not found" in (by_lang[lang].error or "")
+        assert str(by_lang[lang].annotation_file) in (by_lang[lang].error or "")
+        assert not by_lang[lang].annotation_found
+    assert not report.ok
+    text = render_report(report)
+    assert text.count("not found") == 4 and text.count("no annotation file") == 4 and "github.com/e-bug/iglue" in text
+
+
+def test_a_bad_line_is_reported_with_file_and_line(tmp_path: Path) -> None:
+    data = _copy_fixtures(tmp_path)
+    path = load_task("xflickrco").annotation_path(data, "de", "test")
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write('{"sentences": ["abgeschnitten"\n')
+    (de,) = check_data(load_task("xflickrco"), data, tmp_path / "images", languages=["de"]).languages
+    assert de.error is not None and f"{path}:4" in de.error and "not valid JSON" in de.error
+    assert de.n_examples == 0 and not de.ok and de.annotation_found
+    assert "bad annotations" in render_report(check_data(load_task("xflickrco"), data, tmp_path / "images", languages=["de"]))
+
+
+@pytest.mark.parametrize("value", ["../../etc/passwd", "/etc/passwd", "link.jpg"])
+def test_escaping_image_paths_are_reported_with_file_and_line(tmp_path: Path, value: str) -> None:
+    data = _copy_fixtures(tmp_path)
+    images = tmp_path / "images"
+    outside = tmp_path / "outside.jpg"
+    outside.touch()
+    (images / "flickr30k").mkdir(parents=True)
+    os.symlink(outside, images / "flickr30k" / "link.jpg")
+    path = load_task("xflickrco").annotation_path(data, "de", "test")
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"sentences": ["x"], "id": "evil", "img_path": value}) + "\n")
+    (de,) = check_data(load_task("xflickrco"), data, images, languages=["de"]).languages
+    assert de.error is not None and f"{path}:4" in de.error
+    assert "image root" in de.error
+
+
+def test_duplicate_ids_are_reported(tmp_path: Path) -> None:
+    data = _copy_fixtures(tmp_path)
+    path = load_task("xflickrco").annotation_path(data, "de", "test")
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(first + "\n")
+    (de,) = check_data(load_task("xflickrco"), data, tmp_path, languages=["de"]).languages
+    assert de.error is not None and "'1007129816' already used" in de.error
+    assert f"{path}:4" in de.error and f"{path}:1" in de.error
+
+
+def test_requested_split_and_languages_are_used(tmp_path: Path) -> None:
+    _touch(tmp_path, "flickr30k/2487069642.jpg")
+    report = check_data(load_task("xvnli"), FIXTURES, tmp_path, languages=["ar", "ar"], split="train_1")
+    assert report.split == "train_1" and [r.lang for r in report.languages] == ["ar"]
+    assert report.ok and report.languages[0].n_examples == 3
+
+
+def test_wrong_requests_raise() -> None:
+    task = load_task("marvl")
+    with pytest.raises(MvlevalError, match="no language 'xx'"):
+        check_data(task, FIXTURES, FIXTURES, languages=["xx"])
+    with pytest.raises(MvlevalError, match="no split 'dev'"):
+        check_data(task, FIXTURES, FIXTURES, split="dev")
+
+
+def test_report_is_a_frozen_json_ready_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = check_data(load_task("xm3600"), FIXTURES, tmp_path, languages=["de", "zh"])
+    assert isinstance(report, DataReport)
+    with pytest.raises(AttributeError):
+        report.split = "x"  # type: ignore[misc]
+    as_dict = json.loads(json.dumps(report.to_dict()))
+    assert as_dict["ok"] is False and [r["n_missing_images"] for r in as_dict["languages"]] == [3, 3]
+    assert [r["n_examples"] for r in as_dict["languages"]] == [3, 3]
+    render_report(report)
+    assert capsys.readouterr() == ("", ""), "check_data and render_report must not print"
+
+
+def test_render_report_lists_one_row_per_language(tmp_path: Path) -> None:
+    _touch(tmp_path, *(f"xm3600/{k}.jpg" for k in ("d89a4889331ce042", "74f94963ee1e135d", "eb4cdfd93268c52c")))
+    text = render_report(check_data(load_task("xm3600"), FIXTURES, tmp_path, languages=["de", "uk"]))
+    rows = [line.split() for line in text.splitlines() if line.split()[:1] in (["de"], ["uk"])]
+    assert rows == [["de", "3", "3", "0", "ok"], ["uk", "3", "3", "0", "ok"]]
+    assert text.splitlines()[0] == "xm3600 v1, split test"
