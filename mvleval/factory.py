@@ -12,9 +12,12 @@ import io
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from mvleval.errors import MvlevalError
+
+if TYPE_CHECKING:
+    from transformers import Blip2ForConditionalGeneration, T5Tokenizer, TokenizersBackend
 
 logger = logging.getLogger("mvleval.factory")
 
@@ -130,18 +133,20 @@ def _lexicon_sentences() -> list[str]:
         for colour in colours:
             for shape in shapes:
                 sentences.append(f"{colour} {shape}")
-        # answers are repeated so the tokenizer keeps each one as a single piece (or very few)
-        sentences.extend(" ".join(answers) for _ in range(20))
-        sentences.extend(answers * 10)
+        # every word also stands alone, repeated, so the tokenizer keeps it as one piece (or very few):
+        # a short answer such as "yes" or "two" should cost one or two decoding steps, as in a real vocabulary
+        for group in (answers, numbers, colours, shapes):
+            sentences.extend(list(group) * 10)
+        sentences.extend(" ".join(answers) for _ in range(10))
     return sentences
 
 
 #: The tokenizer-training corpus: prompts, captions and answers in 12 languages. A demo may extend it
 #: (``build_tiny_checkpoint(..., corpus=TOKENIZER_CORPUS + extra)``); the order of sentences is part of the recipe.
-TOKENIZER_CORPUS: tuple[str, ...] = tuple(list(PROMPT_TEXTS) * 4 + _lexicon_sentences())
+TOKENIZER_CORPUS: tuple[str, ...] = tuple(list(PROMPT_TEXTS) * 10 + _lexicon_sentences())
 
-#: Special tokens as in the published checkpoints: mT5 (pad 0, eos 1, unk 2, no bos) and BLOOM (unk 0, bos 1, eos 2, pad 3).
-_MT5_SPECIALS = ("<pad>", "</s>", "<unk>")
+#: BLOOM's special tokens in its order (unk 0, bos 1, eos 2, pad 3); mT5's (pad 0, eos 1, unk 2, no bos) are set
+#: through sentencepiece's ids below.
 _BLOOM_SPECIALS = ("<unk>", "<s>", "</s>", "<pad>")
 
 #: BLIP-2's image normalisation (OpenAI CLIP statistics), as in Salesforce/blip2-* and mBLIP's preprocessor_config.json.
@@ -149,7 +154,7 @@ _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def _train_mt5_tokenizer(corpus: Sequence[str], vocab_size: int):  # -> transformers.T5Tokenizer
+def _train_mt5_tokenizer(corpus: Sequence[str], vocab_size: int) -> T5Tokenizer:
     """A sentencepiece unigram model (single-threaded: deterministic) loaded into mT5's tokenizer class."""
     import sentencepiece as spm
     from sentencepiece import sentencepiece_model_pb2
@@ -183,7 +188,7 @@ def _train_mt5_tokenizer(corpus: Sequence[str], vocab_size: int):  # -> transfor
     )
 
 
-def _train_bloom_tokenizer(corpus: Sequence[str], vocab_size: int):  # -> transformers.TokenizersBackend
+def _train_bloom_tokenizer(corpus: Sequence[str], vocab_size: int) -> TokenizersBackend:
     """A byte-level BPE like BLOOM's (no BOS/EOS added when encoding), trained deterministically."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import TokenizersBackend
@@ -209,6 +214,28 @@ def _train_bloom_tokenizer(corpus: Sequence[str], vocab_size: int):  # -> transf
     )
 
 
+def _reinitialise_variance_preserving(model: Blip2ForConditionalGeneration) -> None:
+    """Re-draw weights so an untrained tiny model's output depends on its image and prompt.
+
+    With transformers' default initialisation (std 0.02, zero query tokens) a tiny random BLIP-2 generates the same
+    tokens whatever the image: the projected image embeddings are ~10x smaller than the token embeddings and the
+    identical zero queries read the same thing. Tests that compare predictions (batched vs single, cached vs not,
+    image A vs image B) need a model whose answers change with the input, so every Linear gets std 1/sqrt(fan_in)
+    (activations keep their scale through the layers), embeddings and query tokens std 1.
+    """
+    import torch
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.normal_(mean=0.0, std=module.in_features**-0.5)
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, torch.nn.Embedding):
+                module.weight.normal_(mean=0.0, std=1.0)
+        model.query_tokens.normal_(mean=0.0, std=1.0)
+
+
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
@@ -230,9 +257,9 @@ def build_tiny_checkpoint(
     text_layers: int | None = None,
     num_heads: int = 4,
     mlp_ratio: int = 4,
-    tokenizer_vocab_size: int = 800,
+    tokenizer_vocab_size: int = 1200,
     corpus: Sequence[str] = TOKENIZER_CORPUS,
-    save_num_query_tokens: bool = True,
+    legacy_layout: bool = False,
 ) -> Path:
     """Build and save a small random mBLIP-shaped checkpoint; the same arguments give byte-identical weights.
 
@@ -254,8 +281,9 @@ def build_tiny_checkpoint(
         mlp_ratio: feed-forward width as a multiple of the hidden width.
         tokenizer_vocab_size: target vocabulary size of the trained tokenizer (sentencepiece may stop earlier).
         corpus: tokenizer training sentences; extend TOKENIZER_CORPUS rather than replacing it.
-        save_num_query_tokens: False writes the processor without num_query_tokens, like the published mBLIP
-            checkpoints (the backend then sets it from the model config).
+        legacy_layout: save like the published mBLIP checkpoints: tokenizer files and preprocessor_config.json
+            but no processor_config.json, no ``<image>`` token in the tokenizer, no num_query_tokens and no
+            image_token_index in config.json (the backend completes them from the model config).
 
     Returns:
         `out_dir`.
@@ -298,6 +326,10 @@ def build_tiny_checkpoint(
         image_mean=_CLIP_MEAN,
         image_std=_CLIP_STD,
     )
+    if legacy_layout:
+        # saved before Blip2Processor adds its <image> token to the tokenizer, as the published checkpoints were
+        tokenizer.save_pretrained(out_dir)
+        image_processor.save_pretrained(out_dir)
     processor = Blip2Processor(image_processor, tokenizer, num_query_tokens=num_query_tokens)
     image_token_index = tokenizer.convert_tokens_to_ids(processor.image_token.content)
     # real checkpoints pad the embedding matrix past the tokenizer (mt0: 250112 rows for 250100 pieces)
@@ -333,6 +365,9 @@ def build_tiny_checkpoint(
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
+            # BLOOM ties lm_head to the embeddings, but a random tied model just repeats its last prompt token
+            # whatever the image; untied, the tiny model's answers depend on image and prompt (tests need that)
+            tie_word_embeddings=False,
         )
     config = Blip2Config(
         vision_config={
@@ -354,19 +389,15 @@ def build_tiny_checkpoint(
         },
         text_config=text_config.to_dict(),
         num_query_tokens=num_query_tokens,
-        image_token_index=image_token_index,
+        image_token_index=None if legacy_layout else image_token_index,
     )
     with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG state untouched
         torch.manual_seed(seed)
         model = Blip2ForConditionalGeneration(config)
-        # BLIP-2 initialises the queries to zeros, which makes every query identical in an untrained model;
-        # distinct queries make the tiny model's image prefix carry per-position information, as a trained one does.
-        with torch.no_grad():
-            model.query_tokens.normal_(mean=0.0, std=1.0)
+        _reinitialise_variance_preserving(model)
     model.eval()
     model.save_pretrained(out_dir)  # safetensors
-    if not save_num_query_tokens:
-        processor.num_query_tokens = None
-    processor.save_pretrained(out_dir)
+    if not legacy_layout:
+        processor.save_pretrained(out_dir)
     logger.info("built tiny %s checkpoint (seed %d, vocab %d) in %s", kind, seed, vocab_size, out_dir)
     return out_dir

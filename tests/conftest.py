@@ -32,3 +32,19 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
     except ImportError:
         pass
+
+
+@pytest.fixture(scope="session")
+def tiny_mt5_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny mBLIP-shaped checkpoint with an mT5 LLM (like mblip-mt0-xl), built once per test session."""
+    from mvleval.factory import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny_mt5"), "mt5", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_bloom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny mBLIP-shaped checkpoint with a BLOOM LLM (like mblip-bloomz-7b), built once per test session."""
+    from mvleval.factory import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny_bloom"), "bloom", seed=0)

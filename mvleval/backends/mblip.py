@@ -1,0 +1,800 @@
+"""The BLIP-2/mBLIP backend: loads a checkpoint (mT5 or BLOOM LLM, 4/8/16/32-bit, optional LoRA) and generates answers.
+
+Images are encoded once each (ViT -> Q-Former -> language projection) and kept in a bounded LRU cache keyed by
+path; the language model's input is built here as ``[image query embeddings ; prompt token embeddings]``, which is
+what ``Blip2ForConditionalGeneration.generate`` computes for one image (tests prove the generated ids are equal) and
+also gives MaRVL's two-image input the way mBLIP does it (each image through ViT + Q-Former separately, the two
+query outputs concatenated before the prompt).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mvleval.backends.base import BackendOptions, GenerationRequest
+from mvleval.errors import MissingDependencyError, MvlevalError
+from mvleval.images import load_image
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import Blip2Config, Blip2ForConditionalGeneration, Blip2Processor
+
+    from mvleval.record import ModelInfo
+    from mvleval.task import GenerationSettings
+
+logger = logging.getLogger("mvleval.backends.mblip")
+
+#: Modules kept in full precision when quantising. Passing llm_int8_skip_modules replaces transformers' default list,
+#: so lm_head must be named too (NOTES.md); QLoRA needs language_projection unquantised; the ViT and Q-Former are small.
+QUANT_SKIP_MODULES = ("lm_head", "language_projection", "vision_model", "qformer")
+
+#: File name of the trained BLIP-2 parts (Q-Former, query_tokens, language_projection) inside an adapter folder.
+BLIP_PARTS_FILE = "blip_parts.safetensors"
+
+#: Top-level parameters/modules of Blip2ForConditionalGeneration that blip_parts.safetensors may replace.
+_BLIP_PART_PREFIXES = ("qformer.", "query_tokens", "language_projection.")
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+_TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "sentencepiece.bpe.model", "vocab.json", "tokenizer.model")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+#: Texts used at load time to prove the backend tokenises prompts exactly as the checkpoint's processor does
+#: (an mBLIP prompt with quotes, a non-Latin one, and the empty prompt).
+_PROBE_PROMPTS = ('Question: Is the circle "red"? Short answer in English:', "Caption in Thai: สีแดง 红色 ", "")
+_IMAGE_ENCODE_CHUNK = 32  # images pushed through the ViT at once when filling the cache
+
+
+@dataclass(frozen=True)
+class LlmInputs:
+    """The language model input of one batch, built from cached image embeddings and the prompt tokens.
+
+    Attributes:
+        inputs_embeds: (batch, length, hidden): [image query embeddings ; prompt embeddings], padded.
+        attention_mask: (batch, length), 0 on padding.
+        input_ids: (batch, length): the token ids the embeddings stand for, with the image token id at image
+            positions (as Blip2Processor builds them); passed to decoder-only generate so logits processors see them.
+        image_positions: (batch,) number of image positions in each row.
+    """
+
+    inputs_embeds: torch.Tensor
+    attention_mask: torch.Tensor
+    input_ids: torch.Tensor
+    image_positions: torch.Tensor
+
+
+# -- loading helpers -----------------------------------------------------------------------------------------------
+def resolve_model_dir(model: str) -> Path:
+    """Turn a local folder or a hub id (already in the local Hugging Face cache) into a folder; never downloads.
+
+    Raises:
+        MvlevalError: the folder does not exist, or the hub id is not downloaded.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise MvlevalError(
+            "--model must be a checkpoint folder (config.json, *.safetensors, tokenizer and processor files), not a file.",
+            fix="pass the folder that holds the file.",
+            where=path,
+        )
+    if _HUB_ID.match(model) and not model.startswith((".", "~")):
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(repo_id=model, local_files_only=True))
+        except Exception:  # noqa: BLE001 -- any cache miss means the same thing to the user: download it first
+            pass
+        raise MvlevalError(
+            f"model '{model}' is neither a local folder nor in the local Hugging Face cache (mvleval never downloads "
+            "weights during a run).",
+            fix=f"download it first, e.g. `huggingface-cli download {model} --local-dir DIR`, then pass --model DIR.",
+        )
+    raise MvlevalError(
+        "model folder not found.", fix="pass a local BLIP-2/mBLIP checkpoint folder or a hub id such as "
+        "Gregor/mblip-mt0-xl that you downloaded.", where=path
+    )
+
+
+def weight_files(model_dir: Path) -> tuple[list[Path], list[Path]]:
+    """The (safetensors, pickle) weight files of a checkpoint folder, sorted by name."""
+    files = sorted(p for p in model_dir.iterdir() if p.is_file())
+    safe = [p for p in files if p.name.endswith(".safetensors") and p.name != BLIP_PARTS_FILE]
+    pickled = [p for p in files if p.suffix in _PICKLE_SUFFIXES and p.name != "training_args.bin"]
+    return safe, pickled
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MvlevalError(f"cannot read this JSON file ({exc}).", fix="restore the checkpoint's file.", where=path) from None
+    if not isinstance(data, dict):
+        raise MvlevalError("expected a JSON object.", fix="restore the checkpoint's file.", where=path)
+    return data
+
+
+def check_checkpoint_dir(model_dir: Path, allow_pickle: bool) -> dict[str, Any]:
+    """Check that a folder holds a BLIP-2 checkpoint with its processor; return its config.json.
+
+    Raises:
+        MvlevalError: one message naming the first problem found and how to fix it.
+    """
+    fix_layout = (
+        "pass a folder laid out like Gregor/mblip-mt0-xl: config.json (model_type 'blip-2'), *.safetensors weights, "
+        "tokenizer files and preprocessor_config.json/processor_config.json."
+    )
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        raise MvlevalError("not a Hugging Face checkpoint folder: config.json is missing.", fix=fix_layout, where=model_dir)
+    config = _read_json(config_path)
+    model_type = config.get("model_type")
+    if model_type != "blip-2":
+        raise MvlevalError(
+            f"config.json has model_type {model_type!r}, but mvleval's mBLIP backend needs a BLIP-2 model ('blip-2').",
+            fix=fix_layout,
+            where=config_path,
+        )
+    safe, pickled = weight_files(model_dir)
+    if not safe:
+        if pickled and not allow_pickle:
+            raise MvlevalError(
+                f"the checkpoint has only pickle weights ({', '.join(p.name for p in pickled[:3])}); loading pickle "
+                "files can run arbitrary code, so mvleval refuses them by default.",
+                fix="convert the weights to safetensors, or pass --allow-pickle if you trust the files.",
+                where=model_dir,
+            )
+        if not pickled:
+            raise MvlevalError("the checkpoint has no weight files (*.safetensors).", fix=fix_layout, where=model_dir)
+    if not any((model_dir / name).is_file() for name in _TOKENIZER_FILES):
+        raise MvlevalError(
+            f"the checkpoint has no tokenizer (none of {', '.join(_TOKENIZER_FILES)}).", fix=fix_layout, where=model_dir
+        )
+    if not any((model_dir / name).is_file() for name in ("preprocessor_config.json", "processor_config.json")):
+        raise MvlevalError(
+            "the checkpoint has no image processor (preprocessor_config.json or processor_config.json).",
+            fix=fix_layout,
+            where=model_dir,
+        )
+    return config
+
+
+def fingerprint_files(paths: Sequence[Path]) -> str:
+    """sha256 over file names and sizes: cheap, and changes whenever a weight file is replaced by a different one."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(f"{path.name}\0{path.stat().st_size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def disable_cpu_bf16_repack(model: torch.nn.Module) -> int:
+    """Apply the bitsandbytes CPU workaround (NOTES.md) to every 4-bit Linear; return how many were changed.
+
+    With AVX512-BF16, the first eval-mode forward repacks 4-bit weights (a later save is then lossy) and
+    in_features not divisible by 64 crash; turning the bf16 path off fixes both.
+    """
+    import bitsandbytes as bnb
+
+    count = 0
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+            count += 1
+    return count
+
+
+def _adapter_targets_full_model(keys: Sequence[str]) -> bool:
+    """Whether a peft adapter was made on the whole Blip2ForConditionalGeneration (vs on its language model)."""
+    top = {"language_model", "vision_model", "qformer", "language_projection", "query_tokens"}
+    for key in keys:
+        rest = key.removeprefix("base_model.model.")
+        if rest.split(".", 1)[0] in top:
+            return True
+    return False
+
+
+_ADAPTER_FIX = "pass a LoRA adapter folder as peft's save_pretrained writes it (mvleval's fine-tuning does)."
+
+
+def check_adapter_dir(adapter_dir: Path) -> None:
+    """Check that a folder holds a peft LoRA adapter (adapter_config.json + adapter_model.safetensors).
+
+    Raises:
+        MvlevalError: the folder is missing or is not a LoRA adapter.
+    """
+    config_path = adapter_dir / "adapter_config.json"
+    if not adapter_dir.is_dir():
+        raise MvlevalError("adapter folder not found.", fix=_ADAPTER_FIX, where=adapter_dir)
+    if not config_path.is_file() or not (adapter_dir / "adapter_model.safetensors").is_file():
+        raise MvlevalError(
+            "not a peft adapter folder: adapter_config.json and adapter_model.safetensors are required.",
+            fix=_ADAPTER_FIX,
+            where=adapter_dir,
+        )
+    peft_type = _read_json(config_path).get("peft_type")
+    if peft_type != "LORA":
+        raise MvlevalError(f"adapter has peft_type {peft_type!r}; only LoRA adapters are supported.", fix=_ADAPTER_FIX, where=config_path)
+
+
+def apply_adapter(model: Blip2ForConditionalGeneration, adapter_dir: Path) -> Any:
+    """Apply a peft LoRA adapter folder (and its blip_parts.safetensors, if present) to a loaded model, in place.
+
+    The LoRA weights are injected into ``model.language_model`` (or into ``model`` when the adapter was made on
+    the whole BLIP-2 model, i.e. its keys start with ``language_model.``). ``blip_parts.safetensors`` holds the
+    trained Q-Former, query_tokens and language_projection under their Blip2ForConditionalGeneration names.
+
+    Args:
+        model: a loaded Blip2ForConditionalGeneration (any precision).
+        adapter_dir: folder with adapter_config.json and adapter_model.safetensors, as `PeftModel.save_pretrained`
+            writes it.
+
+    Returns:
+        The PeftModel wrapping ``model.language_model`` (or ``model``); its ``merge_and_unload()`` merges in place.
+
+    Raises:
+        MvlevalError: the folder is missing, not a LoRA adapter, or does not fit the model.
+    """
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    try:
+        from peft import PeftModel, get_peft_model_state_dict
+    except ImportError:
+        raise MissingDependencyError("peft", "applying a LoRA adapter (--adapter)") from None
+
+    adapter_dir = Path(adapter_dir)
+    check_adapter_dir(adapter_dir)
+    weights_path = adapter_dir / "adapter_model.safetensors"
+    fix = _ADAPTER_FIX
+
+    # -- trained BLIP-2 parts first, while the module names are still the plain Blip2ForConditionalGeneration ones --
+    parts_path = adapter_dir / BLIP_PARTS_FILE
+    if parts_path.is_file():
+        parts = load_file(str(parts_path))
+        own = model.state_dict()
+        for name, tensor in parts.items():
+            if not name.startswith(_BLIP_PART_PREFIXES):
+                raise MvlevalError(
+                    f"{BLIP_PARTS_FILE} holds '{name}', which is not part of the Q-Former, query_tokens or "
+                    "language_projection (the language model is changed only through LoRA).",
+                    fix=fix,
+                    where=parts_path,
+                )
+            if name not in own or tuple(own[name].shape) != tuple(tensor.shape):
+                shape = tuple(own[name].shape) if name in own else None
+                raise MvlevalError(
+                    f"{BLIP_PARTS_FILE} entry '{name}' {tuple(tensor.shape)} does not fit this model ({shape}); the "
+                    "adapter was trained on a different base checkpoint.",
+                    fix="pass the --model the adapter was trained from.",
+                    where=parts_path,
+                )
+        with torch.no_grad():
+            for name, tensor in parts.items():
+                own[name].copy_(tensor.to(own[name].dtype))
+        logger.info("loaded %d trained BLIP-2 tensors from %s", len(parts), parts_path)
+
+    with safe_open(str(weights_path), framework="pt") as fh:
+        saved_keys = list(fh.keys())
+    target = model if _adapter_targets_full_model(saved_keys) else model.language_model
+    if target is not model:
+        # transformers marks only the top-level model as quantised; without the flag peft wraps 4/8-bit Linears
+        # in its generic LoRA layer instead of the bitsandbytes-aware one (which casts to the compute dtype)
+        for flag in ("is_loaded_in_4bit", "is_loaded_in_8bit"):
+            if getattr(model, flag, False):
+                setattr(target, flag, True)
+    try:
+        peft_model = PeftModel.from_pretrained(target, str(adapter_dir), is_trainable=False)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise MvlevalError(
+            f"the adapter does not fit this model ({exc}).", fix="pass the --model the adapter was trained from.", where=adapter_dir
+        ) from None
+    loaded = set(get_peft_model_state_dict(peft_model).keys())
+    missing = sorted(k for k in saved_keys if k not in loaded)
+    if missing:
+        raise MvlevalError(
+            f"{len(missing)} adapter tensors found no module in the model (first: '{missing[0]}').",
+            fix="pass the --model the adapter was trained from.",
+            where=weights_path,
+        )
+    peft_model.eval()
+    logger.info("applied LoRA adapter %s (%d tensors) to %s", adapter_dir, len(saved_keys), type(target).__name__)
+    return peft_model
+
+
+# -- the backend ---------------------------------------------------------------------------------------------------
+class MBlipBackend:
+    """A loaded BLIP-2/mBLIP checkpoint that generates answers for (prompt, images) requests.
+
+    Create it with ``MBlipBackend.load(BackendOptions(...))`` (or ``mvleval.backends.get_backend``).
+
+    Attributes:
+        device: where the model runs ("cpu", "cuda", "cuda:1", ...).
+        model: the Blip2ForConditionalGeneration.
+        processor: the checkpoint's Blip2Processor (tokenizer + PIL image processor), num_query_tokens set.
+        images_encoded: how many images went through ViT + Q-Former so far (a cache miss each).
+        cache_hits: how many image look-ups the cache answered.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: Blip2ForConditionalGeneration,
+        processor: Blip2Processor,
+        model_dir: Path,
+        model_name: str,
+        device: str,
+        bits: int,
+        quantization: str | None,
+        adapter: Path | None,
+        fingerprint: str,
+        image_cache_size: int,
+    ) -> None:
+        self.model = model
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.image_processor = processor.image_processor
+        self.model_dir = model_dir
+        self.model_name = model_name
+        self.device = device
+        self.bits = bits
+        self.quantization = quantization
+        self.adapter = adapter
+        self.fingerprint = fingerprint
+        self.image_cache_size = image_cache_size
+        self.num_query_tokens: int = int(model.config.num_query_tokens)
+        self.image_token_id: int = int(model.config.image_token_index)
+        self.is_encoder_decoder: bool = bool(model.config.text_config.is_encoder_decoder)
+        self.pad_token_id: int = (
+            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        )
+        self.images_encoded = 0
+        self.cache_hits = 0
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    # -- loading -------------------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, options: BackendOptions) -> MBlipBackend:
+        """Load a BLIP-2/mBLIP checkpoint folder (or a downloaded hub id) as `options` say.
+
+        Args:
+            options: model path or hub id, adapter folder, bits (4, 8, 16, 32 or None), device, allow_pickle,
+                image_cache_size.
+
+        Returns:
+            The loaded backend, in eval mode, with its processor checked against the model.
+
+        Raises:
+            MvlevalError: anything wrong with the folder, the flags, or the processor/model consistency.
+        """
+        import torch
+
+        started = time.perf_counter()
+        if options.bits not in (None, 4, 8, 16, 32):
+            raise MvlevalError(f"--bits {options.bits} is not supported.", fix="use 4, 8, 16 or 32.")
+        if options.image_cache_size < 0:
+            raise MvlevalError("the image cache size cannot be negative.", fix="pass 0 (no cache) or more.")
+        model_dir = resolve_model_dir(options.model)
+        config_json = check_checkpoint_dir(model_dir, options.allow_pickle)
+        device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        on_cuda = device.startswith("cuda")
+        if on_cuda and not torch.cuda.is_available():
+            raise MvlevalError(f"--device {device} was asked for, but CUDA is not available.", fix="drop --device or use cpu.")
+
+        adapter_dir = Path(options.adapter).expanduser() if options.adapter else None
+        if adapter_dir is not None:
+            check_adapter_dir(adapter_dir)  # before the (possibly minutes-long) weight load
+        bits, quantization_config, dtype, quant_desc = _precision(config_json, options.bits, on_cuda, model_dir)
+
+        from transformers import Blip2Config, Blip2ForConditionalGeneration
+
+        # processor and config are made consistent (and checked) before the weights are read
+        processor = _load_processor(model_dir)
+        try:
+            config = Blip2Config.from_pretrained(str(model_dir))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise MvlevalError(f"config.json is not a valid BLIP-2 config ({exc}).", fix="restore the checkpoint's config.json.", where=model_dir) from None
+        _reconcile_processor(config, processor, model_dir)
+        _check_processor_tokenisation(processor, int(config.image_token_index), int(config.num_query_tokens), model_dir)
+
+        safe, _ = weight_files(model_dir)
+        load_kwargs: dict[str, Any] = {
+            "config": config,
+            "dtype": dtype,
+            "device_map": {"": device},
+            "use_safetensors": bool(safe),
+        }
+        if quantization_config is not None:
+            load_kwargs["quantization_config"] = quantization_config
+        try:
+            model = Blip2ForConditionalGeneration.from_pretrained(str(model_dir), **load_kwargs)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise MvlevalError(f"could not load the checkpoint ({exc}).", fix="check that the folder is complete.", where=model_dir) from None
+        if bits == 4 and not on_cuda:
+            disable_cpu_bf16_repack(model)
+        model.eval()
+
+        extra_fingerprint: list[Path] = []
+        if adapter_dir is not None:
+            apply_adapter(model, adapter_dir)
+            if bits == 4 and not on_cuda:
+                disable_cpu_bf16_repack(model)
+            model.eval()
+            extra_fingerprint = sorted(p for p in adapter_dir.iterdir() if p.is_file())
+
+        weights = safe or weight_files(model_dir)[1]
+        backend = cls(
+            model=model,
+            processor=processor,
+            model_dir=model_dir,
+            model_name=options.model,
+            device=device,
+            bits=bits,
+            quantization=quant_desc,
+            adapter=adapter_dir,
+            fingerprint=fingerprint_files([*weights, *extra_fingerprint]),
+            image_cache_size=options.image_cache_size,
+        )
+        logger.info(
+            "loaded %s (%s, %s LLM, %d-bit%s, %d query tokens%s) on %s in %.1f s",
+            options.model,
+            model_dir,
+            type(model.language_model).__name__,
+            bits,
+            f", {quant_desc}" if quant_desc else "",
+            backend.num_query_tokens,
+            f", adapter {adapter_dir}" if adapter_dir else "",
+            device,
+            time.perf_counter() - started,
+        )
+        return backend
+
+    # -- public API ----------------------------------------------------------------------------------------------
+    def generate(self, requests: Sequence[GenerationRequest], settings: GenerationSettings) -> list[str]:
+        """Generate one answer per request (all requests must have the same number of images).
+
+        Args:
+            requests: prompts with their image paths (1 image, or 2 for MaRVL).
+            settings: decoding settings (beams, new-token limits, length penalty, sampling).
+
+        Returns:
+            The decoded answers, special tokens skipped and whitespace stripped, in request order.
+
+        Raises:
+            ValueError: requests with different numbers of images in one call (a programming error).
+            MvlevalError: an unreadable image, or a prompt containing the image token.
+        """
+        ids = self.generate_ids(requests, settings)
+        texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        return [t.strip() for t in texts]
+
+    def generate_ids(self, requests: Sequence[GenerationRequest], settings: GenerationSettings) -> list[list[int]]:
+        """Generated token ids per request, as the language model's generate returns them minus the prompt.
+
+        Encoder-decoder rows start with the decoder start token (as transformers' own output does); decoder-only
+        rows hold only the new tokens. Trailing padding is kept (decode with skip_special_tokens).
+        """
+        import torch
+
+        if not requests:
+            return []
+        inputs = self.prepare_inputs(requests)
+        kwargs = generation_kwargs(settings)
+        generate_inputs: dict[str, torch.Tensor] = {
+            "inputs_embeds": inputs.inputs_embeds,
+            "attention_mask": inputs.attention_mask,
+        }
+        if not self.is_encoder_decoder:
+            # as Blip2ForConditionalGeneration.generate does: logits processors then see the real prompt ids
+            generate_inputs["input_ids"] = inputs.input_ids
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*inputs will be cast from.*")  # bnb int8 on CPU, per call
+            output = self.model.language_model.generate(**generate_inputs, **kwargs)
+        if not self.is_encoder_decoder:
+            output = output[:, inputs.input_ids.shape[1] :]
+        return output.tolist()
+
+    def prepare_inputs(self, requests: Sequence[GenerationRequest]) -> LlmInputs:
+        """Build the language model input of a batch: encoded images (cached) followed by the prompt embeddings.
+
+        Decoder-only models are padded on the left (generation continues from the last position); encoder-decoder
+        models on the right.
+        """
+        import torch
+
+        n_images = {len(r.images) for r in requests}
+        if len(n_images) != 1:
+            raise ValueError(f"all requests in one generate() call must have the same number of images, got {sorted(n_images)}")
+        (per_row,) = n_images
+        if per_row < 1:
+            raise ValueError("every request needs at least one image")
+        prompts = [r.prompt for r in requests]
+        token_ids = tokenize_prompts(self.tokenizer, prompts)
+        for request, ids in zip(requests, token_ids):
+            if self.image_token_id in ids:
+                raise MvlevalError(
+                    f"the prompt {request.prompt!r} contains the model's image token; it would be mistaken for an image.",
+                    fix="remove the image token text from the prompt or annotation.",
+                )
+        embeddings = self._encode_images([p for r in requests for p in r.images])
+
+        embed = self.model.language_model.get_input_embeddings()
+        dtype = embed.weight.dtype
+        n_image_positions = per_row * self.num_query_tokens
+        # Plain BLIP-2 checkpoints may add <image> after the last embedding row; it is never embedded here (image
+        # positions get the Q-Former output), and decoder-only generate sees the pad id there instead.
+        image_id_for_lm = self.image_token_id if self.image_token_id < embed.weight.shape[0] else self.pad_token_id
+        lengths = [n_image_positions + len(ids) for ids in token_ids]
+        width = max(lengths)
+        batch = len(requests)
+        text_ids = torch.full((batch, width), self.pad_token_id, dtype=torch.long)
+        image_mask = torch.zeros((batch, width), dtype=torch.bool)
+        mask = torch.zeros((batch, width), dtype=torch.long)
+        left = not self.is_encoder_decoder
+        starts = [width - length if left else 0 for length in lengths]
+        for row, (start, ids) in enumerate(zip(starts, token_ids)):
+            image_mask[row, start : start + n_image_positions] = True
+            text_ids[row, start + n_image_positions : start + lengths[row]] = torch.tensor(ids, dtype=torch.long)
+            mask[row, start : start + lengths[row]] = 1
+        image_positions = image_mask.sum(dim=1)
+        # the check the issue asks for: every row carries exactly its images' query outputs, no more, no less
+        if not bool((image_positions == n_image_positions).all()):
+            raise RuntimeError(f"image positions per row {image_positions.tolist()} != {n_image_positions}")
+        text_ids, image_mask, mask = text_ids.to(self.device), image_mask.to(self.device), mask.to(self.device)
+        with torch.inference_mode():
+            inputs_embeds = embed(text_ids)
+            for row, (start, request) in enumerate(zip(starts, requests)):
+                image_block = torch.cat([embeddings[str(p)] for p in request.images], dim=0).to(dtype)
+                inputs_embeds[row, start : start + n_image_positions] = image_block
+        input_ids = text_ids.masked_fill(image_mask, image_id_for_lm)
+        return LlmInputs(inputs_embeds=inputs_embeds, attention_mask=mask, input_ids=input_ids, image_positions=image_positions)
+
+    def next_token_logits(self, requests: Sequence[GenerationRequest]) -> torch.Tensor:
+        """Logits (batch, vocab) of the first generated token: what the images and prompt make the model predict."""
+        import torch
+
+        inputs = self.prepare_inputs(requests)
+        lm = self.model.language_model
+        with torch.inference_mode():
+            if self.is_encoder_decoder:
+                start = lm.generation_config.decoder_start_token_id
+                start = self.model.config.text_config.decoder_start_token_id if start is None else start
+                decoder_ids = torch.full((len(requests), 1), int(start), dtype=torch.long, device=self.device)
+                out = lm(inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask, decoder_input_ids=decoder_ids)
+            else:
+                out = lm(inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask)
+        return out.logits[:, -1, :].float()
+
+    def info(self, settings: GenerationSettings) -> ModelInfo:
+        """What was loaded and how, for the run record."""
+        from mvleval.record import ModelInfo
+
+        return ModelInfo(
+            path=self.model_name,
+            kind="encoder-decoder" if self.is_encoder_decoder else "decoder-only",
+            bits=self.bits,
+            dtype=str(self.model.language_model.get_input_embeddings().weight.dtype).removeprefix("torch."),
+            quantization=self.quantization,
+            adapter=str(self.adapter) if self.adapter else None,
+            generation=settings.to_dict(),
+            num_query_tokens=self.num_query_tokens,
+            fingerprint=self.fingerprint,
+        )
+
+    @property
+    def cached_paths(self) -> tuple[str, ...]:
+        """Image paths whose encodings are cached, least recently used first."""
+        return tuple(self._cache)
+
+    def clear_cache(self) -> None:
+        """Drop every cached image encoding."""
+        self._cache.clear()
+
+    # -- internals -----------------------------------------------------------------------------------------------
+    def _encode_images(self, paths: Sequence[Path]) -> dict[str, torch.Tensor]:
+        """Projected Q-Former outputs (num_query_tokens, hidden) for each distinct path, through the LRU cache."""
+        import torch
+
+        wanted: dict[str, Path] = {}
+        for path in paths:
+            wanted.setdefault(str(path), Path(path))
+        found: dict[str, torch.Tensor] = {}
+        missing: list[str] = []
+        for key in wanted:
+            cached = self._cache.get(key)
+            if cached is None:
+                missing.append(key)
+            else:
+                self._cache.move_to_end(key)
+                self.cache_hits += 1
+                found[key] = cached
+        for start in range(0, len(missing), _IMAGE_ENCODE_CHUNK):
+            keys = missing[start : start + _IMAGE_ENCODE_CHUNK]
+            images = [load_image(wanted[k]) for k in keys]
+            pixel_values = self.image_processor(images, return_tensors="pt")["pixel_values"].to(self.device)
+            with torch.inference_mode():
+                features = self.model.get_image_features(pixel_values=pixel_values, return_dict=True).pooler_output
+            self.images_encoded += len(keys)
+            for key, feature in zip(keys, features):
+                feature = feature.clone()  # a view would keep the whole chunk alive after eviction
+                found[key] = feature
+                if self.image_cache_size > 0:
+                    self._cache[key] = feature
+                    self._cache.move_to_end(key)
+                    while len(self._cache) > self.image_cache_size:
+                        self._cache.popitem(last=False)
+        return found
+
+
+def generation_kwargs(settings: GenerationSettings) -> dict[str, Any]:
+    """Map GenerationSettings onto transformers' generate() arguments."""
+    kwargs: dict[str, Any] = {
+        "num_beams": settings.num_beams,
+        "max_new_tokens": settings.max_new_tokens,
+        "min_new_tokens": settings.min_new_tokens,
+        "do_sample": settings.do_sample,
+    }
+    if settings.num_beams > 1:
+        # only beam search uses it (mBLIP's VQA protocol sets -1 to favour short answers)
+        kwargs["length_penalty"] = settings.length_penalty
+    return kwargs
+
+
+def _precision(
+    config_json: dict[str, Any], bits: int | None, on_cuda: bool, model_dir: Path
+) -> tuple[int, Any, Any, str | None]:
+    """(bits, quantization_config or None, dtype of unquantised weights, description) for a load."""
+    import torch
+
+    compute = torch.bfloat16 if on_cuda else torch.float32
+    saved = config_json.get("quantization_config")
+    if saved is not None:
+        method = saved.get("quant_method")
+        if method != "bitsandbytes":
+            raise MvlevalError(
+                f"the checkpoint is pre-quantised with '{method}', which mvleval does not load.",
+                fix="use a bitsandbytes-quantised or unquantised checkpoint.",
+                where=model_dir / "config.json",
+            )
+        saved_bits = 4 if saved.get("load_in_4bit") else 8 if saved.get("load_in_8bit") else None
+        if saved_bits is None:
+            raise MvlevalError("quantization_config says neither 4-bit nor 8-bit.", fix="re-save the checkpoint.", where=model_dir / "config.json")
+        if bits is not None and bits != saved_bits:
+            raise MvlevalError(
+                f"the checkpoint is already quantised to {saved_bits} bits; it cannot be loaded with --bits {bits}.",
+                fix=f"drop --bits (or pass --bits {saved_bits}), or use the unquantised checkpoint.",
+                where=model_dir,
+            )
+        _require_bitsandbytes()
+        kind = saved.get("bnb_4bit_quant_type", "nf4") if saved_bits == 4 else "int8"
+        return saved_bits, None, compute, f"pre-quantised bitsandbytes {kind}"
+    if bits is None:
+        bits = 4 if on_cuda else 32
+    if bits == 32:
+        return 32, None, torch.float32, None
+    if bits == 16:
+        return 16, None, torch.bfloat16, None
+    _require_bitsandbytes()
+    from transformers import BitsAndBytesConfig
+
+    if bits == 4:
+        config = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=compute,
+            bnb_4bit_use_double_quant=True,
+            llm_int8_skip_modules=list(QUANT_SKIP_MODULES),
+        )
+        desc = f"bitsandbytes nf4 (compute {str(compute).removeprefix('torch.')}, double quant)"
+    else:
+        config = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(QUANT_SKIP_MODULES))
+        desc = "bitsandbytes int8"
+    return bits, config, compute, desc
+
+
+def _require_bitsandbytes() -> None:
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError("bitsandbytes", "4-bit and 8-bit loading (--bits 4/8)") from None
+
+
+def _load_processor(model_dir: Path) -> Blip2Processor:
+    """The checkpoint's Blip2Processor with the PIL image processor (same pixels on every machine)."""
+    from transformers import AutoProcessor, Blip2Processor
+
+    try:
+        # backend="pil": AutoProcessor would otherwise pick the torchvision processor where torchvision is
+        # installed and the PIL one elsewhere; a run's pixels must not depend on what happens to be installed
+        processor = AutoProcessor.from_pretrained(str(model_dir), backend="pil")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise MvlevalError(
+            f"could not load the checkpoint's processor/tokenizer ({exc}).",
+            fix="make sure the tokenizer and preprocessor files of the checkpoint are present.",
+            where=model_dir,
+        ) from None
+    if not isinstance(processor, Blip2Processor):
+        raise MvlevalError(
+            f"the checkpoint's processor is a {type(processor).__name__}, not a Blip2Processor.",
+            fix="pass a BLIP-2/mBLIP checkpoint (its tokenizer and image processor saved with it).",
+            where=model_dir,
+        )
+    return processor
+
+
+def _reconcile_processor(config: Blip2Config, processor: Blip2Processor, model_dir: Path) -> None:
+    """Make processor and model config agree on num_query_tokens and the image token, or refuse (NOTES.md)."""
+    expected = int(config.num_query_tokens)
+    if processor.num_query_tokens is None:
+        # the published mBLIP checkpoints were saved before processors carried num_query_tokens
+        processor.num_query_tokens = expected
+        logger.info("processor of %s has no num_query_tokens; set it to %d from the model config", model_dir, expected)
+    elif int(processor.num_query_tokens) != expected:
+        raise MvlevalError(
+            f"the processor says num_query_tokens={processor.num_query_tokens} but the model has {expected} query tokens.",
+            fix="fix num_query_tokens in processor_config.json to match config.json.",
+            where=model_dir,
+        )
+    token_id = processor.tokenizer.convert_tokens_to_ids(processor.image_token.content)
+    unk = processor.tokenizer.unk_token_id
+    if token_id is None or (unk is not None and token_id == unk):
+        raise MvlevalError(
+            f"the tokenizer has no '{processor.image_token.content}' token.",
+            fix="re-save the processor with Blip2Processor.save_pretrained.",
+            where=model_dir,
+        )
+    if config.image_token_index is None:
+        # transformers' generate crashes on None; the published checkpoints predate the field
+        config.image_token_index = token_id
+        logger.info("config of %s has no image_token_index; set it to %d (the processor's image token)", model_dir, token_id)
+    elif int(config.image_token_index) != token_id:
+        raise MvlevalError(
+            f"config.json has image_token_index={config.image_token_index} but the tokenizer's image token is {token_id}.",
+            fix="make config.json's image_token_index match the tokenizer.",
+            where=model_dir,
+        )
+
+
+def tokenize_prompts(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
+    """Prompt ids exactly as Blip2Processor's tokenizer call makes them (the tokenizer's BOS/EOS conventions:
+    mT5 appends EOS and has no BOS, BLOOM adds nothing)."""
+    encoded = tokenizer(list(prompts), add_special_tokens=True, padding=False, truncation=False)
+    return [list(ids) for ids in encoded["input_ids"]]
+
+
+def _check_processor_tokenisation(processor: Blip2Processor, image_token_id: int, num_query_tokens: int, model_dir: Path) -> None:
+    """Prove that the text part the backend builds equals the processor's output minus its image tokens, and that
+    the processor inserts exactly num_query_tokens image tokens, in front, per row."""
+    from PIL import Image
+
+    size = processor.image_processor.size
+    height = getattr(size, "height", None) or 32
+    width = getattr(size, "width", None) or 32
+    image = Image.new("RGB", (width, height))
+    for text in _PROBE_PROMPTS:
+        ids = list(processor(images=image, text=text)["input_ids"][0])
+        n_image = sum(1 for i in ids if i == image_token_id)
+        if n_image != num_query_tokens or ids[:n_image] != [image_token_id] * n_image:
+            raise MvlevalError(
+                f"the checkpoint's processor inserts {n_image} image tokens per row, but the model has "
+                f"{num_query_tokens} query tokens (transformers would silently ignore the image).",
+                fix="fix num_query_tokens in the checkpoint's processor_config.json to match config.json.",
+                where=model_dir,
+            )
+        ours = tokenize_prompts(processor.tokenizer, [text])[0]
+        if ids[n_image:] != ours:
+            raise MvlevalError(
+                f"the checkpoint's processor tokenises {text!r} differently from its tokenizer "
+                f"({ids[n_image:]} vs {ours}); mvleval would feed the model different text than its processor.",
+                fix="re-save the processor and tokenizer together (Blip2Processor.save_pretrained).",
+                where=model_dir,
+            )
