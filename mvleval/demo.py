@@ -115,18 +115,175 @@ def write_xgqa(data_root: Path, image_root: Path, scenes_by_split: dict[str, lis
             path.write_text(json.dumps(questions, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
-def build_demo_data(root: Path, seed: int = 0, n_train: int = 72, n_test: int = 24) -> tuple[Path, Path]:
-    """Draw the synthetic benchmark under root; returns (data_root, image_root). Idempotent for a seed."""
-    data_root = root / "data"
-    image_root = data_root / "images"
-    scenes = make_scenes(n_train + n_test, seed)
-    splits = {f"train_{n_train}": scenes[:n_train], "test": scenes[n_train:]}
+# -- captions (XM3600 / xFlickrCo formats): grammatical descriptions written per language ---------------------------
+_NUM = {
+    "en": ("one", "two", "three"),
+    "de": ("ein", "zwei", "drei"),
+    "id": ("satu", "dua", "tiga"),
+    "ru": ("один", "два", "три"),
+    "zh": ("一个", "两个", "三个"),
+}
+_COLOUR = {
+    "en": {"red": "red", "blue": "blue", "green": "green", "yellow": "yellow"},
+    "id": {"red": "merah", "blue": "biru", "green": "hijau", "yellow": "kuning"},
+    "zh": {"red": "红色的", "blue": "蓝色的", "green": "绿色的", "yellow": "黄色的"},
+}
+_SHAPE = {
+    "en": {"circle": ("circle", "circles"), "square": ("square", "squares"), "triangle": ("triangle", "triangles")},
+    "id": {"circle": "lingkaran", "square": "persegi", "triangle": "segitiga"},
+    "zh": {"circle": "圆形", "square": "正方形", "triangle": "三角形"},
+}
+# German: "ein roter Kreis" (masc.), "ein rotes Quadrat/Dreieck" (neut.), plural "zwei rote Kreise/Quadrate/Dreiecke".
+_DE_STEM = {"red": "rot", "blue": "blau", "green": "grün", "yellow": "gelb"}
+_DE_SHAPE = {"circle": ("Kreis", "Kreise", "er"), "square": ("Quadrat", "Quadrate", "es"), "triangle": ("Dreieck", "Dreiecke", "es")}
+# Russian (all three nouns masculine): "один красный круг", "два красных круга".
+_RU_COLOUR = {"red": ("красный", "красных"), "blue": ("синий", "синих"), "green": ("зелёный", "зелёных"), "yellow": ("жёлтый", "жёлтых")}
+_RU_SHAPE = {"circle": ("круг", "круга"), "square": ("квадрат", "квадрата"), "triangle": ("треугольник", "треугольника")}
+
+
+def caption(scene: Scene, lang: str) -> str:
+    """A short, grammatical description of the scene in `lang` (en, de, id, ru, zh)."""
+    k = scene.count - 1
+    if lang == "en":
+        return f"{_NUM['en'][k]} {scene.colour} {_SHAPE['en'][scene.shape][0 if k == 0 else 1]}"
+    if lang == "de":
+        sing, plural, ending = _DE_SHAPE[scene.shape]
+        stem = _DE_STEM[scene.colour]
+        return f"ein {stem}{ending} {sing}" if k == 0 else f"{_NUM['de'][k]} {stem}e {plural}"
+    if lang == "id":
+        return f"{_NUM['id'][k]} {_SHAPE['id'][scene.shape]} {_COLOUR['id'][scene.colour]}"
+    if lang == "ru":
+        colour = _RU_COLOUR[scene.colour][0 if k == 0 else 1]
+        return f"{_NUM['ru'][k]} {colour} {_RU_SHAPE[scene.shape][0 if k == 0 else 1]}"
+    if lang == "zh":
+        return f"{_NUM['zh'][k]}{_COLOUR['zh'][scene.colour]}{_SHAPE['zh'][scene.shape]}"
+    raise ValueError(f"no demo captions for {lang}")
+
+
+# -- MaRVL: statements about two images --------------------------------------------------------------------------------
+MARVL_LANGUAGES = ("id", "zh")
+_MARVL_STATEMENT = {"id": "Kedua gambar berisi {shape}.", "zh": "两张图片里都有{shape}。"}
+
+# -- XVNLI: hypotheses about one image -----------------------------------------------------------------------------------
+XVNLI_LANGUAGES = ("en", "es", "fr", "ru")
+_XVNLI_COLOUR_HYP = {
+    "en": ("There is something {c} in the picture.", {"red": "red", "blue": "blue", "green": "green", "yellow": "yellow"}),
+    "es": ("Hay algo {c} en la imagen.", {"red": "rojo", "blue": "azul", "green": "verde", "yellow": "amarillo"}),
+    "fr": ("Il y a quelque chose de {c} sur l'image.", {"red": "rouge", "blue": "bleu", "green": "vert", "yellow": "jaune"}),
+    "ru": ("На картинке есть что-то {c}.", {"red": "красное", "blue": "синее", "green": "зелёное", "yellow": "жёлтое"}),
+}
+_XVNLI_NEUTRAL = {
+    "en": "The picture was made yesterday.",
+    "es": "La imagen se hizo ayer.",
+    "fr": "L'image a été faite hier.",
+    "ru": "Картинку сделали вчера.",
+}
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, object]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def _draw_all(scenes: list[Scene], folder: Path, seed: int) -> None:
     for scene in scenes:
-        path = image_root / "gqa" / f"{scene.image_id}.jpg"
+        path = folder / f"{scene.image_id}.jpg"
         if not path.exists():
             draw_scene(scene, path, seed)
-    write_xgqa(data_root, image_root, splits)
+
+
+def build_demo_data(root: Path, seed: int = 0, n_train: int = 72, n_test: int = 24) -> tuple[Path, Path]:
+    """Draw the synthetic benchmark in all five tasks' native formats under root; returns (data_root, image_root).
+
+    Splits: `train_<n_train>` (xGQA, xFlickrCo, MaRVL, XVNLI) for fine-tuning and `test` (all five) held out, on
+    disjoint images. Idempotent for a seed.
+    """
+    data_root = root / "data"
+    image_root = data_root / "images"
+    iglue = data_root / "iglue" / "datasets"
+    rng = random.Random(seed)
+
+    # xGQA
+    scenes = make_scenes(n_train + n_test, seed)
+    _draw_all(scenes, image_root / "gqa", seed)
+    write_xgqa(data_root, image_root, {f"train_{n_train}": scenes[:n_train], "test": scenes[n_train:]})
+
+    # xFlickrCo (captions; English test in Flickr30k's test_ann format with the same fields)
+    cap_scenes = [Scene(f"flickr{seed}_{i:04d}", s.colour, s.shape, s.count) for i, s in enumerate(make_scenes(n_train + n_test, seed + 1))]
+    _draw_all(cap_scenes, image_root / "flickr30k", seed)
+    for split, part in ((f"train_{n_train}", cap_scenes[:n_train]), ("test", cap_scenes[n_train:])):
+        for lang in LANGUAGES:
+            rows = [{"sentences": [caption(s, lang)], "id": s.image_id, "img_path": f"{s.image_id}.jpg"} for s in part]
+            if lang == "en" and split == "test":
+                _write_jsonl(iglue / "flickr30k" / "annotations" / "test_ann.jsonl", rows)
+            else:
+                _write_jsonl(iglue / "xFlickrCO" / "annotations" / lang / f"{split}.jsonl", rows)
+
+    # XM3600 (test only): one line per image with every language's captions
+    xm_scenes = make_scenes(n_test, seed + 2)
+    xm_rows = []
+    for i, s in enumerate(xm_scenes):
+        key = f"{seed:08x}{i:08x}"
+        xm_rows.append({"image/key": key, "image/locale": "en",
+                        **{lang: {"caption": [caption(s, lang)], "caption/tokenized": [caption(s, lang)],
+                                  "caption/tokenized/lowercase": [caption(s, lang).lower()]} for lang in LANGUAGES}})
+        path = image_root / "xm3600" / f"{key}.jpg"
+        if not path.exists():
+            draw_scene(s, path, seed)
+    _write_jsonl(data_root / "xm3600" / "captions.jsonl", xm_rows)
+
+    # MaRVL: two images, "both images contain <shape>", true for half the pairs
+    for lang in MARVL_LANGUAGES:
+        for split, n in ((f"train_{n_train}", n_train), ("test", n_test)):
+            rows = []
+            for i in range(n):
+                shape = SHAPES[i % len(SHAPES)]
+                truth = i % 2 == 0
+                other = SHAPES[(i + 1) % len(SHAPES)]
+                left = Scene(f"marvl{seed}_{lang}_{split}_{i:04d}_l", rng.choice(list(COLOURS)), shape, rng.choice(COUNTS))
+                right = Scene(f"marvl{seed}_{lang}_{split}_{i:04d}_r", rng.choice(list(COLOURS)), shape if truth else other, rng.choice(COUNTS))
+                if rng.random() < 0.5:
+                    left, right = right, left
+                concept = "1-形状" if lang == "zh" else "1-bentuk"
+                for sc in (left, right):
+                    draw_scene(sc, image_root / "marvl" / lang / "images" / concept / f"{sc.image_id}.jpg", seed)
+                shape_word = _SHAPE[lang][shape]
+                rows.append({"concept": concept, "language": lang, "caption": _MARVL_STATEMENT[lang].format(shape=shape_word),
+                             "left_img": f"{left.image_id}.jpg", "right_img": f"{right.image_id}.jpg",
+                             "annotator_info": {}, "chapter": "demo", "id": f"{lang}-{split}-{i}", "label": truth})
+            if split == "test":
+                _write_jsonl(iglue / "marvl" / "zero_shot" / "annotations" / f"marvl-{lang}.jsonl", rows)
+            else:
+                _write_jsonl(iglue / "marvl" / "few_shot" / "annotations" / f"marvl-{lang}_train{n}.jsonl", rows)
+
+    # XVNLI: hypotheses over the xFlickrCo images: entailment / contradiction by colour, neutral by a fixed sentence
+    for split, part in ((f"train_{n_train}", cap_scenes[:n_train]), ("test", cap_scenes[n_train:])):
+        for lang in XVNLI_LANGUAGES:
+            template, colours = _XVNLI_COLOUR_HYP[lang]
+            rows = []
+            for i, s in enumerate(part):
+                kind = ("entailment", "contradiction", "neutral")[i % 3]
+                if kind == "entailment":
+                    hyp = template.format(c=colours[s.colour])
+                elif kind == "contradiction":
+                    wrong = [c for c in COLOURS if c != s.colour][i % 3]
+                    hyp = template.format(c=colours[wrong])
+                else:
+                    hyp = _XVNLI_NEUTRAL[lang]
+                rows.append({"gold_label": kind, "sentence1": caption(s, "en"), "sentence2": hyp,
+                             "captionID": s.image_id, "pairID": f"{s.image_id}-{i}", "Flikr30kID": s.image_id})
+            _write_jsonl(iglue / "XVNLI" / "annotations" / lang / f"{split}.jsonl", rows)
     return data_root, image_root
+
+
+#: The languages the demo evaluates per task.
+DEMO_LANGUAGES: dict[str, tuple[str, ...]] = {
+    "xgqa": LANGUAGES,
+    "xflickrco": LANGUAGES,
+    "xm3600": LANGUAGES,
+    "marvl": MARVL_LANGUAGES,
+    "xvnli": XVNLI_LANGUAGES,
+}
 
 
 def run_demo(
