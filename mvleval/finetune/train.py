@@ -1,0 +1,756 @@
+"""The fine-tuning recipe: LoRA on the language model plus the BLIP-2 parts, as mBLIP fine-tunes, in one readable loop.
+
+Read top to bottom:
+
+1. ``load_base_model``: the checkpoint in 32/16 bits, or quantised (QLoRA: nf4, double quant for encoder-decoder
+   LLMs as mBLIP does for mT0, bf16 compute on CUDA), with the backend's own processor checks.
+2. ``add_lora``: LoRA on every linear layer of the language model's blocks, found by walking its modules (not by the
+   model's name), through an anchored regex applied to the language model only (the Q-Former's own query/value
+   layers never match); Q-Former, query tokens and language projection trainable, ViT and LLM frozen.
+3. ``build_inputs``: the same language-model input the backend builds at inference ([image queries ; prompt]),
+   with the target appended for decoder-only LLMs (prompt and image positions masked out of the loss with -100)
+   or as seq2seq labels for encoder-decoder LLMs. Two-image examples (MaRVL) get both images' queries in order.
+4. ``train``: AdamW (LoRA lr and BLIP-2 lr in separate groups, weight decay off for biases and norms), cosine schedule
+   with warm-up, gradient accumulation and clipping, bf16 autocast on CUDA (and on CPU for --bits 16), resumable
+   checkpoints (weights, optimizer, scheduler, RNG, data position) so a resumed run ends bit-identical to an
+   uninterrupted one, a JSONL log and a loss plot.
+
+Deliberate differences from mBLIP's training code: no random-resized-crop/flip augmentation (images are preprocessed
+exactly as at inference, which keeps runs deterministic and needs no torchvision); an unreadable image stops the run
+(mBLIP's loader substitutes a black image). Bit-identical results for a seed hold on CPU; CUDA kernels may add run-to-run noise.
+
+Outputs (the backend's ``--adapter DIR`` reads the folder directly)::
+
+    adapter_config.json, adapter_model.safetensors   peft LoRA adapter of the language model
+    blip_parts.safetensors                           trained Q-Former / query_tokens / language_projection
+    train_config.json, train_log.jsonl, loss.png     the resolved config, one line per step, the loss curve
+    checkpoints/step-N/                              resumable state (the newest `keep_checkpoints` kept)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mvleval.errors import MissingDependencyError, MvlevalError
+from mvleval.finetune.config import TrainConfig, total_steps, warmup_steps
+from mvleval.finetune.data import TokenizedExample, load_examples, tokenize_examples
+from mvleval.task import Example
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import Blip2ForConditionalGeneration, Blip2Processor
+
+logger = logging.getLogger("mvleval.finetune.train")
+
+TRAIN_CONFIG_FILE = "train_config.json"
+TRAIN_LOG_FILE = "train_log.jsonl"
+LOSS_PLOT_FILE = "loss.png"
+CHECKPOINTS_DIR = "checkpoints"
+_STATE_FILE = "trainer_state.json"  # written last: a checkpoint folder without it is incomplete
+_BLIP_PART_PREFIXES = ("qformer.", "query_tokens", "language_projection.")
+
+
+# -- progress -------------------------------------------------------------------------------------------------------
+class TrainProgress(Protocol):
+    """How training reports progress; the CLI renders it as a rich bar (loss, ETA), tests pass None."""
+
+    def start(self, label: str, total: int, done: int) -> None:
+        """Training of `total` optimizer steps begins, `done` of them already done (resume)."""
+        ...
+
+    def update(self, step: int, loss: float, lr: float, examples_per_s: float) -> None:
+        """Optimizer step `step` (1-based) finished with this mean loss and LoRA learning rate."""
+        ...
+
+    def finish(self) -> None:
+        """Training ended (also called when it stops with an error)."""
+        ...
+
+
+class _NullProgress:
+    def start(self, label: str, total: int, done: int) -> None:
+        pass
+
+    def update(self, step: int, loss: float, lr: float, examples_per_s: float) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+# -- 1. the base model ----------------------------------------------------------------------------------------------
+def resolve_precision(config: TrainConfig) -> tuple[str, int]:
+    """(device, bits) with the defaults filled in: cuda when available, 4 bits on CUDA and 32 on CPU."""
+    import torch
+
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MvlevalError(f"device {device} was asked for, but CUDA is not available.", fix="drop --set device=... or use cpu.")
+    bits = config.bits if config.bits is not None else (4 if device.startswith("cuda") else 32)
+    return device, bits
+
+
+def quantization_config(bits: int, encoder_decoder: bool, on_cuda: bool) -> Any:
+    """bitsandbytes settings for QLoRA (4) or int8 (8) training and 4/8-bit export; None for 16/32 bits.
+
+    nf4 with double quantisation for encoder-decoder LLMs and without for decoder-only ones, as mBLIP quantises mT0
+    and BLOOMZ; bf16 compute on CUDA. The ViT, Q-Former, projection and lm_head stay unquantised (NOTES.md: QLoRA
+    needs language_projection unquantised, and the skip list replaces transformers' default, so lm_head is named).
+    """
+    if bits not in (4, 8):
+        return None
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError("bitsandbytes", f"{bits}-bit training and export") from None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    from mvleval.backends.mblip import QUANT_SKIP_MODULES
+
+    if bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(QUANT_SKIP_MODULES))
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=encoder_decoder,
+        bnb_4bit_compute_dtype=torch.bfloat16 if on_cuda else torch.float32,
+        llm_int8_skip_modules=list(QUANT_SKIP_MODULES),
+    )
+
+
+def load_base_model(base_model: str, bits: int, device: str) -> tuple[Blip2ForConditionalGeneration, Blip2Processor]:
+    """Load the checkpoint to fine-tune (or export from) with its processor, checked exactly as the backend checks it.
+
+    Raises:
+        MvlevalError: not a BLIP-2 checkpoint, or one already quantised (train from the full-precision weights).
+    """
+    import torch
+    from transformers import Blip2Config, Blip2ForConditionalGeneration
+
+    # the backend's own loading steps (processor/config reconciliation, tokenisation probe), so training and
+    # evaluation see the same processor and the same image-token layout
+    from mvleval.backends.mblip import (
+        _check_processor_tokenisation,
+        _load_processor,
+        _reconcile_processor,
+        check_checkpoint_dir,
+        disable_cpu_bf16_repack,
+        resolve_model_dir,
+    )
+
+    model_dir = resolve_model_dir(base_model)
+    config_json = check_checkpoint_dir(model_dir, allow_pickle=False)
+    if config_json.get("quantization_config") is not None:
+        raise MvlevalError(
+            "the base checkpoint is already quantised; LoRA is trained and merged on full-precision weights.",
+            fix="pass the unquantised checkpoint to --model (use --bits 4 to train QLoRA on it).",
+            where=model_dir,
+        )
+    on_cuda = device.startswith("cuda")
+    encoder_decoder = not bool(config_json.get("use_decoder_only_language_model", False))
+    qconfig = quantization_config(bits, encoder_decoder, on_cuda)
+    # unquantised modules: fp32 on CPU; on CUDA bf16 (trainable ones are upcast to fp32 in add_lora)
+    dtype = torch.bfloat16 if bits == 16 or (qconfig is not None and on_cuda) else torch.float32
+    processor = _load_processor(model_dir)
+    try:
+        config = Blip2Config.from_pretrained(str(model_dir))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise MvlevalError(f"config.json is not a valid BLIP-2 config ({exc}).", fix="restore the checkpoint's config.json.",
+                           where=model_dir) from None
+    _reconcile_processor(config, processor, model_dir)
+    _check_processor_tokenisation(processor, int(config.image_token_index), int(config.num_query_tokens), model_dir)
+    kwargs: dict[str, Any] = {"config": config, "dtype": dtype, "device_map": {"": device}, "use_safetensors": True}
+    if qconfig is not None:
+        kwargs["quantization_config"] = qconfig
+    model = Blip2ForConditionalGeneration.from_pretrained(str(model_dir), **kwargs)
+    if bits == 4 and not on_cuda:
+        disable_cpu_bf16_repack(model)  # NOTES.md bitsandbytes CPU bugs A and B
+    return model, processor
+
+
+# -- 2. LoRA and what is trained ------------------------------------------------------------------------------------
+def lora_leaf_names(language_model: torch.nn.Module) -> list[str]:
+    """Names of the linear layers inside the LLM's blocks, found by structure (what mBLIP's "lora_all" targets).
+
+    Every ``nn.Linear`` (bitsandbytes' 4/8-bit layers subclass it) below a top-level container of the language model,
+    except the output embedding: mT5 -> q, k, v, o, wi_0, wi_1, wo; BLOOM -> query_key_value, dense,
+    dense_h_to_4h, dense_4h_to_h.
+    """
+    import torch
+
+    output = language_model.get_output_embeddings()
+    leaves: set[str] = set()
+    for name, module in language_model.named_modules():
+        if isinstance(module, torch.nn.Linear) and module is not output and "." in name:
+            leaves.add(name.rsplit(".", 1)[1])
+    return sorted(leaves)
+
+
+def lora_target_regex(language_model: torch.nn.Module, leaves: Sequence[str]) -> str:
+    """An anchored regex matching exactly the chosen linear layers, relative to the language model.
+
+    peft full-matches a string target against module names relative to the model it wraps; anchoring the top-level
+    container (encoder/decoder/transformer) and the leaf keeps lm_head and anything outside the LLM out.
+    """
+    import torch
+
+    output = language_model.get_output_embeddings()
+    chosen = [
+        name
+        for name, module in language_model.named_modules()
+        if isinstance(module, torch.nn.Linear) and module is not output and "." in name and name.rsplit(".", 1)[1] in leaves
+    ]
+    tops = sorted({name.split(".", 1)[0] for name in chosen})
+    regex = rf"^(?:{'|'.join(map(re.escape, tops))})\.(?:.*\.)?(?:{'|'.join(map(re.escape, sorted(leaves)))})$"
+    # the regex must select exactly the modules chosen by structure: a bug otherwise, not a user error
+    matched = [name for name, _ in language_model.named_modules() if re.fullmatch(regex, name)]
+    if sorted(matched) != sorted(chosen):
+        raise RuntimeError(f"LoRA target regex {regex!r} selects {len(matched)} modules, expected {len(chosen)}")
+    return regex
+
+
+def add_lora(model: Blip2ForConditionalGeneration, config: TrainConfig) -> Any:
+    """Inject LoRA into the language model (in place) and make the configured BLIP-2 parts trainable in fp32.
+
+    Returns:
+        The PeftModel wrapping ``model.language_model`` (its save_pretrained writes the adapter folder).
+
+    Raises:
+        MvlevalError: a configured lora_targets name that is no linear layer of this language model.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    lm = model.language_model
+    available = lora_leaf_names(lm)
+    if config.lora_targets == "all":
+        leaves = available
+    else:
+        unknown = [t for t in config.lora_targets if t not in available]
+        if unknown:
+            from mvleval.errors import did_you_mean
+
+            hints = "".join(did_you_mean(u, available) for u in unknown)
+            raise MvlevalError(
+                f"lora_targets {unknown} are not linear layers of this {type(lm).__name__}.{hints}",
+                fix=f"choose from {', '.join(available)}, or use 'all'.",
+            )
+        leaves = sorted(config.lora_targets)
+    for param in model.parameters():
+        param.requires_grad_(False)
+    lora_config = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=lora_target_regex(lm, leaves),
+        bias="none",
+    )
+    with warnings.catch_warnings():
+        # peft probes transformers' deprecated is_gradient_checkpointing; nothing the user can act on
+        warnings.simplefilter("ignore", FutureWarning)
+        peft_model = get_peft_model(lm, lora_config)  # injects into `lm` in place; model.language_model stays `lm`
+    trained: list[torch.nn.Parameter] = []
+    if config.train_qformer:
+        trained.extend(model.qformer.parameters())
+    if config.train_query_tokens:
+        trained.append(model.query_tokens)
+    if config.train_projection:
+        trained.extend(model.language_projection.parameters())
+    for param in trained:
+        # optimizer states and updates of 1e-5-sized steps need fp32 even when the base is bf16
+        param.data = param.data.float()
+        param.requires_grad_(True)
+    for name, param in lm.named_parameters():
+        if "lora_" in name:
+            param.data = param.data.float()
+    return peft_model
+
+
+def enable_checkpointing(language_model: torch.nn.Module) -> None:
+    """Recompute the LLM's layer activations in backward (non-reentrant: the LLM's own inputs need no grad flag)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(language_model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+        language_model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        language_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def trainable_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    """(name, parameter) of everything trained, in a fixed order (the optimizer state depends on it)."""
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with mBLIP's two learning rates; no weight decay on biases and norm weights (1-D tensors)."""
+    import torch
+
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, param in trainable_parameters(model):
+        is_lora = "lora_" in name
+        decay = param.ndim >= 2
+        groups.setdefault((is_lora, decay), []).append(param)
+    param_groups = [
+        {
+            "params": params,
+            "lr": config.lr_lora if is_lora else config.lr_blip,
+            "weight_decay": config.weight_decay if decay else 0.0,
+            "name": f"{'lora' if is_lora else 'blip'}{'' if decay else '_no_decay'}",
+        }
+        for (is_lora, decay), params in sorted(groups.items(), key=lambda kv: (not kv[0][0], not kv[0][1]))
+    ]
+    return torch.optim.AdamW(param_groups, betas=tuple(config.adam_betas), eps=config.adam_eps, foreach=False)
+
+
+# -- 3. inputs exactly as the backend builds them ------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainBatch:
+    """One micro-batch for the language model (right-padded).
+
+    Attributes:
+        inputs_embeds: (batch, length, hidden): [image queries ; prompt (; target + EOS for decoder-only)].
+        attention_mask: (batch, length).
+        labels: decoder-only: (batch, length), -100 on image, prompt and padding positions;
+            encoder-decoder: (batch, target length), -100 on padding.
+        n_targets: target tokens in the batch (the loss is their mean).
+    """
+
+    inputs_embeds: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+    n_targets: int
+
+
+def load_pixels(paths: Sequence[Path], processor: Blip2Processor) -> torch.Tensor:
+    """Pixel values of images as the backend computes them (mvleval.images.load_image + the PIL image processor)."""
+    from mvleval.images import load_image
+
+    images = [load_image(Path(p)) for p in paths]
+    return processor.image_processor(images, return_tensors="pt")["pixel_values"]
+
+
+def image_queries(model: Blip2ForConditionalGeneration, pixel_values: torch.Tensor) -> torch.Tensor:
+    """(n_images, num_query_tokens, hidden): ViT -> Q-Former -> projection, with gradients into the trained parts.
+
+    The same call the backend makes at inference (``get_image_features(...).pooler_output``); the frozen ViT records no
+    autograd graph because none of its inputs or weights require gradients.
+    """
+    vision_dtype = model.vision_model.embeddings.patch_embedding.weight.dtype
+    return model.get_image_features(pixel_values=pixel_values.to(vision_dtype), return_dict=True).pooler_output
+
+
+def build_inputs(
+    model: Blip2ForConditionalGeneration,
+    examples: Sequence[TokenizedExample],
+    queries: torch.Tensor,
+    *,
+    image_token_id: int,
+    pad_token_id: int,
+) -> TrainBatch:
+    """The language-model input of a micro-batch: per row [its images' queries ; prompt ids (; target ids + EOS)].
+
+    Args:
+        model: the BLIP-2 model (its language model's input embeddings are used).
+        examples: tokenised examples of the batch.
+        queries: (total images, num_query_tokens, hidden), the batch's images in row order, each row's in order.
+        image_token_id: the image placeholder id (as Blip2Processor inserts it).
+        pad_token_id: id written at padding positions (masked out).
+    """
+    import torch
+
+    decoder_only = bool(model.config.use_decoder_only_language_model)
+    n_query = queries.shape[1]
+    device = queries.device
+    rows: list[list[int]] = []
+    label_rows: list[list[int]] = []
+    for ex in examples:
+        image_part = [image_token_id] * (n_query * ex.n_images)
+        if decoder_only:
+            rows.append(image_part + list(ex.prompt_ids) + list(ex.target_ids))
+            label_rows.append([-100] * (len(image_part) + len(ex.prompt_ids)) + list(ex.target_ids))
+        else:
+            rows.append(image_part + list(ex.prompt_ids))
+            label_rows.append(list(ex.target_ids))
+    width = max(len(r) for r in rows)
+    label_width = max(len(r) for r in label_rows)
+    ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), label_width), -100, dtype=torch.long)
+    for i, (row, label_row) in enumerate(zip(rows, label_rows)):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+        labels[i, : len(label_row)] = torch.tensor(label_row)
+    ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
+    embed = model.language_model.get_input_embeddings()
+    inputs_embeds = embed(ids)
+    image_mask = (ids == image_token_id).unsqueeze(-1)
+    # masked_scatter fills image positions row by row, left to right: row 0's first image's queries first
+    flat = queries.reshape(-1, queries.shape[-1]).to(inputs_embeds.dtype)
+    inputs_embeds = inputs_embeds.masked_scatter(image_mask, flat)
+    return TrainBatch(inputs_embeds, mask, labels, int((labels != -100).sum()))
+
+
+def compute_loss(model: Blip2ForConditionalGeneration, batch: TrainBatch) -> torch.Tensor:
+    """Mean cross-entropy over the batch's target tokens (next-token for decoder-only, seq2seq for encoder-decoder)."""
+    import torch.nn.functional as F
+
+    lm = model.language_model
+    if model.config.use_decoder_only_language_model:
+        logits = lm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, use_cache=False).logits
+        # position t predicts token t+1
+        return F.cross_entropy(
+            logits[:, :-1].float().reshape(-1, logits.shape[-1]), batch.labels[:, 1:].reshape(-1), ignore_index=-100
+        )
+    out = lm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, labels=batch.labels, use_cache=False)
+    return out.loss
+
+
+# -- data order ---------------------------------------------------------------------------------------------------
+class DataOrder:
+    """An endless stream of example indices: one seeded permutation per epoch, concatenated.
+
+    Micro-batch i takes stream positions [i*batch_size, (i+1)*batch_size), so the data position of a run is just the
+    number of micro-batches done, and a resumed run sees exactly the examples an uninterrupted one would.
+    """
+
+    def __init__(self, n_examples: int, batch_size: int, seed: int) -> None:
+        self.n = n_examples
+        self.batch_size = batch_size
+        self.seed = seed
+        self._epoch = -1
+        self._perm: list[int] = []
+
+    def _permutation(self, epoch: int) -> list[int]:
+        import torch
+
+        if epoch != self._epoch:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm = torch.randperm(self.n, generator=generator).tolist()
+            self._epoch = epoch
+        return self._perm
+
+    def batch(self, index: int) -> list[int]:
+        """Example indices of micro-batch `index` (may straddle an epoch boundary)."""
+        out = []
+        for pos in range(index * self.batch_size, (index + 1) * self.batch_size):
+            out.append(self._permutation(pos // self.n)[pos % self.n])
+        return out
+
+
+# -- checkpoints -------------------------------------------------------------------------------------------------
+def save_trained_weights(model: Blip2ForConditionalGeneration, peft_model: Any, folder: Path) -> None:
+    """Write the adapter folder the backend reads: peft LoRA adapter + blip_parts.safetensors.
+
+    query_tokens is saved here explicitly: peft's modules_to_save ignores a bare Parameter (NOTES.md).
+    """
+    from safetensors.torch import save_file
+
+    from mvleval.backends.mblip import BLIP_PARTS_FILE
+
+    folder.mkdir(parents=True, exist_ok=True)
+    card = folder / "README.md"
+    had_card = card.exists()
+    peft_model.save_pretrained(str(folder))
+    if not had_card and card.is_file():
+        # peft also writes an empty model-card template; the run's own files describe it
+        card.unlink()
+    parts = {
+        name: param.detach().to("cpu").contiguous()
+        for name, param in model.named_parameters()
+        if param.requires_grad and name.startswith(_BLIP_PART_PREFIXES)
+    }
+    if parts:
+        save_file(parts, str(folder / BLIP_PARTS_FILE), metadata={"format": "pt"})
+
+
+def _rng_state() -> dict[str, Any]:
+    import torch
+
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    out_dir: Path,
+    step: int,
+    model: Blip2ForConditionalGeneration,
+    peft_model: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: dict[str, Any],
+    keep: int,
+) -> Path:
+    """Write checkpoints/step-N atomically (a temporary folder renamed at the end) and prune old ones."""
+    import torch
+
+    root = out_dir / CHECKPOINTS_DIR
+    final = root / f"step-{step}"
+    tmp = root / f".step-{step}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    save_trained_weights(model, peft_model, tmp)
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    torch.save(_rng_state(), tmp / "rng.pt")
+    (tmp / _STATE_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    for old in list_checkpoints(out_dir)[:-keep]:
+        shutil.rmtree(old)
+    return final
+
+
+def list_checkpoints(out_dir: Path) -> list[Path]:
+    """Complete checkpoint folders (trainer_state.json present), oldest first."""
+    root = out_dir / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.iterdir():
+        match = re.fullmatch(r"step-(\d+)", path.name)
+        if match and (path / _STATE_FILE).is_file():
+            found.append((int(match.group(1)), path))
+    return [p for _, p in sorted(found)]
+
+
+def load_checkpoint(
+    folder: Path, model: Blip2ForConditionalGeneration, peft_model: Any, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> dict[str, Any]:
+    """Restore weights, optimizer, scheduler and RNG from a checkpoint folder; return its trainer state."""
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from mvleval.backends.mblip import BLIP_PARTS_FILE
+
+    adapter = load_file(str(folder / "adapter_model.safetensors"))
+    result = set_peft_model_state_dict(peft_model, adapter)
+    unexpected = list(getattr(result, "unexpected_keys", []) or [])
+    if unexpected:
+        raise MvlevalError(
+            f"checkpoint adapter has {len(unexpected)} tensors this model lacks (first: {unexpected[0]}).",
+            fix="resume with the same --model and LoRA settings the run started with.",
+            where=folder,
+        )
+    parts_path = folder / BLIP_PARTS_FILE
+    params = dict(model.named_parameters())
+    if parts_path.is_file():
+        with torch.no_grad():
+            for name, tensor in load_file(str(parts_path)).items():
+                params[name].copy_(tensor.to(params[name].device))
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
+    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", map_location="cpu", weights_only=True))
+    _set_rng_state(torch.load(folder / "rng.pt", map_location="cpu", weights_only=True))
+    return json.loads((folder / _STATE_FILE).read_text(encoding="utf-8"))
+
+
+# -- logs ------------------------------------------------------------------------------------------------------
+def read_train_log(out_dir: Path) -> list[dict[str, Any]]:
+    """The train_log.jsonl records of a run (one per logged optimizer step)."""
+    path = out_dir / TRAIN_LOG_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def plot_loss(records: Sequence[dict[str, Any]], path: Path) -> None:
+    """Save the loss curve (matplotlib's Agg backend: no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot([r["step"] for r in records], [r["loss"] for r in records], linewidth=1.2)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _check_out_dir(config: TrainConfig, resume: bool) -> None:
+    """Refuse to mix runs: a fresh run needs an unused folder; --resume needs the same weight-defining settings.
+
+    Nothing is written here: train_config.json is written once the model and data are set up, so a run that fails
+    on bad input leaves no half-started run behind that would block the corrected rerun.
+    """
+    out = config.output_dir
+    saved_path = out / TRAIN_CONFIG_FILE
+    if not resume:
+        if saved_path.exists() or (out / CHECKPOINTS_DIR).exists():
+            raise MvlevalError(
+                "the output folder already holds a training run.",
+                fix="pass --resume to continue it, or choose another --out.",
+                where=out,
+            )
+        return
+    if not saved_path.is_file():
+        raise MvlevalError(
+            "nothing to resume: the output folder holds no train_config.json.",
+            fix="drop --resume to start a new run, or point --out at the interrupted run's folder.",
+            where=out,
+        )
+    saved = TrainConfig.model_validate_json(saved_path.read_text(encoding="utf-8"))
+    old, new = saved.without_bookkeeping(), config.without_bookkeeping()
+    diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if diffs:
+        raise MvlevalError(
+            "the resumed run's settings differ from the interrupted run's, so it would not end with the same weights: "
+            + "; ".join(diffs) + ".",
+            fix="resume with the same settings (see train_config.json in the output folder), or start a new run in another --out.",
+            where=saved_path,
+        )
+
+
+# -- 4. the loop -------------------------------------------------------------------------------------------------
+def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgress | None = None) -> Path:
+    """Fine-tune the base model as the config says; return the output folder (usable as --adapter DIR).
+
+    Args:
+        config: a validated TrainConfig (see load_config); bits/device None are resolved and saved.
+        resume: continue from the newest checkpoint in config.output_dir (same settings required).
+        progress: receives start/update/finish; None for silence.
+
+    Raises:
+        MvlevalError: bad data, an output folder that holds another run, or a resume with different settings.
+    """
+    import torch
+    from transformers import get_cosine_schedule_with_warmup
+
+    progress = progress or _NullProgress()
+    device, bits = resolve_precision(config)
+    config = config.model_copy(update={"device": device, "bits": bits})
+    examples: list[Example] = load_examples(config)  # data problems surface before any model is loaded
+    _check_out_dir(config, resume)
+    out = config.output_dir
+
+    torch.manual_seed(config.seed)
+    model, processor = load_base_model(config.base_model, bits, device)
+    peft_model = add_lora(model, config)
+    if config.gradient_checkpointing:
+        enable_checkpointing(model.language_model)
+    tokenizer = processor.tokenizer
+    image_token_id = int(model.config.image_token_index)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    tokenized, truncated = tokenize_examples(
+        examples,
+        tokenizer,
+        max_prompt_tokens=config.max_prompt_tokens,
+        max_target_tokens=config.max_target_tokens,
+        image_token_id=image_token_id,
+    )
+    if truncated:
+        logger.warning("%d of %d examples were longer than max_prompt_tokens/max_target_tokens and were truncated",
+                       truncated, len(examples))
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / TRAIN_CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
+
+    steps = total_steps(config, len(examples))
+    optimizer = make_optimizer(model, config)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, warmup_steps(config, steps), steps)
+    order = DataOrder(len(examples), config.batch_size, config.seed)
+    step = 0
+    if resume:
+        checkpoints = list_checkpoints(out)
+        if checkpoints:
+            state = load_checkpoint(checkpoints[-1], model, peft_model, optimizer, scheduler)
+            step = int(state["step"])
+            logger.info("resumed from %s (step %d of %d)", checkpoints[-1], step, steps)
+        else:
+            logger.info("no checkpoint in %s yet; starting from step 0", out)
+    # the log keeps exactly the steps the restored state has seen
+    log_path = out / TRAIN_LOG_FILE
+    kept = [r for r in read_train_log(out) if r["step"] <= step]
+    log_path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+
+    use_autocast = device.startswith("cuda") or bits == 16
+    autocast_device = "cuda" if device.startswith("cuda") else "cpu"
+    trainable = [p for _, p in trainable_parameters(model)]
+    model.train()
+    model.vision_model.eval()  # frozen: no dropout in the image encoder
+    progress.start("train", steps, step)
+    started = time.monotonic()
+    try:
+        with log_path.open("a", encoding="utf-8") as log:
+            while step < steps:
+                step_start = time.monotonic()
+                optimizer.zero_grad(set_to_none=True)
+                losses: list[float] = []
+                n_examples = 0
+                for micro in range(config.grad_accum_steps):
+                    indices = order.batch(step * config.grad_accum_steps + micro)
+                    batch_examples = [examples[i] for i in indices]
+                    pixels = load_pixels([p for e in batch_examples for p in e.images], processor).to(device)
+                    with torch.autocast(autocast_device, dtype=torch.bfloat16, enabled=use_autocast):
+                        queries = image_queries(model, pixels)
+                        batch = build_inputs(
+                            model, [tokenized[i] for i in indices], queries, image_token_id=image_token_id, pad_token_id=pad_id
+                        )
+                        loss = compute_loss(model, batch)
+                    if not torch.isfinite(loss):
+                        raise MvlevalError(
+                            f"the training loss became {loss.item()} at step {step + 1}.",
+                            fix="lower lr_lora/lr_blip, or train in 32 bits (--bits 32) to rule out precision problems.",
+                        )
+                    (loss / config.grad_accum_steps).backward()
+                    losses.append(float(loss.detach()))
+                    n_examples += len(indices)
+                grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+                lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                elapsed = max(time.monotonic() - step_start, 1e-9)
+                mean_loss = sum(losses) / len(losses)
+                record = {
+                    "step": step,
+                    "epoch": round(step * config.grad_accum_steps * config.batch_size / len(examples), 4),
+                    "loss": mean_loss,
+                    "lr": lrs.get("lora", next(iter(lrs.values()))),
+                    "lr_blip": lrs.get("blip", lrs.get("blip_no_decay")),
+                    "grad_norm": float(grad_norm),
+                    "examples_per_s": round(n_examples / elapsed, 3),
+                }
+                if step % config.log_every == 0 or step == steps:
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                if step % config.save_every == 0 or step == steps:
+                    save_checkpoint(
+                        out, step, model, peft_model, optimizer, scheduler,
+                        {"step": step, "micro_batches": step * config.grad_accum_steps,
+                         "examples_seen": step * config.grad_accum_steps * config.batch_size, "total_steps": steps},
+                        config.keep_checkpoints,
+                    )
+                progress.update(step, mean_loss, record["lr"], record["examples_per_s"])
+    finally:
+        progress.finish()
+
+    save_trained_weights(model, peft_model, out)
+    records = read_train_log(out)
+    if records:
+        plot_loss(records, out / LOSS_PLOT_FILE)
+    logger.info("trained %d steps in %.1f s; adapter in %s", steps, time.monotonic() - started, out)
+    return out
