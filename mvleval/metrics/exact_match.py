@@ -1,0 +1,187 @@
+"""Exact match and relaxed accuracy of short answers after mBLIP's VQA cleaning of the prediction.
+
+mBLIP (``vqa_clean`` in its evaluation code, adapted from LAVIS's ``vqa_eval.py``, itself the official VQA
+evaluation) cleans each *prediction* and compares it with the *label*, which is only lower-cased and stripped:
+
+1. remove "\\n" and "\\t" (mBLIP deletes them; LAVIS would replace them with a space), strip;
+2. processPunctuation: for each of ``; / [ ] " { } ( ) = + \\ _ - > < @ ` , ? !`` in turn: if the *original*
+   text has that mark followed or preceded by a space, or contains a digit-comma-digit anywhere, the mark is
+   deleted, otherwise it is replaced by a space; then periods not followed by a digit are deleted, at most 32 of
+   them (LAVIS passes ``re.UNICODE``, 32, as ``re.sub``'s count argument);
+3. processDigitArticle: lower-case, split on whitespace, map number words "none"/"zero".."ten" to digits, drop the
+   articles a/an/the, then expand the words listed in the VQA contractions table ("dont" -> "don't"; entries with
+   capitals never match, since the text is lower-cased first), join with single spaces;
+4. strip and lower-case again.
+
+ExactMatch: cleaned prediction == label. RelaxedAccuracy: the cleaned prediction starts or ends with the label.
+With several references an example is correct if any of them matches.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import ClassVar
+
+from mvleval.errors import MvlevalError
+from mvleval.metrics.base import Metric, MetricResult
+from mvleval.metrics.bootstrap import (
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    bootstrap_mean_interval,
+    bootstrap_signature,
+    check_resamples,
+)
+
+__all__ = ["ExactMatch", "RelaxedAccuracy", "clean_answer", "normalize_label"]
+
+CLEANING_VERSION = "vqa-lavis-mblip-1"
+
+_NUMBER_WORDS = {
+    "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+    "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
+}
+_ARTICLES = frozenset({"a", "an", "the"})
+_PUNCT = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!")
+# LAVIS's periodStrip is "(?!<=\d)(\.)(?!\d)": its first group is a look-*ahead* (a typo for a look-behind) that
+# can never fail right before a ".", so the pattern is exactly "a period not followed by a digit".
+_PERIOD = re.compile(r"\.(?!\d)")
+_PERIOD_LIMIT = 32  # re.UNICODE's value, passed by LAVIS as the count argument of sub()
+_DIGIT_COMMA_DIGIT = re.compile(r"\d,\d")
+
+# The VQA evaluation's contractions table (key -> expansion), as used by LAVIS and mBLIP; "=" separates the two
+# sides. Its oddities are kept: "somebody'd" maps to "somebodyd", keys with capitals never match lower-cased text.
+_CONTRACTIONS_TABLE = """
+aint=ain't arent=aren't cant=can't couldve=could've couldnt=couldn't couldn'tve=couldn't've couldnt've=couldn't've
+didnt=didn't doesnt=doesn't dont=don't hadnt=hadn't hadnt've=hadn't've hadn'tve=hadn't've hasnt=hasn't
+havent=haven't hed=he'd hed've=he'd've he'dve=he'd've hes=he's howd=how'd howll=how'll hows=how's Id've=I'd've
+I'dve=I'd've Im=I'm Ive=I've isnt=isn't itd=it'd itd've=it'd've it'dve=it'd've itll=it'll let's=let's maam=ma'am
+mightnt=mightn't mightnt've=mightn't've mightn'tve=mightn't've mightve=might've mustnt=mustn't mustve=must've
+neednt=needn't notve=not've oclock=o'clock oughtnt=oughtn't ow's'at='ow's'at 'ows'at='ow's'at 'ow'sat='ow's'at
+shant=shan't shed've=she'd've she'dve=she'd've she's=she's shouldve=should've shouldnt=shouldn't
+shouldnt've=shouldn't've shouldn'tve=shouldn't've somebody'd=somebodyd somebodyd've=somebody'd've
+somebody'dve=somebody'd've somebodyll=somebody'll somebodys=somebody's someoned=someone'd someoned've=someone'd've
+someone'dve=someone'd've someonell=someone'll someones=someone's somethingd=something'd
+somethingd've=something'd've something'dve=something'd've somethingll=something'll thats=that's thered=there'd
+thered've=there'd've there'dve=there'd've therere=there're theres=there's theyd=they'd theyd've=they'd've
+they'dve=they'd've theyll=they'll theyre=they're theyve=they've twas='twas wasnt=wasn't wed've=we'd've
+we'dve=we'd've weve=we've werent=weren't whatll=what'll whatre=what're whats=what's whatve=what've whens=when's
+whered=where'd wheres=where's whereve=where've whod=who'd whod've=who'd've who'dve=who'd've wholl=who'll
+whos=who's whove=who've whyll=why'll whyre=why're whys=why's wont=won't wouldve=would've wouldnt=wouldn't
+wouldnt've=wouldn't've wouldn'tve=wouldn't've yall=y'all yall'll=y'all'll y'allll=y'all'll yall'd've=y'all'd've
+y'alld've=y'all'd've y'all'dve=y'all'd've youd=you'd youd've=you'd've you'dve=you'd've youll=you'll
+youre=you're youve=you've
+"""
+_CONTRACTIONS = dict(item.split("=", 1) for item in _CONTRACTIONS_TABLE.split())
+
+
+def _process_punctuation(text: str) -> str:
+    # The decision for every mark looks at the text as it came in, not at the text being edited (as LAVIS does).
+    delete_all = _DIGIT_COMMA_DIGIT.search(text) is not None
+    out = text
+    for p in _PUNCT:
+        if delete_all or (p + " ") in text or (" " + p) in text:
+            out = out.replace(p, "")
+        else:
+            out = out.replace(p, " ")
+    return _PERIOD.sub("", out, count=_PERIOD_LIMIT)
+
+
+def _process_digit_article(text: str) -> str:
+    words = []
+    for word in text.lower().split():
+        word = _NUMBER_WORDS.get(word, word)
+        if word not in _ARTICLES:
+            words.append(_CONTRACTIONS.get(word, word))
+    return " ".join(words)
+
+
+def clean_answer(prediction: str) -> str:
+    """mBLIP's VQA cleaning of a predicted answer (see the module docstring), then strip + lower-case."""
+    text = prediction.replace("\n", "").replace("\t", "").strip()
+    return _process_digit_article(_process_punctuation(text)).strip().lower()
+
+
+def normalize_label(label: str) -> str:
+    """mBLIP's processing of a gold label: lower-case and strip only."""
+    return label.lower().strip()
+
+
+class _AnswerMetric(Metric):
+    """Shared scoring loop: per-example 0/1 after cleaning, corpus mean, bootstrap interval of the mean."""
+
+    _rule: ClassVar[str]
+
+    def __init__(self, bootstrap_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> None:
+        check_resamples(bootstrap_resamples, seed)
+        self.bootstrap_resamples = bootstrap_resamples
+        self.seed = seed
+
+    def signature(self) -> str:
+        return (f"{self.name}|clean={CLEANING_VERSION}|label=lower+strip|rule={self._rule}|any-ref|"
+                f"{bootstrap_signature(self.bootstrap_resamples, self.seed)}|mvleval-1")
+
+    @staticmethod
+    def _correct(cleaned: str, label: str) -> bool:
+        raise NotImplementedError
+
+    def score(self, predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str) -> MetricResult:
+        """Score one language: one prediction and at least one acceptable answer per example.
+
+        Raises:
+            MvlevalError: when the lists differ in length, an example has no reference, or an entry is not a string.
+        """
+        _check_inputs(self.name, predictions, references, lang)
+        if not predictions:
+            return MetricResult(value=None, per_example=[], signature=self.signature(),
+                                note=f"no examples for language '{lang}'")
+        per_example = []
+        for pred, refs in zip(predictions, references):
+            cleaned = clean_answer(pred)
+            ok = any(self._correct(cleaned, normalize_label(r)) for r in refs)
+            per_example.append(1.0 if ok else 0.0)
+        value = sum(per_example) / len(per_example)
+        interval = bootstrap_mean_interval(per_example, self.bootstrap_resamples, self.seed)
+        return MetricResult(value=value, per_example=per_example, signature=self.signature(), interval=interval)
+
+
+class ExactMatch(_AnswerMetric):
+    """Share of examples whose cleaned prediction equals a (lower-cased, stripped) reference answer."""
+
+    name: ClassVar[str] = "exact_match"
+    _rule: ClassVar[str] = "equal"
+
+    @staticmethod
+    def _correct(cleaned: str, label: str) -> bool:
+        return cleaned == label
+
+
+class RelaxedAccuracy(_AnswerMetric):
+    """Share of examples whose cleaned prediction starts or ends with a reference answer (mBLIP's relaxed accuracy).
+
+    Note: as in mBLIP, this is a string test, not a word test: "yesterday" starts with "yes".
+    """
+
+    name: ClassVar[str] = "relaxed_accuracy"
+    _rule: ClassVar[str] = "startswith|endswith"
+
+    @staticmethod
+    def _correct(cleaned: str, label: str) -> bool:
+        return cleaned.startswith(label) or cleaned.endswith(label)
+
+
+def _check_inputs(name: str, predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str) -> None:
+    if len(predictions) != len(references):
+        raise MvlevalError(
+            f"{name} got {len(predictions)} predictions but {len(references)} reference lists for language '{lang}'.",
+            fix="pass one prediction and one list of acceptable answers per example.",
+        )
+    for i, (p, refs) in enumerate(zip(predictions, references)):
+        if not isinstance(p, str):
+            raise MvlevalError(f"{name}: prediction {i} for language '{lang}' is {type(p).__name__}, not a string.",
+                               fix="pass the generated answer text (use '' for an empty output).")
+        if isinstance(refs, str) or len(refs) == 0 or not all(isinstance(r, str) for r in refs):
+            raise MvlevalError(
+                f"{name}: example {i} for language '{lang}' needs a non-empty list of answer strings, got {refs!r}.",
+                fix="give every example a list with at least one acceptable answer, e.g. ['yes'].",
+            )
