@@ -91,17 +91,21 @@ class RichProgress:
         self._task_id: Any = None
         self._started = 0.0
         self._count = 0
+        self._live = False
 
     def __enter__(self) -> RichProgress:
-        self._progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
+        if self._live:
+            self._progress.stop()
 
     def start(self, label: str, total: int, done: int) -> None:
         import time
 
+        if not self._live:  # started on first use, so another live display (training) can run before it
+            self._progress.start()
+            self._live = True
         self._task_id = self._progress.add_task(label, total=total, completed=done, rate="")
         self._started = time.monotonic()
         self._count = 0
@@ -303,6 +307,87 @@ def baseline_bless(
     _console().print(f"Baseline: {path}")
 
 
+class RichTrainProgress:
+    """Renders training progress (step, loss, lr, throughput, ETA) as one rich bar."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[rate]}"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+        )
+        self._task_id: Any = None
+
+    def __enter__(self) -> RichTrainProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def start(self, label: str, total: int, done: int) -> None:
+        self._progress.start()
+        self._task_id = self._progress.add_task(label, total=total, completed=done, loss="-", lr="-", rate="")
+
+    def update(self, step: int, loss: float, lr: float, examples_per_s: float) -> None:
+        self._progress.update(self._task_id, completed=step, loss=f"{loss:.4f}", lr=f"{lr:.2e}", rate=f"{examples_per_s:.1f} ex/s")
+
+    def finish(self) -> None:
+        self._progress.stop()
+
+
+@app.command()
+def train(
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Base BLIP-2/mBLIP checkpoint folder.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder: adapter, blip_parts, config, log, loss curve, checkpoints.")] = None,
+    train_file: Annotated[Optional[Path], typer.Option(help="mBLIP task-mix file: JSON list or JSONL of {context, label, image_id}.")] = None,
+    image_root: Annotated[Optional[list[Path]], typer.Option(help="Image folder; repeat to search several in order (task-mix).")] = None,
+    task: Annotated[Optional[str], typer.Option("--task", "-t", help="Train on an mvleval task's split instead; join tasks with '+' for a mixture.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="The task's training split, e.g. train_10.")] = None,
+    data_root: Annotated[Optional[Path], typer.Option(help="Folder with the task's annotation files (default: $MVLEVAL_DATA).")] = None,
+    lang: Annotated[Optional[list[str]], typer.Option("--lang", "-l", help="Train only on these languages (repeatable).")] = None,
+    bits: Annotated[Optional[int], typer.Option(help="Base weights: 4 (QLoRA nf4), 8, 16 (bf16), 32. Default: 4 on CUDA, 32 on CPU.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (overrides --epochs).")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Passes over the data.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Examples per forward pass.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for LoRA init, dropout and data order.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML or YAML config file (flags and --set override it).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config key: key=value (repeatable).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue a killed run from its last checkpoint.")] = False,
+) -> None:
+    """Fine-tune a BLIP-2/mBLIP checkpoint with LoRA (mBLIP's recipe; QLoRA with --bits 4)."""
+    from mvleval.finetune import load_config
+    from mvleval.finetune import train as run_training
+
+    cfg = load_config(
+        config, set_ or [],
+        base_model=model, output_dir=out, train_file=train_file, image_roots=image_root or None, task=task, split=split,
+        data_root=data_root, languages=lang or None, bits=bits, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
+        seed=seed,
+    )
+    with RichTrainProgress(_console(stderr=True)) as progress:
+        path = run_training(cfg, resume=resume, progress=progress)
+    _console().print(f"Trained adapter: {path}\nEvaluate it with `mvleval run --model {cfg.base_model} --adapter {path} ...` "
+                     f"or merge it with `mvleval export {path} --out DIR`.")
+
+
+@app.command()
+def export(
+    train_dir: Annotated[Path, typer.Argument(help="Output folder of `mvleval train`.")],
+    out: Annotated[Path, typer.Option(help="Folder for the merged checkpoint (with its processor).")],
+    bits: Annotated[int, typer.Option(help="4 (nf4, bitsandbytes), 8 (int8), 16 (bf16) or 32 (fp32).")] = 4,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Base checkpoint, if it moved since training.")] = None,
+) -> None:
+    """Merge a LoRA adapter and the trained BLIP parts into the base model and save a loadable checkpoint."""
+    from mvleval.finetune import export as run_export
+
+    if bits not in (4, 8, 16, 32):
+        raise MvlevalError(f"--bits must be 4, 8, 16 or 32, got {bits}.", fix="pick one of these.")
+    path = run_export(train_dir, out, bits, base_model=model)
+    _console().print(f"Exported checkpoint: {path}\nEvaluate it with `mvleval run --model {path} --task ...`.")
+
+
 @app.command()
 def tasks() -> None:
     """List the tasks with their version, languages, splits and metrics."""
@@ -342,19 +427,34 @@ def data_check(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the demo's data, model and results.")] = Path("mvleval-demo"),
-    seed: Annotated[int, typer.Option(help="Seed for the synthetic data and the tiny model.")] = 0,
+    out: Annotated[Path, typer.Option(help="Folder for the demo's data, models, runs and leaderboard.")] = Path("mvleval-demo"),
+    seed: Annotated[int, typer.Option(help="Seed for the synthetic data, the tiny model and training.")] = 0,
 ) -> None:
-    """Run the whole pipeline offline on a built-in tiny model and synthetic data (no arguments needed)."""
+    """Offline end to end: synthetic 5-task benchmark, tiny model, LoRA fine-tuning, 4-bit export, evaluation, leaderboard."""
+    from rich.table import Table
+
     from mvleval.demo import run_demo
 
     console = _console()
-    console.print(f"[bold]mvleval demo[/bold]: building a tiny mBLIP-shaped model and a synthetic benchmark in {out}/ ...")
-    with RichProgress(_console(stderr=True)) as progress:
-        results = run_demo(out, seed=seed, progress=progress, log=lambda msg: console.print(msg))
-    for record, path in results:
+    console.print(f"[bold]mvleval demo[/bold]: synthetic benchmark, tiny mBLIP-shaped model, fine-tuning and evaluation in {out}/")
+    err = _console(stderr=True)
+    with RichProgress(err) as progress:
+        result = run_demo(out, seed=seed, progress=progress, train_progress=RichTrainProgress(err),
+                          log=lambda msg: console.print(msg))
+    for task, (record, path) in result.trained.items():
         print_summary(record, console)
-        console.print(f"Run record: {path}")
+    table = Table(title="Untrained vs fine-tuned (4-bit export): headline metric, mean over languages")
+    for col in ("task", "metric", "untrained", "fine-tuned"):
+        table.add_column(col, justify="left" if col in ("task", "metric") else "right")
+    for task, (record, _) in result.trained.items():
+        metric = record.headline()
+        before = result.untrained[task][0].scores[metric].mean
+        table.add_row(task, metric + (" (x100)" if metric == "cider" else " (%)"), _fmt(before, metric), _fmt(record.scores[metric].mean, metric))
+    console.print(table)
+    console.print("Run records:")
+    for _, path in list(result.untrained.values()) + list(result.trained.values()):
+        console.print(f"  {path}")
+    console.print(f"Leaderboard: {result.leaderboard[0]}")
 
 
 def main() -> None:

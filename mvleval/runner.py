@@ -357,7 +357,6 @@ def score_rows(task: Task, languages: Sequence[str], rows_by_lang: dict[str, lis
             if result.per_example is not None:
                 for row, value in zip(rows, result.per_example, strict=True):
                     row.setdefault("scores", {})[metric.name] = value
-            signature = result.signature
         values = [v for v in per_lang.values() if v is not None]
         scores[metric.name] = MetricScores(
             signature=signature,

@@ -48,7 +48,11 @@ class TrainConfig(BaseModel):
     # -- data ---------------------------------------------------------------------------------------------------------
     train_file: Path | None = Field(default=None, description="Task-mix file: JSON list or JSONL of {context, label, image_id}.")
     image_roots: list[Path] = Field(default_factory=list, description="Image folders searched in order.")
-    task: str | None = Field(default=None, description="mvleval task whose split is trained on (instead of train_file).")
+    task: str | None = Field(
+        default=None,
+        description="mvleval task whose split is trained on (instead of train_file); join several with '+' "
+        "to train on a mixture, e.g. 'xgqa+xvnli' (each task's split of that name, every language that has it).",
+    )
     split: str | None = Field(default=None, description="The task's training split, e.g. train_10 or dev.")
     data_root: Path | None = Field(default=None, description="Folder with the task's annotation files.")
     languages: list[str] | None = Field(default=None, description="Task languages to train on (default: all with the split).")
@@ -276,16 +280,22 @@ def _cross_checks(values: Mapping[str, Any], config: TrainConfig | None) -> list
 def _task_checks(
     task_name: Any, split: Any, data_root: Any, languages: Any, roots: Sequence[Any]
 ) -> list[tuple[str, str]]:
+    """Checks for task mode; `task_name` may join several tasks with '+' (a task mixture, e.g. 'xgqa+xvnli')."""
     from mvleval.task import load_task
 
     problems: list[tuple[str, str]] = []
-    try:
-        task = load_task(str(task_name))
-    except MvlevalError as exc:
-        return [("task", exc.what)]
-    if split is None:
-        problems.append(("split", f"training on a task needs a split; '{task.name}' has {', '.join(task.split_names())}."))
-    else:
+    tasks = []
+    for name in str(task_name).split("+"):
+        try:
+            tasks.append(load_task(name.strip()))
+        except MvlevalError as exc:
+            problems.append(("task", exc.what))
+    if problems:
+        return problems
+    for task in tasks:
+        if split is None:
+            problems.append(("split", f"training on a task needs a split; '{task.name}' has {', '.join(task.split_names())}."))
+            continue
         try:
             task.check_split(str(split))
         except MvlevalError as exc:
@@ -302,9 +312,11 @@ def _task_checks(
     elif not Path(data_root).is_dir():
         problems.append(("data_root", f"folder {data_root} not found."))
     if languages is not None:
+        known = {lang for task in tasks for lang in task.languages}
+        names = "+".join(t.name for t in tasks)
         for lang in languages:
-            if lang not in task.languages:
-                problems.append(("languages", f"task '{task.name}' has no language '{lang}'.{did_you_mean(str(lang), task.languages)}"))
+            if lang not in known:
+                problems.append(("languages", f"task '{names}' has no language '{lang}'.{did_you_mean(str(lang), sorted(known))}"))
     if len(roots) > 1:
         problems.append(("image_roots", f"a task reads its images from one folder; got {len(roots)}."))
     return problems

@@ -271,7 +271,19 @@ def load_examples(config: TrainConfig) -> list[Example]:
         return read_task_mix(config.train_file, config.image_roots)
     assert config.task is not None and config.split is not None and config.data_root is not None  # config validation
     image_root = config.image_roots[0] if config.image_roots else config.data_root / "images"
-    return read_task_split(config.task, config.split, config.data_root, image_root, config.languages)
+    names = [n.strip() for n in config.task.split("+")]
+    if len(names) == 1:
+        return read_task_split(names[0], config.split, config.data_root, image_root, config.languages)
+    # A mixture: each task's split, restricted to the requested languages that task has.
+    from mvleval.task import load_task
+
+    examples: list[Example] = []
+    for name in names:
+        langs = [lang for lang in config.languages if lang in load_task(name).languages] if config.languages else None
+        if config.languages and not langs:
+            continue
+        examples.extend(read_task_split(name, config.split, config.data_root, image_root, langs))
+    return examples
 
 
 @dataclass(frozen=True)
