@@ -1,0 +1,29 @@
+"""Packaging: the built wheel ships every task file (a plain `pip install .` must find the tasks)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from mvleval.task import task_names
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_ships_the_tasks(tmp_path: Path) -> None:
+    pytest.importorskip("setuptools")
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    [wheel] = list(tmp_path.glob("mvleval-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for task in task_names():
+        assert f"mvleval/tasks/{task}.py" in names
+    assert {"mvleval/tasks/README.md", "mvleval/py.typed", "mvleval/cli.py"} <= names
+    assert len(task_names()) == 5
