@@ -72,6 +72,34 @@ def test_random_corpora_against_pycocoevalcap() -> None:
         assert ours_per == pytest.approx(per_image, abs=1e-9)
 
 
+@pytest.mark.parametrize("odd", ["", "\x00"])
+def test_sparse_corpora_against_pycocoevalcap(odd: str) -> None:
+    """A large vocabulary makes most 3- and 4-grams occur once in the corpus (cider_stats splits those off early)
+    and leaves hypothesis n-grams absent from every reference; irregular whitespace and, in one run, a "\x00" word
+    (the separator of cider_stats' joined split, which then splits caption by caption) must change nothing.
+    Reference values: pycocoevalcap's Cider on the same strings, also on resampled corpora."""
+    rng = random.Random(11)
+    vocab = [f"w{i}" for i in range(60)] + ([odd] if odd else [])
+
+    def cap() -> str:
+        return rng.choice(["", " ", "\t"]).join(rng.choice(vocab) + rng.choice([" ", "  ", "\t "])
+                                                for _ in range(rng.randint(0, 12)))
+
+    n = 40
+    hyps = [cap() for _ in range(n)]
+    refs = [[cap() for _ in range(rng.randint(1, 4))] for _ in range(n)]
+    value, per_image = _pycoco_cider(hyps, refs)
+    ours, ours_per = cider_from_tokens(hyps, refs)
+    assert ours == pytest.approx(value, abs=1e-9)
+    assert ours_per == pytest.approx(per_image, abs=1e-9)
+    stats = cider_stats(hyps, refs)
+    for seed in range(2):
+        r = random.Random(seed)
+        idx = [r.randrange(n) for _ in range(n)]
+        expected, _ = _pycoco_cider([hyps[i] for i in idx], [refs[i] for i in idx])
+        assert stats.scores([idx.count(i) for i in range(n)])[0] == pytest.approx(expected, abs=1e-12)
+
+
 def test_bootstrap_weights_equal_resampled_corpus() -> None:
     """Scoring with image multiplicities equals pycocoevalcap's Cider on the explicitly resampled corpus (duplicated
     images counted again in the document frequencies), so bootstrap replicates are exact."""

@@ -48,6 +48,11 @@ ROWS = [
     ("Panci di atas kompor, sedangkan api menyala.", "panci di atas kompor sedangkan api menyala"),
     ("رجل يركب دراجة.", "رجل يركب دراجة"),
     ("一只 在 草地 上 奔跑 的 狗 。", "一只 在 草地 上 奔跑 的 狗 。"),
+    # whole-caption fast path: stand-alone ideographic marks, and ",;:" / final marks removed without the lexer
+    ("一 个 小 孩 ， 在 海 里 冲 浪 。", "一 个 小 孩 ， 在 海 里 冲 浪 。"),
+    ("晴れ た 日 に 、 男性 が 立っ て いる 。", "晴れ た 日 に 、 男性 が 立っ て いる 。"),
+    ("猫 。 。", "猫 。 。"),
+    ("A dog, a cat; two birds: one fish!", "a dog a cat two birds one fish"),
 ]
 
 

@@ -39,6 +39,18 @@ def test_nfc_for_every_language() -> None:
     assert unicodedata.is_normalized("NFC", normalize_captions([unicodedata.normalize("NFD", "がぎ")], "ja")[0])
 
 
+def test_nfc_per_caption_equals_joined_pass() -> None:
+    # normalize_captions runs NFC once over the joined captions; the expected values are per-caption NFC, computed
+    # here with unicodedata directly. Captions start with combining marks (they must not compose across the caption
+    # boundary), one holds a newline itself (per-caption path), and already-normalised input passes unchanged.
+    texts = ["e\u0301te\u0301", "\u0301a", "\u0308", "", "Ha\u0308user", "x"]
+    expected = [unicodedata.normalize("NFC", t) for t in texts]
+    assert normalize_captions(texts, "de") == expected
+    assert normalize_captions(texts + ["a\nu\u0308"], "fr") == expected + ["a\nü"]
+    assert normalize_captions(["plain", "text"], "en") == ["plain", "text"]
+    assert normalize_captions([], "en") == []
+
+
 def test_segmenter_names() -> None:
     assert segmenter_name("zh") == "zh:char"
     assert segmenter_name("ja").startswith("ja:sudachipy-") and "-A-core-" in segmenter_name("ja")

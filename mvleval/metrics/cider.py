@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, count
 from typing import TYPE_CHECKING, ClassVar
 
 from mvleval.errors import MvlevalError
@@ -95,25 +95,30 @@ class CiderStats:
         if n_img == 0:
             return float("nan"), np.zeros(0)
         w = np.ones(n_img) if weights is None else np.asarray(weights, dtype=np.float64)
+        n_refs = self.n_refs
         log_n = math.log(float(w.sum()))
         # u = idf^2 for n-grams of one image: df is that image's multiplicity
         own = (log_n - np.log(np.maximum(w, 1.0))) ** 2
-        df = _sum_by(self.presence_g, w[self.presence_image], self.n_shared)
+        df = _sum_by(self.presence_g, np.take(w, self.presence_image), self.n_shared)
         u = (log_n - np.log(np.maximum(df, 1.0))) ** 2
-        own_ref = np.repeat(own[self.ref_image], n)
-        own_hyp = np.repeat(own, n)
-        # one gather + one bincount for the three sparse products (clipped dot products, both squared norms)
-        sums = _sum_by(self.shared_row, self.shared_coef * u[self.shared_g], (2 * self.n_refs + n_img) * n)
-        num = sums[: self.n_refs * n] + self.match_own * own_ref
-        hyp2 = sums[self.n_refs * n: (self.n_refs + n_img) * n] + self.hyp_own * own_hyp
-        hyp2 += self.hyp_const * (log_n * log_n)
+        own_ref = np.take(own, self.ref_image)[:, None]
+        # one gather + one bincount for the three sparse products (clipped dot products, both squared norms);
+        # the per-row arrays are (rows, n) matrices, so the per-image factors broadcast instead of being repeated
+        # (np.take: faster than fancy indexing for these 1-D gathers, which dominate a bootstrap resample)
+        coef = np.take(u, self.shared_g)
+        coef *= self.shared_coef
+        sums = _sum_by(self.shared_row, coef, (2 * n_refs + n_img) * n)
+        num = sums[: n_refs * n].reshape(n_refs, n) + self.match_own.reshape(n_refs, n) * own_ref
+        hyp2 = sums[n_refs * n: (n_refs + n_img) * n] + self.hyp_const * (log_n * log_n)
         hyp2 += _sum_by(self.hyp_other_row, self.hyp_other_coef * own[self.hyp_other_image], n_img * n)
-        ref2 = sums[(self.n_refs + n_img) * n:] + self.ref_own * own_ref
+        hyp2 = hyp2.reshape(n_img, n) + self.hyp_own.reshape(n_img, n) * own[:, None]
+        ref2 = sums[(n_refs + n_img) * n:].reshape(n_refs, n) + self.ref_own.reshape(n_refs, n) * own_ref
         # pycocoevalcap divides by norm_h * norm_r only when both are non-zero; otherwise the (zero) sum stays
-        den = np.sqrt(hyp2.reshape(n_img, n))[self.ref_image] * np.sqrt(ref2.reshape(self.n_refs, n))
-        num = num.reshape(self.n_refs, n)
-        val = np.divide(num, den, out=num.copy(), where=den != 0)
-        per_ref = val.sum(axis=1) * self.penalty
+        den = np.take(np.sqrt(hyp2), self.ref_image, axis=0)
+        den *= np.sqrt(ref2)
+        val = np.divide(num, den, out=num, where=den != 0)
+        per_ref = val @ np.ones(n)
+        per_ref *= self.penalty
         per_image = np.bincount(self.ref_image, weights=per_ref, minlength=n_img) * (10.0 / n) / self.refs_per_image
         return float(np.dot(w, per_image) / w.sum()), per_image
 
@@ -125,36 +130,101 @@ def _sum_by(rows: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
     return np.bincount(rows, weights=weights, minlength=size).astype(np.float64, copy=False)
 
 
-def _sorted_unique(x: np.ndarray) -> np.ndarray:
-    """np.unique(x) by sorting (numpy's hash-based unique is several times slower on large int64 keys)."""
+def _gram_runs(skey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Boundaries of equal values in a sorted array: (is first of its run, run number of every element)."""
     import numpy as np
 
-    if x.size == 0:
-        return x
-    x = np.sort(x)
-    keep = np.empty(x.size, dtype=bool)
-    keep[0] = True
-    np.not_equal(x[1:], x[:-1], out=keep[1:])
-    return x[keep]
+    first = np.empty(skey.size, dtype=bool)
+    if skey.size:
+        first[0] = True
+        np.not_equal(skey[1:], skey[:-1], out=first[1:])
+    return first, np.cumsum(first) - 1
 
 
-def _ngram_codes(ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray, cap_of_token: np.ndarray, k: int,
-                 vocab: int) -> tuple[np.ndarray, np.ndarray]:
-    """(caption, exact integer code) of every k-gram; codes are unique per distinct k-gram."""
+def _order_entries(ids: np.ndarray, valid: np.ndarray, k: int, prefix: np.ndarray | None, vocab: int,
+                   n_tokens: int, cap_of_token: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
+    """The k-grams starting at token positions `valid`, grouped: one entry per (k-gram, caption).
+
+    A k-gram's exact code is (dense id of its (k-1)-gram prefix) * vocab + last word. Sorting code * n_tokens + position
+    (one plain sort, cheaper than an argsort) groups equal k-grams with their occurrences in caption order; when that
+    key could overflow int64 a stable argsort of the code does the same.
+
+    Returns:
+        (dense k-gram id per token position (the prefix of order k+1); entry caption; entry gram id (0-based
+        within this order); entry term frequency; number of distinct k-grams; captions of the k-grams that occur
+        exactly once in the corpus, which get no entry).
+    """
     import numpy as np
 
-    pos = np.arange(ids.size) - starts[cap_of_token]
-    valid = np.flatnonzero(pos + k <= lengths[cap_of_token])
-    code = ids[valid].copy()
-    base = vocab
-    for off in range(1, k):
-        if base > (2**62) // max(vocab, 1):
-            # the code would overflow int64: renumber the (k-1)-gram prefixes densely first
-            _, code = np.unique(code, return_inverse=True)
-            base = int(code.max()) + 1 if code.size else 1
-        code = code * vocab + ids[valid + off]
-        base = base * vocab
-    return cap_of_token[valid], code
+    last = ids[valid + (k - 1)]
+    bound = vocab if prefix is None else (int(prefix.max(initial=0)) + 1) * vocab
+    code = last if prefix is None else prefix[valid] * vocab + last
+    if bound * n_tokens < 2**62:
+        skey = np.sort(code * n_tokens + valid)
+        code_s = skey // n_tokens
+        pos_s = skey - code_s * n_tokens
+    else:  # pragma: no cover - needs a corpus of billions of distinct n-gram x position pairs
+        order = np.argsort(code, kind="stable")
+        code_s, pos_s = code[order], valid[order]
+    first, gid_s = _gram_runs(code_s)
+    dense = np.zeros(n_tokens, dtype=np.int64)
+    dense[pos_s] = gid_s
+    n_k = int(gid_s[-1]) + 1 if gid_s.size else 0
+    cap_s = cap_of_token[pos_s]
+    # n-grams occurring once in the whole corpus (most 3- and 4-grams) need no matching: split them off early
+    once = first.copy()
+    if once.size:
+        once[:-1] &= first[1:]
+    single_caps = cap_s[once]
+    keep = np.flatnonzero(~once)
+    cap_s, gid_s, first = cap_s[keep], gid_s[keep], first[keep]
+    new_entry = first
+    if cap_s.size:
+        new_entry[1:] |= cap_s[1:] != cap_s[:-1]
+    e_idx = np.flatnonzero(new_entry)
+    tf = np.diff(np.append(e_idx, cap_s.size))
+    return dense, cap_s[e_idx], gid_s[e_idx], tf, n_k, single_caps
+
+
+def _spread(m: int) -> np.ndarray:
+    """A fixed permutation of range(m) that sends neighbours far apart: i -> (i * p) mod m for a prime p."""
+    import numpy as np
+
+    p = 10007 if m % 10007 else 10009
+    return (np.arange(m, dtype=np.int64) * p) % max(m, 1)
+
+
+def _word_ids(captions: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Words of every caption as dense integer ids (``str.split()`` as pycocoevalcap's precook), with lengths.
+
+    One join and one split over the whole corpus, with a separator word between captions, instead of a split per
+    caption: the per-caption Python calls cost more than the rest of the n-gram counting.
+
+    Returns:
+        (ids of all words in caption order, number of words per caption, an upper bound of the ids).
+    """
+    import numpy as np
+
+    if not captions:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 0
+    sep = "\x00"  # not whitespace, so str.split() keeps it as a word of its own
+    joined = f" {sep} ".join(captions)
+    if joined.count(sep) != len(captions) - 1:  # a caption holds the separator itself: split caption by caption
+        split = list(map(str.split, captions))
+        lengths = np.fromiter(map(len, split), dtype=np.int64, count=len(captions))
+        words = list(chain.from_iterable(split))
+        vocab = {w: i for i, w in enumerate(dict.fromkeys(words))}
+        return np.fromiter(map(vocab.__getitem__, words), dtype=np.int64, count=len(words)), lengths, len(vocab)
+    words = joined.split()
+    words.append(sep)
+    # ids in first-seen order, 0 for the separator that ends every caption (not dense: a word's id is the position
+    # of its first occurrence, which bounds them by the word count and needs one dict operation per word)
+    vocab = {sep: 0}
+    ids = np.fromiter(map(vocab.setdefault, words, count(1)), dtype=np.int64, count=len(words))
+    ends = np.flatnonzero(ids == 0)
+    lengths = np.diff(ends, prepend=-1) - 1
+    return ids[ids != 0] - 1, lengths, len(words)
 
 
 def cider_stats(hyp_tokens: Sequence[str], ref_tokens: Sequence[Sequence[str]], n: int = 4,
@@ -171,76 +241,107 @@ def cider_stats(hyp_tokens: Sequence[str], ref_tokens: Sequence[Sequence[str]], 
 
     n_img = len(hyp_tokens)
     refs_per_image = np.fromiter((len(r) for r in ref_tokens), dtype=np.int64, count=n_img)
-    captions = list(chain(hyp_tokens, chain.from_iterable(ref_tokens)))
-    n_refs = len(captions) - n_img
-    split = list(map(str.split, captions))  # str.split() as pycocoevalcap's precook
-    lengths = np.fromiter(map(len, split), dtype=np.int64, count=len(split))
-    words = list(chain.from_iterable(split))
-    vocab = {w: i for i, w in enumerate(dict.fromkeys(words))}
-    ids = np.fromiter(map(vocab.__getitem__, words), dtype=np.int64, count=len(words))
-    starts = np.concatenate(([0], np.cumsum(lengths)[:-1])) if len(split) else np.zeros(0, dtype=np.int64)
-    cap_of_token = np.repeat(np.arange(len(split), dtype=np.int64), lengths)
+    # Captions image-major (hypothesis of image i, then its references): after sorting the occurrences of an n-gram
+    # by caption, the hypothesis entry of an image directly precedes that image's reference entries, so matches and
+    # document frequencies come from comparisons of neighbours instead of searches.
+    captions: list[str] = []
+    for h, rs in zip(hyp_tokens, ref_tokens):
+        captions.append(h)
+        captions.extend(rs)
+    n_caps = len(captions)
+    n_refs = n_caps - n_img
+    ids, lengths, n_vocab = _word_ids(captions)
+    n_tokens = ids.size
+    image_of_cap = np.repeat(np.arange(n_img, dtype=np.int64), refs_per_image + 1)
+    hyp_cap = np.cumsum(refs_per_image + 1) - (refs_per_image + 1)
+    is_hyp = np.zeros(n_caps, dtype=bool)
+    is_hyp[hyp_cap] = True
     ref_image = np.repeat(np.arange(n_img, dtype=np.int64), refs_per_image)
-    image_of_cap = np.concatenate((np.arange(n_img, dtype=np.int64), ref_image))
+    cap_of_token = np.repeat(np.arange(n_caps, dtype=np.int64), lengths)
+    cap_end = np.cumsum(lengths)[cap_of_token]  # one past the caption's last token, per token
 
-    caps, grams, orders = [], [], []
+    e_caps, e_gs, e_tfs, e_orders, single_rows = [], [], [], [], []
     n_grams = 0
+    valid = np.arange(n_tokens, dtype=np.int64)
+    prefix = None
     for k in range(1, n + 1):
-        cap_k, code_k = _ngram_codes(ids, starts, lengths, cap_of_token, k, max(len(vocab), 1))
-        uniq, local = np.unique(code_k, return_inverse=True)
-        caps.append(cap_k)
-        grams.append(local + n_grams)
-        orders.append(np.full(cap_k.size, k - 1, dtype=np.int64))
-        n_grams += uniq.size
-    cap = np.concatenate(caps) if caps else np.zeros(0, dtype=np.int64)
-    g = np.concatenate(grams) if grams else np.zeros(0, dtype=np.int64)
-    order_of_g = np.zeros(n_grams, dtype=np.int64)
-    order_of_g[g] = np.concatenate(orders) if orders else np.zeros(0, dtype=np.int64)
-    # term frequencies per (caption, n-gram)
-    keys, tf = np.unique(cap * n_grams + g, return_counts=True)
-    e_cap, e_g = keys // max(n_grams, 1), keys % max(n_grams, 1)
-    tf = tf.astype(np.float64)
-    is_hyp = e_cap < n_img
-    h_img, h_g, h_tf = e_cap[is_hyp], e_g[is_hyp], tf[is_hyp]
-    r_ref, r_g, r_tf = e_cap[~is_hyp] - n_img, e_g[~is_hyp], tf[~is_hyp]
-    r_img = ref_image[r_ref]
-    # document frequency support: which images' references contain each n-gram
-    pres = _sorted_unique(r_img * n_grams + r_g)
-    presence_image, presence_g = pres // max(n_grams, 1), pres % max(n_grams, 1)
+        valid = valid[valid + k <= cap_end[valid]]
+        prefix, e_cap_k, e_g_k, tf_k, n_k, single_k = _order_entries(ids, valid, k, prefix, max(n_vocab, 1), n_tokens,
+                                                           cap_of_token)
+        e_caps.append(e_cap_k)
+        e_gs.append(e_g_k + n_grams)
+        e_tfs.append(tf_k)
+        e_orders.append(np.full(e_cap_k.size, k - 1, dtype=np.int64))
+        single_rows.append(single_k * n + (k - 1))
+        n_grams += n_k
+    e_cap = np.concatenate(e_caps)
+    e_g = np.concatenate(e_gs)
+    tf = np.concatenate(e_tfs).astype(np.float64)
+    e_order = np.concatenate(e_orders)
+    e_img = image_of_cap[e_cap]
+    e_hyp = is_hyp[e_cap]
+    # groups of entries with the same n-gram and image: [hypothesis entry?] + reference entries, in that order
+    g_first = np.empty(e_g.size, dtype=bool)
+    if e_g.size:
+        g_first[0] = True
+        g_first[1:] = (e_g[1:] != e_g[:-1]) | (e_img[1:] != e_img[:-1])
+    g_last = np.empty_like(g_first)
+    if e_g.size:
+        g_last[-1] = True
+        g_last[:-1] = g_first[1:]
+    group_start = np.maximum.accumulate(np.where(g_first, np.arange(e_g.size), 0)) if e_g.size else e_g
+    # document frequency support: a group holds a reference iff its last entry is one
+    pres = g_last & ~e_hyp
+    presence_image, presence_g = e_img[pres], e_g[pres]
     df0 = np.bincount(presence_g, minlength=n_grams)
     single_owner = np.full(n_grams, -1, dtype=np.int64)
     single = df0[presence_g] == 1
     single_owner[presence_g[single]] = presence_image[single]
-    multi = df0[presence_g] > 1
-    # compact numbering of the n-grams shared by several images: only they need per-n-gram weights per resample
+    multi = ~single
     shared_id = np.full(n_grams, -1, dtype=np.int64)
     shared_g = np.flatnonzero(df0 > 1)
     shared_id[shared_g] = np.arange(shared_g.size)
-    # hypothesis/reference matches on the same image (hypothesis keys are sorted: unique() sorted them)
-    h_key = h_img * n_grams + h_g
-    r_key = r_img * n_grams + r_g
-    pos = np.searchsorted(h_key, r_key)
-    pos_c = np.minimum(pos, max(h_key.size - 1, 0))
-    hit = (pos < h_key.size) & (h_key[pos_c] == r_key) if h_key.size else np.zeros(r_key.size, dtype=bool)
-    m_tf_h = h_tf[pos_c[hit]]
+    h_sel = np.flatnonzero(e_hyp)
+    h_img, h_g, h_tf, h_order = e_img[h_sel], e_g[h_sel], tf[h_sel], e_order[h_sel]
+    r_sel = np.flatnonzero(~e_hyp)
+    r_ref = e_cap[r_sel] - e_img[r_sel] - 1  # references numbered in image order
+    r_g, r_tf, r_order = e_g[r_sel], tf[r_sel], e_order[r_sel]
+    # a reference entry matches the hypothesis when its group starts with the hypothesis entry of the same image
+    r_start = group_start[r_sel]
+    hit = e_hyp[r_start]
+    m_tf_h = tf[r_start[hit]]
     m_tf_r = r_tf[hit]
     m_g = r_g[hit]
-    m_row = r_ref[hit] * n + order_of_g[m_g]
+    m_row = r_ref[hit] * n + r_order[hit]
     m_coef = np.minimum(m_tf_h, m_tf_r) * m_tf_r
     m_own = single_owner[m_g] >= 0  # a reference n-gram of one image belongs to this reference's image
-    r_row = r_ref * n + order_of_g[r_g]
+    r_row = r_ref * n + r_order
     r_coef = r_tf**2
     r_own = single_owner[r_g] >= 0
-    h_row = h_img * n + order_of_g[h_g]
+    h_row = h_img * n + h_order
     h_coef = h_tf**2
     h_owner = single_owner[h_g]
     in_refs = df0[h_g] > 0
     h_own = h_owner == h_img
     h_other = (h_owner >= 0) & ~h_own
     h_general = in_refs & (h_owner < 0)
+    # n-grams occurring once in the corpus, tf 1: in a hypothesis they are in no reference (weight log(N)^2), in a
+    # reference they belong to that reference's image alone (weight idf^2 of its multiplicity)
+    single_row = np.concatenate(single_rows)
+    single_cap = single_row // n
+    single_hyp = is_hyp[single_cap]
+    single_order = single_row - single_cap * n
+    s_img = image_of_cap[single_cap]
+    hyp_single = np.bincount(s_img[single_hyp] * n + single_order[single_hyp], minlength=n_img * n)
+    s_ref = ~single_hyp
+    ref_single = np.bincount((single_cap[s_ref] - s_img[s_ref] - 1) * n + single_order[s_ref], minlength=n_refs * n)
+    # The presence pairs come grouped by n-gram: a bootstrap resample's bincount would then add into one slot many
+    # times in a row (a dependency chain: "a" is in every image). Spread them out (any order gives the same integer
+    # document frequencies); measured about 1.6x faster per resample.
+    spread = _spread(int(multi.sum()))
     # pycocoevalcap's "length" is the bigram count: max(words - 1, 0)
     blen = np.maximum(lengths - 1, 0).astype(np.float64)
-    delta = blen[:n_img][ref_image] - blen[n_img:]
+    delta = blen[hyp_cap][ref_image] - blen[~is_hyp]
     penalty = np.exp(-(delta**2) / (2.0 * sigma**2))
     return CiderStats(
         n_images=n_img,
@@ -252,8 +353,8 @@ def cider_stats(hyp_tokens: Sequence[str], ref_tokens: Sequence[Sequence[str]], 
         refs_per_image=refs_per_image.astype(np.float64),
         penalty=penalty,
         n_shared=int(shared_g.size),
-        presence_image=presence_image[multi],
-        presence_g=shared_id[presence_g[multi]],
+        presence_image=presence_image[multi][spread],
+        presence_g=shared_id[presence_g[multi]][spread],
         shared_row=np.concatenate((m_row[~m_own], h_row[h_general] + n_refs * n, r_row[~r_own] + (n_refs + n_img) * n)),
         shared_g=shared_id[np.concatenate((m_g[~m_own], h_g[h_general], r_g[~r_own]))],
         shared_coef=np.concatenate((m_coef[~m_own], h_coef[h_general], r_coef[~r_own])),
@@ -262,8 +363,8 @@ def cider_stats(hyp_tokens: Sequence[str], ref_tokens: Sequence[Sequence[str]], 
         hyp_other_image=h_owner[h_other],
         hyp_other_coef=h_coef[h_other],
         hyp_own=_sum_by(h_row[h_own], h_coef[h_own], n_img * n),
-        hyp_const=_sum_by(h_row[~in_refs], h_coef[~in_refs], n_img * n),
-        ref_own=_sum_by(r_row[r_own], r_coef[r_own], n_refs * n),
+        hyp_const=_sum_by(h_row[~in_refs], h_coef[~in_refs], n_img * n) + hyp_single,
+        ref_own=_sum_by(r_row[r_own], r_coef[r_own], n_refs * n) + ref_single,
     )
 
 

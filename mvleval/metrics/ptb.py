@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 __all__ = ["PUNCTUATIONS", "PTB_VERSION", "ptb_tokenize", "ptb_tokenize_lines"]
@@ -514,9 +514,11 @@ class _Fast:
             f"(?P<w>{word}{wordd}*)(?P<p>[,;:!?]?)|(?P<h>[{let}]+(?:-[{let}]+)+)[,;:!?]?"
             f"|(?P<d>[0-9]+)[.,;:!?]?|(?P<wd>{word}{wordd}*)\\."
         )
-        # a whole caption of plain words separated by single spaces, commas etc. after words, one final mark
-        self.line = re.compile(f"(?:{word}{wordd}*[,;:]? )*{word}{wordd}*[.!?]?")
-        self.line_punct = re.compile("[,;:.!?](?= |$)")
+        # a whole caption of plain words separated by single spaces, commas etc. after words, one final mark. The
+        # ideographic comma and full stops of segmented zh/ja captions may stand alone between spaces: they are
+        # stand-alone symbols (class S) the lexer emits unchanged, and not in PUNCTUATIONS, so they stay as typed.
+        sym = "[\u3001\u3002\uff0c]"
+        self.line = re.compile(f"(?:(?:{word}{wordd}*[,;:]?|{sym}) )*(?:{word}{wordd}*[.!?]?|{sym})")
 
 
 _FAST: _Fast | None = None
@@ -568,6 +570,41 @@ def _context(chunked: _LazyChunks, li: int, ci: int) -> str:
     return "".join(parts)
 
 
+_MISSING = object()
+
+
+def _plain_chunk(chunk: str, chunk_fast: Callable[[str], re.Match[str] | None]) -> tuple[str, ...] | None:
+    """The tokens (PUNCTUATIONS dropped) of a whitespace-free chunk, or None when they may depend on what follows."""
+    m = chunk_fast(chunk)
+    if m is not None and "\u03a3" not in chunk:
+        w = m.group("w")
+        if w is not None:
+            low = w.lower()
+            if low not in _ASSIMILATIONS and not (low in _BANGWORDS and chunk[-1] == "!"):
+                return (low,)
+        elif m.group("h") is not None:
+            return (m.group("h").lower(),)
+        elif m.group("d") is not None:
+            return (m.group("d"),)
+        else:
+            wd = m.group("wd")
+            if not _maybe_abbreviation(chunk) and wd.lower() not in _ASSIMILATIONS:
+                return (wd.lower(),)
+    if _needs_context(chunk):
+        return None
+    return tuple(t for t in _chunk_tokens(chunk, " ") if t not in PUNCTUATIONS)
+
+
+def _strip_marks(low: str) -> str:
+    """Drop the marks of a fast-path caption: ",;:" occur there only before a space and ".!?" only at the end (the
+    same as removing every mark followed by a space or the end, with str methods instead of a regex)."""
+    if low[-1] in ".!?":
+        low = low[:-1]
+    if "," in low or ";" in low or ":" in low:
+        low = low.replace(", ", " ").replace("; ", " ").replace(": ", " ")
+    return low
+
+
 def ptb_tokenize_lines(lines: Sequence[str]) -> list[str]:
     """Tokenise captions as pycocoevalcap's PTBTokenizer does when given them in this order, one per line.
 
@@ -583,10 +620,11 @@ def ptb_tokenize_lines(lines: Sequence[str]) -> list[str]:
     """
     lexer = _get_lexer()
     fast = _fast()
-    line_fast, line_punct = fast.line.fullmatch, fast.line_punct.sub
+    line_fast = fast.line.fullmatch
     chunk_fast = fast.chunk.fullmatch
     out: list[str] = [""] * len(lines)
     todo: list[int] = []
+    stems = _ABBREV_STEMS
     for li, line in enumerate(lines):
         # Whole-caption fast path: plain words only. Sent to the full path: a last word that may keep its period,
         # anything that may contain an assimilation ("gonna": a cheap over-approximation), a capital sigma.
@@ -595,42 +633,31 @@ def ptb_tokenize_lines(lines: Sequence[str]) -> list[str]:
             if not ("nn" in low or "tta" in low or "mme" in low or "\u03a3" in line):
                 last = line[-1]
                 if last == ".":
-                    if not _maybe_abbreviation(line[line.rfind(" ") + 1:]):
-                        out[li] = line_punct("", low)
+                    stem = line[line.rfind(" ") + 1:-1]  # _maybe_abbreviation, inlined (most captions end in ".")
+                    if len(stem) > 1 and "." not in stem and stem.lower() not in stems:
+                        out[li] = _strip_marks(low)
                         continue
                 elif last != "!" or low[low.rfind(" ") + 1:-1] not in _BANGWORDS:
-                    out[li] = line_punct("", low)
+                    out[li] = _strip_marks(low)
                     continue
         todo.append(li)
     if not todo:
         return out
     chunked = _LazyChunks(lines, lexer.spaces)
+    # Captions repeat their words: a chunk's context-free tokens are computed once per call
+    cache: dict[str, tuple[str, ...] | None] = {}
     punct = PUNCTUATIONS
     for li in todo:
         chunks = chunked[li]
         toks: list[str] = []
         for ci, chunk in enumerate(chunks):
-            m = chunk_fast(chunk)
-            if m is not None and "\u03a3" not in chunk:
-                w = m.group("w")
-                if w is not None:
-                    low = w.lower()
-                    if low not in _ASSIMILATIONS and not (low in _BANGWORDS and chunk[-1] == "!"):
-                        toks.append(low)
-                        continue
-                elif m.group("h") is not None:
-                    toks.append(m.group("h").lower())
-                    continue
-                elif m.group("d") is not None:
-                    toks.append(m.group("d"))
-                    continue
-                else:
-                    wd = m.group("wd")
-                    if not _maybe_abbreviation(chunk) and wd.lower() not in _ASSIMILATIONS:
-                        toks.append(wd.lower())
-                        continue
-            ctx = _context(chunked, li, ci) if _needs_context(chunk) else " "
-            toks.extend(t for t in _chunk_tokens(chunk, ctx) if t not in punct)
+            got = cache.get(chunk, _MISSING)
+            if got is _MISSING:
+                got = cache[chunk] = _plain_chunk(chunk, chunk_fast)
+            if got is None:
+                toks.extend(t for t in _chunk_tokens(chunk, _context(chunked, li, ci)) if t not in punct)
+            else:
+                toks.extend(got)
         out[li] = " ".join(toks)
     return out
 

@@ -130,4 +130,12 @@ def normalize_captions(texts: Sequence[str], lang: str) -> list[str]:
     Returns:
         The captions, segmented where the language needs it and NFC-normalised.
     """
-    return [unicodedata.normalize("NFC", t) for t in segment(texts, lang)]
+    texts = segment(texts, lang)
+    # One NFC pass over the joined corpus (NFC never composes across a newline, which is a starter that combines
+    # with nothing) unless a caption holds a newline itself; the common already-normalised case is one quick check.
+    joined = "\n".join(texts)
+    if not texts or joined.count("\n") != len(texts) - 1:
+        return [unicodedata.normalize("NFC", t) for t in texts]
+    if unicodedata.is_normalized("NFC", joined):
+        return texts
+    return unicodedata.normalize("NFC", joined).split("\n")
