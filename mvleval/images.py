@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,9 +15,18 @@ if TYPE_CHECKING:
 #: Pillow's default bomb limit (~89 Mpx) is kept; past it an image is refused rather than decoded.
 MAX_PIXELS = 89_478_485
 
+#: warnings.catch_warnings swaps process-global state, so concurrent callers (the backend's prefetch threads) take
+#: turns for the header read only; decoding, the slow part, runs in parallel.
+_OPEN_LOCK = threading.Lock()
 
-def load_image(path: Path) -> Image.Image:
-    """Open an image as RGB, fully decoded. Never substitutes a blank image (mBLIP's code did; we stop)."""
+
+def load_image(path: Path, draft_size: tuple[int, int] | None = None) -> Image.Image:
+    """Open an image as RGB, fully decoded. Never substitutes a blank image (mBLIP's code did; we stop).
+
+    Thread-safe. ``draft_size`` (width, height): let a JPEG decoder scale down by 1/2, 1/4 or 1/8 while decoding, as
+    far as the result stays at least this size (Pillow's ``Image.draft``); other formats ignore it. Draft decoding
+    gives different pixels from a full decode (bench/README.md measures how different), so it is off by default.
+    """
     from PIL import Image, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -30,11 +40,18 @@ def load_image(path: Path) -> Image.Image:
     if path.stat().st_size == 0:
         raise MvlevalError("image file is empty (0 bytes).", fix="re-download the image.", where=path)
     try:
-        with warnings.catch_warnings():
+        with _OPEN_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.load()
-                return img.convert("RGB")
+            img = Image.open(path)
+        with img:
+            if img.width * img.height > MAX_PIXELS:
+                # normally refused by the warning filter above; checked again because other threads' own
+                # catch_warnings blocks can restore the filters while this one is open
+                raise Image.DecompressionBombError(f"{img.width * img.height} pixels exceed the limit of {MAX_PIXELS}")
+            if draft_size is not None and img.format == "JPEG":
+                img.draft("RGB", draft_size)
+            img.load()
+            return img.convert("RGB")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise MvlevalError(
             f"image is too large to decode safely ({exc}).",

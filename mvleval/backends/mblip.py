@@ -1,7 +1,9 @@
 """The BLIP-2/mBLIP backend: loads a checkpoint (mT5 or BLOOM LLM, 4/8/16/32-bit, optional LoRA) and generates answers.
 
 Images are encoded once each (ViT -> Q-Former -> language projection) and kept in a bounded LRU cache keyed by
-path; the language model's input is built here as ``[image query embeddings ; prompt token embeddings]``, which is
+path; ``prefetch(requests)`` decodes and preprocesses the images of upcoming requests on worker threads while the
+model runs (``prefetch.py``), and ``auto_batch_size`` finds the largest batch that fits. The language model's input
+is built here as ``[image query embeddings ; prompt token embeddings]``, which is
 what ``Blip2ForConditionalGeneration.generate`` computes for one image (tests prove the generated ids are equal) and
 also gives MaRVL's two-image input the way mBLIP does it (each image through ViT + Q-Former separately, the two
 query outputs concatenated before the prompt).
@@ -9,19 +11,22 @@ query outputs concatenated before the prompt).
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
 import re
+import threading
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mvleval.backends.base import BackendOptions, GenerationRequest
+from mvleval.backends.prefetch import DEFAULT_WINDOW, PixelPrefetcher
 from mvleval.errors import MissingDependencyError, MvlevalError
 from mvleval.images import load_image
 
@@ -51,6 +56,9 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 #: (an mBLIP prompt with quotes, a non-Latin one, and the empty prompt).
 _PROBE_PROMPTS = ('Question: Is the circle "red"? Short answer in English:', "Caption in Thai: สีแดง 红色 ", "")
 _IMAGE_ENCODE_CHUNK = 32  # images pushed through the ViT at once when filling the cache
+#: Decoding threads per backend: one keeps ahead of the model on 2 CPU cores (bench/README.md); a second helps
+#: where images are large (XM3600) and the GPU is fast.
+DEFAULT_PREFETCH_WORKERS = 2
 
 
 @dataclass(frozen=True)
@@ -338,6 +346,8 @@ class MBlipBackend:
         adapter: Path | None,
         fingerprint: str,
         image_cache_size: int,
+        jpeg_draft: bool = False,
+        prefetch_workers: int = DEFAULT_PREFETCH_WORKERS,
     ) -> None:
         self.model = model
         self.processor = processor
@@ -360,15 +370,34 @@ class MBlipBackend:
         self.images_encoded = 0
         self.cache_hits = 0
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.jpeg_draft = jpeg_draft
+        size = self.image_processor.size
+        # BLIP's processor resizes to exactly (height, width); Pillow's draft keeps the decoded JPEG at least that big
+        self._draft_size: tuple[int, int] = (int(size.width), int(size.height))
+        if prefetch_workers < 0:
+            raise MvlevalError("the number of prefetch workers cannot be negative.", fix="pass 0 (no prefetching) or more.")
+        self._prefetcher = (
+            PixelPrefetcher(self.image_pixels, workers=prefetch_workers, window=DEFAULT_WINDOW) if prefetch_workers else None
+        )
 
     # -- loading -------------------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, options: BackendOptions) -> MBlipBackend:
+    def load(
+        cls,
+        options: BackendOptions,
+        *,
+        jpeg_draft: bool = False,
+        prefetch_workers: int = DEFAULT_PREFETCH_WORKERS,
+    ) -> MBlipBackend:
         """Load a BLIP-2/mBLIP checkpoint folder (or a downloaded hub id) as `options` say.
 
         Args:
             options: model path or hub id, adapter folder, bits (4, 8, 16, 32 or None), device, allow_pickle,
                 image_cache_size.
+            jpeg_draft: decode JPEGs at least twice the processor's size in both directions at a reduced scale
+                (Pillow's draft mode). Faster, but the pixels differ from a full decode (bench/README.md: up to 0.95
+                in normalised units at 640x480), so it is off by default and changes results when on.
+            prefetch_workers: threads decoding announced images ahead of use (0: decode in the calling thread).
 
         Returns:
             The loaded backend, in eval mode, with its processor checked against the model.
@@ -422,6 +451,7 @@ class MBlipBackend:
         if bits == 4 and not on_cuda:
             disable_cpu_bf16_repack(model)
         model.eval()
+        _silence_bnb_cast_warning()
 
         extra_fingerprint: list[Path] = []
         if adapter_dir is not None:
@@ -443,6 +473,8 @@ class MBlipBackend:
             adapter=adapter_dir,
             fingerprint=fingerprint_files([*weights, *extra_fingerprint]),
             image_cache_size=options.image_cache_size,
+            jpeg_draft=jpeg_draft,
+            prefetch_workers=prefetch_workers,
         )
         logger.info(
             "loaded %s (%s, %s LLM, %d-bit%s, %d query tokens%s) on %s in %.1f s",
@@ -496,8 +528,7 @@ class MBlipBackend:
         if not self.is_encoder_decoder:
             # as Blip2ForConditionalGeneration.generate does: logits processors then see the real prompt ids
             generate_inputs["input_ids"] = inputs.input_ids
-        with torch.inference_mode(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*inputs will be cast from.*")  # bnb int8 on CPU, per call
+        with torch.inference_mode():
             output = self.model.language_model.generate(**generate_inputs, **kwargs)
         if not self.is_encoder_decoder:
             output = output[:, inputs.input_ids.shape[1] :]
@@ -574,6 +605,61 @@ class MBlipBackend:
                 out = lm(inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask)
         return out.logits[:, -1, :].float()
 
+    def prefetch(self, requests: Sequence[GenerationRequest]) -> int:
+        """Announce upcoming requests: their images not yet encoded are decoded and preprocessed on worker threads
+        while the model works on earlier batches. Non-blocking; predictions are the same with or without it.
+
+        Announce in the order the requests will be generated (the runner: all of a language's batches, in batch
+        order); a bad image raises its MvlevalError from the ``generate`` call that needs it, not from here.
+
+        Args:
+            requests: the requests of upcoming ``generate`` calls.
+
+        Returns:
+            How many images were newly queued (0 when prefetching is off or all are cached or queued).
+        """
+        if self._prefetcher is None:
+            return 0
+        paths: dict[str, Path] = {}
+        for request in requests:
+            for path in request.images:
+                key = str(path)
+                if key not in self._cache:
+                    paths.setdefault(key, Path(path))
+        return self._prefetcher.submit(paths.values())
+
+    def cancel_prefetch(self) -> None:
+        """Forget every announced image (e.g. when the announced requests will not be generated after all)."""
+        if self._prefetcher is not None:
+            self._prefetcher.cancel()
+
+    def close(self) -> None:
+        """Stop the prefetch threads; the backend stays usable (a later ``prefetch`` starts them again)."""
+        if self._prefetcher is not None:
+            self._prefetcher.close()
+
+    @property
+    def prefetch_served(self) -> int:
+        """Images whose pixels came from the prefetch threads rather than a decode in ``generate``."""
+        return self._prefetcher.served if self._prefetcher is not None else 0
+
+    @property
+    def prefetch_waited_s(self) -> float:
+        """Seconds ``generate`` waited for prefetch threads that were behind (0 when they keep ahead)."""
+        return self._prefetcher.waited_s if self._prefetcher is not None else 0.0
+
+    def image_pixels(self, path: Path) -> torch.Tensor:
+        """The processor's pixel tensor (3, height, width) of one image file, as the vision encoder receives it.
+
+        Uses ``load_image`` (clear errors for missing/corrupt/oversized files) and JPEG draft decoding when
+        ``jpeg_draft`` is on. Thread-safe: the prefetch threads call it.
+
+        Raises:
+            MvlevalError: the image cannot be read.
+        """
+        image = load_image(Path(path), draft_size=self._draft_size if self.jpeg_draft else None)
+        return self.image_processor(image, return_tensors="pt")["pixel_values"][0]
+
     def info(self, settings: GenerationSettings) -> ModelInfo:
         """What was loaded and how, for the run record."""
         from mvleval.record import ModelInfo
@@ -617,10 +703,13 @@ class MBlipBackend:
                 self._cache.move_to_end(key)
                 self.cache_hits += 1
                 found[key] = cached
+                if self._prefetcher is not None:
+                    self._prefetcher.discard(wanted[key])  # announced twice, say: its pixels are not needed
+        # the chunks are the same with and without prefetching (the batch's missing images, in order), so the
+        # vision encoder sees identical inputs in identical groupings and predictions cannot differ
         for start in range(0, len(missing), _IMAGE_ENCODE_CHUNK):
             keys = missing[start : start + _IMAGE_ENCODE_CHUNK]
-            images = [load_image(wanted[k]) for k in keys]
-            pixel_values = self.image_processor(images, return_tensors="pt")["pixel_values"].to(self.device)
+            pixel_values = torch.stack([self._take_pixels(wanted[k]) for k in keys]).to(self.device)
             with torch.inference_mode():
                 features = self.model.get_image_features(pixel_values=pixel_values, return_dict=True).pooler_output
             self.images_encoded += len(keys)
@@ -633,6 +722,242 @@ class MBlipBackend:
                     while len(self._cache) > self.image_cache_size:
                         self._cache.popitem(last=False)
         return found
+
+    def _take_pixels(self, path: Path) -> torch.Tensor:
+        """Pixels from the prefetch threads if announced (re-raising their error), else decoded here."""
+        if self._prefetcher is not None:
+            pixels = self._prefetcher.take(path)
+            if pixels is not None:
+                return pixels
+        return self.image_pixels(path)
+
+
+_bnb_warning_lock = threading.Lock()
+_bnb_warning_silenced = False
+
+
+def _silence_bnb_cast_warning() -> None:
+    """Hide bitsandbytes' per-call "inputs will be cast from ..." warning (int8 on CPU) once for the process.
+
+    A process-wide filter rather than ``warnings.catch_warnings`` around each generate call: that context manager
+    swaps global state and is not thread-safe, and the prefetch threads' ``load_image`` uses it at the same time.
+    """
+    global _bnb_warning_silenced
+    with _bnb_warning_lock:
+        if not _bnb_warning_silenced:
+            warnings.filterwarnings("ignore", message=".*inputs will be cast from.*")
+            _bnb_warning_silenced = True
+
+
+# -- batch size ----------------------------------------------------------------------------------------------------
+#: On CPU, batches beyond this gain no throughput (the matmuls already fill the cores) and a crash loses more.
+CPU_BATCH_CAP = 64
+#: Share of the currently available memory a CPU run may fill with generation activations.
+CPU_MEMORY_FRACTION = 0.5
+#: The measured per-sample peak is multiplied by this: allocator fragmentation and longer prompts than the probe's.
+CPU_SAFETY_FACTOR = 2.0
+#: Floor of the per-sample estimate: a measurement near 0 means the allocator reused freed pages, not a free sample.
+CPU_MIN_BYTES_PER_SAMPLE = 2**20
+
+
+def auto_batch_size(
+    backend: MBlipBackend,
+    sample_requests: Sequence[GenerationRequest],
+    settings: GenerationSettings,
+    *,
+    start: int = 32,
+    max_size: int = 256,
+    memory_budget: int | None = None,
+) -> int:
+    """The largest batch size the run can use without running out of memory (``--batch-size auto``).
+
+    The probe batches repeat the sample requests with the longest prompts first and generate the full
+    ``max_new_tokens`` for every row (EOS suppressed), the most memory any batch of the run can need.
+
+    * CUDA: tries ``start``, doubles while it fits (up to ``max_size``) or halves until it fits, then bisects between
+      the last size that fit and the first that did not; a size fits when ``generate`` raises no
+      ``torch.cuda.OutOfMemoryError``.
+    * CPU: measures the peak memory of one probe batch per sample (Linux VmHWM; elsewhere sampled RSS; at least
+      CPU_MIN_BYTES_PER_SAMPLE), multiplies it by CPU_SAFETY_FACTOR and fits as many samples as ``memory_budget``
+      allows (default: CPU_MEMORY_FRACTION of psutil's available memory), at most ``min(max_size, CPU_BATCH_CAP)``.
+
+    The backend's image cache and counters are as before the call: probing changes nothing a run records.
+
+    Args:
+        backend: the loaded backend.
+        sample_requests: requests of the run (a few dozen suffice; those with the most images and longest prompts
+            are used).
+        settings: the run's generation settings.
+        start: first size tried on CUDA.
+        max_size: largest size returned.
+        memory_budget: bytes a CPU run may use for generation (default: half of the available memory).
+
+    Returns:
+        A batch size between 1 and ``max_size``.
+
+    Raises:
+        MvlevalError: not even one sample fits on the GPU, or ``start``/``max_size`` below 1.
+        ValueError: no sample requests.
+    """
+    if start < 1 or max_size < 1:
+        raise MvlevalError(
+            f"batch size search needs start and max at least 1, got {start} and {max_size}.", fix="pass positive numbers."
+        )
+    if not sample_requests:
+        raise ValueError("auto_batch_size needs at least one sample request")
+    most = max(len(r.images) for r in sample_requests)
+    probe = sorted((r for r in sample_requests if len(r.images) == most), key=lambda r: -len(r.prompt))
+    worst = settings.replace(min_new_tokens=settings.max_new_tokens)
+    cached = OrderedDict(backend._cache)  # noqa: SLF001 -- restored below: probing must not change the run
+    counters = (backend.images_encoded, backend.cache_hits)
+    started = time.perf_counter()
+    try:
+        if backend.device.startswith("cuda"):
+            size = largest_fitting_batch(
+                lambda b: _fits_on_cuda(backend, probe, worst, b), start=min(start, max_size), max_size=max_size
+            )
+            how = "largest batch without CUDA out-of-memory"
+        else:
+            import psutil
+
+            measured = min(8, max_size)
+            peak = peak_bytes_per_sample(backend, probe, worst, measured)
+            per_sample = max(peak, CPU_MIN_BYTES_PER_SAMPLE) * CPU_SAFETY_FACTOR
+            if memory_budget is None:
+                memory_budget = int(psutil.virtual_memory().available * CPU_MEMORY_FRACTION)
+            budget = memory_budget
+            size = batch_size_for_budget(budget, per_sample, min(max_size, CPU_BATCH_CAP))
+            how = f"{per_sample / 2**20:.1f} MiB per sample (measured x{CPU_SAFETY_FACTOR:g}) in a {budget / 2**30:.2f} GiB budget"
+    finally:
+        backend._cache.clear()  # noqa: SLF001
+        backend._cache.update(cached)  # noqa: SLF001
+        backend.images_encoded, backend.cache_hits = counters
+    logger.info("auto batch size %d (%s; %.1f s)", size, how, time.perf_counter() - started)
+    return size
+
+
+def largest_fitting_batch(fits: Callable[[int], bool], *, start: int, max_size: int) -> int:
+    """The largest size in [1, max_size] for which ``fits`` is true, assuming every smaller size fits too.
+
+    Doubles from ``start`` while it fits (halves while it does not), then bisects exactly between the last size that
+    fit and the first that did not.
+
+    Raises:
+        MvlevalError: not even a batch of 1 fits.
+    """
+    if fits(start):
+        lo, hi = start, 0
+        while lo < max_size:
+            nxt = min(2 * lo, max_size)
+            if not fits(nxt):
+                hi = nxt
+                break
+            lo = nxt
+        if hi == 0:
+            return lo
+    else:
+        hi, lo = start, start // 2
+        while lo >= 1 and not fits(lo):
+            hi, lo = lo, lo // 2
+        if lo < 1:
+            raise MvlevalError(
+                "not even one sample fits in GPU memory.",
+                fix="load the model with fewer bits (--bits 4), use a smaller model, or free the GPU.",
+            )
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
+def batch_size_for_budget(budget_bytes: float, per_sample_bytes: float, cap: int) -> int:
+    """How many samples of ``per_sample_bytes`` fit in ``budget_bytes``: at least 1 (the run must make progress;
+    a warning says when even one exceeds the budget), at most ``cap``."""
+    if per_sample_bytes <= 0:
+        return cap
+    fit = int(budget_bytes // per_sample_bytes)
+    if fit < 1:
+        logger.warning(
+            "one sample needs about %.0f MiB, more than the %.0f MiB budget; using batch size 1",
+            per_sample_bytes / 2**20,
+            budget_bytes / 2**20,
+        )
+    return max(1, min(cap, fit))
+
+
+def _probe_batch(probe: Sequence[GenerationRequest], size: int) -> list[GenerationRequest]:
+    return [probe[i % len(probe)] for i in range(size)]
+
+
+def _fits_on_cuda(backend: MBlipBackend, probe: Sequence[GenerationRequest], settings: GenerationSettings, size: int) -> bool:
+    import torch
+
+    try:
+        backend.generate_ids(_probe_batch(probe, size), settings)
+        torch.cuda.synchronize(backend.device)
+        return True
+    except torch.cuda.OutOfMemoryError:
+        return False
+    finally:
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
+_HWM = re.compile(r"^VmHWM:\s+(\d+)\s+kB", re.MULTILINE)
+
+
+def _reset_peak_rss() -> bool:
+    """Reset Linux's peak-RSS counter (VmHWM) of this process; False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return _HWM.search(Path("/proc/self/status").read_text()) is not None
+    except OSError:
+        return False
+
+
+def _peak_rss() -> int:
+    match = _HWM.search(Path("/proc/self/status").read_text())
+    assert match is not None
+    return int(match.group(1)) * 1024
+
+
+def peak_bytes_per_sample(
+    backend: MBlipBackend, probe: Sequence[GenerationRequest], settings: GenerationSettings, size: int
+) -> float:
+    """Peak resident memory a ``generate`` call of ``size`` probe requests adds, divided by ``size`` (CPU).
+
+    One small call first absorbs one-time allocations (kernels' caches, the probe images' encodings), so what is
+    measured grows with the batch. Linux: the kernel's exact peak (VmHWM, reset before the call); elsewhere RSS
+    sampled every 2 ms by a thread (which can miss short peaks: hence CPU_SAFETY_FACTOR).
+    """
+    import psutil
+
+    process = psutil.Process()
+    backend.generate_ids(_probe_batch(probe, 1), settings)
+    gc.collect()
+    baseline = process.memory_info().rss
+    batch = _probe_batch(probe, size)
+    if _reset_peak_rss():
+        backend.generate_ids(batch, settings)
+        peak = _peak_rss()
+    else:
+        highest = [baseline]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                highest[0] = max(highest[0], process.memory_info().rss)
+                stop.wait(0.002)
+
+        sampler = threading.Thread(target=sample, name="mvleval-rss-sampler", daemon=True)
+        sampler.start()
+        try:
+            backend.generate_ids(batch, settings)
+        finally:
+            stop.set()
+            sampler.join()
+        peak = max(highest[0], process.memory_info().rss)
+    return max(peak - baseline, 0) / size
 
 
 def generation_kwargs(settings: GenerationSettings) -> dict[str, Any]:
