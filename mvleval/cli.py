@@ -169,7 +169,7 @@ def run(
     lang: Annotated[Optional[list[str]], typer.Option("--lang", "-l", help="Language code; repeat for several (default: all).")] = None,
     split: Annotated[Optional[str], typer.Option(help="Split (default: the task's, as mBLIP reports).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N examples of each language.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Samples per generate call.")] = 8,
+    batch_size: Annotated[str, typer.Option(help="Samples per generate call, or 'auto' for the largest that fits.")] = "8",
     bits: Annotated[Optional[int], typer.Option(help=BITS_HELP)] = None,
     out: Annotated[Path, typer.Option(help="Folder for the run record and per-sample file.")] = Path("results/runs"),
     seed: Annotated[int, typer.Option(help="Random seed (recorded).")] = 0,
@@ -189,6 +189,8 @@ def run(
 
     if bits is not None and bits not in (4, 8, 16, 32):
         raise MvlevalError(f"--bits must be 4, 8, 16 or 32, got {bits}.", fix="pick one of these.")
+    if batch_size != "auto" and not batch_size.isdigit():
+        raise MvlevalError(f"--batch-size must be a positive number or 'auto', got {batch_size!r}.", fix="e.g. --batch-size 16.")
     options = RunOptions(
         task=task,
         model=model,
@@ -198,7 +200,7 @@ def run(
         languages=tuple(lang) if lang else None,
         split=split,
         limit=limit,
-        batch_size=batch_size,
+        batch_size=None if batch_size == "auto" else int(batch_size),
         bits=bits,
         out_dir=out,
         seed=seed,

@@ -49,7 +49,7 @@ class RunOptions:
     languages: tuple[str, ...] | None = None  # None: all of the task's languages
     split: str | None = None  # None: the task's default split
     limit: int | None = None  # first N examples per language
-    batch_size: int = 8
+    batch_size: int | None = 8  # None: find the largest batch that fits (--batch-size auto)
     bits: int | None = None
     out_dir: Path = Path("results/runs")
     seed: int = 0
@@ -155,7 +155,7 @@ def prepare(options: RunOptions) -> PreparedRun:
         raise MvlevalError(f"a language is given twice in --lang ({' '.join(languages)}).", fix="list each once.")
     if options.limit is not None and options.limit < 1:
         raise MvlevalError(f"--limit must be at least 1, got {options.limit}.", fix="pass a positive number or leave it out.")
-    if options.batch_size < 1:
+    if options.batch_size is not None and options.batch_size < 1:
         raise MvlevalError(f"--batch-size must be at least 1, got {options.batch_size}.", fix="pass a positive number.")
 
     image_root = options.resolved_image_root
@@ -419,13 +419,18 @@ def evaluate(
 
     from mvleval.backends.base import GenerationRequest
 
+    batch_size = options.batch_size or _auto_batch_size(backend, prepared)
     with SampleWriter(paths.partial) as writer:
         for lang in prepared.languages:
             # Data-parallel: rank r takes every world_size-th example; predictions do not depend on batch composition.
             shard = prepared.examples[lang][dist_info.rank :: dist_info.world_size]
             todo = [e for e in shard if (lang, e.id) not in done]
             progress.start(f"{task.name} {lang}", len(shard), len(shard) - len(todo))
-            for batch in _batches(todo, options.batch_size):
+            batches = _batches(todo, batch_size)
+            prefetch = getattr(backend, "prefetch", None)
+            if prefetch is not None:  # decode + preprocess this language's images in worker threads, ahead of use
+                prefetch([GenerationRequest(e.prompt, e.images) for b in batches for e in b])
+            for batch in batches:
                 preds = backend.generate([GenerationRequest(e.prompt, e.images) for e in batch], prepared.generation)
                 rows = [_sample_row(e, p) for e, p in zip(batch, preds, strict=True)]
                 writer.write_batch(rows)
@@ -433,6 +438,9 @@ def evaluate(
                     done[(lang, row["id"])] = row
                 progress.advance(len(batch))
             progress.finish()
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()
 
     _barrier(dist_info)
     if not dist_info.is_main:
@@ -500,6 +508,17 @@ def evaluate(
     paths.manifest.unlink(missing_ok=True)
     _barrier(dist_info)
     return record, paths.record
+
+
+def _auto_batch_size(backend: Backend, prepared: PreparedRun) -> int:
+    """The largest batch that fits, probed with the run's longest prompts (--batch-size auto)."""
+    from mvleval.backends.base import GenerationRequest
+    from mvleval.backends.mblip import auto_batch_size
+
+    examples = sorted((e for exs in prepared.examples.values() for e in exs), key=lambda e: -len(e.prompt))[:32]
+    size = auto_batch_size(backend, [GenerationRequest(e.prompt, e.images) for e in examples], prepared.generation)  # type: ignore[arg-type]
+    log.info("--batch-size auto: using %d", size)
+    return size
 
 
 def torch_seed(seed: int) -> None:
