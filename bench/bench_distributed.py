@@ -6,7 +6,7 @@ Both sides run `python -m mvleval run` as a user would (model load, generation, 
 gets one thread (OMP_NUM_THREADS=1), so the 2-process run uses both cores of this machine. The records must be equal
 apart from timestamps, durations and the command line (exit 1 otherwise).
 
-Run: ``python bench/bench_distributed.py [--quick]`` (~4 minutes; --quick ~1 minute). Goal: >= 1.6x with 2 processes.
+Run: ``python bench/bench_distributed.py [--quick]`` (~3 minutes; --quick ~1 minute). Goal: >= 1.6x with 2 processes.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main() -> int:
     from mvleval.factory import build_tiny_checkpoint
 
     work = Path(tempfile.mkdtemp(prefix="mvleval-bench-dist-"))
-    n_test = 24 if args.quick else 60
+    n_test = 24 if args.quick else 160
     data_root, image_root = build_demo_data(work / "demo", n_train=0, n_test=n_test)
     model = build_tiny_checkpoint(work / "model", "mt5", seed=0, vision_hidden=192, text_hidden=256, layers=4,
                                   image_size=224, num_query_tokens=32)
