@@ -54,8 +54,11 @@ def _setup_logging(verbose: int) -> None:
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
     logging.getLogger("mvleval").setLevel(level)
     if verbose < 2:
-        # transformers/peft warnings about unused weights etc. are noise for an evaluation run unless debugging
+        # transformers/peft warnings about unused weights etc. and their per-file progress bars are noise next to
+        # mvleval's own progress; -vv shows them. bitsandbytes warns on CPU that an optional kernel package is absent.
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
 def _data_root(value: Path | None) -> Path:

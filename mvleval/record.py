@@ -141,6 +141,11 @@ def read_record(path: Path) -> RunRecord:
         ) from None
 
 
+def sample_lines(rows: Iterable[dict[str, Any]]) -> str:
+    """Per-sample rows as JSON Lines text (sorted keys, UTF-8 kept): one canonical form, so reruns are byte-identical."""
+    return "".join(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in rows)
+
+
 class SampleWriter:
     """Appends per-sample rows to a JSONL file, flushed and fsynced per batch so a crash loses at most one batch."""
 
@@ -156,8 +161,7 @@ class SampleWriter:
 
     def write_batch(self, rows: Iterable[dict[str, Any]]) -> None:
         try:
-            for row in rows:
-                self._fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+            self._fh.write(sample_lines(rows))
             self._fh.flush()
             os.fsync(self._fh.fileno())
         except OSError as exc:

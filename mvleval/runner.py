@@ -26,6 +26,7 @@ from mvleval.record import (
     TaskInfo,
     read_record,
     read_samples,
+    sample_lines,
     write_json_atomic,
     write_record,
 )
@@ -314,8 +315,7 @@ def _load_done(partials: Sequence[Path], prepared: PreparedRun) -> dict[tuple[st
 
 def _rewrite_partial(paths: RunPaths, rows: list[dict[str, Any]]) -> None:
     """Drop a torn last line left by a kill, so appends continue on a clean line boundary."""
-    payload = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
-    write_json_atomic(paths.partial, payload)
+    write_json_atomic(paths.partial, sample_lines(rows))
 
 
 # -- the run ---------------------------------------------------------------------------------------------------------
@@ -486,9 +486,7 @@ def evaluate(
         duration_s=round(time.monotonic() - started, 3),
         samples_file=paths.samples.name,
     )
-    samples_payload = "".join(
-        json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for lang in prepared.languages for row in rows_by_lang[lang]
-    )
+    samples_payload = sample_lines(row for lang in prepared.languages for row in rows_by_lang[lang])
     try:
         write_json_atomic(paths.samples, samples_payload)
     except OSError as exc:
@@ -575,9 +573,6 @@ def rescore(record_path: Path) -> tuple[RunRecord, Path]:
             )
     scores = score_rows(task, record.task.languages, rows_by_lang)
     updated = record.model_copy(update={"scores": scores, "rescored_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-    payload = "".join(
-        json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for lang in record.task.languages for row in rows_by_lang[lang]
-    )
-    write_json_atomic(samples_path, payload)
+    write_json_atomic(samples_path, sample_lines(row for lang in record.task.languages for row in rows_by_lang[lang]))
     write_record(updated, record_path)
     return updated, record_path
