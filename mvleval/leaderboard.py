@@ -170,12 +170,28 @@ def _column_key(record: RunRecord, path: Path) -> ColumnKey:
     )
 
 
+def _generation_overrides(record: RunRecord) -> dict[str, Any]:
+    """The decoding settings that differ from the task's own protocol (each task has its own defaults: a model run
+    on captioning and VQA tasks with their protocol settings is one row, not two). When the installed task is not the
+    record's version, all settings are kept, so nothing is merged on a guess."""
+    from mvleval.task import load_task
+
+    try:
+        task = load_task(record.task.name)
+    except MvlevalError:
+        return dict(record.model.generation)
+    if task.version != record.task.version or task.protocol_hash() != record.task.protocol_hash:
+        return dict(record.model.generation)
+    defaults = task.generation.to_dict()
+    return {k: v for k, v in record.model.generation.items() if defaults.get(k) != v}
+
+
 def _model_key(record: RunRecord) -> ModelKey:
     return ModelKey(
         path=record.model.path,
         adapter=record.model.adapter or "",
         bits=record.model.bits,
-        generation=json.dumps(record.model.generation, sort_keys=True),
+        generation=json.dumps(_generation_overrides(record), sort_keys=True),
     )
 
 

@@ -317,3 +317,26 @@ def test_to_points_is_exact_decimal() -> None:
     # 0.285 * 100 is 28.499999999999996 in binary floating point; the stored decimal 0.285 rounds half-up to 28.5
     assert 0.285 * 100 < 28.5
     assert str(to_points(0.285)) == "28.5"
+
+
+def test_tasks_run_with_their_own_protocol_settings_share_one_model_row() -> None:
+    """Captioning (50 tokens, length_penalty 1) and VQA (10 tokens, -1) are each task's protocol, not overrides:
+    the same checkpoint is one row. A real override (greedy on xgqa) gets a row of its own, labelled by what differs."""
+    from mvleval.task import load_task
+
+    def protocol_record(run_id: str, task: str, metric: str, signature: str, **generation: Any) -> tuple[Path, RunRecord]:
+        t = load_task(task)
+        settings = {**t.generation.to_dict(), **generation}
+        return Path(f"{run_id}.json"), make_record(run_id, task=task, metric=metric, signature=signature,
+                                                   protocol_hash=t.protocol_hash(), generation=settings)
+
+    lb = build_leaderboard([
+        protocol_record("a", "xgqa", "exact_match", EM_SIG),
+        protocol_record("b", "xflickrco", "cider", "cider|x"),
+        protocol_record("c", "xgqa", "exact_match", EM_SIG, num_beams=1),
+    ])
+    text = render_markdown(lb)
+    rows = [line for line in text.splitlines() if line.startswith("| ckpt/mblip-mt0-xl")]
+    overview = rows[: len(lb.rows)]
+    assert len(lb.rows) == 2, overview
+    assert any("{num_beams=1}" in r for r in overview)
