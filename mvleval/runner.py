@@ -420,10 +420,12 @@ def evaluate(
     from mvleval.backends.base import GenerationRequest
 
     batch_size = options.batch_size or _auto_batch_size(backend, prepared)
+    owner = _image_owner(prepared, dist_info.world_size)
     with SampleWriter(paths.partial) as writer:
         for lang in prepared.languages:
-            # Data-parallel: rank r takes every world_size-th example; predictions do not depend on batch composition.
-            shard = prepared.examples[lang][dist_info.rank :: dist_info.world_size]
+            # Data-parallel: each rank takes the examples of its images (so no image is encoded on two ranks);
+            # predictions do not depend on batch composition, so the merged result equals a single-process run.
+            shard = [e for e in prepared.examples[lang] if owner[e.images] == dist_info.rank]
             todo = [e for e in shard if (lang, e.id) not in done]
             progress.start(f"{task.name} {lang}", len(shard), len(shard) - len(todo))
             batches = _batches(todo, batch_size)
@@ -506,6 +508,16 @@ def evaluate(
     paths.manifest.unlink(missing_ok=True)
     _barrier(dist_info)
     return record, paths.record
+
+
+def _image_owner(prepared: PreparedRun, world_size: int) -> dict[tuple[Path, ...], int]:
+    """Assign each distinct image (tuple) to a rank, round-robin in order of first appearance, the same in every language."""
+    owner: dict[tuple[Path, ...], int] = {}
+    for lang in prepared.languages:
+        for e in prepared.examples[lang]:
+            if e.images not in owner:
+                owner[e.images] = len(owner) % world_size
+    return owner
 
 
 def _auto_batch_size(backend: Backend, prepared: PreparedRun) -> int:
