@@ -19,6 +19,8 @@ With several references an example is correct if any of them matches.
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import re
 from collections.abc import Sequence
 from typing import ClassVar
@@ -122,8 +124,9 @@ class _AnswerMetric(Metric):
                 f"{bootstrap_signature(self.bootstrap_resamples, self.seed)}|mvleval-1")
 
     @staticmethod
+    @abstractmethod
     def _correct(cleaned: str, label: str) -> bool:
-        raise NotImplementedError
+        """Whether a cleaned prediction counts as matching the (lower-cased, stripped) label."""
 
     def score(self, predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str) -> MetricResult:
         """Score one language: one prediction and at least one acceptable answer per example.
