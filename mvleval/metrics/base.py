@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from mvleval.errors import MvlevalError
+
 
 @dataclass(frozen=True)
 class MetricResult:
@@ -43,3 +45,23 @@ class Metric(ABC):
     @abstractmethod
     def score(self, predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str) -> MetricResult:
         """Score one language's corpus; `lang` is the corpus language (the dataset's code)."""
+
+
+def check_inputs(name: str, predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str) -> None:
+    """Refuse malformed metric input: one prediction string and a non-empty list of reference strings per example."""
+    if len(predictions) != len(references):
+        raise MvlevalError(
+            f"{name} got {len(predictions)} predictions but {len(references)} reference lists for language '{lang}'.",
+            fix="pass one prediction and one list of references per example.",
+        )
+    for i, (p, refs) in enumerate(zip(predictions, references)):
+        if not isinstance(p, str):
+            raise MvlevalError(
+                f"{name}: prediction {i} for language '{lang}' is {type(p).__name__}, not a string.",
+                fix="pass the generated text (use '' for an empty output).",
+            )
+        if isinstance(refs, str) or len(refs) == 0 or not all(isinstance(r, str) for r in refs):
+            raise MvlevalError(
+                f"{name}: example {i} for language '{lang}' needs a non-empty list of reference strings, got {refs!r}.",
+                fix="give every example a list with at least one reference, e.g. ['yes'].",
+            )

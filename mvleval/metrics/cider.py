@@ -27,7 +27,7 @@ from itertools import chain, count
 from typing import TYPE_CHECKING, ClassVar
 
 from mvleval.errors import MvlevalError
-from mvleval.metrics.base import Metric, MetricResult
+from mvleval.metrics.base import Metric, MetricResult, check_inputs
 from mvleval.metrics.bootstrap import (
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
@@ -422,7 +422,7 @@ class Cider(Metric):
         from mvleval.metrics.ptb import ptb_tokenize_lines
         from mvleval.metrics.segment import normalize_captions, segmenter_name
 
-        _check_inputs(predictions, references, lang)
+        check_inputs("CIDEr", predictions, references, lang)
         signature = self._signature(segmenter_name(lang) or "none")
         if not predictions:
             return MetricResult(value=None, per_example=[], signature=signature,
@@ -451,25 +451,3 @@ def cider_interval(stats: CiderStats, n_resamples: int, seed: int, confidence: f
         return None
     reps = [stats.scores(row)[0] for block in resample_counts(stats.n_images, n_resamples, seed) for row in block]
     return percentile_interval(np.asarray(reps), confidence)
-
-
-def _check_inputs(predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str) -> None:
-    if len(predictions) != len(references):
-        raise MvlevalError(
-            f"CIDEr got {len(predictions)} predictions but {len(references)} reference lists for language '{lang}'.",
-            fix="pass one prediction and one list of references per image.",
-        )
-    for i, (p, refs) in enumerate(zip(predictions, references)):
-        if not isinstance(p, str):
-            raise MvlevalError(f"CIDEr prediction {i} for language '{lang}' is {type(p).__name__}, not a string.",
-                               fix="pass the generated caption text (use '' for an empty output).")
-        if isinstance(refs, str) or len(refs) == 0:
-            raise MvlevalError(
-                f"CIDEr example {i} for language '{lang}' has "
-                + ("a bare string" if isinstance(refs, str) else "no reference") + " instead of a list of references.",
-                fix="give every image a list with at least one reference caption.",
-            )
-        for r in refs:
-            if not isinstance(r, str):
-                raise MvlevalError(f"CIDEr reference of example {i} for language '{lang}' is {type(r).__name__}.",
-                                   fix="references must be strings.")

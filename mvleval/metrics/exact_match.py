@@ -19,14 +19,12 @@ With several references an example is correct if any of them matches.
 
 from __future__ import annotations
 
-from abc import abstractmethod
-
 import re
+from abc import abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar
 
-from mvleval.errors import MvlevalError
-from mvleval.metrics.base import Metric, MetricResult
+from mvleval.metrics.base import Metric, MetricResult, check_inputs
 from mvleval.metrics.bootstrap import (
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
@@ -134,7 +132,7 @@ class _AnswerMetric(Metric):
         Raises:
             MvlevalError: when the lists differ in length, an example has no reference, or an entry is not a string.
         """
-        _check_inputs(self.name, predictions, references, lang)
+        check_inputs(self.name, predictions, references, lang)
         if not predictions:
             return MetricResult(value=None, per_example=[], signature=self.signature(),
                                 note=f"no examples for language '{lang}'")
@@ -171,20 +169,3 @@ class RelaxedAccuracy(_AnswerMetric):
     @staticmethod
     def _correct(cleaned: str, label: str) -> bool:
         return cleaned.startswith(label) or cleaned.endswith(label)
-
-
-def _check_inputs(name: str, predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str) -> None:
-    if len(predictions) != len(references):
-        raise MvlevalError(
-            f"{name} got {len(predictions)} predictions but {len(references)} reference lists for language '{lang}'.",
-            fix="pass one prediction and one list of acceptable answers per example.",
-        )
-    for i, (p, refs) in enumerate(zip(predictions, references)):
-        if not isinstance(p, str):
-            raise MvlevalError(f"{name}: prediction {i} for language '{lang}' is {type(p).__name__}, not a string.",
-                               fix="pass the generated answer text (use '' for an empty output).")
-        if isinstance(refs, str) or len(refs) == 0 or not all(isinstance(r, str) for r in refs):
-            raise MvlevalError(
-                f"{name}: example {i} for language '{lang}' needs a non-empty list of answer strings, got {refs!r}.",
-                fix="give every example a list with at least one acceptable answer, e.g. ['yes'].",
-            )

@@ -31,7 +31,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, ClassVar
 
 from mvleval.errors import MissingDependencyError, MvlevalError
-from mvleval.metrics.base import Metric, MetricResult
+from mvleval.metrics.base import Metric, MetricResult, check_inputs
 from mvleval.metrics.bootstrap import (
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
@@ -282,7 +282,7 @@ class LanguageFidelity(Metric):
         Raises:
             MvlevalError: when predictions and references differ in length or an entry is not a string.
         """
-        _check_inputs(predictions, references, lang)
+        check_inputs(self.name, predictions, references, lang)
         requested = self.answer_language or lang
         if lingua_names(requested) is None:
             return MetricResult(
@@ -307,17 +307,3 @@ class LanguageFidelity(Metric):
         interval = bootstrap_mean_interval(per_example, self.bootstrap_resamples, self.seed)
         return MetricResult(value=value, per_example=per_example, signature=self.signature(), interval=interval,
                             extra=extra)
-
-
-def _check_inputs(predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str) -> None:
-    if len(predictions) != len(references):
-        raise MvlevalError(
-            f"language_fidelity got {len(predictions)} predictions but {len(references)} reference lists "
-            f"for language '{lang}'.",
-            fix="pass one prediction and one list of references per example.",
-        )
-    for i, p in enumerate(predictions):
-        if not isinstance(p, str):
-            raise MvlevalError(f"language_fidelity: prediction {i} for language '{lang}' is {type(p).__name__}.",
-                               fix="pass the generated text (use '' for an empty output).")
-
