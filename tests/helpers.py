@@ -33,3 +33,20 @@ def invoke(*args: str) -> Result:
     from mvleval.cli import app
 
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def stub_provenance(fingerprint: str) -> dict[str, object]:
+    """A minimal, valid provenance block for hand-built run records (only the data fingerprint carries meaning)."""
+    return {
+        "mvleval_version": "0.1.0",
+        "git_commit": None,
+        "git_dirty": None,
+        "python": "3.11.7",
+        "packages": {},
+        "device": "cpu",
+        "data_fingerprint": fingerprint,
+        "annotation_files": {},
+        "prompt_hash": "h",
+        "seed": 0,
+        "command": ["mvleval", "run"],
+    }

@@ -27,6 +27,7 @@ from mvleval.gate import (
     write_summary,
 )
 from mvleval.record import RunRecord, read_record, write_record
+from tests.helpers import stub_provenance
 
 EM_SIG = "exact_match|vqa-clean=lavis|v=1"
 RA_SIG = "relaxed_accuracy|v=1"
@@ -80,19 +81,7 @@ def make_record(
                 }
                 for name, per_lang in scores.items()
             },
-            "provenance": {
-                "mvleval_version": "0.1.0",
-                "git_commit": None,
-                "git_dirty": None,
-                "python": "3.11.7",
-                "packages": {},
-                "device": "cpu",
-                "data_fingerprint": fingerprint,
-                "annotation_files": {},
-                "prompt_hash": "h",
-                "seed": 0,
-                "command": ["mvleval", "run"],
-            },
+            "provenance": stub_provenance(fingerprint),
             "duration_s": 1.0,
             "samples_file": f"{run_id}.samples.jsonl",
         }

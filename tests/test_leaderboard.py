@@ -20,6 +20,7 @@ from mvleval.leaderboard import (
     write_leaderboard,
 )
 from mvleval.record import RunRecord, write_record
+from tests.helpers import stub_provenance
 
 DATA = Path(__file__).parent / "data" / "leaderboard"
 UPDATE_GOLDEN = os.environ.get("MVLEVAL_UPDATE_GOLDEN") == "1"
@@ -81,19 +82,7 @@ def make_record(
                     "higher_is_better": higher_is_better,
                 }
             },
-            "provenance": {
-                "mvleval_version": "0.1.0",
-                "git_commit": None,
-                "git_dirty": None,
-                "python": "3.11.7",
-                "packages": {},
-                "device": "cpu",
-                "data_fingerprint": fingerprint,
-                "annotation_files": {},
-                "prompt_hash": "h",
-                "seed": 0,
-                "command": ["mvleval", "run"],
-            },
+            "provenance": stub_provenance(fingerprint),
             "duration_s": 1.0,
             "samples_file": f"{run_id}.samples.jsonl",
         }
