@@ -18,6 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mvleval.metrics.ptb import PUNCTUATIONS, ptb_tokenize, ptb_tokenize_lines
 
@@ -73,6 +75,40 @@ def test_batch_equals_one_by_one_without_cross_line_context() -> None:
     # must not change any of them
     lines = [r[0] for r in ROWS]
     assert ptb_tokenize_lines(lines) == [ptb_tokenize(x) for x in lines] == [r[1] for r in ROWS]
+
+
+# Characters that make chunks take every branch of the tokenizer's shortcuts: letters whose lower case is special
+# (capital sigma, dotted I), digits, the marks the shortcut strips, quotes, hyphens, periods, and pieces of
+# abbreviations ("St", "No") and assimilations ("gonna", "cannot").
+_CHUNK_ALPHABET = list("aAbBnNtTeEsSoOmM\u03a3\u03c3\u0130\u00e9\u0301\u4e2d09,;:?!.'\"-&")
+_CHUNK_PIECES = ["St", "st", "No", "Mr", "gonna", "Cannot", "wanna", "Yahoo", "etc", "e", "u"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(_CHUNK_ALPHABET + _CHUNK_PIECES), min_size=1, max_size=5).map("".join),
+                min_size=1, max_size=30, unique=True))
+def test_bulk_shortcut_agrees_with_the_chunk_rules(chunks: list[str]) -> None:
+    """The bulk pass over distinct chunks (regexes over all of them at once) claims a chunk is one known token only
+    where the per-chunk rules (themselves checked against the jar below) give exactly that token."""
+    from mvleval.metrics import ptb
+
+    tokens, simple = ptb._single_tokens(chunks)
+    assert len(tokens) == len(simple) == len(chunks)
+    fast = ptb._chunk_fast()
+    for chunk, token, ok in zip(chunks, tokens, simple):
+        if ok:
+            assert ptb._plain_chunk(chunk, fast) == (token,), chunk
+
+
+def test_bulk_shortcut_table() -> None:
+    """Hand-checked rows: which chunks the bulk pass takes, and their tokens."""
+    from mvleval.metrics import ptb
+
+    chunks = ["Dog", "dog,", "Street.", "St.", "gonna", "U.", "it's", "red-hair", "Wii", "\u03a3\u03a3", "a?", "b!"]
+    tokens, simple = ptb._single_tokens(chunks)
+    taken = {c: t for c, t, ok in zip(chunks, tokens, simple) if ok}
+    # "St." may be an abbreviation, "gonna" splits, "U." is a lone letter, quotes/hyphens/sigma/"!" take the rules
+    assert taken == {"Dog": "dog", "dog,": "dog", "Street.": "street", "Wii": "wii", "a?": "a"}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -26,9 +26,15 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain, count
+from typing import TYPE_CHECKING
 
-__all__ = ["PUNCTUATIONS", "PTB_VERSION", "ptb_tokenize", "ptb_tokenize_lines"]
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["PUNCTUATIONS", "PTB_VERSION", "TokenizedCorpus", "ptb_tokenize", "ptb_tokenize_corpus", "ptb_tokenize_lines"]
 
 #: Bump when the output of the tokenizer changes (it is part of CIDEr's signature).
 PTB_VERSION = "ptb-py-1"
@@ -497,38 +503,22 @@ def _scan(chunk: str, ctx: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-# Fast paths. Almost every caption chunk is a plain word, a word with one trailing mark, a hyphenated word or a
+# Fast path. Almost every caption chunk is a plain word, a word with one trailing mark, a hyphenated word or a
 # number; for those the full rule set always yields the same tokens, so they skip it (parity tests cover both paths).
 _ASSIMILATIONS = frozenset(["cannot", "gonna", "gotta", "lemme", "gimme", "wanna"])
 _BANGWORDS = frozenset(["e", "yahoo", "jeopardy"])  # "Yahoo!" is one token
 
 
-class _Fast:
-    """Compiled fast-path patterns (built with the lexer's character classes)."""
-
-    def __init__(self) -> None:
-        let = "A-Za-z" + _ranges("L")
-        word = f"[{let}{_ranges('M')}]"
-        wordd = f"[{let}{_ranges('M')}0-9{_ranges('D')}]"
-        self.chunk = re.compile(
-            f"(?P<w>{word}{wordd}*)(?P<p>[,;:!?]?)|(?P<h>[{let}]+(?:-[{let}]+)+)[,;:!?]?"
-            f"|(?P<d>[0-9]+)[.,;:!?]?|(?P<wd>{word}{wordd}*)\\."
-        )
-        # a whole caption of plain words separated by single spaces, commas etc. after words, one final mark. The
-        # ideographic comma and full stops of segmented zh/ja captions may stand alone between spaces: they are
-        # stand-alone symbols (class S) the lexer emits unchanged, and not in PUNCTUATIONS, so they stay as typed.
-        sym = "[\u3001\u3002\uff0c]"
-        self.line = re.compile(f"(?:(?:{word}{wordd}*[,;:]?|{sym}) )*(?:{word}{wordd}*[.!?]?|{sym})")
-
-
-_FAST: _Fast | None = None
-
-
-def _fast() -> _Fast:
-    global _FAST
-    if _FAST is None:
-        _FAST = _Fast()
-    return _FAST
+@lru_cache(maxsize=1)
+def _chunk_fast() -> Callable[[str], re.Match[str] | None]:
+    """The compiled fast-path pattern of a chunk (built with the lexer's character classes)."""
+    let = "A-Za-z" + _ranges("L")
+    word = f"[{let}{_ranges('M')}]"
+    wordd = f"[{let}{_ranges('M')}0-9{_ranges('D')}]"
+    return re.compile(
+        f"(?P<w>{word}{wordd}*)(?P<p>[,;:!?]?)|(?P<h>[{let}]+(?:-[{let}]+)+)[,;:!?]?"
+        f"|(?P<d>[0-9]+)[.,;:!?]?|(?P<wd>{word}{wordd}*)\\."
+    ).fullmatch
 
 
 @lru_cache(maxsize=1_000_000)
@@ -544,33 +534,6 @@ def _needs_context(chunk: str) -> bool:
     digit ('90, "no. 5") or a quote (its side is guessed from the next characters)."""
     last = chunk[-1]
     return last == "." or last.isdigit() or not _QUOTE_CHARS.isdisjoint(chunk)
-
-
-def _context(chunked: _LazyChunks, li: int, ci: int) -> str:
-    """The text after chunk `ci` of line `li` as the lexer sees it: the next chunks with their separators (a space
-    inside a line, a newline between lines; nothing after the last line). Three chunks are enough for every rule."""
-    parts: list[str] = []
-    sep = " "
-    line = chunked[li]
-    j = ci + 1
-    while len(parts) < 3:
-        if j < len(line):
-            parts.append(sep + line[j])
-            sep = " "
-            j += 1
-            continue
-        li += 1
-        if li >= len(chunked):
-            break
-        sep = "\n" if sep == " " else sep + "\n"  # empty lines add newlines
-        line = chunked[li]
-        j = 0
-    if len(parts) < 3 and li < len(chunked):
-        parts.append(sep)
-    return "".join(parts)
-
-
-_MISSING = object()
 
 
 def _plain_chunk(chunk: str, chunk_fast: Callable[[str], re.Match[str] | None]) -> tuple[str, ...] | None:
@@ -595,22 +558,198 @@ def _plain_chunk(chunk: str, chunk_fast: Callable[[str], re.Match[str] | None]) 
     return tuple(t for t in _chunk_tokens(chunk, " ") if t not in PUNCTUATIONS)
 
 
-def _strip_marks(low: str) -> str:
-    """Drop the marks of a fast-path caption: ",;:" occur there only before a space and ".!?" only at the end (the
-    same as removing every mark followed by a space or the end, with str methods instead of a regex)."""
-    if low[-1] in ".!?":
+#: Ends every caption in the flat list of chunks (the lexer treats it as a space, so no chunk ever contains it).
+_LINE_END = "\x00"
+#: Characters the lexer skips like spaces but str.split() keeps; captions holding one are cleaned first (rare).
+_ODD_SPACES = ("\u200b", "\u200e", "\u200f", "\ufeff")
+
+
+def _context(chunks: list[str], p: int, stop: int) -> str:
+    """The text after chunk `p` as the lexer sees it: the next chunks with their separators (a space inside a
+    caption, a newline between captions; nothing after the last caption of a file, which ends the flat list at
+    `stop`). Three chunks are enough for every rule."""
+    parts: list[str] = []
+    sep = " "
+    j = p + 1
+    while len(parts) < 3 and j < stop:
+        chunk = chunks[j]
+        if chunk == _LINE_END:
+            sep = "\n" if sep == " " else sep + "\n"  # empty captions add newlines
+        else:
+            parts.append(sep + chunk)
+            sep = " "
+        j += 1
+    return "".join(parts)
+
+
+@lru_cache(maxsize=2)
+def _simple_pattern(sigma: bool) -> re.Pattern[str]:
+    """A whole-line pattern, for chunks joined by newlines, of the commonest chunk shapes, whose one token is the
+    chunk lower-cased without its last mark: a plain word, a word with one trailing ",;:?", a word of two or more
+    characters with a trailing period (abbreviations are sorted out after). With `sigma`, lines holding a capital
+    sigma are left out (Java lower-cases it differently)."""
+    let = "A-Za-z" + _ranges("L")
+    word = f"[{let}{_ranges('M')}]"
+    wordd = f"[{let}{_ranges('M')}0-9{_ranges('D')}]"
+    guard = "(?![^\\n]*\u03a3)" if sigma else ""
+    return re.compile(f"^{guard}(?:{word}{wordd}*[,;:?]?|{word}{wordd}+\\.)$", re.M)
+
+
+def _single_tokens(chunks: list[str]) -> tuple[list[str], list[bool]]:
+    """The one token of each chunk of a common simple shape (what ``_plain_chunk`` returns for it), computed with a
+    few passes over all chunks at once instead of a call per chunk.
+
+    Returns:
+        (the token of each chunk, meaningful only where the second list is True; whether the chunk has a simple
+        shape).
+    """
+    text = "\n".join(chunks)
+    # simple lines become empty (chunks hold no whitespace, so no chunk is empty)
+    simple = [not rest for rest in _simple_pattern("\u03a3" in text).sub("", text).split("\n")]
+    # drop every line's final mark (str.replace: faster than a regex; other lines' tokens are not used)
+    low = text.lower()
+    for mark in ",;:?.":
+        low = low.replace(mark + "\n", "\n")
+    if low and low[-1] in ",;:?.":
         low = low[:-1]
-    if "," in low or ";" in low or ":" in low:
-        low = low.replace(", ", " ").replace("; ", " ").replace(": ", " ")
-    return low
+    tokens = low.split("\n")
+    # assimilations ("gonna") split in two; a final-period word keeps its period when it may be an abbreviation
+    odd = _ASSIMILATIONS.intersection(tokens)
+    abbrev = _ABBREV_STEMS.intersection(tokens)
+    if odd or abbrev:
+        bad = odd | abbrev
+        for i in [i for i, t in enumerate(tokens) if t in bad]:
+            if tokens[i] in odd or chunks[i][-1] == ".":
+                simple[i] = False
+    return tokens, simple
+
+
+@dataclass(frozen=True)
+class TokenizedCorpus:
+    """Tokenised captions as integer word ids over one vocabulary.
+
+    Attributes:
+        ids: the token ids of every caption, captions in input order (int64).
+        lengths: number of tokens of each caption (int64).
+        vocab: the token of each id. Ids are not dense: an entry no id refers to is unused (equal ids always mean
+            equal tokens, and len(vocab) bounds the ids).
+    """
+
+    ids: np.ndarray
+    lengths: np.ndarray
+    vocab: list[str]
+
+    def lines(self) -> list[str]:
+        """Each caption's tokens joined by single spaces (the strings pycocoevalcap's tokenizer returns)."""
+        import numpy as np
+
+        words = np.asarray(self.vocab, dtype=object)[self.ids].tolist() if self.vocab else []
+        ends = np.cumsum(self.lengths).tolist()
+        out, start = [], 0
+        for end in ends:
+            out.append(" ".join(words[start:end]))
+            start = end
+        return out
+
+
+def ptb_tokenize_corpus(files: Sequence[Sequence[str]]) -> TokenizedCorpus:
+    """Tokenise captions as pycocoevalcap's PTBTokenizer does, each inner sequence as one tokenizer run.
+
+    pycocoevalcap writes one run's captions to a file, one per line; the order matters only in the rare cases
+    where CoreNLP looks past the end of a line (a caption ending in an abbreviation followed by a capitalised
+    caption), and never across runs. All runs share one vocabulary of word ids.
+
+    The corpus is split into whitespace-free chunks in one pass; each distinct chunk is tokenised once (almost
+    every chunk's tokens are context-free), and only the few chunks whose tokens depend on what follows them are
+    tokenised occurrence by occurrence.
+
+    Args:
+        files: the captions of each run; newlines inside a caption count as spaces (pycocoevalcap replaces them).
+
+    Returns:
+        The word ids of every caption of every run, in order, with PUNCTUATIONS dropped and tokens lower-cased.
+    """
+    import numpy as np
+
+    lines = list(chain.from_iterable(files))
+    n_lines = len(lines)
+    if not n_lines:
+        return TokenizedCorpus(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), [])
+    sep = f" {_LINE_END} "
+    joined = sep.join(lines)
+    if joined.count(_LINE_END) != n_lines - 1 or any(ch in joined for ch in _ODD_SPACES):
+        spaces = _get_lexer().spaces
+        joined = sep.join(spaces.sub(" ", line) for line in lines)
+    chunks = joined.split()
+    # distinct chunks, each numbered by the position of its first occurrence (one dict operation per chunk)
+    first: dict[str, int] = {}
+    codes = np.fromiter(map(first.setdefault, chunks, count()), dtype=np.int64, count=len(chunks))
+    uniq = list(first)
+    slots = np.fromiter(first.values(), dtype=np.int64, count=len(uniq))
+    # Per distinct chunk: its word id when it is one context-free token, -1 for the caption end, -2 otherwise
+    # (several or no tokens, kept in `fixed`, or tokens that depend on the following text). A word id is the
+    # position in `vocab` of the token's first occurrence (not dense: one dict operation per distinct chunk).
+    vocab, simple = _single_tokens(uniq)
+    token_first: dict[str, int] = {}
+    word_u = np.fromiter(map(token_first.setdefault, vocab, count()), dtype=np.int64, count=len(vocab))
+    word_u[~np.fromiter(simple, dtype=bool, count=len(simple))] = -1
+
+    def word_id(token: str) -> int:
+        got = token_first.get(token)
+        if got is None:
+            got = token_first[token] = len(vocab)
+            vocab.append(token)
+        return got
+
+    chunk_fast = _chunk_fast()
+    fixed: dict[int, list[int]] = {}
+    for u in np.flatnonzero(word_u < 0).tolist():
+        chunk = uniq[u]
+        if chunk == _LINE_END:
+            continue  # stays -1
+        toks = _plain_chunk(chunk, chunk_fast)
+        if toks is not None and len(toks) == 1:
+            word_u[u] = word_id(toks[0])
+            continue
+        word_u[u] = -2
+        if toks is not None:
+            fixed[int(slots[u])] = [word_id(t) for t in toks]
+    word_of = np.empty(len(chunks), dtype=np.int64)
+    word_of[slots] = word_u
+    words = word_of[codes]
+    is_end = words == -1
+    counts = (~is_end).astype(np.int64)
+    line_of = np.cumsum(is_end) - is_end  # caption of each chunk (its end marker counts as its own)
+    special = np.flatnonzero(words == -2).tolist()
+    special_ids: list[list[int]] = []
+    if special:
+        # where each run's chunks stop (its last caption's end marker), so context never crosses into the next run
+        end_pos = np.flatnonzero(is_end)
+        run_sizes = [len(run) for run in files]
+        last_line = np.cumsum(run_sizes) - 1
+        stops = [int(end_pos[li]) if 0 <= li < n_lines - 1 else len(chunks) for li in last_line.tolist()]
+        run_of_line = np.repeat(np.arange(len(files)), run_sizes)
+        punct = PUNCTUATIONS
+        for p in special:
+            got = fixed.get(int(codes[p]))
+            if got is None:
+                stop = stops[int(run_of_line[line_of[p]])]
+                got = [word_id(t) for t in _chunk_tokens(chunks[p], _context(chunks, p, stop)) if t not in punct]
+            special_ids.append(got)
+            counts[p] = len(got)
+    ids = np.repeat(words, counts)
+    if special:
+        offsets = np.cumsum(counts) - counts
+        for p, got in zip(special, special_ids):
+            ids[offsets[p]:offsets[p] + len(got)] = got
+    lengths = np.bincount(line_of, weights=counts, minlength=n_lines).astype(np.int64)
+    return TokenizedCorpus(ids, lengths, vocab)
 
 
 def ptb_tokenize_lines(lines: Sequence[str]) -> list[str]:
     """Tokenise captions as pycocoevalcap's PTBTokenizer does when given them in this order, one per line.
 
     Each caption becomes its lower-cased tokens joined by single spaces, without pycocoevalcap's PUNCTUATIONS.
-    The order matters only in the rare cases where CoreNLP looks past the end of a line (a caption ending in
-    an abbreviation followed by a capitalised caption).
 
     Args:
         lines: the captions; newlines inside a caption count as spaces (pycocoevalcap replaces them too).
@@ -618,67 +757,7 @@ def ptb_tokenize_lines(lines: Sequence[str]) -> list[str]:
     Returns:
         One tokenised string per caption.
     """
-    lexer = _get_lexer()
-    fast = _fast()
-    line_fast = fast.line.fullmatch
-    chunk_fast = fast.chunk.fullmatch
-    out: list[str] = [""] * len(lines)
-    todo: list[int] = []
-    stems = _ABBREV_STEMS
-    for li, line in enumerate(lines):
-        # Whole-caption fast path: plain words only. Sent to the full path: a last word that may keep its period,
-        # anything that may contain an assimilation ("gonna": a cheap over-approximation), a capital sigma.
-        if line_fast(line):
-            low = line.lower()
-            if not ("nn" in low or "tta" in low or "mme" in low or "\u03a3" in line):
-                last = line[-1]
-                if last == ".":
-                    stem = line[line.rfind(" ") + 1:-1]  # _maybe_abbreviation, inlined (most captions end in ".")
-                    if len(stem) > 1 and "." not in stem and stem.lower() not in stems:
-                        out[li] = _strip_marks(low)
-                        continue
-                elif last != "!" or low[low.rfind(" ") + 1:-1] not in _BANGWORDS:
-                    out[li] = _strip_marks(low)
-                    continue
-        todo.append(li)
-    if not todo:
-        return out
-    chunked = _LazyChunks(lines, lexer.spaces)
-    # Captions repeat their words: a chunk's context-free tokens are computed once per call
-    cache: dict[str, tuple[str, ...] | None] = {}
-    punct = PUNCTUATIONS
-    for li in todo:
-        chunks = chunked[li]
-        toks: list[str] = []
-        for ci, chunk in enumerate(chunks):
-            got = cache.get(chunk, _MISSING)
-            if got is _MISSING:
-                got = cache[chunk] = _plain_chunk(chunk, chunk_fast)
-            if got is None:
-                toks.extend(t for t in _chunk_tokens(chunk, _context(chunked, li, ci)) if t not in punct)
-            else:
-                toks.extend(got)
-        out[li] = " ".join(toks)
-    return out
-
-
-class _LazyChunks:
-    """Whitespace-split lines, computed on first access (only lines off the fast path and their neighbours)."""
-
-    def __init__(self, lines: Sequence[str], spaces: re.Pattern[str]) -> None:
-        self._lines = lines
-        self._spaces = spaces
-        self._cache: dict[int, list[str]] = {}
-
-    def __len__(self) -> int:
-        return len(self._lines)
-
-    def __getitem__(self, i: int) -> list[str]:
-        got = self._cache.get(i)
-        if got is None:
-            got = self._spaces.sub(" ", self._lines[i]).split()
-            self._cache[i] = got
-        return got
+    return ptb_tokenize_corpus([lines]).lines()
 
 
 def ptb_tokenize(text: str) -> str:
