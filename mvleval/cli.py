@@ -182,6 +182,7 @@ def run(
     length_penalty: Annotated[Optional[float], typer.Option(help="Override the task's length penalty.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run with the same settings.")] = False,
     allow_pickle: Annotated[bool, typer.Option(help="Allow loading pickle (*.bin) weights; only for checkpoints you trust.")] = False,
+    shared_prefix: Annotated[bool, typer.Option("--shared-prefix/--no-shared-prefix", help="Beam search computes the prompt once per sample, not once per beam (the same token ids); --no-shared-prefix runs transformers' plain generate.")] = True,
     gate_baseline: Annotated[Optional[Path], typer.Option("--gate", help="After the run, gate it against this baseline record (exit 1 on regression).")] = None,
     max_drop: Annotated[Optional[list[str]], typer.Option(help="With --gate: allowed drop in points, X or metric=X (repeatable).")] = None,
     lang_tolerance: Annotated[Optional[list[str]], typer.Option(help="With --gate: per-language tolerance, zh=3 or zh:cider=5.")] = None,
@@ -211,6 +212,7 @@ def run(
         allow_pickle=allow_pickle,
         resume=resume,
         command=tuple(["mvleval", *sys.argv[1:]]),
+        shared_prefix=shared_prefix,
     )
     if gate_baseline is not None:
         from mvleval.record import read_record

@@ -40,6 +40,8 @@ class ModelInfo(_Model):
     generation: dict[str, Any]
     num_query_tokens: int
     fingerprint: str | None = None  # hash of the weight files' names and sizes (and adapter's)
+    # which code path generated: transformers' generate, or beam search computing the prompt once per sample
+    generation_path: str | None = None
 
 
 class MetricScores(_Model):

@@ -58,6 +58,8 @@ class RunOptions:
     allow_pickle: bool = False
     resume: bool = False
     command: tuple[str, ...] = ()
+    # beam search computes the prompt once per sample (the same token ids; not part of the run's identity)
+    shared_prefix: bool = True
 
     @property
     def resolved_image_root(self) -> Path:
@@ -545,7 +547,8 @@ def _load_backend(options: RunOptions, dist_info: DistInfo) -> Backend:
     device = f"cuda:{dist_info.local_rank}" if torch.cuda.is_available() else "cpu"
     return get_backend(
         BackendOptions(
-            model=options.model, adapter=options.adapter, bits=options.bits, allow_pickle=options.allow_pickle, device=device
+            model=options.model, adapter=options.adapter, bits=options.bits, allow_pickle=options.allow_pickle, device=device,
+            shared_prefix=options.shared_prefix,
         )
     )
 

@@ -90,6 +90,8 @@ def test_run_record_contents(fixture: str, request: pytest.FixtureRequest, tmp_p
     assert record.model.kind == ("encoder-decoder" if "mt5" in fixture else "decoder-only")
     assert record.model.dtype == "float32" and record.model.adapter is None
     assert record.model.generation == {"num_beams": 5, "max_new_tokens": 10, "min_new_tokens": 1, "length_penalty": -1.0, "do_sample": False}
+    # 5 beams: the prompt is computed once per sample (mvleval/backends/shared_prefix.py), and the record says so
+    assert record.model.generation_path == "beam search, prompt computed once per sample"
     assert set(record.scores) == {"exact_match", "relaxed_accuracy", "language_fidelity"}
     for metric in record.scores.values():
         assert metric.signature and set(metric.per_lang) == {"en", "zh"}
@@ -103,6 +105,24 @@ def test_run_record_contents(fixture: str, request: pytest.FixtureRequest, tmp_p
     assert [r["lang"] for r in rows] == ["en"] * 12 + ["zh"] * 12
     assert all(set(r) == {"id", "lang", "prompt", "prediction", "references", "scores"} for r in rows)
     assert not list(out.glob("*.partial.jsonl")) and not list(out.glob("*.manifest.json"))
+
+
+def test_no_shared_prefix_switch_gives_the_same_samples(tmp_path: Path, tiny_mt5_dir: Path) -> None:
+    """--no-shared-prefix runs transformers' plain generate: the per-sample file is byte-identical to the default
+    (shared-prefix) run's, and each record names the path it took."""
+    data_root, image_root = _demo_data(tmp_path)
+    got = {}
+    for flag in ("--shared-prefix", "--no-shared-prefix"):
+        out = tmp_path / flag
+        result = invoke("run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root",
+                        image_root, "--lang", "en", "--out", out, "--limit", "10", "--batch-size", "4", flag)
+        assert result.exit_code == 0, result.output
+        [record_path] = list(out.glob("*-*.json"))
+        record = read_record(record_path)
+        got[flag] = (record.model.generation_path, (out / record.samples_file).read_bytes())
+    assert got["--shared-prefix"][0] == "beam search, prompt computed once per sample"
+    assert got["--no-shared-prefix"][0] == "transformers generate"
+    assert got["--shared-prefix"][1] == got["--no-shared-prefix"][1]
 
 
 def test_two_runs_are_byte_identical_apart_from_time(tmp_path: Path, tiny_bloom_dir: Path) -> None:

@@ -42,6 +42,8 @@ class BackendOptions:
     device: str | None = None  # None: cuda if available, else cpu
     allow_pickle: bool = False
     image_cache_size: int = 4096  # number of encoded images kept (each num_query_tokens x hidden floats)
+    # beam search runs the prompt once per sample, not once per beam (same token ids); False: transformers' plain path
+    shared_prefix: bool = True
 
 
 def get_backend(options: BackendOptions) -> Backend:

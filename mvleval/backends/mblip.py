@@ -6,7 +6,8 @@ model runs (``prefetch.py``), and ``auto_batch_size`` finds the largest batch th
 is built here as ``[image query embeddings ; prompt token embeddings]``, which is
 what ``Blip2ForConditionalGeneration.generate`` computes for one image (tests prove the generated ids are equal) and
 also gives MaRVL's two-image input the way mBLIP does it (each image through ViT + Q-Former separately, the two
-query outputs concatenated before the prompt).
+query outputs concatenated before the prompt). Beam search does the prompt's work once per sample instead of once
+per beam (``shared_prefix.py``: the same token ids; ``BackendOptions(shared_prefix=False)`` turns it off).
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 #: (an mBLIP prompt with quotes, a non-Latin one, and the empty prompt).
 _PROBE_PROMPTS = ('Question: Is the circle "red"? Short answer in English:', "Caption in Thai: สีแดง 红色 ", "")
 _IMAGE_ENCODE_CHUNK = 32  # images pushed through the ViT at once when filling the cache
+#: ``MBlipBackend.generation_path`` values: transformers' generate as it is, or beam search that does the prompt's
+#: work once per sample instead of once per beam (shared_prefix.py; the same token ids).
+PLAIN_PATH = "transformers generate"
+SHARED_PREFIX_PATH = "beam search, prompt computed once per sample"
 #: Decoding threads per backend: one keeps ahead of the model on 2 CPU cores (bench/README.md); a second helps
 #: where images are large (XM3600) and the GPU is fast.
 DEFAULT_PREFETCH_WORKERS = 2
@@ -331,6 +336,7 @@ class MBlipBackend:
         processor: the checkpoint's Blip2Processor (tokenizer + PIL image processor), num_query_tokens set.
         images_encoded: how many images went through ViT + Q-Former so far (a cache miss each).
         cache_hits: how many image look-ups the cache answered.
+        shared_prefix: beam search does the prompt's work once per sample (see ``generation_path``).
     """
 
     def __init__(
@@ -348,6 +354,7 @@ class MBlipBackend:
         image_cache_size: int,
         jpeg_draft: bool = False,
         prefetch_workers: int = DEFAULT_PREFETCH_WORKERS,
+        shared_prefix: bool = True,
     ) -> None:
         self.model = model
         self.processor = processor
@@ -361,6 +368,7 @@ class MBlipBackend:
         self.adapter = adapter
         self.fingerprint = fingerprint
         self.image_cache_size = image_cache_size
+        self.shared_prefix = shared_prefix
         self.num_query_tokens: int = int(model.config.num_query_tokens)
         self.image_token_id: int = int(model.config.image_token_index)
         self.is_encoder_decoder: bool = bool(model.config.text_config.is_encoder_decoder)
@@ -393,7 +401,8 @@ class MBlipBackend:
 
         Args:
             options: model path or hub id, adapter folder, bits (4, 8, 16, 32 or None), device, allow_pickle,
-                image_cache_size.
+                image_cache_size, shared_prefix (beam search computes the prompt once per sample; see
+                ``generation_path``).
             jpeg_draft: decode JPEGs at least twice the processor's size in both directions at a reduced scale
                 (Pillow's draft mode). Faster, but the pixels differ from a full decode (bench/README.md: up to 0.95
                 in normalised units at 640x480), so it is off by default and changes results when on.
@@ -475,6 +484,7 @@ class MBlipBackend:
             image_cache_size=options.image_cache_size,
             jpeg_draft=jpeg_draft,
             prefetch_workers=prefetch_workers,
+            shared_prefix=options.shared_prefix,
         )
         logger.info(
             "loaded %s (%s, %s LLM, %d-bit%s, %d query tokens%s) on %s in %.1f s",
@@ -529,10 +539,31 @@ class MBlipBackend:
             # as Blip2ForConditionalGeneration.generate does: logits processors then see the real prompt ids
             generate_inputs["input_ids"] = inputs.input_ids
         with torch.inference_mode():
-            output = self.model.language_model.generate(**generate_inputs, **kwargs)
+            if self.generation_path(settings) == SHARED_PREFIX_PATH:
+                from mvleval.backends.shared_prefix import generate_sharing_prefix
+
+                output = generate_sharing_prefix(self.model.language_model, **generate_inputs, **kwargs)
+            else:
+                output = self.model.language_model.generate(**generate_inputs, **kwargs)
         if not self.is_encoder_decoder:
             output = output[:, inputs.input_ids.shape[1] :]
         return output.tolist()
+
+    def generation_path(self, settings: GenerationSettings) -> str:
+        """Which code path ``generate`` takes for these settings: SHARED_PREFIX_PATH (``shared_prefix`` on, beam
+        search without sampling, an LLM with the parts it shares (decoder-only with a separate body, e.g. BLOOM; T5-style
+        encoder-decoder, e.g. mT5): the prompt's work once per sample, then transformers' beam search; the same token
+        ids) or PLAIN_PATH (transformers' generate as it is).
+        """
+        from mvleval.backends.shared_prefix import supports_shared_prefix, uses_shared_prefix
+
+        if (
+            self.shared_prefix
+            and uses_shared_prefix(settings.num_beams, settings.do_sample)
+            and supports_shared_prefix(self.model.language_model)
+        ):
+            return SHARED_PREFIX_PATH
+        return PLAIN_PATH
 
     def prepare_inputs(self, requests: Sequence[GenerationRequest]) -> LlmInputs:
         """Build the language model input of a batch: encoded images (cached) followed by the prompt embeddings.
@@ -674,6 +705,7 @@ class MBlipBackend:
             generation=settings.to_dict(),
             num_query_tokens=self.num_query_tokens,
             fingerprint=self.fingerprint,
+            generation_path=self.generation_path(settings),
         )
 
     @property
