@@ -657,11 +657,11 @@ class Cider(Metric):
         if not predictions:
             return MetricResult(value=None, per_example=[], signature=signature,
                                 note=f"no examples for language '{lang}'")
-        flat_refs = [r for refs in references for r in refs]
+        flat_refs = list(chain.from_iterable(references))
         # Tokenise as pycocoevalcap does: all references in one tokenizer run (image order), all predictions in
         # another
         corpus = ptb_tokenize_corpus([normalize_captions(flat_refs, lang), normalize_captions(list(predictions), lang)])
-        matched = _match_corpus(corpus, [len(refs) for refs in references], self.n, self.sigma)
+        matched = _match_corpus(corpus, list(map(len, references)), self.n, self.sigma)
         value, per_image = matched.scores()
         # the bootstrap's statistics are built only when an interval is asked for
         interval = cider_interval(matched.stats(), self.bootstrap_resamples, self.seed) if self.bootstrap_resamples else None

@@ -595,17 +595,20 @@ def _simple_pattern(sigma: bool) -> re.Pattern[str]:
     return re.compile(f"^{guard}(?:{word}{wordd}*[,;:?]?|{word}{wordd}+\\.)$", re.M)
 
 
-def _single_tokens(chunks: list[str]) -> tuple[list[str], list[bool]]:
+def _single_tokens(chunks: list[str]) -> tuple[list[str], np.ndarray]:
     """The one token of each chunk of a common simple shape (what ``_plain_chunk`` returns for it), computed with a
     few passes over all chunks at once instead of a call per chunk.
 
     Returns:
-        (the token of each chunk, meaningful only where the second list is True; whether the chunk has a simple
+        (the token of each chunk, meaningful only where the mask is True; a boolean mask: the chunk has a simple
         shape).
     """
+    import numpy as np
+
     text = "\n".join(chunks)
     # simple lines become empty (chunks hold no whitespace, so no chunk is empty)
-    simple = [not rest for rest in _simple_pattern("\u03a3" in text).sub("", text).split("\n")]
+    rests = _simple_pattern("\u03a3" in text).sub("", text).split("\n")
+    simple = ~np.fromiter(map(bool, rests), dtype=bool, count=len(rests))
     # drop every line's final mark (str.replace: faster than a regex; other lines' tokens are not used)
     low = text.lower()
     for mark in ",;:?.":
@@ -692,7 +695,7 @@ def ptb_tokenize_corpus(files: Sequence[Sequence[str]]) -> TokenizedCorpus:
     vocab, simple = _single_tokens(uniq)
     token_first: dict[str, int] = {}
     word_u = np.fromiter(map(token_first.setdefault, vocab, count()), dtype=np.int64, count=len(vocab))
-    word_u[~np.fromiter(simple, dtype=bool, count=len(simple))] = -1
+    word_u[~simple] = -1
 
     def word_id(token: str) -> int:
         got = token_first.get(token)

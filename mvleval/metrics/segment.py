@@ -131,11 +131,14 @@ def normalize_captions(texts: Sequence[str], lang: str) -> list[str]:
         The captions, segmented where the language needs it and NFC-normalised.
     """
     texts = segment(texts, lang)
-    # One NFC pass over the joined corpus (NFC never composes across a newline, which is a starter that combines
-    # with nothing) unless a caption holds a newline itself; the common already-normalised case is one quick check.
-    joined = "\n".join(texts)
-    if not texts or joined.count("\n") != len(texts) - 1:
-        return [unicodedata.normalize("NFC", t) for t in texts]
-    if unicodedata.is_normalized("NFC", joined):
+    if not texts:
         return texts
-    return unicodedata.normalize("NFC", joined).split("\n")
+    # One NFC pass over the joined corpus, with a separator no caption holds: NFC never composes across a control
+    # character (a starter that combines with nothing). The common already-normalised case is one quick check.
+    for sep in ("\n", "\x00", "\x1f"):
+        joined = sep.join(texts)
+        if joined.count(sep) == len(texts) - 1:
+            if unicodedata.is_normalized("NFC", joined):
+                return texts
+            return unicodedata.normalize("NFC", joined).split(sep)
+    return [unicodedata.normalize("NFC", t) for t in texts]
