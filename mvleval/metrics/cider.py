@@ -216,7 +216,11 @@ def _gram_runs(skey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if skey.size:
         first[0] = True
         np.not_equal(skey[1:], skey[:-1], out=first[1:])
-    return first, np.cumsum(first) - 1
+    # cumsum of an int64 copy: numpy's cumsum casts a bool array element by element (~20x slower)
+    run = first.astype(np.int64)
+    np.cumsum(run, out=run)
+    run -= 1
+    return first, run
 
 
 def _order_entries(ids: np.ndarray, valid: np.ndarray, k: int, prefix: np.ndarray | None, vocab: int,
@@ -254,9 +258,9 @@ def _order_entries(ids: np.ndarray, valid: np.ndarray, k: int, prefix: np.ndarra
     once = first.copy()
     if once.size:
         once[:-1] &= first[1:]
-    single_pos = pos_s[once]
+    single_pos = np.take(pos_s, np.flatnonzero(once))
     keep = np.flatnonzero(~once)
-    cap_s, gid_s, first = cap_s[keep], gid_s[keep], first[keep]
+    cap_s, gid_s, first = np.take(cap_s, keep), np.take(gid_s, keep), np.take(first, keep)
     new_entry = first
     if cap_s.size:
         new_entry[1:] |= cap_s[1:] != cap_s[:-1]
@@ -433,11 +437,12 @@ class _Matched:
         r_row, r_g, r_coef = rows("r_ref"), cat("r_g", True), cat("r_coef").astype(np.float64)
         single_owner = np.full(n_grams, -1, dtype=np.int64)
         single = df0[presence_g] == 1
-        single_owner[presence_g[single]] = presence_image[single]
+        single_owner[np.compress(single, presence_g)] = np.compress(single, presence_image)
         multi = ~single
         shared_id = np.full(n_grams, -1, dtype=np.int64)
         shared_g = np.flatnonzero(df0 > 1)
         shared_id[shared_g] = np.arange(shared_g.size)
+        pick = np.compress  # selection by a mask (several times faster than boolean indexing)
         m_own = single_owner[m_g] >= 0  # a reference n-gram of one image belongs to this reference's image
         r_own = single_owner[r_g] >= 0
         h_owner = single_owner[h_g]
@@ -455,18 +460,19 @@ class _Matched:
             refs_per_image=self.refs_per_image,
             penalty=self.penalty,
             n_shared=int(shared_g.size),
-            presence_image=presence_image[multi],
-            presence_g=shared_id[presence_g[multi]],
-            shared_row=np.concatenate((m_row[~m_own], h_row[h_general] + n_refs * n, r_row[~r_own] + (n_refs + n_img) * n)),
-            shared_g=shared_id[np.concatenate((m_g[~m_own], h_g[h_general], r_g[~r_own]))],
-            shared_coef=np.concatenate((m_coef[~m_own], h_coef[h_general], r_coef[~r_own])),
-            match_own=_sum_by(m_row[m_own], m_coef[m_own], n_refs * n),
-            hyp_other_row=h_row[h_other],
-            hyp_other_image=h_owner[h_other],
-            hyp_other_coef=h_coef[h_other],
-            hyp_own=_sum_by(h_row[h_own], h_coef[h_own], n_img * n),
-            hyp_const=_sum_by(h_row[~in_refs], h_coef[~in_refs], n_img * n) + self.hyp_single.ravel(),
-            ref_own=_sum_by(r_row[r_own], r_coef[r_own], n_refs * n) + self.ref_single.ravel(),
+            presence_image=np.compress(multi, presence_image),
+            presence_g=np.take(shared_id, np.compress(multi, presence_g)),
+            shared_row=np.concatenate((pick(~m_own, m_row), pick(h_general, h_row) + n_refs * n,
+                                       pick(~r_own, r_row) + (n_refs + n_img) * n)),
+            shared_g=np.take(shared_id, np.concatenate((pick(~m_own, m_g), pick(h_general, h_g), pick(~r_own, r_g)))),
+            shared_coef=np.concatenate((pick(~m_own, m_coef), pick(h_general, h_coef), pick(~r_own, r_coef))),
+            match_own=_sum_by(pick(m_own, m_row), pick(m_own, m_coef), n_refs * n),
+            hyp_other_row=pick(h_other, h_row),
+            hyp_other_image=pick(h_other, h_owner),
+            hyp_other_coef=pick(h_other, h_coef),
+            hyp_own=_sum_by(pick(h_own, h_row), pick(h_own, h_coef), n_img * n),
+            hyp_const=_sum_by(pick(~in_refs, h_row), pick(~in_refs, h_coef), n_img * n) + self.hyp_single.ravel(),
+            ref_own=_sum_by(pick(r_own, r_row), pick(r_own, r_coef), n_refs * n) + self.ref_single.ravel(),
         )
 
 
@@ -514,13 +520,14 @@ def _match(ids: np.ndarray, lengths: np.ndarray, refs_per_image: np.ndarray, n_v
     prefix = None
     lone_prev = None
     for k in range(1, n + 1):
-        starts = starts[starts + k <= cap_end[starts]]  # every k-gram's start
+        # every k-gram's start (np.compress, not boolean indexing: several times faster for such masks)
+        starts = np.compress(starts + k <= np.take(cap_end, starts), starts)
         valid, skipped = starts, starts[:0]
         if lone_prev is not None:
             # a k-gram whose first or last (k-1)-gram occurs once in the corpus occurs once too: it needs no sorting
             # (most 3- and 4-grams)
             lone = lone_prev[starts] | lone_prev[starts + 1]
-            skipped, valid = starts[lone], starts[~lone]
+            skipped, valid = np.compress(lone, starts), np.compress(~lone, starts)
         prefix, e_cap, e_g, tf, n_k, single_pos = _order_entries(ids, valid, k, prefix, max(n_vocab, 1), n_tokens,
                                                                  cap_of_token)
         lone_prev = np.zeros(n_tokens, dtype=bool)
@@ -531,9 +538,9 @@ def _match(ids: np.ndarray, lengths: np.ndarray, refs_per_image: np.ndarray, n_v
         s_cap = cap_of_token[np.concatenate((single_pos, skipped))]
         s_hyp = is_hyp[s_cap]
         s_img = image_of_cap[s_cap]
-        hyp_single[:, k - 1] = np.bincount(s_img[s_hyp], minlength=n_img)
+        hyp_single[:, k - 1] = np.bincount(np.compress(s_hyp, s_img), minlength=n_img)
         s_ref = ~s_hyp
-        ref_single[:, k - 1] = np.bincount(s_cap[s_ref] - s_img[s_ref] - 1, minlength=n_refs)
+        ref_single[:, k - 1] = np.bincount(np.compress(s_ref, s_cap) - np.compress(s_ref, s_img) - 1, minlength=n_refs)
         orders.append(_group_order(e_cap, e_g, tf, n_k, image_of_cap, is_hyp))
     # pycocoevalcap's "length" is the bigram count: max(words - 1, 0)
     blen = np.maximum(lengths - 1, 0).astype(np.float64)
@@ -569,7 +576,8 @@ def _group_order(e_cap: np.ndarray, e_g: np.ndarray, tf: np.ndarray, n_grams: in
     g_last[:-1] = g_first[1:]
     # document frequency support: a group holds a reference iff its last entry is one
     pres = g_last & ~e_hyp
-    presence_image, presence_g = e_img[pres], e_g[pres]
+    pres_idx = np.flatnonzero(pres)
+    presence_image, presence_g = np.take(e_img, pres_idx), np.take(e_g, pres_idx)
     h_sel = np.flatnonzero(e_hyp)
     r_sel = np.flatnonzero(~e_hyp)
     r_img = e_img[r_sel]
@@ -579,16 +587,17 @@ def _group_order(e_cap: np.ndarray, e_g: np.ndarray, tf: np.ndarray, n_grams: in
     group_start = np.maximum.accumulate(np.where(g_first, np.arange(size), 0)) if size else e_g
     r_start = group_start[r_sel]
     hit = e_hyp[r_start]
-    m_tf_h = tf[r_start[hit]]
-    m_tf_r = r_tf[hit]
+    hit_idx = np.flatnonzero(hit)
+    m_tf_h = np.take(tf, np.take(r_start, hit_idx))
+    m_tf_r = np.take(r_tf, hit_idx)
     h_tf = tf[h_sel]
     return _Order(
         n_grams=n_grams,
         df=np.bincount(presence_g, minlength=n_grams),
         presence_image=presence_image,
         presence_g=presence_g,
-        m_ref=r_ref[hit],
-        m_g=r_g[hit],
+        m_ref=np.take(r_ref, hit_idx),
+        m_g=np.take(r_g, hit_idx),
         m_coef=np.minimum(m_tf_h, m_tf_r) * m_tf_r,
         h_img=e_img[h_sel],
         h_g=e_g[h_sel],

@@ -695,7 +695,7 @@ def ptb_tokenize_corpus(files: Sequence[Sequence[str]]) -> TokenizedCorpus:
     vocab, simple = _single_tokens(uniq)
     token_first: dict[str, int] = {}
     word_u = np.fromiter(map(token_first.setdefault, vocab, count()), dtype=np.int64, count=len(vocab))
-    word_u[~simple] = -1
+    np.putmask(word_u, ~simple, -1)
 
     def word_id(token: str) -> int:
         got = token_first.get(token)
@@ -720,9 +720,11 @@ def ptb_tokenize_corpus(files: Sequence[Sequence[str]]) -> TokenizedCorpus:
     word_of = np.empty(len(chunks), dtype=np.int64)
     word_of[slots] = word_u
     words = word_of[codes]
-    is_end = words == -1
-    counts = (~is_end).astype(np.int64)
-    line_of = np.cumsum(is_end) - is_end  # caption of each chunk (its end marker counts as its own)
+    is_end = (words == -1).astype(np.int64)
+    counts = 1 - is_end
+    # caption of each chunk (its end marker counts as its own); cumsum of int64 (a bool cumsum casts slowly)
+    line_of = np.cumsum(is_end)
+    line_of -= is_end
     special = np.flatnonzero(words == -2).tolist()
     special_ids: list[list[int]] = []
     if special:
