@@ -239,9 +239,9 @@ def _order_entries(ids: np.ndarray, valid: np.ndarray, k: int, prefix: np.ndarra
     """
     import numpy as np
 
-    last = ids[valid + (k - 1)]
+    last = np.take(ids, valid + (k - 1))
     bound = vocab if prefix is None else (int(prefix.max(initial=0)) + 1) * vocab
-    code = last if prefix is None else prefix[valid] * vocab + last
+    code = last if prefix is None else np.take(prefix, valid) * vocab + last
     if bound * n_tokens < 2**62:
         skey = np.sort(code * n_tokens + valid)
         code_s = skey // n_tokens
@@ -251,9 +251,9 @@ def _order_entries(ids: np.ndarray, valid: np.ndarray, k: int, prefix: np.ndarra
         code_s, pos_s = code[order], valid[order]
     first, gid_s = _gram_runs(code_s)
     dense = np.zeros(n_tokens, dtype=np.int64)
-    dense[pos_s] = gid_s
+    np.put(dense, pos_s, gid_s)
     n_k = int(gid_s[-1]) + 1 if gid_s.size else 0
-    cap_s = cap_of_token[pos_s]
+    cap_s = np.take(cap_of_token, pos_s)
     # n-grams occurring once in the whole corpus (most 3- and 4-grams) need no matching: split them off early
     once = first.copy()
     if once.size:
@@ -265,8 +265,8 @@ def _order_entries(ids: np.ndarray, valid: np.ndarray, k: int, prefix: np.ndarra
     if cap_s.size:
         new_entry[1:] |= cap_s[1:] != cap_s[:-1]
     e_idx = np.flatnonzero(new_entry)
-    tf = np.diff(np.append(e_idx, cap_s.size))
-    return dense, cap_s[e_idx], gid_s[e_idx], tf, n_k, single_pos
+    tf = np.diff(e_idx, append=cap_s.size)
+    return dense, np.take(cap_s, e_idx), np.take(gid_s, e_idx), tf, n_k, single_pos
 
 
 def _word_ids(captions: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
@@ -526,7 +526,7 @@ def _match(ids: np.ndarray, lengths: np.ndarray, refs_per_image: np.ndarray, n_v
         if lone_prev is not None:
             # a k-gram whose first or last (k-1)-gram occurs once in the corpus occurs once too: it needs no sorting
             # (most 3- and 4-grams)
-            lone = lone_prev[starts] | lone_prev[starts + 1]
+            lone = np.take(lone_prev, starts) | np.take(lone_prev, starts + 1)
             skipped, valid = np.compress(lone, starts), np.compress(~lone, starts)
         prefix, e_cap, e_g, tf, n_k, single_pos = _order_entries(ids, valid, k, prefix, max(n_vocab, 1), n_tokens,
                                                                  cap_of_token)
@@ -535,9 +535,9 @@ def _match(ids: np.ndarray, lengths: np.ndarray, refs_per_image: np.ndarray, n_v
         lone_prev[skipped] = True
         # n-grams occurring once in the corpus, tf 1: in a hypothesis they are in no reference (weight log(N)^2), in
         # a reference they belong to that reference's image alone (weight idf^2 of its multiplicity)
-        s_cap = cap_of_token[np.concatenate((single_pos, skipped))]
-        s_hyp = is_hyp[s_cap]
-        s_img = image_of_cap[s_cap]
+        s_cap = np.take(cap_of_token, np.concatenate((single_pos, skipped)))
+        s_hyp = np.take(is_hyp, s_cap)
+        s_img = np.take(image_of_cap, s_cap)
         hyp_single[:, k - 1] = np.bincount(np.compress(s_hyp, s_img), minlength=n_img)
         s_ref = ~s_hyp
         ref_single[:, k - 1] = np.bincount(np.compress(s_ref, s_cap) - np.compress(s_ref, s_img) - 1, minlength=n_refs)
@@ -564,8 +564,8 @@ def _group_order(e_cap: np.ndarray, e_g: np.ndarray, tf: np.ndarray, n_grams: in
     """One order's entries (one per n-gram and caption, sorted by n-gram then caption) grouped by image."""
     import numpy as np
 
-    e_img = image_of_cap[e_cap]
-    e_hyp = is_hyp[e_cap]
+    e_img = np.take(image_of_cap, e_cap)
+    e_hyp = np.take(is_hyp, e_cap)
     # groups of entries with the same n-gram and image: [hypothesis entry?] + reference entries, in that order
     size = e_g.size
     g_first = np.ones(size, dtype=bool)
@@ -580,17 +580,17 @@ def _group_order(e_cap: np.ndarray, e_g: np.ndarray, tf: np.ndarray, n_grams: in
     presence_image, presence_g = np.take(e_img, pres_idx), np.take(e_g, pres_idx)
     h_sel = np.flatnonzero(e_hyp)
     r_sel = np.flatnonzero(~e_hyp)
-    r_img = e_img[r_sel]
-    r_ref = e_cap[r_sel] - r_img - 1  # references numbered in image order
-    r_g, r_tf = e_g[r_sel], tf[r_sel]
+    r_img = np.take(e_img, r_sel)
+    r_ref = np.take(e_cap, r_sel) - r_img - 1  # references numbered in image order
+    r_g, r_tf = np.take(e_g, r_sel), np.take(tf, r_sel)
     # a reference entry matches the hypothesis when its group starts with the hypothesis entry of the same image
     group_start = np.maximum.accumulate(np.where(g_first, np.arange(size), 0)) if size else e_g
-    r_start = group_start[r_sel]
-    hit = e_hyp[r_start]
+    r_start = np.take(group_start, r_sel)
+    hit = np.take(e_hyp, r_start)
     hit_idx = np.flatnonzero(hit)
     m_tf_h = np.take(tf, np.take(r_start, hit_idx))
     m_tf_r = np.take(r_tf, hit_idx)
-    h_tf = tf[h_sel]
+    h_tf = np.take(tf, h_sel)
     return _Order(
         n_grams=n_grams,
         df=np.bincount(presence_g, minlength=n_grams),
@@ -599,8 +599,8 @@ def _group_order(e_cap: np.ndarray, e_g: np.ndarray, tf: np.ndarray, n_grams: in
         m_ref=np.take(r_ref, hit_idx),
         m_g=np.take(r_g, hit_idx),
         m_coef=np.minimum(m_tf_h, m_tf_r) * m_tf_r,
-        h_img=e_img[h_sel],
-        h_g=e_g[h_sel],
+        h_img=np.take(e_img, h_sel),
+        h_g=np.take(e_g, h_sel),
         h_coef=h_tf * h_tf,
         r_ref=r_ref,
         r_g=r_g,

@@ -718,8 +718,8 @@ def ptb_tokenize_corpus(files: Sequence[Sequence[str]]) -> TokenizedCorpus:
         if toks is not None:
             fixed[int(slots[u])] = [word_id(t) for t in toks]
     word_of = np.empty(len(chunks), dtype=np.int64)
-    word_of[slots] = word_u
-    words = word_of[codes]
+    np.put(word_of, slots, word_u)
+    words = np.take(word_of, codes)
     is_end = (words == -1).astype(np.int64)
     counts = 1 - is_end
     # caption of each chunk (its end marker counts as its own); cumsum of int64 (a bool cumsum casts slowly)
