@@ -36,8 +36,10 @@ if TYPE_CHECKING:
 
 __all__ = ["PUNCTUATIONS", "PTB_VERSION", "TokenizedCorpus", "ptb_tokenize", "ptb_tokenize_corpus", "ptb_tokenize_lines"]
 
-#: Bump when the output of the tokenizer changes (it is part of CIDEr's signature).
-PTB_VERSION = "ptb-py-1"
+#: Bump when the output of the tokenizer changes (it is part of CIDEr's signature). 2: the text after a chunk whose
+#: tokens depend on it keeps the caption's real whitespace (zero-width and direction marks, tabs) instead of single
+#: spaces, as the jar sees it ("Wii U.\u200e A" keeps the period there).
+PTB_VERSION = "ptb-py-2"
 
 #: pycocoevalcap's list of tokens removed after tokenisation (its upper-case bracket forms never match the
 #: lower-cased output, so -lrb- etc. survive).
@@ -564,22 +566,39 @@ _LINE_END = "\x00"
 _ODD_SPACES = ("\u200b", "\u200e", "\u200f", "\ufeff")
 
 
-def _context(chunks: list[str], p: int, stop: int) -> str:
-    """The text after chunk `p` as the lexer sees it: the next chunks with their separators (a space inside a
-    caption, a newline between captions; nothing after the last caption of a file, which ends the flat list at
-    `stop`). Three chunks are enough for every rule."""
+def _context(lines: Sequence[str], chunks: list[str], li: int, p: int, first: Sequence[int], end: Sequence[int],
+             last: int) -> str:
+    """The text after chunk `p` (of caption `li`) as the jar reads it: the next three chunks with the whitespace really
+    between them (a tab or an ideographic space changes some rules, e.g. whether "U." before "A" keeps its period),
+    crossing into the following captions of the run (up to caption `last`) after newlines; three chunks are enough for
+    every rule. `first`/`end`: flat positions of each caption's first chunk and of its end marker. Newlines inside a
+    caption are spaces, as pycocoevalcap writes them."""
     parts: list[str] = []
-    sep = " "
-    j = p + 1
-    while len(parts) < 3 and j < stop:
-        chunk = chunks[j]
-        if chunk == _LINE_END:
-            sep = "\n" if sep == " " else sep + "\n"  # empty captions add newlines
+    wanted = 3
+    q = p  # the chunk after which the text starts
+    while True:
+        line = lines[li].replace("\n", " ")
+        stop = min(end[li], q + 1 + wanted)  # the chunks taken from this caption: q+1 .. stop-1
+        # where chunk q ends and chunk stop-1 ends in the caption: at once when single spaces separate them (almost
+        # always), else chunk by chunk (the chunks are the caption's non-space runs, in order)
+        head = " ".join(chunks[first[li]:q + 1])
+        tail = " ".join(chunks[q + 1:stop])
+        if line.startswith(head) and line.startswith(tail, len(head) + 1 if tail else len(head)):
+            pos = len(head)
+            cut = pos + 1 + len(tail) if tail else pos
         else:
-            parts.append(sep + chunk)
-            sep = " "
-        j += 1
-    return "".join(parts)
+            pos = 0
+            for r in range(first[li], q + 1):
+                pos = line.find(chunks[r], pos) + len(chunks[r])
+            cut = pos
+            for r in range(q + 1, stop):
+                cut = line.find(chunks[r], cut) + len(chunks[r])
+        wanted -= stop - (q + 1)
+        parts.append(line[pos:cut] if wanted == 0 else line[pos:])
+        if wanted == 0 or li >= last:
+            return "\n".join(parts)
+        li += 1
+        q = first[li] - 1
 
 
 @lru_cache(maxsize=2)
@@ -728,18 +747,20 @@ def ptb_tokenize_corpus(files: Sequence[Sequence[str]]) -> TokenizedCorpus:
     special = np.flatnonzero(words == -2).tolist()
     special_ids: list[list[int]] = []
     if special:
-        # where each run's chunks stop (its last caption's end marker), so context never crosses into the next run
+        # context never crosses into the next run (each run is a file of its own for the jar)
         end_pos = np.flatnonzero(is_end)
         run_sizes = [len(run) for run in files]
         last_line = np.cumsum(run_sizes) - 1
-        stops = [int(end_pos[li]) if 0 <= li < n_lines - 1 else len(chunks) for li in last_line.tolist()]
         run_of_line = np.repeat(np.arange(len(files)), run_sizes)
+        first_chunk = [0, *(end_pos + 1).tolist()]  # flat position of each caption's first chunk
+        end_chunk = [*end_pos.tolist(), len(chunks)]  # ... and of its end marker (the last caption has none)
         punct = PUNCTUATIONS
         for p in special:
             got = fixed.get(int(codes[p]))
             if got is None:
-                stop = stops[int(run_of_line[line_of[p]])]
-                got = [word_id(t) for t in _chunk_tokens(chunks[p], _context(chunks, p, stop)) if t not in punct]
+                li = int(line_of[p])
+                ctx = _context(lines, chunks, li, p, first_chunk, end_chunk, int(last_line[run_of_line[li]]))
+                got = [word_id(t) for t in _chunk_tokens(chunks[p], ctx) if t not in punct]
             special_ids.append(got)
             counts[p] = len(got)
     ids = np.repeat(words, counts)
