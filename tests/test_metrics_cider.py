@@ -124,7 +124,7 @@ def test_bootstrap_weights_equal_resampled_corpus() -> None:
 
 def test_block_resamples_equal_resampled_corpora() -> None:
     """CiderStats.resample_scores (the bootstrap's block path, sparse products over many resamples at once) gives,
-    row by row, pycocoevalcap's Cider on the explicitly resampled corpus, and the one-resample path's value."""
+    row by row, pycocoevalcap's Cider on the explicitly resampled corpus, and the value of scoring that row alone."""
     from mvleval.metrics.bootstrap import resample_counts
 
     rng = random.Random(8)

@@ -15,7 +15,8 @@ pycocoevalcap's Java step) -> CIDEr-D as in pycocoevalcap's ``cider_scorer.py``:
 Every quantity depends on the document frequencies only through u(g) = idf(g)^2, and linearly: the clipped dot
 product is sum_g min(tf_h, tf_r) tf_r u(g) and the squared norms are sum_g tf^2 u(g). So the per-example n-gram
 statistics are computed once and a bootstrap resample (which changes df through the multiplicity of each image)
-costs a few ``numpy.bincount`` calls, not a new CIDEr computation.
+is a sparse matrix product over per-n-gram and per-image weights (done for a block of resamples at once), not a new
+CIDEr computation.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
     from mvleval.metrics.ptb import TokenizedCorpus
 
-__all__ = ["Cider", "CiderStats", "cider_from_tokens", "cider_stats", "cider_stats_from_corpus"]
+__all__ = ["Cider", "CiderStats", "cider_from_tokens", "cider_stats"]
 
 #: Bump when anything that changes CIDEr values changes (it is in the signature).
 CIDER_IMPL_VERSION = "mvleval-1"
@@ -93,38 +94,15 @@ class CiderStats:
         """
         import numpy as np
 
-        n_img, n = self.n_images, self.n
-        if n_img == 0:
+        if self.n_images == 0:
             return float("nan"), np.zeros(0)
-        w = np.ones(n_img) if weights is None else np.asarray(weights, dtype=np.float64)
-        n_refs = self.n_refs
-        log_n = math.log(float(w.sum()))
-        # u = idf^2 for n-grams of one image: df is that image's multiplicity
-        own = (log_n - np.log(np.maximum(w, 1.0))) ** 2
-        df = _sum_by(self.presence_g, np.take(w, self.presence_image), self.n_shared)
-        u = (log_n - np.log(np.maximum(df, 1.0))) ** 2
-        own_ref = np.take(own, self.ref_image)[:, None]
-        # one gather + one bincount for the three sparse products (clipped dot products, both squared norms);
-        # the per-row arrays are (rows, n) matrices, so the per-image factors broadcast instead of being repeated
-        coef = np.take(u, self.shared_g)
-        coef *= self.shared_coef
-        sums = _sum_by(self.shared_row, coef, (2 * n_refs + n_img) * n)
-        num = sums[: n_refs * n].reshape(n_refs, n) + self.match_own.reshape(n_refs, n) * own_ref
-        hyp2 = sums[n_refs * n: (n_refs + n_img) * n] + self.hyp_const * (log_n * log_n)
-        hyp2 += _sum_by(self.hyp_other_row, self.hyp_other_coef * own[self.hyp_other_image], n_img * n)
-        hyp2 = hyp2.reshape(n_img, n) + self.hyp_own.reshape(n_img, n) * own[:, None]
-        ref2 = sums[(n_refs + n_img) * n:].reshape(n_refs, n) + self.ref_own.reshape(n_refs, n) * own_ref
-        per_image = _combine(num, hyp2, ref2, self.ref_image, self.penalty, self.refs_per_image)
-        return float(np.dot(w, per_image) / w.sum()), per_image
+        w = np.ones((1, self.n_images)) if weights is None else np.asarray(weights, dtype=np.float64)[None, :]
+        value, per_image = self._block(w)
+        return float(value[0]), per_image[:, 0]
 
     def resample_scores(self, weights: np.ndarray) -> np.ndarray:
-        """Corpus CIDEr for many image multiplicities at once: row b of `weights` gives image i weights[b, i] copies.
-
-        Equal (to rounding) to ``scores(weights[b])[0]`` for every row. Every statistic row is a sum of
-        coefficient x weight, where a weight is an n-gram's idf^2 (shared n-grams), an image's own idf^2 (n-grams of
-        one image) or log(N)^2 (n-grams in no reference), so a block of resamples is one sparse matrix product over
-        the stacked weights: the statistics are read once per block instead of once per resample.
-        """
+        """Corpus CIDEr for many image multiplicities at once: row b of `weights` gives image i weights[b, i] copies
+        (the bootstrap's resamples; equal to ``scores(weights[b])[0]`` for every row)."""
         import numpy as np
 
         w = np.asarray(weights, dtype=np.float64)
@@ -132,6 +110,18 @@ class CiderStats:
             raise ValueError(f"weights must have shape (rows, {self.n_images}), got {w.shape}")
         if self.n_images == 0:
             return np.full(w.shape[0], np.nan)
+        return self._block(w)[0]
+
+    def _block(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(corpus CIDEr per row of `w`, per-image scores (images, rows)) for image multiplicities `w` (rows, images).
+
+        Every statistic row is a sum of coefficient x weight, where a weight is an n-gram's idf^2 (shared n-grams),
+        an image's own idf^2 (n-grams of one image) or log(N)^2 (n-grams in no reference), so a block of rows is one
+        sparse matrix product over the stacked weights: the statistics are read once per block instead of once per
+        resample.
+        """
+        import numpy as np
+
         m = self._matrices()
         n_img, n_refs, n = self.n_images, self.n_refs, self.n
         wt = np.ascontiguousarray(w.T)  # (images, B)
@@ -151,6 +141,7 @@ class CiderStats:
         num = sums[: n_refs * n].reshape(n_refs, n, -1)
         hyp2 = sums[n_refs * n: (n_refs + n_img) * n].reshape(n_img, n, -1)
         ref2 = sums[(n_refs + n_img) * n:].reshape(n_refs, n, -1)
+        # pycocoevalcap divides by norm_h * norm_r only when both are non-zero; otherwise the (zero) sum stays
         den = np.sqrt(hyp2, out=hyp2)[self.ref_image]
         den *= np.sqrt(ref2, out=ref2)
         val = np.divide(num, den, out=num, where=den != 0)
@@ -158,10 +149,10 @@ class CiderStats:
         per_ref *= self.penalty[:, None]
         per_image = m.image_of_ref @ per_ref  # (images, B)
         per_image *= (10.0 / n) / self.refs_per_image[:, None]
-        return (wt * per_image).sum(axis=0) / total
+        return (wt * per_image).sum(axis=0) / total, per_image
 
     def _matrices(self) -> _SparseStats:
-        """The sparse matrices of resample_scores, built on first use (a plain score never needs them)."""
+        """The sparse matrices of the block computation, built on first use (a plain score never needs them)."""
         got = self.__dict__.get("_sparse")
         if got is None:
             import numpy as np
@@ -302,6 +293,7 @@ def _word_ids(captions: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 def _image_major(hyp_tokens: Sequence[str], ref_tokens: Sequence[Sequence[str]], n: int, sigma: float) -> _Matched:
+    """Group the n-grams of tokenised strings (one hypothesis and its references per image)."""
     import numpy as np
 
     n_img = len(hyp_tokens)
@@ -327,14 +319,9 @@ def cider_stats(hyp_tokens: Sequence[str], ref_tokens: Sequence[Sequence[str]], 
     return _image_major(hyp_tokens, ref_tokens, n, sigma).stats()
 
 
-def cider_stats_from_corpus(corpus: TokenizedCorpus, refs_per_image: Sequence[int], n: int = 4,
-                            sigma: float = 6.0) -> CiderStats:
-    """Build CiderStats from word ids: `corpus` holds every reference (image by image), then one hypothesis per
-    image, as ``ptb_tokenize_corpus([references, hypotheses])`` returns them."""
-    return _match_corpus(corpus, refs_per_image, n, sigma).stats()
-
-
 def _match_corpus(corpus: TokenizedCorpus, refs_per_image: Sequence[int], n: int, sigma: float) -> _Matched:
+    """Group the n-grams of word ids: `corpus` holds every reference (image by image), then one hypothesis per image,
+    as ``ptb_tokenize_corpus([references, hypotheses])`` returns them."""
     import numpy as np
 
     rpi = np.asarray(refs_per_image, dtype=np.int64)

@@ -512,11 +512,17 @@ _BANGWORDS = frozenset(["e", "yahoo", "jeopardy"])  # "Yahoo!" is one token
 
 
 @lru_cache(maxsize=1)
+def _word_classes() -> tuple[str, str, str]:
+    """The lexer's letter ranges, and the classes of a word's first and later characters (letters and marks, then
+    letters, marks and digits), for the shortcut patterns."""
+    let = "A-Za-z" + _ranges("L")
+    return let, f"[{let}{_ranges('M')}]", f"[{let}{_ranges('M')}0-9{_ranges('D')}]"
+
+
+@lru_cache(maxsize=1)
 def _chunk_fast() -> Callable[[str], re.Match[str] | None]:
     """The compiled fast-path pattern of a chunk (built with the lexer's character classes)."""
-    let = "A-Za-z" + _ranges("L")
-    word = f"[{let}{_ranges('M')}]"
-    wordd = f"[{let}{_ranges('M')}0-9{_ranges('D')}]"
+    let, word, wordd = _word_classes()
     return re.compile(
         f"(?P<w>{word}{wordd}*)(?P<p>[,;:!?]?)|(?P<h>[{let}]+(?:-[{let}]+)+)[,;:!?]?"
         f"|(?P<d>[0-9]+)[.,;:!?]?|(?P<wd>{word}{wordd}*)\\."
@@ -579,8 +585,9 @@ def _context(lines: Sequence[str], chunks: list[str], li: int, p: int, first: Se
     while True:
         line = lines[li].replace("\n", " ")
         stop = min(end[li], q + 1 + wanted)  # the chunks taken from this caption: q+1 .. stop-1
-        # where chunk q ends and chunk stop-1 ends in the caption: at once when single spaces separate them (almost
-        # always), else chunk by chunk (the chunks are the caption's non-space runs, in order)
+        # where chunk q and chunk stop-1 end in the caption: at once when single spaces separate the chunks (almost
+        # always; measured ~2 ms per 10,800-caption language faster), else chunk by chunk (its chunks are its
+        # non-space runs, in order)
         head = " ".join(chunks[first[li]:q + 1])
         tail = " ".join(chunks[q + 1:stop])
         if line.startswith(head) and line.startswith(tail, len(head) + 1 if tail else len(head)):
@@ -607,9 +614,7 @@ def _simple_pattern(sigma: bool) -> re.Pattern[str]:
     chunk lower-cased without its last mark: a plain word, a word with one trailing ",;:?", a word of two or more
     characters with a trailing period (abbreviations are sorted out after). With `sigma`, lines holding a capital
     sigma are left out (Java lower-cases it differently)."""
-    let = "A-Za-z" + _ranges("L")
-    word = f"[{let}{_ranges('M')}]"
-    wordd = f"[{let}{_ranges('M')}0-9{_ranges('D')}]"
+    _, word, wordd = _word_classes()
     guard = "(?![^\\n]*\u03a3)" if sigma else ""
     return re.compile(f"^{guard}(?:{word}{wordd}*[,;:?]?|{word}{wordd}+\\.)$", re.M)
 
