@@ -54,6 +54,11 @@ def _setup_logging(verbose: int) -> None:
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
     logging.getLogger("mvleval").setLevel(level)
     if verbose < 2:
+        import warnings
+
+        # libraries' FutureWarnings/DeprecationWarnings (e.g. transformers renaming generate's past_key_values) speak
+        # to the developers who call them, not to the user of the command; -vv shows them
+        warnings.filterwarnings("ignore", module=r"(transformers|peft|bitsandbytes|accelerate|torch|huggingface_hub)(\.|$)")
         # transformers/peft warnings about unused weights etc. and their per-file progress bars are noise next to
         # mvleval's own progress; -vv shows them. bitsandbytes warns on CPU that an optional kernel package is absent.
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -436,9 +441,17 @@ def data_check(
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo's data, models, runs and leaderboard.")] = Path("mvleval-demo"),
     seed: Annotated[int, typer.Option(help="Seed for the synthetic data, the tiny model and training.")] = 0,
+    native_kernels: Annotated[bool, typer.Option("--native-kernels", help="Use this CPU's fastest kernels (e.g. AVX-512) instead of the portable AVX2 ones; the numbers then differ from the committed demo baselines on other CPUs.")] = False,
 ) -> None:
     """Offline end to end: synthetic 5-task benchmark, tiny model, LoRA fine-tuning, 4-bit export, evaluation, leaderboard."""
     from rich.table import Table
+
+    if not native_kernels:
+        # before torch is imported: the demo's 1200 training steps then give the same bits on every x86-64 CPU,
+        # so its numbers reproduce the committed baselines anywhere (mvleval/numerics.py)
+        from mvleval.numerics import pin_portable_cpu_kernels
+
+        pin_portable_cpu_kernels()
 
     from mvleval.demo import run_demo
 
@@ -464,28 +477,88 @@ def demo(
     console.print(f"Leaderboard: {result.leaderboard[0]}")
 
 
-def main() -> None:
-    """Console-script entry point: user errors become one paragraph and exit code 2."""
-    try:
-        app(standalone_mode=False)
-    except MvlevalError as exc:
-        _console(stderr=True).print(f"[bold red]error:[/bold red] {exc.render()}", soft_wrap=True)
-        sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        _console(stderr=True).print("Aborted.")
-        sys.exit(130)
-    except KeyboardInterrupt:
-        _console(stderr=True).print("Interrupted. Rerun with --resume to continue where it stopped.")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
+def _click_exception_types() -> tuple[type[BaseException], ...]:
+    """ClickException classes of every click the installed typer may use.
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    typer < 0.20 uses the `click` package; newer typer ships its own copy as `typer._click`, whose exceptions are
+    other classes. Both are caught, so usage errors look the same whichever typer a user's resolver picked.
+    """
+    types: list[type[BaseException]] = []
+    try:
+        from typer._click.exceptions import ClickException as VendoredClickException  # type: ignore[import-not-found]
+
+        types.append(VendoredClickException)
+    except ImportError:
+        pass
+    try:
+        from click.exceptions import ClickException
+
+        types.append(ClickException)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
+def _abort_types() -> tuple[type[BaseException], ...]:
+    types: list[type[BaseException]] = [typer.Abort]
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            types.append(__import__(module, fromlist=["Abort"]).Abort)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(types)
+
+
+#: Exit code of a run stopped by Ctrl-C (SIGINT), as shells report 128 + signal number.
+EXIT_INTERRUPTED = 130
+
+
+def _interrupted() -> int:
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
+    hint = " Rerun the same command with --resume to continue where it stopped." if command in ("run", "train") else ""
+    _console(stderr=True).print(f"Interrupted.{hint}")
+    return EXIT_INTERRUPTED
+
+
+def _exit_code(value: object) -> int:
+    """The process exit code for what a command returned (non-standalone click returns an Exit's code)."""
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point; every documented exit code reaches the shell.
+
+    0 success (gate: pass), 1 gate regression or `data check` problems, 2 a user error (one paragraph, no
+    traceback) or a usage error (click's usage message), 130 Ctrl-C. Bugs still raise with their traceback.
+    """
+    click_errors = _click_exception_types()
+    try:
+        code = _exit_code(app(args=argv, standalone_mode=False))
+        # typer >= 0.20 turns KeyboardInterrupt into Exit(130), which non-standalone click returns as a value;
+        # mvleval never exits with 130 itself, so 130 here is always an interrupt
+        if code == EXIT_INTERRUPTED:
+            code = _interrupted()
+    except MvlevalError as exc:
+        from rich.markup import escape
+
+        _console(stderr=True).print(f"[bold red]error:[/bold red] {escape(exc.render())}", soft_wrap=True)
+        code = 2
+    except KeyboardInterrupt:
+        code = _interrupted()
+    except click_errors as exc:  # usage errors (unknown option/command, bad value, no arguments): click's message
+        exc.show()  # type: ignore[attr-defined]
+        code = int(getattr(exc, "exit_code", 2))
+    except _abort_types():  # older click turns Ctrl-C into Abort
+        code = _interrupted()
+    except typer.Exit as exc:
+        code = int(exc.exit_code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

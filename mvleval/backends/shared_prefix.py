@@ -80,8 +80,9 @@ def generate_sharing_prefix(language_model: torch.nn.Module, *, num_beams: int, 
     inputs_embeds = generate_kwargs.get("inputs_embeds")
     if inputs_embeds is None or inputs_embeds.dim() != 3:
         raise ValueError("generate_sharing_prefix needs inputs_embeds of shape (batch, length, hidden)")
-    if generate_kwargs.get("past_key_values") is not None:
-        raise ValueError("generate_sharing_prefix makes its own cache; do not pass past_key_values")
+    cache_kwarg = _cache_kwarg(language_model)
+    if generate_kwargs.get("past_key_values") is not None or generate_kwargs.get("cache") is not None:
+        raise ValueError("generate_sharing_prefix makes its own cache; do not pass one")
     batch_size = int(inputs_embeds.shape[0])
     if language_model.config.is_encoder_decoder:
         modules = _cross_attention_projections(language_model)
@@ -89,7 +90,7 @@ def generate_sharing_prefix(language_model: torch.nn.Module, *, num_beams: int, 
             raise ValueError(f"{type(language_model).__name__} has no T5-style cross-attention projections to share")
         # the cache generate would make itself, but with cross-attention re-ordering skipped (see the class)
         config = language_model.config.get_text_config(decoder=True)
-        generate_kwargs["past_key_values"] = _beam_shared_cross_attention_cache_class()(
+        generate_kwargs[cache_kwarg] = _beam_shared_cross_attention_cache_class()(
             DynamicCache(config=config), DynamicCache(config=config), num_beams=num_beams
         )
     else:
@@ -98,6 +99,14 @@ def generate_sharing_prefix(language_model: torch.nn.Module, *, num_beams: int, 
             raise ValueError(f"{type(language_model).__name__} has no separate body (base_model) to share")
     with share_first_call(modules, batch_size=batch_size, num_beams=num_beams):
         return language_model.generate(num_beams=num_beams, **generate_kwargs)
+
+
+def _cache_kwarg(language_model: torch.nn.Module) -> str:
+    """The name generate() takes a cache under: transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old
+    name warns until 6.0 removes it); passing the current name keeps the path silent and working after 6.0."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(language_model.generate).parameters else "past_key_values"
 
 
 def _cross_attention_projections(language_model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -137,7 +146,7 @@ def share_first_call(modules: Sequence[torch.nn.Module], *, batch_size: int, num
     def before(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if id(module) in done:
             return None
-        cache = kwargs.get("past_key_values")
+        cache = kwargs.get("past_key_values", kwargs.get("cache"))
         if cache is not None and cache.get_seq_length() != 0:
             raise RuntimeError(
                 f"shared-prefix beam search expected the first call of {type(module).__name__} to start from an empty "
@@ -195,7 +204,7 @@ def _repeat_to_beams(output: Any, batch_size: int, num_beams: int) -> Any:
             output[key] = value.repeat_interleave(num_beams, dim=0)
         elif isinstance(value, tuple) and value and all(isinstance(v, torch.Tensor) for v in value):
             output[key] = tuple(v.repeat_interleave(num_beams, dim=0) for v in value)  # per-layer hidden states
-    cache = output.get("past_key_values")
+    cache = output.get("past_key_values", output.get("cache"))
     if cache is not None:
         if not hasattr(cache, "batch_repeat_interleave"):
             raise RuntimeError(f"shared-prefix beam search cannot repeat a {type(cache).__name__} to the beams")

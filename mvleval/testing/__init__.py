@@ -1,0 +1,1 @@
+"""Tiny real checkpoints built from config, for tests, benchmarks and the demo (no download)."""

@@ -1,0 +1,169 @@
+"""Every exit code the CLI documents reaches the shell: the installed `mvleval` console script and `python -m mvleval`,
+each run in a subprocess, one table row per (command, situation, expected code)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+MVLEVAL = shutil.which("mvleval")
+ENTRY_POINTS = {
+    "console-script": [MVLEVAL] if MVLEVAL else None,
+    "python -m": [sys.executable, "-m", "mvleval"],
+}
+
+
+@dataclass(frozen=True)
+class World:
+    """A real run of the tiny model and the records gated against it."""
+
+    model: Path
+    data_root: Path
+    image_root: Path
+    run: Path  # the tiny (untrained) model's xGQA record
+    perfect: Path  # the same examples with every prediction replaced by its reference, rescored by `mvleval score`
+    other_version: Path  # the run's record claiming another task version (not comparable)
+    out: Path
+
+
+def _cli(entry: list[str], *args: object, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    env.pop("GITHUB_STEP_SUMMARY", None)
+    return subprocess.run([*entry, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> World:
+    from mvleval.demo import build_demo_data
+
+    root = tmp_path_factory.mktemp("exit-codes")
+    data_root, image_root = build_demo_data(root / "demo", n_train=0, n_test=6)
+    out = root / "runs"
+    assert MVLEVAL, "the mvleval console script is not installed (pip install -e .)"
+    r = _cli([MVLEVAL], "run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root",
+             image_root, "--lang", "en", "--lang", "de", "--out", out, "--num-beams", "1", "--max-new-tokens", "3")
+    assert r.returncode == 0, r.stdout + r.stderr
+    [run] = [p for p in out.glob("*.json")]
+    record = json.loads(run.read_text())
+    assert record["scores"]["exact_match"]["mean"] < 0.5  # an untrained tiny model: far below the perfect baseline
+
+    # the perfect baseline: the same run with each prediction replaced by its reference, scored by the CLI itself
+    base_dir = root / "baselines"
+    base_dir.mkdir()
+    perfect = base_dir / "perfect.json"
+    shutil.copy(run, perfect)
+    rows = [json.loads(line) for line in (out / record["samples_file"]).read_text().splitlines()]
+    for row in rows:
+        row["prediction"] = row["references"][0]
+    (base_dir / record["samples_file"]).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    r = _cli([MVLEVAL], "score", perfect)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(perfect.read_text())["scores"]["exact_match"]["mean"] == 1.0
+
+    other = base_dir / "other-version.json"
+    changed = json.loads(run.read_text())
+    changed["task"]["version"] += 1
+    other.write_text(json.dumps(changed))
+    return World(tiny_mt5_dir, data_root, image_root, run, perfect, other, out)
+
+
+def _broken_images(world: World, tmp: Path) -> Path:
+    """An image root with one of the annotation's images missing."""
+    root = tmp / "images"
+    shutil.copytree(world.image_root, root)
+    next((root / "gqa").glob("*.jpg")).unlink()
+    return root
+
+
+#: (name, arguments as a function of the world and a temp folder, expected exit code, text expected in the output)
+ROWS: list[tuple[str, Callable[[World, Path], list[object]], int, str]] = [
+    ("gate pass: a run against itself", lambda w, t: ["gate", w.run, "--baseline", w.run], 0, "PASS"),
+    ("gate regression: a clearly better baseline", lambda w, t: ["gate", w.run, "--baseline", w.perfect], 1, "REGRESSION"),
+    ("gate regression with --paired", lambda w, t: ["gate", w.run, "--baseline", w.perfect, "--paired"], 1, "REGRESSION"),
+    ("gate not comparable: other task version", lambda w, t: ["gate", w.run, "--baseline", w.other_version], 2, "version"),
+    ("gate: missing run record", lambda w, t: ["gate", t / "nope.json", "--baseline", w.run], 2, "run record not found"),
+    ("gate: bad --max-drop", lambda w, t: ["gate", w.run, "--baseline", w.run, "--max-drop", "lots"], 2, "max-drop"),
+    ("run --gate regression", lambda w, t: [
+        "run", "--task", "xgqa", "--model", w.model, "--data-root", w.data_root, "--image-root", w.image_root,
+        "--lang", "en", "--lang", "de", "--out", t / "runs", "--num-beams", "1", "--max-new-tokens", "3",
+        "--gate", w.perfect], 1, "REGRESSION"),
+    ("run --gate pass", lambda w, t: [
+        "run", "--task", "xgqa", "--model", w.model, "--data-root", w.data_root, "--image-root", w.image_root,
+        "--lang", "en", "--lang", "de", "--out", t / "runs", "--num-beams", "1", "--max-new-tokens", "3",
+        "--gate", w.run], 0, "PASS"),
+    ("data check: everything present", lambda w, t: [
+        "data", "check", "--task", "xgqa", "--data-root", w.data_root, "--image-root", w.image_root, "--lang", "en"], 0, "xgqa"),
+    ("data check: a missing image", lambda w, t: [
+        "data", "check", "--task", "xgqa", "--data-root", w.data_root, "--image-root", _broken_images(w, t), "--lang", "en"],
+     1, "missing"),
+    ("user error: unknown task", lambda w, t: ["run", "--task", "xgq", "--model", "m", "--data-root", t], 2, "Did you mean 'xgqa'"),
+    ("user error: missing model folder", lambda w, t: [
+        "run", "--task", "xgqa", "--model", t / "no-model", "--data-root", w.data_root, "--image-root", w.image_root,
+        "--lang", "en", "--out", t / "runs"], 2, "model folder not found"),
+    ("usage: unknown option", lambda w, t: ["run", "--task", "xgqa", "--modle", "x"], 2, "No such option"),
+    ("usage: unknown command", lambda w, t: ["reprot"], 2, "No such command"),
+    ("usage: missing required option", lambda w, t: ["gate", w.run], 2, "Missing option"),
+    ("usage: no arguments shows the help", lambda w, t: [], 2, "Usage"),
+    ("help", lambda w, t: ["--help"], 0, "Usage"),
+    ("tasks", lambda w, t: ["tasks"], 0, "xgqa"),
+]
+
+
+@pytest.mark.parametrize("entry_name", list(ENTRY_POINTS))
+@pytest.mark.parametrize(("name", "args", "code", "needle"), ROWS, ids=[r[0] for r in ROWS])
+def test_exit_code(world: World, tmp_path: Path, entry_name: str, name: str, args: Callable[[World, Path], list[object]],
+                   code: int, needle: str) -> None:
+    entry = ENTRY_POINTS[entry_name]
+    assert entry is not None, "the mvleval console script is not installed"
+    result = _cli(entry, *args(world, tmp_path))
+    output = result.stdout + result.stderr
+    assert result.returncode == code, f"{name}: exit {result.returncode}, expected {code}\n{output}"
+    assert "Traceback" not in output, output
+    assert needle.lower() in " ".join(output.split()).lower(), output
+
+
+@pytest.mark.parametrize("entry_name", list(ENTRY_POINTS))
+def test_ctrl_c_exits_130_with_the_resume_hint(world: World, tmp_path: Path, entry_name: str) -> None:
+    """SIGINT to the process group (what a terminal's Ctrl-C sends) while `run` generates: exit 130, the hint to
+    --resume, and the interrupted run continues with --resume."""
+    entry = ENTRY_POINTS[entry_name]
+    assert entry is not None
+    out = tmp_path / "runs"
+    args = ["run", "--task", "xgqa", "--model", world.model, "--data-root", world.data_root, "--image-root",
+            world.image_root, "--out", out, "--batch-size", "1", "--num-beams", "5", "--max-new-tokens", "10",
+            *[x for lang in ("en", "de", "id", "ru", "zh") for x in ("--lang", lang)]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([*entry, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        partials: list[Path] = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            partials = [p for p in out.glob("*.partial.jsonl") if p.stat().st_size > 0]
+            if partials:
+                break
+            time.sleep(0.05)
+        if not partials:
+            proc.kill()
+            raise AssertionError(f"the run never started generating: {proc.communicate()}")
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stdout + stderr
+    assert "Interrupted" in stderr and "--resume" in stderr, stderr
+    assert "Traceback" not in stderr, stderr
+    assert not [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")], "no record after an interrupt"
+    resumed = _cli(entry, *args, "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
