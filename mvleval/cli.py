@@ -538,8 +538,13 @@ def main(argv: list[str] | None = None) -> None:
     traceback) or a usage error (click's usage message), 130 Ctrl-C. Bugs still raise with their traceback.
     """
     click_errors = _click_exception_types()
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        # the help, and the usage-error code click >= 8.2 gives (8.1 gave 0): the same whichever click is installed
+        app(args=["--help"], standalone_mode=False)
+        sys.exit(2)
     try:
-        code = _exit_code(app(args=argv, standalone_mode=False))
+        code = _exit_code(app(args=args, standalone_mode=False))
         # typer >= 0.20 turns KeyboardInterrupt into Exit(130), which non-standalone click returns as a value;
         # mvleval never exits with 130 itself, so 130 here is always an interrupt
         if code == EXIT_INTERRUPTED:

@@ -431,9 +431,8 @@ def evaluate(
             todo = [e for e in shard if (lang, e.id) not in done]
             progress.start(f"{task.name} {lang}", len(shard), len(shard) - len(todo))
             batches = _batches(todo, batch_size)
-            prefetch = getattr(backend, "prefetch", None)
-            if prefetch is not None:  # decode + preprocess this language's images in worker threads, ahead of use
-                prefetch([GenerationRequest(e.prompt, e.images) for b in batches for e in b])
+            # decode + preprocess this language's images in worker threads, ahead of use
+            backend.prefetch([GenerationRequest(e.prompt, e.images) for b in batches for e in b])
             for batch in batches:
                 preds = backend.generate([GenerationRequest(e.prompt, e.images) for e in batch], prepared.generation)
                 rows = [_sample_row(e, p) for e, p in zip(batch, preds, strict=True)]
@@ -442,9 +441,7 @@ def evaluate(
                     done[(lang, row["id"])] = row
                 progress.advance(len(batch))
             progress.finish()
-    close = getattr(backend, "close", None)
-    if close is not None:
-        close()
+    backend.close()
 
     _barrier(dist_info)
     if not dist_info.is_main:
@@ -479,7 +476,7 @@ def evaluate(
             git_dirty=dirty,
             python=platform.python_version(),
             packages=provenance.package_versions(),
-            device=provenance.device_description(getattr(backend, "device", "cpu")),
+            device=provenance.device_description(backend.device),
             data_fingerprint=prepared.data_fingerprint,
             annotation_files=prepared.annotation_files,
             prompt_hash=task.protocol_hash(),
@@ -525,10 +522,9 @@ def _image_owner(prepared: PreparedRun, world_size: int) -> dict[tuple[Path, ...
 def _auto_batch_size(backend: Backend, prepared: PreparedRun) -> int:
     """The largest batch that fits, probed with the run's longest prompts (--batch-size auto)."""
     from mvleval.backends.base import GenerationRequest
-    from mvleval.backends.mblip import auto_batch_size
 
     examples = sorted((e for exs in prepared.examples.values() for e in exs), key=lambda e: -len(e.prompt))[:32]
-    size = auto_batch_size(backend, [GenerationRequest(e.prompt, e.images) for e in examples], prepared.generation)  # type: ignore[arg-type]
+    size = backend.pick_batch_size([GenerationRequest(e.prompt, e.images) for e in examples], prepared.generation)
     log.info("--batch-size auto: using %d", size)
     return size
 
@@ -542,10 +538,10 @@ def torch_seed(seed: int) -> None:
 def _load_backend(options: RunOptions, dist_info: DistInfo) -> Backend:
     import torch
 
-    from mvleval.backends.base import BackendOptions, get_backend
+    from mvleval.backends import BackendOptions, load_backend
 
     device = f"cuda:{dist_info.local_rank}" if torch.cuda.is_available() else "cpu"
-    return get_backend(
+    return load_backend(
         BackendOptions(
             model=options.model, adapter=options.adapter, bits=options.bits, allow_pickle=options.allow_pickle, device=device,
             shared_prefix=options.shared_prefix,

@@ -1,37 +1,75 @@
-"""`mvleval demo`: the fine-tuned demo model beats the untrained one on every task and matches the committed baselines."""
+"""`mvleval demo` through the console script: the fine-tuned demo model beats the untrained one on every task, passes
+the gate against the committed baselines with the flags .ci/run uses, and a run made worse on purpose fails it."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from mvleval.demo import DEMO_LANGUAGES
 
+REPO = Path(__file__).resolve().parents[1]
+#: The flags .ci/run gates the demo with (keep the two in step).
+CI_GATE_FLAGS = ["--max-drop", "2"]
+
+
+def _mvleval(*args: object) -> subprocess.CompletedProcess[str]:
+    mvleval = shutil.which("mvleval")
+    assert mvleval, "the mvleval console script is not installed (pip install -e .)"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    env.pop("GITHUB_STEP_SUMMARY", None)
+    return subprocess.run([mvleval, *map(str, args)], capture_output=True, text=True, env=env, timeout=900)
+
+
+def _records(runs: Path, task: str, model_prefix: str) -> Path:
+    [path] = [p for p in runs.glob(f"{task}-test-{model_prefix}-*.json") if not p.name.endswith(".manifest.json")]
+    return path
+
 
 @pytest.mark.slow
-def test_demo_trained_model_beats_untrained_and_passes_the_gate(tmp_path: Path) -> None:
-    from mvleval.demo import run_demo
-    from mvleval.gate import gate
-    from mvleval.record import read_record
-
-    # .ci/run has already trained the demo model there; reusing it saves a second training run
+def test_demo_beats_untrained_passes_the_ci_gate_and_a_worse_run_fails_it(tmp_path: Path) -> None:
+    # .ci/run has already trained the demo model there (same console script); reusing it saves a second training run
     out = Path(os.environ.get("MVLEVAL_DEMO_DIR", tmp_path / "demo"))
-    result = run_demo(out, seed=0, log=lambda msg: None)
-    assert set(result.trained) == set(result.untrained) == set(DEMO_LANGUAGES)
-    for task, (record, path) in result.trained.items():
-        assert record.model.bits == 4 and "nf4" in (record.model.quantization or "")
-        metric = record.headline()
-        before = result.untrained[task][0].scores[metric].mean
-        after = record.scores[metric].mean
-        assert before is not None and after is not None
+    result = _mvleval("demo", "--out", out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Warning" not in result.stdout + result.stderr  # no library noise without -vv
+    runs = out / "runs"
+    for task in DEMO_LANGUAGES:
+        trained_path = _records(runs, task, "demo-4bit")
+        trained = json.loads(trained_path.read_text())
+        untrained = json.loads(_records(runs, task, "base").read_text())
+        assert trained["model"]["bits"] == 4 and "nf4" in trained["model"]["quantization"]
+        # the portable kernels are in force and recorded (the baselines were made with them)
+        assert "AVX2 kernels" in trained["provenance"]["device"] and "MKL_CBWR=AVX2" in trained["provenance"]["device"]
+        metric = next(iter(trained["scores"]))
+        before, after = untrained["scores"][metric]["mean"], trained["scores"][metric]["mean"]
         # "clearly": at least 10 points (x100) better on the headline metric, for every task
         assert after >= before + 0.10, (task, metric, before, after)
-        baseline_path = Path(__file__).resolve().parents[1] / "results" / "baselines" / task / "demo.json"
-        report = gate(record, read_record(baseline_path), run_dir=path.parent, baseline_dir=baseline_path.parent, max_drop=2.0)
-        assert report.passed, [c for c in report.cells if c.verdict == "fail"]
-    assert (result.leaderboard[0]).name == "leaderboard.md" and result.leaderboard[0].is_file()
-    text = result.leaderboard[0].read_text()
+
+        baseline = REPO / "results" / "baselines" / task / "demo.json"
+        gated = _mvleval("gate", trained_path, "--baseline", baseline, *CI_GATE_FLAGS)
+        assert gated.returncode == 0, gated.stdout + gated.stderr
+
+        # The same run with its predictions made worse (every other one emptied), rescored by `mvleval score`:
+        # the CI gate must see the regression and exit 1.
+        worse_dir = tmp_path / "worse" / task
+        worse_dir.mkdir(parents=True)
+        worse = worse_dir / trained_path.name
+        shutil.copy(trained_path, worse)
+        rows = [json.loads(line) for line in (runs / trained["samples_file"]).read_text().splitlines()]
+        for i, row in enumerate(rows):
+            if i % 2 == 0:
+                row["prediction"] = ""
+        (worse_dir / trained["samples_file"]).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        assert _mvleval("score", worse).returncode == 0
+        failed = _mvleval("gate", worse, "--baseline", baseline, *CI_GATE_FLAGS)
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert "REGRESSION" in failed.stdout
+    text = (out / "leaderboard" / "leaderboard.md").read_text()
     for task in DEMO_LANGUAGES:
         assert task in text

@@ -1,11 +1,13 @@
-"""The Backend protocol, GenerationRequest and get_backend (lazy import, load once)."""
+"""The Backend base class (one abstract method; every optional capability has a default), GenerationRequest and
+BackendOptions. Imports no model family: the registry picks and imports one."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mvleval.record import ModelInfo
@@ -20,16 +22,8 @@ class GenerationRequest:
     images: tuple[Path, ...]
 
 
-class Backend(Protocol):
-    """What the runner needs from a model."""
-
-    def generate(self, requests: Sequence[GenerationRequest], settings: GenerationSettings) -> list[str]:
-        """Generate one answer per request (batched; all requests in a call have the same number of images)."""
-        ...
-
-    def info(self, settings: GenerationSettings) -> ModelInfo:
-        """What was loaded and how (path, kind, bits, dtype, adapter, generation settings)."""
-        ...
+#: How a backend gives a model the images of a several-image example when the model takes one image per turn.
+IMAGE_HANDLING = ("native", "side-by-side")
 
 
 @dataclass(frozen=True)
@@ -44,10 +38,40 @@ class BackendOptions:
     image_cache_size: int = 4096  # number of encoded images kept (each num_query_tokens x hidden floats)
     # beam search runs the prompt once per sample, not once per beam (same token ids); False: transformers' plain path
     shared_prefix: bool = True
+    backend: str | None = None  # None: chosen from the checkpoint's config.json (registry.py)
+    trust_remote_code: bool = False  # run the checkpoint's own Python code (Centurio, InternVL, MiniCPM-V)
+    # several images of one example: "native" (in order, in one turn) or "side-by-side" (pasted into one image)
+    image_handling: str = "native"
 
 
-def get_backend(options: BackendOptions) -> Backend:
-    """Load the backend for a model path or hub id (imports torch and transformers lazily)."""
-    from mvleval.backends.mblip import MBlipBackend
+class Backend(ABC):
+    """What the runner needs from a model: ``generate`` and ``info``; the rest has defaults a family may override."""
 
-    return MBlipBackend.load(options)
+    #: where the model runs ("cpu", "cuda:0", or an endpoint's host for served models)
+    device: str = "cpu"
+
+    @abstractmethod
+    def generate(self, requests: Sequence[GenerationRequest], settings: GenerationSettings) -> list[str]:
+        """Generate one answer per request (batched; all requests in a call have the same number of images)."""
+
+    @abstractmethod
+    def info(self, settings: GenerationSettings) -> ModelInfo:
+        """What was loaded and how (backend, family, model, fingerprint, precision, generation settings, details)."""
+
+    def check_settings(self, settings: GenerationSettings, images_per_example: int) -> None:
+        """Refuse settings or inputs this model cannot honour, before any generation (default: accept all).
+
+        Raises:
+            MvlevalError: e.g. two images per example for a family that takes one, without a fallback.
+        """
+
+    def prefetch(self, requests: Sequence[GenerationRequest]) -> int:
+        """Announce upcoming requests so their images are prepared ahead of use; returns how many were queued."""
+        return 0
+
+    def pick_batch_size(self, requests: Sequence[GenerationRequest], settings: GenerationSettings) -> int:
+        """The largest batch that fits (``--batch-size auto``); the default has no way to measure and says 8."""
+        return 8
+
+    def close(self) -> None:
+        """Release threads and connections; the backend stays usable."""

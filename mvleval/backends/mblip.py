@@ -12,21 +12,36 @@ per beam (``shared_prefix.py``: the same token ids; ``BackendOptions(shared_pref
 
 from __future__ import annotations
 
-import gc
-import hashlib
-import json
 import logging
-import re
-import threading
 import time
-import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mvleval.backends.base import BackendOptions, GenerationRequest
+from mvleval.backends.base import Backend, BackendOptions, GenerationRequest
+from mvleval.backends.hf.adapter import ADAPTER_FIX as _ADAPTER_FIX
+from mvleval.backends.hf.adapter import check_adapter_dir
+from mvleval.backends.hf.batch_size import (  # noqa: F401 -- re-exported: tests and bench import them from here
+    CPU_BATCH_CAP,
+    CPU_MEMORY_FRACTION,
+    CPU_MIN_BYTES_PER_SAMPLE,
+    CPU_SAFETY_FACTOR,
+    batch_size_for_budget,
+    largest_fitting_batch,
+)
+from mvleval.backends.hf.batch_size import auto_batch_size as _shared_auto_batch_size
+from mvleval.backends.hf.checkpoint import (  # noqa: F401 -- re-exported for finetune/
+    check_weights,
+    fingerprint_files,
+    read_config,
+    read_json as _read_json,
+    resolve_model_dir,
+    weight_files,
+)
+from mvleval.backends.hf.generate import generation_kwargs
+from mvleval.backends.hf.precision import disable_cpu_bf16_repack, precision, silence_bnb_cast_warning
 from mvleval.backends.prefetch import DEFAULT_WINDOW, PixelPrefetcher
 from mvleval.errors import MissingDependencyError, MvlevalError
 from mvleval.images import load_image
@@ -50,9 +65,7 @@ BLIP_PARTS_FILE = "blip_parts.safetensors"
 #: Top-level parameters/modules of Blip2ForConditionalGeneration that blip_parts.safetensors may replace.
 _BLIP_PART_PREFIXES = ("qformer.", "query_tokens", "language_projection.")
 
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "sentencepiece.bpe.model", "vocab.json", "tokenizer.model")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 #: Texts used at load time to prove the backend tokenises prompts exactly as the checkpoint's processor does
 #: (an mBLIP prompt with quotes, a non-Latin one, and the empty prompt).
 _PROBE_PROMPTS = ('Question: Is the circle "red"? Short answer in English:', "Caption in Thai: สีแดง 红色 ", "")
@@ -85,55 +98,6 @@ class LlmInputs:
 
 
 # -- loading helpers -----------------------------------------------------------------------------------------------
-def resolve_model_dir(model: str) -> Path:
-    """Turn a local folder or a hub id (already in the local Hugging Face cache) into a folder; never downloads.
-
-    Raises:
-        MvlevalError: the folder does not exist, or the hub id is not downloaded.
-    """
-    path = Path(model).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise MvlevalError(
-            "--model must be a checkpoint folder (config.json, *.safetensors, tokenizer and processor files), not a file.",
-            fix="pass the folder that holds the file.",
-            where=path,
-        )
-    if _HUB_ID.match(model) and not model.startswith((".", "~")):
-        try:
-            from huggingface_hub import snapshot_download
-
-            return Path(snapshot_download(repo_id=model, local_files_only=True))
-        except Exception:  # noqa: BLE001 -- any cache miss means the same thing to the user: download it first
-            pass
-        raise MvlevalError(
-            f"model '{model}' is neither a local folder nor in the local Hugging Face cache (mvleval never downloads "
-            "weights during a run).",
-            fix=f"download it first, e.g. `huggingface-cli download {model} --local-dir DIR`, then pass --model DIR.",
-        )
-    raise MvlevalError(
-        "model folder not found.", fix="pass a local BLIP-2/mBLIP checkpoint folder or a hub id such as "
-        "Gregor/mblip-mt0-xl that you downloaded.", where=path
-    )
-
-
-def weight_files(model_dir: Path) -> tuple[list[Path], list[Path]]:
-    """The (safetensors, pickle) weight files of a checkpoint folder, sorted by name."""
-    files = sorted(p for p in model_dir.iterdir() if p.is_file())
-    safe = [p for p in files if p.name.endswith(".safetensors") and p.name != BLIP_PARTS_FILE]
-    pickled = [p for p in files if p.suffix in _PICKLE_SUFFIXES and p.name != "training_args.bin"]
-    return safe, pickled
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MvlevalError(f"cannot read this JSON file ({exc}).", fix="restore the checkpoint's file.", where=path) from None
-    if not isinstance(data, dict):
-        raise MvlevalError("expected a JSON object.", fix="restore the checkpoint's file.", where=path)
-    return data
 
 
 def check_checkpoint_dir(model_dir: Path, allow_pickle: bool) -> dict[str, Any]:
@@ -146,28 +110,15 @@ def check_checkpoint_dir(model_dir: Path, allow_pickle: bool) -> dict[str, Any]:
         "pass a folder laid out like Gregor/mblip-mt0-xl: config.json (model_type 'blip-2'), *.safetensors weights, "
         "tokenizer files and preprocessor_config.json/processor_config.json."
     )
-    config_path = model_dir / "config.json"
-    if not config_path.is_file():
-        raise MvlevalError("not a Hugging Face checkpoint folder: config.json is missing.", fix=fix_layout, where=model_dir)
-    config = _read_json(config_path)
+    config = read_config(model_dir, fix_layout)
     model_type = config.get("model_type")
     if model_type != "blip-2":
         raise MvlevalError(
             f"config.json has model_type {model_type!r}, but mvleval's mBLIP backend needs a BLIP-2 model ('blip-2').",
-            fix=fix_layout,
-            where=config_path,
+            fix=fix_layout + " Other vision-LLMs run through the generic backend (leave out --backend, or pass --backend hf).",
+            where=model_dir / "config.json",
         )
-    safe, pickled = weight_files(model_dir)
-    if not safe:
-        if pickled and not allow_pickle:
-            raise MvlevalError(
-                f"the checkpoint has only pickle weights ({', '.join(p.name for p in pickled[:3])}); loading pickle "
-                "files can run arbitrary code, so mvleval refuses them by default.",
-                fix="convert the weights to safetensors, or pass --allow-pickle if you trust the files.",
-                where=model_dir,
-            )
-        if not pickled:
-            raise MvlevalError("the checkpoint has no weight files (*.safetensors).", fix=fix_layout, where=model_dir)
+    check_weights(model_dir, allow_pickle, fix_layout)
     if not any((model_dir / name).is_file() for name in _TOKENIZER_FILES):
         raise MvlevalError(
             f"the checkpoint has no tokenizer (none of {', '.join(_TOKENIZER_FILES)}).", fix=fix_layout, where=model_dir
@@ -181,30 +132,6 @@ def check_checkpoint_dir(model_dir: Path, allow_pickle: bool) -> dict[str, Any]:
     return config
 
 
-def fingerprint_files(paths: Sequence[Path]) -> str:
-    """sha256 over file names and sizes: cheap, and changes whenever a weight file is replaced by a different one."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(f"{path.name}\0{path.stat().st_size}\n".encode())
-    return digest.hexdigest()[:16]
-
-
-def disable_cpu_bf16_repack(model: torch.nn.Module) -> int:
-    """Apply the bitsandbytes CPU workaround (NOTES.md) to every 4-bit Linear; return how many were changed.
-
-    With AVX512-BF16, the first eval-mode forward repacks 4-bit weights (a later save is then lossy) and
-    in_features not divisible by 64 crash; turning the bf16 path off fixes both.
-    """
-    import bitsandbytes as bnb
-
-    count = 0
-    for module in model.modules():
-        if isinstance(module, bnb.nn.Linear4bit):
-            module.support_avx512bf16_for_cpu = False
-            count += 1
-    return count
-
-
 def _adapter_targets_full_model(keys: Sequence[str]) -> bool:
     """Whether a peft adapter was made on the whole Blip2ForConditionalGeneration (vs on its language model)."""
     top = {"language_model", "vision_model", "qformer", "language_projection", "query_tokens"}
@@ -213,29 +140,6 @@ def _adapter_targets_full_model(keys: Sequence[str]) -> bool:
         if rest.split(".", 1)[0] in top:
             return True
     return False
-
-
-_ADAPTER_FIX = "pass a LoRA adapter folder as peft's save_pretrained writes it (mvleval's fine-tuning does)."
-
-
-def check_adapter_dir(adapter_dir: Path) -> None:
-    """Check that a folder holds a peft LoRA adapter (adapter_config.json + adapter_model.safetensors).
-
-    Raises:
-        MvlevalError: the folder is missing or is not a LoRA adapter.
-    """
-    config_path = adapter_dir / "adapter_config.json"
-    if not adapter_dir.is_dir():
-        raise MvlevalError("adapter folder not found.", fix=_ADAPTER_FIX, where=adapter_dir)
-    if not config_path.is_file() or not (adapter_dir / "adapter_model.safetensors").is_file():
-        raise MvlevalError(
-            "not a peft adapter folder: adapter_config.json and adapter_model.safetensors are required.",
-            fix=_ADAPTER_FIX,
-            where=adapter_dir,
-        )
-    peft_type = _read_json(config_path).get("peft_type")
-    if peft_type != "LORA":
-        raise MvlevalError(f"adapter has peft_type {peft_type!r}; only LoRA adapters are supported.", fix=_ADAPTER_FIX, where=config_path)
 
 
 def apply_adapter(model: Blip2ForConditionalGeneration, adapter_dir: Path) -> Any:
@@ -325,7 +229,7 @@ def apply_adapter(model: Blip2ForConditionalGeneration, adapter_dir: Path) -> An
 
 
 # -- the backend ---------------------------------------------------------------------------------------------------
-class MBlipBackend:
+class MBlipBackend(Backend):
     """A loaded BLIP-2/mBLIP checkpoint that generates answers for (prompt, images) requests.
 
     Create it with ``MBlipBackend.load(BackendOptions(...))`` (or ``mvleval.backends.get_backend``).
@@ -431,7 +335,7 @@ class MBlipBackend:
         adapter_dir = Path(options.adapter).expanduser() if options.adapter else None
         if adapter_dir is not None:
             check_adapter_dir(adapter_dir)  # before the (possibly minutes-long) weight load
-        bits, quantization_config, dtype, quant_desc = _precision(config_json, options.bits, on_cuda, model_dir)
+        bits, quantization_config, dtype, quant_desc = precision(config_json, options.bits, on_cuda, model_dir, QUANT_SKIP_MODULES)
 
         from transformers import Blip2Config, Blip2ForConditionalGeneration
 
@@ -460,7 +364,7 @@ class MBlipBackend:
         if bits == 4 and not on_cuda:
             disable_cpu_bf16_repack(model)
         model.eval()
-        _silence_bnb_cast_warning()
+        silence_bnb_cast_warning()
 
         extra_fingerprint: list[Path] = []
         if adapter_dir is not None:
@@ -708,6 +612,10 @@ class MBlipBackend:
             generation_path=self.generation_path(settings),
         )
 
+    def pick_batch_size(self, requests: Sequence[GenerationRequest], settings: GenerationSettings) -> int:
+        """The largest batch that fits (``auto_batch_size``); the image cache is left as it was."""
+        return auto_batch_size(self, requests, settings)
+
     @property
     def cached_paths(self) -> tuple[str, ...]:
         """Image paths whose encodings are cached, least recently used first."""
@@ -764,32 +672,7 @@ class MBlipBackend:
         return self.image_pixels(path)
 
 
-_bnb_warning_lock = threading.Lock()
-_bnb_warning_silenced = False
-
-
-def _silence_bnb_cast_warning() -> None:
-    """Hide bitsandbytes' per-call "inputs will be cast from ..." warning (int8 on CPU) once for the process.
-
-    A process-wide filter rather than ``warnings.catch_warnings`` around each generate call: that context manager
-    swaps global state and is not thread-safe, and the prefetch threads' ``load_image`` uses it at the same time.
-    """
-    global _bnb_warning_silenced
-    with _bnb_warning_lock:
-        if not _bnb_warning_silenced:
-            warnings.filterwarnings("ignore", message=".*inputs will be cast from.*")
-            _bnb_warning_silenced = True
-
-
 # -- batch size ----------------------------------------------------------------------------------------------------
-#: On CPU, batches beyond this gain no throughput (the matmuls already fill the cores) and a crash loses more.
-CPU_BATCH_CAP = 64
-#: Share of the currently available memory a CPU run may fill with generation activations.
-CPU_MEMORY_FRACTION = 0.5
-#: The measured per-sample peak is multiplied by this: allocator fragmentation and longer prompts than the probe's.
-CPU_SAFETY_FACTOR = 2.0
-#: Floor of the per-sample estimate: a measurement near 0 means the allocator reused freed pages, not a free sample.
-CPU_MIN_BYTES_PER_SAMPLE = 2**20
 
 
 def auto_batch_size(
@@ -801,268 +684,19 @@ def auto_batch_size(
     max_size: int = 256,
     memory_budget: int | None = None,
 ) -> int:
-    """The largest batch size the run can use without running out of memory (``--batch-size auto``).
-
-    The probe batches repeat the sample requests with the longest prompts first and generate the full
-    ``max_new_tokens`` for every row (EOS suppressed), the most memory any batch of the run can need.
-
-    * CUDA: tries ``start``, doubles while it fits (up to ``max_size``) or halves until it fits, then bisects between
-      the last size that fit and the first that did not; a size fits when ``generate`` raises no
-      ``torch.cuda.OutOfMemoryError``.
-    * CPU: measures the peak memory of one probe batch per sample (Linux VmHWM; elsewhere sampled RSS; at least
-      CPU_MIN_BYTES_PER_SAMPLE), multiplies it by CPU_SAFETY_FACTOR and fits as many samples as ``memory_budget``
-      allows (default: CPU_MEMORY_FRACTION of psutil's available memory), at most ``min(max_size, CPU_BATCH_CAP)``.
-
-    The backend's image cache and counters are as before the call: probing changes nothing a run records.
-
-    Args:
-        backend: the loaded backend.
-        sample_requests: requests of the run (a few dozen suffice; those with the most images and longest prompts
-            are used).
-        settings: the run's generation settings.
-        start: first size tried on CUDA.
-        max_size: largest size returned.
-        memory_budget: bytes a CPU run may use for generation (default: half of the available memory).
-
-    Returns:
-        A batch size between 1 and ``max_size``.
-
-    Raises:
-        MvlevalError: not even one sample fits on the GPU, or ``start``/``max_size`` below 1.
-        ValueError: no sample requests.
-    """
-    if start < 1 or max_size < 1:
-        raise MvlevalError(
-            f"batch size search needs start and max at least 1, got {start} and {max_size}.", fix="pass positive numbers."
-        )
-    if not sample_requests:
-        raise ValueError("auto_batch_size needs at least one sample request")
-    most = max(len(r.images) for r in sample_requests)
-    probe = sorted((r for r in sample_requests if len(r.images) == most), key=lambda r: -len(r.prompt))
-    worst = settings.replace(min_new_tokens=settings.max_new_tokens)
+    """``backends.hf.batch_size.auto_batch_size`` for this backend; its image cache and counters are as before the
+    call (probing changes nothing a run records)."""
     cached = OrderedDict(backend._cache)  # noqa: SLF001 -- restored below: probing must not change the run
     counters = (backend.images_encoded, backend.cache_hits)
-    started = time.perf_counter()
     try:
-        if backend.device.startswith("cuda"):
-            size = largest_fitting_batch(
-                lambda b: _fits_on_cuda(backend, probe, worst, b), start=min(start, max_size), max_size=max_size
-            )
-            how = "largest batch without CUDA out-of-memory"
-        else:
-            import psutil
-
-            measured = min(8, max_size)
-            peak = peak_bytes_per_sample(backend, probe, worst, measured)
-            per_sample = max(peak, CPU_MIN_BYTES_PER_SAMPLE) * CPU_SAFETY_FACTOR
-            if memory_budget is None:
-                memory_budget = int(psutil.virtual_memory().available * CPU_MEMORY_FRACTION)
-            budget = memory_budget
-            size = batch_size_for_budget(budget, per_sample, min(max_size, CPU_BATCH_CAP))
-            how = f"{per_sample / 2**20:.1f} MiB per sample (measured x{CPU_SAFETY_FACTOR:g}) in a {budget / 2**30:.2f} GiB budget"
+        return _shared_auto_batch_size(
+            backend.generate_ids, backend.device, sample_requests, settings, start=start, max_size=max_size,
+            memory_budget=memory_budget,
+        )
     finally:
         backend._cache.clear()  # noqa: SLF001
         backend._cache.update(cached)  # noqa: SLF001
         backend.images_encoded, backend.cache_hits = counters
-    logger.info("auto batch size %d (%s; %.1f s)", size, how, time.perf_counter() - started)
-    return size
-
-
-def largest_fitting_batch(fits: Callable[[int], bool], *, start: int, max_size: int) -> int:
-    """The largest size in [1, max_size] for which ``fits`` is true, assuming every smaller size fits too.
-
-    Doubles from ``start`` while it fits (halves while it does not), then bisects exactly between the last size that
-    fit and the first that did not.
-
-    Raises:
-        MvlevalError: not even a batch of 1 fits.
-    """
-    if fits(start):
-        lo, hi = start, 0
-        while lo < max_size:
-            nxt = min(2 * lo, max_size)
-            if not fits(nxt):
-                hi = nxt
-                break
-            lo = nxt
-        if hi == 0:
-            return lo
-    else:
-        hi, lo = start, start // 2
-        while lo >= 1 and not fits(lo):
-            hi, lo = lo, lo // 2
-        if lo < 1:
-            raise MvlevalError(
-                "not even one sample fits in GPU memory.",
-                fix="load the model with fewer bits (--bits 4), use a smaller model, or free the GPU.",
-            )
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-    return lo
-
-
-def batch_size_for_budget(budget_bytes: float, per_sample_bytes: float, cap: int) -> int:
-    """How many samples of ``per_sample_bytes`` fit in ``budget_bytes``: at least 1 (the run must make progress;
-    a warning says when even one exceeds the budget), at most ``cap``."""
-    if per_sample_bytes <= 0:
-        return cap
-    fit = int(budget_bytes // per_sample_bytes)
-    if fit < 1:
-        logger.warning(
-            "one sample needs about %.0f MiB, more than the %.0f MiB budget; using batch size 1",
-            per_sample_bytes / 2**20,
-            budget_bytes / 2**20,
-        )
-    return max(1, min(cap, fit))
-
-
-def _probe_batch(probe: Sequence[GenerationRequest], size: int) -> list[GenerationRequest]:
-    return [probe[i % len(probe)] for i in range(size)]
-
-
-def _fits_on_cuda(backend: MBlipBackend, probe: Sequence[GenerationRequest], settings: GenerationSettings, size: int) -> bool:
-    import torch
-
-    try:
-        backend.generate_ids(_probe_batch(probe, size), settings)
-        torch.cuda.synchronize(backend.device)
-        return True
-    except torch.cuda.OutOfMemoryError:
-        return False
-    finally:
-        gc.collect()
-        torch.cuda.empty_cache()
-
-
-_HWM = re.compile(r"^VmHWM:\s+(\d+)\s+kB", re.MULTILINE)
-
-
-def _reset_peak_rss() -> bool:
-    """Reset Linux's peak-RSS counter (VmHWM) of this process; False where that is not possible."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return _HWM.search(Path("/proc/self/status").read_text()) is not None
-    except OSError:
-        return False
-
-
-def _peak_rss() -> int:
-    match = _HWM.search(Path("/proc/self/status").read_text())
-    assert match is not None
-    return int(match.group(1)) * 1024
-
-
-def peak_bytes_per_sample(
-    backend: MBlipBackend, probe: Sequence[GenerationRequest], settings: GenerationSettings, size: int
-) -> float:
-    """Peak resident memory a ``generate`` call of ``size`` probe requests adds, divided by ``size`` (CPU).
-
-    One small call first absorbs one-time allocations (kernels' caches, the probe images' encodings), so what is
-    measured grows with the batch. Linux: the kernel's exact peak (VmHWM, reset before the call); elsewhere RSS
-    sampled every 2 ms by a thread (which can miss short peaks: hence CPU_SAFETY_FACTOR).
-    """
-    import psutil
-
-    process = psutil.Process()
-    backend.generate_ids(_probe_batch(probe, 1), settings)
-    gc.collect()
-    baseline = process.memory_info().rss
-    batch = _probe_batch(probe, size)
-    if _reset_peak_rss():
-        backend.generate_ids(batch, settings)
-        peak = _peak_rss()
-    else:
-        highest = [baseline]
-        stop = threading.Event()
-
-        def sample() -> None:
-            while not stop.is_set():
-                highest[0] = max(highest[0], process.memory_info().rss)
-                stop.wait(0.002)
-
-        sampler = threading.Thread(target=sample, name="mvleval-rss-sampler", daemon=True)
-        sampler.start()
-        try:
-            backend.generate_ids(batch, settings)
-        finally:
-            stop.set()
-            sampler.join()
-        peak = max(highest[0], process.memory_info().rss)
-    return max(peak - baseline, 0) / size
-
-
-def generation_kwargs(settings: GenerationSettings) -> dict[str, Any]:
-    """Map GenerationSettings onto transformers' generate() arguments."""
-    kwargs: dict[str, Any] = {
-        "num_beams": settings.num_beams,
-        "max_new_tokens": settings.max_new_tokens,
-        "min_new_tokens": settings.min_new_tokens,
-        "do_sample": settings.do_sample,
-    }
-    if settings.num_beams > 1:
-        # only beam search uses it (mBLIP's VQA protocol sets -1 to favour short answers)
-        kwargs["length_penalty"] = settings.length_penalty
-    return kwargs
-
-
-def _precision(
-    config_json: dict[str, Any], bits: int | None, on_cuda: bool, model_dir: Path
-) -> tuple[int, Any, Any, str | None]:
-    """(bits, quantization_config or None, dtype of unquantised weights, description) for a load."""
-    import torch
-
-    compute = torch.bfloat16 if on_cuda else torch.float32
-    saved = config_json.get("quantization_config")
-    if saved is not None:
-        method = saved.get("quant_method")
-        if method != "bitsandbytes":
-            raise MvlevalError(
-                f"the checkpoint is pre-quantised with '{method}', which mvleval does not load.",
-                fix="use a bitsandbytes-quantised or unquantised checkpoint.",
-                where=model_dir / "config.json",
-            )
-        saved_bits = 4 if saved.get("load_in_4bit") else 8 if saved.get("load_in_8bit") else None
-        if saved_bits is None:
-            raise MvlevalError("quantization_config says neither 4-bit nor 8-bit.", fix="re-save the checkpoint.", where=model_dir / "config.json")
-        if bits is not None and bits != saved_bits:
-            raise MvlevalError(
-                f"the checkpoint is already quantised to {saved_bits} bits; it cannot be loaded with --bits {bits}.",
-                fix=f"drop --bits (or pass --bits {saved_bits}), or use the unquantised checkpoint.",
-                where=model_dir,
-            )
-        _require_bitsandbytes()
-        kind = saved.get("bnb_4bit_quant_type", "nf4") if saved_bits == 4 else "int8"
-        return saved_bits, None, compute, f"pre-quantised bitsandbytes {kind}"
-    if bits is None:
-        bits = 4 if on_cuda else 32
-    if bits == 32:
-        return 32, None, torch.float32, None
-    if bits == 16:
-        return 16, None, torch.bfloat16, None
-    _require_bitsandbytes()
-    from transformers import BitsAndBytesConfig
-
-    if bits == 4:
-        config = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_compute_dtype=compute,
-            bnb_4bit_use_double_quant=True,
-            llm_int8_skip_modules=list(QUANT_SKIP_MODULES),
-        )
-        desc = f"bitsandbytes nf4 (compute {str(compute).removeprefix('torch.')}, double quant)"
-    else:
-        config = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(QUANT_SKIP_MODULES))
-        desc = "bitsandbytes int8"
-    return bits, config, compute, desc
-
-
-def _require_bitsandbytes() -> None:
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError("bitsandbytes", "4-bit and 8-bit loading (--bits 4/8)") from None
 
 
 def _load_processor(model_dir: Path) -> Blip2Processor:

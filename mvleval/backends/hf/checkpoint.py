@@ -1,0 +1,105 @@
+"""Checkpoint folders: a local folder or a downloaded hub id, its weight files, the pickle policy, a fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mvleval.errors import MvlevalError
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+#: safetensors files in a folder that are not the model's own weights (mvleval's trained BLIP-2 parts).
+NOT_MODEL_WEIGHTS = ("blip_parts.safetensors",)
+
+
+def resolve_model_dir(model: str) -> Path:
+    """Turn a local folder or a hub id (already in the local Hugging Face cache) into a folder; never downloads.
+
+    Raises:
+        MvlevalError: the folder does not exist, or the hub id is not downloaded.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise MvlevalError(
+            "--model must be a checkpoint folder (config.json, *.safetensors, tokenizer and processor files), not a file.",
+            fix="pass the folder that holds the file.",
+            where=path,
+        )
+    if _HUB_ID.match(model) and not model.startswith((".", "~")):
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(repo_id=model, local_files_only=True))
+        except Exception:  # noqa: BLE001 -- any cache miss means the same thing to the user: download it first
+            pass
+        raise MvlevalError(
+            f"model '{model}' is neither a local folder nor in the local Hugging Face cache (mvleval never downloads "
+            "weights during a run).",
+            fix=f"download it first, e.g. `huggingface-cli download {model} --local-dir DIR`, then pass --model DIR.",
+        )
+    raise MvlevalError(
+        "model folder not found.", fix="pass a local checkpoint folder or a hub id such as "
+        "Qwen/Qwen2.5-VL-7B-Instruct that you downloaded.", where=path
+    )
+
+
+def weight_files(model_dir: Path) -> tuple[list[Path], list[Path]]:
+    """The (safetensors, pickle) weight files of a checkpoint folder, sorted by name."""
+    files = sorted(p for p in model_dir.iterdir() if p.is_file())
+    safe = [p for p in files if p.name.endswith(".safetensors") and p.name not in NOT_MODEL_WEIGHTS]
+    pickled = [p for p in files if p.suffix in _PICKLE_SUFFIXES and p.name != "training_args.bin"]
+    return safe, pickled
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MvlevalError(f"cannot read this JSON file ({exc}).", fix="restore the checkpoint's file.", where=path) from None
+    if not isinstance(data, dict):
+        raise MvlevalError("expected a JSON object.", fix="restore the checkpoint's file.", where=path)
+    return data
+
+
+def fingerprint_files(paths: Sequence[Path]) -> str:
+    """sha256 over file names and sizes: cheap, and changes whenever a weight file is replaced by a different one."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(f"{path.name}\0{path.stat().st_size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def read_config(model_dir: Path, fix: str) -> dict[str, Any]:
+    """The folder's config.json as a dict; an error naming the folder and `fix` when it is missing or unreadable."""
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        raise MvlevalError("not a Hugging Face checkpoint folder: config.json is missing.", fix=fix, where=model_dir)
+    return read_json(config_path)
+
+
+def check_weights(model_dir: Path, allow_pickle: bool, fix: str) -> list[Path]:
+    """The weight files a load will read (safetensors; pickle files only with `allow_pickle`), for the fingerprint.
+
+    Raises:
+        MvlevalError: no weights, or only pickle weights without --allow-pickle (loading them can run code).
+    """
+    safe, pickled = weight_files(model_dir)
+    if safe:
+        return safe
+    if pickled and not allow_pickle:
+        raise MvlevalError(
+            f"the checkpoint has only pickle weights ({', '.join(p.name for p in pickled[:3])}); loading pickle "
+            "files can run arbitrary code, so mvleval refuses them by default.",
+            fix="convert the weights to safetensors, or pass --allow-pickle if you trust the files.",
+            where=model_dir,
+        )
+    if not pickled:
+        raise MvlevalError("the checkpoint has no weight files (*.safetensors).", fix=fix, where=model_dir)
+    return pickled
