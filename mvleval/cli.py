@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="mvleval",
-    help="Evaluate multilingual vision-LLMs (mBLIP and other BLIP-2 models) on XM3600, xFlickrCo, xGQA, MaRVL and XVNLI.",
+    help="Evaluate multilingual vision-LLMs (mBLIP, and any Hugging Face vision-LLM) on XM3600, xFlickrCo, xGQA, MaRVL and XVNLI.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -142,7 +142,11 @@ def print_summary(record: RunRecord, console: Console) -> None:
     from rich.table import Table
 
     metrics = list(record.scores)
-    table = Table(title=f"{record.task.name} v{record.task.version} [{record.task.split}] — {record.model.path}")
+    from rich.markup import escape
+
+    style = "" if record.task.prompt_style == "mblip" else f" ({record.task.prompt_style} prompts)"
+    family = f" [{record.model.family}]" if record.model.family and record.model.backend != "mblip" else ""
+    table = Table(title=escape(f"{record.task.name} v{record.task.version} [{record.task.split}]{style} — {record.model.path}{family}"))
     table.add_column("lang")
     table.add_column("n", justify="right")
     for m in metrics:
@@ -167,10 +171,28 @@ def _generation_overrides(num_beams: int | None, max_new_tokens: int | None, min
 BITS_HELP = "Weights: 4 (nf4, bitsandbytes), 8 (int8), 16 (bf16), 32 (fp32). Default: 4 on CUDA, 32 on CPU; a quantised checkpoint loads as it is."
 
 
+def _languages_for(task: str, lang: list[str] | None, *, several: bool, prompt_style: str) -> tuple[str, ...] | None:
+    """--lang for one task of a run: with several tasks, each task evaluates the given languages it has."""
+    if not lang:
+        return None
+    if not several:
+        return tuple(lang)
+    from mvleval.task import load_task
+
+    known = load_task(task, prompt_style=prompt_style).languages
+    mine = tuple(code for code in lang if code in known)
+    if not mine:
+        raise MvlevalError(
+            f"task '{task}' has none of the languages given with --lang ({' '.join(lang)}); its languages are: {' '.join(known)}.",
+            fix=f"add one of them with --lang, or run {task} separately.",
+        )
+    return mine
+
+
 @app.command()
 def run(
-    task: Annotated[str, typer.Option("--task", "-t", help="Task name (see `mvleval tasks`).")],
-    model: Annotated[str, typer.Option("--model", "-m", help="BLIP-2/mBLIP checkpoint: a local Hugging Face folder or a hub id.")],
+    task: Annotated[list[str], typer.Option("--task", "-t", help="Task name (see `mvleval tasks`); repeat for several, or 'all'. The model loads once.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Checkpoint: a local Hugging Face folder or a downloaded hub id (BLIP-2/mBLIP or any AutoModelForImageTextToText vision-LLM).")],
     adapter: Annotated[Optional[str], typer.Option(help="LoRA adapter folder (peft format, e.g. from `mvleval train`).")] = None,
     data_root: Annotated[Optional[Path], typer.Option(help="Folder with the annotation files (default: $MVLEVAL_DATA).")] = None,
     image_root: Annotated[Optional[Path], typer.Option(help="Folder with the images (default: <data-root>/images).")] = None,
@@ -185,6 +207,10 @@ def run(
     max_new_tokens: Annotated[Optional[int], typer.Option(help="Override the task's max new tokens.")] = None,
     min_new_tokens: Annotated[Optional[int], typer.Option(help="Override the task's min new tokens.")] = None,
     length_penalty: Annotated[Optional[float], typer.Option(help="Override the task's length penalty.")] = None,
+    prompt_style: Annotated[str, typer.Option(help="'mblip' (mBLIP's prompts, the default) or 'chat' (wording for instruction-tuned chat models); recorded, and runs of different styles are never compared.")] = "mblip",
+    backend: Annotated[Optional[str], typer.Option(help="Force a backend: 'mblip' (BLIP-2) or 'hf' (any AutoModelForImageTextToText); default: by the checkpoint's config.json.")] = None,
+    image_handling: Annotated[str, typer.Option(help="Several images per example (MaRVL): 'native' (all given to the model, in order) or 'side-by-side' (pasted into one, for one-image families; recorded).")] = "native",
+    trust_remote_code: Annotated[bool, typer.Option(help="Run the checkpoint's own Python code (auto_map in config.json); recorded in the run.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run with the same settings.")] = False,
     allow_pickle: Annotated[bool, typer.Option(help="Allow loading pickle (*.bin) weights; only for checkpoints you trust.")] = False,
     shared_prefix: Annotated[bool, typer.Option("--shared-prefix/--no-shared-prefix", help="Beam search computes the prompt once per sample, not once per beam (the same token ids); --no-shared-prefix runs transformers' plain generate.")] = True,
@@ -193,41 +219,56 @@ def run(
     lang_tolerance: Annotated[Optional[list[str]], typer.Option(help="With --gate: per-language tolerance, zh=3 or zh:cider=5.")] = None,
     paired: Annotated[bool, typer.Option(help="With --gate: also require a significant paired-bootstrap drop.")] = False,
 ) -> None:
-    """Evaluate a model on one task; writes a run record (JSON) and a per-sample file (JSONL)."""
-    from mvleval.runner import RunOptions, evaluate
+    """Evaluate a model on one or more tasks; writes a run record (JSON) and a per-sample file (JSONL) per task."""
+    from mvleval.runner import RunOptions, evaluate, finished_record, load_run_backend, prepare
+    from mvleval.task import task_names
 
     if bits is not None and bits not in (4, 8, 16, 32):
         raise MvlevalError(f"--bits must be 4, 8, 16 or 32, got {bits}.", fix="pick one of these.")
     if batch_size != "auto" and not batch_size.isdigit():
         raise MvlevalError(f"--batch-size must be a positive number or 'auto', got {batch_size!r}.", fix="e.g. --batch-size 16.")
-    options = RunOptions(
-        task=task,
-        model=model,
-        adapter=adapter,
-        data_root=_data_root(data_root),
-        image_root=image_root,
-        languages=tuple(lang) if lang else None,
-        split=split,
-        limit=limit,
-        batch_size=None if batch_size == "auto" else int(batch_size),
-        bits=bits,
-        out_dir=out,
-        seed=seed,
-        generation=_generation_overrides(num_beams, max_new_tokens, min_new_tokens, length_penalty),
-        allow_pickle=allow_pickle,
-        resume=resume,
-        command=tuple(["mvleval", *sys.argv[1:]]),
-        shared_prefix=shared_prefix,
-    )
+    names = task_names() if task == ["all"] else list(dict.fromkeys(task))
+    if "all" in names:
+        raise MvlevalError("--task all cannot be combined with other --task values.", fix="pass --task all alone.")
+    if gate_baseline is not None and len(names) > 1:
+        raise MvlevalError("--gate compares one task's run with its baseline, but several tasks were given.",
+                           fix="run the tasks, then `mvleval gate RUN --baseline BASELINE` for each.")
+    data = _data_root(data_root)
+    languages = {name: _languages_for(name, lang, several=len(names) > 1, prompt_style=prompt_style) for name in names}
+    runs = [
+        RunOptions(
+            task=name, model=model, adapter=adapter, data_root=data, image_root=image_root,
+            languages=languages[name], split=split, limit=limit,
+            batch_size=None if batch_size == "auto" else int(batch_size), bits=bits, out_dir=out, seed=seed,
+            generation=_generation_overrides(num_beams, max_new_tokens, min_new_tokens, length_penalty),
+            allow_pickle=allow_pickle, resume=resume, command=tuple(["mvleval", *sys.argv[1:]]), shared_prefix=shared_prefix,
+            prompt_style=prompt_style, backend=backend, trust_remote_code=trust_remote_code, image_handling=image_handling,
+        )
+        for name in names
+    ]
+    for options in runs:
+        prepare(options)  # every task's data is checked before the model loads (hours later is too late)
     if gate_baseline is not None:
         from mvleval.record import read_record
 
         read_record(gate_baseline)  # a bad baseline path fails before hours of generation, not after
     console = _console()
-    with RichProgress(_console(stderr=True)) as progress:
-        record, path = evaluate(options, progress=progress)
-    print_summary(record, console)
-    console.print(f"Run record: {path}")
+    loaded: list[Any] = []
+
+    def shared_backend() -> Any:
+        if not loaded:  # one load for every task: for a 7B model the load dominates a short run
+            loaded.append(load_run_backend(runs[0]))
+        return loaded[0]
+
+    for options in runs:
+        done = finished_record(options) if resume and len(runs) > 1 else None
+        if done is not None:
+            console.print(f"{options.task}: already finished with these settings: {done}")
+            continue
+        with RichProgress(_console(stderr=True)) as progress:
+            record, path = evaluate(options, progress=progress, backend_factory=shared_backend)
+        print_summary(record, console)
+        console.print(f"Run record: {path}")
     if gate_baseline is not None:
         _gate(path, gate_baseline, max_drop or [], None, lang_tolerance or [], paired, 0.95, None)
 

@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mvleval.errors import MvlevalError
 
-SCHEMA_VERSION = 1
+#: 2: the model section names its backend and family and no longer assumes BLIP-2 (version 1 records still read).
+SCHEMA_VERSION = 2
 
 
 class _Model(BaseModel):
@@ -28,6 +29,7 @@ class TaskInfo(_Model):
     n_examples: dict[str, int]
     limit: int | None = None
     protocol_hash: str
+    prompt_style: str = "mblip"  # "mblip" (mBLIP's protocol) or "chat" (instruction-tuned wording); hashed into protocol_hash
 
 
 class ModelInfo(_Model):
@@ -38,10 +40,19 @@ class ModelInfo(_Model):
     quantization: str | None = None  # e.g. "bitsandbytes nf4 (compute bfloat16)", "pre-quantised (nf4)"
     adapter: str | None = None
     generation: dict[str, Any]
-    num_query_tokens: int
+    num_query_tokens: int | None = None  # BLIP-2 only: query tokens per image
     fingerprint: str | None = None  # hash of the weight files' names and sizes (and adapter's)
     # which code path generated: transformers' generate, or beam search computing the prompt once per sample
     generation_path: str | None = None
+    # schema 2: what ran, for any family (None in version 1 records, which were all BLIP-2 through the mBLIP backend)
+    backend: str | None = None  # "mblip", "hf", ...
+    family: str | None = None  # config.json model_type, e.g. "qwen2_5_vl"
+    model_class: str | None = None  # e.g. "Qwen2_5_VLForConditionalGeneration"
+    processor_class: str | None = None
+    processor_sha: str | None = None  # sha256 over the tokenizer/processor/chat-template files
+    chat_template_sha: str | None = None  # sha256 of the chat template the prompts went through (None: no template)
+    image_handling: str | None = None  # "native" (every image given to the model) or "side-by-side" (pasted into one)
+    trust_remote_code: bool | None = None
 
 
 class MetricScores(_Model):

@@ -60,6 +60,10 @@ class RunOptions:
     command: tuple[str, ...] = ()
     # beam search computes the prompt once per sample (the same token ids; not part of the run's identity)
     shared_prefix: bool = True
+    prompt_style: str = "mblip"  # "mblip" (mBLIP's protocol) or "chat" (instruction-tuned chat models)
+    backend: str | None = None  # None: chosen from the checkpoint's config.json
+    trust_remote_code: bool = False
+    image_handling: str = "native"  # several images per example: "native" or "side-by-side"
 
     @property
     def resolved_image_root(self) -> Path:
@@ -140,7 +144,7 @@ class PreparedRun:
 # -- preparation (no model) ----------------------------------------------------------------------------------------
 def prepare(options: RunOptions) -> PreparedRun:
     """Load and validate every language's examples; report all problems at once before a model is loaded."""
-    task = load_task(options.task)
+    task = load_task(options.task, prompt_style=options.prompt_style)
     split = options.split or task.default_split
     task.check_split(split)
     data_root = options.data_root
@@ -226,7 +230,7 @@ def _model_label(model: str) -> str:
 
 def run_identity(options: RunOptions, prepared: PreparedRun) -> dict[str, Any]:
     """What must be equal for a run to be resumed: task version/protocol, data, model, adapter, bits, generation."""
-    return {
+    identity: dict[str, Any] = {
         "task": prepared.task.name,
         "task_version": prepared.task.version,
         "protocol_hash": prepared.task.protocol_hash(),
@@ -240,6 +244,12 @@ def run_identity(options: RunOptions, prepared: PreparedRun) -> dict[str, Any]:
         "generation": prepared.generation.to_dict(),
         "seed": options.seed,
     }
+    # settings added with the generic backend: part of the identity only when not the default, so the names of runs
+    # made before them (and resumes of those) stay the same
+    for key, default in (("prompt_style", "mblip"), ("backend", None), ("trust_remote_code", False), ("image_handling", "native")):
+        if getattr(options, key) != default:
+            identity[key] = getattr(options, key)
+    return identity
 
 
 def run_name(options: RunOptions, identity: dict[str, Any]) -> str:
@@ -412,12 +422,13 @@ def evaluate(
         log.info("resuming %s: %d samples already done", name, len(done))
         _rewrite_partial(paths, list(done.values()))
     _init_distributed(dist_info)
-    if dist_info.is_main:
-        write_json_atomic(paths.manifest, json.dumps({"identity": identity, "name": name}, indent=2, sort_keys=True) + "\n")
-
     torch_seed(options.seed)
     backend = backend_factory() if backend_factory else _load_backend(options, dist_info)
+    backend.check_settings(prepared.generation, task.images_per_example)
     model_info = backend.info(prepared.generation)
+    if dist_info.is_main:
+        # written once the model loaded and accepted the settings: a run refused before that leaves nothing behind
+        write_json_atomic(paths.manifest, json.dumps({"identity": identity, "name": name}, indent=2, sort_keys=True) + "\n")
 
     from mvleval.backends.base import GenerationRequest
 
@@ -467,6 +478,7 @@ def evaluate(
             n_examples={lang: len(prepared.examples[lang]) for lang in prepared.languages},
             limit=options.limit,
             protocol_hash=task.protocol_hash(),
+            prompt_style=task.prompt_style,
         ),
         model=model_info,
         scores=scores,
@@ -535,6 +547,18 @@ def torch_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def finished_record(options: RunOptions) -> Path | None:
+    """The record of a finished run with exactly these settings in options.out_dir, if there is one."""
+    prepared = prepare(options)
+    paths = RunPaths.for_name(options.out_dir, run_name(options, run_identity(options, prepared)))
+    return paths.record if paths.record.is_file() and not paths.manifest.exists() else None
+
+
+def load_run_backend(options: RunOptions) -> Backend:
+    """The backend a run of `options` uses (on this process's GPU in a data-parallel run); load once, reuse for tasks."""
+    return _load_backend(options, DistInfo.from_env())
+
+
 def _load_backend(options: RunOptions, dist_info: DistInfo) -> Backend:
     import torch
 
@@ -544,7 +568,8 @@ def _load_backend(options: RunOptions, dist_info: DistInfo) -> Backend:
     return load_backend(
         BackendOptions(
             model=options.model, adapter=options.adapter, bits=options.bits, allow_pickle=options.allow_pickle, device=device,
-            shared_prefix=options.shared_prefix,
+            shared_prefix=options.shared_prefix, backend=options.backend, trust_remote_code=options.trust_remote_code,
+            image_handling=options.image_handling,
         )
     )
 
@@ -560,7 +585,7 @@ def rescore(record_path: Path) -> tuple[RunRecord, Path]:
     The record and samples file are rewritten atomically; `rescored_at` says that the scores were recomputed.
     """
     record = read_record(record_path)
-    task = load_task(record.task.name)
+    task = load_task(record.task.name, prompt_style=record.task.prompt_style)
     if task.version != record.task.version:
         raise MvlevalError(
             f"the record was made with {task.name} v{record.task.version}, but the installed task is v{task.version}: "

@@ -77,12 +77,29 @@ class Task(ABC):
     #: split names, or regular expressions for families such as train_N (anchored).
     splits: ClassVar[tuple[str, ...]]
     images_per_example: ClassVar[int] = 1
+    #: mBLIP's prompt: the protocol every published mBLIP number was made with (prompt style "mblip", the default).
     prompt_template: ClassVar[str]
+    #: the wording instruction-tuned chat models are evaluated with (lmms-eval / PangeaBench style; prompt style "chat").
+    chat_prompt_template: ClassVar[str]
     generation: ClassVar[GenerationSettings]
     image_subdir: ClassVar[str]
     source_url: ClassVar[str] = ""
     licence: ClassVar[str] = ""
     citation: ClassVar[str] = ""
+
+    def __init__(self, prompt_style: str = "mblip") -> None:
+        if prompt_style not in PROMPT_STYLES:
+            raise MvlevalError(
+                f"unknown prompt style '{prompt_style}'.{did_you_mean(prompt_style, PROMPT_STYLES)} "
+                f"Prompt styles: {', '.join(PROMPT_STYLES)}.",
+                fix="pass --prompt-style mblip (mBLIP's protocol, the default) or chat (instruction-tuned chat models).",
+            )
+        self.prompt_style = prompt_style
+
+    @property
+    def template(self) -> str:
+        """The prompt template of the chosen prompt style; tasks format every example's prompt with it."""
+        return self.prompt_template if self.prompt_style == "mblip" else self.chat_prompt_template
 
     # -- to implement --------------------------------------------------------------------------------------------
     @abstractmethod
@@ -100,16 +117,21 @@ class Task(ABC):
     # -- shared behaviour ----------------------------------------------------------------------------------------
     def protocol(self) -> dict[str, Any]:
         """Everything that defines how this task scores a model; hashed and pinned to `version`."""
-        return {
+        protocol: dict[str, Any] = {
             "name": self.name,
             "languages": list(self.languages),
             "default_split": self.default_split,
-            "prompt_template": self.prompt_template,
+            "prompt_template": self.template,
             "generation": self.generation.to_dict(),
             "images_per_example": self.images_per_example,
             "metrics": [m.name for m in self.metrics()],
             "extra": self.protocol_extra(),
         }
+        if self.prompt_style != "mblip":
+            # mBLIP's style keeps the hash it always had (its records and baselines stay comparable); any other
+            # style is a different protocol with a hash of its own
+            protocol["prompt_style"] = self.prompt_style
+        return protocol
 
     def protocol_extra(self) -> dict[str, Any]:
         """Task-specific protocol details (label maps, filters, language names) that affect scores."""
@@ -160,6 +182,10 @@ class Task(ABC):
         return lang
 
 
+#: Prompt styles every task offers: mBLIP's protocol, and the wording for instruction-tuned chat models.
+PROMPT_STYLES = ("mblip", "chat")
+
+
 # -- registry ------------------------------------------------------------------------------------------------------
 _TASK_PACKAGE = "mvleval.tasks"
 
@@ -170,8 +196,8 @@ def task_names() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
 
 
-def load_task(name: str) -> Task:
-    """Instantiate a task by name, e.g. load_task("xgqa"); unknown names get a suggestion."""
+def load_task(name: str, prompt_style: str = "mblip") -> Task:
+    """Instantiate a task by name, e.g. load_task("xgqa"), with a prompt style; unknown names get a suggestion."""
     names = task_names()
     if name not in names:
         raise MvlevalError(
@@ -186,7 +212,7 @@ def load_task(name: str) -> Task:
     ]
     if len(classes) != 1:
         raise RuntimeError(f"tasks/{name}.py must define exactly one Task subclass, found {len(classes)}")
-    task = classes[0]()
+    task = classes[0](prompt_style)
     if task.name != name:
         raise RuntimeError(f"tasks/{name}.py defines a task named {task.name!r}; the name must equal the file stem")
     return task

@@ -47,6 +47,7 @@ class MaRVL(Task):
     splits = ("test", r"train_\d+")
     images_per_example = 2
     prompt_template = 'Based on the two images, is it correct to say "{caption}"? Yes or no?'
+    chat_prompt_template = 'Based on the two images, is it correct to say "{caption}"? Answer in English with a single word: yes or no.'
     generation = GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0)
     image_subdir = "marvl"
     #: JSON label -> the answer word the model must produce (mBLIP's target2str {"True": "yes", "False": "no"}).
@@ -90,7 +91,7 @@ class MaRVL(Task):
                 Example(
                     id=str(row["id"]),
                     lang=lang,
-                    prompt=self.prompt_template.format(caption=row["caption"]),
+                    prompt=self.template.format(caption=row["caption"]),
                     images=images,
                     references=(answer,),
                     target=answer,

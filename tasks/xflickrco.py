@@ -45,6 +45,7 @@ class XFlickrCo(Task):
     splits = ("test", r"train_\d+")
     images_per_example = 1
     prompt_template = "Caption in {language}: "
+    chat_prompt_template = "Write a one-sentence caption of the image in {language}."
     generation = GenerationSettings(num_beams=5, max_new_tokens=50, min_new_tokens=1, length_penalty=1.0)
     image_subdir = "flickr30k"
     label_vocabulary: ClassVar[frozenset[str] | None] = None  # free-text captions
@@ -66,7 +67,7 @@ class XFlickrCo(Task):
         return datasets / "xFlickrCO" / "annotations" / lang / f"{split}.jsonl"
 
     def read_examples(self, path: Path, lang: str, split: str, image_root: Path) -> list[Example]:
-        prompt = self.prompt_template.format(language=language_name(lang))
+        prompt = self.template.format(language=language_name(lang))
         examples: list[Example] = []
         for lineno, row in read_jsonl(path, required=("sentences", "id", "img_path"), what="xFlickrCO annotation file"):
             where = f"{path}:{lineno}"

@@ -31,6 +31,7 @@ class XGQA(Task):
     splits = ("test", "dev", r"train_\d+", "testdev")
     images_per_example = 1
     prompt_template = "Question: {question} Short answer in English:"
+    chat_prompt_template = "{question}\nAnswer the question in English using a single word or phrase."
     generation = GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0)
     image_subdir = "gqa"
     label_vocabulary: ClassVar[frozenset[str] | None] = None  # open vocabulary
@@ -75,7 +76,7 @@ class XGQA(Task):
                 Example(
                     id=str(qid),
                     lang=lang,
-                    prompt=self.prompt_template.format(question=question),
+                    prompt=self.template.format(question=question),
                     images=(image,),
                     references=(answer,),
                     target=answer,

@@ -42,6 +42,7 @@ class XM3600(Task):
     splits = ("test",)
     images_per_example = 1
     prompt_template = "Caption in {language}: "
+    chat_prompt_template = "Write a one-sentence caption of the image in {language}."
     generation = GenerationSettings(num_beams=5, max_new_tokens=50, min_new_tokens=1, length_penalty=1.0)
     image_subdir = "xm3600"
     label_vocabulary: ClassVar[frozenset[str] | None] = None  # free-text captions
@@ -58,7 +59,7 @@ class XM3600(Task):
         return data_root / "xm3600" / "captions.jsonl"
 
     def read_examples(self, path: Path, lang: str, split: str, image_root: Path) -> list[Example]:
-        prompt = self.prompt_template.format(language=language_name(lang))
+        prompt = self.template.format(language=language_name(lang))
         examples: list[Example] = []
         for lineno, row in read_jsonl(path, required=("image/key",), what="XM3600 captions file"):
             where = f"{path}:{lineno}"

@@ -38,6 +38,7 @@ class XVNLI(Task):
     splits = ("test", r"train_\d+")
     images_per_example = 1
     prompt_template = 'Is it guaranteed true that "{sentence2}"? Yes, no, or maybe? Answer in English:'
+    chat_prompt_template = 'Is it guaranteed true that "{sentence2}"? Answer in English with a single word: yes, no, or maybe.'
     generation = GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0)
     image_subdir = "flickr30k"
     #: gold_label -> the answer word the model must produce (mBLIP's label_map).
@@ -86,7 +87,7 @@ class XVNLI(Task):
                 Example(
                     id=str(row["pairID"]),
                     lang=lang,
-                    prompt=self.prompt_template.format(sentence2=hypothesis),
+                    prompt=self.template.format(sentence2=hypothesis),
                     images=(image,),
                     references=(answer,),
                     target=answer,

@@ -327,7 +327,7 @@ def test_auto_batch_size_on_cpu_is_sane_and_leaves_the_cache_as_it_was(
     requests = _requests(jpegs, 12)
     backend.generate(requests[:2], GREEDY)
     cache, counters = backend.cached_paths, (backend.images_encoded, backend.cache_hits)
-    with caplog.at_level(logging.INFO, logger="mvleval.backends.mblip"):
+    with caplog.at_level(logging.INFO, logger="mvleval.backends"):
         size = auto_batch_size(backend, requests, BEAM5, max_size=1000)
     assert 1 <= size <= CPU_BATCH_CAP
     assert "auto batch size" in caplog.text and "MiB per sample" in caplog.text

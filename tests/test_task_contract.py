@@ -32,6 +32,15 @@ PINNED: dict[str, tuple[int, str]] = {
     "xvnli": (1, "0abcf49a94ada671"),
 }
 
+#: task -> (version, protocol hash) of the "chat" prompt style: a protocol of its own, pinned the same way.
+PINNED_CHAT: dict[str, tuple[int, str]] = {
+    "marvl": (1, "552a7ebc1c8a3550"),
+    "xflickrco": (1, "b87bc8d90a1e28e7"),
+    "xgqa": (1, "dd1243c68cee4008"),
+    "xm3600": (1, "6ffc902f83a3e208"),
+    "xvnli": (1, "8405d14711d31f02"),
+}
+
 #: the language each task's prompt asks for: English for the QA/classification tasks, None = the evaluated language
 ANSWER_LANGUAGE: dict[str, str | None] = {"xgqa": "en", "marvl": "en", "xvnli": "en", "xm3600": None, "xflickrco": None}
 
@@ -288,10 +297,12 @@ def test_closed_vocabularies_are_used_fully(name: str, image_root: Path) -> None
 # -- version pinning ---------------------------------------------------------------------------------------------------
 @needs_metrics
 @pytest.mark.parametrize("name", task_names())
-def test_protocol_hash_is_pinned_to_version(name: str) -> None:
-    task = load_task(name)
-    assert name in PINNED, f"add {name!r}: ({task.version}, {task.protocol_hash()!r}) to PINNED in tests/test_task_contract.py"
-    version, digest = PINNED[name]
+@pytest.mark.parametrize("style", ["mblip", "chat"])
+def test_protocol_hash_is_pinned_to_version(name: str, style: str) -> None:
+    task = load_task(name, prompt_style=style)
+    pinned = PINNED if style == "mblip" else PINNED_CHAT
+    assert name in pinned, f"add {name!r}: ({task.version}, {task.protocol_hash()!r}) to the pins in tests/test_task_contract.py"
+    version, digest = pinned[name]
     if task.protocol_hash() != digest and task.version == version:
         pytest.fail(
             f"the protocol of task {name!r} changed (hash {task.protocol_hash()}, pinned {digest}) but its version is still "
@@ -516,3 +527,21 @@ def test_mblip_language_names_and_their_deviations() -> None:
     assert (language_name("fil"), language_name("no"), language_name("he")) == ("Filipino", "Norwegian", "Hebrew")
     with pytest.raises(MvlevalError, match="Did you mean 'fil'"):
         language_name("fill")
+
+
+@pytest.mark.parametrize("name", task_names())
+def test_chat_prompt_style_formats_every_example(name: str, image_root: Path) -> None:
+    """The chat style changes only the prompt's wording: same examples, ids, images and references; another hash."""
+    mblip, chat = load_task(name), load_task(name, prompt_style="chat")
+    assert mblip.protocol_hash() != chat.protocol_hash()
+    assert chat.template == chat.chat_prompt_template and "{" in chat.template
+    case = CASES[name][0]
+    a = mblip.examples(FIXTURES, image_root, case.lang, case.split)
+    b = chat.examples(FIXTURES, image_root, case.lang, case.split)
+    assert [(e.id, e.images, e.references) for e in a] == [(e.id, e.images, e.references) for e in b]
+    assert all(x.prompt != y.prompt for x, y in zip(a, b))
+
+
+def test_unknown_prompt_style() -> None:
+    with pytest.raises(MvlevalError, match="Did you mean 'chat'"):
+        load_task("xgqa", prompt_style="chatt")

@@ -610,6 +610,12 @@ class MBlipBackend(Backend):
             num_query_tokens=self.num_query_tokens,
             fingerprint=self.fingerprint,
             generation_path=self.generation_path(settings),
+            backend="mblip",
+            family="blip-2",
+            model_class=type(self.model).__name__,
+            processor_class=type(self.processor).__name__,
+            image_handling="native",
+            trust_remote_code=False,
         )
 
     def pick_batch_size(self, requests: Sequence[GenerationRequest], settings: GenerationSettings) -> int:

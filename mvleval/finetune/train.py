@@ -228,7 +228,6 @@ def add_lora(model: Blip2ForConditionalGeneration, config: TrainConfig) -> Any:
     Raises:
         MvlevalError: a configured lora_targets name that is no linear layer of this language model.
     """
-    import torch
     from peft import LoraConfig, get_peft_model
 
     lm = model.language_model

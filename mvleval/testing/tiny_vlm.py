@@ -1,19 +1,20 @@
 """Tiny real vision-LLM checkpoints of every family mvleval's generic backend supports, built from config (tests, bench, no download).
 
-Each builder makes a random model of one transformers family (hidden width ~32, 2 layers, a tiny vision tower on
-32-64 px images), a byte-level BPE tokenizer trained offline on mvleval's multilingual word list with the family's
-special tokens, the family's PIL image processor and, where the published checkpoints have one, a chat template
-shaped like theirs. Everything is written with ``save_pretrained`` (safetensors, processor_config.json,
-chat_template.jinja, tokenizer files), so a checkpoint loads through the same ``AutoModelForImageTextToText`` /
-``AutoProcessor`` code path as the published one.
+Each builder makes a random model of one transformers family (width 32, 2 layers, a tiny vision tower on 32-64 px
+images), a byte-level BPE tokenizer trained offline on mvleval's multilingual corpus with the family's special
+tokens, the family's PIL image processor and, where the published checkpoints have one, a chat template shaped like
+theirs. Everything is written with ``save_pretrained`` (config.json, model.safetensors, generation_config.json,
+tokenizer files, processor_config.json, chat_template.jinja), so a checkpoint loads through the same
+``AutoModelForImageTextToText`` / ``AutoProcessor`` code path as the published one, offline, in well under a second.
 
-Weights are re-drawn with a variance-preserving initialisation and the language-model head is untied, so the tiny
-models answer differently for different images and prompts: tests comparing predictions (batched vs single, image A
-vs image B) need that.
+Weights are re-drawn with a variance-preserving initialisation and the language-model head is untied, so a tiny
+model's answer changes with its image and prompt: tests that compare predictions (batched vs single, image A vs
+image B) need that.
 
-Qwen2-VL, Qwen2.5-VL and SmolVLM processors hold a video processor that cannot be constructed without torchvision
-in transformers 5.23. For those, :func:`load_processor` builds an image-only variant of the real processor class
-(same ``__call__``, chat template and token expansion, no video processor) from the same saved files.
+Qwen2-VL, Qwen2.5-VL and SmolVLM processors hold a video processor, which transformers 5.23 cannot construct without
+torchvision. Their checkpoints are saved by an image-only subclass of the real processor and name the real processor
+class and a video-processor entry in processor_config.json, as a published checkpoint does; :func:`load_processor`
+loads the image-only variant (same ``__call__``, token expansion and chat template) when torchvision is missing.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mvleval.errors import MvlevalError
+from mvleval.errors import MvlevalError, did_you_mean
 from mvleval.factory import TOKENIZER_CORPUS
 
 if TYPE_CHECKING:
@@ -49,19 +50,20 @@ FAMILIES: tuple[str, ...] = (
     "mllama",
 )
 
-#: Families whose processor and model take several images in one user turn (checked by the verification script).
-#: InstructBLIP's Q-Former reads exactly one image per prompt.
+#: Families whose processor and model take several images in one prompt. InstructBLIP's Q-Former reads one image.
+#: (PaliGemma and llava-1.5 were trained on single images; their processors and models still accept several.)
 _MULTI_IMAGE: frozenset[str] = frozenset(FAMILIES) - {"instructblip"}
 
-#: Families whose processor includes a video processor: transformers 5.23 cannot construct it without torchvision.
+#: Families whose processor includes a video processor, which transformers 5.23 cannot construct without torchvision.
 _NEEDS_TORCHVISION: frozenset[str] = frozenset({"qwen2_vl", "qwen2_5_vl", "smolvlm"})
 
-#: OpenAI CLIP normalisation (llava, llava-next, instructblip, qwen2-vl) and SigLIP's (paligemma, gemma3, idefics3...).
+#: OpenAI CLIP normalisation (llava, llava-next, instructblip, qwen2-vl, mllama) and SigLIP's (the others).
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _HALF = (0.5, 0.5, 0.5)
 
-#: Sentences that make the chat scaffolding (role names, system prompt) cheap to tokenise, as in a real vocabulary.
+#: Chat scaffolding (role names, Qwen's system prompt) and a few prompts, so they tokenise compactly as in a real
+#: vocabulary; appended to mvleval's multilingual corpus (12 languages, 8 scripts).
 _CHAT_CORPUS: tuple[str, ...] = (
     "system",
     "user",
@@ -81,14 +83,14 @@ _CHAT_CORPUS: tuple[str, ...] = (
     "answer en",
 )
 
-#: BPE merges beyond the byte alphabet and the special tokens; small, so embeddings stay a few hundred kB.
+#: BPE merges beyond the byte alphabet and the special tokens: small, so embeddings stay a few hundred kB.
 _BPE_VOCAB_SIZE = 1000
 
 # -- chat templates -------------------------------------------------------------------------------------------------
-# Modelled on the published checkpoints' templates (same turn markers and image placeholders, same image placement);
-# tool-use and video branches are left out where the tiny models cannot use them.
+# Modelled on the published checkpoints' templates: same turn markers, image placeholders and image placement; tool,
+# document and date preambles are left out. PaliGemma and InstructBLIP have none (processor(text=..., images=...)).
 
-#: Qwen/Qwen2-VL-*-Instruct (Qwen2.5-VL uses the same): default system prompt, images stay where they are.
+#: Qwen/Qwen2-VL-*-Instruct (Qwen2.5-VL ships the same): default system prompt, images stay where they are.
 _QWEN2_VL_TEMPLATE = (
     "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
     "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
@@ -115,7 +117,7 @@ _LLAVA_TEMPLATE = (
     "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
 )
 
-#: llava-hf/llava-v1.6-mistral-7b-hf: [INST] with images first; it has no generation prompt beyond " [/INST]".
+#: llava-hf/llava-v1.6-mistral-7b-hf: [INST] with images first; no generation prompt beyond " [/INST]".
 _LLAVA_NEXT_TEMPLATE = (
     "{% for message in messages %}{% if message['role'] == 'system' %}"
     "{{ '<<SYS>>\n' + message['content'][0]['text'] + '\n<</SYS>>\n\n' }}"
@@ -135,12 +137,12 @@ _GEMMA3_TEMPLATE = (
     "    {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}\n"
     "    {%- set loop_messages = messages[1:] -%}\n"
     "{%- else -%}\n"
-    "    {%- set first_user_prefix = \"\" -%}\n"
+    '    {%- set first_user_prefix = "" -%}\n'
     "    {%- set loop_messages = messages -%}\n"
     "{%- endif -%}\n"
     "{%- for message in loop_messages -%}\n"
     "    {%- if (message['role'] == 'assistant') -%}\n"
-    "        {%- set role = \"model\" -%}\n"
+    '        {%- set role = "model" -%}\n'
     "    {%- else -%}\n"
     "        {%- set role = message['role'] -%}\n"
     "    {%- endif -%}\n"
@@ -163,16 +165,16 @@ _GEMMA3_TEMPLATE = (
     "{%- endif -%}\n"
 )
 
-#: HuggingFaceM4/Idefics3-8B-Llama3 (``{bos}`` replaced per family: SmolVLM starts with <|im_start|>).
+#: HuggingFaceM4/Idefics3-8B-Llama3 and SmolVLM (which start with <|im_start|>): ``{start}`` is filled per family.
 _IDEFICS3_TEMPLATE = (
-    "{bos}{{% for message in messages %}}{{{{message['role'] | capitalize}}}}"
+    "{start}{{% for message in messages %}}{{{{message['role'] | capitalize}}}}"
     "{{% if message['content'][0]['type'] == 'image' %}}{{{{':'}}}}{{% else %}}{{{{': '}}}}{{% endif %}}"
     "{{% for line in message['content'] %}}{{% if line['type'] == 'text' %}}{{{{line['text']}}}}"
-    "{{% elif line['type'] == 'image' %}}{{{{ '<image>' }}}}{{% endif %}}{{% endfor %}}<end_of_utterance>\n{{% endfor %}}"
-    "{{% if add_generation_prompt %}}{{{{ 'Assistant:' }}}}{{% endif %}}"
+    "{{% elif line['type'] == 'image' %}}{{{{ '<image>' }}}}{{% endif %}}{{% endfor %}}<end_of_utterance>\n"
+    "{{% endfor %}}{{% if add_generation_prompt %}}{{{{ 'Assistant:' }}}}{{% endif %}}"
 )
 
-#: CohereLabs/aya-vision-*: Command-R turn tokens, images stay in place (simplified: no documents, no tools).
+#: CohereLabs/aya-vision-*: Command-R turn tokens, images stay in place (no documents, tools or preamble).
 _AYA_VISION_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}{{ '<|START_OF_TURN_TOKEN|>' }}"
     "{% if message['role'] == 'user' %}{{ '<|USER_TOKEN|>' }}{% elif message['role'] == 'assistant' %}"
@@ -183,7 +185,7 @@ _AYA_VISION_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>' }}{% endif %}"
 )
 
-#: meta-llama/Llama-3.2-*-Vision-Instruct, simplified (no date/tool preamble): header turns, images in place.
+#: meta-llama/Llama-3.2-*-Vision-Instruct without its date/tool preamble: header turns, images stay in place.
 _MLLAMA_TEMPLATE = (
     "{% for message in messages %}{% if loop.index0 == 0 %}{{ bos_token }}{% endif %}"
     "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' }}"
@@ -217,8 +219,8 @@ def needs_torchvision(family: str) -> bool:
     """Whether `family`'s processor cannot be constructed without torchvision in transformers 5.23.
 
     Qwen2-VL, Qwen2.5-VL and SmolVLM processors take a video processor, and every video processor class is a
-    torchvision-only dummy there; ``AutoProcessor.from_pretrained`` fails for them even with ``backend="pil"``.
-    :func:`load_processor` still gives a working image-only processor for them.
+    torchvision-only dummy there: ``AutoProcessor.from_pretrained`` raises ImportError for them even with
+    ``backend="pil"``. :func:`load_processor` still gives a working image-only processor.
 
     Args:
         family: one of FAMILIES.
@@ -236,16 +238,16 @@ def needs_torchvision(family: str) -> bool:
 def build_tiny_vlm(family: str, out_dir: Path, *, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
     """Build a tiny random model of `family` from its config and save it like a published checkpoint.
 
-    The same arguments give byte-identical weights (the tokenizer depends only on the family). `out_dir` receives
-    config.json, model.safetensors, generation_config.json, the tokenizer files, processor_config.json and, where the
-    real family has one, chat_template.jinja.
+    The same arguments give byte-identical files, whatever the process's hash seed (the tokenizer depends only on
+    the family). Takes ~0.1 s and ~0.6 MB (PaliGemma ~1.1 MB: its processor adds 1152 location/segmentation tokens).
 
     Args:
         family: one of FAMILIES.
         out_dir: folder to write into (created; files with the same names are overwritten).
         seed: seeds the weight initialisation.
-        hidden: width of the language model and of the vision tower (a multiple of 8).
-        layers: depth of the language model and of the vision tower (at least 2).
+        hidden: width of the language model and of the vision tower (a multiple of 8, at least 16).
+        layers: depth of the language model and of the vision tower (at least 2: Mllama's last text layer is its
+            cross-attention layer).
 
     Returns:
         `out_dir`.
@@ -259,13 +261,12 @@ def build_tiny_vlm(family: str, out_dir: Path, *, seed: int = 0, hidden: int = 3
     if hidden < 16 or hidden % 8:
         raise MvlevalError(f"hidden={hidden} is not a multiple of 8 of at least 16.", fix="use e.g. 32 or 64.")
     if layers < 2:
-        raise MvlevalError(f"layers={layers} is below 2.", fix="use 2 or more (mllama needs a cross-attention layer).")
+        raise MvlevalError(f"layers={layers} is below 2.", fix="use 2 or more.")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sizes = _Sizes(hidden=hidden, layers=layers)
     with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG state untouched
         torch.manual_seed(seed)
-        built = _BUILDERS[family](sizes)
+        built = _BUILDERS[family](_Sizes(hidden=hidden, layers=layers))
         _reinitialise_variance_preserving(built.model)
     _save(built, out_dir)
     logger.info("built tiny %s checkpoint (seed %d) in %s", family, seed, out_dir)
@@ -273,18 +274,15 @@ def build_tiny_vlm(family: str, out_dir: Path, *, seed: int = 0, hidden: int = 3
 
 
 def load_processor(model_dir: Path, family: str | None = None) -> ProcessorMixin:
-    """Load the processor saved with a tiny (or published) checkpoint, with PIL image processing.
-
-    Without torchvision, Qwen2-VL, Qwen2.5-VL and SmolVLM processors cannot be constructed; for those this returns
-    an image-only subclass of the real processor class (same ``__call__``, token expansion and chat template; no
-    video support), loaded from the same files.
+    """Load a checkpoint's processor with PIL image processing, falling back to image-only without torchvision.
 
     Args:
         model_dir: a folder written by :func:`build_tiny_vlm` (or any local checkpoint).
         family: the checkpoint's family; read from config.json when omitted.
 
     Returns:
-        The processor.
+        ``AutoProcessor.from_pretrained(model_dir, backend="pil")``; for Qwen2-VL, Qwen2.5-VL and SmolVLM without
+        torchvision, an image-only subclass of the real processor class loaded from the same files.
     """
     from transformers import AutoProcessor
     from transformers.utils import is_torchvision_available
@@ -309,7 +307,7 @@ class _Sizes:
 
     @property
     def heads(self) -> int:
-        # head width 8 keeps every family's rotary/multimodal-rope split integral
+        # head width 8 keeps every family's rotary / multimodal-rope split integral
         return max(2, self.hidden // 8)
 
     @property
@@ -319,16 +317,16 @@ class _Sizes:
 
 @dataclass
 class _Built:
-    """What a family builder returns: the model, its processor and the token ids that end an answer."""
+    """What a family builder returns: the model, its processor and generation's special token ids."""
 
     model: PreTrainedModel
     processor: ProcessorMixin
     eos_token_ids: list[int]
     pad_token_id: int
     bos_token_id: int | None
-    #: keys to add to processor_config.json after saving (sub-processors that cannot be built here)
+    #: processor_config.json entries of sub-processors that cannot be constructed here (video processors)
     processor_config_extra: dict[str, Any] = field(default_factory=dict)
-    #: the published processor class, when an image-only stand-in was saved
+    #: the published processor class, when an image-only stand-in saved the processor
     processor_class: str | None = None
 
 
@@ -342,20 +340,21 @@ class _TokenizerSpec:
     pad: str
     unk: str | None = None
     add_bos: bool = False
-    #: model-specific named tokens (``tokenizer.image_token`` etc.), as the published tokenizer_config.json has them
+    #: model-specific named tokens (``tokenizer.image_token`` etc.), where the published tokenizer_config.json has them
     named: dict[str, str] = field(default_factory=dict)
-    #: extra added tokens that are not special (kept whole, but printed when decoding)
+    #: added tokens that are not special (kept whole, still printed when decoding)
     added: tuple[str, ...] = ()
 
 
 def _check_family(family: str) -> None:
     if family not in FAMILIES:
-        from mvleval.errors import did_you_mean
+        raise MvlevalError(
+            f"unknown vision-LLM family '{family}'.{did_you_mean(family, FAMILIES)}",
+            fix=f"use one of {', '.join(FAMILIES)}.",
+        )
 
-        raise MvlevalError(f"unknown vision-LLM family '{family}'.{did_you_mean(family, FAMILIES)}", fix=f"use one of {', '.join(FAMILIES)}.")
 
-
-def _train_tokenizer(spec: _TokenizerSpec, corpus: Sequence[str] = TOKENIZER_CORPUS + _CHAT_CORPUS) -> TokenizersBackend:
+def _train_tokenizer(spec: _TokenizerSpec) -> TokenizersBackend:
     """A byte-level BPE (deterministic) holding the family's special tokens at the lowest ids."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import TokenizersBackend
@@ -369,9 +368,9 @@ def _train_tokenizer(spec: _TokenizerSpec, corpus: Sequence[str] = TOKENIZER_COR
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(list(corpus), trainer=trainer)
+    tok.train_from_iterator([*TOKENIZER_CORPUS, *_CHAT_CORPUS], trainer=trainer)
     if spec.added:
-        tok.add_tokens([AddedToken(t, normalized=False, special=False) for t in spec.added])
+        tok.add_tokens([AddedToken(token, normalized=False, special=False) for token in spec.added])
     return TokenizersBackend(
         tokenizer_object=tok,
         bos_token=spec.bos,
@@ -384,23 +383,66 @@ def _train_tokenizer(spec: _TokenizerSpec, corpus: Sequence[str] = TOKENIZER_COR
     )
 
 
+def _train_bert_wordpiece(corpus: Sequence[str], vocab_size: int = 600) -> TokenizersBackend:
+    """A BERT-style uncased WordPiece tokenizer ([CLS] text [SEP]) for InstructBLIP's Q-Former instruction.
+
+    The vocabulary is counted here rather than with ``WordPieceTrainer``, whose ids change with the process's hash
+    seed: special tokens, every character alone and as a ``##`` continuation, then the most frequent words.
+    """
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import TokenizersBackend
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words: Counter[str] = Counter()
+    for sentence in corpus:
+        words.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(sentence)))
+    chars = sorted({char for word in words for char in word})
+    pieces = [*specials, *chars, *(f"##{char}" for char in chars)]
+    known = set(pieces)
+    for word, _ in sorted(words.items(), key=lambda item: (-item[1], item[0])):
+        if len(pieces) >= vocab_size:
+            break
+        if word not in known:
+            pieces.append(word)
+            known.add(word)
+    tok = Tokenizer(models.WordPiece(vocab={piece: i for i, piece in enumerate(pieces)}, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
+    tok.decoder = decoders.WordPiece()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    return TokenizersBackend(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=512,
+    )
+
+
 def _ids(tokenizer: TokenizersBackend, *tokens: str) -> list[int]:
-    """Ids of tokens that must each be a single vocabulary entry."""
-    ids = [tokenizer.convert_tokens_to_ids(t) for t in tokens]
-    unk = tokenizer.unk_token_id
+    """Ids of tokens that must each be one vocabulary entry (a typo would otherwise become <unk> or None)."""
+    ids = [tokenizer.convert_tokens_to_ids(token) for token in tokens]
     for token, token_id in zip(tokens, ids):
-        if token_id is None or (unk is not None and token_id == unk):
+        if token_id is None or (tokenizer.unk_token_id is not None and token_id == tokenizer.unk_token_id):
             raise AssertionError(f"special token {token!r} is not in the tiny tokenizer")
     return ids
 
 
 def _vocab_size(tokenizer: TokenizersBackend) -> int:
-    # real checkpoints pad the embedding matrix past the tokenizer; a multiple of 64 as most do
+    # real checkpoints pad the embedding matrix past the tokenizer; to a multiple of 64 as most do
     return -(-len(tokenizer) // 64) * 64
 
 
 def _text_kwargs(sizes: _Sizes, vocab_size: int, bos: int | None, eos: int, pad: int) -> dict[str, Any]:
-    """Language-model arguments common to the Llama-like text configs."""
+    """Arguments shared by the Llama-like language-model configs."""
     return {
         "vocab_size": vocab_size,
         "hidden_size": sizes.hidden,
@@ -418,7 +460,7 @@ def _text_kwargs(sizes: _Sizes, vocab_size: int, bos: int | None, eos: int, pad:
 
 
 def _vit_kwargs(sizes: _Sizes, image_size: int, patch_size: int) -> dict[str, Any]:
-    """CLIP/SigLIP/Idefics3-style vision-tower arguments."""
+    """Arguments shared by the CLIP / SigLIP / Idefics3 / BLIP vision-tower configs."""
     return {
         "hidden_size": sizes.hidden,
         "intermediate_size": sizes.mlp,
@@ -432,19 +474,18 @@ def _vit_kwargs(sizes: _Sizes, image_size: int, patch_size: int) -> dict[str, An
 def _reinitialise_variance_preserving(model: torch.nn.Module) -> None:
     """Re-draw weights so an untrained tiny model's answer depends on its image and prompt.
 
-    With transformers' default initialisation (std 0.02, zero gates and queries) tiny random models generate the same
-    tokens whatever the input. Every Linear and convolution gets std 1/sqrt(fan_in) (activations keep their scale
-    through the layers); embeddings, learned queries and image-newline vectors std 1; Mllama's tanh gates (zero at
-    init, which would switch cross-attention to the image off) 1; Gemma 3's projection matrix (zero at init, which
-    would blank every image) std 1/sqrt(fan_in).
+    With transformers' default initialisation (std 0.02, zero gates, zero projections) tiny random models generate
+    the same tokens whatever the input. Every Linear and convolution gets std 1/sqrt(fan_in) (activations keep their
+    scale through the layers); embeddings, learned queries, class embeddings and image-newline vectors std 1;
+    Gemma 3's projection matrix (a bare zero Parameter, which would blank every image) std 1/sqrt(fan_in); Mllama's
+    scalar tanh gates (zero, which would switch cross-attention to the image off) 1.
     """
     import torch
 
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.Conv3d)):
-                fan_in = module.weight[0].numel()
-                module.weight.normal_(mean=0.0, std=fan_in**-0.5)
+                module.weight.normal_(mean=0.0, std=module.weight[0].numel() ** -0.5)
                 if module.bias is not None:
                     module.bias.zero_()
             elif isinstance(module, torch.nn.Embedding):
@@ -453,65 +494,80 @@ def _reinitialise_variance_preserving(model: torch.nn.Module) -> None:
             leaf = name.rsplit(".", 1)[-1]
             if leaf in ("query_tokens", "image_newline", "class_embedding"):
                 param.normal_(mean=0.0, std=1.0)
-            elif leaf == "mm_input_projection_weight":  # Gemma 3's projector: a bare (in, out) matrix, zero at init
+            elif leaf == "mm_input_projection_weight":  # used as features @ weight: fan_in is the first dimension
                 param.normal_(mean=0.0, std=param.shape[0] ** -0.5)
             elif "gate" in leaf and param.numel() == 1:
                 param.fill_(1.0)
 
 
 def _save(built: _Built, out_dir: Path) -> None:
-    """save_pretrained model, generation config and processor; patch processor_config.json where needed."""
+    """save_pretrained model, generation config and processor; complete processor_config.json where needed."""
     from transformers import GenerationConfig
+    from transformers.utils import logging as hf_logging
 
-    model = built.model
-    model.eval()
+    model = built.model.eval()
+    eos = built.eos_token_ids
     model.generation_config = GenerationConfig(
-        bos_token_id=built.bos_token_id,
-        eos_token_id=built.eos_token_ids if len(built.eos_token_ids) > 1 else built.eos_token_ids[0],
-        pad_token_id=built.pad_token_id,
+        bos_token_id=built.bos_token_id, eos_token_id=eos if len(eos) > 1 else eos[0], pad_token_id=built.pad_token_id
     )
-    model.save_pretrained(out_dir)  # safetensors
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a "Writing model shards" bar per tiny checkpoint clutters test output
+    try:
+        model.save_pretrained(out_dir)  # safetensors
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     built.processor.save_pretrained(out_dir)
-    if built.processor_config_extra or built.processor_class:
-        path = out_dir / "processor_config.json"
-        config = json.loads(path.read_text(encoding="utf-8"))
-        config.update(built.processor_config_extra)
-        if built.processor_class:
-            config["processor_class"] = built.processor_class
-        path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        tokenizer_config = out_dir / "tokenizer_config.json"
-        if built.processor_class and tokenizer_config.exists():
-            # the tokenizer records which processor saved it; name the published class, not the stand-in
-            tok_cfg = json.loads(tokenizer_config.read_text(encoding="utf-8"))
-            tok_cfg["processor_class"] = built.processor_class
-            tokenizer_config.write_text(json.dumps(tok_cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if not (built.processor_config_extra or built.processor_class):
+        return
+    # an image-only stand-in saved the processor: name the published class and its video processor, as the
+    # published checkpoint's processor_config.json does, so AutoProcessor builds the real one where torchvision is
+    path = out_dir / "processor_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config.update(built.processor_config_extra)
+    if built.processor_class:
+        config["processor_class"] = built.processor_class
+        tokenizer_path = out_dir / "tokenizer_config.json"
+        tokenizer_config = json.loads(tokenizer_path.read_text(encoding="utf-8"))
+        tokenizer_config["processor_class"] = built.processor_class
+        tokenizer_path.write_text(json.dumps(tokenizer_config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 # -- image-only processors (no torchvision) -------------------------------------------------------------------------
 
-_IMAGE_ONLY_CACHE: dict[str, type] = {}
+_IMAGE_ONLY_CLASSES: dict[str, type] = {}
 
 
 def _image_only_processor_class(family: str) -> type:
-    """A subclass of the family's processor whose sub-processors are the image processor and tokenizer only.
+    """A subclass of the family's processor whose sub-processors are the image processor and the tokenizer only.
 
-    ProcessorMixin derives its sub-processors from the ``__init__`` signature, so leaving ``video_processor`` out of
-    it is enough for construction, saving and ``from_pretrained`` to skip the torchvision-only video processor.
+    ProcessorMixin derives a processor's sub-processors from its ``__init__`` signature, so an ``__init__`` without
+    ``video_processor`` is enough for construction, ``save_pretrained`` and ``from_pretrained`` to skip the
+    torchvision-only video processor; ``__call__``, the image-token expansion and the chat template are inherited.
     """
-    if family in _IMAGE_ONLY_CACHE:
-        return _IMAGE_ONLY_CACHE[family]
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor, SmolVLMProcessor
+    if family in _IMAGE_ONLY_CLASSES:
+        return _IMAGE_ONLY_CLASSES[family]
+    from transformers import ProcessorMixin, Qwen2_5_VLProcessor, Qwen2VLProcessor, SmolVLMProcessor
 
+    namespace: dict[str, Any] = {}
     if family in ("qwen2_vl", "qwen2_5_vl"):
         base: type = Qwen2VLProcessor if family == "qwen2_vl" else Qwen2_5_VLProcessor
 
-        def __init__(self: Any, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None, **kwargs: Any) -> None:
+        def qwen_init(
+            self: Any,
+            image_processor: Any = None,
+            tokenizer: Any = None,
+            chat_template: str | None = None,
+            **kwargs: Any,
+        ) -> None:
             base.__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
 
+        namespace["__init__"] = qwen_init
     elif family == "smolvlm":
         base = SmolVLMProcessor
 
-        def __init__(  # type: ignore[misc]
+        def smolvlm_init(
             self: Any,
             image_processor: Any = None,
             tokenizer: Any = None,
@@ -519,48 +575,69 @@ def _image_only_processor_class(family: str) -> type:
             chat_template: str | None = None,
             **kwargs: Any,
         ) -> None:
-            base.__init__(self, image_processor, tokenizer, None, image_seq_len=image_seq_len, chat_template=chat_template, **kwargs)
+            # SmolVLMProcessor.__init__ (transformers 5.23) without the video processor and without its num2words
+            # check: num2words only spells out video frame counts
+            self.fake_image_token = getattr(tokenizer, "fake_image_token", "<fake_token_around_image>")
+            self.image_token = getattr(tokenizer, "image_token", "<image>")
+            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+            self.end_of_utterance_token = getattr(tokenizer, "end_of_utterance_token", "<end_of_utterance>")
+            self.global_image_token = getattr(tokenizer, "global_image_token", "<global-img>")
+            self.image_seq_len = image_seq_len
+            self.video_token = getattr(tokenizer, "video_token", "<video>")
+            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template, **kwargs)
 
-    else:
-        raise MvlevalError(f"family '{family}' has no image-only processor.", fix="use AutoProcessor.")
-    namespace: dict[str, Any] = {"__init__": __init__, "__doc__": f"{base.__name__} without its video processor."}
-    if family == "smolvlm":
-        from transformers import ProcessorMixin
-
-        def apply_chat_template(self: Any, conversation: Any, chat_template: str | None = None, **kwargs: Any) -> Any:
-            # SmolVLMProcessor.apply_chat_template only adds video sampling defaults (read from the video
-            # processor); without videos the generic implementation renders the same text
+        def smolvlm_apply_chat_template(
+            self: Any, conversation: Any, chat_template: str | None = None, **kwargs: Any
+        ) -> Any:
+            # SmolVLMProcessor's override only adds video-sampling defaults, read from the video processor
             return ProcessorMixin.apply_chat_template(self, conversation, chat_template, **kwargs)
 
-        namespace["apply_chat_template"] = apply_chat_template
+        namespace["__init__"] = smolvlm_init
+        namespace["apply_chat_template"] = smolvlm_apply_chat_template
+    else:
+        raise MvlevalError(f"family '{family}' has no image-only processor.", fix="use AutoProcessor.")
+    namespace["__doc__"] = f"{base.__name__} without its video processor (transformers without torchvision)."
     cls = type(f"ImageOnly{base.__name__}", (base,), namespace)
-    _IMAGE_ONLY_CACHE[family] = cls
+    _IMAGE_ONLY_CLASSES[family] = cls
     return cls
 
 
 # -- family builders ------------------------------------------------------------------------------------------------
 
-
+#: Llama 2 / Vicuna / Mistral sentencepiece tokenizers' special tokens (llava-hf adds <image> and <pad>).
 _LLAMA2_SPEC = _TokenizerSpec(
     specials=("<unk>", "<s>", "</s>", "<pad>", "<image>"), bos="<s>", eos="</s>", pad="<pad>", unk="<unk>", add_bos=True
 )
 
+#: Gemma's first four ids.
+_GEMMA_SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>")
+
 
 def _build_llava(sizes: _Sizes) -> _Built:
     """llava-1.5: CLIP ViT (CLS dropped, second-to-last layer) + MLP projector + Llama; 16 image tokens."""
-    from transformers import CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import (
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     image_size, patch = 32, 8
     tokenizer = _train_tokenizer(_LLAMA2_SPEC)
     image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}, image_mean=_CLIP_MEAN, image_std=_CLIP_STD
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        image_mean=_CLIP_MEAN,
+        image_std=_CLIP_STD,
     )
     processor = LlavaProcessor(
         image_processor,
         tokenizer,
         patch_size=patch,
         vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,  # CLIP's CLS, dropped by the "default" strategy
+        num_additional_image_tokens=1,  # CLIP's CLS, which the "default" strategy drops
         chat_template=_LLAVA_TEMPLATE,
     )
     bos, eos, pad, image = _ids(tokenizer, "<s>", "</s>", "<pad>", "<image>")
@@ -577,7 +654,7 @@ def _build_llava(sizes: _Sizes) -> _Built:
 
 
 def _build_llava_next(sizes: _Sizes) -> _Built:
-    """llava-1.6 (Mistral): CLIP ViT on an "anyres" grid of tiles + a base image, image-newline rows; Mistral."""
+    """llava-1.6 (Mistral): CLIP ViT on an "anyres" grid of 32 px tiles plus a base image; image-newline rows."""
     from transformers import (
         CLIPVisionConfig,
         LlavaNextConfig,
@@ -606,9 +683,10 @@ def _build_llava_next(sizes: _Sizes) -> _Built:
         chat_template=_LLAVA_NEXT_TEMPLATE,
     )
     bos, eos, pad, image = _ids(tokenizer, "<s>", "</s>", "<pad>", "<image>")
+    text = MistralConfig(**_text_kwargs(sizes, _vocab_size(tokenizer), bos, eos, pad), sliding_window=None)
     config = LlavaNextConfig(
         vision_config=CLIPVisionConfig(**_vit_kwargs(sizes, image_size, patch), projection_dim=sizes.hidden),
-        text_config=MistralConfig(**_text_kwargs(sizes, _vocab_size(tokenizer), bos, eos, pad), sliding_window=None),
+        text_config=text,
         image_token_index=image,
         image_grid_pinpoints=pinpoints,
         image_seq_length=(image_size // patch) ** 2,
@@ -619,29 +697,41 @@ def _build_llava_next(sizes: _Sizes) -> _Built:
     return _Built(LlavaNextForConditionalGeneration(config), processor, [eos], pad, bos)
 
 
-_GEMMA_SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>")
-
-
 def _build_paligemma(sizes: _Sizes) -> _Built:
-    """PaliGemma: SigLIP + linear projector + Gemma; prefix-LM, no chat template; 16 image tokens."""
-    from transformers import GemmaConfig, PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor, SiglipImageProcessorPil, SiglipVisionConfig
+    """PaliGemma: SigLIP + linear projector + Gemma, prefix-LM; no chat template; 16 image tokens."""
+    from transformers import (
+        GemmaConfig,
+        PaliGemmaConfig,
+        PaliGemmaForConditionalGeneration,
+        PaliGemmaProcessor,
+        SiglipImageProcessorPil,
+        SiglipVisionConfig,
+    )
 
     image_size, patch = 32, 8
-    seq_len = (image_size // patch) ** 2
-    tokenizer = _train_tokenizer(
-        _TokenizerSpec(specials=(*_GEMMA_SPECIALS, "<image>"), bos="<bos>", eos="<eos>", pad="<pad>", unk="<unk>", add_bos=True, named={"image_token": "<image>"})
+    spec = _TokenizerSpec(
+        specials=(*_GEMMA_SPECIALS, "<image>"),
+        bos="<bos>",
+        eos="<eos>",
+        pad="<pad>",
+        unk="<unk>",
+        add_bos=True,
+        named={"image_token": "<image>"},
     )
+    tokenizer = _train_tokenizer(spec)
     image_processor = SiglipImageProcessorPil(
-        size={"height": image_size, "width": image_size}, image_mean=_HALF, image_std=_HALF, image_seq_length=seq_len
+        size={"height": image_size, "width": image_size},
+        image_mean=_HALF,
+        image_std=_HALF,
+        image_seq_length=(image_size // patch) ** 2,  # PaliGemmaProcessor reads it from the image processor
     )
-    # the processor adds PaliGemma's 1024 <locNNNN> and 128 <segNNN> tokens to the tokenizer, as the real one has
+    # the processor adds PaliGemma's 1024 <locNNNN> and 128 <segNNN> tokens, as the published tokenizer has them
     processor = PaliGemmaProcessor(image_processor, tokenizer)
     bos, eos, pad, image = _ids(tokenizer, "<bos>", "<eos>", "<pad>", "<image>")
     vocab = _vocab_size(tokenizer)
-    text = GemmaConfig(**_text_kwargs(sizes, vocab, bos, eos, pad), head_dim=sizes.hidden // sizes.heads)
     config = PaliGemmaConfig(
         vision_config=SiglipVisionConfig(**_vit_kwargs(sizes, image_size, patch), projection_dim=sizes.hidden),
-        text_config=text,
+        text_config=GemmaConfig(**_text_kwargs(sizes, vocab, bos, eos, pad), head_dim=sizes.hidden // sizes.heads),
         image_token_index=image,
         vocab_size=vocab,
         projection_dim=sizes.hidden,
@@ -652,32 +742,47 @@ def _build_paligemma(sizes: _Sizes) -> _Built:
 
 
 def _build_gemma3(sizes: _Sizes) -> _Built:
-    """Gemma 3: SigLIP, 8x8 patches average-pooled to 16 soft tokens between <start_of_image>/<end_of_image>."""
-    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessorPil, Gemma3Processor, Gemma3TextConfig, SiglipVisionConfig
+    """Gemma 3: SigLIP (8x8 patches average-pooled to 16 soft tokens) between <start_of_image>/<end_of_image>."""
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3ImageProcessorPil,
+        Gemma3Processor,
+        Gemma3TextConfig,
+        SiglipVisionConfig,
+    )
 
     image_size, patch, mm_tokens = 32, 4, 16
-    named = {"image_token": "<image_soft_token>", "boi_token": "<start_of_image>", "eoi_token": "<end_of_image>"}
-    tokenizer = _train_tokenizer(
-        _TokenizerSpec(
-            specials=(*_GEMMA_SPECIALS, "<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>", "<image_soft_token>"),
-            bos="<bos>",
-            eos="<eos>",
-            pad="<pad>",
-            unk="<unk>",
-            add_bos=True,
-            named=named,
-        )
+    spec = _TokenizerSpec(
+        specials=(
+            *_GEMMA_SPECIALS,
+            "<start_of_turn>",
+            "<end_of_turn>",
+            "<start_of_image>",
+            "<end_of_image>",
+            "<image_soft_token>",
+        ),
+        bos="<bos>",
+        eos="<eos>",
+        pad="<pad>",
+        unk="<unk>",
+        add_bos=True,
+        # Gemma3Processor reads all three from the tokenizer
+        named={"image_token": "<image_soft_token>", "boi_token": "<start_of_image>", "eoi_token": "<end_of_image>"},
     )
+    tokenizer = _train_tokenizer(spec)
     image_processor = Gemma3ImageProcessorPil(
         size={"height": image_size, "width": image_size}, image_mean=_HALF, image_std=_HALF, do_pan_and_scan=False
     )
     processor = Gemma3Processor(image_processor, tokenizer, chat_template=_GEMMA3_TEMPLATE, image_seq_length=mm_tokens)
-    bos, eos, pad, end_turn, boi, eoi, soft = _ids(
-        tokenizer, "<bos>", "<eos>", "<pad>", "<end_of_turn>", "<start_of_image>", "<end_of_image>", "<image_soft_token>"
-    )
+    bos, eos, pad, end_of_turn = _ids(tokenizer, "<bos>", "<eos>", "<pad>", "<end_of_turn>")
+    boi, eoi, soft = _ids(tokenizer, "<start_of_image>", "<end_of_image>", "<image_soft_token>")
     head_dim = sizes.hidden // sizes.heads
     text = Gemma3TextConfig(
-        **_text_kwargs(sizes, _vocab_size(tokenizer), bos, eos, pad), head_dim=head_dim, query_pre_attn_scalar=head_dim, sliding_window=64
+        **_text_kwargs(sizes, _vocab_size(tokenizer), bos, eos, pad),
+        head_dim=head_dim,
+        query_pre_attn_scalar=head_dim,
+        sliding_window=64,
     )
     config = Gemma3Config(
         text_config=text,
@@ -685,43 +790,50 @@ def _build_gemma3(sizes: _Sizes) -> _Built:
         mm_tokens_per_image=mm_tokens,
         boi_token_index=boi,
         eoi_token_index=eoi,
+        # the soft tokens are replaced by image features (the processor's image_token_id is <start_of_image>)
         image_token_index=soft,
         tie_word_embeddings=False,
     )
     # instruction-tuned Gemma 3 ends its answers with <end_of_turn>
-    return _Built(Gemma3ForConditionalGeneration(config), processor, [eos, end_turn], pad, bos)
+    return _Built(Gemma3ForConditionalGeneration(config), processor, [eos, end_of_turn], pad, bos)
 
 
 def _build_aya_vision(sizes: _Sizes) -> _Built:
-    """Aya Vision: SigLIP on up to 2 tiles + a thumbnail, 2x2 pixel-shuffle, SwiGLU adapter; Cohere2."""
-    from transformers import AyaVisionConfig, AyaVisionForConditionalGeneration, AyaVisionProcessor, Cohere2Config, GotOcr2ImageProcessorPil, SiglipVisionConfig
+    """Aya Vision: SigLIP on up to 2 tiles + a thumbnail, 2x2 pixel shuffle, SwiGLU adapter; Cohere2."""
+    from transformers import (
+        AyaVisionConfig,
+        AyaVisionForConditionalGeneration,
+        AyaVisionProcessor,
+        Cohere2Config,
+        GotOcr2ImageProcessorPil,
+        SiglipVisionConfig,
+    )
 
     image_size, patch, downsample = 32, 8, 2
-    tokenizer = _train_tokenizer(
-        _TokenizerSpec(
-            specials=(
-                "<PAD>",
-                "<UNK>",
-                "<BOS_TOKEN>",
-                "<EOS_TOKEN>",
-                "<|START_OF_TURN_TOKEN|>",
-                "<|END_OF_TURN_TOKEN|>",
-                "<|USER_TOKEN|>",
-                "<|CHATBOT_TOKEN|>",
-                "<|SYSTEM_TOKEN|>",
-                "<image>",
-                "<|START_OF_IMG|>",
-                "<|END_OF_IMG|>",
-                "<|IMG_PATCH|>",
-                "<|IMG_LINE_BREAK|>",
-            ),
-            bos="<BOS_TOKEN>",
-            eos="<|END_OF_TURN_TOKEN|>",
-            pad="<PAD>",
-            unk="<UNK>",
-            add_bos=True,
-        )
+    spec = _TokenizerSpec(
+        specials=(
+            "<PAD>",
+            "<UNK>",
+            "<BOS_TOKEN>",
+            "<EOS_TOKEN>",
+            "<|START_OF_TURN_TOKEN|>",
+            "<|END_OF_TURN_TOKEN|>",
+            "<|USER_TOKEN|>",
+            "<|CHATBOT_TOKEN|>",
+            "<|SYSTEM_TOKEN|>",
+            "<image>",
+            "<|START_OF_IMG|>",
+            "<|END_OF_IMG|>",
+            "<|IMG_PATCH|>",
+            "<|IMG_LINE_BREAK|>",
+        ),
+        bos="<BOS_TOKEN>",
+        eos="<|END_OF_TURN_TOKEN|>",
+        pad="<PAD>",
+        unk="<UNK>",
+        add_bos=True,
     )
+    tokenizer = _train_tokenizer(spec)
     image_processor = GotOcr2ImageProcessorPil(
         size={"height": image_size, "width": image_size},
         crop_to_patches=True,
@@ -739,12 +851,11 @@ def _build_aya_vision(sizes: _Sizes) -> _Built:
         chat_template=_AYA_VISION_TEMPLATE,
     )
     bos, eos, pad, img_patch = _ids(tokenizer, "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>", "<PAD>", "<|IMG_PATCH|>")
-    text_kwargs = _text_kwargs(sizes, _vocab_size(tokenizer), bos, eos, pad)
     config = AyaVisionConfig(
         vision_config=SiglipVisionConfig(**_vit_kwargs(sizes, image_size, patch)),
-        text_config=Cohere2Config(**text_kwargs, sliding_window=64),
+        text_config=Cohere2Config(**_text_kwargs(sizes, _vocab_size(tokenizer), bos, eos, pad), sliding_window=64),
         downsample_factor=downsample,
-        # the model replaces <|IMG_PATCH|> positions (the processor's image_token_id), not "<image>"
+        # the model fills the <|IMG_PATCH|> positions the processor expands "<image>" into, not "<image>" itself
         image_token_index=img_patch,
         vision_feature_layer=-1,
         tie_word_embeddings=False,
@@ -752,43 +863,27 @@ def _build_aya_vision(sizes: _Sizes) -> _Built:
     return _Built(AyaVisionForConditionalGeneration(config), processor, [eos], pad, bos)
 
 
-def _train_bert_wordpiece(corpus: Sequence[str]) -> TokenizersBackend:
-    """A BERT-style WordPiece tokenizer ([CLS] text [SEP]) for InstructBLIP's Q-Former instruction."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import TokenizersBackend
-
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(list(corpus), trainer=trainers.WordPieceTrainer(vocab_size=600, special_tokens=specials, show_progress=False))
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
-    )
-    return TokenizersBackend(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-        model_max_length=512,
-    )
-
-
 def _build_instructblip(sizes: _Sizes) -> _Built:
-    """InstructBLIP (Vicuna): ViT + instruction-aware Q-Former (8 queries, BERT tokenizer) + Llama; no chat template."""
-    from transformers import BlipImageProcessorPil, InstructBlipConfig, InstructBlipForConditionalGeneration, InstructBlipProcessor, LlamaConfig
+    """InstructBLIP (Vicuna): ViT + instruction-aware Q-Former (8 queries, BERT tokenizer) + Llama; no template."""
+    from transformers import (
+        BlipImageProcessorPil,
+        InstructBlipConfig,
+        InstructBlipForConditionalGeneration,
+        InstructBlipProcessor,
+        LlamaConfig,
+    )
 
     image_size, patch, queries = 32, 8, 8
     tokenizer = _train_tokenizer(_LLAMA2_SPEC)
     qformer_tokenizer = _train_bert_wordpiece(TOKENIZER_CORPUS)
-    image_processor = BlipImageProcessorPil(size={"height": image_size, "width": image_size}, image_mean=_CLIP_MEAN, image_std=_CLIP_STD)
+    image_processor = BlipImageProcessorPil(
+        size={"height": image_size, "width": image_size}, image_mean=_CLIP_MEAN, image_std=_CLIP_STD
+    )
+    # without num_query_tokens the processor inserts no <image> tokens and the image is silently ignored (NOTES.md)
     processor = InstructBlipProcessor(image_processor, tokenizer, qformer_tokenizer, num_query_tokens=queries)
     bos, eos, pad, image = _ids(tokenizer, "<s>", "</s>", "<pad>", "<image>")
     config = InstructBlipConfig(
-        vision_config={**_vit_kwargs(sizes, image_size, patch)},
+        vision_config=_vit_kwargs(sizes, image_size, patch),
         qformer_config={
             "vocab_size": len(qformer_tokenizer),
             "hidden_size": sizes.hidden,
@@ -802,39 +897,50 @@ def _build_instructblip(sizes: _Sizes) -> _Built:
         },
         text_config=LlamaConfig(**_text_kwargs(sizes, _vocab_size(tokenizer), bos, eos, pad)).to_dict(),
         num_query_tokens=queries,
-        image_token_index=image,
+        image_token_index=image,  # None would crash generate (NOTES.md)
     )
     return _Built(InstructBlipForConditionalGeneration(config), processor, [eos], pad, bos)
 
 
 def _build_mllama(sizes: _Sizes) -> _Built:
-    """Llama 3.2 Vision: tiled ViT with gated global layers; the text model cross-attends to it (no image tokens)."""
-    from transformers import MllamaConfig, MllamaForConditionalGeneration, MllamaImageProcessorPil, MllamaProcessor, MllamaTextConfig, MllamaVisionConfig
+    """Llama 3.2 Vision: tiled ViT with gated global layers; the last text layer cross-attends to it."""
+    from transformers import (
+        MllamaConfig,
+        MllamaForConditionalGeneration,
+        MllamaImageProcessorPil,
+        MllamaProcessor,
+        MllamaTextConfig,
+        MllamaVisionConfig,
+    )
 
     image_size, patch, tiles = 32, 8, 2
-    tokenizer = _train_tokenizer(
-        _TokenizerSpec(
-            specials=(
-                "<|begin_of_text|>",
-                "<|end_of_text|>",
-                "<|finetune_right_pad_id|>",
-                "<|start_header_id|>",
-                "<|end_header_id|>",
-                "<|eot_id|>",
-                "<|python_tag|>",
-                "<|image|>",
-            ),
-            bos="<|begin_of_text|>",
-            eos="<|eot_id|>",
-            pad="<|finetune_right_pad_id|>",
-            add_bos=True,
-        )
+    spec = _TokenizerSpec(
+        specials=(
+            "<|begin_of_text|>",
+            "<|end_of_text|>",
+            "<|finetune_right_pad_id|>",
+            "<|start_header_id|>",
+            "<|end_header_id|>",
+            "<|eot_id|>",
+            "<|python_tag|>",  # MllamaProcessor looks it up
+            "<|image|>",
+        ),
+        bos="<|begin_of_text|>",
+        eos="<|eot_id|>",
+        pad="<|finetune_right_pad_id|>",
+        add_bos=True,
     )
+    tokenizer = _train_tokenizer(spec)
     image_processor = MllamaImageProcessorPil(
-        size={"height": image_size, "width": image_size}, max_image_tiles=tiles, image_mean=_CLIP_MEAN, image_std=_CLIP_STD
+        size={"height": image_size, "width": image_size},
+        max_image_tiles=tiles,
+        image_mean=_CLIP_MEAN,
+        image_std=_CLIP_STD,
     )
     processor = MllamaProcessor(image_processor, tokenizer, chat_template=_MLLAMA_TEMPLATE)
-    bos, end_text, eot, pad, image = _ids(tokenizer, "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|finetune_right_pad_id|>", "<|image|>")
+    bos, end_of_text, eot, pad, image = _ids(
+        tokenizer, "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|finetune_right_pad_id|>", "<|image|>"
+    )
     intermediate = [0]
     vision = MllamaVisionConfig(
         hidden_size=sizes.hidden,
@@ -845,34 +951,47 @@ def _build_mllama(sizes: _Sizes) -> _Built:
         image_size=image_size,
         patch_size=patch,
         max_num_tiles=tiles,
-        # the image processor's order for 2 tiles (aspect-ratio ids index this list)
+        # the image processor's order for 2 tiles (aspect-ratio ids index this list); the default needs 4 tiles
         supported_aspect_ratios=[[1, 1], [1, 2], [2, 1]],
         intermediate_layers_indices=intermediate,
         # the final hidden state and each listed intermediate one are concatenated
         vision_output_dim=sizes.hidden * (len(intermediate) + 1),
     )
     text_kwargs = _text_kwargs(sizes, _vocab_size(tokenizer), bos, eot, pad)
-    text_kwargs.pop("max_position_embeddings")
-    # the last decoder layer cross-attends to the image, like every 5th layer of the 11B model
+    # like every 5th layer of the 11B model, the last decoder layer cross-attends to the image
     text = MllamaTextConfig(**text_kwargs, cross_attention_layers=[sizes.layers - 1])
     config = MllamaConfig(vision_config=vision, text_config=text, image_token_index=image, tie_word_embeddings=False)
-    return _Built(MllamaForConditionalGeneration(config), processor, [end_text, eot], pad, bos)
+    return _Built(MllamaForConditionalGeneration(config), processor, [end_of_text, eot], pad, bos)
 
 
-def _idefics3_spec(bos: str, eos: str, pad: str, extra: tuple[str, ...] = ()) -> _TokenizerSpec:
-    rows = tuple(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7))
-    specials = tuple(dict.fromkeys((bos, eos, pad, "<fake_token_around_image>", "<image>", "<end_of_utterance>", *extra)))
-    return _TokenizerSpec(specials=specials, bos=bos, eos=eos, pad=pad, added=("<global-img>", *rows), add_bos=False)
+def _idefics3_tokenizer(
+    bos: str, eos: str, pad: str, *, add_bos: bool, extra: tuple[str, ...] = ()
+) -> TokenizersBackend:
+    """Idefics3 / SmolVLM tokenizer: image tokens are special; <global-img> and <row_i_col_j> tile tags plain added."""
+    tile_tags = tuple(f"<row_{row}_col_{col}>" for row in range(1, 7) for col in range(1, 7))
+    image_tokens = ("<fake_token_around_image>", "<image>", "<end_of_utterance>")
+    specials = tuple(dict.fromkeys((bos, eos, pad, *image_tokens, *extra)))
+    spec = _TokenizerSpec(
+        specials=specials, bos=bos, eos=eos, pad=pad, add_bos=add_bos, added=("<global-img>", *tile_tags)
+    )
+    return _train_tokenizer(spec)
 
 
 def _build_idefics3(sizes: _Sizes) -> _Built:
-    """Idefics3 (Llama 3): SigLIP-like ViT on up to 2x2 tiles + a global image, pixel-shuffle 2; 4 tokens a tile."""
-    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessorPil, Idefics3Processor, Idefics3VisionConfig, LlamaConfig
+    """Idefics3 (Llama 3): SigLIP-like ViT on up to 2x2 tiles + a global image, pixel shuffle 2; 4 tokens a tile."""
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessorPil,
+        Idefics3Processor,
+        Idefics3VisionConfig,
+        LlamaConfig,
+    )
 
     image_size, patch, scale = 32, 8, 2
-    spec = _idefics3_spec("<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>")
-    tokenizer = _train_tokenizer(
-        _TokenizerSpec(**{**spec.__dict__, "add_bos": True})  # Llama 3's tokenizer adds <|begin_of_text|>
+    # Llama 3's tokenizer adds <|begin_of_text|>, and the template writes it too (as the published ones do)
+    tokenizer = _idefics3_tokenizer(
+        "<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>", add_bos=True
     )
     image_processor = Idefics3ImageProcessorPil(
         size={"longest_edge": 2 * image_size},
@@ -881,10 +1000,14 @@ def _build_idefics3(sizes: _Sizes) -> _Built:
         image_mean=_HALF,
         image_std=_HALF,
     )
-    seq_len = (image_size // patch) ** 2 // scale**2
-    template = _IDEFICS3_TEMPLATE.format(bos="<|begin_of_text|>")
-    processor = Idefics3Processor(image_processor, tokenizer, image_seq_len=seq_len, chat_template=template)
-    bos, eos, pad, image, eou = _ids(tokenizer, "<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>", "<image>", "<end_of_utterance>")
+    processor = Idefics3Processor(
+        image_processor,
+        tokenizer,
+        image_seq_len=(image_size // patch) ** 2 // scale**2,
+        chat_template=_IDEFICS3_TEMPLATE.format(start="<|begin_of_text|>"),
+    )
+    bos, eos, pad = _ids(tokenizer, "<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>")
+    image, end_of_utterance = _ids(tokenizer, "<image>", "<end_of_utterance>")
     config = Idefics3Config(
         vision_config=Idefics3VisionConfig(**_vit_kwargs(sizes, image_size, patch)),
         text_config=LlamaConfig(**_text_kwargs(sizes, _vocab_size(tokenizer), bos, eos, pad)),
@@ -892,15 +1015,23 @@ def _build_idefics3(sizes: _Sizes) -> _Built:
         image_token_id=image,
         tie_word_embeddings=False,
     )
-    return _Built(Idefics3ForConditionalGeneration(config), processor, [eos, eou], pad, bos)
+    return _Built(Idefics3ForConditionalGeneration(config), processor, [eos, end_of_utterance], pad, bos)
 
 
 def _build_smolvlm(sizes: _Sizes) -> _Built:
-    """SmolVLM: Idefics3's architecture on SmolLM2 (ChatML-like tokens, no BOS added); saved image-only."""
-    from transformers import LlamaConfig, SmolVLMConfig, SmolVLMForConditionalGeneration, SmolVLMImageProcessorPil, SmolVLMVisionConfig
+    """SmolVLM: Idefics3's architecture on SmolLM2 (no BOS added); processor saved by its image-only stand-in."""
+    from transformers import (
+        LlamaConfig,
+        SmolVLMConfig,
+        SmolVLMForConditionalGeneration,
+        SmolVLMImageProcessorPil,
+        SmolVLMVisionConfig,
+    )
 
     image_size, patch, scale = 32, 8, 2
-    tokenizer = _train_tokenizer(_idefics3_spec("<|im_start|>", "<end_of_utterance>", "<|im_end|>", extra=("<|endoftext|>", "<video>")))
+    tokenizer = _idefics3_tokenizer(
+        "<|im_start|>", "<end_of_utterance>", "<|im_end|>", add_bos=False, extra=("<|endoftext|>", "<video>")
+    )
     image_processor = SmolVLMImageProcessorPil(
         size={"longest_edge": 2 * image_size},
         max_image_size={"longest_edge": image_size},
@@ -908,9 +1039,12 @@ def _build_smolvlm(sizes: _Sizes) -> _Built:
         image_mean=_HALF,
         image_std=_HALF,
     )
-    seq_len = (image_size // patch) ** 2 // scale**2
-    template = _IDEFICS3_TEMPLATE.format(bos="<|im_start|>")
-    processor = _image_only_processor_class("smolvlm")(image_processor, tokenizer, image_seq_len=seq_len, chat_template=template)
+    processor = _image_only_processor_class("smolvlm")(
+        image_processor,
+        tokenizer,
+        image_seq_len=(image_size // patch) ** 2 // scale**2,
+        chat_template=_IDEFICS3_TEMPLATE.format(start="<|im_start|>"),
+    )
     bos, eos, pad, image = _ids(tokenizer, "<|im_start|>", "<end_of_utterance>", "<|im_end|>", "<image>")
     config = SmolVLMConfig(
         vision_config=SmolVLMVisionConfig(**_vit_kwargs(sizes, image_size, patch)),
@@ -919,6 +1053,7 @@ def _build_smolvlm(sizes: _Sizes) -> _Built:
         image_token_id=image,
         tie_word_embeddings=False,
     )
+    # what SmolVLMProcessor.save_pretrained would write for its video processor (not constructible here)
     video = {
         "video_processor_type": "SmolVLMVideoProcessor",
         "processor_class": "SmolVLMProcessor",
@@ -930,15 +1065,18 @@ def _build_smolvlm(sizes: _Sizes) -> _Built:
         "do_rescale": True,
         "do_normalize": True,
         "do_convert_rgb": True,
+        "do_pad": True,
         "rescale_factor": 1 / 255,
         "resample": 1,
         "fps": 1,
         "num_frames": 8,
         "do_sample_frames": False,
     }
-    return _Built(SmolVLMForConditionalGeneration(config), processor, [eos], pad, bos, {"video_processor": video}, "SmolVLMProcessor")
+    model = SmolVLMForConditionalGeneration(config)
+    return _Built(model, processor, [eos], pad, bos, {"video_processor": video}, "SmolVLMProcessor")
 
 
+#: Qwen2 tokenizer special tokens (no BOS; <|endoftext|> pads).
 _QWEN_SPEC = _TokenizerSpec(
     specials=(
         "<|endoftext|>",
@@ -950,7 +1088,7 @@ _QWEN_SPEC = _TokenizerSpec(
         "<|image_pad|>",
         "<|video_pad|>",
     ),
-    bos=None,  # Qwen tokenizers have no BOS
+    bos=None,
     eos="<|im_end|>",
     pad="<|endoftext|>",
 )
@@ -964,14 +1102,14 @@ def _mrope_section(head_dim: int) -> list[int]:
 
 
 def _build_qwen(sizes: _Sizes, *, v2_5: bool) -> _Built:
-    """Qwen2-VL / Qwen2.5-VL: native-resolution ViT (4 px patches, 2x2 merge, 3-D rope) + Qwen2; saved image-only."""
+    """Qwen2-VL / Qwen2.5-VL: native-resolution ViT (4 px patches, 2x2 merge, 3-D rope) + Qwen2; image-only saved."""
     import transformers
     from transformers import Qwen2VLImageProcessorPil
 
     patch, merge, temporal = 4, 2, 2
     factor = patch * merge
     tokenizer = _train_tokenizer(_QWEN_SPEC)
-    # images are resized to multiples of 8 px between 16x16 and 48x48: 4 to 36 image tokens each
+    # images are resized to multiples of 8 px holding 16x16 to 48x48 pixels: 4 to 36 image tokens each
     min_pixels, max_pixels = (2 * factor) ** 2, (6 * factor) ** 2
     image_processor = Qwen2VLImageProcessorPil(
         size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
@@ -983,12 +1121,15 @@ def _build_qwen(sizes: _Sizes, *, v2_5: bool) -> _Built:
     )
     family = "qwen2_5_vl" if v2_5 else "qwen2_vl"
     processor = _image_only_processor_class(family)(image_processor, tokenizer, chat_template=_QWEN2_VL_TEMPLATE)
-    end_text, im_end, vstart, vend, image, video = _ids(
+    end_of_text, im_end, vision_start, vision_end, image, video = _ids(
         tokenizer, "<|endoftext|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"
     )
-    head_dim = sizes.hidden // sizes.heads
-    text = _text_kwargs(sizes, _vocab_size(tokenizer), end_text, im_end, end_text)
-    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": _mrope_section(head_dim)}
+    text = _text_kwargs(sizes, _vocab_size(tokenizer), end_of_text, im_end, end_of_text)
+    text["rope_parameters"] = {
+        "rope_type": "default",
+        "rope_theta": 1_000_000.0,
+        "mrope_section": _mrope_section(sizes.hidden // sizes.heads),
+    }
     vision: dict[str, Any] = {
         "depth": sizes.layers,
         "num_heads": sizes.heads,
@@ -1001,24 +1142,25 @@ def _build_qwen(sizes: _Sizes, *, v2_5: bool) -> _Built:
             hidden_size=sizes.hidden,
             intermediate_size=sizes.mlp,
             out_hidden_size=sizes.hidden,
-            window_size=2 * factor,  # 2x2 merged patches per attention window
+            window_size=2 * factor,  # windows of 2x2 merged patches
             fullatt_block_indexes=[sizes.layers - 1],
         )
-        config_cls, model_cls = transformers.Qwen2_5_VLConfig, transformers.Qwen2_5_VLForConditionalGeneration
+        config_class, model_class = transformers.Qwen2_5_VLConfig, transformers.Qwen2_5_VLForConditionalGeneration
         processor_class = "Qwen2_5_VLProcessor"
     else:
         vision.update(embed_dim=sizes.hidden, hidden_size=sizes.hidden, mlp_ratio=4)
-        config_cls, model_cls = transformers.Qwen2VLConfig, transformers.Qwen2VLForConditionalGeneration
+        config_class, model_class = transformers.Qwen2VLConfig, transformers.Qwen2VLForConditionalGeneration
         processor_class = "Qwen2VLProcessor"
-    config = config_cls(
+    config = config_class(
         text_config=text,
         vision_config=vision,
         image_token_id=image,
         video_token_id=video,
-        vision_start_token_id=vstart,
-        vision_end_token_id=vend,
+        vision_start_token_id=vision_start,
+        vision_end_token_id=vision_end,
         tie_word_embeddings=False,
     )
+    # what Qwen2VLProcessor.save_pretrained would write for its video processor (not constructible here)
     video_config = {
         "video_processor_type": "Qwen2VLVideoProcessor",
         "processor_class": processor_class,
@@ -1035,7 +1177,9 @@ def _build_qwen(sizes: _Sizes, *, v2_5: bool) -> _Built:
         "rescale_factor": 1 / 255,
         "resample": 3,
     }
-    return _Built(model_cls(config), processor, [im_end, end_text], end_text, None, {"video_processor": video_config}, processor_class)
+    eos = [im_end, end_of_text]  # as Qwen2-VL-Instruct's generation_config.json
+    extra = {"video_processor": video_config}
+    return _Built(model_class(config), processor, eos, end_of_text, None, extra, processor_class)
 
 
 _BUILDERS: dict[str, Callable[[_Sizes], _Built]] = {

@@ -1,0 +1,412 @@
+"""The generic backend: any vision-LLM that transformers' AutoModelForImageTextToText maps (Qwen2-VL, Qwen2.5-VL,
+PaliGemma 2, LLaVA-1.5 / NeXT, Idefics3, SmolVLM, Gemma 3, Aya Vision, InstructBLIP, Mllama, ...), prompted through the
+checkpoint's own chat template and processor, batched with left padding so that answers do not depend on the batch.
+
+The task's prompt text goes into one user turn with the example's images (in the task's order) where the family's
+chat template places them; a processor without a chat template (PaliGemma, InstructBLIP) gets the prompt text as it
+is (``processor(text=..., images=...)`` adds its image tokens). Family quirks that would change answers are fixed
+here, each in one place: InstructBLIP's Q-Former instruction is padded on the right (its Q-Former uses absolute
+positions, so left padding changed logits by ~8e-2 between batch sizes), PaliGemma's processor returns ``labels``
+that generate must not see.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mvleval.backends.base import IMAGE_HANDLING, Backend, BackendOptions, GenerationRequest
+from mvleval.backends.hf.adapter import check_adapter_dir
+from mvleval.backends.hf.batch_size import auto_batch_size
+from mvleval.backends.hf.checkpoint import check_weights, fingerprint_files, read_config, resolve_model_dir
+from mvleval.backends.hf.generate import generation_kwargs
+from mvleval.backends.hf.precision import disable_cpu_bf16_repack, precision, silence_bnb_cast_warning
+from mvleval.backends.prefetch import DEFAULT_WINDOW, PixelPrefetcher
+from mvleval.errors import MissingDependencyError, MvlevalError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from mvleval.record import ModelInfo
+    from mvleval.task import GenerationSettings
+
+logger = logging.getLogger("mvleval.backends.hf_vlm")
+
+#: Module names (matched as substrings, as bitsandbytes' skip list is) kept in full precision when quantising: the
+#: vision tower and the projector of every family, and lm_head (the list replaces transformers' default, NOTES.md).
+QUANT_SKIP_MODULES = (
+    "lm_head", "vision_tower", "vision_model", "visual", "multi_modal_projector", "mm_projector", "connector",
+    "qformer", "language_projection", "query_tokens", "embed_vision",
+)
+#: Families whose models take one image per prompt: a two-image example needs --image-handling side-by-side.
+SINGLE_IMAGE_FAMILIES = ("instructblip", "instructblipvideo", "blip-2")
+#: Decoding threads ahead of the model (PIL decode only; the processor resizes in the calling thread).
+DEFAULT_PREFETCH_WORKERS = 2
+_FIX_LAYOUT = (
+    "pass a Hugging Face vision-LLM folder (config.json, *.safetensors, tokenizer and processor files), e.g. one "
+    "downloaded with `huggingface-cli download Qwen/Qwen2.5-VL-7B-Instruct --local-dir DIR`."
+)
+
+
+class HfVlmBackend(Backend):
+    """A loaded AutoModelForImageTextToText checkpoint with its processor.
+
+    Create it with ``HfVlmBackend.load(BackendOptions(...))`` (or ``mvleval.backends.load_backend``).
+
+    Attributes:
+        model: the transformers model (eval mode).
+        processor: the checkpoint's processor, its tokenizer padding on the left.
+        family: the checkpoint's ``model_type`` (e.g. "qwen2_5_vl").
+        device: where the model runs.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: Any,
+        processor: Any,
+        model_dir: Path,
+        model_name: str,
+        family: str,
+        device: str,
+        bits: int,
+        quantization: str | None,
+        adapter: Path | None,
+        fingerprint: str,
+        trust_remote_code: bool = False,
+        image_handling: str = "native",
+        prefetch_workers: int = DEFAULT_PREFETCH_WORKERS,
+    ) -> None:
+        if image_handling not in IMAGE_HANDLING:
+            raise MvlevalError(f"unknown image handling '{image_handling}'.", fix=f"use one of {', '.join(IMAGE_HANDLING)}.")
+        self.model = model
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.model_dir = model_dir
+        self.model_name = model_name
+        self.family = family
+        self.device = device
+        self.bits = bits
+        self.quantization = quantization
+        self.adapter = adapter
+        self.fingerprint = fingerprint
+        self.trust_remote_code = trust_remote_code
+        self.image_handling = image_handling
+        self.chat_template: str | None = getattr(processor, "chat_template", None) or None
+        self.is_encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+        # generation continues from the last position of every row: padding must be on the left
+        self.tokenizer.padding_side = "left"
+        qformer_tokenizer = getattr(processor, "qformer_tokenizer", None)
+        if qformer_tokenizer is not None:
+            # InstructBLIP: the Q-Former reads the instruction with absolute positions from 0, so its padding goes on
+            # the right; left padding shifted the positions and changed logits by ~8e-2 between batch sizes
+            qformer_tokenizer.padding_side = "right"
+        self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        self._prefetcher = PixelPrefetcher(_decode, workers=prefetch_workers, window=DEFAULT_WINDOW) if prefetch_workers else None
+
+    # -- loading -------------------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, options: BackendOptions, *, processor: Any = None, prefetch_workers: int = DEFAULT_PREFETCH_WORKERS) -> HfVlmBackend:
+        """Load a checkpoint folder (or a downloaded hub id) as `options` say.
+
+        Args:
+            options: model, adapter, bits, device, allow_pickle, trust_remote_code, image_handling.
+            processor: a processor to use instead of the checkpoint's (tests: an image-only processor where the real
+                one needs torchvision).
+            prefetch_workers: threads decoding announced images ahead of use (0: decode in the calling thread).
+
+        Raises:
+            MvlevalError: the folder, the flags, or a model type transformers does not map to a vision-LLM.
+        """
+        import torch
+
+        started = time.perf_counter()
+        if options.bits not in (None, 4, 8, 16, 32):
+            raise MvlevalError(f"--bits {options.bits} is not supported.", fix="use 4, 8, 16 or 32.")
+        model_dir = resolve_model_dir(options.model)
+        config_json = read_config(model_dir, _FIX_LAYOUT)
+        family = str(config_json.get("model_type") or "")
+        weights = check_weights(model_dir, options.allow_pickle, _FIX_LAYOUT)
+        if config_json.get("auto_map") and not options.trust_remote_code:
+            raise MvlevalError(
+                "the checkpoint ships its own Python code (config.json has auto_map); mvleval does not run it unless "
+                "asked to.",
+                fix="pass --trust-remote-code if you trust the checkpoint's code (it is recorded in the run).",
+                where=model_dir / "config.json",
+            )
+        _check_family(family, options.trust_remote_code, model_dir)
+        device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        on_cuda = device.startswith("cuda")
+        if on_cuda and not torch.cuda.is_available():
+            raise MvlevalError(f"--device {device} was asked for, but CUDA is not available.", fix="drop --device or use cpu.")
+        adapter_dir = Path(options.adapter).expanduser() if options.adapter else None
+        if adapter_dir is not None:
+            check_adapter_dir(adapter_dir)  # before the (possibly minutes-long) weight load
+        bits, quantization_config, dtype, quant_desc = precision(config_json, options.bits, on_cuda, model_dir, QUANT_SKIP_MODULES)
+        if processor is None:
+            processor = load_processor(model_dir, family, options.trust_remote_code)
+
+        from transformers import AutoModelForImageTextToText
+
+        load_kwargs: dict[str, Any] = {
+            "dtype": dtype,
+            "device_map": {"": device},
+            "use_safetensors": weights[0].name.endswith(".safetensors"),
+            "trust_remote_code": options.trust_remote_code,
+        }
+        if quantization_config is not None:
+            load_kwargs["quantization_config"] = quantization_config
+        try:
+            model = AutoModelForImageTextToText.from_pretrained(str(model_dir), **load_kwargs)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise MvlevalError(f"could not load the checkpoint ({exc}).", fix="check that the folder is complete.", where=model_dir) from None
+        if bits == 4 and not on_cuda:
+            disable_cpu_bf16_repack(model)
+        model.eval()
+        silence_bnb_cast_warning()
+        extra: list[Path] = []
+        if adapter_dir is not None:
+            model = apply_lora(model, adapter_dir)
+            if bits == 4 and not on_cuda:
+                disable_cpu_bf16_repack(model)
+            extra = sorted(p for p in adapter_dir.iterdir() if p.is_file())
+        backend = cls(
+            model=model, processor=processor, model_dir=model_dir, model_name=options.model, family=family, device=device,
+            bits=bits, quantization=quant_desc, adapter=adapter_dir, fingerprint=fingerprint_files([*weights, *extra]),
+            trust_remote_code=options.trust_remote_code, image_handling=options.image_handling,
+            prefetch_workers=prefetch_workers,
+        )
+        logger.info("loaded %s (%s, %s, %d-bit) on %s in %.1f s", options.model, family, type(model).__name__, bits, device,
+                    time.perf_counter() - started)
+        return backend
+
+    # -- the Backend API -----------------------------------------------------------------------------------------
+    def check_settings(self, settings: GenerationSettings, images_per_example: int) -> None:
+        """Refuse two images per example for a one-image family unless side-by-side was asked for."""
+        if images_per_example > 1 and self.family in SINGLE_IMAGE_FAMILIES and self.image_handling == "native":
+            raise MvlevalError(
+                f"this task gives {images_per_example} images per example, but {self.family} models take one image per "
+                "prompt.",
+                fix="pass --image-handling side-by-side to paste the images into one, left to right (recorded in the run "
+                "and kept apart from two-image runs), or evaluate a family that takes several images.",
+            )
+
+    def generate(self, requests: Sequence[GenerationRequest], settings: GenerationSettings) -> list[str]:
+        """One answer per request: special tokens skipped, whitespace stripped, in request order."""
+        ids = self.generate_ids(requests, settings)
+        return [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+    def generate_ids(self, requests: Sequence[GenerationRequest], settings: GenerationSettings) -> list[list[int]]:
+        """The new token ids of each request (the prompt sliced off), trailing padding kept."""
+        import torch
+
+        if not requests:
+            return []
+        inputs = self.build_inputs(requests)
+        kwargs = generation_kwargs(settings)
+        kwargs["pad_token_id"] = self.pad_token_id
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, **kwargs)
+        if not self.is_encoder_decoder:
+            output = output[:, inputs["input_ids"].shape[1] :]
+        return output.tolist()
+
+    def build_inputs(self, requests: Sequence[GenerationRequest]) -> dict[str, Any]:
+        """The processor's batch for these requests (chat template where the checkpoint has one), on the device."""
+        n_images = {len(r.images) for r in requests}
+        if len(n_images) != 1:
+            raise ValueError(f"all requests in one generate() call must have the same number of images, got {sorted(n_images)}")
+        images = [self._images(r) for r in requests]
+        texts = [self.render_prompt(r.prompt, len(imgs)) for r, imgs in zip(requests, images)]
+        try:
+            batch = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+        except (ValueError, TypeError) as exc:
+            raise MvlevalError(
+                f"the checkpoint's processor rejected the batch ({exc}).",
+                fix="check that the checkpoint's processor files belong to its model (and that the prompt holds no image "
+                "token text).",
+                where=self.model_dir,
+            ) from None
+        batch.pop("labels", None)  # PaliGemma's processor adds them when given text; generate must not see them
+        return {k: v.to(self.device) if hasattr(v, "to") else v for k, v in batch.items()}
+
+    def render_prompt(self, prompt: str, n_images: int) -> str:
+        """The text given to the processor: the chat template's user turn with `n_images` image parts and the
+        prompt, plus the generation prompt; the prompt itself for processors without a chat template."""
+        if not self.chat_template:
+            return prompt
+        content: list[dict[str, str]] = [{"type": "image"} for _ in range(n_images)]
+        content.append({"type": "text", "text": prompt})
+        return str(self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False))
+
+    def prefetch(self, requests: Sequence[GenerationRequest]) -> int:
+        """Decode the announced requests' images on worker threads ahead of use."""
+        if self._prefetcher is None:
+            return 0
+        return self._prefetcher.submit(dict.fromkeys(p for r in requests for p in r.images))
+
+    def pick_batch_size(self, requests: Sequence[GenerationRequest], settings: GenerationSettings) -> int:
+        return auto_batch_size(self.generate_ids, self.device, requests, settings)
+
+    def close(self) -> None:
+        if self._prefetcher is not None:
+            self._prefetcher.close()
+
+    def info(self, settings: GenerationSettings) -> ModelInfo:
+        """What ran: backend, family, model class, processor and chat template hashes, precision, image handling."""
+        from mvleval.record import ModelInfo
+
+        first = next(self.model.parameters())
+        return ModelInfo(
+            path=self.model_name,
+            kind="encoder-decoder" if self.is_encoder_decoder else "decoder-only",
+            bits=self.bits,
+            dtype=str(first.dtype if first.is_floating_point() else self.model.dtype).removeprefix("torch."),
+            quantization=self.quantization,
+            adapter=str(self.adapter) if self.adapter else None,
+            generation=settings.to_dict(),
+            fingerprint=self.fingerprint,
+            generation_path="transformers generate",
+            backend="hf",
+            family=self.family,
+            model_class=type(self.model).__name__,
+            processor_class=type(self.processor).__name__,
+            processor_sha=_processor_sha(self.model_dir),
+            chat_template_sha=hashlib.sha256(self.chat_template.encode()).hexdigest()[:16] if self.chat_template else None,
+            image_handling=self.image_handling,
+            trust_remote_code=self.trust_remote_code,
+        )
+
+    # -- internals -----------------------------------------------------------------------------------------------
+    def _images(self, request: GenerationRequest) -> list[Image.Image]:
+        images = [self._take(p) for p in request.images]
+        if self.image_handling == "side-by-side" and len(images) > 1:
+            return [side_by_side(images)]
+        return images
+
+    def _take(self, path: Path) -> Image.Image:
+        if self._prefetcher is not None:
+            image = self._prefetcher.take(path)
+            if image is not None:
+                return image  # type: ignore[return-value]
+        return _decode(path)
+
+
+def _decode(path: Path) -> Image.Image:
+    from mvleval.images import load_image
+
+    return load_image(Path(path))
+
+
+def side_by_side(images: Sequence[Image.Image]) -> Image.Image:
+    """The images pasted left to right on a white canvas, each scaled to the tallest one's height (aspect kept)."""
+    from PIL import Image
+
+    height = max(im.height for im in images)
+    scaled = [im if im.height == height else im.resize((max(1, round(im.width * height / im.height)), height), Image.BICUBIC) for im in images]
+    canvas = Image.new("RGB", (sum(im.width for im in scaled), height), (255, 255, 255))
+    x = 0
+    for im in scaled:
+        canvas.paste(im.convert("RGB"), (x, 0))
+        x += im.width
+    return canvas
+
+
+def _check_family(family: str, trust_remote_code: bool, model_dir: Path) -> None:
+    """Refuse a model type that transformers does not load as an image-text-to-text model."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    if family in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES or trust_remote_code:
+        return
+    from mvleval.errors import did_you_mean
+
+    raise MvlevalError(
+        f"config.json has model_type {family!r}, which transformers does not load as a vision-LLM "
+        f"(AutoModelForImageTextToText).{did_you_mean(family, MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES)}",
+        fix="pass a vision-LLM checkpoint (e.g. Qwen2.5-VL, PaliGemma 2, LLaVA-NeXT, Gemma 3, Idefics3), upgrade "
+        "transformers for a newer family, or pass --trust-remote-code for a checkpoint that ships its own model code.",
+        where=model_dir / "config.json",
+    )
+
+
+def load_processor(model_dir: Path, family: str, trust_remote_code: bool = False) -> Any:
+    """The checkpoint's processor with PIL image processing (the same pixels whether or not torchvision is installed).
+
+    Raises:
+        MissingDependencyError: the family's processor needs torchvision (Qwen2-VL, Qwen2.5-VL, SmolVLM in
+            transformers 5.x construct a video processor that only exists with it).
+        MvlevalError: the processor files are missing or broken.
+    """
+    from transformers import AutoProcessor
+
+    try:
+        processor = AutoProcessor.from_pretrained(str(model_dir), backend="pil", trust_remote_code=trust_remote_code)
+    except ImportError as exc:
+        from transformers.utils import is_torchvision_available
+
+        # transformers 5.x builds Qwen2-VL's, Qwen2.5-VL's and SmolVLM's video processor only with torchvision; its
+        # message ("Video processor cannot be loaded - requested pil backend is not available") does not say so
+        if not is_torchvision_available() and ("torchvision" in str(exc).lower() or "video processor" in str(exc).lower()):
+            raise MissingDependencyError(
+                "torchvision",
+                f"the {family} processor (transformers builds its video processor only with torchvision; install the "
+                "torchvision build that matches your torch)",
+                install="pip install torchvision",
+            ) from None
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise MvlevalError(
+            f"could not load the checkpoint's processor ({exc}).",
+            fix="make sure the tokenizer, processor and preprocessor files of the checkpoint are present.",
+            where=model_dir,
+        ) from None
+    if not hasattr(processor, "image_processor"):
+        raise MvlevalError(
+            f"the checkpoint's processor is a {type(processor).__name__}, with no image processor.",
+            fix=_FIX_LAYOUT,
+            where=model_dir,
+        )
+    return processor
+
+
+def apply_lora(model: Any, adapter_dir: Path) -> Any:
+    """A peft LoRA adapter folder applied to the whole model (not merged); every saved tensor must find its module."""
+    try:
+        from peft import PeftModel, get_peft_model_state_dict
+    except ImportError:
+        raise MissingDependencyError("peft", "applying a LoRA adapter (--adapter)") from None
+    from safetensors import safe_open
+
+    with safe_open(str(adapter_dir / "adapter_model.safetensors"), framework="pt") as fh:
+        saved = list(fh.keys())
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise MvlevalError(f"the adapter does not fit this model ({exc}).", fix="pass the --model the adapter was trained from.",
+                           where=adapter_dir) from None
+    loaded = set(get_peft_model_state_dict(peft_model).keys())
+    missing = sorted(k for k in saved if k not in loaded)
+    if missing:
+        raise MvlevalError(f"{len(missing)} adapter tensors found no module in the model (first: '{missing[0]}').",
+                           fix="pass the --model the adapter was trained from.", where=adapter_dir)
+    peft_model.eval()
+    return peft_model
+
+
+def _processor_sha(model_dir: Path) -> str:
+    """sha256 over the processor's files (tokenizer, image processor, chat template): what turns text into ids."""
+    digest = hashlib.sha256()
+    names = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "processor_config.json",
+             "preprocessor_config.json", "chat_template.jinja", "chat_template.json", "tokenizer.model", "spiece.model")
+    for name in names:
+        path = model_dir / name
+        if path.is_file():
+            digest.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+__all__ = ["HfVlmBackend", "apply_lora", "load_processor", "side_by_side"]
