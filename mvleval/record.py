@@ -53,6 +53,8 @@ class ModelInfo(_Model):
     chat_template_sha: str | None = None  # sha256 of the chat template the prompts went through (None: no template)
     image_handling: str | None = None  # "native" (every image given to the model) or "side-by-side" (pasted into one)
     trust_remote_code: bool | None = None
+    # backend-specific facts that are not comparable across backends (e.g. a served model's endpoint and token counts)
+    details: dict[str, Any] = Field(default_factory=dict)
 
 
 class MetricScores(_Model):

@@ -222,8 +222,12 @@ class HfVlmBackend(Backend):
             raise ValueError(f"all requests in one generate() call must have the same number of images, got {sorted(n_images)}")
         images = [self._images(r) for r in requests]
         texts = [self.render_prompt(r.prompt, len(imgs)) for r, imgs in zip(requests, images)]
+        # templates that write BOS themselves (Gemma 3, Idefics3, Aya Vision, Llama 3.2 Vision) must not get a second
+        # one from the tokenizer, as transformers' own apply_chat_template(tokenize=True) avoids too
+        bos = getattr(self.tokenizer, "bos_token", None)
+        special = not (self.chat_template and bos and all(t.startswith(bos) for t in texts))
         try:
-            batch = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+            batch = self.processor(text=texts, images=images, padding=True, return_tensors="pt", add_special_tokens=special)
         except (ValueError, TypeError) as exc:
             raise MvlevalError(
                 f"the checkpoint's processor rejected the batch ({exc}).",
