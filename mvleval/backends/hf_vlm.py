@@ -36,11 +36,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("mvleval.backends.hf_vlm")
 
-#: Module names (matched as substrings, as bitsandbytes' skip list is) kept in full precision when quantising: the
-#: vision tower and the projector of every family, and lm_head (the list replaces transformers' default, NOTES.md).
-QUANT_SKIP_MODULES = (
-    "lm_head", "vision_tower", "vision_model", "visual", "multi_modal_projector", "mm_projector", "connector",
-    "qformer", "language_projection", "query_tokens", "embed_vision",
+#: Modules kept in full precision when quantising: the vision tower and the projector of every family, and lm_head
+#: (the list replaces transformers' default, NOTES.md). transformers matches each entry as a regex from the start of
+#: a module's full name, so each may sit at any depth ("model.vision_tower...", "model.visual...").
+QUANT_SKIP_MODULES = tuple(
+    rf"(?:.*\.)?{name}"
+    for name in (
+        "lm_head", "vision_tower", "vision_model", "visual", "multi_modal_projector", "mm_projector", "connector",
+        "qformer", "language_projection", "embed_vision",
+    )
 )
 #: Families whose models take one image per prompt: a two-image example needs --image-handling side-by-side.
 SINGLE_IMAGE_FAMILIES = ("instructblip", "instructblipvideo", "blip-2")
