@@ -101,12 +101,12 @@ def test_pickle_weights_need_the_opt_in(tmp_path: Path, demo: tuple[Path, Path],
     assert _no_record(out)
 
 
-def test_not_a_blip2_checkpoint(tmp_path: Path, demo: tuple[Path, Path]) -> None:
+def test_not_a_vision_llm_checkpoint(tmp_path: Path, demo: tuple[Path, Path]) -> None:
     model = tmp_path / "bert"
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
     out = tmp_path / "runs"
-    _assert_clean_error(_run(model, demo, out), str(model), "BLIP-2")
+    _assert_clean_error(_run(model, demo, out), str(model), "model_type 'bert'", "vision-LLM")
     assert _no_record(out)
 
 

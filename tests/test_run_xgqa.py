@@ -84,7 +84,7 @@ def test_run_record_contents(fixture: str, request: pytest.FixtureRequest, tmp_p
     assert result.exit_code == 0, result.output
     [record_path] = [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")]
     raw = json.loads(record_path.read_text())
-    assert raw["schema_version"] == 1
+    assert raw["schema_version"] == 2
     record = read_record(record_path)
     assert record.task.n_examples == {"en": 12, "zh": 12} and record.task.limit == 12
     assert record.model.kind == ("encoder-decoder" if "mt5" in fixture else "decoder-only")

@@ -134,6 +134,7 @@ class HfVlmBackend(Backend):
         model_dir = resolve_model_dir(options.model)
         config_json = read_config(model_dir, _FIX_LAYOUT)
         family = str(config_json.get("model_type") or "")
+        _check_family(family, options.trust_remote_code or bool(config_json.get("auto_map")), model_dir)
         weights = check_weights(model_dir, options.allow_pickle, _FIX_LAYOUT)
         if config_json.get("auto_map") and not options.trust_remote_code:
             raise MvlevalError(
@@ -142,7 +143,6 @@ class HfVlmBackend(Backend):
                 fix="pass --trust-remote-code if you trust the checkpoint's code (it is recorded in the run).",
                 where=model_dir / "config.json",
             )
-        _check_family(family, options.trust_remote_code, model_dir)
         device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
         on_cuda = device.startswith("cuda")
         if on_cuda and not torch.cuda.is_available():

@@ -335,18 +335,14 @@ class MBlipBackend(Backend):
         adapter_dir = Path(options.adapter).expanduser() if options.adapter else None
         if adapter_dir is not None:
             check_adapter_dir(adapter_dir)  # before the (possibly minutes-long) weight load
-        bits, quantization_config, dtype, quant_desc = precision(config_json, options.bits, on_cuda, model_dir, QUANT_SKIP_MODULES)
+        bits, quantization_config, dtype, quant_desc = precision(
+            config_json, options.bits, on_cuda, model_dir, QUANT_SKIP_MODULES, double_quant=nf4_double_quant(config_json)
+        )
 
-        from transformers import Blip2Config, Blip2ForConditionalGeneration
+        from transformers import Blip2ForConditionalGeneration
 
         # processor and config are made consistent (and checked) before the weights are read
-        processor = _load_processor(model_dir)
-        try:
-            config = Blip2Config.from_pretrained(str(model_dir))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise MvlevalError(f"config.json is not a valid BLIP-2 config ({exc}).", fix="restore the checkpoint's config.json.", where=model_dir) from None
-        _reconcile_processor(config, processor, model_dir)
-        _check_processor_tokenisation(processor, int(config.image_token_index), int(config.num_query_tokens), model_dir)
+        config, processor = load_config_and_processor(model_dir)
 
         safe, _ = weight_files(model_dir)
         load_kwargs: dict[str, Any] = {
@@ -703,6 +699,33 @@ def auto_batch_size(
         backend._cache.clear()  # noqa: SLF001
         backend._cache.update(cached)  # noqa: SLF001
         backend.images_encoded, backend.cache_hits = counters
+
+
+def nf4_double_quant(config_json: dict[str, Any]) -> bool:
+    """Whether 4-bit quantisation uses double quantisation: mBLIP quantises mT0 (encoder-decoder) with it and BLOOMZ
+    (decoder-only) without; evaluation, training and export all follow this one rule."""
+    return not bool(config_json.get("use_decoder_only_language_model", False))
+
+
+def load_config_and_processor(model_dir: Path) -> tuple[Blip2Config, Blip2Processor]:
+    """The checkpoint's BLIP-2 config and processor, made consistent and checked before any weight is read: the
+    processor carries num_query_tokens, the config the image token, and the processor's text part tokenises exactly
+    as the tokenizer alone (what ``prepare_inputs`` and fine-tuning build). Training and evaluation both load this way.
+
+    Raises:
+        MvlevalError: a config that is not BLIP-2's, or a processor that disagrees with the model.
+    """
+    from transformers import Blip2Config
+
+    processor = _load_processor(model_dir)
+    try:
+        config = Blip2Config.from_pretrained(str(model_dir))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise MvlevalError(f"config.json is not a valid BLIP-2 config ({exc}).", fix="restore the checkpoint's config.json.",
+                           where=model_dir) from None
+    _reconcile_processor(config, processor, model_dir)
+    _check_processor_tokenisation(processor, int(config.image_token_index), int(config.num_query_tokens), model_dir)
+    return config, processor
 
 
 def _load_processor(model_dir: Path) -> Blip2Processor:

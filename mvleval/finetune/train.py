@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mvleval.errors import MissingDependencyError, MvlevalError
+from mvleval.errors import MvlevalError
 from mvleval.finetune.config import TrainConfig, total_steps, warmup_steps
 from mvleval.finetune.data import TokenizedExample, load_examples, tokenize_examples
 from mvleval.task import Example
@@ -108,24 +108,13 @@ def quantization_config(bits: int, encoder_decoder: bool, on_cuda: bool) -> Any:
     """
     if bits not in (4, 8):
         return None
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError("bitsandbytes", f"{bits}-bit training and export") from None
     import torch
-    from transformers import BitsAndBytesConfig
 
+    from mvleval.backends.hf.precision import bnb_config
     from mvleval.backends.mblip import QUANT_SKIP_MODULES
 
-    if bits == 8:
-        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(QUANT_SKIP_MODULES))
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=encoder_decoder,
-        bnb_4bit_compute_dtype=torch.bfloat16 if on_cuda else torch.float32,
-        llm_int8_skip_modules=list(QUANT_SKIP_MODULES),
-    )
+    # the same builder as evaluation and export (one nf4 rule: double quantisation for encoder-decoder LLMs)
+    return bnb_config(bits, torch.bfloat16 if on_cuda else torch.float32, QUANT_SKIP_MODULES, double_quant=encoder_decoder)
 
 
 def load_base_model(base_model: str, bits: int, device: str) -> tuple[Blip2ForConditionalGeneration, Blip2Processor]:
@@ -135,16 +124,15 @@ def load_base_model(base_model: str, bits: int, device: str) -> tuple[Blip2ForCo
         MvlevalError: not a BLIP-2 checkpoint, or one already quantised (train from the full-precision weights).
     """
     import torch
-    from transformers import Blip2Config, Blip2ForConditionalGeneration
+    from transformers import Blip2ForConditionalGeneration
 
     # the backend's own loading steps (processor/config reconciliation, tokenisation probe), so training and
     # evaluation see the same processor and the same image-token layout
     from mvleval.backends.mblip import (
-        _check_processor_tokenisation,
-        _load_processor,
-        _reconcile_processor,
         check_checkpoint_dir,
         disable_cpu_bf16_repack,
+        load_config_and_processor,
+        nf4_double_quant,
         resolve_model_dir,
     )
 
@@ -157,18 +145,10 @@ def load_base_model(base_model: str, bits: int, device: str) -> tuple[Blip2ForCo
             where=model_dir,
         )
     on_cuda = device.startswith("cuda")
-    encoder_decoder = not bool(config_json.get("use_decoder_only_language_model", False))
-    qconfig = quantization_config(bits, encoder_decoder, on_cuda)
+    qconfig = quantization_config(bits, nf4_double_quant(config_json), on_cuda)
     # unquantised modules: fp32 on CPU; on CUDA bf16 (trainable ones are upcast to fp32 in add_lora)
     dtype = torch.bfloat16 if bits == 16 or (qconfig is not None and on_cuda) else torch.float32
-    processor = _load_processor(model_dir)
-    try:
-        config = Blip2Config.from_pretrained(str(model_dir))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise MvlevalError(f"config.json is not a valid BLIP-2 config ({exc}).", fix="restore the checkpoint's config.json.",
-                           where=model_dir) from None
-    _reconcile_processor(config, processor, model_dir)
-    _check_processor_tokenisation(processor, int(config.image_token_index), int(config.num_query_tokens), model_dir)
+    config, processor = load_config_and_processor(model_dir)
     kwargs: dict[str, Any] = {"config": config, "dtype": dtype, "device_map": {"": device}, "use_safetensors": True}
     if qconfig is not None:
         kwargs["quantization_config"] = qconfig

@@ -22,9 +22,10 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def bnb_config(bits: int, compute: Any, skip_modules: Sequence[str]) -> Any:
-    """The BitsAndBytesConfig for 4-bit nf4 (double quantisation, as QLoRA) or 8-bit int8, keeping `skip_modules`
-    unquantised. Passing llm_int8_skip_modules replaces transformers' default list, so lm_head must be in it."""
+def bnb_config(bits: int, compute: Any, skip_modules: Sequence[str], double_quant: bool = True) -> Any:
+    """The one BitsAndBytesConfig builder (inference, training, export): 4-bit nf4 (double quantisation by default,
+    as QLoRA) or 8-bit int8, keeping `skip_modules` unquantised. Passing llm_int8_skip_modules replaces
+    transformers' default list, so lm_head must be in it."""
     require_bitsandbytes()
     from transformers import BitsAndBytesConfig
 
@@ -33,7 +34,7 @@ def bnb_config(bits: int, compute: Any, skip_modules: Sequence[str]) -> Any:
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_compute_dtype=compute,
-            bnb_4bit_use_double_quant=True,
+            bnb_4bit_use_double_quant=double_quant,
             llm_int8_skip_modules=list(skip_modules),
         )
     if bits == 8:
@@ -58,7 +59,8 @@ def disable_cpu_bf16_repack(model: torch.nn.Module) -> int:
 
 
 def precision(
-    config_json: dict[str, Any], bits: int | None, on_cuda: bool, model_dir: Path, skip_modules: Sequence[str]
+    config_json: dict[str, Any], bits: int | None, on_cuda: bool, model_dir: Path, skip_modules: Sequence[str],
+    double_quant: bool = True,
 ) -> tuple[int, Any, Any, str | None]:
     """(bits, quantization_config or None, dtype of unquantised weights, description) for a load."""
     import torch
@@ -92,9 +94,9 @@ def precision(
     if bits == 16:
         return 16, None, torch.bfloat16, None
     require_bitsandbytes()
-    config = bnb_config(bits, compute, skip_modules)
+    config = bnb_config(bits, compute, skip_modules, double_quant)
     if bits == 4:
-        desc = f"bitsandbytes nf4 (compute {str(compute).removeprefix('torch.')}, double quant)"
+        desc = f"bitsandbytes nf4 (compute {str(compute).removeprefix('torch.')}{', double quant' if double_quant else ''})"
     else:
         desc = "bitsandbytes int8"
     return bits, config, compute, desc
