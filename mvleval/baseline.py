@@ -16,6 +16,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from mvleval.fileperms import follow_umask
 from mvleval.errors import MvlevalError
 from mvleval.record import read_record, write_json_atomic
 
@@ -34,6 +35,7 @@ def _copy_atomic(source: Path, target: Path) -> None:
     os.close(fd)
     try:
         shutil.copyfile(source, tmp)
+        follow_umask([Path(tmp)])
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -128,6 +128,11 @@ class RichProgress:
     def finish(self) -> None:
         pass
 
+    def note(self, message: str) -> None:
+        from rich.markup import escape
+
+        self._progress.console.print(f"[dim]{escape(message)}[/dim]")
+
 
 def _fmt(value: float | None, metric: str) -> str:
     if value is None:
@@ -212,6 +217,7 @@ def run(
     image_handling: Annotated[str, typer.Option(help="Several images per example (MaRVL): 'native' (all given to the model, in order) or 'side-by-side' (pasted into one, for one-image families; recorded).")] = "native",
     trust_remote_code: Annotated[bool, typer.Option(help="Run the checkpoint's own Python code (auto_map in config.json); recorded in the run.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run with the same settings.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace a finished run record with exactly these settings (refused otherwise).")] = False,
     allow_pickle: Annotated[bool, typer.Option(help="Allow loading pickle (*.bin) weights; only for checkpoints you trust.")] = False,
     shared_prefix: Annotated[bool, typer.Option("--shared-prefix/--no-shared-prefix", help="Beam search computes the prompt once per sample, not once per beam (the same token ids); --no-shared-prefix runs transformers' plain generate.")] = True,
     gate_baseline: Annotated[Optional[Path], typer.Option("--gate", help="After the run, gate it against this baseline record (exit 1 on regression).")] = None,
@@ -243,6 +249,7 @@ def run(
             generation=_generation_overrides(num_beams, max_new_tokens, min_new_tokens, length_penalty),
             allow_pickle=allow_pickle, resume=resume, command=tuple(["mvleval", *sys.argv[1:]]), shared_prefix=shared_prefix,
             prompt_style=prompt_style, backend=backend, trust_remote_code=trust_remote_code, image_handling=image_handling,
+            overwrite=overwrite,
         )
         for name in names
     ]
@@ -257,6 +264,10 @@ def run(
 
     def shared_backend() -> Any:
         if not loaded:  # one load for every task: for a 7B model the load dominates a short run
+            from rich.markup import escape
+
+            what = model + (f" with adapter {adapter}" if adapter else "")
+            _console(stderr=True).print(f"[dim]loading {escape(what)} ...[/dim]", soft_wrap=True)
             loaded.append(load_run_backend(runs[0]))
         return loaded[0]
 

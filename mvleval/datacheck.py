@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mvleval.errors import MvlevalError
+from mvleval.images import image_problem
 from mvleval.task import Task
 
 #: how many missing image paths a report keeps per language (the count is always complete)
@@ -42,11 +43,13 @@ class LanguageReport:
     n_images_referenced: int = 0
     n_missing_images: int = 0
     missing_images: tuple[Path, ...] = ()
+    n_unreadable_images: int = 0
+    unreadable_images: tuple[tuple[Path, str], ...] = ()  # the first few (path, why)
     error: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.n_missing_images == 0 and self.n_examples > 0
+        return self.error is None and self.n_missing_images == 0 and self.n_unreadable_images == 0 and self.n_examples > 0
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,8 @@ class DataReport:
                     "n_images_referenced": r.n_images_referenced,
                     "n_missing_images": r.n_missing_images,
                     "missing_images": [str(p) for p in r.missing_images],
+                    "n_unreadable_images": r.n_unreadable_images,
+                    "unreadable_images": [[str(p), why] for p, why in r.unreadable_images],
                     "error": r.error,
                     "ok": r.ok,
                 }
@@ -117,6 +122,13 @@ def check_data(
     """
     split = split or task.default_split
     task.check_split(split)
+    if not data_root.is_dir():
+        raise MvlevalError(
+            "data root not found.",
+            fix="pass --data-root DIR (or set MVLEVAL_DATA) to the folder holding the benchmarks' annotation files; "
+            "see tasks/README.md for the layout.",
+            where=data_root,
+        )
     langs = tuple(languages) if languages else task.languages
     for lang in langs:
         task.check_language(lang)
@@ -152,6 +164,7 @@ def _check_language(task: Task, data_root: Path, image_root: Path, lang: str, sp
     # Each image is checked once although many examples may share it (xGQA: ~32 questions per image).
     images = list(dict.fromkeys(p for ex in examples for p in ex.images))
     missing = [p for p in images if not p.is_file()]
+    unreadable = [(p, why) for p in images if p.is_file() and (why := image_problem(p)) is not None]
     return LanguageReport(
         lang=lang,
         annotation_file=annotation_file,
@@ -159,6 +172,8 @@ def _check_language(task: Task, data_root: Path, image_root: Path, lang: str, sp
         n_images_referenced=len(images),
         n_missing_images=len(missing),
         missing_images=tuple(missing[:MAX_MISSING_SHOWN]),
+        n_unreadable_images=len(unreadable),
+        unreadable_images=tuple(unreadable[:MAX_MISSING_SHOWN]),
     )
 
 
@@ -169,7 +184,9 @@ def _status(r: LanguageReport) -> str:
         return "no annotation file"
     if r.error:
         return "bad annotations"
-    return "missing images" if r.n_missing_images else "no examples"
+    if r.n_missing_images:
+        return "missing images"
+    return "unreadable images" if r.n_unreadable_images else "no examples"
 
 
 def render_report(report: DataReport) -> str:
@@ -214,6 +231,12 @@ def render_report(report: DataReport) -> str:
             shown = ", ".join(str(p) for p in r.missing_images)
             tail = f" and {more} more" if more > 0 else ""
             problems.append(f"{r.lang}: {r.n_missing_images} missing image(s): {shown}{tail}")
+        if r.n_unreadable_images:
+            more = r.n_unreadable_images - len(r.unreadable_images)
+            shown = "; ".join(f"{p} ({why})" for p, why in r.unreadable_images)
+            tail = f" and {more} more" if more > 0 else ""
+            problems.append(f"{r.lang}: {r.n_unreadable_images} unreadable image(s): {shown}{tail}; replace them with "
+                            "the benchmark's original files")
     if problems:
         hint = f"Download the benchmark from {report.source_url}; tasks/README.md shows the layout."
         out += ["", "Problems:", *problems, "", hint]

@@ -361,7 +361,7 @@ def run_demo(
         for model, into in ((base, untrained), (exported, trained)):
             options = RunOptions(
                 task=task, model=str(model), data_root=data_root, image_root=image_root, languages=langs, split="test",
-                batch_size=24, out_dir=runs, seed=seed, command=("mvleval", "demo"),
+                batch_size=24, out_dir=runs, seed=seed, command=("mvleval", "demo"), overwrite=True,
             )
             # A repeated demo replaces its previous run of the same configuration.
             paths = RunPaths.for_name(runs, run_name(options, run_identity(options, prepare(options))))

@@ -62,3 +62,25 @@ def load_image(path: Path, draft_size: tuple[int, int] | None = None) -> Image.I
         raise MvlevalError("file is not an image Pillow can read.", fix="re-download the image.", where=path) from None
     except OSError as exc:
         raise MvlevalError(f"image is corrupt or truncated ({exc}).", fix="re-download the image.", where=path) from None
+
+
+def image_problem(path: Path) -> str | None:
+    """Why an existing image file cannot be used (None when it can), checked cheaply for `mvleval data check`: Pillow
+    must recognise the header, and a JPEG must decode at 1/8 scale to the end (a truncated file fails here), so a
+    bad file is found before a run reaches it rather than on its first batch."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)"
+        with Image.open(path) as img:
+            if img.width * img.height > MAX_PIXELS:
+                return f"{img.width}x{img.height} pixels, above the decompression-bomb limit"
+            if img.format == "JPEG":
+                img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
+            img.load()
+    except UnidentifiedImageError:
+        return "not an image Pillow can read"
+    except (OSError, SyntaxError, ValueError) as exc:
+        return f"cannot be decoded ({exc})"
+    return None

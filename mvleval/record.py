@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mvleval.errors import MvlevalError
+from mvleval.fileperms import follow_umask
 
 #: 2: the model section names its backend and family and no longer assumes BLIP-2 (version 1 records still read).
 SCHEMA_VERSION = 2
@@ -80,6 +81,7 @@ class Provenance(_Model):
     seed: int
     command: list[str]
     hostname: str | None = None
+    batch_size: int | None = None  # samples per generate call (what --batch-size auto picked); predictions do not depend on it
 
 
 class RunRecord(_Model):
@@ -109,6 +111,7 @@ def write_json_atomic(path: Path, payload: str) -> None:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
+        follow_umask([Path(tmp)])  # mkstemp makes 0600; the result must be readable as any other written file
         os.replace(tmp, path)
     except BaseException:
         try:

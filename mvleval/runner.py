@@ -64,6 +64,7 @@ class RunOptions:
     backend: str | None = None  # None: chosen from the checkpoint's config.json
     trust_remote_code: bool = False
     image_handling: str = "native"  # several images per example: "native" or "side-by-side"
+    overwrite: bool = False  # replace a finished record with the same settings (refused otherwise)
 
     @property
     def resolved_image_root(self) -> Path:
@@ -116,6 +117,10 @@ class Progress(Protocol):
 
     def finish(self) -> None: ...
 
+    def note(self, message: str) -> None:
+        """A one-line status message (what is loading, where a run resumed, the batch size picked)."""
+        ...
+
 
 class NullProgress:
     def start(self, label: str, total: int, done: int) -> None:
@@ -126,6 +131,9 @@ class NullProgress:
 
     def finish(self) -> None:
         pass
+
+    def note(self, message: str) -> None:
+        log.info(message)
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,7 @@ def prepare(options: RunOptions) -> PreparedRun:
     task = load_task(options.task, prompt_style=options.prompt_style)
     split = options.split or task.default_split
     task.check_split(split)
+    check_generation(task.generation.replace(**options.generation))
     data_root = options.data_root
     if not data_root.is_dir():
         raise MvlevalError(
@@ -182,6 +191,12 @@ def prepare(options: RunOptions) -> PreparedRun:
         if len(set(ids)) != len(ids):
             dup = next(i for i in ids if ids.count(i) > 1)
             problems.append(f"{path}: example id {dup!r} occurs more than once; ids must be unique per language.")
+            continue
+        if not exs:
+            problems.append(
+                f"{path}: no {lang} examples in the {split} split; a language without examples cannot be scored "
+                "(nor blessed as a baseline)."
+            )
             continue
         if options.limit is not None:
             exs = exs[: options.limit]
@@ -219,6 +234,21 @@ def prepare(options: RunOptions) -> PreparedRun:
         annotation_files=annotation_files,
         data_fingerprint=provenance.examples_fingerprint(fingerprint_rows),
     )
+
+
+def check_generation(settings: GenerationSettings) -> None:
+    """Refuse decoding settings generate() cannot run, before any data or model is loaded (all problems at once)."""
+    problems = []
+    if settings.num_beams < 1:
+        problems.append(f"--num-beams must be at least 1, got {settings.num_beams}")
+    if settings.max_new_tokens < 1:
+        problems.append(f"--max-new-tokens must be at least 1, got {settings.max_new_tokens}")
+    if settings.min_new_tokens < 0:
+        problems.append(f"--min-new-tokens cannot be negative, got {settings.min_new_tokens}")
+    elif settings.min_new_tokens > settings.max_new_tokens:
+        problems.append(f"--min-new-tokens ({settings.min_new_tokens}) is above --max-new-tokens ({settings.max_new_tokens})")
+    if problems:
+        raise MvlevalError("; ".join(problems) + ".", fix="correct the generation flags (or leave them out for the task's protocol).")
 
 
 # -- run identity and resume ----------------------------------------------------------------------------------------
@@ -410,6 +440,12 @@ def evaluate(
         raise MvlevalError(f"the output folder is not writable ({exc.strerror}).", fix="pass a writable --out.", where=out_dir) from None
     paths = RunPaths.for_name(out_dir, name, dist_info.rank, dist_info.world_size)
 
+    if paths.record.is_file() and not paths.manifest.exists() and not options.overwrite:
+        raise MvlevalError(
+            f"a finished run with exactly these settings already exists ({paths.record}); mvleval does not replace a "
+            "finished record silently.",
+            fix="pass --overwrite to replace it, or --out another folder to keep both.",
+        )
     if options.resume:
         _find_resumable(out_dir, paths, identity)
     elif paths.partial.exists() or paths.manifest.exists():
@@ -418,11 +454,14 @@ def evaluate(
             fix=f"pass --resume to continue it, or delete {out_dir}/{name}.*partial.jsonl and {paths.manifest} to start over.",
         )
     done = _load_done([paths.partial], prepared) if options.resume else {}
+    total = sum(len(exs) for exs in prepared.examples.values())
     if options.resume:
-        log.info("resuming %s: %d samples already done", name, len(done))
+        progress.note(f"resuming {name}: {len(done)} of {total} examples already done, in {paths.partial}")
         _rewrite_partial(paths, list(done.values()))
     _init_distributed(dist_info)
     torch_seed(options.seed)
+    if backend_factory is None:
+        progress.note(f"loading {options.model}" + (f" with adapter {options.adapter}" if options.adapter else "") + " ...")
     backend = backend_factory() if backend_factory else _load_backend(options, dist_info)
     backend.check_settings(prepared.generation, task.images_per_example)
     model_info = backend.info(prepared.generation)
@@ -430,28 +469,25 @@ def evaluate(
         # written once the model loaded and accepted the settings: a run refused before that leaves nothing behind
         write_json_atomic(paths.manifest, json.dumps({"identity": identity, "name": name}, indent=2, sort_keys=True) + "\n")
 
-    from mvleval.backends.base import GenerationRequest
-
     batch_size = options.batch_size or _auto_batch_size(backend, prepared)
+    if options.batch_size is None:
+        progress.note(f"--batch-size auto: {batch_size}")
     owner = _image_owner(prepared, dist_info.world_size)
-    with SampleWriter(paths.partial) as writer:
-        for lang in prepared.languages:
-            # Data-parallel: each rank takes the examples of its images (so no image is encoded on two ranks);
-            # predictions do not depend on batch composition, so the merged result equals a single-process run.
-            shard = [e for e in prepared.examples[lang] if owner[e.images] == dist_info.rank]
-            todo = [e for e in shard if (lang, e.id) not in done]
-            progress.start(f"{task.name} {lang}", len(shard), len(shard) - len(todo))
-            batches = _batches(todo, batch_size)
-            # decode + preprocess this language's images in worker threads, ahead of use
-            backend.prefetch([GenerationRequest(e.prompt, e.images) for b in batches for e in b])
-            for batch in batches:
-                preds = backend.generate([GenerationRequest(e.prompt, e.images) for e in batch], prepared.generation)
-                rows = [_sample_row(e, p) for e, p in zip(batch, preds, strict=True)]
-                writer.write_batch(rows)
-                for row in rows:
-                    done[(lang, row["id"])] = row
-                progress.advance(len(batch))
-            progress.finish()
+    already = len(done)
+    try:
+        _generate_all(prepared, backend, paths, done, owner, dist_info, batch_size, progress)
+    except Exception as exc:  # not KeyboardInterrupt: an interrupted run stays resumable, as the CLI's hint says
+        if len(done) == already == 0 and dist_info.world_size == 1:
+            # nothing was generated: leave nothing behind, so the same command runs again once the cause is fixed
+            paths.partial.unlink(missing_ok=True)
+            paths.manifest.unlink(missing_ok=True)
+        elif isinstance(exc, MvlevalError):
+            kept = len(done)
+            raise MvlevalError(
+                exc.what, fix=f"{exc.fix or 'fix the cause'}; then rerun the same command with --resume: the {kept} "
+                f"examples generated so far are kept in {paths.partial}.", where=exc.where
+            ) from None
+        raise
     backend.close()
 
     _barrier(dist_info)
@@ -495,6 +531,7 @@ def evaluate(
             seed=options.seed,
             command=list(options.command or sys.argv),
             hostname=provenance.hostname(),
+            batch_size=batch_size,
         ),
         duration_s=round(time.monotonic() - started, 3),
         samples_file=paths.samples.name,
@@ -519,6 +556,40 @@ def evaluate(
     paths.manifest.unlink(missing_ok=True)
     _barrier(dist_info)
     return record, paths.record
+
+
+def _generate_all(
+    prepared: PreparedRun,
+    backend: Backend,
+    paths: RunPaths,
+    done: dict[tuple[str, str], dict[str, Any]],
+    owner: dict[tuple[Path, ...], int],
+    dist_info: DistInfo,
+    batch_size: int,
+    progress: Progress,
+) -> None:
+    """Generate every example not in `done`, appending (and fsyncing) each batch to the partial file and to `done`."""
+    from mvleval.backends.base import GenerationRequest
+
+    task = prepared.task
+    with SampleWriter(paths.partial) as writer:
+        for lang in prepared.languages:
+            # Data-parallel: each rank takes the examples of its images (so no image is encoded on two ranks);
+            # predictions do not depend on batch composition, so the merged result equals a single-process run.
+            shard = [e for e in prepared.examples[lang] if owner[e.images] == dist_info.rank]
+            todo = [e for e in shard if (lang, e.id) not in done]
+            progress.start(f"{task.name} {lang}", len(shard), len(shard) - len(todo))
+            batches = _batches(todo, batch_size)
+            # decode + preprocess this language's images in worker threads, ahead of use
+            backend.prefetch([GenerationRequest(e.prompt, e.images) for b in batches for e in b])
+            for batch in batches:
+                preds = backend.generate([GenerationRequest(e.prompt, e.images) for e in batch], prepared.generation)
+                rows = [_sample_row(e, p) for e, p in zip(batch, preds, strict=True)]
+                writer.write_batch(rows)
+                for row in rows:
+                    done[(lang, row["id"])] = row
+                progress.advance(len(batch))
+            progress.finish()
 
 
 def _image_owner(prepared: PreparedRun, world_size: int) -> dict[tuple[Path, ...], int]:

@@ -22,9 +22,10 @@ FIXTURES = Path(__file__).resolve().parent / "data" / "tasks"
 
 
 def _touch(root: Path, *relatives: str) -> None:
-    for rel in relatives:
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).touch()
+    """Real (small) JPEGs: data check opens every image."""
+    from tests.helpers import placeholder_images
+
+    placeholder_images([root / rel for rel in relatives], size=16)
 
 
 def _copy_fixtures(tmp_path: Path) -> Path:
@@ -157,3 +158,25 @@ def test_render_report_lists_one_row_per_language(tmp_path: Path) -> None:
     rows = [line.split() for line in text.splitlines() if line.split()[:1] in (["de"], ["uk"])]
     assert rows == [["de", "3", "3", "0", "ok"], ["uk", "3", "3", "0", "ok"]]
     assert text.splitlines()[0] == "xm3600 v1, split test"
+
+
+def test_unreadable_images_are_reported(tmp_path: Path) -> None:
+    """A text file named .jpg and a truncated JPEG exist but cannot be used: data check fails and names them."""
+    _touch(tmp_path, "flickr30k/759822302.jpg", "flickr30k/2245916742.jpg")
+    (tmp_path / "flickr30k/759822302.jpg").write_text("not an image")
+    good = tmp_path / "flickr30k/2245916742.jpg"
+    from PIL import Image
+
+    Image.effect_noise((64, 64), 40).convert("RGB").save(good, quality=90)
+    good.write_bytes(good.read_bytes()[: good.stat().st_size // 2])  # truncated
+    report = check_data(load_task("xvnli"), FIXTURES, tmp_path, languages=["en"])
+    (en,) = report.languages
+    assert not report.ok and en.n_unreadable_images == 2 and en.n_missing_images == 0
+    text = render_report(report)
+    assert "unreadable images" in text and "759822302.jpg (not an image Pillow can read)" in text
+    assert "2245916742.jpg (cannot be decoded" in text
+
+
+def test_missing_data_root(tmp_path: Path) -> None:
+    with pytest.raises(MvlevalError, match="data root not found"):
+        check_data(load_task("xvnli"), tmp_path / "nope", tmp_path, languages=["en"])

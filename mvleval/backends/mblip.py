@@ -335,6 +335,7 @@ class MBlipBackend(Backend):
         adapter_dir = Path(options.adapter).expanduser() if options.adapter else None
         if adapter_dir is not None:
             check_adapter_dir(adapter_dir)  # before the (possibly minutes-long) weight load
+            _refuse_merged_adapter(model_dir, adapter_dir)
         bits, quantization_config, dtype, quant_desc = precision(
             config_json, options.bits, on_cuda, model_dir, QUANT_SKIP_MODULES, double_quant=nf4_double_quant(config_json)
         )
@@ -699,6 +700,21 @@ def auto_batch_size(
         backend._cache.clear()  # noqa: SLF001
         backend._cache.update(cached)  # noqa: SLF001
         backend.images_encoded, backend.cache_hits = counters
+
+
+def _refuse_merged_adapter(model_dir: Path, adapter_dir: Path) -> None:
+    """Refuse an adapter that `mvleval export` already merged into this checkpoint (it would be applied twice)."""
+    info_path = model_dir / "mvleval_export.json"
+    if not info_path.is_file():
+        return
+    source = _read_json(info_path).get("source")
+    if source and Path(source).resolve() == adapter_dir.resolve():
+        raise MvlevalError(
+            f"this checkpoint was exported from the adapter {adapter_dir} (its mvleval_export.json says so): the adapter "
+            "is already merged into the weights, and applying it again would change the model.",
+            fix="drop --adapter to evaluate the exported checkpoint, or pass the base checkpoint to --model.",
+            where=info_path,
+        )
 
 
 def nf4_double_quant(config_json: dict[str, Any]) -> bool:

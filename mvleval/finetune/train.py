@@ -449,6 +449,9 @@ def save_trained_weights(model: Blip2ForConditionalGeneration, peft_model: Any, 
     }
     if parts:
         save_file(parts, str(folder / BLIP_PARTS_FILE), metadata={"format": "pt"})
+    from mvleval.fileperms import follow_umask_tree
+
+    follow_umask_tree(folder)  # safetensors renames a 0600 temporary file into place
 
 
 def _rng_state() -> dict[str, Any]:
@@ -624,6 +627,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgress 
     examples: list[Example] = load_examples(config)  # data problems surface before any model is loaded
     _check_out_dir(config, resume)
     out = config.output_dir
+    from mvleval.fileperms import ensure_writable_dir
+
+    ensure_writable_dir(out, "--out")
 
     torch.manual_seed(config.seed)
     model, processor = load_base_model(config.base_model, bits, device)

@@ -92,6 +92,8 @@ def check_weights(model_dir: Path, allow_pickle: bool, fix: str) -> list[Path]:
     """
     safe, pickled = weight_files(model_dir)
     if safe:
+        for path in safe:
+            check_safetensors_header(path)
         return safe
     if pickled and not allow_pickle:
         raise MvlevalError(
@@ -103,3 +105,18 @@ def check_weights(model_dir: Path, allow_pickle: bool, fix: str) -> list[Path]:
     if not pickled:
         raise MvlevalError("the checkpoint has no weight files (*.safetensors).", fix=fix, where=model_dir)
     return pickled
+
+
+def check_safetensors_header(path: Path) -> None:
+    """Read a safetensors file's header (cheap): a truncated or corrupt file is an error naming it, not a traceback."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            fh.keys()
+    except Exception as exc:  # noqa: BLE001 -- safetensors raises its own SafetensorError (an Exception) for any damage
+        raise MvlevalError(
+            f"this weight file cannot be read ({exc}); it is probably truncated or damaged.",
+            fix="download or copy the checkpoint again (compare its size with the original).",
+            where=path,
+        ) from None

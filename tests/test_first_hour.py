@@ -1,0 +1,162 @@
+"""What a new user hit in the first hour (issue 16), each re-tried through the console script: finished records are never
+replaced silently, a merged adapter is not applied twice, empty languages and bad flags are errors before anything is
+written, written files follow the umask, a failed run leaves nothing behind, and the user is told what is happening."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+
+def _mvleval(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("mvleval")
+    assert exe, "the mvleval console script is not installed (pip install -e .)"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=env, timeout=600, cwd=cwd)
+
+
+def _error(result: subprocess.CompletedProcess[str], *needles: str) -> str:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    text = " ".join(result.stderr.split())
+    for needle in needles:
+        assert needle in text, text
+    return text
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from mvleval.demo import build_demo_data
+
+    return build_demo_data(tmp_path_factory.mktemp("first-hour"), n_train=0, n_test=6)
+
+
+def _run(model: Path, demo: tuple[Path, Path], out: Path, *extra: object) -> subprocess.CompletedProcess[str]:
+    data_root, image_root = demo
+    return _mvleval("run", "--task", "xgqa", "--model", model, "--data-root", data_root, "--image-root", image_root,
+                    "--lang", "en", "--out", out, "--num-beams", "1", "--max-new-tokens", "3", *extra)
+
+
+def _records(out: Path) -> list[Path]:
+    return [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")]
+
+
+def test_a_finished_record_is_not_replaced_silently(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    first = _run(tiny_mt5_dir, demo, out)
+    assert first.returncode == 0, first.stderr
+    [record] = _records(out)
+    before = record.read_bytes()
+    again = _run(tiny_mt5_dir, demo, out)
+    _error(again, "already exists", str(record), "--overwrite")
+    # the plain-generate path has the same identity (same predictions): refused too, not written over the first
+    _error(_run(tiny_mt5_dir, demo, out, "--no-shared-prefix"), "already exists")
+    assert record.read_bytes() == before
+    replaced = _run(tiny_mt5_dir, demo, out, "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert _records(out) == [record]
+
+
+def test_an_adapter_merged_into_the_checkpoint_is_refused(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
+    adapter = tmp_path / "lora"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    exported = tmp_path / "export4"
+    shutil.copytree(tiny_mt5_dir, exported)
+    (exported / "mvleval_export.json").write_text(json.dumps({"source": str(adapter.resolve()), "bits": 4}))
+    out = tmp_path / "runs"
+    _error(_run(exported, demo, out, "--adapter", adapter), "already merged", "drop --adapter")
+    assert not list(out.glob("*"))
+
+
+def test_a_language_without_examples_is_an_error(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
+    data_root = tmp_path / "data"
+    shutil.copytree(demo[0], data_root, ignore=shutil.ignore_patterns("images"))
+    (data_root / "xgqa/data/few_shot/en/test.json").write_text("{}")
+    out = tmp_path / "runs"
+    _error(_run(tiny_mt5_dir, (data_root, demo[1]), out), "no en examples", "test.json")
+    assert not out.exists() or not list(out.glob("*"))
+
+
+@pytest.mark.parametrize(("flags", "needle"), [
+    (("--num-beams", "0"), "--num-beams must be at least 1"),
+    (("--max-new-tokens", "0"), "--max-new-tokens must be at least 1"),
+])
+def test_generation_flags_are_checked_before_anything_is_loaded(flags: tuple[str, ...], needle: str, demo: tuple[Path, Path],
+                                                                tiny_mt5_dir: Path, tmp_path: Path) -> None:
+    data_root, image_root = demo
+    out = tmp_path / "runs"
+    r = _mvleval("run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root", image_root,
+                 "--lang", "en", "--out", out, *flags)
+    _error(r, needle)
+    assert not out.exists()
+
+
+def test_a_truncated_weight_file_is_named(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
+    model = tmp_path / "truncated"
+    shutil.copytree(tiny_mt5_dir, model)
+    weights = next(model.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:5])
+    _error(_run(model, demo, tmp_path / "runs"), str(weights), "truncated or damaged")
+
+
+def test_written_files_follow_the_umask(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    old = os.umask(0o022)
+    try:
+        assert _run(tiny_mt5_dir, demo, out).returncode == 0
+    finally:
+        os.umask(old)
+    [record] = _records(out)
+    for path in (record, out / json.loads(record.read_text())["samples_file"]):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, (path, oct(path.stat().st_mode))
+
+
+def test_a_run_that_fails_before_generating_leaves_nothing(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
+    data_root, image_root = demo
+    images = tmp_path / "images"
+    shutil.copytree(image_root, images)
+    questions = json.loads((data_root / "xgqa/data/few_shot/en/test.json").read_text())
+    first = images / "gqa" / f"{sorted(q['imageId'] for q in questions.values())[0]}.jpg"
+    good = first.read_bytes()
+    first.write_text("not a jpeg")
+    out = tmp_path / "runs"
+    r = _mvleval("run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root", images,
+                 "--lang", "en", "--out", out, "--num-beams", "1", "--batch-size", "64")
+    _error(r, str(first))
+    assert not list(out.glob("*")), "no manifest or partial file after a run that generated nothing"
+    first.write_bytes(good)  # the user fixes the image and runs the same command again
+    r = _mvleval("run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root", images,
+                 "--lang", "en", "--out", out, "--num-beams", "1", "--batch-size", "64")
+    assert r.returncode == 0, r.stderr
+
+
+def test_the_user_is_told_what_loads_and_the_batch_size_is_recorded(demo: tuple[Path, Path], tiny_mt5_dir: Path,
+                                                                     tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    r = _run(tiny_mt5_dir, demo, out, "--batch-size", "auto")
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stderr.split())
+    assert f"loading {tiny_mt5_dir}" in text and "--batch-size auto:" in text
+    [record] = _records(out)
+    picked = json.loads(record.read_text())["provenance"]["batch_size"]
+    assert isinstance(picked, int) and picked >= 1 and f"--batch-size auto: {picked}" in text
+
+
+def test_data_check_finds_an_image_pillow_cannot_open(demo: tuple[Path, Path], tmp_path: Path) -> None:
+    data_root, image_root = demo
+    images = tmp_path / "images"
+    shutil.copytree(image_root, images)
+    bad = next((images / "gqa").glob("*.jpg"))
+    bad.write_text("a text file named .jpg")
+    r = _mvleval("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en")
+    assert r.returncode == 1 and "unreadable" in r.stdout and bad.name in r.stdout
+    r = _mvleval("data", "check", "--task", "xgqa", "--data-root", tmp_path / "nope", "--lang", "en")
+    _error(r, "data root not found")
