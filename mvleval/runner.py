@@ -338,13 +338,15 @@ def _batches(examples: Sequence[Example], batch_size: int) -> list[list[Example]
     return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
 
 
-def _sample_row(example: Example, prediction: str) -> dict[str, Any]:
+def _sample_row(example: Example, prediction: str, image_root: Path) -> dict[str, Any]:
     return {
         "id": example.id,
         "lang": example.lang,
         "prompt": example.prompt,
         "prediction": prediction,
         "references": list(example.references),
+        # relative to the image root, as in the data fingerprint: `mvleval report --image-root` shows them
+        "images": [Path(os.path.relpath(p, image_root)).as_posix() for p in example.images],
     }
 
 
@@ -369,6 +371,11 @@ def score_rows(task: Task, languages: Sequence[str], rows_by_lang: dict[str, lis
             if result.per_example is not None:
                 for row, value in zip(rows, result.per_example, strict=True):
                     row.setdefault("scores", {})[metric.name] = value
+            if result.per_example_extra is not None:
+                # per-sample facts behind a score (e.g. the language detected for a language-fidelity miss)
+                for row, facts in zip(rows, result.per_example_extra, strict=True):
+                    if facts:
+                        row.setdefault("extra", {})[metric.name] = facts
         values = [v for v in per_lang.values() if v is not None]
         scores[metric.name] = MetricScores(
             signature=signature,
@@ -446,7 +453,7 @@ def evaluate(
             backend.prefetch([GenerationRequest(e.prompt, e.images) for b in batches for e in b])
             for batch in batches:
                 preds = backend.generate([GenerationRequest(e.prompt, e.images) for e in batch], prepared.generation)
-                rows = [_sample_row(e, p) for e, p in zip(batch, preds, strict=True)]
+                rows = [_sample_row(e, p, options.resolved_image_root) for e, p in zip(batch, preds, strict=True)]
                 writer.write_batch(rows)
                 for row in rows:
                     done[(lang, row["id"])] = row
@@ -599,6 +606,7 @@ def rescore(record_path: Path) -> tuple[RunRecord, Path]:
         if row.get("lang") not in rows_by_lang:
             raise MvlevalError(f"sample of language {row.get('lang')!r} not in the record's languages.", where=samples_path)
         row.pop("scores", None)
+        row.pop("extra", None)
         rows_by_lang[row["lang"]].append(row)
     for lang, rows in rows_by_lang.items():
         if len(rows) != record.task.n_examples[lang]:
