@@ -224,6 +224,8 @@ def run(
     max_drop: Annotated[Optional[list[str]], typer.Option(help="With --gate: allowed drop in points, X or metric=X (repeatable).")] = None,
     lang_tolerance: Annotated[Optional[list[str]], typer.Option(help="With --gate: per-language tolerance, zh=3 or zh:cider=5.")] = None,
     paired: Annotated[bool, typer.Option(help="With --gate: also require a significant paired-bootstrap drop.")] = False,
+    report: Annotated[Optional[Path], typer.Option(help="With --gate: also write the gate's Markdown report here.")] = None,
+    report_html: Annotated[Optional[Path], typer.Option(help="With --gate: also write the HTML comparison of the run with the baseline here.")] = None,
 ) -> None:
     """Evaluate a model on one or more tasks; writes a run record (JSON) and a per-sample file (JSONL) per task."""
     from mvleval.runner import RunOptions, evaluate, finished_record, load_run_backend, prepare
@@ -236,6 +238,9 @@ def run(
     names = task_names() if task == ["all"] else list(dict.fromkeys(task))
     if "all" in names:
         raise MvlevalError("--task all cannot be combined with other --task values.", fix="pass --task all alone.")
+    if gate_baseline is None and (report is not None or report_html is not None):
+        raise MvlevalError("--report and --report-html write the gate's reports, but no --gate baseline was given.",
+                           fix="add --gate BASELINE, or make a report of the run afterwards with `mvleval report RUN`.")
     if gate_baseline is not None and len(names) > 1:
         raise MvlevalError("--gate compares one task's run with its baseline, but several tasks were given.",
                            fix="run the tasks, then `mvleval gate RUN --baseline BASELINE` for each.")
@@ -281,7 +286,8 @@ def run(
         print_summary(record, console)
         console.print(f"Run record: {path}")
     if gate_baseline is not None:
-        _gate(path, gate_baseline, max_drop or [], None, lang_tolerance or [], paired, 0.95, None)
+        _gate(path, gate_baseline, max_drop or [], None, lang_tolerance or [], paired, 0.95, report,
+              report_html=report_html, image_root=runs[0].resolved_image_root)
 
 
 @app.command()
@@ -317,14 +323,16 @@ def leaderboard(
 
 
 def _gate(run_path: Path, baseline_path: Path, max_drop: list[str], metric: list[str] | None, lang_tolerance: list[str],
-          paired: bool, confidence: float, report: Path | None) -> None:
+          paired: bool, confidence: float, report: Path | None, *, report_html: Path | None = None,
+          image_root: Path | None = None) -> None:
     from mvleval.gate import gate as run_gate
     from mvleval.gate import parse_lang_tolerances, parse_max_drop, render_rich, write_summary
     from mvleval.record import read_record
 
+    run_record, baseline_record = read_record(run_path), read_record(baseline_path)
     result = run_gate(
-        read_record(run_path),
-        read_record(baseline_path),
+        run_record,
+        baseline_record,
         run_dir=run_path.parent,
         baseline_dir=baseline_path.parent,
         max_drop=parse_max_drop(max_drop) if max_drop else 1.0,
@@ -337,6 +345,12 @@ def _gate(run_path: Path, baseline_path: Path, max_drop: list[str], metric: list
     console.print(render_rich(result))
     for written in write_summary(result, report):
         console.print(f"Gate report: {written}")
+    if report_html is not None:
+        from mvleval.report import write_compare_report
+
+        summary = write_compare_report(run_path, baseline_path, report_html, image_root=image_root, metrics=metric or None,
+                                       gate_report=result, run=run_record, baseline=baseline_record)
+        _print_report_summary(console, summary)
     console.print("[bold green]PASS[/bold green]" if result.passed else "[bold red]REGRESSION[/bold red]")
     if result.exit_code:
         raise typer.Exit(result.exit_code)
@@ -352,9 +366,49 @@ def gate(
     paired: Annotated[bool, typer.Option(help="Fail only when a paired bootstrap on per-sample scores says the drop is significant.")] = False,
     confidence: Annotated[float, typer.Option(help="Confidence level of the paired test.")] = 0.95,
     report: Annotated[Optional[Path], typer.Option(help="Also write the Markdown report here (and to $GITHUB_STEP_SUMMARY when set).")] = None,
+    report_html: Annotated[Optional[Path], typer.Option(help="Also write the HTML comparison (flipped samples per language, largest drops, every sample) here.")] = None,
+    image_root: Annotated[Optional[Path], typer.Option(help="With --report-html: the images' folder, for thumbnails and links to the full images.")] = None,
 ) -> None:
     """Compare a run with a baseline: exit 0 on pass, 1 on regression, 2 when the two are not comparable."""
-    _gate(run_record, baseline, max_drop or [], metric, lang_tolerance or [], paired, confidence, report)
+    _gate(run_record, baseline, max_drop or [], metric, lang_tolerance or [], paired, confidence, report,
+          report_html=report_html, image_root=image_root)
+
+
+def _print_report_summary(console: Console, summary: Any) -> None:
+    from rich.markup import escape
+
+    size = summary.size_bytes / 1e6
+    flips = "" if summary.n_flipped is None else f", {summary.n_flipped} flipped verdict(s)"
+    console.print(escape(f"HTML report: {summary.path} ({summary.n_samples} samples{flips}, {size:.1f} MB)"))
+    if summary.image_root is None and summary.n_images:
+        console.print("[dim]No thumbnails: pass --image-root DIR (the run's image folder) to embed them.[/dim]")
+    elif summary.missing_images:
+        shown = ", ".join(summary.missing_images[:3])
+        console.print(escape(f"Warning: {len(summary.missing_images)} of {summary.n_images} images not found or unreadable "
+                             f"under {summary.image_root} (e.g. {shown}); the report names them instead."))
+
+
+@app.command("report")
+def report_command(
+    run_record: Annotated[Path, typer.Argument(metavar="RUN", help="A run record written by `mvleval run` (its per-sample file next to it).")],
+    out: Annotated[Optional[Path], typer.Option(help="The HTML file to write (default: next to the record, RUN.html or RUN.compare.html).")] = None,
+    compare: Annotated[Optional[Path], typer.Option(metavar="BASELINE", help="Compare with this baseline record: flipped verdicts per language, then the largest drops.")] = None,
+    image_root: Annotated[Optional[Path], typer.Option(help="The images' folder (the run's --image-root): thumbnails are embedded from it, with links to the full images.")] = None,
+    metric: Annotated[Optional[list[str]], typer.Option(help="With --compare: compare only these metrics (repeatable; default: all of the baseline's).")] = None,
+) -> None:
+    """Write one self-contained HTML page of a run (every sample, filterable), or of a run against a baseline."""
+    from mvleval.report import write_compare_report, write_run_report
+
+    if metric and compare is None:
+        raise MvlevalError("--metric selects what --compare compares, but no --compare baseline was given.",
+                           fix="add --compare BASELINE, or leave --metric out.")
+    if compare is None:
+        target = out or run_record.with_suffix(".html")
+        summary = write_run_report(run_record, target, image_root=image_root)
+    else:
+        target = out or run_record.with_suffix(".compare.html")
+        summary = write_compare_report(run_record, compare, target, image_root=image_root, metrics=metric or None)
+    _print_report_summary(_console(), summary)
 
 
 @baseline_app.command("bless")

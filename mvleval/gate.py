@@ -146,6 +146,26 @@ def comparability_problems(run: RunRecord, baseline: RunRecord, metrics: Sequenc
     return problems
 
 
+def check_comparable(run: RunRecord, baseline: RunRecord, metrics: Sequence[str] | None = None) -> list[str]:
+    """The metrics to compare (all of the baseline's when None), after checking that the records are comparable.
+
+    Shared by the gate and `mvleval report --compare`, so both refuse with the same message.
+
+    Raises:
+        MvlevalError: a metric name is unknown, or the records differ in anything comparability_problems checks
+            (every difference listed).
+    """
+    selected = _selected_metrics(run, baseline, metrics)
+    problems = comparability_problems(run, baseline, selected)
+    if problems:
+        raise MvlevalError(
+            f"run {run.run_id} cannot be gated against baseline {baseline.run_id}: " + "; ".join(problems) + ".",
+            fix="gate against a baseline of the same task version, split, example set and metric signatures "
+            "(re-run with the baseline's settings, or bless a new baseline if the change is intended).",
+        )
+    return selected
+
+
 # -- tolerances -----------------------------------------------------------------------------------------------------
 def _check_points(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
@@ -349,14 +369,7 @@ def gate(
     """
     if not 0.0 < confidence < 1.0:
         raise MvlevalError(f"confidence must lie strictly between 0 and 1, got {confidence}.", fix="e.g. 0.95.")
-    selected = _selected_metrics(run, baseline, metrics)
-    problems = comparability_problems(run, baseline, selected)
-    if problems:
-        raise MvlevalError(
-            f"run {run.run_id} cannot be gated against baseline {baseline.run_id}: " + "; ".join(problems) + ".",
-            fix="gate against a baseline of the same task version, split, example set and metric signatures "
-            "(re-run with the baseline's settings, or bless a new baseline if the change is intended).",
-        )
+    selected = check_comparable(run, baseline, metrics)
     languages = list(baseline.task.languages)
     tolerance = _tolerances(selected, languages, max_drop, per_lang_tolerance)
 

@@ -1,4 +1,4 @@
-"""Run records -> leaderboard (one row per model, one column per comparable task x headline metric) -> Markdown/CSV/PNG.
+"""Run records -> leaderboard (one row per model, one column per comparable task x headline metric) -> Markdown/CSV/PNG/HTML.
 
 Pure and deterministic: the same records give byte-identical files. Only numbers that are comparable share a column:
 same task, task version, protocol hash, split, example set (provenance.data_fingerprint), headline metric and metric
@@ -518,10 +518,12 @@ def _write_heatmap(lb: Leaderboard, column: Column, path: Path) -> None:
 
 
 def write_leaderboard(lb: Leaderboard, out_dir: Path) -> list[Path]:
-    """Write leaderboard.md, leaderboard.csv and one heatmap PNG per column into `out_dir`.
+    """Write leaderboard.md, leaderboard.csv, one heatmap PNG per column and leaderboard.html into `out_dir`.
+
+    leaderboard.html is self-contained (sortable tables, the heatmaps embedded), so it can be sent or uploaded alone.
 
     Returns:
-        The written paths: the Markdown, the CSV, then the heatmaps in column order.
+        The written paths: the Markdown, the CSV, the heatmaps in column order, then the HTML page.
 
     Raises:
         MvlevalError: the folder cannot be written.
@@ -533,10 +535,17 @@ def write_leaderboard(lb: Leaderboard, out_dir: Path) -> list[Path]:
         md_path.write_text(render_markdown(lb), encoding="utf-8")
         leaderboard_frame(lb).to_csv(csv_path, index=False, lineterminator="\n", float_format="%.1f")
         written = [md_path, csv_path]
+        heatmaps: dict[str, bytes] = {}
         for column in lb.columns:
             png = out_dir / heatmap_name(column)
             _write_heatmap(lb, column, png)
             written.append(png)
+            heatmaps[png.name] = png.read_bytes()
+        from mvleval.report.leaderboard_html import render_leaderboard_html  # the HTML pages live in report/
+
+        html_path = out_dir / "leaderboard.html"
+        html_path.write_text(render_leaderboard_html(lb, heatmaps), encoding="utf-8")
+        written.append(html_path)
     except OSError as exc:
         raise MvlevalError(
             f"could not write the leaderboard ({exc.strerror or exc}).", fix="choose a writable --out folder.", where=out_dir

@@ -368,13 +368,15 @@ def _batches(examples: Sequence[Example], batch_size: int) -> list[list[Example]
     return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
 
 
-def _sample_row(example: Example, prediction: str) -> dict[str, Any]:
+def _sample_row(example: Example, prediction: str, image_root: Path) -> dict[str, Any]:
     return {
         "id": example.id,
         "lang": example.lang,
         "prompt": example.prompt,
         "prediction": prediction,
         "references": list(example.references),
+        # relative to the image root, as in the data fingerprint: `mvleval report --image-root` shows them
+        "images": [Path(os.path.relpath(p, image_root)).as_posix() for p in example.images],
     }
 
 
@@ -399,6 +401,11 @@ def score_rows(task: Task, languages: Sequence[str], rows_by_lang: dict[str, lis
             if result.per_example is not None:
                 for row, value in zip(rows, result.per_example, strict=True):
                     row.setdefault("scores", {})[metric.name] = value
+            if result.per_example_extra is not None:
+                # per-sample facts behind a score (e.g. the language detected for a language-fidelity miss)
+                for row, facts in zip(rows, result.per_example_extra, strict=True):
+                    if facts:
+                        row.setdefault("extra", {})[metric.name] = facts
         values = [v for v in per_lang.values() if v is not None]
         scores[metric.name] = MetricScores(
             signature=signature,
@@ -475,7 +482,7 @@ def evaluate(
     owner = _image_owner(prepared, dist_info.world_size)
     already = len(done)
     try:
-        _generate_all(prepared, backend, paths, done, owner, dist_info, batch_size, progress)
+        _generate_all(prepared, backend, paths, done, owner, dist_info, batch_size, progress, options.resolved_image_root)
     except Exception as exc:  # not KeyboardInterrupt: an interrupted run stays resumable, as the CLI's hint says
         if len(done) == already == 0 and dist_info.world_size == 1:
             # nothing was generated: leave nothing behind, so the same command runs again once the cause is fixed
@@ -567,6 +574,7 @@ def _generate_all(
     dist_info: DistInfo,
     batch_size: int,
     progress: Progress,
+    image_root: Path,
 ) -> None:
     """Generate every example not in `done`, appending (and fsyncing) each batch to the partial file and to `done`."""
     from mvleval.backends.base import GenerationRequest
@@ -584,7 +592,7 @@ def _generate_all(
             backend.prefetch([GenerationRequest(e.prompt, e.images) for b in batches for e in b])
             for batch in batches:
                 preds = backend.generate([GenerationRequest(e.prompt, e.images) for e in batch], prepared.generation)
-                rows = [_sample_row(e, p) for e, p in zip(batch, preds, strict=True)]
+                rows = [_sample_row(e, p, image_root) for e, p in zip(batch, preds, strict=True)]
                 writer.write_batch(rows)
                 for row in rows:
                     done[(lang, row["id"])] = row
@@ -670,6 +678,7 @@ def rescore(record_path: Path) -> tuple[RunRecord, Path]:
         if row.get("lang") not in rows_by_lang:
             raise MvlevalError(f"sample of language {row.get('lang')!r} not in the record's languages.", where=samples_path)
         row.pop("scores", None)
+        row.pop("extra", None)
         rows_by_lang[row["lang"]].append(row)
     for lang, rows in rows_by_lang.items():
         if len(rows) != record.task.n_examples[lang]:

@@ -26,4 +26,6 @@ def test_wheel_ships_the_tasks(tmp_path: Path) -> None:
     for task in task_names():
         assert f"mvleval/tasks/{task}.py" in names
     assert {"mvleval/tasks/README.md", "mvleval/py.typed", "mvleval/cli.py"} <= names
+    # the HTML pages inline these files: a wheel without them writes no report
+    assert {"mvleval/report/build.py", "mvleval/report/report.js", "mvleval/report/report.css", "mvleval/report/leaderboard.js"} <= names
     assert len(task_names()) == 5

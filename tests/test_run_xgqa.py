@@ -103,7 +103,9 @@ def test_run_record_contents(fixture: str, request: pytest.FixtureRequest, tmp_p
     assert prov.prompt_hash == load_task("xgqa").protocol_hash()
     rows = list(read_samples(out / record.samples_file))
     assert [r["lang"] for r in rows] == ["en"] * 12 + ["zh"] * 12
-    assert all(set(r) == {"id", "lang", "prompt", "prediction", "references", "scores"} for r in rows)
+    keys = {"id", "lang", "prompt", "prediction", "references", "images", "scores"}
+    assert all(keys <= set(r) <= keys | {"extra"} for r in rows)  # extra: what a metric found, e.g. a detected language
+    assert all(len(r["images"]) == 1 and r["images"][0].startswith("gqa/") and r["images"][0].endswith(".jpg") for r in rows)
     assert not list(out.glob("*.partial.jsonl")) and not list(out.glob("*.manifest.json"))
 
 

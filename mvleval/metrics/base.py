@@ -23,6 +23,9 @@ class MetricResult:
         interval: 95% bootstrap interval (low, high) when computed.
         note: why `value` is None, or another caveat worth recording.
         extra: further named numbers (e.g. the detector's fidelity on the references).
+        per_example_extra: per-example facts behind the scores, one dict (or None when there is nothing to say)
+            per example, e.g. the language detected for a language-fidelity miss; stored in the per-sample file
+            under "extra", never used for scoring.
     """
 
     value: float | None
@@ -31,6 +34,7 @@ class MetricResult:
     interval: tuple[float, float] | None = None
     note: str | None = None
     extra: dict[str, float | None] = field(default_factory=dict)
+    per_example_extra: list[dict[str, str] | None] | None = None
 
 
 class Metric(ABC):

@@ -182,6 +182,16 @@ def script_verdict(text: str, requested: str) -> str | None:
     return None
 
 
+def _lingua_code(name: str) -> str:
+    """A lingua language name as its ISO 639-1 code ("GERMAN" -> "de"), or the name in lower case."""
+    from lingua import Language
+
+    try:
+        return getattr(Language, name).iso_code_639_1.name.lower()
+    except AttributeError:
+        return name.lower()
+
+
 def _dominant(scripts: dict[str, int]) -> str:
     return max(scripts.items(), key=lambda kv: (kv[1], kv[0]))[0]
 
@@ -261,20 +271,50 @@ class LanguageFidelity(Metric):
 
     def verdicts(self, texts: Sequence[str], requested: str) -> list[str]:
         """Verdict for each text (detector run once per distinct text that passes the script check)."""
+        return [verdict for verdict, _ in self.judgements(texts, requested)]
+
+    def judgements(self, texts: Sequence[str], requested: str) -> list[tuple[str, dict[str, str] | None]]:
+        """(verdict, facts) for each text; facts say, for an output that is not faithful, what was found instead.
+
+        facts is None for a faithful output, else {"verdict": "wrong"|"undetermined", "requested": dataset code,
+        "script": dominant script of the letters (when there are letters), "detected": the detector's top-1 as a
+        dataset code (or lingua's ISO code / name outside the task's languages; absent when nothing was detected)}.
+        The detector also runs on outputs the script check already rejected, only to fill "detected": the verdict
+        (and so the score) is the one `judge` gives.
+        """
         names = self._detector_names(requested)
         detector = _detector(names) if len(names) >= 2 else None
-        cache: dict[str, str] = {}
+        codes = self._codes_by_name(requested)
+        cache: dict[str, tuple[str, dict[str, str] | None]] = {}
         out = []
         for text in texts:
-            v = cache.get(text)
-            if v is None:
+            judged = cache.get(text)
+            if judged is None:
                 ranking = None
-                if detector is not None and script_verdict(text, requested) is None:
+                pre = script_verdict(text, requested)
+                if detector is not None and (pre is None or pre == Verdict.WRONG):
                     ranking = [(c.language.name, c.value) for c in detector.compute_language_confidence_values(text)]
-                v = judge(text, requested, ranking)
-                cache[text] = v
-            out.append(v)
+                verdict = pre if pre is not None else judge(text, requested, ranking)
+                facts: dict[str, str] | None = None
+                if verdict != Verdict.FAITHFUL:
+                    facts = {"verdict": verdict, "requested": requested}
+                    scripts = _letter_scripts(text)
+                    if scripts:
+                        facts["script"] = _dominant(scripts)
+                    if ranking and ranking[0][1] > 0.0:
+                        facts["detected"] = codes.get(ranking[0][0]) or _lingua_code(ranking[0][0])
+                judged = (verdict, facts)
+                cache[text] = judged
+            out.append(judged)
         return out
+
+    def _codes_by_name(self, requested: str) -> dict[str, str]:
+        """lingua language name -> the dataset code it stands for (the requested language's code wins)."""
+        codes: dict[str, str] = {}
+        for code in (requested, *self.languages):
+            for n in lingua_names(code) or ():
+                codes.setdefault(n, code)
+        return codes
 
     def score(self, predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str) -> MetricResult:
         """Score one language's outputs; `references` give the reference ceiling (first reference per example).
@@ -294,7 +334,8 @@ class LanguageFidelity(Metric):
         if not predictions:
             return MetricResult(value=None, per_example=[], signature=self.signature(),
                                 note=f"no examples for language '{lang}'")
-        verdicts = self.verdicts(predictions, requested)
+        judged = self.judgements(predictions, requested)
+        verdicts = [v for v, _ in judged]
         per_example = [1.0 if v == Verdict.FAITHFUL else 0.0 for v in verdicts]
         firsts = [refs[0] for refs in references if len(refs) > 0]
         ref_verdicts = self.verdicts(firsts, requested) if firsts else []
@@ -306,4 +347,4 @@ class LanguageFidelity(Metric):
         value = sum(per_example) / len(per_example)
         interval = bootstrap_mean_interval(per_example, self.bootstrap_resamples, self.seed)
         return MetricResult(value=value, per_example=per_example, signature=self.signature(), interval=interval,
-                            extra=extra)
+                            extra=extra, per_example_extra=[facts for _, facts in judged])
