@@ -626,6 +626,21 @@ def _interrupted() -> int:
     return EXIT_INTERRUPTED
 
 
+_VERBOSITY_FLAGS = ("-v", "-vv", "-vvv", "--verbose")
+
+
+def _verbosity_first(args: list[str]) -> list[str]:
+    """Accept -v/-vv/--verbose wherever users put them (`mvleval run ... -v`): they belong to the app, not to a
+    command, so they are moved in front of the command. Values of options are never flags starting with '-v', and
+    everything after '--' is left alone."""
+    end = args.index("--") if "--" in args else len(args)
+    flags = [a for a in args[:end] if a in _VERBOSITY_FLAGS]
+    if not flags:
+        return args
+    rest = [a for a in args[:end] if a not in _VERBOSITY_FLAGS] + args[end:]
+    return flags + rest
+
+
 def _exit_code(value: object) -> int:
     """The process exit code for what a command returned (non-standalone click returns an Exit's code)."""
     if value is None:
@@ -644,7 +659,7 @@ def main(argv: list[str] | None = None) -> None:
     traceback) or a usage error (click's usage message), 130 Ctrl-C. Bugs still raise with their traceback.
     """
     click_errors = _click_exception_types()
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = _verbosity_first(list(sys.argv[1:] if argv is None else argv))
     if not args:
         # the help, and the usage-error code click >= 8.2 gives (8.1 gave 0): the same whichever click is installed
         app(args=["--help"], standalone_mode=False)

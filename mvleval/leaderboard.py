@@ -52,10 +52,12 @@ class ColumnKey:
 class ModelKey:
     """One leaderboard row: a checkpoint, its adapter, its bit width and its decoding settings."""
 
-    path: str
+    path: str  # as the user typed it (shown); two checkpoints typed alike are told apart by the fingerprint
     adapter: str
     bits: int
-    generation: str  # canonical JSON of the record's generation settings
+    generation: str  # canonical JSON of the record's generation settings that differ from the task's protocol
+    fingerprint: str = ""  # the weights' (and adapter's) fingerprint: a model's identity whatever the working directory
+    family: str = ""  # the model family (config model_type) when not mBLIP's BLIP-2, shown in the label
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,7 @@ def _generation_overrides(record: RunRecord) -> dict[str, Any]:
     from mvleval.task import load_task
 
     try:
-        task = load_task(record.task.name)
+        task = load_task(record.task.name, prompt_style=record.task.prompt_style)
     except MvlevalError:
         return dict(record.model.generation)
     if task.version != record.task.version or task.protocol_hash() != record.task.protocol_hash:
@@ -192,6 +194,8 @@ def _model_key(record: RunRecord) -> ModelKey:
         adapter=record.model.adapter or "",
         bits=record.model.bits,
         generation=json.dumps(_generation_overrides(record), sort_keys=True),
+        fingerprint=record.model.fingerprint or "",
+        family=record.model.family if record.model.backend not in (None, "mblip") and record.model.family else "",
     )
 
 
@@ -220,17 +224,26 @@ def _column_labels(keys: Sequence[ColumnKey], n_examples: Mapping[ColumnKey, int
     return labels
 
 
-def _row_labels(keys: Sequence[ModelKey]) -> dict[ModelKey, str]:
-    """'path + adapter (4-bit)', plus the decoding settings that differ between rows of the same checkpoint."""
+def _row_labels(keys: Sequence[ModelKey], settings: dict[ModelKey, dict[str, Any]] | None = None) -> dict[ModelKey, str]:
+    """'path + adapter (4-bit)', plus what tells rows of the same checkpoint path apart: the weights' fingerprint when
+    the same path names different weights, and the decoding settings that differ (with their actual values: a row
+    on the task's protocol shows the protocol's value, e.g. num_beams=5, never None)."""
+    settings = settings or {}
     labels: dict[ModelKey, str] = {}
     for key in keys:
         label = key.path + (f" + {key.adapter}" if key.adapter else "") + f" ({key.bits}-bit)"
+        if key.family:
+            label += f" [{key.family}]"
         siblings = [k for k in keys if (k.path, k.adapter, k.bits) == (key.path, key.adapter, key.bits)]
-        if len(siblings) > 1:
+        if len({k.fingerprint for k in siblings}) > 1:
+            label += f" weights {key.fingerprint[:8] or '?'}"
+        same_weights = [k for k in siblings if k.fingerprint == key.fingerprint]
+        if len(same_weights) > 1:
             mine = json.loads(key.generation)
-            others = [json.loads(k.generation) for k in siblings if k != key]
+            others = [json.loads(k.generation) for k in same_weights if k != key]
             names = sorted({n for o in others for n in set(o) | set(mine) if o.get(n) != mine.get(n)})
-            label += " {" + ", ".join(f"{n}={mine.get(n)}" for n in names) + "}"
+            full = settings.get(key, {})
+            label += " {" + ", ".join(f"{n}={mine.get(n, full.get(n))}" for n in names) + "}"
         labels[key] = label
     return labels
 
@@ -284,7 +297,8 @@ def build_leaderboard(records: Sequence[tuple[Path, RunRecord]]) -> Leaderboard:
     ]
     columns.sort(key=lambda c: (c.label, c.key))
     row_keys = sorted({slot[0] for slot in chosen})
-    row_labels = _row_labels(row_keys)
+    full_settings = {slot[0]: dict(chosen[slot][2].model.generation) for slot in sorted(chosen)}
+    row_labels = _row_labels(row_keys, full_settings)
     rows = sorted((Row(key=k, label=row_labels[k]) for k in row_keys), key=lambda r: (r.label, r.key))
 
     cells: dict[tuple[ModelKey, ColumnKey], Cell] = {}

@@ -144,9 +144,9 @@ class Task(ABC):
     def check_language(self, lang: str) -> None:
         if lang not in self.languages:
             raise MvlevalError(
-                f"task '{self.name}' has no language '{lang}'.{did_you_mean(lang, self.languages)}"
+                f"task '{self.name}' has no language '{lang}'.{_suggest_language(lang, self.languages)}"
                 f" Its languages are: {' '.join(self.languages)}.",
-                fix="pass one of these codes to --lang.",
+                fix="pass one of these codes to --lang (one code per --lang; repeat the flag for several).",
             )
 
     def check_split(self, split: str) -> None:
@@ -170,7 +170,7 @@ class Task(ABC):
         path = self.annotation_path(data_root, lang, split)
         if not path.is_file():
             raise MvlevalError(
-                f"annotation file for {self.name} {lang}/{split} not found.",
+                f"annotation file for {self.name} {lang}/{split} not found.{_what_is_there(data_root, path)}",
                 fix=f"download the benchmark ({self.source_url}) so the file exists under --data-root; "
                 "tasks/README.md shows the layout.",
                 where=path,
@@ -180,6 +180,49 @@ class Task(ABC):
     def requested_language(self, lang: str) -> str:
         """The language the prompt asks the model to answer in (for language fidelity)."""
         return lang
+
+
+def _suggest_language(lang: str, known: tuple[str, ...]) -> str:
+    """' Did you mean ...?' for a code in the wrong case, an English language name, or several codes in one flag."""
+    from mvleval.languages import MBLIP_LANGUAGE_NAMES, STANDARD_NAMES
+
+    if "," in lang or " " in lang.strip():
+        parts = [x for x in lang.replace(",", " ").split() if x]
+        return f" One code per --lang: pass {' '.join(f'--lang {x}' for x in parts)}."
+    if lang.lower() in known:
+        return f" Did you mean '{lang.lower()}'? (codes are lower-case)"
+    by_name = {name.lower(): code for table in (MBLIP_LANGUAGE_NAMES, STANDARD_NAMES) for code, name in table.items()}
+    by_name.update({"chinese": "zh", "mandarin": "zh", "deutsch": "de", "german": "de", "bangla": "bn", "persian": "fa"})
+    code = by_name.get(lang.lower())
+    if code is not None:
+        return f" '{lang}' is a language name; its code is '{code}'." + ("" if code in known else f" (not one of this task's)")
+    return did_you_mean(lang, known)
+
+
+def _what_is_there(data_root: Path, missing: Path) -> str:
+    """What the data root holds near a missing annotation file: the files beside it (other splits and languages), and
+    a data root that is one level too deep or too shallow."""
+    try:
+        relative = missing.relative_to(data_root)
+    except ValueError:
+        return ""
+    first = relative.parts[0]
+    if not data_root.is_dir():
+        return ""
+    if not (data_root / first).exists():
+        if data_root.name == first and (data_root.parent / relative).is_file():
+            return f" The data root looks one level too deep: pass --data-root {data_root.parent}."
+        deeper = [c for c in sorted(data_root.iterdir()) if c.is_dir() and (c / first).exists()]
+        if deeper:
+            return f" The data root looks one level too shallow: pass --data-root {deeper[0]}."
+        return f" There is no '{first}' folder under the data root."
+    folder = missing.parent
+    while not folder.is_dir() and folder != data_root:
+        folder = folder.parent
+    entries = sorted(p.name for p in folder.iterdir())[:12]
+    if entries:
+        return f" Found in {folder}: {', '.join(entries)}."
+    return ""
 
 
 #: Prompt styles every task offers: mBLIP's protocol, and the wording for instruction-tuned chat models.
@@ -200,8 +243,9 @@ def load_task(name: str, prompt_style: str = "mblip") -> Task:
     """Instantiate a task by name, e.g. load_task("xgqa"), with a prompt style; unknown names get a suggestion."""
     names = task_names()
     if name not in names:
+        hint = f" Did you mean '{name.lower()}'? (task names are lower-case)" if name.lower() in names else did_you_mean(name, names)
         raise MvlevalError(
-            f"unknown task '{name}'.{did_you_mean(name, names)} Known tasks: {', '.join(names)}.",
+            f"unknown task '{name}'.{hint} Known tasks: {', '.join(names)}.",
             fix="run `mvleval tasks` to list them.",
         )
     module = importlib.import_module(f"{_TASK_PACKAGE}.{name}")

@@ -160,3 +160,34 @@ def test_data_check_finds_an_image_pillow_cannot_open(demo: tuple[Path, Path], t
     assert r.returncode == 1 and "unreadable" in r.stdout and bad.name in r.stdout
     r = _mvleval("data", "check", "--task", "xgqa", "--data-root", tmp_path / "nope", "--lang", "en")
     _error(r, "data root not found")
+
+
+@pytest.mark.parametrize(("args", "needles"), [
+    (("--lang", "german"), ("its code is 'de'",)),
+    (("--lang", "DE"), ("Did you mean 'de'?",)),
+    (("--lang", "de,zh"), ("pass --lang de --lang zh",)),
+    (("--lang", "en", "--split", "train_7"), ("Found in", "test.json")),
+])
+def test_helpful_errors_for_what_users_type(args: tuple[str, ...], needles: tuple[str, ...], demo: tuple[Path, Path],
+                                            tmp_path: Path) -> None:
+    data_root, image_root = demo
+    r = _mvleval("run", "--task", "xgqa", "--model", tmp_path, "--data-root", data_root, "--out", tmp_path / "o", *args)
+    _error(r, *needles)
+
+
+def test_task_case_data_root_level_and_adapter_as_model(demo: tuple[Path, Path], tmp_path: Path) -> None:
+    data_root, _ = demo
+    _error(_mvleval("run", "--task", "XGQA", "--model", "m", "--data-root", data_root), "Did you mean 'xgqa'?")
+    _error(_mvleval("run", "--task", "xgqa", "--model", "m", "--data-root", data_root.parent, "--lang", "en"),
+           "one level too shallow", f"--data-root {data_root}")
+    adapter = tmp_path / "lora"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "base-ckpt"}))
+    _error(_mvleval("run", "--task", "xgqa", "--model", adapter, "--data-root", data_root, "--lang", "en", "--out", tmp_path / "o"),
+           "LoRA adapter folder", "--adapter", "base-ckpt")
+
+
+def test_verbose_flag_after_the_command(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
+    r = _run(tiny_mt5_dir, demo, tmp_path / "runs", "-v")
+    assert r.returncode == 0, r.stderr
+    assert "INFO" in r.stderr or "loaded" in r.stderr

@@ -48,6 +48,8 @@ def make_record(
     intervals: dict[str, tuple[float, float] | None] | None = None,
     mean: float | None = None,
     higher_is_better: bool = True,
+    weights: str | None = None,
+    family: str | None = None,
 ) -> RunRecord:
     """A hand-built run record: only the fields the leaderboard reads carry meaning."""
     per_lang = per_lang if per_lang is not None else {"de": 0.5, "en": 0.6}
@@ -72,6 +74,8 @@ def make_record(
                 "adapter": adapter,
                 "generation": generation or {"num_beams": 5, "max_new_tokens": 10},
                 "num_query_tokens": 32,
+                "fingerprint": weights,
+                **({"backend": "hf", "family": family} if family else {}),
             },
             "scores": {
                 metric: {
@@ -329,3 +333,36 @@ def test_tasks_run_with_their_own_protocol_settings_share_one_model_row() -> Non
     overview = rows[: len(lb.rows)]
     assert len(lb.rows) == 2, overview
     assert any("{num_beams=1}" in r for r in overview)
+
+
+def test_one_relative_path_two_checkpoints_are_two_rows() -> None:
+    """Two different checkpoints, each run as `--model ckpt` from its own folder: two rows, told apart by weights."""
+    board = build_leaderboard([
+        (Path("a/run.json"), make_record("a", model="ckpt", weights="4d38aaaa", per_lang={"en": 0.0})),
+        (Path("b/run.json"), make_record("b", model="ckpt", weights="7fd2bbbb", per_lang={"en": 0.25})),
+    ])
+    assert len(board.rows) == 2 and not board.superseded
+    assert sorted(r.label for r in board.rows) == ["ckpt (4-bit) weights 4d38aaaa", "ckpt (4-bit) weights 7fd2bbbb"]
+
+
+def test_a_protocol_row_shows_the_protocol_value_not_none() -> None:
+    from mvleval.task import load_task
+
+    task = load_task("xgqa")
+    protocol = task.generation.to_dict()
+    greedy = {**protocol, "num_beams": 1}
+    board = build_leaderboard([
+        (Path("a.json"), make_record("a", generation=protocol, protocol_hash=task.protocol_hash(), version=task.version)),
+        (Path("b.json"), make_record("b", generation=greedy, protocol_hash=task.protocol_hash(), version=task.version)),
+    ])
+    labels = sorted(r.label for r in board.rows)
+    assert labels == ["ckpt/mblip-mt0-xl (4-bit) {num_beams=1}", "ckpt/mblip-mt0-xl (4-bit) {num_beams=5}"], labels
+
+
+def test_families_side_by_side() -> None:
+    board = build_leaderboard([
+        (Path("a.json"), make_record("a", model="mblip-mt0-xl")),
+        (Path("b.json"), make_record("b", model="Qwen2.5-VL-7B-Instruct", family="qwen2_5_vl")),
+    ])
+    assert sorted(r.label for r in board.rows) == ["Qwen2.5-VL-7B-Instruct (4-bit) [qwen2_5_vl]", "mblip-mt0-xl (4-bit)"]
+    assert len(board.columns) == 1

@@ -207,7 +207,7 @@ def _pydantic_problems(exc: ValidationError, values: Mapping[str, Any]) -> list[
         loc = [str(p) for p in err["loc"]]
         key = loc[0] if loc else "?"
         if err["type"] == "extra_forbidden":
-            problems.append((key, f"unknown key.{did_you_mean(key, known)} Known keys: see `mvleval train --help`."))
+            problems.append((key, f"unknown key.{did_you_mean(key, known)} Known keys: {', '.join(sorted(known))}."))
             continue
         if err["type"] == "missing":
             flag = FLAG_NAMES.get(key)

@@ -80,6 +80,15 @@ def read_config(model_dir: Path, fix: str) -> dict[str, Any]:
     """The folder's config.json as a dict; an error naming the folder and `fix` when it is missing or unreadable."""
     config_path = model_dir / "config.json"
     if not config_path.is_file():
+        adapter_config = model_dir / "adapter_config.json"
+        if adapter_config.is_file():
+            base = read_json(adapter_config).get("base_model_name_or_path")
+            raise MvlevalError(
+                "this is a LoRA adapter folder, not a checkpoint.",
+                fix=f"pass it with --adapter {model_dir}, and its base checkpoint with --model"
+                + (f" (the adapter names {base})." if base else "."),
+                where=model_dir,
+            )
         raise MvlevalError("not a Hugging Face checkpoint folder: config.json is missing.", fix=fix, where=model_dir)
     return read_json(config_path)
 
