@@ -23,10 +23,16 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: metavars as written (no <bool>/<list[str]> type tags), required options marked, and the
+    # terminal's width up to 120 columns instead of a fixed 80
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120, "help_option_names": ["-h", "--help"]},
 )
-data_app = typer.Typer(help="Inspect benchmark data.", no_args_is_help=True)
+_HELP_SETTINGS: dict[str, Any] = {"max_content_width": 120, "help_option_names": ["-h", "--help"]}
+data_app = typer.Typer(help="Inspect benchmark data.", no_args_is_help=True, rich_markup_mode=None, context_settings=_HELP_SETTINGS)
 app.add_typer(data_app, name="data")
-baseline_app = typer.Typer(help="Manage committed baselines for regression gates.", no_args_is_help=True)
+baseline_app = typer.Typer(help="Manage committed baselines for regression gates.", no_args_is_help=True, rich_markup_mode=None,
+                           context_settings=_HELP_SETTINGS)
 app.add_typer(baseline_app, name="baseline")
 
 _state: dict[str, Any] = {"verbose": 0}
@@ -196,36 +202,36 @@ def _languages_for(task: str, lang: list[str] | None, *, several: bool, prompt_s
 
 @app.command()
 def run(
-    task: Annotated[list[str], typer.Option("--task", "-t", help="Task name (see `mvleval tasks`); repeat for several, or 'all'. The model loads once.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Checkpoint: a local Hugging Face folder or a downloaded hub id (BLIP-2/mBLIP or any AutoModelForImageTextToText vision-LLM).")],
-    adapter: Annotated[Optional[str], typer.Option(help="LoRA adapter folder (peft format, e.g. from `mvleval train`).")] = None,
-    data_root: Annotated[Optional[Path], typer.Option(help="Folder with the annotation files (default: $MVLEVAL_DATA).")] = None,
-    image_root: Annotated[Optional[Path], typer.Option(help="Folder with the images (default: <data-root>/images).")] = None,
-    lang: Annotated[Optional[list[str]], typer.Option("--lang", "-l", help="Language code; repeat for several (default: all).")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Split (default: the task's, as mBLIP reports).")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N examples of each language.")] = None,
-    batch_size: Annotated[str, typer.Option(help="Samples per generate call, or 'auto' for the largest that fits.")] = "8",
-    bits: Annotated[Optional[int], typer.Option(help=BITS_HELP)] = None,
-    out: Annotated[Path, typer.Option(help="Folder for the run record and per-sample file.")] = Path("results/runs"),
-    seed: Annotated[int, typer.Option(help="Random seed (recorded).")] = 0,
-    num_beams: Annotated[Optional[int], typer.Option(help="Override the task's beam count.")] = None,
-    max_new_tokens: Annotated[Optional[int], typer.Option(help="Override the task's max new tokens.")] = None,
-    min_new_tokens: Annotated[Optional[int], typer.Option(help="Override the task's min new tokens.")] = None,
-    length_penalty: Annotated[Optional[float], typer.Option(help="Override the task's length penalty.")] = None,
-    prompt_style: Annotated[str, typer.Option(help="'mblip' (mBLIP's prompts, the default) or 'chat' (wording for instruction-tuned chat models); recorded, and runs of different styles are never compared.")] = "mblip",
-    backend: Annotated[Optional[str], typer.Option(help="Force a backend: 'mblip' (BLIP-2) or 'hf' (any AutoModelForImageTextToText); default: by the checkpoint's config.json.")] = None,
-    image_handling: Annotated[str, typer.Option(help="Several images per example (MaRVL): 'native' (all given to the model, in order) or 'side-by-side' (pasted into one, for one-image families; recorded).")] = "native",
-    trust_remote_code: Annotated[bool, typer.Option(help="Run the checkpoint's own Python code (auto_map in config.json); recorded in the run.")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run with the same settings.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace a finished run record with exactly these settings (refused otherwise).")] = False,
-    allow_pickle: Annotated[bool, typer.Option(help="Allow loading pickle (*.bin) weights; only for checkpoints you trust.")] = False,
+    task: Annotated[list[str], typer.Option("--task", "-t", metavar="TASK", help="Task name (see `mvleval tasks`); repeat for several, or 'all'. The model loads once.")],
+    model: Annotated[str, typer.Option("--model", "-m", metavar="MODEL", help="Checkpoint: a local Hugging Face folder or a downloaded hub id (BLIP-2/mBLIP or any AutoModelForImageTextToText vision-LLM).")],
+    adapter: Annotated[Optional[str], typer.Option(metavar="DIR", help="LoRA adapter folder (peft format, e.g. from `mvleval train`).")] = None,
+    data_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the annotation files (default: $MVLEVAL_DATA).")] = None,
+    image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the images (default: <data-root>/images).")] = None,
+    lang: Annotated[Optional[list[str]], typer.Option("--lang", "-l", metavar="CODE", help="Language code; repeat for several (default: all).")] = None,
+    split: Annotated[Optional[str], typer.Option(metavar="SPLIT", help="Split (default: the task's, as mBLIP reports).")] = None,
+    limit: Annotated[Optional[int], typer.Option(metavar="N", help="Evaluate only the first N examples of each language.")] = None,
+    batch_size: Annotated[str, typer.Option(metavar="N|auto", help="Samples per generate call, or 'auto' for the largest that fits.")] = "8",
+    bits: Annotated[Optional[int], typer.Option(metavar="4|8|16|32", help=BITS_HELP)] = None,
+    out: Annotated[Path, typer.Option(metavar="DIR", help="Folder for the run record and per-sample file.")] = Path("results/runs"),
+    seed: Annotated[int, typer.Option(metavar="N", help="Random seed (recorded).")] = 0,
+    num_beams: Annotated[Optional[int], typer.Option(metavar="N", help="Override the task's beam count.")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(metavar="N", help="Override the task's max new tokens.")] = None,
+    min_new_tokens: Annotated[Optional[int], typer.Option(metavar="N", help="Override the task's min new tokens.")] = None,
+    length_penalty: Annotated[Optional[float], typer.Option(metavar="X", help="Override the task's length penalty.")] = None,
+    prompt_style: Annotated[str, typer.Option(metavar="mblip|chat", help="'mblip' (mBLIP's prompts, the default) or 'chat' (wording for instruction-tuned chat models); recorded, and runs of different styles are never compared.")] = "mblip",
+    backend: Annotated[Optional[str], typer.Option(metavar="mblip|hf", help="Force a backend: 'mblip' (BLIP-2) or 'hf' (any AutoModelForImageTextToText); default: by the checkpoint's config.json.")] = None,
+    image_handling: Annotated[str, typer.Option(metavar="native|side-by-side", help="Several images per example (MaRVL): 'native' (all given to the model, in order) or 'side-by-side' (pasted into one, for one-image families; recorded).")] = "native",
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Run the checkpoint's own Python code (auto_map in config.json); recorded in the run.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same settings.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a finished run record with exactly these settings (refused otherwise).")] = False,
+    allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow loading pickle (*.bin) weights; only for checkpoints you trust.")] = False,
     shared_prefix: Annotated[bool, typer.Option("--shared-prefix/--no-shared-prefix", help="Beam search computes the prompt once per sample, not once per beam (the same token ids); --no-shared-prefix runs transformers' plain generate.")] = True,
-    gate_baseline: Annotated[Optional[Path], typer.Option("--gate", help="After the run, gate it against this baseline record (exit 1 on regression).")] = None,
-    max_drop: Annotated[Optional[list[str]], typer.Option(help="With --gate: allowed drop in points, X or metric=X (repeatable).")] = None,
-    lang_tolerance: Annotated[Optional[list[str]], typer.Option(help="With --gate: per-language tolerance, zh=3 or zh:cider=5.")] = None,
-    paired: Annotated[bool, typer.Option(help="With --gate: also require a significant paired-bootstrap drop.")] = False,
-    report: Annotated[Optional[Path], typer.Option(help="With --gate: also write the gate's Markdown report here.")] = None,
-    report_html: Annotated[Optional[Path], typer.Option(help="With --gate: also write the HTML comparison of the run with the baseline here.")] = None,
+    gate_baseline: Annotated[Optional[Path], typer.Option("--gate", metavar="BASELINE", help="After the run, gate it against this baseline record (exit 1 on regression).")] = None,
+    max_drop: Annotated[Optional[list[str]], typer.Option(metavar="[METRIC=]X", help="With --gate: allowed drop in points, X or metric=X (repeatable).")] = None,
+    lang_tolerance: Annotated[Optional[list[str]], typer.Option(metavar="LANG[:METRIC]=X", help="With --gate: per-language tolerance, zh=3 or zh:cider=5.")] = None,
+    paired: Annotated[bool, typer.Option("--paired", help="With --gate: also require a significant paired-bootstrap drop.")] = False,
+    report: Annotated[Optional[Path], typer.Option(metavar="FILE", help="With --gate: also write the gate's Markdown report here.")] = None,
+    report_html: Annotated[Optional[Path], typer.Option(metavar="FILE", help="With --gate: also write the HTML comparison of the run with the baseline here.")] = None,
 ) -> None:
     """Evaluate a model on one or more tasks; writes a run record (JSON) and a per-sample file (JSONL) per task."""
     from mvleval.runner import RunOptions, evaluate, finished_record, load_run_backend, prepare
@@ -292,7 +298,7 @@ def run(
 
 @app.command()
 def score(
-    record: Annotated[Path, typer.Argument(help="A run record written by `mvleval run`.")],
+    record: Annotated[Path, typer.Argument(metavar="RUN", help="A run record written by `mvleval run`.")],
 ) -> None:
     """Recompute a run's scores from its per-sample file with the installed metrics (no model is loaded)."""
     from mvleval.runner import rescore
@@ -305,8 +311,8 @@ def score(
 
 @app.command()
 def leaderboard(
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="Run records or folders of them (default: results/runs).")] = None,
-    out: Annotated[Path, typer.Option(help="Folder for leaderboard.md, leaderboard.csv and the heatmaps.")] = Path("results/leaderboard"),
+    paths: Annotated[Optional[list[Path]], typer.Argument(metavar="RECORDS...", help="Run records or folders of them (default: results/runs).")] = None,
+    out: Annotated[Path, typer.Option(metavar="DIR", help="Folder for leaderboard.md, leaderboard.csv and the heatmaps.")] = Path("results/leaderboard"),
 ) -> None:
     """Write Markdown and CSV leaderboards (and per-task heatmaps) from run records; only comparable numbers share a column."""
     from mvleval.leaderboard import build_leaderboard, find_records, write_leaderboard
@@ -360,14 +366,14 @@ def _gate(run_path: Path, baseline_path: Path, max_drop: list[str], metric: list
 def gate(
     run_record: Annotated[Path, typer.Argument(metavar="RUN", help="The run record to check.")],
     baseline: Annotated[Path, typer.Option(help="The baseline record (e.g. results/baselines/xgqa/main.json).")],
-    max_drop: Annotated[Optional[list[str]], typer.Option(help="Allowed drop in points (x100): X for all metrics or metric=X; repeatable. Default 1.")] = None,
-    metric: Annotated[Optional[list[str]], typer.Option(help="Gate only these metrics (repeatable; default: all).")] = None,
-    lang_tolerance: Annotated[Optional[list[str]], typer.Option(help="Per-language tolerance: zh=3 or zh:cider=5 (repeatable).")] = None,
-    paired: Annotated[bool, typer.Option(help="Fail only when a paired bootstrap on per-sample scores says the drop is significant.")] = False,
-    confidence: Annotated[float, typer.Option(help="Confidence level of the paired test.")] = 0.95,
-    report: Annotated[Optional[Path], typer.Option(help="Also write the Markdown report here (and to $GITHUB_STEP_SUMMARY when set).")] = None,
-    report_html: Annotated[Optional[Path], typer.Option(help="Also write the HTML comparison (flipped samples per language, largest drops, every sample) here.")] = None,
-    image_root: Annotated[Optional[Path], typer.Option(help="With --report-html: the images' folder, for thumbnails and links to the full images.")] = None,
+    max_drop: Annotated[Optional[list[str]], typer.Option(metavar="[METRIC=]X", help="Allowed drop in points (x100): X for all metrics or metric=X; repeatable. Default 1.")] = None,
+    metric: Annotated[Optional[list[str]], typer.Option(metavar="METRIC", help="Gate only these metrics (repeatable; default: all).")] = None,
+    lang_tolerance: Annotated[Optional[list[str]], typer.Option(metavar="LANG[:METRIC]=X", help="Per-language tolerance: zh=3 or zh:cider=5 (repeatable).")] = None,
+    paired: Annotated[bool, typer.Option("--paired", help="Fail only when a paired bootstrap on per-sample scores says the drop is significant.")] = False,
+    confidence: Annotated[float, typer.Option(metavar="P", help="Confidence level of the paired test.")] = 0.95,
+    report: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Also write the Markdown report here (and to $GITHUB_STEP_SUMMARY when set).")] = None,
+    report_html: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Also write the HTML comparison (flipped samples per language, largest drops, every sample) here.")] = None,
+    image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="With --report-html: the images' folder, for thumbnails and links to the full images.")] = None,
 ) -> None:
     """Compare a run with a baseline: exit 0 on pass, 1 on regression, 2 when the two are not comparable."""
     _gate(run_record, baseline, max_drop or [], metric, lang_tolerance or [], paired, confidence, report,
@@ -391,10 +397,10 @@ def _print_report_summary(console: Console, summary: Any) -> None:
 @app.command("report")
 def report_command(
     run_record: Annotated[Path, typer.Argument(metavar="RUN", help="A run record written by `mvleval run` (its per-sample file next to it).")],
-    out: Annotated[Optional[Path], typer.Option(help="The HTML file to write (default: next to the record, RUN.html or RUN.compare.html).")] = None,
+    out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="The HTML file to write (default: next to the record, RUN.html or RUN.compare.html).")] = None,
     compare: Annotated[Optional[Path], typer.Option(metavar="BASELINE", help="Compare with this baseline record: flipped verdicts per language, then the largest drops.")] = None,
-    image_root: Annotated[Optional[Path], typer.Option(help="The images' folder (the run's --image-root): thumbnails are embedded from it, with links to the full images.")] = None,
-    metric: Annotated[Optional[list[str]], typer.Option(help="With --compare: compare only these metrics (repeatable; default: all of the baseline's).")] = None,
+    image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="The images' folder (the run's --image-root): thumbnails are embedded from it, with links to the full images.")] = None,
+    metric: Annotated[Optional[list[str]], typer.Option(metavar="METRIC", help="With --compare: compare only these metrics (repeatable; default: all of the baseline's).")] = None,
 ) -> None:
     """Write one self-contained HTML page of a run (every sample, filterable), or of a run against a baseline."""
     from mvleval.report import write_compare_report, write_run_report
@@ -414,9 +420,9 @@ def report_command(
 @baseline_app.command("bless")
 def baseline_bless(
     run_record: Annotated[Path, typer.Argument(metavar="RUN", help="The run record to make the baseline.")],
-    note: Annotated[str, typer.Option(help="Why this run is the new baseline (kept next to it).")],
-    name: Annotated[str, typer.Option(help="Baseline name.")] = "main",
-    baselines_dir: Annotated[Path, typer.Option("--dir", help="Root of the committed baselines.")] = Path("results/baselines"),
+    note: Annotated[str, typer.Option(metavar="TEXT", help="Why this run is the new baseline (kept next to it).")],
+    name: Annotated[str, typer.Option(metavar="NAME", help="Baseline name.")] = "main",
+    baselines_dir: Annotated[Path, typer.Option("--dir", metavar="DIR", help="Root of the committed baselines.")] = Path("results/baselines"),
 ) -> None:
     """Copy a run record (and its per-sample file) into results/baselines/<task>/<name>.json with a note."""
     from mvleval.baseline import bless
@@ -457,22 +463,22 @@ class RichTrainProgress:
 
 @app.command()
 def train(
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Base BLIP-2/mBLIP checkpoint folder.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output folder: adapter, blip_parts, config, log, loss curve, checkpoints.")] = None,
-    train_file: Annotated[Optional[Path], typer.Option(help="mBLIP task-mix file: JSON list or JSONL of {context, label, image_id}.")] = None,
-    image_root: Annotated[Optional[list[Path]], typer.Option(help="Image folder; repeat to search several in order (task-mix).")] = None,
-    task: Annotated[Optional[str], typer.Option("--task", "-t", help="Train on an mvleval task's split instead; join tasks with '+' for a mixture.")] = None,
-    split: Annotated[Optional[str], typer.Option(help="The task's training split, e.g. train_10.")] = None,
-    data_root: Annotated[Optional[Path], typer.Option(help="Folder with the task's annotation files (default: $MVLEVAL_DATA).")] = None,
-    lang: Annotated[Optional[list[str]], typer.Option("--lang", "-l", help="Train only on these languages (repeatable).")] = None,
-    bits: Annotated[Optional[int], typer.Option(help="Base weights: 4 (QLoRA nf4), 8, 16 (bf16), 32. Default: 4 on CUDA, 32 on CPU.")] = None,
-    max_steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (overrides --epochs).")] = None,
-    epochs: Annotated[Optional[float], typer.Option(help="Passes over the data.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Examples per forward pass.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for LoRA init, dropout and data order.")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="TOML or YAML config file (flags and --set override it).")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any config key: key=value (repeatable).")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue a killed run from its last checkpoint.")] = False,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="MODEL", help="Base BLIP-2/mBLIP checkpoint folder.")] = None,
+    out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Output folder: adapter, blip_parts, config, log, loss curve, checkpoints.")] = None,
+    train_file: Annotated[Optional[Path], typer.Option(metavar="FILE", help="mBLIP task-mix file: JSON list or JSONL of {context, label, image_id}.")] = None,
+    image_root: Annotated[Optional[list[Path]], typer.Option(metavar="DIR", help="Image folder; repeat to search several in order (task-mix).")] = None,
+    task: Annotated[Optional[str], typer.Option("--task", "-t", metavar="TASK", help="Train on an mvleval task's split instead; join tasks with '+' for a mixture.")] = None,
+    split: Annotated[Optional[str], typer.Option(metavar="SPLIT", help="The task's training split, e.g. train_10.")] = None,
+    data_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the task's annotation files (default: $MVLEVAL_DATA).")] = None,
+    lang: Annotated[Optional[list[str]], typer.Option("--lang", "-l", metavar="CODE", help="Train only on these languages (repeatable).")] = None,
+    bits: Annotated[Optional[int], typer.Option(metavar="4|8|16|32", help="Base weights: 4 (QLoRA nf4), 8, 16 (bf16), 32. Default: 4 on CUDA, 32 on CPU.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(metavar="N", help="Optimizer steps (overrides --epochs).")] = None,
+    epochs: Annotated[Optional[float], typer.Option(metavar="X", help="Passes over the data.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(metavar="N|auto", help="Examples per forward pass.")] = None,
+    seed: Annotated[Optional[int], typer.Option(metavar="N", help="Seed for LoRA init, dropout and data order.")] = None,
+    config: Annotated[Optional[Path], typer.Option(metavar="FILE", help="TOML or YAML config file (flags and --set override it).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override any config key: key=value (repeatable).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run from its last checkpoint.")] = False,
 ) -> None:
     """Fine-tune a BLIP-2/mBLIP checkpoint with LoRA (mBLIP's recipe; QLoRA with --bits 4)."""
     from mvleval.finetune import load_config
@@ -492,10 +498,10 @@ def train(
 
 @app.command()
 def export(
-    train_dir: Annotated[Path, typer.Argument(help="Output folder of `mvleval train`.")],
-    out: Annotated[Path, typer.Option(help="Folder for the merged checkpoint (with its processor).")],
-    bits: Annotated[int, typer.Option(help="4 (nf4, bitsandbytes), 8 (int8), 16 (bf16) or 32 (fp32).")] = 4,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Base checkpoint, if it moved since training.")] = None,
+    train_dir: Annotated[Path, typer.Argument(metavar="TRAIN_DIR", help="Output folder of `mvleval train`.")],
+    out: Annotated[Path, typer.Option(metavar="DIR", help="Folder for the merged checkpoint (with its processor).")],
+    bits: Annotated[int, typer.Option(metavar="4|8|16|32", help="4 (nf4, bitsandbytes), 8 (int8), 16 (bf16) or 32 (fp32).")] = 4,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="MODEL", help="Base checkpoint, if it moved since training.")] = None,
 ) -> None:
     """Merge a LoRA adapter and the trained BLIP parts into the base model and save a loadable checkpoint."""
     from mvleval.finetune import export as run_export
@@ -526,11 +532,11 @@ def tasks() -> None:
 
 @data_app.command("check")
 def data_check(
-    task: Annotated[str, typer.Option("--task", "-t", help="Task name.")],
-    data_root: Annotated[Optional[Path], typer.Option(help="Folder with the annotation files (default: $MVLEVAL_DATA).")] = None,
-    image_root: Annotated[Optional[Path], typer.Option(help="Folder with the images (default: <data-root>/images).")] = None,
-    lang: Annotated[Optional[list[str]], typer.Option("--lang", "-l", help="Language code; repeat for several.")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Split (default: the task's).")] = None,
+    task: Annotated[str, typer.Option("--task", "-t", metavar="TASK", help="Task name.")],
+    data_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the annotation files (default: $MVLEVAL_DATA).")] = None,
+    image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the images (default: <data-root>/images).")] = None,
+    lang: Annotated[Optional[list[str]], typer.Option("--lang", "-l", metavar="CODE", help="Language code; repeat for several.")] = None,
+    split: Annotated[Optional[str], typer.Option(metavar="SPLIT", help="Split (default: the task's).")] = None,
 ) -> None:
     """Verify every annotation and image file a task needs; report counts per language and what is missing."""
     from mvleval.datacheck import check_data, render_report
@@ -545,8 +551,8 @@ def data_check(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the demo's data, models, runs and leaderboard.")] = Path("mvleval-demo"),
-    seed: Annotated[int, typer.Option(help="Seed for the synthetic data, the tiny model and training.")] = 0,
+    out: Annotated[Path, typer.Option(metavar="DIR", help="Folder for the demo's data, models, runs and leaderboard.")] = Path("mvleval-demo"),
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed for the synthetic data, the tiny model and training.")] = 0,
     native_kernels: Annotated[bool, typer.Option("--native-kernels", help="Use this CPU's fastest kernels (e.g. AVX-512) instead of the portable AVX2 ones; the numbers then differ from the committed demo baselines on other CPUs.")] = False,
 ) -> None:
     """Offline end to end: synthetic 5-task benchmark, tiny model, LoRA fine-tuning, 4-bit export, evaluation, leaderboard."""

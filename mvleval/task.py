@@ -195,7 +195,7 @@ def _suggest_language(lang: str, known: tuple[str, ...]) -> str:
     by_name.update({"chinese": "zh", "mandarin": "zh", "deutsch": "de", "german": "de", "bangla": "bn", "persian": "fa"})
     code = by_name.get(lang.lower())
     if code is not None:
-        return f" '{lang}' is a language name; its code is '{code}'." + ("" if code in known else f" (not one of this task's)")
+        return f" '{lang}' is a language name; its code is '{code}'." + ("" if code in known else " (not one of this task's)")
     return did_you_mean(lang, known)
 
 
