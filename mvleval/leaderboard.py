@@ -372,8 +372,11 @@ def _best(lb: Leaderboard, column: Column) -> Decimal | None:
 
 
 def heatmap_name(column: Column) -> str:
-    """File name of a column's heatmap, next to leaderboard.md."""
-    return f"heatmap-{column.slug}.png"
+    """File name of a column's heatmap, next to leaderboard.md: from what the column is (task, version, split, metric
+    and a hash of its signature, data and protocol), so it stays the same whatever other records are present."""
+    key = column.key
+    digest = _short(f"{key.signature}\0{key.data_fingerprint}\0{key.protocol_hash}")
+    return f"heatmap-{_slug(f'{key.task}-v{key.version}-{key.split}-{key.metric}')}-{digest}.png"
 
 
 def render_markdown(lb: Leaderboard) -> str:
@@ -488,6 +491,23 @@ def leaderboard_frame(lb: Leaderboard) -> Any:
     return frame
 
 
+#: Colour scales in points (x100), the same for every figure of a metric so colours compare across tasks and runs:
+#: accuracies are 0-100 %; CIDEr has no upper bound, so its scale is stated (values above it get the top colour).
+HEATMAP_SCALE: dict[str, tuple[float, float]] = {"cider": (0.0, 150.0)}
+DEFAULT_SCALE = (0.0, 100.0)
+#: Languages per panel: 36 languages wrap into 3 rows of 12 instead of one unreadable strip.
+LANGUAGES_PER_PANEL = 12
+#: Row labels longer than this are shortened in the middle (the full label is in leaderboard.md).
+MAX_LABEL_CHARS = 48
+
+
+def _shorten(label: str, limit: int = MAX_LABEL_CHARS) -> str:
+    if len(label) <= limit:
+        return label
+    keep = limit - 1
+    return label[: keep // 2] + "…" + label[len(label) - (keep - keep // 2):]
+
+
 def _write_heatmap(lb: Leaderboard, column: Column, path: Path) -> None:
     # The object-oriented API with the Agg canvas: no pyplot, so no global backend switch and no display needed.
     import numpy as np
@@ -496,7 +516,8 @@ def _write_heatmap(lb: Leaderboard, column: Column, path: Path) -> None:
     from matplotlib.figure import Figure
 
     rows = [r for r in lb.rows if lb.cell(r, column) is not None]
-    data = np.full((len(rows), len(column.languages)), np.nan)
+    languages = [*column.languages, "mean"]
+    data = np.full((len(rows), len(languages)), np.nan)
     for i, row in enumerate(rows):
         cell = lb.cell(row, column)
         assert cell is not None
@@ -504,29 +525,44 @@ def _write_heatmap(lb: Leaderboard, column: Column, path: Path) -> None:
             value = cell.per_lang.get(lang)
             if value is not None:
                 data[i, j] = float(to_points(value))
-    width = 2.5 + 0.6 * len(column.languages) + 0.07 * max(len(r.label) for r in rows)
-    height = 1.2 + 0.45 * len(rows)
-    fig = Figure(figsize=(width, height))
+        if cell.mean is not None:
+            data[i, -1] = float(to_points(cell.mean))
+    vmin, vmax = HEATMAP_SCALE.get(column.key.metric, DEFAULT_SCALE)
+    unit = "x100" if column.key.metric in HEATMAP_SCALE else "%"
+    panels = [languages[i : i + LANGUAGES_PER_PANEL] for i in range(0, len(languages), LANGUAGES_PER_PANEL)]
+    labels = [_shorten(r.label) for r in rows]
+    per_panel = max(len(panel) for panel in panels)
+    width = 2.5 + 0.62 * per_panel + 0.07 * max(len(label) for label in labels)
+    height = 0.9 + len(panels) * (0.75 + 0.42 * len(rows))
+    fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
-    ax = fig.subplots()
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     # missing values (None) are grey and labelled '–'
     cmap = colormaps["viridis" if column.higher_is_better else "viridis_r"].with_extremes(bad="#dddddd")
-    image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, aspect="auto")
-    ax.set_xticks(range(len(column.languages)), labels=list(column.languages))
-    ax.set_yticks(range(len(rows)), labels=[r.label for r in rows])
-    finite = data[np.isfinite(data)]
-    middle = float(finite.mean()) if finite.size else 0.0
-    for i in range(len(rows)):
-        for j in range(len(column.languages)):
-            value = data[i, j]
-            missing = bool(np.isnan(value))
-            # viridis is dark at its low end: white text there, black elsewhere.
-            dark = not missing and bool(value < middle) == column.higher_is_better
-            ax.text(j, i, MISSING if missing else f"{value:.1f}", ha="center", va="center", fontsize=8,
-                    color="white" if dark else "black")
-    ax.set_title(f"{column.label} (x100)", fontsize=9)
-    fig.colorbar(image, ax=ax)
-    fig.tight_layout()
+    middle = (vmin + vmax) / 2
+    image = None
+    start = 0
+    for ax, panel in zip(axes, panels):
+        block = data[:, start : start + len(panel)]
+        start += len(panel)
+        image = ax.imshow(np.ma.masked_invalid(block), cmap=cmap, aspect="auto", vmin=vmin, vmax=vmax)
+        ax.set_xticks(range(len(panel)), labels=panel)
+        ax.set_yticks(range(len(rows)), labels=labels)
+        ax.set_xlim(-0.5, per_panel - 0.5)  # a short last panel keeps the others' cell width
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+        for i in range(len(rows)):
+            for j in range(len(panel)):
+                value = block[i, j]
+                missing = bool(np.isnan(value))
+                # viridis is dark at its low end: white text there, black elsewhere.
+                dark = not missing and bool(value < middle) == column.higher_is_better
+                ax.text(j, i, MISSING if missing else f"{value:.1f}", ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black", fontweight="bold" if panel[j] == "mean" else "normal")
+    scale = f"colour scale {vmin:g}-{vmax:g}" + (", higher values in the top colour" if unit == "x100" else "")
+    axes[0].set_title(f"{column.label} ({unit}; {scale})", fontsize=9)
+    assert image is not None
+    fig.colorbar(image, ax=list(axes))
     # No 'Software' chunk (it names the matplotlib version): the file changes only when the numbers do.
     fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
 

@@ -366,3 +366,14 @@ def test_families_side_by_side() -> None:
     ])
     assert sorted(r.label for r in board.rows) == ["Qwen2.5-VL-7B-Instruct (4-bit) [qwen2_5_vl]", "mblip-mt0-xl (4-bit)"]
     assert len(board.columns) == 1
+
+
+def test_heatmap_names_do_not_depend_on_other_records(tmp_path: Path) -> None:
+    from mvleval.leaderboard import heatmap_name
+
+    alone = build_leaderboard([(Path("a.json"), make_record("a"))])
+    crowded = build_leaderboard([(Path("a.json"), make_record("a")), (Path("b.json"), make_record("b", fingerprint="0" * 32))])
+    [name] = [heatmap_name(c) for c in alone.columns]
+    assert name in [heatmap_name(c) for c in crowded.columns] and len(crowded.columns) == 2
+    written = write_leaderboard(crowded, tmp_path)
+    assert (tmp_path / name) in written
