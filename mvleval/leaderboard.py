@@ -220,17 +220,26 @@ def _column_labels(keys: Sequence[ColumnKey], n_examples: Mapping[ColumnKey, int
     return labels
 
 
+#: Overrides of the task's protocol that change the search itself: a row run greedily where the protocol says beam
+#: search (a served model without beam search), or sampling, always shows it, so it is never read as a beam-search run.
+SEARCH_OVERRIDES = (("num_beams", 1), ("do_sample", True))
+
+
 def _row_labels(keys: Sequence[ModelKey]) -> dict[ModelKey, str]:
-    """'path + adapter (4-bit)', plus the decoding settings that differ between rows of the same checkpoint."""
+    """'path + adapter (4-bit)' ('(served)' for a served model, whose precision the server chose), plus the decoding
+    settings that differ between rows of the same checkpoint, and always greedy search or sampling where the task's
+    protocol says otherwise."""
     labels: dict[ModelKey, str] = {}
     for key in keys:
-        label = key.path + (f" + {key.adapter}" if key.adapter else "") + f" ({key.bits}-bit)"
+        label = key.path + (f" + {key.adapter}" if key.adapter else "") + (f" ({key.bits}-bit)" if key.bits else " (served)")
         siblings = [k for k in keys if (k.path, k.adapter, k.bits) == (key.path, key.adapter, key.bits)]
+        mine = json.loads(key.generation)
+        names = {n for n, value in SEARCH_OVERRIDES if n in mine and mine[n] == value}
         if len(siblings) > 1:
-            mine = json.loads(key.generation)
             others = [json.loads(k.generation) for k in siblings if k != key]
-            names = sorted({n for o in others for n in set(o) | set(mine) if o.get(n) != mine.get(n)})
-            label += " {" + ", ".join(f"{n}={mine.get(n)}" for n in names) + "}"
+            names |= {n for o in others for n in set(o) | set(mine) if o.get(n) != mine.get(n)}
+        if names:
+            label += " {" + ", ".join(f"{n}={mine.get(n)}" for n in sorted(names)) + "}"
         labels[key] = label
     return labels
 

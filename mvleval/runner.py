@@ -33,7 +33,7 @@ from mvleval.record import (
 from mvleval.task import Example, GenerationSettings, Task, load_task
 
 if TYPE_CHECKING:
-    from mvleval.backends.base import Backend
+    from mvleval.backends.base import Backend, EndpointOptions
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class RunOptions:
     backend: str | None = None  # None: chosen from the checkpoint's config.json
     trust_remote_code: bool = False
     image_handling: str = "native"  # several images per example: "native" or "side-by-side"
+    endpoint: EndpointOptions | None = None  # a served model's endpoint (--model openai:NAME)
 
     @property
     def resolved_image_root(self) -> Path:
@@ -249,6 +250,8 @@ def run_identity(options: RunOptions, prepared: PreparedRun) -> dict[str, Any]:
     for key, default in (("prompt_style", "mblip"), ("backend", None), ("trust_remote_code", False), ("image_handling", "native")):
         if getattr(options, key) != default:
             identity[key] = getattr(options, key)
+    if options.endpoint is not None:
+        identity["endpoint"] = options.endpoint.identity()
     return identity
 
 
@@ -421,8 +424,16 @@ def evaluate(
     if options.resume:
         log.info("resuming %s: %d samples already done", name, len(done))
         _rewrite_partial(paths, list(done.values()))
-    _init_distributed(dist_info)
-    torch_seed(options.seed)
+    from mvleval.backends.registry import is_served
+
+    if not is_served(options.model, options.backend):
+        _init_distributed(dist_info)
+        torch_seed(options.seed)  # a served model needs no torch here (API-only machines may not have it)
+    elif dist_info.world_size > 1:
+        raise MvlevalError(
+            "a served model is evaluated by one process: several processes (torchrun) would each send every request.",
+            fix="run `mvleval run` once, without torchrun, and raise --concurrency to keep more requests in flight.",
+        )
     backend = backend_factory() if backend_factory else _load_backend(options, dist_info)
     backend.check_settings(prepared.generation, task.images_per_example)
     model_info = backend.info(prepared.generation)
@@ -430,7 +441,7 @@ def evaluate(
         # written once the model loaded and accepted the settings: a run refused before that leaves nothing behind
         write_json_atomic(paths.manifest, json.dumps({"identity": identity, "name": name}, indent=2, sort_keys=True) + "\n")
 
-    from mvleval.backends.base import GenerationRequest
+    from mvleval.backends.base import BatchFailed, GenerationRequest
 
     batch_size = options.batch_size or _auto_batch_size(backend, prepared)
     owner = _image_owner(prepared, dist_info.world_size)
@@ -445,7 +456,19 @@ def evaluate(
             # decode + preprocess this language's images in worker threads, ahead of use
             backend.prefetch([GenerationRequest(e.prompt, e.images) for b in batches for e in b])
             for batch in batches:
-                preds = backend.generate([GenerationRequest(e.prompt, e.images) for e in batch], prepared.generation)
+                try:
+                    preds = backend.generate([GenerationRequest(e.prompt, e.images) for e in batch], prepared.generation)
+                except BatchFailed as exc:
+                    # keep what arrived (a resume does not ask again), score nothing, and say where the run stands
+                    kept = [_sample_row(batch[i], p) for i, p in sorted(exc.answered.items())]
+                    writer.write_batch(kept)
+                    done.update({(lang, row["id"]): row for row in kept})
+                    total = sum(len(exs) for exs in prepared.examples.values())
+                    raise MvlevalError(
+                        f"{exc.what} The run stopped without scoring: {len(done)} of {total} {task.name} examples are done "
+                        f"and saved in {paths.partial}.",
+                        fix=exc.fix,
+                    ) from None
                 rows = [_sample_row(e, p) for e, p in zip(batch, preds, strict=True)]
                 writer.write_batch(rows)
                 for row in rows:
@@ -453,6 +476,9 @@ def evaluate(
                 progress.advance(len(batch))
             progress.finish()
     backend.close()
+    run_details = backend.run_details()
+    if run_details:
+        model_info = model_info.model_copy(update={"details": {**model_info.details, **run_details}})
 
     _barrier(dist_info)
     if not dist_info.is_main:
@@ -560,16 +586,19 @@ def load_run_backend(options: RunOptions) -> Backend:
 
 
 def _load_backend(options: RunOptions, dist_info: DistInfo) -> Backend:
-    import torch
-
     from mvleval.backends import BackendOptions, load_backend
+    from mvleval.backends.registry import is_served
 
-    device = f"cuda:{dist_info.local_rank}" if torch.cuda.is_available() else "cpu"
+    device = None
+    if not is_served(options.model, options.backend):
+        import torch
+
+        device = f"cuda:{dist_info.local_rank}" if torch.cuda.is_available() else "cpu"
     return load_backend(
         BackendOptions(
             model=options.model, adapter=options.adapter, bits=options.bits, allow_pickle=options.allow_pickle, device=device,
             shared_prefix=options.shared_prefix, backend=options.backend, trust_remote_code=options.trust_remote_code,
-            image_handling=options.image_handling,
+            image_handling=options.image_handling, endpoint=options.endpoint,
         )
     )
 

@@ -1,5 +1,6 @@
-"""Picks the backend for a model: ``--backend NAME``, else the checkpoint's config.json ``model_type`` (BLIP-2 ->
-the mBLIP backend, anything else -> the generic Hugging Face one); imports that backend's module only then."""
+"""Picks the backend for a model: ``--backend NAME``, else ``openai:NAME`` -> the served-model backend (no file is
+read), else the checkpoint's config.json ``model_type`` (BLIP-2 -> the mBLIP backend, anything else -> the generic
+Hugging Face one); imports that backend's module only then."""
 
 from __future__ import annotations
 
@@ -15,7 +16,12 @@ if TYPE_CHECKING:
 BACKENDS: dict[str, str] = {
     "mblip": "mvleval.backends.mblip:MBlipBackend",
     "hf": "mvleval.backends.hf_vlm:HfVlmBackend",
+    "openai": "mvleval.backends.openai_api:OpenAIBackend",
 }
+#: Backends that talk to a server: they need neither torch nor a checkpoint folder on this machine.
+SERVED_BACKENDS = ("openai",)
+#: ``--model openai:NAME`` names a model served behind an OpenAI-compatible endpoint.
+SERVED_PREFIX = "openai:"
 #: model_type values that the mBLIP backend serves (cached Q-Former embeddings, MaRVL's two-image encoding,
 #: shared-prefix beam search); every other model type goes to the generic backend.
 MBLIP_MODEL_TYPES = ("blip-2",)
@@ -25,8 +31,19 @@ def backend_names() -> list[str]:
     return sorted(BACKENDS)
 
 
+def is_served(model: str, backend: str | None) -> bool:
+    """True when `model` (with `backend`, if forced) is a served model: decided from the names alone, no file read."""
+    return backend in SERVED_BACKENDS if backend is not None else model.startswith(SERVED_PREFIX)
+
+
+def served_model_name(model: str) -> str:
+    """The served model id: `model` without the ``openai:`` prefix."""
+    return model[len(SERVED_PREFIX) :] if model.startswith(SERVED_PREFIX) else model
+
+
 def choose_backend(options: BackendOptions) -> str:
-    """The backend name for these options: the one asked for, else by the checkpoint's model_type."""
+    """The backend name for these options: the one asked for, else ``openai:`` models to the served backend, else by
+    the checkpoint's model_type."""
     if options.backend is not None:
         if options.backend not in BACKENDS:
             raise MvlevalError(
@@ -35,6 +52,8 @@ def choose_backend(options: BackendOptions) -> str:
                 fix="pass one of these to --backend, or leave it out to choose by the checkpoint's config.json.",
             )
         return options.backend
+    if options.model.startswith(SERVED_PREFIX):
+        return "openai"
     from mvleval.backends.hf.checkpoint import read_config, resolve_model_dir
 
     model_dir = resolve_model_dir(options.model)
