@@ -248,9 +248,10 @@ FAULTS = [
 def test_transient_fault_is_retried_and_every_answer_is_right(
     fault: str, cause: str, server: FakeChatServer, demo_data: tuple[Path, Path], reference: dict[str, bytes], tmp_path: Path
 ) -> None:
-    times = 1 if fault in ("timeout", "429-retry-after") else 2
+    # malformed: each faulty request gets all four bodies (not JSON, no choices, null content, empty content)
+    times = {"timeout": 1, "429-retry-after": 1, "malformed": 4}.get(fault, 2)
     server.plan(fault, times=times)
-    proc = run_served(server, demo_data, tmp_path)
+    proc = run_served(server, demo_data, tmp_path, "--max-retries", str(max(3, times)))
     assert proc.returncode == 0, proc.stderr
     record = json.loads(the_record(tmp_path).read_text())  # type: ignore[union-attr]
     assert (tmp_path / record["samples_file"]).read_bytes() == reference["xgqa"]

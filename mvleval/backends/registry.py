@@ -20,6 +20,8 @@ BACKENDS: dict[str, str] = {
 }
 #: Backends that talk to a server: they need neither torch nor a checkpoint folder on this machine.
 SERVED_BACKENDS = ("openai",)
+#: What the local backends import and a served-model-only machine may not have.
+LOCAL_PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "safetensors")
 #: ``--model openai:NAME`` names a model served behind an OpenAI-compatible endpoint.
 SERVED_PREFIX = "openai:"
 #: model_type values that the mBLIP backend serves (cached Q-Former embeddings, MaRVL's two-image encoding,
@@ -65,5 +67,14 @@ def load_backend(options: BackendOptions) -> Backend:
     """Load the backend for a model path or hub id (imports torch and transformers lazily)."""
     name = choose_backend(options)
     module_name, class_name = BACKENDS[name].split(":")
-    backend_class = getattr(importlib.import_module(module_name), class_name)
-    return backend_class.load(options)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        # a machine set up for served models only may lack the local backends' packages
+        if exc.name and exc.name.split(".")[0] in LOCAL_PACKAGES:
+            from mvleval.errors import MissingDependencyError
+
+            raise MissingDependencyError(exc.name.split(".")[0], f"loading a checkpoint on this machine (the {name} backend)",
+                                         install="pip install torch && pip install mvleval") from None
+        raise
+    return getattr(module, class_name).load(options)
