@@ -98,7 +98,7 @@ def bless(
         f"- run id: {record.run_id} (created {record.created_at})",
         f"- from: {run_record_path.as_posix()}",
         f"- task: {record.task.name} v{record.task.version} [{record.task.split}], data {record.provenance.data_fingerprint}",
-        f"- model: {record.model.path}" + (f" + {record.model.adapter}" if record.model.adapter else "") + f" ({record.model.bits}-bit)",
+        f"- model: {record.model.path}" + (f" + {record.model.adapter}" if record.model.adapter else "") + (f" ({record.model.bits}-bit)" if record.model.bits else " (served)"),
         f"- mvleval {record.provenance.mvleval_version}, commit {record.provenance.git_commit or 'unknown'}"
         + (" (dirty)" if record.provenance.git_dirty else ""),
     ]

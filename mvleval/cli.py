@@ -179,6 +179,23 @@ def _generation_overrides(num_beams: int | None, max_new_tokens: int | None, min
     return {k: v for k, v in values.items() if v is not None}
 
 
+SERVED_PANEL = "Served models (--model openai:NAME)"
+
+
+def _public_args(args: list[str]) -> list[str]:
+    """The command line as recorded: a --base-url value without user name, password or query (they may hold keys)."""
+    from mvleval.backends.openai_api import public_url
+
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        if arg.startswith("--base-url="):
+            arg = "--base-url=" + public_url(arg.split("=", 1)[1])
+        elif i > 0 and args[i - 1] == "--base-url":
+            arg = public_url(arg)
+        out.append(arg)
+    return out
+
+
 BITS_HELP = "Weights: 4 (nf4, bitsandbytes), 8 (int8), 16 (bf16), 32 (fp32). Default: 4 on CUDA, 32 on CPU; a quantised checkpoint loads as it is."
 
 
@@ -203,14 +220,14 @@ def _languages_for(task: str, lang: list[str] | None, *, several: bool, prompt_s
 @app.command()
 def run(
     task: Annotated[list[str], typer.Option("--task", "-t", metavar="TASK", help="Task name (see `mvleval tasks`); repeat for several, or 'all'. The model loads once.")],
-    model: Annotated[str, typer.Option("--model", "-m", metavar="MODEL", help="Checkpoint: a local Hugging Face folder or a downloaded hub id (BLIP-2/mBLIP or any AutoModelForImageTextToText vision-LLM).")],
+    model: Annotated[str, typer.Option("--model", "-m", metavar="MODEL", help="Checkpoint: a local Hugging Face folder or a downloaded hub id (BLIP-2/mBLIP or any AutoModelForImageTextToText vision-LLM), or openai:NAME for a model served behind an OpenAI-compatible endpoint (--base-url).")],
     adapter: Annotated[Optional[str], typer.Option(metavar="DIR", help="LoRA adapter folder (peft format, e.g. from `mvleval train`).")] = None,
     data_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the annotation files (default: $MVLEVAL_DATA).")] = None,
     image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the images (default: <data-root>/images).")] = None,
     lang: Annotated[Optional[list[str]], typer.Option("--lang", "-l", metavar="CODE", help="Language code; repeat for several (default: all).")] = None,
     split: Annotated[Optional[str], typer.Option(metavar="SPLIT", help="Split (default: the task's, as mBLIP reports).")] = None,
     limit: Annotated[Optional[int], typer.Option(metavar="N", help="Evaluate only the first N examples of each language.")] = None,
-    batch_size: Annotated[str, typer.Option(metavar="N|auto", help="Samples per generate call, or 'auto' for the largest that fits.")] = "8",
+    batch_size: Annotated[Optional[str], typer.Option(metavar="N|auto", help="Samples per generate call, or 'auto' for the largest that fits. Default: 8; served models: 4 x --concurrency.")] = None,
     bits: Annotated[Optional[int], typer.Option(metavar="4|8|16|32", help=BITS_HELP)] = None,
     out: Annotated[Path, typer.Option(metavar="DIR", help="Folder for the run record and per-sample file.")] = Path("results/runs"),
     seed: Annotated[int, typer.Option(metavar="N", help="Random seed (recorded).")] = 0,
@@ -219,7 +236,7 @@ def run(
     min_new_tokens: Annotated[Optional[int], typer.Option(metavar="N", help="Override the task's min new tokens.")] = None,
     length_penalty: Annotated[Optional[float], typer.Option(metavar="X", help="Override the task's length penalty.")] = None,
     prompt_style: Annotated[str, typer.Option(metavar="mblip|chat", help="'mblip' (mBLIP's prompts, the default) or 'chat' (wording for instruction-tuned chat models); recorded, and runs of different styles are never compared.")] = "mblip",
-    backend: Annotated[Optional[str], typer.Option(metavar="mblip|hf", help="Force a backend: 'mblip' (BLIP-2) or 'hf' (any AutoModelForImageTextToText); default: by the checkpoint's config.json.")] = None,
+    backend: Annotated[Optional[str], typer.Option(metavar="mblip|hf", help="Force a backend: 'mblip' (BLIP-2), 'hf' (any AutoModelForImageTextToText) or 'openai' (a served model); default: openai for openai:NAME, else by the checkpoint's config.json.")] = None,
     image_handling: Annotated[str, typer.Option(metavar="native|side-by-side", help="Several images per example (MaRVL): 'native' (all given to the model, in order) or 'side-by-side' (pasted into one, for one-image families; recorded).")] = "native",
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Run the checkpoint's own Python code (auto_map in config.json); recorded in the run.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same settings.")] = False,
@@ -232,15 +249,47 @@ def run(
     paired: Annotated[bool, typer.Option("--paired", help="With --gate: also require a significant paired-bootstrap drop.")] = False,
     report: Annotated[Optional[Path], typer.Option(metavar="FILE", help="With --gate: also write the gate's Markdown report here.")] = None,
     report_html: Annotated[Optional[Path], typer.Option(metavar="FILE", help="With --gate: also write the HTML comparison of the run with the baseline here.")] = None,
+    base_url: Annotated[Optional[str], typer.Option(metavar="URL", help="OpenAI-compatible endpoint, e.g. http://HOST:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI's API). Recorded without credentials.", rich_help_panel=SERVED_PANEL)] = None,
+    api_key_env: Annotated[str, typer.Option(metavar="NAME", help="Name of the environment variable holding the API key (sent as a bearer token; never written anywhere).", rich_help_panel=SERVED_PANEL)] = "OPENAI_API_KEY",
+    concurrency: Annotated[int, typer.Option(metavar="N", help="Requests in flight.", rich_help_panel=SERVED_PANEL)] = 8,
+    timeout: Annotated[float, typer.Option(metavar="SECONDS", help="Seconds one request attempt may take.", rich_help_panel=SERVED_PANEL)] = 120.0,
+    max_retries: Annotated[int, typer.Option(metavar="N", help="Retries per request on 429 / 5xx / connection errors / timeouts / malformed answers (back-off with jitter, honouring Retry-After); then the run stops unscored and --resume continues.", rich_help_panel=SERVED_PANEL)] = 5,
+    max_image_side: Annotated[Optional[int], typer.Option(metavar="PIXELS", help="Downsize images so the longer side is at most this many pixels before sending (recorded).", rich_help_panel=SERVED_PANEL)] = None,
+    server_extensions: Annotated[str, typer.Option(metavar="none|vllm|transformers", help="Non-standard request fields to send: 'none' (plain OpenAI API: greedy, num_beams 1), 'vllm' (beam search, min_tokens) or 'transformers' (transformers serve's generation_config). Recorded.", rich_help_panel=SERVED_PANEL)] = "none",
 ) -> None:
     """Evaluate a model on one or more tasks; writes a run record (JSON) and a per-sample file (JSONL) per task."""
+    from mvleval.backends.registry import is_served
     from mvleval.runner import RunOptions, evaluate, finished_record, load_run_backend, prepare
     from mvleval.task import task_names
 
     if bits is not None and bits not in (4, 8, 16, 32):
         raise MvlevalError(f"--bits must be 4, 8, 16 or 32, got {bits}.", fix="pick one of these.")
-    if batch_size != "auto" and not batch_size.isdigit():
+    if batch_size is not None and batch_size != "auto" and not batch_size.isdigit():
         raise MvlevalError(f"--batch-size must be a positive number or 'auto', got {batch_size!r}.", fix="e.g. --batch-size 16.")
+    served = is_served(model, backend)
+    endpoint = None
+    if served:
+        from mvleval.backends.base import EndpointOptions
+        from mvleval.backends.openai_api import default_batch_size
+
+        local_flags = {"--adapter": adapter, "--bits": bits, "--allow-pickle": allow_pickle or None,
+                       "--trust-remote-code": trust_remote_code or None}
+        given = [flag for flag, value in local_flags.items() if value is not None]
+        if given:
+            raise MvlevalError(f"{', '.join(given)} only apply to a model loaded here, not to a served model ({model}).",
+                               fix="drop them; the server decides how its model is loaded.")
+        endpoint = EndpointOptions(
+            base_url=base_url or os.environ.get("OPENAI_BASE_URL") or EndpointOptions.base_url, api_key_env=api_key_env,
+            concurrency=concurrency, timeout_s=timeout, max_retries=max_retries, max_image_side=max_image_side,
+            server_extensions=server_extensions, seed=seed,
+        )
+        if num_beams is None and server_extensions == "none":
+            num_beams = 1  # a plain OpenAI API has no beam search: greedy, and the record and leaderboard say so
+        batch_size = batch_size or str(default_batch_size(concurrency))
+    elif base_url is not None or max_image_side is not None or server_extensions != "none":
+        raise MvlevalError("--base-url, --max-image-side and --server-extensions apply to served models only.",
+                           fix="pass --model openai:NAME for a model behind an OpenAI-compatible endpoint, or drop them.")
+    batch_size = batch_size or "8"
     names = task_names() if task == ["all"] else list(dict.fromkeys(task))
     if "all" in names:
         raise MvlevalError("--task all cannot be combined with other --task values.", fix="pass --task all alone.")
@@ -258,9 +307,9 @@ def run(
             languages=languages[name], split=split, limit=limit,
             batch_size=None if batch_size == "auto" else int(batch_size), bits=bits, out_dir=out, seed=seed,
             generation=_generation_overrides(num_beams, max_new_tokens, min_new_tokens, length_penalty),
-            allow_pickle=allow_pickle, resume=resume, command=tuple(["mvleval", *sys.argv[1:]]), shared_prefix=shared_prefix,
+            allow_pickle=allow_pickle, resume=resume, command=tuple(["mvleval", *_public_args(sys.argv[1:])]), shared_prefix=shared_prefix,
             prompt_style=prompt_style, backend=backend, trust_remote_code=trust_remote_code, image_handling=image_handling,
-            overwrite=overwrite,
+            overwrite=overwrite, endpoint=endpoint,
         )
         for name in names
     ]

@@ -195,7 +195,7 @@ def _model_key(record: RunRecord) -> ModelKey:
         bits=record.model.bits,
         generation=json.dumps(_generation_overrides(record), sort_keys=True),
         fingerprint=record.model.fingerprint or "",
-        family=record.model.family if record.model.backend not in (None, "mblip") and record.model.family else "",
+        family=record.model.family if record.model.backend == "hf" and record.model.family else "",
     )
 
 
@@ -224,26 +224,34 @@ def _column_labels(keys: Sequence[ColumnKey], n_examples: Mapping[ColumnKey, int
     return labels
 
 
+#: Overrides of the task's protocol that change the search itself: a row run greedily where the protocol says beam
+#: search (a served model without beam search), or sampling, always shows it, so it is never read as a beam-search run.
+SEARCH_OVERRIDES = (("num_beams", 1), ("do_sample", True))
+
+
 def _row_labels(keys: Sequence[ModelKey], settings: dict[ModelKey, dict[str, Any]] | None = None) -> dict[ModelKey, str]:
-    """'path + adapter (4-bit)', plus what tells rows of the same checkpoint path apart: the weights' fingerprint when
-    the same path names different weights, and the decoding settings that differ (with their actual values: a row
-    on the task's protocol shows the protocol's value, e.g. num_beams=5, never None)."""
+    """'path + adapter (4-bit)' ('(served)' for a served model, whose precision the server chose), plus what tells rows
+    of the same checkpoint path apart: the weights' fingerprint when the same path names different weights, and the
+    decoding settings that differ (with their actual values: a row on the task's protocol shows the protocol's value,
+    e.g. num_beams=5, never None); greedy search or sampling where the protocol says otherwise is always shown."""
     settings = settings or {}
     labels: dict[ModelKey, str] = {}
     for key in keys:
-        label = key.path + (f" + {key.adapter}" if key.adapter else "") + f" ({key.bits}-bit)"
+        label = key.path + (f" + {key.adapter}" if key.adapter else "") + (f" ({key.bits}-bit)" if key.bits else " (served)")
         if key.family:
             label += f" [{key.family}]"
         siblings = [k for k in keys if (k.path, k.adapter, k.bits) == (key.path, key.adapter, key.bits)]
         if len({k.fingerprint for k in siblings}) > 1:
             label += f" weights {key.fingerprint[:8] or '?'}"
         same_weights = [k for k in siblings if k.fingerprint == key.fingerprint]
+        mine = json.loads(key.generation)
+        names = {n for n, value in SEARCH_OVERRIDES if n in mine and mine[n] == value}
         if len(same_weights) > 1:
-            mine = json.loads(key.generation)
             others = [json.loads(k.generation) for k in same_weights if k != key]
-            names = sorted({n for o in others for n in set(o) | set(mine) if o.get(n) != mine.get(n)})
+            names |= {n for o in others for n in set(o) | set(mine) if o.get(n) != mine.get(n)}
+        if names:
             full = settings.get(key, {})
-            label += " {" + ", ".join(f"{n}={mine.get(n, full.get(n))}" for n in names) + "}"
+            label += " {" + ", ".join(f"{n}={mine.get(n, full.get(n))}" for n in sorted(names)) + "}"
         labels[key] = label
     return labels
 

@@ -80,7 +80,9 @@ def examples_fingerprint(rows: Iterable[dict[str, Any]]) -> str:
 
 
 def device_description(device: str) -> str:
-    """E.g. 'cuda:0 NVIDIA H100 80GB HBM3' or 'cpu x86_64 (2 threads)'."""
+    """E.g. 'cuda:0 NVIDIA H100 80GB HBM3', 'cpu x86_64 (2 threads)', or a served model's 'endpoint URL' as it is."""
+    if device.startswith("endpoint "):
+        return device  # the model runs on the server; this machine's torch is not involved (and may be absent)
     import torch
 
     if device.startswith("cuda") and torch.cuda.is_available():

@@ -35,8 +35,8 @@ class TaskInfo(_Model):
 
 class ModelInfo(_Model):
     path: str
-    kind: str  # "encoder-decoder" | "decoder-only"
-    bits: int
+    kind: str  # "encoder-decoder" | "decoder-only" | "served" (not known here)
+    bits: int  # 0: not known here (a served model: the server chose the precision)
     dtype: str
     quantization: str | None = None  # e.g. "bitsandbytes nf4 (compute bfloat16)", "pre-quantised (nf4)"
     adapter: str | None = None

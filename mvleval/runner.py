@@ -33,7 +33,7 @@ from mvleval.record import (
 from mvleval.task import Example, GenerationSettings, Task, load_task
 
 if TYPE_CHECKING:
-    from mvleval.backends.base import Backend
+    from mvleval.backends.base import Backend, EndpointOptions
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class RunOptions:
     trust_remote_code: bool = False
     image_handling: str = "native"  # several images per example: "native" or "side-by-side"
     overwrite: bool = False  # replace a finished record with the same settings (refused otherwise)
+    endpoint: EndpointOptions | None = None  # a served model's endpoint (--model openai:NAME)
 
     @property
     def resolved_image_root(self) -> Path:
@@ -279,6 +280,8 @@ def run_identity(options: RunOptions, prepared: PreparedRun) -> dict[str, Any]:
     for key, default in (("prompt_style", "mblip"), ("backend", None), ("trust_remote_code", False), ("image_handling", "native")):
         if getattr(options, key) != default:
             identity[key] = getattr(options, key)
+    if options.endpoint is not None:
+        identity["endpoint"] = options.endpoint.identity()
     return identity
 
 
@@ -465,8 +468,16 @@ def evaluate(
     if options.resume:
         progress.note(f"resuming {name}: {len(done)} of {total} examples already done, in {paths.partial}")
         _rewrite_partial(paths, list(done.values()))
-    _init_distributed(dist_info)
-    torch_seed(options.seed)
+    from mvleval.backends.registry import is_served
+
+    if not is_served(options.model, options.backend):
+        _init_distributed(dist_info)
+        torch_seed(options.seed)  # a served model needs no torch here (API-only machines may not have it)
+    elif dist_info.world_size > 1:
+        raise MvlevalError(
+            "a served model is evaluated by one process: several processes (torchrun) would each send every request.",
+            fix="run `mvleval run` once, without torchrun, and raise --concurrency to keep more requests in flight.",
+        )
     if backend_factory is None:
         progress.note(f"loading {options.model}" + (f" with adapter {options.adapter}" if options.adapter else "") + " ...")
     backend = backend_factory() if backend_factory else _load_backend(options, dist_info)
@@ -484,6 +495,8 @@ def evaluate(
     try:
         _generate_all(prepared, backend, paths, done, owner, dist_info, batch_size, progress, options.resolved_image_root)
     except Exception as exc:  # not KeyboardInterrupt: an interrupted run stays resumable, as the CLI's hint says
+        if isinstance(exc, RunStopped):
+            raise  # it already says where the run stands and how to --resume
         if len(done) == already == 0 and dist_info.world_size == 1:
             # nothing was generated: leave nothing behind, so the same command runs again once the cause is fixed
             paths.partial.unlink(missing_ok=True)
@@ -496,6 +509,9 @@ def evaluate(
             ) from None
         raise
     backend.close()
+    run_details = backend.run_details()
+    if run_details:
+        model_info = model_info.model_copy(update={"details": {**model_info.details, **run_details}})
 
     _barrier(dist_info)
     if not dist_info.is_main:
@@ -565,6 +581,11 @@ def evaluate(
     return record, paths.record
 
 
+class RunStopped(MvlevalError):
+    """Generation stopped part-way on purpose (a served model's request failed after its retries): what arrived is
+    saved for --resume, nothing is scored."""
+
+
 def _generate_all(
     prepared: PreparedRun,
     backend: Backend,
@@ -577,7 +598,7 @@ def _generate_all(
     image_root: Path,
 ) -> None:
     """Generate every example not in `done`, appending (and fsyncing) each batch to the partial file and to `done`."""
-    from mvleval.backends.base import GenerationRequest
+    from mvleval.backends.base import BatchFailed, GenerationRequest
 
     task = prepared.task
     with SampleWriter(paths.partial) as writer:
@@ -591,7 +612,19 @@ def _generate_all(
             # decode + preprocess this language's images in worker threads, ahead of use
             backend.prefetch([GenerationRequest(e.prompt, e.images) for b in batches for e in b])
             for batch in batches:
-                preds = backend.generate([GenerationRequest(e.prompt, e.images) for e in batch], prepared.generation)
+                try:
+                    preds = backend.generate([GenerationRequest(e.prompt, e.images) for e in batch], prepared.generation)
+                except BatchFailed as exc:
+                    # keep what arrived (a resume does not ask again), score nothing, and say where the run stands
+                    kept = [_sample_row(batch[i], p, image_root) for i, p in sorted(exc.answered.items())]
+                    writer.write_batch(kept)
+                    done.update({(lang, row["id"]): row for row in kept})
+                    total = sum(len(exs) for exs in prepared.examples.values())
+                    raise RunStopped(
+                        f"{exc.what} The run stopped without scoring: {len(done)} of {total} {task.name} examples are done "
+                        f"and saved in {paths.partial}.",
+                        fix=exc.fix,
+                    ) from None
                 rows = [_sample_row(e, p, image_root) for e, p in zip(batch, preds, strict=True)]
                 writer.write_batch(rows)
                 for row in rows:
@@ -639,16 +672,19 @@ def load_run_backend(options: RunOptions) -> Backend:
 
 
 def _load_backend(options: RunOptions, dist_info: DistInfo) -> Backend:
-    import torch
-
     from mvleval.backends import BackendOptions, load_backend
+    from mvleval.backends.registry import is_served
 
-    device = f"cuda:{dist_info.local_rank}" if torch.cuda.is_available() else "cpu"
+    device = None
+    if not is_served(options.model, options.backend):
+        import torch
+
+        device = f"cuda:{dist_info.local_rank}" if torch.cuda.is_available() else "cpu"
     return load_backend(
         BackendOptions(
             model=options.model, adapter=options.adapter, bits=options.bits, allow_pickle=options.allow_pickle, device=device,
             shared_prefix=options.shared_prefix, backend=options.backend, trust_remote_code=options.trust_remote_code,
-            image_handling=options.image_handling,
+            image_handling=options.image_handling, endpoint=options.endpoint,
         )
     )
 

@@ -7,7 +7,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from mvleval.errors import MvlevalError
 
 if TYPE_CHECKING:
     from mvleval.record import ModelInfo
@@ -26,6 +28,31 @@ class GenerationRequest:
 IMAGE_HANDLING = ("native", "side-by-side")
 
 
+#: Which non-standard request fields a served model's endpoint gets: "none" (the plain OpenAI API: greedy decoding
+#: only), "vllm" (``use_beam_search``/``n``/``length_penalty``/``min_tokens``), "transformers" (``transformers serve``'s
+#: ``generation_config``).
+SERVER_EXTENSIONS = ("none", "vllm", "transformers")
+
+
+@dataclass(frozen=True)
+class EndpointOptions:
+    """How to reach a model served behind an OpenAI-compatible endpoint (``--model openai:NAME``)."""
+
+    base_url: str = "https://api.openai.com/v1"
+    api_key_env: str = "OPENAI_API_KEY"  # the NAME of the variable holding the key; the key itself is never stored
+    concurrency: int = 8  # requests in flight
+    timeout_s: float = 120.0  # per request attempt
+    max_retries: int = 5  # after the first attempt, on 429 / 5xx / connection errors / timeouts / malformed bodies
+    max_image_side: int | None = None  # downsize (aspect kept) so that the longer side is at most this, before encoding
+    server_extensions: str = "none"  # one of SERVER_EXTENSIONS
+    seed: int = 0  # sent with every request (servers that take one use it)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that change what the model is asked (part of a run's identity; the URL is not: a server may
+        move between an interrupted run and its resume, and the served model id is in the identity already)."""
+        return {"max_image_side": self.max_image_side, "server_extensions": self.server_extensions}
+
+
 @dataclass(frozen=True)
 class BackendOptions:
     """How to load a model; frozen so a run's options cannot drift."""
@@ -42,6 +69,19 @@ class BackendOptions:
     trust_remote_code: bool = False  # run the checkpoint's own Python code (Centurio, InternVL, MiniCPM-V)
     # several images of one example: "native" (in order, in one turn) or "side-by-side" (pasted into one image)
     image_handling: str = "native"
+    endpoint: EndpointOptions | None = None  # served models only
+
+
+class BatchFailed(MvlevalError):
+    """Raised by ``generate`` when some requests of a batch failed for good (after their retries).
+
+    Carries the answers that did arrive (index in the batch -> text), so the runner keeps them: a resumed run then
+    does not ask for them again. Nothing of a failed request is ever scored.
+    """
+
+    def __init__(self, what: str, answered: dict[int, str], fix: str | None = None) -> None:
+        super().__init__(what, fix=fix)
+        self.answered = dict(answered)
 
 
 class Backend(ABC):
@@ -72,6 +112,11 @@ class Backend(ABC):
     def pick_batch_size(self, requests: Sequence[GenerationRequest], settings: GenerationSettings) -> int:
         """The largest batch that fits (``--batch-size auto``); the default has no way to measure and says 8."""
         return 8
+
+    def run_details(self) -> dict[str, Any]:
+        """Facts about the generation since the previous call (a served model's token totals, retries, wall time);
+        the runner calls it once after each run's generation and adds it to the record's ``model.details``."""
+        return {}
 
     def close(self) -> None:
         """Release threads and connections; the backend stays usable."""
