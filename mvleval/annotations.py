@@ -93,7 +93,8 @@ def safe_image_path(image_root: Path, relative: str, *, where: str) -> Path:
     """Join an annotation's image path onto the image root, refusing paths that escape it.
 
     Absolute paths, '..' components and symlinks that lead outside the root are refused: an annotation file
-    must not make mvleval read arbitrary files.
+    must not make mvleval read arbitrary files. A dataset folder linked into the image root by the user (its first
+    level, e.g. ``images/gqa -> /data/gqa``) counts as that dataset's root.
     """
     rel = Path(relative)
     if rel.is_absolute() or relative.startswith(("/", "\\")) or ".." in rel.parts or (len(relative) > 1 and relative[1] == ":"):
@@ -104,6 +105,12 @@ def safe_image_path(image_root: Path, relative: str, *, where: str) -> Path:
         )
     candidate = image_root / rel
     root_resolved = _resolved(image_root)
+    # A dataset folder the user linked into the image root at mvleval's layout level (images/flickr30k ->
+    # /data/flickr30k: the benchmark's images on another disk) is that dataset's root; links inside it, which a
+    # downloaded dataset could ship, must stay inside it like anything else.
+    top = image_root / rel.parts[0] if len(rel.parts) > 1 else None
+    if top is not None and top.is_symlink():
+        root_resolved = top.resolve()
     resolved = candidate.resolve()
     if resolved != root_resolved and root_resolved not in resolved.parents:
         raise MvlevalError(

@@ -191,3 +191,23 @@ def test_verbose_flag_after_the_command(demo: tuple[Path, Path], tiny_mt5_dir: P
     r = _run(tiny_mt5_dir, demo, tmp_path / "runs", "-v")
     assert r.returncode == 0, r.stderr
     assert "INFO" in r.stderr or "loaded" in r.stderr
+
+
+def test_a_dataset_folder_linked_into_the_image_root_is_accepted(demo: tuple[Path, Path], tmp_path: Path) -> None:
+    """images/gqa -> /elsewhere/gqa (the images on another disk) is the user's layout: accepted. A link inside the
+    dataset that leads out of it (something a downloaded dataset could ship) is still refused."""
+    data_root, image_root = demo
+    elsewhere = tmp_path / "other-disk" / "gqa"
+    shutil.copytree(image_root / "gqa", elsewhere)
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "gqa").symlink_to(elsewhere, target_is_directory=True)
+    r = _mvleval("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en")
+    assert r.returncode == 0, r.stdout + r.stderr
+    secret = tmp_path / "secret.jpg"
+    shutil.copy(next(elsewhere.glob("*.jpg")), secret)
+    victim = sorted(elsewhere.glob("*.jpg"))[0]
+    victim.unlink()
+    victim.symlink_to(secret)  # a link shipped inside the dataset, leading out of it
+    r = _mvleval("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en")
+    assert r.returncode == 1 and "a symbolic link leads out" in " ".join(r.stdout.split())
