@@ -40,7 +40,14 @@ def _marvl_image(row: dict[str, Any], side: str) -> str:
 
 @pytest.fixture(scope="module")
 def image_root(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Empty placeholder files at every image path the shared annotation files reference."""
+    """A tiny valid JPEG at every image path the shared annotation files reference (data check opens each one)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(buffer, format="JPEG")
+    jpeg = buffer.getvalue()
     root = tmp_path_factory.mktemp("real-images")
     iglue = _iglue(shared_data)
     rels: set[str] = set()
@@ -53,7 +60,7 @@ def image_root(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     for rel in rels:
         target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.touch()
+        target.write_bytes(jpeg)
     return root
 
 
