@@ -3,7 +3,9 @@
 `mvleval data check --task NAME` prints `render_report(check_data(...))`. Every language is checked even when an
 earlier one fails, so one run lists every problem: a missing or malformed annotation file (the MvlevalError message,
 naming file:line), an image path that escapes the image root (refused by `safe_image_path` while reading, reported
-the same way), duplicate example ids, and image files that do not exist.
+the same way), duplicate example ids, and image files that do not exist. Languages whose own references fail the
+task's language fidelity check (captions not in the language they are filed under) get a warning, which does not
+fail the check.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from mvleval.task import Task
 
 #: how many missing image paths a report keeps per language (the count is always complete)
 MAX_MISSING_SHOWN = 5
+#: references per language the language-fidelity warning looks at (enough to tell a share below 0.5)
+FIDELITY_SAMPLE = 200
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class LanguageReport:
         n_missing_images: how many of those are not files under the image root.
         missing_images: the first few missing image paths, in file order.
         error: why the annotation file could not be used (MvlevalError message with file:line), or None.
+        warnings: doubts that do not make the data unusable (references not in their language).
     """
 
     lang: str
@@ -43,6 +48,7 @@ class LanguageReport:
     n_missing_images: int = 0
     missing_images: tuple[Path, ...] = ()
     error: str | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -86,6 +92,7 @@ class DataReport:
                     "n_missing_images": r.n_missing_images,
                     "missing_images": [str(p) for p in r.missing_images],
                     "error": r.error,
+                    "warnings": list(r.warnings),
                     "ok": r.ok,
                 }
                 for r in self.languages
@@ -159,7 +166,20 @@ def _check_language(task: Task, data_root: Path, image_root: Path, lang: str, sp
         n_images_referenced=len(images),
         n_missing_images=len(missing),
         missing_images=tuple(missing[:MAX_MISSING_SHOWN]),
+        warnings=_reference_warnings(task, lang, [ex.references for ex in examples[:FIDELITY_SAMPLE]]),
     )
+
+
+def _reference_warnings(task: Task, lang: str, references: list[tuple[str, ...]]) -> tuple[str, ...]:
+    from mvleval.metrics.language_fidelity import LanguageFidelity
+
+    out = []
+    for metric in task.metrics():
+        if isinstance(metric, LanguageFidelity) and references:
+            warning = metric.check_references(references, lang)
+            if warning:
+                out.append(f"{warning} (first {len(references)} examples).")
+    return tuple(out)
 
 
 def _status(r: LanguageReport) -> str:
@@ -219,4 +239,7 @@ def render_report(report: DataReport) -> str:
         out += ["", "Problems:", *problems, "", hint]
     else:
         out += ["", "All annotation and image files are present."]
+    warnings = [f"{r.lang}: {w}" for r in report.languages for w in r.warnings]
+    if warnings:
+        out += ["", "Warnings:", *warnings]
     return "\n".join(out)
