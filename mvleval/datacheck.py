@@ -3,7 +3,9 @@
 `mvleval data check --task NAME` prints `render_report(check_data(...))`. Every language is checked even when an
 earlier one fails, so one run lists every problem: a missing or malformed annotation file (the MvlevalError message,
 naming file:line), an image path that escapes the image root (refused by `safe_image_path` while reading, reported
-the same way), duplicate example ids, and image files that do not exist.
+the same way), duplicate example ids, and image files that do not exist. Languages whose own references fail the
+task's language fidelity check (captions not in the language they are filed under) get a warning, which does not
+fail the check.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from mvleval.task import Task
 
 #: how many missing image paths a report keeps per language (the count is always complete)
 MAX_MISSING_SHOWN = 5
+#: references per language the language-fidelity warning looks at (enough to tell a share below 0.5)
+FIDELITY_SAMPLE = 200
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class LanguageReport:
         n_missing_images: how many of those are not files under the image root.
         missing_images: the first few missing image paths, in file order.
         error: why the annotation file could not be used (MvlevalError message with file:line), or None.
+        warnings: doubts that do not make the data unusable (references not in their language).
     """
 
     lang: str
@@ -46,6 +51,7 @@ class LanguageReport:
     n_unreadable_images: int = 0
     unreadable_images: tuple[tuple[Path, str], ...] = ()  # the first few (path, why)
     error: str | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -91,6 +97,7 @@ class DataReport:
                     "n_unreadable_images": r.n_unreadable_images,
                     "unreadable_images": [[str(p), why] for p, why in r.unreadable_images],
                     "error": r.error,
+                    "warnings": list(r.warnings),
                     "ok": r.ok,
                 }
                 for r in self.languages
@@ -174,7 +181,20 @@ def _check_language(task: Task, data_root: Path, image_root: Path, lang: str, sp
         missing_images=tuple(missing[:MAX_MISSING_SHOWN]),
         n_unreadable_images=len(unreadable),
         unreadable_images=tuple(unreadable[:MAX_MISSING_SHOWN]),
+        warnings=_reference_warnings(task, lang, [ex.references for ex in examples[:FIDELITY_SAMPLE]]),
     )
+
+
+def _reference_warnings(task: Task, lang: str, references: list[tuple[str, ...]]) -> tuple[str, ...]:
+    from mvleval.metrics.language_fidelity import LanguageFidelity
+
+    out = []
+    for metric in task.metrics():
+        if isinstance(metric, LanguageFidelity) and references:
+            warning = metric.check_references(references, lang)
+            if warning:
+                out.append(f"{warning} (first {len(references)} examples).")
+    return tuple(out)
 
 
 def _status(r: LanguageReport) -> str:
@@ -242,4 +262,7 @@ def render_report(report: DataReport) -> str:
         out += ["", "Problems:", *problems, "", hint]
     else:
         out += ["", "All annotation and image files are present."]
+    warnings = [f"{r.lang}: {w}" for r in report.languages for w in r.warnings]
+    if warnings:
+        out += ["", "Warnings:", *warnings]
     return "\n".join(out)

@@ -11,20 +11,45 @@ Decision for one output, in order:
 2. Script check, at any length: the letters' dominant script must be one the requested language is written in
    (Latin output for hi is wrong however short). For ja, a text with Han characters but no kana is *undetermined*
    (Han alone cannot tell Japanese from Chinese).
-3. Texts of 20 characters or more: faithful iff the requested language is the detector's top-1.
-4. Shorter texts: faithful iff the requested language is top-1, or is in the top 3 while English is not top-1
-   (short strings are often scored as English by default).
+3. Not language (rule 2 of the decision, ``nonlanguage_verdict``): restricted to the task's languages, the detector
+   always names a winner, so gibberish used to be credited (``glglgl…`` scored 100% Turkish). A text is *not
+   language* when
+   a. half or more of its letters lie in tandem repeats: a unit of 1-24 characters repeated 3 times or more, or
+      2.5 times or more for units of 4 characters or more (``glglgl``, ``und und und``, a tiny model's loop);
+      real captions reach 0.19 at most (German "der der", English "of of"); ``banana`` (2.5 copies of ``an``) is
+      not a repeat;
+   b. more than 10% of its letters (plus tokenizer markup: ``<row_2_col_1>``, ``</s>``, U+FFFD, ``▁``, ``##``)
+      are neither in the requested language's own scripts nor Latin (``青iz�一つ�blanco`` requested in es);
+      Latin is exempt because real captions name brands and places in it (zh: 44% Latin at most); no real text of
+      ../shared has any such letter.
+4. Texts of 20 characters or more: faithful iff the requested language is the restricted detector's top-1 *and*
+   among the top 3 of the unrestricted detector (all of lingua's languages): a restricted win by a language far
+   down the full ranking is a win by elimination (random Latin or Cyrillic letters), not a detection.
+5. Shorter texts: faithful iff the requested language is top-1, or is in the top 3 while English is not top-1
+   (short strings are often scored as English by default). The unrestricted ranking is not used below 20
+   characters: gold one-word answers are often far down in it ("yes" is not in lingua's top 5).
 
-Undetermined outputs count as *not faithful* (0.0): an empty or digits-only output did not produce text in the
-requested language. Their share is reported in ``extra["undetermined"]`` so that a reader can tell "answered
-'2'" from "answered in the wrong language", and ``extra["reference_fidelity"]`` gives the same measure on the first
-reference of every example: the ceiling a perfect model would reach (gold short answers do not score 100%).
+Thresholds were chosen from a measurement (bench/bench_fidelity_gibberish.py): the false-credit rate on seeded
+nonsense in 13 scripts (mvleval.testing.gibberish) next to the accuracy on ~21,000 real captions, hypotheses,
+questions and answers. What remains credited is nonsense that is neither repetitive nor mixed in script and is
+written in a script lingua knows one language for (random Greek, Thai, Hangul, Hebrew, Indic or Han letters are
+Greek, Thai, Korean... to lingua whatever they say).
+
+Undetermined and not-language outputs count as *not faithful* (0.0): an empty, digits-only or gibberish output did
+not produce text in the requested language. Their shares are reported in ``extra["undetermined"]`` and
+``extra["not_language"]`` so that a reader can tell "answered '2'" or "answered glglgl" from "answered in the wrong
+language", and ``extra["reference_fidelity"]`` gives the same measure on the first reference of every example: the
+ceiling a perfect model would reach (gold short answers do not score 100%). When a language's own references score
+below 0.5 the data is suspect (the 'bn' captions of a data root are in English): ``score`` logs a warning and
+``reference_warning`` words it for ``mvleval data check``.
 
 Languages lingua does not know (quz, Cusco Quechua) give ``value=None`` with a note; they are never scored 0.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
@@ -43,7 +68,18 @@ from mvleval.metrics.bootstrap import (
 if TYPE_CHECKING:
     from lingua import LanguageDetector
 
-__all__ = ["LanguageFidelity", "Verdict", "detector_verdict", "judge", "lingua_names", "script_verdict"]
+__all__ = [
+    "LanguageFidelity",
+    "Verdict",
+    "detector_verdict",
+    "judge",
+    "lingua_names",
+    "nonlanguage_verdict",
+    "reference_warning",
+    "script_verdict",
+]
+
+log = logging.getLogger("mvleval.metrics.language_fidelity")
 
 LINGUA_VERSION = "2.1.1"  # the pinned version (2.2 needs Python >= 3.12); signatures record the installed one
 
@@ -55,7 +91,20 @@ def _installed_lingua() -> str:
         return metadata.version("lingua-language-detector")
     except metadata.PackageNotFoundError:
         return "missing"
+
+
 SHORT_TEXT_CHARS = 20
+#: implementation version of the decision rule, part of the signature: 2 added the not-language checks (repetition,
+#: foreign scripts) and the unrestricted top-3 check, so records made before are never gated against later ones
+RULE_VERSION = 2
+#: a text with at least this share of its letters in tandem repeats is not language (real captions: <= 0.19)
+REPEAT_SHARE = 0.5
+#: a text with more than this share of letters outside the requested language's scripts and Latin is not language
+FOREIGN_SHARE = 0.10
+#: long texts: the requested language must be among this many best of the unrestricted detector
+FULL_TOP = 3
+#: reference fidelity below this: the language's own references are probably not in that language
+REFERENCE_WARNING_BELOW = 0.5
 
 # Dataset language codes whose lingua name differs from the ISO 639-1 upper-case code (or that have no ISO 639-1
 # code). "no" (XM3600's Norwegian) is written in Bokmål or Nynorsk: either counts.
@@ -130,9 +179,9 @@ def _script_of(ch: str) -> str | None:
     first = name.split(" ", 1)[0]
     if first in ("FULLWIDTH", "HALFWIDTH"):
         first = name.split(" ", 2)[1]
-    if first == "CJK":
+    if first in ("CJK", "IDEOGRAPHIC"):  # the latter: the iteration mark 々 of 人々 and 〆
         return "HAN"
-    if first in ("HIRAGANA", "KATAKANA"):
+    if first in ("HIRAGANA", "KATAKANA", "KATAKANA-HIRAGANA"):  # the last: the long-vowel mark ー of katakana words
         return "KANA"
     return first
 
@@ -153,6 +202,7 @@ class Verdict:
     FAITHFUL = "faithful"
     WRONG = "wrong"
     UNDETERMINED = "undetermined"
+    NOT_LANGUAGE = "not_language"
 
 
 @lru_cache(maxsize=16)
@@ -163,6 +213,8 @@ def _detector(names: tuple[str, ...]) -> LanguageDetector:
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise MissingDependencyError("lingua-language-detector", "Language fidelity",
                                      f"pip install lingua-language-detector=={LINGUA_VERSION}") from exc
+    if not names:  # every language lingua knows: the unrestricted detector of rule 4
+        return LanguageDetectorBuilder.from_all_languages().build()
     return LanguageDetectorBuilder.from_languages(*(getattr(Language, n) for n in names)).build()
 
 
@@ -196,37 +248,143 @@ def _dominant(scripts: dict[str, int]) -> str:
     return max(scripts.items(), key=lambda kv: (kv[1], kv[0]))[0]
 
 
-def detector_verdict(text: str, requested: str, ranking: Sequence[tuple[str, float]]) -> str:
-    """Rules 3-4 from the detector's ranking (lingua language names with confidences, best first)."""
+# a unit of 1-24 characters followed by at least one more copy (lazy: the shortest unit first)
+_TANDEM = re.compile(r"(.{1,24}?)\1+", re.DOTALL)
+# what tokenizers leave in a decoded text: special tokens (<pad>, </s>, <row_2_col_1>, <extra_id_0>), the
+# replacement character of a split UTF-8 sequence, SentencePiece's word mark and WordPiece's continuation mark
+_MARKUP = re.compile(r"</?[A-Za-z_][\w|]{0,40}>|\ufffd|\u2581|##")
+
+
+def _letters_and_spaces(text: str) -> str:
+    """Lower-cased letters (with their combining marks), every other run of characters one space, one space at the end."""
+    out: list[str] = []
+    prev = " "
+    for ch in text.lower():
+        c = ch if ch.isalpha() or unicodedata.category(ch).startswith("M") else " "
+        if c == " " and prev == " ":
+            continue
+        out.append(c)
+        prev = c
+    return "".join(out).strip() + " "
+
+
+def repeat_share(text: str) -> float:
+    """Share of the letters of `text` that lie in tandem repeats (see rule 3a of the module docstring).
+
+    A repeat is a unit of 1-24 characters (letters and single spaces) occurring 3 times or more in a row, or 2.5
+    times or more for units of 4 characters or more (a loop cut by the length limit: ``ναυόναναυόναναυ``). Units of
+    1-3 characters need 3 whole copies so that ``banana``/``Ananas`` (``an`` 2.5 times) is not a repeat.
+    """
+    s = _letters_and_spaces(text)
+    n_letters = len(s) - s.count(" ")
+    if n_letters == 0:
+        return 0.0
+    covered = 0
+    pos = 0
+    while True:
+        m = _TANDEM.search(s, pos)
+        if m is None:
+            break
+        unit = m.group(1)
+        p = len(unit)
+        end = m.end()
+        k = 0  # a partial copy after the whole ones
+        while end + k < len(s) and k < p and s[end + k] == unit[k]:
+            k += 1
+        length = end + k - m.start()
+        if length >= 3 * p or (p >= 4 and length >= 2.5 * p):
+            covered += length - s.count(" ", m.start(), end + k)
+            pos = end + k
+        else:
+            pos = m.start() + 1
+    return covered / n_letters
+
+
+def foreign_share(text: str, requested: str) -> float:
+    """Share of letters (plus tokenizer markup) outside the requested language's scripts and Latin (rule 3b)."""
+    markup = sum(len(m.group(0)) for m in _MARKUP.finditer(text))
+    scripts = _letter_scripts(_MARKUP.sub(" ", text))
+    total = sum(scripts.values()) + markup
+    if total == 0:
+        return 0.0
+    req = requested.lower().split("-")[0]
+    own = set(_SCRIPTS.get(req, ())) | {"LATIN"}
+    if req == "ja":
+        own |= {"HAN", "KANA"}
+    elif req == "ko":
+        own.add("HAN")  # hanja
+    return (markup + sum(v for s, v in scripts.items() if s not in own)) / total
+
+
+def nonlanguage_verdict(text: str, requested: str) -> str | None:
+    """Rule 3: Verdict.NOT_LANGUAGE for repetitive or script-mixed text, else None (the detector decides)."""
+    if repeat_share(text) >= REPEAT_SHARE or foreign_share(text, requested) > FOREIGN_SHARE:
+        return Verdict.NOT_LANGUAGE
+    return None
+
+
+def detector_verdict(
+    text: str,
+    requested: str,
+    ranking: Sequence[tuple[str, float]],
+    full_ranking: Sequence[tuple[str, float]] | None = None,
+) -> str:
+    """Rules 4-5 from the detector's ranking (lingua language names with confidences, best first).
+
+    `full_ranking` is the unrestricted detector's (all languages lingua knows); None skips that part of rule 4.
+    """
     if not ranking or ranking[0][1] <= 0.0:
         return Verdict.UNDETERMINED
     wanted = set(lingua_names(requested) or ())
     top = [name for name, _ in ranking[:3]]
+    short = len(text.strip()) < SHORT_TEXT_CHARS
     if top[0] in wanted:
+        if not short and full_ranking is not None and not wanted.intersection(n for n, _ in full_ranking[:FULL_TOP]):
+            return Verdict.WRONG
         return Verdict.FAITHFUL
-    if len(text.strip()) < SHORT_TEXT_CHARS and wanted.intersection(top) and top[0] != "ENGLISH":
+    if short and wanted.intersection(top) and top[0] != "ENGLISH":
         return Verdict.FAITHFUL
     return Verdict.WRONG
 
 
-def judge(text: str, requested: str, ranking: Sequence[tuple[str, float]] | None) -> str:
-    """Decide whether `text` is in the `requested` dataset language, given the detector's ranking.
+def judge(
+    text: str,
+    requested: str,
+    ranking: Sequence[tuple[str, float]] | None,
+    full_ranking: Sequence[tuple[str, float]] | None = None,
+) -> str:
+    """Decide whether `text` is in the `requested` dataset language, given the detectors' rankings.
 
     Args:
         text: the output.
         requested: dataset code of the requested language (lingua must know it).
-        ranking: lingua language names with confidences, best first; None when the detector was not run
-            (then only the script checks can decide, and a text that passes them counts as faithful).
+        ranking: lingua language names with confidences, best first, from the detector restricted to the task's
+            languages; None when the detector was not run (then only the script and not-language checks can
+            decide, and a text that passes them counts as faithful).
+        full_ranking: the same from the unrestricted detector (rule 4); None skips that check.
 
     Returns:
-        Verdict.FAITHFUL, Verdict.WRONG or Verdict.UNDETERMINED.
+        Verdict.FAITHFUL, Verdict.WRONG, Verdict.UNDETERMINED or Verdict.NOT_LANGUAGE.
     """
-    pre = script_verdict(text, requested)
+    pre = script_verdict(text, requested) or nonlanguage_verdict(text, requested)
     if pre is not None:
         return pre
     if ranking is None:
         return Verdict.FAITHFUL
-    return detector_verdict(text, requested, ranking)
+    return detector_verdict(text, requested, ranking, full_ranking)
+
+
+def reference_warning(lang: str, requested: str, reference_fidelity: float | None) -> str | None:
+    """A one-line warning when a language's own references fail the fidelity check badly, else None.
+
+    Only meaningful when the references are requested in the corpus language (captions); `requested` is the
+    language they were judged against.
+    """
+    if reference_fidelity is None or reference_fidelity >= REFERENCE_WARNING_BELOW:
+        return None
+    return (f"the '{lang}' references are not in {requested}: language fidelity of the references is "
+            f"{reference_fidelity:.2f} (below {REFERENCE_WARNING_BELOW}); check that the data root holds the "
+            f"'{lang}' annotations")
 
 
 class LanguageFidelity(Metric):
@@ -257,6 +415,7 @@ class LanguageFidelity(Metric):
         req = f"answer={self.answer_language}" if self.answer_language else "answer=corpus"
         return (f"language_fidelity|lingua-{_installed_lingua()}|langs={','.join(sorted(self.languages))}|{req}|"
                 f"short<{SHORT_TEXT_CHARS}:top1|top3-not-en|script|undetermined=0|"
+                f"notlang:repeat>={REPEAT_SHARE},foreign>{FOREIGN_SHARE}|long:full-top{FULL_TOP}|rule-{RULE_VERSION}|"
                 f"{bootstrap_signature(self.bootstrap_resamples, self.seed)}|mvleval-1")
 
     def _detector_names(self, requested: str) -> tuple[str, ...]:
@@ -270,17 +429,18 @@ class LanguageFidelity(Metric):
         return tuple(sorted(names))
 
     def verdicts(self, texts: Sequence[str], requested: str) -> list[str]:
-        """Verdict for each text (detector run once per distinct text that passes the script check)."""
+        """Verdict for each text (detectors run once per distinct text that passes the script and not-language checks;
+        the unrestricted one only for texts of 20 characters or more that the restricted one credits)."""
         return [verdict for verdict, _ in self.judgements(texts, requested)]
 
     def judgements(self, texts: Sequence[str], requested: str) -> list[tuple[str, dict[str, str] | None]]:
         """(verdict, facts) for each text; facts say, for an output that is not faithful, what was found instead.
 
-        facts is None for a faithful output, else {"verdict": "wrong"|"undetermined", "requested": dataset code,
-        "script": dominant script of the letters (when there are letters), "detected": the detector's top-1 as a
-        dataset code (or lingua's ISO code / name outside the task's languages; absent when nothing was detected)}.
-        The detector also runs on outputs the script check already rejected, only to fill "detected": the verdict
-        (and so the score) is the one `judge` gives.
+        facts is None for a faithful output, else {"verdict": "wrong"|"undetermined"|"not_language", "requested":
+        dataset code, "script": dominant script of the letters (when there are letters), "detected": the detector's
+        top-1 as a dataset code (or lingua's ISO code / name outside the task's languages; absent when nothing was
+        detected)}. The detector also runs on outputs the script check already judged wrong, only to fill
+        "detected": the verdict (and so the score) is the one `judge` gives.
         """
         names = self._detector_names(requested)
         detector = _detector(names) if len(names) >= 2 else None
@@ -290,11 +450,14 @@ class LanguageFidelity(Metric):
         for text in texts:
             judged = cache.get(text)
             if judged is None:
-                ranking = None
-                pre = script_verdict(text, requested)
+                ranking = full = None
+                pre = script_verdict(text, requested) or nonlanguage_verdict(text, requested)
                 if detector is not None and (pre is None or pre == Verdict.WRONG):
                     ranking = [(c.language.name, c.value) for c in detector.compute_language_confidence_values(text)]
-                verdict = pre if pre is not None else judge(text, requested, ranking)
+                    if (pre is None and len(text.strip()) >= SHORT_TEXT_CHARS
+                            and detector_verdict(text, requested, ranking) == Verdict.FAITHFUL):
+                        full = [(c.language.name, c.value) for c in _detector(()).compute_language_confidence_values(text)]
+                verdict = judge(text, requested, ranking, full)
                 facts: dict[str, str] | None = None
                 if verdict != Verdict.FAITHFUL:
                     facts = {"verdict": verdict, "requested": requested}
@@ -316,6 +479,24 @@ class LanguageFidelity(Metric):
                 codes.setdefault(n, code)
         return codes
 
+    def reference_fidelity(self, references: Sequence[Sequence[str]], lang: str) -> float | None:
+        """Fidelity of the first reference of each example (the ceiling in ``extra``); None when not measurable."""
+        requested = self.answer_language or lang
+        firsts = [refs[0] for refs in references if len(refs) > 0]
+        if not firsts or lingua_names(requested) is None:
+            return None
+        return sum(v == Verdict.FAITHFUL for v in self.verdicts(firsts, requested)) / len(firsts)
+
+    def check_references(self, references: Sequence[Sequence[str]], lang: str) -> str | None:
+        """A warning when `lang`'s own references fail its fidelity check (below 0.5), else None.
+
+        Checked only when answers are requested in the corpus language (captions): references in a fixed answer
+        language say nothing about the corpus. Used by ``score`` (logged) and by ``mvleval data check``.
+        """
+        if self.answer_language is not None:
+            return None
+        return reference_warning(lang, lang, self.reference_fidelity(references, lang))
+
     def score(self, predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str) -> MetricResult:
         """Score one language's outputs; `references` give the reference ceiling (first reference per example).
 
@@ -329,7 +510,7 @@ class LanguageFidelity(Metric):
                 value=None, per_example=None, signature=self.signature(),
                 note=f"lingua-language-detector {_installed_lingua()} has no model for '{requested}': "
                      "language fidelity is not computed for it",
-                extra={"reference_fidelity": None, "undetermined": None},
+                extra={"reference_fidelity": None, "undetermined": None, "not_language": None},
             )
         if not predictions:
             return MetricResult(value=None, per_example=[], signature=self.signature(),
@@ -343,7 +524,12 @@ class LanguageFidelity(Metric):
             "reference_fidelity": (sum(v == Verdict.FAITHFUL for v in ref_verdicts) / len(ref_verdicts)
                                    if ref_verdicts else None),
             "undetermined": sum(v == Verdict.UNDETERMINED for v in verdicts) / len(verdicts),
+            "not_language": sum(v == Verdict.NOT_LANGUAGE for v in verdicts) / len(verdicts),
         }
+        if self.answer_language is None:  # references are in the corpus language only when that is requested
+            warning = reference_warning(lang, requested, extra["reference_fidelity"])
+            if warning:
+                log.warning("%s.", warning)
         value = sum(per_example) / len(per_example)
         interval = bootstrap_mean_interval(per_example, self.bootstrap_resamples, self.seed)
         return MetricResult(value=value, per_example=per_example, signature=self.signature(), interval=interval,
