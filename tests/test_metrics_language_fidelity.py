@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import placeholder_images
+
 from mvleval.errors import MvlevalError
 from mvleval.metrics import LanguageFidelity
 from mvleval.metrics.language_fidelity import (
@@ -310,7 +312,7 @@ def test_data_check_warns_about_references_not_in_their_language(tmp_path: Path)
     rows = []
     for i, en in enumerate(EN_CAPTIONS):
         key = f"{i:016x}"
-        (images / "xm3600" / f"{key}.jpg").touch()
+        placeholder_images([images / "xm3600" / f"{key}.jpg"], size=16)  # data check opens every image
         rows.append({"image/key": key, "image/locale": "en", "en": {"caption": [en]}, "bn": {"caption": [en]},
                      "de": {"caption": [["Ein Hund läuft über das grüne Gras.", "Ein Mann fährt Fahrrad.",
                                          "Zwei Kinder spielen am Strand.", "Eine Frau hält einen Schirm."][i]]}})
