@@ -119,3 +119,14 @@ def safe_image_path(image_root: Path, relative: str, *, where: str) -> Path:
             where=where,
         )
     return candidate
+
+
+def check_data_root(data_root: Path) -> None:
+    """Refuse a data root that does not exist, saying how to set it (run and data check alike)."""
+    if not data_root.is_dir():
+        raise MvlevalError(
+            "data root not found.",
+            fix="pass --data-root DIR (or set MVLEVAL_DATA) to the folder holding the benchmarks' annotation files; "
+            "see tasks/README.md for the layout.",
+            where=data_root,
+        )

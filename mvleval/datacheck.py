@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mvleval.annotations import check_data_root
 from mvleval.errors import MvlevalError
 from mvleval.images import image_problem
 from mvleval.task import Task
@@ -129,13 +130,7 @@ def check_data(
     """
     split = split or task.default_split
     task.check_split(split)
-    if not data_root.is_dir():
-        raise MvlevalError(
-            "data root not found.",
-            fix="pass --data-root DIR (or set MVLEVAL_DATA) to the folder holding the benchmarks' annotation files; "
-            "see tasks/README.md for the layout.",
-            where=data_root,
-        )
+    check_data_root(data_root)
     langs = tuple(languages) if languages else task.languages
     for lang in langs:
         task.check_language(lang)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import mvleval
 from mvleval import provenance
+from mvleval.annotations import check_data_root
 from mvleval.errors import MvlevalError
 from mvleval.record import (
     MetricScores,
@@ -158,13 +159,7 @@ def prepare(options: RunOptions) -> PreparedRun:
     task.check_split(split)
     check_generation(task.generation.replace(**options.generation))
     data_root = options.data_root
-    if not data_root.is_dir():
-        raise MvlevalError(
-            "data root not found.",
-            fix="pass --data-root DIR (or set MVLEVAL_DATA) to the folder holding the benchmarks' annotation files; "
-            "see tasks/README.md for the layout.",
-            where=data_root,
-        )
+    check_data_root(data_root)
     languages = tuple(options.languages) if options.languages else task.languages
     for lang in languages:
         task.check_language(lang)

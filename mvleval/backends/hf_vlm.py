@@ -24,7 +24,7 @@ from mvleval.backends.hf.adapter import check_adapter_dir
 from mvleval.backends.hf.batch_size import auto_batch_size
 from mvleval.backends.hf.checkpoint import check_weights, fingerprint_files, read_config, resolve_model_dir
 from mvleval.backends.hf.generate import generation_kwargs
-from mvleval.backends.hf.precision import disable_cpu_bf16_repack, precision, silence_bnb_cast_warning
+from mvleval.backends.hf.precision import disable_cpu_bf16_repack, load_weights, precision
 from mvleval.backends.prefetch import DEFAULT_WINDOW, PixelPrefetcher
 from mvleval.errors import MissingDependencyError, MvlevalError
 
@@ -164,14 +164,7 @@ class HfVlmBackend(Backend):
         }
         if quantization_config is not None:
             load_kwargs["quantization_config"] = quantization_config
-        try:
-            model = AutoModelForImageTextToText.from_pretrained(str(model_dir), **load_kwargs)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise MvlevalError(f"could not load the checkpoint ({exc}).", fix="check that the folder is complete.", where=model_dir) from None
-        if bits == 4 and not on_cuda:
-            disable_cpu_bf16_repack(model)
-        model.eval()
-        silence_bnb_cast_warning()
+        model = load_weights(AutoModelForImageTextToText, model_dir, load_kwargs, bits=bits, on_cuda=on_cuda)
         extra: list[Path] = []
         if adapter_dir is not None:
             model = apply_lora(model, adapter_dir)

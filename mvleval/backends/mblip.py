@@ -41,7 +41,7 @@ from mvleval.backends.hf.checkpoint import (  # noqa: F401 -- re-exported for fi
     weight_files,
 )
 from mvleval.backends.hf.generate import generation_kwargs
-from mvleval.backends.hf.precision import disable_cpu_bf16_repack, precision, silence_bnb_cast_warning
+from mvleval.backends.hf.precision import disable_cpu_bf16_repack, load_weights, precision
 from mvleval.backends.prefetch import DEFAULT_WINDOW, PixelPrefetcher
 from mvleval.errors import MissingDependencyError, MvlevalError
 from mvleval.images import load_image
@@ -354,14 +354,7 @@ class MBlipBackend(Backend):
         }
         if quantization_config is not None:
             load_kwargs["quantization_config"] = quantization_config
-        try:
-            model = Blip2ForConditionalGeneration.from_pretrained(str(model_dir), **load_kwargs)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise MvlevalError(f"could not load the checkpoint ({exc}).", fix="check that the folder is complete.", where=model_dir) from None
-        if bits == 4 and not on_cuda:
-            disable_cpu_bf16_repack(model)
-        model.eval()
-        silence_bnb_cast_warning()
+        model = load_weights(Blip2ForConditionalGeneration, model_dir, load_kwargs, bits=bits, on_cuda=on_cuda)
 
         extra_fingerprint: list[Path] = []
         if adapter_dir is not None:

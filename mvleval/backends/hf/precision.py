@@ -124,3 +124,21 @@ def silence_bnb_cast_warning() -> None:
         if not _bnb_warning_silenced:
             warnings.filterwarnings("ignore", message=".*inputs will be cast from.*")
             _bnb_warning_silenced = True
+
+
+def load_weights(model_class: Any, model_dir: Path, load_kwargs: dict[str, Any], *, bits: int, on_cuda: bool) -> Any:
+    """``model_class.from_pretrained`` with a clear error, then the bitsandbytes CPU workaround and eval mode: how every
+    transformers backend loads its weights.
+
+    Raises:
+        MvlevalError: the folder's weights do not load (incomplete download, wrong files).
+    """
+    try:
+        model = model_class.from_pretrained(str(model_dir), **load_kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise MvlevalError(f"could not load the checkpoint ({exc}).", fix="check that the folder is complete.", where=model_dir) from None
+    if bits == 4 and not on_cuda:
+        disable_cpu_bf16_repack(model)
+    model.eval()
+    silence_bnb_cast_warning()
+    return model
