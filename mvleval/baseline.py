@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mvleval.fileperms import follow_umask
 from mvleval.errors import MvlevalError
-from mvleval.record import read_record, write_json_atomic
+from mvleval.record import read_record, record_json, write_json_atomic
 
 DEFAULT_BASELINES_DIR = Path("results/baselines")
 DEFAULT_NAME = "main"
@@ -109,7 +109,7 @@ def bless(
         target.parent.mkdir(parents=True, exist_ok=True)
         # Samples first, then the record: a record never points at a missing or stale per-sample file.
         _copy_atomic(samples, samples_target)
-        write_json_atomic(target, copied.model_dump_json(indent=2) + "\n")
+        write_json_atomic(target, record_json(copied))
         write_json_atomic(note_target, "\n".join(lines) + "\n")
     except OSError as exc:
         raise MvlevalError(f"could not write the baseline ({exc.strerror or exc}).", fix="check that the folder is writable.", where=target.parent) from None

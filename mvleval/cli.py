@@ -72,7 +72,16 @@ def _setup_logging(verbose: int) -> None:
         logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
-def _data_root(value: Path | None) -> Path:
+def _data_root(value: Path | None, task: str | None = None) -> Path:
+    """--data-root, else $MVLEVAL_DATA; a benchmark file (`task` a path) brings its own: the folder holding its rows."""
+    if task is not None:
+        from mvleval.filetask import is_task_path, locate
+
+        if is_task_path(task):
+            if value is not None:
+                raise MvlevalError(f"--data-root does not apply to the benchmark file {task}: its rows are the file itself.",
+                                   fix="drop --data-root (images are read from --image-root, default <benchmark folder>/images).")
+            return locate(task).data_dir
     if value is not None:
         return value
     env = os.environ.get("MVLEVAL_DATA")
@@ -219,7 +228,7 @@ def _languages_for(task: str, lang: list[str] | None, *, several: bool, prompt_s
 
 @app.command()
 def run(
-    task: Annotated[list[str], typer.Option("--task", "-t", metavar="TASK", help="Task name (see `mvleval tasks`); repeat for several, or 'all'. The model loads once.")],
+    task: Annotated[list[str], typer.Option("--task", "-t", metavar="TASK", help="Task name (see `mvleval tasks`) or a benchmark file: ./my-bench/ (benchmark.yaml + data.jsonl) or ./bench.jsonl (+ bench.yaml beside it); repeat for several, or 'all'. The model loads once.")],
     model: Annotated[str, typer.Option("--model", "-m", metavar="MODEL", help="Checkpoint: a local Hugging Face folder or a downloaded hub id (BLIP-2/mBLIP or any AutoModelForImageTextToText vision-LLM), or openai:NAME for a model served behind an OpenAI-compatible endpoint (--base-url).")],
     adapter: Annotated[Optional[str], typer.Option(metavar="DIR", help="LoRA adapter folder (peft format, e.g. from `mvleval train`).")] = None,
     data_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the annotation files (default: $MVLEVAL_DATA).")] = None,
@@ -299,11 +308,17 @@ def run(
     if gate_baseline is not None and len(names) > 1:
         raise MvlevalError("--gate compares one task's run with its baseline, but several tasks were given.",
                            fix="run the tasks, then `mvleval gate RUN --baseline BASELINE` for each.")
-    data = _data_root(data_root)
+    from mvleval.filetask import is_task_path
+
+    builtins = [name for name in names if not is_task_path(name)]
+    if data_root is not None and not builtins:
+        _data_root(data_root, names[0])  # says that --data-root does not apply to a benchmark file
+    data = _data_root(data_root) if builtins else None
+    roots = {name: _data_root(None, name) if is_task_path(name) else data for name in names}
     languages = {name: _languages_for(name, lang, several=len(names) > 1, prompt_style=prompt_style) for name in names}
     runs = [
         RunOptions(
-            task=name, model=model, adapter=adapter, data_root=data, image_root=image_root,
+            task=name, model=model, adapter=adapter, data_root=roots[name], image_root=image_root,
             languages=languages[name], split=split, limit=limit,
             batch_size=None if batch_size == "auto" else int(batch_size), bits=bits, out_dir=out, seed=seed,
             generation=_generation_overrides(num_beams, max_new_tokens, min_new_tokens, length_penalty),
@@ -516,7 +531,7 @@ def train(
     out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Output folder: adapter, blip_parts, config, log, loss curve, checkpoints.")] = None,
     train_file: Annotated[Optional[Path], typer.Option(metavar="FILE", help="mBLIP task-mix file: JSON list or JSONL of {context, label, image_id}.")] = None,
     image_root: Annotated[Optional[list[Path]], typer.Option(metavar="DIR", help="Image folder; repeat to search several in order (task-mix).")] = None,
-    task: Annotated[Optional[str], typer.Option("--task", "-t", metavar="TASK", help="Train on an mvleval task's split instead; join tasks with '+' for a mixture.")] = None,
+    task: Annotated[Optional[str], typer.Option("--task", "-t", metavar="TASK", help="Train on an mvleval task's split instead (a name or a benchmark file, ./my-bench/); join tasks with '+' for a mixture.")] = None,
     split: Annotated[Optional[str], typer.Option(metavar="SPLIT", help="The task's training split, e.g. train_10.")] = None,
     data_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the task's annotation files (default: $MVLEVAL_DATA).")] = None,
     lang: Annotated[Optional[list[str]], typer.Option("--lang", "-l", metavar="CODE", help="Train only on these languages (repeatable).")] = None,
@@ -562,26 +577,42 @@ def export(
 
 
 @app.command()
-def tasks() -> None:
-    """List the tasks with their version, languages, splits and metrics."""
+def tasks(
+    task: Annotated[Optional[list[str]], typer.Option("--task", "-t", metavar="PATH", help="Show (and validate) these benchmark files instead of the built-in tasks: ./my-bench/ or ./bench.jsonl; repeatable.")] = None,
+) -> None:
+    """List the tasks with their version, languages, splits and metrics; --task PATH shows a benchmark file."""
     from rich.table import Table
 
     from mvleval.task import load_task, task_names
 
-    table = Table(title="mvleval tasks")
+    loaded = [load_task(name) for name in (task or task_names())]
+    table = Table(title="mvleval tasks" if not task else "benchmark files")
     for col in ("task", "version", "languages", "splits (default first)", "metrics", "description"):
         table.add_column(col)
-    for name in task_names():
-        t = load_task(name)
+    for t in loaded:
         splits = [t.default_split] + [s for s in t.split_names() if s != t.default_split]
-        table.add_row(name, str(t.version), f"{len(t.languages)}: {' '.join(t.languages)}", ", ".join(splits),
+        table.add_row(t.name, str(t.version), f"{len(t.languages)}: {' '.join(t.languages)}", ", ".join(splits),
                       ", ".join(m.name for m in t.metrics()), t.description)
-    _console().print(table)
+    console = _console()
+    console.print(table)
+    for t in loaded:
+        if t.location() is None:
+            continue
+        from rich.markup import escape
+
+        from mvleval.filetask import FileTask
+
+        assert isinstance(t, FileTask)
+        console.print(escape(f"{t.name} v{t.version} ({t.spec.kind}) from {t.location()}: protocol {t.protocol_hash()}, "
+                             f"{t.images_per_example} image(s) per example at most, generation {t.generation.to_dict()}"))
+        console.print(escape(f"  prompt: {t.prompt_template!r}" + (f"; chat prompt: {t.chat_prompt_template!r}" if t.spec.chat_prompt else "")))
+        for split, counts in t.row_counts().items():
+            console.print(escape(f"  {split}: {sum(counts.values())} rows ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"))
 
 
 @data_app.command("check")
 def data_check(
-    task: Annotated[str, typer.Option("--task", "-t", metavar="TASK", help="Task name.")],
+    task: Annotated[str, typer.Option("--task", "-t", metavar="TASK", help="Task name, or a benchmark file (./my-bench/, ./bench.jsonl).")],
     data_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the annotation files (default: $MVLEVAL_DATA).")] = None,
     image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the images (default: <data-root>/images).")] = None,
     lang: Annotated[Optional[list[str]], typer.Option("--lang", "-l", metavar="CODE", help="Language code; repeat for several.")] = None,
@@ -591,7 +622,7 @@ def data_check(
     from mvleval.datacheck import check_data, render_report
     from mvleval.task import load_task
 
-    root = _data_root(data_root)
+    root = _data_root(data_root, task)
     report = check_data(load_task(task), root, image_root or root / "images", languages=lang, split=split)
     _console().print(render_report(report), markup=False, highlight=False)
     if not report.ok:

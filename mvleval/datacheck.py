@@ -131,7 +131,7 @@ def check_data(
     split = split or task.default_split
     task.check_split(split)
     check_data_root(data_root)
-    langs = tuple(languages) if languages else task.languages
+    langs = tuple(languages) if languages else task.split_languages(split)
     for lang in langs:
         task.check_language(lang)
     return DataReport(
@@ -253,7 +253,8 @@ def render_report(report: DataReport) -> str:
             problems.append(f"{r.lang}: {r.n_unreadable_images} unreadable image(s): {shown}{tail}; replace them with "
                             "the benchmark's original files")
     if problems:
-        hint = f"Download the benchmark from {report.source_url}; tasks/README.md shows the layout."
+        hint = (f"Download the benchmark from {report.source_url}; tasks/README.md shows the layout." if report.source_url
+                else "Correct the benchmark's rows or put its images under the image root (docs/custom-benchmark.md).")
         out += ["", "Problems:", *problems, "", hint]
     else:
         out += ["", "All annotation and image files are present."]

@@ -176,10 +176,10 @@ def _generation_overrides(record: RunRecord) -> dict[str, Any]:
     """The decoding settings that differ from the task's own protocol (each task has its own defaults: a model run
     on captioning and VQA tasks with their protocol settings is one row, not two). When the installed task is not the
     record's version, all settings are kept, so nothing is merged on a guess."""
-    from mvleval.task import load_task
+    from mvleval.task import load_task_of_record
 
     try:
-        task = load_task(record.task.name, prompt_style=record.task.prompt_style)
+        task = load_task_of_record(record.task.name, record.task.prompt_style, record.task.source)
     except MvlevalError:
         return dict(record.model.generation)
     if task.version != record.task.version or task.protocol_hash() != record.task.protocol_hash:

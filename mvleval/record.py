@@ -31,6 +31,9 @@ class TaskInfo(_Model):
     limit: int | None = None
     protocol_hash: str
     prompt_style: str = "mblip"  # "mblip" (mBLIP's protocol) or "chat" (instruction-tuned wording); hashed into protocol_hash
+    # a task read from a benchmark file: where the file (or folder) was, absolute, so `mvleval score` and the leaderboard
+    # read it again; None (and left out of the JSON, so built-in records stay as they were) for a built-in task
+    source: str | None = None
 
 
 class ModelInfo(_Model):
@@ -121,10 +124,16 @@ def write_json_atomic(path: Path, payload: str) -> None:
         raise
 
 
+def record_json(record: RunRecord) -> str:
+    """A record as pretty JSON; task.source only when there is one (a built-in task's record is unchanged by it)."""
+    exclude = {"task": {"source"}} if record.task.source is None else None
+    return record.model_dump_json(indent=2, exclude=exclude) + "\n"
+
+
 def write_record(record: RunRecord, path: Path) -> None:
     """Atomically write a run record as pretty JSON."""
     try:
-        write_json_atomic(path, record.model_dump_json(indent=2) + "\n")
+        write_json_atomic(path, record_json(record))
     except OSError as exc:
         raise MvlevalError(
             f"could not write the run record ({exc.strerror}).",

@@ -31,7 +31,7 @@ from mvleval.record import (
     write_json_atomic,
     write_record,
 )
-from mvleval.task import Example, GenerationSettings, Task, load_task
+from mvleval.task import Example, GenerationSettings, Task, load_task, load_task_of_record
 
 if TYPE_CHECKING:
     from mvleval.backends.base import Backend, EndpointOptions
@@ -160,7 +160,7 @@ def prepare(options: RunOptions) -> PreparedRun:
     check_generation(task.generation.replace(**options.generation))
     data_root = options.data_root
     check_data_root(data_root)
-    languages = tuple(options.languages) if options.languages else task.languages
+    languages = tuple(options.languages) if options.languages else task.split_languages(split)
     for lang in languages:
         task.check_language(lang)
     if len(set(languages)) != len(languages):
@@ -200,14 +200,14 @@ def prepare(options: RunOptions) -> PreparedRun:
     if problems:
         raise MvlevalError(
             f"{len(problems)} problem(s) with the data: " + " | ".join(problems),
-            fix=f"correct the files above; `mvleval data check --task {task.name}` lists everything that is missing.",
+            fix=f"correct the files above; `mvleval data check --task {task.location() or task.name}` lists everything that is missing.",
         )
     missing = [(e.source, p) for lang in languages for e in examples[lang] for p in e.images if not p.is_file()]
     if missing:
         shown = "; ".join(f"{p} (from {src})" for src, p in missing[:3])
         raise MvlevalError(
             f"{len(missing)} image file(s) referenced by the annotations are missing under the image root {image_root}, e.g. {shown}.",
-            fix=f"download the images into --image-root (see tasks/README.md), or run `mvleval data check --task {task.name}` for the full list.",
+            fix=f"download the images into --image-root (see tasks/README.md), or run `mvleval data check --task {task.location() or task.name}` for the full list.",
         )
     generation = task.generation.replace(**options.generation)
     fingerprint_rows = (
@@ -533,6 +533,7 @@ def evaluate(
             limit=options.limit,
             protocol_hash=task.protocol_hash(),
             prompt_style=task.prompt_style,
+            source=task.location(),
         ),
         model=model_info,
         scores=scores,
@@ -695,12 +696,23 @@ def rescore(record_path: Path) -> tuple[RunRecord, Path]:
     The record and samples file are rewritten atomically; `rescored_at` says that the scores were recomputed.
     """
     record = read_record(record_path)
-    task = load_task(record.task.name, prompt_style=record.task.prompt_style)
+    task = load_task_of_record(record.task.name, record.task.prompt_style, record.task.source, where=record_path)
+    installed = "installed task" if record.task.source is None else f"benchmark file at {record.task.source}"
     if task.version != record.task.version:
         raise MvlevalError(
-            f"the record was made with {task.name} v{record.task.version}, but the installed task is v{task.version}: "
+            f"the record was made with {task.name} v{record.task.version}, but the {installed} is v{task.version}: "
             "its prompts or filtering changed, so the stored predictions no longer match the protocol.",
             fix="rerun the evaluation with `mvleval run`.",
+            where=record_path,
+        )
+    if record.task.source is not None and task.protocol_hash() != record.task.protocol_hash:
+        # nobody pins a benchmark file's protocol to its version (tests do for built-ins): a header edited without a
+        # version bump is caught here
+        raise MvlevalError(
+            f"the header of the {installed} changed since the run (prompts, metrics, labels or generation settings: "
+            f"protocol {task.protocol_hash()} now, {record.task.protocol_hash} in the record) while its version stayed "
+            f"v{task.version}.",
+            fix="bump `version` in the benchmark's header and rerun the evaluation, or restore the header the run was made with.",
             where=record_path,
         )
     samples_path = record_path.parent / record.samples_file

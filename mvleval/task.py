@@ -1,4 +1,4 @@
-"""Example and Task values, and load_task(name) from the tasks folder (one file per benchmark)."""
+"""Example and Task values, and load_task(name | path): a built-in from the tasks folder, or a benchmark file."""
 
 from __future__ import annotations
 
@@ -181,6 +181,19 @@ class Task(ABC):
         """The language the prompt asks the model to answer in (for language fidelity)."""
         return lang
 
+    def split_languages(self, split: str) -> tuple[str, ...]:
+        """The languages a run of `split` evaluates when no --lang is given (a benchmark file: those with rows in it)."""
+        return self.languages
+
+    def location(self) -> str | None:
+        """Where a task read from a benchmark file lives (absolute), kept in run records so the task can be read
+        again; None for a built-in task, which is found by name."""
+        return None
+
+    def data_dir(self) -> Path | None:
+        """The data root a benchmark file brings along (the folder holding its rows); None: --data-root is needed."""
+        return None
+
 
 def _suggest_language(lang: str, known: tuple[str, ...]) -> str:
     """' Did you mean ...?' for a code in the wrong case, an English language name, or several codes in one flag."""
@@ -240,10 +253,17 @@ def task_names() -> list[str]:
 
 
 def load_task(name: str, prompt_style: str = "mblip") -> Task:
-    """Instantiate a task by name, e.g. load_task("xgqa"), with a prompt style; unknown names get a suggestion."""
+    """Instantiate a task by name, e.g. load_task("xgqa"), or read a benchmark file by path (a value with a '/' or
+    ending in .jsonl/.yaml: load_task("./my-bench")), with a prompt style; unknown names get a suggestion."""
+    from mvleval.filetask import is_task_path, load_file_task
+
+    if is_task_path(name):
+        return load_file_task(name, prompt_style)
     names = task_names()
     if name not in names:
         hint = f" Did you mean '{name.lower()}'? (task names are lower-case)" if name.lower() in names else did_you_mean(name, names)
+        if Path(name).exists():
+            hint += f" For the benchmark file or folder '{name}', pass it as a path: ./{name}."
         raise MvlevalError(
             f"unknown task '{name}'.{hint} Known tasks: {', '.join(names)}.",
             fix="run `mvleval tasks` to list them.",
@@ -259,4 +279,30 @@ def load_task(name: str, prompt_style: str = "mblip") -> Task:
     task = classes[0](prompt_style)
     if task.name != name:
         raise RuntimeError(f"tasks/{name}.py defines a task named {task.name!r}; the name must equal the file stem")
+    return task
+
+
+def load_task_of_record(name: str, prompt_style: str, source: str | None, *, where: Path | str | None = None) -> Task:
+    """The task a run record was made with: a built-in by name, a benchmark file from the path the record keeps.
+
+    Raises:
+        MvlevalError: the benchmark file is no longer where the run read it, or the file there is another benchmark.
+    """
+    if source is None:
+        return load_task(name, prompt_style=prompt_style)
+    from mvleval.filetask import load_file_task
+
+    if not Path(source).exists():
+        raise MvlevalError(
+            f"the run was made on the benchmark file '{name}' at {source}, which is no longer there (moved or deleted).",
+            fix=f"put the benchmark back at {source}: the record keeps where its task was read from.",
+            where=where,
+        )
+    task = load_file_task(source, prompt_style)
+    if task.name != name:
+        raise MvlevalError(
+            f"the benchmark at {source} is now named '{task.name}', but the run was made on '{name}'.",
+            fix="restore the benchmark the run was made on at that path.",
+            where=where,
+        )
     return task

@@ -307,8 +307,11 @@ def _task_checks(
                     ("split", f"'{split}' is the split '{task.name}' is evaluated on; training on it leaks the test set. "
                      f"Use a training split ({', '.join(s for s in task.split_names() if s != task.default_split)}).")
                 )
-    if data_root is None:
+    if data_root is None and any(t.data_dir() is None for t in tasks):
         problems.append(("data_root", "training on a task needs --data-root (or $MVLEVAL_DATA)."))
+    elif data_root is None:
+        pass  # benchmark files bring their own data
+
     elif not Path(data_root).is_dir():
         problems.append(("data_root", f"folder {data_root} not found."))
     if languages is not None:
@@ -369,6 +372,12 @@ def _absolutise(config: TrainConfig) -> TrainConfig:
         updates["train_file"] = config.train_file.expanduser().absolute()
     if config.data_root is not None:
         updates["data_root"] = config.data_root.expanduser().absolute()
+    if config.task is not None:
+        from mvleval.filetask import is_task_path
+
+        # a benchmark file's path made absolute, like the other paths (built-in names stay names)
+        parts = [p.strip() for p in config.task.split("+")]
+        updates["task"] = "+".join(str(Path(p).expanduser().absolute()) if is_task_path(p) else p for p in parts)
     updates["image_roots"] = [p.expanduser().absolute() for p in config.image_roots]
     return config.model_copy(update=updates)
 
@@ -418,6 +427,16 @@ def load_config(
             f"--set expects key=value, got {', '.join(repr(b) for b in bad)}.",
             fix="write e.g. --set lr_lora=1e-4 --set lora_targets='[\"q\",\"v\"]'.",
         )
+    task = merged.get("task")
+    if "data_root" not in merged and isinstance(task, str) and "+" not in task:
+        from mvleval.filetask import is_task_path, locate
+
+        if is_task_path(task.strip()):
+            try:
+                merged["data_root"] = locate(task.strip()).data_dir  # a benchmark file brings its own data
+                sources["data_root"] = "the benchmark file's folder"
+            except MvlevalError:
+                pass  # reported with the other problems by the task check
     if "data_root" not in merged and merged.get("task") is not None and os.environ.get("MVLEVAL_DATA"):
         merged["data_root"] = os.environ["MVLEVAL_DATA"]
         sources["data_root"] = "$MVLEVAL_DATA"

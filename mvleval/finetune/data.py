@@ -269,20 +269,25 @@ def load_examples(config: TrainConfig) -> list[Example]:
     """The training examples the config names (task-mix file or task split), validated."""
     if config.train_file is not None:
         return read_task_mix(config.train_file, config.image_roots)
-    assert config.task is not None and config.split is not None and config.data_root is not None  # config validation
-    image_root = config.image_roots[0] if config.image_roots else config.data_root / "images"
-    names = [n.strip() for n in config.task.split("+")]
-    if len(names) == 1:
-        return read_task_split(names[0], config.split, config.data_root, image_root, config.languages)
-    # A mixture: each task's split, restricted to the requested languages that task has.
+    assert config.task is not None and config.split is not None  # config validation
     from mvleval.task import load_task
 
+    names = [n.strip() for n in config.task.split("+")]
+    data_root = config.data_root or Path()  # None only when every task is a benchmark file, which reads its own rows
+
+    def image_root(name: str) -> Path:
+        # a benchmark file's images default to <its folder>/images, a built-in's to <data root>/images
+        return config.image_roots[0] if config.image_roots else (load_task(name).data_dir() or data_root) / "images"
+
+    if len(names) == 1:
+        return read_task_split(names[0], config.split, data_root, image_root(names[0]), config.languages)
+    # A mixture: each task's split, restricted to the requested languages that task has.
     examples: list[Example] = []
     for name in names:
         langs = [lang for lang in config.languages if lang in load_task(name).languages] if config.languages else None
         if config.languages and not langs:
             continue
-        examples.extend(read_task_split(name, config.split, config.data_root, image_root, langs))
+        examples.extend(read_task_split(name, config.split, data_root, image_root(name), langs))
     return examples
 
 

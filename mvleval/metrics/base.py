@@ -43,6 +43,16 @@ class Metric(ABC):
     name: ClassVar[str]
     higher_is_better: ClassVar[bool] = True
 
+    @classmethod
+    def for_task(cls, languages: Sequence[str], answer_language: str | None) -> Metric:
+        """This metric as a task with these languages uses it (the registry builds metrics by name through it).
+
+        Args:
+            languages: the task's language codes.
+            answer_language: the language answers are requested in when it is fixed (None: each corpus's own).
+        """
+        return cls()
+
     @abstractmethod
     def signature(self) -> str:
         """A string naming exactly how scores are made, e.g. 'cider|n=4|sigma=6|tok=ptb-py|seg=zh:char|v=1'."""

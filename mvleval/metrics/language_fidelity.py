@@ -411,6 +411,10 @@ class LanguageFidelity(Metric):
         self.bootstrap_resamples = bootstrap_resamples
         self.seed = seed
 
+    @classmethod
+    def for_task(cls, languages: Sequence[str], answer_language: str | None) -> LanguageFidelity:
+        return cls(languages=languages, answer_language=answer_language)
+
     def signature(self) -> str:
         req = f"answer={self.answer_language}" if self.answer_language else "answer=corpus"
         return (f"language_fidelity|lingua-{_installed_lingua()}|langs={','.join(sorted(self.languages))}|{req}|"

@@ -1,0 +1,742 @@
+"""A benchmark of one's own as data, not code: a YAML header (BenchmarkSpec) + JSON Lines rows, read into a FileTask.
+
+Two forms, both named by a path given to ``--task`` (a value with a '/' or ending in .jsonl/.yaml):
+
+- a folder ``my-bench/`` holding ``benchmark.yaml`` (the header) and ``data.jsonl`` (the rows); task name ``my-bench``;
+- a file ``bench.jsonl`` with its header beside it as ``bench.yaml``; task name ``bench``.
+
+The header is read into a pydantic model (unknown keys refused), the rows are checked one by one, and every problem
+of the header and of every row is reported in ONE MvlevalError, each line starting with file:line. A row:
+
+    {"id": "c1", "lang": "de", "images": ["bar1.png"], "question"?: str, "answers": [str, ...],
+     "choices"?: [str, ...], "answer_lang"?: "en", "split"?: "test"}
+
+`images` are relative to ``<image-root>/<image_subdir>`` (the image root defaults, as for every task, to
+``<data-root>/images``, and a benchmark file's data root is the folder holding it). A FileTask is a Task like the
+built-in ones: it has a version and a protocol hash (the header's prompts, metrics, generation settings, labels and
+version; the examples themselves are covered by the run's data fingerprint), and runs record where the benchmark
+was (``task.source``) so `mvleval score` and the leaderboard can read it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import posixpath
+import re
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mvleval.errors import MvlevalError, did_you_mean
+from mvleval.metrics.base import Metric, MetricResult
+from mvleval.metrics.language_fidelity import LanguageFidelity
+from mvleval.task import Example, GenerationSettings, Task
+
+HEADER_NAMES = ("benchmark.yaml", "benchmark.yml")
+DATA_NAME = "data.jsonl"
+KINDS = ("caption", "vqa", "yesno", "multiple_choice")
+ROW_FIELDS = ("id", "lang", "images", "question", "answers", "choices", "answer_lang", "split")
+TEMPLATE_FIELDS = ("question", "language", "choices")
+#: how many problems one error lists before summarising the rest as a count
+MAX_LISTED = 25
+
+_LANG_CODE = re.compile(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*")
+_SPLIT_NAME = re.compile(r"[A-Za-z0-9_]+")
+_TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_FORMAT_FIX = "correct the lines above (docs/custom-benchmark.md describes the header and the rows), then rerun."
+
+#: per kind: the metrics (headline first) and decoding settings used when the header names none (mBLIP's settings:
+#: captions as XM3600, short answers as xGQA/MaRVL)
+KIND_DEFAULTS: dict[str, tuple[tuple[str, ...], GenerationSettings]] = {
+    "caption": (("cider", "language_fidelity"), GenerationSettings(num_beams=5, max_new_tokens=50, min_new_tokens=1, length_penalty=1.0)),
+    "vqa": (("exact_match", "relaxed_accuracy", "language_fidelity"),
+            GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0)),
+    "yesno": (("exact_match", "relaxed_accuracy"), GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0)),
+    "multiple_choice": (("choice_accuracy",), GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0)),
+}
+
+
+def default_metrics(spec: BenchmarkSpec) -> tuple[str, ...]:
+    """The header's metrics, else the kind's (multiple choice answered with the choice's text: as VQA answers)."""
+    if spec.metrics is not None:
+        return tuple(spec.metrics)
+    if spec.kind == "multiple_choice" and spec.answer_with == "choice":
+        return ("exact_match", "relaxed_accuracy")
+    return KIND_DEFAULTS[spec.kind][0]
+
+
+class GenerationSpec(BaseModel):
+    """Decoding settings of a benchmark file (each left out: the kind's default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_beams: int | None = Field(default=None, ge=1)
+    max_new_tokens: int | None = Field(default=None, ge=1)
+    min_new_tokens: int | None = Field(default=None, ge=0)
+    length_penalty: float | None = None
+
+
+class BenchmarkSpec(BaseModel):
+    """The header of a benchmark file (benchmark.yaml); docs/custom-benchmark.md documents every key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, description="Must equal the folder (or .jsonl file) stem when given.")
+    version: int = Field(ge=1, description="Bump it whenever prompts, labels, metrics, generation or the examples change.")
+    description: str = Field(min_length=1)
+    kind: Literal["caption", "vqa", "yesno", "multiple_choice"]
+    prompt: str = Field(min_length=1, description="mBLIP-style prompt: {question}, {language}, {choices}.")
+    chat_prompt: str | None = Field(default=None, description="Prompt for --prompt-style chat (default: prompt).")
+    metrics: list[str] | None = Field(default=None, description="Metric names, headline first (default: per kind).")
+    generation: GenerationSpec = Field(default_factory=GenerationSpec)
+    languages: list[str] | None = Field(default=None, description="Language codes (default: those in the data).")
+    default_split: str = "test"
+    answer_language: str | None = Field(default=None, description="Language every answer is asked in (e.g. en).")
+    language_names: dict[str, str] = Field(default_factory=dict, description="{language} names beyond mBLIP's table.")
+    label_vocabulary: list[str] | None = Field(default=None, description="Allowed answers (yesno default: yes, no).")
+    choices_format: str = "{label}. {choice}"
+    choices_separator: str = "\n"
+    answer_with: Literal["label", "choice"] = "label"
+    image_subdir: str = ""
+    source_url: str = ""
+    licence: str = ""
+    citation: str = ""
+
+
+@dataclass(frozen=True)
+class BenchmarkFiles:
+    """Where a benchmark's header and rows are; `location` (absolute) is what run records keep."""
+
+    location: Path
+    header: Path
+    data: Path
+    name: str
+
+    @property
+    def data_dir(self) -> Path:
+        """The benchmark's data root: the folder holding its rows (images default to <data_dir>/images)."""
+        return self.data.parent
+
+
+@dataclass(frozen=True)
+class Row:
+    """One validated row of a benchmark file."""
+
+    line: int
+    id: str
+    lang: str
+    split: str
+    images: tuple[str, ...]
+    answers: tuple[str, ...]
+    question: str | None = None
+    choices: tuple[str, ...] | None = None
+    answer_lang: str | None = None
+
+
+def is_task_path(value: str) -> bool:
+    """Whether a --task value names a benchmark file or folder rather than a built-in task."""
+    return "/" in value or os.sep in value or value in (".", "..") or value.endswith((".jsonl", ".yaml", ".yml"))
+
+
+def locate(value: str | Path) -> BenchmarkFiles:
+    """The header and data file a --task path names (a folder, its benchmark.yaml, a .jsonl, or that file's .yaml).
+
+    Raises:
+        MvlevalError: nothing there, or the header or the rows are missing.
+    """
+    path = Path(value).expanduser()
+    if path.suffix in (".yaml", ".yml"):
+        path = path.parent if path.name in HEADER_NAMES else path.with_suffix(".jsonl")
+    if path.is_dir():
+        location = path.absolute()
+        header = next((path / n for n in HEADER_NAMES if (path / n).is_file()), path / HEADER_NAMES[0])
+        data = path / DATA_NAME
+        name = location.resolve().name
+    elif path.suffix == ".jsonl" or path.is_file():
+        location = path.absolute()
+        header = next((path.with_suffix(s) for s in (".yaml", ".yml") if path.with_suffix(s).is_file()), path.with_suffix(".yaml"))
+        data = path
+        name = path.stem
+    else:
+        raise MvlevalError(
+            f"no benchmark at '{value}'.",
+            fix=f"pass a folder holding {HEADER_NAMES[0]} and {DATA_NAME}, or a .jsonl file with its header beside it "
+            "(bench.jsonl + bench.yaml); docs/custom-benchmark.md shows both.",
+            where=str(path),
+        )
+    missing = [p for p in (header, data) if not p.is_file()]
+    if missing:
+        there = sorted(p.name for p in data.parent.iterdir())[:12] if data.parent.is_dir() else []
+        raise MvlevalError(
+            f"the benchmark at '{value}' lacks {' and '.join(str(p) for p in missing)}."
+            + (f" Found there: {', '.join(there)}." if there else ""),
+            fix=f"a benchmark folder holds {HEADER_NAMES[0]} (the header) and {DATA_NAME} (one example per line); a single "
+            ".jsonl file needs its header beside it with the same stem (.yaml). docs/custom-benchmark.md shows both.",
+        )
+    return BenchmarkFiles(location=location.resolve(), header=header.absolute(), data=data.absolute(), name=name)
+
+
+# -- the header -------------------------------------------------------------------------------------------------------
+def _read_header(path: Path) -> tuple[Any, dict[str, int], list[str]]:
+    """(values, line of each key as 'key' or 'key.sub', problems) of a YAML header; duplicate keys are problems."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MvlevalError(f"cannot read the benchmark header ({exc}).", fix="save it as UTF-8 text.", where=path) from None
+    try:
+        node = yaml.compose(text)
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise MvlevalError(f"the benchmark header is not valid YAML ({getattr(exc, 'problem', exc)}).",
+                           fix="fix the syntax error.", where=f"{path}:{mark.line + 1}" if mark else path) from None
+    lines: dict[str, int] = {}
+    problems: list[str] = []
+
+    def walk(mapping: Any, prefix: str) -> None:
+        if not isinstance(mapping, yaml.MappingNode):
+            return
+        for key_node, value_node in mapping.value:
+            key = f"{prefix}{key_node.value}"
+            if key in lines:
+                problems.append(f"{path}:{key_node.start_mark.line + 1}: '{key}' is given twice (first on line {lines[key]}).")
+            lines.setdefault(key, key_node.start_mark.line + 1)
+            if not prefix:
+                walk(value_node, f"{key}.")
+
+    walk(node, "")
+    return values, lines, problems
+
+
+def _template_problems(template: str, label: str) -> list[str]:
+    """Problems of a prompt template: only {question}, {language} and {choices} may be filled in."""
+    try:
+        fields = [f for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return [f"'{label}' is not a valid template ({exc}); write a literal brace as {{{{ or }}}}."]
+    problems = []
+    for field in fields:
+        if field not in TEMPLATE_FIELDS:
+            hint = did_you_mean(field, TEMPLATE_FIELDS) if field else " (an empty {} is not allowed)"
+            problems.append(f"'{label}' uses the placeholder {{{field}}}.{hint} Placeholders: "
+                            + ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS) + "; write a literal brace as {{ or }}.")
+    for _, field, spec, conv in parsed:
+        if field in TEMPLATE_FIELDS and (spec or conv):
+            problems.append(f"'{label}': write {{{field}}} without a conversion or format spec.")
+    return problems
+
+
+def template_fields(template: str) -> set[str]:
+    return {f for _, f, _, _ in string.Formatter().parse(template) if f}
+
+
+def _header_problems(spec: BenchmarkSpec, files: BenchmarkFiles, lines: dict[str, int]) -> list[str]:
+    """Checks across the header's keys, after pydantic accepted each of them."""
+    from mvleval.metrics.registry import check_metric_name
+    from mvleval.task import task_names
+
+    out: list[str] = []
+
+    def at(key: str, message: str) -> None:
+        out.append(f"{files.header}:{lines.get(key, lines.get(key.split('.')[0], 1))}: {message}")
+
+    if not _TASK_NAME.fullmatch(files.name):
+        at("name", f"the benchmark's name '{files.name}' (its folder or file stem) may hold only letters, digits, '.', '_' "
+                   "and '-'; rename the folder or file.")
+    if spec.name is not None and spec.name != files.name:
+        at("name", f"name '{spec.name}' differs from the folder/file stem '{files.name}' (the task name is the stem, as for "
+                   "built-in tasks); rename one of them or drop 'name'.")
+    if files.name in task_names():
+        at("name", f"'{files.name}' is the name of a built-in task; rename the benchmark's folder or file so records, "
+                   "baselines and leaderboard columns cannot be mistaken for it.")
+    for key, template in (("prompt", spec.prompt), ("chat_prompt", spec.chat_prompt)):
+        if template is None:
+            continue
+        for problem in _template_problems(template, key):
+            at(key, problem)
+        if spec.kind == "multiple_choice" and "choices" not in template_fields(template):
+            at(key, f"a multiple_choice prompt must show the choices: add {{choices}} to '{key}'.")
+        if spec.kind != "multiple_choice" and "choices" in template_fields(template):
+            at(key, f"{{choices}} only applies to kind multiple_choice (this benchmark is '{spec.kind}').")
+    try:
+        bad = {f for _, f, _, _ in string.Formatter().parse(spec.choices_format) if f} - {"label", "choice"}
+    except ValueError as exc:
+        bad = {str(exc)}
+    if bad:
+        at("choices_format", f"choices_format may use only {{label}} and {{choice}}, found {', '.join(sorted(bad))}.")
+    for i, name in enumerate(spec.metrics or ()):
+        problem = check_metric_name(name)
+        if problem:
+            at("metrics", f"metrics[{i}]: {problem}")
+    if spec.metrics is not None:
+        if not spec.metrics:
+            at("metrics", "an empty metrics list scores nothing; list at least one metric or leave the key out.")
+        dup = sorted({m for m in spec.metrics if spec.metrics.count(m) > 1})
+        if dup:
+            at("metrics", f"metrics lists {', '.join(dup)} more than once.")
+    if not _SPLIT_NAME.fullmatch(spec.default_split):
+        at("default_split", f"split names may hold only letters, digits and '_', got {spec.default_split!r}.")
+    for code in [*(spec.languages or ()), *([spec.answer_language] if spec.answer_language else []), *spec.language_names]:
+        if not _LANG_CODE.fullmatch(code):
+            at("languages", f"'{code}' is not a language code (e.g. de, fil, zh-Hant).")
+    if spec.languages is not None and len(set(spec.languages)) != len(spec.languages):
+        at("languages", "a language is listed twice.")
+    if spec.languages is not None and not spec.languages:
+        at("languages", "an empty languages list allows no row; list the codes or leave the key out.")
+    if spec.label_vocabulary is not None and spec.kind in ("caption", "multiple_choice"):
+        at("label_vocabulary", f"label_vocabulary applies to kinds vqa and yesno, not {spec.kind}.")
+    if spec.kind == "multiple_choice" and spec.answer_with == "label":
+        for name in {"exact_match", "relaxed_accuracy"} & set(spec.metrics or ()):
+            # found by this module's own test: VQA cleaning deletes the article "a", so a correct "A" scores 0
+            at("metrics", f"{name} cannot score letter labels (mBLIP's VQA cleaning deletes the article 'a', so a correct "
+                          "'A' never matches); use choice_accuracy, or answer_with: choice.")
+    if spec.kind == "multiple_choice" and spec.answer_with == "label" and "label" not in template_fields(spec.choices_format):
+        at("choices_format", "answers are labels (answer_with: label), so choices_format must show {label}.")
+    if spec.image_subdir and (spec.image_subdir.startswith(("/", "\\")) or ".." in Path(spec.image_subdir).parts):
+        at("image_subdir", f"image_subdir must be a relative folder inside the image root, got {spec.image_subdir!r}.")
+    return out
+
+
+def _pydantic_problems(exc: ValidationError, path: Path, lines: dict[str, int]) -> list[str]:
+    known = list(BenchmarkSpec.model_fields)
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        key = ".".join(loc) or "?"
+        line = lines.get(".".join(loc[:2]), lines.get(loc[0] if loc else "", 1))
+        if err["type"] == "extra_forbidden":
+            choices = list(GenerationSpec.model_fields) if len(loc) > 1 and loc[0] == "generation" else known
+            out.append(f"{path}:{line}: unknown key '{key}'.{did_you_mean(loc[-1], choices)} Known keys: {', '.join(choices)}.")
+        elif err["type"] == "missing":
+            out.append(f"{path}:{line}: the key '{key}' is required.")
+        elif err["type"] == "literal_error":
+            out.append(f"{path}:{line}: '{key}' must be one of {err['ctx']['expected']}, got {err.get('input')!r}."
+                       + (did_you_mean(str(err.get("input")), KINDS) if loc == ["kind"] else ""))
+        else:
+            out.append(f"{path}:{line}: '{key}': {err['msg']} (got {err.get('input')!r}).")
+    return out
+
+
+# -- the rows ---------------------------------------------------------------------------------------------------------
+def _str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+class _RowReader:
+    """Checks rows one at a time against the header, collecting every problem with its file:line."""
+
+    def __init__(self, spec: BenchmarkSpec, files: BenchmarkFiles) -> None:
+        self.spec, self.files = spec, files
+        self.templates = [spec.prompt] + ([spec.chat_prompt] if spec.chat_prompt else [])
+        self.fields = set().union(*(template_fields(t) for t in self.templates))
+        self.fidelity = "language_fidelity" in default_metrics(spec)
+        self.vocabulary = _vocabulary(spec)
+        self.seen: dict[tuple[str, str, str], int] = {}
+        self.requested: dict[str, tuple[str, int]] = {}  # lang -> (requested language, first line asking it)
+        self._lingua: dict[str, bool] = {}
+
+    def _lingua_knows(self, code: str) -> bool:
+        if code not in self._lingua:
+            from mvleval.metrics.language_fidelity import lingua_names
+
+            try:
+                self._lingua[code] = lingua_names(code) is not None
+            except ImportError:  # lingua missing: the metric itself names the install command when it runs
+                self._lingua[code] = True
+        return self._lingua[code]
+
+    def read(self, lineno: int, obj: Any) -> tuple[Row | None, list[str]]:
+        where = f"{self.files.data}:{lineno}"
+        if not isinstance(obj, dict):
+            return None, [f"{where}: expected a JSON object, found {type(obj).__name__}."]
+        problems: list[str] = []
+        for key in obj:
+            if key not in ROW_FIELDS:
+                problems.append(f"{where}: unknown field '{key}'.{did_you_mean(key, ROW_FIELDS)} Row fields: {', '.join(ROW_FIELDS)}.")
+        for key in ("id", "lang", "images", "answers"):
+            if key not in obj:
+                problems.append(f"{where}: the field '{key}' is missing.")
+        spec = self.spec
+        rid = obj.get("id")
+        if "id" in obj and (isinstance(rid, bool) or not isinstance(rid, (str, int)) or str(rid).strip() == ""):
+            problems.append(f"{where}: 'id' must be a non-empty string or an integer, got {rid!r}.")
+            rid = None
+        lang = obj.get("lang")
+        if "lang" in obj and (not isinstance(lang, str) or not _LANG_CODE.fullmatch(lang)):
+            problems.append(f"{where}: 'lang' must be a language code such as de or zh, got {lang!r}.")
+            lang = None
+        elif isinstance(lang, str) and spec.languages is not None and lang not in spec.languages:
+            problems.append(f"{where}: language '{lang}' is not in the header's languages ({' '.join(spec.languages)}).{did_you_mean(lang, spec.languages)}")
+        split = obj.get("split", spec.default_split)
+        if not isinstance(split, str) or not _SPLIT_NAME.fullmatch(split):
+            problems.append(f"{where}: 'split' must be a name of letters, digits and '_' (e.g. test, train), got {split!r}.")
+            split = None
+        images = obj.get("images")
+        if "images" in obj:
+            if isinstance(images, str):
+                problems.append(f"{where}: 'images' must be a list of paths, even for one image: [{json.dumps(images, ensure_ascii=False)}].")
+                images = None
+            elif not _str_list(images) or not images or not all(i.strip() for i in images):
+                problems.append(f"{where}: 'images' must be a non-empty list of image paths, got {images!r}.")
+                images = None
+            else:
+                for image in images:
+                    rel = Path(image)
+                    if rel.is_absolute() or image.startswith(("/", "\\")) or ".." in rel.parts or (len(image) > 1 and image[1] == ":"):
+                        problems.append(f"{where}: image path {image!r} escapes the image root; image paths must be relative "
+                                        "and stay inside it.")
+        answers = obj.get("answers")
+        if "answers" in obj:
+            if isinstance(answers, str):
+                problems.append(f"{where}: 'answers' must be a list, even for one answer: [{json.dumps(answers, ensure_ascii=False)}].")
+                answers = None
+            elif not _str_list(answers) or not answers:
+                problems.append(f"{where}: 'answers' must be a non-empty list of strings, got {answers!r}.")
+                answers = None
+            elif not all(a.strip() for a in answers):
+                problems.append(f"{where}: 'answers' holds an empty string; every reference must have text.")
+                answers = None
+        question = obj.get("question")
+        if "question" in obj and (not isinstance(question, str) or not question.strip()):
+            problems.append(f"{where}: 'question' must be a non-empty string, got {question!r}.")
+            question = None
+        elif "question" in self.fields and "question" not in obj:
+            problems.append(f"{where}: the prompt uses {{question}} but the row has no 'question'.")
+        choices = obj.get("choices")
+        if "choices" in obj and spec.kind != "multiple_choice":
+            problems.append(f"{where}: 'choices' only applies to kind multiple_choice (this benchmark is '{spec.kind}').")
+        elif spec.kind == "multiple_choice":
+            if "choices" not in obj:
+                problems.append(f"{where}: a multiple_choice row needs 'choices'.")
+            elif not _str_list(choices) or not 2 <= len(choices) <= 26 or not all(c.strip() for c in choices):
+                problems.append(f"{where}: 'choices' must be a list of 2 to 26 non-empty strings, got {choices!r}.")
+                choices = None
+            elif len(set(choices)) != len(choices):
+                problems.append(f"{where}: 'choices' lists the same choice twice.")
+                choices = None
+        answer_lang = obj.get("answer_lang")
+        if "answer_lang" in obj and (not isinstance(answer_lang, str) or not _LANG_CODE.fullmatch(answer_lang)):
+            problems.append(f"{where}: 'answer_lang' must be a language code such as en, got {answer_lang!r}.")
+            answer_lang = None
+        if answers is not None:
+            problems += self._answer_problems(where, answers, choices)
+        if isinstance(lang, str) and "lang" in obj:
+            problems += self._language_problems(where, lineno, lang, answer_lang or spec.answer_language or lang)
+        if rid is not None and isinstance(lang, str) and split is not None:
+            key = (split, lang, str(rid))
+            if key in self.seen:
+                problems.append(f"{where}: id {str(rid)!r} is already used on line {self.seen[key]} ({lang}, split {split}); "
+                                "ids must be unique within a language and split.")
+            else:
+                self.seen[key] = lineno
+        if problems:
+            return None, problems
+        return Row(line=lineno, id=str(rid), lang=str(lang), split=str(split), images=tuple(images or ()),
+                   answers=tuple(answers or ()), question=question, choices=tuple(choices) if choices else None,
+                   answer_lang=answer_lang), []
+
+    def _answer_problems(self, where: str, answers: list[str], choices: Any) -> list[str]:
+        spec = self.spec
+        if spec.kind == "multiple_choice" and _str_list(choices):
+            wrong = [a for a in answers if a not in choices]
+            if wrong:
+                return [f"{where}: answer(s) {', '.join(repr(a) for a in wrong)} are not among the row's choices "
+                        f"({', '.join(repr(c) for c in choices)}); write the correct choice's text."]
+        if self.vocabulary is not None:
+            wrong = [a for a in answers if a.strip().lower() not in self.vocabulary]
+            if wrong:
+                return [f"{where}: answer(s) {', '.join(repr(a) for a in wrong)} are not in the label vocabulary "
+                        f"({', '.join(sorted(self.vocabulary))})."]
+        return []
+
+    def _language_problems(self, where: str, lineno: int, lang: str, requested: str) -> list[str]:
+        from mvleval.languages import MBLIP_LANGUAGE_NAMES
+
+        out = []
+        if "language" in self.fields and requested not in self.spec.language_names and requested not in MBLIP_LANGUAGE_NAMES:
+            out.append(f"{where}: the prompt's {{language}} needs a name for '{requested}', which mBLIP's table lacks."
+                       f"{did_you_mean(requested, MBLIP_LANGUAGE_NAMES)} Add it under language_names in the header "
+                       f"(e.g. language_names: {{{requested}: ...}}).")
+        if self.fidelity:
+            if not self._lingua_knows(requested):
+                out.append(f"{where}: language_fidelity is asked for, but lingua cannot check '{requested}' (it has no model "
+                           "for it); drop language_fidelity from the header's metrics or use a code lingua knows.")
+            first = self.requested.setdefault(lang, (requested, lineno))
+            if first[0] != requested:
+                out.append(f"{where}: this {lang} row asks for answers in '{requested}', line {first[1]} in '{first[0]}'; "
+                           "language fidelity scores each language against one requested language, so all rows of a "
+                           "language must agree (answer_lang).")
+        return out
+
+
+def _vocabulary(spec: BenchmarkSpec) -> frozenset[str] | None:
+    if spec.label_vocabulary is not None:
+        return frozenset(v.strip().lower() for v in spec.label_vocabulary)
+    return frozenset({"yes", "no"}) if spec.kind == "yesno" else None
+
+
+def _read_rows(files: BenchmarkFiles, spec: BenchmarkSpec) -> tuple[list[Row], list[str]]:
+    try:
+        text = files.data.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        return [], [f"{files.data}: the file is not UTF-8 text ({exc.reason}); save it as UTF-8."]
+    reader = _RowReader(spec, files)
+    rows: list[Row] = []
+    problems: list[str] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(f"{files.data}:{lineno}: the line is not valid JSON ({exc.msg} at column {exc.colno}).")
+            continue
+        row, found = reader.read(lineno, obj)
+        problems += found
+        if row is not None:
+            rows.append(row)
+    if not rows and not problems:
+        problems.append(f"{files.data}: the file holds no rows; write one JSON object per line.")
+    return rows, problems
+
+
+def _raise(problems: Sequence[str], files: BenchmarkFiles) -> None:
+    shown = " | ".join(problems[:MAX_LISTED])
+    more = f" | ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+    raise MvlevalError(f"the benchmark '{files.name}' has {len(problems)} problem(s): {shown}{more}", fix=_FORMAT_FIX)
+
+
+def load_file_task(value: str | Path, prompt_style: str = "mblip") -> FileTask:
+    """Read and validate a benchmark file (header and every row) into a FileTask; all problems in one MvlevalError."""
+    files = locate(value)
+    values, lines, problems = _read_header(files.header)
+    spec: BenchmarkSpec | None = None
+    if not isinstance(values, dict):
+        problems.append(f"{files.header}:1: the header must be a mapping of keys to values (kind: caption, prompt: ...), "
+                        f"found {type(values).__name__}.")
+    else:
+        try:
+            spec = BenchmarkSpec.model_validate(values)
+        except ValidationError as exc:
+            problems += _pydantic_problems(exc, files.header, lines)
+            # the keys that did validate are still checked, and the rows against them, so one run lists everything
+            partial = _partial_spec(values, exc)
+            problems += [p for p in _header_problems(partial, files, lines) if p not in problems]
+            problems += _read_rows(files, partial)[1]
+    if spec is not None:
+        problems += _header_problems(spec, files, lines)
+    if spec is None or problems:
+        if spec is not None:
+            problems += _read_rows(files, spec)[1]
+        _raise(problems, files)
+    assert spec is not None
+    rows, row_problems = _read_rows(files, spec)
+    if row_problems:
+        _raise(row_problems, files)
+    return FileTask(files, spec, rows, prompt_style)
+
+
+_PLACEHOLDERS: dict[str, Any] = {"version": 1, "description": "-", "kind": "caption", "prompt": "-"}
+
+
+def _partial_spec(values: dict[str, Any], exc: ValidationError) -> BenchmarkSpec:
+    """The header without its invalid keys (required ones replaced by neutral placeholders), to check the rest against."""
+    bad = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
+    kept = {k: v for k, v in values.items() if k in BenchmarkSpec.model_fields and k not in bad}
+    try:
+        return BenchmarkSpec.model_validate({**_PLACEHOLDERS, **kept})
+    except ValidationError:  # cannot happen for fields that validated alone; be safe rather than hide the real problems
+        return BenchmarkSpec.model_validate(_PLACEHOLDERS)
+
+
+# -- the task ---------------------------------------------------------------------------------------------------------
+class _PerLanguageFidelity(LanguageFidelity):
+    """Language fidelity where each corpus language asks for answers in a language of its own (rows' answer_lang)."""
+
+    def __init__(self, languages: Sequence[str], requested: dict[str, str]) -> None:
+        super().__init__(languages=languages, answer_language=None)
+        self.requested = dict(sorted(requested.items()))
+
+    def signature(self) -> str:
+        per_lang = ",".join(f"{k}>{v}" for k, v in self.requested.items())
+        return super().signature().replace("answer=corpus", f"answer={per_lang}")
+
+    def score(self, predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str) -> MetricResult:
+        one = LanguageFidelity(self.languages, answer_language=self.requested.get(lang, lang),
+                               bootstrap_resamples=self.bootstrap_resamples, seed=self.seed)
+        return dataclasses.replace(one.score(predictions, references, lang), signature=self.signature())
+
+
+class FileTask(Task):
+    """A task read from a benchmark file: the header sets what a built-in task's class attributes set."""
+
+    def __init__(self, files: BenchmarkFiles, spec: BenchmarkSpec, rows: Sequence[Row], prompt_style: str = "mblip") -> None:
+        super().__init__(prompt_style)
+        self.files, self.spec, self.rows = files, spec, tuple(rows)
+        self.name = files.name  # type: ignore[misc]
+        self.version = spec.version  # type: ignore[misc]
+        self.description = spec.description  # type: ignore[misc]
+        self.languages = tuple(spec.languages or sorted({r.lang for r in rows}))  # type: ignore[misc]
+        self.default_split = spec.default_split  # type: ignore[misc]
+        self.splits = (spec.default_split, *sorted({r.split for r in rows} - {spec.default_split}))  # type: ignore[misc]
+        self.images_per_example = max(len(r.images) for r in rows)  # type: ignore[misc]
+        self.prompt_template = spec.prompt  # type: ignore[misc]
+        self.chat_prompt_template = spec.chat_prompt or spec.prompt  # type: ignore[misc]
+        default_generation = KIND_DEFAULTS[spec.kind][1]
+        self.generation = default_generation.replace(**spec.generation.model_dump())  # type: ignore[misc]
+        self.metric_names = default_metrics(spec)
+        self.image_subdir = spec.image_subdir  # type: ignore[misc]
+        self.source_url, self.licence, self.citation = spec.source_url, spec.licence, spec.citation  # type: ignore[misc]
+        self.label_vocabulary = _vocabulary(spec)
+        requested: dict[str, str] = {}
+        for r in rows:
+            requested.setdefault(r.lang, r.answer_lang or spec.answer_language or r.lang)
+        self._requested = requested
+
+    # -- Task -----------------------------------------------------------------------------------------------------
+    def annotation_path(self, data_root: Path, lang: str, split: str) -> Path:
+        return self.files.data  # a benchmark file holds every language and split
+
+    def split_names(self) -> list[str]:
+        return list(self.splits)
+
+    def split_languages(self, split: str) -> tuple[str, ...]:
+        present = {r.lang for r in self.rows if r.split == split}
+        return tuple(lang for lang in self.languages if lang in present)
+
+    def location(self) -> str | None:
+        return str(self.files.location)
+
+    def data_dir(self) -> Path | None:
+        return self.files.data_dir
+
+    def read_examples(self, path: Path, lang: str, split: str, image_root: Path) -> list[Example]:
+        from mvleval.annotations import safe_image_path
+
+        examples: list[Example] = []
+        problems: list[str] = []
+        for row in self.rows:
+            if row.lang != lang or row.split != split:
+                continue
+            where = f"{self.files.data}:{row.line}"
+            images = []
+            for image in row.images:
+                try:
+                    images.append(safe_image_path(image_root, posixpath.join(self.image_subdir, image) if self.image_subdir else image,
+                                                  where=where))
+                except MvlevalError as exc:
+                    problems.append(f"{where}: {exc.what}")
+            if len(images) != len(row.images):
+                continue
+            references = self.references(row)
+            examples.append(Example(id=row.id, lang=lang, prompt=self.format_prompt(row), images=tuple(images),
+                                    references=references, target=references[0], source=where,
+                                    meta=(("line", str(row.line)),)))
+        if problems:
+            _raise(problems, self.files)
+        return examples
+
+    def metrics(self) -> tuple[Metric, ...]:
+        return self._metrics
+
+    @cached_property
+    def _metrics(self) -> tuple[Metric, ...]:
+        from mvleval.metrics.registry import build_metric
+
+        requested = self._requested
+        values = set(requested.values())
+        if all(k == v for k, v in requested.items()):
+            answer_language = None
+        elif len(values) == 1:
+            answer_language = next(iter(values))
+        else:
+            answer_language = "per-language"
+        out: list[Metric] = []
+        for name in self.metric_names:
+            if name == "language_fidelity" and answer_language == "per-language":
+                out.append(_PerLanguageFidelity(self.languages, requested))
+            else:
+                out.append(build_metric(name, self.languages, answer_language))
+        return tuple(out)
+
+    def requested_language(self, lang: str) -> str:
+        return self._requested.get(lang, lang)
+
+    def protocol(self) -> dict[str, Any]:
+        protocol = super().protocol()
+        if self.spec.languages is None:
+            # languages taken from the data: the data fingerprint covers them, so the header alone defines the hash
+            protocol["languages"] = "from the data file"
+        protocol.pop("images_per_example")  # the same: a property of the rows, which the data fingerprint covers
+        return protocol
+
+    def protocol_extra(self) -> dict[str, Any]:
+        spec = self.spec
+        extra: dict[str, Any] = {
+            "source": "benchmark file",
+            "version": spec.version,
+            "kind": spec.kind,
+            "answer_language": spec.answer_language or "the row's answer_lang, else its language",
+            "language_names": "mBLIP's table" + (f" + {dict(sorted(spec.language_names.items()))}" if spec.language_names else ""),
+            "label_vocabulary": sorted(self.label_vocabulary) if self.label_vocabulary is not None else None,
+            "image_subdir": spec.image_subdir,
+            "references": self._reference_rule(),
+        }
+        if spec.kind == "multiple_choice":
+            extra["choices"] = {"format": spec.choices_format, "separator": spec.choices_separator, "labels": "A-Z",
+                                "answer_with": spec.answer_with}
+        return extra
+
+    # -- rows to prompts and references ---------------------------------------------------------------------------
+    def _reference_rule(self) -> str:
+        kind = self.spec.kind
+        if kind == "yesno":
+            return "answers lower-cased and stripped"
+        if kind == "multiple_choice":
+            return "the correct choices' labels" if self.spec.answer_with == "label" else "the correct choices' text"
+        return "answers as written"
+
+    def language_name(self, code: str) -> str:
+        from mvleval.languages import MBLIP_LANGUAGE_NAMES
+
+        return self.spec.language_names.get(code) or MBLIP_LANGUAGE_NAMES[code]
+
+    def format_prompt(self, row: Row) -> str:
+        fields = template_fields(self.template)
+        values: dict[str, str] = {}
+        if "question" in fields:
+            values["question"] = row.question or ""
+        if "language" in fields:
+            values["language"] = self.language_name(row.answer_lang or self.spec.answer_language or row.lang)
+        if "choices" in fields:
+            values["choices"] = self.spec.choices_separator.join(
+                self.spec.choices_format.format(label=chr(ord("A") + i), choice=c) for i, c in enumerate(row.choices or ())
+            )
+        return self.template.format(**values)
+
+    def references(self, row: Row) -> tuple[str, ...]:
+        kind = self.spec.kind
+        if kind == "yesno":
+            return tuple(a.strip().lower() for a in row.answers)
+        if kind == "multiple_choice" and self.spec.answer_with == "label":
+            assert row.choices is not None
+            return tuple(chr(ord("A") + row.choices.index(a)) for a in row.answers)
+        return row.answers
+
+    def row_counts(self) -> dict[str, dict[str, int]]:
+        """Rows per split and language, for `mvleval tasks --task PATH`."""
+        counts: dict[str, dict[str, int]] = {}
+        for r in self.rows:
+            counts.setdefault(r.split, {}).setdefault(r.lang, 0)
+            counts[r.split][r.lang] += 1
+        return counts
