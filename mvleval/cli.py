@@ -149,6 +149,10 @@ class RichProgress:
         self._progress.console.print(f"[dim]{escape(message)}[/dim]")
 
 
+#: metrics shown as points x100 on their own scale (not percentages): CIDEr, and BLEU / chrF++ on sacrebleu's 0-100
+POINT_METRICS = frozenset({"cider", "bleu", "chrfpp"})
+
+
 def _fmt(value: float | None, metric: str) -> str:
     if value is None:
         return "—"
@@ -170,7 +174,7 @@ def print_summary(record: RunRecord, console: Console) -> None:
     table.add_column("lang")
     table.add_column("n", justify="right")
     for m in metrics:
-        table.add_column(m + (" (x100)" if m == "cider" else " (%)"), justify="right")
+        table.add_column(m + (" (x100)" if m in POINT_METRICS else " (%)"), justify="right")
     for lang in record.task.languages:
         row = [lang, str(record.task.n_examples[lang])]
         for m in metrics:
@@ -661,7 +665,7 @@ def demo(
     for task, (record, _) in result.trained.items():
         metric = record.headline()
         before = result.untrained[task][0].scores[metric].mean
-        table.add_row(task, metric + (" (x100)" if metric == "cider" else " (%)"), _fmt(before, metric), _fmt(record.scores[metric].mean, metric))
+        table.add_row(task, metric + (" (x100)" if metric in POINT_METRICS else " (%)"), _fmt(before, metric), _fmt(record.scores[metric].mean, metric))
     console.print(table)
     console.print("Run records:")
     for _, path in list(result.untrained.values()) + list(result.trained.values()):

@@ -164,6 +164,10 @@ def caption(scene: Scene, lang: str) -> str:
 MARVL_LANGUAGES = ("id", "zh")
 _MARVL_STATEMENT = {"id": "Kedua gambar berisi {shape}.", "zh": "两张图片里都有{shape}。"}
 
+# -- MaXM: questions in the demo languages MaXM has, answered in the question's language ---------------------------------
+MAXM_LANGUAGES = ("en", "zh")
+_MAXM_COLOUR = {"en": _COLOUR["en"], "zh": {"red": "红色", "blue": "蓝色", "green": "绿色", "yellow": "黄色"}}
+
 # -- XVNLI: hypotheses about one image -----------------------------------------------------------------------------------
 XVNLI_LANGUAGES = ("en", "es", "fr", "ru")
 _XVNLI_COLOUR_HYP = {
@@ -193,10 +197,11 @@ def _draw_all(scenes: list[Scene], folder: Path, seed: int) -> None:
 
 
 def build_demo_data(root: Path, seed: int = 0, n_train: int = 72, n_test: int = 24) -> tuple[Path, Path]:
-    """Draw the synthetic benchmark in all five tasks' native formats under root; returns (data_root, image_root).
+    """Draw the synthetic benchmark in every task's native format under root; returns (data_root, image_root).
 
-    Splits: `train_<n_train>` (xGQA, xFlickrCo, MaRVL, XVNLI) for fine-tuning and `test` (all five) held out, on
-    disjoint images. Idempotent for a seed.
+    Splits: `train_<n_train>` (xGQA, xFlickrCo, MaRVL, XVNLI) for fine-tuning and `test` (all tasks) held out, on
+    disjoint images. MaXM (test only) asks about the XM3600 images; the demo run itself (DEMO_LANGUAGES) leaves it out,
+    its files are there for `--task all`. Idempotent for a seed.
     """
     data_root = root / "data"
     image_root = data_root / "images"
@@ -273,6 +278,26 @@ def build_demo_data(root: Path, seed: int = 0, n_train: int = 72, n_test: int = 
                 rows.append({"gold_label": kind, "sentence1": caption(s, "en"), "sentence2": hyp,
                              "captionID": s.image_id, "pairID": f"{s.image_id}-{i}", "Flikr30kID": s.image_id})
             _write_jsonl(iglue / "XVNLI" / "annotations" / lang / f"{split}.jsonl", rows)
+
+    # MaXM (test only): questions about the XM3600 images, answered in the question's language (drawn last, with no
+    # random numbers, so the other tasks' files stay what they were)
+    for lang in MAXM_LANGUAGES:
+        annotations = []
+        for i, s in enumerate(xm_scenes):
+            key = f"{seed:08x}{i:08x}"
+            pairs = [
+                {"question_id": f"{key}-{lang}-colour", "question": QUESTIONS["colour"][lang],
+                 "answers": [_MAXM_COLOUR[lang][s.colour]], "processed_answers": [_MAXM_COLOUR[lang][s.colour]],
+                 "is_collection": False},
+                {"question_id": f"{key}-{lang}-count", "question": QUESTIONS["count"][lang],
+                 "answers": [_NUM[lang][s.count - 1]], "processed_answers": [str(s.count), _NUM[lang][s.count - 1]],
+                 "is_collection": False},
+            ]
+            annotations.append({"image_id": key, "image_url": "", "qa_pairs": pairs})
+        path = data_root / "maxm" / "maxm_v1_release" / f"maxm_v1_{lang}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"dataset": "maxm", "version": "demo", "split": lang, "annotations": annotations}
+        path.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
     return data_root, image_root
 
 

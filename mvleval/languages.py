@@ -83,20 +83,28 @@ DEVIATIONS: Mapping[str, tuple[str, str]] = MappingProxyType(
 )
 
 
+#: Codes some datasets use for a language that mBLIP's table lists under another code: MaXM (like Google's other
+#: releases) writes Hebrew as "iw", ISO 639-1's code before 1989; mBLIP's MaXM script (data/maxm/generate_maxm.py,
+#: `lang_code2lang`) names it "Hebrew", the name the XM3600 table gives "he". The alias only resolves the prompt name:
+#: the dataset's own code stays the task's language code.
+CODE_ALIASES: Mapping[str, str] = MappingProxyType({"iw": "he"})
+
+
 def language_name(code: str) -> str:
     """The English name mBLIP puts into prompts for a dataset language code.
 
     Args:
-        code: the dataset's language code, e.g. "de" or "fil".
+        code: the dataset's language code, e.g. "de" or "fil" (an alias in CODE_ALIASES, e.g. MaXM's "iw", is
+            resolved first).
 
     Returns:
-        mBLIP's name for it, e.g. "German" (or "Ukranian" for "uk", as mBLIP spells it).
+        mBLIP's name for it, e.g. "German" (or "Ukranian" for "uk", as mBLIP spells it; "Hebrew" for "iw").
 
     Raises:
         MvlevalError: the code is not in mBLIP's table.
     """
     try:
-        return MBLIP_LANGUAGE_NAMES[code]
+        return MBLIP_LANGUAGE_NAMES[CODE_ALIASES.get(code, code)]
     except KeyError:
         raise MvlevalError(
             f"no prompt language name for the code '{code}'.{did_you_mean(code, MBLIP_LANGUAGE_NAMES)}",

@@ -500,8 +500,9 @@ def leaderboard_frame(lb: Leaderboard) -> Any:
 
 
 #: Colour scales in points (x100), the same for every figure of a metric so colours compare across tasks and runs:
-#: accuracies are 0-100 %; CIDEr has no upper bound, so its scale is stated (values above it get the top colour).
-HEATMAP_SCALE: dict[str, tuple[float, float]] = {"cider": (0.0, 150.0)}
+#: accuracies are 0-100 %; CIDEr has no upper bound, so its scale is stated (values above it get the top colour); BLEU
+#: and chrF++ are 0-100 points (sacrebleu's scale), labelled x100, not %.
+HEATMAP_SCALE: dict[str, tuple[float, float]] = {"cider": (0.0, 150.0), "bleu": (0.0, 100.0), "chrfpp": (0.0, 100.0)}
 DEFAULT_SCALE = (0.0, 100.0)
 #: Languages per panel: 36 languages wrap into 3 rows of 12 instead of one unreadable strip.
 LANGUAGES_PER_PANEL = 12

@@ -19,6 +19,9 @@ English language names (mvleval.languages; for these 8 languages mBLIP's two nam
 new tokens, at least 1, length_penalty 1; references are the record's `sentences`, raw (segmentation and NFC
 belong to the CIDEr metric). Empty captions are kept as mBLIP kept them: xFlickrCO de test.jsonl line 1960
 (COCO_val2014_000000122239.jpg) has the single caption "", so that image scores 0 CIDEr for any output.
+
+Metrics: CIDEr (mBLIP's, the headline), then BLEU and chrF++ through sacrebleu on the same segmentation (v2; not in
+mBLIP's evaluation, see mvleval/metrics/sacrebleu_metrics.py), then language fidelity.
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ _FORMAT_FIX = "use IGLUE's published xFlickrCO / flickr30k annotation files; see
 
 class XFlickrCo(Task):
     name = "xflickrco"
-    version = 1
-    description = "xFlickr&CO images captioned in 8 languages (English: Flickr30k test, 5 refs); CIDEr"
+    version = 2  # v2: BLEU and chrF++ added beside CIDEr
+    description = "xFlickr&CO images captioned in 8 languages (English: Flickr30k test, 5 refs); CIDEr, BLEU, chrF++"
     languages = ("de", "en", "es", "id", "ja", "ru", "tr", "zh")
     default_split = "test"
     splits = ("test", r"train_\d+")
@@ -101,9 +104,10 @@ class XFlickrCo(Task):
         return examples
 
     def metrics(self) -> tuple[Metric, ...]:
-        from mvleval.metrics import Cider, LanguageFidelity
+        from mvleval.metrics import Bleu, ChrF, Cider, LanguageFidelity
 
-        return (Cider(), LanguageFidelity(languages=self.languages, answer_language=None))
+        # CIDEr is mBLIP's metric and the headline; BLEU and chrF++ (sacrebleu, same segmentation) are reported beside it
+        return (Cider(), Bleu(), ChrF(), LanguageFidelity(languages=self.languages, answer_language=None))
 
     def protocol_extra(self) -> dict[str, object]:
         return {

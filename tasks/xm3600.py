@@ -13,6 +13,9 @@ strings of the image's entry for that language (mBLIP used `row[lang]["caption"]
 zh/ja/th segmentation and NFC normalisation mBLIP applied to references and predictions belong to the CIDEr metric,
 not to this adapter. An image without captions in the evaluated language is an error: mBLIP's CIDEr (pycocoevalcap)
 asserts at least one reference per image, so such a file could not have produced its published numbers.
+
+Metrics: CIDEr (mBLIP's, the headline), then BLEU and chrF++ through sacrebleu on the same segmentation (v2; not in
+mBLIP's evaluation, see mvleval/metrics/sacrebleu_metrics.py), then language fidelity.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ _FORMAT_FIX = "use the Crossmodal-3600 release's captions.jsonl; see tasks/READM
 
 class XM3600(Task):
     name = "xm3600"
-    version = 1
-    description = "Crossmodal-3600 image captioning in 36 languages; CIDEr"
+    version = 2  # v2: BLEU and chrF++ added beside CIDEr
+    description = "Crossmodal-3600 image captioning in 36 languages; CIDEr, BLEU, chrF++"
     languages = (
         "ar", "bn", "cs", "da", "de", "el", "en", "es", "fa", "fi", "fil", "fr", "he", "hi", "hr", "hu", "id", "it",
         "ja", "ko", "mi", "nl", "no", "pl", "pt", "quz", "ro", "ru", "sv", "sw", "te", "th", "tr", "uk", "vi", "zh",
@@ -101,9 +104,10 @@ class XM3600(Task):
         return examples
 
     def metrics(self) -> tuple[Metric, ...]:
-        from mvleval.metrics import Cider, LanguageFidelity
+        from mvleval.metrics import Bleu, ChrF, Cider, LanguageFidelity
 
-        return (Cider(), LanguageFidelity(languages=self.languages, answer_language=None))
+        # CIDEr is mBLIP's metric and the headline; BLEU and chrF++ (sacrebleu, same segmentation) are reported beside it
+        return (Cider(), Bleu(), ChrF(), LanguageFidelity(languages=self.languages, answer_language=None))
 
     def protocol_extra(self) -> dict[str, object]:
         return {

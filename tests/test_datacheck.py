@@ -157,7 +157,7 @@ def test_render_report_lists_one_row_per_language(tmp_path: Path) -> None:
     text = render_report(check_data(load_task("xm3600"), FIXTURES, tmp_path, languages=["de", "uk"]))
     rows = [line.split() for line in text.splitlines() if line.split()[:1] in (["de"], ["uk"])]
     assert rows == [["de", "3", "3", "0", "ok"], ["uk", "3", "3", "0", "ok"]]
-    assert text.splitlines()[0] == "xm3600 v1, split test"
+    assert text.splitlines()[0] == "xm3600 v2, split test"
 
 
 def test_unreadable_images_are_reported(tmp_path: Path) -> None:

@@ -321,7 +321,8 @@ def test_tasks_run_with_their_own_protocol_settings_share_one_model_row() -> Non
         t = load_task(task)
         settings = {**t.generation.to_dict(), **generation}
         return Path(f"{run_id}.json"), make_record(run_id, task=task, metric=metric, signature=signature,
-                                                   protocol_hash=t.protocol_hash(), generation=settings)
+                                                   protocol_hash=t.protocol_hash(), version=t.version,
+                                                   generation=settings)
 
     lb = build_leaderboard([
         protocol_record("a", "xgqa", "exact_match", EM_SIG),

@@ -28,4 +28,4 @@ def test_wheel_ships_the_tasks(tmp_path: Path) -> None:
     assert {"mvleval/tasks/README.md", "mvleval/py.typed", "mvleval/cli.py"} <= names
     # the HTML pages inline these files: a wheel without them writes no report
     assert {"mvleval/report/build.py", "mvleval/report/report.js", "mvleval/report/report.css", "mvleval/report/leaderboard.js"} <= names
-    assert len(task_names()) == 5
+    assert len(task_names()) == 6

@@ -26,23 +26,26 @@ FIXTURES = Path(__file__).resolve().parent / "data" / "tasks"
 #: metrics, language names...), bump its `version` and update its row here, in the same commit.
 PINNED: dict[str, tuple[int, str]] = {
     "marvl": (1, "7a16f06c7a15c1a4"),
-    "xflickrco": (1, "9108a47b10df7a3f"),
+    "maxm": (1, "91590d9f7192af79"),
+    "xflickrco": (2, "375bfa6ee89a65f6"),  # v2: bleu and chrfpp added after cider
     "xgqa": (1, "9a675bbf9fafef34"),
-    "xm3600": (1, "07bb495d4cdd1fe7"),
+    "xm3600": (2, "309a3ddcb31d3aa1"),  # v2: bleu and chrfpp added after cider
     "xvnli": (1, "0abcf49a94ada671"),
 }
 
 #: task -> (version, protocol hash) of the "chat" prompt style: a protocol of its own, pinned the same way.
 PINNED_CHAT: dict[str, tuple[int, str]] = {
     "marvl": (1, "552a7ebc1c8a3550"),
-    "xflickrco": (1, "b87bc8d90a1e28e7"),
+    "maxm": (1, "0deebd8463e0ec5b"),
+    "xflickrco": (2, "7e65569636040789"),
     "xgqa": (1, "dd1243c68cee4008"),
-    "xm3600": (1, "6ffc902f83a3e208"),
+    "xm3600": (2, "6abf2576171c9849"),
     "xvnli": (1, "8405d14711d31f02"),
 }
 
 #: the language each task's prompt asks for: English for the QA/classification tasks, None = the evaluated language
-ANSWER_LANGUAGE: dict[str, str | None] = {"xgqa": "en", "marvl": "en", "xvnli": "en", "xm3600": None, "xflickrco": None}
+ANSWER_LANGUAGE: dict[str, str | None] = {"xgqa": "en", "marvl": "en", "xvnli": "en", "xm3600": None, "xflickrco": None,
+                                           "maxm": None}
 
 #: metrics whose score is 1.0 when every prediction is the gold answer
 ACCURACY_METRICS = {"exact_match", "relaxed_accuracy"}
@@ -67,6 +70,7 @@ ZH_STATEMENT = "左圖有好幾隻不同顏色的鉛筆，右圖則只有一支�
 HOTPOT = "至少有一张图里有人在用筷子涮火锅。"
 TR_1 = "Sol resimde bir çaydanlık var, sağ resimde iki çaydanlık var."
 TR_2 = "İki resimde de ocakta kaynayan çaydanlık görülüyor."
+MAXM_PROMPT = "Question: {} Short answer in {}:"
 
 CASES: dict[str, tuple[Case, ...]] = {
     "xm3600": (
@@ -188,6 +192,39 @@ CASES: dict[str, tuple[Case, ...]] = {
                     ("maybe",),
                 ),
                 "2487069642.jpg#1r1c": (XVNLI_PROMPT.format("امرأة تعد مشروبات في الطيارة."), ("no",)),
+            },
+        ),
+    ),
+    "maxm": (
+        Case(
+            "fr",  # one example per QA pair, in file order, over two images
+            "test",
+            ("xm3600/d89a4889331ce042.jpg", "xm3600/74f94963ee1e135d.jpg"),
+            {
+                "fr-0001": (MAXM_PROMPT.format("De quelle couleur est le tramway ?", "French"), ("rouge",)),
+                "fr-0002": (
+                    MAXM_PROMPT.format("Où se trouve le tramway ?", "French"),
+                    ("dans la rue", "sur une rue de la ville", "rue"),  # processed_answers, not the raw answers
+                ),
+                "fr-0003": (MAXM_PROMPT.format("Combien de chiens y a-t-il ?", "French"), ("deux", "2")),
+            },
+        ),
+        Case(
+            "iw",  # MaXM's code for Hebrew; mBLIP names it "Hebrew"
+            "test",
+            ("xm3600/eb4cdfd93268c52c.jpg",),
+            {
+                "iw-0001": (MAXM_PROMPT.format("מה יש בקערה?", "Hebrew"), ("אטריות",)),
+                "iw-0002": (MAXM_PROMPT.format("אילו חפצים נמצאים על השולחן?", "Hebrew"), ("קערה ומקלות", "קערה")),
+            },
+        ),
+        Case(
+            "zh",  # the second image has no QA pairs: it contributes no example
+            "test",
+            ("xm3600/74f94963ee1e135d.jpg", "xm3600/d89a4889331ce042.jpg"),
+            {
+                "zh-0001": (MAXM_PROMPT.format("狗在哪里玩？", "Chinese"), ("雪地里", "在雪里", "雪地")),
+                "zh-0002": (MAXM_PROMPT.format("电车是什么颜色的？", "Chinese"), ("红色", "红")),
             },
         ),
     ),

@@ -15,15 +15,21 @@ evaluation) cleans each *prediction* and compares it with the *label*, which is 
 
 ExactMatch: cleaned prediction == label. RelaxedAccuracy: the cleaned prediction starts or ends with the label.
 With several references an example is correct if any of them matches.
+
+``prediction="strip+lower"`` replaces the VQA cleaning by ``prediction.strip().lower()`` alone: mBLIP's MaXM scoring
+(``vqa_maxm_classification_evaluation`` with ``vqa_process: False``), whose answers are in seven languages and whose
+labels are MaXM's ``processed_answers``. The signature names the processing (``clean=strip+lower``); the default
+keeps the signature the xGQA/MaRVL/XVNLI records were made with.
 """
 
 from __future__ import annotations
 
 import re
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
+from mvleval.errors import MvlevalError
 from mvleval.metrics.base import Metric, MetricResult, check_inputs
 from mvleval.metrics.bootstrap import (
     DEFAULT_RESAMPLES,
@@ -33,7 +39,7 @@ from mvleval.metrics.bootstrap import (
     check_resamples,
 )
 
-__all__ = ["ExactMatch", "RelaxedAccuracy", "clean_answer", "normalize_label"]
+__all__ = ["PREDICTION_PROCESSING", "ExactMatch", "RelaxedAccuracy", "clean_answer", "normalize_label", "strip_lower"]
 
 CLEANING_VERSION = "vqa-lavis-mblip-1"
 
@@ -107,18 +113,42 @@ def normalize_label(label: str) -> str:
     return label.lower().strip()
 
 
+def strip_lower(prediction: str) -> str:
+    """mBLIP's MaXM processing of a predicted answer: ``prediction.strip().lower()``, nothing else."""
+    return prediction.strip().lower()
+
+
+#: How a prediction is processed before the comparison: name (as in the signature) -> function.
+PREDICTION_PROCESSING: dict[str, Callable[[str], str]] = {"vqa": clean_answer, "strip+lower": strip_lower}
+
+
 class _AnswerMetric(Metric):
-    """Shared scoring loop: per-example 0/1 after cleaning, corpus mean, bootstrap interval of the mean."""
+    """Shared scoring loop: per-example 0/1 after processing the prediction, corpus mean, bootstrap interval of the mean.
+
+    Args:
+        bootstrap_resamples: resamples for the 95% interval (0: none).
+        seed: seed of the bootstrap.
+        prediction: "vqa" (mBLIP's VQA cleaning, the default) or "strip+lower" (MaXM: strip and lower-case only).
+    """
 
     _rule: ClassVar[str]
 
-    def __init__(self, bootstrap_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> None:
+    def __init__(self, bootstrap_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED,
+                 prediction: str = "vqa") -> None:
         check_resamples(bootstrap_resamples, seed)
+        if prediction not in PREDICTION_PROCESSING:
+            raise MvlevalError(
+                f"unknown prediction processing {prediction!r} for {self.name}.",
+                fix=f"use one of: {', '.join(PREDICTION_PROCESSING)}.",
+            )
         self.bootstrap_resamples = bootstrap_resamples
         self.seed = seed
+        self.prediction = prediction
+        self._process = PREDICTION_PROCESSING[prediction]
 
     def signature(self) -> str:
-        return (f"{self.name}|clean={CLEANING_VERSION}|label=lower+strip|rule={self._rule}|any-ref|"
+        clean = CLEANING_VERSION if self.prediction == "vqa" else self.prediction
+        return (f"{self.name}|clean={clean}|label=lower+strip|rule={self._rule}|any-ref|"
                 f"{bootstrap_signature(self.bootstrap_resamples, self.seed)}|mvleval-1")
 
     @staticmethod
@@ -138,7 +168,7 @@ class _AnswerMetric(Metric):
                                 note=f"no examples for language '{lang}'")
         per_example = []
         for pred, refs in zip(predictions, references):
-            cleaned = clean_answer(pred)
+            cleaned = self._process(pred)
             ok = any(self._correct(cleaned, normalize_label(r)) for r in refs)
             per_example.append(1.0 if ok else 0.0)
         value = sum(per_example) / len(per_example)
