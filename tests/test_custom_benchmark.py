@@ -86,10 +86,7 @@ def test_docs_rows_are_the_ones_the_example_writes() -> None:
 
 
 def test_chart_benchmark_end_to_end(tmp_path: Path, tiny_mt5_dir: Path) -> None:
-    from mvleval.metrics.registry import metric_names
-
-    extra = [m for m in ("bleu", "chrf") if m in metric_names()]  # issue 14 item 4, on another branch
-    make_chart_benchmark(tmp_path / "charts", extra)
+    make_chart_benchmark(tmp_path / "charts", [])  # the header as the docs show it: CIDEr, BLEU, chrF++, fidelity
 
     proc = cli("tasks", "--task", "./charts", cwd=tmp_path)
     assert proc.returncode == 0 and "test: 12 rows (de 4, en 4, zh 4)" in proc.stdout and "train: 12 rows" in proc.stdout, proc.stdout + proc.stderr
@@ -118,7 +115,8 @@ def test_chart_benchmark_end_to_end(tmp_path: Path, tiny_mt5_dir: Path) -> None:
     assert record.task.name == "charts" and record.task.version == 1 and record.task.split == "test"
     assert record.task.source == str((tmp_path / "charts").resolve())
     assert record.task.n_examples == {"de": 4, "en": 4, "zh": 4}
-    assert list(record.scores) == ["cider", "language_fidelity", *extra]
+    assert list(record.scores) == ["cider", "bleu", "chrfpp", "language_fidelity"]
+    assert "sacrebleu" in record.scores["bleu"].signature and "zh:" in record.scores["chrfpp"].signature
     assert record.model.generation["num_beams"] == 3 and record.model.generation["max_new_tokens"] == 24
     assert record.model.adapter is not None and record.provenance.data_fingerprint == read_record(base_path).provenance.data_fingerprint
     assert record.scores["cider"].signature.startswith("cider|") and "zh:char" in record.scores["cider"].signature

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 #: metric name (as recorded in run records) -> "module:Class"
 METRICS: dict[str, str] = {
+    "bleu": "mvleval.metrics.sacrebleu_metrics:Bleu",
+    "chrfpp": "mvleval.metrics.sacrebleu_metrics:ChrF",
     "choice_accuracy": "mvleval.metrics.choice:ChoiceAccuracy",
     "cider": "mvleval.metrics.cider:Cider",
     "exact_match": "mvleval.metrics.exact_match:ExactMatch",
