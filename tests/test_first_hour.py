@@ -211,3 +211,28 @@ def test_a_dataset_folder_linked_into_the_image_root_is_accepted(demo: tuple[Pat
     victim.symlink_to(secret)  # a link shipped inside the dataset, leading out of it
     r = _mvleval("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en")
     assert r.returncode == 1 and "a symbolic link leads out" in " ".join(r.stdout.split())
+
+
+def test_train_and_export_refuse_an_unwritable_out_before_working(tiny_mt5_dir: Path, tmp_path: Path) -> None:
+    from mvleval.demo import build_demo_data
+
+    data_root, image_root = build_demo_data(tmp_path / "d", n_train=4, n_test=1)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    r = _mvleval("train", "--model", tiny_mt5_dir, "--task", "xgqa", "--split", "train_4", "--data-root", data_root,
+                 "--lang", "en", "--out", blocker / "ft", "--max-steps", "1")
+    _error(r, "not writable", str(blocker / "ft"), "--out")
+    train_dir = tmp_path / "ft"
+    r = _mvleval("train", "--model", tiny_mt5_dir, "--task", "xgqa", "--split", "train_4", "--data-root", data_root,
+                 "--lang", "en", "--out", train_dir, "--max-steps", "1")
+    assert r.returncode == 0, r.stderr
+    r = _mvleval("export", train_dir, "--out", blocker / "export", "--bits", "32")
+    _error(r, "not writable", str(blocker / "export"))
+    weights = train_dir / "adapter_model.safetensors"
+    assert stat.S_IMODE(weights.stat().st_mode) == stat.S_IMODE(0o666 & ~_umask()), oct(weights.stat().st_mode)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
