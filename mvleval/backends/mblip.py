@@ -275,7 +275,7 @@ class MBlipBackend(Backend):
         self.shared_prefix = shared_prefix
         self.num_query_tokens: int = int(model.config.num_query_tokens)
         self.image_token_id: int = int(model.config.image_token_index)
-        self.is_encoder_decoder: bool = bool(model.config.text_config.is_encoder_decoder)
+        self.is_encoder_decoder: bool = not is_decoder_only(model.config)
         self.pad_token_id: int = (
             self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         )
@@ -484,7 +484,6 @@ class MBlipBackend(Backend):
         embeddings = self._encode_images([p for r in requests for p in r.images])
 
         embed = self.model.language_model.get_input_embeddings()
-        dtype = embed.weight.dtype
         n_image_positions = per_row * self.num_query_tokens
         # Plain BLIP-2 checkpoints may add <image> after the last embedding row; it is never embedded here (image
         # positions get the Q-Former output), and decoder-only generate sees the pad id there instead.
@@ -507,10 +506,8 @@ class MBlipBackend(Backend):
             raise RuntimeError(f"image positions per row {image_positions.tolist()} != {n_image_positions}")
         text_ids, image_mask, mask = text_ids.to(self.device), image_mask.to(self.device), mask.to(self.device)
         with torch.inference_mode():
-            inputs_embeds = embed(text_ids)
-            for row, (start, request) in enumerate(zip(starts, requests)):
-                image_block = torch.cat([embeddings[str(p)] for p in request.images], dim=0).to(dtype)
-                inputs_embeds[row, start : start + n_image_positions] = image_block
+            queries = torch.stack([embeddings[str(p)] for r in requests for p in r.images])
+            inputs_embeds = embed_with_image_queries(self.model, text_ids, image_mask, queries)
         input_ids = text_ids.masked_fill(image_mask, image_id_for_lm)
         return LlmInputs(inputs_embeds=inputs_embeds, attention_mask=mask, input_ids=input_ids, image_positions=image_positions)
 
@@ -708,6 +705,31 @@ def _refuse_merged_adapter(model_dir: Path, adapter_dir: Path) -> None:
             fix="drop --adapter to evaluate the exported checkpoint, or pass the base checkpoint to --model.",
             where=info_path,
         )
+
+
+def is_decoder_only(config: Any) -> bool:
+    """Whether a BLIP-2 config's language model is decoder-only (BLOOM, OPT) rather than encoder-decoder (mT5, T5):
+    the one test evaluation, fine-tuning and export all use."""
+    return bool(config.use_decoder_only_language_model)
+
+
+def embed_with_image_queries(model: Any, ids: torch.Tensor, image_mask: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    """The language model's input embeddings for ``[image queries ; text]`` rows, built one way for evaluation and
+    fine-tuning: the text ids embedded, then the image positions (``image_mask``, row by row, left to right) filled
+    with ``queries`` in order.
+
+    Args:
+        model: the Blip2ForConditionalGeneration (its language model's input embeddings are used).
+        ids: (batch, length) token ids; image positions hold any id (they are replaced).
+        image_mask: (batch, length) True at image positions; each row holds its images' num_query_tokens positions.
+        queries: (images of all rows in row order, num_query_tokens, hidden) projected Q-Former outputs.
+
+    Returns:
+        (batch, length, hidden) embeddings; differentiable in ``queries`` (fine-tuning trains the Q-Former through it).
+    """
+    inputs_embeds = model.language_model.get_input_embeddings()(ids)
+    flat = queries.reshape(-1, queries.shape[-1]).to(inputs_embeds.dtype)
+    return inputs_embeds.masked_scatter(image_mask.unsqueeze(-1), flat)
 
 
 def nf4_double_quant(config_json: dict[str, Any]) -> bool:

@@ -346,7 +346,9 @@ def build_inputs(
     """
     import torch
 
-    decoder_only = bool(model.config.use_decoder_only_language_model)
+    from mvleval.backends.mblip import is_decoder_only
+
+    decoder_only = is_decoder_only(model.config)
     n_query = queries.shape[1]
     device = queries.device
     rows: list[list[int]] = []
@@ -369,12 +371,10 @@ def build_inputs(
         mask[i, : len(row)] = 1
         labels[i, : len(label_row)] = torch.tensor(label_row)
     ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
-    embed = model.language_model.get_input_embeddings()
-    inputs_embeds = embed(ids)
-    image_mask = (ids == image_token_id).unsqueeze(-1)
-    # masked_scatter fills image positions row by row, left to right: row 0's first image's queries first
-    flat = queries.reshape(-1, queries.shape[-1]).to(inputs_embeds.dtype)
-    inputs_embeds = inputs_embeds.masked_scatter(image_mask, flat)
+    from mvleval.backends.mblip import embed_with_image_queries
+
+    # the same [image queries ; text] embedding as evaluation builds (row by row, left to right)
+    inputs_embeds = embed_with_image_queries(model, ids, ids == image_token_id, queries)
     return TrainBatch(inputs_embeds, mask, labels, int((labels != -100).sum()))
 
 
