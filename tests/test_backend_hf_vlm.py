@@ -114,7 +114,7 @@ def test_side_by_side_pastes_left_to_right() -> None:
     assert joined.getpixel((2, 2)) == (255, 0, 0) and joined.getpixel((15, 15)) == (0, 0, 255)
 
 
-@pytest.mark.parametrize("family", ["llava", "qwen2_5_vl", "gemma3"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_four_bit_on_cpu(family: str, checkpoints: Path, images: list[Path]) -> None:
     pytest.importorskip("bitsandbytes")
     backend = _load(family, checkpoints, bits=4)
@@ -128,21 +128,24 @@ def test_four_bit_on_cpu(family: str, checkpoints: Path, images: list[Path]) -> 
     assert backend.generate(requests, GREEDY) == [backend.generate([r], GREEDY)[0] for r in requests]
 
 
-def test_lora_adapter_changes_answers_and_loads_exactly(checkpoints: Path, images: list[Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("family", FAMILIES)
+def test_lora_adapter_changes_answers_and_loads_exactly(family: str, checkpoints: Path, images: list[Path], tmp_path: Path) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
 
-    model_dir = _checkpoint("llava", checkpoints)
+    model_dir = _checkpoint(family, checkpoints)
     torch.manual_seed(0)
     model = AutoModelForImageTextToText.from_pretrained(model_dir)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=r".*language_model.*\.(q_proj|v_proj)", init_lora_weights=False)
+    # the language model's attention projections, whatever the family calls its text model
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=r".*(language_model|text_model).*\.(q_proj|v_proj|q|v)",
+                        init_lora_weights=False)
     peft_model = get_peft_model(model, config)
     adapter = tmp_path / "lora"
     peft_model.save_pretrained(adapter)
 
-    plain = _load("llava", checkpoints)
-    adapted = _load("llava", checkpoints, adapter=str(adapter))
+    plain = _load(family, checkpoints)
+    adapted = _load(family, checkpoints, adapter=str(adapter))
     requests = [GenerationRequest(p, (images[i],)) for i, p in enumerate(PROMPTS)]
     with_adapter = adapted.generate(requests, GREEDY)
     assert with_adapter != plain.generate(requests, GREEDY)
