@@ -24,7 +24,7 @@ from mvleval.backends.hf.adapter import check_adapter_dir
 from mvleval.backends.hf.batch_size import auto_batch_size
 from mvleval.backends.hf.checkpoint import check_weights, fingerprint_files, read_config, resolve_model_dir
 from mvleval.backends.hf.generate import generation_kwargs
-from mvleval.backends.hf.precision import disable_cpu_bf16_repack, load_weights, precision
+from mvleval.backends.hf.precision import disable_cpu_bf16_repack, load_weights, precision, resolve_device
 from mvleval.backends.prefetch import DEFAULT_WINDOW, PixelPrefetcher
 from mvleval.errors import MissingDependencyError, MvlevalError
 
@@ -126,7 +126,6 @@ class HfVlmBackend(Backend):
         Raises:
             MvlevalError: the folder, the flags, or a model type transformers does not map to a vision-LLM.
         """
-        import torch
 
         started = time.perf_counter()
         if options.bits not in (None, 4, 8, 16, 32):
@@ -143,10 +142,8 @@ class HfVlmBackend(Backend):
                 fix="pass --trust-remote-code if you trust the checkpoint's code (it is recorded in the run).",
                 where=model_dir / "config.json",
             )
-        device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(options.device)
         on_cuda = device.startswith("cuda")
-        if on_cuda and not torch.cuda.is_available():
-            raise MvlevalError(f"--device {device} was asked for, but CUDA is not available.", fix="drop --device or use cpu.")
         adapter_dir = Path(options.adapter).expanduser() if options.adapter else None
         if adapter_dir is not None:
             check_adapter_dir(adapter_dir)  # before the (possibly minutes-long) weight load

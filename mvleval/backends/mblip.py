@@ -41,7 +41,7 @@ from mvleval.backends.hf.checkpoint import (  # noqa: F401 -- re-exported for fi
     weight_files,
 )
 from mvleval.backends.hf.generate import generation_kwargs
-from mvleval.backends.hf.precision import disable_cpu_bf16_repack, load_weights, precision
+from mvleval.backends.hf.precision import disable_cpu_bf16_repack, load_weights, precision, resolve_device
 from mvleval.backends.prefetch import DEFAULT_WINDOW, PixelPrefetcher
 from mvleval.errors import MissingDependencyError, MvlevalError
 from mvleval.images import load_image
@@ -318,7 +318,6 @@ class MBlipBackend(Backend):
         Raises:
             MvlevalError: anything wrong with the folder, the flags, or the processor/model consistency.
         """
-        import torch
 
         started = time.perf_counter()
         if options.bits not in (None, 4, 8, 16, 32):
@@ -327,10 +326,8 @@ class MBlipBackend(Backend):
             raise MvlevalError("the image cache size cannot be negative.", fix="pass 0 (no cache) or more.")
         model_dir = resolve_model_dir(options.model)
         config_json = check_checkpoint_dir(model_dir, options.allow_pickle)
-        device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(options.device)
         on_cuda = device.startswith("cuda")
-        if on_cuda and not torch.cuda.is_available():
-            raise MvlevalError(f"--device {device} was asked for, but CUDA is not available.", fix="drop --device or use cpu.")
 
         adapter_dir = Path(options.adapter).expanduser() if options.adapter else None
         if adapter_dir is not None:

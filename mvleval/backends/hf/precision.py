@@ -22,6 +22,20 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def resolve_device(requested: str | None) -> str:
+    """The device a load uses: the one asked for, else cuda when a GPU is visible, else cpu.
+
+    Raises:
+        MvlevalError: CUDA was asked for but is not available.
+    """
+    import torch
+
+    device = requested or default_device()
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MvlevalError(f"--device {device} was asked for, but CUDA is not available.", fix="drop --device or use cpu.")
+    return device
+
+
 def bnb_config(bits: int, compute: Any, skip_modules: Sequence[str], double_quant: bool = True) -> Any:
     """The one BitsAndBytesConfig builder (inference, training, export): 4-bit nf4 (double quantisation by default,
     as QLoRA) or 8-bit int8, keeping `skip_modules` unquantised. Passing llm_int8_skip_modules replaces
