@@ -24,6 +24,7 @@ from mvleval.backends.hf.adapter import check_adapter_dir
 from mvleval.backends.hf.batch_size import auto_batch_size
 from mvleval.backends.hf.checkpoint import check_weights, fingerprint_files, read_config, resolve_model_dir
 from mvleval.backends.hf.generate import generation_kwargs
+from mvleval.backends.hf.processor import load_processor
 from mvleval.backends.hf.precision import disable_cpu_bf16_repack, load_weights, precision, resolve_device
 from mvleval.backends.prefetch import DEFAULT_WINDOW, PixelPrefetcher
 from mvleval.errors import MissingDependencyError, MvlevalError
@@ -150,6 +151,12 @@ class HfVlmBackend(Backend):
         bits, quantization_config, dtype, quant_desc = precision(config_json, options.bits, on_cuda, model_dir, QUANT_SKIP_MODULES)
         if processor is None:
             processor = load_processor(model_dir, family, options.trust_remote_code)
+            if not hasattr(processor, "image_processor"):
+                raise MvlevalError(
+                    f"the checkpoint's processor is a {type(processor).__name__}, with no image processor.",
+                    fix=_FIX_LAYOUT,
+                    where=model_dir,
+                )
 
         from transformers import AutoModelForImageTextToText
 
@@ -331,46 +338,6 @@ def _check_family(family: str, trust_remote_code: bool, model_dir: Path) -> None
     )
 
 
-def load_processor(model_dir: Path, family: str, trust_remote_code: bool = False) -> Any:
-    """The checkpoint's processor with PIL image processing (the same pixels whether or not torchvision is installed).
-
-    Raises:
-        MissingDependencyError: the family's processor needs torchvision (Qwen2-VL, Qwen2.5-VL, SmolVLM in
-            transformers 5.x construct a video processor that only exists with it).
-        MvlevalError: the processor files are missing or broken.
-    """
-    from transformers import AutoProcessor
-
-    try:
-        processor = AutoProcessor.from_pretrained(str(model_dir), backend="pil", trust_remote_code=trust_remote_code)
-    except ImportError as exc:
-        from transformers.utils import is_torchvision_available
-
-        # transformers 5.x builds Qwen2-VL's, Qwen2.5-VL's and SmolVLM's video processor only with torchvision; its
-        # message ("Video processor cannot be loaded - requested pil backend is not available") does not say so
-        if not is_torchvision_available() and ("torchvision" in str(exc).lower() or "video processor" in str(exc).lower()):
-            raise MissingDependencyError(
-                "torchvision",
-                f"the {family} processor (transformers builds its video processor only with torchvision; install the "
-                "torchvision build that matches your torch)",
-                install="pip install torchvision",
-            ) from None
-        raise
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise MvlevalError(
-            f"could not load the checkpoint's processor ({exc}).",
-            fix="make sure the tokenizer, processor and preprocessor files of the checkpoint are present.",
-            where=model_dir,
-        ) from None
-    if not hasattr(processor, "image_processor"):
-        raise MvlevalError(
-            f"the checkpoint's processor is a {type(processor).__name__}, with no image processor.",
-            fix=_FIX_LAYOUT,
-            where=model_dir,
-        )
-    return processor
-
-
 def apply_lora(model: Any, adapter_dir: Path) -> Any:
     """A peft LoRA adapter folder applied to the whole model (not merged); every saved tensor must find its module."""
     try:
@@ -407,4 +374,4 @@ def _processor_sha(model_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-__all__ = ["HfVlmBackend", "apply_lora", "load_processor", "side_by_side"]
+__all__ = ["HfVlmBackend", "apply_lora", "side_by_side"]

@@ -41,6 +41,7 @@ from mvleval.backends.hf.checkpoint import (  # noqa: F401 -- re-exported for fi
     weight_files,
 )
 from mvleval.backends.hf.generate import generation_kwargs
+from mvleval.backends.hf.processor import load_processor
 from mvleval.backends.hf.precision import disable_cpu_bf16_repack, load_weights, precision, resolve_device
 from mvleval.backends.prefetch import DEFAULT_WINDOW, PixelPrefetcher
 from mvleval.errors import MissingDependencyError, MvlevalError
@@ -758,18 +759,9 @@ def load_config_and_processor(model_dir: Path) -> tuple[Blip2Config, Blip2Proces
 
 def _load_processor(model_dir: Path) -> Blip2Processor:
     """The checkpoint's Blip2Processor with the PIL image processor (same pixels on every machine)."""
-    from transformers import AutoProcessor, Blip2Processor
+    from transformers import Blip2Processor
 
-    try:
-        # backend="pil": AutoProcessor would otherwise pick the torchvision processor where torchvision is
-        # installed and the PIL one elsewhere; a run's pixels must not depend on what happens to be installed
-        processor = AutoProcessor.from_pretrained(str(model_dir), backend="pil")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise MvlevalError(
-            f"could not load the checkpoint's processor/tokenizer ({exc}).",
-            fix="make sure the tokenizer and preprocessor files of the checkpoint are present.",
-            where=model_dir,
-        ) from None
+    processor = load_processor(model_dir, "blip-2")
     if not isinstance(processor, Blip2Processor):
         raise MvlevalError(
             f"the checkpoint's processor is a {type(processor).__name__}, not a Blip2Processor.",

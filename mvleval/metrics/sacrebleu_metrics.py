@@ -40,6 +40,8 @@ compare with sacrebleu's ``corpus_score`` and its command line.
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 from collections.abc import Sequence
 from itertools import chain
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -105,13 +107,13 @@ class _SacrebleuMetric(Metric):
         self.seed = seed
 
     # -- per metric ------------------------------------------------------------------------------------------------
+    @abstractmethod
     def _corpus_metric(self, lang: str) -> Any:
         """The sacrebleu metric object scoring `lang`'s corpus."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _sentence_metric(self, lang: str) -> Any:
         """The sacrebleu metric object turning one example's statistics into its sentence score."""
-        raise NotImplementedError
 
     def _tok_part(self, lang: str | None) -> str:
         """The tokenisation fragment of the signature (BLEU names its tokenizer; chrF++ has none)."""
