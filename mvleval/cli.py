@@ -332,8 +332,8 @@ def run(
         )
         for name in names
     ]
-    for options in runs:
-        prepare(options)  # every task's data is checked before the model loads (hours later is too late)
+    # every task's data is checked before the model loads (hours later is too late), and read only this once
+    prepared = [prepare(options) for options in runs]
     if gate_baseline is not None:
         from mvleval.record import read_record
 
@@ -350,13 +350,13 @@ def run(
             loaded.append(load_run_backend(runs[0]))
         return loaded[0]
 
-    for options in runs:
-        done = finished_record(options) if resume and len(runs) > 1 else None
+    for options, ready in zip(runs, prepared):
+        done = finished_record(options, ready) if resume and len(runs) > 1 else None
         if done is not None:
             console.print(f"{options.task}: already finished with these settings: {done}")
             continue
         with RichProgress(_console(stderr=True)) as progress:
-            record, path = evaluate(options, progress=progress, backend_factory=shared_backend)
+            record, path = evaluate(options, progress=progress, backend_factory=shared_backend, prepared=ready)
         print_summary(record, console)
         console.print(f"Run record: {path}")
     if gate_baseline is not None:

@@ -389,10 +389,11 @@ def run_demo(
                 batch_size=24, out_dir=runs, seed=seed, command=("mvleval", "demo"), overwrite=True,
             )
             # A repeated demo replaces its previous run of the same configuration.
-            paths = RunPaths.for_name(runs, run_name(options, run_identity(options, prepare(options))))
+            prepared = prepare(options)
+            paths = RunPaths.for_name(runs, run_name(options, run_identity(options, prepared)))
             for p in (paths.partial, paths.manifest):
                 p.unlink(missing_ok=True)
-            into[task] = evaluate(options, progress=progress)
+            into[task] = evaluate(options, progress=progress, prepared=prepared)
     board = write_leaderboard(
         build_leaderboard([(path, record) for record, path in [*untrained.values(), *trained.values()]]), out / "leaderboard"
     )

@@ -422,6 +422,7 @@ def evaluate(
     *,
     progress: Progress | None = None,
     backend_factory: Callable[[], Backend] | None = None,
+    prepared: PreparedRun | None = None,
 ) -> tuple[RunRecord, Path]:
     """Run one task on one model and write its record and per-sample file; returns (record, record path).
 
@@ -431,7 +432,7 @@ def evaluate(
     started = time.monotonic()
     progress = progress or NullProgress()
     dist_info = DistInfo.from_env()
-    prepared = prepare(options)
+    prepared = prepared or prepare(options)  # a caller that validated several tasks first passes its result
     task = prepared.task
     identity = run_identity(options, prepared)
     name = run_name(options, identity)
@@ -655,9 +656,9 @@ def torch_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def finished_record(options: RunOptions) -> Path | None:
+def finished_record(options: RunOptions, prepared: PreparedRun | None = None) -> Path | None:
     """The record of a finished run with exactly these settings in options.out_dir, if there is one."""
-    prepared = prepare(options)
+    prepared = prepared or prepare(options)
     paths = RunPaths.for_name(options.out_dir, run_name(options, run_identity(options, prepared)))
     return paths.record if paths.record.is_file() and not paths.manifest.exists() else None
 

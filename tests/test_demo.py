@@ -31,10 +31,16 @@ def _records(runs: Path, task: str, model_prefix: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """.ci/run has already trained the demo model there (same console script); otherwise the first test trains it
+    once and the next reuses it."""
+    return Path(os.environ.get("MVLEVAL_DEMO_DIR", tmp_path_factory.mktemp("demo") / "demo"))
+
+
 @pytest.mark.slow
-def test_demo_beats_untrained_passes_the_ci_gate_and_a_worse_run_fails_it(tmp_path: Path) -> None:
-    # .ci/run has already trained the demo model there (same console script); reusing it saves a second training run
-    out = Path(os.environ.get("MVLEVAL_DEMO_DIR", tmp_path / "demo"))
+def test_demo_beats_untrained_passes_the_ci_gate_and_a_worse_run_fails_it(demo_dir: Path, tmp_path: Path) -> None:
+    out = demo_dir
     result = _mvleval("demo", "--out", out)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Warning" not in result.stdout + result.stderr  # no library noise without -vv
@@ -73,3 +79,18 @@ def test_demo_beats_untrained_passes_the_ci_gate_and_a_worse_run_fails_it(tmp_pa
     text = (out / "leaderboard" / "leaderboard.md").read_text()
     for task in DEMO_LANGUAGES:
         assert task in text
+
+
+@pytest.mark.slow
+def test_demo_native_kernels_are_recorded(demo_dir: Path) -> None:
+    """`--native-kernels` leaves torch's own kernel choice alone, and the records say which kernels ran."""
+    out = demo_dir
+    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA")}
+    mvleval = shutil.which("mvleval")
+    assert mvleval
+    result = subprocess.run([mvleval, "demo", "--out", str(out), "--native-kernels"], capture_output=True, text=True,
+                            env={**env, "OMP_NUM_THREADS": "1"}, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = json.loads(_records(out / "runs", "xgqa", "demo-4bit").read_text())
+    device = record["provenance"]["device"]
+    assert "kernels" in device and "MKL_CBWR" not in device and "ATEN_CPU_CAPABILITY" not in device, device

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,8 @@ QUANT_SKIP_MODULES = tuple(
 )
 #: Families whose models take one image per prompt: a two-image example needs --image-handling side-by-side.
 SINGLE_IMAGE_FAMILIES = ("instructblip", "instructblipvideo", "blip-2")
+#: Decoded images kept (an LRU by path): ~100-300 MB of typical benchmark JPEGs, decoded once instead of per question.
+DECODED_IMAGE_CACHE = 256
 #: Decoding threads ahead of the model (PIL decode only; the processor resizes in the calling thread).
 DEFAULT_PREFETCH_WORKERS = 2
 _FIX_LAYOUT = (
@@ -112,6 +115,9 @@ class HfVlmBackend(Backend):
             qformer_tokenizer.padding_side = "right"
         self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         self._prefetcher = PixelPrefetcher(_decode, workers=prefetch_workers, window=DEFAULT_WINDOW) if prefetch_workers else None
+        # decoded images, most recent last: an xGQA image serves ~30 questions and the prefetcher hands each announced
+        # image over once, so without this every later question of the image would decode the JPEG again
+        self._decoded: OrderedDict[str, Image.Image] = OrderedDict()
 
     # -- loading -------------------------------------------------------------------------------------------------
     @classmethod
@@ -294,11 +300,19 @@ class HfVlmBackend(Backend):
         return images
 
     def _take(self, path: Path) -> Image.Image:
+        key = str(path)
+        image = self._decoded.get(key)
+        if image is not None:
+            self._decoded.move_to_end(key)
+            return image
         if self._prefetcher is not None:
-            image = self._prefetcher.take(path)
-            if image is not None:
-                return image  # type: ignore[return-value]
-        return _decode(path)
+            image = self._prefetcher.take(path)  # type: ignore[assignment]
+        if image is None:
+            image = _decode(path)
+        self._decoded[key] = image
+        while len(self._decoded) > DECODED_IMAGE_CACHE:
+            self._decoded.popitem(last=False)
+        return image
 
 
 def _decode(path: Path) -> Image.Image:
