@@ -13,7 +13,13 @@ language set, xGQA's distinct gold answers judged as English, and the hand-writt
 mvleval.testing.gibberish.HANDWRITTEN (20 languages without data in ../shared). Accuracy = share judged faithful.
 
 The old rule (mvleval <= rule 1): script check, then the restricted detector only. The new one: LanguageFidelity as
-shipped (not-language checks, unrestricted top-3 for texts of 20 characters or more). ~2-3 minutes on one core.
+shipped (not-language checks, unrestricted top-3 for texts of 20 characters or more), without references.
+
+The last section measures the letter model (rule 3c), which needs a language's own references: for each language
+with 2,000 or more caption-like texts in ../shared (xFlickrCO de/en/ja/zh, XVNLI ar), a model of the first 1,000
+(xFlickrCO: its Flickr30k half), then every nonsense text of the language's script requested in that language
+(false credit without -> with the model), and the held-out real text (xFlickrCO: its COCO half, another domain;
+xGQA questions) judged without -> with it. ~1 minute on one core.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from mvleval.metrics.language_fidelity import (
     detector_verdict,
     script_verdict,
 )
+from mvleval.metrics.letter_model import LetterModel
 from mvleval.testing.gibberish import HANDWRITTEN, KINDS, SCRIPTS, gibberish
 
 TASK_LANGS = {
@@ -177,9 +184,56 @@ def main() -> int:
             lost_texts = [t for t, a, b in zip(texts, got["old"], got["new"]) if a == Verdict.FAITHFUL != b]
             lost = "; ".join(repr(t[:40]) for t in lost_texts[:3]) + (f" (+{len(lost_texts) - 3})" if len(lost_texts) > 3 else "")
         print(f"| {name} | {kind} | {lang} | {len(texts)} | {' -> '.join(accs)} | {lost} |")
+    letter_model_section(args.data, rows)
     print()
     print(f"# {time.perf_counter() - t0:.0f} s, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
     return 0
+
+
+#: language -> (script of its nonsense rows, task languages of its detector)
+MODELLED = {"de": ("Latin", "xflickrco"), "en": ("Latin", "xflickrco"), "ja": ("Kana", "xflickrco"),
+            "zh": ("Han", "xflickrco"), "ar": ("Arabic", "xvnli")}
+
+
+def letter_model_section(data: Path, rows: list) -> None:
+    """Rule 3c: false credit and real-text accuracy without -> with a letter model of 1,000 references."""
+    d = data / "iglue" / "datasets"
+    if not d.is_dir():
+        print()
+        print(f"(no real data at {data}: the letter model cannot be measured)")
+        return
+    refs: dict[str, list[str]] = {}
+    for lg in ("de", "en", "ja", "zh"):
+        refs[lg] = [s for r in _jsonl(d / "xFlickrCO/annotations" / lg / "test.jsonl") for s in r["sentences"]]
+    refs["ar"] = [r["sentence2"] for r in _jsonl(d / "XVNLI/annotations/ar/test.jsonl")]
+    questions: dict[str, list[str]] = {}
+    g = data / "xgqa" / "data" / "few_shot"
+    for lg in ("de", "en", "zh"):
+        if (g / lg / "dev.json").is_file():
+            questions[lg] = [v["question"] for v in json.loads((g / lg / "dev.json").read_text(encoding="utf-8")).values()]
+    print()
+    print("# letter model (rule 3c): a model of 1,000 distinct references; false credit and accuracy without -> with it")
+    print()
+    print("| lang | threshold | nonsense: " + " | ".join(KINDS) + " | all | held-out references | questions |")
+    print("|---|---|" + "---|" * (len(KINDS) + 3))
+    for lang, (script, task) in MODELLED.items():
+        texts = [t for t in dict.fromkeys(refs[lang]) if t.strip()]
+        model = LetterModel(texts[:1000])
+        metric = LanguageFidelity(TASK_LANGS[task], bootstrap_resamples=0)
+        cells = []
+        mine = [r for r in rows if r.script == script]
+        got = {m: metric.verdicts([r.text for r in mine], lang, m) for m in (None, model)}
+        for kind in (*KINDS, None):
+            idx = [i for i, r in enumerate(mine) if kind is None or r.kind == kind]
+            cells.append(" -> ".join(f"{100 * sum(got[m][i] == Verdict.FAITHFUL for i in idx) / len(idx):.0f}%"
+                                     for m in (None, model)))
+        for held in (texts[1000:], [q for q in dict.fromkeys(questions.get(lang, []))]):
+            if not held:
+                cells.append("")
+                continue
+            acc = [sum(v == Verdict.FAITHFUL for v in metric.verdicts(held, lang, m)) / len(held) for m in (None, model)]
+            cells.append(f"{100 * acc[0]:.2f}% -> {100 * acc[1]:.2f}% (n={len(held)})")
+        print(f"| {lang} | {model.min_gain} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,15 @@ Decision for one output, in order:
    b. more than 10% of its letters (plus tokenizer markup: ``<row_2_col_1>``, ``</s>``, U+FFFD, ``▁``, ``##``)
       are neither in the requested language's own scripts nor Latin (``青iz�一つ�blanco`` requested in es);
       Latin is exempt because real captions name brands and places in it (zh: 44% Latin at most); no real text of
-      ../shared has any such letter.
+      ../shared has any such letter;
+   c. letters without words: a text of 10 letters or more whose letters do not follow each other the way the
+      requested language's references do (``mvleval.metrics.letter_model``: letter gain below -0.5 bits).
+      lingua cannot see this in scripts it maps to one language (random Greek, Thai, Hangul, Hebrew, Indic, Han
+      or kana letters are Greek, Thai, Korean... to it). The model is learned from the language's own references
+      in the scored set, so it runs only where they are plentiful and caption-like (1,000 distinct references or
+      more, median 15 letters or more, in the requested language's script): full captioning runs, not short
+      answers, labels or a small ``--limit``. ``extra["letter_model_texts"]`` says how many references it was
+      learned from (None: not run).
 4. Texts of 20 characters or more: faithful iff the requested language is the restricted detector's top-1 *and*
    among the top 3 of the unrestricted detector (all of lingua's languages): a restricted win by a language far
    down the full ranking is a win by elimination (random Latin or Cyrillic letters), not a detection.
@@ -31,9 +39,8 @@ Decision for one output, in order:
 
 Thresholds were chosen from a measurement (bench/bench_fidelity_gibberish.py): the false-credit rate on seeded
 nonsense in 13 scripts (mvleval.testing.gibberish) next to the accuracy on ~21,000 real captions, hypotheses,
-questions and answers. What remains credited is nonsense that is neither repetitive nor mixed in script and is
-written in a script lingua knows one language for (random Greek, Thai, Hangul, Hebrew, Indic or Han letters are
-Greek, Thai, Korean... to lingua whatever they say).
+questions and answers. What remains credited is random letters where no letter model runs (short-answer tasks, small
+subsets): in a script lingua knows one language for, lingua alone cannot tell them from the language.
 
 Undetermined and not-language outputs count as *not faithful* (0.0): an empty, digits-only or gibberish output did
 not produce text in the requested language. Their shares are reported in ``extra["undetermined"]`` and
@@ -57,6 +64,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from mvleval.errors import MissingDependencyError, MvlevalError
 from mvleval.metrics.base import Metric, MetricResult, check_inputs
+from mvleval.metrics import letter_model
 from mvleval.metrics.bootstrap import (
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
@@ -74,6 +82,8 @@ __all__ = [
     "detector_verdict",
     "judge",
     "lingua_names",
+    "letter_model_for",
+    "nonlanguage_reason",
     "nonlanguage_verdict",
     "reference_warning",
     "script_verdict",
@@ -96,7 +106,7 @@ def _installed_lingua() -> str:
 SHORT_TEXT_CHARS = 20
 #: implementation version of the decision rule, part of the signature: 2 added the not-language checks (repetition,
 #: foreign scripts) and the unrestricted top-3 check, so records made before are never gated against later ones
-RULE_VERSION = 2
+RULE_VERSION = 3  # 3 added the letter model (rule 3c)
 #: a text with at least this share of its letters in tandem repeats is not language (real captions: <= 0.19)
 REPEAT_SHARE = 0.5
 #: a text with more than this share of letters outside the requested language's scripts and Latin is not language
@@ -316,11 +326,31 @@ def foreign_share(text: str, requested: str) -> float:
     return (markup + sum(v for s, v in scripts.items() if s not in own)) / total
 
 
-def nonlanguage_verdict(text: str, requested: str) -> str | None:
-    """Rule 3: Verdict.NOT_LANGUAGE for repetitive or script-mixed text, else None (the detector decides)."""
-    if repeat_share(text) >= REPEAT_SHARE or foreign_share(text, requested) > FOREIGN_SHARE:
-        return Verdict.NOT_LANGUAGE
+def nonlanguage_reason(text: str, requested: str, model: letter_model.LetterModel | None = None) -> str | None:
+    """Why `text` is not language (rule 3): "repeats", "foreign letters" or "no words"; None when it may be.
+
+    `model` is the requested language's letter model (rule 3c); None skips that check.
+    """
+    if repeat_share(text) >= REPEAT_SHARE:
+        return "repeats"
+    if foreign_share(text, requested) > FOREIGN_SHARE:
+        return "foreign letters"
+    if model is not None and model.is_nonsense(text):
+        return "no words"
     return None
+
+
+def nonlanguage_verdict(text: str, requested: str, model: letter_model.LetterModel | None = None) -> str | None:
+    """Rule 3: Verdict.NOT_LANGUAGE for repetitive, script-mixed or wordless text, else None (the detector decides)."""
+    return Verdict.NOT_LANGUAGE if nonlanguage_reason(text, requested, model) else None
+
+
+def letter_model_for(references: Sequence[Sequence[str]], requested: str) -> letter_model.LetterModel | None:
+    """The requested language's letter model from every reference of the scored examples (rule 3c), or None when
+    they are too few, too short, or not in the requested language's script."""
+    texts = [ref for refs in references for ref in refs]
+    return letter_model.LetterModel.from_references(
+        texts, scripts_ok=lambda distinct: script_verdict(" ".join(distinct[:2000]), requested) is None)
 
 
 def detector_verdict(
@@ -352,6 +382,7 @@ def judge(
     requested: str,
     ranking: Sequence[tuple[str, float]] | None,
     full_ranking: Sequence[tuple[str, float]] | None = None,
+    model: letter_model.LetterModel | None = None,
 ) -> str:
     """Decide whether `text` is in the `requested` dataset language, given the detectors' rankings.
 
@@ -362,11 +393,12 @@ def judge(
             languages; None when the detector was not run (then only the script and not-language checks can
             decide, and a text that passes them counts as faithful).
         full_ranking: the same from the unrestricted detector (rule 4); None skips that check.
+        model: the requested language's letter model (rule 3c); None skips that check.
 
     Returns:
         Verdict.FAITHFUL, Verdict.WRONG, Verdict.UNDETERMINED or Verdict.NOT_LANGUAGE.
     """
-    pre = script_verdict(text, requested) or nonlanguage_verdict(text, requested)
+    pre = script_verdict(text, requested) or nonlanguage_verdict(text, requested, model)
     if pre is not None:
         return pre
     if ranking is None:
@@ -419,7 +451,8 @@ class LanguageFidelity(Metric):
         req = f"answer={self.answer_language}" if self.answer_language else "answer=corpus"
         return (f"language_fidelity|lingua-{_installed_lingua()}|langs={','.join(sorted(self.languages))}|{req}|"
                 f"short<{SHORT_TEXT_CHARS}:top1|top3-not-en|script|undetermined=0|"
-                f"notlang:repeat>={REPEAT_SHARE},foreign>{FOREIGN_SHARE}|long:full-top{FULL_TOP}|rule-{RULE_VERSION}|"
+                f"notlang:repeat>={REPEAT_SHARE},foreign>{FOREIGN_SHARE},"
+                f"letters<{letter_model.MIN_GAIN}@{letter_model.MIN_LETTERS}+refs>={letter_model.MIN_TEXTS}|long:full-top{FULL_TOP}|rule-{RULE_VERSION}|"
                 f"{bootstrap_signature(self.bootstrap_resamples, self.seed)}|mvleval-1")
 
     def _detector_names(self, requested: str) -> tuple[str, ...]:
@@ -432,19 +465,23 @@ class LanguageFidelity(Metric):
             names.append("ENGLISH")  # lingua needs two languages; English is the usual confusion
         return tuple(sorted(names))
 
-    def verdicts(self, texts: Sequence[str], requested: str) -> list[str]:
+    def verdicts(self, texts: Sequence[str], requested: str,
+                 model: letter_model.LetterModel | None = None) -> list[str]:
         """Verdict for each text (detectors run once per distinct text that passes the script and not-language checks;
-        the unrestricted one only for texts of 20 characters or more that the restricted one credits)."""
-        return [verdict for verdict, _ in self.judgements(texts, requested)]
+        the unrestricted one only for texts of 20 characters or more that the restricted one credits). `model`: the
+        requested language's letter model (rule 3c), None to skip that check."""
+        return [verdict for verdict, _ in self.judgements(texts, requested, model)]
 
-    def judgements(self, texts: Sequence[str], requested: str) -> list[tuple[str, dict[str, str] | None]]:
+    def judgements(self, texts: Sequence[str], requested: str,
+                   model: letter_model.LetterModel | None = None) -> list[tuple[str, dict[str, str] | None]]:
         """(verdict, facts) for each text; facts say, for an output that is not faithful, what was found instead.
 
         facts is None for a faithful output, else {"verdict": "wrong"|"undetermined"|"not_language", "requested":
         dataset code, "script": dominant script of the letters (when there are letters), "detected": the detector's
         top-1 as a dataset code (or lingua's ISO code / name outside the task's languages; absent when nothing was
-        detected)}. The detector also runs on outputs the script check already judged wrong, only to fill
-        "detected": the verdict (and so the score) is the one `judge` gives.
+        detected), "why": for not_language, "repeats", "foreign letters" or "no words"}. The detector also runs on
+        outputs the script check already judged wrong, only to fill "detected": the verdict (and so the score) is
+        the one `judge` gives.
         """
         names = self._detector_names(requested)
         detector = _detector(names) if len(names) >= 2 else None
@@ -455,16 +492,22 @@ class LanguageFidelity(Metric):
             judged = cache.get(text)
             if judged is None:
                 ranking = full = None
-                pre = script_verdict(text, requested) or nonlanguage_verdict(text, requested)
+                reason = None
+                pre = script_verdict(text, requested)
+                if pre is None:
+                    reason = nonlanguage_reason(text, requested, model)
+                    pre = Verdict.NOT_LANGUAGE if reason else None
                 if detector is not None and (pre is None or pre == Verdict.WRONG):
                     ranking = [(c.language.name, c.value) for c in detector.compute_language_confidence_values(text)]
                     if (pre is None and len(text.strip()) >= SHORT_TEXT_CHARS
                             and detector_verdict(text, requested, ranking) == Verdict.FAITHFUL):
                         full = [(c.language.name, c.value) for c in _detector(()).compute_language_confidence_values(text)]
-                verdict = judge(text, requested, ranking, full)
+                verdict = judge(text, requested, ranking, full, model)
                 facts: dict[str, str] | None = None
                 if verdict != Verdict.FAITHFUL:
                     facts = {"verdict": verdict, "requested": requested}
+                    if reason:
+                        facts["why"] = reason
                     scripts = _letter_scripts(text)
                     if scripts:
                         facts["script"] = _dominant(scripts)
@@ -484,12 +527,15 @@ class LanguageFidelity(Metric):
         return codes
 
     def reference_fidelity(self, references: Sequence[Sequence[str]], lang: str) -> float | None:
-        """Fidelity of the first reference of each example (the ceiling in ``extra``); None when not measurable."""
+        """Fidelity of the first reference of each example (the ceiling in ``extra``); None when not measurable.
+
+        Judged as `score` judges outputs, with the letter model learned from the same references."""
         requested = self.answer_language or lang
         firsts = [refs[0] for refs in references if len(refs) > 0]
         if not firsts or lingua_names(requested) is None:
             return None
-        return sum(v == Verdict.FAITHFUL for v in self.verdicts(firsts, requested)) / len(firsts)
+        model = letter_model_for(references, requested)
+        return sum(v == Verdict.FAITHFUL for v in self.verdicts(firsts, requested, model)) / len(firsts)
 
     def check_references(self, references: Sequence[Sequence[str]], lang: str) -> str | None:
         """A warning when `lang`'s own references fail its fidelity check (below 0.5), else None.
@@ -514,21 +560,24 @@ class LanguageFidelity(Metric):
                 value=None, per_example=None, signature=self.signature(),
                 note=f"lingua-language-detector {_installed_lingua()} has no model for '{requested}': "
                      "language fidelity is not computed for it",
-                extra={"reference_fidelity": None, "undetermined": None, "not_language": None},
+                extra={"reference_fidelity": None, "undetermined": None, "not_language": None,
+                       "letter_model_texts": None},
             )
         if not predictions:
             return MetricResult(value=None, per_example=[], signature=self.signature(),
                                 note=f"no examples for language '{lang}'")
-        judged = self.judgements(predictions, requested)
+        model = letter_model_for(references, requested)
+        judged = self.judgements(predictions, requested, model)
         verdicts = [v for v, _ in judged]
         per_example = [1.0 if v == Verdict.FAITHFUL else 0.0 for v in verdicts]
         firsts = [refs[0] for refs in references if len(refs) > 0]
-        ref_verdicts = self.verdicts(firsts, requested) if firsts else []
+        ref_verdicts = self.verdicts(firsts, requested, model) if firsts else []
         extra: dict[str, float | None] = {
             "reference_fidelity": (sum(v == Verdict.FAITHFUL for v in ref_verdicts) / len(ref_verdicts)
                                    if ref_verdicts else None),
             "undetermined": sum(v == Verdict.UNDETERMINED for v in verdicts) / len(verdicts),
             "not_language": sum(v == Verdict.NOT_LANGUAGE for v in verdicts) / len(verdicts),
+            "letter_model_texts": float(model.n_texts) if model is not None else None,
         }
         if self.answer_language is None:  # references are in the corpus language only when that is requested
             warning = reference_warning(lang, requested, extra["reference_fidelity"])
