@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+from typer.core import TyperArgument, TyperCommand
 
 from mvleval.errors import MvlevalError
 
@@ -16,6 +17,30 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from mvleval.record import RunRecord
+
+class _PlainArgument(TyperArgument):
+    """A positional argument shown as click shows it: ``RUN`` in the usage line (``[RUN]`` when optional), and no
+    ``<path>`` type tag beside its metavar in the Arguments section (typer >= 0.20 writes ``{RUN}`` and ``RUN <path>``)."""
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw
+        if self.nargs != 1 and not name.endswith("..."):
+            name += "..."
+        return name if self.required else f"[{name}]"
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
+class _Command(TyperCommand):
+    """typer's command with _PlainArgument positional arguments (every command of the CLI is one)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if type(param) is TyperArgument:
+                param.__class__ = _PlainArgument
+
 
 app = typer.Typer(
     name="mvleval",
@@ -230,7 +255,7 @@ def _languages_for(task: str, lang: list[str] | None, *, several: bool, prompt_s
     return mine
 
 
-@app.command()
+@app.command(cls=_Command)
 def run(
     task: Annotated[list[str], typer.Option("--task", "-t", metavar="TASK", help="Task name (see `mvleval tasks`) or a benchmark file: ./my-bench/ (benchmark.yaml + data.jsonl) or ./bench.jsonl (+ bench.yaml beside it); repeat for several, or 'all'. The model loads once.")],
     model: Annotated[str, typer.Option("--model", "-m", metavar="MODEL", help="Checkpoint: a local Hugging Face folder or a downloaded hub id (BLIP-2/mBLIP or any AutoModelForImageTextToText vision-LLM), or openai:NAME for a model served behind an OpenAI-compatible endpoint (--base-url).")],
@@ -364,7 +389,7 @@ def run(
               report_html=report_html, image_root=runs[0].resolved_image_root)
 
 
-@app.command()
+@app.command(cls=_Command)
 def score(
     record: Annotated[Path, typer.Argument(metavar="RUN", help="A run record written by `mvleval run`.")],
 ) -> None:
@@ -377,7 +402,7 @@ def score(
     console.print(f"Rescored run record: {path}")
 
 
-@app.command()
+@app.command(cls=_Command)
 def leaderboard(
     paths: Annotated[Optional[list[Path]], typer.Argument(metavar="RECORDS...", help="Run records or folders of them (default: results/runs).")] = None,
     out: Annotated[Path, typer.Option(metavar="DIR", help="Folder for leaderboard.md, leaderboard.csv and the heatmaps.")] = Path("results/leaderboard"),
@@ -430,10 +455,10 @@ def _gate(run_path: Path, baseline_path: Path, max_drop: list[str], metric: list
         raise typer.Exit(result.exit_code)
 
 
-@app.command()
+@app.command(cls=_Command)
 def gate(
     run_record: Annotated[Path, typer.Argument(metavar="RUN", help="The run record to check.")],
-    baseline: Annotated[Path, typer.Option(help="The baseline record (e.g. results/baselines/xgqa/main.json).")],
+    baseline: Annotated[Path, typer.Option(metavar="BASELINE", help="The baseline record (e.g. results/baselines/xgqa/main.json).")],
     max_drop: Annotated[Optional[list[str]], typer.Option(metavar="[METRIC=]X", help="Allowed drop in points (x100): X for all metrics or metric=X; repeatable. Default 1.")] = None,
     metric: Annotated[Optional[list[str]], typer.Option(metavar="METRIC", help="Gate only these metrics (repeatable; default: all).")] = None,
     lang_tolerance: Annotated[Optional[list[str]], typer.Option(metavar="LANG[:METRIC]=X", help="Per-language tolerance: zh=3 or zh:cider=5 (repeatable).")] = None,
@@ -462,7 +487,7 @@ def _print_report_summary(console: Console, summary: Any) -> None:
                              f"under {summary.image_root} (e.g. {shown}); the report names them instead."))
 
 
-@app.command("report")
+@app.command("report", cls=_Command)
 def report_command(
     run_record: Annotated[Path, typer.Argument(metavar="RUN", help="A run record written by `mvleval run` (its per-sample file next to it).")],
     out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="The HTML file to write (default: next to the record, RUN.html or RUN.compare.html).")] = None,
@@ -485,7 +510,7 @@ def report_command(
     _print_report_summary(_console(), summary)
 
 
-@baseline_app.command("bless")
+@baseline_app.command("bless", cls=_Command)
 def baseline_bless(
     run_record: Annotated[Path, typer.Argument(metavar="RUN", help="The run record to make the baseline.")],
     note: Annotated[str, typer.Option(metavar="TEXT", help="Why this run is the new baseline (kept next to it).")],
@@ -529,7 +554,7 @@ class RichTrainProgress:
         self._progress.stop()
 
 
-@app.command()
+@app.command(cls=_Command)
 def train(
     model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="MODEL", help="Base BLIP-2/mBLIP checkpoint folder.")] = None,
     out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Output folder: adapter, blip_parts, config, log, loss curve, checkpoints.")] = None,
@@ -564,7 +589,7 @@ def train(
                      f"or merge it with `mvleval export {path} --out DIR`.")
 
 
-@app.command()
+@app.command(cls=_Command)
 def export(
     train_dir: Annotated[Path, typer.Argument(metavar="TRAIN_DIR", help="Output folder of `mvleval train`.")],
     out: Annotated[Path, typer.Option(metavar="DIR", help="Folder for the merged checkpoint (with its processor).")],
@@ -580,7 +605,7 @@ def export(
     _console().print(f"Exported checkpoint: {path}\nEvaluate it with `mvleval run --model {path} --task ...`.")
 
 
-@app.command()
+@app.command(cls=_Command)
 def tasks(
     task: Annotated[Optional[list[str]], typer.Option("--task", "-t", metavar="PATH", help="Show (and validate) these benchmark files instead of the built-in tasks: ./my-bench/ or ./bench.jsonl; repeatable.")] = None,
 ) -> None:
@@ -614,7 +639,7 @@ def tasks(
             console.print(escape(f"  {split}: {sum(counts.values())} rows ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"))
 
 
-@data_app.command("check")
+@data_app.command("check", cls=_Command)
 def data_check(
     task: Annotated[str, typer.Option("--task", "-t", metavar="TASK", help="Task name, or a benchmark file (./my-bench/, ./bench.jsonl).")],
     data_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the annotation files (default: $MVLEVAL_DATA).")] = None,
@@ -633,7 +658,7 @@ def data_check(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=_Command)
 def demo(
     out: Annotated[Path, typer.Option(metavar="DIR", help="Folder for the demo's data, models, runs and leaderboard.")] = Path("mvleval-demo"),
     seed: Annotated[int, typer.Option(metavar="N", help="Seed for the synthetic data, the tiny model and training.")] = 0,

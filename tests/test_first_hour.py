@@ -236,3 +236,38 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _commands() -> list[tuple[str, ...]]:
+    """Every command of the CLI, read from `mvleval -h` and the groups' own help (data, baseline)."""
+    def listed(*group: str) -> list[str]:
+        text = _mvleval(*group, "-h").stdout
+        block = text.split("Commands:", 1)[1]
+        return [line.split()[0] for line in block.splitlines() if line.startswith("  ") and line.split()]
+
+    out: list[tuple[str, ...]] = []
+    for name in listed():
+        sub = _mvleval(name, "-h").stdout
+        out += [(name, s) for s in listed(name)] if "Commands:" in sub else [(name,)]
+    return out
+
+
+def test_help_shows_plain_metavars_for_every_command() -> None:
+    """Item 15: every command's --help, through the console script: the usage line names arguments as click does (RUN,
+    [RECORDS...]; typer writes {RUN}), no type tags (<path>, <bool>, <list[str]>), required options marked, lines up
+    to 120 columns on a wide terminal."""
+    commands = _commands()
+    assert {("run",), ("score",), ("export",), ("data", "check"), ("baseline", "bless")} <= set(commands), commands
+    for cmd in commands:
+        proc = _mvleval(*cmd, "-h")
+        assert proc.returncode == 0, (cmd, proc.stderr)
+        text = proc.stdout
+        usage = text.splitlines()[0]
+        assert usage.startswith(f"Usage: mvleval {' '.join(cmd)} [OPTIONS]") and "{" not in usage, (cmd, usage)
+        for tag in ("<path>", "<bool>", "<list[", "<int>", "<str>", "<text>", "<float>"):
+            assert tag not in text, (cmd, tag, text)
+        assert max(len(line) for line in text.splitlines()) <= 120, cmd
+    run_help = " ".join(_mvleval("run", "-h").stdout.split())
+    assert "--model MODEL Checkpoint" in run_help and "[required]" in run_help
+    assert "Usage: mvleval score [OPTIONS] RUN" in _mvleval("score", "-h").stdout
+    assert "Usage: mvleval leaderboard [OPTIONS] [RECORDS...]" in _mvleval("leaderboard", "-h").stdout
