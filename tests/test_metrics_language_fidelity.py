@@ -249,7 +249,8 @@ def test_foreign_share(text: str, requested: str, share: float) -> None:
 
 #: measured with bench/bench_fidelity_gibberish.py (seed 0, 40 per kind and script: 19.2% overall; rule 1: 84.6%).
 #: What is left is random letters of one script (kinds "letters"), which lingua cannot refute where it knows one
-#: language of the script (Greek, Hebrew, Thai, Korean, the Indic scripts, Han/kana for zh/ja): 100% there. The bounds
+#: language of the script (Greek, Hebrew, Thai, Korean, the Indic scripts, Han/kana for zh/ja): 100% there without
+#: references (rule 3c, the references' letter model, is tested in tests/test_fidelity_letter_model.py). The bounds
 #: leave ~5 points for the smaller sample below; repetitions must never be credited.
 FALSE_CREDIT_BOUNDS = {"syllable": 0.0, "token": 0.0, "tiny": 0.10, "mixture": 0.10, "letters": 1.0, "all": 0.25}
 

@@ -452,7 +452,8 @@ class LanguageFidelity(Metric):
         return (f"language_fidelity|lingua-{_installed_lingua()}|langs={','.join(sorted(self.languages))}|{req}|"
                 f"short<{SHORT_TEXT_CHARS}:top1|top3-not-en|script|undetermined=0|"
                 f"notlang:repeat>={REPEAT_SHARE},foreign>{FOREIGN_SHARE},"
-                f"letters<{letter_model.MIN_GAIN}@{letter_model.MIN_LETTERS}+refs>={letter_model.MIN_TEXTS}|long:full-top{FULL_TOP}|rule-{RULE_VERSION}|"
+                f"letters<{letter_model.MIN_GAIN}(>{letter_model.LARGE_ALPHABET}:{letter_model.MIN_GAIN_LARGE})"
+                f"@{letter_model.MIN_LETTERS}+refs>={letter_model.MIN_TEXTS}/median{letter_model.MIN_MEDIAN_LETTERS}|long:full-top{FULL_TOP}|rule-{RULE_VERSION}|"
                 f"{bootstrap_signature(self.bootstrap_resamples, self.seed)}|mvleval-1")
 
     def _detector_names(self, requested: str) -> tuple[str, ...]:
