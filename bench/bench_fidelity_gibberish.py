@@ -292,7 +292,7 @@ def cldr_section(rows: list) -> None:
     for lang, script in CLDR_LANGS.items():
         names = _cldr_strings(lang)
         model = LetterModel(names)
-        metric = LanguageFidelity([smallest for smallest in smallest_task_langs(lang)], bootstrap_resamples=0)
+        metric = LanguageFidelity(smallest_task_langs(lang), bootstrap_resamples=0)
         mine = [r for r in rows if r.script == script]
         got = {m: metric.verdicts([r.text for r in mine], lang, m) for m in (None, model)}
         letters = [i for i, r in enumerate(mine) if r.kind == "letters"]
