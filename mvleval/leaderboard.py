@@ -19,7 +19,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -50,14 +50,20 @@ class ColumnKey:
 
 @dataclass(frozen=True, order=True)
 class ModelKey:
-    """One leaderboard row: a checkpoint, its adapter, its bit width and its decoding settings."""
+    """One leaderboard row: a checkpoint, its adapter, its bit width and its decoding settings.
 
-    path: str  # as the user typed it (shown); two checkpoints typed alike are told apart by the fingerprint
-    adapter: str
+    Rows are told apart by ``identity``: the weights' (and adapter's) content fingerprint when the record has one, so
+    the same checkpoint typed two ways (``ckpt``, ``w1/ckpt``) is one row and two checkpoints typed alike from
+    different folders are two; the typed path only labels the row. Served models (no fingerprint) are told apart by
+    what was typed."""
+
+    identity: str
     bits: int
     generation: str  # canonical JSON of the record's generation settings that differ from the task's protocol
     fingerprint: str = ""  # the weights' (and adapter's) fingerprint: a model's identity whatever the working directory
     family: str = ""  # the model family (config model_type) when not mBLIP's BLIP-2, shown in the label
+    path: str = field(default="", compare=False)  # as the user typed it, shown (from the newest record of the row)
+    adapter: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -189,7 +195,9 @@ def _generation_overrides(record: RunRecord) -> dict[str, Any]:
 
 
 def _model_key(record: RunRecord) -> ModelKey:
+    fingerprint = record.model.fingerprint or ""
     return ModelKey(
+        identity=f"weights:{fingerprint}" if fingerprint else f"typed:{record.model.path}\0{record.model.adapter or ''}",
         path=record.model.path,
         adapter=record.model.adapter or "",
         bits=record.model.bits,
@@ -304,7 +312,12 @@ def build_leaderboard(records: Sequence[tuple[Path, RunRecord]]) -> Leaderboard:
         for key in column_keys
     ]
     columns.sort(key=lambda c: (c.label, c.key))
-    row_keys = sorted({slot[0] for slot in chosen})
+    # one key per row, labelled with what the user typed in the row's newest record
+    newest: dict[ModelKey, tuple[tuple[datetime, str, str], ModelKey]] = {}
+    for slot, (rank, _, record) in chosen.items():
+        if slot[0] not in newest or rank > newest[slot[0]][0]:
+            newest[slot[0]] = (rank, _model_key(record))
+    row_keys = sorted(k for _, k in newest.values())
     full_settings = {slot[0]: dict(chosen[slot][2].model.generation) for slot in sorted(chosen)}
     row_labels = _row_labels(row_keys, full_settings)
     rows = sorted((Row(key=k, label=row_labels[k]) for k in row_keys), key=lambda r: (r.label, r.key))

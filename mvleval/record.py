@@ -45,7 +45,7 @@ class ModelInfo(_Model):
     adapter: str | None = None
     generation: dict[str, Any]
     num_query_tokens: int | None = None  # BLIP-2 only: query tokens per image
-    fingerprint: str | None = None  # hash of the weight files' names and sizes (and adapter's)
+    fingerprint: str | None = None  # hash of the weight files' names and contents (and the adapter's): the model's identity
     # which code path generated: transformers' generate, or beam search computing the prompt once per sample
     generation_path: str | None = None
     # schema 2: what ran, for any family (None in version 1 records, which were all BLIP-2 through the mBLIP backend)

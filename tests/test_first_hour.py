@@ -271,3 +271,41 @@ def test_help_shows_plain_metavars_for_every_command() -> None:
     assert "--model MODEL Checkpoint" in run_help and "[required]" in run_help
     assert "Usage: mvleval score [OPTIONS] RUN" in _mvleval("score", "-h").stdout
     assert "Usage: mvleval leaderboard [OPTIONS] [RECORDS...]" in _mvleval("leaderboard", "-h").stdout
+
+
+def test_leaderboard_rows_follow_the_weights_not_the_typed_path(demo: tuple[Path, Path], tmp_path: Path) -> None:
+    """Item 1, through the console script: two different checkpoints of the same shape (same file names and sizes),
+    each run as `--model ckpt` from its own folder, are two leaderboard rows; the same checkpoint run as `ckpt` from
+    its folder and as `a/ckpt` from the parent is one row (the older record superseded)."""
+    from mvleval.factory import build_tiny_checkpoint
+
+    for name, seed in (("a", 0), ("b", 1)):
+        build_tiny_checkpoint(tmp_path / name / "ckpt", "mt5", seed=seed)
+    sizes = [sorted((p.name, p.stat().st_size) for p in (tmp_path / n / "ckpt").iterdir()) for n in ("a", "b")]
+    assert sizes[0] == sizes[1]  # only the content tells them apart
+    data_root, image_root = demo
+    flags = ("--task", "xgqa", "--data-root", data_root, "--image-root", image_root, "--lang", "en", "--num-beams", "1",
+             "--max-new-tokens", "3")
+    for name in ("a", "b"):
+        proc = _mvleval("run", "--model", "ckpt", *flags, "--out", tmp_path / "runs", cwd=tmp_path / name)
+        assert proc.returncode == 0, proc.stderr
+
+    def rows(*folders: Path) -> list[list[str]]:
+        out = tmp_path / "board"
+        proc = _mvleval("leaderboard", *folders, "--out", out)
+        assert proc.returncode == 0, proc.stderr
+        import csv
+
+        with (out / "leaderboard.csv").open(encoding="utf-8") as fh:
+            return sorted({(r["row"], r["run_id"]) for r in csv.DictReader(fh)})  # type: ignore[return-value]
+
+    two = rows(tmp_path / "runs")
+    assert len(two) == 2 and len({label for label, _ in two}) == 2, two
+    assert all("weights " in label for label, _ in two), two  # typed alike: the labels name the weights
+
+    proc = _mvleval("run", "--model", "a/ckpt", *flags, "--out", tmp_path / "runs2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    merged = rows(tmp_path / "runs", tmp_path / "runs2")
+    assert len(merged) == 2, merged  # a's two records are one row (the newer wins), b's is the other
+    board = (tmp_path / "board" / "leaderboard.md").read_text(encoding="utf-8")
+    assert "Superseded" in board and board.count("| a/ckpt (32-bit)") + board.count("a/ckpt (32-bit)") >= 1, board
