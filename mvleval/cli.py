@@ -553,6 +553,11 @@ class RichTrainProgress:
     def finish(self) -> None:
         self._progress.stop()
 
+    def note(self, message: str) -> None:
+        from rich.markup import escape
+
+        self._progress.console.print(f"[dim]{escape(message)}[/dim]", soft_wrap=True)
+
 
 @app.command(cls=_Command)
 def train(
@@ -567,7 +572,7 @@ def train(
     bits: Annotated[Optional[int], typer.Option(metavar="4|8|16|32", help="Base weights: 4 (QLoRA nf4), 8, 16 (bf16), 32. Default: 4 on CUDA, 32 on CPU.")] = None,
     max_steps: Annotated[Optional[int], typer.Option(metavar="N", help="Optimizer steps (overrides --epochs).")] = None,
     epochs: Annotated[Optional[float], typer.Option(metavar="X", help="Passes over the data.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(metavar="N|auto", help="Examples per forward pass.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(metavar="N", help="Examples per forward pass.")] = None,
     seed: Annotated[Optional[int], typer.Option(metavar="N", help="Seed for LoRA init, dropout and data order.")] = None,
     config: Annotated[Optional[Path], typer.Option(metavar="FILE", help="TOML or YAML config file (flags and --set override it).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override any config key: key=value (repeatable).")] = None,

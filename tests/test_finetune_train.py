@@ -282,6 +282,9 @@ class _KillAt:
     def finish(self) -> None:
         pass
 
+    def note(self, message: str) -> None:
+        pass
+
 
 def _weights(out: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file

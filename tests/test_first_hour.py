@@ -309,3 +309,20 @@ def test_leaderboard_rows_follow_the_weights_not_the_typed_path(demo: tuple[Path
     assert len(merged) == 2, merged  # a's two records are one row (the newer wins), b's is the other
     board = (tmp_path / "board" / "leaderboard.md").read_text(encoding="utf-8")
     assert "Superseded" in board and board.count("| a/ckpt (32-bit)") + board.count("a/ckpt (32-bit)") >= 1, board
+
+
+def test_train_says_what_loads_and_where_it_resumed(tiny_mt5_dir: Path, tmp_path: Path) -> None:
+    """Item 11 for `train`, without -v: the base model being loaded is named before the bar, and --resume says which
+    checkpoint and step it continues from."""
+    from mvleval.demo import build_demo_data
+
+    data_root, _ = build_demo_data(tmp_path / "data", n_train=4, n_test=1)
+    flags = ("train", "--model", tiny_mt5_dir, "--task", "xgqa", "--split", "train_4", "--data-root", data_root,
+             "--out", tmp_path / "ft", "--max-steps", "4", "--batch-size", "2", "--set", "save_every=2")
+    first = _mvleval(*flags)
+    assert first.returncode == 0, first.stderr
+    assert f"loading {tiny_mt5_dir}" in first.stderr, first.stderr
+    again = _mvleval(*flags, "--resume")
+    assert again.returncode == 0, again.stderr
+    text = " ".join(again.stderr.split())
+    assert "resumed from" in text and "step-4" in text and "(step 4 of 4)" in text, text

@@ -75,6 +75,10 @@ class TrainProgress(Protocol):
         """Training ended (also called when it stops with an error)."""
         ...
 
+    def note(self, message: str) -> None:
+        """A one-line status message: what is loading, where a resumed run continues."""
+        ...
+
 
 class _NullProgress:
     def start(self, label: str, total: int, done: int) -> None:
@@ -85,6 +89,9 @@ class _NullProgress:
 
     def finish(self) -> None:
         pass
+
+    def note(self, message: str) -> None:
+        logger.info(message)
 
 
 # -- 1. the base model ----------------------------------------------------------------------------------------------
@@ -632,6 +639,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgress 
     ensure_writable_dir(out, "--out")
 
     torch.manual_seed(config.seed)
+    progress.note(f"loading {config.base_model} ({bits}-bit, {device}) ...")
     model, processor = load_base_model(config.base_model, bits, device)
     peft_model = add_lora(model, config)
     if config.gradient_checkpointing:
@@ -663,9 +671,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgress 
         if checkpoints:
             state = load_checkpoint(checkpoints[-1], model, peft_model, optimizer, scheduler)
             step = int(state["step"])
-            logger.info("resumed from %s (step %d of %d)", checkpoints[-1], step, steps)
+            progress.note(f"resumed from {checkpoints[-1]} (step {step} of {steps})")
         else:
-            logger.info("no checkpoint in %s yet; starting from step 0", out)
+            progress.note(f"no checkpoint in {out} yet: starting from step 0")
     # the log keeps exactly the steps the restored state has seen
     log_path = out / TRAIN_LOG_FILE
     kept = [r for r in read_train_log(out) if r["step"] <= step]
