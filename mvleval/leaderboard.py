@@ -519,15 +519,39 @@ HEATMAP_SCALE: dict[str, tuple[float, float]] = {"cider": (0.0, 150.0), "bleu": 
 DEFAULT_SCALE = (0.0, 100.0)
 #: Languages per panel: 36 languages wrap into 3 rows of 12 instead of one unreadable strip.
 LANGUAGES_PER_PANEL = 12
-#: Row labels longer than this are shortened in the middle (the full label is in leaderboard.md).
-MAX_LABEL_CHARS = 48
+#: Row labels longer than this are shortened (the full label is in leaderboard.md).
+MAX_LABEL_CHARS = 64
 
 
-def _shorten(label: str, limit: int = MAX_LABEL_CHARS) -> str:
+#: the folders of a path in a row label ("/data/ckpts/run-7/mblip-ft" -> "…/mblip-ft"): the model's own folder name
+#: and the settings after it say more than where it is stored
+_FOLDERS = re.compile(r"(?:(?<=\s)|^)/?(?:[^\s/]+/)+(?=[^\s/])")
+
+
+def _middle(label: str, limit: int) -> str:
     if len(label) <= limit:
         return label
     keep = limit - 1
     return label[: keep // 2] + "…" + label[len(label) - (keep - keep // 2):]
+
+
+def _short_labels(labels: Sequence[str], limit: int = MAX_LABEL_CHARS) -> list[str]:
+    """Heatmap row labels of at most `limit` characters: a long label first loses its paths' folders, then the middle
+    of the model's name (its bits and settings stay whole); when that would make two rows look alike (a/ckpt and
+    b/ckpt), every long label is cut in its middle instead."""
+    def one(label: str) -> str:
+        if len(label) <= limit:
+            return label
+        short = _FOLDERS.sub("…/", label)
+        name, sep, rest = short.partition(" (")
+        if sep and len(rest) + 2 <= limit - 16:  # keep the bits and settings whole, cut the name in its middle
+            return _middle(name, limit - len(rest) - 2) + sep + rest
+        return _middle(short, limit)
+
+    out = [one(label) for label in labels]
+    if len(set(out)) < len(set(labels)):
+        out = [_middle(label, limit) for label in labels]
+    return out
 
 
 def _write_heatmap(lb: Leaderboard, column: Column, path: Path) -> None:
@@ -552,7 +576,7 @@ def _write_heatmap(lb: Leaderboard, column: Column, path: Path) -> None:
     vmin, vmax = HEATMAP_SCALE.get(column.key.metric, DEFAULT_SCALE)
     unit = "x100" if column.key.metric in HEATMAP_SCALE else "%"
     panels = [languages[i : i + LANGUAGES_PER_PANEL] for i in range(0, len(languages), LANGUAGES_PER_PANEL)]
-    labels = [_shorten(r.label) for r in rows]
+    labels = _short_labels([r.label for r in rows])
     per_panel = max(len(panel) for panel in panels)
     width = 2.5 + 0.62 * per_panel + 0.07 * max(len(label) for label in labels)
     height = 0.9 + len(panels) * (0.75 + 0.42 * len(rows))

@@ -378,3 +378,20 @@ def test_heatmap_names_do_not_depend_on_other_records(tmp_path: Path) -> None:
     assert name in [heatmap_name(c) for c in crowded.columns] and len(crowded.columns) == 2
     written = write_leaderboard(crowded, tmp_path)
     assert (tmp_path / name) in written
+
+
+def test_heatmap_labels_keep_the_model_folder_and_the_settings() -> None:
+    """Item 13: a long row label loses its path's folders, then the middle of the model's name; the folder name's end,
+    the bits and the settings stay, and rows never become alike."""
+    from mvleval.leaderboard import MAX_LABEL_CHARS, _short_labels
+
+    long = "/data/team/very/long/path/to/checkpoints/mblip-mt0-xl-finetuned-on-xgqa-2024-0{} (32-bit) {{num_beams=1}}"
+    labels = _short_labels([long.format(6), long.format(7), "ckpt (4-bit)"])
+    assert labels[2] == "ckpt (4-bit)" and len(set(labels)) == 3
+    for label, month in zip(labels, "67"):
+        assert len(label) <= MAX_LABEL_CHARS and label.startswith("…/mblip-mt0"), label
+        assert label.endswith(f"2024-0{month} (32-bit) {{num_beams=1}}"), label
+    # two checkpoints whose labels differ only in their folders: cut in the middle, never both "…/ckpt"
+    twins = [f"/very/long/shared/prefix/of/the/experiment/folders/{x}/ckpt (32-bit) {{num_beams=1}}" for x in "ab"]
+    short = _short_labels(twins)
+    assert len(set(short)) == 2 and all(len(s) <= MAX_LABEL_CHARS for s in short), short
