@@ -200,7 +200,7 @@ def prepare(options: RunOptions) -> PreparedRun:
     if problems:
         raise MvlevalError(
             f"{len(problems)} problem(s) with the data: " + " | ".join(problems),
-            fix=f"correct the files above; `mvleval data check --task {task.location() or task.name}` lists everything that is missing.",
+            fix=f"correct each problem listed (in the file it names); `mvleval data check --task {task.location() or task.name}` lists everything that is missing.",
         )
     missing = [(e.source, p) for lang in languages for e in examples[lang] for p in e.images if not p.is_file()]
     if missing:
@@ -500,7 +500,7 @@ def evaluate(
         elif isinstance(exc, MvlevalError):
             kept = len(done)
             raise MvlevalError(
-                exc.what, fix=f"{exc.fix or 'fix the cause'}; then rerun the same command with --resume: the {kept} "
+                exc.what, fix=f"{(exc.fix or 'fix the cause').rstrip('.')}; then rerun the same command with --resume: the {kept} "
                 f"examples generated so far are kept in {paths.partial}.", where=exc.where
             ) from None
         raise
