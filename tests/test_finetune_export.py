@@ -94,6 +94,9 @@ def test_32_and_16_bit_exports_match_the_adapter_route(
     assert processor.num_query_tokens == plain.config.num_query_tokens
     info = json.loads((out16 / EXPORT_INFO_FILE).read_text(encoding="utf-8"))
     assert info["bits"] == 16 and Path(info["source"]) == run
+    from mvleval.backends.hf.adapter import adapter_fingerprint
+
+    assert info["source_fingerprint"] == adapter_fingerprint(run) is not None  # a copy of the adapter is recognised
 
 
 @pytest.mark.parametrize("kind", ["mt5", "bloom"])

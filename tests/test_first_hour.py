@@ -74,6 +74,15 @@ def test_an_adapter_merged_into_the_checkpoint_is_refused(demo: tuple[Path, Path
     out = tmp_path / "runs"
     _error(_run(exported, demo, out, "--adapter", adapter), "already merged", "drop --adapter")
     assert not list(out.glob("*"))
+    # a copy of the adapter is the same adapter: recognised by its content (mvleval export records its fingerprint)
+    from mvleval.backends.hf.adapter import adapter_fingerprint
+
+    (adapter / "adapter_model.safetensors").write_bytes(b"lora weights")
+    (exported / "mvleval_export.json").write_text(json.dumps(
+        {"source": str(adapter.resolve()), "source_fingerprint": adapter_fingerprint(adapter), "bits": 4}))
+    copy = shutil.copytree(adapter, tmp_path / "elsewhere" / "lora-copy")
+    _error(_run(exported, demo, out, "--adapter", copy), "already merged", "of which", "is a copy")
+    assert not list(out.glob("*"))
 
 
 def test_a_language_without_examples_is_an_error(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from mvleval.backends.base import Backend, BackendOptions, GenerationRequest
 from mvleval.backends.hf.adapter import ADAPTER_FIX as _ADAPTER_FIX
-from mvleval.backends.hf.adapter import check_adapter_dir
+from mvleval.backends.hf.adapter import adapter_fingerprint, check_adapter_dir
 from mvleval.backends.hf.batch_size import (  # noqa: F401 -- re-exported: tests and bench import them from here
     CPU_BATCH_CAP,
     CPU_MEMORY_FRACTION,
@@ -695,10 +695,14 @@ def _refuse_merged_adapter(model_dir: Path, adapter_dir: Path) -> None:
     info_path = model_dir / "mvleval_export.json"
     if not info_path.is_file():
         return
-    source = _read_json(info_path).get("source")
-    if source and Path(source).resolve() == adapter_dir.resolve():
+    info = _read_json(info_path)
+    source, merged = info.get("source"), info.get("source_fingerprint")
+    same_folder = bool(source) and Path(source).resolve() == adapter_dir.resolve()
+    same_content = bool(merged) and adapter_fingerprint(adapter_dir) == merged  # a copy of the adapter
+    if same_folder or same_content:
+        what = f"the adapter {adapter_dir}" if same_folder else f"the adapter in {source}, of which {adapter_dir} is a copy"
         raise MvlevalError(
-            f"this checkpoint was exported from the adapter {adapter_dir} (its mvleval_export.json says so): the adapter "
+            f"this checkpoint was exported from {what} (its mvleval_export.json says so): the adapter "
             "is already merged into the weights, and applying it again would change the model.",
             fix="drop --adapter to evaluate the exported checkpoint, or pass the base checkpoint to --model.",
             where=info_path,

@@ -129,8 +129,12 @@ def export(
     else:
         _save_quantised(model, out, bits, device)
     processor.save_pretrained(str(out))
+    from mvleval.backends.hf.adapter import adapter_fingerprint
+
     info = {
         "source": str(train_dir.absolute()),
+        # the adapter's content: a copy of the folder is recognised as the same adapter
+        "source_fingerprint": adapter_fingerprint(train_dir),
         "base_model": base,
         "bits": bits,
         "merged": "LoRA merged into the fp32 base, BLIP-2 parts from blip_parts.safetensors",
