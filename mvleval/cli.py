@@ -274,7 +274,7 @@ def run(
     min_new_tokens: Annotated[Optional[int], typer.Option(metavar="N", help="Override the task's min new tokens.")] = None,
     length_penalty: Annotated[Optional[float], typer.Option(metavar="X", help="Override the task's length penalty.")] = None,
     prompt_style: Annotated[str, typer.Option(metavar="mblip|chat", help="'mblip' (mBLIP's prompts, the default) or 'chat' (wording for instruction-tuned chat models); recorded, and runs of different styles are never compared.")] = "mblip",
-    backend: Annotated[Optional[str], typer.Option(metavar="mblip|hf", help="Force a backend: 'mblip' (BLIP-2), 'hf' (any AutoModelForImageTextToText) or 'openai' (a served model); default: openai for openai:NAME, else by the checkpoint's config.json.")] = None,
+    backend: Annotated[Optional[str], typer.Option(metavar="mblip|hf|openai", help="Force a backend: 'mblip' (BLIP-2), 'hf' (any AutoModelForImageTextToText) or 'openai' (a served model); default: openai for openai:NAME, else by the checkpoint's config.json.")] = None,
     image_handling: Annotated[str, typer.Option(metavar="native|side-by-side", help="Several images per example (MaRVL): 'native' (all given to the model, in order) or 'side-by-side' (pasted into one, for one-image families; recorded).")] = "native",
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Run the checkpoint's own Python code (auto_map in config.json); recorded in the run.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same settings.")] = False,

@@ -194,6 +194,11 @@ def test_task_case_data_root_level_and_adapter_as_model(demo: tuple[Path, Path],
     (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "base-ckpt"}))
     _error(_mvleval("run", "--task", "xgqa", "--model", adapter, "--data-root", data_root, "--lang", "en", "--out", tmp_path / "o"),
            "LoRA adapter folder", "--adapter", "base-ckpt")
+    # an adapter made by `mvleval train` names its base in train_config.json
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": None}))
+    (adapter / "train_config.json").write_text(json.dumps({"base_model": "/models/mblip-base"}))
+    _error(_mvleval("run", "--task", "xgqa", "--model", adapter, "--data-root", data_root, "--lang", "en", "--out", tmp_path / "o"),
+           "LoRA adapter folder", "--adapter", "/models/mblip-base")
 
 
 def test_verbose_flag_after_the_command(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:

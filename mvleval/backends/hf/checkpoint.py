@@ -139,6 +139,9 @@ def read_config(model_dir: Path, fix: str) -> dict[str, Any]:
         adapter_config = model_dir / "adapter_config.json"
         if adapter_config.is_file():
             base = read_json(adapter_config).get("base_model_name_or_path")
+            train_config = model_dir / "train_config.json"  # an adapter made by `mvleval train` names its base here
+            if not base and train_config.is_file():
+                base = read_json(train_config).get("base_model")
             raise MvlevalError(
                 "this is a LoRA adapter folder, not a checkpoint.",
                 fix=f"pass it with --adapter {model_dir}, and its base checkpoint with --model"
