@@ -231,13 +231,16 @@ def render_report(report: DataReport) -> str:
     out = [
         f"{report.task} v{report.task_version}, split {report.split}",
         f"data root:  {report.data_root}",
-        f"image root: {report.image_root}",
+        f"image root: {report.image_root}" + ("" if report.image_root.is_dir() else "  (not found)"),
         "",
         line(header),
         line(["-" * w for w in widths]),
         *(line(r) for r in rows),
     ]
     problems: list[str] = []
+    if not report.image_root.is_dir() and any(r.n_missing_images for r in report.languages):
+        problems.append(f"image root not found: {report.image_root}, so every image is missing; pass --image-root DIR "
+                        "(default: <data-root>/images)")
     for r in report.languages:
         if r.error:
             problems.append(f"{r.lang}: {r.error}")

@@ -1,10 +1,14 @@
-"""Test helpers: placeholder images for the ids real annotation files reference, and a CLI invoker."""
+"""Test helpers: placeholder images for the ids real annotation files reference, a CLI invoker, and the plumbing of
+the chat-completions servers the tests start on 127.0.0.1."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner, Result
 
@@ -50,3 +54,36 @@ def stub_provenance(fingerprint: str) -> dict[str, object]:
         "seed": 0,
         "command": ["mvleval", "run"],
     }
+
+
+class ChatHandler(BaseHTTPRequestHandler):
+    """An OpenAI-compatible server's plumbing: quiet, keep-alive, ``GET /v1/models`` listing `served_model`, and JSON
+    replies; a test's server subclasses it and answers ``POST /v1/chat/completions`` in ``do_POST``."""
+
+    protocol_version = "HTTP/1.1"
+    served_model = "test-vlm"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path.split("?")[0] == "/v1/models":
+            self._send(200, {"object": "list", "data": [{"id": self.served_model, "object": "model", "owned_by": "tests",
+                                                         "max_model_len": 4096}]})
+        else:
+            self._send(404, {"error": "not found"})
+
+    def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        self._send_raw(status, json.dumps(payload).encode(), headers)
+
+    def _send_raw(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            pass  # the client gave up (a timeout test)

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from mvleval.metrics.letter_model import MIN_TEXTS, LetterModel
 from mvleval.record import read_record, read_samples
 from mvleval.task import load_task
 from mvleval.testing.gibberish import SCRIPTS, gibberish
-from tests.helpers import placeholder_images
+from tests.helpers import ChatHandler, placeholder_images
 
 REPO = Path(__file__).resolve().parents[1]
 HAN_LETTERS = SCRIPTS["Han"][1]
@@ -128,14 +128,8 @@ class HalfNonsenseServer:
         lock = threading.Lock()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self._send({"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "tests"}]})
+        class Handler(ChatHandler):
+            served_model = MODEL
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -149,17 +143,9 @@ class HalfNonsenseServer:
                         server.nonsense[answer] = key
                 else:
                     answer = captions[n % len(captions)]
-                self._send({"id": "x", "object": "chat.completion", "model": MODEL,
-                            "choices": [{"index": 0, "finish_reason": "stop",
-                                         "message": {"role": "assistant", "content": answer}}]})
-
-            def _send(self, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self._send(200, {"id": "x", "object": "chat.completion", "model": MODEL,
+                                 "choices": [{"index": 0, "finish_reason": "stop",
+                                              "message": {"role": "assistant", "content": answer}}]})
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

@@ -169,6 +169,10 @@ def test_data_check_finds_an_image_pillow_cannot_open(demo: tuple[Path, Path], t
     assert r.returncode == 1 and "unreadable" in r.stdout and bad.name in r.stdout
     r = _mvleval("data", "check", "--task", "xgqa", "--data-root", tmp_path / "nope", "--lang", "en")
     _error(r, "data root not found")
+    # a missing image root is named as such (the annotations are still checked: images may come later)
+    r = _mvleval("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", tmp_path / "no-images",
+                 "--lang", "en")
+    assert r.returncode == 1 and "image root not found" in r.stdout and "--image-root DIR" in r.stdout, r.stdout
 
 
 @pytest.mark.parametrize(("args", "needles"), [

@@ -26,11 +26,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.helpers import ChatHandler
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-Zq81VhK3-never-print-me"
@@ -60,17 +62,8 @@ class FakeChatServer:
         self.sleep_s = 3.0
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                if self.path.split("?")[0] == "/v1/models":
-                    self._send(200, {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "tests", "max_model_len": 4096}]})
-                else:
-                    self._send(404, {"error": "not found"})
+        class Handler(ChatHandler):
+            served_model = MODEL
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -110,21 +103,6 @@ class FakeChatServer:
                     bodies = [b"{not json", b'{"choices": []}', b'{"choices": [{"index": 0, "message": {"content": null}}]}',
                               b'{"choices": [{"index": 0, "message": {"role": "assistant", "content": ""}}]}']
                     self._send_raw(200, bodies[(n - 1) % len(bodies)])
-
-            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-                self._send_raw(status, json.dumps(payload).encode(), headers)
-
-            def _send_raw(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    for k, v in (headers or {}).items():
-                        self.send_header(k, v)
-                    self.end_headers()
-                    self.wfile.write(data)
-                except OSError:
-                    pass  # the client gave up (timeout case)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

@@ -37,6 +37,7 @@ import statistics
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from itertools import pairwise
 
 __all__ = ["LARGE_ALPHABET", "MIN_GAIN", "MIN_GAIN_LARGE", "MIN_LETTERS", "MIN_MEDIAN_LETTERS", "MIN_TEXTS",
            "LetterModel", "normalise"]
@@ -84,7 +85,7 @@ class LetterModel:
         for text in distinct:
             s = normalise(text)
             uni.update(s[1:])
-            pairs.update(zip(s, s[1:], strict=False))
+            pairs.update(pairwise(s))
         self._uni = uni
         self._pairs = pairs
         self._context: Counter[str] = Counter()
@@ -131,7 +132,7 @@ class LetterModel:
         if letters == 0:
             return 0.0, 0
         total = 0.0
-        for a, b in zip(s, s[1:], strict=False):
+        for a, b in pairwise(s):
             total += math.log2(self._p2(a, b) / self._p1(b))
         return total / (len(s) - 1), letters
 
