@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from mvleval.errors import MvlevalError, did_you_mean
 from mvleval.leaderboard import SCALE_NOTE, format_points
-from mvleval.record import RunRecord, read_samples
+from mvleval.record import RunRecord, check_sample_counts, read_samples
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -291,16 +291,8 @@ def _load_samples(record: RunRecord, folder: Path | None, who: str) -> dict[tupl
                 where=f"{path} (row {i})",
             )
         rows[key] = scores
-    counts: dict[str, int] = {}
-    for lang, _ in rows:
-        counts[lang] = counts.get(lang, 0) + 1
-    expected = {lang: n for lang, n in record.task.n_examples.items() if n}
-    if counts != expected:
-        raise MvlevalError(
-            f"the per-sample file does not match the {who} record: it holds {counts}, the record says {expected}.",
-            fix="keep each record next to its own per-sample file (`mvleval baseline bless` copies both).",
-            where=path,
-        )
+    check_sample_counts((lang for lang, _ in rows), record, path, f"the {who} record",
+                        fix="keep each record next to its own per-sample file (`mvleval baseline bless` copies both).")
     return rows
 
 

@@ -223,3 +223,18 @@ def read_samples(path: Path) -> Iterator[dict[str, Any]]:
             if i == len(lines) and not line.endswith("\n"):
                 return  # a run killed mid-write leaves a torn final line; it is redone on resume
             raise MvlevalError("corrupt per-sample line.", fix="delete the line or rerun without --resume.", where=f"{path}:{i}") from None
+
+
+def check_sample_counts(langs: Iterable[str], record: RunRecord, path: Path, what: str, fix: str) -> None:
+    """Refuse a per-sample file whose examples per language (`langs`: one entry per row) differ from the record's
+    (a report or paired gate of the wrong file would mislead). `what` names the record in the message."""
+    counts: dict[str, int] = {}
+    for lang in langs:
+        counts[lang] = counts.get(lang, 0) + 1
+    expected = {lang: n for lang, n in record.task.n_examples.items() if n}
+    if counts != expected:
+        raise MvlevalError(
+            f"the per-sample file does not match {what}: it holds {counts}, the record says {expected}.",
+            fix=fix,
+            where=path,
+        )

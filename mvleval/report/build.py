@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from mvleval.errors import MvlevalError
 from mvleval.leaderboard import SCALE_NOTE, format_points
-from mvleval.record import RunRecord, read_record, read_samples, write_json_atomic
+from mvleval.record import RunRecord, check_sample_counts, read_record, read_samples, write_json_atomic
 from mvleval.report.images import ImageStore
 from mvleval.report.page import asset, document, esc, facts_table, heatmap_svg, score_cell
 
@@ -38,19 +38,12 @@ def load_rows(record: RunRecord, record_path: Path) -> list[dict[str, Any]]:
     """The per-sample rows of a record, checked against its example counts (a report of the wrong file misleads)."""
     path = record_path.parent / record.samples_file
     rows = list(read_samples(path))
-    counts: dict[str, int] = {}
     for i, row in enumerate(rows, start=1):
         if not isinstance(row, dict) or "lang" not in row or "id" not in row or "prediction" not in row:
             raise MvlevalError("per-sample row lacks lang, id or prediction.", fix="use the file written by `mvleval run`.",
                                where=f"{path} (row {i})")
-        counts[str(row["lang"])] = counts.get(str(row["lang"]), 0) + 1
-    expected = {lang: n for lang, n in record.task.n_examples.items() if n}
-    if counts != expected:
-        raise MvlevalError(
-            f"the per-sample file does not match its record: it holds {counts}, the record says {expected}.",
-            fix="keep each record next to its own per-sample file.",
-            where=path,
-        )
+    check_sample_counts((str(row["lang"]) for row in rows), record, path, "its record",
+                        fix="keep each record next to its own per-sample file.")
     return rows
 
 
@@ -397,8 +390,8 @@ def _gate_section(report: GateReport | None) -> str:
 
 # -- files ----------------------------------------------------------------------------------------------------------
 def _write(path: Path, text: str) -> int:
-    # lone surrogates (possible in JSON-escaped model output) cannot be encoded as UTF-8: written as \\uXXXX, which
-    # inside the JSON island is the same escape JSON itself uses
+    # lone surrogates (possible in JSON-escaped model output) cannot be encoded as UTF-8: written as backslash-u
+    # escapes, which inside the JSON island are the escapes JSON itself uses
     payload = text.encode("utf-8", "backslashreplace").decode("utf-8")
     try:
         write_json_atomic(path, payload)
