@@ -19,7 +19,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -316,7 +316,7 @@ def build_leaderboard(records: Sequence[tuple[Path, RunRecord]]) -> Leaderboard:
     newest: dict[ModelKey, tuple[tuple[datetime, str, str], ModelKey]] = {}
     for slot, (rank, _, record) in chosen.items():
         if slot[0] not in newest or rank > newest[slot[0]][0]:
-            newest[slot[0]] = (rank, _model_key(record))
+            newest[slot[0]] = (rank, replace(slot[0], path=record.model.path, adapter=record.model.adapter or ""))
     row_keys = sorted(k for _, k in newest.values())
     full_settings = {slot[0]: dict(chosen[slot][2].model.generation) for slot in sorted(chosen)}
     row_labels = _row_labels(row_keys, full_settings)
@@ -637,7 +637,9 @@ def write_leaderboard(lb: Leaderboard, out_dir: Path) -> list[Path]:
             _write_heatmap(lb, column, png)
             written.append(png)
             heatmaps[png.name] = png.read_bytes()
-        from mvleval.report.leaderboard_html import render_leaderboard_html  # the HTML pages live in report/
+        from mvleval.report.leaderboard_html import (
+            render_leaderboard_html,  # the HTML pages live in report/
+        )
 
         html_path = out_dir / "leaderboard.html"
         html_path.write_text(render_leaderboard_html(lb, heatmaps), encoding="utf-8")

@@ -63,8 +63,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, ClassVar
 
 from mvleval.errors import MissingDependencyError, MvlevalError
-from mvleval.metrics.base import Metric, MetricResult, check_inputs
 from mvleval.metrics import letter_model
+from mvleval.metrics.base import Metric, MetricResult, check_inputs
 from mvleval.metrics.bootstrap import (
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
@@ -81,10 +81,11 @@ __all__ = [
     "Verdict",
     "detector_verdict",
     "judge",
-    "lingua_names",
     "letter_model_for",
+    "lingua_names",
     "nonlanguage_reason",
     "nonlanguage_verdict",
+    "pre_verdict",
     "reference_warning",
     "script_verdict",
 ]
@@ -265,19 +266,6 @@ _TANDEM = re.compile(r"(.{1,24}?)\1+", re.DOTALL)
 _MARKUP = re.compile(r"</?[A-Za-z_][\w|]{0,40}>|\ufffd|\u2581|##")
 
 
-def _letters_and_spaces(text: str) -> str:
-    """Lower-cased letters (with their combining marks), every other run of characters one space, one space at the end."""
-    out: list[str] = []
-    prev = " "
-    for ch in text.lower():
-        c = ch if ch.isalpha() or unicodedata.category(ch).startswith("M") else " "
-        if c == " " and prev == " ":
-            continue
-        out.append(c)
-        prev = c
-    return "".join(out).strip() + " "
-
-
 def repeat_share(text: str) -> float:
     """Share of the letters of `text` that lie in tandem repeats (see rule 3a of the module docstring).
 
@@ -285,7 +273,7 @@ def repeat_share(text: str) -> float:
     times or more for units of 4 characters or more (a loop cut by the length limit: ``ναυόναναυόναναυ``). Units of
     1-3 characters need 3 whole copies so that ``banana``/``Ananas`` (``an`` 2.5 times) is not a repeat.
     """
-    s = _letters_and_spaces(text)
+    s = letter_model.letters_and_spaces(text)
     n_letters = len(s) - s.count(" ")
     if n_letters == 0:
         return 0.0
@@ -345,6 +333,16 @@ def nonlanguage_verdict(text: str, requested: str, model: letter_model.LetterMod
     return Verdict.NOT_LANGUAGE if nonlanguage_reason(text, requested, model) else None
 
 
+def pre_verdict(text: str, requested: str, model: letter_model.LetterModel | None = None) -> tuple[str | None, str | None]:
+    """Rules 1-3 (letters, script, not language): (final verdict or None when the detector must decide, why the text
+    is not language or None)."""
+    verdict = script_verdict(text, requested)
+    if verdict is not None:
+        return verdict, None
+    reason = nonlanguage_reason(text, requested, model)
+    return (Verdict.NOT_LANGUAGE, reason) if reason else (None, None)
+
+
 def letter_model_for(references: Sequence[Sequence[str]], requested: str) -> letter_model.LetterModel | None:
     """The requested language's letter model from every reference of the scored examples (rule 3c), or None when
     they are too few, too short, or not in the requested language's script."""
@@ -398,7 +396,7 @@ def judge(
     Returns:
         Verdict.FAITHFUL, Verdict.WRONG, Verdict.UNDETERMINED or Verdict.NOT_LANGUAGE.
     """
-    pre = script_verdict(text, requested) or nonlanguage_verdict(text, requested, model)
+    pre, _ = pre_verdict(text, requested, model)
     if pre is not None:
         return pre
     if ranking is None:
@@ -493,17 +491,14 @@ class LanguageFidelity(Metric):
             judged = cache.get(text)
             if judged is None:
                 ranking = full = None
-                reason = None
-                pre = script_verdict(text, requested)
-                if pre is None:
-                    reason = nonlanguage_reason(text, requested, model)
-                    pre = Verdict.NOT_LANGUAGE if reason else None
+                pre, reason = pre_verdict(text, requested, model)
                 if detector is not None and (pre is None or pre == Verdict.WRONG):
                     ranking = [(c.language.name, c.value) for c in detector.compute_language_confidence_values(text)]
                     if (pre is None and len(text.strip()) >= SHORT_TEXT_CHARS
                             and detector_verdict(text, requested, ranking) == Verdict.FAITHFUL):
                         full = [(c.language.name, c.value) for c in _detector(()).compute_language_confidence_values(text)]
-                verdict = judge(text, requested, ranking, full, model)
+                # judge()'s decision, without running rules 1-3 a second time
+                verdict = pre or (Verdict.FAITHFUL if ranking is None else detector_verdict(text, requested, ranking, full))
                 facts: dict[str, str] | None = None
                 if verdict != Verdict.FAITHFUL:
                     facts = {"verdict": verdict, "requested": requested}

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Sequence
 from itertools import pairwise
 
 __all__ = ["LARGE_ALPHABET", "MIN_GAIN", "MIN_GAIN_LARGE", "MIN_LETTERS", "MIN_MEDIAN_LETTERS", "MIN_TEXTS",
-           "LetterModel", "normalise"]
+           "LetterModel", "letters_and_spaces", "normalise"]
 
 #: a text of at least MIN_LETTERS letters whose letter gain (bits a letter) is below this is not language
 MIN_GAIN = -0.5
@@ -55,18 +55,23 @@ MIN_TEXTS = 1000
 MIN_MEDIAN_LETTERS = 15
 
 
-def normalise(text: str) -> str:
-    """Letters (lower-cased, with their combining marks), every other run of characters one space, a space at both
-    ends (the start and end of a word are part of the model)."""
-    out: list[str] = [" "]
+def letters_and_spaces(text: str) -> str:
+    """Lower-cased letters (with their combining marks), every other run of characters one space, one space at the end
+    (language fidelity's repetition check reads text this way too)."""
+    out: list[str] = []
+    prev = " "
     for ch in text.lower():
         c = ch if ch.isalpha() or unicodedata.category(ch).startswith("M") else " "
-        if c == " " and out[-1] == " ":
+        if c == " " and prev == " ":
             continue
         out.append(c)
-    if out[-1] != " ":
-        out.append(" ")
-    return "".join(out)
+        prev = c
+    return "".join(out).strip() + " "
+
+
+def normalise(text: str) -> str:
+    """`letters_and_spaces` with a space at the start too: the start and end of a word are part of the model."""
+    return " " + letters_and_spaces(text)
 
 
 class LetterModel:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from mvleval.errors import MvlevalError
+
+logger = logging.getLogger("mvleval.checkpoint")
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -72,18 +76,16 @@ def fingerprint_files(paths: Sequence[Path]) -> str:
     """sha256 over the files' names and contents: a model's identity, whatever folder or working directory it is run
     from (two fine-tunes of one base have weight files of the same names and sizes, so names and sizes alone are not).
 
-    Each file's content digest is read once and then kept in a cache (``file_digest``), so a second run of a large
+    Each file's content digest is read once and then kept in a cache (``file_digests``), so a second run of a large
     checkpoint does not read its weights twice.
     """
     digest = hashlib.sha256()
-    for path in paths:
-        digest.update(f"{path.name}\0{path.stat().st_size}\0{file_digest(path)}\n".encode())
+    for path, content in zip(paths, file_digests(paths), strict=True):
+        digest.update(f"{path.name}\0{path.stat().st_size}\0{content}\n".encode())
     return digest.hexdigest()[:16]
 
 
 def _cache_dir() -> Path:
-    import os
-
     if os.environ.get("MVLEVAL_CACHE_DIR"):
         return Path(os.environ["MVLEVAL_CACHE_DIR"])
     if os.environ.get("XDG_CACHE_HOME"):
@@ -91,17 +93,14 @@ def _cache_dir() -> Path:
     return Path.home() / ".cache" / "mvleval"
 
 
-def file_digest(path: Path) -> str:
-    """blake2b of a file's content, cached by (absolute path, size, modification time, inode) in
-    ``$MVLEVAL_CACHE_DIR`` (default ``$XDG_CACHE_HOME/mvleval`` or ``~/.cache/mvleval``), ``file-digests.json``.
+def file_digests(paths: Sequence[Path]) -> list[str]:
+    """blake2b of each file's content, cached by (absolute path, size, modification time, inode) in
+    ``$MVLEVAL_CACHE_DIR`` (default ``$XDG_CACHE_HOME/mvleval`` or ``~/.cache/mvleval``), ``file-digests.json``,
+    which is read and written once per call.
 
     A file rewritten in place gets a new modification time, so its digest is read again. The cache is an
-    optimisation only: an unreadable or unwritable cache means reading the file again, never an error.
+    optimisation only: an unreadable or unwritable cache means reading the files again, never an error.
     """
-    import logging
-
-    st = path.stat()
-    key = f"{path.resolve()}\t{st.st_size}\t{st.st_mtime_ns}\t{st.st_ino}"
     cache_path = _cache_dir() / "file-digests.json"
     try:
         cache = json.loads(cache_path.read_text(encoding="utf-8"))
@@ -109,27 +108,32 @@ def file_digest(path: Path) -> str:
             cache = {}
     except (OSError, ValueError):
         cache = {}
-    hit = cache.get(key)
-    if isinstance(hit, str):
-        return hit
-    if st.st_size > 1 << 30:
-        logging.getLogger("mvleval.checkpoint").warning(
-            "reading %s (%.1f GB) once for the model's fingerprint", path.name, st.st_size / 1e9)
-    h = hashlib.blake2b(digest_size=16)
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    value = h.hexdigest()
-    cache = {k: v for k, v in cache.items() if Path(k.split("\t", 1)[0]).exists()} if len(cache) > 2000 else cache
-    cache[key] = value
-    try:
-        from mvleval.record import write_json_atomic
+    out: list[str] = []
+    added = False
+    for path in paths:
+        st = path.stat()
+        key = f"{path.resolve()}\t{st.st_size}\t{st.st_mtime_ns}\t{st.st_ino}"
+        hit = cache.get(key)
+        if not isinstance(hit, str):
+            if st.st_size > 1 << 30:
+                logger.warning("reading %s (%.1f GB) once for the model's fingerprint", path.name, st.st_size / 1e9)
+            h = hashlib.blake2b(digest_size=16)
+            with path.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(block)
+            hit = cache[key] = h.hexdigest()
+            added = True
+        out.append(hit)
+    if added:
+        if len(cache) > 2000:  # forget files that are gone
+            cache = {k: v for k, v in cache.items() if Path(k.split("\t", 1)[0]).exists()}
+        try:
+            from mvleval.record import write_json_atomic
 
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(cache_path, json.dumps(cache, sort_keys=True))
-    except OSError:
-        pass
-    return value
+            write_json_atomic(cache_path, json.dumps(cache, sort_keys=True))
+        except OSError:
+            pass
+    return out
 
 
 def read_config(model_dir: Path, fix: str) -> dict[str, Any]:
