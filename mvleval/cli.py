@@ -490,7 +490,7 @@ def _print_report_summary(console: Console, summary: Any) -> None:
 @app.command("report", cls=_Command)
 def report_command(
     run_record: Annotated[Path, typer.Argument(metavar="RUN", help="A run record written by `mvleval run` (its per-sample file next to it).")],
-    out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="The HTML file to write (default: next to the record, RUN.html or RUN.compare.html).")] = None,
+    out: Annotated[Optional[Path], typer.Option(metavar="FILE", help="The HTML file to write (default: next to the record, RUN.html or RUN.compare.html).")] = None,
     compare: Annotated[Optional[Path], typer.Option(metavar="BASELINE", help="Compare with this baseline record: flipped verdicts per language, then the largest drops.")] = None,
     image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="The images' folder (the run's --image-root): thumbnails are embedded from it, with links to the full images.")] = None,
     metric: Annotated[Optional[list[str]], typer.Option(metavar="METRIC", help="With --compare: compare only these metrics (repeatable; default: all of the baseline's).")] = None,

@@ -85,6 +85,18 @@ def _broken_images(world: World, tmp: Path) -> Path:
     return root
 
 
+def _short_samples(world: World, tmp: Path) -> Path:
+    """A copy of the run's record whose per-sample file lost its last row (a file from another, shorter run)."""
+    folder = tmp / "short"
+    folder.mkdir()
+    record = json.loads(world.run.read_text(encoding="utf-8"))
+    samples = (world.run.parent / record["samples_file"]).read_text(encoding="utf-8").splitlines(keepends=True)
+    (folder / record["samples_file"]).write_text("".join(samples[:-1]), encoding="utf-8")
+    copy = folder / world.run.name
+    copy.write_text(json.dumps(record), encoding="utf-8")
+    return copy
+
+
 #: (name, arguments as a function of the world and a temp folder, expected exit code, text expected in the output)
 ROWS: list[tuple[str, Callable[[World, Path], list[object]], int, str]] = [
     ("gate pass: a run against itself", lambda w, t: ["gate", w.run, "--baseline", w.run], 0, "PASS"),
@@ -101,6 +113,10 @@ ROWS: list[tuple[str, Callable[[World, Path], list[object]], int, str]] = [
         "run", "--task", "xgqa", "--model", w.model, "--data-root", w.data_root, "--image-root", w.image_root,
         "--lang", "en", "--lang", "de", "--out", t / "runs", "--num-beams", "1", "--max-new-tokens", "3",
         "--gate", w.run], 0, "PASS"),
+    ("gate --paired: a per-sample file that does not match its record", lambda w, t: [
+        "gate", _short_samples(w, t), "--baseline", w.run, "--paired"], 2, "does not match the run record"),
+    ("report: a per-sample file that does not match its record", lambda w, t: [
+        "report", _short_samples(w, t), "--out", t / "r.html"], 2, "does not match its record"),
     ("data check: everything present", lambda w, t: [
         "data", "check", "--task", "xgqa", "--data-root", w.data_root, "--image-root", w.image_root, "--lang", "en"], 0, "xgqa"),
     ("data check: a missing image", lambda w, t: [
