@@ -666,15 +666,15 @@ def data_check(
 @app.command(cls=_Command)
 def demo(
     out: Annotated[Path, typer.Option(metavar="DIR", help="Folder for the demo's data, models, runs and leaderboard.")] = Path("mvleval-demo"),
-    seed: Annotated[int, typer.Option(metavar="N", help="Seed for the synthetic data, the tiny model and training.")] = 0,
-    native_kernels: Annotated[bool, typer.Option("--native-kernels", help="Use this CPU's fastest kernels (e.g. AVX-512) instead of the portable AVX2 ones; the numbers then differ from the committed demo baselines on other CPUs.")] = False,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed for the synthetic data, the tiny model and training (with --train).")] = 0,
+    train_model: Annotated[bool, typer.Option("--train", help="Fine-tune the demo model here (~2 min on 2 cores) instead of using the packaged one; its numbers then depend on this CPU's floating-point kernels (docs/ci.md).")] = False,
+    native_kernels: Annotated[bool, typer.Option("--native-kernels", help="Use this CPU's fastest kernels (e.g. AVX-512) instead of the portable AVX2 ones.")] = False,
 ) -> None:
-    """Offline end to end: synthetic 5-task benchmark, tiny model, LoRA fine-tuning, 4-bit export, evaluation, leaderboard."""
+    """Offline end to end: synthetic 5-task benchmark, tiny models (untrained, and fine-tuned with LoRA and exported 4-bit by mvleval), evaluation, leaderboard."""
     from rich.table import Table
 
     if not native_kernels:
-        # before torch is imported: the demo's 1200 training steps then give the same bits on every x86-64 CPU,
-        # so its numbers reproduce the committed baselines anywhere (mvleval/numerics.py)
+        # before torch is imported: the same vectorised kernels on every x86-64 CPU with AVX2 (mvleval/numerics.py)
         from mvleval.numerics import pin_portable_cpu_kernels
 
         pin_portable_cpu_kernels()
@@ -685,7 +685,7 @@ def demo(
     console.print(f"[bold]mvleval demo[/bold]: synthetic benchmark, tiny mBLIP-shaped model, fine-tuning and evaluation in {out}/")
     err = _console(stderr=True)
     with RichProgress(err) as progress:
-        result = run_demo(out, seed=seed, progress=progress, train_progress=RichTrainProgress(err),
+        result = run_demo(out, seed=seed, train_model=train_model, progress=progress, train_progress=RichTrainProgress(err),
                           log=lambda msg: console.print(msg))
     for task, (record, path) in result.trained.items():
         print_summary(record, console)

@@ -251,3 +251,42 @@ def test_cross_attention_rows_are_only_reordered_when_a_beam_changes_sample(beam
         assert after[:, 0, 0, 0].tolist() == [float(i) for i in beam_idx]
     else:
         assert after is before  # not even copied: in real use these rows are equal within a sample
+
+
+# -- the cache keyword: the model's own name for it, on every transformers release ---------------------------------
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_cache_goes_under_the_name_the_model_takes(backends: dict, kind: str) -> None:
+    """transformers 5.24 renamed generate's ``past_key_values`` to ``cache`` and 5.25 dropped both from generate's
+    signature: the name must come from what the model's forward takes, or 5.25 warns on every mT5 run (the newest-release
+    job of .ci/run runs this on the newest transformers)."""
+    import inspect
+
+    from mvleval.backends.shared_prefix import _cache_kwarg
+
+    lm = backends[(kind, 32)].model.language_model
+    forward = inspect.signature(lm.forward).parameters
+    assert _cache_kwarg(lm) == ("cache" if "cache" in forward else "past_key_values")
+    assert _cache_kwarg(lm) in forward
+
+
+def test_a_beam_search_run_prints_no_library_warning(tiny_mt5_dir: Path, tmp_path: Path) -> None:
+    """Through the console script, as a user runs it: mBLIP's beam search with an mT5 language model (the shared-prefix
+    path) prints no library warning, on the pinned and on the newest transformers."""
+    import os
+    import shutil
+    import subprocess
+
+    from mvleval.demo import build_demo_data
+
+    data_root, image_root = build_demo_data(tmp_path / "demo", n_train=0, n_test=3)
+    exe = shutil.which("mvleval")
+    assert exe, "the mvleval console script is not installed (pip install -e .)"
+    result = subprocess.run(
+        [exe, "run", "--task", "xgqa", "--lang", "en", "--model", str(tiny_mt5_dir), "--data-root", str(data_root),
+         "--image-root", str(image_root), "--out", str(tmp_path / "runs"), "--max-new-tokens", "3"],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    for noise in ("Warning", "deprecated", "past_key_values", "Traceback"):
+        assert noise not in output, output

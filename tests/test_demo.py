@@ -15,7 +15,7 @@ from mvleval.demo import DEMO_LANGUAGES
 
 REPO = Path(__file__).resolve().parents[1]
 #: The flags .ci/run gates the demo with (keep the two in step).
-CI_GATE_FLAGS = ["--max-drop", "2"]
+CI_GATE_FLAGS = ["--max-drop", "2", "--paired"]
 
 
 def _mvleval(*args: object) -> subprocess.CompletedProcess[str]:
@@ -94,3 +94,53 @@ def test_demo_native_kernels_are_recorded(demo_dir: Path) -> None:
     record = json.loads(_records(out / "runs", "xgqa", "demo-4bit").read_text())
     device = record["provenance"]["device"]
     assert "kernels" in device and "MKL_CBWR" not in device and "ATEN_CPU_CAPABILITY" not in device, device
+
+
+def test_demo_refuses_a_seed_its_packaged_model_was_not_trained_with(tmp_path: Path) -> None:
+    """The packaged model is seed 0's: another seed without --train is refused before any work, with the fix."""
+    result = _mvleval("demo", "--out", tmp_path / "d", "--seed", "3")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "trained with seed 0" in result.stdout + result.stderr and "--train" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_the_packaged_model_is_checked_against_its_manifest(tmp_path: Path) -> None:
+    """A packaged model whose file changed (line endings rewritten by a checkout, a Git LFS pointer, an edit) is refused
+    with both hashes' beginnings named, never evaluated; the intact one installs, files byte-identical."""
+    from mvleval.demo import PACKAGED_MANIFEST, PACKAGED_MODEL, install_packaged_model
+    from mvleval.errors import MvlevalError
+
+    install_packaged_model(tmp_path / "ok")
+    manifest = json.loads((PACKAGED_MODEL / PACKAGED_MANIFEST).read_text())
+    assert sorted(p.name for p in (tmp_path / "ok").iterdir()) == sorted(manifest["files"])
+    for name in manifest["files"]:
+        assert (tmp_path / "ok" / name).read_bytes() == (PACKAGED_MODEL / name).read_bytes()
+
+    copy = tmp_path / "packaged"
+    shutil.copytree(PACKAGED_MODEL, copy)
+    (copy / "config.json").write_bytes((copy / "config.json").read_bytes().replace(b"\n", b"\r\n"))
+    with pytest.raises(MvlevalError) as err:
+        install_packaged_model(tmp_path / "bad", source=copy)
+    assert "config.json has SHA-256" in str(err.value) and manifest["files"]["config.json"][:16] in str(err.value)
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow
+def test_demo_train_fine_tunes_here_and_evaluates_that_model(tmp_path: Path) -> None:
+    """`mvleval demo --train` runs the LoRA fine-tuning and 4-bit export itself (here for 6 steps, so the test is short)
+    and evaluates that model, named apart from the packaged one."""
+    script = (
+        "import sys; import mvleval.demo as d; d.DEMO_TRAINING.update(max_steps=6, save_every=3); "
+        "from mvleval.cli import main; sys.argv = ['mvleval', 'demo', '--train', '--out', sys.argv[1]]; main()"
+    )
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "d")], capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "fine-tuning with LoRA" in result.stdout and "packaged" not in result.stdout
+    record = json.loads(_records(tmp_path / "d" / "runs", "xgqa", "demo-4bit").read_text())
+    assert record["model"]["path"].endswith("-trained-here") and record["model"]["bits"] == 4
+    log = (tmp_path / "d" / "models").glob("lora-*/train_log.jsonl")
+    assert len(next(log).read_text().splitlines()) == 6

@@ -103,10 +103,16 @@ def generate_sharing_prefix(language_model: torch.nn.Module, *, num_beams: int, 
 
 def _cache_kwarg(language_model: torch.nn.Module) -> str:
     """The name generate() takes a cache under: transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old
-    name warns until 6.0 removes it); passing the current name keeps the path silent and working after 6.0."""
+    name warns until 6.0 removes it); passing the current name keeps the path silent and working after 6.0.
+
+    ``generate``'s own signature names neither (both travel in ``**kwargs``, up to 5.23 and from 5.25 alike), so the
+    model's ``forward``, which receives them, decides: it names ``cache`` from the rename on, ``past_key_values`` before.
+    """
     import inspect
 
-    return "cache" if "cache" in inspect.signature(language_model.generate).parameters else "past_key_values"
+    model = language_model.get_base_model() if hasattr(language_model, "get_base_model") else language_model
+    forward = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in forward or "cache" in inspect.signature(model.generate).parameters else "past_key_values"
 
 
 def _cross_attention_projections(language_model: torch.nn.Module) -> list[torch.nn.Module]:
