@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -344,6 +344,8 @@ class _TokenizerSpec:
     named: dict[str, str] = field(default_factory=dict)
     #: added tokens that are not special (kept whole, still printed when decoding)
     added: tuple[str, ...] = ()
+    #: the padding side saved in tokenizer_config.json, where the published tokenizer saves one
+    padding_side: str | None = None
 
 
 def _check_family(family: str) -> None:
@@ -380,11 +382,15 @@ def _train_tokenizer(spec: _TokenizerSpec) -> TokenizersBackend:
         add_bos_token=spec.add_bos,
         extra_special_tokens=dict(spec.named) or None,
         model_max_length=4096,
+        **({"padding_side": spec.padding_side} if spec.padding_side else {}),
     )
 
 
 def _train_bert_wordpiece(corpus: Sequence[str], vocab_size: int = 600) -> TokenizersBackend:
     """A BERT-style uncased WordPiece tokenizer ([CLS] text [SEP]) for InstructBLIP's Q-Former instruction.
+
+    Like bert-base-uncased (which the published InstructBLIP checkpoints ship as ``qformer_tokenizer/``), it saves
+    ``padding_side: "right"`` in its tokenizer_config.json.
 
     The vocabulary is counted here rather than with ``WordPieceTrainer``, whose ids change with the process's hash
     seed: special tokens, every character alone and as a ``##`` continuation, then the most frequent words.
@@ -424,6 +430,7 @@ def _train_bert_wordpiece(corpus: Sequence[str], vocab_size: int = 600) -> Token
         sep_token="[SEP]",
         mask_token="[MASK]",
         model_max_length=512,
+        padding_side="right",
     )
 
 
@@ -864,7 +871,13 @@ def _build_aya_vision(sizes: _Sizes) -> _Built:
 
 
 def _build_instructblip(sizes: _Sizes) -> _Built:
-    """InstructBLIP (Vicuna): ViT + instruction-aware Q-Former (8 queries, BERT tokenizer) + Llama; no template."""
+    """InstructBLIP (Vicuna), laid out like the published checkpoints: ViT + instruction-aware Q-Former (4 queries,
+    a BERT WordPiece ``qformer_tokenizer`` saved with padding side right) + Llama whose tokenizer adds BOS and saves
+    its padding side; the processor expands ``<image>`` into one token per query; no template.
+
+    Both saved padding sides matter: InstructBlipProcessor hands the language tokenizer's text kwargs, padding side
+    included, to the Q-Former tokenizer too, and puts the ``<image>`` tokens in front of the padded text.
+    """
     from transformers import (
         BlipImageProcessorPil,
         InstructBlipConfig,
@@ -873,8 +886,8 @@ def _build_instructblip(sizes: _Sizes) -> _Built:
         LlamaConfig,
     )
 
-    image_size, patch, queries = 32, 8, 8
-    tokenizer = _train_tokenizer(_LLAMA2_SPEC)
+    image_size, patch, queries = 28, 14, 4
+    tokenizer = _train_tokenizer(replace(_LLAMA2_SPEC, padding_side="right"))
     qformer_tokenizer = _train_bert_wordpiece(TOKENIZER_CORPUS)
     image_processor = BlipImageProcessorPil(
         size={"height": image_size, "width": image_size}, image_mean=_CLIP_MEAN, image_std=_CLIP_STD
