@@ -466,6 +466,18 @@ def _text_kwargs(sizes: _Sizes, vocab_size: int, bos: int | None, eos: int, pad:
     }
 
 
+#: Sliding-window width of the Gemma 3 and Aya Vision (Cohere2) language models: shorter than every tiny prompt.
+_SLIDING_WINDOW = 5
+
+
+def _local_then_global(layers: int, every: int) -> list[str]:
+    """Layer types of a model with a global-attention layer every `every` layers, the rest sliding-window; the last
+    layer is global whatever the depth (a tiny model would otherwise have no global layer)."""
+    types = ["full_attention" if (i + 1) % every == 0 else "sliding_attention" for i in range(layers)]
+    types[-1] = "full_attention"
+    return types
+
+
 def _vit_kwargs(sizes: _Sizes, image_size: int, patch_size: int) -> dict[str, Any]:
     """Arguments shared by the CLIP / SigLIP / Idefics3 / BLIP vision-tower configs."""
     return {
@@ -632,7 +644,7 @@ def _build_llava(sizes: _Sizes) -> _Built:
     )
 
     image_size, patch = 32, 8
-    tokenizer = _train_tokenizer(_LLAMA2_SPEC)
+    tokenizer = _train_tokenizer(replace(_LLAMA2_SPEC, padding_side="left"))  # llava-hf saves padding side left
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": image_size},
         crop_size={"height": image_size, "width": image_size},
@@ -673,7 +685,7 @@ def _build_llava_next(sizes: _Sizes) -> _Built:
 
     image_size, patch = 32, 8
     pinpoints = [[image_size, 2 * image_size], [2 * image_size, image_size], [2 * image_size, 2 * image_size]]
-    tokenizer = _train_tokenizer(_LLAMA2_SPEC)
+    tokenizer = _train_tokenizer(replace(_LLAMA2_SPEC, padding_side="left"))  # llava-hf saves padding side left
     image_processor = LlavaNextImageProcessorPil(
         size={"shortest_edge": image_size},
         crop_size={"height": image_size, "width": image_size},
@@ -789,7 +801,10 @@ def _build_gemma3(sizes: _Sizes) -> _Built:
         **_text_kwargs(sizes, _vocab_size(tokenizer), bos, eos, pad),
         head_dim=head_dim,
         query_pre_attn_scalar=head_dim,
-        sliding_window=64,
+        # as published: local (sliding-window) layers with a global one every 6th (here: 1 local + 1 global), the
+        # window shorter than a prompt (16 soft tokens alone) so that padding and positions inside it matter
+        sliding_window=_SLIDING_WINDOW,
+        layer_types=_local_then_global(sizes.layers, every=6),
     )
     config = Gemma3Config(
         text_config=text,
@@ -860,7 +875,12 @@ def _build_aya_vision(sizes: _Sizes) -> _Built:
     bos, eos, pad, img_patch = _ids(tokenizer, "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>", "<PAD>", "<|IMG_PATCH|>")
     config = AyaVisionConfig(
         vision_config=SiglipVisionConfig(**_vit_kwargs(sizes, image_size, patch)),
-        text_config=Cohere2Config(**_text_kwargs(sizes, _vocab_size(tokenizer), bos, eos, pad), sliding_window=64),
+        # Command R7B: 3 sliding-window layers, then a global one (here 1 + 1), the window shorter than a prompt
+        text_config=Cohere2Config(
+            **_text_kwargs(sizes, _vocab_size(tokenizer), bos, eos, pad),
+            sliding_window=_SLIDING_WINDOW,
+            layer_types=_local_then_global(sizes.layers, every=4),
+        ),
         downsample_factor=downsample,
         # the model fills the <|IMG_PATCH|> positions the processor expands "<image>" into, not "<image>" itself
         image_token_index=img_patch,
