@@ -5,9 +5,10 @@ checkpoint's own chat template and processor, batched with left padding so that 
 The task's prompt text goes into one user turn with the example's images (in the task's order) where the family's
 chat template places them; a processor without a chat template (PaliGemma, InstructBLIP) gets the prompt text as it
 is (``processor(text=..., images=...)`` adds its image tokens). Family quirks that would change answers are fixed
-here, each in one place: InstructBLIP's Q-Former instruction is padded on the right (its Q-Former uses absolute
-positions, so left padding changed logits by ~8e-2 between batch sizes), PaliGemma's processor returns ``labels``
-that generate must not see.
+in one place, ``HfVlmBackend._fix_family_quirks``, on what reaches the model: InstructBLIP's Q-Former instruction is
+tokenised again padded on the right (its processor padded it on the left whatever the Q-Former tokenizer's padding
+side, and the Q-Former uses absolute positions: logits changed by up to 0.44 between batch sizes), a sequence the
+processor padded in the middle is left-aligned, PaliGemma's ``labels`` are dropped.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Tiny real vision-LLM checkpoints of every family mvleval's generic backend supports, built from config (tests, bench, no download).
 
-Each builder makes a random model of one transformers family (width 32, 2 layers, a tiny vision tower on 32-64 px
+Each builder makes a random model of one transformers family (width 32, 2 layers, a tiny vision tower on 28-64 px
 images), a byte-level BPE tokenizer trained offline on mvleval's multilingual corpus with the family's special
 tokens, the family's PIL image processor and, where the published checkpoints have one, a chat template shaped like
 theirs. Everything is written with ``save_pretrained`` (config.json, model.safetensors, generation_config.json,
