@@ -71,9 +71,10 @@ def _load(family: str, root: Path, **options: object) -> HfVlmBackend:
 def test_batched_equals_single(family: str, settings: GenerationSettings, checkpoints: Path, images: list[Path]) -> None:
     backend = _load(family, checkpoints)
     requests = [GenerationRequest(p, (images[i],)) for i, p in enumerate(PROMPTS)]
-    batched = backend.generate(requests, settings)
+    batched = backend.generate(requests, settings)  # batch size 7
     single = [backend.generate([r], settings)[0] for r in requests]
     assert batched == single
+    assert backend.generate(requests[:4], settings) + backend.generate(requests[4:], settings) == single  # 4 + 3
     # the answers depend on the input (else the check above proves little): at least 3 distinct of 7
     assert len(set(batched)) >= 3, batched
     ids = backend.generate_ids(requests[:2], settings)

@@ -5,9 +5,10 @@ checkpoint's own chat template and processor, batched with left padding so that 
 The task's prompt text goes into one user turn with the example's images (in the task's order) where the family's
 chat template places them; a processor without a chat template (PaliGemma, InstructBLIP) gets the prompt text as it
 is (``processor(text=..., images=...)`` adds its image tokens). Family quirks that would change answers are fixed
-here, each in one place: InstructBLIP's Q-Former instruction is padded on the right (its Q-Former uses absolute
-positions, so left padding changed logits by ~8e-2 between batch sizes), PaliGemma's processor returns ``labels``
-that generate must not see.
+in one place, ``HfVlmBackend._fix_family_quirks``, on what reaches the model: InstructBLIP's Q-Former instruction is
+tokenised again padded on the right (its processor padded it on the left whatever the Q-Former tokenizer's padding
+side, and the Q-Former uses absolute positions: logits changed by up to 0.44 between batch sizes), a sequence the
+processor padded in the middle is left-aligned, PaliGemma's ``labels`` are dropped.
 """
 
 from __future__ import annotations
@@ -106,13 +107,9 @@ class HfVlmBackend(Backend):
         self.image_handling = image_handling
         self.chat_template: str | None = getattr(processor, "chat_template", None) or None
         self.is_encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
-        # generation continues from the last position of every row: padding must be on the left
+        # generation continues from the last position of every row: padding must be on the left (other families'
+        # padding is put right in _fix_family_quirks, on what reaches the model)
         self.tokenizer.padding_side = "left"
-        qformer_tokenizer = getattr(processor, "qformer_tokenizer", None)
-        if qformer_tokenizer is not None:
-            # InstructBLIP: the Q-Former reads the instruction with absolute positions from 0, so its padding goes on
-            # the right; left padding shifted the positions and changed logits by ~8e-2 between batch sizes
-            qformer_tokenizer.padding_side = "right"
         self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         self._prefetcher = PixelPrefetcher(_decode, workers=prefetch_workers, window=DEFAULT_WINDOW) if prefetch_workers else None
         # decoded images, most recent last: an xGQA image serves ~30 questions and the prefetcher hands each announced
@@ -242,8 +239,31 @@ class HfVlmBackend(Backend):
                 "token text).",
                 where=self.model_dir,
             ) from None
-        batch.pop("labels", None)  # PaliGemma's processor adds them when given text; generate must not see them
+        self._fix_family_quirks(batch, texts, special)
         return {k: v.to(self.device) if hasattr(v, "to") else v for k, v in batch.items()}
+
+    def _fix_family_quirks(self, batch: Any, texts: Sequence[str], add_special_tokens: bool) -> None:
+        """Every family quirk that would change answers, fixed in place on the processor's batch (what reaches the
+        model, not what the tokenizer objects say).
+
+        - PaliGemma's processor returns ``labels`` (all -100) when given text: generate must not see them.
+        - InstructBLIP (and BLIP-2-style processors with a ``qformer_tokenizer``): the processor hands the language
+          tokenizer's text kwargs, padding side included, to the Q-Former tokenizer, so the instruction came back
+          padded on the left whatever ``qformer_tokenizer.padding_side`` said. The Q-Former reads it with absolute
+          positions from 0: it is tokenised again here, padded on the right.
+        - The same processors put the ``<image>`` query tokens in front of the already padded text (``<image>``...,
+          padding, BOS, text): the sequence is left-aligned as a whole, padding first (see _left_align).
+        """
+        batch.pop("labels", None)
+        qformer_tokenizer = getattr(self.processor, "qformer_tokenizer", None)
+        if qformer_tokenizer is not None and "qformer_input_ids" in batch:
+            encoded = qformer_tokenizer(
+                list(texts), padding=True, padding_side="right", return_tensors="pt",
+                add_special_tokens=add_special_tokens, return_token_type_ids=False,
+            )
+            batch["qformer_input_ids"] = encoded["input_ids"]
+            batch["qformer_attention_mask"] = encoded["attention_mask"]
+        _left_align(batch)
 
     def render_prompt(self, prompt: str, n_images: int) -> str:
         """The text given to the processor: the chat template's user turn with `n_images` image parts and the
@@ -313,6 +333,31 @@ class HfVlmBackend(Backend):
         while len(self._decoded) > DECODED_IMAGE_CACHE:
             self._decoded.popitem(last=False)
         return image
+
+
+#: Per-token inputs that move with ``input_ids`` when a row's padding is moved to its left.
+_SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
+
+
+def _left_align(batch: Any) -> None:
+    """Move every row's padding (attention mask 0) to its left, keeping the order of its real tokens.
+
+    Generation continues from each row's last position, and a row must read as the same example alone would: its
+    tokens contiguous at the right end, positions 0.. from its first real token. A no-op for a batch that is already
+    left-padded (every family but the InstructBLIP/BLIP-2 processors, which prepend the image tokens after padding).
+    """
+    import torch
+
+    mask = batch.get("attention_mask")
+    if mask is None or getattr(mask, "ndim", 0) != 2 or mask.shape[1] < 2:
+        return
+    if bool((mask[:, 1:] >= mask[:, :-1]).all()):
+        return  # already padding-first
+    order = torch.argsort((mask != 0).to(torch.int8), dim=1, stable=True)  # padding first, each part in its order
+    for key in _SEQUENCE_KEYS:
+        value = batch.get(key)
+        if value is not None and getattr(value, "shape", None) == mask.shape:
+            batch[key] = torch.gather(value, 1, order)
 
 
 def _decode(path: Path) -> Image.Image:

@@ -1,6 +1,6 @@
 """Tiny real vision-LLM checkpoints of every family mvleval's generic backend supports, built from config (tests, bench, no download).
 
-Each builder makes a random model of one transformers family (width 32, 2 layers, a tiny vision tower on 32-64 px
+Each builder makes a random model of one transformers family (width 32, 2 layers, a tiny vision tower on 28-64 px
 images), a byte-level BPE tokenizer trained offline on mvleval's multilingual corpus with the family's special
 tokens, the family's PIL image processor and, where the published checkpoints have one, a chat template shaped like
 theirs. Everything is written with ``save_pretrained`` (config.json, model.safetensors, generation_config.json,
@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -344,6 +344,8 @@ class _TokenizerSpec:
     named: dict[str, str] = field(default_factory=dict)
     #: added tokens that are not special (kept whole, still printed when decoding)
     added: tuple[str, ...] = ()
+    #: the padding side saved in tokenizer_config.json, where the published tokenizer saves one
+    padding_side: str | None = None
 
 
 def _check_family(family: str) -> None:
@@ -380,11 +382,15 @@ def _train_tokenizer(spec: _TokenizerSpec) -> TokenizersBackend:
         add_bos_token=spec.add_bos,
         extra_special_tokens=dict(spec.named) or None,
         model_max_length=4096,
+        **({"padding_side": spec.padding_side} if spec.padding_side else {}),
     )
 
 
 def _train_bert_wordpiece(corpus: Sequence[str], vocab_size: int = 600) -> TokenizersBackend:
     """A BERT-style uncased WordPiece tokenizer ([CLS] text [SEP]) for InstructBLIP's Q-Former instruction.
+
+    Like bert-base-uncased (which the published InstructBLIP checkpoints ship as ``qformer_tokenizer/``), it saves
+    ``padding_side: "right"`` in its tokenizer_config.json.
 
     The vocabulary is counted here rather than with ``WordPieceTrainer``, whose ids change with the process's hash
     seed: special tokens, every character alone and as a ``##`` continuation, then the most frequent words.
@@ -424,6 +430,7 @@ def _train_bert_wordpiece(corpus: Sequence[str], vocab_size: int = 600) -> Token
         sep_token="[SEP]",
         mask_token="[MASK]",
         model_max_length=512,
+        padding_side="right",
     )
 
 
@@ -457,6 +464,18 @@ def _text_kwargs(sizes: _Sizes, vocab_size: int, bos: int | None, eos: int, pad:
         # tied and random, a tiny model mostly repeats its last prompt token whatever the image
         "tie_word_embeddings": False,
     }
+
+
+#: Sliding-window width of the Gemma 3 and Aya Vision (Cohere2) language models: shorter than every tiny prompt.
+_SLIDING_WINDOW = 5
+
+
+def _local_then_global(layers: int, every: int) -> list[str]:
+    """Layer types of a model with a global-attention layer every `every` layers, the rest sliding-window; the last
+    layer is global whatever the depth (a tiny model would otherwise have no global layer)."""
+    types = ["full_attention" if (i + 1) % every == 0 else "sliding_attention" for i in range(layers)]
+    types[-1] = "full_attention"
+    return types
 
 
 def _vit_kwargs(sizes: _Sizes, image_size: int, patch_size: int) -> dict[str, Any]:
@@ -625,7 +644,7 @@ def _build_llava(sizes: _Sizes) -> _Built:
     )
 
     image_size, patch = 32, 8
-    tokenizer = _train_tokenizer(_LLAMA2_SPEC)
+    tokenizer = _train_tokenizer(replace(_LLAMA2_SPEC, padding_side="left"))  # llava-hf saves padding side left
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": image_size},
         crop_size={"height": image_size, "width": image_size},
@@ -666,7 +685,7 @@ def _build_llava_next(sizes: _Sizes) -> _Built:
 
     image_size, patch = 32, 8
     pinpoints = [[image_size, 2 * image_size], [2 * image_size, image_size], [2 * image_size, 2 * image_size]]
-    tokenizer = _train_tokenizer(_LLAMA2_SPEC)
+    tokenizer = _train_tokenizer(replace(_LLAMA2_SPEC, padding_side="left"))  # llava-hf saves padding side left
     image_processor = LlavaNextImageProcessorPil(
         size={"shortest_edge": image_size},
         crop_size={"height": image_size, "width": image_size},
@@ -782,7 +801,10 @@ def _build_gemma3(sizes: _Sizes) -> _Built:
         **_text_kwargs(sizes, _vocab_size(tokenizer), bos, eos, pad),
         head_dim=head_dim,
         query_pre_attn_scalar=head_dim,
-        sliding_window=64,
+        # as published: local (sliding-window) layers with a global one every 6th (here: 1 local + 1 global), the
+        # window shorter than a prompt (16 soft tokens alone) so that padding and positions inside it matter
+        sliding_window=_SLIDING_WINDOW,
+        layer_types=_local_then_global(sizes.layers, every=6),
     )
     config = Gemma3Config(
         text_config=text,
@@ -853,7 +875,12 @@ def _build_aya_vision(sizes: _Sizes) -> _Built:
     bos, eos, pad, img_patch = _ids(tokenizer, "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>", "<PAD>", "<|IMG_PATCH|>")
     config = AyaVisionConfig(
         vision_config=SiglipVisionConfig(**_vit_kwargs(sizes, image_size, patch)),
-        text_config=Cohere2Config(**_text_kwargs(sizes, _vocab_size(tokenizer), bos, eos, pad), sliding_window=64),
+        # Command R7B: 3 sliding-window layers, then a global one (here 1 + 1), the window shorter than a prompt
+        text_config=Cohere2Config(
+            **_text_kwargs(sizes, _vocab_size(tokenizer), bos, eos, pad),
+            sliding_window=_SLIDING_WINDOW,
+            layer_types=_local_then_global(sizes.layers, every=4),
+        ),
         downsample_factor=downsample,
         # the model fills the <|IMG_PATCH|> positions the processor expands "<image>" into, not "<image>" itself
         image_token_index=img_patch,
@@ -864,7 +891,13 @@ def _build_aya_vision(sizes: _Sizes) -> _Built:
 
 
 def _build_instructblip(sizes: _Sizes) -> _Built:
-    """InstructBLIP (Vicuna): ViT + instruction-aware Q-Former (8 queries, BERT tokenizer) + Llama; no template."""
+    """InstructBLIP (Vicuna), laid out like the published checkpoints: ViT + instruction-aware Q-Former (4 queries,
+    a BERT WordPiece ``qformer_tokenizer`` saved with padding side right) + Llama whose tokenizer adds BOS and saves
+    its padding side; the processor expands ``<image>`` into one token per query; no template.
+
+    Both saved padding sides matter: InstructBlipProcessor hands the language tokenizer's text kwargs, padding side
+    included, to the Q-Former tokenizer too, and puts the ``<image>`` tokens in front of the padded text.
+    """
     from transformers import (
         BlipImageProcessorPil,
         InstructBlipConfig,
@@ -873,8 +906,8 @@ def _build_instructblip(sizes: _Sizes) -> _Built:
         LlamaConfig,
     )
 
-    image_size, patch, queries = 32, 8, 8
-    tokenizer = _train_tokenizer(_LLAMA2_SPEC)
+    image_size, patch, queries = 28, 14, 4
+    tokenizer = _train_tokenizer(replace(_LLAMA2_SPEC, padding_side="right"))
     qformer_tokenizer = _train_bert_wordpiece(TOKENIZER_CORPUS)
     image_processor = BlipImageProcessorPil(
         size={"height": image_size, "width": image_size}, image_mean=_CLIP_MEAN, image_std=_CLIP_STD
