@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import mvleval
 from mvleval import provenance
 from mvleval.annotations import check_data_root
-from mvleval.errors import MvlevalError
+from mvleval.errors import MvlevalError, Problems, ProblemsError
 from mvleval.record import (
     MetricScores,
     Provenance,
@@ -172,13 +172,16 @@ def prepare(options: RunOptions) -> PreparedRun:
 
     image_root = options.resolved_image_root
     examples: dict[str, list[Example]] = {}
-    problems: list[str] = []
+    problems = Problems()
+    grouped: list[ProblemsError] = []  # errors that came as grouped problems (a benchmark's rows)
     annotation_files: dict[str, str] = {}
     for lang in languages:
         try:
             exs = task.examples(data_root, image_root, lang, split)
         except MvlevalError as exc:
-            problems.append(exc.render())
+            problems.add_error(exc)  # a benchmark's grouped problems are grouped again with the other languages'
+            if isinstance(exc, ProblemsError):
+                grouped.append(exc)
             continue
         path = task.annotation_path(data_root, lang, split)
         rel = os.path.relpath(path, data_root)
@@ -186,22 +189,24 @@ def prepare(options: RunOptions) -> PreparedRun:
         ids = [e.id for e in exs]
         if len(set(ids)) != len(ids):
             dup = next(i for i in ids if ids.count(i) > 1)
-            problems.append(f"{path}: example id {dup!r} occurs more than once; ids must be unique per language.")
+            problems.add("an example id occurs more than once; ids must be unique per language", path, repr(dup), unit="file")
             continue
         if not exs:
-            problems.append(
-                f"{path}: no {lang} examples in the {split} split; a language without examples cannot be scored "
-                "(nor blessed as a baseline)."
-            )
+            problems.add(f"no examples in the {split} split; a language without examples cannot be scored "
+                         "(nor blessed as a baseline)", path, lang, unit="file")
             continue
         if options.limit is not None:
             exs = exs[: options.limit]
         examples[lang] = exs
-    if problems:
-        raise MvlevalError(
-            f"{len(problems)} problem(s) with the data: " + " | ".join(problems),
-            fix=f"correct each problem listed (in the file it names); `mvleval data check --task {task.location() or task.name}` lists everything that is missing.",
-        )
+    if grouped and sum(len(e.problems) for e in grouped) == len(problems) and len({e.heading for e in grouped}) == 1:
+        # every problem is the benchmark's own (its rows, over several languages): one report under its heading
+        raise ProblemsError(grouped[0].heading, problems, fix=grouped[0].fix, base=grouped[0].base)
+    problems.raise_if_any(
+        f"the data of task '{task.name}' cannot be used:",
+        fix=f"correct each problem listed (in the file it names); `mvleval data check --task {task.location() or task.name}` "
+        "lists everything that is missing.",
+        base=task.data_dir(),
+    )
     missing = [(e.source, p) for lang in languages for e in examples[lang] for p in e.images if not p.is_file()]
     if missing:
         shown = "; ".join(f"{p} (from {src})" for src, p in missing[:3])
