@@ -258,7 +258,8 @@ def render_report(report: DataReport) -> str:
                                unit="image")
             more = r.n_unreadable_images - len(r.unreadable_images)
             tail = f" (+{more:,} more not shown)" if more > 0 else ""
-            problems.append(f"{r.lang}: {plural(r.n_unreadable_images, 'unreadable image')}{tail}; replace them with "
+            problems.append(f"{r.lang}: {plural(r.n_unreadable_images, 'unreadable image')}{tail}; replace "
+                            f"{'it' if r.n_unreadable_images == 1 else 'them'} with "
                             "the benchmark's original files:")
             problems += [f"  {line}" for line in unreadable.lines(base=report.image_root)]
     if problems:

@@ -397,8 +397,9 @@ class _RowReader:
             else:
                 for image in images:
                     if image_path_escapes(image):
-                        bad("image path escapes the image root; image paths must be relative and stay inside it",
-                            repr(image))
+                        bad("image path escapes the image root", repr(image),
+                            fix="image paths must be relative and stay inside the image root (no '..', no absolute "
+                            "path); link images kept elsewhere into it.")
         answers = obj.get("answers")
         if "answers" in obj:
             if isinstance(answers, str):

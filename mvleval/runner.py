@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import mvleval
 from mvleval import provenance
 from mvleval.annotations import check_data_root
-from mvleval.errors import MvlevalError, Problems, ProblemsError
+from mvleval.errors import MvlevalError, Problems, ProblemsError, plural
 from mvleval.record import (
     MetricScores,
     Provenance,
@@ -207,14 +207,29 @@ def prepare(options: RunOptions) -> PreparedRun:
         "lists everything that is missing.",
         base=task.data_dir(),
     )
-    missing = [(e.source, p) for lang in languages for e in examples[lang] for p in e.images if not p.is_file()]
+    missing: dict[Path, str] = {}  # each missing file once (xGQA asks ~30 questions of one image), with its first row
+    for lang in languages:
+        for e in examples[lang]:
+            for p in e.images:
+                if p not in missing and not p.is_file():
+                    missing[p] = e.source
     if missing:
-        shown = "; ".join(f"{p} (from {src})" for src, p in missing[:3])
+        shown = "; ".join(f"{p} (from {src})" for p, src in list(missing.items())[:3])
         raise MvlevalError(
-            f"{len(missing)} image file(s) referenced by the annotations are missing under the image root {image_root}, e.g. {shown}.",
+            f"{plural(len(missing), 'image file')} referenced by the annotations {'is' if len(missing) == 1 else 'are'} "
+            f"missing under the image root {image_root}, e.g. {shown}.",
             fix=f"download the images into --image-root (see tasks/README.md), or run `mvleval data check --task {task.location() or task.name}` for the full list.",
         )
     generation = task.generation.replace(**options.generation)
+    # Each image by name and by content: the file a symbolic link resolves to is read, so relinking an image (or
+    # replacing it) gives another fingerprint, and the gate refuses to compare runs on different pixels.
+    image_digests: dict[Path, str] = {}
+
+    def digest(path: Path) -> str:
+        if path not in image_digests:
+            image_digests[path] = provenance.file_sha256(path)
+        return image_digests[path]
+
     fingerprint_rows = (
         {
             "lang": e.lang,
@@ -222,6 +237,7 @@ def prepare(options: RunOptions) -> PreparedRun:
             "prompt": e.prompt,
             "references": list(e.references),
             "images": [os.path.relpath(p, image_root) for p in e.images],
+            "image_sha256": [digest(p) for p in e.images],
         }
         for lang in languages
         for e in examples[lang]
