@@ -85,6 +85,14 @@ def test_an_images_folder_linked_elsewhere_runs(tmp_path: Path, capsys: pytest.C
     assert "outside the image root" not in out and "symbolic link" not in out
     code, out = _cli(capsys, "data", "check", "--task", bench)
     assert code == 0 and "All annotation and image files are present." in out, out
+    # a folder link deeper down (images/sets/coco -> /elsewhere), which mvleval used to refuse
+    nested = _bench(tmp_path / "nested", [dict(r, images=[f"sets/coco/{r['images'][0]}"]) for r in ROWS])  # type: ignore[index]
+    (nested / "images" / "sets").mkdir(parents=True)
+    os.symlink(tmp_path / "collection", nested / "images" / "sets" / "coco")
+    code, out = _cli(capsys, "run", "--task", nested, "--model", tmp_path / "no-model", "--out", tmp_path / "runs")
+    assert code == 2 and "model folder not found" in out, out
+    code, out = _cli(capsys, "data", "check", "--task", nested)
+    assert code == 0 and "All annotation and image files are present." in out, out
 
 
 def test_a_link_to_a_text_file_is_refused_as_not_an_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
