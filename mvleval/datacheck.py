@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mvleval.annotations import check_data_root
-from mvleval.errors import MvlevalError
+from mvleval.errors import MvlevalError, Problems, plural
 from mvleval.images import image_problem
 from mvleval.task import Task
 
@@ -247,14 +247,21 @@ def render_report(report: DataReport) -> str:
         if r.n_missing_images:
             more = r.n_missing_images - len(r.missing_images)
             shown = ", ".join(str(p) for p in r.missing_images)
-            tail = f" and {more} more" if more > 0 else ""
-            problems.append(f"{r.lang}: {r.n_missing_images} missing image(s): {shown}{tail}")
+            tail = f" (+{more:,} more)" if more > 0 else ""
+            problems.append(f"{r.lang}: {plural(r.n_missing_images, 'image')} missing, e.g. {shown}{tail}")
         if r.n_unreadable_images:
+            # grouped by what is wrong (not an image, truncated, too large), each kind once with its first files
+            unreadable = Problems()
+            for p, why in r.unreadable_images:
+                unreadable.add(why if not why.startswith("cannot be decoded") else "cannot be decoded", str(p),
+                               None if not why.startswith("cannot be decoded") else why[len("cannot be decoded "):].strip("()"),
+                               unit="image")
             more = r.n_unreadable_images - len(r.unreadable_images)
-            shown = "; ".join(f"{p} ({why})" for p, why in r.unreadable_images)
-            tail = f" and {more} more" if more > 0 else ""
-            problems.append(f"{r.lang}: {r.n_unreadable_images} unreadable image(s): {shown}{tail}; replace them with "
-                            "the benchmark's original files")
+            tail = f" (+{more:,} more not shown)" if more > 0 else ""
+            problems.append(f"{r.lang}: {plural(r.n_unreadable_images, 'unreadable image')}{tail}; replace "
+                            f"{'it' if r.n_unreadable_images == 1 else 'them'} with "
+                            "the benchmark's original files:")
+            problems += [f"  {line}" for line in unreadable.lines(base=report.image_root)]
     if problems:
         hint = (f"Download the benchmark from {report.source_url}; tasks/README.md shows the layout." if report.source_url
                 else "Correct the benchmark's rows or put its images under the image root (docs/custom-benchmark.md).")

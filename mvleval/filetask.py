@@ -34,7 +34,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mvleval.errors import MvlevalError, did_you_mean
+from mvleval.annotations import image_path_escapes
+from mvleval.errors import MvlevalError, Problem, Problems, did_you_mean
 from mvleval.metrics.base import Metric, MetricResult
 from mvleval.metrics.language_fidelity import LanguageFidelity
 from mvleval.task import Example, GenerationSettings, Task
@@ -44,13 +45,11 @@ DATA_NAME = "data.jsonl"
 KINDS = ("caption", "vqa", "yesno", "multiple_choice")
 ROW_FIELDS = ("id", "lang", "images", "question", "answers", "choices", "answer_lang", "split")
 TEMPLATE_FIELDS = ("question", "language", "choices")
-#: how many problems one error lists before summarising the rest as a count
-MAX_LISTED = 25
 
 _LANG_CODE = re.compile(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*")
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_]+")
 _TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_FORMAT_FIX = "correct the lines above (docs/custom-benchmark.md describes the header and the rows), then rerun."
+_FORMAT_FIX = "correct the rows above (docs/custom-benchmark.md describes the header and the rows), then rerun."
 
 #: per kind: the metrics (headline first) and decoding settings used when the header names none (mBLIP's settings:
 #: captions as XM3600, short answers as xGQA/MaRVL)
@@ -355,78 +354,84 @@ class _RowReader:
                 self._lingua[code] = True
         return self._lingua[code]
 
-    def read(self, lineno: int, obj: Any) -> tuple[Row | None, list[str]]:
+    def read(self, lineno: int, obj: Any) -> tuple[Row | None, list[Problem]]:
         where = f"{self.files.data}:{lineno}"
         if not isinstance(obj, dict):
-            return None, [f"{where}: expected a JSON object, found {type(obj).__name__}."]
-        problems: list[str] = []
+            return None, [Problem("expected a JSON object", where, f"found {type(obj).__name__}")]
+        problems: list[Problem] = []
+
+        def bad(what: str, detail: str | None = None, fix: str | None = None) -> None:
+            problems.append(Problem(what, where, detail, fix))
+
         for key in obj:
             if key not in ROW_FIELDS:
-                problems.append(f"{where}: unknown field '{key}'.{did_you_mean(key, ROW_FIELDS)} Row fields: {', '.join(ROW_FIELDS)}.")
+                bad("unknown field", f"'{key}'" + did_you_mean(key, ROW_FIELDS).replace(" Did you", ", did you"),
+                    fix=f"row fields are {', '.join(ROW_FIELDS)}.")
         for key in ("id", "lang", "images", "answers"):
             if key not in obj:
-                problems.append(f"{where}: the field '{key}' is missing.")
+                bad(f"the field '{key}' is missing")
         spec = self.spec
         rid = obj.get("id")
         if "id" in obj and (isinstance(rid, bool) or not isinstance(rid, (str, int)) or str(rid).strip() == ""):
-            problems.append(f"{where}: 'id' must be a non-empty string or an integer, got {rid!r}.")
+            bad("'id' must be a non-empty string or an integer", f"got {rid!r}")
             rid = None
         lang = obj.get("lang")
         if "lang" in obj and (not isinstance(lang, str) or not _LANG_CODE.fullmatch(lang)):
-            problems.append(f"{where}: 'lang' must be a language code such as de or zh, got {lang!r}.")
+            bad("'lang' must be a language code such as de or zh", f"got {lang!r}")
             lang = None
         elif isinstance(lang, str) and spec.languages is not None and lang not in spec.languages:
-            problems.append(f"{where}: language '{lang}' is not in the header's languages ({' '.join(spec.languages)}).{did_you_mean(lang, spec.languages)}")
+            bad("language not in the header's languages", f"'{lang}'" + did_you_mean(lang, spec.languages).replace(" Did you", ", did you"),
+                fix=f"correct the row's lang or add the language to the header's languages ({' '.join(spec.languages)}).")
         split = obj.get("split", spec.default_split)
         if not isinstance(split, str) or not _SPLIT_NAME.fullmatch(split):
-            problems.append(f"{where}: 'split' must be a name of letters, digits and '_' (e.g. test, train), got {split!r}.")
+            bad("'split' must be a name of letters, digits and '_' (e.g. test, train)", f"got {split!r}")
             split = None
         images = obj.get("images")
         if "images" in obj:
             if isinstance(images, str):
-                problems.append(f"{where}: 'images' must be a list of paths, even for one image: [{json.dumps(images, ensure_ascii=False)}].")
+                bad("'images' must be a list of paths, even for one image", f"write [{json.dumps(images, ensure_ascii=False)}]")
                 images = None
             elif not _str_list(images) or not images or not all(i.strip() for i in images):
-                problems.append(f"{where}: 'images' must be a non-empty list of image paths, got {images!r}.")
+                bad("'images' must be a non-empty list of image paths", f"got {images!r}")
                 images = None
             else:
                 for image in images:
-                    rel = Path(image)
-                    if rel.is_absolute() or image.startswith(("/", "\\")) or ".." in rel.parts or (len(image) > 1 and image[1] == ":"):
-                        problems.append(f"{where}: image path {image!r} escapes the image root; image paths must be relative "
-                                        "and stay inside it.")
+                    if image_path_escapes(image):
+                        bad("image path escapes the image root", repr(image),
+                            fix="image paths must be relative and stay inside the image root (no '..', no absolute "
+                            "path); link images kept elsewhere into it.")
         answers = obj.get("answers")
         if "answers" in obj:
             if isinstance(answers, str):
-                problems.append(f"{where}: 'answers' must be a list, even for one answer: [{json.dumps(answers, ensure_ascii=False)}].")
+                bad("'answers' must be a list, even for one answer", f"write [{json.dumps(answers, ensure_ascii=False)}]")
                 answers = None
             elif not _str_list(answers) or not answers:
-                problems.append(f"{where}: 'answers' must be a non-empty list of strings, got {answers!r}.")
+                bad("'answers' must be a non-empty list of strings", f"got {answers!r}")
                 answers = None
             elif not all(a.strip() for a in answers):
-                problems.append(f"{where}: 'answers' holds an empty string; every reference must have text.")
+                bad("'answers' holds an empty string; every reference must have text")
                 answers = None
         question = obj.get("question")
         if "question" in obj and (not isinstance(question, str) or not question.strip()):
-            problems.append(f"{where}: 'question' must be a non-empty string, got {question!r}.")
+            bad("'question' must be a non-empty string", f"got {question!r}")
             question = None
         elif "question" in self.fields and "question" not in obj:
-            problems.append(f"{where}: the prompt uses {{question}} but the row has no 'question'.")
+            bad("the prompt uses {question} but the row has no 'question'")
         choices = obj.get("choices")
         if "choices" in obj and spec.kind != "multiple_choice":
-            problems.append(f"{where}: 'choices' only applies to kind multiple_choice (this benchmark is '{spec.kind}').")
+            bad(f"'choices' only applies to kind multiple_choice (this benchmark is '{spec.kind}')")
         elif spec.kind == "multiple_choice":
             if "choices" not in obj:
-                problems.append(f"{where}: a multiple_choice row needs 'choices'.")
+                bad("a multiple_choice row needs 'choices'")
             elif not _str_list(choices) or not 2 <= len(choices) <= 26 or not all(c.strip() for c in choices):
-                problems.append(f"{where}: 'choices' must be a list of 2 to 26 non-empty strings, got {choices!r}.")
+                bad("'choices' must be a list of 2 to 26 non-empty strings", f"got {choices!r}")
                 choices = None
             elif len(set(choices)) != len(choices):
-                problems.append(f"{where}: 'choices' lists the same choice twice.")
+                bad("'choices' lists the same choice twice")
                 choices = None
         answer_lang = obj.get("answer_lang")
         if "answer_lang" in obj and (not isinstance(answer_lang, str) or not _LANG_CODE.fullmatch(answer_lang)):
-            problems.append(f"{where}: 'answer_lang' must be a language code such as en, got {answer_lang!r}.")
+            bad("'answer_lang' must be a language code such as en", f"got {answer_lang!r}")
             answer_lang = None
         if answers is not None:
             problems += self._answer_problems(where, answers, choices)
@@ -435,8 +440,8 @@ class _RowReader:
         if rid is not None and isinstance(lang, str) and split is not None:
             key = (split, lang, str(rid))
             if key in self.seen:
-                problems.append(f"{where}: id {str(rid)!r} is already used on line {self.seen[key]} ({lang}, split {split}); "
-                                "ids must be unique within a language and split.")
+                bad("id already used in this language and split (ids must be unique within a language and split)",
+                    f"{str(rid)!r}, first on line {self.seen[key]}")
             else:
                 self.seen[key] = lineno
         if problems:
@@ -445,37 +450,39 @@ class _RowReader:
                    answers=tuple(answers or ()), question=question, choices=tuple(choices) if choices else None,
                    answer_lang=answer_lang), []
 
-    def _answer_problems(self, where: str, answers: list[str], choices: Any) -> list[str]:
+    def _answer_problems(self, where: str, answers: list[str], choices: Any) -> list[Problem]:
         spec = self.spec
         if spec.kind == "multiple_choice" and _str_list(choices):
             wrong = [a for a in answers if a not in choices]
             if wrong:
-                return [f"{where}: answer(s) {', '.join(repr(a) for a in wrong)} are not among the row's choices "
-                        f"({', '.join(repr(c) for c in choices)}); write the correct choice's text."]
+                return [Problem("answers not among the row's choices; write the correct choice's text", where,
+                                f"{', '.join(repr(a) for a in wrong)} not in {', '.join(repr(c) for c in choices)}")]
         if self.vocabulary is not None:
             wrong = [a for a in answers if a.strip().lower() not in self.vocabulary]
             if wrong:
-                return [f"{where}: answer(s) {', '.join(repr(a) for a in wrong)} are not in the label vocabulary "
-                        f"({', '.join(sorted(self.vocabulary))})."]
+                return [Problem(f"answers not in the label vocabulary ({', '.join(sorted(self.vocabulary))})", where,
+                                ", ".join(repr(a) for a in wrong))]
         return []
 
-    def _language_problems(self, where: str, lineno: int, lang: str, requested: str) -> list[str]:
+    def _language_problems(self, where: str, lineno: int, lang: str, requested: str) -> list[Problem]:
         from mvleval.languages import MBLIP_LANGUAGE_NAMES
 
         out = []
         if "language" in self.fields and requested not in self.spec.language_names and requested not in MBLIP_LANGUAGE_NAMES:
-            out.append(f"{where}: the prompt's {{language}} needs a name for '{requested}', which mBLIP's table lacks."
-                       f"{did_you_mean(requested, MBLIP_LANGUAGE_NAMES)} Add it under language_names in the header "
-                       f"(e.g. language_names: {{{requested}: ...}}).")
+            out.append(Problem(f"the prompt's {{language}} needs a name for '{requested}', which mBLIP's table lacks"
+                               f"{did_you_mean(requested, MBLIP_LANGUAGE_NAMES).replace(' Did you', ', did you')}", where,
+                               fix=f"add it under language_names in the header (e.g. language_names: {{{requested}: ...}})."))
         if self.fidelity:
             if not self._lingua_knows(requested):
-                out.append(f"{where}: language_fidelity is asked for, but lingua cannot check '{requested}' (it has no model "
-                           "for it); drop language_fidelity from the header's metrics or use a code lingua knows.")
+                out.append(Problem(f"language_fidelity is asked for, but lingua cannot check '{requested}' (it has no "
+                                   "model for it)", where,
+                                   fix="drop language_fidelity from the header's metrics or use a code lingua knows."))
             first = self.requested.setdefault(lang, (requested, lineno))
             if first[0] != requested:
-                out.append(f"{where}: this {lang} row asks for answers in '{requested}', line {first[1]} in '{first[0]}'; "
-                           "language fidelity scores each language against one requested language, so all rows of a "
-                           "language must agree (answer_lang).")
+                out.append(Problem(f"this {lang} row asks for answers in '{requested}', line {first[1]} in '{first[0]}'; "
+                                   "all rows of a language must agree (answer_lang)", where,
+                                   fix="language fidelity scores each language against one requested language; set "
+                                   "answer_lang alike for all rows of a language."))
         return out
 
 
@@ -485,41 +492,57 @@ def _vocabulary(spec: BenchmarkSpec) -> frozenset[str] | None:
     return frozenset({"yes", "no"}) if spec.kind == "yesno" else None
 
 
-def _read_rows(files: BenchmarkFiles, spec: BenchmarkSpec) -> tuple[list[Row], list[str]]:
+def _read_rows(files: BenchmarkFiles, spec: BenchmarkSpec) -> tuple[list[Row], list[Problem]]:
     try:
         text = files.data.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        return [], [f"{files.data}: the file is not UTF-8 text ({exc.reason}); save it as UTF-8."]
+        return [], [Problem(f"the file is not UTF-8 text ({exc.reason}); save it as UTF-8", str(files.data))]
     reader = _RowReader(spec, files)
     rows: list[Row] = []
-    problems: list[str] = []
+    problems: list[Problem] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            problems.append(f"{files.data}:{lineno}: the line is not valid JSON ({exc.msg} at column {exc.colno}).")
+            problems.append(Problem("the line is not valid JSON", f"{files.data}:{lineno}", f"{exc.msg} at column {exc.colno}"))
             continue
         row, found = reader.read(lineno, obj)
         problems += found
         if row is not None:
             rows.append(row)
     if not rows and not problems:
-        problems.append(f"{files.data}: the file holds no rows; write one JSON object per line.")
+        problems.append(Problem("the file holds no rows; write one JSON object per line", str(files.data)))
     return rows, problems
 
 
-def _raise(problems: Sequence[str], files: BenchmarkFiles) -> None:
-    shown = " | ".join(problems[:MAX_LISTED])
-    more = f" | ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-    raise MvlevalError(f"the benchmark '{files.name}' has {len(problems)} problem(s): {shown}{more}", fix=_FORMAT_FIX)
+_PLACE = re.compile(r"(.+?:\d+): (.*)", re.DOTALL)
+
+
+def _as_problems(messages: Sequence[str | Problem]) -> list[Problem]:
+    """Header problems are written as 'file:line: message' (each one of a kind); rows' come as Problems already."""
+    out = []
+    for m in messages:
+        if isinstance(m, Problem):
+            out.append(m)
+            continue
+        match = _PLACE.fullmatch(m)
+        out.append(Problem(match.group(2), match.group(1)) if match else Problem(m))
+    return out
+
+
+def _raise(problems: Sequence[str | Problem], files: BenchmarkFiles) -> None:
+    base = files.data.parent
+    raise Problems(_as_problems(problems)).error(f"the benchmark '{files.name}' ({base}) cannot be used:",
+                                                  fix=_FORMAT_FIX, base=base)
 
 
 def load_file_task(value: str | Path, prompt_style: str = "mblip") -> FileTask:
     """Read and validate a benchmark file (header and every row) into a FileTask; all problems in one MvlevalError."""
     files = locate(value)
-    values, lines, problems = _read_header(files.header)
+    values, lines, header_problems = _read_header(files.header)
+    problems: list[str | Problem] = list(header_problems)
     spec: BenchmarkSpec | None = None
     if not isinstance(values, dict):
         problems.append(f"{files.header}:1: the header must be a mapping of keys to values (kind: caption, prompt: ...), "
@@ -624,7 +647,7 @@ class FileTask(Task):
         from mvleval.annotations import safe_image_path
 
         examples: list[Example] = []
-        problems: list[str] = []
+        problems: list[Problem] = []
         for row in self.rows:
             if row.lang != lang or row.split != split:
                 continue
@@ -635,7 +658,7 @@ class FileTask(Task):
                     images.append(safe_image_path(image_root, posixpath.join(self.image_subdir, image) if self.image_subdir else image,
                                                   where=where))
                 except MvlevalError as exc:
-                    problems.append(f"{where}: {exc.what}")
+                    problems.append(Problem(exc.what, where, fix=exc.fix))
             if len(images) != len(row.images):
                 continue
             references = self.references(row)

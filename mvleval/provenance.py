@@ -71,7 +71,7 @@ def file_sha256(path: Path) -> str:
 
 
 def examples_fingerprint(rows: Iterable[dict[str, Any]]) -> str:
-    """A hash of exactly which examples were evaluated (ids, prompts, references, image names), order-insensitive.
+    """A hash of exactly which examples were evaluated (ids, prompts, references, image names and contents), order-insensitive.
 
     Two records share a fingerprint only when they scored the same example set; the leaderboard and the gate rely on it.
     """

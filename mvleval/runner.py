@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import mvleval
 from mvleval import provenance
 from mvleval.annotations import check_data_root
-from mvleval.errors import MvlevalError
+from mvleval.errors import MvlevalError, Problems, ProblemsError, plural
 from mvleval.record import (
     MetricScores,
     Provenance,
@@ -172,13 +172,16 @@ def prepare(options: RunOptions) -> PreparedRun:
 
     image_root = options.resolved_image_root
     examples: dict[str, list[Example]] = {}
-    problems: list[str] = []
+    problems = Problems()
+    grouped: list[ProblemsError] = []  # errors that came as grouped problems (a benchmark's rows)
     annotation_files: dict[str, str] = {}
     for lang in languages:
         try:
             exs = task.examples(data_root, image_root, lang, split)
         except MvlevalError as exc:
-            problems.append(exc.render())
+            problems.add_error(exc)  # a benchmark's grouped problems are grouped again with the other languages'
+            if isinstance(exc, ProblemsError):
+                grouped.append(exc)
             continue
         path = task.annotation_path(data_root, lang, split)
         rel = os.path.relpath(path, data_root)
@@ -186,30 +189,47 @@ def prepare(options: RunOptions) -> PreparedRun:
         ids = [e.id for e in exs]
         if len(set(ids)) != len(ids):
             dup = next(i for i in ids if ids.count(i) > 1)
-            problems.append(f"{path}: example id {dup!r} occurs more than once; ids must be unique per language.")
+            problems.add("an example id occurs more than once; ids must be unique per language", path, repr(dup), unit="file")
             continue
         if not exs:
-            problems.append(
-                f"{path}: no {lang} examples in the {split} split; a language without examples cannot be scored "
-                "(nor blessed as a baseline)."
-            )
+            problems.add(f"no examples in the {split} split; a language without examples cannot be scored "
+                         "(nor blessed as a baseline)", path, lang, unit="file")
             continue
         if options.limit is not None:
             exs = exs[: options.limit]
         examples[lang] = exs
-    if problems:
-        raise MvlevalError(
-            f"{len(problems)} problem(s) with the data: " + " | ".join(problems),
-            fix=f"correct each problem listed (in the file it names); `mvleval data check --task {task.location() or task.name}` lists everything that is missing.",
-        )
-    missing = [(e.source, p) for lang in languages for e in examples[lang] for p in e.images if not p.is_file()]
+    if grouped and sum(len(e.problems) for e in grouped) == len(problems) and len({e.heading for e in grouped}) == 1:
+        # every problem is the benchmark's own (its rows, over several languages): one report under its heading
+        raise ProblemsError(grouped[0].heading, problems, fix=grouped[0].fix, base=grouped[0].base)
+    problems.raise_if_any(
+        f"the data of task '{task.name}' cannot be used:",
+        fix=f"correct each problem listed (in the file it names); `mvleval data check --task {task.location() or task.name}` "
+        "lists everything that is missing.",
+        base=task.data_dir(),
+    )
+    missing: dict[Path, str] = {}  # each missing file once (xGQA asks ~30 questions of one image), with its first row
+    for lang in languages:
+        for e in examples[lang]:
+            for p in e.images:
+                if p not in missing and not p.is_file():
+                    missing[p] = e.source
     if missing:
-        shown = "; ".join(f"{p} (from {src})" for src, p in missing[:3])
+        shown = "; ".join(f"{p} (from {src})" for p, src in list(missing.items())[:3])
         raise MvlevalError(
-            f"{len(missing)} image file(s) referenced by the annotations are missing under the image root {image_root}, e.g. {shown}.",
+            f"{plural(len(missing), 'image file')} referenced by the annotations {'is' if len(missing) == 1 else 'are'} "
+            f"missing under the image root {image_root}, e.g. {shown}.",
             fix=f"download the images into --image-root (see tasks/README.md), or run `mvleval data check --task {task.location() or task.name}` for the full list.",
         )
     generation = task.generation.replace(**options.generation)
+    # Each image by name and by content: the file a symbolic link resolves to is read, so relinking an image (or
+    # replacing it) gives another fingerprint, and the gate refuses to compare runs on different pixels.
+    image_digests: dict[Path, str] = {}
+
+    def digest(path: Path) -> str:
+        if path not in image_digests:
+            image_digests[path] = provenance.file_sha256(path)
+        return image_digests[path]
+
     fingerprint_rows = (
         {
             "lang": e.lang,
@@ -217,6 +237,7 @@ def prepare(options: RunOptions) -> PreparedRun:
             "prompt": e.prompt,
             "references": list(e.references),
             "images": [os.path.relpath(p, image_root) for p in e.images],
+            "image_sha256": [digest(p) for p in e.images],
         }
         for lang in languages
         for e in examples[lang]

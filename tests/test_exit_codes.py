@@ -85,6 +85,24 @@ def _broken_images(world: World, tmp: Path) -> Path:
     return root
 
 
+def _linked_bench(world: World, tmp: Path, target: str = "image", n_bad: int = 0) -> Path:
+    """A benchmark folder whose images are symbolic links into the demo's image collection (target "image"), or whose
+    one image links to a text file (target "text"); n_bad more rows whose image path escapes the image root."""
+    bench = tmp / "linked"
+    (bench / "images").mkdir(parents=True)
+    source = sorted((world.image_root / "gqa").glob("*.jpg"))[0]
+    if target == "text":
+        source = tmp / "notes.txt"
+        source.write_text("not an image\n", encoding="utf-8")
+    (bench / "images" / "x.jpg").symlink_to(source)
+    (bench / "benchmark.yaml").write_text("version: 1\ndescription: linked\nkind: vqa\nprompt: 'Q: {question} A:'\n",
+                                          encoding="utf-8")
+    rows = [{"id": "a", "lang": "en", "images": ["x.jpg"], "question": "colour?", "answers": ["red"]}]
+    rows += [{"id": f"b{i}", "lang": "en", "images": [f"../x{i}.jpg"], "question": "?", "answers": ["r"]} for i in range(n_bad)]
+    (bench / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return bench
+
+
 def _short_samples(world: World, tmp: Path) -> Path:
     """A copy of the run's record whose per-sample file lost its last row (a file from another, shorter run)."""
     folder = tmp / "short"
@@ -122,6 +140,12 @@ ROWS: list[tuple[str, Callable[[World, Path], list[object]], int, str]] = [
     ("data check: a missing image", lambda w, t: [
         "data", "check", "--task", "xgqa", "--data-root", w.data_root, "--image-root", _broken_images(w, t), "--lang", "en"],
      1, "missing"),
+    ("data check: a benchmark whose images are links elsewhere", lambda w, t: [
+        "data", "check", "--task", _linked_bench(w, t)], 0, "All annotation and image files are present"),
+    ("data check: a link to a text file is not an image", lambda w, t: [
+        "data", "check", "--task", _linked_bench(w, t, "text")], 1, "x.jpg: not an image Pillow can read"),
+    ("user error: 1,000 rows escaping the image root, reported once", lambda w, t: [
+        "tasks", "--task", _linked_bench(w, t, n_bad=1000)], 2, "1,000 rows: image path escapes the image root, e.g. data.jsonl:2"),
     ("user error: unknown task", lambda w, t: ["run", "--task", "xgq", "--model", "m", "--data-root", t], 2, "Did you mean 'xgqa'"),
     ("user error: missing model folder", lambda w, t: [
         "run", "--task", "xgqa", "--model", t / "no-model", "--data-root", w.data_root, "--image-root", w.image_root,

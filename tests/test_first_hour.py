@@ -212,8 +212,9 @@ def test_verbose_flag_after_the_command(demo: tuple[Path, Path], tiny_mt5_dir: P
 
 
 def test_a_dataset_folder_linked_into_the_image_root_is_accepted(demo: tuple[Path, Path], tmp_path: Path) -> None:
-    """images/gqa -> /elsewhere/gqa (the images on another disk) is the user's layout: accepted. A link inside the
-    dataset that leads out of it (something a downloaded dataset could ship) is still refused."""
+    """images/gqa -> /elsewhere/gqa (the images on another disk) is the user's layout: accepted. Links inside the
+    dataset are followed too, wherever they lead (issue 21 item 2): what they point to must decode as an image, so a
+    link to a private text file (something a downloaded dataset could ship) is reported as not an image."""
     data_root, image_root = demo
     elsewhere = tmp_path / "other-disk" / "gqa"
     shutil.copytree(image_root / "gqa", elsewhere)
@@ -222,13 +223,20 @@ def test_a_dataset_folder_linked_into_the_image_root_is_accepted(demo: tuple[Pat
     (images / "gqa").symlink_to(elsewhere, target_is_directory=True)
     r = _mvleval("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en")
     assert r.returncode == 0, r.stdout + r.stderr
-    secret = tmp_path / "secret.jpg"
-    shutil.copy(next(elsewhere.glob("*.jpg")), secret)
+    kept_elsewhere = tmp_path / "kept-elsewhere.jpg"
     victim = sorted(elsewhere.glob("*.jpg"))[0]
+    shutil.copy(victim, kept_elsewhere)
     victim.unlink()
-    victim.symlink_to(secret)  # a link shipped inside the dataset, leading out of it
+    victim.symlink_to(kept_elsewhere)  # a link inside the dataset, leading out of it, to an image
     r = _mvleval("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en")
-    assert r.returncode == 1 and "a symbolic link leads out" in " ".join(r.stdout.split())
+    assert r.returncode == 0, r.stdout + r.stderr
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password=hunter2\n", encoding="utf-8")
+    victim.unlink()
+    victim.symlink_to(secret)  # a link to a private text file
+    r = _mvleval("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en")
+    text = " ".join(r.stdout.split())
+    assert r.returncode == 1 and f"{victim.name}: not an image Pillow can read" in text and "hunter2" not in text, text
 
 
 def test_train_and_export_refuse_an_unwritable_out_before_working(tiny_mt5_dir: Path, tmp_path: Path) -> None:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mvleval.annotations import safe_image_path
-from mvleval.errors import MvlevalError
+from mvleval.annotations import image_path_escapes, safe_image_path
+from mvleval.errors import MvlevalError, Problems
 from mvleval.task import Example
 
 if TYPE_CHECKING:
@@ -29,18 +29,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("mvleval.finetune.data")
 
-#: How many problems one error message lists before summarising the rest as a count.
-MAX_LISTED_PROBLEMS = 10
 #: Images per example the model input supports (MaRVL uses two).
 MAX_IMAGES_PER_EXAMPLE = 2
-
-
-def _raise_problems(problems: Sequence[str], what: str, fix: str, where: Path) -> None:
-    """One MvlevalError listing the first problems (each already 'file:line: ...') and how many more there are."""
-    shown = "\n".join(f"  - {p}" for p in problems[:MAX_LISTED_PROBLEMS])
-    more = len(problems) - MAX_LISTED_PROBLEMS
-    tail = f"\n  ... and {more} more" if more > 0 else ""
-    raise MvlevalError(f"{len(problems)} {what}:\n{shown}{tail}", fix=fix, where=where)
 
 
 def _iter_json_records(path: Path) -> list[tuple[int, Any]]:
@@ -152,38 +142,42 @@ def read_task_mix(path: Path, image_roots: Sequence[Path]) -> list[Example]:
     if not records:
         raise MvlevalError("the task-mix file holds no records.", fix="add training records.", where=path)
     examples: list[Example] = []
-    bad: list[tuple[int, str]] = []  # (line, message): reported together, in file order
-    missing: list[tuple[int, str]] = []
+    problems = Problems()  # every bad record and missing image, reported together, each kind once
+    shape_fix = ("each record needs a string 'context', a non-empty string 'label' and an 'image_id' (a relative path, "
+                 "or a list of two).")
+    roots = ", ".join(str(r) for r in image_roots)
     for lineno, row in records:
         where = f"{path}:{lineno}"
         if not isinstance(row, dict):
-            bad.append((lineno, f"{where}: expected a JSON object, found {type(row).__name__}."))
+            problems.add("expected a JSON object", where, f"found {type(row).__name__}", fix=shape_fix)
             continue
         lacking = [k for k in ("context", "label", "image_id") if k not in row]
         if lacking:
-            bad.append((lineno, f"{where}: record lacks {', '.join(repr(k) for k in lacking)} (it has {', '.join(repr(k) for k in list(row)[:6])})."))
+            problems.add("record lacks a required key", where,
+                         f"lacks {', '.join(repr(k) for k in lacking)}; has {', '.join(repr(k) for k in list(row)[:6])}", fix=shape_fix)
             continue
         context, label, image_id = row["context"], row["label"], row["image_id"]
-        problems = []
+        n_before = len(problems)
         if not isinstance(context, str):
-            problems.append(f"'context' must be a string, found {type(context).__name__}")
+            problems.add("'context' must be a string", where, f"found {type(context).__name__}", fix=shape_fix)
         if not isinstance(label, str) or not label.strip():
-            problems.append("'label' must be a non-empty string (the training target)")
+            problems.add("'label' must be a non-empty string (the training target)", where, fix=shape_fix)
         ids = [image_id] if isinstance(image_id, str) else image_id
         if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_IMAGES_PER_EXAMPLE or not all(isinstance(i, str) and i for i in ids):
-            problems.append(f"'image_id' must be a path string or a list of {MAX_IMAGES_PER_EXAMPLE} at most, found {image_id!r}")
-        if problems:
-            bad.append((lineno, f"{where}: {'; '.join(problems)}."))
+            problems.add(f"'image_id' must be a path string or a list of {MAX_IMAGES_PER_EXAMPLE} at most", where,
+                         f"found {image_id!r}", fix=shape_fix)
+        if len(problems) != n_before:
             continue
         images: list[Path] = []
         for one in ids:
-            try:
-                found = find_image(one, image_roots, where=where)
-            except MvlevalError as exc:  # a path escaping the roots: reported with the other problems
-                bad.append((lineno, f"{where}: {exc.what}"))
+            if image_path_escapes(one):
+                problems.add("image path escapes the image root", where, repr(one),
+                             fix="image paths must be relative and stay inside the image roots (no '..', no absolute paths).")
                 continue
+            found = find_image(one, image_roots, where=where)
             if found is None:
-                missing.append((lineno, f"{where}: image '{one}' is in none of the image roots."))
+                problems.add("image is in none of the image roots", where, repr(one),
+                             fix=f"put the images under one of the image roots ({roots}) or add --image-root.")
             else:
                 images.append(found)
         if len(images) != len(ids):
@@ -199,17 +193,7 @@ def read_task_mix(path: Path, image_roots: Sequence[Path]) -> list[Example]:
                 source=where,
             )
         )
-    if bad or missing:
-        roots = ", ".join(str(r) for r in image_roots)
-        fixes = []
-        if bad:
-            fixes.append("each record needs a string 'context', a non-empty string 'label' and an 'image_id' "
-                         "(a relative path, or a list of two)")
-        if missing:
-            fixes.append(f"put the images under one of the image roots ({roots}) or add --image-root")
-        # one message for everything, in file order, so a user fixes the file in one pass
-        problems = [message for _, message in sorted(bad + missing, key=lambda item: item[0])]
-        _raise_problems(problems, "problem(s) in the task-mix file", "; ".join(fixes) + ".", path)
+    problems.raise_if_any(f"the task-mix file {path} cannot be used:", base=path.parent)
     logger.info("read %d task-mix examples from %s", len(examples), path)
     return examples
 
@@ -259,9 +243,13 @@ def read_task_split(
             f"{max(len(tried) - 1, 0)} more).",
             fix="check --data-root and --split; tasks/README.md shows the layout.",
         )
-    missing = [f"{e.source}: image {p} not found." for e in examples for p in e.images if not Path(p).is_file()]
-    if missing:
-        _raise_problems(missing, "image(s) not found", f"put the task's images under {image_root}.", image_root)
+    missing = Problems()
+    for e in examples:
+        for p in e.images:
+            if not Path(p).is_file():
+                missing.add("image not found", e.source, str(p))
+    missing.raise_if_any(f"the '{split}' split of task '{task.name}' cannot be used for training:",
+                         fix=f"put the task's images under {image_root}.", base=data_root)
     return examples
 
 
