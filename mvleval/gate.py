@@ -113,6 +113,17 @@ def _selected_metrics(run: RunRecord, baseline: RunRecord, metrics: Sequence[str
     return list(dict.fromkeys(metrics))
 
 
+def _hashes_image_names_only(record: RunRecord) -> bool:
+    """Whether the record's data fingerprint predates image-content hashing (mvleval < 0.2)."""
+    from mvleval import IMAGE_CONTENT_FINGERPRINT_SINCE
+
+    try:
+        version = tuple(int(part) for part in record.provenance.mvleval_version.split(".")[:2])
+    except ValueError:
+        return False
+    return version < IMAGE_CONTENT_FINGERPRINT_SINCE
+
+
 def comparability_problems(run: RunRecord, baseline: RunRecord, metrics: Sequence[str]) -> list[str]:
     """Every reason the two records' scores are not comparable (empty when they are)."""
     problems: list[str] = []
@@ -127,6 +138,12 @@ def comparability_problems(run: RunRecord, baseline: RunRecord, metrics: Sequenc
     differs("task protocol hash", r.protocol_hash, b.protocol_hash)
     differs("split", r.split, b.split)
     differs("example set (data fingerprint)", run.provenance.data_fingerprint, baseline.provenance.data_fingerprint)
+    stale = [(name, record) for name, record in (("run", run), ("baseline", baseline)) if _hashes_image_names_only(record)]
+    if run.provenance.data_fingerprint != baseline.provenance.data_fingerprint and len(stale) == 1:
+        name, record = stale[0]
+        problems[-1] += (f" (the {name} was made by mvleval {record.provenance.mvleval_version}, whose fingerprint hashed "
+                         "image names only; since 0.2 it hashes the images' content too, so the same data differs here: "
+                         f"re-run the {name} with this mvleval)")
     if set(r.languages) != set(b.languages):
         only_run = sorted(set(r.languages) - set(b.languages))
         only_base = sorted(set(b.languages) - set(r.languages))

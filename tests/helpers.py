@@ -42,7 +42,7 @@ def invoke(*args: str) -> Result:
 def stub_provenance(fingerprint: str) -> dict[str, object]:
     """A minimal, valid provenance block for hand-built run records (only the data fingerprint carries meaning)."""
     return {
-        "mvleval_version": "0.1.0",
+        "mvleval_version": "0.2.0",
         "git_commit": None,
         "git_dirty": None,
         "python": "3.11.7",

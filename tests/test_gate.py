@@ -172,6 +172,20 @@ def test_incomparable_records_are_refused(change: dict[str, Any], reason: str) -
     assert reason in str(info.value)
 
 
+def test_a_baseline_from_before_image_content_hashing_is_named_as_the_cause() -> None:
+    """mvleval 0.2 hashes each image's content into the data fingerprint: a 0.1 baseline of the same data differs, and
+    the gate says so (and only when exactly one side is older)."""
+    run = make_record("new", fingerprint="a" * 32)
+    old = make_record("base")
+    old = old.model_copy(update={"provenance": old.provenance.model_copy(update={"mvleval_version": "0.1.0"})})
+    with pytest.raises(MvlevalError) as info:
+        gate(run, old)
+    assert "the baseline was made by mvleval 0.1.0, whose fingerprint hashed image names only" in str(info.value)
+    with pytest.raises(MvlevalError) as info:
+        gate(run, make_record("base"))
+    assert "hashed image names only" not in str(info.value)
+
+
 def test_every_difference_is_reported_at_once() -> None:
     with pytest.raises(MvlevalError) as info:
         gate(make_record("new", version=3, split="dev"), make_record("base"))
