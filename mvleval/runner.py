@@ -192,8 +192,8 @@ def prepare(options: RunOptions) -> PreparedRun:
             problems.add("an example id occurs more than once; ids must be unique per language", path, repr(dup), unit="file")
             continue
         if not exs:
-            problems.add(f"no examples in the {split} split; a language without examples cannot be scored "
-                         "(nor blessed as a baseline)", path, lang, unit="file")
+            problems.add(f"no {lang} examples in the {split} split (a language without examples cannot be scored, nor "
+                         "blessed as a baseline)", path, unit="file")
             continue
         if options.limit is not None:
             exs = exs[: options.limit]
