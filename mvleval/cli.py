@@ -69,6 +69,20 @@ def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False)
 
 
+#: --json: the same option on every command that has machine-readable output (docs/json-output.md)
+JSON_HELP = ("Print one JSON document on stdout instead of the tables (schema: mvleval/schemas/<command>.json, "
+             "docs/json-output.md); messages go to stderr.")
+
+
+def _print_json(command: str, payload: dict[str, Any]) -> None:
+    """The one JSON document of a command's --json output on stdout: its schema's name first, then the payload."""
+    import json
+
+    document = {"schema": f"mvleval/{command}/v1", **payload}
+    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
 @app.callback()
 def _main(
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v: info logging, -vv: debug.")] = 0,
@@ -285,6 +299,7 @@ def run(
     max_drop: Annotated[Optional[list[str]], typer.Option(metavar="[METRIC=]X", help="With --gate: allowed drop in points, X or metric=X (repeatable).")] = None,
     lang_tolerance: Annotated[Optional[list[str]], typer.Option(metavar="LANG[:METRIC]=X", help="With --gate: per-language tolerance, zh=3 or zh:cider=5.")] = None,
     paired: Annotated[bool, typer.Option("--paired", help="With --gate: also require a significant paired-bootstrap drop.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     report: Annotated[Optional[Path], typer.Option(metavar="FILE", help="With --gate: also write the gate's Markdown report here.")] = None,
     report_html: Annotated[Optional[Path], typer.Option(metavar="FILE", help="With --gate: also write the HTML comparison of the run with the baseline here.")] = None,
     base_url: Annotated[Optional[str], typer.Option(metavar="URL", help="OpenAI-compatible endpoint, e.g. http://HOST:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI's API). Recorded without credentials.", rich_help_panel=SERVED_PANEL)] = None,
@@ -363,8 +378,9 @@ def run(
         from mvleval.record import read_record
 
         read_record(gate_baseline)  # a bad baseline path fails before hours of generation, not after
-    console = _console()
+    console = _console(stderr=json_out)
     loaded: list[Any] = []
+    summaries: list[dict[str, Any]] = []
 
     def shared_backend() -> Any:
         if not loaded:  # one load for every task: for a 7B model the load dominates a short run
@@ -379,24 +395,38 @@ def run(
         done = finished_record(options, ready) if resume and len(runs) > 1 else None
         if done is not None:
             console.print(f"{options.task}: already finished with these settings: {done}")
+            if json_out:
+                from mvleval.record import read_record
+
+                summaries.append({**read_record(done).summary(done), "status": "already finished"})
             continue
         with RichProgress(_console(stderr=True)) as progress:
             record, path = evaluate(options, progress=progress, backend_factory=shared_backend, prepared=ready)
-        print_summary(record, console)
-        console.print(f"Run record: {path}")
+        if json_out:
+            summaries.append({**record.summary(path), "status": "evaluated"})
+        else:
+            print_summary(record, console)
+            console.print(f"Run record: {path}")
     if gate_baseline is not None:
         _gate(path, gate_baseline, max_drop or [], None, lang_tolerance or [], paired, 0.95, report,
-              report_html=report_html, image_root=runs[0].resolved_image_root)
+              report_html=report_html, image_root=runs[0].resolved_image_root,
+              json_document=("run", {"runs": summaries}) if json_out else None)
+    elif json_out:
+        _print_json("run", {"runs": summaries, "gate": None})
 
 
 @app.command(cls=_Command)
 def score(
     record: Annotated[Path, typer.Argument(metavar="RUN", help="A run record written by `mvleval run`.")],
+    json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Recompute a run's scores from its per-sample file with the installed metrics (no model is loaded)."""
     from mvleval.runner import rescore
 
     updated, path = rescore(record)
+    if json_out:
+        _print_json("score", {"runs": [{**updated.summary(path), "status": "rescored"}]})
+        return
     console = _console()
     print_summary(updated, console)
     console.print(f"Rescored run record: {path}")
@@ -406,6 +436,7 @@ def score(
 def leaderboard(
     paths: Annotated[Optional[list[Path]], typer.Argument(metavar="RECORDS...", help="Run records or folders of them (default: results/runs).")] = None,
     out: Annotated[Path, typer.Option(metavar="DIR", help="Folder for leaderboard.md, leaderboard.csv and the heatmaps.")] = Path("results/leaderboard"),
+    json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Write Markdown and CSV leaderboards (and per-task heatmaps) from run records; only comparable numbers share a column."""
     from mvleval.leaderboard import build_leaderboard, find_records, write_leaderboard
@@ -414,7 +445,13 @@ def leaderboard(
     if not records:
         raise MvlevalError("no run records found.", fix="pass the folder holding the records written by `mvleval run`.",
                            where=", ".join(str(p) for p in (paths or [Path("results/runs")])))
-    written = write_leaderboard(build_leaderboard(records), out)
+    board = build_leaderboard(records)
+    written = write_leaderboard(board, out)
+    if json_out:
+        from mvleval.leaderboard import leaderboard_dict
+
+        _print_json("leaderboard", {"n_records": len(records), "written": [str(p) for p in written], **leaderboard_dict(board)})
+        return
     console = _console()
     console.print(f"Leaderboard from {len(records)} run record(s):")
     for path in written:
@@ -423,9 +460,11 @@ def leaderboard(
 
 def _gate(run_path: Path, baseline_path: Path, max_drop: list[str], metric: list[str] | None, lang_tolerance: list[str],
           paired: bool, confidence: float, report: Path | None, *, report_html: Path | None = None,
-          image_root: Path | None = None) -> None:
+          image_root: Path | None = None, json_document: tuple[str, dict[str, Any]] | None = None) -> None:
+    """Gate a run and print the verdict table, or with `json_document` (command, payload) print that command's JSON
+    document with the verdicts under "gate"; exits 1 on regression."""
     from mvleval.gate import gate as run_gate
-    from mvleval.gate import parse_lang_tolerances, parse_max_drop, render_rich, write_summary
+    from mvleval.gate import parse_lang_tolerances, parse_max_drop, render_rich, report_dict, write_summary
     from mvleval.record import read_record
 
     run_record, baseline_record = read_record(run_path), read_record(baseline_path)
@@ -440,8 +479,9 @@ def _gate(run_path: Path, baseline_path: Path, max_drop: list[str], metric: list
         paired=paired,
         confidence=confidence,
     )
-    console = _console()
-    console.print(render_rich(result))
+    console = _console(stderr=json_document is not None)
+    if json_document is None:
+        console.print(render_rich(result))
     for written in write_summary(result, report):
         console.print(f"Gate report: {written}")
     if report_html is not None:
@@ -450,7 +490,11 @@ def _gate(run_path: Path, baseline_path: Path, max_drop: list[str], metric: list
         summary = write_compare_report(run_path, baseline_path, report_html, image_root=image_root, metrics=metric or None,
                                        gate_report=result, run=run_record, baseline=baseline_record)
         _print_report_summary(console, summary)
-    console.print("[bold green]PASS[/bold green]" if result.passed else "[bold red]REGRESSION[/bold red]")
+    if json_document is not None:
+        command, payload = json_document
+        _print_json(command, {**payload, "gate": report_dict(result)} if command != "gate" else report_dict(result))
+    else:
+        console.print("[bold green]PASS[/bold green]" if result.passed else "[bold red]REGRESSION[/bold red]")
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 
@@ -467,10 +511,11 @@ def gate(
     report: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Also write the Markdown report here (and to $GITHUB_STEP_SUMMARY when set).")] = None,
     report_html: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Also write the HTML comparison (flipped samples per language, largest drops, every sample) here.")] = None,
     image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="With --report-html: the images' folder, for thumbnails and links to the full images.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Compare a run with a baseline: exit 0 on pass, 1 on regression, 2 when the two are not comparable."""
     _gate(run_record, baseline, max_drop or [], metric, lang_tolerance or [], paired, confidence, report,
-          report_html=report_html, image_root=image_root)
+          report_html=report_html, image_root=image_root, json_document=("gate", {}) if json_out else None)
 
 
 def _print_report_summary(console: Console, summary: Any) -> None:
@@ -613,6 +658,7 @@ def export(
 @app.command(cls=_Command)
 def tasks(
     task: Annotated[Optional[list[str]], typer.Option("--task", "-t", metavar="PATH", help="Show (and validate) these benchmark files instead of the built-in tasks: ./my-bench/ or ./bench.jsonl; repeatable.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """List the tasks with their version, languages, splits and metrics; --task PATH shows a benchmark file."""
     from rich.table import Table
@@ -620,6 +666,9 @@ def tasks(
     from mvleval.task import load_task, task_names
 
     loaded = [load_task(name) for name in (task or task_names())]
+    if json_out:
+        _print_json("tasks", {"tasks": [t.describe() for t in loaded]})
+        return
     table = Table(title="mvleval tasks" if not task else "benchmark files")
     for col in ("task", "version", "languages", "splits (default first)", "metrics", "description"):
         table.add_column(col)
@@ -651,6 +700,7 @@ def data_check(
     image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the images (default: <data-root>/images).")] = None,
     lang: Annotated[Optional[list[str]], typer.Option("--lang", "-l", metavar="CODE", help="Language code; repeat for several.")] = None,
     split: Annotated[Optional[str], typer.Option(metavar="SPLIT", help="Split (default: the task's).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Verify every annotation and image file a task needs; report counts per language and what is missing."""
     from mvleval.datacheck import check_data, render_report
@@ -658,7 +708,10 @@ def data_check(
 
     root = _data_root(data_root, task)
     report = check_data(load_task(task), root, image_root or root / "images", languages=lang, split=split)
-    _console().print(render_report(report), markup=False, highlight=False)
+    if json_out:
+        _print_json("data-check", report.to_dict())
+    else:
+        _console().print(render_report(report), markup=False, highlight=False)
     if not report.ok:
         raise typer.Exit(1)
 

@@ -512,6 +512,42 @@ def leaderboard_frame(lb: Leaderboard) -> Any:
     return frame
 
 
+def leaderboard_dict(lb: Leaderboard) -> dict[str, Any]:
+    """The leaderboard, JSON-ready (`mvleval leaderboard --json`; mvleval/schemas/leaderboard.json): columns (what is
+    comparable), rows (models), and one cell per (row, column) with scores on the records' native scale (0-1; CIDEr
+    may exceed 1), not the x100 points of the tables."""
+    columns = [
+        {"id": c.slug, "label": c.label, "task": c.key.task, "task_version": c.key.version, "split": c.key.split,
+         "metric": c.key.metric, "signature": c.key.signature, "data_fingerprint": c.key.data_fingerprint,
+         "protocol_hash": c.key.protocol_hash, "languages": list(c.languages), "n_examples": c.n_examples,
+         "higher_is_better": c.higher_is_better}
+        for c in lb.columns
+    ]
+    row_ids = {r.key: f"m{i}" for i, r in enumerate(lb.rows, start=1)}
+    rows = [
+        {"id": row_ids[r.key], "label": r.label, "model": r.key.path, "adapter": r.key.adapter or None,
+         "bits": r.key.bits, "family": r.key.family or None, "fingerprint": r.key.fingerprint or None,
+         "generation_overrides": json.loads(r.key.generation)}
+        for r in lb.rows
+    ]
+    cells = []
+    for column in lb.columns:
+        for row in lb.rows:
+            cell = lb.cell(row, column)
+            if cell is None:
+                continue
+            cells.append({
+                "row": row_ids[row.key], "column": column.slug, "ref": cell.ref, "mean": cell.mean,
+                "mean_interval": list(cell.mean_interval) if cell.mean_interval else None,
+                "per_lang": dict(cell.per_lang),
+                "intervals": {k: list(v) if v else None for k, v in cell.intervals.items()},
+                "run_id": cell.run_id, "created_at": cell.created_at, "record": cell.record_path,
+            })
+    superseded = [{"run_id": s.run_id, "created_at": s.created_at, "record": s.record_path, "replaced_by": s.replaced_by}
+                  for s in lb.superseded]
+    return {"columns": columns, "rows": rows, "cells": cells, "superseded": superseded}
+
+
 #: Colour scales in points (x100), the same for every figure of a metric so colours compare across tasks and runs:
 #: accuracies are 0-100 %; CIDEr has no upper bound, so its scale is stated (values above it get the top colour); BLEU
 #: and chrF++ are 0-100 points (sacrebleu's scale), labelled x100, not %.
@@ -664,6 +700,7 @@ __all__ = [
     "format_interval",
     "format_points",
     "heatmap_name",
+    "leaderboard_dict",
     "leaderboard_frame",
     "render_markdown",
     "to_points",

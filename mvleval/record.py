@@ -104,6 +104,29 @@ class RunRecord(_Model):
     def headline(self) -> str:
         return next(iter(self.scores))
 
+    def summary(self, path: Path) -> dict[str, Any]:
+        """The run at a glance, JSON-ready (`mvleval run --json` / `score --json`; mvleval/schemas/run.json): where the
+        record is, what ran, and every metric's mean and per-language scores on the record's native scale."""
+        return {
+            "record": str(path),
+            "samples_file": str(path.parent / self.samples_file),
+            "run_id": self.run_id,
+            "created_at": self.created_at,
+            "rescored_at": self.rescored_at,
+            "task": {"name": self.task.name, "version": self.task.version, "split": self.task.split,
+                     "prompt_style": self.task.prompt_style, "languages": list(self.task.languages),
+                     "n_examples": dict(self.task.n_examples)},
+            "model": {"path": self.model.path, "adapter": self.model.adapter, "bits": self.model.bits,
+                      "backend": self.model.backend, "family": self.model.family, "generation": dict(self.model.generation)},
+            "headline_metric": self.headline(),
+            "scores": {
+                name: {"mean": s.mean, "per_lang": dict(s.per_lang), "higher_is_better": s.higher_is_better,
+                       "signature": s.signature,
+                       "mean_interval": list(s.intervals["mean"]) if s.intervals.get("mean") else None}
+                for name, s in self.scores.items()
+            },
+        }
+
 
 def write_json_atomic(path: Path, payload: str) -> None:
     """Write text to `path` via a temp file in the same folder + fsync + rename: never a half-written file."""
