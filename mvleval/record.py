@@ -170,7 +170,7 @@ def read_record(path: Path) -> RunRecord:
     if not path.is_file():
         raise MvlevalError("run record not found.", fix="pass the path printed at the end of `mvleval run`.", where=path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise MvlevalError(f"not a valid run record JSON ({exc}).", fix="pass a record written by `mvleval run`.", where=path) from None
     if isinstance(data, dict) and data.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:
@@ -235,7 +235,7 @@ def read_samples(path: Path) -> Iterator[dict[str, Any]]:
     """Read per-sample rows; a torn last line (from a killed run) is ignored, any other bad line is an error."""
     if not path.is_file():
         raise MvlevalError("per-sample file not found.", fix="it is written next to the run record.", where=path)
-    with path.open("r", encoding="utf-8") as fh:
+    with path.open("r", encoding="utf-8-sig") as fh:
         lines = fh.readlines()
     for i, line in enumerate(lines, start=1):
         if not line.strip():
