@@ -669,15 +669,31 @@ def tasks(
     if json_out:
         _print_json("tasks", {"tasks": [t.describe() for t in loaded]})
         return
-    table = Table(title="mvleval tasks" if not task else "benchmark files")
-    for col in ("task", "version", "languages", "splits (default first)", "metrics", "description"):
-        table.add_column(col)
-    for t in loaded:
-        splits = [t.default_split] + [s for s in t.split_names() if s != t.default_split]
-        table.add_row(t.name, str(t.version), f"{len(t.languages)}: {' '.join(t.languages)}", ", ".join(splits),
-                      ", ".join(m.name for m in t.metrics()), t.description)
     console = _console()
-    console.print(table)
+    described = [t.describe() for t in loaded]
+    if console.width >= TASKS_TABLE_MIN_WIDTH:
+        table = Table(title="mvleval tasks" if not task else "benchmark files")
+        # names a user copies (task, split and metric names: `gate --metric` takes them) are never cut or folded:
+        # one per line, no wrap; the languages and the description wrap at spaces
+        for col in ("task", "version", "languages", "splits (default first)", "metrics", "description"):
+            name_column = col in ("task", "splits (default first)", "metrics")
+            table.add_column(col, no_wrap=name_column, min_width=None)
+        for d in described:
+            table.add_row(d["name"], str(d["version"]), f"{len(d['languages'])}: {' '.join(d['languages'])}",
+                          "\n".join(d["splits"]), "\n".join(d["metrics"]), d["description"])
+        console.print(table)
+    else:
+        # too narrow for the table without cutting names: a list, wrapped at spaces only
+        from rich.markup import escape
+
+        console.print(escape("mvleval tasks" if not task else "benchmark files"), style="bold")
+        for d in described:
+            console.print(escape(_wrap(f"{d['name']} v{d['version']}: {d['description']}", console.width, indent="  ")),
+                          style="bold", soft_wrap=True)
+            for label, value in (("languages", f"{len(d['languages'])}: {' '.join(d['languages'])}"),
+                                 ("splits", ", ".join(d["splits"]) + " (the first is the default)"),
+                                 ("metrics", ", ".join(d["metrics"]))):
+                console.print(escape(_wrap(f"  {label}: {value}", console.width, indent="    ")), soft_wrap=True)
     for t in loaded:
         if t.location() is None:
             continue
@@ -686,11 +702,30 @@ def tasks(
         from mvleval.filetask import FileTask
 
         assert isinstance(t, FileTask)
-        console.print(escape(f"{t.name} v{t.version} ({t.spec.kind}) from {t.location()}: protocol {t.protocol_hash()}, "
-                             f"{t.images_per_example} image(s) per example at most, generation {t.generation.to_dict()}"))
-        console.print(escape(f"  prompt: {t.prompt_template!r}" + (f"; chat prompt: {t.chat_prompt_template!r}" if t.spec.chat_prompt else "")))
-        for split, counts in t.row_counts().items():
-            console.print(escape(f"  {split}: {sum(counts.values())} rows ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"))
+        lines = [f"{t.name} v{t.version} ({t.spec.kind}) from {t.location()}: protocol {t.protocol_hash()}, "
+                 f"{t.images_per_example} image(s) per example at most, generation {t.generation.to_dict()}",
+                 f"  prompt: {t.prompt_template!r}" + (f"; chat prompt: {t.chat_prompt_template!r}" if t.spec.chat_prompt else "")]
+        lines += [f"  {split}: {sum(counts.values())} rows ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"
+                  for split, counts in t.row_counts().items()]
+        for line in lines:
+            console.print(escape(_wrap(line, console.width, indent="  ")), soft_wrap=True)
+
+
+#: the tasks table needs this many columns to show every task, split and metric name whole; narrower: a list
+TASKS_TABLE_MIN_WIDTH = 110
+
+
+def _wrap(text: str, width: int, indent: str = "") -> str:
+    """Text wrapped at spaces only: a path or name longer than the line stays whole on a line of its own (rich and
+    terminals would break it mid-name, e.g. 'marvl-id.json' / 'l:'); each line of `text` keeps its own indentation."""
+    import textwrap
+
+    out: list[str] = []
+    for line in text.splitlines() or [""]:
+        lead = line[: len(line) - len(line.lstrip())]
+        out.append(textwrap.fill(line, width=max(width, 20), initial_indent="", subsequent_indent=lead + indent,
+                                 break_long_words=False, break_on_hyphens=False, drop_whitespace=True) or line)
+    return "\n".join(out)
 
 
 @data_app.command("check", cls=_Command)
@@ -846,7 +881,9 @@ def main(argv: list[str] | None = None) -> None:
     except MvlevalError as exc:
         from rich.markup import escape
 
-        _console(stderr=True).print(f"[bold red]error:[/bold red] {escape(exc.render())}", soft_wrap=True)
+        err = _console(stderr=True)
+        text = _wrap("error: " + exc.render(), err.width, indent="  ")
+        err.print(f"[bold red]error:[/bold red]{escape(text[len('error:'):])}", soft_wrap=True)
         code = 2
     except KeyboardInterrupt:
         code = _interrupted()

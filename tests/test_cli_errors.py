@@ -116,3 +116,36 @@ def test_tasks_lists_xgqa() -> None:
     assert r.returncode == 0, r.stderr
     for name in ("xgqa", "xm3600", "xflickrco", "marvl", "xvnli", "exact_match", "cider", "language_fidelity"):
         assert name in r.stdout
+
+
+# -- names a user copies are never cut (issue 29: 80 columns) ------------------------------------------------------
+def test_tasks_in_80_columns_cuts_no_name(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from mvleval.task import load_task, task_names
+    from tests.helpers import cli
+
+    for columns in ("80", "120"):
+        monkeypatch.setenv("COLUMNS", columns)
+        code, out, _ = cli(capsys, "tasks")
+        assert code == 0 and "…" not in out, out
+        words = set(out.replace(",", " ").replace("│", " ").split())
+        for name in task_names():
+            task = load_task(name)
+            assert name in words
+            # the names `gate --metric` and `--split` take, whole
+            assert {m.name for m in task.metrics()} <= words, (columns, out)
+            assert set(task.split_names()) <= words, (columns, out)
+        assert all(len(line) <= int(columns) for line in out.splitlines())
+
+
+def test_a_long_path_in_an_error_is_never_broken(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    from tests.helpers import cli
+
+    monkeypatch.setenv("COLUMNS", "80")
+    root = tmp_path / "a-rather-long-folder-name" / "iglue" / "datasets" / "marvl" / "zero_shot" / "annotations-marvl-id.json"
+    code, _, err = cli(capsys, "data", "check", "--task", "marvl", "--data-root", root)
+    assert code == 2 and "Traceback" not in err
+    lines = err.splitlines()
+    assert any(str(root) in line for line in lines), err  # whole, on one line
+    # the paragraph wraps at spaces: lines fit in 80 columns unless they are one unbreakable word
+    assert all(len(line) <= 80 or " " not in line.strip() for line in lines), err

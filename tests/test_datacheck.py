@@ -214,7 +214,7 @@ def test_missing_data_root(tmp_path: Path) -> None:
 def test_files_with_a_byte_order_mark_are_read_like_the_others(task: str, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     """Issue 29: an annotation file with a BOM was refused ('not valid JSON', 'line is not valid JSON')."""
-    from tests.test_json_output import cli
+    from tests.helpers import cli
 
     data = _copy_fixtures(tmp_path)
     for path in data.rglob("*.json*"):
@@ -231,7 +231,7 @@ def test_files_with_a_byte_order_mark_are_read_like_the_others(task: str, tmp_pa
 
 def test_a_benchmark_folder_with_a_byte_order_mark_is_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tests.test_custom_benchmark import make_chart_benchmark
-    from tests.test_json_output import cli
+    from tests.helpers import cli
 
     folder = make_chart_benchmark(tmp_path / "charts", [])
     for name in ("benchmark.yaml", "data.jsonl"):

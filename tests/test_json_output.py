@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import cli
+
 SCHEMAS = ("tasks", "run", "score", "gate", "data-check", "leaderboard")
 
 
@@ -38,17 +40,6 @@ def validate(command: str, stdout: str) -> dict[str, Any]:
     jsonschema.Draft202012Validator(schema, registry=registry).validate(document)
     assert document["schema"] == f"mvleval/{command}/v1"
     return document
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    """The console script's entry point in-process: (exit code, stdout, stderr)."""
-    from mvleval.cli import main
-
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return int(exc.value.code or 0), out, err
 
 
 @dataclass(frozen=True)
