@@ -524,8 +524,12 @@ def _print_report_summary(console: Console, summary: Any) -> None:
     size = summary.size_bytes / 1e6
     flips = "" if summary.n_flipped is None else f", {summary.n_flipped} flipped verdict(s)"
     console.print(escape(f"HTML report: {summary.path} ({summary.n_samples} samples{flips}, {size:.1f} MB)"))
+    if summary.image_root_recorded:
+        console.print(escape(f"Images from the run's image folder (kept in its record): {summary.image_root}"), style="dim",
+                      soft_wrap=True)
     if summary.image_root is None and summary.n_images:
-        console.print("[dim]No thumbnails: pass --image-root DIR (the run's image folder) to embed them.[/dim]")
+        console.print("[dim]No thumbnails: the run's image folder is not recorded or no longer there; pass --image-root DIR "
+                      "to embed them.[/dim]")
     elif summary.missing_images:
         shown = ", ".join(summary.missing_images[:3])
         console.print(escape(f"Warning: {len(summary.missing_images)} of {summary.n_images} images not found or unreadable "
@@ -537,7 +541,7 @@ def report_command(
     run_record: Annotated[Path, typer.Argument(metavar="RUN", help="A run record written by `mvleval run` (its per-sample file next to it).")],
     out: Annotated[Optional[Path], typer.Option(metavar="FILE", help="The HTML file to write (default: next to the record, RUN.html or RUN.compare.html).")] = None,
     compare: Annotated[Optional[Path], typer.Option(metavar="BASELINE", help="Compare with this baseline record: flipped verdicts per language, then the largest drops.")] = None,
-    image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="The images' folder (the run's --image-root): thumbnails are embedded from it, with links to the full images.")] = None,
+    image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="The images' folder: thumbnails are embedded from it, with links to the full images (default: the run's, kept in its record).")] = None,
     metric: Annotated[Optional[list[str]], typer.Option(metavar="METRIC", help="With --compare: compare only these metrics (repeatable; default: all of the baseline's).")] = None,
 ) -> None:
     """Write one self-contained HTML page of a run (every sample, filterable), or of a run against a baseline."""

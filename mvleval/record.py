@@ -85,6 +85,7 @@ class Provenance(_Model):
     command: list[str]
     hostname: str | None = None
     batch_size: int | None = None  # samples per generate call (what --batch-size auto picked); predictions do not depend on it
+    image_root: str | None = None  # the folder the run read its images from, absolute: `mvleval report`'s default
 
 
 class RunRecord(_Model):
@@ -103,6 +104,27 @@ class RunRecord(_Model):
 
     def headline(self) -> str:
         return next(iter(self.scores))
+
+    def recorded_image_root(self) -> Path | None:
+        """The folder the run read its images from: as recorded (absolute), else, for records written before it was
+        recorded, an absolute --image-root (or --data-root, whose images/ is the default) of the recorded command."""
+        if self.provenance.image_root:
+            return Path(self.provenance.image_root)
+        command = self.provenance.command
+        given: dict[str, str] = {}
+        for i, arg in enumerate(command):
+            for flag in ("--image-root", "--data-root"):
+                if arg == flag and i + 1 < len(command):
+                    given[flag] = command[i + 1]
+                elif arg.startswith(flag + "="):
+                    given[flag] = arg.split("=", 1)[1]
+        if "--image-root" in given:
+            root = Path(given["--image-root"])
+        elif "--data-root" in given:
+            root = Path(given["--data-root"]) / "images"
+        else:
+            return None
+        return root if root.is_absolute() else None  # relative to a working directory that is not recorded
 
     def summary(self, path: Path) -> dict[str, Any]:
         """The run at a glance, JSON-ready (`mvleval run --json` / `score --json`; mvleval/schemas/run.json): where the

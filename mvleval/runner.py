@@ -573,6 +573,7 @@ def evaluate(
             command=list(options.command or sys.argv),
             hostname=provenance.hostname(),
             batch_size=batch_size,
+            image_root=str(options.resolved_image_root.resolve()),
         ),
         duration_s=round(time.monotonic() - started, 3),
         samples_file=paths.samples.name,
