@@ -420,16 +420,30 @@ def score(
     record: Annotated[Path, typer.Argument(metavar="RUN", help="A run record written by `mvleval run`.")],
     json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """Recompute a run's scores from its per-sample file with the installed metrics (no model is loaded)."""
+    """Recompute a run's scores from its per-sample file with the installed metrics (no model is loaded); the record and
+    its per-sample file are rewritten in place."""
+    from rich.markup import escape
+
+    from mvleval.record import read_record, score_changes
     from mvleval.runner import rescore
 
+    before = read_record(record)
     updated, path = rescore(record)
+    changes = score_changes(before, updated)
+    # the record is rewritten in place: say so, and what changed, on stderr with --json (stdout holds the document)
+    console = _console(stderr=json_out)
+    if not json_out:
+        print_summary(updated, console)
+    samples = path.parent / updated.samples_file
+    console.print(escape(f"Rewrote the run record {path} and its per-sample file {samples} in place "
+                         f"(rescored_at {updated.rescored_at})."), soft_wrap=True)
+    if changes:
+        console.print(escape("Changed scores (x100): " + "; ".join(changes) if len(changes) == 1 else
+                             "Changed scores (x100):\n" + "\n".join(f"  {line}" for line in changes)), soft_wrap=True)
+    else:
+        console.print("Scores unchanged.")
     if json_out:
         _print_json("score", {"runs": [{**updated.summary(path), "status": "rescored"}]})
-        return
-    console = _console()
-    print_summary(updated, console)
-    console.print(f"Rescored run record: {path}")
 
 
 @app.command(cls=_Command)

@@ -150,6 +150,30 @@ class RunRecord(_Model):
         }
 
 
+def score_changes(before: RunRecord, after: RunRecord) -> list[str]:
+    """What rescoring changed, one line per metric whose scores differ (points x100, 1 decimal, as in the tables):
+    'exact_match: mean 45.0 -> 100.0; en 40.0 -> 100.0, de 50.0 -> 100.0'; metrics added or removed are named too."""
+    def pts(value: float | None) -> str:
+        return "–" if value is None else f"{value * 100:.1f}"
+
+    lines: list[str] = []
+    for name in list(after.scores) + [m for m in before.scores if m not in after.scores]:
+        old, new = before.scores.get(name), after.scores.get(name)
+        if old is None or new is None:
+            lines.append(f"{name}: {'new metric' if old is None else 'no longer scored'}")
+            continue
+        if old.per_lang == new.per_lang and old.mean == new.mean and old.signature == new.signature:
+            continue
+        parts = [f"mean {pts(old.mean)} -> {pts(new.mean)}"]
+        langs = [lang for lang in new.per_lang if old.per_lang.get(lang) != new.per_lang.get(lang)]
+        if langs:
+            parts.append(", ".join(f"{lang} {pts(old.per_lang.get(lang))} -> {pts(new.per_lang.get(lang))}" for lang in langs))
+        if old.signature != new.signature:
+            parts.append(f"signature {old.signature} -> {new.signature}")
+        lines.append(f"{name}: " + "; ".join(parts))
+    return lines
+
+
 def write_json_atomic(path: Path, payload: str) -> None:
     """Write text to `path` via a temp file in the same folder + fsync + rename: never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
