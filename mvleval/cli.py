@@ -564,11 +564,14 @@ def report_command(
     if metric and compare is None:
         raise MvlevalError("--metric selects what --compare compares, but no --compare baseline was given.",
                            fix="add --compare BASELINE, or leave --metric out.")
+    from mvleval.record import report_paths
+
+    run_page, compare_page = report_paths(run_record)
     if compare is None:
-        target = out or run_record.with_suffix(".html")
+        target = out or run_page
         summary = write_run_report(run_record, target, image_root=image_root)
     else:
-        target = out or run_record.with_suffix(".compare.html")
+        target = out or compare_page
         summary = write_compare_report(run_record, compare, target, image_root=image_root, metrics=metric or None)
     _print_report_summary(_console(), summary)
 

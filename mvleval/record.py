@@ -150,6 +150,11 @@ class RunRecord(_Model):
         }
 
 
+def report_paths(record_path: Path) -> tuple[Path, Path]:
+    """Where `mvleval report` writes a record's pages by default: RUN.html and RUN.compare.html beside it."""
+    return record_path.with_suffix(".html"), record_path.with_suffix(".compare.html")
+
+
 def score_changes(before: RunRecord, after: RunRecord) -> list[str]:
     """What rescoring changed, one line per metric whose scores differ (points x100, 1 decimal, as in the tables):
     'exact_match: mean 45.0 -> 100.0; en 40.0 -> 100.0, de 50.0 -> 100.0'; metrics added or removed are named too."""

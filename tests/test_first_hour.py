@@ -373,3 +373,16 @@ def test_score_says_it_rewrote_the_record_and_what_changed(demo: tuple[Path, Pat
     again = _mvleval("score", record)
     assert again.returncode == 0 and "Scores unchanged." in again.stdout and "Rewrote the run record" in again.stdout
 
+
+def test_overwrite_removes_the_replaced_runs_report(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    assert _run(tiny_mt5_dir, demo, out).returncode == 0
+    [record] = _records(out)
+    assert _mvleval("report", record).returncode == 0
+    page = record.with_suffix(".html")
+    assert page.is_file()
+    r = _run(tiny_mt5_dir, demo, out, "--overwrite")
+    assert r.returncode == 0, r.stderr
+    assert not page.exists(), "the replaced run's report is left beside the new record"
+    assert f"removed {page}" in " ".join(r.stderr.split())
+    assert _records(out) == [record]
