@@ -604,6 +604,8 @@ HEATMAP_SCALE: dict[str, tuple[float, float]] = {"cider": (0.0, 150.0), "bleu": 
 DEFAULT_SCALE = (0.0, 100.0)
 #: Languages per panel: 36 languages wrap into 3 rows of 12 instead of one unreadable strip.
 LANGUAGES_PER_PANEL = 12
+#: Points of the heatmap's title (its width in characters per line follows from it).
+TITLE_FONT_SIZE = 9
 #: Row labels longer than this are shortened (the full label is in leaderboard.md).
 MAX_LABEL_CHARS = 64
 
@@ -691,7 +693,13 @@ def _write_heatmap(lb: Leaderboard, column: Column, path: Path) -> None:
                 ax.text(j, i, MISSING if missing else f"{value:.1f}", ha="center", va="center", fontsize=8,
                         color="white" if dark else "black", fontweight="bold" if panel[j] == "mean" else "normal")
     scale = f"colour scale {vmin:g}-{vmax:g}" + (", higher values in the top colour" if unit == "x100" else "")
-    axes[0].set_title(f"{column.label} ({unit}; {scale})", fontsize=9)
+    # the title spans the figure (a figure title, which the constrained layout makes room for), wrapped at spaces to
+    # its width: an axes title as long as a column label with its hashes was clipped at both edges
+    import textwrap
+
+    chars_per_line = max(20, int(width * 72 / (TITLE_FONT_SIZE * 0.62)))
+    fig.suptitle(textwrap.fill(f"{column.label} ({unit}; {scale})", chars_per_line, break_long_words=False,
+                               break_on_hyphens=False), fontsize=TITLE_FONT_SIZE)
     assert image is not None
     fig.colorbar(image, ax=list(axes))
     # No 'Software' chunk (it names the matplotlib version): the file changes only when the numbers do.

@@ -449,3 +449,21 @@ def test_records_made_at_the_same_moment_are_not_called_older(capsys: pytest.Cap
     old = make_record("run-old", created_at="2023-01-01T00:00:00+00:00")
     md, _, _, doc = _board(capsys, tmp_path / "2", [old, second])
     assert doc["superseded"][0]["simultaneous"] is False and "neither is older" not in md.split("## Superseded records")[1].split("|", 1)[1]
+
+
+def test_heatmap_title_is_not_clipped(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Issue 29: a column label with its hashes made the heatmap's title run off both edges of the image."""
+    from PIL import Image
+
+    long_a = make_record("a", task="xm3600", metric="cider", signature=CIDER_SIG, per_lang={"en": 0.5}, fingerprint="a" * 32)
+    long_b = make_record("b", task="xm3600", metric="cider", signature=CIDER_SIG + "|x", per_lang={"en": 0.4},
+                         fingerprint="b" * 32, protocol_hash="q" * 16)
+    _, _, _, doc = _board(capsys, tmp_path, [long_a, long_b])
+    pngs = [Path(p) for p in doc["written"] if p.endswith(".png")]
+    assert len(pngs) == 2
+    for png in pngs:
+        image = Image.open(png).convert("L")
+        width, height = image.size
+        # the title band: no ink in the outermost pixel columns (text cut by the edge touches them)
+        edges = [image.getpixel((x, y)) for y in range(height // 5) for x in (0, 1, width - 2, width - 1)]
+        assert min(edges) > 200, png
