@@ -44,7 +44,8 @@ class _Command(TyperCommand):
 
 app = typer.Typer(
     name="mvleval",
-    help="Evaluate multilingual vision-LLMs (mBLIP, and any Hugging Face vision-LLM) on XM3600, xFlickrCo, xGQA, MaRVL and XVNLI.",
+    help="Evaluate multilingual vision-LLMs (mBLIP, any Hugging Face vision-LLM, served models) on XM3600, xFlickrCo, xGQA, "
+         "MaRVL, XVNLI and MaXM, and on your own benchmarks.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -149,3 +149,15 @@ def test_a_long_path_in_an_error_is_never_broken(capsys: pytest.CaptureFixture[s
     assert any(str(root) in line for line in lines), err  # whole, on one line
     # the paragraph wraps at spaces: lines fit in 80 columns unless they are one unbreakable word
     assert all(len(line) <= 80 or " " not in line.strip() for line in lines), err
+
+
+def test_top_level_help_names_every_built_in_task(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 29: `mvleval --help` omitted MaXM."""
+    from mvleval.task import task_names
+    from tests.helpers import cli
+
+    code, out, _ = cli(capsys, "--help")
+    assert code == 0
+    text = " ".join(out.split()).lower()
+    missing = [name for name in task_names() if name not in text]
+    assert not missing, (missing, out)
