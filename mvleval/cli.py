@@ -904,7 +904,9 @@ def main(argv: list[str] | None = None) -> None:
         from rich.markup import escape
 
         err = _console(stderr=True)
-        text = _wrap("error: " + exc.render(), err.width, indent="  ")
+        # on a terminal, wrapped at spaces here (the terminal would break a long path mid-name); piped or redirected,
+        # one line per paragraph, for logs and grep
+        text = _wrap("error: " + exc.render(), err.width, indent="  ") if err.is_terminal else "error: " + exc.render()
         err.print(f"[bold red]error:[/bold red]{escape(text[len('error:'):])}", soft_wrap=True)
         code = 2
     except KeyboardInterrupt:
