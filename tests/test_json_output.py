@@ -175,3 +175,14 @@ def test_leaderboard_json(capsys: pytest.CaptureFixture[str], world: World, tmp_
 def test_errors_with_json_leave_stdout_empty(capsys: pytest.CaptureFixture[str], args: tuple[str, ...]) -> None:
     code, out, err = cli(capsys, *args)
     assert code == 2 and out == "" and err.startswith("error:") and "Traceback" not in err
+
+
+def test_a_per_sample_file_with_a_byte_order_mark_is_read(capsys: pytest.CaptureFixture[str], world: World, tmp_path: Path) -> None:
+    """Issue 29 (BOM): the JSON Lines reader of per-sample files reads a file re-saved by a Windows editor."""
+    record = tmp_path / world.run.name
+    shutil.copy(world.run, record)
+    samples = json.loads(record.read_text())["samples_file"]
+    (tmp_path / samples).write_bytes(b"\xef\xbb\xbf" + (world.run.parent / samples).read_bytes())
+    code, out, err = cli(capsys, "score", record, "--json")
+    assert code == 0, err
+    assert validate("score", out)["runs"][0]["scores"] == validate("score", cli(capsys, "score", world.run, "--json")[1])["runs"][0]["scores"]
