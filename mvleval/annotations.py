@@ -30,7 +30,7 @@ def read_jsonl(
     _require_file(path, f"the {what}", fix)
     n = 0
     try:
-        with path.open("r", encoding="utf-8") as fh:
+        with path.open("r", encoding="utf-8-sig") as fh:
             for lineno, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue
@@ -68,7 +68,7 @@ def read_json(path: Path, *, what: str = "annotation file", fix: str = "check --
     """Load one JSON document, with a clear error (file:line:column) when it is missing or malformed."""
     _require_file(path, f"the {what}", fix)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise MvlevalError(f"file is not UTF-8 text ({exc.reason}).", fix="re-download it.", where=path) from None
     if not text.strip():

@@ -44,7 +44,8 @@ class _Command(TyperCommand):
 
 app = typer.Typer(
     name="mvleval",
-    help="Evaluate multilingual vision-LLMs (mBLIP, and any Hugging Face vision-LLM) on XM3600, xFlickrCo, xGQA, MaRVL and XVNLI.",
+    help="Evaluate multilingual vision-LLMs (mBLIP, any Hugging Face vision-LLM, served models) on XM3600, xFlickrCo, xGQA, "
+         "MaRVL, XVNLI and MaXM, and on your own benchmarks.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -67,6 +68,20 @@ def _console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False)
+
+
+#: --json: the same option on every command that has machine-readable output (docs/json-output.md)
+JSON_HELP = ("Print one JSON document on stdout instead of the tables (schema: mvleval/schemas/<command>.json, "
+             "docs/json-output.md); messages go to stderr.")
+
+
+def _print_json(command: str, payload: dict[str, Any]) -> None:
+    """The one JSON document of a command's --json output on stdout: its schema's name first, then the payload."""
+    import json
+
+    document = {"schema": f"mvleval/{command}/v1", **payload}
+    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    sys.stdout.flush()
 
 
 @app.callback()
@@ -285,6 +300,7 @@ def run(
     max_drop: Annotated[Optional[list[str]], typer.Option(metavar="[METRIC=]X", help="With --gate: allowed drop in points, X or metric=X (repeatable).")] = None,
     lang_tolerance: Annotated[Optional[list[str]], typer.Option(metavar="LANG[:METRIC]=X", help="With --gate: per-language tolerance, zh=3 or zh:cider=5.")] = None,
     paired: Annotated[bool, typer.Option("--paired", help="With --gate: also require a significant paired-bootstrap drop.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     report: Annotated[Optional[Path], typer.Option(metavar="FILE", help="With --gate: also write the gate's Markdown report here.")] = None,
     report_html: Annotated[Optional[Path], typer.Option(metavar="FILE", help="With --gate: also write the HTML comparison of the run with the baseline here.")] = None,
     base_url: Annotated[Optional[str], typer.Option(metavar="URL", help="OpenAI-compatible endpoint, e.g. http://HOST:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI's API). Recorded without credentials.", rich_help_panel=SERVED_PANEL)] = None,
@@ -363,8 +379,9 @@ def run(
         from mvleval.record import read_record
 
         read_record(gate_baseline)  # a bad baseline path fails before hours of generation, not after
-    console = _console()
+    console = _console(stderr=json_out)
     loaded: list[Any] = []
+    summaries: list[dict[str, Any]] = []
 
     def shared_backend() -> Any:
         if not loaded:  # one load for every task: for a 7B model the load dominates a short run
@@ -379,33 +396,62 @@ def run(
         done = finished_record(options, ready) if resume and len(runs) > 1 else None
         if done is not None:
             console.print(f"{options.task}: already finished with these settings: {done}")
+            if json_out:
+                from mvleval.record import read_record
+
+                summaries.append({**read_record(done).summary(done), "status": "already finished"})
             continue
         with RichProgress(_console(stderr=True)) as progress:
             record, path = evaluate(options, progress=progress, backend_factory=shared_backend, prepared=ready)
-        print_summary(record, console)
-        console.print(f"Run record: {path}")
+        if json_out:
+            summaries.append({**record.summary(path), "status": "evaluated"})
+        else:
+            print_summary(record, console)
+            console.print(f"Run record: {path}")
     if gate_baseline is not None:
         _gate(path, gate_baseline, max_drop or [], None, lang_tolerance or [], paired, 0.95, report,
-              report_html=report_html, image_root=runs[0].resolved_image_root)
+              report_html=report_html, image_root=runs[0].resolved_image_root,
+              json_document=("run", {"runs": summaries}) if json_out else None)
+    elif json_out:
+        _print_json("run", {"runs": summaries, "gate": None})
 
 
 @app.command(cls=_Command)
 def score(
     record: Annotated[Path, typer.Argument(metavar="RUN", help="A run record written by `mvleval run`.")],
+    json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """Recompute a run's scores from its per-sample file with the installed metrics (no model is loaded)."""
+    """Recompute a run's scores from its per-sample file with the installed metrics (no model is loaded); the record and
+    its per-sample file are rewritten in place."""
+    from rich.markup import escape
+
+    from mvleval.record import read_record, score_changes
     from mvleval.runner import rescore
 
+    before = read_record(record)
     updated, path = rescore(record)
-    console = _console()
-    print_summary(updated, console)
-    console.print(f"Rescored run record: {path}")
+    changes = score_changes(before, updated)
+    # the record is rewritten in place: say so, and what changed, on stderr with --json (stdout holds the document)
+    console = _console(stderr=json_out)
+    if not json_out:
+        print_summary(updated, console)
+    samples = path.parent / updated.samples_file
+    console.print(escape(f"Rewrote the run record {path} and its per-sample file {samples} in place "
+                         f"(rescored_at {updated.rescored_at})."), soft_wrap=True)
+    if changes:
+        console.print(escape("Changed scores (x100): " + "; ".join(changes) if len(changes) == 1 else
+                             "Changed scores (x100):\n" + "\n".join(f"  {line}" for line in changes)), soft_wrap=True)
+    else:
+        console.print("Scores unchanged.")
+    if json_out:
+        _print_json("score", {"runs": [{**updated.summary(path), "status": "rescored"}]})
 
 
 @app.command(cls=_Command)
 def leaderboard(
     paths: Annotated[Optional[list[Path]], typer.Argument(metavar="RECORDS...", help="Run records or folders of them (default: results/runs).")] = None,
     out: Annotated[Path, typer.Option(metavar="DIR", help="Folder for leaderboard.md, leaderboard.csv and the heatmaps.")] = Path("results/leaderboard"),
+    json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Write Markdown and CSV leaderboards (and per-task heatmaps) from run records; only comparable numbers share a column."""
     from mvleval.leaderboard import build_leaderboard, find_records, write_leaderboard
@@ -414,7 +460,13 @@ def leaderboard(
     if not records:
         raise MvlevalError("no run records found.", fix="pass the folder holding the records written by `mvleval run`.",
                            where=", ".join(str(p) for p in (paths or [Path("results/runs")])))
-    written = write_leaderboard(build_leaderboard(records), out)
+    board = build_leaderboard(records)
+    written = write_leaderboard(board, out)
+    if json_out:
+        from mvleval.leaderboard import leaderboard_dict
+
+        _print_json("leaderboard", {"n_records": len(records), "written": [str(p) for p in written], **leaderboard_dict(board)})
+        return
     console = _console()
     console.print(f"Leaderboard from {len(records)} run record(s):")
     for path in written:
@@ -423,9 +475,11 @@ def leaderboard(
 
 def _gate(run_path: Path, baseline_path: Path, max_drop: list[str], metric: list[str] | None, lang_tolerance: list[str],
           paired: bool, confidence: float, report: Path | None, *, report_html: Path | None = None,
-          image_root: Path | None = None) -> None:
+          image_root: Path | None = None, json_document: tuple[str, dict[str, Any]] | None = None) -> None:
+    """Gate a run and print the verdict table, or with `json_document` (command, payload) print that command's JSON
+    document with the verdicts under "gate"; exits 1 on regression."""
     from mvleval.gate import gate as run_gate
-    from mvleval.gate import parse_lang_tolerances, parse_max_drop, render_rich, write_summary
+    from mvleval.gate import parse_lang_tolerances, parse_max_drop, render_rich, report_dict, write_summary
     from mvleval.record import read_record
 
     run_record, baseline_record = read_record(run_path), read_record(baseline_path)
@@ -440,8 +494,9 @@ def _gate(run_path: Path, baseline_path: Path, max_drop: list[str], metric: list
         paired=paired,
         confidence=confidence,
     )
-    console = _console()
-    console.print(render_rich(result))
+    console = _console(stderr=json_document is not None)
+    if json_document is None:
+        console.print(render_rich(result))
     for written in write_summary(result, report):
         console.print(f"Gate report: {written}")
     if report_html is not None:
@@ -450,7 +505,11 @@ def _gate(run_path: Path, baseline_path: Path, max_drop: list[str], metric: list
         summary = write_compare_report(run_path, baseline_path, report_html, image_root=image_root, metrics=metric or None,
                                        gate_report=result, run=run_record, baseline=baseline_record)
         _print_report_summary(console, summary)
-    console.print("[bold green]PASS[/bold green]" if result.passed else "[bold red]REGRESSION[/bold red]")
+    if json_document is not None:
+        command, payload = json_document
+        _print_json(command, {**payload, "gate": report_dict(result)} if command != "gate" else report_dict(result))
+    else:
+        console.print("[bold green]PASS[/bold green]" if result.passed else "[bold red]REGRESSION[/bold red]")
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 
@@ -467,10 +526,11 @@ def gate(
     report: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Also write the Markdown report here (and to $GITHUB_STEP_SUMMARY when set).")] = None,
     report_html: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Also write the HTML comparison (flipped samples per language, largest drops, every sample) here.")] = None,
     image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="With --report-html: the images' folder, for thumbnails and links to the full images.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Compare a run with a baseline: exit 0 on pass, 1 on regression, 2 when the two are not comparable."""
     _gate(run_record, baseline, max_drop or [], metric, lang_tolerance or [], paired, confidence, report,
-          report_html=report_html, image_root=image_root)
+          report_html=report_html, image_root=image_root, json_document=("gate", {}) if json_out else None)
 
 
 def _print_report_summary(console: Console, summary: Any) -> None:
@@ -479,8 +539,12 @@ def _print_report_summary(console: Console, summary: Any) -> None:
     size = summary.size_bytes / 1e6
     flips = "" if summary.n_flipped is None else f", {summary.n_flipped} flipped verdict(s)"
     console.print(escape(f"HTML report: {summary.path} ({summary.n_samples} samples{flips}, {size:.1f} MB)"))
+    if summary.image_root_recorded:
+        console.print(escape(f"Images from the run's image folder (kept in its record): {summary.image_root}"), style="dim",
+                      soft_wrap=True)
     if summary.image_root is None and summary.n_images:
-        console.print("[dim]No thumbnails: pass --image-root DIR (the run's image folder) to embed them.[/dim]")
+        console.print("[dim]No thumbnails: the run's image folder is not recorded or no longer there; pass --image-root DIR "
+                      "to embed them.[/dim]")
     elif summary.missing_images:
         shown = ", ".join(summary.missing_images[:3])
         console.print(escape(f"Warning: {len(summary.missing_images)} of {summary.n_images} images not found or unreadable "
@@ -492,7 +556,7 @@ def report_command(
     run_record: Annotated[Path, typer.Argument(metavar="RUN", help="A run record written by `mvleval run` (its per-sample file next to it).")],
     out: Annotated[Optional[Path], typer.Option(metavar="FILE", help="The HTML file to write (default: next to the record, RUN.html or RUN.compare.html).")] = None,
     compare: Annotated[Optional[Path], typer.Option(metavar="BASELINE", help="Compare with this baseline record: flipped verdicts per language, then the largest drops.")] = None,
-    image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="The images' folder (the run's --image-root): thumbnails are embedded from it, with links to the full images.")] = None,
+    image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="The images' folder: thumbnails are embedded from it, with links to the full images (default: the run's, kept in its record).")] = None,
     metric: Annotated[Optional[list[str]], typer.Option(metavar="METRIC", help="With --compare: compare only these metrics (repeatable; default: all of the baseline's).")] = None,
 ) -> None:
     """Write one self-contained HTML page of a run (every sample, filterable), or of a run against a baseline."""
@@ -501,11 +565,14 @@ def report_command(
     if metric and compare is None:
         raise MvlevalError("--metric selects what --compare compares, but no --compare baseline was given.",
                            fix="add --compare BASELINE, or leave --metric out.")
+    from mvleval.record import report_paths
+
+    run_page, compare_page = report_paths(run_record)
     if compare is None:
-        target = out or run_record.with_suffix(".html")
+        target = out or run_page
         summary = write_run_report(run_record, target, image_root=image_root)
     else:
-        target = out or run_record.with_suffix(".compare.html")
+        target = out or compare_page
         summary = write_compare_report(run_record, compare, target, image_root=image_root, metrics=metric or None)
     _print_report_summary(_console(), summary)
 
@@ -613,6 +680,7 @@ def export(
 @app.command(cls=_Command)
 def tasks(
     task: Annotated[Optional[list[str]], typer.Option("--task", "-t", metavar="PATH", help="Show (and validate) these benchmark files instead of the built-in tasks: ./my-bench/ or ./bench.jsonl; repeatable.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """List the tasks with their version, languages, splits and metrics; --task PATH shows a benchmark file."""
     from rich.table import Table
@@ -620,15 +688,34 @@ def tasks(
     from mvleval.task import load_task, task_names
 
     loaded = [load_task(name) for name in (task or task_names())]
-    table = Table(title="mvleval tasks" if not task else "benchmark files")
-    for col in ("task", "version", "languages", "splits (default first)", "metrics", "description"):
-        table.add_column(col)
-    for t in loaded:
-        splits = [t.default_split] + [s for s in t.split_names() if s != t.default_split]
-        table.add_row(t.name, str(t.version), f"{len(t.languages)}: {' '.join(t.languages)}", ", ".join(splits),
-                      ", ".join(m.name for m in t.metrics()), t.description)
+    if json_out:
+        _print_json("tasks", {"tasks": [t.describe() for t in loaded]})
+        return
     console = _console()
-    console.print(table)
+    described = [t.describe() for t in loaded]
+    if console.width >= TASKS_TABLE_MIN_WIDTH:
+        table = Table(title="mvleval tasks" if not task else "benchmark files")
+        # names a user copies (task, split and metric names: `gate --metric` takes them) are never cut or folded:
+        # one per line, no wrap; the languages and the description wrap at spaces
+        for col in ("task", "version", "languages", "splits (default first)", "metrics", "description"):
+            name_column = col in ("task", "splits (default first)", "metrics")
+            table.add_column(col, no_wrap=name_column, min_width=None)
+        for d in described:
+            table.add_row(d["name"], str(d["version"]), f"{len(d['languages'])}: {' '.join(d['languages'])}",
+                          "\n".join(d["splits"]), "\n".join(d["metrics"]), d["description"])
+        console.print(table)
+    else:
+        # too narrow for the table without cutting names: a list, wrapped at spaces only
+        from rich.markup import escape
+
+        console.print(escape("mvleval tasks" if not task else "benchmark files"), style="bold")
+        for d in described:
+            console.print(escape(_wrap(f"{d['name']} v{d['version']}: {d['description']}", console.width, indent="  ")),
+                          style="bold", soft_wrap=True)
+            for label, value in (("languages", f"{len(d['languages'])}: {' '.join(d['languages'])}"),
+                                 ("splits", ", ".join(d["splits"]) + " (the first is the default)"),
+                                 ("metrics", ", ".join(d["metrics"]))):
+                console.print(escape(_wrap(f"  {label}: {value}", console.width, indent="    ")), soft_wrap=True)
     for t in loaded:
         if t.location() is None:
             continue
@@ -637,11 +724,30 @@ def tasks(
         from mvleval.filetask import FileTask
 
         assert isinstance(t, FileTask)
-        console.print(escape(f"{t.name} v{t.version} ({t.spec.kind}) from {t.location()}: protocol {t.protocol_hash()}, "
-                             f"{t.images_per_example} image(s) per example at most, generation {t.generation.to_dict()}"))
-        console.print(escape(f"  prompt: {t.prompt_template!r}" + (f"; chat prompt: {t.chat_prompt_template!r}" if t.spec.chat_prompt else "")))
-        for split, counts in t.row_counts().items():
-            console.print(escape(f"  {split}: {sum(counts.values())} rows ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"))
+        lines = [f"{t.name} v{t.version} ({t.spec.kind}) from {t.location()}: protocol {t.protocol_hash()}, "
+                 f"{t.images_per_example} image(s) per example at most, generation {t.generation.to_dict()}",
+                 f"  prompt: {t.prompt_template!r}" + (f"; chat prompt: {t.chat_prompt_template!r}" if t.spec.chat_prompt else "")]
+        lines += [f"  {split}: {sum(counts.values())} rows ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"
+                  for split, counts in t.row_counts().items()]
+        for line in lines:
+            console.print(escape(_wrap(line, console.width, indent="  ")), soft_wrap=True)
+
+
+#: the tasks table needs this many columns to show every task, split and metric name whole; narrower: a list
+TASKS_TABLE_MIN_WIDTH = 110
+
+
+def _wrap(text: str, width: int, indent: str = "") -> str:
+    """Text wrapped at spaces only: a path or name longer than the line stays whole on a line of its own (rich and
+    terminals would break it mid-name, e.g. 'marvl-id.json' / 'l:'); each line of `text` keeps its own indentation."""
+    import textwrap
+
+    out: list[str] = []
+    for line in text.splitlines() or [""]:
+        lead = line[: len(line) - len(line.lstrip())]
+        out.append(textwrap.fill(line, width=max(width, 20), initial_indent="", subsequent_indent=lead + indent,
+                                 break_long_words=False, break_on_hyphens=False, drop_whitespace=True) or line)
+    return "\n".join(out)
 
 
 @data_app.command("check", cls=_Command)
@@ -651,6 +757,7 @@ def data_check(
     image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the images (default: <data-root>/images).")] = None,
     lang: Annotated[Optional[list[str]], typer.Option("--lang", "-l", metavar="CODE", help="Language code; repeat for several.")] = None,
     split: Annotated[Optional[str], typer.Option(metavar="SPLIT", help="Split (default: the task's).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Verify every annotation and image file a task needs; report counts per language and what is missing."""
     from mvleval.datacheck import check_data, render_report
@@ -658,7 +765,10 @@ def data_check(
 
     root = _data_root(data_root, task)
     report = check_data(load_task(task), root, image_root or root / "images", languages=lang, split=split)
-    _console().print(render_report(report), markup=False, highlight=False)
+    if json_out:
+        _print_json("data-check", report.to_dict())
+    else:
+        _console().print(render_report(report), markup=False, highlight=False)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -793,7 +903,11 @@ def main(argv: list[str] | None = None) -> None:
     except MvlevalError as exc:
         from rich.markup import escape
 
-        _console(stderr=True).print(f"[bold red]error:[/bold red] {escape(exc.render())}", soft_wrap=True)
+        err = _console(stderr=True)
+        # on a terminal, wrapped at spaces here (the terminal would break a long path mid-name); piped or redirected,
+        # one line per paragraph, for logs and grep
+        text = _wrap("error: " + exc.render(), err.width, indent="  ") if err.is_terminal else "error: " + exc.render()
+        err.print(f"[bold red]error:[/bold red]{escape(text[len('error:'):])}", soft_wrap=True)
         code = 2
     except KeyboardInterrupt:
         code = _interrupted()

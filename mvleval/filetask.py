@@ -188,7 +188,7 @@ def _read_header(path: Path) -> tuple[Any, dict[str, int], list[str]]:
     import yaml
 
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise MvlevalError(f"cannot read the benchmark header ({exc}).", fix="save it as UTF-8 text.", where=path) from None
     try:
@@ -494,7 +494,7 @@ def _vocabulary(spec: BenchmarkSpec) -> frozenset[str] | None:
 
 def _read_rows(files: BenchmarkFiles, spec: BenchmarkSpec) -> tuple[list[Row], list[Problem]]:
     try:
-        text = files.data.read_text(encoding="utf-8")
+        text = files.data.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         return [], [Problem(f"the file is not UTF-8 text ({exc.reason}); save it as UTF-8", str(files.data))]
     reader = _RowReader(spec, files)

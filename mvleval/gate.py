@@ -26,7 +26,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from mvleval.errors import MvlevalError, did_you_mean
+from mvleval.errors import MvlevalError, did_you_mean, plural
 from mvleval.leaderboard import SCALE_NOTE, format_points
 from mvleval.record import RunRecord, check_sample_counts, read_samples
 
@@ -50,8 +50,11 @@ class GateCell:
         higher_is_better: the metric's direction; a drop is a decrease when True.
         verdict: pass, fail or skipped.
         reason: why (always set for fail and skipped).
-        p_value, interval: paired mode only: the bootstrap's share of resamples in which the run is not worse,
-            and its interval for run - baseline (native scale).
+        p_value, interval: paired mode only: the bootstrap's share of resamples in which the run is not worse
+            (never below 1/(resamples+1)), and its interval for run - baseline (native scale); p_value is None when
+            too few examples differ for any test to establish significance.
+        n_paired, n_differing: paired mode only: examples in both records, and how many of them scored differently.
+        significance: paired mode only, for a drop: 'significant', 'not significant' or 'too few examples'.
     """
 
     metric: str
@@ -65,6 +68,21 @@ class GateCell:
     reason: str = ""
     p_value: float | None = None
     interval: tuple[float, float] | None = None
+    n_paired: int | None = None
+    n_differing: int | None = None
+    significance: str | None = None
+
+
+def differing_needed(confidence: float) -> int:
+    """The fewest examples that must score differently before any paired test can call a drop significant at
+    `confidence`: with n differing examples, even when every one got worse, an exact sign test's p is 1/2^n, so n
+    must satisfy 1/2^n < 1 - confidence (5 at 0.95, 7 at 0.99). The bootstrap, resampling so few values, would
+    otherwise report p near 0 for three examples."""
+    alpha = Decimal(1) - Decimal(repr(confidence))
+    n = 1
+    while Decimal(1) / (2 ** n) >= alpha:
+        n += 1
+    return n
 
 
 @dataclass(frozen=True)
@@ -421,19 +439,31 @@ def gate(
             p_value: float | None = None
             interval: tuple[float, float] | None = None
             reason = drop_text if drop > 0 else ""
+            pairing: dict[str, Any] = {}
             if paired:
                 a, b = _aligned(name, lang, run_rows, base_rows)
                 if not hib:  # the bootstrap's "worse" is a lower mean: flip lower-is-better metrics
                     a, b = [-x for x in a], [-x for x in b]
                 result = paired_bootstrap(a, b, n_resamples=n_resamples, seed=seed, confidence=confidence)
-                p_value = float(result.p_value)
                 low, high = float(result.low), float(result.high)
                 interval = (low, high) if hib else (-high, -low)
-                # alpha in exact decimal: 1 - 0.95 in floats is 0.05000000000000004, which would count p = 0.05 as significant
-                significant = p_value < float(Decimal(1) - Decimal(repr(confidence)))
+                n_differing = sum(1 for x, y in zip(a, b) if x != y)
+                needed = differing_needed(confidence)
+                if drop > 0 and n_differing < needed:
+                    # no test can call this drop significant: say so instead of the bootstrap's p (0.001 for 3 examples)
+                    significant, significance = False, "too few examples"
+                    reason = (f"{drop_text}, but {plural(n_differing, 'example')} of {len(a)} scored differently: too few "
+                              f"to establish significance (at confidence {confidence:g} at least {needed} must differ)")
+                else:
+                    p_value = float(result.p_value)
+                    # alpha in exact decimal: 1 - 0.95 in floats is 0.05000000000000004, which would count p = 0.05 as significant
+                    significant = p_value < float(Decimal(1) - Decimal(repr(confidence)))
+                    significance = "significant" if significant else "not significant"
+                    reason = f"{drop_text}, p={p_value:.3f} ({significance})" if drop > 0 else ""
                 verdict = "fail" if exceeds and significant else "pass"
-                reason = f"{drop_text}, p={p_value:.3f} ({'significant' if significant else 'not significant'})" if drop > 0 else ""
-            cells.append(GateCell(**common, delta=float(delta), verdict=verdict, reason=reason, p_value=p_value, interval=interval))
+                pairing = dict(n_paired=len(a), n_differing=n_differing, significance=significance if drop > 0 else None)
+            cells.append(GateCell(**common, delta=float(delta), verdict=verdict, reason=reason, p_value=p_value, interval=interval,
+                                  **pairing))
 
     if all(c.verdict == "skipped" for c in cells):
         raise MvlevalError(
@@ -572,6 +602,11 @@ def write_summary(report: GateReport, path: Path | None) -> list[Path]:
 
 def report_json(report: GateReport) -> str:
     """The report as JSON (for tools), verdicts per cell plus the overall `passed`."""
+    return json.dumps(report_dict(report), indent=2, ensure_ascii=False) + "\n"
+
+
+def report_dict(report: GateReport) -> dict[str, Any]:
+    """The report, JSON-ready (`mvleval gate --json`; mvleval/schemas/gate.json)."""
     cells = [
         {
             "metric": c.metric,
@@ -585,6 +620,9 @@ def report_json(report: GateReport) -> str:
             "reason": c.reason,
             "p_value": c.p_value,
             "interval": list(c.interval) if c.interval else None,
+            "n_paired": c.n_paired,
+            "n_differing": c.n_differing,
+            "significance": c.significance,
         }
         for c in report.cells
     ]
@@ -596,8 +634,9 @@ def report_json(report: GateReport) -> str:
         "baseline_id": report.baseline_id,
         "paired": report.paired,
         "confidence": report.confidence,
+        "n_resamples": report.n_resamples,
         "passed": report.passed,
         "warnings": list(report.warnings),
         "cells": cells,
     }
-    return json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
+    return payload

@@ -46,6 +46,7 @@ class ColumnKey:
     signature: str
     data_fingerprint: str
     protocol_hash: str
+    prompt_style: str = "mblip"  # part of the protocol (hashed into protocol_hash); kept to name it in labels
 
 
 @dataclass(frozen=True, order=True)
@@ -108,6 +109,7 @@ class Superseded:
     created_at: str
     record_path: str
     replaced_by: str  # ref of the record that replaced it
+    simultaneous: bool = False  # made at the same moment as the record kept: neither is older (kept by a stable order)
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,7 @@ def _column_key(record: RunRecord, path: Path) -> ColumnKey:
         signature=record.scores[metric].signature,
         data_fingerprint=record.provenance.data_fingerprint,
         protocol_hash=record.task.protocol_hash,
+        prompt_style=record.task.prompt_style,
     )
 
 
@@ -215,18 +218,25 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
 
 
+#: prompt styles as a column label names them
+PROMPT_STYLE_WORDS = {"mblip": "mBLIP prompts", "chat": "chat prompts"}
+
+
 def _column_labels(keys: Sequence[ColumnKey], n_examples: Mapping[ColumnKey, int]) -> dict[ColumnKey, str]:
-    """Labels that always show task, version, split and metric, plus whatever else tells apart same-named columns."""
+    """Labels that always show task, version, split and metric, plus whatever else tells apart same-named columns:
+    in words where there are words for it (the prompt style), else a short hash of what differs."""
     labels: dict[ColumnKey, str] = {}
     for key in keys:
         base = f"{key.task} v{key.version} [{key.split}] {key.metric}"
         siblings = [k for k in keys if (k.task, k.version, k.split, k.metric) == (key.task, key.version, key.split, key.metric)]
         extra: list[str] = []
+        if len({k.prompt_style for k in siblings}) > 1:
+            extra.append(PROMPT_STYLE_WORDS.get(key.prompt_style, f"{key.prompt_style} prompts"))
         if len({k.signature for k in siblings}) > 1:
             extra.append(f"sig:{_short(key.signature)}")
         if len({k.data_fingerprint for k in siblings}) > 1:
             extra.append(f"data:{key.data_fingerprint[:8]} n={n_examples[key]}")
-        if len({k.protocol_hash for k in siblings}) > 1:
+        if len({k.protocol_hash for k in siblings if k.prompt_style == key.prompt_style}) > 1:
             extra.append(f"protocol:{key.protocol_hash[:8]}")
         labels[key] = base + (f" ({', '.join(extra)})" if extra else "")
     return labels
@@ -237,15 +247,40 @@ def _column_labels(keys: Sequence[ColumnKey], n_examples: Mapping[ColumnKey, int
 SEARCH_OVERRIDES = (("num_beams", 1), ("do_sample", True))
 
 
+def short_paths(paths: Sequence[str]) -> dict[str, str]:
+    """Short names for absolute model (and adapter) paths: the folder's own name, with as many parent folders as it
+    takes to tell apart paths that end alike (/a/x/ckpt, /b/x/ckpt -> a/x/ckpt, b/x/ckpt). Hub ids and relative paths
+    are shown as typed. The full path stays in the records, the CSV and the HTML page's hover text."""
+    full = sorted(set(p for p in paths if p))
+    depth = {p: 1 for p in full}
+
+    def name(p: str) -> str:
+        if not (p.startswith("/") or p.startswith("~") or re.match(r"^[A-Za-z]:[\\/]", p)):
+            return p
+        parts = [x for x in re.split(r"[\\/]+", p) if x]
+        return "/".join(parts[-depth[p]:]) if depth[p] < len(parts) else p
+
+    while True:
+        shown: dict[str, list[str]] = {}
+        for p in full:
+            shown.setdefault(name(p), []).append(p)
+        clashes = [p for group in shown.values() if len(group) > 1 for p in group if name(p) != p]
+        if not clashes:
+            return {p: name(p) for p in full}
+        for p in clashes:
+            depth[p] += 1
+
+
 def _row_labels(keys: Sequence[ModelKey], settings: dict[ModelKey, dict[str, Any]] | None = None) -> dict[ModelKey, str]:
     """'path + adapter (4-bit)' ('(served)' for a served model, whose precision the server chose), plus what tells rows
     of the same checkpoint path apart: the weights' fingerprint when the same path names different weights, and the
     decoding settings that differ (with their actual values: a row on the task's protocol shows the protocol's value,
     e.g. num_beams=5, never None); greedy search or sampling where the protocol says otherwise is always shown."""
     settings = settings or {}
+    short = short_paths([p for k in keys for p in (k.path, k.adapter)])
     labels: dict[ModelKey, str] = {}
     for key in keys:
-        label = key.path + (f" + {key.adapter}" if key.adapter else "") + (f" ({key.bits}-bit)" if key.bits else " (served)")
+        label = short[key.path] + (f" + {short[key.adapter]}" if key.adapter else "") + (f" ({key.bits}-bit)" if key.bits else " (served)")
         if key.family:
             label += f" [{key.family}]"
         siblings = [k for k in keys if (k.path, k.adapter, k.bits) == (key.path, key.adapter, key.bits)]
@@ -344,8 +379,10 @@ def build_leaderboard(records: Sequence[tuple[Path, RunRecord]]) -> Leaderboard:
                 record_path=path.as_posix(),
             )
             old = sorted(losers.get(slot, []), key=lambda pr: (pr[1].created_at, pr[1].run_id, pr[0].as_posix()))
+            kept_at = chosen[slot][0][0]
             superseded.extend(
-                Superseded(run_id=r.run_id, created_at=r.created_at, record_path=p.as_posix(), replaced_by=f"r{counter}")
+                Superseded(run_id=r.run_id, created_at=r.created_at, record_path=p.as_posix(), replaced_by=f"r{counter}",
+                           simultaneous=_parse_created_at(r, p) == kept_at)
                 for p, r in old
             )
     return Leaderboard(columns=tuple(columns), rows=tuple(rows), cells=cells, superseded=tuple(superseded))
@@ -390,6 +427,17 @@ def _best(lb: Leaderboard, column: Column) -> Decimal | None:
     if not values:
         return None
     return max(values) if column.higher_is_better else min(values)
+
+
+#: what the Superseded records section says (Markdown and HTML)
+SUPERSEDED_NOTE = ("Records of the same model and column that another record replaced: an older one, or one made at the "
+                   "same moment as the record kept (neither is older; the later run id, then path, is kept: a stable "
+                   "order, not a judgement).")
+
+
+def superseded_by_text(s: Superseded) -> str:
+    """'r3' for an older record, 'r3 (same time: neither is older)' for a simultaneous one."""
+    return s.replaced_by + (" (same time: neither is older)" if s.simultaneous else "")
 
 
 def heatmap_name(column: Column) -> str:
@@ -453,11 +501,11 @@ def render_markdown(lb: Leaderboard) -> str:
     for cell in lb.used_cells():
         out.append(f"| {cell.ref} | `{_md(cell.run_id)}` | {cell.created_at} | `{_md(cell.record_path)}` |")
     if lb.superseded:
-        out += ["", "## Superseded records", "", "Older records of the same model and column, replaced by a newer one.", ""]
+        out += ["", "## Superseded records", "", f"{SUPERSEDED_NOTE}", ""]
         out.append("| run id | created at | record | replaced by |")
         out.append("|---|---|---|---|")
         for s in lb.superseded:
-            out.append(f"| `{_md(s.run_id)}` | {s.created_at} | `{_md(s.record_path)}` | {s.replaced_by} |")
+            out.append(f"| `{_md(s.run_id)}` | {s.created_at} | `{_md(s.record_path)}` | {superseded_by_text(s)} |")
     return "\n".join(out) + "\n"
 
 
@@ -512,6 +560,43 @@ def leaderboard_frame(lb: Leaderboard) -> Any:
     return frame
 
 
+def leaderboard_dict(lb: Leaderboard) -> dict[str, Any]:
+    """The leaderboard, JSON-ready (`mvleval leaderboard --json`; mvleval/schemas/leaderboard.json): columns (what is
+    comparable), rows (models), and one cell per (row, column) with scores on the records' native scale (0-1; CIDEr
+    may exceed 1), not the x100 points of the tables."""
+    columns = [
+        {"id": c.slug, "label": c.label, "task": c.key.task, "task_version": c.key.version, "split": c.key.split,
+         "metric": c.key.metric, "signature": c.key.signature, "data_fingerprint": c.key.data_fingerprint,
+         "protocol_hash": c.key.protocol_hash, "prompt_style": c.key.prompt_style, "languages": list(c.languages),
+         "n_examples": c.n_examples,
+         "higher_is_better": c.higher_is_better}
+        for c in lb.columns
+    ]
+    row_ids = {r.key: f"m{i}" for i, r in enumerate(lb.rows, start=1)}
+    rows = [
+        {"id": row_ids[r.key], "label": r.label, "model": r.key.path, "adapter": r.key.adapter or None,
+         "bits": r.key.bits, "family": r.key.family or None, "fingerprint": r.key.fingerprint or None,
+         "generation_overrides": json.loads(r.key.generation)}
+        for r in lb.rows
+    ]
+    cells = []
+    for column in lb.columns:
+        for row in lb.rows:
+            cell = lb.cell(row, column)
+            if cell is None:
+                continue
+            cells.append({
+                "row": row_ids[row.key], "column": column.slug, "ref": cell.ref, "mean": cell.mean,
+                "mean_interval": list(cell.mean_interval) if cell.mean_interval else None,
+                "per_lang": dict(cell.per_lang),
+                "intervals": {k: list(v) if v else None for k, v in cell.intervals.items()},
+                "run_id": cell.run_id, "created_at": cell.created_at, "record": cell.record_path,
+            })
+    superseded = [{"run_id": s.run_id, "created_at": s.created_at, "record": s.record_path, "replaced_by": s.replaced_by,
+                   "simultaneous": s.simultaneous} for s in lb.superseded]
+    return {"columns": columns, "rows": rows, "cells": cells, "superseded": superseded}
+
+
 #: Colour scales in points (x100), the same for every figure of a metric so colours compare across tasks and runs:
 #: accuracies are 0-100 %; CIDEr has no upper bound, so its scale is stated (values above it get the top colour); BLEU
 #: and chrF++ are 0-100 points (sacrebleu's scale), labelled x100, not %.
@@ -519,6 +604,8 @@ HEATMAP_SCALE: dict[str, tuple[float, float]] = {"cider": (0.0, 150.0), "bleu": 
 DEFAULT_SCALE = (0.0, 100.0)
 #: Languages per panel: 36 languages wrap into 3 rows of 12 instead of one unreadable strip.
 LANGUAGES_PER_PANEL = 12
+#: Points of the heatmap's title (its width in characters per line follows from it).
+TITLE_FONT_SIZE = 9
 #: Row labels longer than this are shortened (the full label is in leaderboard.md).
 MAX_LABEL_CHARS = 64
 
@@ -606,7 +693,13 @@ def _write_heatmap(lb: Leaderboard, column: Column, path: Path) -> None:
                 ax.text(j, i, MISSING if missing else f"{value:.1f}", ha="center", va="center", fontsize=8,
                         color="white" if dark else "black", fontweight="bold" if panel[j] == "mean" else "normal")
     scale = f"colour scale {vmin:g}-{vmax:g}" + (", higher values in the top colour" if unit == "x100" else "")
-    axes[0].set_title(f"{column.label} ({unit}; {scale})", fontsize=9)
+    # the title spans the figure (a figure title, which the constrained layout makes room for), wrapped at spaces to
+    # its width: an axes title as long as a column label with its hashes was clipped at both edges
+    import textwrap
+
+    chars_per_line = max(20, int(width * 72 / (TITLE_FONT_SIZE * 0.62)))
+    fig.suptitle(textwrap.fill(f"{column.label} ({unit}; {scale})", chars_per_line, break_long_words=False,
+                               break_on_hyphens=False), fontsize=TITLE_FONT_SIZE)
     assert image is not None
     fig.colorbar(image, ax=list(axes))
     # No 'Software' chunk (it names the matplotlib version): the file changes only when the numbers do.
@@ -664,8 +757,10 @@ __all__ = [
     "format_interval",
     "format_points",
     "heatmap_name",
+    "leaderboard_dict",
     "leaderboard_frame",
     "render_markdown",
+    "short_paths",
     "to_points",
     "write_leaderboard",
 ]

@@ -85,6 +85,7 @@ class Provenance(_Model):
     command: list[str]
     hostname: str | None = None
     batch_size: int | None = None  # samples per generate call (what --batch-size auto picked); predictions do not depend on it
+    image_root: str | None = None  # the folder the run read its images from, absolute: `mvleval report`'s default
 
 
 class RunRecord(_Model):
@@ -103,6 +104,79 @@ class RunRecord(_Model):
 
     def headline(self) -> str:
         return next(iter(self.scores))
+
+    def recorded_image_root(self) -> Path | None:
+        """The folder the run read its images from: as recorded (absolute), else, for records written before it was
+        recorded, an absolute --image-root (or --data-root, whose images/ is the default) of the recorded command."""
+        if self.provenance.image_root:
+            return Path(self.provenance.image_root)
+        command = self.provenance.command
+        given: dict[str, str] = {}
+        for i, arg in enumerate(command):
+            for flag in ("--image-root", "--data-root"):
+                if arg == flag and i + 1 < len(command):
+                    given[flag] = command[i + 1]
+                elif arg.startswith(flag + "="):
+                    given[flag] = arg.split("=", 1)[1]
+        if "--image-root" in given:
+            root = Path(given["--image-root"])
+        elif "--data-root" in given:
+            root = Path(given["--data-root"]) / "images"
+        else:
+            return None
+        return root if root.is_absolute() else None  # relative to a working directory that is not recorded
+
+    def summary(self, path: Path) -> dict[str, Any]:
+        """The run at a glance, JSON-ready (`mvleval run --json` / `score --json`; mvleval/schemas/run.json): where the
+        record is, what ran, and every metric's mean and per-language scores on the record's native scale."""
+        return {
+            "record": str(path),
+            "samples_file": str(path.parent / self.samples_file),
+            "run_id": self.run_id,
+            "created_at": self.created_at,
+            "rescored_at": self.rescored_at,
+            "task": {"name": self.task.name, "version": self.task.version, "split": self.task.split,
+                     "prompt_style": self.task.prompt_style, "languages": list(self.task.languages),
+                     "n_examples": dict(self.task.n_examples)},
+            "model": {"path": self.model.path, "adapter": self.model.adapter, "bits": self.model.bits,
+                      "backend": self.model.backend, "family": self.model.family, "generation": dict(self.model.generation)},
+            "headline_metric": self.headline(),
+            "scores": {
+                name: {"mean": s.mean, "per_lang": dict(s.per_lang), "higher_is_better": s.higher_is_better,
+                       "signature": s.signature,
+                       "mean_interval": list(s.intervals["mean"]) if s.intervals.get("mean") else None}
+                for name, s in self.scores.items()
+            },
+        }
+
+
+def report_paths(record_path: Path) -> tuple[Path, Path]:
+    """Where `mvleval report` writes a record's pages by default: RUN.html and RUN.compare.html beside it."""
+    return record_path.with_suffix(".html"), record_path.with_suffix(".compare.html")
+
+
+def score_changes(before: RunRecord, after: RunRecord) -> list[str]:
+    """What rescoring changed, one line per metric whose scores differ (points x100, 1 decimal, as in the tables):
+    'exact_match: mean 45.0 -> 100.0; en 40.0 -> 100.0, de 50.0 -> 100.0'; metrics added or removed are named too."""
+    def pts(value: float | None) -> str:
+        return "–" if value is None else f"{value * 100:.1f}"
+
+    lines: list[str] = []
+    for name in list(after.scores) + [m for m in before.scores if m not in after.scores]:
+        old, new = before.scores.get(name), after.scores.get(name)
+        if old is None or new is None:
+            lines.append(f"{name}: {'new metric' if old is None else 'no longer scored'}")
+            continue
+        if old.per_lang == new.per_lang and old.mean == new.mean and old.signature == new.signature:
+            continue
+        parts = [f"mean {pts(old.mean)} -> {pts(new.mean)}"]
+        langs = [lang for lang in new.per_lang if old.per_lang.get(lang) != new.per_lang.get(lang)]
+        if langs:
+            parts.append(", ".join(f"{lang} {pts(old.per_lang.get(lang))} -> {pts(new.per_lang.get(lang))}" for lang in langs))
+        if old.signature != new.signature:
+            parts.append(f"signature {old.signature} -> {new.signature}")
+        lines.append(f"{name}: " + "; ".join(parts))
+    return lines
 
 
 def write_json_atomic(path: Path, payload: str) -> None:
@@ -147,7 +221,7 @@ def read_record(path: Path) -> RunRecord:
     if not path.is_file():
         raise MvlevalError("run record not found.", fix="pass the path printed at the end of `mvleval run`.", where=path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise MvlevalError(f"not a valid run record JSON ({exc}).", fix="pass a record written by `mvleval run`.", where=path) from None
     if isinstance(data, dict) and data.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:
@@ -212,7 +286,7 @@ def read_samples(path: Path) -> Iterator[dict[str, Any]]:
     """Read per-sample rows; a torn last line (from a killed run) is ignored, any other bad line is an error."""
     if not path.is_file():
         raise MvlevalError("per-sample file not found.", fix="it is written next to the run record.", where=path)
-    with path.open("r", encoding="utf-8") as fh:
+    with path.open("r", encoding="utf-8-sig") as fh:
         lines = fh.readlines()
     for i, line in enumerate(lines, start=1):
         if not line.strip():

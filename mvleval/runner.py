@@ -573,6 +573,7 @@ def evaluate(
             command=list(options.command or sys.argv),
             hostname=provenance.hostname(),
             batch_size=batch_size,
+            image_root=str(options.resolved_image_root.resolve()),
         ),
         duration_s=round(time.monotonic() - started, 3),
         samples_file=paths.samples.name,
@@ -595,6 +596,14 @@ def evaluate(
     for partial in paths.rank_partials(dist_info.world_size):
         partial.unlink(missing_ok=True)
     paths.manifest.unlink(missing_ok=True)
+    if options.overwrite and dist_info.rank == 0:
+        from mvleval.record import report_paths
+
+        # the replaced run's HTML pages describe predictions that are gone: never left beside the new record
+        for page in report_paths(paths.record):
+            if page.is_file():
+                page.unlink()
+                progress.note(f"removed {page}, the report of the replaced run (`mvleval report {paths.record}` writes a new one)")
     _barrier(dist_info)
     return record, paths.record
 

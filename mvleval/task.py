@@ -194,6 +194,23 @@ class Task(ABC):
         """The data root a benchmark file brings along (the folder holding its rows); None: --data-root is needed."""
         return None
 
+    def describe(self) -> dict[str, Any]:
+        """What `mvleval tasks` shows, JSON-ready (`tasks --json`; mvleval/schemas/tasks.json)."""
+        splits = [self.default_split] + [s for s in self.split_names() if s != self.default_split]
+        return {
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "languages": list(self.languages),
+            "default_split": self.default_split,
+            "splits": splits,
+            "metrics": [m.name for m in self.metrics()],
+            "protocol_hash": self.protocol_hash(),
+            "generation": self.generation.to_dict(),
+            "images_per_example": self.images_per_example,
+            "source": self.location(),
+        }
+
 
 def _suggest_language(lang: str, known: tuple[str, ...]) -> str:
     """' Did you mean ...?' for a code in the wrong case, an English language name, or several codes in one flag."""

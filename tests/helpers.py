@@ -39,6 +39,20 @@ def invoke(*args: str) -> Result:
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
+def cli(capsys: Any, *args: object) -> tuple[int, str, str]:
+    """The console script's entry point (`mvleval.cli.main`, with its exit-code handling) in-process, captured by
+    pytest's `capsys`: (exit code, stdout, stderr)."""
+    import pytest
+
+    from mvleval.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return int(exc.value.code or 0), out, err
+
+
 def stub_provenance(fingerprint: str) -> dict[str, object]:
     """A minimal, valid provenance block for hand-built run records (only the data fingerprint carries meaning)."""
     return {

@@ -116,3 +116,71 @@ def test_tasks_lists_xgqa() -> None:
     assert r.returncode == 0, r.stderr
     for name in ("xgqa", "xm3600", "xflickrco", "marvl", "xvnli", "exact_match", "cider", "language_fidelity"):
         assert name in r.stdout
+
+
+# -- names a user copies are never cut (issue 29: 80 columns) ------------------------------------------------------
+def test_tasks_in_80_columns_cuts_no_name(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from mvleval.task import load_task, task_names
+    from tests.helpers import cli
+
+    for columns in ("80", "120"):
+        monkeypatch.setenv("COLUMNS", columns)
+        code, out, _ = cli(capsys, "tasks")
+        assert code == 0 and "…" not in out, out
+        words = set(out.replace(",", " ").replace("│", " ").split())
+        for name in task_names():
+            task = load_task(name)
+            assert name in words
+            # the names `gate --metric` and `--split` take, whole
+            assert {m.name for m in task.metrics()} <= words, (columns, out)
+            assert set(task.split_names()) <= words, (columns, out)
+        assert all(len(line) <= int(columns) for line in out.splitlines())
+
+
+def _in_terminal(*args: object, columns: int = 80) -> str:
+    """Run the console script in a pseudo-terminal of `columns` columns: what a user sees (escape codes removed)."""
+    import os
+    import pty
+    import re
+    import shutil
+
+    exe = shutil.which("mvleval")
+    assert exe, "the mvleval console script is not installed (pip install -e .)"
+    main, child = pty.openpty()
+    env = {**os.environ, "COLUMNS": str(columns), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([exe, *map(str, args)], stdin=child, stdout=child, stderr=child, env=env)
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=120)
+    os.close(main)
+    return re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode()).replace("\r\n", "\n")
+
+
+def test_a_long_path_in_an_error_is_never_broken(tmp_path: Path) -> None:
+    root = tmp_path / "a-rather-long-folder-name" / "iglue" / "datasets" / "marvl" / "zero_shot" / "annotations-marvl-id.json"
+    text = _in_terminal("data", "check", "--task", "marvl", "--data-root", root)
+    assert "Traceback" not in text and "data root not found" in text
+    lines = text.splitlines()
+    assert any(str(root) in line for line in lines), text  # whole, on one line
+    # the paragraph wraps at spaces: lines fit in 80 columns unless they are one unbreakable word (the path)
+    assert all(len(line) <= 80 or " " not in line.strip() for line in lines), text
+
+
+def test_top_level_help_names_every_built_in_task(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 29: `mvleval --help` omitted MaXM."""
+    from mvleval.task import task_names
+    from tests.helpers import cli
+
+    code, out, _ = cli(capsys, "--help")
+    assert code == 0
+    text = " ".join(out.split()).lower()
+    missing = [name for name in task_names() if name not in text]
+    assert not missing, (missing, out)

@@ -207,3 +207,37 @@ def test_a_link_out_of_the_image_root_is_followed_and_its_target_checked(tmp_pat
 def test_missing_data_root(tmp_path: Path) -> None:
     with pytest.raises(MvlevalError, match="data root not found"):
         check_data(load_task("xvnli"), tmp_path / "nope", tmp_path, languages=["en"])
+
+
+# -- files saved with a UTF-8 byte-order mark (Windows exports) --------------------------------------------------------
+@pytest.mark.parametrize("task", ["xgqa", "xm3600", "xvnli", "xflickrco", "marvl", "maxm"])
+def test_files_with_a_byte_order_mark_are_read_like_the_others(task: str, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 29: an annotation file with a BOM was refused ('not valid JSON', 'line is not valid JSON')."""
+    from tests.helpers import cli
+
+    data = _copy_fixtures(tmp_path)
+    for path in data.rglob("*.json*"):
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+
+    def check(root: Path) -> list[tuple[str, int, str | None]]:
+        code, out, err = cli(capsys, "data", "check", "--task", task, "--data-root", root, "--image-root", tmp_path / "img", "--json")
+        assert code in (0, 1) and "Traceback" not in err, err
+        return [(r["lang"], r["n_examples"], r["error"]) for r in json.loads(out)["languages"] if r["annotation_found"]]
+
+    plain, with_bom = check(FIXTURES), check(data)
+    assert with_bom == plain and any(n for _, n, _ in plain), with_bom
+
+
+def test_a_benchmark_folder_with_a_byte_order_mark_is_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.test_custom_benchmark import make_chart_benchmark
+    from tests.helpers import cli
+
+    folder = make_chart_benchmark(tmp_path / "charts", [])
+    for name in ("benchmark.yaml", "data.jsonl"):
+        (folder / name).write_bytes(b"\xef\xbb\xbf" + (folder / name).read_bytes())
+    code, out, err = cli(capsys, "data", "check", "--task", folder, "--json")
+    assert code == 0, err
+    assert json.loads(out)["ok"] is True
+    code, out, err = cli(capsys, "tasks", "--task", folder, "--json")
+    assert code == 0, err

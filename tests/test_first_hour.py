@@ -352,3 +352,37 @@ def test_train_says_what_loads_and_where_it_resumed(tiny_mt5_dir: Path, tmp_path
     assert again.returncode == 0, again.stderr
     text = " ".join(again.stderr.split())
     assert "resumed from" in text and "step-4" in text and "(step 4 of 4)" in text, text
+
+
+# -- the second hour (issue 29) ----------------------------------------------------------------------------------------
+def test_score_says_it_rewrote_the_record_and_what_changed(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    assert _run(tiny_mt5_dir, demo, out).returncode == 0
+    [record] = _records(out)
+    samples = out / json.loads(record.read_text())["samples_file"]
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    for row in rows:
+        row["prediction"] = row["references"][0]
+    samples.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    before = json.loads(record.read_text())["scores"]["exact_match"]["mean"]
+    r = _mvleval("score", record)
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert f"Rewrote the run record {record} and its per-sample file {samples} in place" in text
+    assert f"exact_match: mean {before * 100:.1f} -> 100.0; en {before * 100:.1f} -> 100.0" in text, text
+    again = _mvleval("score", record)
+    assert again.returncode == 0 and "Scores unchanged." in again.stdout and "Rewrote the run record" in again.stdout
+
+
+def test_overwrite_removes_the_replaced_runs_report(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    assert _run(tiny_mt5_dir, demo, out).returncode == 0
+    [record] = _records(out)
+    assert _mvleval("report", record).returncode == 0
+    page = record.with_suffix(".html")
+    assert page.is_file()
+    r = _run(tiny_mt5_dir, demo, out, "--overwrite")
+    assert r.returncode == 0, r.stderr
+    assert not page.exists(), "the replaced run's report is left beside the new record"
+    assert f"removed {page}" in " ".join(r.stderr.split())
+    assert _records(out) == [record]

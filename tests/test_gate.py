@@ -296,7 +296,7 @@ def test_missing_values_are_skipped_or_fail() -> None:
     [
         # 1000 examples, baseline 70% correct. Hand check of p: the run's per-example differences are -1 on
         # flip_down examples, +1 on flip_up, 0 elsewhere; the bootstrap mean is ~normal with sd sqrt(n_discordant)/1000.
-        (100, 0, 1.0, "fail"),  # 10 points worse: z ~ 0.1/0.0095 ~ 10 -> p = 0
+        (100, 0, 1.0, "fail"),  # 10 points worse: z ~ 0.1/0.0095 ~ 10 -> no resample >= 0: p = 1/1001, never 0
         (0, 0, 0.0, "pass"),  # identical: every resampled delta is 0 -> p = 1
         (10, 8, 0.0, "pass"),  # noise: -0.2 points, sd 0.42 points -> p ~ 0.3, not significant, even at tolerance 0
         (100, 0, 15.0, "pass"),  # significant, but within the tolerance
@@ -313,7 +313,7 @@ def test_paired_mode(tmp_path: Path, bootstrap: None, flip_down: int, flip_up: i
     if flip_down == flip_up == 0:
         assert cell.p_value == 1.0
     if flip_down == 100:
-        assert cell.p_value == 0.0 and cell.interval[1] < 0
+        assert cell.p_value == 1 / 1001 and cell.interval[1] < 0
     md = render_markdown(report)
     assert "| delta | tolerance | p | verdict |" in md and "paired bootstrap (1000 resamples)" in md
 
@@ -324,8 +324,15 @@ def test_paired_mode_passes_a_drop_the_tolerance_rule_fails(tmp_path: Path, boot
     r_path, r_rec, b_path, b_rec = paired_pair(tmp_path, base, run)
     assert not gate(r_rec, b_rec, max_drop=1.0).passed
     paired = gate(r_rec, b_rec, run_dir=r_path.parent, baseline_dir=b_path.parent, max_drop=1.0, paired=True)
-    # P(a resample of 20 misses the one flipped example) = (19/20)^20 ~ 0.36 -> p ~ 0.36
-    assert paired.passed and 0.2 < paired.cells[0].p_value < 0.5  # type: ignore[operator]
+    # one differing example: no test can establish significance (a sign test's p is 1/2 at best), so no p is shown
+    cell = paired.cells[0]
+    assert paired.passed and cell.p_value is None and cell.significance == "too few examples", cell
+    assert (cell.n_paired, cell.n_differing) == (20, 1)
+    # 8 of 40 examples flipped against 6 gained: enough differ, and the bootstrap finds it not significant
+    base, run = binary_scores(40, 20, flip_down=8, flip_up=6)
+    r_path, r_rec, b_path, b_rec = paired_pair(tmp_path / "more", base, run)
+    cell = gate(r_rec, b_rec, run_dir=r_path.parent, baseline_dir=b_path.parent, max_drop=1.0, paired=True).cells[0]
+    assert cell.verdict == "pass" and cell.significance == "not significant" and 0.2 < cell.p_value < 0.5  # type: ignore[operator]
 
 
 def test_paired_refuses_different_example_sets(tmp_path: Path, bootstrap: None) -> None:
@@ -348,6 +355,30 @@ def test_paired_refuses_a_samples_file_that_does_not_match(tmp_path: Path, boots
         gate(r_rec, b_rec, baseline_dir=b_path.parent, paired=True)
 
 
+def test_paired_gate_with_three_examples_says_it_cannot_establish_significance(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 29: 3 examples, all worse, printed "p=0.000 (significant)"; a bootstrap of 3 values proves nothing."""
+    from mvleval.cli import main
+
+    monkeypatch.setenv("COLUMNS", "400")  # the verdict on one line
+    base, run = binary_scores(3, 3, flip_down=3)
+    r_path, _, b_path, _ = paired_pair(tmp_path, base, run)
+    with pytest.raises(SystemExit) as exc:
+        main(["gate", str(r_path), "--baseline", str(b_path), "--paired"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert exc.value.code == 0, text  # --paired fails only a significant drop, and this one cannot be shown to be
+    assert "p=0.000" not in text and "significant)" not in text
+    assert "3 examples of 3 scored differently: too few to establish significance" in text
+    assert "at least 5 must differ" in text
+    # enough examples: a p-value, never below 1/(B+1)
+    base, run = binary_scores(40, 30, flip_down=20)
+    r_path, _, b_path, _ = paired_pair(tmp_path / "more", base, run)
+    with pytest.raises(SystemExit) as exc:
+        main(["gate", str(r_path), "--baseline", str(b_path), "--paired"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert exc.value.code == 1 and "p=0.001 (significant)" in text and "p=0.000" not in text, text
+
+
 def test_paired_lower_is_better(tmp_path: Path, bootstrap: None) -> None:
     # per-sample error rates: the run's are higher on 100 of 1000 -> a significant regression
     base, run = binary_scores(1000, 300, flip_up=100)
@@ -356,7 +387,7 @@ def test_paired_lower_is_better(tmp_path: Path, bootstrap: None) -> None:
     b_path = write_run(tmp_path / "b", b_rec, {"en": {"wer": base}})
     r_path = write_run(tmp_path / "r", r_rec, {"en": {"wer": run}})
     cell = gate(r_rec, b_rec, run_dir=r_path.parent, baseline_dir=b_path.parent, max_drop=1.0, paired=True).cells[0]
-    assert cell.verdict == "fail" and cell.p_value == 0.0
+    assert cell.verdict == "fail" and cell.p_value == 1 / 1001
     assert cell.interval is not None and cell.interval[0] > 0  # run - baseline is positive: more errors
 
 

@@ -395,3 +395,75 @@ def test_heatmap_labels_keep_the_model_folder_and_the_settings() -> None:
     twins = [f"/very/long/shared/prefix/of/the/experiment/folders/{x}/ckpt (32-bit) {{num_beams=1}}" for x in "ab"]
     short = _short_labels(twins)
     assert len(set(short)) == 2 and all(len(s) <= MAX_LABEL_CHARS for s in short), short
+
+
+# -- issue 29: labels in words, short model names, simultaneous records -------------------------------------------
+def _board(capsys: pytest.CaptureFixture[str], tmp_path: Path, records: list[RunRecord]) -> tuple[str, str, str, dict[str, Any]]:
+    """Write the records, run `mvleval leaderboard --json` on them: (markdown, html, csv, json document)."""
+    import json
+
+    from tests.helpers import cli
+
+    folder = tmp_path / "runs"
+    for record in records:
+        write_record(record, folder / f"{record.run_id}.json")
+    out = tmp_path / "lb"
+    code, stdout, stderr = cli(capsys, "leaderboard", folder, "--out", out, "--json")
+    assert code == 0, stderr
+    return ((out / "leaderboard.md").read_text(encoding="utf-8"), (out / "leaderboard.html").read_text(encoding="utf-8"),
+            (out / "leaderboard.csv").read_text(encoding="utf-8"), json.loads(stdout))
+
+
+def test_columns_of_two_prompt_styles_are_labelled_in_words(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    mblip = make_record("m", protocol_hash="a" * 16)
+    chat = make_record("c", protocol_hash="b" * 16).model_copy(deep=True)
+    chat.task.prompt_style = "chat"
+    md, _, _, doc = _board(capsys, tmp_path, [mblip, chat])
+    labels = sorted(c["label"] for c in doc["columns"])
+    assert labels == ["xgqa v1 [test] exact_match (chat prompts)", "xgqa v1 [test] exact_match (mBLIP prompts)"], labels
+    assert "protocol:" not in md
+
+
+def test_rows_show_a_short_model_name_and_keep_the_path(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    a = make_record("a", model="/home/user/experiments/2024-06/checkpoints/mblip-mt0-xl", weights="1" * 16)
+    b = make_record("b", model="/data/other/checkpoints/mblip-bloomz-7b", weights="2" * 16)
+    twin = make_record("t", model="/data/run-2/checkpoints/mblip-mt0-xl", weights="3" * 16)
+    md, html, csv, doc = _board(capsys, tmp_path, [a, b, twin])
+    labels = sorted(r["label"] for r in doc["rows"])
+    # the folder's own name; two folders named alike get the parents that tell them apart
+    assert labels == ["2024-06/checkpoints/mblip-mt0-xl (4-bit)", "mblip-bloomz-7b (4-bit)", "run-2/checkpoints/mblip-mt0-xl (4-bit)"]
+    assert "/home/user" not in md.split("## Records")[0]
+    assert 'title="/home/user/experiments/2024-06/checkpoints/mblip-mt0-xl"' in html
+    assert "/home/user/experiments/2024-06/checkpoints/mblip-mt0-xl" in csv
+
+
+def test_records_made_at_the_same_moment_are_not_called_older(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    first = make_record("run-a", per_lang={"de": 0.5, "en": 0.6})
+    second = make_record("run-b", per_lang={"de": 0.1, "en": 0.2})  # same created_at, other scores
+    md, html, _, doc = _board(capsys, tmp_path, [first, second])
+    [s] = doc["superseded"]
+    assert s["run_id"] == "run-a" and s["simultaneous"] is True
+    assert "(same time: neither is older)" in md and "(same time: neither is older)" in html
+    assert "Older records of the same model" not in md
+    # an older record is still called older: no note on its row
+    old = make_record("run-old", created_at="2023-01-01T00:00:00+00:00")
+    md, _, _, doc = _board(capsys, tmp_path / "2", [old, second])
+    assert doc["superseded"][0]["simultaneous"] is False and "neither is older" not in md.split("## Superseded records")[1].split("|", 1)[1]
+
+
+def test_heatmap_title_is_not_clipped(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Issue 29: a column label with its hashes made the heatmap's title run off both edges of the image."""
+    from PIL import Image
+
+    long_a = make_record("a", task="xm3600", metric="cider", signature=CIDER_SIG, per_lang={"en": 0.5}, fingerprint="a" * 32)
+    long_b = make_record("b", task="xm3600", metric="cider", signature=CIDER_SIG + "|x", per_lang={"en": 0.4},
+                         fingerprint="b" * 32, protocol_hash="q" * 16)
+    _, _, _, doc = _board(capsys, tmp_path, [long_a, long_b])
+    pngs = [Path(p) for p in doc["written"] if p.endswith(".png")]
+    assert len(pngs) == 2
+    for png in pngs:
+        image = Image.open(png).convert("L")
+        width, height = image.size
+        # the title band: no ink in the outermost pixel columns (text cut by the edge touches them)
+        edges = [image.getpixel((x, y)) for y in range(height // 5) for x in (0, 1, width - 2, width - 1)]
+        assert min(edges) > 200, png

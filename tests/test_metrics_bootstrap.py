@@ -47,8 +47,8 @@ def test_paired_bootstrap_delta_and_p_value() -> None:
     assert result.delta == pytest.approx(0.25)
     assert result.low > 0 and result.high < 0.5
     assert result.p_value == 1.0
-    worse = paired_bootstrap(better, a)  # b worse than a in every resample: p-value 0
-    assert worse.delta == pytest.approx(-0.25) and worse.p_value == 0.0
+    worse = paired_bootstrap(better, a)  # b worse than a in every resample: the floor 1/(B+1), never 0
+    assert worse.delta == pytest.approx(-0.25) and worse.p_value == 1 / 1001
     same = paired_bootstrap(a, a)  # identical runs: delta 0 in every resample, which counts as "not worse"
     assert same.delta == 0.0 and (same.low, same.high) == (0.0, 0.0) and same.p_value == 1.0
     assert (result.n_resamples, result.seed, result.confidence) == (1000, 0, 0.95)

@@ -28,4 +28,6 @@ def test_wheel_ships_the_tasks(tmp_path: Path) -> None:
     assert {"mvleval/tasks/README.md", "mvleval/py.typed", "mvleval/cli.py"} <= names
     # the HTML pages inline these files: a wheel without them writes no report
     assert {"mvleval/report/build.py", "mvleval/report/report.js", "mvleval/report/report.css", "mvleval/report/leaderboard.js"} <= names
+    # --json's schemas (docs/json-output.md): tools load them from the installed package
+    assert {f"mvleval/schemas/{name}.json" for name in ("tasks", "run", "score", "gate", "data-check", "leaderboard")} <= names
     assert len(task_names()) == 6

@@ -215,6 +215,29 @@ def test_report_refuses_runs_the_gate_refuses(world: World, tmp_path: Path) -> N
     assert html.returncode == 2 and not (tmp_path / "g.html").exists()
 
 
+def test_report_defaults_to_the_runs_image_root(world: World, tmp_path: Path) -> None:
+    """Issue 29: `report` asked for --image-root although the record keeps it."""
+    page = tmp_path / "run.html"
+    r = _cli("report", world.run, "--out", page)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "No thumbnails" not in r.stdout and "Images from the run's image folder" in r.stdout
+    assert str(world.image_root.resolve()) in " ".join(r.stdout.split())
+    given = _cli("report", world.run, "--out", tmp_path / "given.html", "--image-root", world.image_root)
+    assert given.returncode == 0 and "Images from the run's" not in given.stdout
+    # the same thumbnails as with the flag
+    embedded = (tmp_path / "given.html").read_text(encoding="utf-8").count("data:image/")
+    assert embedded > 0 and page.read_text(encoding="utf-8").count("data:image/") == embedded
+    # a record written before the image root was recorded: an absolute --image-root of its command is used
+    old = tmp_path / "old" / world.run.name
+    old.parent.mkdir()
+    record = json.loads(world.run.read_text())
+    del record["provenance"]["image_root"]
+    old.write_text(json.dumps(record))
+    shutil.copy(world.run.parent / record["samples_file"], old.parent / record["samples_file"])
+    r = _cli("report", old, "--out", tmp_path / "old.html")
+    assert r.returncode == 0 and "No thumbnails" not in r.stdout, r.stdout + r.stderr
+
+
 # -- in the browser -------------------------------------------------------------------------------------------------
 def test_run_report_shows_every_sample_and_filters(world: World, chrome: Any, tmp_path: Path) -> None:
     page = tmp_path / "run.html"

@@ -145,7 +145,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise MvlevalError("config file not found.", fix="pass an existing .toml or .yaml file to --config.", where=path)
     suffix = path.suffix.lower()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise MvlevalError(f"cannot read the config file ({exc}).", fix="save it as UTF-8 text.", where=path) from None
     if suffix == ".toml":

@@ -39,7 +39,7 @@ def _iter_json_records(path: Path) -> list[tuple[int, Any]]:
     A JSON list is decoded element by element so every record keeps the line it starts on (json.load would lose it).
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise MvlevalError(f"file is not UTF-8 text ({exc.reason}).", fix="save it as UTF-8.", where=path) from None
     stripped = text.lstrip()

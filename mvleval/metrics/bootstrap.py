@@ -132,9 +132,10 @@ class PairedBootstrap:
         delta: mean(b) - mean(a) on the full sample.
         low: lower end of the `confidence` percentile interval of the resampled deltas.
         high: upper end of that interval.
-        p_value: share of resamples whose delta is >= 0. It is a one-sided p-value for the hypothesis
-            "b is worse than a": a small value (e.g. < 0.05) means b scored lower than a in almost every resample.
-            (It is near 1 when b is better.)
+        p_value: (1 + resamples whose delta is >= 0) / (1 + n_resamples). It is a one-sided p-value for the
+            hypothesis "b is worse than a": a small value (e.g. < 0.05) means b scored lower than a in almost every
+            resample. (It is near 1 when b is better.) The observed sample counts as one of the resamples, so the
+            smallest value is 1 / (n_resamples + 1), never 0: 1000 resamples cannot show a p below 0.001.
         n_resamples: number of resamples.
         seed: seed of numpy's default generator.
         confidence: the interval's confidence level.
@@ -169,8 +170,8 @@ def paired_bootstrap(
         confidence: level of the percentile interval, in (0, 1).
 
     Returns:
-        PairedBootstrap with delta = mean(b) - mean(a), its interval, and p_value = share of resamples with
-        delta >= 0 (small p_value: evidence that b is worse than a).
+        PairedBootstrap with delta = mean(b) - mean(a), its interval, and p_value = (1 + resamples with delta >= 0)
+        / (1 + n_resamples) (small p_value: evidence that b is worse than a; never below 1 / (n_resamples + 1)).
 
     Raises:
         MvlevalError: on a length mismatch (ValueError subclass semantics are kept: it is also a ValueError),
@@ -204,7 +205,7 @@ def paired_bootstrap(
         delta=float(diff.mean()),
         low=low,
         high=high,
-        p_value=float(np.mean(reps >= 0.0)),
+        p_value=float((np.count_nonzero(reps >= 0.0) + 1) / (n_resamples + 1)),
         n_resamples=n_resamples,
         seed=seed,
         confidence=confidence,

@@ -31,6 +31,16 @@ class ReportSummary:
     image_root: Path | None
     size_bytes: int
     n_flipped: int | None = None  # comparisons only: samples whose verdict flipped on the headline metric
+    image_root_recorded: bool = False  # True: no image root was given; the run's own (from its record) was used
+
+
+def _image_root(given: Path | None, record: RunRecord) -> tuple[Path | None, bool]:
+    """The images' folder: the one given, else the one the run read its images from (kept in its record) when it is
+    still there. (root, whether it came from the record)."""
+    if given is not None:
+        return given, False
+    recorded = record.recorded_image_root()
+    return (recorded, True) if recorded is not None and recorded.is_dir() else (None, False)
 
 
 # -- inputs ---------------------------------------------------------------------------------------------------------
@@ -414,9 +424,11 @@ def write_run_report(record_path: Path, out: Path, *, image_root: Path | None = 
     """Read a run record and its per-sample file and write its HTML report to `out`."""
     record = read_record(record_path)
     rows = load_rows(record, record_path)
+    image_root, recorded = _image_root(image_root, record)
     images = ImageStore(image_root)
     size = _write(out, render_run_report(record, rows, images))
-    return ReportSummary(out, len(rows), len(images.names), tuple(images.missing), image_root, size)
+    return ReportSummary(out, len(rows), len(images.names), tuple(images.missing), image_root, size,
+                         image_root_recorded=recorded)
 
 
 def write_compare_report(
@@ -438,8 +450,10 @@ def write_compare_report(
     check_comparable(run, baseline, metrics)  # before reading two per-sample files: the gate's message, fast
     run_rows = load_rows(run, record_path)
     base_rows = load_rows(baseline, baseline_path)
+    image_root, recorded = _image_root(image_root, run)
     images = ImageStore(image_root)
     text = render_compare_report(run, run_rows, baseline, base_rows, images, metrics=metrics, gate_report=gate_report)
     size = _write(out, text)
     flips = count_flips(run_rows, base_rows, baseline.headline())
-    return ReportSummary(out, len(run_rows), len(images.names), tuple(images.missing), image_root, size, flips)
+    return ReportSummary(out, len(run_rows), len(images.names), tuple(images.missing), image_root, size, flips,
+                         image_root_recorded=recorded)

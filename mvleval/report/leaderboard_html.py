@@ -5,7 +5,18 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 
-from mvleval.leaderboard import SCALE_NOTE, Cell, Leaderboard, format_interval, format_points, heatmap_name, to_points
+from mvleval.leaderboard import (
+    SCALE_NOTE,
+    SUPERSEDED_NOTE,
+    Cell,
+    Leaderboard,
+    Row,
+    format_interval,
+    format_points,
+    heatmap_name,
+    superseded_by_text,
+    to_points,
+)
 from mvleval.report.page import asset, document, esc
 
 
@@ -19,6 +30,12 @@ def _value_cell(value: float | None, interval: tuple[float, float] | None, *, be
     if ref:
         text += f' <small class="interval">({esc(ref)})</small>'
     return f"<td{sort}>{text}</td>"
+
+
+def _model_th(row: Row) -> str:
+    """The row's header cell: its short label, the full model (and adapter) path on hover."""
+    path = row.key.path + (f" + {row.key.adapter}" if row.key.adapter else "")
+    return f'<th data-sort="{esc(row.label)}" title="{esc(path)}">{esc(row.label)}</th>'
 
 
 def render_leaderboard_html(lb: Leaderboard, heatmaps: Mapping[str, bytes]) -> str:
@@ -43,7 +60,7 @@ def render_leaderboard_html(lb: Leaderboard, heatmaps: Mapping[str, bytes]) -> s
     head = "".join(f"<th>{esc(c.label)}{'' if c.higher_is_better else ' (lower is better)'}</th>" for c in lb.columns)
     out.append(f'<section id="overview"><table class="scores sortable" id="leaderboard"><thead><tr><th>model</th>{head}</tr></thead><tbody>')
     for row in lb.rows:
-        cells = [f'<th data-sort="{esc(row.label)}">{esc(row.label)}</th>']
+        cells = [_model_th(row)]
         for column in lb.columns:
             cell = lb.cell(row, column)
             if cell is None:
@@ -77,7 +94,7 @@ def render_leaderboard_html(lb: Leaderboard, heatmaps: Mapping[str, bytes]) -> s
             if cell is None:
                 continue
             values = "".join(_value_cell(cell.per_lang.get(lang), cell.intervals.get(lang)) for lang in column.languages)
-            out.append(f'<tr><th data-sort="{esc(row.label)}">{esc(row.label)}</th>{values}'
+            out.append(f'<tr>{_model_th(row)}{values}'
                        f"{_value_cell(cell.mean, cell.mean_interval)}<td>{esc(cell.ref)}</td></tr>")
         out.append("</tbody></table></section>")
 
@@ -88,11 +105,12 @@ def render_leaderboard_html(lb: Leaderboard, heatmaps: Mapping[str, bytes]) -> s
                    f"<td><code>{esc(cell.record_path)}</code></td></tr>")
     out.append("</tbody></table>")
     if lb.superseded:
-        out.append("<h3>Superseded records</h3><table class=\"facts\"><thead><tr><th>run id</th><th>created at</th>"
+        out.append(f"<h3>Superseded records</h3><p class=\"note\">{esc(SUPERSEDED_NOTE)}</p>"
+                   "<table class=\"facts\"><thead><tr><th>run id</th><th>created at</th>"
                    "<th>record</th><th>replaced by</th></tr></thead><tbody>")
         for s in lb.superseded:
             out.append(f"<tr><td><code>{esc(s.run_id)}</code></td><td>{esc(s.created_at)}</td>"
-                       f"<td><code>{esc(s.record_path)}</code></td><td>{esc(s.replaced_by)}</td></tr>")
+                       f"<td><code>{esc(s.record_path)}</code></td><td>{esc(superseded_by_text(s))}</td></tr>")
         out.append("</tbody></table>")
     out.append("</section>")
     return document("mvleval leaderboard", "".join(out), script=asset("leaderboard.js"))
