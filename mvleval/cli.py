@@ -297,7 +297,7 @@ def run(
 ) -> None:
     """Evaluate a model on one or more tasks; writes a run record (JSON) and a per-sample file (JSONL) per task."""
     from mvleval.backends.registry import is_served
-    from mvleval.runner import RunOptions, evaluate, finished_record, load_run_backend, prepare
+    from mvleval.runner import RunOptions, evaluate, finished_record, load_run_backend, planned_comparable, prepare
     from mvleval.task import task_names
 
     if bits is not None and bits not in (4, 8, 16, 32):
@@ -360,9 +360,12 @@ def run(
     # every task's data is checked before the model loads (hours later is too late), and read only this once
     prepared = [prepare(options) for options in runs]
     if gate_baseline is not None:
+        from mvleval.gate import check_planned
         from mvleval.record import read_record
 
-        read_record(gate_baseline)  # a bad baseline path fails before hours of generation, not after
+        # a bad baseline path, or one the finished run could not be gated against (another --limit, split, data,
+        # task version or metric), fails in a second, before the model loads and before anything is written
+        check_planned(planned_comparable(runs[0], prepared[0]), read_record(gate_baseline))
     console = _console()
     loaded: list[Any] = []
 

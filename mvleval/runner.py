@@ -35,6 +35,7 @@ from mvleval.task import Example, GenerationSettings, Task, load_task, load_task
 
 if TYPE_CHECKING:
     from mvleval.backends.base import Backend, EndpointOptions
+    from mvleval.gate import Comparable
 
 log = logging.getLogger(__name__)
 
@@ -438,6 +439,36 @@ def score_rows(task: Task, languages: Sequence[str], rows_by_lang: dict[str, lis
     return scores
 
 
+def _task_info(options: RunOptions, prepared: PreparedRun) -> TaskInfo:
+    """The record's task section: known before the model loads."""
+    task = prepared.task
+    return TaskInfo(
+        name=task.name,
+        version=task.version,
+        split=prepared.split,
+        languages=list(prepared.languages),
+        n_examples={lang: len(prepared.examples[lang]) for lang in prepared.languages},
+        limit=options.limit,
+        protocol_hash=task.protocol_hash(),
+        prompt_style=task.prompt_style,
+        source=task.location(),
+    )
+
+
+def planned_comparable(options: RunOptions, prepared: PreparedRun) -> Comparable:
+    """What the gate will compare of this run's record, known before any model loads (everything but the scores):
+    `mvleval run --gate` refuses an incomparable baseline with it in a second instead of after the whole run."""
+    from mvleval.gate import Comparable
+
+    return Comparable(
+        run_id=run_name(options, run_identity(options, prepared)),
+        task=_task_info(options, prepared),
+        data_fingerprint=prepared.data_fingerprint,
+        mvleval_version=mvleval.__version__,
+        metrics={m.name: (m.signature(), m.higher_is_better) for m in prepared.task.metrics()},
+    )
+
+
 def evaluate(
     options: RunOptions,
     *,
@@ -546,17 +577,7 @@ def evaluate(
     record = RunRecord(
         run_id=name,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        task=TaskInfo(
-            name=task.name,
-            version=task.version,
-            split=prepared.split,
-            languages=list(prepared.languages),
-            n_examples={lang: len(prepared.examples[lang]) for lang in prepared.languages},
-            limit=options.limit,
-            protocol_hash=task.protocol_hash(),
-            prompt_style=task.prompt_style,
-            source=task.location(),
-        ),
+        task=_task_info(options, prepared),
         model=model_info,
         scores=scores,
         provenance=Provenance(

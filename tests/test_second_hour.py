@@ -1,0 +1,88 @@
+"""The second hour with mvleval (issue #29): decisions made before anything is spent, Ctrl-C that answers and tells the
+truth, and fixed costs that scale down. Through the command as a user runs it: `mvleval.cli.main` in-process, and the
+installed console script where a signal or an exit code is the point."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mvleval.task import load_task
+from tests.helpers import placeholder_images
+
+MVLEVAL = shutil.which("mvleval")
+
+
+def _main(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str]:
+    """`mvleval ARGS` in this process through the console script's entry point: (exit code, stdout + stderr)."""
+    from mvleval.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    assert "Traceback" not in output, output
+    return int(exit_info.value.code or 0), " ".join(output.split())
+
+
+@dataclass(frozen=True)
+class Demo:
+    data_root: Path
+    image_root: Path
+    model: Path
+    bad_model: Path  # the same checkpoint with a weight file that cannot be read: loading it fails
+    out: Path
+    record: Path  # a finished xGQA run: en, --limit 3
+    args: tuple[str, ...]  # the command line that made it (less --out)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> Demo:
+    from mvleval.cli import main
+    from mvleval.demo import build_demo_data
+
+    root = tmp_path_factory.mktemp("second-hour")
+    data_root, image_root = build_demo_data(root / "demo", n_train=0, n_test=6)
+    bad = root / "bad-model"
+    shutil.copytree(tiny_mt5_dir, bad)
+    [weights] = bad.glob("*.safetensors")
+    weights.write_bytes(b"\x00" * 1000)
+    out = root / "runs"
+    args = ("run", "--task", "xgqa", "--model", str(tiny_mt5_dir), "--data-root", str(data_root), "--image-root",
+            str(image_root), "--lang", "en", "--num-beams", "1", "--max-new-tokens", "3")
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--limit", "3", "--out", str(out)])
+    assert exit_info.value.code == 0
+    [record] = [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")]
+    return Demo(data_root, image_root, tiny_mt5_dir, bad, out, record, args)
+
+
+# -- decide before spending ----------------------------------------------------------------------------------------
+def test_run_gate_refuses_an_incomparable_baseline_before_loading_the_model(demo: Demo, tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """--limit 2 against a --limit 3 baseline: refused in a second, from a checkpoint whose weights cannot even be read
+    (so the model never loaded), and nothing written: the --out folder is not even created."""
+    out = tmp_path / "new" / "runs"
+    args = [*demo.args, "--limit", "2", "--out", out]
+    args[args.index("--model") + 1] = str(demo.bad_model)
+    started = time.monotonic()
+    code, output = _main(capsys, *args, "--gate", demo.record)
+    elapsed = time.monotonic() - started
+    assert code == 2, output
+    assert "cannot be gated" in output and "examples in en: run 2, baseline 3" in output, output
+    assert "before the model loads" in output, output
+    assert "cannot be read" not in output and "loading" not in output, output  # the weights were never opened
+    assert not out.parent.exists(), "a refused run leaves no folder behind"
+    assert elapsed < 30, elapsed  # seconds, not a run; loose: the machine is shared
+
+
+# -- Ctrl-C that answers, advice that is true -------------------------------------------------------------------------
+# -- fixed costs ------------------------------------------------------------------------------------------------------
