@@ -84,5 +84,18 @@ def test_run_gate_refuses_an_incomparable_baseline_before_loading_the_model(demo
     assert elapsed < 30, elapsed  # seconds, not a run; loose: the machine is shared
 
 
+def test_a_run_that_fails_before_generating_leaves_no_folder(demo: Demo, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The checkpoint's weights cannot be read: the run fails while loading, and the --out folders it created are gone
+    (the same command then runs from scratch once the cause is fixed)."""
+    out = tmp_path / "new" / "runs"
+    args = [*demo.args, "--limit", "2", "--out", out]
+    args[args.index("--model") + 1] = str(demo.bad_model)
+    code, output = _main(capsys, *args)
+    assert code == 2 and "cannot be read" in output, output
+    assert not out.parent.exists(), "a run that failed before generating leaves no folder behind"
+    assert tmp_path.is_dir()  # only what the run created is removed
+
+
 # -- Ctrl-C that answers, advice that is true -------------------------------------------------------------------------
 # -- fixed costs ------------------------------------------------------------------------------------------------------
