@@ -379,9 +379,12 @@ def run(
         return loaded[0]
 
     for options, ready in zip(runs, prepared):
-        done = finished_record(options, ready) if resume and len(runs) > 1 else None
+        # a finished run with the same settings is nothing to do for --resume (a CI step retried after a crash at the
+        # very end succeeds); without --resume, evaluate refuses to replace it silently
+        done = finished_record(options, ready) if resume else None
         if done is not None:
-            console.print(f"{options.task}: already finished with these settings: {done}")
+            console.print(f"{options.task}: nothing to do: a finished run with these settings exists: {done}")
+            path = done
             continue
         with RichProgress(_console(stderr=True)) as progress:
             record, path = evaluate(options, progress=progress, backend_factory=shared_backend, prepared=ready)

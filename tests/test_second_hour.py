@@ -97,5 +97,20 @@ def test_a_run_that_fails_before_generating_leaves_no_folder(demo: Demo, tmp_pat
     assert tmp_path.is_dir()  # only what the run created is removed
 
 
+def test_resume_of_a_finished_run_is_nothing_to_do(demo: Demo, capsys: pytest.CaptureFixture[str]) -> None:
+    """A CI step retried after a crash at the very end: --resume on a finished run with the same settings exits 0
+    and changes nothing; with --gate it gates the finished record."""
+    before = demo.record.read_bytes()
+    code, output = _main(capsys, *demo.args, "--limit", "3", "--out", demo.out, "--resume")
+    assert code == 0, output
+    assert "nothing to do" in output and demo.record.name in output.replace(" ", ""), output
+    code, output = _main(capsys, *demo.args, "--limit", "3", "--out", demo.out, "--resume", "--gate", demo.record)
+    assert code == 0 and "PASS" in output, output
+    assert demo.record.read_bytes() == before
+    # without --resume a finished run is still never replaced silently
+    code, output = _main(capsys, *demo.args, "--limit", "3", "--out", demo.out)
+    assert code == 2 and "already exists" in output, output
+
+
 # -- Ctrl-C that answers, advice that is true -------------------------------------------------------------------------
 # -- fixed costs ------------------------------------------------------------------------------------------------------
