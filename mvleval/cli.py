@@ -358,7 +358,11 @@ def run(
         for name in names
     ]
     # every task's data is checked before the model loads (hours later is too late), and read only this once
-    prepared = [prepare(options) for options in runs]
+    try:
+        prepared = [prepare(options) for options in runs]
+    except KeyboardInterrupt:
+        _state["interrupt_hint"] = " Nothing was written: rerun the same command without --resume to start again."
+        raise
     if gate_baseline is not None:
         from mvleval.gate import check_planned
         from mvleval.record import read_record
@@ -378,21 +382,42 @@ def run(
             loaded.append(load_run_backend(runs[0]))
         return loaded[0]
 
-    for options, ready in zip(runs, prepared):
-        # a finished run with the same settings is nothing to do for --resume (a CI step retried after a crash at the
-        # very end succeeds); without --resume, evaluate refuses to replace it silently
-        done = finished_record(options, ready) if resume else None
-        if done is not None:
-            console.print(f"{options.task}: nothing to do: a finished run with these settings exists: {done}")
-            path = done
-            continue
-        with RichProgress(_console(stderr=True)) as progress:
-            record, path = evaluate(options, progress=progress, backend_factory=shared_backend, prepared=ready)
-        print_summary(record, console)
-        console.print(f"Run record: {path}")
+    written: list[Path] = []  # records this command wrote or found finished, for the Ctrl-C hint
+    try:
+        for options, ready in zip(runs, prepared):
+            # a finished run with the same settings is nothing to do for --resume (a CI step retried after a crash
+            # at the very end succeeds); without --resume, evaluate refuses to replace it silently
+            done = finished_record(options, ready) if resume else None
+            if done is not None:
+                console.print(f"{options.task}: nothing to do: a finished run with these settings exists: {done}")
+                path = done
+                written.append(done)
+                continue
+            with RichProgress(_console(stderr=True)) as progress:
+                record, path = evaluate(options, progress=progress, backend_factory=shared_backend, prepared=ready)
+            written.append(path)
+            print_summary(record, console)
+            console.print(f"Run record: {path}")
+    except KeyboardInterrupt:
+        _state["interrupt_hint"] = _run_interrupt_hint(runs, prepared, written)
+        raise
     if gate_baseline is not None:
         _gate(path, gate_baseline, max_drop or [], None, lang_tolerance or [], paired, 0.95, report,
               report_html=report_html, image_root=runs[0].resolved_image_root)
+
+
+def _run_interrupt_hint(runs: list[Any], prepared: list[Any], written: list[Path]) -> str:
+    """What is true after Ctrl-C in `run`: which tasks can be continued with --resume, and what was not written."""
+    from mvleval.runner import interrupted_run
+
+    resumable = [o.task for o, ready in zip(runs, prepared) if interrupted_run(o, ready) is not None]
+    if resumable:
+        return " Rerun the same command with --resume to continue where it stopped."
+    if written:
+        rest = [o.task for o in runs[len(written):]]
+        return (f" Finished before the interrupt: {', '.join(str(p) for p in written)}; nothing of {', '.join(rest)} "
+                f"was written: rerun it without --resume ({' '.join('--task ' + t for t in rest)}).")
+    return " Nothing was written: rerun the same command without --resume to start again."
 
 
 @app.command(cls=_Command)
@@ -748,6 +773,8 @@ EXIT_INTERRUPTED = 130
 def _interrupted() -> int:
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
     hint = " Rerun the same command with --resume to continue where it stopped." if command in ("run", "train") else ""
+    # `run` knows what it wrote before the interrupt (nothing, during data checks or the model load)
+    hint = _state.pop("interrupt_hint", None) or hint
     _console(stderr=True).print(f"Interrupted.{hint}")
     return EXIT_INTERRUPTED
 

@@ -721,6 +721,15 @@ def finished_record(options: RunOptions, prepared: PreparedRun | None = None) ->
     return paths.record if paths.record.is_file() and not paths.manifest.exists() else None
 
 
+def interrupted_run(options: RunOptions, prepared: PreparedRun) -> Path | None:
+    """The manifest of an interrupted run with exactly these settings in options.out_dir (what --resume continues),
+    or None when there is none (nothing of it was written)."""
+    dist_info = DistInfo.from_env()
+    paths = RunPaths.for_name(options.out_dir, run_name(options, run_identity(options, prepared)), dist_info.rank,
+                              dist_info.world_size)
+    return paths.manifest if paths.manifest.is_file() else None
+
+
 def load_run_backend(options: RunOptions) -> Backend:
     """The backend a run of `options` uses (on this process's GPU in a data-parallel run); load once, reuse for tasks."""
     return _load_backend(options, DistInfo.from_env())

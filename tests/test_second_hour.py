@@ -113,4 +113,51 @@ def test_resume_of_a_finished_run_is_nothing_to_do(demo: Demo, capsys: pytest.Ca
 
 
 # -- Ctrl-C that answers, advice that is true -------------------------------------------------------------------------
+def _popen(*args: object) -> subprocess.Popen[str]:
+    assert MVLEVAL, "the mvleval console script is not installed (pip install -e .)"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    return subprocess.Popen([MVLEVAL, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)
+
+
+def _interrupt_when(proc: subprocess.Popen[str], needle: str, timeout: float = 120,
+                    delay: float = 0.0) -> tuple[float, str, str]:
+    """Send SIGINT to the process group `delay` seconds after stderr shows `needle`; (seconds from the signal to the
+    exit, stdout, stderr)."""
+    assert proc.stderr is not None
+    seen = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            seen.append(line)
+            if needle in line:
+                break
+        else:
+            raise AssertionError(f"{needle!r} never appeared: {''.join(seen)}")
+        assert seen and needle in seen[-1], f"{needle!r} never appeared: {''.join(seen)}"
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGINT)
+        sent = time.monotonic()
+        stdout, stderr = proc.communicate(timeout=60)
+        return time.monotonic() - sent, stdout, "".join(seen) + stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_ctrl_c_during_the_model_load_says_nothing_was_written(demo: Demo, tmp_path: Path) -> None:
+    out = tmp_path / "new" / "runs"
+    proc = _popen(*demo.args, "--limit", "1", "--out", out)
+    _, stdout, stderr = _interrupt_when(proc, "loading")
+    assert proc.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr, stderr
+    text = " ".join(stderr.split())
+    assert "Nothing was written: rerun the same command without --resume" in text, stderr
+    assert "with --resume to continue" not in text, stderr
+    assert not out.parent.exists(), "an interrupted load leaves no folder behind"
+
+
 # -- fixed costs ------------------------------------------------------------------------------------------------------
