@@ -246,13 +246,7 @@ def _languages_for(task: str, lang: list[str] | None, *, several: bool, prompt_s
     from mvleval.task import load_task
 
     known = load_task(task, prompt_style=prompt_style).languages
-    mine = tuple(code for code in lang if code in known)
-    if not mine:
-        raise MvlevalError(
-            f"task '{task}' has none of the languages given with --lang ({' '.join(lang)}); its languages are: {' '.join(known)}.",
-            fix=f"add one of them with --lang, or run {task} separately.",
-        )
-    return mine
+    return tuple(code for code in lang if code in known)  # () when it has none of them: the task is skipped
 
 
 @app.command(cls=_Command)
@@ -345,6 +339,16 @@ def run(
     data = _data_root(data_root) if builtins else None
     roots = {name: _data_root(None, name) if is_task_path(name) else data for name in names}
     languages = {name: _languages_for(name, lang, several=len(names) > 1, prompt_style=prompt_style) for name in names}
+    if len(names) > 1 and lang:
+        # each task takes the --lang codes it has; one that has none is skipped, saying so (all skipped: an error)
+        skipped = {name: langs for name, langs in languages.items() if langs == ()}
+        if len(skipped) == len(names):
+            raise MvlevalError(f"none of the tasks has any of the languages given with --lang ({' '.join(lang)}).",
+                               fix="pass a language code one of them has (`mvleval tasks` lists them).")
+        for name in skipped:
+            _console(stderr=True).print(f"{name}: skipped: it has none of the languages given with --lang ({' '.join(lang)})",
+                                        markup=False, highlight=False, soft_wrap=True)
+        names = [name for name in names if name not in skipped]
     runs = [
         RunOptions(
             task=name, model=model, adapter=adapter, data_root=roots[name], image_root=image_root,

@@ -112,6 +112,25 @@ def test_resume_of_a_finished_run_is_nothing_to_do(demo: Demo, capsys: pytest.Ca
     assert code == 2 and "already exists" in output, output
 
 
+def test_several_tasks_take_the_languages_they_have(demo: Demo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--task all --lang ru runs the tasks that have ru and says which were skipped; fails only when none has it."""
+    out = tmp_path / "runs"
+    code, output = _main(capsys, "run", "--task", "all", "--lang", "ru", "--model", demo.model, "--data-root",
+                         demo.data_root, "--image-root", demo.image_root, "--limit", "1", "--num-beams", "1",
+                         "--max-new-tokens", "2", "--out", out)
+    assert code == 0, output
+    assert "marvl: skipped: it has none of the languages given with --lang (ru)" in output, output
+    records = {json.loads(p.read_text())["task"]["name"]: json.loads(p.read_text())
+               for p in out.glob("*.json") if not p.name.endswith(".manifest.json")}
+    assert set(records) == {t for t in ("xm3600", "xflickrco", "xgqa", "xvnli", "marvl", "maxm")
+                            if "ru" in load_task(t).languages}
+    assert all(r["task"]["languages"] == ["ru"] for r in records.values())
+    code, output = _main(capsys, "run", "--task", "marvl", "--task", "xgqa", "--lang", "quz", "--model", demo.model,
+                         "--data-root", demo.data_root, "--out", tmp_path / "none")
+    assert code == 2 and "none of the tasks has any of the languages given with --lang (quz)" in output, output
+    assert not (tmp_path / "none").exists()
+
+
 # -- Ctrl-C that answers, advice that is true -------------------------------------------------------------------------
 def _popen(*args: object) -> subprocess.Popen[str]:
     assert MVLEVAL, "the mvleval console script is not installed (pip install -e .)"
