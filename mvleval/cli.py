@@ -249,6 +249,30 @@ def _languages_for(task: str, lang: list[str] | None, *, several: bool, prompt_s
     return tuple(code for code in lang if code in known)  # () when it has none of them: the task is skipped
 
 
+def _splits_for(names: list[str], specs: list[str]) -> dict[str, str]:
+    """--split values -> the split of each task: a plain SPLIT for every task, TASK=SPLIT for one (taking precedence)."""
+    plain = [spec for spec in specs if "=" not in spec]
+    if len(plain) > 1:
+        raise MvlevalError(f"--split is given {len(plain)} times without a task ({', '.join(plain)}).",
+                           fix="pass one plain --split SPLIT for every task, and TASK=SPLIT for a task that differs.")
+    out = {name: plain[0] for name in names} if plain else {}
+    per_task: dict[str, str] = {}
+    for spec in specs:
+        if "=" not in spec:
+            continue
+        task, _, value = spec.partition("=")
+        task, value = task.strip(), value.strip()
+        if task not in names or not value:
+            from mvleval.errors import did_you_mean
+
+            what = f"names task '{task}', which is not run here.{did_you_mean(task, names)}" if value else "gives no split."
+            raise MvlevalError(f"--split {spec!r} {what}", fix=f"pass TASK=SPLIT with one of the tasks run: {', '.join(names)}.")
+        if per_task.get(task, value) != value:
+            raise MvlevalError(f"--split gives task '{task}' two splits ({per_task[task]}, {value}).", fix="pass one.")
+        per_task[task] = value
+    return {**out, **per_task}
+
+
 @app.command(cls=_Command)
 def run(
     task: Annotated[list[str], typer.Option("--task", "-t", metavar="TASK", help="Task name (see `mvleval tasks`) or a benchmark file: ./my-bench/ (benchmark.yaml + data.jsonl) or ./bench.jsonl (+ bench.yaml beside it); repeat for several, or 'all'. The model loads once.")],
@@ -257,7 +281,7 @@ def run(
     data_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the annotation files (default: $MVLEVAL_DATA).")] = None,
     image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the images (default: <data-root>/images).")] = None,
     lang: Annotated[Optional[list[str]], typer.Option("--lang", "-l", metavar="CODE", help="Language code; repeat for several (default: all).")] = None,
-    split: Annotated[Optional[str], typer.Option(metavar="SPLIT", help="Split (default: the task's, as mBLIP reports).")] = None,
+    split: Annotated[Optional[list[str]], typer.Option(metavar="[TASK=]SPLIT", help="Split (default: the task's, as mBLIP reports); TASK=SPLIT for one task of several (--split xgqa=dev), repeatable.")] = None,
     limit: Annotated[Optional[int], typer.Option(metavar="N", help="Evaluate only the first N examples of each language.")] = None,
     batch_size: Annotated[Optional[str], typer.Option(metavar="N|auto", help="Samples per generate call, or 'auto' for the largest that fits. Default: 8; served models: 4 x --concurrency.")] = None,
     bits: Annotated[Optional[int], typer.Option(metavar="4|8|16|32", help=BITS_HELP)] = None,
@@ -338,6 +362,7 @@ def run(
         _data_root(data_root, names[0])  # says that --data-root does not apply to a benchmark file
     data = _data_root(data_root) if builtins else None
     roots = {name: _data_root(None, name) if is_task_path(name) else data for name in names}
+    splits = _splits_for(names, split or [])
     languages = {name: _languages_for(name, lang, several=len(names) > 1, prompt_style=prompt_style) for name in names}
     if len(names) > 1 and lang:
         # each task takes the --lang codes it has; one that has none is skipped, saying so (all skipped: an error)
@@ -352,7 +377,7 @@ def run(
     runs = [
         RunOptions(
             task=name, model=model, adapter=adapter, data_root=roots[name], image_root=image_root,
-            languages=languages[name], split=split, limit=limit,
+            languages=languages[name], split=splits.get(name), limit=limit,
             batch_size=None if batch_size == "auto" else int(batch_size), bits=bits, out_dir=out, seed=seed,
             generation=_generation_overrides(num_beams, max_new_tokens, min_new_tokens, length_penalty),
             allow_pickle=allow_pickle, resume=resume, command=tuple(["mvleval", *_public_args(sys.argv[1:])]), shared_prefix=shared_prefix,

@@ -131,6 +131,26 @@ def test_several_tasks_take_the_languages_they_have(demo: Demo, tmp_path: Path, 
     assert not (tmp_path / "none").exists()
 
 
+def test_split_per_task(shared_data: Path, tiny_mt5_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """xGQA's dev split beside xFlickrCo's test split in one command: --split xgqa=dev; a plain --split stays global."""
+    image_root = tmp_path / "images"
+    for task, split in (("xgqa", "dev"), ("xflickrco", "test")):
+        placeholder_images(sorted({p for e in load_task(task).examples(shared_data, image_root, "zh", split)[:1]
+                                   for p in e.images}))
+    out = tmp_path / "runs"
+    common = ["--model", tiny_mt5_dir, "--data-root", shared_data, "--image-root", image_root, "--lang", "zh",
+              "--limit", "1", "--num-beams", "1", "--max-new-tokens", "2", "--out", out]
+    code, output = _main(capsys, "run", "--task", "xgqa", "--task", "xflickrco", "--split", "xgqa=dev", *common)
+    assert code == 0, output
+    splits = {json.loads(p.read_text())["task"]["name"]: json.loads(p.read_text())["task"]["split"]
+              for p in out.glob("*.json") if not p.name.endswith(".manifest.json")}
+    assert splits == {"xgqa": "dev", "xflickrco": "test"}
+    code, output = _main(capsys, "run", "--task", "xgqa", "--task", "xflickrco", "--split", "xgqq=dev", *common)
+    assert code == 2 and "names task 'xgqq', which is not run here" in output and "Did you mean 'xgqa'" in output, output
+    code, output = _main(capsys, "run", "--task", "xgqa", "--task", "xflickrco", "--split", "dev", "--split", "test", *common)
+    assert code == 2 and "without a task" in output, output
+
+
 # -- Ctrl-C that answers, advice that is true -------------------------------------------------------------------------
 def _popen(*args: object) -> subprocess.Popen[str]:
     assert MVLEVAL, "the mvleval console script is not installed (pip install -e .)"
