@@ -53,6 +53,7 @@ class LanguageReport:
     unreadable_images: tuple[tuple[Path, str], ...] = ()  # the first few (path, why)
     error: str | None = None
     warnings: tuple[str, ...] = ()
+    other_splits: tuple[str, ...] = ()  # with no annotation file: the task's splits whose file for lang is there
 
     @property
     def ok(self) -> bool:
@@ -150,8 +151,10 @@ def _check_language(task: Task, data_root: Path, image_root: Path, lang: str, sp
     try:
         examples = task.examples(data_root, image_root, lang, split)
     except MvlevalError as exc:
+        found = annotation_file.is_file()
         return LanguageReport(
-            lang=lang, annotation_file=annotation_file, annotation_found=annotation_file.is_file(), error=exc.render()
+            lang=lang, annotation_file=annotation_file, annotation_found=found, error=exc.render(),
+            other_splits=() if found else tuple(task.splits_present(data_root, lang)),
         )
     seen: dict[str, str] = {}
     for ex in examples:
@@ -265,6 +268,13 @@ def render_report(report: DataReport) -> str:
     if problems:
         hint = (f"Download the benchmark from {report.source_url}; tasks/README.md shows the layout." if report.source_url
                 else "Correct the benchmark's rows or put its images under the image root (docs/custom-benchmark.md).")
+        absent = [r for r in report.languages if not r.annotation_found]
+        if absent and all(r.other_splits for r in absent) and len(absent) == len(problems):
+            # the benchmark is there, of another split: downloading it again would not help
+            present = list(dict.fromkeys(s for r in absent for s in r.other_splits))
+            hint = (f"The data root holds the {' and '.join(present)} split of {report.task}, not {report.split}: "
+                    f"check it with --split {present[0]} (and run with --split {present[0]}), or download the "
+                    f"{report.split} split" + (f" from {report.source_url}." if report.source_url else "."))
         out += ["", "Problems:", *problems, "", hint]
     else:
         out += ["", "All annotation and image files are present."]

@@ -151,6 +151,16 @@ def test_split_per_task(shared_data: Path, tiny_mt5_dir: Path, tmp_path: Path, c
     assert code == 2 and "without a task" in output, output
 
 
+def test_data_check_says_which_split_is_there(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """../shared holds xGQA's dev split only: `data check` (default split test) says so instead of 'download'."""
+    code, output = _main(capsys, "data", "check", "--task", "xgqa", "--data-root", shared_data, "--lang", "de")
+    assert code == 1, output
+    assert "holds the dev split of xgqa, not test" in output and "--split dev" in output, output
+    assert "Download the benchmark" not in output, output
+    code, output = _main(capsys, "run", "--task", "xgqa", "--model", "m", "--data-root", shared_data, "--lang", "de")
+    assert code == 2 and "pass --split dev" in output, output
+
+
 # -- Ctrl-C that answers, advice that is true -------------------------------------------------------------------------
 def _popen(*args: object) -> subprocess.Popen[str]:
     assert MVLEVAL, "the mvleval console script is not installed (pip install -e .)"
