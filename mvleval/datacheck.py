@@ -135,6 +135,7 @@ def check_data(
     langs = tuple(languages) if languages else task.split_languages(split)
     for lang in langs:
         task.check_language(lang)
+    checked: dict[Path, str | None] = {}
     return DataReport(
         task=task.name,
         task_version=task.version,
@@ -142,11 +143,18 @@ def check_data(
         data_root=data_root,
         image_root=image_root,
         source_url=task.source_url,
-        languages=tuple(_check_language(task, data_root, image_root, lang, split) for lang in dict.fromkeys(langs)),
+        languages=tuple(_check_language(task, data_root, image_root, lang, split, checked) for lang in dict.fromkeys(langs)),
     )
 
 
-def _check_language(task: Task, data_root: Path, image_root: Path, lang: str, split: str) -> LanguageReport:
+#: what was found at an image path: "missing", or why an existing file is unusable, or None (a usable image)
+_MISSING = "missing"
+
+
+def _check_language(task: Task, data_root: Path, image_root: Path, lang: str, split: str,
+                    checked: dict[Path, str | None]) -> LanguageReport:
+    """One language's report; `checked` holds what earlier languages found at each image path (XM3600 captions the
+    same 3,600 images in 36 languages: each is opened once, not 36 times)."""
     annotation_file = task.annotation_path(data_root, lang, split)
     try:
         examples = task.examples(data_root, image_root, lang, split)
@@ -168,8 +176,11 @@ def _check_language(task: Task, data_root: Path, image_root: Path, lang: str, sp
         seen[ex.id] = ex.source
     # Each image is checked once although many examples may share it (xGQA: ~32 questions per image).
     images = list(dict.fromkeys(p for ex in examples for p in ex.images))
-    missing = [p for p in images if not p.is_file()]
-    unreadable = [(p, why) for p in images if p.is_file() and (why := image_problem(p)) is not None]
+    for p in images:
+        if p not in checked:
+            checked[p] = image_problem(p) if p.is_file() else _MISSING
+    missing = [p for p in images if checked[p] == _MISSING]
+    unreadable = [(p, why) for p in images if (why := checked[p]) is not None and why != _MISSING]
     return LanguageReport(
         lang=lang,
         annotation_file=annotation_file,

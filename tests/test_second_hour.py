@@ -161,6 +161,38 @@ def test_data_check_says_which_split_is_there(shared_data: Path, capsys: pytest.
     assert code == 2 and "pass --split dev" in output, output
 
 
+def test_data_check_opens_each_image_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """XM3600 captions the same images in 36 languages: `data check` opens each image once, not once per language."""
+    import mvleval.datacheck
+
+    data = tmp_path / "data"
+    (data / "xm3600").mkdir(parents=True)
+    langs = load_task("xm3600").languages
+    lines = []
+    for i in range(3):
+        entry: dict[str, object] = {"image/key": f"img{i}", "image/locale": "en"}
+        for lang in langs:
+            entry[lang] = {"caption": [f"caption {i}"], "caption/tokenized": [f"caption {i}"],
+                           "caption/tokenized/lowercase": [f"caption {i}"]}
+        lines.append(json.dumps(entry))
+    (data / "xm3600" / "captions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    placeholder_images([data / "images" / "xm3600" / f"img{i}.jpg" for i in range(2)])  # img2 is missing
+    opened: list[Path] = []
+    original = mvleval.datacheck.image_problem
+
+    def counting(path: Path) -> str | None:
+        opened.append(path)
+        return original(path)
+
+    monkeypatch.setattr(mvleval.datacheck, "image_problem", counting)
+    monkeypatch.setattr(mvleval.datacheck, "_reference_warnings", lambda *a: ())  # lingua is not what is counted
+    code, output = _main(capsys, "data", "check", "--task", "xm3600", "--data-root", data)
+    assert code == 1, output
+    assert sorted(p.name for p in opened) == ["img0.jpg", "img1.jpg"]
+    assert output.count("1 image missing") == len(langs), output  # every language still reports what it lacks
+
+
 # -- Ctrl-C that answers, advice that is true -------------------------------------------------------------------------
 def _popen(*args: object) -> subprocess.Popen[str]:
     assert MVLEVAL, "the mvleval console script is not installed (pip install -e .)"
