@@ -261,13 +261,31 @@ def _languages_for(task: str, lang: list[str] | None, *, several: bool, prompt_s
     from mvleval.task import load_task
 
     known = load_task(task, prompt_style=prompt_style).languages
-    mine = tuple(code for code in lang if code in known)
-    if not mine:
-        raise MvlevalError(
-            f"task '{task}' has none of the languages given with --lang ({' '.join(lang)}); its languages are: {' '.join(known)}.",
-            fix=f"add one of them with --lang, or run {task} separately.",
-        )
-    return mine
+    return tuple(code for code in lang if code in known)  # () when it has none of them: the task is skipped
+
+
+def _splits_for(names: list[str], specs: list[str]) -> dict[str, str]:
+    """--split values -> the split of each task: a plain SPLIT for every task, TASK=SPLIT for one (taking precedence)."""
+    plain = [spec for spec in specs if "=" not in spec]
+    if len(plain) > 1:
+        raise MvlevalError(f"--split is given {len(plain)} times without a task ({', '.join(plain)}).",
+                           fix="pass one plain --split SPLIT for every task, and TASK=SPLIT for a task that differs.")
+    out = {name: plain[0] for name in names} if plain else {}
+    per_task: dict[str, str] = {}
+    for spec in specs:
+        if "=" not in spec:
+            continue
+        task, _, value = spec.partition("=")
+        task, value = task.strip(), value.strip()
+        if task not in names or not value:
+            from mvleval.errors import did_you_mean
+
+            what = f"names task '{task}', which is not run here.{did_you_mean(task, names)}" if value else "gives no split."
+            raise MvlevalError(f"--split {spec!r} {what}", fix=f"pass TASK=SPLIT with one of the tasks run: {', '.join(names)}.")
+        if per_task.get(task, value) != value:
+            raise MvlevalError(f"--split gives task '{task}' two splits ({per_task[task]}, {value}).", fix="pass one.")
+        per_task[task] = value
+    return {**out, **per_task}
 
 
 @app.command(cls=_Command)
@@ -278,7 +296,7 @@ def run(
     data_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the annotation files (default: $MVLEVAL_DATA).")] = None,
     image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the images (default: <data-root>/images).")] = None,
     lang: Annotated[Optional[list[str]], typer.Option("--lang", "-l", metavar="CODE", help="Language code; repeat for several (default: all).")] = None,
-    split: Annotated[Optional[str], typer.Option(metavar="SPLIT", help="Split (default: the task's, as mBLIP reports).")] = None,
+    split: Annotated[Optional[list[str]], typer.Option(metavar="[TASK=]SPLIT", help="Split (default: the task's, as mBLIP reports); TASK=SPLIT for one task of several (--split xgqa=dev), repeatable.")] = None,
     limit: Annotated[Optional[int], typer.Option(metavar="N", help="Evaluate only the first N examples of each language.")] = None,
     batch_size: Annotated[Optional[str], typer.Option(metavar="N|auto", help="Samples per generate call, or 'auto' for the largest that fits. Default: 8; served models: 4 x --concurrency.")] = None,
     bits: Annotated[Optional[int], typer.Option(metavar="4|8|16|32", help=BITS_HELP)] = None,
@@ -313,7 +331,7 @@ def run(
 ) -> None:
     """Evaluate a model on one or more tasks; writes a run record (JSON) and a per-sample file (JSONL) per task."""
     from mvleval.backends.registry import is_served
-    from mvleval.runner import RunOptions, evaluate, finished_record, load_run_backend, prepare
+    from mvleval.runner import RunOptions, evaluate, finished_record, load_run_backend, planned_comparable, prepare
     from mvleval.task import task_names
 
     if bits is not None and bits not in (4, 8, 16, 32):
@@ -360,11 +378,22 @@ def run(
         _data_root(data_root, names[0])  # says that --data-root does not apply to a benchmark file
     data = _data_root(data_root) if builtins else None
     roots = {name: _data_root(None, name) if is_task_path(name) else data for name in names}
+    splits = _splits_for(names, split or [])
     languages = {name: _languages_for(name, lang, several=len(names) > 1, prompt_style=prompt_style) for name in names}
+    if len(names) > 1 and lang:
+        # each task takes the --lang codes it has; one that has none is skipped, saying so (all skipped: an error)
+        skipped = {name: langs for name, langs in languages.items() if langs == ()}
+        if len(skipped) == len(names):
+            raise MvlevalError(f"none of the tasks has any of the languages given with --lang ({' '.join(lang)}).",
+                               fix="pass a language code one of them has (`mvleval tasks` lists them).")
+        for name in skipped:
+            _console(stderr=True).print(f"{name}: skipped: it has none of the languages given with --lang ({' '.join(lang)})",
+                                        markup=False, highlight=False, soft_wrap=True)
+        names = [name for name in names if name not in skipped]
     runs = [
         RunOptions(
             task=name, model=model, adapter=adapter, data_root=roots[name], image_root=image_root,
-            languages=languages[name], split=split, limit=limit,
+            languages=languages[name], split=splits.get(name), limit=limit,
             batch_size=None if batch_size == "auto" else int(batch_size), bits=bits, out_dir=out, seed=seed,
             generation=_generation_overrides(num_beams, max_new_tokens, min_new_tokens, length_penalty),
             allow_pickle=allow_pickle, resume=resume, command=tuple(["mvleval", *_public_args(sys.argv[1:])]), shared_prefix=shared_prefix,
@@ -374,11 +403,18 @@ def run(
         for name in names
     ]
     # every task's data is checked before the model loads (hours later is too late), and read only this once
-    prepared = [prepare(options) for options in runs]
+    try:
+        prepared = [prepare(options) for options in runs]
+    except KeyboardInterrupt:
+        _state["interrupt_hint"] = " Nothing was written: rerun the same command without --resume to start again."
+        raise
     if gate_baseline is not None:
+        from mvleval.gate import check_planned
         from mvleval.record import read_record
 
-        read_record(gate_baseline)  # a bad baseline path fails before hours of generation, not after
+        # a bad baseline path, or one the finished run could not be gated against (another --limit, split, data,
+        # task version or metric), fails in a second, before the model loads and before anything is written
+        check_planned(planned_comparable(runs[0], prepared[0]), read_record(gate_baseline))
     console = _console(stderr=json_out)
     loaded: list[Any] = []
     summaries: list[dict[str, Any]] = []
@@ -392,28 +428,52 @@ def run(
             loaded.append(load_run_backend(runs[0]))
         return loaded[0]
 
-    for options, ready in zip(runs, prepared):
-        done = finished_record(options, ready) if resume and len(runs) > 1 else None
-        if done is not None:
-            console.print(f"{options.task}: already finished with these settings: {done}")
-            if json_out:
-                from mvleval.record import read_record
+    written: list[Path] = []  # records this command wrote or found finished, for the Ctrl-C hint
+    try:
+        for options, ready in zip(runs, prepared):
+            # a finished run with the same settings is nothing to do for --resume (a CI step retried after a crash
+            # at the very end succeeds); without --resume, evaluate refuses to replace it silently
+            done = finished_record(options, ready) if resume else None
+            if done is not None:
+                console.print(f"{options.task}: nothing to do: a finished run with these settings exists: {done}")
+                path = done
+                written.append(done)
+                if json_out:
+                    from mvleval.record import read_record
 
-                summaries.append({**read_record(done).summary(done), "status": "already finished"})
-            continue
-        with RichProgress(_console(stderr=True)) as progress:
-            record, path = evaluate(options, progress=progress, backend_factory=shared_backend, prepared=ready)
-        if json_out:
-            summaries.append({**record.summary(path), "status": "evaluated"})
-        else:
-            print_summary(record, console)
-            console.print(f"Run record: {path}")
+                    summaries.append({**read_record(done).summary(done), "status": "already finished"})
+                continue
+            with RichProgress(_console(stderr=True)) as progress:
+                record, path = evaluate(options, progress=progress, backend_factory=shared_backend, prepared=ready)
+            written.append(path)
+            if json_out:
+                summaries.append({**record.summary(path), "status": "evaluated"})
+            else:
+                print_summary(record, console)
+                console.print(f"Run record: {path}")
+    except KeyboardInterrupt:
+        _state["interrupt_hint"] = _run_interrupt_hint(runs, prepared, written)
+        raise
     if gate_baseline is not None:
         _gate(path, gate_baseline, max_drop or [], None, lang_tolerance or [], paired, 0.95, report,
               report_html=report_html, image_root=runs[0].resolved_image_root,
               json_document=("run", {"runs": summaries}) if json_out else None)
     elif json_out:
         _print_json("run", {"runs": summaries, "gate": None})
+
+
+def _run_interrupt_hint(runs: list[Any], prepared: list[Any], written: list[Path]) -> str:
+    """What is true after Ctrl-C in `run`: which tasks can be continued with --resume, and what was not written."""
+    from mvleval.runner import interrupted_run
+
+    resumable = [o.task for o, ready in zip(runs, prepared) if interrupted_run(o, ready) is not None]
+    if resumable:
+        return " Rerun the same command with --resume to continue where it stopped."
+    if written:
+        rest = [o.task for o in runs[len(written):]]
+        return (f" Finished before the interrupt: {', '.join(str(p) for p in written)}; nothing of {', '.join(rest)} "
+                f"was written: rerun it without --resume ({' '.join('--task ' + t for t in rest)}).")
+    return " Nothing was written: rerun the same command without --resume to start again."
 
 
 @app.command(cls=_Command)
@@ -852,6 +912,8 @@ EXIT_INTERRUPTED = 130
 def _interrupted() -> int:
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
     hint = " Rerun the same command with --resume to continue where it stopped." if command in ("run", "train") else ""
+    # `run` knows what it wrote before the interrupt (nothing, during data checks or the model load)
+    hint = _state.pop("interrupt_hint", None) or hint
     _console(stderr=True).print(f"Interrupted.{hint}")
     return EXIT_INTERRUPTED
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from mvleval.errors import MvlevalError, did_you_mean, plural
 from mvleval.leaderboard import SCALE_NOTE, format_points
-from mvleval.record import RunRecord, check_sample_counts, read_samples
+from mvleval.record import RunRecord, TaskInfo, check_sample_counts, read_samples
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -131,19 +131,44 @@ def _selected_metrics(run: RunRecord, baseline: RunRecord, metrics: Sequence[str
     return list(dict.fromkeys(metrics))
 
 
-def _hashes_image_names_only(record: RunRecord) -> bool:
-    """Whether the record's data fingerprint predates image-content hashing (mvleval < 0.2)."""
+def _hashes_image_names_only(mvleval_version: str) -> bool:
+    """Whether a record made by this mvleval version has a data fingerprint that predates image-content hashing (< 0.2)."""
     from mvleval import IMAGE_CONTENT_FINGERPRINT_SINCE
 
     try:
-        version = tuple(int(part) for part in record.provenance.mvleval_version.split(".")[:2])
+        version = tuple(int(part) for part in mvleval_version.split(".")[:2])
     except ValueError:
         return False
     return version < IMAGE_CONTENT_FINGERPRINT_SINCE
 
 
+@dataclass(frozen=True)
+class Comparable:
+    """What decides whether two runs' scores may be compared: everything but the scores themselves.
+
+    A finished record gives it (`Comparable.of`); so does a run that has not started (`mvleval run --gate` checks it
+    against the baseline before the model loads: runner.planned_comparable).
+    """
+
+    run_id: str
+    task: TaskInfo
+    data_fingerprint: str
+    mvleval_version: str
+    metrics: Mapping[str, tuple[str, bool]]  # name -> (signature, higher_is_better)
+
+    @classmethod
+    def of(cls, record: RunRecord) -> Comparable:
+        return cls(run_id=record.run_id, task=record.task, data_fingerprint=record.provenance.data_fingerprint,
+                   mvleval_version=record.provenance.mvleval_version,
+                   metrics={name: (s.signature, s.higher_is_better) for name, s in record.scores.items()})
+
+
 def comparability_problems(run: RunRecord, baseline: RunRecord, metrics: Sequence[str]) -> list[str]:
     """Every reason the two records' scores are not comparable (empty when they are)."""
+    return _problems(Comparable.of(run), Comparable.of(baseline), metrics)
+
+
+def _problems(run: Comparable, baseline: Comparable, metrics: Sequence[str]) -> list[str]:
     problems: list[str] = []
     r, b = run.task, baseline.task
 
@@ -155,11 +180,11 @@ def comparability_problems(run: RunRecord, baseline: RunRecord, metrics: Sequenc
     differs("task version", r.version, b.version)
     differs("task protocol hash", r.protocol_hash, b.protocol_hash)
     differs("split", r.split, b.split)
-    differs("example set (data fingerprint)", run.provenance.data_fingerprint, baseline.provenance.data_fingerprint)
-    stale = [(name, record) for name, record in (("run", run), ("baseline", baseline)) if _hashes_image_names_only(record)]
-    if run.provenance.data_fingerprint != baseline.provenance.data_fingerprint and len(stale) == 1:
-        name, record = stale[0]
-        problems[-1] += (f" (the {name} was made by mvleval {record.provenance.mvleval_version}, whose fingerprint hashed "
+    differs("example set (data fingerprint)", run.data_fingerprint, baseline.data_fingerprint)
+    stale = [(name, c) for name, c in (("run", run), ("baseline", baseline)) if _hashes_image_names_only(c.mvleval_version)]
+    if run.data_fingerprint != baseline.data_fingerprint and len(stale) == 1:
+        name, c = stale[0]
+        problems[-1] += (f" (the {name} was made by mvleval {c.mvleval_version}, whose fingerprint hashed "
                          "image names only; since 0.2 it hashes the images' content too, so the same data differs here: "
                          f"re-run the {name} with this mvleval)")
     if set(r.languages) != set(b.languages):
@@ -172,13 +197,23 @@ def comparability_problems(run: RunRecord, baseline: RunRecord, metrics: Sequenc
             if nr != nb:
                 problems.append(f"examples in {lang}: run {nr}, baseline {nb}")
     for name in metrics:
-        if name not in baseline.scores or name not in run.scores:
-            where = "baseline" if name not in baseline.scores else "run"
+        if name not in baseline.metrics or name not in run.metrics:
+            where = "baseline" if name not in baseline.metrics else "run"
             problems.append(f"metric {name}: missing from the {where}")
             continue
-        differs(f"metric {name} signature", run.scores[name].signature, baseline.scores[name].signature)
-        differs(f"metric {name} direction (higher_is_better)", run.scores[name].higher_is_better, baseline.scores[name].higher_is_better)
+        differs(f"metric {name} signature", run.metrics[name][0], baseline.metrics[name][0])
+        differs(f"metric {name} direction (higher_is_better)", run.metrics[name][1], baseline.metrics[name][1])
     return problems
+
+
+def _refuse(run_id: str, baseline_id: str, problems: list[str], *, before: bool = False) -> None:
+    if problems:
+        when = " (checked before the model loads: nothing was run or written)" if before else ""
+        raise MvlevalError(
+            f"run {run_id} cannot be gated against baseline {baseline_id}{when}: " + "; ".join(problems) + ".",
+            fix="gate against a baseline of the same task version, split, example set and metric signatures "
+            "(re-run with the baseline's settings, or bless a new baseline if the change is intended).",
+        )
 
 
 def check_comparable(run: RunRecord, baseline: RunRecord, metrics: Sequence[str] | None = None) -> list[str]:
@@ -191,14 +226,18 @@ def check_comparable(run: RunRecord, baseline: RunRecord, metrics: Sequence[str]
             (every difference listed).
     """
     selected = _selected_metrics(run, baseline, metrics)
-    problems = comparability_problems(run, baseline, selected)
-    if problems:
-        raise MvlevalError(
-            f"run {run.run_id} cannot be gated against baseline {baseline.run_id}: " + "; ".join(problems) + ".",
-            fix="gate against a baseline of the same task version, split, example set and metric signatures "
-            "(re-run with the baseline's settings, or bless a new baseline if the change is intended).",
-        )
+    _refuse(run.run_id, baseline.run_id, comparability_problems(run, baseline, selected))
     return selected
+
+
+def check_planned(run: Comparable, baseline: RunRecord) -> None:
+    """Refuse, before anything runs, a run that could not be gated against `baseline` once finished (`run --gate`):
+    the same checks and message as the gate's, on every metric of the baseline.
+
+    Raises:
+        MvlevalError: the run and the baseline differ in anything comparability_problems checks.
+    """
+    _refuse(run.run_id, baseline.run_id, _problems(run, Comparable.of(baseline), list(baseline.scores)), before=True)
 
 
 # -- tolerances -----------------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from mvleval.task import Example, GenerationSettings, Task, load_task, load_task
 
 if TYPE_CHECKING:
     from mvleval.backends.base import Backend, EndpointOptions
+    from mvleval.gate import Comparable
 
 log = logging.getLogger(__name__)
 
@@ -438,6 +439,36 @@ def score_rows(task: Task, languages: Sequence[str], rows_by_lang: dict[str, lis
     return scores
 
 
+def _task_info(options: RunOptions, prepared: PreparedRun) -> TaskInfo:
+    """The record's task section: known before the model loads."""
+    task = prepared.task
+    return TaskInfo(
+        name=task.name,
+        version=task.version,
+        split=prepared.split,
+        languages=list(prepared.languages),
+        n_examples={lang: len(prepared.examples[lang]) for lang in prepared.languages},
+        limit=options.limit,
+        protocol_hash=task.protocol_hash(),
+        prompt_style=task.prompt_style,
+        source=task.location(),
+    )
+
+
+def planned_comparable(options: RunOptions, prepared: PreparedRun) -> Comparable:
+    """What the gate will compare of this run's record, known before any model loads (everything but the scores):
+    `mvleval run --gate` refuses an incomparable baseline with it in a second instead of after the whole run."""
+    from mvleval.gate import Comparable
+
+    return Comparable(
+        run_id=run_name(options, run_identity(options, prepared)),
+        task=_task_info(options, prepared),
+        data_fingerprint=prepared.data_fingerprint,
+        mvleval_version=mvleval.__version__,
+        metrics={m.name: (m.signature(), m.higher_is_better) for m in prepared.task.metrics()},
+    )
+
+
 def evaluate(
     options: RunOptions,
     *,
@@ -458,6 +489,8 @@ def evaluate(
     identity = run_identity(options, prepared)
     name = run_name(options, identity)
     out_dir = options.out_dir
+    # the folders this run creates: removed again (when still empty) if it stops before generating anything
+    created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / f".{name}.{dist_info.rank}.write-test"
@@ -467,42 +500,46 @@ def evaluate(
         raise MvlevalError(f"the output folder is not writable ({exc.strerror}).", fix="pass a writable --out.", where=out_dir) from None
     paths = RunPaths.for_name(out_dir, name, dist_info.rank, dist_info.world_size)
 
-    if paths.record.is_file() and not paths.manifest.exists() and not options.overwrite:
-        raise MvlevalError(
-            f"a finished run with exactly these settings already exists ({paths.record}); mvleval does not replace a "
-            "finished record silently.",
-            fix="pass --overwrite to replace it, or --out another folder to keep both.",
-        )
-    if options.resume:
-        _find_resumable(out_dir, paths, identity)
-    elif paths.partial.exists() or paths.manifest.exists():
-        raise MvlevalError(
-            f"an interrupted run with the same settings exists ({paths.manifest}).",
-            fix=f"pass --resume to continue it, or delete {out_dir}/{name}.*partial.jsonl and {paths.manifest} to start over.",
-        )
-    done = _load_done([paths.partial], prepared) if options.resume else {}
-    total = sum(len(exs) for exs in prepared.examples.values())
-    if options.resume:
-        progress.note(f"resuming {name}: {len(done)} of {total} examples already done, in {paths.partial}")
-        _rewrite_partial(paths, list(done.values()))
-    from mvleval.backends.registry import is_served
+    try:
+        if paths.record.is_file() and not paths.manifest.exists() and not options.overwrite:
+            raise MvlevalError(
+                f"a finished run with exactly these settings already exists ({paths.record}); mvleval does not replace a "
+                "finished record silently.",
+                fix="pass --overwrite to replace it, or --out another folder to keep both.",
+            )
+        if options.resume:
+            _find_resumable(out_dir, paths, identity)
+        elif paths.partial.exists() or paths.manifest.exists():
+            raise MvlevalError(
+                f"an interrupted run with the same settings exists ({paths.manifest}).",
+                fix=f"pass --resume to continue it, or delete {out_dir}/{name}.*partial.jsonl and {paths.manifest} to start over.",
+            )
+        done = _load_done([paths.partial], prepared) if options.resume else {}
+        total = sum(len(exs) for exs in prepared.examples.values())
+        if options.resume:
+            progress.note(f"resuming {name}: {len(done)} of {total} examples already done, in {paths.partial}")
+            _rewrite_partial(paths, list(done.values()))
+        from mvleval.backends.registry import is_served
 
-    if not is_served(options.model, options.backend):
-        _init_distributed(dist_info)
-        torch_seed(options.seed)  # a served model needs no torch here (API-only machines may not have it)
-    elif dist_info.world_size > 1:
-        raise MvlevalError(
-            "a served model is evaluated by one process: several processes (torchrun) would each send every request.",
-            fix="run `mvleval run` once, without torchrun, and raise --concurrency to keep more requests in flight.",
-        )
-    if backend_factory is None:
-        progress.note(f"loading {options.model}" + (f" with adapter {options.adapter}" if options.adapter else "") + " ...")
-    backend = backend_factory() if backend_factory else _load_backend(options, dist_info)
-    backend.check_settings(prepared.generation, task.images_per_example)
-    model_info = backend.info(prepared.generation)
-    if dist_info.is_main:
-        # written once the model loaded and accepted the settings: a run refused before that leaves nothing behind
-        write_json_atomic(paths.manifest, json.dumps({"identity": identity, "name": name}, indent=2, sort_keys=True) + "\n")
+        if not is_served(options.model, options.backend):
+            _init_distributed(dist_info)
+            torch_seed(options.seed)  # a served model needs no torch here (API-only machines may not have it)
+        elif dist_info.world_size > 1:
+            raise MvlevalError(
+                "a served model is evaluated by one process: several processes (torchrun) would each send every request.",
+                fix="run `mvleval run` once, without torchrun, and raise --concurrency to keep more requests in flight.",
+            )
+        if backend_factory is None:
+            progress.note(f"loading {options.model}" + (f" with adapter {options.adapter}" if options.adapter else "") + " ...")
+        backend = backend_factory() if backend_factory else _load_backend(options, dist_info)
+        backend.check_settings(prepared.generation, task.images_per_example)
+        model_info = backend.info(prepared.generation)
+        if dist_info.is_main:
+            # written once the model loaded and accepted the settings: a run refused before that leaves nothing behind
+            write_json_atomic(paths.manifest, json.dumps({"identity": identity, "name": name}, indent=2, sort_keys=True) + "\n")
+    except BaseException:  # a refusal, a model that does not load, Ctrl-C: no empty folder left behind either
+        _remove_created(created)
+        raise
 
     batch_size = options.batch_size or _auto_batch_size(backend, prepared)
     if options.batch_size is None:
@@ -518,6 +555,7 @@ def evaluate(
             # nothing was generated: leave nothing behind, so the same command runs again once the cause is fixed
             paths.partial.unlink(missing_ok=True)
             paths.manifest.unlink(missing_ok=True)
+            _remove_created(created)
         elif isinstance(exc, MvlevalError):
             kept = len(done)
             raise MvlevalError(
@@ -546,17 +584,7 @@ def evaluate(
     record = RunRecord(
         run_id=name,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        task=TaskInfo(
-            name=task.name,
-            version=task.version,
-            split=prepared.split,
-            languages=list(prepared.languages),
-            n_examples={lang: len(prepared.examples[lang]) for lang in prepared.languages},
-            limit=options.limit,
-            protocol_hash=task.protocol_hash(),
-            prompt_style=task.prompt_style,
-            source=task.location(),
-        ),
+        task=_task_info(options, prepared),
         model=model_info,
         scores=scores,
         provenance=Provenance(
@@ -606,6 +634,15 @@ def evaluate(
                 progress.note(f"removed {page}, the report of the replaced run (`mvleval report {paths.record}` writes a new one)")
     _barrier(dist_info)
     return record, paths.record
+
+
+def _remove_created(created: Sequence[Path]) -> None:
+    """Remove the folders a run created (deepest first) while they are empty: a run that wrote nothing leaves nothing."""
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another rank's or task's files), or already gone
+            return
 
 
 class RunStopped(MvlevalError):
@@ -691,6 +728,15 @@ def finished_record(options: RunOptions, prepared: PreparedRun | None = None) ->
     prepared = prepared or prepare(options)
     paths = RunPaths.for_name(options.out_dir, run_name(options, run_identity(options, prepared)))
     return paths.record if paths.record.is_file() and not paths.manifest.exists() else None
+
+
+def interrupted_run(options: RunOptions, prepared: PreparedRun) -> Path | None:
+    """The manifest of an interrupted run with exactly these settings in options.out_dir (what --resume continues),
+    or None when there is none (nothing of it was written)."""
+    dist_info = DistInfo.from_env()
+    paths = RunPaths.for_name(options.out_dir, run_name(options, run_identity(options, prepared)), dist_info.rank,
+                              dist_info.world_size)
+    return paths.manifest if paths.manifest.is_file() else None
 
 
 def load_run_backend(options: RunOptions) -> Backend:

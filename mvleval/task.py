@@ -169,6 +169,14 @@ class Task(ABC):
         self.check_split(split)
         path = self.annotation_path(data_root, lang, split)
         if not path.is_file():
+            present = self.splits_present(data_root, lang)
+            if present:  # the data is there, of another split: say so rather than "download the benchmark"
+                raise MvlevalError(
+                    f"annotation file for {self.name} {lang}/{split} not found; the data root holds the "
+                    f"{' and '.join(present)} split{'s' if len(present) > 1 else ''} of {self.name} {lang}.",
+                    fix=f"pass --split {present[0]} to use it, or download the {split} split ({self.source_url}).",
+                    where=path,
+                )
             raise MvlevalError(
                 f"annotation file for {self.name} {lang}/{split} not found.{_what_is_there(data_root, path)}",
                 fix=f"download the benchmark ({self.source_url}) so the file exists under --data-root; "
@@ -176,6 +184,11 @@ class Task(ABC):
                 where=path,
             )
         return self.read_examples(path, lang, split, image_root)
+
+    def splits_present(self, data_root: Path, lang: str) -> list[str]:
+        """The task's named splits (not patterns such as train_N) whose annotation file for `lang` is under data_root."""
+        named = [s for s in self.splits if re.escape(s) == s]
+        return [s for s in named if self.annotation_path(data_root, lang, s).is_file()]
 
     def requested_language(self, lang: str) -> str:
         """The language the prompt asks the model to answer in (for language fidelity)."""

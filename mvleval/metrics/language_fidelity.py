@@ -229,6 +229,54 @@ def _detector(names: tuple[str, ...]) -> LanguageDetector:
     return LanguageDetectorBuilder.from_languages(*(getattr(Language, n) for n in names)).build()
 
 
+#: (language, script, long text) whose models _load_models loaded (lingua keeps every model it loaded for the
+#: process, shared by all detectors), and (detector names, script, long text) already prepared
+_LOADED: set[tuple[str, str, bool]] = set()
+_PREPARED: set[tuple[tuple[str, ...], str, bool]] = set()
+#: lingua's own limit: texts this long are ranked by trigrams alone, shorter ones by 1- to 5-grams
+_LINGUA_LONG_TEXT = 120
+
+
+def _load_models(names: tuple[str, ...], text: str) -> None:
+    """Load the models detector `names` needs for `text` one language at a time (each a fraction of a second).
+
+    lingua loads a language's models on first use, inside one call into its Rust code, which holds the interpreter:
+    Ctrl-C waited until all of them were loaded (9 s for the unrestricted detector on one Latin caption). Loading them
+    language by language, through two-language detectors on the same text (lingua filters candidates by script
+    first, so a language of another script loads nothing), lets KeyboardInterrupt through between two languages.
+    The detector's answer is the same: the models are lingua's own, loaded once per process whichever detector asks.
+    """
+    scripts = _letter_scripts(text)
+    key = (names, _dominant(scripts) if scripts else "", len(text) >= _LINGUA_LONG_TEXT)
+    if key in _PREPARED:
+        return
+    from lingua import Language
+
+    members = names or tuple(sorted(language.name for language in Language.all()))
+    log.debug("loading lingua's models of %s for %s text, one language at a time",
+              f"{len(members)} languages" + (" (the unrestricted detector)" if not names else ""), key[1] or "letterless")
+    for name in members:
+        if (name, key[1], key[2]) in _LOADED:
+            continue
+        partner = members[0] if name != members[0] else members[1]
+        _pair_detector(name, partner).compute_language_confidence_values(text)
+        _LOADED.add((name, key[1], key[2]))
+    _PREPARED.add(key)
+
+
+@lru_cache(maxsize=512)
+def _pair_detector(name: str, partner: str) -> LanguageDetector:
+    from lingua import Language, LanguageDetectorBuilder
+
+    return LanguageDetectorBuilder.from_languages(getattr(Language, name), getattr(Language, partner)).build()
+
+
+def _ranking(names: tuple[str, ...], text: str) -> list[tuple[str, float]]:
+    """The ranking of `text` by detector `names` (() the unrestricted one): lingua names with confidences, best first."""
+    _load_models(names, text)
+    return [(c.language.name, c.value) for c in _detector(names).compute_language_confidence_values(text)]
+
+
 def script_verdict(text: str, requested: str) -> str | None:
     """The letter and script checks (rules 1-2): a final verdict, or None when the detector must decide."""
     scripts = _letter_scripts(text)
@@ -483,7 +531,7 @@ class LanguageFidelity(Metric):
         the one `judge` gives.
         """
         names = self._detector_names(requested)
-        detector = _detector(names) if len(names) >= 2 else None
+        detector = _detector(names) if len(names) >= 2 else None  # built now: a missing lingua is reported first
         codes = self._codes_by_name(requested)
         cache: dict[str, tuple[str, dict[str, str] | None]] = {}
         out = []
@@ -493,10 +541,10 @@ class LanguageFidelity(Metric):
                 ranking = full = None
                 pre, reason = pre_verdict(text, requested, model)
                 if detector is not None and (pre is None or pre == Verdict.WRONG):
-                    ranking = [(c.language.name, c.value) for c in detector.compute_language_confidence_values(text)]
+                    ranking = _ranking(names, text)
                     if (pre is None and len(text.strip()) >= SHORT_TEXT_CHARS
                             and detector_verdict(text, requested, ranking) == Verdict.FAITHFUL):
-                        full = [(c.language.name, c.value) for c in _detector(()).compute_language_confidence_values(text)]
+                        full = _ranking((), text)
                 # judge()'s decision, without running rules 1-3 a second time
                 verdict = pre or (Verdict.FAITHFUL if ranking is None else detector_verdict(text, requested, ranking, full))
                 facts: dict[str, str] | None = None

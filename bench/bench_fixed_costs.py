@@ -1,0 +1,154 @@
+"""Benchmark: the fixed costs of small runs, side by side in one run of this script.
+
+1. `mvleval score` on a 3-caption xFlickrCo run vs on a 3-question xGQA run (goal: the caption run costs no more
+   than twice the question run; before mvleval 0.2.1 language fidelity loaded lingua's models of every language
+   written in the caption's script for the unrestricted check of one long caption, ~7.5 s).
+2. `mvleval data check` on an XM3600-shaped benchmark (300 images captioned in all 36 languages, the shape of the
+   real one: each image cited by 36 languages) and on the real xFlickrCo annotation files (placeholder images).
+
+The runs are made once with a tiny mBLIP-shaped checkpoint (mvleval.factory) on the real annotation files of
+../shared/data (xFlickrCo test en, xGQA dev en; placeholder JPEGs), and each prediction is then replaced by its first
+reference (what a trained model writes: a caption, a short answer); each command then runs as a fresh subprocess,
+interleaved, --rounds times, and the median of each is compared (these machines are shared and noisy: only the
+ratios measured in one run mean something).
+
+Run: ``OMP_NUM_THREADS=1 python bench/bench_fixed_costs.py [--rounds 3] [--workdir DIR] [--data ../shared/data]``.
+The code measured is the `mvleval` importable by this interpreter (PYTHONPATH decides), so the same script measures
+another checkout: ``PYTHONPATH=/path/to/other/checkout python bench/bench_fixed_costs.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _mvleval(*args: object, check: bool = True) -> tuple[float, subprocess.CompletedProcess[str]]:
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "COLUMNS": "200"}
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "mvleval", *map(str, args)], capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - started
+    if check and proc.returncode not in (0, 1):
+        raise SystemExit(f"mvleval {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return elapsed, proc
+
+
+def _placeholders(paths: list[Path], size: tuple[int, int] = (640, 480)) -> None:
+    from PIL import Image
+
+    for i, path in enumerate(paths):
+        if path.exists():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        img = Image.new("RGB", size, ((i * 37) % 256, (i * 91) % 256, (i * 53) % 256))
+        img.save(path, format="JPEG", quality=90)
+
+
+def _run(task: str, split: str, data: Path, images: Path, model: Path, out: Path) -> Path:
+    from mvleval.task import load_task
+
+    examples = load_task(task).examples(data, images, "en", split)[:3]
+    _placeholders(sorted({p for e in examples for p in e.images}), (96, 96))
+    _, proc = _mvleval("run", "--task", task, "--model", model, "--data-root", data, "--image-root", images, "--lang", "en",
+                       "--split", split, "--limit", 3, "--out", out, "--num-beams", 1, "--max-new-tokens", 8, "--overwrite")
+    match = re.search(r"Run record: (\S+\.json)", proc.stdout.replace("\n", ""))
+    if not match:
+        raise SystemExit(proc.stdout + proc.stderr)
+    record = Path(match.group(1))
+    # what a trained model answers: a caption, a short answer (the tiny model's ten-token gibberish would be judged
+    # by other rules than real outputs); `mvleval score` recomputes every score from these
+    samples = record.parent / json.loads(record.read_text(encoding="utf-8"))["samples_file"]
+    rows = [json.loads(line) for line in samples.read_text(encoding="utf-8").splitlines()]
+    for row in rows:
+        row["prediction"] = row["references"][0]
+    samples.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    return record
+
+
+def _xm3600_shaped(root: Path, n_images: int) -> tuple[Path, Path]:
+    """An XM3600-format captions.jsonl: n_images images, each captioned in all 36 languages (caption-like text)."""
+    from mvleval.task import load_task
+
+    langs = load_task("xm3600").languages
+    data = root / "xm3600-data"
+    (data / "xm3600").mkdir(parents=True, exist_ok=True)
+    words = ["a", "man", "woman", "dog", "street", "with", "red", "car", "near", "the", "house", "walking", "on"]
+    lines = []
+    for i in range(n_images):
+        entry: dict[str, object] = {"image/key": f"{i:016x}", "image/locale": "en"}
+        for lang in langs:
+            text = " ".join(words[(i + k * 7) % len(words)] for k in range(8))
+            entry[lang] = {"caption": [text], "caption/tokenized": [text], "caption/tokenized/lowercase": [text]}
+        lines.append(json.dumps(entry))
+    (data / "xm3600" / "captions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    images = root / "xm3600-images"
+    _placeholders([images / "xm3600" / f"{i:016x}.jpg" for i in range(n_images)])
+    return data, images
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--xm3600-images", type=int, default=300)
+    args = parser.parse_args()
+    import mvleval
+
+    print(f"mvleval {mvleval.__version__} from {Path(mvleval.__file__).parent}; OMP_NUM_THREADS="
+          f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; {os.cpu_count()} CPUs; {args.rounds} rounds (median)")
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-fixed-"))
+    work.mkdir(parents=True, exist_ok=True)
+    from mvleval.factory import build_tiny_checkpoint
+
+    model = work / "tiny-mt5"
+    if not (model / "config.json").is_file():
+        build_tiny_checkpoint(model, "mt5", seed=0)
+    images = work / "images"
+    captions = _run("xflickrco", "test", args.data, images, model, work / "runs")
+    questions = _run("xgqa", "dev", args.data, images, model, work / "runs")
+    xm_data, xm_images = _xm3600_shaped(work, args.xm3600_images)
+    flickr_images = work / "flickr-images"
+    from mvleval.task import load_task
+
+    task = load_task("xflickrco")
+    flickr_langs = [lang for lang in task.languages if task.annotation_path(args.data, lang, "test").is_file()]
+    _placeholders(sorted({p for lang in flickr_langs for e in task.examples(args.data, flickr_images, lang, "test")
+                          for p in e.images}))
+
+    commands = {
+        "score xflickrco (3 captions)": ["score", captions],
+        "score xgqa (3 questions)": ["score", questions],
+        f"data check xm3600 ({args.xm3600_images} images x 36 languages)": [
+            "data", "check", "--task", "xm3600", "--data-root", xm_data, "--image-root", xm_images],
+        f"data check xflickrco ({' '.join(flickr_langs)})": [
+            "data", "check", "--task", "xflickrco", "--data-root", args.data, "--image-root", flickr_images,
+            *[x for lang in flickr_langs for x in ("--lang", lang)]],
+    }
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for r in range(args.rounds):
+        order = list(commands)[r % len(commands):] + list(commands)[: r % len(commands)]
+        for name in order:
+            elapsed, _ = _mvleval(*commands[name])
+            times[name].append(elapsed)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    width = max(map(len, medians))
+    for name, value in medians.items():
+        print(f"  {name:<{width}}  {value:6.2f} s  (runs: {', '.join(f'{t:.2f}' for t in times[name])})")
+    ratio = medians["score xflickrco (3 captions)"] / medians["score xgqa (3 questions)"]
+    print(f"score: 3 captions / 3 questions = {ratio:.2f}x (goal <= 2)")
+    print(f"workdir: {work}")
+
+
+if __name__ == "__main__":
+    main()
