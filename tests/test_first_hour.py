@@ -179,7 +179,7 @@ def test_data_check_finds_an_image_pillow_cannot_open(demo: tuple[Path, Path], t
     (("--lang", "german"), ("its code is 'de'",)),
     (("--lang", "DE"), ("Did you mean 'de'?",)),
     (("--lang", "de,zh"), ("pass --lang de --lang zh",)),
-    (("--lang", "en", "--split", "train_7"), ("Found in", "test.json")),
+    (("--lang", "en", "--split", "train_7"), ("holds the test split", "pass --split test")),
 ])
 def test_helpful_errors_for_what_users_type(args: tuple[str, ...], needles: tuple[str, ...], demo: tuple[Path, Path],
                                             tmp_path: Path) -> None:
