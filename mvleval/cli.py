@@ -392,11 +392,13 @@ def run(
 @app.command(cls=_Command)
 def score(
     record: Annotated[Path, typer.Argument(metavar="RUN", help="A run record written by `mvleval run`.")],
+    data_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the annotation files the run read (default: $MVLEVAL_DATA); references and labels are read from it again. A benchmark file's record keeps its own.")] = None,
+    image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the images (default: <data-root>/images), for the data fingerprint.")] = None,
 ) -> None:
-    """Recompute a run's scores from its per-sample file with the installed metrics (no model is loaded)."""
+    """Recompute a run's scores from its predictions and the task's data with the installed metrics (no model is loaded)."""
     from mvleval.runner import rescore
 
-    updated, path = rescore(record)
+    updated, path = rescore(record, data_root, image_root)
     console = _console()
     print_summary(updated, console)
     console.print(f"Rescored run record: {path}")

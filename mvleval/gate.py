@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from mvleval.errors import MvlevalError, did_you_mean
 from mvleval.leaderboard import SCALE_NOTE, format_points
-from mvleval.record import RunRecord, check_sample_counts, read_samples
+from mvleval.record import RunRecord, check_sample_counts, check_samples_hash, read_samples, samples_path
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -293,7 +293,7 @@ def _load_samples(record: RunRecord, folder: Path | None, who: str) -> dict[tupl
     """(lang, id) -> per-sample scores, checked against the record's example counts."""
     if folder is None:
         raise MvlevalError(f"paired gating needs the {who} record's folder to find its per-sample file.", fix="pass the record's path.")
-    path = folder / record.samples_file
+    path = samples_path(record, folder)
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for i, row in enumerate(read_samples(path), start=1):
         try:
@@ -379,6 +379,10 @@ def gate(
     if not 0.0 < confidence < 1.0:
         raise MvlevalError(f"confidence must lie strictly between 0 and 1, got {confidence}.", fix="e.g. 0.95.")
     selected = check_comparable(run, baseline, metrics)
+    # numbers only count with the samples they came from: a per-sample file edited after scoring is refused
+    base_verified = baseline_dir is not None and check_samples_hash(baseline, baseline_dir, "the baseline")
+    if run_dir is not None:
+        check_samples_hash(run, run_dir, "the run")
     languages = list(baseline.task.languages)
     tolerance = _tolerances(selected, languages, max_drop, per_lang_tolerance)
 
@@ -441,6 +445,9 @@ def gate(
             fix="gate other metrics (--metric) or bless a baseline that has scores.",
         )
     warnings: list[str] = []
+    if baseline_dir is not None and not base_verified:
+        warnings.append("the baseline records no samples_sha256 (blessed before baselines recorded one), so its per-sample file "
+                        "could not be checked against its scores; bless it again to record one")
     if run.model.generation != baseline.model.generation:
         diff = sorted(k for k in set(run.model.generation) | set(baseline.model.generation) if run.model.generation.get(k) != baseline.model.generation.get(k))
         warnings.append(

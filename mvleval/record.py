@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mvleval.errors import MvlevalError
 from mvleval.fileperms import follow_umask
@@ -85,6 +85,7 @@ class Provenance(_Model):
     command: list[str]
     hostname: str | None = None
     batch_size: int | None = None  # samples per generate call (what --batch-size auto picked); predictions do not depend on it
+    max_image_pixels: int | None = None  # the pixel limit images were opened under (mvleval.images.MAX_PIXELS); None: not recorded
 
 
 class RunRecord(_Model):
@@ -100,9 +101,65 @@ class RunRecord(_Model):
     duration_s: float
     samples_file: str
     rescored_at: str | None = None  # set by `mvleval score` when scores were recomputed from the samples file
+    # sha256 of the per-sample file as blessed (`mvleval baseline bless`) or rescored: the gate refuses a baseline whose
+    # samples changed since; None (and left out of the JSON) in a record that does not vouch for its samples
+    samples_sha256: str | None = None
+
+    @field_validator("samples_file")
+    @classmethod
+    def _plain_file_name(cls, value: str) -> str:
+        # a record's per-sample file lies beside it: a path elsewhere would score (or show) another run's samples
+        if not is_plain_file_name(value):
+            raise ValueError(f"{value!r} is not a plain file name beside the record (no folders, no '..')")
+        return value
 
     def headline(self) -> str:
         return next(iter(self.scores))
+
+
+def is_plain_file_name(name: str) -> bool:
+    """True for a file name without folders: no separator, not '.' or '..', no NUL, not empty."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in ("/", "\\", "\0"))
+
+
+def samples_path(record: RunRecord, folder: Path) -> Path:
+    """The per-sample file of a record in `folder`: the file named `samples_file` beside the record, refused (before
+    anything is read) when it is a link that leads out of the record's folder."""
+    path = folder / record.samples_file
+    if path.is_symlink() and path.resolve().parent != folder.resolve():
+        raise MvlevalError(
+            f"the record's per-sample file {record.samples_file} is a link to a file outside the record's folder "
+            f"({path.resolve()}); a record's files must lie beside it.",
+            fix="copy the per-sample file next to the record instead of linking it.",
+            where=path,
+        )
+    return path
+
+
+def check_samples_hash(record: RunRecord, folder: Path, what: str) -> bool:
+    """Refuse a record whose per-sample file changed since the record vouched for it (`samples_sha256`, written by
+    `run`, `score` and `baseline bless`); False for a record that has no hash (written before records kept one)."""
+    if record.samples_sha256 is None:
+        return False
+    from mvleval.provenance import file_sha256
+
+    path = samples_path(record, folder)
+    if not path.is_file():
+        raise MvlevalError(f"the per-sample file of {what} is missing.", fix="keep each record next to its per-sample file.", where=path)
+    try:
+        found = file_sha256(path)
+    except OSError as exc:
+        raise MvlevalError(f"cannot read the per-sample file of {what} ({exc.strerror}).", fix="check the file's permissions.",
+                           where=path) from None
+    if found != record.samples_sha256:
+        raise MvlevalError(
+            f"the per-sample file of {what} changed after its scores were computed (sha256 {found[:12]}..., the record "
+            f"says {record.samples_sha256[:12]}...), so its numbers no longer follow from its samples.",
+            fix="restore the file, or rescore it against the task's data with `mvleval score RECORD --data-root DIR` "
+            "(and bless the result again if it is a baseline).",
+            where=path,
+        )
+    return True
 
 
 def write_json_atomic(path: Path, payload: str) -> None:
@@ -126,8 +183,12 @@ def write_json_atomic(path: Path, payload: str) -> None:
 
 def record_json(record: RunRecord) -> str:
     """A record as pretty JSON; task.source only when there is one (a built-in task's record is unchanged by it)."""
-    exclude = {"task": {"source"}} if record.task.source is None else None
-    return record.model_dump_json(indent=2, exclude=exclude) + "\n"
+    exclude: dict[str, Any] = {}
+    if record.task.source is None:
+        exclude["task"] = {"source"}
+    if record.samples_sha256 is None:
+        exclude["samples_sha256"] = True
+    return record.model_dump_json(indent=2, exclude=exclude or None) + "\n"
 
 
 def write_record(record: RunRecord, path: Path) -> None:
@@ -147,25 +208,42 @@ def read_record(path: Path) -> RunRecord:
     if not path.is_file():
         raise MvlevalError("run record not found.", fix="pass the path printed at the end of `mvleval run`.", where=path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text)
+    except OSError as exc:
+        raise MvlevalError(f"cannot read the run record ({exc.strerror}).", fix="check the file's permissions.", where=path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise MvlevalError(f"not a valid run record JSON ({exc}).", fix="pass a record written by `mvleval run`.", where=path) from None
-    if isinstance(data, dict) and data.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:
+    if not isinstance(data, dict):
+        raise MvlevalError(f"not a valid run record: a JSON {type(data).__name__}, not an object.",
+                           fix="pass a record written by `mvleval run`.", where=path)
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise MvlevalError(f"not a valid run record: field 'schema_version' must be a whole number, got {version!r}.",
+                           fix="pass a record written by `mvleval run` (schema_version is written as a number, e.g. 2).", where=path)
+    if version > SCHEMA_VERSION:
         raise MvlevalError(
             f"record has schema_version {data['schema_version']}, newer than this mvleval understands ({SCHEMA_VERSION}).",
             fix="upgrade mvleval.",
             where=path,
         )
     try:
-        return RunRecord.model_validate(data)
+        # strict: every field has the type a record is written with ("2" is not schema_version 2, "0.5" not a score)
+        return RunRecord.model_validate_json(text, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
+        got = f" (got {_cut_value(first.get('input'))})" if first.get("type") != "missing" else ""
         raise MvlevalError(
-            f"not a valid run record: field '{loc}': {first['msg']}.",
+            f"not a valid run record: field '{loc}': {first['msg']}{got}.",
             fix="pass a record written by `mvleval run`.",
             where=path,
         ) from None
+
+
+def _cut_value(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def sample_lines(rows: Iterable[dict[str, Any]]) -> str:
@@ -212,17 +290,27 @@ def read_samples(path: Path) -> Iterator[dict[str, Any]]:
     """Read per-sample rows; a torn last line (from a killed run) is ignored, any other bad line is an error."""
     if not path.is_file():
         raise MvlevalError("per-sample file not found.", fix="it is written next to the run record.", where=path)
-    with path.open("r", encoding="utf-8") as fh:
-        lines = fh.readlines()
+    try:
+        with path.open("r", encoding="utf-8") as fh:
+            lines = fh.readlines()
+    except OSError as exc:
+        raise MvlevalError(f"cannot read the per-sample file ({exc.strerror}).", fix="check the file's permissions.", where=path) from None
+    except UnicodeDecodeError as exc:
+        raise MvlevalError(f"the per-sample file is not UTF-8 text ({exc.reason}).", fix="pass the file written by `mvleval run`.",
+                           where=path) from None
     for i, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            yield json.loads(line)
-        except json.JSONDecodeError:
+            row = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
             if i == len(lines) and not line.endswith("\n"):
                 return  # a run killed mid-write leaves a torn final line; it is redone on resume
             raise MvlevalError("corrupt per-sample line.", fix="delete the line or rerun without --resume.", where=f"{path}:{i}") from None
+        if not isinstance(row, dict):
+            raise MvlevalError(f"a per-sample line must be a JSON object, got a {type(row).__name__}.",
+                               fix="use the file written by `mvleval run`.", where=f"{path}:{i}")
+        yield row
 
 
 def check_sample_counts(langs: Iterable[str], record: RunRecord, path: Path, what: str, fix: str) -> None:
