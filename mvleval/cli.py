@@ -408,11 +408,19 @@ def score(
 def leaderboard(
     paths: Annotated[Optional[list[Path]], typer.Argument(metavar="RECORDS...", help="Run records or folders of them (default: results/runs).")] = None,
     out: Annotated[Path, typer.Option(metavar="DIR", help="Folder for leaderboard.md, leaderboard.csv and the heatmaps.")] = Path("results/leaderboard"),
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Rank the readable records and list the unreadable ones (default: refuse, listing every unreadable file).")] = False,
 ) -> None:
     """Write Markdown and CSV leaderboards (and per-task heatmaps) from run records; only comparable numbers share a column."""
+    from mvleval.errors import Problems
     from mvleval.leaderboard import build_leaderboard, find_records, write_leaderboard
 
-    records = find_records(paths or [Path("results/runs")])
+    bad = Problems() if skip_bad else None
+    records = find_records(paths or [Path("results/runs")], bad=bad)
+    if bad:
+        from rich.markup import escape
+
+        lines = "\n".join(f"  {line}" for line in bad.lines())
+        _console(stderr=True).print(escape(f"Skipped {len(bad)} unreadable file(s) (--skip-bad):\n{lines}"), soft_wrap=True)
     if not records:
         raise MvlevalError("no run records found.", fix="pass the folder holding the records written by `mvleval run`.",
                            where=", ".join(str(p) for p in (paths or [Path("results/runs")])))

@@ -236,7 +236,11 @@ def _template_problems(template: str, label: str) -> list[str]:
 
 
 def template_fields(template: str) -> set[str]:
-    return {f for _, f, _, _ in string.Formatter().parse(template) if f}
+    """The placeholders of a template; none for a template that does not parse (_template_problems reports it)."""
+    try:
+        return {f for _, f, _, _ in string.Formatter().parse(template) if f}
+    except ValueError:
+        return set()
 
 
 def _header_problems(spec: BenchmarkSpec, files: BenchmarkFiles, lines: dict[str, int]) -> list[str]:
