@@ -41,6 +41,16 @@ class _Command(TyperCommand):
             if type(param) is TyperArgument:
                 param.__class__ = _PlainArgument
 
+    def invoke(self, ctx: Any) -> Any:
+        import math
+
+        # click's FLOAT accepts nan and inf; no numeric option means either (a nan length penalty was recorded as null)
+        for name, value in ctx.params.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise MvlevalError(f"--{name.replace('_', '-')} must be a finite number, got {value}.",
+                                   fix=f"pass a number such as 1.0 to --{name.replace('_', '-')}.")
+        return super().invoke(ctx)
+
 
 app = typer.Typer(
     name="mvleval",
@@ -340,6 +350,11 @@ def run(
     from mvleval.filetask import is_task_path
 
     builtins = [name for name in names if not is_task_path(name)]
+    for name in builtins:
+        if name not in task_names():
+            from mvleval.task import load_task
+
+            load_task(name)  # an unknown task is named first (with a suggestion), not blamed on a missing data root
     if data_root is not None and not builtins:
         _data_root(data_root, names[0])  # says that --data-root does not apply to a benchmark file
     data = _data_root(data_root) if builtins else None
@@ -666,8 +681,9 @@ def data_check(
     from mvleval.datacheck import check_data, render_report
     from mvleval.task import load_task
 
+    loaded = load_task(task)  # an unknown task is named before a missing data root
     root = _data_root(data_root, task)
-    report = check_data(load_task(task), root, image_root or root / "images", languages=lang, split=split)
+    report = check_data(loaded, root, image_root or root / "images", languages=lang, split=split)
     _console().print(render_report(report), markup=False, highlight=False)
     if not report.ok:
         raise typer.Exit(1)
