@@ -380,9 +380,11 @@ def gate(
         raise MvlevalError(f"confidence must lie strictly between 0 and 1, got {confidence}.", fix="e.g. 0.95.")
     selected = check_comparable(run, baseline, metrics)
     # numbers only count with the samples they came from: a per-sample file edited after scoring is refused
-    base_verified = baseline_dir is not None and check_samples_hash(baseline, baseline_dir, "the baseline")
+    # (without --paired the per-sample files are not read, so one that is absent is not needed; one present must match)
+    if baseline_dir is not None:
+        check_samples_hash(baseline, baseline_dir, "the baseline", missing_ok=not paired)
     if run_dir is not None:
-        check_samples_hash(run, run_dir, "the run")
+        check_samples_hash(run, run_dir, "the run", missing_ok=not paired)
     languages = list(baseline.task.languages)
     tolerance = _tolerances(selected, languages, max_drop, per_lang_tolerance)
 
@@ -445,7 +447,7 @@ def gate(
             fix="gate other metrics (--metric) or bless a baseline that has scores.",
         )
     warnings: list[str] = []
-    if baseline_dir is not None and not base_verified:
+    if baseline_dir is not None and baseline.samples_sha256 is None:
         warnings.append("the baseline records no samples_sha256 (blessed before baselines recorded one), so its per-sample file "
                         "could not be checked against its scores; bless it again to record one")
     if run.model.generation != baseline.model.generation:

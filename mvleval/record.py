@@ -136,14 +136,17 @@ def samples_path(record: RunRecord, folder: Path) -> Path:
     return path
 
 
-def check_samples_hash(record: RunRecord, folder: Path, what: str) -> bool:
+def check_samples_hash(record: RunRecord, folder: Path, what: str, *, missing_ok: bool = False) -> bool:
     """Refuse a record whose per-sample file changed since the record vouched for it (`samples_sha256`, written by
-    `run`, `score` and `baseline bless`); False for a record that has no hash (written before records kept one)."""
+    `run`, `score` and `baseline bless`); False for a record that has no hash (written before records kept one), or
+    whose per-sample file is absent when the caller does not need it (`missing_ok`: a gate without --paired)."""
     if record.samples_sha256 is None:
         return False
     from mvleval.provenance import file_sha256
 
     path = samples_path(record, folder)
+    if missing_ok and not path.exists():
+        return False
     if not path.is_file():
         raise MvlevalError(f"the per-sample file of {what} is missing.", fix="keep each record next to its per-sample file.", where=path)
     try:

@@ -244,3 +244,13 @@ def test_a_baseline_without_a_samples_hash_is_gated_with_a_warning(world: World,
     code, text = main("gate", world.run, "--baseline", baseline)
     assert code == 0, text
     assert "no samples_sha256" in text, text
+
+
+def test_gate_without_paired_needs_no_per_sample_file(world: World, tmp_path: Path) -> None:
+    (tmp_path / "alone").mkdir()
+    alone = tmp_path / "alone" / world.run.name
+    shutil.copy(world.run, alone)  # the record without its per-sample file: not read without --paired
+    code, text = main("gate", alone, "--baseline", world.run)
+    assert code == 0, text
+    code, text = main("gate", alone, "--baseline", world.run, "--paired")
+    assert code == 2 and "per-sample file" in text, text
