@@ -20,7 +20,15 @@ from pathlib import Path
 from mvleval.fileperms import follow_umask
 from mvleval.errors import MvlevalError
 from mvleval.provenance import file_sha256
-from mvleval.record import check_samples_hash, read_record, record_json, samples_path, write_json_atomic
+from mvleval.record import (
+    check_samples_hash,
+    check_scores_follow_samples,
+    read_record,
+    read_samples,
+    record_json,
+    samples_path,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +96,8 @@ def bless(
     if not check_samples_hash(record, run_record_path.parent, "the run"):
         log.warning("%s records no samples_sha256 (written before records kept one): its per-sample file is blessed as it is; "
                     "rescore it with `mvleval score` first to check it against the task's data.", run_record_path)
+    check_scores_follow_samples(record, ((str(row.get("lang")), row.get("scores")) for row in read_samples(samples)), samples,
+                                "the run record")
     samples_hash = file_sha256(samples)
     target = baseline_path(record.task.name, name, baselines_dir)
     samples_target = target.with_name(f"{name}.samples.jsonl")

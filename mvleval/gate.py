@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from mvleval.errors import MvlevalError, did_you_mean
 from mvleval.leaderboard import SCALE_NOTE, format_points
-from mvleval.record import RunRecord, check_sample_counts, check_samples_hash, read_samples, samples_path
+from mvleval.record import (
+    RunRecord,
+    check_sample_counts,
+    check_samples_hash,
+    check_scores_follow_samples,
+    read_samples,
+    samples_path,
+)
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -310,6 +317,7 @@ def _load_samples(record: RunRecord, folder: Path | None, who: str) -> dict[tupl
         rows[key] = scores
     check_sample_counts((lang for lang, _ in rows), record, path, f"the {who} record",
                         fix="keep each record next to its own per-sample file (`mvleval baseline bless` copies both).")
+    check_scores_follow_samples(record, ((lang, scores) for (lang, _), scores in rows.items()), path, f"the {who} record")
     return rows
 
 

@@ -165,6 +165,28 @@ def check_samples_hash(record: RunRecord, folder: Path, what: str, *, missing_ok
     return True
 
 
+def check_scores_follow_samples(record: RunRecord, rows: Iterable[tuple[str, Any]], where: Path, what: str) -> None:
+    """Refuse a record whose accuracy-type score (every per-sample value 0 or 1, so the score is their mean) differs
+    from the mean of its per-sample scores: the record's numbers were edited after scoring. `rows`: (language, the
+    row's per-sample scores) pairs."""
+    values: dict[tuple[str, str], list[Any]] = {}
+    for lang, scores in rows:
+        for metric in record.scores:
+            values.setdefault((metric, lang), []).append(scores.get(metric) if isinstance(scores, dict) else None)
+    for (metric, lang), found in values.items():
+        claimed = record.scores[metric].per_lang.get(lang)
+        if claimed is None or not found or not all(type(v) in (int, float) and v in (0, 1) for v in found):
+            continue
+        mean = sum(found) / len(found)
+        if abs(mean - claimed) > 1e-9:
+            raise MvlevalError(
+                f"{what}'s {metric} for {lang} is {claimed!r}, but its per-sample scores give {mean!r}: the record's numbers "
+                "do not follow from its samples (edited after scoring?).",
+                fix="rescore it against the task's data with `mvleval score RECORD --data-root DIR`, or restore it.",
+                where=where,
+            )
+
+
 def write_json_atomic(path: Path, payload: str) -> None:
     """Write text to `path` via a temp file in the same folder + fsync + rename: never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -254,3 +254,17 @@ def test_gate_without_paired_needs_no_per_sample_file(world: World, tmp_path: Pa
     assert code == 0, text
     code, text = main("gate", alone, "--baseline", world.run, "--paired")
     assert code == 2 and "per-sample file" in text, text
+
+
+@pytest.mark.parametrize("command", ["gate-paired", "bless", "report"])
+def test_a_score_edited_in_the_record_is_refused_where_the_samples_are_read(world: World, tmp_path: Path, command: str) -> None:
+    record = copy_run(world, tmp_path / "run")
+    data = json.loads(record.read_text())
+    data["scores"]["exact_match"]["per_lang"]["ru"] = 0.5  # the per-sample scores (hash-checked) say otherwise
+    record.write_text(json.dumps(data))
+    args = {"gate-paired": ["gate", world.run, "--baseline", record, "--paired"],
+            "bless": ["baseline", "bless", record, "--note", "n", "--dir", tmp_path / "baselines"],
+            "report": ["report", record, "--out", tmp_path / "r.html"]}[command]
+    code, text = main(*args)
+    assert code == 2, text
+    assert "exact_match for ru is 0.5" in text and "do not follow from its samples" in text, text

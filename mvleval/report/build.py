@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 from mvleval.errors import MvlevalError
 from mvleval.leaderboard import SCALE_NOTE, format_points
-from mvleval.record import RunRecord, check_sample_counts, check_samples_hash, read_record, read_samples, samples_path, write_json_atomic
+from mvleval.record import (
+    RunRecord,
+    check_sample_counts,
+    check_samples_hash,
+    check_scores_follow_samples,
+    read_record,
+    read_samples,
+    samples_path,
+    write_json_atomic,
+)
 from mvleval.report.images import ImageStore
 from mvleval.report.page import asset, document, esc, facts_table, heatmap_svg, score_cell
 
@@ -45,6 +54,7 @@ def load_rows(record: RunRecord, record_path: Path) -> list[dict[str, Any]]:
                                where=f"{path} (row {i})")
     check_sample_counts((str(row["lang"]) for row in rows), record, path, "its record",
                         fix="keep each record next to its own per-sample file.")
+    check_scores_follow_samples(record, ((str(row["lang"]), row.get("scores")) for row in rows), path, "the record")
     return rows
 
 
