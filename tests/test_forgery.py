@@ -268,3 +268,35 @@ def test_a_score_edited_in_the_record_is_refused_where_the_samples_are_read(worl
     code, text = main(*args)
     assert code == 2, text
     assert "exact_match for ru is 0.5" in text and "do not follow from its samples" in text, text
+
+
+def test_a_label_fixed_in_a_benchmark_folder_counts_when_rescoring(tmp_path: Path, tiny_mt5_dir: Path) -> None:
+    from tests.test_refusals import bench
+
+    rows = [{"id": str(i), "lang": "en", "images": ["a.jpg"], "question": f"Is it red {i}?", "answers": [a]}
+            for i, a in enumerate(["yes", "no", "no"])]
+    folder = bench(tmp_path, "version: 1\ndescription: d\nkind: yesno\nprompt: '{question} Yes or no?'\n", rows)
+    out = tmp_path / "runs"
+    code, text = main("run", "--task", folder, "--model", tiny_mt5_dir, "--out", out, "--num-beams", "1", "--max-new-tokens", "2")
+    assert code == 0, text
+    [record] = [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")]
+    lines = rows_of(record)
+    for row in lines:
+        row["prediction"] = "yes"
+    write_rows(record, lines)
+    code, text = main("score", record)
+    assert code == 0, text
+    assert json.loads(record.read_text())["scores"]["exact_match"]["per_lang"]["en"] == pytest.approx(1 / 3)
+    # row 2's label was wrong: fixed in data.jsonl, rescoring reads it (the per-sample file still holds the old one)
+    rows[1]["answers"] = ["yes"]
+    (folder / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    code, text = main("score", record)
+    assert code == 0 and "changed since the run" in text, text
+    assert json.loads(record.read_text())["scores"]["exact_match"]["per_lang"]["en"] == pytest.approx(2 / 3)
+    assert {r["id"]: r["references"] for r in rows_of(record)}["1"] == ["yes"]
+    # a forged reference in the per-sample file against unchanged data is refused, naming the line
+    lines = rows_of(record)
+    lines[2]["references"] = ["yes"]
+    write_rows(record, lines)
+    code, text = main("score", record)
+    assert code == 2 and ".samples.jsonl:3" in text and "references differ" in text, text
