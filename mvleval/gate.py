@@ -32,6 +32,7 @@ from mvleval.record import (
     RunRecord,
     check_sample_counts,
     check_samples_hash,
+    check_sample_row,
     check_scores_follow_samples,
     read_samples,
     samples_path,
@@ -303,11 +304,9 @@ def _load_samples(record: RunRecord, folder: Path | None, who: str) -> dict[tupl
     path = samples_path(record, folder)
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for i, row in enumerate(read_samples(path), start=1):
-        try:
-            key = (str(row["lang"]), str(row["id"]))
-            scores = row["scores"]
-        except (KeyError, TypeError):
-            raise MvlevalError("per-sample row lacks lang, id or scores.", fix="use the file written by `mvleval run`.", where=f"{path} (row {i})") from None
+        check_sample_row(row, f"{path} (row {i})", ("lang", "id", "scores"))
+        key = (str(row["lang"]), str(row["id"]))
+        scores = row["scores"]
         if key in rows:
             raise MvlevalError(
                 f"example {key[1]} of {key[0]} appears twice in the per-sample file.",

@@ -338,6 +338,39 @@ def read_samples(path: Path) -> Iterator[dict[str, Any]]:
         yield row
 
 
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float)
+
+
+def _str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+#: the per-sample row's fields, as `run` writes them, and the test of each one's type
+SAMPLE_FIELDS: dict[str, tuple[str, Any]] = {
+    "id": ("a string", lambda v: isinstance(v, str)),
+    "lang": ("a string", lambda v: isinstance(v, str)),
+    "prompt": ("a string", lambda v: isinstance(v, str)),
+    "prediction": ("a string", lambda v: isinstance(v, str)),
+    "references": ("a list of strings", _str_list),
+    "images": ("a list of strings", _str_list),
+    "scores": ("an object of numbers (or null) by metric",
+               lambda v: isinstance(v, dict) and all(x is None or _is_number(x) for x in v.values())),
+    "extra": ("an object by metric", lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values())),
+}
+
+
+def check_sample_row(row: dict[str, Any], where: str, required: Iterable[str]) -> None:
+    """Refuse a per-sample row that lacks a required field or holds a field of the wrong type (file:line named)."""
+    for name in required:
+        if name not in row:
+            raise MvlevalError(f"the per-sample row has no '{name}'.", fix="use the file written by `mvleval run`.", where=where)
+    for name, (kind, ok) in SAMPLE_FIELDS.items():
+        if name in row and not ok(row[name]):
+            raise MvlevalError(f"the per-sample row's '{name}' must be {kind}, got {_cut_value(row[name])}.",
+                               fix="use the file written by `mvleval run` (or rescore it with `mvleval score`).", where=where)
+
+
 def check_sample_counts(langs: Iterable[str], record: RunRecord, path: Path, what: str, fix: str) -> None:
     """Refuse a per-sample file whose examples per language (`langs`: one entry per row) differ from the record's
     (a report or paired gate of the wrong file would mislead). `what` names the record in the message."""

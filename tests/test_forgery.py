@@ -300,3 +300,21 @@ def test_a_label_fixed_in_a_benchmark_folder_counts_when_rescoring(tmp_path: Pat
     write_rows(record, lines)
     code, text = main("score", record)
     assert code == 2 and ".samples.jsonl:3" in text and "references differ" in text, text
+
+
+@pytest.mark.parametrize(("field", "value", "command"), [("scores", None, "gate"), ("scores", {"exact_match": "1"}, "gate"),
+                                                          ("prediction", 5, "report"), ("references", "yes", "report")])
+def test_a_per_sample_field_of_the_wrong_type_is_refused_with_its_row(world: World, tmp_path: Path, field: str, value: object,
+                                                                      command: str) -> None:
+    record = copy_run(world, tmp_path / "run")
+    data = json.loads(record.read_text())
+    data.pop("samples_sha256")  # a record from before samples hashes: its rows are read as they are
+    record.write_text(json.dumps(data))
+    rows = rows_of(record)
+    rows[3][field] = value
+    write_rows(record, rows)
+    args = {"gate": ["gate", world.run, "--baseline", record, "--paired"],
+            "report": ["report", record, "--out", tmp_path / "r.html"]}[command]
+    code, text = main(*args)
+    assert code == 2, text
+    assert f"'{field}' must be" in text and "(row 4)" in text, text

@@ -12,6 +12,7 @@ from mvleval.leaderboard import SCALE_NOTE, format_points
 from mvleval.record import (
     RunRecord,
     check_sample_counts,
+    check_sample_row,
     check_samples_hash,
     check_scores_follow_samples,
     read_record,
@@ -49,9 +50,7 @@ def load_rows(record: RunRecord, record_path: Path) -> list[dict[str, Any]]:
     check_samples_hash(record, record_path.parent, "the record")  # shown numbers follow from the samples they show
     rows = list(read_samples(path))
     for i, row in enumerate(rows, start=1):
-        if not isinstance(row, dict) or "lang" not in row or "id" not in row or "prediction" not in row:
-            raise MvlevalError("per-sample row lacks lang, id or prediction.", fix="use the file written by `mvleval run`.",
-                               where=f"{path} (row {i})")
+        check_sample_row(row, f"{path} (row {i})", ("lang", "id", "prediction"))
     check_sample_counts((str(row["lang"]) for row in rows), record, path, "its record",
                         fix="keep each record next to its own per-sample file.")
     check_scores_follow_samples(record, ((str(row["lang"]), row.get("scores")) for row in rows), path, "the record")
