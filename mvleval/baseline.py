@@ -9,6 +9,7 @@ Layout written by bless() (all three files are meant to be committed):
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -18,7 +19,18 @@ from pathlib import Path
 
 from mvleval.fileperms import follow_umask
 from mvleval.errors import MvlevalError
-from mvleval.record import read_record, record_json, write_json_atomic
+from mvleval.provenance import file_sha256
+from mvleval.record import (
+    check_samples_hash,
+    check_scores_follow_samples,
+    read_record,
+    read_samples,
+    record_json,
+    samples_path,
+    write_json_atomic,
+)
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BASELINES_DIR = Path("results/baselines")
 DEFAULT_NAME = "main"
@@ -72,13 +84,21 @@ def bless(
     record = read_record(run_record_path)
     if not _SAFE_NAME.fullmatch(record.task.name):
         raise MvlevalError(f"record has an invalid task name {record.task.name!r}.", fix="pass a record written by `mvleval run`.", where=run_record_path)
-    samples = run_record_path.parent / record.samples_file
+    samples = samples_path(record, run_record_path.parent)
     if not samples.is_file():
         raise MvlevalError(
             "the record's per-sample file is missing, so the baseline could not be gated with --paired.",
             fix="bless the record in the folder `mvleval run` wrote it to, next to its per-sample file.",
             where=samples,
         )
+    # the baseline vouches for its samples: a per-sample file edited after scoring is refused here, and the copy's
+    # hash is recorded so that the gate refuses one edited after blessing
+    if not check_samples_hash(record, run_record_path.parent, "the run"):
+        log.warning("%s records no samples_sha256 (written before records kept one): its per-sample file is blessed as it is; "
+                    "rescore it with `mvleval score` first to check it against the task's data.", run_record_path)
+    check_scores_follow_samples(record, ((str(row.get("lang")), row.get("scores")) for row in read_samples(samples)), samples,
+                                "the run record")
+    samples_hash = file_sha256(samples)
     target = baseline_path(record.task.name, name, baselines_dir)
     samples_target = target.with_name(f"{name}.samples.jsonl")
     note_target = target.with_name(f"{name}.note.md")
@@ -104,7 +124,7 @@ def bless(
     ]
     if previous is not None:
         lines.append(f"- replaces run id: {previous.run_id} (created {previous.created_at})")
-    copied = record.model_copy(update={"samples_file": samples_target.name})
+    copied = record.model_copy(update={"samples_file": samples_target.name, "samples_sha256": samples_hash})
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         # Samples first, then the record: a record never points at a missing or stale per-sample file.

@@ -41,6 +41,16 @@ class _Command(TyperCommand):
             if type(param) is TyperArgument:
                 param.__class__ = _PlainArgument
 
+    def invoke(self, ctx: Any) -> Any:
+        import math
+
+        # click's FLOAT accepts nan and inf; no numeric option means either (a nan length penalty was recorded as null)
+        for name, value in ctx.params.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise MvlevalError(f"--{name.replace('_', '-')} must be a finite number, got {value}.",
+                                   fix=f"pass a number such as 1.0 to --{name.replace('_', '-')}.")
+        return super().invoke(ctx)
+
 
 app = typer.Typer(
     name="mvleval",
@@ -374,6 +384,11 @@ def run(
     from mvleval.filetask import is_task_path
 
     builtins = [name for name in names if not is_task_path(name)]
+    for name in builtins:
+        if name not in task_names():
+            from mvleval.task import load_task
+
+            load_task(name)  # an unknown task is named first (with a suggestion), not blamed on a missing data root
     if data_root is not None and not builtins:
         _data_root(data_root, names[0])  # says that --data-root does not apply to a benchmark file
     data = _data_root(data_root) if builtins else None
@@ -479,17 +494,19 @@ def _run_interrupt_hint(runs: list[Any], prepared: list[Any], written: list[Path
 @app.command(cls=_Command)
 def score(
     record: Annotated[Path, typer.Argument(metavar="RUN", help="A run record written by `mvleval run`.")],
+    data_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the annotation files the run read (default: $MVLEVAL_DATA); references and labels are read from it again. A benchmark file's record keeps its own.")] = None,
+    image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the images (default: <data-root>/images), for the data fingerprint.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """Recompute a run's scores from its per-sample file with the installed metrics (no model is loaded); the record and
-    its per-sample file are rewritten in place."""
+    """Recompute a run's scores from its predictions and the task's data with the installed metrics (no model is
+    loaded); the record and its per-sample file are rewritten in place."""
     from rich.markup import escape
 
     from mvleval.record import read_record, score_changes
     from mvleval.runner import rescore
 
     before = read_record(record)
-    updated, path = rescore(record)
+    updated, path = rescore(record, data_root, image_root)
     changes = score_changes(before, updated)
     # the record is rewritten in place: say so, and what changed, on stderr with --json (stdout holds the document)
     console = _console(stderr=json_out)
@@ -512,11 +529,19 @@ def leaderboard(
     paths: Annotated[Optional[list[Path]], typer.Argument(metavar="RECORDS...", help="Run records or folders of them (default: results/runs).")] = None,
     out: Annotated[Path, typer.Option(metavar="DIR", help="Folder for leaderboard.md, leaderboard.csv and the heatmaps.")] = Path("results/leaderboard"),
     json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Rank the readable records and list the unreadable ones (default: refuse, listing every unreadable file).")] = False,
 ) -> None:
     """Write Markdown and CSV leaderboards (and per-task heatmaps) from run records; only comparable numbers share a column."""
+    from mvleval.errors import Problems, plural
     from mvleval.leaderboard import build_leaderboard, find_records, write_leaderboard
 
-    records = find_records(paths or [Path("results/runs")])
+    bad = Problems() if skip_bad else None
+    records = find_records(paths or [Path("results/runs")], bad=bad)
+    if bad:
+        from rich.markup import escape
+
+        lines = "\n".join(f"  {line}" for line in bad.lines())
+        _console(stderr=True).print(escape(f"Skipped {plural(len(bad), 'unreadable file')} (--skip-bad):\n{lines}"), soft_wrap=True)
     if not records:
         raise MvlevalError("no run records found.", fix="pass the folder holding the records written by `mvleval run`.",
                            where=", ".join(str(p) for p in (paths or [Path("results/runs")])))
@@ -823,8 +848,9 @@ def data_check(
     from mvleval.datacheck import check_data, render_report
     from mvleval.task import load_task
 
+    loaded = load_task(task)  # an unknown task is named before a missing data root
     root = _data_root(data_root, task)
-    report = check_data(load_task(task), root, image_root or root / "images", languages=lang, split=split)
+    report = check_data(loaded, root, image_root or root / "images", languages=lang, split=split)
     if json_out:
         _print_json("data-check", report.to_dict())
     else:

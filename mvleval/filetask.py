@@ -183,6 +183,21 @@ def locate(value: str | Path) -> BenchmarkFiles:
 
 
 # -- the header -------------------------------------------------------------------------------------------------------
+def _keep_vocabulary_as_written(values: dict[str, Any], node: Any) -> None:
+    """label_vocabulary as the user wrote it: YAML 1.1 reads unquoted yes/no (and on/off, true/false) as booleans,
+    so `label_vocabulary: [yes, no]` would arrive as [True, False]; the labels are the words written."""
+    import yaml
+
+    for key_node, value_node in node.value:
+        if key_node.value == "label_vocabulary" and isinstance(value_node, yaml.SequenceNode):
+            parsed = values.get("label_vocabulary")
+            if isinstance(parsed, list) and len(parsed) == len(value_node.value):
+                values["label_vocabulary"] = [
+                    item.value if isinstance(value, bool) and isinstance(item, yaml.ScalarNode) else value
+                    for value, item in zip(parsed, value_node.value)
+                ]
+
+
 def _read_header(path: Path) -> tuple[Any, dict[str, int], list[str]]:
     """(values, line of each key as 'key' or 'key.sub', problems) of a YAML header; duplicate keys are problems."""
     import yaml
@@ -200,6 +215,8 @@ def _read_header(path: Path) -> tuple[Any, dict[str, int], list[str]]:
                            fix="fix the syntax error.", where=f"{path}:{mark.line + 1}" if mark else path) from None
     lines: dict[str, int] = {}
     problems: list[str] = []
+    if isinstance(values, dict) and isinstance(node, yaml.MappingNode):
+        _keep_vocabulary_as_written(values, node)
 
     def walk(mapping: Any, prefix: str) -> None:
         if not isinstance(mapping, yaml.MappingNode):
@@ -236,7 +253,11 @@ def _template_problems(template: str, label: str) -> list[str]:
 
 
 def template_fields(template: str) -> set[str]:
-    return {f for _, f, _, _ in string.Formatter().parse(template) if f}
+    """The placeholders of a template; none for a template that does not parse (_template_problems reports it)."""
+    try:
+        return {f for _, f, _, _ in string.Formatter().parse(template) if f}
+    except ValueError:
+        return set()
 
 
 def _header_problems(spec: BenchmarkSpec, files: BenchmarkFiles, lines: dict[str, int]) -> list[str]:
@@ -267,6 +288,9 @@ def _header_problems(spec: BenchmarkSpec, files: BenchmarkFiles, lines: dict[str
             at(key, f"a multiple_choice prompt must show the choices: add {{choices}} to '{key}'.")
         if spec.kind != "multiple_choice" and "choices" in template_fields(template):
             at(key, f"{{choices}} only applies to kind multiple_choice (this benchmark is '{spec.kind}').")
+        if spec.kind in ("vqa", "multiple_choice") and "question" not in template_fields(template) and not _template_problems(template, key):
+            # the model would never see the question: every answer would be a guess, and the scores would measure nothing
+            at(key, f"a {spec.kind} prompt must show the question: add {{question}} to '{key}'.")
     try:
         bad = {f for _, f, _, _ in string.Formatter().parse(spec.choices_format) if f} - {"label", "choice"}
     except ValueError as exc:
@@ -299,6 +323,10 @@ def _header_problems(spec: BenchmarkSpec, files: BenchmarkFiles, lines: dict[str
             # found by this module's own test: VQA cleaning deletes the article "a", so a correct "A" scores 0
             at("metrics", f"{name} cannot score letter labels (mBLIP's VQA cleaning deletes the article 'a', so a correct "
                           "'A' never matches); use choice_accuracy, or answer_with: choice.")
+    if spec.kind == "multiple_choice" and spec.answer_with == "choice" and "choice_accuracy" in (spec.metrics or ()):
+        # choice_accuracy reads the letter a prediction starts with: answers given as the choice's text would all score 0
+        at("metrics", "choice_accuracy scores letter labels, but answers are the choices' text (answer_with: choice), so "
+                      "every answer would score 0; use exact_match or relaxed_accuracy (the default), or answer_with: label.")
     if spec.kind == "multiple_choice" and spec.answer_with == "label" and "label" not in template_fields(spec.choices_format):
         at("choices_format", "answers are labels (answer_with: label), so choices_format must show {label}.")
     if spec.image_subdir and (spec.image_subdir.startswith(("/", "\\")) or ".." in Path(spec.image_subdir).parts):
@@ -688,6 +716,12 @@ class FileTask(Task):
         for name in self.metric_names:
             if name == "language_fidelity" and answer_language == "per-language":
                 out.append(_PerLanguageFidelity(self.languages, requested))
+            elif name in ("exact_match", "relaxed_accuracy"):
+                # a benchmark file's answers are compared as words after NFKC and markdown emphasis are removed: "**Yes**"
+                # and full-width answers count, "not sure" is not "no" (built-in tasks keep mBLIP's character rule)
+                from mvleval.metrics.exact_match import ExactMatch, RelaxedAccuracy
+
+                out.append((ExactMatch if name == "exact_match" else RelaxedAccuracy)(match="words"))
             else:
                 out.append(build_metric(name, self.languages, answer_language))
         return tuple(out)

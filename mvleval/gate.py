@@ -28,7 +28,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from mvleval.errors import MvlevalError, did_you_mean, plural
 from mvleval.leaderboard import SCALE_NOTE, format_points
-from mvleval.record import RunRecord, TaskInfo, check_sample_counts, read_samples
+from mvleval.record import (
+    RunRecord,
+    TaskInfo,
+    check_sample_counts,
+    check_sample_row,
+    check_samples_hash,
+    check_scores_follow_samples,
+    read_samples,
+    samples_path,
+)
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -350,14 +359,12 @@ def _load_samples(record: RunRecord, folder: Path | None, who: str) -> dict[tupl
     """(lang, id) -> per-sample scores, checked against the record's example counts."""
     if folder is None:
         raise MvlevalError(f"paired gating needs the {who} record's folder to find its per-sample file.", fix="pass the record's path.")
-    path = folder / record.samples_file
+    path = samples_path(record, folder)
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for i, row in enumerate(read_samples(path), start=1):
-        try:
-            key = (str(row["lang"]), str(row["id"]))
-            scores = row["scores"]
-        except (KeyError, TypeError):
-            raise MvlevalError("per-sample row lacks lang, id or scores.", fix="use the file written by `mvleval run`.", where=f"{path} (row {i})") from None
+        check_sample_row(row, f"{path} (row {i})", ("lang", "id", "scores"))
+        key = (str(row["lang"]), str(row["id"]))
+        scores = row["scores"]
         if key in rows:
             raise MvlevalError(
                 f"example {key[1]} of {key[0]} appears twice in the per-sample file.",
@@ -367,6 +374,7 @@ def _load_samples(record: RunRecord, folder: Path | None, who: str) -> dict[tupl
         rows[key] = scores
     check_sample_counts((lang for lang, _ in rows), record, path, f"the {who} record",
                         fix="keep each record next to its own per-sample file (`mvleval baseline bless` copies both).")
+    check_scores_follow_samples(record, ((lang, scores) for (lang, _), scores in rows.items()), path, f"the {who} record")
     return rows
 
 
@@ -436,6 +444,12 @@ def gate(
     if not 0.0 < confidence < 1.0:
         raise MvlevalError(f"confidence must lie strictly between 0 and 1, got {confidence}.", fix="e.g. 0.95.")
     selected = check_comparable(run, baseline, metrics)
+    # numbers only count with the samples they came from: a per-sample file edited after scoring is refused
+    # (without --paired the per-sample files are not read, so one that is absent is not needed; one present must match)
+    if baseline_dir is not None:
+        check_samples_hash(baseline, baseline_dir, "the baseline", missing_ok=not paired)
+    if run_dir is not None:
+        check_samples_hash(run, run_dir, "the run", missing_ok=not paired)
     languages = list(baseline.task.languages)
     tolerance = _tolerances(selected, languages, max_drop, per_lang_tolerance)
 
@@ -510,6 +524,9 @@ def gate(
             fix="gate other metrics (--metric) or bless a baseline that has scores.",
         )
     warnings: list[str] = []
+    if baseline_dir is not None and baseline.samples_sha256 is None:
+        warnings.append("the baseline records no samples_sha256 (blessed before baselines recorded one), so its per-sample file "
+                        "could not be checked against its scores; bless it again to record one")
     if run.model.generation != baseline.model.generation:
         diff = sorted(k for k in set(run.model.generation) | set(baseline.model.generation) if run.model.generation.get(k) != baseline.model.generation.get(k))
         warnings.append(

@@ -25,7 +25,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from mvleval.errors import MvlevalError
+from mvleval.errors import MvlevalError, Problems, plural
 from mvleval.record import RunRecord, read_record
 
 #: Shown in the Markdown header and used by every table mvleval prints.
@@ -388,16 +388,22 @@ def build_leaderboard(records: Sequence[tuple[Path, RunRecord]]) -> Leaderboard:
     return Leaderboard(columns=tuple(columns), rows=tuple(rows), cells=cells, superseded=tuple(superseded))
 
 
-def find_records(roots: Sequence[Path]) -> list[tuple[Path, RunRecord]]:
+def find_records(roots: Sequence[Path], *, bad: Problems | None = None) -> list[tuple[Path, RunRecord]]:
     """Every run record (*.json, recursively, except interrupted runs' *.manifest.json) under the given folders or files.
 
     Returns:
         (path, record) pairs in sorted path order per root.
 
+    Args:
+        roots: folders or record files.
+        bad: where to collect unreadable files, which are then skipped (`--skip-bad`); None: refuse them.
+
     Raises:
-        MvlevalError: a root does not exist, or a JSON file under it is not a valid run record (named with its path).
+        MvlevalError: a root does not exist, or JSON files under it are not valid run records (every one named with
+            its path and problem at once, not one per attempt).
     """
     found: list[tuple[Path, RunRecord]] = []
+    problems = Problems() if bad is None else bad
     for root in roots:
         if root.is_file():
             paths = [root]
@@ -406,13 +412,42 @@ def find_records(roots: Sequence[Path]) -> list[tuple[Path, RunRecord]]:
             paths = sorted(p for p in root.rglob("*.json") if not p.name.startswith(".") and not p.name.endswith(".manifest.json"))
         else:
             raise MvlevalError("no such file or folder of run records.", fix="pass a folder such as results/runs.", where=root)
-        found.extend((p, read_record(p)) for p in paths)
+        for p in paths:
+            try:
+                found.append((p, read_record(p)))
+            except MvlevalError as exc:
+                problems.add(exc.what.rstrip("."), p, unit="file")
+    if bad is None:
+        problems.raise_if_any(
+            f"{plural(len(problems), 'file')} under {', '.join(str(r) for r in roots)} "
+            f"{'is not a readable run record' if len(problems) == 1 else 'are not readable run records'}:",
+            fix="fix or remove them, or pass --skip-bad to rank the readable records and list the others.",
+        )
     return found
 
 
 # -- writing --------------------------------------------------------------------------------------------------------
 def _md(text: str) -> str:
-    return text.replace("|", "\\|")
+    """A Markdown table cell from shared records' text: one line, '|' escaped, and HTML (<script>, &) as text."""
+    text = " ".join(str(text).split())
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+
+
+def _code(text: str) -> str:
+    """A code span in a table cell: no backtick can end it early, '|' escaped (GFM splits cells first)."""
+    return "`" + " ".join(str(text).split()).replace("`", "'").replace("|", "\\|") + "`"
+
+
+#: a CSV cell starting with one of these is a formula to a spreadsheet (OWASP: CSV injection)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A text cell neutralised as OWASP advises for CSV files opened in spreadsheets: one starting with = + - @ tab or
+    CR gets a leading single quote (shown as text, never evaluated); numbers are left alone."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 def _cell_text(value: float | None, interval: Sequence[float] | None) -> str:
@@ -480,13 +515,13 @@ def render_markdown(lb: Leaderboard) -> str:
     for c in lb.columns:
         k = c.key
         out.append(
-            f"| {_md(c.label)} | {k.task} | {k.version} | {k.split} | {k.metric} | `{_md(k.signature)}` | "
-            f"`{k.data_fingerprint}` | `{k.protocol_hash}` | {' '.join(c.languages)} | {c.n_examples} |"
+            f"| {_md(c.label)} | {_md(k.task)} | {k.version} | {_md(k.split)} | {_md(k.metric)} | {_code(k.signature)} | "
+            f"{_code(k.data_fingerprint)} | {_code(k.protocol_hash)} | {_md(' '.join(c.languages))} | {c.n_examples} |"
         )
     for column in lb.columns:
         out += ["", f"## {_md(column.label)}: per language", ""]
         out += [f"![{_md(column.label)}]({heatmap_name(column)})", ""]
-        out.append("| model | " + " | ".join(column.languages) + " | mean | record |")
+        out.append("| model | " + " | ".join(_md(lang) for lang in column.languages) + " | mean | record |")
         out.append("|---|" + "---:|" * (len(column.languages) + 1) + "---|")
         for row in lb.rows:
             cell = lb.cell(row, column)
@@ -499,13 +534,13 @@ def render_markdown(lb: Leaderboard) -> str:
     out.append("| ref | run id | created at | record |")
     out.append("|---|---|---|---|")
     for cell in lb.used_cells():
-        out.append(f"| {cell.ref} | `{_md(cell.run_id)}` | {cell.created_at} | `{_md(cell.record_path)}` |")
+        out.append(f"| {cell.ref} | {_code(cell.run_id)} | {_md(cell.created_at)} | {_code(cell.record_path)} |")
     if lb.superseded:
         out += ["", "## Superseded records", "", f"{SUPERSEDED_NOTE}", ""]
         out.append("| run id | created at | record | replaced by |")
         out.append("|---|---|---|---|")
         for s in lb.superseded:
-            out.append(f"| `{_md(s.run_id)}` | {s.created_at} | `{_md(s.record_path)}` | {superseded_by_text(s)} |")
+            out.append(f"| {_code(s.run_id)} | {_md(s.created_at)} | {_code(s.record_path)} | {superseded_by_text(s)} |")
     return "\n".join(out) + "\n"
 
 
@@ -722,7 +757,13 @@ def write_leaderboard(lb: Leaderboard, out_dir: Path) -> list[Path]:
         md_path = out_dir / "leaderboard.md"
         csv_path = out_dir / "leaderboard.csv"
         md_path.write_text(render_markdown(lb), encoding="utf-8")
-        leaderboard_frame(lb).to_csv(csv_path, index=False, lineterminator="\n", float_format="%.1f")
+        from pandas.api.types import is_numeric_dtype
+
+        frame = leaderboard_frame(lb)
+        for name in frame.columns:
+            if not is_numeric_dtype(frame[name]):  # text (object, or pandas' string dtype)
+                frame[name] = frame[name].map(csv_cell)
+        frame.to_csv(csv_path, index=False, lineterminator="\n", float_format="%.1f")
         written = [md_path, csv_path]
         heatmaps: dict[str, bytes] = {}
         for column in lb.columns:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mvleval.errors import MvlevalError
 from mvleval.fileperms import follow_umask
@@ -86,6 +86,7 @@ class Provenance(_Model):
     hostname: str | None = None
     batch_size: int | None = None  # samples per generate call (what --batch-size auto picked); predictions do not depend on it
     image_root: str | None = None  # the folder the run read its images from, absolute: `mvleval report`'s default
+    max_image_pixels: int | None = None  # the pixel limit images were opened under (mvleval.images.MAX_PIXELS); None: not recorded
 
 
 class RunRecord(_Model):
@@ -101,6 +102,17 @@ class RunRecord(_Model):
     duration_s: float
     samples_file: str
     rescored_at: str | None = None  # set by `mvleval score` when scores were recomputed from the samples file
+    # sha256 of the per-sample file as blessed (`mvleval baseline bless`) or rescored: the gate refuses a baseline whose
+    # samples changed since; None (and left out of the JSON) in a record that does not vouch for its samples
+    samples_sha256: str | None = None
+
+    @field_validator("samples_file")
+    @classmethod
+    def _plain_file_name(cls, value: str) -> str:
+        # a record's per-sample file lies beside it: a path elsewhere would score (or show) another run's samples
+        if not is_plain_file_name(value):
+            raise ValueError(f"{value!r} is not a plain file name beside the record (no folders, no '..')")
+        return value
 
     def headline(self) -> str:
         return next(iter(self.scores))
@@ -179,6 +191,76 @@ def score_changes(before: RunRecord, after: RunRecord) -> list[str]:
     return lines
 
 
+def is_plain_file_name(name: str) -> bool:
+    """True for a file name without folders: no separator, not '.' or '..', no NUL, not empty."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in ("/", "\\", "\0"))
+
+
+def samples_path(record: RunRecord, folder: Path) -> Path:
+    """The per-sample file of a record in `folder`: the file named `samples_file` beside the record, refused (before
+    anything is read) when it is a link that leads out of the record's folder."""
+    path = folder / record.samples_file
+    if path.is_symlink() and path.resolve().parent != folder.resolve():
+        raise MvlevalError(
+            f"the record's per-sample file {record.samples_file} is a link to a file outside the record's folder "
+            f"({path.resolve()}); a record's files must lie beside it.",
+            fix="copy the per-sample file next to the record instead of linking it.",
+            where=path,
+        )
+    return path
+
+
+def check_samples_hash(record: RunRecord, folder: Path, what: str, *, missing_ok: bool = False) -> bool:
+    """Refuse a record whose per-sample file changed since the record vouched for it (`samples_sha256`, written by
+    `run`, `score` and `baseline bless`); False for a record that has no hash (written before records kept one), or
+    whose per-sample file is absent when the caller does not need it (`missing_ok`: a gate without --paired)."""
+    if record.samples_sha256 is None:
+        return False
+    from mvleval.provenance import file_sha256
+
+    path = samples_path(record, folder)
+    if missing_ok and not path.exists():
+        return False
+    if not path.is_file():
+        raise MvlevalError(f"the per-sample file of {what} is missing.", fix="keep each record next to its per-sample file.", where=path)
+    try:
+        found = file_sha256(path)
+    except OSError as exc:
+        raise MvlevalError(f"cannot read the per-sample file of {what} ({exc.strerror}).", fix="check the file's permissions.",
+                           where=path) from None
+    if found != record.samples_sha256:
+        raise MvlevalError(
+            f"the per-sample file of {what} changed after its scores were computed (sha256 {found[:12]}..., the record "
+            f"says {record.samples_sha256[:12]}...), so its numbers no longer follow from its samples.",
+            fix="restore the file, or rescore it against the task's data with `mvleval score RECORD --data-root DIR` "
+            "(and bless the result again if it is a baseline).",
+            where=path,
+        )
+    return True
+
+
+def check_scores_follow_samples(record: RunRecord, rows: Iterable[tuple[str, Any]], where: Path, what: str) -> None:
+    """Refuse a record whose accuracy-type score (every per-sample value 0 or 1, so the score is their mean) differs
+    from the mean of its per-sample scores: the record's numbers were edited after scoring. `rows`: (language, the
+    row's per-sample scores) pairs."""
+    values: dict[tuple[str, str], list[Any]] = {}
+    for lang, scores in rows:
+        for metric in record.scores:
+            values.setdefault((metric, lang), []).append(scores.get(metric) if isinstance(scores, dict) else None)
+    for (metric, lang), found in values.items():
+        claimed = record.scores[metric].per_lang.get(lang)
+        if claimed is None or not found or not all(type(v) in (int, float) and v in (0, 1) for v in found):
+            continue
+        mean = sum(found) / len(found)
+        if abs(mean - claimed) > 1e-9:
+            raise MvlevalError(
+                f"{what}'s {metric} for {lang} is {claimed!r}, but its per-sample scores give {mean!r}: the record's numbers "
+                "do not follow from its samples (edited after scoring?).",
+                fix="rescore it against the task's data with `mvleval score RECORD --data-root DIR`, or restore it.",
+                where=where,
+            )
+
+
 def write_json_atomic(path: Path, payload: str) -> None:
     """Write text to `path` via a temp file in the same folder + fsync + rename: never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,8 +282,12 @@ def write_json_atomic(path: Path, payload: str) -> None:
 
 def record_json(record: RunRecord) -> str:
     """A record as pretty JSON; task.source only when there is one (a built-in task's record is unchanged by it)."""
-    exclude = {"task": {"source"}} if record.task.source is None else None
-    return record.model_dump_json(indent=2, exclude=exclude) + "\n"
+    exclude: dict[str, Any] = {}
+    if record.task.source is None:
+        exclude["task"] = {"source"}
+    if record.samples_sha256 is None:
+        exclude["samples_sha256"] = True
+    return record.model_dump_json(indent=2, exclude=exclude or None) + "\n"
 
 
 def write_record(record: RunRecord, path: Path) -> None:
@@ -221,25 +307,42 @@ def read_record(path: Path) -> RunRecord:
     if not path.is_file():
         raise MvlevalError("run record not found.", fix="pass the path printed at the end of `mvleval run`.", where=path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        text = path.read_text(encoding="utf-8-sig")
+        data = json.loads(text)
+    except OSError as exc:
+        raise MvlevalError(f"cannot read the run record ({exc.strerror}).", fix="check the file's permissions.", where=path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise MvlevalError(f"not a valid run record JSON ({exc}).", fix="pass a record written by `mvleval run`.", where=path) from None
-    if isinstance(data, dict) and data.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:
+    if not isinstance(data, dict):
+        raise MvlevalError(f"not a valid run record: a JSON {type(data).__name__}, not an object.",
+                           fix="pass a record written by `mvleval run`.", where=path)
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise MvlevalError(f"not a valid run record: field 'schema_version' must be a whole number, got {version!r}.",
+                           fix="pass a record written by `mvleval run` (schema_version is written as a number, e.g. 2).", where=path)
+    if version > SCHEMA_VERSION:
         raise MvlevalError(
             f"record has schema_version {data['schema_version']}, newer than this mvleval understands ({SCHEMA_VERSION}).",
             fix="upgrade mvleval.",
             where=path,
         )
     try:
-        return RunRecord.model_validate(data)
+        # strict: every field has the type a record is written with ("2" is not schema_version 2, "0.5" not a score)
+        return RunRecord.model_validate_json(text, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
+        got = f" (got {_cut_value(first.get('input'))})" if first.get("type") != "missing" else ""
         raise MvlevalError(
-            f"not a valid run record: field '{loc}': {first['msg']}.",
+            f"not a valid run record: field '{loc}': {first['msg']}{got}.",
             fix="pass a record written by `mvleval run`.",
             where=path,
         ) from None
+
+
+def _cut_value(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def sample_lines(rows: Iterable[dict[str, Any]]) -> str:
@@ -286,17 +389,60 @@ def read_samples(path: Path) -> Iterator[dict[str, Any]]:
     """Read per-sample rows; a torn last line (from a killed run) is ignored, any other bad line is an error."""
     if not path.is_file():
         raise MvlevalError("per-sample file not found.", fix="it is written next to the run record.", where=path)
-    with path.open("r", encoding="utf-8-sig") as fh:
-        lines = fh.readlines()
+    try:
+        with path.open("r", encoding="utf-8-sig") as fh:
+            lines = fh.readlines()
+    except OSError as exc:
+        raise MvlevalError(f"cannot read the per-sample file ({exc.strerror}).", fix="check the file's permissions.", where=path) from None
+    except UnicodeDecodeError as exc:
+        raise MvlevalError(f"the per-sample file is not UTF-8 text ({exc.reason}).", fix="pass the file written by `mvleval run`.",
+                           where=path) from None
     for i, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            yield json.loads(line)
-        except json.JSONDecodeError:
+            row = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
             if i == len(lines) and not line.endswith("\n"):
                 return  # a run killed mid-write leaves a torn final line; it is redone on resume
             raise MvlevalError("corrupt per-sample line.", fix="delete the line or rerun without --resume.", where=f"{path}:{i}") from None
+        if not isinstance(row, dict):
+            raise MvlevalError(f"a per-sample line must be a JSON object, got a {type(row).__name__}.",
+                               fix="use the file written by `mvleval run`.", where=f"{path}:{i}")
+        yield row
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float)
+
+
+def _str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+#: the per-sample row's fields, as `run` writes them, and the test of each one's type
+SAMPLE_FIELDS: dict[str, tuple[str, Any]] = {
+    "id": ("a string", lambda v: isinstance(v, str)),
+    "lang": ("a string", lambda v: isinstance(v, str)),
+    "prompt": ("a string", lambda v: isinstance(v, str)),
+    "prediction": ("a string", lambda v: isinstance(v, str)),
+    "references": ("a list of strings", _str_list),
+    "images": ("a list of strings", _str_list),
+    "scores": ("an object of numbers (or null) by metric",
+               lambda v: isinstance(v, dict) and all(x is None or _is_number(x) for x in v.values())),
+    "extra": ("an object by metric", lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values())),
+}
+
+
+def check_sample_row(row: dict[str, Any], where: str, required: Iterable[str]) -> None:
+    """Refuse a per-sample row that lacks a required field or holds a field of the wrong type (file:line named)."""
+    for name in required:
+        if name not in row:
+            raise MvlevalError(f"the per-sample row has no '{name}'.", fix="use the file written by `mvleval run`.", where=where)
+    for name, (kind, ok) in SAMPLE_FIELDS.items():
+        if name in row and not ok(row[name]):
+            raise MvlevalError(f"the per-sample row's '{name}' must be {kind}, got {_cut_value(row[name])}.",
+                               fix="use the file written by `mvleval run` (or rescore it with `mvleval score`).", where=where)
 
 
 def check_sample_counts(langs: Iterable[str], record: RunRecord, path: Path, what: str, fix: str) -> None:

@@ -19,6 +19,7 @@ import mvleval
 from mvleval import provenance
 from mvleval.annotations import check_data_root
 from mvleval.errors import MvlevalError, Problems, ProblemsError, plural
+from mvleval.images import MAX_PIXELS
 from mvleval.record import (
     MetricScores,
     Provenance,
@@ -28,6 +29,7 @@ from mvleval.record import (
     read_record,
     read_samples,
     sample_lines,
+    samples_path as record_samples_path,
     write_json_atomic,
     write_record,
 )
@@ -602,11 +604,14 @@ def evaluate(
             hostname=provenance.hostname(),
             batch_size=batch_size,
             image_root=str(options.resolved_image_root.resolve()),
+            max_image_pixels=MAX_PIXELS,
         ),
         duration_s=round(time.monotonic() - started, 3),
         samples_file=paths.samples.name,
     )
     samples_payload = sample_lines(row for lang in prepared.languages for row in rows_by_lang[lang])
+    # the record vouches for its samples: the gate and `baseline bless` refuse a per-sample file edited afterwards
+    record.samples_sha256 = hashlib.sha256(samples_payload.encode("utf-8")).hexdigest()
     try:
         write_json_atomic(paths.samples, samples_payload)
     except OSError as exc:
@@ -767,10 +772,17 @@ def options_summary(options: RunOptions) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
 
 
-def rescore(record_path: Path) -> tuple[RunRecord, Path]:
-    """Recompute a record's scores from its per-sample file with the installed metrics, without loading the model.
+def rescore(record_path: Path, data_root: Path | None = None, image_root: Path | None = None) -> tuple[RunRecord, Path]:
+    """Recompute a record's scores from its predictions and the task's data, with the installed metrics, without
+    loading the model.
 
-    The record and samples file are rewritten atomically; `rescored_at` says that the scores were recomputed.
+    Only the predictions come from the per-sample file: ids, prompts and references are read from the task's data
+    again (a benchmark file from the path the record keeps; a built-in task from `data_root`) and the data
+    fingerprint is recomputed. A per-sample file whose ids or prompts disagree with the data, or whose references
+    disagree with unchanged data, is refused, naming the rows. When the data changed since the run (a label fixed),
+    the references are the data's and the record gets the new fingerprint. The record and samples file are
+    rewritten atomically; `rescored_at` says that the scores were recomputed, `samples_sha256` which samples they
+    were computed from.
     """
     record = read_record(record_path)
     task = load_task_of_record(record.task.name, record.task.prompt_style, record.task.source, where=record_path)
@@ -792,23 +804,82 @@ def rescore(record_path: Path) -> tuple[RunRecord, Path]:
             fix="bump `version` in the benchmark's header and rerun the evaluation, or restore the header the run was made with.",
             where=record_path,
         )
-    samples_path = record_path.parent / record.samples_file
-    rows_by_lang: dict[str, list[dict[str, Any]]] = {lang: [] for lang in record.task.languages}
-    for row in read_samples(samples_path):
-        if row.get("lang") not in rows_by_lang:
-            raise MvlevalError(f"sample of language {row.get('lang')!r} not in the record's languages.", where=samples_path)
-        row.pop("scores", None)
-        row.pop("extra", None)
-        rows_by_lang[row["lang"]].append(row)
-    for lang, rows in rows_by_lang.items():
-        if len(rows) != record.task.n_examples[lang]:
-            raise MvlevalError(
-                f"the per-sample file holds {len(rows)} {lang} samples, the record says {record.task.n_examples[lang]}.",
-                fix="the files do not belong together; rerun the evaluation.",
-                where=samples_path,
-            )
+    root = task.data_dir()
+    if root is None:
+        root = data_root
+    elif data_root is not None:
+        raise MvlevalError(f"--data-root does not apply to the benchmark file {record.task.source}: the record keeps where it is.",
+                           fix="drop --data-root.")
+    if root is None:
+        env = os.environ.get("MVLEVAL_DATA")
+        root = Path(env) if env else None
+    if root is None:
+        # never score from what the per-sample file claims: its references and labels are only a copy of the data
+        raise MvlevalError(
+            f"`mvleval score` reads the references and labels of {task.name} from its data again, and no data root was given.",
+            fix="pass --data-root DIR (the folder the run read; images from --image-root, default DIR/images) or set MVLEVAL_DATA.",
+            where=record_path,
+        )
+    options = RunOptions(task=record.task.source or record.task.name, model=record.model.path, data_root=root,
+                         image_root=image_root, languages=tuple(record.task.languages), split=record.task.split,
+                         limit=record.task.limit, prompt_style=record.task.prompt_style)
+    prepared = prepare(options)
+    data_changed = prepared.data_fingerprint != record.provenance.data_fingerprint
+    examples = {(lang, e.id): e for lang in prepared.languages for e in prepared.examples[lang]}
+    samples_path = record_samples_path(record, record_path.parent)
+    predictions: dict[tuple[str, str], str] = {}
+    problems = Problems()
+    n_refs_changed = 0
+    for i, row in enumerate(read_samples(samples_path), start=1):
+        where = f"{samples_path}:{i}"
+        lang, example_id, prediction = row.get("lang"), row.get("id"), row.get("prediction")
+        if not isinstance(lang, str) or not isinstance(example_id, str):
+            problems.add("the row has no string 'lang' and 'id'", where)
+            continue
+        if not isinstance(prediction, str):
+            problems.add("the row's 'prediction' is not a string", where, repr(prediction)[:40])
+            continue
+        example = examples.get((lang, example_id))
+        if example is None:
+            problems.add("the row's language and id are not among the examples the task's data gives this run", where,
+                         f"{lang} {example_id}")
+            continue
+        if (lang, example_id) in predictions:
+            problems.add("the example occurs twice in the per-sample file", where, f"{lang} {example_id}")
+            continue
+        predictions[(lang, example_id)] = prediction
+        if row.get("prompt") != example.prompt:
+            problems.add("the row's prompt differs from the one the task's data gives", where, f"{lang} {example_id}")
+        if row.get("references") != list(example.references):
+            if data_changed:
+                n_refs_changed += 1  # the data changed since the run (a label fixed): the data's references count
+            else:
+                problems.add("the row's references differ from the task's data (which is unchanged since the run)", where,
+                             f"{lang} {example_id}")
+    missing = [key for key in examples if key not in predictions]
+    for lang, example_id in missing:
+        problems.add("an example of the task's data has no row in the per-sample file", samples_path, f"{lang} {example_id}",
+                     unit="example")
+    problems.raise_if_any(
+        "the per-sample file does not agree with the task's data, so its predictions cannot be scored against it:",
+        fix="rescore only the file `mvleval run` wrote for this record (change predictions, nothing else), or rerun the evaluation.",
+    )
+    if data_changed:
+        log.warning("%s: the task's data changed since the run (data fingerprint %s, the record had %s)%s; scored against the data as it is now.",
+                    record_path, prepared.data_fingerprint, record.provenance.data_fingerprint,
+                    f", {n_refs_changed} row(s) with other references" if n_refs_changed else "")
+    image_dir = options.resolved_image_root
+    rows_by_lang = {lang: [_sample_row(e, predictions[(lang, e.id)], image_dir) for e in prepared.examples[lang]]
+                    for lang in prepared.languages}
     scores = score_rows(task, record.task.languages, rows_by_lang)
-    updated = record.model_copy(update={"scores": scores, "rescored_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-    write_json_atomic(samples_path, sample_lines(row for lang in record.task.languages for row in rows_by_lang[lang]))
+    payload = sample_lines(row for lang in prepared.languages for row in rows_by_lang[lang])
+    provenance_now = record.provenance.model_copy(update={"data_fingerprint": prepared.data_fingerprint,
+                                                          "annotation_files": prepared.annotation_files})
+    updated = record.model_copy(update={
+        "scores": scores, "rescored_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "provenance": provenance_now if data_changed else record.provenance,
+        "samples_sha256": hashlib.sha256(payload.encode("utf-8")).hexdigest(),
+    })
+    write_json_atomic(samples_path, payload)
     write_record(updated, record_path)
     return updated, record_path

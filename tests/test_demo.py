@@ -72,7 +72,8 @@ def test_demo_beats_untrained_passes_the_ci_gate_and_a_worse_run_fails_it(demo_d
             if i % 2 == 0:
                 row["prediction"] = ""
         (worse_dir / trained["samples_file"]).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        assert _mvleval("score", worse).returncode == 0
+        rescored = _mvleval("score", worse, "--data-root", out / "data")
+        assert rescored.returncode == 0, rescored.stdout + rescored.stderr
         failed = _mvleval("gate", worse, "--baseline", baseline, *CI_GATE_FLAGS)
         assert failed.returncode == 1, failed.stdout + failed.stderr
         assert "REGRESSION" in failed.stdout

@@ -66,7 +66,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> World
     for row in rows:
         row["prediction"] = row["references"][0]
     (base_dir / record["samples_file"]).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    r = _cli([MVLEVAL], "score", perfect)
+    r = _cli([MVLEVAL], "score", perfect, "--data-root", data_root, "--image-root", image_root)
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads(perfect.read_text())["scores"]["exact_match"]["mean"] == 1.0
 
@@ -110,6 +110,7 @@ def _short_samples(world: World, tmp: Path) -> Path:
     record = json.loads(world.run.read_text(encoding="utf-8"))
     samples = (world.run.parent / record["samples_file"]).read_text(encoding="utf-8").splitlines(keepends=True)
     (folder / record["samples_file"]).write_text("".join(samples[:-1]), encoding="utf-8")
+    record.pop("samples_sha256", None)  # a record that does not vouch for its file (older mvleval): the counts are checked
     copy = folder / world.run.name
     copy.write_text(json.dumps(record), encoding="utf-8")
     return copy

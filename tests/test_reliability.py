@@ -111,7 +111,7 @@ def test_score_recomputes_from_the_samples_file(tmp_path: Path, tiny_mt5_dir: Pa
     for row in rows:
         row["prediction"] = row["references"][0].capitalize() + "."
     samples.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    result = invoke("score", str(record_path))
+    result = invoke("score", str(record_path), "--data-root", str(demo_data[0]), "--image-root", str(demo_data[1]))
     assert result.exit_code == 0, result.output
     after = read_record(record_path)
     assert after.rescored_at is not None

@@ -53,8 +53,10 @@ def _rows(record: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in samples.read_text(encoding="utf-8").splitlines()]
 
 
-def _edited_copy(run: Path, folder: Path, edit: Callable[[int, dict[str, Any]], None]) -> Path:
-    """A copy of a run record and its per-sample file with rows edited, rescored by the CLI."""
+def _edited_copy(run: Path, folder: Path, edit: Callable[[int, dict[str, Any]], None], data_root: Path | None = None) -> Path:
+    """A copy of a run record and its per-sample file with rows edited: rescored by the CLI against the data in
+    `data_root` (predictions edited), or else (references and ids edited too, which `score` refuses) a record that
+    vouches for the edited file by its hash, as a hand-made shared record could."""
     folder.mkdir(parents=True)
     copy = folder / run.name
     shutil.copy(run, copy)
@@ -63,7 +65,14 @@ def _edited_copy(run: Path, folder: Path, edit: Callable[[int, dict[str, Any]], 
         edit(i, row)
     (folder / json.loads(run.read_text())["samples_file"]).write_text(
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    scored = _cli("score", copy)
+    if data_root is None:
+        import hashlib
+
+        record = json.loads(copy.read_text())
+        record["samples_sha256"] = hashlib.sha256((folder / record["samples_file"]).read_bytes()).hexdigest()
+        copy.write_text(json.dumps(record), encoding="utf-8")
+        return copy
+    scored = _cli("score", copy, "--data-root", data_root)
     assert scored.returncode == 0, scored.stdout + scored.stderr
     return copy
 
@@ -96,8 +105,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> World
                 row["prediction"] = row["references"][0]
         return edit
 
-    baseline = _edited_copy(run, root / "baseline", answer({0, 2, 4, 6, 8, 10}))
-    changed = _edited_copy(run, root / "changed", answer({0, 1, 2, 6, 7}))
+    baseline = _edited_copy(run, root / "baseline", answer({0, 2, 4, 6, 8, 10}), data_root)
+    changed = _edited_copy(run, root / "changed", answer({0, 1, 2, 6, 7}), data_root)
 
     def hostile(i: int, row: dict[str, Any]) -> None:
         if i < len(HOSTILE):
@@ -199,7 +208,7 @@ def test_language_fidelity_misses_store_the_detected_language(world: World) -> N
             assert facts["verdict"] in ("wrong", "undetermined", "not_language") and facts["requested"] == "en"
     assert all(r["images"] and r["images"][0].startswith("gqa/") for r in rows)
     # storing them changes no score: an untouched copy rescored by `mvleval score` gives the same record scores
-    copy = _edited_copy(world.run, world.run.parent.parent / "rescored-copy", lambda i, r: None)
+    copy = _edited_copy(world.run, world.run.parent.parent / "rescored-copy", lambda i, r: None, world.image_root.parent)
     assert json.loads(copy.read_text())["scores"] == json.loads(world.run.read_text())["scores"]
     assert _rows(copy) == rows
 

@@ -16,6 +16,12 @@ evaluation) cleans each *prediction* and compares it with the *label*, which is 
 ExactMatch: cleaned prediction == label. RelaxedAccuracy: the cleaned prediction starts or ends with the label.
 With several references an example is correct if any of them matches.
 
+``match="words"`` (benchmark files; the built-in tasks keep mBLIP's rule above, so their published numbers and
+signatures stay as they are): the prediction and the label are first NFKC-normalised (full-width "ｙｅｓ" is "yes")
+and markdown emphasis is removed from the prediction ("**Yes**" is "Yes"); relaxed accuracy then compares words, not
+characters: the cleaned prediction's first or last words equal the label's words ("not sure" no longer counts as
+"no", "yesterday" not as "yes"). The signature says so (``clean=...+nfkc+md``, ``rule=first-words|last-words``).
+
 ``prediction="strip+lower"`` replaces the VQA cleaning by ``prediction.strip().lower()`` alone: mBLIP's MaXM scoring
 (``vqa_maxm_classification_evaluation`` with ``vqa_process: False``), whose answers are in seven languages and whose
 labels are MaXM's ``processed_answers``. The signature names the processing (``clean=strip+lower``); the default
@@ -39,7 +45,8 @@ from mvleval.metrics.bootstrap import (
     check_resamples,
 )
 
-__all__ = ["PREDICTION_PROCESSING", "ExactMatch", "RelaxedAccuracy", "clean_answer", "normalize_label", "strip_lower"]
+__all__ = ["MATCHING", "PREDICTION_PROCESSING", "ExactMatch", "RelaxedAccuracy", "clean_answer", "normalize_label",
+           "normalize_text", "strip_lower"]
 
 CLEANING_VERSION = "vqa-lavis-mblip-1"
 
@@ -118,6 +125,23 @@ def strip_lower(prediction: str) -> str:
     return prediction.strip().lower()
 
 
+_EMPHASIS = re.compile(r"(\*{1,3}|_{1,3}|~~|`)(?=\S)(.+?)(?<=\S)\1")
+
+
+def normalize_text(text: str) -> str:
+    """NFKC (full-width letters and digits become ASCII) and markdown emphasis removed: **Yes** -> Yes, `no` -> no."""
+    import unicodedata
+
+    text = unicodedata.normalize("NFKC", text)
+    previous = None
+    while previous != text:  # nested emphasis: ***yes*** or **_yes_**
+        previous, text = text, _EMPHASIS.sub(r"\2", text)
+    return text.strip().strip("*_`~").strip()
+
+
+#: How answers are compared: "mblip" (mBLIP's protocol, the built-in tasks) or "words" (benchmark files).
+MATCHING = ("mblip", "words")
+
 #: How a prediction is processed before the comparison: name (as in the signature) -> function.
 PREDICTION_PROCESSING: dict[str, Callable[[str], str]] = {"vqa": clean_answer, "strip+lower": strip_lower}
 
@@ -134,8 +158,11 @@ class _AnswerMetric(Metric):
     _rule: ClassVar[str]
 
     def __init__(self, bootstrap_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED,
-                 prediction: str = "vqa") -> None:
+                 prediction: str = "vqa", match: str = "mblip") -> None:
         check_resamples(bootstrap_resamples, seed)
+        if match not in MATCHING:
+            raise MvlevalError(f"unknown answer matching {match!r} for {self.name}.", fix=f"use one of: {', '.join(MATCHING)}.")
+        self.match = match
         if prediction not in PREDICTION_PROCESSING:
             raise MvlevalError(
                 f"unknown prediction processing {prediction!r} for {self.name}.",
@@ -148,13 +175,24 @@ class _AnswerMetric(Metric):
 
     def signature(self) -> str:
         clean = CLEANING_VERSION if self.prediction == "vqa" else self.prediction
-        return (f"{self.name}|clean={clean}|label=lower+strip|rule={self._rule}|any-ref|"
+        rule = self._rule
+        if self.match == "words":
+            clean += "+nfkc+md"
+            rule = self._word_rule
+        return (f"{self.name}|clean={clean}|label=lower+strip|rule={rule}|any-ref|"
                 f"{bootstrap_signature(self.bootstrap_resamples, self.seed)}|mvleval-1")
 
     @staticmethod
     @abstractmethod
     def _correct(cleaned: str, label: str) -> bool:
         """Whether a cleaned prediction counts as matching the (lower-cased, stripped) label."""
+
+    _word_rule: ClassVar[str]
+
+    @staticmethod
+    @abstractmethod
+    def _correct_words(cleaned: str, label: str) -> bool:
+        """The same, comparing whole words (match="words")."""
 
     def score(self, predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str) -> MetricResult:
         """Score one language: one prediction and at least one acceptable answer per example.
@@ -167,9 +205,11 @@ class _AnswerMetric(Metric):
             return MetricResult(value=None, per_example=[], signature=self.signature(),
                                 note=f"no examples for language '{lang}'")
         per_example = []
+        words = self.match == "words"
+        correct = self._correct_words if words else self._correct
         for pred, refs in zip(predictions, references):
-            cleaned = self._process(pred)
-            ok = any(self._correct(cleaned, normalize_label(r)) for r in refs)
+            cleaned = self._process(normalize_text(pred) if words else pred)
+            ok = any(correct(cleaned, normalize_label(normalize_text(r) if words else r)) for r in refs)
             per_example.append(1.0 if ok else 0.0)
         value = sum(per_example) / len(per_example)
         interval = bootstrap_mean_interval(per_example, self.bootstrap_resamples, self.seed)
@@ -186,6 +226,12 @@ class ExactMatch(_AnswerMetric):
     def _correct(cleaned: str, label: str) -> bool:
         return cleaned == label
 
+    _word_rule: ClassVar[str] = "equal"
+
+    @staticmethod
+    def _correct_words(cleaned: str, label: str) -> bool:
+        return cleaned.split() == label.split()
+
 
 class RelaxedAccuracy(_AnswerMetric):
     """Share of examples whose cleaned prediction starts or ends with a reference answer (mBLIP's relaxed accuracy).
@@ -199,3 +245,12 @@ class RelaxedAccuracy(_AnswerMetric):
     @staticmethod
     def _correct(cleaned: str, label: str) -> bool:
         return cleaned.startswith(label) or cleaned.endswith(label)
+
+    _word_rule: ClassVar[str] = "first-words|last-words"
+
+    @staticmethod
+    def _correct_words(cleaned: str, label: str) -> bool:
+        pred, want = cleaned.split(), label.split()
+        if not want:
+            return not pred
+        return pred[: len(want)] == want or pred[-len(want):] == want

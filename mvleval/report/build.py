@@ -9,7 +9,17 @@ from typing import TYPE_CHECKING, Any
 
 from mvleval.errors import MvlevalError
 from mvleval.leaderboard import SCALE_NOTE, format_points
-from mvleval.record import RunRecord, check_sample_counts, read_record, read_samples, write_json_atomic
+from mvleval.record import (
+    RunRecord,
+    check_sample_counts,
+    check_sample_row,
+    check_samples_hash,
+    check_scores_follow_samples,
+    read_record,
+    read_samples,
+    samples_path,
+    write_json_atomic,
+)
 from mvleval.report.images import ImageStore
 from mvleval.report.page import asset, document, esc, facts_table, heatmap_svg, score_cell
 
@@ -46,14 +56,14 @@ def _image_root(given: Path | None, record: RunRecord) -> tuple[Path | None, boo
 # -- inputs ---------------------------------------------------------------------------------------------------------
 def load_rows(record: RunRecord, record_path: Path) -> list[dict[str, Any]]:
     """The per-sample rows of a record, checked against its example counts (a report of the wrong file misleads)."""
-    path = record_path.parent / record.samples_file
+    path = samples_path(record, record_path.parent)
+    check_samples_hash(record, record_path.parent, "the record")  # shown numbers follow from the samples they show
     rows = list(read_samples(path))
     for i, row in enumerate(rows, start=1):
-        if not isinstance(row, dict) or "lang" not in row or "id" not in row or "prediction" not in row:
-            raise MvlevalError("per-sample row lacks lang, id or prediction.", fix="use the file written by `mvleval run`.",
-                               where=f"{path} (row {i})")
+        check_sample_row(row, f"{path} (row {i})", ("lang", "id", "prediction"))
     check_sample_counts((str(row["lang"]) for row in rows), record, path, "its record",
                         fix="keep each record next to its own per-sample file.")
+    check_scores_follow_samples(record, ((str(row["lang"]), row.get("scores")) for row in rows), path, "the record")
     return rows
 
 

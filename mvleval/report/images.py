@@ -66,9 +66,9 @@ class ImageStore:
 
 
 def _thumbnail(path: Path, size: int) -> str:
-    from PIL import Image
+    from mvleval.images import open_image
 
-    with Image.open(path) as img:
+    with open_image(path) as img:  # an image above the pixel limit raises ImageTooLarge (a ValueError): not decoded
         # JPEG: let libjpeg decode at a reduced scale (a 4000 px photo decodes ~10x faster); the thumbnail is
         # resized from there, so the result is a thumbnail either way.
         img.draft("RGB", (size, size))
