@@ -505,7 +505,7 @@ def score(
     from mvleval.record import read_record, score_changes
     from mvleval.runner import rescore
 
-    before = read_record(record)
+    before = read_record(record, verify_scores=False)  # score recomputes them: an edited record is what it mends
     updated, path = rescore(record, data_root, image_root)
     changes = score_changes(before, updated)
     # the record is rewritten in place: say so, and what changed, on stderr with --json (stdout holds the document)

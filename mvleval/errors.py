@@ -178,8 +178,6 @@ class ProblemsError(MvlevalError):
         self.problems = list(problems)
         self.heading = heading
         self.base = base
-        if len(self.problems) == 1 and self.problems[0].fix:
-            fix = None  # one problem that says its own fix: no second, generic one ("Fix: ... Fix: ...")
         lines = Problems(self.problems).lines(base=base, common_fix=fix)
         super().__init__("\n".join([heading, *(f"  {line}" for line in lines)]), fix=fix)
 

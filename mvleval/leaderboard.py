@@ -416,7 +416,7 @@ def find_records(roots: Sequence[Path], *, bad: Problems | None = None) -> list[
             try:
                 found.append((p, read_record(p)))
             except MvlevalError as exc:
-                problems.add(exc.what.rstrip("."), p, unit="file")
+                problems.add(exc.what.rstrip("."), p, fix=exc.fix, unit="file")
     if bad is None:
         problems.raise_if_any(
             f"{plural(len(problems), 'file')} under {', '.join(str(r) for r in roots)} "

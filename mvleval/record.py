@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -105,6 +106,9 @@ class RunRecord(_Model):
     # sha256 of the per-sample file as blessed (`mvleval baseline bless`) or rescored: the gate refuses a baseline whose
     # samples changed since; None (and left out of the JSON) in a record that does not vouch for its samples
     samples_sha256: str | None = None
+    # sha256 of the canonical JSON of `scores`, written with every record: a number edited by hand afterwards is refused
+    # wherever records are read for their numbers (gate, leaderboard, bless, report); None in records of mvleval < 0.2
+    scores_sha256: str | None = None
 
     @field_validator("samples_file")
     @classmethod
@@ -287,7 +291,14 @@ def record_json(record: RunRecord) -> str:
         exclude["task"] = {"source"}
     if record.samples_sha256 is None:
         exclude["samples_sha256"] = True
+    record = record.model_copy(update={"scores_sha256": scores_digest(record)})
     return record.model_dump_json(indent=2, exclude=exclude or None) + "\n"
+
+
+def scores_digest(record: RunRecord) -> str:
+    """sha256 of the record's scores as canonical JSON (sorted keys, no spaces): what `scores_sha256` vouches for."""
+    scores = record.model_dump(mode="json", include={"scores"})["scores"]
+    return hashlib.sha256(json.dumps(scores, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
 
 
 def write_record(record: RunRecord, path: Path) -> None:
@@ -302,8 +313,24 @@ def write_record(record: RunRecord, path: Path) -> None:
         ) from None
 
 
-def read_record(path: Path) -> RunRecord:
-    """Read and validate a run record; errors name the file and the bad field."""
+def read_record(path: Path, *, verify_scores: bool = True) -> RunRecord:
+    """Read and validate a run record; errors name the file and the bad field.
+
+    With `verify_scores` (all but `mvleval score`, which recomputes them), scores that no longer match the record's
+    `scores_sha256` (edited by hand after mvleval wrote them) are refused.
+    """
+    record = _read_record(path)
+    if verify_scores and record.scores_sha256 is not None and record.scores_sha256 != scores_digest(record):
+        raise MvlevalError(
+            "the record's scores were changed after mvleval wrote them (they no longer match its scores_sha256), so its "
+            "numbers are not the run's.",
+            fix="restore the record, or recompute its scores from its predictions and the task's data with `mvleval score`.",
+            where=path,
+        )
+    return record
+
+
+def _read_record(path: Path) -> RunRecord:
     if not path.is_file():
         raise MvlevalError("run record not found.", fix="pass the path printed at the end of `mvleval run`.", where=path)
     try:

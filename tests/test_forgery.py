@@ -261,6 +261,7 @@ def test_a_score_edited_in_the_record_is_refused_where_the_samples_are_read(worl
     record = copy_run(world, tmp_path / "run")
     data = json.loads(record.read_text())
     data["scores"]["exact_match"]["per_lang"]["ru"] = 0.5  # the per-sample scores (hash-checked) say otherwise
+    del data["scores_sha256"]  # as in a record of mvleval < 0.2, which vouched for no scores
     record.write_text(json.dumps(data))
     args = {"gate-paired": ["gate", world.run, "--baseline", record, "--paired"],
             "bless": ["baseline", "bless", record, "--note", "n", "--dir", tmp_path / "baselines"],
@@ -268,6 +269,30 @@ def test_a_score_edited_in_the_record_is_refused_where_the_samples_are_read(worl
     code, text = main(*args)
     assert code == 2, text
     assert "exact_match for ru is 0.5" in text and "do not follow from its samples" in text, text
+
+
+@pytest.mark.parametrize("command", ["gate", "gate-as-baseline", "leaderboard", "bless", "report"])
+def test_a_score_edited_by_hand_is_refused_wherever_numbers_are_read(world: World, tmp_path: Path, command: str) -> None:
+    """Every record vouches for its scores (scores_sha256): a number edited afterwards, even a corpus metric the
+    per-sample file cannot re-derive, is refused by every command that shows or compares numbers; `score` mends it."""
+    record = copy_run(world, tmp_path / "run")
+    data = json.loads(record.read_text())
+    assert data["scores_sha256"]
+    data["scores"]["exact_match"]["mean"] = 0.99
+    record.write_text(json.dumps(data, indent=2))
+    args = {"gate": ["gate", record, "--baseline", world.run],
+            "gate-as-baseline": ["gate", world.run, "--baseline", record],
+            "leaderboard": ["leaderboard", record, "--out", tmp_path / "lb"],
+            "bless": ["baseline", "bless", record, "--note", "n", "--dir", tmp_path / "baselines"],
+            "report": ["report", record, "--out", tmp_path / "r.html"]}[command]
+    code, text = main(*args)
+    assert code == 2, text
+    assert "scores were changed after mvleval wrote them" in text and "mvleval score" in text, text
+    assert "0.99" not in text and "99.0" not in text
+    code, text = score(world, record)
+    assert code == 0, text
+    code, text = main(*args)
+    assert code in (0, 1) and "scores were changed" not in text, text
 
 
 def test_a_label_fixed_in_a_benchmark_folder_counts_when_rescoring(tmp_path: Path, tiny_mt5_dir: Path) -> None:
