@@ -87,6 +87,7 @@ class Provenance(_Model):
     hostname: str | None = None
     batch_size: int | None = None  # samples per generate call (what --batch-size auto picked); predictions do not depend on it
     image_root: str | None = None  # the folder the run read its images from, absolute: `mvleval report`'s default
+    data_root: str | None = None  # the data root the run read, absolute: where `mvleval score` reads the data again
     max_image_pixels: int | None = None  # the pixel limit images were opened under (mvleval.images.MAX_PIXELS); None: not recorded
 
 

@@ -604,6 +604,7 @@ def evaluate(
             hostname=provenance.hostname(),
             batch_size=batch_size,
             image_root=str(options.resolved_image_root.resolve()),
+            data_root=str(options.data_root.resolve()),
             max_image_pixels=MAX_PIXELS,
         ),
         duration_s=round(time.monotonic() - started, 3),
@@ -813,10 +814,18 @@ def rescore(record_path: Path, data_root: Path | None = None, image_root: Path |
     if root is None:
         env = os.environ.get("MVLEVAL_DATA")
         root = Path(env) if env else None
+    recorded = record.provenance.data_root
+    if root is None and recorded is not None and Path(recorded).is_dir():
+        # the record says where the data is: read it there again (and the images where the run read them)
+        root = Path(recorded)
+        if image_root is None and record.provenance.image_root is not None:
+            image_root = Path(record.provenance.image_root)
     if root is None:
         # never score from what the per-sample file claims: its references and labels are only a copy of the data
+        where_it_was = f" (the run read {recorded}, which no longer exists)" if recorded else ""
         raise MvlevalError(
-            f"`mvleval score` reads the references and labels of {task.name} from its data again, and no data root was given.",
+            f"`mvleval score` reads the references and labels of {task.name} from its data again, and no data root "
+            f"was given{where_it_was}.",
             fix="pass --data-root DIR (the folder the run read; images from --image-root, default DIR/images) or set MVLEVAL_DATA.",
             where=record_path,
         )

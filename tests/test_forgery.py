@@ -203,11 +203,22 @@ def test_score_reads_a_fixed_label_from_the_data(world: World, tmp_path: Path) -
     assert fixed["references"] == ["fixed label"] and fixed["scores"]["exact_match"] == 1.0
 
 
+def test_score_reads_the_data_where_the_record_says_it_is(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MVLEVAL_DATA", raising=False)
+    record = copy_run(world, tmp_path)
+    assert json.loads(record.read_text())["provenance"]["data_root"] == str(world.data_root.resolve())
+    code, text = main("score", record)
+    assert code == 0, text
+
+
 def test_score_without_a_data_root_names_the_option(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MVLEVAL_DATA", raising=False)
     record = copy_run(world, tmp_path)
+    data = json.loads(record.read_text())
+    data["provenance"]["data_root"] = str(tmp_path / "moved-away")
+    record.write_text(json.dumps(data, indent=2))
     code, text = main("score", record)
-    assert code == 2 and "--data-root" in text and "no data root" in text, text
+    assert code == 2 and "--data-root" in text and "no data root" in text and "moved-away, which no longer exists" in text, text
 
 
 def test_gate_refuses_a_baseline_whose_samples_changed_after_blessing(world: World, tmp_path: Path) -> None:

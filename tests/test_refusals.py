@@ -88,7 +88,7 @@ def test_leaderboard_skip_bad_ranks_the_readable_records(tmp_path: Path) -> None
     runs = _leaderboard_runs(tmp_path)
     code, text = main("leaderboard", runs, "--out", tmp_path / "lb", "--skip-bad")
     assert code == 0, text
-    assert "Skipped 2 unreadable file(s)" in text and "a-broken.json" in text and "b-wrong-type.json" in text, text
+    assert "Skipped 2 unreadable files" in text and "a-broken.json" in text and "b-wrong-type.json" in text, text
     assert "ckpt/mblip-mt0-xl" in (tmp_path / "lb" / "leaderboard.md").read_text(encoding="utf-8")
 
 
