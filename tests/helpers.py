@@ -101,3 +101,21 @@ class ChatHandler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except OSError:
             pass  # the client gave up (a timeout test)
+
+
+def perfect_copy(run: Path, base_dir: Path, name: str = "perfect.json") -> Path:
+    """A copy of a finished run in `base_dir` whose every prediction is its first reference (rescore it with `mvleval
+    score` to make the perfect baseline a regression is measured against)."""
+    import json
+    import shutil
+
+    base_dir.mkdir(parents=True, exist_ok=True)
+    record = json.loads(run.read_text(encoding="utf-8"))
+    perfect = base_dir / name
+    shutil.copy(run, perfect)
+    rows = [json.loads(line) for line in (run.parent / record["samples_file"]).read_text(encoding="utf-8").splitlines()]
+    for row in rows:
+        row["prediction"] = row["references"][0]
+    (base_dir / record["samples_file"]).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                                                   encoding="utf-8")
+    return perfect

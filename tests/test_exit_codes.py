@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import perfect_copy
+
 MVLEVAL = shutil.which("mvleval")
 ENTRY_POINTS = {
     "console-script": [MVLEVAL] if MVLEVAL else None,
@@ -59,13 +61,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> World
 
     # the perfect baseline: the same run with each prediction replaced by its reference, scored by the CLI itself
     base_dir = root / "baselines"
-    base_dir.mkdir()
-    perfect = base_dir / "perfect.json"
-    shutil.copy(run, perfect)
-    rows = [json.loads(line) for line in (out / record["samples_file"]).read_text().splitlines()]
-    for row in rows:
-        row["prediction"] = row["references"][0]
-    (base_dir / record["samples_file"]).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    perfect = perfect_copy(run, base_dir)
     r = _cli([MVLEVAL], "score", perfect, "--data-root", data_root, "--image-root", image_root)
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads(perfect.read_text())["scores"]["exact_match"]["mean"] == 1.0

@@ -54,7 +54,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> World:
     from mvleval.demo import build_demo_data
-    from tests.helpers import invoke
+    from tests.helpers import invoke, perfect_copy
 
     root = tmp_path_factory.mktemp("json")
     data_root, image_root = build_demo_data(root / "demo", n_train=0, n_test=6)
@@ -63,15 +63,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> World
                "--lang", "en", "--lang", "de", "--out", out, "--num-beams", "1", "--max-new-tokens", "3")
     assert r.exit_code == 0, r.output
     [run] = [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")]
-    record = json.loads(run.read_text())
-    base_dir = root / "baselines"
-    base_dir.mkdir()
-    perfect = base_dir / "perfect.json"
-    shutil.copy(run, perfect)
-    rows = [json.loads(line) for line in (out / record["samples_file"]).read_text().splitlines()]
-    for row in rows:
-        row["prediction"] = row["references"][0]
-    (base_dir / record["samples_file"]).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    perfect = perfect_copy(run, root / "baselines")
     assert invoke("score", perfect).exit_code == 0
     return World(tiny_mt5_dir, data_root, image_root, run, perfect)
 

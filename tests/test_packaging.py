@@ -31,3 +31,13 @@ def test_wheel_ships_the_tasks(tmp_path: Path) -> None:
     # --json's schemas (docs/json-output.md): tools load them from the installed package
     assert {f"mvleval/schemas/{name}.json" for name in ("tasks", "run", "score", "gate", "data-check", "leaderboard")} <= names
     assert len(task_names()) == 6
+
+
+def test_the_readmes_test_command_is_the_one_ci_runs() -> None:
+    """The README's "Run the tests" command stands verbatim in .ci/run: a newcomer tests what CI tests."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = readme.split("Run the tests:", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    [command] = [line for line in block.splitlines() if line.strip()]
+    assert "pytest" in command and "-c .ci/constraints.txt" in command
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert command.strip() in [line.strip() for line in ci], command
