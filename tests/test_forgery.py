@@ -306,6 +306,22 @@ def test_a_score_edited_by_hand_is_refused_wherever_numbers_are_read(world: Worl
     assert code in (0, 1) and "scores were changed" not in text, text
 
 
+def test_an_edited_score_is_refused_by_the_installed_console_script(world: World, tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    record = copy_run(world, tmp_path / "run")
+    data = json.loads(record.read_text())
+    data["scores"]["exact_match"]["mean"] = 0.99
+    record.write_text(json.dumps(data, indent=2))
+    exe = shutil.which("mvleval")
+    assert exe, "the mvleval console script is not installed (pip install -e .)"
+    result = subprocess.run([exe, "gate", str(record), "--baseline", str(world.run)], capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}, timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "scores were changed after mvleval wrote them" in " ".join(result.stderr.split()) and "Traceback" not in result.stderr
+
+
 def test_a_label_fixed_in_a_benchmark_folder_counts_when_rescoring(tmp_path: Path, tiny_mt5_dir: Path) -> None:
     from tests.test_refusals import bench
 

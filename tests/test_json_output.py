@@ -89,6 +89,20 @@ def test_tasks_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert by_name["xgqa"]["source"] is None
 
 
+def test_gate_json_through_the_installed_console_script(world: World) -> None:
+    """The installed `mvleval` script itself: exit 1 on the regression, stdout exactly the gate's JSON document."""
+    import os
+    import subprocess
+
+    exe = shutil.which("mvleval")
+    assert exe, "the mvleval console script is not installed (pip install -e .)"
+    result = subprocess.run([exe, "gate", str(world.run), "--baseline", str(world.perfect), "--max-drop", "0", "--json"],
+                            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    doc = validate("gate", result.stdout)
+    assert doc["passed"] is False and "Traceback" not in result.stderr
+
+
 def test_run_json(capsys: pytest.CaptureFixture[str], world: World, tmp_path: Path) -> None:
     out_dir = tmp_path / "runs"
     code, out, err = cli(capsys, "run", "--task", "xgqa", "--model", world.model, "--data-root", world.data_root,
