@@ -371,6 +371,10 @@ def run(
     elif base_url is not None or max_image_side is not None or server_extensions != "none":
         raise MvlevalError("--base-url, --max-image-side and --server-extensions apply to served models only.",
                            fix="pass --model openai:NAME for a model behind an OpenAI-compatible endpoint, or drop them.")
+    if not served:
+        from mvleval.extras import require_hf
+
+        require_hf(f"a model run on this machine (--model {model})")  # before any data is read
     batch_size = batch_size or "8"
     names = task_names() if task == ["all"] else list(dict.fromkeys(task))
     if "all" in names:
@@ -731,6 +735,9 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run from its last checkpoint.")] = False,
 ) -> None:
     """Fine-tune a BLIP-2/mBLIP checkpoint with LoRA (mBLIP's recipe; QLoRA with --bits 4)."""
+    from mvleval.extras import require_hf
+
+    require_hf("mvleval train", ("torch", "transformers", "peft", "safetensors"))
     from mvleval.finetune import load_config
     from mvleval.finetune import train as run_training
 
@@ -754,6 +761,9 @@ def export(
     model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="MODEL", help="Base checkpoint, if it moved since training.")] = None,
 ) -> None:
     """Merge a LoRA adapter and the trained BLIP parts into the base model and save a loadable checkpoint."""
+    from mvleval.extras import require_hf
+
+    require_hf("mvleval export", ("torch", "transformers", "peft", "safetensors"))
     from mvleval.finetune import export as run_export
 
     if bits not in (4, 8, 16, 32):
@@ -869,6 +879,9 @@ def demo(
     """Offline end to end: synthetic 5-task benchmark, tiny models (untrained, and fine-tuned with LoRA and exported 4-bit by mvleval), evaluation, leaderboard."""
     from rich.table import Table
 
+    from mvleval.extras import require_hf
+
+    require_hf("mvleval demo", ("torch", "transformers", "peft", "safetensors", "bitsandbytes"))
     if not native_kernels:
         # before torch is imported: the same vectorised kernels on every x86-64 CPU with AVX2 (mvleval/numerics.py)
         from mvleval.numerics import pin_portable_cpu_kernels
@@ -970,6 +983,18 @@ def _exit_code(value: object) -> int:
     return 0
 
 
+def _print_error(exc: MvlevalError) -> int:
+    """Print a user error as one paragraph on stderr; returns its exit code, 2."""
+    from rich.markup import escape
+
+    err = _console(stderr=True)
+    # on a terminal, wrapped at spaces here (the terminal would break a long path mid-name); piped or redirected,
+    # one line per paragraph, for logs and grep
+    text = _wrap("error: " + exc.render(), err.width, indent="  ") if err.is_terminal else "error: " + exc.render()
+    err.print(f"[bold red]error:[/bold red]{escape(text[len('error:'):])}", soft_wrap=True)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point; every documented exit code reaches the shell.
 
@@ -989,14 +1014,17 @@ def main(argv: list[str] | None = None) -> None:
         if code == EXIT_INTERRUPTED:
             code = _interrupted()
     except MvlevalError as exc:
-        from rich.markup import escape
+        code = _print_error(exc)
+    except ModuleNotFoundError as exc:
+        # a package of the hf extra imported on a core install (`pip install mvleval`) by a path the command's own
+        # check did not foresee: the same one line naming the extra, not a traceback; any other missing module is a bug
+        from mvleval.extras import missing_extra
 
-        err = _console(stderr=True)
-        # on a terminal, wrapped at spaces here (the terminal would break a long path mid-name); piped or redirected,
-        # one line per paragraph, for logs and grep
-        text = _wrap("error: " + exc.render(), err.width, indent="  ") if err.is_terminal else "error: " + exc.render()
-        err.print(f"[bold red]error:[/bold red]{escape(text[len('error:'):])}", soft_wrap=True)
-        code = 2
+        command = next((arg for arg in args if not arg.startswith("-")), None)
+        error = missing_extra(exc, f"mvleval {command}" if command else "this command")
+        if error is None:
+            raise
+        code = _print_error(error)
     except KeyboardInterrupt:
         code = _interrupted()
     except click_errors as exc:  # usage errors (unknown option/command, bad value, no arguments): click's message

@@ -756,6 +756,9 @@ def _load_backend(options: RunOptions, dist_info: DistInfo) -> Backend:
 
     device = None
     if not is_served(options.model, options.backend):
+        from mvleval.extras import require_hf
+
+        require_hf(f"a model run on this machine (--model {options.model})")
         import torch
 
         device = f"cuda:{dist_info.local_rank}" if torch.cuda.is_available() else "cpu"

@@ -20,8 +20,6 @@ BACKENDS: dict[str, str] = {
 }
 #: Backends that talk to a server: they need neither torch nor a checkpoint folder on this machine.
 SERVED_BACKENDS = ("openai",)
-#: What the local backends import and a served-model-only machine may not have.
-LOCAL_PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "safetensors")
 #: ``--model openai:NAME`` names a model served behind an OpenAI-compatible endpoint.
 SERVED_PREFIX = "openai:"
 #: model_type values that the mBLIP backend serves (cached Q-Former embeddings, MaRVL's two-image encoding,
@@ -71,10 +69,10 @@ def load_backend(options: BackendOptions) -> Backend:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         # a machine set up for served models only may lack the local backends' packages
-        if exc.name and exc.name.split(".")[0] in LOCAL_PACKAGES:
-            from mvleval.errors import MissingDependencyError
+        from mvleval.extras import missing_extra
 
-            raise MissingDependencyError(exc.name.split(".")[0], f"loading a checkpoint on this machine (the {name} backend)",
-                                         install="pip install torch && pip install mvleval") from None
+        error = missing_extra(exc, f"loading a checkpoint on this machine (the {name} backend)")
+        if error is not None:
+            raise error from None
         raise
     return getattr(module, class_name).load(options)
