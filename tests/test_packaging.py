@@ -41,3 +41,28 @@ def test_the_readmes_test_command_is_the_one_ci_runs() -> None:
     assert "pytest" in command and "-c .ci/constraints.txt" in command
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert command.strip() in [line.strip() for line in ci], command
+
+
+def test_the_core_needs_no_torch_and_dev_installs_every_extra() -> None:
+    """`pip install mvleval` is the served-model install (no torch); the local-model packages are the hf extra, which
+    `all` and `dev` pull; .ci/run proves the core in its own venv (bash .ci/core) before the README's test command."""
+    import re
+
+    tomllib = pytest.importorskip("tomllib")
+    from mvleval.extras import HF_PACKAGES
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[<>=!~ ;\[]", r, maxsplit=1)[0].lower().replace("-", "_") for r in requirements}
+
+    core, extras = names(project["dependencies"]), project["optional-dependencies"]
+    # huggingface_hub and psutil are small and may well join the core (a data fetcher); the rest is the model stack
+    model_stack = set(HF_PACKAGES) - {"huggingface_hub", "psutil"}
+    assert not core & model_stack, core & model_stack
+    assert {"httpx", "sacrebleu", "lingua_language_detector", "matplotlib", "pandas"} <= core  # served models, metrics, leaderboard
+    assert set(HF_PACKAGES) <= names(extras["hf"])
+    assert "mvleval[hf]" in extras["all"] and "mvleval[all]" in extras["dev"]
+    ci = [line.strip() for line in (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert ci[-1].startswith("pip install torch==2.13.0 && ") and "pytest" in ci[-1]  # the README's command, last
+    assert "bash .ci/core" in ci
