@@ -1,6 +1,6 @@
-"""The core install (`pip install mvleval`, no extra): a served model is evaluated, scored, reported, ranked and gated
-with no torch, transformers, peft or bitsandbytes on the machine, and every command that runs a model here (`run
---model ./ckpt`, `train`, `export`, `demo`) says in one line which extra to install, exit 2.
+"""The core install (`pip install mvleval`, no extra): a served model is evaluated, scored, reported, ranked, blessed
+and gated with no torch, transformers, peft or bitsandbytes on the machine, and every command that runs a model here
+(`run --model ./ckpt`, `train`, `export`, `demo`) says in one line which extra to install, exit 2.
 
 `.ci/run` runs this file in a fresh virtual environment that holds only `pip install .` (and pytest): there torch is
 really absent and the installed `mvleval` console script is the one tested. In the full suite (the dev install, torch
@@ -190,7 +190,10 @@ def test_served_model_run_score_report_leaderboard_gate(core: dict[str, Any], se
     assert list((tmp_path / "board").glob("*.png")), "the leaderboard's heatmaps (matplotlib, a core dependency)"
 
     # the gate: the run passes against itself, and fails (exit 1) against a perfect baseline rescored here
-    proc = mvleval(core, tmp_path, "gate", records["xflickrco"], "--baseline", records["xflickrco"])
+    proc = mvleval(core, tmp_path, "baseline", "bless", records["xflickrco"], "--note", "core install", "--dir", tmp_path / "blessed")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [blessed] = (tmp_path / "blessed" / "xflickrco").glob("main.json")
+    proc = mvleval(core, tmp_path, "gate", records["xflickrco"], "--baseline", blessed)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     perfect = perfect_copy(records["xflickrco"], tmp_path / "baseline")
     proc = mvleval(core, tmp_path, "score", perfect, "--data-root", data)
