@@ -71,7 +71,7 @@ QUOTE_CHARS = 300
 ADAPTIVE_START = 4
 ADAPTIVE_MAX = 128
 #: On 429 / 503 / a timeout / latency above LATENCY_TOLERANCE x the lowest seen, the window is multiplied by DECREASE.
-DECREASE = 0.8
+DECREASE = 0.9
 LATENCY_TOLERANCE = 2.0
 #: An adaptive run's request may be refused as "too many" this often before it counts against --max-retries.
 ADAPTIVE_OVERLOAD_RETRIES = 20
@@ -216,6 +216,9 @@ class _Router:
                 self._decrease(replica)
             taken_out = False
             if self.several and exc.replica_fault:
+                if replica.down_until > now:
+                    self.cond.notify_all()
+                    return True  # already out (another request of it failed first): no second, longer back-off
                 replica.consecutive += 1
                 if exc.cause.startswith("connection error") or replica.consecutive >= REPLICA_FAILURES:
                     replica.down_for = min(REPLICA_BACKOFF_CAP_S, max(REPLICA_BACKOFF_S, replica.down_for * 2))
@@ -517,11 +520,11 @@ class OpenAIBackend(Backend):
                     logger.info("moving a request off %s: %s", replica.public, exc.detail)
                     continue  # another replica is up: no back-off, no retry used
                 if exc.overloaded and self._router.adaptive and overloaded < ADAPTIVE_OVERLOAD_RETRIES:
-                    overloaded += 1  # the window was too large: it shrank; the request waits its turn again
-                    delay = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** min(overloaded - 1, 6)) * self._random.uniform(0.5, 1.0)
-                    if exc.retry_after is not None:
-                        delay = max(delay, min(exc.retry_after, MAX_RETRY_AFTER_S))
-                    if self._stop.wait(delay):
+                    # the window was too large: it shrank (and a Retry-After paused the replica), so the request just
+                    # waits for a free place in a window again; only a window already at 1 also backs off in time
+                    overloaded += 1
+                    if replica.window <= 1 and self._stop.wait(min(RETRY_CAP_S, RETRY_BASE_S * 2 ** min(overloaded - 1, 6))
+                                                               * self._random.uniform(0.5, 1.0)):
                         raise _Stopped from None
                     continue
                 charged += 1
