@@ -399,3 +399,19 @@ def test_two_processes_write_at_once(capsys: Any, monkeypatch: pytest.MonkeyPatc
         _, err = proc.communicate(timeout=180)
         assert proc.returncode == 0, err
     assert dict(sqlite3.connect(cache_file()).execute("SELECT model, COUNT(*) FROM responses GROUP BY model").fetchall())[MODEL] == 24
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--model", "some/local-checkpoint", "--cache", "off"], "apply to served models only"),
+    (["--model", "some/local-checkpoint", "--concurrency", "4"], "apply to served models only"),
+    (["--model", f"openai:{MODEL}", "--base-url", "http://127.0.0.1:9/v1", "--base-url", "http://u:p@127.0.0.1:9/v1"],
+     "--base-url gives the same replica twice (http://127.0.0.1:9/v1)"),
+    (["--model", f"openai:{MODEL}", "--base-url", "http://127.0.0.1:9/v1", "--concurrency", "0"], "--concurrency must be at least 1"),
+])
+def test_refusals_of_the_new_flags(args: list[str], message: str, capsys: Any, monkeypatch: pytest.MonkeyPatch,
+                                   demo_data: tuple[Path, Path], tmp_path: Path) -> None:
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    code, _, err = cli(capsys, "run", *XGQA, *args, "--data-root", demo_data[0], "--out", tmp_path / "out")
+    assert code == 2 and "Traceback" not in err
+    assert message in " ".join(err.split())
+    assert not (tmp_path / "out").exists()
