@@ -20,7 +20,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,9 +216,6 @@ class ResponseCache:
             except sqlite3.Error as exc:
                 raise self._error("clearing", exc) from None
         return int(removed)
-
-    def models(self) -> list[str]:
-        return list(self.info().models)
 
     def close(self) -> None:
         with self._lock:

@@ -140,7 +140,8 @@ class _Router:
     Windows (``--concurrency`` not given): additive increase, multiplicative decrease. Each answer whose latency stays
     within LATENCY_TOLERANCE x the lowest seen on that replica grows its window, by 1 per answer until the first
     decrease (slow start) and then by 1 per window of answers; a 429, 503 or timeout, or a latency above the tolerance,
-    multiplies it by DECREASE, at most once per round trip; a Retry-After pauses the replica for that long. With a fixed
+    multiplies it by DECREASE, at most once per round trip (on a 429 or 503 also down to the requests the replica still
+    holds: it refused one more than those); a Retry-After pauses the replica for that long. With a fixed
     ``--concurrency`` the windows never change.
     """
 
@@ -207,7 +208,8 @@ class _Router:
             now = time.monotonic()
             if exc.overloaded:  # 429 / 503: the server is busy, not broken
                 if self.adaptive:
-                    self._decrease(replica)
+                    # it refused one more than the requests it holds: the window need not exceed those
+                    self._decrease(replica, cap=max(1, replica.outstanding))
                 if exc.retry_after is not None:
                     replica.paused_until = max(replica.paused_until, now + min(exc.retry_after, MAX_RETRY_AFTER_S))
                 self.cond.notify_all()
@@ -235,14 +237,14 @@ class _Router:
             replica.outstanding -= 1
             self.cond.notify_all()
 
-    def _decrease(self, replica: _Replica) -> None:
+    def _decrease(self, replica: _Replica, cap: int | None = None) -> None:
         now = time.monotonic()
         round_trip = replica.min_latency if replica.min_latency < float("inf") else 0.0
         if now - replica.last_decrease < round_trip:
             return  # one decrease per round trip: the answers of one congested window count once
         replica.last_decrease = now
         replica.slow_start = False
-        replica.window = max(1.0, replica.window * DECREASE)
+        replica.window = max(1.0, replica.window * DECREASE if cap is None else min(replica.window * DECREASE, cap))
 
     def capacity(self) -> int:
         """Most requests in flight at once over all replicas."""
