@@ -70,6 +70,9 @@ app.add_typer(data_app, name="data")
 baseline_app = typer.Typer(help="Manage committed baselines for regression gates.", no_args_is_help=True, rich_markup_mode=None,
                            context_settings=_HELP_SETTINGS)
 app.add_typer(baseline_app, name="baseline")
+cache_app = typer.Typer(help="Inspect or clear the response cache (answers of served models, shared by every run).", no_args_is_help=True,
+                        rich_markup_mode=None, context_settings=_HELP_SETTINGS)
+app.add_typer(cache_app, name="cache")
 
 _state: dict[str, Any] = {"verbose": 0}
 
@@ -183,12 +186,13 @@ class RichProgress:
         self._started = time.monotonic()
         self._count = 0
 
-    def advance(self, n: int) -> None:
+    def advance(self, n: int, status: str = "") -> None:
         import time
 
         self._count += n
         elapsed = max(time.monotonic() - self._started, 1e-9)
-        self._progress.update(self._task_id, advance=n, rate=f"{self._count / elapsed:.1f} ex/s")
+        rate = f"{self._count / elapsed:.1f} ex/s" + (f" ({status})" if status else "")
+        self._progress.update(self._task_id, advance=n, rate=rate)
 
     def finish(self) -> None:
         pass
@@ -308,7 +312,7 @@ def run(
     lang: Annotated[Optional[list[str]], typer.Option("--lang", "-l", metavar="CODE", help="Language code; repeat for several (default: all).")] = None,
     split: Annotated[Optional[list[str]], typer.Option(metavar="[TASK=]SPLIT", help="Split (default: the task's, as mBLIP reports); TASK=SPLIT for one task of several (--split xgqa=dev), repeatable.")] = None,
     limit: Annotated[Optional[int], typer.Option(metavar="N", help="Evaluate only the first N examples of each language.")] = None,
-    batch_size: Annotated[Optional[str], typer.Option(metavar="N|auto", help="Samples per generate call, or 'auto' for the largest that fits. Default: 8; served models: 4 x --concurrency.")] = None,
+    batch_size: Annotated[Optional[str], typer.Option(metavar="N|auto", help="Samples per generate call, or 'auto' for the largest that fits. Default: 8; served models: 4 x --concurrency x replicas (adaptive: 4 x 128 x replicas).")] = None,
     bits: Annotated[Optional[int], typer.Option(metavar="4|8|16|32", help=BITS_HELP)] = None,
     out: Annotated[Path, typer.Option(metavar="DIR", help="Folder for the run record and per-sample file.")] = Path("results/runs"),
     seed: Annotated[int, typer.Option(metavar="N", help="Random seed (recorded).")] = 0,
@@ -331,9 +335,10 @@ def run(
     json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     report: Annotated[Optional[Path], typer.Option(metavar="FILE", help="With --gate: also write the gate's Markdown report here.")] = None,
     report_html: Annotated[Optional[Path], typer.Option(metavar="FILE", help="With --gate: also write the HTML comparison of the run with the baseline here.")] = None,
-    base_url: Annotated[Optional[str], typer.Option(metavar="URL", help="OpenAI-compatible endpoint, e.g. http://HOST:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI's API). Recorded without credentials.", rich_help_panel=SERVED_PANEL)] = None,
+    base_url: Annotated[Optional[list[str]], typer.Option(metavar="URL", help="OpenAI-compatible endpoint, e.g. http://HOST:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI's API); repeat for replicas of the same model (data-parallel servers): requests go to the one with the fewest in flight, a failing one is taken out for a while. Recorded without credentials.", rich_help_panel=SERVED_PANEL)] = None,
     api_key_env: Annotated[str, typer.Option(metavar="NAME", help="Name of the environment variable holding the API key (sent as a bearer token; never written anywhere).", rich_help_panel=SERVED_PANEL)] = "OPENAI_API_KEY",
-    concurrency: Annotated[int, typer.Option(metavar="N", help="Requests in flight.", rich_help_panel=SERVED_PANEL)] = 8,
+    concurrency: Annotated[Optional[int], typer.Option("--concurrency", "--max-concurrency", metavar="N", help="Requests in flight per replica. Default: adaptive (each replica's window grows while latency stays flat and shrinks on 429, 503 and timeouts; docs/served-models.md).", rich_help_panel=SERVED_PANEL)] = None,
+    cache: Annotated[Optional[str], typer.Option(metavar="read-write|read|off", help="The response cache shared by runs, tasks and prompt styles (`mvleval cache info`): 'read-write' (default: answers found there are not asked again, new ones are kept), 'read' (look up only) or 'off'.", rich_help_panel=SERVED_PANEL)] = None,
     timeout: Annotated[float, typer.Option(metavar="SECONDS", help="Seconds one request attempt may take.", rich_help_panel=SERVED_PANEL)] = 120.0,
     max_retries: Annotated[int, typer.Option(metavar="N", help="Retries per request on 429 / 5xx / connection errors / timeouts / malformed answers (back-off with jitter, honouring Retry-After); then the run stops unscored and --resume continues.", rich_help_panel=SERVED_PANEL)] = 5,
     max_image_side: Annotated[Optional[int], typer.Option(metavar="PIXELS", help="Downsize images so the longer side is at most this many pixels before sending (recorded).", rich_help_panel=SERVED_PANEL)] = None,
@@ -360,16 +365,19 @@ def run(
         if given:
             raise MvlevalError(f"{', '.join(given)} only apply to a model loaded here, not to a served model ({model}).",
                                fix="drop them; the server decides how its model is loaded.")
+        from mvleval.cache import check_mode
+
+        urls = tuple(base_url or [os.environ.get("OPENAI_BASE_URL") or EndpointOptions.base_url])
         endpoint = EndpointOptions(
-            base_url=base_url or os.environ.get("OPENAI_BASE_URL") or EndpointOptions.base_url, api_key_env=api_key_env,
+            base_url=urls[0], base_urls=urls, api_key_env=api_key_env,
             concurrency=concurrency, timeout_s=timeout, max_retries=max_retries, max_image_side=max_image_side,
-            server_extensions=server_extensions, seed=seed,
+            server_extensions=server_extensions, seed=seed, cache=check_mode(cache or "read-write"),
         )
         if num_beams is None and server_extensions == "none":
             num_beams = 1  # a plain OpenAI API has no beam search: greedy, and the record and leaderboard say so
-        batch_size = batch_size or str(default_batch_size(concurrency))
-    elif base_url is not None or max_image_side is not None or server_extensions != "none":
-        raise MvlevalError("--base-url, --max-image-side and --server-extensions apply to served models only.",
+        batch_size = batch_size or str(default_batch_size(concurrency, len(urls)))
+    elif base_url is not None or max_image_side is not None or server_extensions != "none" or concurrency is not None or cache is not None:
+        raise MvlevalError("--base-url, --concurrency, --cache, --max-image-side and --server-extensions apply to served models only.",
                            fix="pass --model openai:NAME for a model behind an OpenAI-compatible endpoint, or drop them.")
     if not served:
         from mvleval.extras import require_hf
@@ -843,6 +851,48 @@ def _wrap(text: str, width: int, indent: str = "") -> str:
         out.append(textwrap.fill(line, width=max(width, 20), initial_indent="", subsequent_indent=lead + indent,
                                  break_long_words=False, break_on_hyphens=False, drop_whitespace=True) or line)
     return "\n".join(out)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+@cache_app.command("info", cls=_Command)
+def cache_info() -> None:
+    """Where the response cache is, its size, and how many answers it holds per model."""
+    from mvleval.cache import CACHE_ENV, ResponseCache
+
+    info = ResponseCache("read").info()
+    console = _console()
+    console.print(f"Response cache: {info.path}" + ("" if info.exists else " (empty: nothing cached yet)"), soft_wrap=True)
+    console.print(f"  entries: {info.entries}, on disk: {_size(info.bytes_on_disk)} (answers: {_size(info.answer_bytes)})",
+                  soft_wrap=True)
+    for model, count in info.models.items():
+        console.print(f"  {model}: {count}", markup=False, soft_wrap=True)
+    console.print(f"[dim]set ${CACHE_ENV} to use another folder; `mvleval cache clear [--model NAME]` empties it[/dim]", soft_wrap=True)
+
+
+@cache_app.command("clear", cls=_Command)
+def cache_clear(
+    model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="NAME", help="Remove only this model's answers (the name `cache info` lists, e.g. the served model id).")] = None,
+) -> None:
+    """Remove the cached answers (all, or one model's)."""
+    from mvleval.cache import ResponseCache
+
+    cache = ResponseCache("read-write")
+    known = cache.info().models
+    if model is not None and model not in known:
+        from mvleval.errors import did_you_mean
+
+        raise MvlevalError(f"the response cache holds no answers of model {model!r}.{did_you_mean(model, list(known))}",
+                           fix="pass a name that `mvleval cache info` lists" + (f" ({', '.join(known)})." if known else "; the cache is empty."))
+    removed = cache.clear(model)
+    _console().print(f"removed {removed} cached answer(s)" + (f" of {model}" if model else "") + f" from {cache.path}",
+                     markup=False, soft_wrap=True)
 
 
 @data_app.command("check", cls=_Command)

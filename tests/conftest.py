@@ -8,6 +8,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# the response cache (mvleval/cache.py) never reads or fills the user's own: module-scoped fixtures share this folder,
+# and every test gets a fresh one (below), so a test that expects requests to reach its server gets them
+import tempfile  # noqa: E402
+
+os.environ["MVLEVAL_CACHE_DIR"] = tempfile.mkdtemp(prefix="mvleval-test-cache-")
 
 from pathlib import Path  # noqa: E402
 
@@ -23,6 +28,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real annotation files not found at {SHARED_DATA} (../shared is absent)")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _fresh_response_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test starts with an empty response cache of its own ($MVLEVAL_CACHE_DIR, inherited by subprocesses)."""
+    folder = tmp_path_factory.mktemp("response-cache")
+    monkeypatch.setenv("MVLEVAL_CACHE_DIR", str(folder))
+    return folder
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -38,14 +38,22 @@ SERVER_EXTENSIONS = ("none", "vllm", "transformers")
 class EndpointOptions:
     """How to reach a model served behind an OpenAI-compatible endpoint (``--model openai:NAME``)."""
 
-    base_url: str = "https://api.openai.com/v1"
+    base_url: str = "https://api.openai.com/v1"  # the first replica
+    #: every replica's base URL (repeated --base-url; data-parallel servers of one model); () means just base_url
+    base_urls: tuple[str, ...] = ()
     api_key_env: str = "OPENAI_API_KEY"  # the NAME of the variable holding the key; the key itself is never stored
-    concurrency: int = 8  # requests in flight
+    concurrency: int | None = 8  # requests in flight per replica; None: adaptive (a window per replica, AIMD)
     timeout_s: float = 120.0  # per request attempt
     max_retries: int = 5  # after the first attempt, on 429 / 5xx / connection errors / timeouts / malformed bodies
     max_image_side: int | None = None  # downsize (aspect kept) so that the longer side is at most this, before encoding
     server_extensions: str = "none"  # one of SERVER_EXTENSIONS
     seed: int = 0  # sent with every request (servers that take one use it)
+    cache: str = "read-write"  # the response cache (mvleval/cache.py): read-write, read or off
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every replica's base URL, in the order given."""
+        return self.base_urls or (self.base_url,)
 
     def identity(self) -> dict[str, Any]:
         """The settings that change what the model is asked (part of a run's identity; the URL is not: a server may
@@ -117,6 +125,15 @@ class Backend(ABC):
         """Facts about the generation since the previous call (a served model's token totals, retries, wall time);
         the runner calls it once after each run's generation and adds it to the record's ``model.details``."""
         return {}
+
+    def from_cache(self) -> frozenset[int]:
+        """Indices of the last ``generate`` call's requests answered from the response cache (default: none); the
+        runner marks those rows ``"cached": true`` in the per-sample file."""
+        return frozenset()
+
+    def progress_note(self) -> str:
+        """A short status shown beside the progress bar (a served model's answers/s and windows; default: none)."""
+        return ""
 
     def close(self) -> None:
         """Release threads and connections; the backend stays usable."""

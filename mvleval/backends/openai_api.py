@@ -14,6 +14,12 @@ without scoring, and ``--resume`` sends only what is missing. The API key is rea
 sent as a bearer token; it is removed from every message this module produces (and never stored: records hold the
 variable's name).
 
+Several replicas of one model (repeated ``--base-url``) share the requests: each goes to the replica with the fewest in
+flight; a replica that fails is taken out for a back-off period and its requests go to the others (``_Router``).
+Without ``--concurrency`` each replica's window adapts (AIMD, ``_Router``'s docstring). Every answer is looked up in,
+and kept in, the response cache (mvleval/cache.py) first, keyed by the served model id, the server's version and the
+request body as sent.
+
 No torch, transformers or numpy is imported here: a machine that only evaluates served models does not need them.
 """
 
@@ -37,11 +43,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from mvleval.backends.base import SERVER_EXTENSIONS, Backend, BackendOptions, BatchFailed, EndpointOptions, GenerationRequest
 from mvleval.backends.registry import served_model_name
+from mvleval.cache import CACHE_MODES, served_key
 from mvleval.errors import MissingDependencyError, MvlevalError
 
 if TYPE_CHECKING:
     import httpx
 
+    from mvleval.cache import ResponseCache
     from mvleval.record import ModelInfo
     from mvleval.task import GenerationSettings
 
@@ -59,17 +67,36 @@ IMAGE_CACHE_SIZE = 512
 WAVES_PER_BATCH = 4
 #: Characters of a server's error body quoted in a message.
 QUOTE_CHARS = 300
+#: Adaptive concurrency (no --concurrency): a replica's window starts here and never exceeds ADAPTIVE_MAX.
+ADAPTIVE_START = 4
+ADAPTIVE_MAX = 128
+#: On 429 / 503 / a timeout / latency above LATENCY_TOLERANCE x the lowest seen, the window is multiplied by DECREASE.
+DECREASE = 0.9
+LATENCY_TOLERANCE = 2.0
+#: An adaptive run's request may be refused as "too many" this often before it counts against --max-retries.
+ADAPTIVE_OVERLOAD_RETRIES = 20
+#: Failover: a replica is taken out after a connection error, or REPLICA_FAILURES failures in a row (5xx, timeouts),
+#: for REPLICA_BACKOFF_S, doubling on each further take-out up to REPLICA_BACKOFF_CAP_S; back, it gets one request
+#: at a time until one succeeds.
+REPLICA_FAILURES = 3
+REPLICA_BACKOFF_S = 1.0
+REPLICA_BACKOFF_CAP_S = 30.0
+#: A request moves to another replica at most this many times per replica without using one of its --max-retries.
+FAILOVER_LIMIT = 2
 IMAGE_ENCODING = "the file's own bytes for RGB JPEG/PNG without EXIF rotation and no resizing; else lossless PNG of the decoded RGB image"
 
 
 class _Retryable(Exception):
     """One attempt failed in a way worth retrying."""
 
-    def __init__(self, cause: str, detail: str, retry_after: float | None = None) -> None:
+    def __init__(self, cause: str, detail: str, retry_after: float | None = None, *, overloaded: bool = False,
+                 replica_fault: bool = False) -> None:
         super().__init__(detail)
         self.cause = cause
         self.detail = detail
         self.retry_after = retry_after
+        self.overloaded = overloaded  # 429 / 503: too many requests in flight (the window shrinks)
+        self.replica_fault = replica_fault  # connection error, timeout, other 5xx: the replica may be down
 
 
 class _Failed(Exception):
@@ -80,37 +107,200 @@ class _Stopped(Exception):
     """A request not sent (or not retried) because another request of the batch failed for good."""
 
 
+class _Replica:
+    """One server of the model: its URL, requests in flight, concurrency window and health (guarded by the router's
+    condition)."""
+
+    def __init__(self, index: int, url: str, window: float) -> None:
+        self.index = index
+        self.url = url.rstrip("/")
+        self.public = public_url(self.url)
+        self.outstanding = 0
+        self.window = window
+        self.answers = 0
+        self.failures = 0
+        self.consecutive = 0  # failures since its last answer
+        self.down_until = 0.0  # taken out (failover) until then
+        self.down_for = 0.0  # its current back-off period
+        self.probing = False  # back from a back-off: one request at a time until one succeeds
+        self.paused_until = 0.0  # Retry-After: no new request before then
+        self.min_latency = float("inf")
+        self.slow_start = True  # +1 per answer until the first decrease, then +1 per window of answers
+        self.last_decrease = 0.0
+        self.times_out = 0
+
+    def usable(self, now: float) -> bool:
+        return self.down_until <= now and self.paused_until <= now and self.outstanding < max(1, int(self.window)) and not (
+            self.probing and self.outstanding > 0)
+
+
+class _Router:
+    """Least-outstanding routing over the replicas, their adaptive windows and their failover back-off.
+
+    Windows (``--concurrency`` not given): additive increase, multiplicative decrease. Each answer whose latency stays
+    within LATENCY_TOLERANCE x the lowest seen on that replica grows its window, by 1 per answer until the first
+    decrease (slow start) and then by 1 per window of answers; a 429, 503 or timeout, or a latency above the tolerance,
+    multiplies it by DECREASE, at most once per round trip (on a 429 or 503 also down to the requests the replica still
+    holds: it refused one more than those); a Retry-After pauses the replica for that long. With a fixed
+    ``--concurrency`` the windows never change.
+    """
+
+    def __init__(self, urls: Sequence[str], concurrency: int | None, stop: threading.Event) -> None:
+        self.adaptive = concurrency is None
+        start = float(ADAPTIVE_START if concurrency is None else concurrency)
+        self.replicas = [_Replica(i, url, start) for i, url in enumerate(urls)]
+        self.cond = threading.Condition()
+        self._stop = stop
+        self.answers = 0
+        self.started = time.monotonic()
+
+    @property
+    def several(self) -> bool:
+        return len(self.replicas) > 1
+
+    def acquire(self) -> _Replica:
+        """The usable replica with the fewest requests in flight (waits while every window is full or every replica is
+        out); raises _Stopped when the batch was stopped."""
+        with self.cond:
+            while True:
+                if self._stop.is_set():
+                    raise _Stopped
+                now = time.monotonic()
+                usable = [r for r in self.replicas if r.usable(now)]
+                if usable:
+                    best = min(usable, key=lambda r: (r.outstanding / max(1.0, r.window), r.outstanding, r.index))
+                    best.outstanding += 1
+                    return best
+                wake = [t for r in self.replicas for t in (r.down_until, r.paused_until) if t > now]
+                self.cond.wait(min([0.5, *(t - now for t in wake)]) + 0.001)
+
+    def all_out(self) -> float | None:
+        """Seconds until the first replica is back when every replica is out (failed), else None."""
+        with self.cond:
+            now = time.monotonic()
+            if all(r.down_until > now for r in self.replicas):
+                return min(r.down_until for r in self.replicas) - now
+            return None
+
+    def succeeded(self, replica: _Replica, latency: float) -> None:
+        with self.cond:
+            replica.outstanding -= 1
+            replica.answers += 1
+            self.answers += 1
+            replica.consecutive = 0
+            replica.down_for = 0.0
+            replica.probing = False
+            if self.adaptive:
+                replica.min_latency = min(replica.min_latency, latency)
+                if latency > LATENCY_TOLERANCE * replica.min_latency and replica.min_latency > 0:
+                    self._decrease(replica)
+                elif replica.slow_start:
+                    replica.window = min(ADAPTIVE_MAX, replica.window + 1)
+                else:
+                    replica.window = min(ADAPTIVE_MAX, replica.window + 1 / replica.window)
+            self.cond.notify_all()
+
+    def failed(self, replica: _Replica, exc: _Retryable) -> bool:
+        """Count a failed attempt; returns True when the replica was taken out (failover: the request goes elsewhere)."""
+        with self.cond:
+            replica.outstanding -= 1
+            replica.failures += 1
+            now = time.monotonic()
+            if exc.overloaded:  # 429 / 503: the server is busy, not broken
+                if self.adaptive:
+                    # it refused one more than the requests it holds: the window need not exceed those
+                    self._decrease(replica, cap=max(1, replica.outstanding))
+                if exc.retry_after is not None:
+                    replica.paused_until = max(replica.paused_until, now + min(exc.retry_after, MAX_RETRY_AFTER_S))
+                self.cond.notify_all()
+                return False
+            if exc.cause == "timeout" and self.adaptive:
+                self._decrease(replica)
+            taken_out = False
+            if self.several and exc.replica_fault:
+                if replica.down_until > now:
+                    self.cond.notify_all()
+                    return True  # already out (another request of it failed first): no second, longer back-off
+                replica.consecutive += 1
+                if exc.cause.startswith("connection error") or replica.consecutive >= REPLICA_FAILURES:
+                    replica.down_for = min(REPLICA_BACKOFF_CAP_S, max(REPLICA_BACKOFF_S, replica.down_for * 2))
+                    replica.down_until = now + replica.down_for
+                    replica.probing = True
+                    replica.consecutive = 0
+                    taken_out = True
+                    logger.warning("replica %s taken out for %.0f s after %s", replica.public, replica.down_for, exc.cause)
+            self.cond.notify_all()
+            return taken_out
+
+    def released(self, replica: _Replica) -> None:
+        with self.cond:
+            replica.outstanding -= 1
+            self.cond.notify_all()
+
+    def _decrease(self, replica: _Replica, cap: int | None = None) -> None:
+        now = time.monotonic()
+        round_trip = replica.min_latency if replica.min_latency < float("inf") else 0.0
+        if now - replica.last_decrease < round_trip:
+            return  # one decrease per round trip: the answers of one congested window count once
+        replica.last_decrease = now
+        replica.slow_start = False
+        replica.window = max(1.0, replica.window * DECREASE if cap is None else min(replica.window * DECREASE, cap))
+
+    def capacity(self) -> int:
+        """Most requests in flight at once over all replicas."""
+        per = ADAPTIVE_MAX if self.adaptive else int(self.replicas[0].window)
+        return per * len(self.replicas)
+
+    def windows(self) -> list[int]:
+        with self.cond:
+            return [max(1, int(r.window)) for r in self.replicas]
+
+    def report(self) -> list[dict[str, Any]]:
+        with self.cond:
+            return [{"url": r.public, "answers": r.answers, "failed_attempts": r.failures,
+                     "window": max(1, int(r.window))} for r in self.replicas]
+
+
 class OpenAIBackend(Backend):
-    """A model served behind an OpenAI-compatible endpoint.
+    """A model served behind an OpenAI-compatible endpoint, on one server or several replicas.
 
     Create it with ``OpenAIBackend.load(BackendOptions(model="openai:NAME", endpoint=EndpointOptions(...)))``.
     """
 
-    def __init__(self, *, model: str, endpoint: EndpointOptions, api_key: str | None, client: httpx.Client) -> None:
+    def __init__(self, *, model: str, endpoint: EndpointOptions, api_key: str | None, client: httpx.Client,
+                 cache: ResponseCache | None = None) -> None:
+        from mvleval.cache import ResponseCache
+
         self.model = model
         self.served_id = served_model_name(model)
         self.endpoint = endpoint
-        self.base_url = endpoint.base_url.rstrip("/")
+        self.base_url = endpoint.urls[0].rstrip("/")
         self.public_url = public_url(self.base_url)
-        self.device = f"endpoint {self.public_url}"
         self._api_key = api_key
         self._client = client
-        self._pool = ThreadPoolExecutor(max_workers=endpoint.concurrency, thread_name_prefix="mvleval-openai")
         self._stop = threading.Event()
+        self._router = _Router(endpoint.urls, endpoint.concurrency, self._stop)
+        publics = [r.public for r in self._router.replicas]
+        self.device = f"endpoint {self.public_url}" if len(publics) == 1 else f"endpoints {', '.join(publics)}"
+        self._pool = ThreadPoolExecutor(max_workers=self._router.capacity(), thread_name_prefix="mvleval-openai")
         self._lock = threading.Lock()
         self._images: OrderedDict[tuple[str, int | None], str] = OrderedDict()
         self._random = random.Random()  # jitter only: answers never depend on it
         self._stats = _Stats()
+        self._cache = cache or ResponseCache(endpoint.cache)
+        self._from_cache: frozenset[int] = frozenset()
         self.models_report: dict[str, Any] = {}
+        self.server_version: str | None = None
 
     # -- loading -------------------------------------------------------------------------------------------------
     @classmethod
     def load(cls, options: BackendOptions) -> OpenAIBackend:
-        """Check the options, read the API key, and ask ``/models`` about the served model.
+        """Check the options, read the API key, and ask every replica's ``/models`` about the served model.
 
         Raises:
             MissingDependencyError: httpx is not installed.
-            MvlevalError: a bad option, a named key variable that is not set, or an endpoint that cannot be reached.
+            MvlevalError: a bad option, a named key variable that is not set, an endpoint that cannot be reached, or
+                replicas that serve different models.
         """
         try:
             import httpx
@@ -125,16 +315,55 @@ class OpenAIBackend(Backend):
                 fix=f"export {endpoint.api_key_env}=YOUR_KEY (or leave --api-key-env out for a server without keys).",
             )
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        connections = (endpoint.concurrency or ADAPTIVE_MAX) * len(endpoint.urls)
         client = httpx.Client(
             timeout=httpx.Timeout(endpoint.timeout_s),
-            limits=httpx.Limits(max_connections=endpoint.concurrency, max_keepalive_connections=endpoint.concurrency),
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
             headers=headers,
             trust_env=False,  # proxies from the environment would see the key; a proxy is set in base_url's network
         )
         backend = cls(model=options.model, endpoint=endpoint, api_key=api_key, client=client)
-        backend.models_report = backend._query_models()
-        logger.info("serving %s at %s: %s", backend.served_id, backend.public_url, backend.models_report)
+        reports = [backend._query_models(r) for r in backend._router.replicas]
+        backend._check_same_model(reports)
+        backend.models_report = reports[0]
+        backend.server_version = backend._query_version()
+        logger.info("serving %s at %s: %s", backend.served_id, backend.device, backend.models_report)
         return backend
+
+    def _check_same_model(self, reports: list[dict[str, Any]]) -> None:
+        """Every replica must list the model the first one lists (by id, and root where given): a replica serving
+        another model would mix two models' answers in one run."""
+        if len(reports) < 2:
+            return
+        first = reports[0]
+        for replica, report in zip(self._router.replicas, reports):
+            if report.get("status") != first.get("status") or report.get("root") != first.get("root"):
+                what = f"lists {', '.join(report.get('listed', [])) or 'no model'}" if report.get("status") == "not listed" else (
+                    f"serves {report.get('id', self.served_id)!r}" + (f" from {report['root']!r}" if report.get("root") else "")
+                    if report.get("status") == "listed" else f"answers /models with {report.get('status')}")
+                raise MvlevalError(
+                    self._redact(f"the replicas do not serve the same model: {replica.public} {what}, but "
+                                 f"{self._router.replicas[0].public} " + (f"serves {self.served_id!r}" if first.get("status") == "listed"
+                                                                          else f"answers /models with {first.get('status')}") + "."),
+                    fix="give --base-url only for servers of the same model (the same checkpoint, the same --served-model-name).",
+                )
+
+    def _query_version(self) -> str | None:
+        """The server's version where it reports one (vLLM: ``GET /version`` beside ``/v1``); part of cache keys."""
+        versions = set()
+        for replica in self._router.replicas:
+            parts = urlsplit(replica.url)
+            root = parts.path.rstrip("/")
+            root = root[: -len("/v1")] if root.endswith("/v1") else root
+            try:
+                response = self._client.get(urlunsplit((parts.scheme, parts.netloc, root + "/version", parts.query, "")), timeout=5.0)
+                value = json.loads(response.content).get("version") if response.status_code == 200 else None
+            except Exception:  # noqa: BLE001 - a server without /version (most) simply reports none
+                value = None
+            versions.add(str(value) if isinstance(value, (str, int, float)) else None)
+        if len(versions) > 1:
+            logger.warning("the replicas report different server versions: %s", sorted(map(str, versions)))
+        return ",".join(sorted(str(v) for v in versions)) if versions != {None} else None
 
     # -- the Backend API -----------------------------------------------------------------------------------------
     def check_settings(self, settings: GenerationSettings, images_per_example: int) -> None:
@@ -150,24 +379,29 @@ class OpenAIBackend(Backend):
             )
 
     def pick_batch_size(self, requests: Sequence[GenerationRequest], settings: GenerationSettings) -> int:
-        """``--batch-size auto``: a few waves of ``--concurrency`` requests per batch."""
-        return default_batch_size(self.endpoint.concurrency)
+        """``--batch-size auto``: a few waves of every replica's most requests in flight per batch."""
+        return default_batch_size(self.endpoint.concurrency, len(self.endpoint.urls))
 
     def generate(self, requests: Sequence[GenerationRequest], settings: GenerationSettings) -> list[str]:
-        """One answer per request, in request order; ``--concurrency`` requests in flight.
+        """One answer per request, in request order: the cached ones from the cache, the others from the replicas.
 
         Raises:
-            BatchFailed: a request failed after its retries; carries the answers that arrived.
+            BatchFailed: a request failed after its retries on every replica; carries the answers that arrived.
         """
+        self._from_cache = frozenset()
         if not requests:
             return []
         started = time.perf_counter()
         fields = self._settings_fields(settings)
-        futures: list[Future[str]] = [self._pool.submit(self._answer, r, fields) for r in requests]
-        answers: dict[int, str] = {}
+        payloads = [self._payload(r, fields) for r in requests]
+        keys = [served_key(self.served_id, self.server_version, p) for p in payloads] if self._cache.enabled else []
+        cached = self._cache.lookup(keys)
+        answers: dict[int, str] = {i: cached[k] for i, k in enumerate(keys) if k in cached}
+        self._from_cache = frozenset(answers)
+        futures: dict[int, Future[str]] = {i: self._pool.submit(self._answer, p) for i, p in enumerate(payloads) if i not in answers}
         failures: list[tuple[int, str]] = []
         try:
-            for i, future in enumerate(futures):
+            for i, future in futures.items():
                 try:
                     answers[i] = future.result()
                 except _Failed as exc:
@@ -177,17 +411,20 @@ class OpenAIBackend(Backend):
                     pass
         except BaseException:  # Ctrl-C: drop what has not started, let in-flight attempts end on their own
             self._stop.set()
-            for future in futures:
+            for future in futures.values():
                 future.cancel()
             raise
         finally:
             self._stats.add_wall(time.perf_counter() - started)
+            if keys:  # what arrived is kept even when the batch failed: a resume finds it
+                self._cache.store(self.served_id, {keys[i]: answers[i] for i in futures if i in answers})
         self._stop.clear()
         if failures:
             index, message = failures[0]
             more = f" ({len(failures) - 1} more request(s) of the batch failed too)" if len(failures) > 1 else ""
+            where = f"{self.public_url}/chat/completions" if len(self.endpoint.urls) == 1 else f"every replica ({self.device.split(' ', 1)[1]})"
             raise BatchFailed(
-                self._redact(f"a request to {self.public_url}/chat/completions for model {self.served_id!r} failed: {message}{more}."),
+                self._redact(f"a request to {where} for model {self.served_id!r} failed: {message}{more}."),
                 answered=answers,
                 fix="check the server (its log, its load, --base-url, the model name), then rerun the same command with "
                 "--resume: answers already received are kept and not asked again; raise --timeout or --max-retries for a "
@@ -195,11 +432,38 @@ class OpenAIBackend(Backend):
             )
         return [answers[i] for i in range(len(requests))]
 
+    def from_cache(self) -> frozenset[int]:
+        """Indices of the last ``generate`` call's requests answered from the response cache."""
+        return self._from_cache
+
+    def progress_note(self) -> str:
+        """Answers per second since loading, and every replica's current window (shown beside the progress bar)."""
+        rate = self._router.answers / max(1e-9, time.monotonic() - self._router.started)
+        windows = "+".join(str(w) for w in self._router.windows())
+        return f"{rate:.1f} answers/s, window {windows}" + (" (adaptive)" if self._router.adaptive else "")
+
     def info(self, settings: GenerationSettings) -> ModelInfo:
         """The served model's identity: endpoint (no credentials), /models report, request settings, image encoding."""
         from mvleval.record import ModelInfo
 
         fields = self._settings_fields(settings)
+        details: dict[str, Any] = {
+            "endpoint": self.public_url,
+            "served_model": self.served_id,
+            "models_endpoint": self.models_report,
+            "auth": f"bearer token from ${self.endpoint.api_key_env}" if self._api_key else "none",
+            "request": {
+                **fields,
+                "concurrency": self.endpoint.concurrency if self.endpoint.concurrency is not None else "adaptive",
+                "timeout_s": self.endpoint.timeout_s,
+                "max_retries": self.endpoint.max_retries,
+                "max_image_side": self.endpoint.max_image_side,
+                "server_extensions": self.endpoint.server_extensions,
+                "image_encoding": IMAGE_ENCODING,
+            },
+        }
+        if self.server_version is not None:
+            details["server_version"] = self.server_version
         return ModelInfo(
             path=self.model,
             kind="served",
@@ -211,68 +475,95 @@ class OpenAIBackend(Backend):
             backend="openai",
             family=None,
             image_handling="native",
-            details={
-                "endpoint": self.public_url,
-                "served_model": self.served_id,
-                "models_endpoint": self.models_report,
-                "auth": f"bearer token from ${self.endpoint.api_key_env}" if self._api_key else "none",
-                "request": {
-                    **fields,
-                    "concurrency": self.endpoint.concurrency,
-                    "timeout_s": self.endpoint.timeout_s,
-                    "max_retries": self.endpoint.max_retries,
-                    "max_image_side": self.endpoint.max_image_side,
-                    "server_extensions": self.endpoint.server_extensions,
-                    "image_encoding": IMAGE_ENCODING,
-                },
-            },
+            details=details,
         )
 
     def run_details(self) -> dict[str, Any]:
-        """Requests, token totals, retries by cause and generation wall time since the previous call."""
-        return self._stats.take()
+        """Requests, token totals, retries by cause, generation wall time, replicas and the cache since the previous
+        call."""
+        out = self._stats.take()
+        out["replicas"] = self._router.report()
+        out["cache"] = self._cache.summary()
+        with self._router.cond:
+            for replica in self._router.replicas:
+                replica.answers = replica.failures = 0
+            self._router.answers = 0
+            self._router.started = time.monotonic()
+        self._cache.hits = self._cache.misses = self._cache.stored = 0
+        return out
 
     def close(self) -> None:
         """Nothing to release between tasks of one invocation (the pool and connections are reused)."""
 
     # -- one request ---------------------------------------------------------------------------------------------
-    def _answer(self, request: GenerationRequest, fields: dict[str, Any]) -> str:
-        if self._stop.is_set():
-            raise _Stopped
+    def _payload(self, request: GenerationRequest, fields: dict[str, Any]) -> bytes:
+        """The request body as sent (also what the cache key hashes)."""
         content: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": self._data_url(p)}} for p in request.images]
         content.append({"type": "text", "text": request.prompt})
-        payload = json.dumps({"model": self.served_id, "messages": [{"role": "user", "content": content}], **fields}).encode()
+        return json.dumps({"model": self.served_id, "messages": [{"role": "user", "content": content}], **fields}).encode()
+
+    def _answer(self, payload: bytes) -> str:
+        if self._stop.is_set():
+            raise _Stopped
         attempts = self.endpoint.max_retries + 1
-        for attempt in range(attempts):
+        charged = 0  # failed attempts that count against --max-retries
+        free = 0  # attempts moved to another replica after this one was taken out (bounded: replicas can flap)
+        overloaded = 0
+        while True:
+            replica = self._router.acquire()
+            started = time.monotonic()
             try:
-                return self._attempt(payload)
+                answer = self._attempt(replica, payload)
             except _Retryable as exc:
+                taken_out = self._router.failed(replica, exc)
                 self._stats.retry(exc.cause)
-                if attempt + 1 == attempts:
+                if taken_out and self._router.all_out() is None and free < FAILOVER_LIMIT * len(self._router.replicas):
+                    free += 1
+                    logger.info("moving a request off %s: %s", replica.public, exc.detail)
+                    continue  # another replica is up: no back-off, no retry used
+                if exc.overloaded and self._router.adaptive and overloaded < ADAPTIVE_OVERLOAD_RETRIES:
+                    # the window was too large: it shrank (and a Retry-After paused the replica), so the request just
+                    # waits for a free place in a window again; only a window already at 1 also backs off in time
+                    overloaded += 1
+                    if replica.window <= 1 and self._stop.wait(min(RETRY_CAP_S, RETRY_BASE_S * 2 ** min(overloaded - 1, 6))
+                                                               * self._random.uniform(0.5, 1.0)):
+                        raise _Stopped from None
+                    continue
+                charged += 1
+                if charged == attempts:
                     raise _Failed(f"{exc.detail} (gave up after {attempts} attempt(s))") from None
-                delay = min(RETRY_CAP_S, RETRY_BASE_S * 2**attempt) * self._random.uniform(0.5, 1.0)
+                delay = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** (charged - 1)) * self._random.uniform(0.5, 1.0)
                 if exc.retry_after is not None:
                     delay = max(delay, min(exc.retry_after, MAX_RETRY_AFTER_S))
+                back = self._router.all_out()
+                if back is not None:
+                    delay = max(delay, back)  # every replica is out: wait for the first to come back
                 logger.info("retrying in %.1f s: %s", delay, exc.detail)
                 if self._stop.wait(delay):
                     raise _Stopped from None
-        raise AssertionError("unreachable")
+            except BaseException:
+                self._router.released(replica)
+                raise
+            else:
+                self._router.succeeded(replica, time.monotonic() - started)
+                return answer
 
-    def _attempt(self, payload: bytes) -> str:
+    def _attempt(self, replica: _Replica, payload: bytes) -> str:
         import httpx
 
         self._stats.attempt()
         try:
-            response = self._client.post(self._url("/chat/completions"), content=payload,
+            response = self._client.post(self._url("/chat/completions", replica.url), content=payload,
                                          headers={"Content-Type": "application/json"})
         except httpx.TimeoutException:
-            raise _Retryable("timeout", f"no answer within --timeout {self.endpoint.timeout_s:g} s") from None
+            raise _Retryable("timeout", f"no answer within --timeout {self.endpoint.timeout_s:g} s", replica_fault=True) from None
         except httpx.TransportError as exc:
             name = type(exc).__name__
-            raise _Retryable(f"connection error ({name})", self._redact(f"connection error ({name}: {exc})")) from None
+            raise _Retryable(f"connection error ({name})", self._redact(f"connection error ({name}: {exc})"), replica_fault=True) from None
         status = response.status_code
         if status == 429 or status >= 500:
-            raise _Retryable(f"HTTP {status}", f"HTTP {status} {self._quote(response)}", _retry_after(response.headers.get("retry-after")))
+            raise _Retryable(f"HTTP {status}", f"HTTP {status} {self._quote(response)}", _retry_after(response.headers.get("retry-after")),
+                             overloaded=status in (429, 503), replica_fault=status not in (429, 503))
         if status != 200:
             hint = " (does --base-url end with /v1?)" if status == 404 else ""
             raise _Failed(f"HTTP {status}{hint} {self._quote(response)}")
@@ -310,12 +601,12 @@ class OpenAIBackend(Backend):
                 self._images.popitem(last=False)
         return url
 
-    def _query_models(self) -> dict[str, Any]:
-        """What ``GET /models`` says about the served model (its entry, or why there is none); an unreachable server
-        stops here, before any data is read."""
+    def _query_models(self, replica: _Replica) -> dict[str, Any]:
+        """What a replica's ``GET /models`` says about the served model (its entry, or why there is none); an
+        unreachable server stops here, before any data is read."""
         import httpx
 
-        url = self._url("/models")
+        url = self._url("/models", replica.url)
         for attempt in range(self.endpoint.max_retries + 1):
             try:
                 response = self._client.get(url)
@@ -323,7 +614,7 @@ class OpenAIBackend(Backend):
             except httpx.TransportError as exc:
                 if attempt == self.endpoint.max_retries:
                     raise MvlevalError(
-                        self._redact(f"cannot reach the endpoint {self.public_url} ({type(exc).__name__}: {exc})."),
+                        self._redact(f"cannot reach the endpoint {replica.public} ({type(exc).__name__}: {exc})."),
                         fix="start the server or correct --base-url (e.g. http://HOST:8000/v1).",
                     ) from None
                 self._stop.wait(min(RETRY_CAP_S, RETRY_BASE_S * 2**attempt))
@@ -341,9 +632,9 @@ class OpenAIBackend(Backend):
         keep = ("id", "object", "created", "owned_by", "root", "parent", "max_model_len")
         return {"status": "listed", **{k: entry[k] for k in keep if k in entry}}
 
-    def _url(self, path: str) -> str:
-        """`path` under the base URL, keeping a query the base URL has (e.g. an api-version)."""
-        parts = urlsplit(self.base_url)
+    def _url(self, path: str, base_url: str | None = None) -> str:
+        """`path` under a replica's base URL (default: the first), keeping a query it has (e.g. an api-version)."""
+        parts = urlsplit(base_url or self.base_url)
         return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + path, parts.query, ""))
 
     def _quote(self, response: httpx.Response) -> str:
@@ -352,7 +643,7 @@ class OpenAIBackend(Backend):
 
     def _redact(self, text: str) -> str:
         """`text` without the API key or any password in the base URL."""
-        for secret in (self._api_key, urlsplit(self.base_url).password):
+        for secret in (self._api_key, *(urlsplit(url).password for url in self.endpoint.urls)):
             if secret:
                 text = text.replace(secret, "***")
         return text
@@ -415,9 +706,10 @@ class _Stats:
         return out
 
 
-def default_batch_size(concurrency: int) -> int:
-    """The runner's batch size for a served model: WAVES_PER_BATCH waves of ``concurrency`` requests."""
-    return WAVES_PER_BATCH * concurrency
+def default_batch_size(concurrency: int | None, replicas: int = 1) -> int:
+    """The runner's batch size for a served model: WAVES_PER_BATCH waves of every replica's ``concurrency`` requests
+    (adaptive: of the largest window, so that the windows can grow)."""
+    return WAVES_PER_BATCH * (concurrency or ADAPTIVE_MAX) * replicas
 
 
 def public_url(url: str) -> str:
@@ -506,10 +798,15 @@ def _check_endpoint(endpoint: EndpointOptions, model: str) -> None:
     problems = []
     if not served_model_name(model):
         problems.append("--model openai: needs the served model's name after the colon (e.g. openai:Qwen/Qwen2.5-VL-7B-Instruct)")
-    parts = urlsplit(endpoint.base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        problems.append(f"--base-url must be an http(s) URL such as http://HOST:8000/v1, got {public_url(endpoint.base_url)!r}")
-    if endpoint.concurrency < 1:
+    for url in endpoint.urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(f"--base-url must be an http(s) URL such as http://HOST:8000/v1, got {public_url(url)!r}")
+    publics = [public_url(url) for url in endpoint.urls]
+    if len(set(publics)) < len(publics):
+        twice = sorted({p for p in publics if publics.count(p) > 1})
+        problems.append(f"--base-url gives the same replica twice ({', '.join(twice)})")
+    if endpoint.concurrency is not None and endpoint.concurrency < 1:
         problems.append(f"--concurrency must be at least 1, got {endpoint.concurrency}")
     if not endpoint.timeout_s > 0:
         problems.append(f"--timeout must be positive, got {endpoint.timeout_s}")
@@ -517,6 +814,8 @@ def _check_endpoint(endpoint: EndpointOptions, model: str) -> None:
         problems.append(f"--max-retries must be 0 or more, got {endpoint.max_retries}")
     if endpoint.max_image_side is not None and endpoint.max_image_side < 1:
         problems.append(f"--max-image-side must be positive, got {endpoint.max_image_side}")
+    if endpoint.cache not in CACHE_MODES:
+        problems.append(f"--cache must be one of {', '.join(CACHE_MODES)}, got {endpoint.cache!r}")
     if endpoint.server_extensions not in SERVER_EXTENSIONS:
         problems.append(f"--server-extensions must be one of {', '.join(SERVER_EXTENSIONS)}, got {endpoint.server_extensions!r}")
     if problems:
