@@ -9,6 +9,16 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+# mvleval's caches (lingua's rankings, weight-file digests) of this test session only, shared by its tests and the
+# subprocesses they start: no test reads what another session, or the user's own runs, left in ~/.cache/mvleval
+_SESSION_CACHE = tempfile.mkdtemp(prefix="mvleval-test-cache-")
+os.environ["MVLEVAL_CACHE_DIR"] = _SESSION_CACHE
+atexit.register(shutil.rmtree, _SESSION_CACHE, ignore_errors=True)
+
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
