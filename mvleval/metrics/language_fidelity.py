@@ -51,6 +51,11 @@ below 0.5 the data is suspect (the 'bn' captions of a data root are in English):
 ``reference_warning`` words it for ``mvleval data check``.
 
 Languages lingua does not know (quz, Cusco Quechua) give ``value=None`` with a note; they are never scored 0.
+
+lingua's rankings are kept on disk (``mvleval.metrics.ranking_cache``), keyed by lingua's version, the detector's
+languages and the text: a text ranked before on the machine is not ranked again and loads no model (lingua's models
+load per process: those of every Latin-script language for the unrestricted ranking of one short Latin caption).
+The verdicts are the ones lingua's rankings give, whether made now or read back.
 """
 
 from __future__ import annotations
