@@ -43,8 +43,14 @@ def _mvleval(*args: object, check: bool = True, cache: Path | None = None) -> tu
         if cache.name.startswith("empty"):  # a cache folder that holds nothing at each call
             shutil.rmtree(cache, ignore_errors=True)
         env["MVLEVAL_CACHE_DIR"] = str(cache)
+    import mvleval
+
+    # run from the checkout this interpreter imports mvleval from: `python -m` puts the working folder first on the
+    # path, so another folder's mvleval would be measured instead
+    checkout = Path(mvleval.__file__).resolve().parents[1]
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "mvleval", *map(str, args)], capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, "-m", "mvleval", *map(str, args)], capture_output=True, text=True, env=env,
+                          cwd=checkout)
     elapsed = time.perf_counter() - started
     if check and proc.returncode not in (0, 1):
         raise SystemExit(f"mvleval {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
