@@ -82,7 +82,7 @@ class RankingCache:
         self.broken = f"{type(exc).__name__}: {exc}"
         self._pending.clear()
         log.warning("lingua's rankings cannot be cached in %s (%s): language fidelity goes on without the cache "
-                    "(same scores, slower); set MVLEVAL_CACHE_DIR to a writable folder, or delete the file",
+                    "(same scores, slower); set MVLEVAL_CACHE_DIR to a writable folder, or delete the file if it is damaged",
                     self.path, self.broken)
 
     def get(self, key: bytes) -> Ranking | None:
