@@ -17,7 +17,8 @@ models can bound, and lingua reports only relative confidences, so a language wh
 always be the one that pushes the requested language out of the top 3.)
 
 The file is ``$MVLEVAL_CACHE_DIR/lingua-rankings-v1.sqlite3`` (see ``mvleval.cachedir``): SQLite, so that parallel
-runs share it; ~60 bytes a text; started afresh past ``MAX_BYTES``; safe to delete at any time. A cache that cannot
+runs share it; ~200 bytes a ranking (36,235 rankings of the 21,010 real texts of ../shared: 7.2 MB); started
+afresh past ``MAX_BYTES``; safe to delete at any time. A cache that cannot
 be used (read-only folder, damaged file) is said once, as a warning naming the file, and scoring goes on without it.
 """
 
@@ -38,7 +39,7 @@ RANKS_KEPT = 5
 #: bump when what is stored, or how lingua is asked, changes: the file name changes with it
 SCHEMA = 1
 FILE_NAME = f"lingua-rankings-v{SCHEMA}.sqlite3"
-#: a cache file larger than this is started afresh (about 8 million texts)
+#: a cache file larger than this is started afresh (about 2.5 million rankings)
 MAX_BYTES = 512 << 20
 
 Ranking = list[tuple[str, float]]
