@@ -14,6 +14,16 @@ import tempfile  # noqa: E402
 
 os.environ["MVLEVAL_CACHE_DIR"] = tempfile.mkdtemp(prefix="mvleval-test-cache-")
 
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+# mvleval's caches (lingua's rankings, weight-file digests) of this test session only, shared by its tests and the
+# subprocesses they start: no test reads what another session, or the user's own runs, left in ~/.cache/mvleval
+_SESSION_CACHE = tempfile.mkdtemp(prefix="mvleval-test-cache-")
+os.environ["MVLEVAL_CACHE_DIR"] = _SESSION_CACHE
+atexit.register(shutil.rmtree, _SESSION_CACHE, ignore_errors=True)
+
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402

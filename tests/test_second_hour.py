@@ -194,9 +194,11 @@ def test_data_check_opens_each_image_once(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 # -- Ctrl-C that answers, advice that is true -------------------------------------------------------------------------
-def _popen(*args: object) -> subprocess.Popen[str]:
+def _popen(*args: object, cache_dir: Path | None = None) -> subprocess.Popen[str]:
     assert MVLEVAL, "the mvleval console script is not installed (pip install -e .)"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    if cache_dir is not None:
+        env["MVLEVAL_CACHE_DIR"] = str(cache_dir)
     return subprocess.Popen([MVLEVAL, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, start_new_session=True)
 
@@ -256,7 +258,8 @@ def test_ctrl_c_during_scoring_answers_within_seconds(shared_data: Path, tiny_mt
     assert exit_info.value.code == 0
     [record] = [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")]
     before = record.read_bytes()
-    proc = _popen("-vv", "score", record)
+    # a cache folder of its own: the run ranked these texts already, and a ranking on disk loads no model
+    proc = _popen("-vv", "score", record, cache_dir=tmp_path / "empty-cache")
     # half a second in: inside the loading of lingua's models (which took 6-9 s in one call)
     waited, stdout, stderr = _interrupt_when(proc, "(the unrestricted detector)", delay=0.5)
     assert proc.returncode == 130, stdout + stderr
@@ -266,10 +269,42 @@ def test_ctrl_c_during_scoring_answers_within_seconds(shared_data: Path, tiny_mt
 
 
 # -- fixed costs ------------------------------------------------------------------------------------------------------
+def _three_caption_run(shared_data: Path, tiny_mt5_dir: Path, tmp_path: Path) -> Path:
+    from mvleval.cli import main
+
+    image_root = tmp_path / "images"
+    placeholder_images(sorted({p for e in load_task("xflickrco").examples(shared_data, image_root, "en", "test")[:3]
+                               for p in e.images}))
+    out = tmp_path / "runs"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--task", "xflickrco", "--model", str(tiny_mt5_dir), "--data-root", str(shared_data), "--image-root",
+              str(image_root), "--lang", "en", "--limit", "3", "--num-beams", "1", "--max-new-tokens", "4", "--out", str(out)])
+    assert exit_info.value.code == 0
+    [record] = [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")]
+    return record
+
+
+def test_a_text_ranked_before_loads_no_lingua_model(shared_data: Path, tiny_mt5_dir: Path, tmp_path: Path) -> None:
+    """`mvleval score` of 3 English captions loaded lingua's models of every Latin-script language (7-14 s) each time:
+    the rankings are kept on disk, so a second score (and a score after its run) loads none and scores the same."""
+    record = _three_caption_run(shared_data, tiny_mt5_dir, tmp_path)
+    scores = json.loads(record.read_text(encoding="utf-8"))["scores"]
+    cache = tmp_path / "cache"
+    for expect_loading in (True, False):
+        proc = _popen("-vv", "score", record, cache_dir=cache)
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stdout + stderr
+        assert ("loading lingua's models" in stderr) is expect_loading, stderr
+        assert "Scores unchanged." in " ".join(stdout.split()), stdout
+        assert json.loads(record.read_text(encoding="utf-8"))["scores"] == scores
+    assert (cache / "lingua-rankings-v1.sqlite3").is_file()
+
+
 def test_models_load_one_language_at_a_time_with_the_same_ranking() -> None:
     """The unrestricted ranking after loading models language by language is lingua's own."""
     from lingua import LanguageDetectorBuilder
 
+    from mvleval.metrics import ranking_cache
     from mvleval.metrics.language_fidelity import _ranking
 
     text = "A man rides his bicycle down the street and laughs."
@@ -277,6 +312,8 @@ def test_models_load_one_language_at_a_time_with_the_same_ranking() -> None:
     theirs = [(c.language.name, c.value) for c in LanguageDetectorBuilder.from_all_languages().build()
               .compute_language_confidence_values(text)]
     # lingua's own confidences vary in the last bits from call to call (its sums run in no fixed order): the ranking
-    # is what the verdicts use
-    assert [name for name, _ in ours] == [name for name, _ in theirs]
-    assert [value for _, value in ours] == pytest.approx([value for _, value in theirs], rel=1e-9, abs=1e-15)
+    # is what the verdicts use, its first RANKS_KEPT entries (the rules read the top 3)
+    kept = ranking_cache.RANKS_KEPT
+    assert len(ours) == kept
+    assert [name for name, _ in ours] == [name for name, _ in theirs[:kept]]
+    assert [value for _, value in ours] == pytest.approx([value for _, value in theirs[:kept]], rel=1e-9, abs=1e-15)

@@ -51,6 +51,11 @@ below 0.5 the data is suspect (the 'bn' captions of a data root are in English):
 ``reference_warning`` words it for ``mvleval data check``.
 
 Languages lingua does not know (quz, Cusco Quechua) give ``value=None`` with a note; they are never scored 0.
+
+lingua's rankings are kept on disk (``mvleval.metrics.ranking_cache``), keyed by lingua's version, the detector's
+languages and the text: a text ranked before on the machine is not ranked again and loads no model (lingua's models
+load per process: those of every Latin-script language for the unrestricted ranking of one short Latin caption).
+The verdicts are the ones lingua's rankings give, whether made now or read back.
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, ClassVar
 
 from mvleval.errors import MissingDependencyError, MvlevalError
-from mvleval.metrics import letter_model
+from mvleval.metrics import letter_model, ranking_cache
 from mvleval.metrics.base import Metric, MetricResult, check_inputs
 from mvleval.metrics.bootstrap import (
     DEFAULT_RESAMPLES,
@@ -95,6 +100,7 @@ log = logging.getLogger("mvleval.metrics.language_fidelity")
 LINGUA_VERSION = "2.1.1"  # the pinned version (2.2 needs Python >= 3.12); signatures record the installed one
 
 
+@lru_cache(maxsize=1)
 def _installed_lingua() -> str:
     from importlib import metadata
 
@@ -116,6 +122,7 @@ FOREIGN_SHARE = 0.10
 FULL_TOP = 3
 #: reference fidelity below this: the language's own references are probably not in that language
 REFERENCE_WARNING_BELOW = 0.5
+assert FULL_TOP <= ranking_cache.RANKS_KEPT and 3 <= ranking_cache.RANKS_KEPT  # the rules read only what is kept
 
 # Dataset language codes whose lingua name differs from the ISO 639-1 upper-case code (or that have no ISO 639-1
 # code). "no" (XM3600's Norwegian) is written in Bokmål or Nynorsk: either counts.
@@ -272,9 +279,22 @@ def _pair_detector(name: str, partner: str) -> LanguageDetector:
 
 
 def _ranking(names: tuple[str, ...], text: str) -> list[tuple[str, float]]:
-    """The ranking of `text` by detector `names` (() the unrestricted one): lingua names with confidences, best first."""
-    _load_models(names, text)
-    return [(c.language.name, c.value) for c in _detector(names).compute_language_confidence_values(text)]
+    """The ranking of `text` by detector `names` (() the unrestricted one): lingua names with confidences, best first,
+    its first ``ranking_cache.RANKS_KEPT`` entries (the rules read the top 3).
+
+    Read from the on-disk cache of rankings when this lingua version ranked the same text with the same languages
+    before (``mvleval.metrics.ranking_cache``: then no model loads); otherwise ranked by lingua and kept there (written
+    by ``ranking_cache.flush_all``).
+    """
+    cache = ranking_cache.current()
+    key = ranking_cache.ranking_key(_installed_lingua(), names, text)
+    ranking = cache.get(key)
+    if ranking is None:
+        _load_models(names, text)
+        ranking = [(c.language.name, c.value)
+                   for c in _detector(names).compute_language_confidence_values(text)[:ranking_cache.RANKS_KEPT]]
+        cache.put(key, ranking)
+    return ranking
 
 
 def script_verdict(text: str, requested: str) -> str | None:
@@ -533,6 +553,14 @@ class LanguageFidelity(Metric):
         names = self._detector_names(requested)
         detector = _detector(names) if len(names) >= 2 else None  # built now: a missing lingua is reported first
         codes = self._codes_by_name(requested)
+        try:
+            return self._judge_all(texts, requested, model, names, detector, codes)
+        finally:  # rankings made so far are kept, also when interrupted
+            ranking_cache.flush_all()
+
+    def _judge_all(self, texts: Sequence[str], requested: str, model: letter_model.LetterModel | None,
+                   names: tuple[str, ...], detector: LanguageDetector | None,
+                   codes: dict[str, str]) -> list[tuple[str, dict[str, str] | None]]:
         cache: dict[str, tuple[str, dict[str, str] | None]] = {}
         out = []
         for text in texts:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -86,11 +85,9 @@ def fingerprint_files(paths: Sequence[Path]) -> str:
 
 
 def _cache_dir() -> Path:
-    if os.environ.get("MVLEVAL_CACHE_DIR"):
-        return Path(os.environ["MVLEVAL_CACHE_DIR"])
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]) / "mvleval"
-    return Path.home() / ".cache" / "mvleval"
+    from mvleval.cachedir import cache_dir
+
+    return cache_dir()
 
 
 def file_digests(paths: Sequence[Path]) -> list[str]:
