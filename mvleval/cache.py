@@ -6,8 +6,8 @@ data URLs, max_tokens, temperature, seed and any server extension fields). The A
 URL's credentials in the URL, neither of which is part of the key; the URL itself is not either (several replicas of
 one model, or a server that moved, answer the same request the same way).
 
-Storage is one SQLite file, ``responses.sqlite3``, under the user's cache directory (``platformdirs.user_cache_dir``,
-or ``$MVLEVAL_CACHE_DIR``), in WAL mode with a busy timeout: several ``mvleval run`` processes read and write it at
+Storage is one SQLite file, ``responses.sqlite3``, in mvleval's cache folder (``$MVLEVAL_CACHE_DIR``, else the
+platform's user cache folder: :func:`mvleval.cachedir.cache_dir`), in WAL mode with a busy timeout: several ``mvleval run`` processes read and write it at
 once (each write is one short transaction of ``INSERT OR IGNORE``: two processes that computed the same answer agree).
 Modes: ``read-write`` (default: look up, then store new answers), ``read`` (look up only), ``off`` (neither).
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -25,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mvleval.cachedir import CACHE_ENV, cache_dir
 from mvleval.errors import MvlevalError
 
 CACHE_MODES = ("read-write", "read", "off")
-CACHE_ENV = "MVLEVAL_CACHE_DIR"
 DB_NAME = "responses.sqlite3"
 #: A writer waits this long for another process's transaction before giving up (WAL writes take milliseconds).
 BUSY_TIMEOUT_S = 60.0
@@ -36,16 +35,6 @@ BUSY_TIMEOUT_S = 60.0
 LOOKUP_CHUNK = 500
 #: Bumped when the key's recipe changes, so old entries are never read under a new meaning.
 KEY_VERSION = 1
-
-
-def cache_dir() -> Path:
-    """Where the cache lives: ``$MVLEVAL_CACHE_DIR``, else the platform's user cache directory for mvleval."""
-    override = os.environ.get(CACHE_ENV)
-    if override:
-        return Path(override).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("mvleval", appauthor=False))
 
 
 def served_key(model_id: str, server_version: str | None, body: bytes) -> str:

@@ -8,18 +8,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# the response cache (mvleval/cache.py) never reads or fills the user's own: module-scoped fixtures share this folder,
-# and every test gets a fresh one (below), so a test that expects requests to reach its server gets them
-import tempfile  # noqa: E402
-
-os.environ["MVLEVAL_CACHE_DIR"] = tempfile.mkdtemp(prefix="mvleval-test-cache-")
-
 import atexit  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
-# mvleval's caches (lingua's rankings, weight-file digests) of this test session only, shared by its tests and the
-# subprocesses they start: no test reads what another session, or the user's own runs, left in ~/.cache/mvleval
+# mvleval's caches (served answers, lingua's rankings, weight-file digests) of this test session only, shared by its
+# module-scoped fixtures and the subprocesses they start: no test reads what another session, or the user's own runs,
+# left in ~/.cache/mvleval; every test then gets a fresh one (below), so a test that expects requests to reach its
+# server gets them
 _SESSION_CACHE = tempfile.mkdtemp(prefix="mvleval-test-cache-")
 os.environ["MVLEVAL_CACHE_DIR"] = _SESSION_CACHE
 atexit.register(shutil.rmtree, _SESSION_CACHE, ignore_errors=True)
