@@ -402,18 +402,46 @@ def _sample_row(example: Example, prediction: str, image_root: Path) -> dict[str
     }
 
 
-def score_rows(task: Task, languages: Sequence[str], rows_by_lang: dict[str, list[dict[str, Any]]]) -> dict[str, MetricScores]:
-    """Score each language's corpus with each of the task's metrics; fills each row's per-sample scores in place."""
+def score_rows(task: Task, languages: Sequence[str], rows_by_lang: dict[str, list[dict[str, Any]]],
+               examples_by_lang: dict[str, Sequence[Example]] | None = None) -> dict[str, MetricScores]:
+    """Score each language's corpus with each of the task's metrics; fills each row's per-sample scores in place.
+
+    Every interval resamples the task's clusters (`Task.cluster_keys` of each language's examples, in row order: the
+    image, or a benchmark's group field); a row whose example names a cluster of its own keeps it under "cluster",
+    so the gate's paired test draws the same clusters. Multiple-choice metrics get each example's choice texts.
+    """
+    from mvleval.metrics.bootstrap import clustered
+
+    unit = task.cluster_unit()
+    clusters: dict[str, list[str] | None] = {}
+    choices: dict[str, list[tuple[str, ...] | None] | None] = {}
+    for lang in languages:
+        examples = examples_by_lang.get(lang) if examples_by_lang is not None else None
+        if examples is None:
+            clusters[lang], choices[lang] = None, None
+            continue
+        if [e.id for e in examples] != [r["id"] for r in rows_by_lang[lang]]:
+            raise RuntimeError(f"score_rows: rows and examples of {lang} are not in the same order")
+        clusters[lang] = task.cluster_keys(examples)
+        choices[lang] = [e.choices for e in examples]
+        for row, example in zip(rows_by_lang[lang], examples, strict=True):
+            if example.cluster is not None:
+                row["cluster"] = example.cluster
     scores: dict[str, MetricScores] = {}
     for metric in task.metrics():
         per_lang: dict[str, float | None] = {}
         intervals: dict[str, tuple[float, float] | None] = {}
         notes: dict[str, str] = {}
         extra: dict[str, dict[str, float | None]] = {}
-        signature = metric.signature()
+        with clustered(None, unit if examples_by_lang is not None else "example"):
+            signature = metric.signature()
         for lang in languages:
             rows = rows_by_lang[lang]
-            result = metric.score([r["prediction"] for r in rows], [r["references"] for r in rows], lang)
+            kwargs: dict[str, Any] = {}
+            if getattr(metric, "needs_choices", False) and choices[lang] is not None:
+                kwargs["choices"] = choices[lang]
+            with clustered(clusters[lang], unit if clusters[lang] is not None else "example"):
+                result = metric.score([r["prediction"] for r in rows], [r["references"] for r in rows], lang, **kwargs)
             per_lang[lang] = result.value
             intervals[lang] = result.interval
             if result.note:
@@ -581,7 +609,7 @@ def evaluate(
             raise RuntimeError(f"{len(missing)} samples missing after merging the ranks' files, e.g. {missing[:3]}")
 
     rows_by_lang = {lang: [dict(done[(lang, e.id)]) for e in prepared.examples[lang]] for lang in prepared.languages}
-    scores = score_rows(task, prepared.languages, rows_by_lang)
+    scores = score_rows(task, prepared.languages, rows_by_lang, prepared.examples)
     commit, dirty = provenance.git_state()
     record = RunRecord(
         run_id=name,
@@ -880,7 +908,7 @@ def rescore(record_path: Path, data_root: Path | None = None, image_root: Path |
     image_dir = options.resolved_image_root
     rows_by_lang = {lang: [_sample_row(e, predictions[(lang, e.id)], image_dir) for e in prepared.examples[lang]]
                     for lang in prepared.languages}
-    scores = score_rows(task, record.task.languages, rows_by_lang)
+    scores = score_rows(task, record.task.languages, rows_by_lang, prepared.examples)
     payload = sample_lines(row for lang in prepared.languages for row in rows_by_lang[lang])
     provenance_now = record.provenance.model_copy(update={"data_fingerprint": prepared.data_fingerprint,
                                                           "annotation_files": prepared.annotation_files})
