@@ -38,6 +38,7 @@ from mvleval.task import Example, GenerationSettings, Task, load_task, load_task
 if TYPE_CHECKING:
     from mvleval.backends.base import Backend, EndpointOptions
     from mvleval.gate import Comparable
+    from mvleval.metrics.base import Metric
 
 log = logging.getLogger(__name__)
 
@@ -402,6 +403,14 @@ def _sample_row(example: Example, prediction: str, image_root: Path) -> dict[str
     }
 
 
+def task_signature(task: Task, metric: Metric) -> str:
+    """A metric's signature as the task's records carry it: with the task's resampling unit (unit=image, ...)."""
+    from mvleval.metrics.bootstrap import clustered
+
+    with clustered(None, task.cluster_unit()):
+        return metric.signature()
+
+
 def score_rows(task: Task, languages: Sequence[str], rows_by_lang: dict[str, list[dict[str, Any]]],
                examples_by_lang: dict[str, Sequence[Example]] | None = None) -> dict[str, MetricScores]:
     """Score each language's corpus with each of the task's metrics; fills each row's per-sample scores in place.
@@ -434,7 +443,7 @@ def score_rows(task: Task, languages: Sequence[str], rows_by_lang: dict[str, lis
         notes: dict[str, str] = {}
         extra: dict[str, dict[str, float | None]] = {}
         with clustered(None, unit if examples_by_lang is not None else "example"):
-            signature = metric.signature()
+            signature = metric.signature()  # = task_signature(task, metric) when examples are given
         for lang in languages:
             rows = rows_by_lang[lang]
             kwargs: dict[str, Any] = {}
@@ -489,13 +498,14 @@ def planned_comparable(options: RunOptions, prepared: PreparedRun) -> Comparable
     """What the gate will compare of this run's record, known before any model loads (everything but the scores):
     `mvleval run --gate` refuses an incomparable baseline with it in a second instead of after the whole run."""
     from mvleval.gate import Comparable
+    from mvleval.metrics.base import Metric
 
     return Comparable(
         run_id=run_name(options, run_identity(options, prepared)),
         task=_task_info(options, prepared),
         data_fingerprint=prepared.data_fingerprint,
         mvleval_version=mvleval.__version__,
-        metrics={m.name: (m.signature(), m.higher_is_better) for m in prepared.task.metrics()},
+        metrics={m.name: (task_signature(prepared.task, m), m.higher_is_better) for m in prepared.task.metrics()},
     )
 
 

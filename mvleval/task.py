@@ -68,9 +68,14 @@ class Example:
 
 
 def image_clusters(examples: Sequence[Example]) -> list[str]:
-    """Each example's cluster: examples that share an image, directly or through others, form one cluster (union-find
-    over image paths: xGQA's questions about one image; MaRVL pairs that reuse an image). The key is the cluster's
-    first image in example order."""
+    """Each example's cluster: examples that share an image, directly or through others, form one cluster (xGQA's
+    questions about one image; MaRVL pairs that reuse an image). The key is the cluster's first image in example order."""
+    return shared_image_clusters([[str(p) for p in e.images] or [f"example:{e.id}"] for e in examples])
+
+
+def shared_image_clusters(images: Sequence[Sequence[str]]) -> list[str]:
+    """Union-find over image names: one key per entry, equal for entries linked by shared images (per-sample rows'
+    relative image names give the same partition as the examples' paths)."""
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -80,14 +85,14 @@ def image_clusters(examples: Sequence[Example]) -> list[str]:
             x = parent[x]
         return x
 
-    for example in examples:
-        images = [str(p) for p in example.images] or [f"example:{example.id}"]
-        root = find(images[0])
-        for other in images[1:]:
+    for names in images:
+        root = find(names[0])
+        for other in names[1:]:
             r = find(other)
             if r != root:
                 parent[r] = root
-    return [find(str(e.images[0]) if e.images else f"example:{e.id}") for e in examples]
+    # the root may change as later entries join clusters: read every key at the end
+    return [find(names[0]) for names in images]
 
 
 class Task(ABC):
