@@ -166,12 +166,17 @@ class Comparable:
     data_fingerprint: str
     mvleval_version: str
     metrics: Mapping[str, tuple[str, bool]]  # name -> (signature, higher_is_better)
+    # the new-token budget: a run given more tokens than the protocol's (--max-new-tokens N, a reasoning model
+    # thinking) is a class of its own, never gated against a protocol baseline (None: unknown)
+    max_new_tokens: int | None = None
 
     @classmethod
     def of(cls, record: RunRecord) -> Comparable:
+        budget = record.model.generation.get("max_new_tokens")
         return cls(run_id=record.run_id, task=record.task, data_fingerprint=record.provenance.data_fingerprint,
                    mvleval_version=record.provenance.mvleval_version,
-                   metrics={name: (s.signature, s.higher_is_better) for name, s in record.scores.items()})
+                   metrics={name: (s.signature, s.higher_is_better) for name, s in record.scores.items()},
+                   max_new_tokens=budget if isinstance(budget, int) else None)
 
 
 def comparability_problems(run: RunRecord, baseline: RunRecord, metrics: Sequence[str]) -> list[str]:
@@ -207,6 +212,9 @@ def _problems(run: Comparable, baseline: Comparable, metrics: Sequence[str]) -> 
         for lang, (nr, nb) in counts.items():
             if nr != nb:
                 problems.append(f"examples in {lang}: run {nr}, baseline {nb}")
+    if run.max_new_tokens is not None and baseline.max_new_tokens is not None and run.max_new_tokens != baseline.max_new_tokens:
+        problems.append(f"max_new_tokens: run {run.max_new_tokens}, baseline {baseline.max_new_tokens} (a different "
+                        "new-token budget, e.g. --max-new-tokens for a reasoning model, is kept apart from protocol runs)")
     for name in metrics:
         if name not in baseline.metrics or name not in run.metrics:
             where = "baseline" if name not in baseline.metrics else "run"

@@ -403,23 +403,48 @@ def _sample_row(example: Example, prediction: str, image_root: Path) -> dict[str
     }
 
 
+def _chat_clean(task: Task) -> bool:
+    """Chat-style prompts of open-answer tasks (scored by exact match) get rule chat-clean-1 (metrics/answer.py)."""
+    return task.prompt_style == "chat" and any(m.name in ("exact_match", "relaxed_accuracy") for m in task.metrics())
+
+
 def task_signature(task: Task, metric: Metric) -> str:
-    """A metric's signature as the task's records carry it: with the task's resampling unit (unit=image, ...)."""
+    """A metric's signature as the task's records carry it: with the task's resampling unit (unit=image, ...) and the
+    rule that took the answer from the output (answer=think-1, ...)."""
+    from mvleval.metrics.answer import answer_rule
     from mvleval.metrics.bootstrap import clustered
 
     with clustered(None, task.cluster_unit()):
-        return metric.signature()
+        return f"{metric.signature()}|{answer_rule(_chat_clean(task))}"
 
 
 def score_rows(task: Task, languages: Sequence[str], rows_by_lang: dict[str, list[dict[str, Any]]],
-               examples_by_lang: dict[str, Sequence[Example]] | None = None) -> dict[str, MetricScores]:
+               examples_by_lang: dict[str, Sequence[Example]] | None = None,
+               thinking_tags: Sequence[Sequence[str]] = ()) -> dict[str, MetricScores]:
     """Score each language's corpus with each of the task's metrics; fills each row's per-sample scores in place.
 
     Every interval resamples the task's clusters (`Task.cluster_keys` of each language's examples, in row order: the
     image, or a benchmark's group field); a row whose example names a cluster of its own keeps it under "cluster",
     so the gate's paired test draws the same clusters. Multiple-choice metrics get each example's choice texts.
+    Metrics score each row's answer (metrics/answer.py: thinking removed with the default tags and `thinking_tags`,
+    the model's chat template's; chat-style open answers cleaned); a row whose answer differs from its raw prediction
+    keeps it under "answer".
     """
+    from mvleval.metrics.answer import DEFAULT_THINKING_TAGS, scored_answer
     from mvleval.metrics.bootstrap import clustered
+
+    tags = list(DEFAULT_THINKING_TAGS) + [(str(t[0]), str(t[1])) for t in thinking_tags if tuple(t) not in DEFAULT_THINKING_TAGS]
+    chat = _chat_clean(task)
+    answers: dict[str, list[str]] = {}
+    for lang in languages:
+        answers[lang] = []
+        for row in rows_by_lang[lang]:
+            answer = scored_answer(row["prediction"], tags, chat)
+            if answer != row["prediction"]:
+                row["answer"] = answer
+            else:
+                row.pop("answer", None)
+            answers[lang].append(answer)
 
     unit = task.cluster_unit()
     clusters: dict[str, list[str] | None] = {}
@@ -443,14 +468,14 @@ def score_rows(task: Task, languages: Sequence[str], rows_by_lang: dict[str, lis
         notes: dict[str, str] = {}
         extra: dict[str, dict[str, float | None]] = {}
         with clustered(None, unit if examples_by_lang is not None else "example"):
-            signature = metric.signature()  # = task_signature(task, metric) when examples are given
+            signature = task_signature(task, metric) if examples_by_lang is not None else metric.signature()
         for lang in languages:
             rows = rows_by_lang[lang]
             kwargs: dict[str, Any] = {}
             if getattr(metric, "needs_choices", False) and choices[lang] is not None:
                 kwargs["choices"] = choices[lang]
             with clustered(clusters[lang], unit if clusters[lang] is not None else "example"):
-                result = metric.score([r["prediction"] for r in rows], [r["references"] for r in rows], lang, **kwargs)
+                result = metric.score(answers[lang], [r["references"] for r in rows], lang, **kwargs)
             per_lang[lang] = result.value
             intervals[lang] = result.interval
             if result.note:
@@ -506,6 +531,7 @@ def planned_comparable(options: RunOptions, prepared: PreparedRun) -> Comparable
         data_fingerprint=prepared.data_fingerprint,
         mvleval_version=mvleval.__version__,
         metrics={m.name: (task_signature(prepared.task, m), m.higher_is_better) for m in prepared.task.metrics()},
+        max_new_tokens=prepared.generation.max_new_tokens,
     )
 
 
@@ -619,7 +645,8 @@ def evaluate(
             raise RuntimeError(f"{len(missing)} samples missing after merging the ranks' files, e.g. {missing[:3]}")
 
     rows_by_lang = {lang: [dict(done[(lang, e.id)]) for e in prepared.examples[lang]] for lang in prepared.languages}
-    scores = score_rows(task, prepared.languages, rows_by_lang, prepared.examples)
+    scores = score_rows(task, prepared.languages, rows_by_lang, prepared.examples,
+                        thinking_tags=model_info.details.get("thinking_tags") or ())
     commit, dirty = provenance.git_state()
     record = RunRecord(
         run_id=name,
@@ -918,7 +945,8 @@ def rescore(record_path: Path, data_root: Path | None = None, image_root: Path |
     image_dir = options.resolved_image_root
     rows_by_lang = {lang: [_sample_row(e, predictions[(lang, e.id)], image_dir) for e in prepared.examples[lang]]
                     for lang in prepared.languages}
-    scores = score_rows(task, record.task.languages, rows_by_lang, prepared.examples)
+    scores = score_rows(task, record.task.languages, rows_by_lang, prepared.examples,
+                        thinking_tags=record.model.details.get("thinking_tags") or ())
     payload = sample_lines(row for lang in prepared.languages for row in rows_by_lang[lang])
     provenance_now = record.provenance.model_copy(update={"data_fingerprint": prepared.data_fingerprint,
                                                           "annotation_files": prepared.annotation_files})
