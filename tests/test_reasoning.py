@@ -163,3 +163,16 @@ def test_template_tags_and_chat_clean_up() -> None:
     for raw, clean in [("Answer: Yes.", "Yes"), ("The answer is **no**.", "no"), ("Final answer: 2", "2"),
                        ("yes", "yes"), ("Ja!", "Ja"), ("三个。", "三个")]:
         assert chat_clean(raw) == clean, raw
+
+
+def test_leaderboard_labels_a_token_budget_other_than_the_protocol_s(server: str, tmp_path: Path) -> None:
+    bench = write_bench(tmp_path / "animals")
+    out = tmp_path / "runs"
+    for extra in ((), ("--max-new-tokens", "256")):
+        proc = mvleval("run", "--task", bench, "--model", "openai:test-vlm", "--base-url", server, "--out", out, *extra)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = mvleval("leaderboard", out, "--out", tmp_path / "lb")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    board = (tmp_path / "lb" / "leaderboard.md").read_text(encoding="utf-8")
+    rows = [line for line in board.splitlines() if "test-vlm" in line]
+    assert len(rows) == 2 and sum("max_new_tokens=256" in r for r in rows) == 1, board
