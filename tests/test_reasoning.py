@@ -174,5 +174,40 @@ def test_leaderboard_labels_a_token_budget_other_than_the_protocol_s(server: str
     proc = mvleval("leaderboard", out, "--out", tmp_path / "lb")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     board = (tmp_path / "lb" / "leaderboard.md").read_text(encoding="utf-8")
-    rows = [line for line in board.splitlines() if "test-vlm" in line]
-    assert len(rows) == 2 and sum("max_new_tokens=256" in r for r in rows) == 1, board
+    rows = [line for line in board.split("## Columns")[0].splitlines() if line.startswith("| openai:test-vlm")]
+    assert len(rows) == 2 and sum("{max_new_tokens=256}" in r for r in rows) == 1, board
+
+
+def test_a_local_model_s_chat_template_thinking_tags_are_stripped(tmp_path: Path) -> None:
+    """A tiny llava whose chat template declares Kimi-VL-style thinking tags (◁think▷...◁/think▷, not the default
+    <think>): the record names them, and scoring (here `mvleval score` after the per-sample file's outputs are edited to
+    thinking + answer, as a random tiny model cannot think) scores only what follows the thinking."""
+    from mvleval.demo import build_demo_data
+    from mvleval.record import read_record, read_samples
+    from mvleval.testing.tiny_vlm import build_tiny_vlm
+
+    model = build_tiny_vlm("llava", tmp_path / "llava")
+    template = model / "chat_template.jinja"
+    template.write_text(template.read_text(encoding="utf-8") + "{% if false %}◁think▷ ◁/think▷{% endif %}", encoding="utf-8")
+    data_root, image_root = build_demo_data(tmp_path / "demo", n_train=0, n_test=4)
+    out = tmp_path / "runs"
+    proc = mvleval("run", "--task", "xgqa", "--lang", "en", "--limit", "4", "--model", model, "--data-root", data_root,
+                   "--image-root", image_root, "--out", out, "--num-beams", "1", "--max-new-tokens", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    path = next(p for p in out.glob("*.json") if not p.name.endswith(".manifest.json"))
+    record = read_record(path)
+    assert record.model.details["thinking_tags"] == [["◁think▷", "◁/think▷"]]
+    samples = path.parent / record.samples_file
+    rows = list(read_samples(samples))
+    for i, row in enumerate(rows):
+        # two answers right after their thinking, one thinking that never ended, one right answer with no thinking
+        row["prediction"] = (f"◁think▷it is not {row['references'][0]}◁/think▷{row['references'][0]}" if i < 2
+                             else f"◁think▷{row['references'][0]}" if i == 2 else row["references"][0])
+    samples.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    proc = mvleval("score", path, "--data-root", data_root, "--image-root", image_root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    record = read_record(path)
+    assert record.scores["exact_match"].per_lang["en"] == 0.75
+    rows = list(read_samples(samples))
+    assert [r.get("answer") for r in rows] == [rows[0]["references"][0], rows[1]["references"][0], "", None]
+    assert rows[0]["prediction"].startswith("◁think▷")  # the raw output is kept
