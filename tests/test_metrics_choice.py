@@ -8,6 +8,8 @@ the expected label is what a person reading the answer would mark, never what th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mvleval.metrics.choice import ChoiceAccuracy, extract_choice
@@ -294,3 +296,38 @@ def test_extraction_is_deterministic_never_random() -> None:
     answers = [row[1] for row in TABLE]
     first = [extract_choice(a, ANIMALS) for a in answers]
     assert [extract_choice(a, ANIMALS) for a in reversed(answers)] == list(reversed(first))
+
+
+def test_a_benchmark_folder_s_own_labels_and_cluster_field(tmp_path: Path) -> None:
+    import json
+
+    from mvleval.errors import MvlevalError
+    from mvleval.filetask import load_file_task
+
+    header = ("version: 1\ndescription: M3Exam-style Thai exam\nkind: multiple_choice\n"
+              "prompt: \"{question} {choices} ตอบ:\"\nchoices_separator: \" \"\nlabels: [ก, ข, ค, ง]\ncluster: photo\n")
+    rows = [{"id": "1", "lang": "th", "images": ["a.png"], "question": "สัตว์อะไร", "choices": TH, "answers": ["สุนัข"], "photo": "p1"},
+            {"id": "2", "lang": "th", "images": ["a.png"], "question": "สัตว์อะไร", "choices": TH, "answers": ["นก"], "photo": "p1"}]
+    folder = tmp_path / "thai-exam"
+    folder.mkdir()
+    (folder / "benchmark.yaml").write_text(header, encoding="utf-8")
+    (folder / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    task = load_file_task(folder)
+    row = task.rows[0]
+    assert task.format_prompt(row) == "สัตว์อะไร ก. แมว ข. สุนัข ค. นก ง. ม้า ตอบ:"
+    assert task.references(row) == ("ข",) and task.references(task.rows[1]) == ("ค",)
+    (metric,) = task.metrics()
+    assert "labels=ก,ข,ค,ง" in metric.signature()
+    assert task.cluster_unit() == "photo" and task.protocol_extra()["choices"]["labels"] == list(THAI_LABELS)
+    # a header whose labels or cluster field cannot work is refused, naming the key
+    for bad, message in ((header.replace("kind: multiple_choice", "kind: yesno").replace(" {choices}", ""), "labels apply to kind multiple_choice"),
+                         (header.replace("cluster: photo", "cluster: id"), "cluster names the row field"),
+                         (header.replace("[ก, ข, ค, ง]", "[ก, ก]"), "a label is listed twice")):
+        (folder / "benchmark.yaml").write_text(bad, encoding="utf-8")
+        with pytest.raises(MvlevalError, match=message):
+            load_file_task(folder)
+    # every row needs the cluster field the header names
+    (folder / "benchmark.yaml").write_text(header, encoding="utf-8")
+    (folder / "data.jsonl").write_text(json.dumps({**rows[0], "photo": None}, ensure_ascii=False) + "\n", encoding="utf-8")
+    with pytest.raises(MvlevalError, match="the header names 'photo' as the cluster field"):
+        load_file_task(folder)

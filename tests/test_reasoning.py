@@ -168,9 +168,14 @@ def test_template_tags_and_chat_clean_up() -> None:
 def test_leaderboard_labels_a_token_budget_other_than_the_protocol_s(server: str, tmp_path: Path) -> None:
     bench = write_bench(tmp_path / "animals")
     out = tmp_path / "runs"
-    for extra in ((), ("--max-new-tokens", "256")):
-        proc = mvleval("run", "--task", bench, "--model", "openai:test-vlm", "--base-url", server, "--out", out, *extra)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+    # alone on the board (no protocol run of the same model to tell it apart from), the budget is still shown
+    proc = mvleval("run", "--task", bench, "--model", "openai:test-vlm", "--base-url", server, "--out", out, "--max-new-tokens", "256")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = mvleval("leaderboard", out, "--out", tmp_path / "lb1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "| openai:test-vlm (served) {max_new_tokens=256} |" in (tmp_path / "lb1" / "leaderboard.md").read_text(encoding="utf-8")
+    proc = mvleval("run", "--task", bench, "--model", "openai:test-vlm", "--base-url", server, "--out", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     proc = mvleval("leaderboard", out, "--out", tmp_path / "lb")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     board = (tmp_path / "lb" / "leaderboard.md").read_text(encoding="utf-8")
