@@ -126,6 +126,16 @@ def test_a_served_chat_and_reasoning_model_is_scored_on_its_answers(server: str,
     assert scores["per_lang"] == {"en": 0.75, "sw": 0.5, "zh": 0.75}  # 3, 2 and 3 of 4 right
     assert scores["extra"] == {"en": {"format_error_rate": 0.25}, "sw": {"format_error_rate": 0.25},
                                "zh": {"format_error_rate": 0.25}}
+    # each language's interval resampled the photos (two questions each), exactly as the bootstrap does it by hand
+    from mvleval.metrics.bootstrap import bootstrap_mean_interval, clustered
+
+    for lang in ("en", "sw", "zh"):
+        mine = [r for r in rows.values() if r["lang"] == lang]
+        with clustered([r["cluster"] for r in mine], "photo"):
+            expected = bootstrap_mean_interval([r["scores"]["choice_accuracy"] for r in mine], 1000, 0)
+        assert scores["intervals"][lang] == list(expected)
+        if lang == "en":  # right, right | wrong, right: per photo [50, 100], per question wider
+            assert expected == (0.5, 1.0) != bootstrap_mean_interval([r["scores"]["choice_accuracy"] for r in mine], 1000, 0)
     signature = scores["signature"]
     assert "extract=cascade-1" in signature and "unit=photo" in signature and "answer=think-1" in signature
     # the longer token budget is recorded, and such a run is never gated against a protocol run
