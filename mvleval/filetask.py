@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mvleval.annotations import image_path_escapes
 from mvleval.errors import MvlevalError, Problem, Problems, did_you_mean
 from mvleval.metrics.base import Metric, MetricResult
+from mvleval.metrics.choice import DEFAULT_LABELS
 from mvleval.metrics.language_fidelity import LanguageFidelity
 from mvleval.task import Example, GenerationSettings, Task
 
@@ -103,6 +104,10 @@ class BenchmarkSpec(BaseModel):
     choices_format: str = "{label}. {choice}"
     choices_separator: str = "\n"
     answer_with: Literal["label", "choice"] = "label"
+    labels: list[str] | None = Field(default=None, description="multiple_choice labels in order (default A, B, C, ...), "
+                                     "e.g. M3Exam's Thai [ก, ข, ค, ง] or [一, 二, 三, 四].")
+    cluster: str | None = Field(default=None, description="A row field holding each example's group key: examples with "
+                                "the same key are resampled together in every interval (default: examples sharing an image).")
     image_subdir: str = ""
     source_url: str = ""
     licence: str = ""
@@ -137,6 +142,7 @@ class Row:
     question: str | None = None
     choices: tuple[str, ...] | None = None
     answer_lang: str | None = None
+    cluster: str | None = None
 
 
 def is_task_path(value: str) -> bool:
@@ -327,6 +333,16 @@ def _header_problems(spec: BenchmarkSpec, files: BenchmarkFiles, lines: dict[str
         # choice_accuracy reads the letter a prediction starts with: answers given as the choice's text would all score 0
         at("metrics", "choice_accuracy scores letter labels, but answers are the choices' text (answer_with: choice), so "
                       "every answer would score 0; use exact_match or relaxed_accuracy (the default), or answer_with: label.")
+    if spec.labels is not None:
+        if spec.kind != "multiple_choice":
+            at("labels", f"labels apply to kind multiple_choice, not {spec.kind}.")
+        elif len(spec.labels) < 2 or not all(isinstance(x, str) and x.strip() == x and x for x in spec.labels):
+            at("labels", "labels must be a list of at least 2 non-empty labels without surrounding spaces, e.g. [ก, ข, ค, ง].")
+        elif len(set(spec.labels)) != len(spec.labels):
+            at("labels", "a label is listed twice.")
+    if spec.cluster is not None and (spec.cluster in ROW_FIELDS or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", spec.cluster)):
+        at("cluster", f"cluster names the row field holding each example's group key (e.g. cluster: image_id); "
+                      f"{spec.cluster!r} is {'a field with another meaning' if spec.cluster in ROW_FIELDS else 'not a field name'}.")
     if spec.kind == "multiple_choice" and spec.answer_with == "label" and "label" not in template_fields(spec.choices_format):
         at("choices_format", "answers are labels (answer_with: label), so choices_format must show {label}.")
     if spec.image_subdir and (spec.image_subdir.startswith(("/", "\\")) or ".." in Path(spec.image_subdir).parts):
@@ -387,12 +403,13 @@ class _RowReader:
         if not isinstance(obj, dict):
             return None, [Problem("expected a JSON object", where, f"found {type(obj).__name__}")]
         problems: list[Problem] = []
+        spec_cluster = self.spec.cluster
 
         def bad(what: str, detail: str | None = None, fix: str | None = None) -> None:
             problems.append(Problem(what, where, detail, fix))
 
         for key in obj:
-            if key not in ROW_FIELDS:
+            if key not in ROW_FIELDS and key != spec_cluster:
                 bad("unknown field", f"'{key}'" + did_you_mean(key, ROW_FIELDS).replace(" Did you", ", did you"),
                     fix=f"row fields are {', '.join(ROW_FIELDS)}.")
         for key in ("id", "lang", "images", "answers"):
@@ -451,8 +468,9 @@ class _RowReader:
         elif spec.kind == "multiple_choice":
             if "choices" not in obj:
                 bad("a multiple_choice row needs 'choices'")
-            elif not _str_list(choices) or not 2 <= len(choices) <= 26 or not all(c.strip() for c in choices):
-                bad("'choices' must be a list of 2 to 26 non-empty strings", f"got {choices!r}")
+            elif not _str_list(choices) or not 2 <= len(choices) <= len(spec.labels or DEFAULT_LABELS) or not all(c.strip() for c in choices):
+                bad(f"'choices' must be a list of 2 to {len(spec.labels or DEFAULT_LABELS)} non-empty strings"
+                    + (" (one per label of the header)" if spec.labels else ""), f"got {choices!r}")
                 choices = None
             elif len(set(choices)) != len(choices):
                 bad("'choices' lists the same choice twice")
@@ -461,6 +479,11 @@ class _RowReader:
         if "answer_lang" in obj and (not isinstance(answer_lang, str) or not _LANG_CODE.fullmatch(answer_lang)):
             bad("'answer_lang' must be a language code such as en", f"got {answer_lang!r}")
             answer_lang = None
+        cluster = obj.get(spec_cluster) if spec_cluster else None
+        if spec_cluster and (isinstance(cluster, bool) or not isinstance(cluster, (str, int)) or str(cluster).strip() == ""):
+            bad(f"the header names '{spec_cluster}' as the cluster field, so every row needs it as a non-empty string or integer",
+                f"got {cluster!r}" if spec_cluster in obj else "missing")
+            cluster = None
         if answers is not None:
             problems += self._answer_problems(where, answers, choices)
         if isinstance(lang, str) and "lang" in obj:
@@ -476,7 +499,7 @@ class _RowReader:
             return None, problems
         return Row(line=lineno, id=str(rid), lang=str(lang), split=str(split), images=tuple(images or ()),
                    answers=tuple(answers or ()), question=question, choices=tuple(choices) if choices else None,
-                   answer_lang=answer_lang), []
+                   answer_lang=answer_lang, cluster=str(cluster) if cluster is not None else None), []
 
     def _answer_problems(self, where: str, answers: list[str], choices: Any) -> list[Problem]:
         spec = self.spec
@@ -692,7 +715,7 @@ class FileTask(Task):
             references = self.references(row)
             examples.append(Example(id=row.id, lang=lang, prompt=self.format_prompt(row), images=tuple(images),
                                     references=references, target=references[0], source=where,
-                                    meta=(("line", str(row.line)),)))
+                                    meta=(("line", str(row.line)),), choices=row.choices, cluster=row.cluster))
         if problems:
             _raise(problems, self.files)
         return examples
@@ -722,9 +745,26 @@ class FileTask(Task):
                 from mvleval.metrics.exact_match import ExactMatch, RelaxedAccuracy
 
                 out.append((ExactMatch if name == "exact_match" else RelaxedAccuracy)(match="words"))
+            elif name == "choice_accuracy":
+                from mvleval.metrics.choice import ChoiceAccuracy
+
+                out.append(ChoiceAccuracy(labels=self.labels))
             else:
                 out.append(build_metric(name, self.languages, answer_language))
         return tuple(out)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The multiple-choice labels, in order: the header's, else A, B, C, ..."""
+        return tuple(self.spec.labels) if self.spec.labels else DEFAULT_LABELS
+
+    def cluster_unit(self) -> str:
+        return self.spec.cluster or "image"
+
+    def cluster_keys(self, examples: Sequence[Example]) -> list[str]:
+        if self.spec.cluster is None:
+            return super().cluster_keys(examples)
+        return [e.cluster or f"example:{e.id}" for e in examples]
 
     def requested_language(self, lang: str) -> str:
         return self._requested.get(lang, lang)
@@ -750,8 +790,10 @@ class FileTask(Task):
             "references": self._reference_rule(),
         }
         if spec.kind == "multiple_choice":
-            extra["choices"] = {"format": spec.choices_format, "separator": spec.choices_separator, "labels": "A-Z",
-                                "answer_with": spec.answer_with}
+            extra["choices"] = {"format": spec.choices_format, "separator": spec.choices_separator,
+                                "labels": list(spec.labels) if spec.labels else "A-Z", "answer_with": spec.answer_with}
+        if spec.cluster:
+            extra["cluster"] = spec.cluster
         return extra
 
     # -- rows to prompts and references ---------------------------------------------------------------------------
@@ -777,7 +819,7 @@ class FileTask(Task):
             values["language"] = self.language_name(row.answer_lang or self.spec.answer_language or row.lang)
         if "choices" in fields:
             values["choices"] = self.spec.choices_separator.join(
-                self.spec.choices_format.format(label=chr(ord("A") + i), choice=c) for i, c in enumerate(row.choices or ())
+                self.spec.choices_format.format(label=self.labels[i], choice=c) for i, c in enumerate(row.choices or ())
             )
         return self.template.format(**values)
 
@@ -787,7 +829,7 @@ class FileTask(Task):
             return tuple(a.strip().lower() for a in row.answers)
         if kind == "multiple_choice" and self.spec.answer_with == "label":
             assert row.choices is not None
-            return tuple(chr(ord("A") + row.choices.index(a)) for a in row.answers)
+            return tuple(self.labels[row.choices.index(a)] for a in row.answers)
         return row.answers
 
     def row_counts(self) -> dict[str, dict[str, int]]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -108,6 +109,7 @@ class GateReport:
     n_resamples: int
     cells: tuple[GateCell, ...]
     warnings: tuple[str, ...] = ()
+    unit: str = "example"
 
     @property
     def passed(self) -> bool:
@@ -164,12 +166,17 @@ class Comparable:
     data_fingerprint: str
     mvleval_version: str
     metrics: Mapping[str, tuple[str, bool]]  # name -> (signature, higher_is_better)
+    # the new-token budget: a run given more tokens than the protocol's (--max-new-tokens N, a reasoning model
+    # thinking) is a class of its own, never gated against a protocol baseline (None: unknown)
+    max_new_tokens: int | None = None
 
     @classmethod
     def of(cls, record: RunRecord) -> Comparable:
+        budget = record.model.generation.get("max_new_tokens")
         return cls(run_id=record.run_id, task=record.task, data_fingerprint=record.provenance.data_fingerprint,
                    mvleval_version=record.provenance.mvleval_version,
-                   metrics={name: (s.signature, s.higher_is_better) for name, s in record.scores.items()})
+                   metrics={name: (s.signature, s.higher_is_better) for name, s in record.scores.items()},
+                   max_new_tokens=budget if isinstance(budget, int) else None)
 
 
 def comparability_problems(run: RunRecord, baseline: RunRecord, metrics: Sequence[str]) -> list[str]:
@@ -205,6 +212,9 @@ def _problems(run: Comparable, baseline: Comparable, metrics: Sequence[str]) -> 
         for lang, (nr, nb) in counts.items():
             if nr != nb:
                 problems.append(f"examples in {lang}: run {nr}, baseline {nb}")
+    if run.max_new_tokens is not None and baseline.max_new_tokens is not None and run.max_new_tokens != baseline.max_new_tokens:
+        problems.append(f"max_new_tokens: run {run.max_new_tokens}, baseline {baseline.max_new_tokens} (a different "
+                        "new-token budget, e.g. --max-new-tokens for a reasoning model, is kept apart from protocol runs)")
     for name in metrics:
         if name not in baseline.metrics or name not in run.metrics:
             where = "baseline" if name not in baseline.metrics else "run"
@@ -355,8 +365,10 @@ def parse_lang_tolerances(specs: Sequence[str]) -> dict[str, float | dict[str, f
 
 
 # -- per-sample scores ----------------------------------------------------------------------------------------------
-def _load_samples(record: RunRecord, folder: Path | None, who: str) -> dict[tuple[str, str], dict[str, Any]]:
-    """(lang, id) -> per-sample scores, checked against the record's example counts."""
+def _load_samples(record: RunRecord, folder: Path | None, who: str,
+                  groups: dict[tuple[str, str], tuple[str, ...]] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    """(lang, id) -> per-sample scores, checked against the record's example counts; `groups` (when given) receives
+    each row's cluster field, else its image names, for the clustered paired test."""
     if folder is None:
         raise MvlevalError(f"paired gating needs the {who} record's folder to find its per-sample file.", fix="pass the record's path.")
     path = samples_path(record, folder)
@@ -372,6 +384,9 @@ def _load_samples(record: RunRecord, folder: Path | None, who: str) -> dict[tupl
                 where=f"{path} (row {i})",
             )
         rows[key] = scores
+        if groups is not None:
+            cluster, images = row.get("cluster"), row.get("images")
+            groups[key] = ("cluster", cluster) if isinstance(cluster, str) else tuple(images) if images else ()
     check_sample_counts((lang for lang, _ in rows), record, path, f"the {who} record",
                         fix="keep each record next to its own per-sample file (`mvleval baseline bless` copies both).")
     check_scores_follow_samples(record, ((lang, scores) for (lang, _), scores in rows.items()), path, f"the {who} record")
@@ -398,6 +413,24 @@ def _aligned(
         a.append(float(base_value))
         b.append(float(run_value))
     return a, b
+
+
+def record_unit(record: RunRecord, metric: str) -> str:
+    """The resampling unit a record's intervals used for `metric` ('example' for records made before clustering)."""
+    match = re.search(r"unit=([^|,]+)", record.scores[metric].signature)
+    return match.group(1) if match else "example"
+
+
+def _clusters(unit: str, lang: str, groups: Mapping[tuple[str, str], tuple[str, ...]]) -> list[str] | None:
+    """Cluster keys of one language's examples, in `_aligned`'s order (None: each example its own cluster)."""
+    from mvleval.task import shared_image_clusters
+
+    keys = sorted(k for k in groups if k[0] == lang)
+    if unit == "example":
+        return None
+    if unit == "image":
+        return shared_image_clusters([list(groups[k]) or [f"example:{k[1]}"] for k in keys])
+    return [groups[k][1] if groups[k][:1] == ("cluster",) else f"example:{k[1]}" for k in keys]
 
 
 # -- the gate -------------------------------------------------------------------------------------------------------
@@ -455,9 +488,14 @@ def gate(
 
     run_rows: dict[tuple[str, str], dict[str, Any]] = {}
     base_rows: dict[tuple[str, str], dict[str, Any]] = {}
+    # the paired test resamples what the baseline's intervals resampled (its signatures name the unit; the run's are
+    # the same, or check_comparable refused them): images, a benchmark's cluster field, or examples (old records)
+    groups: dict[tuple[str, str], tuple[str, ...]] = {}
+    units = {record_unit(baseline, name) for name in selected}
+    unit = units.pop() if len(units) == 1 else "example"
     if paired:
         run_rows = _load_samples(run, run_dir, "run")
-        base_rows = _load_samples(baseline, baseline_dir, "baseline")
+        base_rows = _load_samples(baseline, baseline_dir, "baseline", groups)
         if set(run_rows) != set(base_rows):
             only_run = sorted(set(run_rows) - set(base_rows))
             only_base = sorted(set(base_rows) - set(run_rows))
@@ -497,7 +535,8 @@ def gate(
                 a, b = _aligned(name, lang, run_rows, base_rows)
                 if not hib:  # the bootstrap's "worse" is a lower mean: flip lower-is-better metrics
                     a, b = [-x for x in a], [-x for x in b]
-                result = paired_bootstrap(a, b, n_resamples=n_resamples, seed=seed, confidence=confidence)
+                result = paired_bootstrap(a, b, n_resamples=n_resamples, seed=seed, confidence=confidence,
+                                          clusters=_clusters(unit, lang, groups))
                 low, high = float(result.low), float(result.high)
                 interval = (low, high) if hib else (-high, -low)
                 n_differing = sum(1 for x, y in zip(a, b) if x != y)
@@ -544,6 +583,7 @@ def gate(
         n_resamples=n_resamples,
         cells=tuple(cells),
         warnings=tuple(warnings),
+        unit=unit if paired else "example",
     )
 
 
@@ -562,11 +602,16 @@ def _delta_text(cell: GateCell) -> str:
     return text if text.startswith("-") or text == "0.00" else "+" + text
 
 
+def _of_unit(unit: str) -> str:
+    """' of images' / ' of clusters by image_id' for the rule text; nothing for per-example resampling."""
+    return "" if unit == "example" else " of images" if unit == "image" else f" of clusters by {unit}"
+
+
 def _rule(report: GateReport) -> str:
     rule = "a cell fails when the run is worse than the baseline by more than its tolerance (points, x100)"
     if report.paired:
         rule += (
-            f" and a one-sided paired bootstrap ({report.n_resamples} resamples) finds the drop significant "
+            f" and a one-sided paired bootstrap ({report.n_resamples} resamples{_of_unit(report.unit)}) finds the drop significant "
             f"(p < {1 - report.confidence:.3g})"
         )
     return rule
@@ -691,6 +736,7 @@ def report_dict(report: GateReport) -> dict[str, Any]:
         "paired": report.paired,
         "confidence": report.confidence,
         "n_resamples": report.n_resamples,
+        "unit": report.unit,
         "passed": report.passed,
         "warnings": list(report.warnings),
         "cells": cells,

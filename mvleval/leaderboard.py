@@ -289,6 +289,9 @@ def _row_labels(keys: Sequence[ModelKey], settings: dict[ModelKey, dict[str, Any
         same_weights = [k for k in siblings if k.fingerprint == key.fingerprint]
         mine = json.loads(key.generation)
         names = {n for n, value in SEARCH_OVERRIDES if n in mine and mine[n] == value}
+        if "max_new_tokens" in mine:
+            # a token budget other than the protocol's (--max-new-tokens for a reasoning model) is never a protocol row
+            names.add("max_new_tokens")
         if len(same_weights) > 1:
             others = [json.loads(k.generation) for k in same_weights if k != key]
             names |= {n for o in others for n in set(o) | set(mine) if o.get(n) != mine.get(n)}

@@ -459,6 +459,8 @@ SAMPLE_FIELDS: dict[str, tuple[str, Any]] = {
     "scores": ("an object of numbers (or null) by metric",
                lambda v: isinstance(v, dict) and all(x is None or _is_number(x) for x in v.values())),
     "extra": ("an object by metric", lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values())),
+    "cluster": ("a string", lambda v: isinstance(v, str)),
+    "answer": ("a string", lambda v: isinstance(v, str)),
 }
 
 

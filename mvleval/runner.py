@@ -38,6 +38,7 @@ from mvleval.task import Example, GenerationSettings, Task, load_task, load_task
 if TYPE_CHECKING:
     from mvleval.backends.base import Backend, EndpointOptions
     from mvleval.gate import Comparable
+    from mvleval.metrics.base import Metric
 
 log = logging.getLogger(__name__)
 
@@ -405,18 +406,79 @@ def _sample_row(example: Example, prediction: str, image_root: Path, cached: boo
     return row
 
 
-def score_rows(task: Task, languages: Sequence[str], rows_by_lang: dict[str, list[dict[str, Any]]]) -> dict[str, MetricScores]:
-    """Score each language's corpus with each of the task's metrics; fills each row's per-sample scores in place."""
+def _chat_clean(task: Task) -> bool:
+    """Chat-style prompts of open-answer tasks (scored by exact match) get rule chat-clean-1 (metrics/answer.py)."""
+    return task.prompt_style == "chat" and any(m.name in ("exact_match", "relaxed_accuracy") for m in task.metrics())
+
+
+def task_signature(task: Task, metric: Metric) -> str:
+    """A metric's signature as the task's records carry it: with the task's resampling unit (unit=image, ...) and the
+    rule that took the answer from the output (answer=think-1, ...)."""
+    from mvleval.metrics.answer import answer_rule
+    from mvleval.metrics.bootstrap import clustered
+
+    with clustered(None, task.cluster_unit()):
+        return f"{metric.signature()}|{answer_rule(_chat_clean(task))}"
+
+
+def score_rows(task: Task, languages: Sequence[str], rows_by_lang: dict[str, list[dict[str, Any]]],
+               examples_by_lang: dict[str, Sequence[Example]] | None = None,
+               thinking_tags: Sequence[Sequence[str]] = ()) -> dict[str, MetricScores]:
+    """Score each language's corpus with each of the task's metrics; fills each row's per-sample scores in place.
+
+    Every interval resamples the task's clusters (`Task.cluster_keys` of each language's examples, in row order: the
+    image, or a benchmark's group field); a row whose example names a cluster of its own keeps it under "cluster",
+    so the gate's paired test draws the same clusters. Multiple-choice metrics get each example's choice texts.
+    Metrics score each row's answer (metrics/answer.py: thinking removed with the default tags and `thinking_tags`,
+    the model's chat template's; chat-style open answers cleaned); a row whose answer differs from its raw prediction
+    keeps it under "answer".
+    """
+    from mvleval.metrics.answer import DEFAULT_THINKING_TAGS, scored_answer
+    from mvleval.metrics.bootstrap import clustered
+
+    tags = list(DEFAULT_THINKING_TAGS) + [(str(t[0]), str(t[1])) for t in thinking_tags if tuple(t) not in DEFAULT_THINKING_TAGS]
+    chat = _chat_clean(task)
+    answers: dict[str, list[str]] = {}
+    for lang in languages:
+        answers[lang] = []
+        for row in rows_by_lang[lang]:
+            answer = scored_answer(row["prediction"], tags, chat)
+            if answer != row["prediction"]:
+                row["answer"] = answer
+            else:
+                row.pop("answer", None)
+            answers[lang].append(answer)
+
+    unit = task.cluster_unit()
+    clusters: dict[str, list[str] | None] = {}
+    choices: dict[str, list[tuple[str, ...] | None] | None] = {}
+    for lang in languages:
+        examples = examples_by_lang.get(lang) if examples_by_lang is not None else None
+        if examples is None:
+            clusters[lang], choices[lang] = None, None
+            continue
+        if [e.id for e in examples] != [r["id"] for r in rows_by_lang[lang]]:
+            raise RuntimeError(f"score_rows: rows and examples of {lang} are not in the same order")
+        clusters[lang] = task.cluster_keys(examples)
+        choices[lang] = [e.choices for e in examples]
+        for row, example in zip(rows_by_lang[lang], examples, strict=True):
+            if example.cluster is not None:
+                row["cluster"] = example.cluster
     scores: dict[str, MetricScores] = {}
     for metric in task.metrics():
         per_lang: dict[str, float | None] = {}
         intervals: dict[str, tuple[float, float] | None] = {}
         notes: dict[str, str] = {}
         extra: dict[str, dict[str, float | None]] = {}
-        signature = metric.signature()
+        with clustered(None, unit if examples_by_lang is not None else "example"):
+            signature = task_signature(task, metric) if examples_by_lang is not None else metric.signature()
         for lang in languages:
             rows = rows_by_lang[lang]
-            result = metric.score([r["prediction"] for r in rows], [r["references"] for r in rows], lang)
+            kwargs: dict[str, Any] = {}
+            if getattr(metric, "needs_choices", False) and choices[lang] is not None:
+                kwargs["choices"] = choices[lang]
+            with clustered(clusters[lang], unit if clusters[lang] is not None else "example"):
+                result = metric.score(answers[lang], [r["references"] for r in rows], lang, **kwargs)
             per_lang[lang] = result.value
             intervals[lang] = result.interval
             if result.note:
@@ -464,13 +526,15 @@ def planned_comparable(options: RunOptions, prepared: PreparedRun) -> Comparable
     """What the gate will compare of this run's record, known before any model loads (everything but the scores):
     `mvleval run --gate` refuses an incomparable baseline with it in a second instead of after the whole run."""
     from mvleval.gate import Comparable
+    from mvleval.metrics.base import Metric
 
     return Comparable(
         run_id=run_name(options, run_identity(options, prepared)),
         task=_task_info(options, prepared),
         data_fingerprint=prepared.data_fingerprint,
         mvleval_version=mvleval.__version__,
-        metrics={m.name: (m.signature(), m.higher_is_better) for m in prepared.task.metrics()},
+        metrics={m.name: (task_signature(prepared.task, m), m.higher_is_better) for m in prepared.task.metrics()},
+        max_new_tokens=prepared.generation.max_new_tokens,
     )
 
 
@@ -584,7 +648,8 @@ def evaluate(
             raise RuntimeError(f"{len(missing)} samples missing after merging the ranks' files, e.g. {missing[:3]}")
 
     rows_by_lang = {lang: [dict(done[(lang, e.id)]) for e in prepared.examples[lang]] for lang in prepared.languages}
-    scores = score_rows(task, prepared.languages, rows_by_lang)
+    scores = score_rows(task, prepared.languages, rows_by_lang, prepared.examples,
+                        thinking_tags=model_info.details.get("thinking_tags") or ())
     commit, dirty = provenance.git_state()
     record = RunRecord(
         run_id=name,
@@ -891,7 +956,8 @@ def rescore(record_path: Path, data_root: Path | None = None, image_root: Path |
     image_dir = options.resolved_image_root
     rows_by_lang = {lang: [_sample_row(e, predictions[(lang, e.id)], image_dir, (lang, e.id) in cached_keys) for e in prepared.examples[lang]]
                     for lang in prepared.languages}
-    scores = score_rows(task, record.task.languages, rows_by_lang)
+    scores = score_rows(task, record.task.languages, rows_by_lang, prepared.examples,
+                        thinking_tags=record.model.details.get("thinking_tags") or ())
     payload = sample_lines(row for lang in prepared.languages for row in rows_by_lang[lang])
     provenance_now = record.provenance.model_copy(update={"data_fingerprint": prepared.data_fingerprint,
                                                           "annotation_files": prepared.annotation_files})

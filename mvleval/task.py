@@ -8,6 +8,7 @@ import json
 import pkgutil
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -50,6 +51,8 @@ class Example:
         references: gold answers / captions used for scoring.
         target: the training target (the label, or one caption).
         source: "file:line" the example was read from, for error messages.
+        choices: a multiple-choice example's choice texts in label order (answer extraction reads them).
+        cluster: the example's group key when its benchmark names one (else examples sharing an image form a cluster).
     """
 
     id: str
@@ -60,6 +63,36 @@ class Example:
     target: str
     source: str = ""
     meta: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    choices: tuple[str, ...] | None = None
+    cluster: str | None = None
+
+
+def image_clusters(examples: Sequence[Example]) -> list[str]:
+    """Each example's cluster: examples that share an image, directly or through others, form one cluster (xGQA's
+    questions about one image; MaRVL pairs that reuse an image). The key is the cluster's first image in example order."""
+    return shared_image_clusters([[str(p) for p in e.images] or [f"example:{e.id}"] for e in examples])
+
+
+def shared_image_clusters(images: Sequence[Sequence[str]]) -> list[str]:
+    """Union-find over image names: one key per entry, equal for entries linked by shared images (per-sample rows'
+    relative image names give the same partition as the examples' paths)."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for names in images:
+        root = find(names[0])
+        for other in names[1:]:
+            r = find(other)
+            if r != root:
+                parent[r] = root
+    # the root may change as later entries join clusters: read every key at the end
+    return [find(names[0]) for names in images]
 
 
 class Task(ABC):
@@ -132,6 +165,15 @@ class Task(ABC):
             # style is a different protocol with a hash of its own
             protocol["prompt_style"] = self.prompt_style
         return protocol
+
+    def cluster_unit(self) -> str:
+        """What one resampling cluster of the bootstrap is: 'image' (examples sharing an image), or a benchmark's
+        group field."""
+        return "image"
+
+    def cluster_keys(self, examples: Sequence[Example]) -> list[str]:
+        """Each example's cluster key (see `cluster_unit`)."""
+        return image_clusters(examples)
 
     def protocol_extra(self) -> dict[str, Any]:
         """Task-specific protocol details (label maps, filters, language names) that affect scores."""

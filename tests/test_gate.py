@@ -529,3 +529,32 @@ def test_paired_significance_edge(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     r_path, r_rec, b_path, b_rec = paired_pair(tmp_path, base, run)
     report = gate(r_rec, b_rec, run_dir=r_path.parent, baseline_dir=b_path.parent, max_drop=0.0, paired=True, confidence=0.95)
     assert report.cells[0].verdict == verdict
+
+
+def test_paired_gate_resamples_the_images_its_records_name(tmp_path: Path, bootstrap: None) -> None:
+    """Issue 25: the run lost 8 answers about 2 of 50 images (4 questions each). Per question that is a significant
+    drop; per image it is two events, which the clustered test does not call significant. The records' signatures
+    say which unit their intervals used (unit=image), and the gate resamples the same one."""
+    n, per_image = 200, 4
+    base = [1.0] * 120 + [0.0] * 80
+    run = [0.0] * 8 + base[8:]
+    sig = "exact_match|vqa|boot=1000,seed=0,unit=image|mvleval-1"
+    results = {}
+    for unit_sig, name in ((EM_SIG, "example"), (sig, "image")):
+        b_rec = make_record("base", scores={"exact_match": {"en": sum(base) / n}}, n_examples={"en": n}, signatures={"exact_match": unit_sig})
+        r_rec = make_record("new", scores={"exact_match": {"en": sum(run) / n}}, n_examples={"en": n}, signatures={"exact_match": unit_sig})
+        paths = []
+        for rec, scores in ((b_rec, base), (r_rec, run)):
+            folder = tmp_path / name / rec.run_id
+            folder.mkdir(parents=True)
+            rows = [{"id": f"q{i:03d}", "lang": "en", "prompt": "p", "prediction": "x", "references": ["x"],
+                     "images": [f"img{i // per_image}.jpg"], "scores": {"exact_match": scores[i]}} for i in range(n)]
+            (folder / rec.samples_file).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+            write_record(rec, folder / f"{rec.run_id}.json")
+            paths.append(folder)
+        report = gate(r_rec, b_rec, run_dir=paths[1], baseline_dir=paths[0], max_drop=1.0, paired=True)
+        results[name] = report
+    assert results["example"].unit == "example" and results["image"].unit == "image"
+    assert results["example"].cells[0].verdict == "fail" and results["example"].cells[0].p_value < 0.05
+    assert results["image"].cells[0].verdict == "pass" and results["image"].cells[0].p_value >= 0.05
+    assert "1000 resamples of images" in render_markdown(results["image"])

@@ -167,7 +167,7 @@ def test_metric_result_fields() -> None:
     assert isinstance(result, MetricResult)
     assert result.value is not None and len(result.per_example or []) == 2
     assert result.interval is not None and result.interval[0] <= result.interval[1]
-    assert result.signature.startswith("cider|n=4|sigma=6|tok=ptb-py-2|seg=none|nfc|boot=50,seed=0|")
+    assert result.signature.startswith("cider|n=4|sigma=6|tok=ptb-py-2|seg=none|nfc|boot=50,seed=0,unit=example|")
     assert Cider.name == "cider"
     assert "ja:sudachipy-" in metric.signature() and "th:pythainlp-" in metric.signature()
     ja = metric.score(["犬が走る"], [["犬が走っている"]], "ja")

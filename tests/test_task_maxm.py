@@ -63,10 +63,11 @@ def test_maxm_scoring_is_mblips(prediction: str, references: list[str], exact: f
 
 def test_signatures_name_the_processing_and_xgqa_keeps_its_own() -> None:
     assert ExactMatch(prediction="strip+lower").signature() == (
-        "exact_match|clean=strip+lower|label=lower+strip|rule=equal|any-ref|boot=1000,seed=0|mvleval-1")
-    # the signature xGQA / MaRVL / XVNLI records and baselines were made with, unchanged
+        "exact_match|clean=strip+lower|label=lower+strip|rule=equal|any-ref|boot=1000,seed=0,unit=example|mvleval-1")
+    # the signature xGQA / MaRVL / XVNLI records and baselines were made with (records add the unit of their clusters
+    # and the answer rule: "unit=image|...|answer=think-1", see runner.task_signature)
     assert ExactMatch().signature() == (
-        "exact_match|clean=vqa-lavis-mblip-1|label=lower+strip|rule=equal|any-ref|boot=1000,seed=0|mvleval-1")
+        "exact_match|clean=vqa-lavis-mblip-1|label=lower+strip|rule=equal|any-ref|boot=1000,seed=0,unit=example|mvleval-1")
     assert RelaxedAccuracy(prediction="strip+lower").signature().startswith("relaxed_accuracy|clean=strip+lower|")
     assert ExactMatch().score(["rouge."], [["rouge"]], "fr").value == 1.0  # the VQA cleaning drops the period
     with pytest.raises(MvlevalError, match="unknown prediction processing"):

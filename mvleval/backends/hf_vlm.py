@@ -289,6 +289,7 @@ class HfVlmBackend(Backend):
 
     def info(self, settings: GenerationSettings) -> ModelInfo:
         """What ran: backend, family, model class, processor and chat template hashes, precision, image handling."""
+        from mvleval.metrics.answer import template_thinking_tags
         from mvleval.record import ModelInfo
 
         first = next(self.model.parameters())
@@ -310,6 +311,8 @@ class HfVlmBackend(Backend):
             chat_template_sha=hashlib.sha256(self.chat_template.encode()).hexdigest()[:16] if self.chat_template else None,
             image_handling=self.image_handling,
             trust_remote_code=self.trust_remote_code,
+            # the thinking tags the chat template declares: scoring removes the thinking they delimit (metrics/answer.py)
+            details={"thinking_tags": [list(t) for t in tags]} if (tags := template_thinking_tags(self.chat_template)) else {},
         )
 
     # -- internals -----------------------------------------------------------------------------------------------

@@ -770,6 +770,14 @@ def _parse_completion(body: bytes) -> tuple[str, dict[str, Any] | None, str | No
     first = min((c for c in choices if isinstance(c, dict)), key=lambda c: c.get("index", 0) if isinstance(c.get("index"), int) else 0, default=None)
     message = first.get("message") if first else None
     content = message.get("content") if isinstance(message, dict) else None
+    # a reasoning model's thinking, in the field vLLM/SGLang (reasoning_content) or newer servers (reasoning) return it:
+    # kept in the prediction as <think>...</think> before the answer, so the per-sample file holds the whole output and
+    # scoring removes it (metrics/answer.py); thinking without content (the token budget ran out) is an open <think>
+    reasoning = next((message.get(k) for k in ("reasoning_content", "reasoning") if isinstance(message, dict)
+                      and isinstance(message.get(k), str) and message.get(k).strip()), None)
+    if reasoning is not None and (content is None or isinstance(content, str)):
+        text = f"<think>{reasoning.strip()}</think>{content.strip()}" if content and content.strip() else f"<think>{reasoning.strip()}"
+        content = text
     if not isinstance(content, str) or not content:
         raise malformed("the first choice has no content" if content in (None, "") else "content is not text")
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else None

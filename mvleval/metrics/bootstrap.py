@@ -1,14 +1,24 @@
 """Seeded bootstrap resampling: 95% intervals for corpus scores and the paired test used by the regression gate.
 
-Every interval here resamples *examples* with replacement and recomputes the corpus statistic on each resample
+Every interval here resamples *clusters* with replacement and recomputes the corpus statistic on each resample
 (for CIDEr that includes the document frequencies, see cider.py); the interval is the percentile interval
 (2.5th and 97.5th percentiles for 95%). Resamples are drawn from ``numpy.random.default_rng(seed)`` so the same
 inputs, resample count and seed always give the same interval.
+
+A cluster is a group of examples that are not independent: xGQA asks ~30 questions about one image, MaRVL and XVNLI
+reuse images. Resampling questions as if they were independent makes intervals too narrow (tests/
+test_metrics_bootstrap.py measures it), so a drawn cluster brings all its examples along. The runner sets the
+clusters of the corpus being scored with ``clustered(keys, unit)`` around the metric calls; every metric's interval
+goes through ``resample_counts``, which reads them, and ``bootstrap_signature`` writes the same unit into the
+signature (``boot=1000,seed=0,unit=image``), so the two cannot disagree. Outside ``clustered`` each example is its own
+cluster (``unit=example``). With one example per cluster, in order, the draws are exactly the per-example ones.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,6 +33,8 @@ __all__ = [
     "PairedBootstrap",
     "bootstrap_mean_interval",
     "bootstrap_signature",
+    "cluster_codes",
+    "clustered",
     "paired_bootstrap",
     "percentile_interval",
     "resample_counts",
@@ -34,9 +46,38 @@ DEFAULT_SEED = 0
 _BLOCK = 100
 
 
+# (unit, cluster key of each example of the corpus being scored, or None: the unit's keys are set per corpus)
+_CLUSTERS: ContextVar[tuple[str, tuple[str, ...] | None]] = ContextVar("mvleval_bootstrap_clusters", default=("example", None))
+
+
+@contextmanager
+def clustered(keys: Sequence[str] | None, unit: str) -> Iterator[None]:
+    """Resample clusters instead of examples inside this block: `keys[i]` is example i's cluster, `unit` names what a
+    cluster is ('image', a benchmark's group field). `keys` None sets only the unit (for signatures computed before
+    any corpus is scored)."""
+    token = _CLUSTERS.set((unit, tuple(keys) if keys is not None else None))
+    try:
+        yield
+    finally:
+        _CLUSTERS.reset(token)
+
+
+def cluster_unit() -> str:
+    """The resampling unit in force ('example' outside `clustered`)."""
+    return _CLUSTERS.get()[0]
+
+
+def cluster_codes(keys: Sequence[str]) -> np.ndarray:
+    """Cluster index of each example, clusters numbered in order of first appearance."""
+    import numpy as np
+
+    index: dict[str, int] = {}
+    return np.asarray([index.setdefault(k, len(index)) for k in keys], dtype=np.int64)
+
+
 def bootstrap_signature(n_resamples: int, seed: int) -> str:
-    """The signature fragment that records how intervals were made, e.g. 'boot=1000,seed=0'."""
-    return f"boot={n_resamples},seed={seed}"
+    """The signature fragment that records how intervals were made, e.g. 'boot=1000,seed=0,unit=image'."""
+    return f"boot={n_resamples},seed={seed},unit={cluster_unit()}"
 
 
 def check_resamples(n_resamples: int, seed: int, error: type[MvlevalError] = MvlevalError) -> None:
@@ -50,30 +91,38 @@ def check_resamples(n_resamples: int, seed: int, error: type[MvlevalError] = Mvl
         raise error(f"seed must be a non-negative integer, got {seed!r}.", fix="pass e.g. seed=0.")
 
 
-def resample_counts(n: int, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
+def resample_counts(n: int, n_resamples: int, seed: int, clusters: Sequence[str] | None = None) -> Iterator[np.ndarray]:
     """Yield blocks of resamples as multiplicities: row r, column i = how often example i was drawn.
 
-    Drawing indices with replacement and counting them is equivalent to a multinomial draw, but the index form
+    Clusters are drawn with replacement (k draws of k clusters) and each example counts as often as its cluster was
+    drawn. Drawing indices with replacement and counting them is equivalent to a multinomial draw, but the index form
     keeps the stream identical to the textbook "resample the list" bootstrap for a given seed.
 
     Args:
         n: number of examples.
         n_resamples: total number of resamples (rows) yielded across all blocks.
         seed: seed of numpy's default generator.
+        clusters: each example's cluster key; default: those set by ``clustered``, else one cluster per example.
 
     Yields:
-        int64 arrays of shape (block, n) whose rows each sum to n.
+        int64 arrays of shape (block, n); with one example per cluster each row sums to n.
     """
     import numpy as np
 
+    if clusters is None:
+        clusters = _CLUSTERS.get()[1]
+    if clusters is not None and len(clusters) != n:
+        raise ValueError(f"resample_counts: {len(clusters)} cluster keys for {n} examples")
+    codes = cluster_codes(clusters) if clusters is not None else None
+    k = int(codes.max()) + 1 if codes is not None and codes.size else n
     rng = np.random.default_rng(seed)
     done = 0
     while done < n_resamples:
         rows = min(_BLOCK, n_resamples - done)
-        idx = rng.integers(0, n, size=(rows, n))
-        offsets = (np.arange(rows, dtype=np.int64) * n)[:, None]
-        counts = np.bincount((idx + offsets).ravel(), minlength=rows * n).reshape(rows, n)
-        yield counts
+        idx = rng.integers(0, k, size=(rows, k))
+        offsets = (np.arange(rows, dtype=np.int64) * k)[:, None]
+        counts = np.bincount((idx + offsets).ravel(), minlength=rows * k).reshape(rows, k)
+        yield counts if codes is None or k == n and bool((codes == np.arange(n)).all()) else counts[:, codes]
         done += rows
 
 
@@ -120,7 +169,8 @@ def bootstrap_mean_interval(
     x = np.asarray(per_example, dtype=np.float64)
     if x.size == 0 or n_resamples == 0:
         return None
-    reps = np.concatenate([counts @ x for counts in resample_counts(x.size, n_resamples, seed)]) / x.size
+    # a resample's mean: its examples' sum over its size (clusters differ in size, so the size varies)
+    reps = np.concatenate([(counts @ x) / counts.sum(axis=1) for counts in resample_counts(x.size, n_resamples, seed)])
     return percentile_interval(reps, confidence)
 
 
@@ -157,10 +207,12 @@ def paired_bootstrap(
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
     confidence: float = 0.95,
+    clusters: Sequence[str] | None = None,
 ) -> PairedBootstrap:
     """Paired bootstrap of the difference in mean per-example score between two runs on the same examples.
 
-    Both runs are resampled with the same indices (the pairing), so example difficulty cancels out.
+    Both runs are resampled with the same indices (the pairing), so example difficulty cancels out. With `clusters`
+    (each example's cluster key: its image, a benchmark's group) whole clusters are drawn, as for every interval.
 
     Args:
         a: per-example scores of the baseline run.
@@ -199,7 +251,11 @@ def paired_bootstrap(
     if not 0.0 < confidence < 1.0:
         raise PairedBootstrapError(f"confidence must lie in (0, 1), got {confidence}.", fix="pass e.g. 0.95.")
     diff = xb - xa
-    reps = np.concatenate([counts @ diff for counts in resample_counts(diff.size, n_resamples, seed)]) / diff.size
+    if clusters is not None and len(clusters) != diff.size:
+        raise PairedBootstrapError(f"paired_bootstrap got {len(clusters)} cluster keys for {diff.size} examples.",
+                                   fix="pass one cluster key per example.")
+    reps = np.concatenate([(counts @ diff) / counts.sum(axis=1)
+                           for counts in resample_counts(diff.size, n_resamples, seed, clusters)])
     low, high = percentile_interval(reps, confidence)
     return PairedBootstrap(
         delta=float(diff.mean()),

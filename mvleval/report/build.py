@@ -154,6 +154,29 @@ def _record_facts(record: RunRecord) -> list[tuple[str, object]]:
     ]
 
 
+def _format_errors_section(record: RunRecord, rows: Sequence[Mapping[str, Any]]) -> str:
+    """Format errors first: per language, the share of answers from which no label could be extracted (scored wrong,
+    never guessed), and every such answer as the model gave it."""
+    metrics = [m for m, s in record.scores.items() if any("format_error_rate" in e for e in s.extra.values())]
+    if not metrics:
+        return ""
+    out = ['<section id="format-errors"><h2>Format errors</h2><p class="note">answers naming no choice: scored wrong, '
+           "never guessed (choice_accuracy's extraction cascade)</p>"]
+    for m in metrics:
+        rates = "".join(f"<tr><th>{esc(lang)}</th><td>{format_points(e.get('format_error_rate'))}</td></tr>"
+                        for lang, e in record.scores[m].extra.items())
+        out.append(f'<table class="scores"><thead><tr><th>language</th><th>{esc(m)} format errors %</th></tr></thead>'
+                   f"<tbody>{rates}</tbody></table>")
+        bad = [r for r in rows if (r.get("extra") or {}).get(m, {}).get("rule") == "format-error"]
+        if bad:
+            items = "".join(f"<li>{esc(str(r.get('lang')))} {esc(str(r.get('id')))}: <code>{esc(str(r.get('prediction'))[:300])}</code></li>"
+                            for r in bad[:200])
+            more = f"<li>... {len(bad) - 200} more</li>" if len(bad) > 200 else ""
+            out.append(f"<details><summary>{len(bad)} answers</summary><ul>{items}{more}</ul></details>")
+    out.append("</section>")
+    return "".join(out)
+
+
 def _scores_table(record: RunRecord) -> str:
     metrics = list(record.scores)
     head = "".join(f"<th>{esc(name)}{'' if record.scores[name].higher_is_better else ' ↓'}</th>" for name in metrics)
@@ -253,6 +276,7 @@ def render_run_report(record: RunRecord, rows: Sequence[Mapping[str, Any]], imag
     body = (
         f"<header><h1>mvleval report: {esc(title)}</h1>"
         f'<p class="note">{esc(SCALE_NOTE)}; intervals are 95% bootstrap intervals.</p></header>'
+        f"{_format_errors_section(record, rows)}"
         f'<section id="run"><h2>What ran</h2>{facts_table([(k, [v]) for k, v in _record_facts(record)])}</section>'
         f'<section id="scores"><h2>Scores per language</h2><div class="side">{_scores_table(record)}'
         f"{_heatmap(record)}</div></section>"
