@@ -11,7 +11,7 @@ import pytest
 
 from mvleval.record import read_record, read_samples
 from mvleval.task import load_task
-from tests.helpers import invoke, placeholder_images
+from tests.helpers import invoke, invoke_run, placeholder_images
 
 
 def _xgqa_images(data_root: Path, image_root: Path, langs: list[str], split: str) -> int:
@@ -36,11 +36,7 @@ def test_xgqa_real_dev_files_end_to_end(shared_data: Path, tmp_path: Path, tiny_
     out = tmp_path / "runs"
     args = ["run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", shared_data, "--image-root", image_root,
             "--split", "dev", "--out", out, "--batch-size", "64", "--num-beams", "1", "--max-new-tokens", "3"]
-    for lang in langs:
-        args += ["--lang", lang]
-    result = invoke(*args)
-    assert result.exit_code == 0, result.output
-    record_path = Path(re.search(r"Run record: (\S+\.json)", result.output.replace("\n", "")).group(1))
+    record_path = invoke_run(args, langs)
     record = read_record(record_path)
     assert record.task.n_examples == {"de": 1422, "en": 1422, "zh": 1422}
     assert record.task.split == "dev" and record.task.version == load_task("xgqa").version
