@@ -2,21 +2,8 @@
 
 from __future__ import annotations
 
-from mvleval.testing.tiny.common import (
-    HALF,
-    SLIDING_WINDOW,
-    Built,
-    Sizes,
-    local_then_global,
-    text_kwargs,
-    vit_kwargs,
-)
-from mvleval.testing.tiny.tokenizer import (
-    TokenizerSpec,
-    padded_vocab_size,
-    token_ids,
-    train_tokenizer,
-)
+from mvleval.testing.tiny.common import HALF, SLIDING_WINDOW, Built, Sizes, local_then_global, text_kwargs, vit_kwargs
+from mvleval.testing.tiny.tokenizer import TokenizerSpec, padded_vocab_size, token_ids, train_tokenizer
 
 #: CohereLabs/aya-vision-*: Command-R turn tokens, images stay in place (no documents, tools or preamble).
 _AYA_VISION_TEMPLATE = (

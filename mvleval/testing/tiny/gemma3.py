@@ -2,22 +2,8 @@
 
 from __future__ import annotations
 
-from mvleval.testing.tiny.common import (
-    HALF,
-    SLIDING_WINDOW,
-    Built,
-    Sizes,
-    local_then_global,
-    text_kwargs,
-    vit_kwargs,
-)
-from mvleval.testing.tiny.tokenizer import (
-    GEMMA_SPECIALS,
-    TokenizerSpec,
-    padded_vocab_size,
-    token_ids,
-    train_tokenizer,
-)
+from mvleval.testing.tiny.common import HALF, SLIDING_WINDOW, Built, Sizes, local_then_global, text_kwargs, vit_kwargs
+from mvleval.testing.tiny.tokenizer import GEMMA_SPECIALS, TokenizerSpec, padded_vocab_size, token_ids, train_tokenizer
 
 #: google/gemma-3-*-it: BOS in the template, system text folded into the first user turn, images stay in place.
 _GEMMA3_TEMPLATE = (

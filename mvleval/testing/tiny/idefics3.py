@@ -4,19 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mvleval.testing.tiny.common import (
-    HALF,
-    Built,
-    Sizes,
-    text_kwargs,
-    vit_kwargs,
-)
-from mvleval.testing.tiny.tokenizer import (
-    TokenizerSpec,
-    padded_vocab_size,
-    token_ids,
-    train_tokenizer,
-)
+from mvleval.testing.tiny.common import HALF, Built, Sizes, text_kwargs, vit_kwargs
+from mvleval.testing.tiny.tokenizer import TokenizerSpec, padded_vocab_size, token_ids, train_tokenizer
 
 if TYPE_CHECKING:
     from transformers import TokenizersBackend

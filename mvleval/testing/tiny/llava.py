@@ -4,20 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from mvleval.testing.tiny.common import (
-    CLIP_MEAN,
-    CLIP_STD,
-    Built,
-    Sizes,
-    text_kwargs,
-    vit_kwargs,
-)
-from mvleval.testing.tiny.tokenizer import (
-    LLAMA2_SPEC,
-    padded_vocab_size,
-    token_ids,
-    train_tokenizer,
-)
+from mvleval.testing.tiny.common import CLIP_MEAN, CLIP_STD, Built, Sizes, text_kwargs, vit_kwargs
+from mvleval.testing.tiny.tokenizer import LLAMA2_SPEC, padded_vocab_size, token_ids, train_tokenizer
 
 #: llava-hf/llava-1.5-*-hf: every image of a turn first, then its text.
 _LLAVA_TEMPLATE = (

@@ -4,20 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from mvleval.testing.tiny.common import (
-    CLIP_MEAN,
-    CLIP_STD,
-    Built,
-    Sizes,
-    text_kwargs,
-    vit_kwargs,
-)
-from mvleval.testing.tiny.tokenizer import (
-    LLAMA2_SPEC,
-    padded_vocab_size,
-    token_ids,
-    train_tokenizer,
-)
+from mvleval.testing.tiny.common import CLIP_MEAN, CLIP_STD, Built, Sizes, text_kwargs, vit_kwargs
+from mvleval.testing.tiny.tokenizer import LLAMA2_SPEC, padded_vocab_size, token_ids, train_tokenizer
 
 #: llava-hf/llava-v1.6-mistral-7b-hf: [INST] with images first; no generation prompt beyond " [/INST]".
 _LLAVA_NEXT_TEMPLATE = (

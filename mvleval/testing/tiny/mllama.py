@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-from mvleval.testing.tiny.common import (
-    CLIP_MEAN,
-    CLIP_STD,
-    Built,
-    Sizes,
-    text_kwargs,
-)
-from mvleval.testing.tiny.tokenizer import (
-    TokenizerSpec,
-    padded_vocab_size,
-    token_ids,
-    train_tokenizer,
-)
+from mvleval.testing.tiny.common import CLIP_MEAN, CLIP_STD, Built, Sizes, text_kwargs
+from mvleval.testing.tiny.tokenizer import TokenizerSpec, padded_vocab_size, token_ids, train_tokenizer
 
 #: meta-llama/Llama-3.2-*-Vision-Instruct without its date/tool preamble: header turns, images stay in place.
 _MLLAMA_TEMPLATE = (

@@ -2,20 +2,8 @@
 
 from __future__ import annotations
 
-from mvleval.testing.tiny.common import (
-    HALF,
-    Built,
-    Sizes,
-    text_kwargs,
-    vit_kwargs,
-)
-from mvleval.testing.tiny.tokenizer import (
-    GEMMA_SPECIALS,
-    TokenizerSpec,
-    padded_vocab_size,
-    token_ids,
-    train_tokenizer,
-)
+from mvleval.testing.tiny.common import HALF, Built, Sizes, text_kwargs, vit_kwargs
+from mvleval.testing.tiny.tokenizer import GEMMA_SPECIALS, TokenizerSpec, padded_vocab_size, token_ids, train_tokenizer
 
 
 def build(sizes: Sizes) -> Built:

@@ -4,20 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mvleval.testing.tiny.common import (
-    CLIP_MEAN,
-    CLIP_STD,
-    Built,
-    Sizes,
-    text_kwargs,
-)
+from mvleval.testing.tiny.common import CLIP_MEAN, CLIP_STD, Built, Sizes, text_kwargs
 from mvleval.testing.tiny.image_only import image_only_processor_class
-from mvleval.testing.tiny.tokenizer import (
-    TokenizerSpec,
-    padded_vocab_size,
-    token_ids,
-    train_tokenizer,
-)
+from mvleval.testing.tiny.tokenizer import TokenizerSpec, padded_vocab_size, token_ids, train_tokenizer
 
 #: Qwen/Qwen2-VL-*-Instruct (Qwen2.5-VL ships the same): default system prompt, images stay where they are.
 _QWEN2_VL_TEMPLATE = (

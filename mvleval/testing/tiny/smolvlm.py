@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from mvleval.testing.tiny.common import (
-    HALF,
-    Built,
-    Sizes,
-    text_kwargs,
-    vit_kwargs,
-)
+from mvleval.testing.tiny.common import HALF, Built, Sizes, text_kwargs, vit_kwargs
 from mvleval.testing.tiny.idefics3 import IDEFICS3_TEMPLATE, idefics3_tokenizer
 from mvleval.testing.tiny.image_only import image_only_processor_class
-from mvleval.testing.tiny.tokenizer import (
-    padded_vocab_size,
-    token_ids,
-)
+from mvleval.testing.tiny.tokenizer import padded_vocab_size, token_ids
 
 
 def build(sizes: Sizes) -> Built:
