@@ -160,3 +160,19 @@ def invoke_run(args: list[object], langs: Iterable[str]) -> Path:
     match = re.search(r"Run record: (\S+\.json)", result.output.replace("\n", ""))
     assert match, result.output
     return Path(match.group(1))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file, one a non-blank line."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def sample_rows(record_path: Path) -> list[dict[str, Any]]:
+    """The rows of a run record's per-sample file (named by the record's ``samples_file``, beside it)."""
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    return read_jsonl(record_path.parent / record["samples_file"])
+
+
+def run_records(out: Path) -> list[Path]:
+    """The run records in an output folder (``*.json`` but the manifests)."""
+    return [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import assert_user_error, console_script
+from tests.helpers import assert_user_error, console_script, run_records
 
 
 @pytest.fixture(scope="module")
@@ -29,15 +29,11 @@ def _run(model: Path, demo: tuple[Path, Path], out: Path, *extra: object) -> sub
                     "--lang", "en", "--out", out, "--num-beams", "1", "--max-new-tokens", "3", *extra)
 
 
-def _records(out: Path) -> list[Path]:
-    return [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")]
-
-
 def test_a_finished_record_is_not_replaced_silently(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     first = _run(tiny_mt5_dir, demo, out)
     assert first.returncode == 0, first.stderr
-    [record] = _records(out)
+    [record] = run_records(out)
     before = record.read_bytes()
     again = _run(tiny_mt5_dir, demo, out)
     assert_user_error(again, "already exists", str(record), "--overwrite")
@@ -46,7 +42,7 @@ def test_a_finished_record_is_not_replaced_silently(demo: tuple[Path, Path], tin
     assert record.read_bytes() == before
     replaced = _run(tiny_mt5_dir, demo, out, "--overwrite")
     assert replaced.returncode == 0, replaced.stderr
-    assert _records(out) == [record]
+    assert run_records(out) == [record]
 
 
 def test_an_adapter_merged_into_the_checkpoint_is_refused(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
@@ -109,7 +105,7 @@ def test_written_files_follow_the_umask(demo: tuple[Path, Path], tiny_mt5_dir: P
         assert _run(tiny_mt5_dir, demo, out).returncode == 0
     finally:
         os.umask(old)
-    [record] = _records(out)
+    [record] = run_records(out)
     for path in (record, out / json.loads(record.read_text())["samples_file"]):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, (path, oct(path.stat().st_mode))
 
@@ -140,7 +136,7 @@ def test_the_user_is_told_what_loads_and_the_batch_size_is_recorded(demo: tuple[
     assert r.returncode == 0, r.stderr
     text = " ".join(r.stderr.split())
     assert f"loading {tiny_mt5_dir}" in text and "--batch-size auto:" in text
-    [record] = _records(out)
+    [record] = run_records(out)
     picked = json.loads(record.read_text())["provenance"]["batch_size"]
     assert isinstance(picked, int) and picked >= 1 and f"--batch-size auto: {picked}" in text
 
@@ -344,7 +340,7 @@ def test_train_says_what_loads_and_where_it_resumed(tiny_mt5_dir: Path, tmp_path
 def test_score_says_it_rewrote_the_record_and_what_changed(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     assert _run(tiny_mt5_dir, demo, out).returncode == 0
-    [record] = _records(out)
+    [record] = run_records(out)
     samples = out / json.loads(record.read_text())["samples_file"]
     rows = [json.loads(line) for line in samples.read_text().splitlines()]
     for row in rows:
@@ -363,7 +359,7 @@ def test_score_says_it_rewrote_the_record_and_what_changed(demo: tuple[Path, Pat
 def test_overwrite_removes_the_replaced_runs_report(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     assert _run(tiny_mt5_dir, demo, out).returncode == 0
-    [record] = _records(out)
+    [record] = run_records(out)
     assert console_script("report", record).returncode == 0
     page = record.with_suffix(".html")
     assert page.is_file()
@@ -371,4 +367,4 @@ def test_overwrite_removes_the_replaced_runs_report(demo: tuple[Path, Path], tin
     assert r.returncode == 0, r.stderr
     assert not page.exists(), "the replaced run's report is left beside the new record"
     assert f"removed {page}" in " ".join(r.stderr.split())
-    assert _records(out) == [record]
+    assert run_records(out) == [record]

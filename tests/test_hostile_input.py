@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from mvleval.errors import MvlevalError
-from tests.helpers import assert_user_error, invoke
+from tests.helpers import assert_user_error, invoke, run_records
 
 
 @pytest.fixture()
@@ -39,7 +39,7 @@ def _run(model: Path, demo: tuple[Path, Path], out: Path, *extra: object) -> sub
 
 
 def _no_record(out: Path) -> bool:
-    return not [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")] and not list(out.glob("*.samples.jsonl"))
+    return not run_records(out) and not list(out.glob("*.samples.jsonl"))
 
 
 def _first_image(demo: tuple[Path, Path]) -> Path:

@@ -11,7 +11,7 @@ import pytest
 
 from mvleval.record import read_record, read_samples
 from mvleval.task import load_task
-from tests.helpers import invoke, invoke_run, placeholder_images
+from tests.helpers import invoke, invoke_run, placeholder_images, run_records
 
 
 def _xgqa_images(data_root: Path, image_root: Path, langs: list[str], split: str) -> int:
@@ -78,7 +78,7 @@ def test_run_record_contents(fixture: str, request: pytest.FixtureRequest, tmp_p
     result = invoke("run", "--task", "xgqa", "--model", model_dir, "--data-root", data_root, "--image-root", image_root,
                     "--lang", "en", "--lang", "zh", "--out", out, "--batch-size", "5", "--limit", "12")
     assert result.exit_code == 0, result.output
-    [record_path] = [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")]
+    [record_path] = run_records(out)
     raw = json.loads(record_path.read_text())
     assert raw["schema_version"] == 2
     record = read_record(record_path)
