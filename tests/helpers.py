@@ -1,10 +1,15 @@
-"""Test helpers: placeholder images for the ids real annotation files reference, a CLI invoker, and the plumbing of
-the chat-completions servers the tests start on 127.0.0.1."""
+"""Test helpers: placeholder images for the ids real annotation files reference, CLI invokers (in-process and the
+installed console script), the checks of a user error and of a finished run, and the plumbing of the
+chat-completions servers the tests start on 127.0.0.1."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import shutil
+import subprocess
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -119,3 +124,55 @@ def perfect_copy(run: Path, base_dir: Path, name: str = "perfect.json") -> Path:
     (base_dir / record["samples_file"]).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
                                                    encoding="utf-8")
     return perfect
+
+
+def console_script(
+    *args: object, cwd: Path | None = None, timeout: float = 600, drop_env: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``mvleval`` console script as a user would (one OpenMP thread, a 200-column terminal), the
+    environment variables in `drop_env` unset."""
+    exe = shutil.which("mvleval")
+    assert exe, "the mvleval console script is not installed (pip install -e .)"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    for name in drop_env:
+        env.pop(name, None)
+    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd)
+
+
+def assert_user_error(result: subprocess.CompletedProcess[str], *needles: str) -> str:
+    """Assert that a console run ended as a user error (exit 2, no traceback) whose message holds every needle;
+    returns the message with its white space folded."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    text = " ".join(result.stderr.split())
+    for needle in needles:
+        assert needle in text, text
+    return text
+
+
+def invoke_run(args: list[object], langs: Iterable[str]) -> Path:
+    """Run ``mvleval run`` in-process with `args` plus a ``--lang`` per language; assert it succeeded and return the
+    path of the run record it printed."""
+    for lang in langs:
+        args += ["--lang", lang]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    match = re.search(r"Run record: (\S+\.json)", result.output.replace("\n", ""))
+    assert match, result.output
+    return Path(match.group(1))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file, one a non-blank line."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def sample_rows(record_path: Path) -> list[dict[str, Any]]:
+    """The rows of a run record's per-sample file (named by the record's ``samples_file``, beside it)."""
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    return read_jsonl(record_path.parent / record["samples_file"])
+
+
+def run_records(out: Path) -> list[Path]:
+    """The run records in an output folder (``*.json`` but the manifests)."""
+    return [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")]

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mvleval.cli import app
+from tests.helpers import assert_user_error
 
 
 def _mvleval(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -30,22 +31,14 @@ def test_help_does_not_import_torch() -> None:
     assert "run" in out and "tasks" in out
 
 
-def _assert_user_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    text = " ".join(result.stderr.split())
-    for needle in needles:
-        assert needle in text, text
-
-
 def test_unknown_task_suggests_the_closest(tmp_path: Path) -> None:
     r = _mvleval("run", "--task", "xgq", "--model", "m", "--data-root", str(tmp_path))
-    _assert_user_error(r, "unknown task 'xgq'", "Did you mean 'xgqa'?")
+    assert_user_error(r, "unknown task 'xgq'", "Did you mean 'xgqa'?")
 
 
 def test_missing_data_root(tmp_path: Path) -> None:
     r = _mvleval("run", "--task", "xgqa", "--model", "m", "--data-root", str(tmp_path / "nope"))
-    _assert_user_error(r, "data root not found", str(tmp_path / "nope"), "--data-root")
+    assert_user_error(r, "data root not found", str(tmp_path / "nope"), "--data-root")
 
 
 def test_no_data_root_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,17 +49,17 @@ def test_no_data_root_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 def test_unknown_language(tmp_path: Path) -> None:
     r = _mvleval("run", "--task", "xgqa", "--model", "m", "--data-root", str(tmp_path), "--lang", "dee")
-    _assert_user_error(r, "no language 'dee'", "Did you mean 'de'?")
+    assert_user_error(r, "no language 'dee'", "Did you mean 'de'?")
 
 
 def test_missing_annotation_file_names_path(tmp_path: Path) -> None:
     r = _mvleval("run", "--task", "xgqa", "--model", "m", "--data-root", str(tmp_path), "--lang", "de", "--split", "dev")
-    _assert_user_error(r, str(tmp_path / "xgqa" / "data" / "few_shot" / "de" / "dev.json"), "not found")
+    assert_user_error(r, str(tmp_path / "xgqa" / "data" / "few_shot" / "de" / "dev.json"), "not found")
 
 
 def test_unknown_split(tmp_path: Path) -> None:
     r = _mvleval("run", "--task", "xgqa", "--model", "m", "--data-root", str(tmp_path), "--split", "tset")
-    _assert_user_error(r, "no split 'tset'", "Did you mean 'test'?")
+    assert_user_error(r, "no split 'tset'", "Did you mean 'test'?")
 
 
 def _write_xgqa(root: Path, lang: str, split: str, payload: str) -> Path:
@@ -79,13 +72,13 @@ def _write_xgqa(root: Path, lang: str, split: str, payload: str) -> Path:
 def test_truncated_annotation_file(tmp_path: Path) -> None:
     _write_xgqa(tmp_path, "de", "dev", '{"1": {"imageId": "a", "question": "Was?", "ans')
     r = _mvleval("run", "--task", "xgqa", "--model", "m", "--data-root", str(tmp_path), "--lang", "de", "--split", "dev")
-    _assert_user_error(r, "dev.json:1", "not valid JSON")
+    assert_user_error(r, "dev.json:1", "not valid JSON")
 
 
 def test_missing_field(tmp_path: Path) -> None:
     _write_xgqa(tmp_path, "de", "dev", json.dumps({"7": {"imageId": "a", "question": "Was?"}}))
     r = _mvleval("run", "--task", "xgqa", "--model", "m", "--data-root", str(tmp_path), "--lang", "de", "--split", "dev")
-    _assert_user_error(r, "question 7", "answer")
+    assert_user_error(r, "question 7", "answer")
 
 
 def test_missing_image_is_reported_before_loading_a_model(tmp_path: Path) -> None:
@@ -93,19 +86,19 @@ def test_missing_image_is_reported_before_loading_a_model(tmp_path: Path) -> Non
     out = tmp_path / "runs"
     r = _mvleval("run", "--task", "xgqa", "--model", str(tmp_path / "no-model"), "--data-root", str(tmp_path),
                  "--lang", "de", "--split", "dev", "--out", str(out))
-    _assert_user_error(r, "missing", str(tmp_path / "images" / "gqa" / "abc.jpg"), "mvleval data check")
+    assert_user_error(r, "missing", str(tmp_path / "images" / "gqa" / "abc.jpg"), "mvleval data check")
     assert not list(out.glob("*.json"))
 
 
 def test_image_path_escaping_root_is_refused(tmp_path: Path) -> None:
     _write_xgqa(tmp_path, "de", "dev", json.dumps({"7": {"imageId": "../../etc/passwd", "question": "Was?", "answer": "yes"}}))
     r = _mvleval("run", "--task", "xgqa", "--model", "m", "--data-root", str(tmp_path), "--lang", "de", "--split", "dev")
-    _assert_user_error(r, "escapes the image root")
+    assert_user_error(r, "escapes the image root")
 
 
 def test_bad_bits(tmp_path: Path) -> None:
     r = _mvleval("run", "--task", "xgqa", "--model", "m", "--data-root", str(tmp_path), "--bits", "3")
-    _assert_user_error(r, "--bits must be 4, 8, 16 or 32")
+    assert_user_error(r, "--bits must be 4, 8, 16 or 32")
 
 
 def test_tasks_lists_xgqa() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mvleval.demo import DEMO_LANGUAGES
+from tests.helpers import console_script
 
 REPO = Path(__file__).resolve().parents[1]
 #: The flags .ci/run gates the demo with (keep the two in step).
@@ -19,11 +20,7 @@ CI_GATE_FLAGS = ["--max-drop", "2", "--paired"]
 
 
 def _mvleval(*args: object) -> subprocess.CompletedProcess[str]:
-    mvleval = shutil.which("mvleval")
-    assert mvleval, "the mvleval console script is not installed (pip install -e .)"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    env.pop("GITHUB_STEP_SUMMARY", None)
-    return subprocess.run([mvleval, *map(str, args)], capture_output=True, text=True, env=env, timeout=900)
+    return console_script(*args, timeout=900, drop_env=("GITHUB_STEP_SUMMARY",))
 
 
 def _records(runs: Path, task: str, model_prefix: str) -> Path:

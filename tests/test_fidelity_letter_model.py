@@ -20,7 +20,6 @@ import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -30,21 +29,17 @@ from mvleval.metrics.letter_model import MIN_TEXTS, LetterModel
 from mvleval.record import read_record, read_samples
 from mvleval.task import load_task
 from mvleval.testing.gibberish import SCRIPTS, gibberish
-from tests.helpers import ChatHandler, placeholder_images
+from tests.helpers import ChatHandler, placeholder_images, read_jsonl, run_records
 
 REPO = Path(__file__).resolve().parents[1]
 HAN_LETTERS = SCRIPTS["Han"][1]
 
 
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def _captions(shared: Path) -> dict[str, list[str]]:
     d = shared / "iglue" / "datasets"
-    out = {lg: [s for r in _jsonl(d / "xFlickrCO" / "annotations" / lg / "test.jsonl") for s in r["sentences"]]
+    out = {lg: [s for r in read_jsonl(d / "xFlickrCO" / "annotations" / lg / "test.jsonl") for s in r["sentences"]]
            for lg in ("de", "en", "ja", "zh")}
-    out["ar"] = [r["sentence2"] for r in _jsonl(d / "XVNLI" / "annotations" / "ar" / "test.jsonl")]
+    out["ar"] = [r["sentence2"] for r in read_jsonl(d / "XVNLI" / "annotations" / "ar" / "test.jsonl")]
     return {lg: [t for t in dict.fromkeys(texts) if t.strip()] for lg, texts in out.items()}
 
 
@@ -184,7 +179,7 @@ def test_run_on_a_served_model_does_not_credit_random_han_letters(
          "--image-root", str(images), "--out", str(out), "--concurrency", "8"],
         capture_output=True, text=True, env=env, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    [record_path] = [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")]
+    [record_path] = run_records(out)
     record = read_record(record_path)
     rows = list(read_samples(record_path.parent / record.samples_file))
     assert len(rows) == limit

@@ -13,21 +13,7 @@ from pathlib import Path
 
 import pytest
 
-
-def _mvleval(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("mvleval")
-    assert exe, "the mvleval console script is not installed (pip install -e .)"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=env, timeout=600, cwd=cwd)
-
-
-def _error(result: subprocess.CompletedProcess[str], *needles: str) -> str:
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    text = " ".join(result.stderr.split())
-    for needle in needles:
-        assert needle in text, text
-    return text
+from tests.helpers import assert_user_error, console_script, run_records
 
 
 @pytest.fixture(scope="module")
@@ -39,28 +25,24 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def _run(model: Path, demo: tuple[Path, Path], out: Path, *extra: object) -> subprocess.CompletedProcess[str]:
     data_root, image_root = demo
-    return _mvleval("run", "--task", "xgqa", "--model", model, "--data-root", data_root, "--image-root", image_root,
+    return console_script("run", "--task", "xgqa", "--model", model, "--data-root", data_root, "--image-root", image_root,
                     "--lang", "en", "--out", out, "--num-beams", "1", "--max-new-tokens", "3", *extra)
-
-
-def _records(out: Path) -> list[Path]:
-    return [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")]
 
 
 def test_a_finished_record_is_not_replaced_silently(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     first = _run(tiny_mt5_dir, demo, out)
     assert first.returncode == 0, first.stderr
-    [record] = _records(out)
+    [record] = run_records(out)
     before = record.read_bytes()
     again = _run(tiny_mt5_dir, demo, out)
-    _error(again, "already exists", str(record), "--overwrite")
+    assert_user_error(again, "already exists", str(record), "--overwrite")
     # the plain-generate path has the same identity (same predictions): refused too, not written over the first
-    _error(_run(tiny_mt5_dir, demo, out, "--no-shared-prefix"), "already exists")
+    assert_user_error(_run(tiny_mt5_dir, demo, out, "--no-shared-prefix"), "already exists")
     assert record.read_bytes() == before
     replaced = _run(tiny_mt5_dir, demo, out, "--overwrite")
     assert replaced.returncode == 0, replaced.stderr
-    assert _records(out) == [record]
+    assert run_records(out) == [record]
 
 
 def test_an_adapter_merged_into_the_checkpoint_is_refused(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
@@ -72,7 +54,7 @@ def test_an_adapter_merged_into_the_checkpoint_is_refused(demo: tuple[Path, Path
     shutil.copytree(tiny_mt5_dir, exported)
     (exported / "mvleval_export.json").write_text(json.dumps({"source": str(adapter.resolve()), "bits": 4}))
     out = tmp_path / "runs"
-    _error(_run(exported, demo, out, "--adapter", adapter), "already merged", "drop --adapter")
+    assert_user_error(_run(exported, demo, out, "--adapter", adapter), "already merged", "drop --adapter")
     assert not list(out.glob("*"))
     # a copy of the adapter is the same adapter: recognised by its content (mvleval export records its fingerprint)
     from mvleval.backends.hf.adapter import adapter_fingerprint
@@ -81,7 +63,7 @@ def test_an_adapter_merged_into_the_checkpoint_is_refused(demo: tuple[Path, Path
     (exported / "mvleval_export.json").write_text(json.dumps(
         {"source": str(adapter.resolve()), "source_fingerprint": adapter_fingerprint(adapter), "bits": 4}))
     copy = shutil.copytree(adapter, tmp_path / "elsewhere" / "lora-copy")
-    _error(_run(exported, demo, out, "--adapter", copy), "already merged", "of which", "is a copy")
+    assert_user_error(_run(exported, demo, out, "--adapter", copy), "already merged", "of which", "is a copy")
     assert not list(out.glob("*"))
 
 
@@ -90,7 +72,7 @@ def test_a_language_without_examples_is_an_error(demo: tuple[Path, Path], tiny_m
     shutil.copytree(demo[0], data_root, ignore=shutil.ignore_patterns("images"))
     (data_root / "xgqa/data/few_shot/en/test.json").write_text("{}")
     out = tmp_path / "runs"
-    _error(_run(tiny_mt5_dir, (data_root, demo[1]), out), "no en examples", "test.json")
+    assert_user_error(_run(tiny_mt5_dir, (data_root, demo[1]), out), "no en examples", "test.json")
     assert not out.exists() or not list(out.glob("*"))
 
 
@@ -102,9 +84,9 @@ def test_generation_flags_are_checked_before_anything_is_loaded(flags: tuple[str
                                                                 tiny_mt5_dir: Path, tmp_path: Path) -> None:
     data_root, image_root = demo
     out = tmp_path / "runs"
-    r = _mvleval("run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root", image_root,
+    r = console_script("run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root", image_root,
                  "--lang", "en", "--out", out, *flags)
-    _error(r, needle)
+    assert_user_error(r, needle)
     assert not out.exists()
 
 
@@ -113,7 +95,7 @@ def test_a_truncated_weight_file_is_named(demo: tuple[Path, Path], tiny_mt5_dir:
     shutil.copytree(tiny_mt5_dir, model)
     weights = next(model.glob("*.safetensors"))
     weights.write_bytes(weights.read_bytes()[:5])
-    _error(_run(model, demo, tmp_path / "runs"), str(weights), "truncated or damaged")
+    assert_user_error(_run(model, demo, tmp_path / "runs"), str(weights), "truncated or damaged")
 
 
 def test_written_files_follow_the_umask(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
@@ -123,7 +105,7 @@ def test_written_files_follow_the_umask(demo: tuple[Path, Path], tiny_mt5_dir: P
         assert _run(tiny_mt5_dir, demo, out).returncode == 0
     finally:
         os.umask(old)
-    [record] = _records(out)
+    [record] = run_records(out)
     for path in (record, out / json.loads(record.read_text())["samples_file"]):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, (path, oct(path.stat().st_mode))
 
@@ -137,12 +119,12 @@ def test_a_run_that_fails_before_generating_leaves_nothing(demo: tuple[Path, Pat
     good = first.read_bytes()
     first.write_text("not a jpeg")
     out = tmp_path / "runs"
-    r = _mvleval("run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root", images,
+    r = console_script("run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root", images,
                  "--lang", "en", "--out", out, "--num-beams", "1", "--batch-size", "64")
-    _error(r, str(first))
+    assert_user_error(r, str(first))
     assert not list(out.glob("*")), "no manifest or partial file after a run that generated nothing"
     first.write_bytes(good)  # the user fixes the image and runs the same command again
-    r = _mvleval("run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root", images,
+    r = console_script("run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root", images,
                  "--lang", "en", "--out", out, "--num-beams", "1", "--batch-size", "64")
     assert r.returncode == 0, r.stderr
 
@@ -154,7 +136,7 @@ def test_the_user_is_told_what_loads_and_the_batch_size_is_recorded(demo: tuple[
     assert r.returncode == 0, r.stderr
     text = " ".join(r.stderr.split())
     assert f"loading {tiny_mt5_dir}" in text and "--batch-size auto:" in text
-    [record] = _records(out)
+    [record] = run_records(out)
     picked = json.loads(record.read_text())["provenance"]["batch_size"]
     assert isinstance(picked, int) and picked >= 1 and f"--batch-size auto: {picked}" in text
 
@@ -165,12 +147,12 @@ def test_data_check_finds_an_image_pillow_cannot_open(demo: tuple[Path, Path], t
     shutil.copytree(image_root, images)
     bad = next((images / "gqa").glob("*.jpg"))
     bad.write_text("a text file named .jpg")
-    r = _mvleval("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en")
+    r = console_script("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en")
     assert r.returncode == 1 and "unreadable" in r.stdout and bad.name in r.stdout
-    r = _mvleval("data", "check", "--task", "xgqa", "--data-root", tmp_path / "nope", "--lang", "en")
-    _error(r, "data root not found")
+    r = console_script("data", "check", "--task", "xgqa", "--data-root", tmp_path / "nope", "--lang", "en")
+    assert_user_error(r, "data root not found")
     # a missing image root is named as such (the annotations are still checked: images may come later)
-    r = _mvleval("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", tmp_path / "no-images",
+    r = console_script("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", tmp_path / "no-images",
                  "--lang", "en")
     assert r.returncode == 1 and "image root not found" in r.stdout and "--image-root DIR" in r.stdout, r.stdout
 
@@ -184,24 +166,24 @@ def test_data_check_finds_an_image_pillow_cannot_open(demo: tuple[Path, Path], t
 def test_helpful_errors_for_what_users_type(args: tuple[str, ...], needles: tuple[str, ...], demo: tuple[Path, Path],
                                             tmp_path: Path) -> None:
     data_root, image_root = demo
-    r = _mvleval("run", "--task", "xgqa", "--model", tmp_path, "--data-root", data_root, "--out", tmp_path / "o", *args)
-    _error(r, *needles)
+    r = console_script("run", "--task", "xgqa", "--model", tmp_path, "--data-root", data_root, "--out", tmp_path / "o", *args)
+    assert_user_error(r, *needles)
 
 
 def test_task_case_data_root_level_and_adapter_as_model(demo: tuple[Path, Path], tmp_path: Path) -> None:
     data_root, _ = demo
-    _error(_mvleval("run", "--task", "XGQA", "--model", "m", "--data-root", data_root), "Did you mean 'xgqa'?")
-    _error(_mvleval("run", "--task", "xgqa", "--model", "m", "--data-root", data_root.parent, "--lang", "en"),
+    assert_user_error(console_script("run", "--task", "XGQA", "--model", "m", "--data-root", data_root), "Did you mean 'xgqa'?")
+    assert_user_error(console_script("run", "--task", "xgqa", "--model", "m", "--data-root", data_root.parent, "--lang", "en"),
            "one level too shallow", f"--data-root {data_root}")
     adapter = tmp_path / "lora"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "base-ckpt"}))
-    _error(_mvleval("run", "--task", "xgqa", "--model", adapter, "--data-root", data_root, "--lang", "en", "--out", tmp_path / "o"),
+    assert_user_error(console_script("run", "--task", "xgqa", "--model", adapter, "--data-root", data_root, "--lang", "en", "--out", tmp_path / "o"),
            "LoRA adapter folder", "--adapter", "base-ckpt")
     # an adapter made by `mvleval train` names its base in train_config.json
     (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": None}))
     (adapter / "train_config.json").write_text(json.dumps({"base_model": "/models/mblip-base"}))
-    _error(_mvleval("run", "--task", "xgqa", "--model", adapter, "--data-root", data_root, "--lang", "en", "--out", tmp_path / "o"),
+    assert_user_error(console_script("run", "--task", "xgqa", "--model", adapter, "--data-root", data_root, "--lang", "en", "--out", tmp_path / "o"),
            "LoRA adapter folder", "--adapter", "/models/mblip-base")
 
 
@@ -221,20 +203,20 @@ def test_a_dataset_folder_linked_into_the_image_root_is_accepted(demo: tuple[Pat
     images = tmp_path / "images"
     images.mkdir()
     (images / "gqa").symlink_to(elsewhere, target_is_directory=True)
-    r = _mvleval("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en")
+    r = console_script("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en")
     assert r.returncode == 0, r.stdout + r.stderr
     kept_elsewhere = tmp_path / "kept-elsewhere.jpg"
     victim = sorted(elsewhere.glob("*.jpg"))[0]
     shutil.copy(victim, kept_elsewhere)
     victim.unlink()
     victim.symlink_to(kept_elsewhere)  # a link inside the dataset, leading out of it, to an image
-    r = _mvleval("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en")
+    r = console_script("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en")
     assert r.returncode == 0, r.stdout + r.stderr
     secret = tmp_path / "secret.txt"
     secret.write_text("password=hunter2\n", encoding="utf-8")
     victim.unlink()
     victim.symlink_to(secret)  # a link to a private text file
-    r = _mvleval("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en")
+    r = console_script("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en")
     text = " ".join(r.stdout.split())
     assert r.returncode == 1 and f"{victim.name}: not an image Pillow can read" in text and "hunter2" not in text, text
 
@@ -245,15 +227,15 @@ def test_train_and_export_refuse_an_unwritable_out_before_working(tiny_mt5_dir: 
     data_root, image_root = build_demo_data(tmp_path / "d", n_train=4, n_test=1)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    r = _mvleval("train", "--model", tiny_mt5_dir, "--task", "xgqa", "--split", "train_4", "--data-root", data_root,
+    r = console_script("train", "--model", tiny_mt5_dir, "--task", "xgqa", "--split", "train_4", "--data-root", data_root,
                  "--lang", "en", "--out", blocker / "ft", "--max-steps", "1")
-    _error(r, "not writable", str(blocker / "ft"), "--out")
+    assert_user_error(r, "not writable", str(blocker / "ft"), "--out")
     train_dir = tmp_path / "ft"
-    r = _mvleval("train", "--model", tiny_mt5_dir, "--task", "xgqa", "--split", "train_4", "--data-root", data_root,
+    r = console_script("train", "--model", tiny_mt5_dir, "--task", "xgqa", "--split", "train_4", "--data-root", data_root,
                  "--lang", "en", "--out", train_dir, "--max-steps", "1")
     assert r.returncode == 0, r.stderr
-    r = _mvleval("export", train_dir, "--out", blocker / "export", "--bits", "32")
-    _error(r, "not writable", str(blocker / "export"))
+    r = console_script("export", train_dir, "--out", blocker / "export", "--bits", "32")
+    assert_user_error(r, "not writable", str(blocker / "export"))
     weights = train_dir / "adapter_model.safetensors"
     assert stat.S_IMODE(weights.stat().st_mode) == stat.S_IMODE(0o666 & ~_umask()), oct(weights.stat().st_mode)
 
@@ -267,13 +249,13 @@ def _umask() -> int:
 def _commands() -> list[tuple[str, ...]]:
     """Every command of the CLI, read from `mvleval -h` and the groups' own help (data, baseline)."""
     def listed(*group: str) -> list[str]:
-        text = _mvleval(*group, "-h").stdout
+        text = console_script(*group, "-h").stdout
         block = text.split("Commands:", 1)[1]
         return [line.split()[0] for line in block.splitlines() if line.startswith("  ") and line.split()]
 
     out: list[tuple[str, ...]] = []
     for name in listed():
-        sub = _mvleval(name, "-h").stdout
+        sub = console_script(name, "-h").stdout
         out += [(name, s) for s in listed(name)] if "Commands:" in sub else [(name,)]
     return out
 
@@ -285,7 +267,7 @@ def test_help_shows_plain_metavars_for_every_command() -> None:
     commands = _commands()
     assert {("run",), ("score",), ("export",), ("data", "check"), ("baseline", "bless")} <= set(commands), commands
     for cmd in commands:
-        proc = _mvleval(*cmd, "-h")
+        proc = console_script(*cmd, "-h")
         assert proc.returncode == 0, (cmd, proc.stderr)
         text = proc.stdout
         usage = text.splitlines()[0]
@@ -293,10 +275,10 @@ def test_help_shows_plain_metavars_for_every_command() -> None:
         for tag in ("<path>", "<bool>", "<list[", "<int>", "<str>", "<text>", "<float>"):
             assert tag not in text, (cmd, tag, text)
         assert max(len(line) for line in text.splitlines()) <= 120, cmd
-    run_help = " ".join(_mvleval("run", "-h").stdout.split())
+    run_help = " ".join(console_script("run", "-h").stdout.split())
     assert "--model MODEL Checkpoint" in run_help and "[required]" in run_help
-    assert "Usage: mvleval score [OPTIONS] RUN" in _mvleval("score", "-h").stdout
-    assert "Usage: mvleval leaderboard [OPTIONS] [RECORDS...]" in _mvleval("leaderboard", "-h").stdout
+    assert "Usage: mvleval score [OPTIONS] RUN" in console_script("score", "-h").stdout
+    assert "Usage: mvleval leaderboard [OPTIONS] [RECORDS...]" in console_script("leaderboard", "-h").stdout
 
 
 def test_leaderboard_rows_follow_the_weights_not_the_typed_path(demo: tuple[Path, Path], tmp_path: Path) -> None:
@@ -313,12 +295,12 @@ def test_leaderboard_rows_follow_the_weights_not_the_typed_path(demo: tuple[Path
     flags = ("--task", "xgqa", "--data-root", data_root, "--image-root", image_root, "--lang", "en", "--num-beams", "1",
              "--max-new-tokens", "3")
     for name in ("a", "b"):
-        proc = _mvleval("run", "--model", "ckpt", *flags, "--out", tmp_path / "runs", cwd=tmp_path / name)
+        proc = console_script("run", "--model", "ckpt", *flags, "--out", tmp_path / "runs", cwd=tmp_path / name)
         assert proc.returncode == 0, proc.stderr
 
     def rows(*folders: Path) -> list[list[str]]:
         out = tmp_path / "board"
-        proc = _mvleval("leaderboard", *folders, "--out", out)
+        proc = console_script("leaderboard", *folders, "--out", out)
         assert proc.returncode == 0, proc.stderr
         import csv
 
@@ -329,7 +311,7 @@ def test_leaderboard_rows_follow_the_weights_not_the_typed_path(demo: tuple[Path
     assert len(two) == 2 and len({label for label, _ in two}) == 2, two
     assert all("weights " in label for label, _ in two), two  # typed alike: the labels name the weights
 
-    proc = _mvleval("run", "--model", "a/ckpt", *flags, "--out", tmp_path / "runs2", cwd=tmp_path)
+    proc = console_script("run", "--model", "a/ckpt", *flags, "--out", tmp_path / "runs2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     merged = rows(tmp_path / "runs", tmp_path / "runs2")
     assert len(merged) == 2, merged  # a's two records are one row (the newer wins), b's is the other
@@ -345,10 +327,10 @@ def test_train_says_what_loads_and_where_it_resumed(tiny_mt5_dir: Path, tmp_path
     data_root, _ = build_demo_data(tmp_path / "data", n_train=4, n_test=1)
     flags = ("train", "--model", tiny_mt5_dir, "--task", "xgqa", "--split", "train_4", "--data-root", data_root,
              "--out", tmp_path / "ft", "--max-steps", "4", "--batch-size", "2", "--set", "save_every=2")
-    first = _mvleval(*flags)
+    first = console_script(*flags)
     assert first.returncode == 0, first.stderr
     assert f"loading {tiny_mt5_dir}" in first.stderr, first.stderr
-    again = _mvleval(*flags, "--resume")
+    again = console_script(*flags, "--resume")
     assert again.returncode == 0, again.stderr
     text = " ".join(again.stderr.split())
     assert "resumed from" in text and "step-4" in text and "(step 4 of 4)" in text, text
@@ -358,31 +340,31 @@ def test_train_says_what_loads_and_where_it_resumed(tiny_mt5_dir: Path, tmp_path
 def test_score_says_it_rewrote_the_record_and_what_changed(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     assert _run(tiny_mt5_dir, demo, out).returncode == 0
-    [record] = _records(out)
+    [record] = run_records(out)
     samples = out / json.loads(record.read_text())["samples_file"]
     rows = [json.loads(line) for line in samples.read_text().splitlines()]
     for row in rows:
         row["prediction"] = row["references"][0]
     samples.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     before = json.loads(record.read_text())["scores"]["exact_match"]["mean"]
-    r = _mvleval("score", record)
+    r = console_script("score", record)
     assert r.returncode == 0, r.stderr
     text = " ".join(r.stdout.split())
     assert f"Rewrote the run record {record} and its per-sample file {samples} in place" in text
     assert f"exact_match: mean {before * 100:.1f} -> 100.0; en {before * 100:.1f} -> 100.0" in text, text
-    again = _mvleval("score", record)
+    again = console_script("score", record)
     assert again.returncode == 0 and "Scores unchanged." in again.stdout and "Rewrote the run record" in again.stdout
 
 
 def test_overwrite_removes_the_replaced_runs_report(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     assert _run(tiny_mt5_dir, demo, out).returncode == 0
-    [record] = _records(out)
-    assert _mvleval("report", record).returncode == 0
+    [record] = run_records(out)
+    assert console_script("report", record).returncode == 0
     page = record.with_suffix(".html")
     assert page.is_file()
     r = _run(tiny_mt5_dir, demo, out, "--overwrite")
     assert r.returncode == 0, r.stderr
     assert not page.exists(), "the replaced run's report is left beside the new record"
     assert f"removed {page}" in " ".join(r.stderr.split())
-    assert _records(out) == [record]
+    assert run_records(out) == [record]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.helpers import run_records, sample_rows
 
 
 def main(*args: object) -> tuple[int, str]:
@@ -44,7 +45,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> World
     code, text = main("run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root", image_root,
                       "--lang", "en", "--lang", "ru", "--out", out, "--num-beams", "1", "--max-new-tokens", "3")
     assert code == 0, text
-    [run] = [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")]
+    [run] = run_records(out)
     return World(data_root, image_root, run)
 
 
@@ -56,11 +57,6 @@ def copy_run(world: World, folder: Path) -> Path:
     target = folder / world.run.name
     shutil.copy(world.run, target)
     return target
-
-
-def rows_of(record_path: Path) -> list[dict]:
-    record = json.loads(record_path.read_text(encoding="utf-8"))
-    return [json.loads(line) for line in (record_path.parent / record["samples_file"]).read_text(encoding="utf-8").splitlines()]
 
 
 def write_rows(record_path: Path, rows: list[dict]) -> None:
@@ -142,7 +138,7 @@ def test_a_nested_field_of_the_wrong_type_is_refused(world: World, tmp_path: Pat
 # -- scores come from the benchmark's data --------------------------------------------------------------------------
 def test_score_refuses_a_samples_file_whose_reference_was_edited(world: World, tmp_path: Path) -> None:
     record = copy_run(world, tmp_path)
-    rows = rows_of(record)
+    rows = sample_rows(record)
     i = next(i for i, r in enumerate(rows) if r["lang"] == "ru")
     rows[i]["references"] = ["forged"]
     rows[i]["prediction"] = "forged"
@@ -156,7 +152,7 @@ def test_score_refuses_a_samples_file_whose_reference_was_edited(world: World, t
 
 def test_score_refuses_edited_ids_and_prompts(world: World, tmp_path: Path) -> None:
     record = copy_run(world, tmp_path)
-    rows = rows_of(record)
+    rows = sample_rows(record)
     rows[0]["id"] = "not-in-the-data"
     rows[1]["prompt"] = "Question: something else? Short answer:"
     write_rows(record, rows)
@@ -167,7 +163,7 @@ def test_score_refuses_edited_ids_and_prompts(world: World, tmp_path: Path) -> N
 
 def test_score_takes_new_predictions_and_the_datas_references(world: World, tmp_path: Path) -> None:
     record = copy_run(world, tmp_path)
-    rows = rows_of(record)
+    rows = sample_rows(record)
     for row in rows:
         row["prediction"] = row["references"][0] if row["lang"] == "ru" else "zzz"
     write_rows(record, rows)
@@ -184,7 +180,7 @@ def test_score_reads_a_fixed_label_from_the_data(world: World, tmp_path: Path) -
     data_root = tmp_path / "data"
     shutil.copytree(world.data_root, data_root, ignore=shutil.ignore_patterns("images"))
     record = copy_run(world, tmp_path / "run")
-    rows = rows_of(record)
+    rows = sample_rows(record)
     first_ru = next(r for r in rows if r["lang"] == "ru")
     questions_path = data_root / "xgqa/data/few_shot/ru/test.json"
     questions = json.loads(questions_path.read_text(encoding="utf-8"))
@@ -199,7 +195,7 @@ def test_score_reads_a_fixed_label_from_the_data(world: World, tmp_path: Path) -
     scored = json.loads(record.read_text())
     assert scored["provenance"]["data_fingerprint"] != fingerprint
     assert scored["scores"]["exact_match"]["per_lang"]["ru"] > 0
-    fixed = next(r for r in rows_of(record) if r["lang"] == "ru" and r["id"] == first_ru["id"])
+    fixed = next(r for r in sample_rows(record) if r["lang"] == "ru" and r["id"] == first_ru["id"])
     assert fixed["references"] == ["fixed label"] and fixed["scores"]["exact_match"] == 1.0
 
 
@@ -228,7 +224,7 @@ def test_gate_refuses_a_baseline_whose_samples_changed_after_blessing(world: Wor
     assert json.loads(baseline.read_text())["samples_sha256"]
     code, text = main("gate", world.run, "--baseline", baseline, "--paired")
     assert code == 0, text
-    rows = rows_of(baseline)
+    rows = sample_rows(baseline)
     rows[0]["scores"]["exact_match"] = 1.0
     write_rows(baseline, rows)
     code, text = main("gate", world.run, "--baseline", baseline, "--paired")
@@ -239,7 +235,7 @@ def test_gate_refuses_a_baseline_whose_samples_changed_after_blessing(world: Wor
 
 def test_bless_refuses_a_run_whose_samples_were_edited(world: World, tmp_path: Path) -> None:
     record = copy_run(world, tmp_path / "run")
-    rows = rows_of(record)
+    rows = sample_rows(record)
     rows[0]["prediction"] = rows[0]["references"][0]
     write_rows(record, rows)
     code, text = main("baseline", "bless", record, "--note", "n", "--dir", tmp_path / "baselines")
@@ -331,8 +327,8 @@ def test_a_label_fixed_in_a_benchmark_folder_counts_when_rescoring(tmp_path: Pat
     out = tmp_path / "runs"
     code, text = main("run", "--task", folder, "--model", tiny_mt5_dir, "--out", out, "--num-beams", "1", "--max-new-tokens", "2")
     assert code == 0, text
-    [record] = [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")]
-    lines = rows_of(record)
+    [record] = run_records(out)
+    lines = sample_rows(record)
     for row in lines:
         row["prediction"] = "yes"
     write_rows(record, lines)
@@ -345,9 +341,9 @@ def test_a_label_fixed_in_a_benchmark_folder_counts_when_rescoring(tmp_path: Pat
     code, text = main("score", record)
     assert code == 0 and "changed since the run" in text, text
     assert json.loads(record.read_text())["scores"]["exact_match"]["per_lang"]["en"] == pytest.approx(2 / 3)
-    assert {r["id"]: r["references"] for r in rows_of(record)}["1"] == ["yes"]
+    assert {r["id"]: r["references"] for r in sample_rows(record)}["1"] == ["yes"]
     # a forged reference in the per-sample file against unchanged data is refused, naming the line
-    lines = rows_of(record)
+    lines = sample_rows(record)
     lines[2]["references"] = ["yes"]
     write_rows(record, lines)
     code, text = main("score", record)
@@ -362,7 +358,7 @@ def test_a_per_sample_field_of_the_wrong_type_is_refused_with_its_row(world: Wor
     data = json.loads(record.read_text())
     data.pop("samples_sha256")  # a record from before samples hashes: its rows are read as they are
     record.write_text(json.dumps(data))
-    rows = rows_of(record)
+    rows = sample_rows(record)
     rows[3][field] = value
     write_rows(record, rows)
     args = {"gate": ["gate", world.run, "--baseline", record, "--paired"],

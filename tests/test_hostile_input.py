@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from mvleval.errors import MvlevalError
-from tests.helpers import invoke
+from tests.helpers import assert_user_error, invoke, run_records
 
 
 @pytest.fixture()
@@ -39,7 +39,7 @@ def _run(model: Path, demo: tuple[Path, Path], out: Path, *extra: object) -> sub
 
 
 def _no_record(out: Path) -> bool:
-    return not [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")] and not list(out.glob("*.samples.jsonl"))
+    return not run_records(out) and not list(out.glob("*.samples.jsonl"))
 
 
 def _first_image(demo: tuple[Path, Path]) -> Path:
@@ -47,14 +47,6 @@ def _first_image(demo: tuple[Path, Path]) -> Path:
     questions = json.loads((data_root / "xgqa/data/few_shot/en/test.json").read_text())
     image_id = sorted(questions.values(), key=lambda q: q["imageId"])[0]["imageId"]
     return image_root / "gqa" / f"{image_id}.jpg"
-
-
-def _assert_clean_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    text = " ".join(result.stderr.split())
-    for needle in needles:
-        assert needle in text, text
 
 
 @pytest.mark.parametrize(
@@ -71,7 +63,7 @@ def test_bad_images_stop_the_run_with_their_path(damage, message: str, tmp_path:
     damage(image)
     out = tmp_path / "runs"
     result = _run(tiny_mt5_dir, demo, out)
-    _assert_clean_error(result, str(image), message)
+    assert_user_error(result, str(image), message)
     assert _no_record(out)
 
 
@@ -83,7 +75,7 @@ def test_decompression_bomb_is_refused(tmp_path: Path, demo: tuple[Path, Path], 
     Image.new("1", (12000, 12000)).save(image, format="PNG")
     out = tmp_path / "runs"
     result = _run(tiny_mt5_dir, demo, out)
-    _assert_clean_error(result, str(image), "too large to decode safely")
+    assert_user_error(result, str(image), "too large to decode safely")
     assert _no_record(out)
 
 
@@ -97,7 +89,7 @@ def test_pickle_weights_need_the_opt_in(tmp_path: Path, demo: tuple[Path, Path],
         torch.save(load_file(st), model / "pytorch_model.bin")
         st.unlink()
     out = tmp_path / "runs"
-    _assert_clean_error(_run(model, demo, out), "--allow-pickle")
+    assert_user_error(_run(model, demo, out), "--allow-pickle")
     assert _no_record(out)
 
 
@@ -106,7 +98,7 @@ def test_not_a_vision_llm_checkpoint(tmp_path: Path, demo: tuple[Path, Path]) ->
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
     out = tmp_path / "runs"
-    _assert_clean_error(_run(model, demo, out), str(model), "model_type 'bert'", "vision-LLM")
+    assert_user_error(_run(model, demo, out), str(model), "model_type 'bert'", "vision-LLM")
     assert _no_record(out)
 
 
@@ -115,14 +107,14 @@ def test_unwritable_output_folder_non_root(tmp_path: Path, demo: tuple[Path, Pat
     out = tmp_path / "ro"
     out.mkdir()
     out.chmod(0o500)
-    _assert_clean_error(_run(tiny_mt5_dir, demo, out / "runs"), "not writable")
+    assert_user_error(_run(tiny_mt5_dir, demo, out / "runs"), "not writable")
 
 
 def test_output_path_that_is_a_file(tmp_path: Path, demo: tuple[Path, Path], tiny_mt5_dir: Path) -> None:
     # works as root too: a regular file where the output folder should be
     blocker = tmp_path / "out-is-a-file"
     blocker.write_text("")
-    _assert_clean_error(_run(tiny_mt5_dir, demo, blocker), "not writable", str(blocker))
+    assert_user_error(_run(tiny_mt5_dir, demo, blocker), "not writable", str(blocker))
 
 
 def test_disk_full_while_writing_the_record_leaves_no_half_result(
@@ -171,4 +163,4 @@ def test_resume_against_a_different_model_is_refused(tmp_path: Path, demo: tuple
     paths.manifest.write_text(json.dumps({"identity": identity, "name": "x"}))
     paths.partial.write_text("")
     result = _run(tiny_bloom_dir, demo, out, "--resume")
-    _assert_clean_error(result, "cannot resume", "model:", str(tiny_mt5_dir.resolve()), str(tiny_bloom_dir.resolve()))
+    assert_user_error(result, "cannot resume", "model:", str(tiny_mt5_dir.resolve()), str(tiny_bloom_dir.resolve()))

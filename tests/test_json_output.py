@@ -54,7 +54,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> World:
     from mvleval.demo import build_demo_data
-    from tests.helpers import invoke, perfect_copy
+    from tests.helpers import invoke, perfect_copy, run_records
 
     root = tmp_path_factory.mktemp("json")
     data_root, image_root = build_demo_data(root / "demo", n_train=0, n_test=6)
@@ -62,7 +62,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> World
     r = invoke("run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root", image_root,
                "--lang", "en", "--lang", "de", "--out", out, "--num-beams", "1", "--max-new-tokens", "3")
     assert r.exit_code == 0, r.output
-    [run] = [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")]
+    [run] = run_records(out)
     perfect = perfect_copy(run, root / "baselines")
     assert invoke("score", perfect).exit_code == 0
     return World(tiny_mt5_dir, data_root, image_root, run, perfect)

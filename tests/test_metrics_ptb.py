@@ -8,7 +8,6 @@ and are skipped when Java, pycocoevalcap or ../shared is missing.
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mvleval.metrics.ptb import PUNCTUATIONS, ptb_tokenize, ptb_tokenize_lines
+from tests.helpers import read_jsonl
 
 # (caption, expected tokens after pycocoevalcap's punctuation removal), from the jar (see module docstring)
 ROWS = [
@@ -172,23 +172,19 @@ def java_tokenize(lines: list[str]) -> list[str]:
     return [" ".join(w for w in line.rstrip().split(" ") if w not in PUNCTUATIONS) for line in java_raw(tuple(lines))]
 
 
-def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
-
-
 def real_corpora(shared_data: Path) -> dict[str, tuple[str, list[str]]]:
     """Every caption-like text in ../shared/data: name -> (language, texts)."""
     d = shared_data / "iglue" / "datasets"
     out: dict[str, tuple[str, list[str]]] = {}
     for lg in ("de", "en", "ja", "zh"):
-        out[f"xflickrco-{lg}"] = (lg, [s for r in _jsonl(d / "xFlickrCO/annotations" / lg / "test.jsonl")
+        out[f"xflickrco-{lg}"] = (lg, [s for r in read_jsonl(d / "xFlickrCO/annotations" / lg / "test.jsonl")
                                        for s in r["sentences"]])
-    out["flickr30k"] = ("en", [s for r in _jsonl(d / "flickr30k/annotations/test_ann.jsonl") for s in r["sentences"]])
+    out["flickr30k"] = ("en", [s for r in read_jsonl(d / "flickr30k/annotations/test_ann.jsonl") for s in r["sentences"]])
     for lg in ("en", "ar"):
-        rows = _jsonl(d / "XVNLI/annotations" / lg / "test.jsonl")
+        rows = read_jsonl(d / "XVNLI/annotations" / lg / "test.jsonl")
         out[f"xvnli-{lg}"] = (lg, list(dict.fromkeys([r["sentence1"] for r in rows] + [r["sentence2"] for r in rows])))
     for lg in ("id", "zh"):
-        rows = _jsonl(d / "marvl/zero_shot/annotations" / f"marvl-{lg}.jsonl")
+        rows = read_jsonl(d / "marvl/zero_shot/annotations" / f"marvl-{lg}.jsonl")
         out[f"marvl-{lg}"] = (lg, [r["caption"] for r in rows])
     return out
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mvleval.record import write_record
-from tests.helpers import placeholder_images
+from tests.helpers import placeholder_images, run_records
 from tests.test_forgery import main
 from tests.test_leaderboard import make_record
 
@@ -203,7 +203,7 @@ def test_a_yes_no_benchmark_scores_emphasis_and_full_width_answers_through_the_c
     out = tmp_path / "runs"
     code, text = main("run", "--task", folder, "--model", tiny_mt5_dir, "--out", out, "--num-beams", "1", "--max-new-tokens", "2")
     assert code == 0, text
-    [record] = [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")]
+    [record] = run_records(out)
     samples = record.parent / json.loads(record.read_text())["samples_file"]
     lines = [json.loads(line) for line in samples.read_text(encoding="utf-8").splitlines()]
     answers = {"0": "**Yes**", "1": "ｙｅｓ", "2": "Not sure", "3": "Yesterday", "4": "`No`"}

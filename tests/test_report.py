@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from mvleval.testing import browser
+from tests.helpers import sample_rows
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("MVLEVAL_TEST_ARTIFACTS", REPO / "tests" / "artifacts"))
@@ -48,11 +49,6 @@ def _cli(*args: object, timeout: float = 300) -> subprocess.CompletedProcess[str
     return subprocess.run([MVLEVAL, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def _rows(record: Path) -> list[dict[str, Any]]:
-    samples = record.parent / json.loads(record.read_text())["samples_file"]
-    return [json.loads(line) for line in samples.read_text(encoding="utf-8").splitlines()]
-
-
 def _edited_copy(run: Path, folder: Path, edit: Callable[[int, dict[str, Any]], None], data_root: Path | None = None) -> Path:
     """A copy of a run record and its per-sample file with rows edited: rescored by the CLI against the data in
     `data_root` (predictions edited), or else (references and ids edited too, which `score` refuses) a record that
@@ -60,7 +56,7 @@ def _edited_copy(run: Path, folder: Path, edit: Callable[[int, dict[str, Any]], 
     folder.mkdir(parents=True)
     copy = folder / run.name
     shutil.copy(run, copy)
-    rows = _rows(run)
+    rows = sample_rows(run)
     for i, row in enumerate(rows):
         edit(i, row)
     (folder / json.loads(run.read_text())["samples_file"]).write_text(
@@ -197,7 +193,7 @@ def test_json_island_cannot_end_its_script_element() -> None:
 
 
 def test_language_fidelity_misses_store_the_detected_language(world: World) -> None:
-    rows = _rows(world.run)
+    rows = sample_rows(world.run)
     misses = [r for r in rows if r["scores"]["language_fidelity"] == 0.0]
     assert misses, "the tiny model is expected to miss the language somewhere"
     for row in rows:
@@ -210,7 +206,7 @@ def test_language_fidelity_misses_store_the_detected_language(world: World) -> N
     # storing them changes no score: an untouched copy rescored by `mvleval score` gives the same record scores
     copy = _edited_copy(world.run, world.run.parent.parent / "rescored-copy", lambda i, r: None, world.image_root.parent)
     assert json.loads(copy.read_text())["scores"] == json.loads(world.run.read_text())["scores"]
-    assert _rows(copy) == rows
+    assert sample_rows(copy) == rows
 
 
 def test_report_refuses_runs_the_gate_refuses(world: World, tmp_path: Path) -> None:
@@ -253,7 +249,7 @@ def test_run_report_shows_every_sample_and_filters(world: World, chrome: Any, tm
     r = _cli("report", world.run, "--out", page, "--image-root", world.image_root)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "12 samples" in r.stdout
-    rows = _rows(world.run)
+    rows = sample_rows(world.run)
     _open(chrome, page)
     _no_errors(chrome)
     assert _count(chrome) == 12 and len(_shown(chrome)) == 12
@@ -353,7 +349,7 @@ def test_comparison_lists_exactly_the_flipped_samples(world: World, chrome: Any,
     page = tmp_path / "compare.html"
     r = _cli("report", world.changed, "--compare", world.baseline, "--out", page, "--image-root", world.image_root)
     assert r.returncode == 0, r.stdout + r.stderr
-    run_rows, base_rows = _rows(world.changed), _rows(world.baseline)
+    run_rows, base_rows = sample_rows(world.changed), sample_rows(world.baseline)
     flips = {"right→wrong": [], "wrong→right": []}
     for run, base in zip(run_rows, base_rows, strict=True):
         a, b = run["scores"]["exact_match"], base["scores"]["exact_match"]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
 from mvleval.record import read_record, read_samples
 from mvleval.task import load_task
-from tests.helpers import invoke, placeholder_images
+from tests.helpers import invoke_run, placeholder_images
 
 FIXTURES = Path(__file__).parent / "data" / "tasks"
 
@@ -33,11 +32,7 @@ def _run_task(task_name: str, langs: list[str], split: str, data_root: Path, tmp
     out = tmp_path / "runs"
     args = ["run", "--task", task_name, "--model", model, "--data-root", data_root, "--image-root", image_root,
             "--split", split, "--limit", str(limit), "--out", out, "--batch-size", "8", "--max-new-tokens", "4"]
-    for lang in langs:
-        args += ["--lang", lang]
-    result = invoke(*args)
-    assert result.exit_code == 0, result.output
-    record_path = Path(re.search(r"Run record: (\S+\.json)", result.output.replace("\n", "")).group(1))
+    record_path = invoke_run(args, langs)
     record = read_record(record_path)
     assert record.task.name == task_name and record.task.languages == langs
     assert record.task.n_examples == {lang: min(limit, len(examples[lang])) for lang in langs}

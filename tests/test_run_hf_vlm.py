@@ -4,8 +4,6 @@ batch-size-invariant per-sample files, prompt styles kept apart by the gate, cle
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,15 +12,13 @@ import pytest
 pytest.importorskip("torch")
 
 from mvleval.task import task_names  # noqa: E402
+from tests.helpers import console_script  # noqa: E402
 
 DEMO_LANGS = ("en", "id", "zh")  # each demo task has data for the ones it knows of these
 
 
 def _mvleval(*args: object) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("mvleval")
-    assert exe, "the mvleval console script is not installed (pip install -e .)"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=env, timeout=900)
+    return console_script(*args, timeout=900)
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,6 @@ checkpoints: the real xGQA dev files (8 questions) give the same predictions at 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,14 +11,7 @@ import pytest
 pytest.importorskip("torch")
 
 from mvleval.task import load_task  # noqa: E402
-from tests.helpers import placeholder_images  # noqa: E402
-
-
-def _run(*args: object) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("mvleval")
-    assert exe, "the mvleval console script is not installed (pip install -e .)"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=env, timeout=600)
+from tests.helpers import console_script, placeholder_images  # noqa: E402
 
 
 @pytest.mark.slow
@@ -41,7 +31,7 @@ def test_instructblip_batch_size_does_not_change_xgqa_predictions(shared_data: P
     predictions = {}
     for size in (1, 4, 7):
         out = tmp_path / f"b{size}"
-        result = _run("run", "--task", "xgqa", "--split", "dev", "--lang", lang, "--limit", 8, "--model", model,
+        result = console_script("run", "--task", "xgqa", "--split", "dev", "--lang", lang, "--limit", 8, "--model", model,
                     "--data-root", shared_data, "--image-root", image_root, "--batch-size", size, "--out", out)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "Warning" not in result.stdout + result.stderr

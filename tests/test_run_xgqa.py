@@ -11,7 +11,7 @@ import pytest
 
 from mvleval.record import read_record, read_samples
 from mvleval.task import load_task
-from tests.helpers import invoke, placeholder_images
+from tests.helpers import invoke, invoke_run, placeholder_images, run_records
 
 
 def _xgqa_images(data_root: Path, image_root: Path, langs: list[str], split: str) -> int:
@@ -36,11 +36,7 @@ def test_xgqa_real_dev_files_end_to_end(shared_data: Path, tmp_path: Path, tiny_
     out = tmp_path / "runs"
     args = ["run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", shared_data, "--image-root", image_root,
             "--split", "dev", "--out", out, "--batch-size", "64", "--num-beams", "1", "--max-new-tokens", "3"]
-    for lang in langs:
-        args += ["--lang", lang]
-    result = invoke(*args)
-    assert result.exit_code == 0, result.output
-    record_path = Path(re.search(r"Run record: (\S+\.json)", result.output.replace("\n", "")).group(1))
+    record_path = invoke_run(args, langs)
     record = read_record(record_path)
     assert record.task.n_examples == {"de": 1422, "en": 1422, "zh": 1422}
     assert record.task.split == "dev" and record.task.version == load_task("xgqa").version
@@ -82,7 +78,7 @@ def test_run_record_contents(fixture: str, request: pytest.FixtureRequest, tmp_p
     result = invoke("run", "--task", "xgqa", "--model", model_dir, "--data-root", data_root, "--image-root", image_root,
                     "--lang", "en", "--lang", "zh", "--out", out, "--batch-size", "5", "--limit", "12")
     assert result.exit_code == 0, result.output
-    [record_path] = [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")]
+    [record_path] = run_records(out)
     raw = json.loads(record_path.read_text())
     assert raw["schema_version"] == 2
     record = read_record(record_path)

@@ -8,7 +8,6 @@ raw annotations name (as mBLIP's code would open them), so `check_data` must fin
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from collections import Counter
 from pathlib import Path
@@ -19,12 +18,9 @@ import pytest
 from mvleval.datacheck import check_data
 from mvleval.errors import MvlevalError
 from mvleval.task import load_task
+from tests.helpers import read_jsonl
 
 XVNLI_LABELS = {"entailment": "yes", "contradiction": "no", "neutral": "maybe"}
-
-
-def _rows(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _iglue(shared: Path) -> Path:
@@ -52,11 +48,11 @@ def image_root(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     iglue = _iglue(shared_data)
     rels: set[str] = set()
     for path in list(iglue.glob("xFlickrCO/annotations/*/*.jsonl")) + [iglue / "flickr30k/annotations/test_ann.jsonl"]:
-        rels.update(f"flickr30k/{r['img_path']}" for r in _rows(path))
+        rels.update(f"flickr30k/{r['img_path']}" for r in read_jsonl(path))
     for path in iglue.glob("XVNLI/annotations/*/*.jsonl"):
-        rels.update(f"flickr30k/{r['Flikr30kID']}.jpg" for r in _rows(path))
+        rels.update(f"flickr30k/{r['Flikr30kID']}.jpg" for r in read_jsonl(path))
     for path in iglue.glob("marvl/*/annotations/*.jsonl"):
-        rels.update(_marvl_image(r, side) for r in _rows(path) for side in ("left_img", "right_img"))
+        rels.update(_marvl_image(r, side) for r in read_jsonl(path) for side in ("left_img", "right_img"))
     for rel in rels:
         target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -67,7 +63,7 @@ def image_root(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 # -- XVNLI -----------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("lang", ["en", "ar"])
 def test_xvnli_test_split(shared_data: Path, image_root: Path, lang: str) -> None:
-    raw = _rows(_iglue(shared_data) / f"XVNLI/annotations/{lang}/test.jsonl")
+    raw = read_jsonl(_iglue(shared_data) / f"XVNLI/annotations/{lang}/test.jsonl")
     assert len(raw) == 1164
     usable = [r for r in raw if r["gold_label"] != "-"]
     examples = load_task("xvnli").examples(shared_data, image_root, lang, "test")
@@ -86,7 +82,7 @@ def test_xvnli_test_split(shared_data: Path, image_root: Path, lang: str) -> Non
 
 @pytest.mark.parametrize(("split", "n_raw", "n_dash"), [("train_1", 3, 0), ("train_5", 18, 1), ("train_10", 39, 1)])
 def test_xvnli_few_shot_splits(shared_data: Path, image_root: Path, split: str, n_raw: int, n_dash: int) -> None:
-    raw = _rows(_iglue(shared_data) / f"XVNLI/annotations/en/{split}.jsonl")
+    raw = read_jsonl(_iglue(shared_data) / f"XVNLI/annotations/en/{split}.jsonl")
     assert (len(raw), sum(r["gold_label"] == "-" for r in raw)) == (n_raw, n_dash)
     examples = load_task("xvnli").examples(shared_data, image_root, "en", split)
     assert len(examples) == n_raw - n_dash
@@ -96,7 +92,7 @@ def test_xvnli_few_shot_splits(shared_data: Path, image_root: Path, split: str, 
 # -- MaRVL -----------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("lang", "n", "n_true"), [("id", 1128, 564), ("zh", 1012, 504)])
 def test_marvl_test_split(shared_data: Path, image_root: Path, lang: str, n: int, n_true: int) -> None:
-    raw = _rows(_iglue(shared_data) / f"marvl/zero_shot/annotations/marvl-{lang}.jsonl")
+    raw = read_jsonl(_iglue(shared_data) / f"marvl/zero_shot/annotations/marvl-{lang}.jsonl")
     examples = load_task("marvl").examples(shared_data, image_root, lang, "test")
 
     assert len(examples) == len(raw) == n
@@ -111,7 +107,7 @@ def test_marvl_test_split(shared_data: Path, image_root: Path, lang: str, n: int
 
 @pytest.mark.parametrize(("lang", "split", "n"), [("id", "train_1", 4), ("id", "train_10", 40), ("zh", "train_10", 40)])
 def test_marvl_few_shot_splits(shared_data: Path, image_root: Path, lang: str, split: str, n: int) -> None:
-    raw = _rows(_iglue(shared_data) / f"marvl/few_shot/annotations/marvl-{lang}_{split.replace('_', '')}.jsonl")
+    raw = read_jsonl(_iglue(shared_data) / f"marvl/few_shot/annotations/marvl-{lang}_{split.replace('_', '')}.jsonl")
     examples = load_task("marvl").examples(shared_data, image_root, lang, split)
     assert len(examples) == len(raw) == n
     assert Counter(e.target for e in examples) == Counter("yes" if r["label"] else "no" for r in raw)
@@ -120,14 +116,14 @@ def test_marvl_few_shot_splits(shared_data: Path, image_root: Path, lang: str, s
 
 def test_marvl_non_ascii_concepts_are_present(shared_data: Path) -> None:
     """The zh file really has non-ASCII concept folders (so the Unicode path handling is exercised above)."""
-    raw = _rows(_iglue(shared_data) / "marvl/zero_shot/annotations/marvl-zh.jsonl")
+    raw = read_jsonl(_iglue(shared_data) / "marvl/zero_shot/annotations/marvl-zh.jsonl")
     assert any(not r["concept"].isascii() for r in raw)
 
 
 # -- xFlickrCo -------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("lang", "name"), [("de", "German"), ("ja", "Japanese"), ("zh", "Chinese")])
 def test_xflickrco_test_split(shared_data: Path, image_root: Path, lang: str, name: str) -> None:
-    raw = _rows(_iglue(shared_data) / f"xFlickrCO/annotations/{lang}/test.jsonl")
+    raw = read_jsonl(_iglue(shared_data) / f"xFlickrCO/annotations/{lang}/test.jsonl")
     examples = load_task("xflickrco").examples(shared_data, image_root, lang, "test")
 
     assert len(examples) == len(raw) == 2000
@@ -140,14 +136,14 @@ def test_xflickrco_test_split(shared_data: Path, image_root: Path, lang: str, na
 
 def test_xflickrco_keeps_the_empty_german_caption(shared_data: Path, image_root: Path) -> None:
     """de test.jsonl line 1960 has the caption "": kept as mBLIP kept it (n stays 2000; that image scores 0 CIDEr)."""
-    raw = _rows(_iglue(shared_data) / "xFlickrCO/annotations/de/test.jsonl")
+    raw = read_jsonl(_iglue(shared_data) / "xFlickrCO/annotations/de/test.jsonl")
     assert [i + 1 for i, r in enumerate(raw) if r["sentences"] == [""]] == [1960]
     examples = load_task("xflickrco").examples(shared_data, image_root, "de", "test")
     assert examples[1959].references == ("",) and examples[1959].source.endswith("test.jsonl:1960")
 
 
 def test_xflickrco_english_is_flickr30k_test_with_five_references(shared_data: Path, image_root: Path) -> None:
-    raw = _rows(_iglue(shared_data) / "flickr30k/annotations/test_ann.jsonl")
+    raw = read_jsonl(_iglue(shared_data) / "flickr30k/annotations/test_ann.jsonl")
     examples = load_task("xflickrco").examples(shared_data, image_root, "en", "test")
     assert len(examples) == len(raw) == 1000
     assert Counter(len(e.references) for e in examples) == {5: 1000}
@@ -168,7 +164,7 @@ def test_xm3600_fixture_ids_are_real_image_ids(shared_data: Path) -> None:
     assert len(ids) == len(set(ids)) == 3600
     assert all(len(i) == 16 and int(i, 16) >= 0 for i in ids)
     fixture = Path(__file__).resolve().parent / "data" / "tasks" / "xm3600" / "captions.jsonl"
-    keys = [r["image/key"] for r in _rows(fixture)]
+    keys = [r["image/key"] for r in read_jsonl(fixture)]
     assert keys and set(keys) <= set(ids)
 
 
@@ -206,7 +202,7 @@ def test_data_check_on_shared_data(
 def test_data_check_reports_missing_real_images(shared_data: Path, tmp_path: Path) -> None:
     report = check_data(load_task("marvl"), shared_data, tmp_path, languages=["zh"])
     (zh,) = report.languages
-    raw = _rows(_iglue(shared_data) / "marvl/zero_shot/annotations/marvl-zh.jsonl")
+    raw = read_jsonl(_iglue(shared_data) / "marvl/zero_shot/annotations/marvl-zh.jsonl")
     distinct = {_marvl_image(r, s) for r in raw for s in ("left_img", "right_img")}
     assert zh.n_examples == 1012 and zh.n_images_referenced == zh.n_missing_images == len(distinct)
     assert not report.ok
