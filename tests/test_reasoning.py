@@ -226,3 +226,32 @@ def test_a_local_model_s_chat_template_thinking_tags_are_stripped(tmp_path: Path
     rows = list(read_samples(samples))
     assert [r.get("answer") for r in rows] == [rows[0]["references"][0], rows[1]["references"][0], "", None]
     assert rows[0]["prediction"].startswith("◁think▷")  # the raw output is kept
+
+
+def test_thinking_tags_registered_as_special_tokens_survive_decoding(tmp_path: Path) -> None:
+    """A tokenizer that registers <think> and </think> as special tokens (as several reasoning checkpoints do): decoding
+    with special tokens skipped would drop the tags and leave the thinking in the answer; the backend keeps exactly the
+    tags the chat template declares and still drops padding and end-of-sequence tokens."""
+    from transformers import AutoTokenizer
+
+    from mvleval.backends.hf_vlm import decode_keeping_thinking_tags
+    from mvleval.testing.tiny_vlm import build_tiny_vlm
+
+    tokenizer = AutoTokenizer.from_pretrained(build_tiny_vlm("llava", tmp_path / "llava"))
+    tokenizer.add_tokens(["<think>", "</think>"], special_tokens=True)
+    template = "{% if thinking %}<think>\n</think>{% endif %}{{ messages }}"
+
+    def ids(text: str) -> list[int]:
+        return tokenizer.encode(text, add_special_tokens=False)
+
+    think, end = tokenizer.convert_tokens_to_ids("<think>"), tokenizer.convert_tokens_to_ids("</think>")
+    row = [think, *ids("a cat"), end, *ids("dog"), tokenizer.eos_token_id, tokenizer.pad_token_id]
+    plain = tokenizer.batch_decode([row], skip_special_tokens=True)[0]
+    assert "<think>" not in plain and strip_thinking(plain.strip()) != "dog"  # what skipping every special token gives
+
+    [kept] = decode_keeping_thinking_tags(tokenizer, [row], template)
+    assert kept.startswith("<think>") and "</think>" in kept
+    assert tokenizer.eos_token not in kept and tokenizer.pad_token not in kept
+    assert strip_thinking(kept.strip()) == "dog"
+    # a template without thinking tags: exactly batch_decode(skip_special_tokens=True), as for every protocol model
+    assert decode_keeping_thinking_tags(tokenizer, [row], "{{ messages }}") == [plain]

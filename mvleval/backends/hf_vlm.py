@@ -61,6 +61,38 @@ _FIX_LAYOUT = (
 )
 
 
+def decode_keeping_thinking_tags(tokenizer: Any, ids: Sequence[Sequence[int]], chat_template: str | None) -> list[str]:
+    """Decode generated ids with special tokens skipped, except the thinking tags ``chat_template`` declares.
+
+    A tokenizer that registers ``<think>`` and ``</think>`` as special tokens would otherwise drop the tags and keep
+    the thinking between them, which scoring (metrics/answer.py) could then no longer tell from the answer. Without
+    such tags (every mBLIP-protocol model), this is exactly ``batch_decode(ids, skip_special_tokens=True)``.
+    """
+    from mvleval.metrics.answer import template_thinking_tags
+
+    special = {int(i) for i in tokenizer.all_special_ids}
+    special |= {int(i) for i, tok in getattr(tokenizer, "added_tokens_decoder", {}).items() if getattr(tok, "special", False)}
+    kept: dict[int, str] = {}
+    for pair in template_thinking_tags(chat_template):
+        for tag in pair:
+            tag_id = tokenizer.convert_tokens_to_ids(tag)
+            if isinstance(tag_id, int) and tag_id in special:
+                kept[tag_id] = tag
+    if not kept:
+        return list(tokenizer.batch_decode(ids, skip_special_tokens=True))
+    texts = []
+    for row in ids:
+        parts, run = [], []
+        for token in row:
+            if int(token) in kept:
+                parts += [tokenizer.decode(run, skip_special_tokens=True), kept[int(token)]]
+                run = []
+            else:
+                run.append(token)
+        texts.append("".join(parts) + tokenizer.decode(run, skip_special_tokens=True))
+    return texts
+
+
 class HfVlmBackend(Backend):
     """A loaded AutoModelForImageTextToText checkpoint with its processor.
 
@@ -200,9 +232,10 @@ class HfVlmBackend(Backend):
             )
 
     def generate(self, requests: Sequence[GenerationRequest], settings: GenerationSettings) -> list[str]:
-        """One answer per request: special tokens skipped, whitespace stripped, in request order."""
+        """One answer per request: special tokens skipped (but the chat template's thinking tags kept, so that scoring
+        can remove the thinking they delimit), whitespace stripped, in request order."""
         ids = self.generate_ids(requests, settings)
-        return [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        return [t.strip() for t in decode_keeping_thinking_tags(self.tokenizer, ids, self.chat_template)]
 
     def generate_ids(self, requests: Sequence[GenerationRequest], settings: GenerationSettings) -> list[list[int]]:
         """The new token ids of each request (the prompt sliced off), trailing padding kept."""
