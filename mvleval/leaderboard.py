@@ -64,6 +64,8 @@ class ModelKey:
     fingerprint: str = ""  # the weights' (and adapter's) fingerprint: a model's identity whatever the working directory
     family: str = ""  # the model family (config model_type) when not mBLIP's BLIP-2, shown in the label
     path: str = field(default="", compare=False)  # as the user typed it, shown (from the newest record of the row)
+    # a token budget other than the task's protocol (--max-new-tokens for a reasoning model): always labelled
+    budget_override: bool = field(default=False, compare=False)
     adapter: str = field(default="", compare=False)
 
 
@@ -181,30 +183,32 @@ def _column_key(record: RunRecord, path: Path) -> ColumnKey:
     )
 
 
-def _generation_overrides(record: RunRecord) -> dict[str, Any]:
+def _generation_overrides(record: RunRecord) -> tuple[dict[str, Any], bool]:
     """The decoding settings that differ from the task's own protocol (each task has its own defaults: a model run
-    on captioning and VQA tasks with their protocol settings is one row, not two). When the installed task is not the
-    record's version, all settings are kept, so nothing is merged on a guess."""
+    on captioning and VQA tasks with their protocol settings is one row, not two), and whether the protocol was known.
+    When the installed task is not the record's version, all settings are kept, so nothing is merged on a guess."""
     from mvleval.task import load_task_of_record
 
     try:
         task = load_task_of_record(record.task.name, record.task.prompt_style, record.task.source)
     except MvlevalError:
-        return dict(record.model.generation)
+        return dict(record.model.generation), False
     if task.version != record.task.version or task.protocol_hash() != record.task.protocol_hash:
-        return dict(record.model.generation)
+        return dict(record.model.generation), False
     defaults = task.generation.to_dict()
-    return {k: v for k, v in record.model.generation.items() if defaults.get(k) != v}
+    return {k: v for k, v in record.model.generation.items() if defaults.get(k) != v}, True
 
 
 def _model_key(record: RunRecord) -> ModelKey:
     fingerprint = record.model.fingerprint or ""
+    overrides, protocol_known = _generation_overrides(record)
     return ModelKey(
         identity=f"weights:{fingerprint}" if fingerprint else f"typed:{record.model.path}\0{record.model.adapter or ''}",
         path=record.model.path,
         adapter=record.model.adapter or "",
         bits=record.model.bits,
-        generation=json.dumps(_generation_overrides(record), sort_keys=True),
+        generation=json.dumps(overrides, sort_keys=True),
+        budget_override=protocol_known and "max_new_tokens" in overrides,
         fingerprint=record.model.fingerprint or "",
         family=record.model.family if record.model.backend == "hf" and record.model.family else "",
     )
@@ -289,7 +293,7 @@ def _row_labels(keys: Sequence[ModelKey], settings: dict[ModelKey, dict[str, Any
         same_weights = [k for k in siblings if k.fingerprint == key.fingerprint]
         mine = json.loads(key.generation)
         names = {n for n, value in SEARCH_OVERRIDES if n in mine and mine[n] == value}
-        if "max_new_tokens" in mine:
+        if key.budget_override:
             # a token budget other than the protocol's (--max-new-tokens for a reasoning model) is never a protocol row
             names.add("max_new_tokens")
         if len(same_weights) > 1:
