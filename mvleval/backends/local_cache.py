@@ -10,9 +10,10 @@ A local answer's key is the SHA-256 (``mvleval.cache.local_key``) of everything 
   (``generation_path``), image handling and the BLIP-2 query tokens / JPEG draft decoding that change the pixels;
 - the device kind (``cpu``, or ``cuda`` with the GPU's name): kernels differ between a CPU and a GPU, and between GPU
   architectures, and beam search amplifies a last-bit difference into another answer;
-- the versions of transformers, torch and mvleval: a new release can change a kernel, a generation default or a
-  processor's resize, and so an answer; an answer is never served across versions (the price: a new install starts
-  with an empty cache for its own answers; older ones stay until ``mvleval cache clear``);
+- the versions of transformers, torch and mvleval, and a digest of mvleval's backend code (mvleval/backends/**.py): a
+  new release can change a kernel, a generation default or a processor's resize, and an edit of a backend (a family
+  quirk fixed) changes answers within one mvleval version; an answer is never served across them (the price: an
+  upgrade starts with an empty cache for its own answers; older ones stay until ``mvleval cache clear``);
 - the generation settings (num_beams, max_new_tokens, min_new_tokens, length_penalty, do_sample);
 - per example, the prompt exactly as the model sees it (the chat template rendered around the task's prompt) and the
   SHA-256 of each image file's bytes, in order (not its path: the same photo under two names is one entry).
@@ -28,6 +29,7 @@ The model's name as given to ``--model`` labels its entries (``mvleval cache inf
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,9 +68,20 @@ def local_identity(info: ModelInfo, device: str, **extra: Any) -> dict[str, Any]
 
     identity = info.model_dump(mode="json", exclude=_LOCATION_FIELDS)
     identity["device_kind"] = device_kind(device)
-    identity["versions"] = {"transformers": transformers.__version__, "torch": torch.__version__, "mvleval": mvleval.__version__}
+    identity["versions"] = {"transformers": transformers.__version__, "torch": torch.__version__, "mvleval": mvleval.__version__,
+                            "backend_code": backend_code_digest()}
     identity.update(extra)
     return identity
+
+
+@functools.cache
+def backend_code_digest() -> str:
+    """SHA-256 over the source of mvleval's backends (names and contents), read once per process."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 class _ImageDigests:
@@ -204,4 +217,4 @@ class CachedBackend(Backend):
         return getattr(self.__dict__["inner"], name)
 
 
-__all__ = ["CachedBackend", "device_kind", "local_identity"]
+__all__ = ["CachedBackend", "backend_code_digest", "device_kind", "local_identity"]
