@@ -123,7 +123,7 @@ def test_what_changes_an_answer_misses(capsys: Any, demo_data: tuple[Path, Path]
     assert run(capsys, demo_data, model, tmp_path / "adapter", "--adapter", adapter)[0] == 0
     assert cache_counts(tmp_path / "adapter")["answers_from_cache"] == 0
 
-    # other weights in the same folder (one value changed in place): the content, not the path, is the key
+    # a copy of the checkpoint with one weight changed: the content, not the path, is the key
     changed = tmp_path / "changed"
     shutil.copytree(model, changed)
     from safetensors.torch import load_file, save_file
@@ -161,3 +161,20 @@ def test_cache_off_generates_and_read_stores_nothing(capsys: Any, demo_data: tup
     assert "cache" not in off["model"]["details"]
     assert not any("cached" in row for row in rows_of(tmp_path / "off"))
     assert comparable(off) == comparable(record_of(tmp_path / "rw"))
+
+
+def test_mblip_backend_answers_a_second_run_from_the_cache(capsys: Any, demo_data: tuple[Path, Path], tiny_mt5_dir: Path,
+                                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run(capsys, demo_data, tiny_mt5_dir, tmp_path / "first")[0] == 0
+    assert cache_counts(tmp_path / "first")["answers_generated"] == N
+    from mvleval.backends.mblip import MBlipBackend
+
+    def no_generation(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the second run generated")
+
+    monkeypatch.setattr(MBlipBackend, "generate_ids", no_generation)
+    assert run(capsys, demo_data, tiny_mt5_dir, tmp_path / "second")[0] == 0
+    assert cache_counts(tmp_path / "second")["answers_from_cache"] == N
+    second = rows_of(tmp_path / "second")
+    assert all(row.pop("cached") is True for row in second) and second == rows_of(tmp_path / "first")
+    assert comparable(record_of(tmp_path / "second")) == comparable(record_of(tmp_path / "first"))
