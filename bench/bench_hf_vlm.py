@@ -20,6 +20,12 @@ identical on all three (exit 1 if not). Scoring is not free on a random model: i
 the language-fidelity detector take ~13 ms per caption (real captions take a fraction of that).
 
 Run: ``OMP_NUM_THREADS=1 python bench/bench_hf_vlm.py [--quick]`` (~3 min on 2 cores; --quick ~1 min).
+
+``--case cache``: instead, `mvleval run` twice with the response cache (a fresh one in a temporary folder, read-write),
+the second run into another output folder, as a rerun of a finished local evaluation is (a new metric, a second
+report): prints both wall times, their ratio, the answers the second run took from the cache and whether every
+prediction is identical (exit 1 if not). Both runs load the model, check the data, score and write records; only
+generation is saved.
 """
 
 from __future__ import annotations
@@ -151,6 +157,34 @@ def run_loop(task_name: str, model_dir: Path, data_root: Path, image_root: Path,
     return time.perf_counter() - started, predictions
 
 
+def run_twice_with_cache(args: argparse.Namespace, model_dir: Path, data_root: Path, image_root: Path, root: Path,
+                         batch_size: int | None, max_new: int, n: int) -> int:
+    """The first and the second `mvleval run` of the same task with the response cache, side by side."""
+    from mvleval.record import read_record
+
+    os.environ["MVLEVAL_CACHE_DIR"] = str(root / "cache")  # an empty cache: the first run generates everything
+    times, preds, counts = [], [], []
+    for name in ("first", "second"):
+        started = time.perf_counter()
+        from mvleval.runner import RunOptions, evaluate
+
+        options = RunOptions(task=args.shape, model=str(model_dir), data_root=data_root, image_root=image_root,
+                             languages=LANGUAGES, batch_size=batch_size, out_dir=root / name, cache="read-write",
+                             generation={"num_beams": 1, "max_new_tokens": max_new})
+        record, path = evaluate(options)
+        times.append(time.perf_counter() - started)
+        from mvleval.record import read_samples
+
+        preds.append({(r["lang"], r["id"]): r["prediction"] for r in read_samples(path.parent / record.samples_file)})
+        counts.append(read_record(path).model.details["cache"])
+        print(f"{name} run:  {times[-1]:7.1f} s  (cache: {counts[-1]['answers_from_cache']} answers from it, "
+              f"{counts[-1]['answers_generated']} generated)")
+    same = sum(preds[1].get(k) == v for k, v in preds[0].items())
+    print(f"second run / first run: {times[1] / times[0]:.3f} ({times[0] / times[1]:.1f}x faster); answers from the cache: "
+          f"{counts[1]['answers_from_cache']}/{n}; identical predictions: {same}/{len(preds[0])}")
+    return 0 if same == len(preds[0]) == len(preds[1]) == counts[1]["answers_from_cache"] == n else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smaller workload (~1 min)")
@@ -160,6 +194,8 @@ def main() -> int:
     parser.add_argument("--shape", choices=("xgqa", "xm3600"), default="xgqa",
                         help="xgqa: questions, short answers (10 new tokens); xm3600: one caption per image and language (50)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default: 10 (xgqa) or 50 (xm3600), mBLIP's")
+    parser.add_argument("--case", choices=("speed", "cache"), default="speed",
+                        help="speed: mvleval vs the per-sample loop; cache: a second `mvleval run` vs the first (response cache)")
     args = parser.parse_args()
     import torch
 
@@ -180,6 +216,9 @@ def main() -> int:
         print(f"workload: {n} prompts over {n_images} images ({len(LANGUAGES)} languages); LLaVA-shaped model "
               f"hidden {args.hidden} x {args.layers} layers; {args.shape}-shaped, greedy, {max_new} new tokens; "
               f"torch threads {torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+        if args.case == "cache":
+            return run_twice_with_cache(args, model_dir, data_root, image_root, root, None if args.batch_size == "auto"
+                                        else int(args.batch_size), max_new, n)
         loop_s, loop_pred = run_loop(args.shape, model_dir, data_root, image_root, max_new)
         print(f"per-sample loop:  {loop_s:7.1f} s  ({n / loop_s:.1f} prompts/s; load + generation)")
         batch_size = None if args.batch_size == "auto" else int(args.batch_size)

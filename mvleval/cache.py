@@ -4,7 +4,9 @@ A key is the SHA-256 of what decides an answer and nothing else: for a served mo
 reported version (where it reports one) and the full request body as sent (model, messages with the images' bytes as
 data URLs, max_tokens, temperature, seed and any server extension fields). The API key travels in a header and the
 URL's credentials in the URL, neither of which is part of the key; the URL itself is not either (several replicas of
-one model, or a server that moved, answer the same request the same way).
+one model, or a server that moved, answer the same request the same way). For a model run on this machine
+(mvleval/backends/local_cache.py), the weights' and adapter's content fingerprint, precision, device kind, library
+versions, generation settings, the prompt as rendered for the model and the images' byte digests (:func:`local_key`).
 
 Storage is one SQLite file, ``responses.sqlite3``, in mvleval's cache folder (``$MVLEVAL_CACHE_DIR``, else the
 platform's user cache folder: :func:`mvleval.cachedir.cache_dir`), in WAL mode with a busy timeout: several ``mvleval run`` processes read and write it at
@@ -45,6 +47,14 @@ def served_key(model_id: str, server_version: str | None, body: bytes) -> str:
     digest.update(b"\0")
     digest.update(body)
     return digest.hexdigest()
+
+
+def local_key(identity: Mapping[str, Any], rendered_prompt: str, image_digests: Sequence[str]) -> str:
+    """The cache key of one example for a local model: what its answers depend on (`identity`, see
+    mvleval/backends/local_cache.py), the prompt as the model sees it and the SHA-256 of each image's bytes, in order."""
+    body = json.dumps({"v": KEY_VERSION, "kind": "local", "identity": identity, "prompt": rendered_prompt,
+                       "images": list(image_digests)}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(body.encode()).hexdigest()
 
 
 def check_mode(mode: str) -> str:
@@ -221,4 +231,4 @@ class ResponseCache:
 
 
 
-__all__ = ["CACHE_MODES", "CacheInfo", "ResponseCache", "cache_dir", "check_mode", "served_key"]
+__all__ = ["CACHE_MODES", "CacheInfo", "ResponseCache", "cache_dir", "check_mode", "local_key", "served_key"]

@@ -70,7 +70,7 @@ app.add_typer(data_app, name="data")
 baseline_app = typer.Typer(help="Manage committed baselines for regression gates.", no_args_is_help=True, rich_markup_mode=None,
                            context_settings=_HELP_SETTINGS)
 app.add_typer(baseline_app, name="baseline")
-cache_app = typer.Typer(help="Inspect or clear the response cache (answers of served models, shared by every run).", no_args_is_help=True,
+cache_app = typer.Typer(help="Inspect or clear the response cache (answers of served and local models, shared by every run).", no_args_is_help=True,
                         rich_markup_mode=None, context_settings=_HELP_SETTINGS)
 app.add_typer(cache_app, name="cache")
 
@@ -338,7 +338,7 @@ def run(
     base_url: Annotated[Optional[list[str]], typer.Option(metavar="URL", help="OpenAI-compatible endpoint, e.g. http://HOST:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI's API); repeat for replicas of the same model (data-parallel servers): requests go to the one with the fewest in flight, a failing one is taken out for a while. Recorded without credentials.", rich_help_panel=SERVED_PANEL)] = None,
     api_key_env: Annotated[str, typer.Option(metavar="NAME", help="Name of the environment variable holding the API key (sent as a bearer token; never written anywhere).", rich_help_panel=SERVED_PANEL)] = "OPENAI_API_KEY",
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", "--max-concurrency", metavar="N", help="Requests in flight per replica. Default: adaptive (each replica's window grows while latency stays flat and shrinks on 429, 503 and timeouts; docs/served-models.md).", rich_help_panel=SERVED_PANEL)] = None,
-    cache: Annotated[Optional[str], typer.Option(metavar="read-write|read|off", help="The response cache shared by runs, tasks and prompt styles (`mvleval cache info`): 'read-write' (default: answers found there are not asked again, new ones are kept), 'read' (look up only) or 'off'.", rich_help_panel=SERVED_PANEL)] = None,
+    cache: Annotated[Optional[str], typer.Option(metavar="read-write|read|off", help="The response cache shared by runs, tasks and prompt styles (`mvleval cache info`), for served and local models (keyed by the weights' fingerprint, precision, device kind and versions): 'read-write' (default: answers found there are not generated or asked again, new ones are kept), 'read' (look up only) or 'off'.")] = None,
     timeout: Annotated[float, typer.Option(metavar="SECONDS", help="Seconds one request attempt may take.", rich_help_panel=SERVED_PANEL)] = 120.0,
     max_retries: Annotated[int, typer.Option(metavar="N", help="Retries per request on 429 / 5xx / connection errors / timeouts / malformed answers (back-off with jitter, honouring Retry-After); then the run stops unscored and --resume continues.", rich_help_panel=SERVED_PANEL)] = 5,
     max_image_side: Annotated[Optional[int], typer.Option(metavar="PIXELS", help="Downsize images so the longer side is at most this many pixels before sending (recorded).", rich_help_panel=SERVED_PANEL)] = None,
@@ -376,9 +376,12 @@ def run(
         if num_beams is None and server_extensions == "none":
             num_beams = 1  # a plain OpenAI API has no beam search: greedy, and the record and leaderboard say so
         batch_size = batch_size or str(default_batch_size(concurrency, len(urls)))
-    elif base_url is not None or max_image_side is not None or server_extensions != "none" or concurrency is not None or cache is not None:
-        raise MvlevalError("--base-url, --concurrency, --cache, --max-image-side and --server-extensions apply to served models only.",
+    elif base_url is not None or max_image_side is not None or server_extensions != "none" or concurrency is not None:
+        raise MvlevalError("--base-url, --concurrency, --max-image-side and --server-extensions apply to served models only.",
                            fix="pass --model openai:NAME for a model behind an OpenAI-compatible endpoint, or drop them.")
+    from mvleval.cache import check_mode
+
+    cache_mode = check_mode(cache or "read-write")  # a local model's answers too (mvleval/backends/local_cache.py)
     if not served:
         from mvleval.extras import require_hf
 
@@ -425,7 +428,7 @@ def run(
             generation=_generation_overrides(num_beams, max_new_tokens, min_new_tokens, length_penalty),
             allow_pickle=allow_pickle, resume=resume, command=tuple(["mvleval", *_public_args(sys.argv[1:])]), shared_prefix=shared_prefix,
             prompt_style=prompt_style, backend=backend, trust_remote_code=trust_remote_code, image_handling=image_handling,
-            overwrite=overwrite, endpoint=endpoint,
+            overwrite=overwrite, endpoint=endpoint, cache=cache_mode,
         )
         for name in names
     ]

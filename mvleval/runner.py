@@ -71,6 +71,10 @@ class RunOptions:
     image_handling: str = "native"  # several images per example: "native" or "side-by-side"
     overwrite: bool = False  # replace a finished record with the same settings (refused otherwise)
     endpoint: EndpointOptions | None = None  # a served model's endpoint (--model openai:NAME)
+    # the response cache for a model run here (mvleval/backends/local_cache.py): read-write, read or off. Off unless
+    # asked: `mvleval run` asks for read-write by default; the demo and library calls always generate. Not part of the
+    # run's identity (cached answers are the answers generation gives).
+    cache: str = "off"
 
     @property
     def resolved_image_root(self) -> Path:
@@ -603,6 +607,7 @@ def evaluate(
         backend = backend_factory() if backend_factory else _load_backend(options, dist_info)
         backend.check_settings(prepared.generation, task.images_per_example)
         model_info = backend.info(prepared.generation)
+        backend = _with_local_cache(backend, options, prepared)
         if dist_info.is_main:
             # written once the model loaded and accepted the settings: a run refused before that leaves nothing behind
             write_json_atomic(paths.manifest, json.dumps({"identity": identity, "name": name}, indent=2, sort_keys=True) + "\n")
@@ -771,6 +776,21 @@ def _generate_all(
                     done[(lang, row["id"])] = row
                 progress.advance(len(batch), backend.progress_note())
             progress.finish()
+
+
+def _with_local_cache(backend: Backend, options: RunOptions, prepared: PreparedRun) -> Backend:
+    """`backend` answering from the response cache where the run asks for it and the backend says what its answers
+    depend on (a local model; a served one caches its own requests); else `backend` itself."""
+    if options.cache == "off":
+        return backend
+    from mvleval.cache import ResponseCache, check_mode
+
+    identity = backend.cache_identity(prepared.generation)
+    if identity is None:
+        return backend
+    from mvleval.backends.local_cache import CachedBackend
+
+    return CachedBackend(backend, prepared.generation, identity, options.model, ResponseCache(check_mode(options.cache)))
 
 
 def _image_owner(prepared: PreparedRun, world_size: int) -> dict[tuple[Path, ...], int]:

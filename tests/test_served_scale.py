@@ -402,7 +402,8 @@ def test_two_processes_write_at_once(capsys: Any, monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--model", "some/local-checkpoint", "--cache", "off"], "apply to served models only"),
+    # --cache applies to local models too (tests/test_local_cache.py), and is checked for them as well
+    (["--model", "some/local-checkpoint", "--cache", "sometimes"], "--cache must be one of read-write, read, off"),
     (["--model", "some/local-checkpoint", "--concurrency", "4"], "apply to served models only"),
     (["--model", f"openai:{MODEL}", "--base-url", "http://127.0.0.1:9/v1", "--base-url", "http://u:p@127.0.0.1:9/v1"],
      "--base-url gives the same replica twice (http://127.0.0.1:9/v1)"),

@@ -131,6 +131,16 @@ class Backend(ABC):
         runner marks those rows ``"cached": true`` in the per-sample file."""
         return frozenset()
 
+    def cache_identity(self, settings: GenerationSettings) -> dict[str, Any] | None:
+        """What this model's answers depend on apart from the example (weights, precision, device kind, versions,
+        settings: mvleval/backends/local_cache.py), so that the runner may answer from the response cache; None (the
+        default, and a served model, which keys its own requests) means no caching by the runner."""
+        return None
+
+    def rendered_prompt(self, request: GenerationRequest) -> str:
+        """The prompt as the model sees it (chat template applied), part of a cache key; default: the task's prompt."""
+        return request.prompt
+
     def progress_note(self) -> str:
         """A short status shown beside the progress bar (a served model's answers/s and windows; default: none)."""
         return ""

@@ -307,6 +307,19 @@ class HfVlmBackend(Backend):
         content.append({"type": "text", "text": prompt})
         return str(self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False))
 
+    def rendered_prompt(self, request: GenerationRequest) -> str:
+        """The text the processor gets for `request` (part of its response-cache key)."""
+        n_images = 1 if self.image_handling == "side-by-side" and len(request.images) > 1 else len(request.images)
+        return self.render_prompt(request.prompt, n_images)
+
+    def cache_identity(self, settings: GenerationSettings) -> dict[str, Any] | None:
+        """What the answers depend on apart from the example (mvleval/backends/local_cache.py); None when sampling."""
+        if settings.do_sample or not self.fingerprint:
+            return None
+        from mvleval.backends.local_cache import local_identity
+
+        return local_identity(self.info(settings), self.device)
+
     def prefetch(self, requests: Sequence[GenerationRequest]) -> int:
         """Decode the announced requests' images on worker threads ahead of use."""
         if self._prefetcher is None:

@@ -603,6 +603,17 @@ class MBlipBackend(Backend):
             trust_remote_code=False,
         )
 
+    def cache_identity(self, settings: GenerationSettings) -> dict[str, Any] | None:
+        """What the answers depend on apart from the example (mvleval/backends/local_cache.py): the record's model
+        facts, the tokenizer/processor files and JPEG draft decoding (other pixels); None when sampling."""
+        if settings.do_sample or not self.fingerprint:
+            return None
+        from mvleval.backends.hf_vlm import _processor_sha
+        from mvleval.backends.local_cache import local_identity
+
+        return local_identity(self.info(settings), self.device, processor_files=_processor_sha(self.model_dir),
+                              jpeg_draft=self.jpeg_draft)
+
     def pick_batch_size(self, requests: Sequence[GenerationRequest], settings: GenerationSettings) -> int:
         """The largest batch that fits (``auto_batch_size``); the image cache is left as it was."""
         return auto_batch_size(self, requests, settings)
