@@ -80,7 +80,7 @@ def merged_model(train_dir: Path, base_model: str | None = None) -> tuple[Any, A
     leftover = [name for name, _ in model.named_modules() if "lora_" in name]
     if leftover:
         raise RuntimeError(f"merge_and_unload left LoRA modules behind (first: {leftover[0]})")
-    model.eval()
+    model.train(False)  # = model.eval(), which transformers leaves unannotated
     return model, processor
 
 
@@ -152,7 +152,7 @@ def _save_quantised(model: Any, out: Path, bits: int, device: str | None) -> Non
     import torch
     from transformers import Blip2ForConditionalGeneration
 
-    from mvleval.backends.mblip import disable_cpu_bf16_repack
+    from mvleval.backends.hf.precision import disable_cpu_bf16_repack
     from mvleval.finetune.train import quantization_config
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
