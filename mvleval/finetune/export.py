@@ -80,7 +80,7 @@ def merged_model(train_dir: Path, base_model: str | None = None) -> tuple[Any, A
     leftover = [name for name, _ in model.named_modules() if "lora_" in name]
     if leftover:
         raise RuntimeError(f"merge_and_unload left LoRA modules behind (first: {leftover[0]})")
-    model.train(False)  # = model.eval(), which transformers leaves unannotated
+    model.eval()
     return model, processor
 
 
