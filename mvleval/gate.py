@@ -532,7 +532,9 @@ def gate(
         for lang in languages:
             b_value, r_value = b_scores.per_lang.get(lang), r_scores.per_lang.get(lang)
             tol = tolerance[(name, lang)]
-            common = _CellCommon(metric=name, lang=lang, baseline=b_value, run=r_value, tolerance=tol, higher_is_better=hib)
+            common = _CellCommon(
+                metric=name, lang=lang, baseline=b_value, run=r_value, tolerance=tol, higher_is_better=hib
+            )
             if b_value is None:
                 note = b_scores.notes.get(lang)
                 cells.append(GateCell(**common, delta=None, verdict="skipped", reason="no baseline value" + (f" ({note})" if note else "")))

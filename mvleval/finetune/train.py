@@ -311,7 +311,8 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
         }
         for (is_lora, decay), params in sorted(groups.items(), key=lambda kv: (not kv[0][0], not kv[0][1]))
     ]
-    return torch.optim.AdamW(param_groups, betas=(config.adam_betas[0], config.adam_betas[1]), eps=config.adam_eps, foreach=False)
+    betas = (config.adam_betas[0], config.adam_betas[1])
+    return torch.optim.AdamW(param_groups, betas=betas, eps=config.adam_eps, foreach=False)
 
 
 # -- 3. inputs exactly as the backend builds them ------------------------------------------------------------------

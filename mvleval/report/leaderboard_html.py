@@ -77,7 +77,8 @@ def render_leaderboard_html(lb: Leaderboard, heatmaps: Mapping[str, bytes]) -> s
         k = col.key
         out.append(f"<tr><th>{esc(col.label)}</th><td>{esc(k.task)}</td><td>{k.version}</td><td>{esc(k.split)}</td>"
                    f"<td>{esc(k.metric)}</td><td><code>{esc(k.signature)}</code></td><td><code>{esc(k.data_fingerprint)}</code></td>"
-                   f"<td><code>{esc(k.protocol_hash)}</code></td><td>{esc(' '.join(col.languages))}</td><td>{col.n_examples}</td></tr>")
+                   f"<td><code>{esc(k.protocol_hash)}</code></td><td>{esc(' '.join(col.languages))}</td>"
+                   f"<td>{col.n_examples}</td></tr>")
     out.append("</tbody></table></section>")
 
     for column in lb.columns:
@@ -92,7 +93,9 @@ def render_leaderboard_html(lb: Leaderboard, heatmaps: Mapping[str, bytes]) -> s
             cell = lb.cell(row, column)
             if cell is None:
                 continue
-            lang_cells = "".join(_value_cell(cell.per_lang.get(lang), cell.intervals.get(lang)) for lang in column.languages)
+            lang_cells = "".join(
+                _value_cell(cell.per_lang.get(lang), cell.intervals.get(lang)) for lang in column.languages
+            )
             out.append(f'<tr>{_model_th(row)}{lang_cells}'
                        f"{_value_cell(cell.mean, cell.mean_interval)}<td>{esc(cell.ref)}</td></tr>")
         out.append("</tbody></table></section>")
