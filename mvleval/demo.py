@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -128,7 +128,7 @@ _COLOUR = {
     "id": {"red": "merah", "blue": "biru", "green": "hijau", "yellow": "kuning"},
     "zh": {"red": "红色的", "blue": "蓝色的", "green": "绿色的", "yellow": "黄色的"},
 }
-_SHAPE = {
+_SHAPE: dict[str, dict[str, str | tuple[str, str]]] = {  # English: (singular, plural)
     "en": {"circle": ("circle", "circles"), "square": ("square", "squares"), "triangle": ("triangle", "triangles")},
     "id": {"circle": "lingkaran", "square": "persegi", "triangle": "segitiga"},
     "zh": {"circle": "圆形", "square": "正方形", "triangle": "三角形"},
@@ -184,7 +184,7 @@ _XVNLI_NEUTRAL = {
 }
 
 
-def _write_jsonl(path: Path, rows: list[dict[str, object]]) -> None:
+def _write_jsonl(path: Path, rows: Sequence[Mapping[str, object]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
@@ -218,7 +218,9 @@ def build_demo_data(root: Path, seed: int = 0, n_train: int = 72, n_test: int = 
     _draw_all(cap_scenes, image_root / "flickr30k", seed)
     for split, part in ((f"train_{n_train}", cap_scenes[:n_train]), ("test", cap_scenes[n_train:])):
         for lang in LANGUAGES:
-            rows = [{"sentences": [caption(s, lang)], "id": s.image_id, "img_path": f"{s.image_id}.jpg"} for s in part]
+            rows: list[dict[str, object]] = [
+                {"sentences": [caption(s, lang)], "id": s.image_id, "img_path": f"{s.image_id}.jpg"} for s in part
+            ]
             if lang == "en" and split == "test":
                 _write_jsonl(iglue / "flickr30k" / "annotations" / "test_ann.jsonl", rows)
             else:

@@ -12,7 +12,7 @@ import io
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from mvleval.errors import MvlevalError
 
@@ -177,7 +177,8 @@ def _train_mt5_tokenizer(corpus: Sequence[str], vocab_size: int) -> T5Tokenizer:
         bos_id=-1,  # mT5 has no BOS
         minloglevel=2,
     )
-    proto = sentencepiece_model_pb2.ModelProto()
+    # protobuf's builder defines the message classes when the module is imported: no static attribute to type
+    proto = vars(sentencepiece_model_pb2)["ModelProto"]()
     proto.ParseFromString(buffer.getvalue())
     vocab = [(piece.piece, float(piece.score)) for piece in proto.pieces]
     return T5Tokenizer(
@@ -331,7 +332,8 @@ def build_tiny_checkpoint(
         tokenizer.save_pretrained(out_dir)
         image_processor.save_pretrained(out_dir)
     processor = Blip2Processor(image_processor, tokenizer, num_query_tokens=num_query_tokens)
-    image_token_index = tokenizer.convert_tokens_to_ids(processor.image_token.content)
+    # one token in, one id out (a list comes back only for a list of tokens)
+    image_token_index = cast("int | None", tokenizer.convert_tokens_to_ids(processor.image_token.content))
     # real checkpoints pad the embedding matrix past the tokenizer (mt0: 250112 rows for 250100 pieces)
     vocab_size = _round_up(len(tokenizer), 64)
 
@@ -339,6 +341,7 @@ def build_tiny_checkpoint(
     v_layers = vision_layers or layers
     q_layers = qformer_layers or layers
     t_layers = text_layers or layers
+    text_config: MT5Config | BloomConfig
     if kind == "mt5":
         text_config = MT5Config(
             vocab_size=vocab_size,

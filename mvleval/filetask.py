@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -252,9 +252,9 @@ def _template_problems(template: str, label: str) -> list[str]:
             hint = did_you_mean(field, TEMPLATE_FIELDS) if field else " (an empty {} is not allowed)"
             problems.append(f"'{label}' uses the placeholder {{{field}}}.{hint} Placeholders: "
                             + ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS) + "; write a literal brace as {{ or }}.")
-    for _, field, spec, conv in parsed:
-        if field in TEMPLATE_FIELDS and (spec or conv):
-            problems.append(f"'{label}': write {{{field}}} without a conversion or format spec.")
+    for _, placeholder, spec, conv in parsed:
+        if placeholder in TEMPLATE_FIELDS and (spec or conv):
+            problems.append(f"'{label}': write {{{placeholder}}} without a conversion or format spec.")
     return problems
 
 
@@ -304,9 +304,9 @@ def _header_problems(spec: BenchmarkSpec, files: BenchmarkFiles, lines: dict[str
     if bad:
         at("choices_format", f"choices_format may use only {{label}} and {{choice}}, found {', '.join(sorted(bad))}.")
     for i, name in enumerate(spec.metrics or ()):
-        problem = check_metric_name(name)
-        if problem:
-            at("metrics", f"metrics[{i}]: {problem}")
+        name_problem = check_metric_name(name)
+        if name_problem:
+            at("metrics", f"metrics[{i}]: {name_problem}")
     if spec.metrics is not None:
         if not spec.metrics:
             at("metrics", "an empty metrics list scores nothing; list at least one metric or leave the key out.")
@@ -371,7 +371,7 @@ def _pydantic_problems(exc: ValidationError, path: Path, lines: dict[str, int]) 
 
 
 # -- the rows ---------------------------------------------------------------------------------------------------------
-def _str_list(value: Any) -> bool:
+def _str_list(value: object) -> TypeGuard[list[str]]:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 

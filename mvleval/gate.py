@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from mvleval.errors import MvlevalError, did_you_mean, plural
 from mvleval.leaderboard import SCALE_NOTE, format_points
@@ -81,6 +81,25 @@ class GateCell:
     n_paired: int | None = None
     n_differing: int | None = None
     significance: str | None = None
+
+
+class _CellCommon(TypedDict):
+    """The GateCell fields every verdict of one metric in one language shares."""
+
+    metric: str
+    lang: str
+    baseline: float | None
+    run: float | None
+    tolerance: float
+    higher_is_better: bool
+
+
+class _CellPairing(TypedDict, total=False):
+    """The GateCell fields only paired mode sets."""
+
+    n_paired: int
+    n_differing: int
+    significance: str | None
 
 
 def differing_needed(confidence: float) -> int:
@@ -513,7 +532,9 @@ def gate(
         for lang in languages:
             b_value, r_value = b_scores.per_lang.get(lang), r_scores.per_lang.get(lang)
             tol = tolerance[(name, lang)]
-            common = dict(metric=name, lang=lang, baseline=b_value, run=r_value, tolerance=tol, higher_is_better=hib)
+            common = _CellCommon(
+                metric=name, lang=lang, baseline=b_value, run=r_value, tolerance=tol, higher_is_better=hib
+            )
             if b_value is None:
                 note = b_scores.notes.get(lang)
                 cells.append(GateCell(**common, delta=None, verdict="skipped", reason="no baseline value" + (f" ({note})" if note else "")))
@@ -530,7 +551,7 @@ def gate(
             p_value: float | None = None
             interval: tuple[float, float] | None = None
             reason = drop_text if drop > 0 else ""
-            pairing: dict[str, Any] = {}
+            pairing: _CellPairing = {}
             if paired:
                 a, b = _aligned(name, lang, run_rows, base_rows)
                 if not hib:  # the bootstrap's "worse" is a lower mean: flip lower-is-better metrics
@@ -553,7 +574,9 @@ def gate(
                     significance = "significant" if significant else "not significant"
                     reason = f"{drop_text}, p={p_value:.3f} ({significance})" if drop > 0 else ""
                 verdict = "fail" if exceeds and significant else "pass"
-                pairing = dict(n_paired=len(a), n_differing=n_differing, significance=significance if drop > 0 else None)
+                pairing = _CellPairing(
+                    n_paired=len(a), n_differing=n_differing, significance=significance if drop > 0 else None
+                )
             cells.append(GateCell(**common, delta=float(delta), verdict=verdict, reason=reason, p_value=p_value, interval=interval,
                                   **pairing))
 

@@ -161,7 +161,7 @@ class RunRecord(_Model):
             "scores": {
                 name: {"mean": s.mean, "per_lang": dict(s.per_lang), "higher_is_better": s.higher_is_better,
                        "signature": s.signature,
-                       "mean_interval": list(s.intervals["mean"]) if s.intervals.get("mean") else None}
+                       "mean_interval": list(mean_iv) if (mean_iv := s.intervals.get("mean")) else None}
                 for name, s in self.scores.items()
             },
         }

@@ -75,4 +75,6 @@ def load_backend(options: BackendOptions) -> Backend:
         if error is not None:
             raise error from None
         raise
-    return getattr(module, class_name).load(options)
+    # each backend class declares its own load() signature (extra keyword options), so Backend has none to type it
+    backend: Backend = getattr(module, class_name).load(options)
+    return backend

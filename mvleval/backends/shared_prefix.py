@@ -33,11 +33,39 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
     import torch
+    from transformers import PreTrainedConfig
 
+
+
+class LanguageModel(Protocol):
+    """The parts of a transformers language model (or a peft wrapper of one) this module uses; transformers types
+    ``generate`` only through ``torch.nn.Module.__getattr__`` and leaves ``get_decoder`` unannotated."""
+
+    @property
+    def config(self) -> PreTrainedConfig:
+        """The model's configuration."""
+        ...
+
+    @property
+    def base_model(self) -> torch.nn.Module:
+        """The body without the head (the model itself when it has no separate body)."""
+        ...
+
+    def get_decoder(self) -> torch.nn.Module:
+        """The decoder stack (encoder-decoder models)."""
+        ...
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """One forward pass."""
+        ...
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """transformers' generation loop."""
+        ...
 
 def uses_shared_prefix(num_beams: int, do_sample: bool) -> bool:
     """Whether the settings are ones :func:`generate_sharing_prefix` applies to: beam search with more than one beam
@@ -45,15 +73,15 @@ def uses_shared_prefix(num_beams: int, do_sample: bool) -> bool:
     return num_beams > 1 and not do_sample
 
 
-def supports_shared_prefix(language_model: torch.nn.Module) -> bool:
+def supports_shared_prefix(language_model: LanguageModel) -> bool:
     """Whether the model has the parts :func:`generate_sharing_prefix` shares: a decoder-only body (``base_model``)
     or, for an encoder-decoder, T5-style cross-attention projections (``EncDecAttention.k`` / ``.v``)."""
     if language_model.config.is_encoder_decoder:
         return bool(_cross_attention_projections(language_model))
-    return language_model.base_model is not language_model
+    return _has_separate_body(language_model)
 
 
-def generate_sharing_prefix(language_model: torch.nn.Module, *, num_beams: int, **generate_kwargs: Any) -> torch.Tensor:
+def generate_sharing_prefix(language_model: LanguageModel, *, num_beams: int, **generate_kwargs: Any) -> torch.Tensor:
     """``language_model.generate(num_beams=num_beams, **generate_kwargs)``, the prompt's work done once per sample.
 
     Args:
@@ -95,13 +123,20 @@ def generate_sharing_prefix(language_model: torch.nn.Module, *, num_beams: int, 
         )
     else:
         modules = [language_model.base_model]
-        if modules[0] is language_model:
+        if not _has_separate_body(language_model):
             raise ValueError(f"{type(language_model).__name__} has no separate body (base_model) to share")
     with share_first_call(modules, batch_size=batch_size, num_beams=num_beams):
-        return language_model.generate(num_beams=num_beams, **generate_kwargs)
+        # the sequences tensor: the callers never ask generate for a dict output
+        return cast("torch.Tensor", language_model.generate(num_beams=num_beams, **generate_kwargs))
 
 
-def _cache_kwarg(language_model: torch.nn.Module) -> str:
+def _has_separate_body(language_model: LanguageModel) -> bool:
+    """Whether ``base_model`` is a body below the head rather than the model itself."""
+    body: object = language_model.base_model
+    return body is not language_model
+
+
+def _cache_kwarg(language_model: LanguageModel) -> str:
     """The name generate() takes a cache under: transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old
     name warns until 6.0 removes it); passing the current name keeps the path silent and working after 6.0.
 
@@ -115,7 +150,7 @@ def _cache_kwarg(language_model: torch.nn.Module) -> str:
     return "cache" if "cache" in forward or "cache" in inspect.signature(model.generate).parameters else "past_key_values"
 
 
-def _cross_attention_projections(language_model: torch.nn.Module) -> list[torch.nn.Module]:
+def _cross_attention_projections(language_model: LanguageModel) -> list[torch.nn.Module]:
     """The key and value projections of every decoder layer's cross-attention (T5 family: ``EncDecAttention``),
     looked up on each call: a LoRA adapter replaces them by its own wrapping layers."""
     decoder = language_model.get_decoder()
@@ -182,7 +217,7 @@ def share_first_call(modules: Sequence[torch.nn.Module], *, batch_size: int, num
 def _first_of_each_beam_group(name: str, value: Any, expanded: int, num_beams: int) -> Any:
     """Rows 0, num_beams, 2 * num_beams, ... of a batch input: one of each sample's identical beam copies."""
     import torch
-    from transformers.utils import ModelOutput
+    from transformers.utils.generic import ModelOutput
 
     if isinstance(value, torch.Tensor):
         if value.dim() == 0 or value.shape[0] != expanded:
@@ -199,7 +234,7 @@ def _first_of_each_beam_group(name: str, value: Any, expanded: int, num_beams: i
 def _repeat_to_beams(output: Any, batch_size: int, num_beams: int) -> Any:
     """Each per-sample row of a result repeated ``num_beams`` times, as generate's copies would have computed it."""
     import torch
-    from transformers.utils import ModelOutput
+    from transformers.utils.generic import ModelOutput
 
     if isinstance(output, torch.Tensor):
         return output.repeat_interleave(num_beams, dim=0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -149,11 +150,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise MvlevalError(f"cannot read the config file ({exc}).", fix="save it as UTF-8 text.", where=path) from None
     if suffix == ".toml":
-        try:
+        if sys.version_info >= (3, 11):
             import tomllib
-        except ImportError:  # Python 3.10
+        else:  # Python 3.10
             try:
-                import tomli as tomllib  # type: ignore[no-redef]
+                import tomli as tomllib
             except ImportError:
                 from mvleval.errors import MissingDependencyError
 
@@ -234,7 +235,8 @@ def _cross_checks(values: Mapping[str, Any], config: TrainConfig | None) -> list
     # -- base model: the backend's own checks, so training refuses exactly what evaluation would refuse -------------
     base = get("base_model")
     if isinstance(base, str) and base:
-        from mvleval.backends.mblip import check_checkpoint_dir, resolve_model_dir
+        from mvleval.backends.hf.checkpoint import resolve_model_dir
+        from mvleval.backends.mblip import check_checkpoint_dir
 
         try:
             check_checkpoint_dir(resolve_model_dir(base), allow_pickle=False)

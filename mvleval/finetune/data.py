@@ -63,7 +63,7 @@ def _iter_json_records(path: Path) -> list[tuple[int, Any]]:
     decoder = json.JSONDecoder()
     records = []
     pos = len(text) - len(stripped) + 1  # just past '['
-    line = text.count("\n", 0, pos) + 1
+    line_no = text.count("\n", 0, pos) + 1
     counted_to = pos
 
     def skip_ws(i: int) -> int:
@@ -72,10 +72,10 @@ def _iter_json_records(path: Path) -> list[tuple[int, Any]]:
         return i
 
     def line_at(i: int) -> int:
-        nonlocal line, counted_to
-        line += text.count("\n", counted_to, i)
+        nonlocal line_no, counted_to
+        line_no += text.count("\n", counted_to, i)
         counted_to = i
-        return line
+        return line_no
 
     pos = skip_ws(pos)
     if pos < len(text) and text[pos] == "]":

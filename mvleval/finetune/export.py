@@ -152,7 +152,7 @@ def _save_quantised(model: Any, out: Path, bits: int, device: str | None) -> Non
     import torch
     from transformers import Blip2ForConditionalGeneration
 
-    from mvleval.backends.mblip import disable_cpu_bf16_repack
+    from mvleval.backends.hf.precision import disable_cpu_bf16_repack
     from mvleval.finetune.train import quantization_config
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -35,10 +35,10 @@ import re
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from mvleval.errors import MvlevalError
 from mvleval.finetune.config import TrainConfig, total_steps, warmup_steps
@@ -60,6 +60,22 @@ _BLIP_PART_PREFIXES = ("qformer.", "query_tokens", "language_projection.")
 
 
 # -- progress -------------------------------------------------------------------------------------------------------
+class LanguageModel(Protocol):
+    """What LoRA targeting and checkpointing use of the LLM inside BLIP-2 (transformers leaves these unannotated)."""
+
+    def named_modules(self) -> Iterator[tuple[str, torch.nn.Module]]:
+        """Every submodule with its dotted name."""
+        ...
+
+    def get_output_embeddings(self) -> torch.nn.Module | None:
+        """The LM head (kept out of LoRA)."""
+        ...
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
+        """Recompute activations in backward."""
+        ...
+
+
 class TrainProgress(Protocol):
     """How training reports progress; the CLI renders it as a rich bar (loss, ETA), tests pass None."""
 
@@ -135,12 +151,12 @@ def load_base_model(base_model: str, bits: int, device: str) -> tuple[Blip2ForCo
 
     # the backend's own loading steps (processor/config reconciliation, tokenisation probe), so training and
     # evaluation see the same processor and the same image-token layout
+    from mvleval.backends.hf.checkpoint import resolve_model_dir
+    from mvleval.backends.hf.precision import disable_cpu_bf16_repack
     from mvleval.backends.mblip import (
         check_checkpoint_dir,
-        disable_cpu_bf16_repack,
         load_config_and_processor,
         nf4_double_quant,
-        resolve_model_dir,
     )
 
     model_dir = resolve_model_dir(base_model)
@@ -166,7 +182,7 @@ def load_base_model(base_model: str, bits: int, device: str) -> tuple[Blip2ForCo
 
 
 # -- 2. LoRA and what is trained ------------------------------------------------------------------------------------
-def lora_leaf_names(language_model: torch.nn.Module) -> list[str]:
+def lora_leaf_names(language_model: LanguageModel) -> list[str]:
     """Names of the linear layers inside the LLM's blocks, found by structure (what mBLIP's "lora_all" targets).
 
     Every ``nn.Linear`` (bitsandbytes' 4/8-bit layers subclass it) below a top-level container of the language model,
@@ -183,7 +199,7 @@ def lora_leaf_names(language_model: torch.nn.Module) -> list[str]:
     return sorted(leaves)
 
 
-def lora_target_regex(language_model: torch.nn.Module, leaves: Sequence[str]) -> str:
+def lora_target_regex(language_model: LanguageModel, leaves: Sequence[str]) -> str:
     """An anchored regex matching exactly the chosen linear layers, relative to the language model.
 
     peft full-matches a string target against module names relative to the model it wraps; anchoring the top-level
@@ -236,7 +252,8 @@ def add_lora(model: Blip2ForConditionalGeneration, config: TrainConfig) -> Any:
         param.requires_grad_(False)
     lora_config = LoraConfig(
         r=config.lora_r,
-        lora_alpha=config.lora_alpha,
+        # peft annotates an int but scales by alpha / r in floats: a fractional alpha is valid
+        lora_alpha=cast(int, config.lora_alpha),
         lora_dropout=config.lora_dropout,
         target_modules=lora_target_regex(lm, leaves),
         bias="none",
@@ -262,7 +279,7 @@ def add_lora(model: Blip2ForConditionalGeneration, config: TrainConfig) -> Any:
     return peft_model
 
 
-def enable_checkpointing(language_model: torch.nn.Module) -> None:
+def enable_checkpointing(language_model: LanguageModel) -> None:
     """Recompute the LLM's layer activations in backward (non-reentrant: the LLM's own inputs need no grad flag)."""
     kwargs = {"use_reentrant": False}
     if hasattr(language_model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
@@ -294,7 +311,8 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
         }
         for (is_lora, decay), params in sorted(groups.items(), key=lambda kv: (not kv[0][0], not kv[0][1]))
     ]
-    return torch.optim.AdamW(param_groups, betas=tuple(config.adam_betas), eps=config.adam_eps, foreach=False)
+    betas = (config.adam_betas[0], config.adam_betas[1])
+    return torch.optim.AdamW(param_groups, betas=betas, eps=config.adam_eps, foreach=False)
 
 
 # -- 3. inputs exactly as the backend builds them ------------------------------------------------------------------
@@ -321,7 +339,7 @@ def load_pixels(paths: Sequence[Path], processor: Blip2Processor) -> torch.Tenso
     from mvleval.images import load_image
 
     images = [load_image(Path(p)) for p in paths]
-    return processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    return cast("torch.Tensor", processor.image_processor(images, return_tensors="pt")["pixel_values"])
 
 
 def image_queries(model: Blip2ForConditionalGeneration, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -331,7 +349,8 @@ def image_queries(model: Blip2ForConditionalGeneration, pixel_values: torch.Tens
     autograd graph because none of its inputs or weights require gradients.
     """
     vision_dtype = model.vision_model.embeddings.patch_embedding.weight.dtype
-    return model.get_image_features(pixel_values=pixel_values.to(vision_dtype), return_dict=True).pooler_output
+    features = model.get_image_features(pixel_values=pixel_values.to(vision_dtype), return_dict=True)
+    return cast("torch.Tensor", features.pooler_output)
 
 
 def build_inputs(
@@ -397,7 +416,7 @@ def compute_loss(model: Blip2ForConditionalGeneration, batch: TrainBatch) -> tor
             logits[:, :-1].float().reshape(-1, logits.shape[-1]), batch.labels[:, 1:].reshape(-1), ignore_index=-100
         )
     out = lm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, labels=batch.labels, use_cache=False)
-    return out.loss
+    return cast("torch.Tensor", out.loss)
 
 
 # -- data order ---------------------------------------------------------------------------------------------------
@@ -550,7 +569,8 @@ def load_checkpoint(
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
     scheduler.load_state_dict(torch.load(folder / "scheduler.pt", map_location="cpu", weights_only=True))
     _set_rng_state(torch.load(folder / "rng.pt", map_location="cpu", weights_only=True))
-    return json.loads((folder / _STATE_FILE).read_text(encoding="utf-8"))
+    state: dict[str, Any] = json.loads((folder / _STATE_FILE).read_text(encoding="utf-8"))
+    return state
 
 
 # -- logs ------------------------------------------------------------------------------------------------------
@@ -645,7 +665,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgress 
     if config.gradient_checkpointing:
         enable_checkpointing(model.language_model)
     tokenizer = processor.tokenizer
-    image_token_id = int(model.config.image_token_index)
+    image_token_id = int(cast(int, model.config.image_token_index))  # load_config_and_processor fills a missing one
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     tokenized, truncated = tokenize_examples(
         examples,
@@ -708,7 +728,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgress 
                             f"the training loss became {loss.item()} at step {step + 1}.",
                             fix="lower lr_lora/lr_blip, or train in 32 bits (--bits 32) to rule out precision problems.",
                         )
-                    (loss / config.grad_accum_steps).backward()
+                    torch.autograd.backward(loss / config.grad_accum_steps)  # = Tensor.backward(), which is untyped
                     losses.append(float(loss.detach()))
                     n_examples += len(indices)
                 grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)

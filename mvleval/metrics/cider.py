@@ -475,7 +475,9 @@ def _combine(num: np.ndarray, hyp2: np.ndarray, ref2: np.ndarray, ref_image: np.
     val = np.divide(num, den, out=num, where=den != 0)
     per_ref = val @ np.ones(n)
     per_ref *= penalty
-    return np.bincount(ref_image, weights=per_ref, minlength=refs_per_image.size) * (10.0 / n) / refs_per_image
+    per_image: np.ndarray = np.bincount(ref_image, weights=per_ref, minlength=refs_per_image.size)
+    scores: np.ndarray = per_image * (10.0 / n) / refs_per_image
+    return scores
 
 
 def _match(ids: np.ndarray, lengths: np.ndarray, refs_per_image: np.ndarray, n_vocab: int, n: int,

@@ -318,7 +318,8 @@ def _lingua_code(name: str) -> str:
     from lingua import Language
 
     try:
-        return getattr(Language, name).iso_code_639_1.name.lower()
+        code: str = getattr(Language, name).iso_code_639_1.name.lower()
+        return code
     except AttributeError:
         return name.lower()
 

@@ -455,7 +455,7 @@ def _scan(chunk: str, ctx: str) -> tuple[str, ...]:
             continue
         text, action = best
         consumed = len(text)
-        tok: str | None = text
+        tok: str = text
         if action == "raw":
             pass
         elif action == "keep":

@@ -53,5 +53,5 @@ def build_metric(name: str, languages: Sequence[str], answer_language: str | Non
     if problem is not None:
         raise MvlevalError(problem, fix="list metrics by these names.")
     module, _, cls = METRICS[name].partition(":")
-    metric_class = getattr(importlib.import_module(module), cls)
+    metric_class: type[Metric] = getattr(importlib.import_module(module), cls)
     return metric_class.for_task(languages, answer_language)

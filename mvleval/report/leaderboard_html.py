@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from mvleval.leaderboard import (
     SCALE_NOTE,
     SUPERSEDED_NOTE,
-    Cell,
     Leaderboard,
     Row,
     format_interval,
@@ -74,11 +73,12 @@ def render_leaderboard_html(lb: Leaderboard, heatmaps: Mapping[str, bytes]) -> s
     out.append('<section id="columns"><h2>Columns</h2><table class="facts"><thead><tr><th>column</th><th>task</th>'
                "<th>version</th><th>split</th><th>metric</th><th>signature</th><th>data fingerprint</th><th>protocol</th>"
                "<th>languages</th><th>examples</th></tr></thead><tbody>")
-    for c in lb.columns:
-        k = c.key
-        out.append(f"<tr><th>{esc(c.label)}</th><td>{esc(k.task)}</td><td>{k.version}</td><td>{esc(k.split)}</td>"
+    for col in lb.columns:
+        k = col.key
+        out.append(f"<tr><th>{esc(col.label)}</th><td>{esc(k.task)}</td><td>{k.version}</td><td>{esc(k.split)}</td>"
                    f"<td>{esc(k.metric)}</td><td><code>{esc(k.signature)}</code></td><td><code>{esc(k.data_fingerprint)}</code></td>"
-                   f"<td><code>{esc(k.protocol_hash)}</code></td><td>{esc(' '.join(c.languages))}</td><td>{c.n_examples}</td></tr>")
+                   f"<td><code>{esc(k.protocol_hash)}</code></td><td>{esc(' '.join(col.languages))}</td>"
+                   f"<td>{col.n_examples}</td></tr>")
     out.append("</tbody></table></section>")
 
     for column in lb.columns:
@@ -90,11 +90,13 @@ def render_leaderboard_html(lb: Leaderboard, heatmaps: Mapping[str, bytes]) -> s
         langs = "".join(f"<th>{esc(lang)}</th>" for lang in column.languages)
         out.append(f'<table class="scores sortable"><thead><tr><th>model</th>{langs}<th>mean</th><th>record</th></tr></thead><tbody>')
         for row in lb.rows:
-            cell: Cell | None = lb.cell(row, column)
+            cell = lb.cell(row, column)
             if cell is None:
                 continue
-            values = "".join(_value_cell(cell.per_lang.get(lang), cell.intervals.get(lang)) for lang in column.languages)
-            out.append(f'<tr>{_model_th(row)}{values}'
+            lang_cells = "".join(
+                _value_cell(cell.per_lang.get(lang), cell.intervals.get(lang)) for lang in column.languages
+            )
+            out.append(f'<tr>{_model_th(row)}{lang_cells}'
                        f"{_value_cell(cell.mean, cell.mean_interval)}<td>{esc(cell.ref)}</td></tr>")
         out.append("</tbody></table></section>")
 

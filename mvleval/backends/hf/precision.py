@@ -62,11 +62,11 @@ def disable_cpu_bf16_repack(model: torch.nn.Module) -> int:
     With AVX512-BF16, the first eval-mode forward repacks 4-bit weights (a later save is then lossy) and
     in_features not divisible by 64 crash; turning the bf16 path off fixes both.
     """
-    import bitsandbytes as bnb
+    from bitsandbytes.nn.modules import Linear4bit
 
     count = 0
     for module in model.modules():
-        if isinstance(module, bnb.nn.Linear4bit):
+        if isinstance(module, Linear4bit):
             module.support_avx512bf16_for_cpu = False
             count += 1
     return count

@@ -23,7 +23,7 @@ def load_processor(model_dir: Path, family: str, trust_remote_code: bool = False
     try:
         processor = AutoProcessor.from_pretrained(str(model_dir), backend="pil", trust_remote_code=trust_remote_code)
     except ImportError as exc:
-        from transformers.utils import is_torchvision_available
+        from transformers.utils.import_utils import is_torchvision_available
 
         # transformers 5.x builds Qwen2-VL's, Qwen2.5-VL's and SmolVLM's video processor only with torchvision; its
         # message ("Video processor cannot be loaded - requested pil backend is not available") does not say so

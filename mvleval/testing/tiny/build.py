@@ -142,11 +142,12 @@ def load_processor(model_dir: Path, family: str | None = None) -> ProcessorMixin
         torchvision, an image-only subclass of the real processor class loaded from the same files.
     """
     from transformers import AutoProcessor
-    from transformers.utils import is_torchvision_available
+    from transformers.utils.import_utils import is_torchvision_available
 
     model_dir = Path(model_dir)
     if family is None:
         family = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))["model_type"]
     if family in _NEEDS_TORCHVISION and not is_torchvision_available():
         return image_only_processor_class(family).from_pretrained(model_dir, backend="pil")
-    return AutoProcessor.from_pretrained(model_dir, backend="pil")
+    processor: ProcessorMixin = AutoProcessor.from_pretrained(model_dir, backend="pil")
+    return processor

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mvleval.errors import MvlevalError
 
-_IMAGE_ONLY_CLASSES: dict[str, type] = {}
+if TYPE_CHECKING:
+    from transformers import ProcessorMixin
+
+_IMAGE_ONLY_CLASSES: dict[str, type[ProcessorMixin]] = {}
 
 
-def image_only_processor_class(family: str) -> type:
+def image_only_processor_class(family: str) -> type[ProcessorMixin]:
     """A subclass of the family's processor whose sub-processors are the image processor and the tokenizer only.
 
     ProcessorMixin derives a processor's sub-processors from its ``__init__`` signature, so an ``__init__`` without
@@ -27,7 +30,7 @@ def image_only_processor_class(family: str) -> type:
 
     namespace: dict[str, Any] = {}
     if family in ("qwen2_vl", "qwen2_5_vl"):
-        base: type = Qwen2VLProcessor if family == "qwen2_vl" else Qwen2_5_VLProcessor
+        base: type[ProcessorMixin] = Qwen2VLProcessor if family == "qwen2_vl" else Qwen2_5_VLProcessor
 
         def qwen_init(
             self: Any,
@@ -72,6 +75,6 @@ def image_only_processor_class(family: str) -> type:
     else:
         raise MvlevalError(f"family '{family}' has no image-only processor.", fix="use AutoProcessor.")
     namespace["__doc__"] = f"{base.__name__} without its video processor (transformers without torchvision)."
-    cls = type(f"ImageOnly{base.__name__}", (base,), namespace)
+    cls = cast("type[ProcessorMixin]", type(f"ImageOnly{base.__name__}", (base,), namespace))
     _IMAGE_ONLY_CLASSES[family] = cls
     return cls

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from mvleval.testing.tiny.common import CLIP_MEAN, CLIP_STD, Built, Sizes, text_kwargs
 from mvleval.testing.tiny.tokenizer import TokenizerSpec, padded_vocab_size, token_ids, train_tokenizer
 
@@ -74,5 +76,7 @@ def build(sizes: Sizes) -> Built:
     text_args = text_kwargs(sizes, padded_vocab_size(tokenizer), bos, eot, pad)
     # like every 5th layer of the 11B model, the last decoder layer cross-attends to the image
     text = MllamaTextConfig(**text_args, cross_attention_layers=[sizes.layers - 1])
-    config = MllamaConfig(vision_config=vision, text_config=text, image_token_index=image, tie_word_embeddings=False)
+    # tie_word_embeddings is no declared MllamaConfig field (5.23): transformers keeps it as an attribute
+    untied: dict[str, Any] = {"tie_word_embeddings": False}
+    config = MllamaConfig(vision_config=vision, text_config=text, image_token_index=image, **untied)
     return Built(MllamaForConditionalGeneration(config), processor, [end_of_text, eot], pad, bos)

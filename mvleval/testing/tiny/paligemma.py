@@ -39,7 +39,8 @@ def build(sizes: Sizes) -> Built:
     bos, eos, pad, image = token_ids(tokenizer, "<bos>", "<eos>", "<pad>", "<image>")
     vocab = padded_vocab_size(tokenizer)
     config = PaliGemmaConfig(
-        vision_config=SiglipVisionConfig(**vit_kwargs(sizes, image_size, patch), projection_dim=sizes.hidden),
+        # projection_dim is no declared SiglipVisionConfig field: transformers keeps it as an attribute
+        vision_config=SiglipVisionConfig(**{**vit_kwargs(sizes, image_size, patch), "projection_dim": sizes.hidden}),
         text_config=GemmaConfig(**text_kwargs(sizes, vocab, bos, eos, pad), head_dim=sizes.hidden // sizes.heads),
         image_token_index=image,
         vocab_size=vocab,

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mvleval.testing.tiny.common import CLIP_MEAN, CLIP_STD, Built, Sizes, text_kwargs
 from mvleval.testing.tiny.image_only import image_only_processor_class
 from mvleval.testing.tiny.tokenizer import TokenizerSpec, padded_vocab_size, token_ids, train_tokenizer
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from transformers import PreTrainedConfig, PreTrainedModel
 
 #: Qwen/Qwen2-VL-*-Instruct (Qwen2.5-VL ships the same): default system prompt, images stay where they are.
 _QWEN2_VL_TEMPLATE = (
@@ -44,6 +49,15 @@ _QWEN_SPEC = TokenizerSpec(
 )
 
 
+
+def _config_and_model_class(v2_5: bool) -> tuple[Callable[..., PreTrainedConfig], Callable[..., PreTrainedModel]]:
+    """Qwen2.5-VL's or Qwen2-VL's (config class, model class): one pair, each model class takes its own config."""
+    import transformers
+
+    if v2_5:
+        return transformers.Qwen2_5_VLConfig, transformers.Qwen2_5_VLForConditionalGeneration
+    return transformers.Qwen2VLConfig, transformers.Qwen2VLForConditionalGeneration
+
 def _mrope_section(head_dim: int) -> list[int]:
     """Temporal/height/width split of the rotary half-dimension, in Qwen2-VL's 16/24/24 proportions."""
     half = head_dim // 2
@@ -53,7 +67,6 @@ def _mrope_section(head_dim: int) -> list[int]:
 
 def build(sizes: Sizes, *, v2_5: bool) -> Built:
     """Qwen2-VL / Qwen2.5-VL: native-resolution ViT (4 px patches, 2x2 merge, 3-D rope) + Qwen2; image-only saved."""
-    import transformers
     from transformers import Qwen2VLImageProcessorPil
 
     patch, merge, temporal = 4, 2, 2
@@ -95,11 +108,11 @@ def build(sizes: Sizes, *, v2_5: bool) -> Built:
             window_size=2 * factor,  # windows of 2x2 merged patches
             fullatt_block_indexes=[sizes.layers - 1],
         )
-        config_class, model_class = transformers.Qwen2_5_VLConfig, transformers.Qwen2_5_VLForConditionalGeneration
+        config_class, model_class = _config_and_model_class(v2_5=True)
         processor_class = "Qwen2_5_VLProcessor"
     else:
         vision.update(embed_dim=sizes.hidden, hidden_size=sizes.hidden, mlp_ratio=4)
-        config_class, model_class = transformers.Qwen2VLConfig, transformers.Qwen2VLForConditionalGeneration
+        config_class, model_class = _config_and_model_class(v2_5=False)
         processor_class = "Qwen2VLProcessor"
     config = config_class(
         text_config=text,

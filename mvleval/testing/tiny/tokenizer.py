@@ -160,10 +160,12 @@ def train_bert_wordpiece(corpus: Sequence[str], vocab_size: int = 600) -> Tokeni
 
 def token_ids(tokenizer: TokenizersBackend, *tokens: str) -> list[int]:
     """Ids of tokens that must each be one vocabulary entry (a typo would otherwise become <unk> or None)."""
-    ids = [tokenizer.convert_tokens_to_ids(token) for token in tokens]
-    for token, token_id in zip(tokens, ids):
-        if token_id is None or (tokenizer.unk_token_id is not None and token_id == tokenizer.unk_token_id):
+    ids: list[int] = []
+    for token in tokens:
+        token_id = tokenizer.convert_tokens_to_ids(token)  # an int for one token, None when transformers finds none
+        if not isinstance(token_id, int) or (tokenizer.unk_token_id is not None and token_id == tokenizer.unk_token_id):
             raise AssertionError(f"special token {token!r} is not in the tiny tokenizer")
+        ids.append(token_id)
     return ids
 
 
