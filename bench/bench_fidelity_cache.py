@@ -32,11 +32,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_fidelity_gibberish import real_corpora  # noqa: E402
+from bench_fidelity_gibberish import real_corpora
 
-from mvleval.metrics import LanguageFidelity, ranking_cache  # noqa: E402
-from mvleval.metrics import language_fidelity as lf  # noqa: E402
-from mvleval.metrics.language_fidelity import Verdict, judge  # noqa: E402
+from mvleval.metrics import LanguageFidelity, ranking_cache
+from mvleval.metrics import language_fidelity as lf
+from mvleval.metrics.language_fidelity import Verdict, judge
 
 
 def lingua_alone(corpora: list) -> tuple[list[list[str]], int]:

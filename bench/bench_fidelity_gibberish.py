@@ -269,7 +269,7 @@ def _cldr_strings(lang: str) -> list[str]:
             try:
                 for k in obj:  # type: ignore[attr-defined]
                     walk(obj[k])  # type: ignore[index]
-            except Exception:  # noqa: BLE001 - babel's lazy proxies and number objects: not text
+            except Exception:
                 pass
 
     walk(dict(Locale.parse(lang)._data))

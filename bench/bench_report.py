@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mvleval.record import RunRecord, sample_lines, write_record  # noqa: E402
+from mvleval.record import RunRecord, sample_lines, write_record
 
 # XM3600's 36 languages, with a few words in each script so the text has the byte weight of real captions
 LANGS = ("ar bn cs da de el en es fa fi fil fr he hi hr hu id it ja ko mi nl no pl pt quz ro ru sv sw te th tr uk vi zh").split()
@@ -67,7 +67,7 @@ def make_run(folder: Path, langs: list[str], n_images: int, seed: int = 0) -> tu
     for lang in langs:
         words = (WORDS.get(lang) or LATIN).split()
         for i in range(n_images):
-            def sentence(n: int) -> str:
+            def sentence(n: int, words: list[str] = words) -> str:
                 return " ".join(rng.choice(words) for _ in range(n))
             fidelity = 0.0 if rng.random() < 0.1 else 1.0
             row = {

@@ -236,7 +236,7 @@ def run_mvleval(model_dir: Path, data_root: Path, image_root: Path, languages: t
             backend.prefetch([
                 GenerationRequest(e.prompt, e.images)
                 for lang in prepared.languages
-                for batch in runner._batches(prepared.examples[lang], batch_size)  # noqa: SLF001
+                for batch in runner._batches(prepared.examples[lang], batch_size)
                 for e in batch
             ])
         original = backend.generate
@@ -325,7 +325,7 @@ def run_isolated_compute(model_dir: Path, examples: dict, batch_size: int) -> tu
     lm_s, predictions = 0.0, {}
     kwargs = generation_kwargs(settings)
     for lang, exs in examples.items():
-        for batch in runner._batches(exs, batch_size):  # noqa: SLF001 -- the runner's own batches
+        for batch in runner._batches(exs, batch_size):
             inputs = backend.prepare_inputs([GenerationRequest(e.prompt, e.images) for e in batch])
             with torch.inference_mode():
                 started, started_cpu = time.perf_counter(), time.process_time()
@@ -372,7 +372,7 @@ def llm_time_split(model_dir: Path, examples: list, batch_size: int) -> None:
         timed("cross-attention K/V", block.layer[1].EncDecAttention.k)
         timed("cross-attention K/V", block.layer[1].EncDecAttention.v)
     batches = [backend.prepare_inputs([GenerationRequest(e.prompt, e.images) for e in b])
-               for b in runner._batches(examples, batch_size)]  # noqa: SLF001
+               for b in runner._batches(examples, batch_size)]
     kwargs = generation_kwargs(GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0))
     started = time.perf_counter()
     with torch.inference_mode():
@@ -488,7 +488,7 @@ def run(args: argparse.Namespace) -> int:
     for r in range(args.repeats):
         # the order rotates between rounds, so no side always runs first (cold allocator and kernel caches) or last
         sides = {
-            "mvleval": lambda: run_mvleval(model_dir, data_root, image_root, languages, args.batch_size, workdir / f"runs{r}"),
+            "mvleval": lambda r=r: run_mvleval(model_dir, data_root, image_root, languages, args.batch_size, workdir / f"runs{r}"),
             "model-card loop": lambda: run_model_card_loop(model_dir, examples, args.batch_size),
             "compute alone": lambda: run_isolated_compute(model_dir, examples, args.batch_size),
         }

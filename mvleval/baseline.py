@@ -17,8 +17,8 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mvleval.fileperms import follow_umask
 from mvleval.errors import MvlevalError
+from mvleval.fileperms import follow_umask
 from mvleval.provenance import file_sha256
 from mvleval.record import (
     check_samples_hash,

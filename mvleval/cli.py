@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperArgument, TyperCommand
@@ -151,7 +151,14 @@ class RichProgress:
     """Renders the runner's progress as one rich bar per language with rate and ETA."""
 
     def __init__(self, console: Console) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -306,42 +313,42 @@ def _splits_for(names: list[str], specs: list[str]) -> dict[str, str]:
 def run(
     task: Annotated[list[str], typer.Option("--task", "-t", metavar="TASK", help="Task name (see `mvleval tasks`) or a benchmark file: ./my-bench/ (benchmark.yaml + data.jsonl) or ./bench.jsonl (+ bench.yaml beside it); repeat for several, or 'all'. The model loads once.")],
     model: Annotated[str, typer.Option("--model", "-m", metavar="MODEL", help="Checkpoint: a local Hugging Face folder or a downloaded hub id (BLIP-2/mBLIP or any AutoModelForImageTextToText vision-LLM), or openai:NAME for a model served behind an OpenAI-compatible endpoint (--base-url).")],
-    adapter: Annotated[Optional[str], typer.Option(metavar="DIR", help="LoRA adapter folder (peft format, e.g. from `mvleval train`).")] = None,
-    data_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the annotation files (default: $MVLEVAL_DATA).")] = None,
-    image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the images (default: <data-root>/images).")] = None,
-    lang: Annotated[Optional[list[str]], typer.Option("--lang", "-l", metavar="CODE", help="Language code; repeat for several (default: all).")] = None,
-    split: Annotated[Optional[list[str]], typer.Option(metavar="[TASK=]SPLIT", help="Split (default: the task's, as mBLIP reports); TASK=SPLIT for one task of several (--split xgqa=dev), repeatable.")] = None,
-    limit: Annotated[Optional[int], typer.Option(metavar="N", help="Evaluate only the first N examples of each language.")] = None,
-    batch_size: Annotated[Optional[str], typer.Option(metavar="N|auto", help="Samples per generate call, or 'auto' for the largest that fits. Default: 8; served models: 4 x --concurrency x replicas (adaptive: 4 x 128 x replicas).")] = None,
-    bits: Annotated[Optional[int], typer.Option(metavar="4|8|16|32", help=BITS_HELP)] = None,
+    adapter: Annotated[str | None, typer.Option(metavar="DIR", help="LoRA adapter folder (peft format, e.g. from `mvleval train`).")] = None,
+    data_root: Annotated[Path | None, typer.Option(metavar="DIR", help="Folder with the annotation files (default: $MVLEVAL_DATA).")] = None,
+    image_root: Annotated[Path | None, typer.Option(metavar="DIR", help="Folder with the images (default: <data-root>/images).")] = None,
+    lang: Annotated[list[str] | None, typer.Option("--lang", "-l", metavar="CODE", help="Language code; repeat for several (default: all).")] = None,
+    split: Annotated[list[str] | None, typer.Option(metavar="[TASK=]SPLIT", help="Split (default: the task's, as mBLIP reports); TASK=SPLIT for one task of several (--split xgqa=dev), repeatable.")] = None,
+    limit: Annotated[int | None, typer.Option(metavar="N", help="Evaluate only the first N examples of each language.")] = None,
+    batch_size: Annotated[str | None, typer.Option(metavar="N|auto", help="Samples per generate call, or 'auto' for the largest that fits. Default: 8; served models: 4 x --concurrency x replicas (adaptive: 4 x 128 x replicas).")] = None,
+    bits: Annotated[int | None, typer.Option(metavar="4|8|16|32", help=BITS_HELP)] = None,
     out: Annotated[Path, typer.Option(metavar="DIR", help="Folder for the run record and per-sample file.")] = Path("results/runs"),
     seed: Annotated[int, typer.Option(metavar="N", help="Random seed (recorded).")] = 0,
-    num_beams: Annotated[Optional[int], typer.Option(metavar="N", help="Override the task's beam count.")] = None,
-    max_new_tokens: Annotated[Optional[int], typer.Option(metavar="N", help="Override the task's max new tokens.")] = None,
-    min_new_tokens: Annotated[Optional[int], typer.Option(metavar="N", help="Override the task's min new tokens.")] = None,
-    length_penalty: Annotated[Optional[float], typer.Option(metavar="X", help="Override the task's length penalty.")] = None,
+    num_beams: Annotated[int | None, typer.Option(metavar="N", help="Override the task's beam count.")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(metavar="N", help="Override the task's max new tokens.")] = None,
+    min_new_tokens: Annotated[int | None, typer.Option(metavar="N", help="Override the task's min new tokens.")] = None,
+    length_penalty: Annotated[float | None, typer.Option(metavar="X", help="Override the task's length penalty.")] = None,
     prompt_style: Annotated[str, typer.Option(metavar="mblip|chat", help="'mblip' (mBLIP's prompts, the default) or 'chat' (wording for instruction-tuned chat models); recorded, and runs of different styles are never compared.")] = "mblip",
-    backend: Annotated[Optional[str], typer.Option(metavar="mblip|hf|openai", help="Force a backend: 'mblip' (BLIP-2), 'hf' (any AutoModelForImageTextToText) or 'openai' (a served model); default: openai for openai:NAME, else by the checkpoint's config.json.")] = None,
+    backend: Annotated[str | None, typer.Option(metavar="mblip|hf|openai", help="Force a backend: 'mblip' (BLIP-2), 'hf' (any AutoModelForImageTextToText) or 'openai' (a served model); default: openai for openai:NAME, else by the checkpoint's config.json.")] = None,
     image_handling: Annotated[str, typer.Option(metavar="native|side-by-side", help="Several images per example (MaRVL): 'native' (all given to the model, in order) or 'side-by-side' (pasted into one, for one-image families; recorded).")] = "native",
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Run the checkpoint's own Python code (auto_map in config.json); recorded in the run.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same settings.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a finished run record with exactly these settings (refused otherwise).")] = False,
     allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow loading pickle (*.bin) weights; only for checkpoints you trust.")] = False,
     shared_prefix: Annotated[bool, typer.Option("--shared-prefix/--no-shared-prefix", help="Beam search computes the prompt once per sample, not once per beam (the same token ids); --no-shared-prefix runs transformers' plain generate.")] = True,
-    gate_baseline: Annotated[Optional[Path], typer.Option("--gate", metavar="BASELINE", help="After the run, gate it against this baseline record (exit 1 on regression).")] = None,
-    max_drop: Annotated[Optional[list[str]], typer.Option(metavar="[METRIC=]X", help="With --gate: allowed drop in points, X or metric=X (repeatable).")] = None,
-    lang_tolerance: Annotated[Optional[list[str]], typer.Option(metavar="LANG[:METRIC]=X", help="With --gate: per-language tolerance, zh=3 or zh:cider=5.")] = None,
+    gate_baseline: Annotated[Path | None, typer.Option("--gate", metavar="BASELINE", help="After the run, gate it against this baseline record (exit 1 on regression).")] = None,
+    max_drop: Annotated[list[str] | None, typer.Option(metavar="[METRIC=]X", help="With --gate: allowed drop in points, X or metric=X (repeatable).")] = None,
+    lang_tolerance: Annotated[list[str] | None, typer.Option(metavar="LANG[:METRIC]=X", help="With --gate: per-language tolerance, zh=3 or zh:cider=5.")] = None,
     paired: Annotated[bool, typer.Option("--paired", help="With --gate: also require a significant paired-bootstrap drop.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
-    report: Annotated[Optional[Path], typer.Option(metavar="FILE", help="With --gate: also write the gate's Markdown report here.")] = None,
-    report_html: Annotated[Optional[Path], typer.Option(metavar="FILE", help="With --gate: also write the HTML comparison of the run with the baseline here.")] = None,
-    base_url: Annotated[Optional[list[str]], typer.Option(metavar="URL", help="OpenAI-compatible endpoint, e.g. http://HOST:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI's API); repeat for replicas of the same model (data-parallel servers): requests go to the one with the fewest in flight, a failing one is taken out for a while. Recorded without credentials.", rich_help_panel=SERVED_PANEL)] = None,
+    report: Annotated[Path | None, typer.Option(metavar="FILE", help="With --gate: also write the gate's Markdown report here.")] = None,
+    report_html: Annotated[Path | None, typer.Option(metavar="FILE", help="With --gate: also write the HTML comparison of the run with the baseline here.")] = None,
+    base_url: Annotated[list[str] | None, typer.Option(metavar="URL", help="OpenAI-compatible endpoint, e.g. http://HOST:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI's API); repeat for replicas of the same model (data-parallel servers): requests go to the one with the fewest in flight, a failing one is taken out for a while. Recorded without credentials.", rich_help_panel=SERVED_PANEL)] = None,
     api_key_env: Annotated[str, typer.Option(metavar="NAME", help="Name of the environment variable holding the API key (sent as a bearer token; never written anywhere).", rich_help_panel=SERVED_PANEL)] = "OPENAI_API_KEY",
-    concurrency: Annotated[Optional[int], typer.Option("--concurrency", "--max-concurrency", metavar="N", help="Requests in flight per replica. Default: adaptive (each replica's window grows while latency stays flat and shrinks on 429, 503 and timeouts; docs/served-models.md).", rich_help_panel=SERVED_PANEL)] = None,
-    cache: Annotated[Optional[str], typer.Option(metavar="read-write|read|off", help="The response cache shared by runs, tasks and prompt styles (`mvleval cache info`), for served and local models (keyed by the weights' fingerprint, precision, device kind and versions): 'read-write' (default: answers found there are not generated or asked again, new ones are kept), 'read' (look up only) or 'off'.")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "--max-concurrency", metavar="N", help="Requests in flight per replica. Default: adaptive (each replica's window grows while latency stays flat and shrinks on 429, 503 and timeouts; docs/served-models.md).", rich_help_panel=SERVED_PANEL)] = None,
+    cache: Annotated[str | None, typer.Option(metavar="read-write|read|off", help="The response cache shared by runs, tasks and prompt styles (`mvleval cache info`), for served and local models (keyed by the weights' fingerprint, precision, device kind and versions): 'read-write' (default: answers found there are not generated or asked again, new ones are kept), 'read' (look up only) or 'off'.")] = None,
     timeout: Annotated[float, typer.Option(metavar="SECONDS", help="Seconds one request attempt may take.", rich_help_panel=SERVED_PANEL)] = 120.0,
     max_retries: Annotated[int, typer.Option(metavar="N", help="Retries per request on 429 / 5xx / connection errors / timeouts / malformed answers (back-off with jitter, honouring Retry-After); then the run stops unscored and --resume continues.", rich_help_panel=SERVED_PANEL)] = 5,
-    max_image_side: Annotated[Optional[int], typer.Option(metavar="PIXELS", help="Downsize images so the longer side is at most this many pixels before sending (recorded).", rich_help_panel=SERVED_PANEL)] = None,
+    max_image_side: Annotated[int | None, typer.Option(metavar="PIXELS", help="Downsize images so the longer side is at most this many pixels before sending (recorded).", rich_help_panel=SERVED_PANEL)] = None,
     server_extensions: Annotated[str, typer.Option(metavar="none|vllm|transformers", help="Non-standard request fields to send: 'none' (plain OpenAI API: greedy, num_beams 1), 'vllm' (beam search, min_tokens) or 'transformers' (transformers serve's generation_config). Recorded.", rich_help_panel=SERVED_PANEL)] = "none",
 ) -> None:
     """Evaluate a model on one or more tasks; writes a run record (JSON) and a per-sample file (JSONL) per task."""
@@ -509,8 +516,8 @@ def _run_interrupt_hint(runs: list[Any], prepared: list[Any], written: list[Path
 @app.command(cls=_Command)
 def score(
     record: Annotated[Path, typer.Argument(metavar="RUN", help="A run record written by `mvleval run`.")],
-    data_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the annotation files the run read (default: $MVLEVAL_DATA); references and labels are read from it again. A benchmark file's record keeps its own.")] = None,
-    image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the images (default: <data-root>/images), for the data fingerprint.")] = None,
+    data_root: Annotated[Path | None, typer.Option(metavar="DIR", help="Folder with the annotation files the run read (default: $MVLEVAL_DATA); references and labels are read from it again. A benchmark file's record keeps its own.")] = None,
+    image_root: Annotated[Path | None, typer.Option(metavar="DIR", help="Folder with the images (default: <data-root>/images), for the data fingerprint.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Recompute a run's scores from its predictions and the task's data with the installed metrics (no model is
@@ -541,7 +548,7 @@ def score(
 
 @app.command(cls=_Command)
 def leaderboard(
-    paths: Annotated[Optional[list[Path]], typer.Argument(metavar="RECORDS...", help="Run records or folders of them (default: results/runs).")] = None,
+    paths: Annotated[list[Path] | None, typer.Argument(metavar="RECORDS...", help="Run records or folders of them (default: results/runs).")] = None,
     out: Annotated[Path, typer.Option(metavar="DIR", help="Folder for leaderboard.md, leaderboard.csv and the heatmaps.")] = Path("results/leaderboard"),
     json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Rank the readable records and list the unreadable ones (default: refuse, listing every unreadable file).")] = False,
@@ -618,14 +625,14 @@ def _gate(run_path: Path, baseline_path: Path, max_drop: list[str], metric: list
 def gate(
     run_record: Annotated[Path, typer.Argument(metavar="RUN", help="The run record to check.")],
     baseline: Annotated[Path, typer.Option(metavar="BASELINE", help="The baseline record (e.g. results/baselines/xgqa/main.json).")],
-    max_drop: Annotated[Optional[list[str]], typer.Option(metavar="[METRIC=]X", help="Allowed drop in points (x100): X for all metrics or metric=X; repeatable. Default 1.")] = None,
-    metric: Annotated[Optional[list[str]], typer.Option(metavar="METRIC", help="Gate only these metrics (repeatable; default: all).")] = None,
-    lang_tolerance: Annotated[Optional[list[str]], typer.Option(metavar="LANG[:METRIC]=X", help="Per-language tolerance: zh=3 or zh:cider=5 (repeatable).")] = None,
+    max_drop: Annotated[list[str] | None, typer.Option(metavar="[METRIC=]X", help="Allowed drop in points (x100): X for all metrics or metric=X; repeatable. Default 1.")] = None,
+    metric: Annotated[list[str] | None, typer.Option(metavar="METRIC", help="Gate only these metrics (repeatable; default: all).")] = None,
+    lang_tolerance: Annotated[list[str] | None, typer.Option(metavar="LANG[:METRIC]=X", help="Per-language tolerance: zh=3 or zh:cider=5 (repeatable).")] = None,
     paired: Annotated[bool, typer.Option("--paired", help="Fail only when a paired bootstrap on per-sample scores says the drop is significant.")] = False,
     confidence: Annotated[float, typer.Option(metavar="P", help="Confidence level of the paired test.")] = 0.95,
-    report: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Also write the Markdown report here (and to $GITHUB_STEP_SUMMARY when set).")] = None,
-    report_html: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Also write the HTML comparison (flipped samples per language, largest drops, every sample) here.")] = None,
-    image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="With --report-html: the images' folder, for thumbnails and links to the full images.")] = None,
+    report: Annotated[Path | None, typer.Option(metavar="FILE", help="Also write the Markdown report here (and to $GITHUB_STEP_SUMMARY when set).")] = None,
+    report_html: Annotated[Path | None, typer.Option(metavar="FILE", help="Also write the HTML comparison (flipped samples per language, largest drops, every sample) here.")] = None,
+    image_root: Annotated[Path | None, typer.Option(metavar="DIR", help="With --report-html: the images' folder, for thumbnails and links to the full images.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Compare a run with a baseline: exit 0 on pass, 1 on regression, 2 when the two are not comparable."""
@@ -654,10 +661,10 @@ def _print_report_summary(console: Console, summary: Any) -> None:
 @app.command("report", cls=_Command)
 def report_command(
     run_record: Annotated[Path, typer.Argument(metavar="RUN", help="A run record written by `mvleval run` (its per-sample file next to it).")],
-    out: Annotated[Optional[Path], typer.Option(metavar="FILE", help="The HTML file to write (default: next to the record, RUN.html or RUN.compare.html).")] = None,
-    compare: Annotated[Optional[Path], typer.Option(metavar="BASELINE", help="Compare with this baseline record: flipped verdicts per language, then the largest drops.")] = None,
-    image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="The images' folder: thumbnails are embedded from it, with links to the full images (default: the run's, kept in its record).")] = None,
-    metric: Annotated[Optional[list[str]], typer.Option(metavar="METRIC", help="With --compare: compare only these metrics (repeatable; default: all of the baseline's).")] = None,
+    out: Annotated[Path | None, typer.Option(metavar="FILE", help="The HTML file to write (default: next to the record, RUN.html or RUN.compare.html).")] = None,
+    compare: Annotated[Path | None, typer.Option(metavar="BASELINE", help="Compare with this baseline record: flipped verdicts per language, then the largest drops.")] = None,
+    image_root: Annotated[Path | None, typer.Option(metavar="DIR", help="The images' folder: thumbnails are embedded from it, with links to the full images (default: the run's, kept in its record).")] = None,
+    metric: Annotated[list[str] | None, typer.Option(metavar="METRIC", help="With --compare: compare only these metrics (repeatable; default: all of the baseline's).")] = None,
 ) -> None:
     """Write one self-contained HTML page of a run (every sample, filterable), or of a run against a baseline."""
     from mvleval.report import write_compare_report, write_run_report
@@ -695,7 +702,14 @@ class RichTrainProgress:
     """Renders training progress (step, loss, lr, throughput, ETA) as one rich bar."""
 
     def __init__(self, console: Console) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self._progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -728,21 +742,21 @@ class RichTrainProgress:
 
 @app.command(cls=_Command)
 def train(
-    model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="MODEL", help="Base BLIP-2/mBLIP checkpoint folder.")] = None,
-    out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Output folder: adapter, blip_parts, config, log, loss curve, checkpoints.")] = None,
-    train_file: Annotated[Optional[Path], typer.Option(metavar="FILE", help="mBLIP task-mix file: JSON list or JSONL of {context, label, image_id}.")] = None,
-    image_root: Annotated[Optional[list[Path]], typer.Option(metavar="DIR", help="Image folder; repeat to search several in order (task-mix).")] = None,
-    task: Annotated[Optional[str], typer.Option("--task", "-t", metavar="TASK", help="Train on an mvleval task's split instead (a name or a benchmark file, ./my-bench/); join tasks with '+' for a mixture.")] = None,
-    split: Annotated[Optional[str], typer.Option(metavar="SPLIT", help="The task's training split, e.g. train_10.")] = None,
-    data_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the task's annotation files (default: $MVLEVAL_DATA).")] = None,
-    lang: Annotated[Optional[list[str]], typer.Option("--lang", "-l", metavar="CODE", help="Train only on these languages (repeatable).")] = None,
-    bits: Annotated[Optional[int], typer.Option(metavar="4|8|16|32", help="Base weights: 4 (QLoRA nf4), 8, 16 (bf16), 32. Default: 4 on CUDA, 32 on CPU.")] = None,
-    max_steps: Annotated[Optional[int], typer.Option(metavar="N", help="Optimizer steps (overrides --epochs).")] = None,
-    epochs: Annotated[Optional[float], typer.Option(metavar="X", help="Passes over the data.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(metavar="N", help="Examples per forward pass.")] = None,
-    seed: Annotated[Optional[int], typer.Option(metavar="N", help="Seed for LoRA init, dropout and data order.")] = None,
-    config: Annotated[Optional[Path], typer.Option(metavar="FILE", help="TOML or YAML config file (flags and --set override it).")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override any config key: key=value (repeatable).")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", metavar="MODEL", help="Base BLIP-2/mBLIP checkpoint folder.")] = None,
+    out: Annotated[Path | None, typer.Option(metavar="DIR", help="Output folder: adapter, blip_parts, config, log, loss curve, checkpoints.")] = None,
+    train_file: Annotated[Path | None, typer.Option(metavar="FILE", help="mBLIP task-mix file: JSON list or JSONL of {context, label, image_id}.")] = None,
+    image_root: Annotated[list[Path] | None, typer.Option(metavar="DIR", help="Image folder; repeat to search several in order (task-mix).")] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t", metavar="TASK", help="Train on an mvleval task's split instead (a name or a benchmark file, ./my-bench/); join tasks with '+' for a mixture.")] = None,
+    split: Annotated[str | None, typer.Option(metavar="SPLIT", help="The task's training split, e.g. train_10.")] = None,
+    data_root: Annotated[Path | None, typer.Option(metavar="DIR", help="Folder with the task's annotation files (default: $MVLEVAL_DATA).")] = None,
+    lang: Annotated[list[str] | None, typer.Option("--lang", "-l", metavar="CODE", help="Train only on these languages (repeatable).")] = None,
+    bits: Annotated[int | None, typer.Option(metavar="4|8|16|32", help="Base weights: 4 (QLoRA nf4), 8, 16 (bf16), 32. Default: 4 on CUDA, 32 on CPU.")] = None,
+    max_steps: Annotated[int | None, typer.Option(metavar="N", help="Optimizer steps (overrides --epochs).")] = None,
+    epochs: Annotated[float | None, typer.Option(metavar="X", help="Passes over the data.")] = None,
+    batch_size: Annotated[int | None, typer.Option(metavar="N", help="Examples per forward pass.")] = None,
+    seed: Annotated[int | None, typer.Option(metavar="N", help="Seed for LoRA init, dropout and data order.")] = None,
+    config: Annotated[Path | None, typer.Option(metavar="FILE", help="TOML or YAML config file (flags and --set override it).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="Override any config key: key=value (repeatable).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run from its last checkpoint.")] = False,
 ) -> None:
     """Fine-tune a BLIP-2/mBLIP checkpoint with LoRA (mBLIP's recipe; QLoRA with --bits 4)."""
@@ -769,7 +783,7 @@ def export(
     train_dir: Annotated[Path, typer.Argument(metavar="TRAIN_DIR", help="Output folder of `mvleval train`.")],
     out: Annotated[Path, typer.Option(metavar="DIR", help="Folder for the merged checkpoint (with its processor).")],
     bits: Annotated[int, typer.Option(metavar="4|8|16|32", help="4 (nf4, bitsandbytes), 8 (int8), 16 (bf16) or 32 (fp32).")] = 4,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="MODEL", help="Base checkpoint, if it moved since training.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", metavar="MODEL", help="Base checkpoint, if it moved since training.")] = None,
 ) -> None:
     """Merge a LoRA adapter and the trained BLIP parts into the base model and save a loadable checkpoint."""
     from mvleval.extras import require_hf
@@ -785,7 +799,7 @@ def export(
 
 @app.command(cls=_Command)
 def tasks(
-    task: Annotated[Optional[list[str]], typer.Option("--task", "-t", metavar="PATH", help="Show (and validate) these benchmark files instead of the built-in tasks: ./my-bench/ or ./bench.jsonl; repeatable.")] = None,
+    task: Annotated[list[str] | None, typer.Option("--task", "-t", metavar="PATH", help="Show (and validate) these benchmark files instead of the built-in tasks: ./my-bench/ or ./bench.jsonl; repeatable.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """List the tasks with their version, languages, splits and metrics; --task PATH shows a benchmark file."""
@@ -881,7 +895,7 @@ def cache_info() -> None:
 
 @cache_app.command("clear", cls=_Command)
 def cache_clear(
-    model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="NAME", help="Remove only this model's answers (the name `cache info` lists, e.g. the served model id).")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", metavar="NAME", help="Remove only this model's answers (the name `cache info` lists, e.g. the served model id).")] = None,
 ) -> None:
     """Remove the cached answers (all, or one model's)."""
     from mvleval.cache import ResponseCache
@@ -901,10 +915,10 @@ def cache_clear(
 @data_app.command("check", cls=_Command)
 def data_check(
     task: Annotated[str, typer.Option("--task", "-t", metavar="TASK", help="Task name, or a benchmark file (./my-bench/, ./bench.jsonl).")],
-    data_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the annotation files (default: $MVLEVAL_DATA).")] = None,
-    image_root: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder with the images (default: <data-root>/images).")] = None,
-    lang: Annotated[Optional[list[str]], typer.Option("--lang", "-l", metavar="CODE", help="Language code; repeat for several.")] = None,
-    split: Annotated[Optional[str], typer.Option(metavar="SPLIT", help="Split (default: the task's).")] = None,
+    data_root: Annotated[Path | None, typer.Option(metavar="DIR", help="Folder with the annotation files (default: $MVLEVAL_DATA).")] = None,
+    image_root: Annotated[Path | None, typer.Option(metavar="DIR", help="Folder with the images (default: <data-root>/images).")] = None,
+    lang: Annotated[list[str] | None, typer.Option("--lang", "-l", metavar="CODE", help="Language code; repeat for several.")] = None,
+    split: Annotated[str | None, typer.Option(metavar="SPLIT", help="Split (default: the task's).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Verify every annotation and image file a task needs; report counts per language and what is missing."""
@@ -949,7 +963,7 @@ def demo(
     with RichProgress(err) as progress:
         result = run_demo(out, seed=seed, train_model=train_model, progress=progress, train_progress=RichTrainProgress(err),
                           log=lambda msg: console.print(msg))
-    for task, (record, path) in result.trained.items():
+    for record, _path in result.trained.values():
         print_summary(record, console)
     table = Table(title="Untrained vs fine-tuned (4-bit export): headline metric, mean over languages")
     for col in ("task", "metric", "untrained", "fine-tuned"):

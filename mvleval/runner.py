@@ -29,9 +29,11 @@ from mvleval.record import (
     read_record,
     read_samples,
     sample_lines,
-    samples_path as record_samples_path,
     write_json_atomic,
     write_record,
+)
+from mvleval.record import (
+    samples_path as record_samples_path,
 )
 from mvleval.task import Example, GenerationSettings, Task, load_task, load_task_of_record
 
@@ -530,7 +532,6 @@ def planned_comparable(options: RunOptions, prepared: PreparedRun) -> Comparable
     """What the gate will compare of this run's record, known before any model loads (everything but the scores):
     `mvleval run --gate` refuses an incomparable baseline with it in a second instead of after the whole run."""
     from mvleval.gate import Comparable
-    from mvleval.metrics.base import Metric
 
     return Comparable(
         run_id=run_name(options, run_identity(options, prepared)),

@@ -9,11 +9,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-from mvleval.backends import BackendOptions, GenerationRequest  # noqa: E402
-from mvleval.backends.hf_vlm import HfVlmBackend, side_by_side  # noqa: E402
-from mvleval.errors import MvlevalError  # noqa: E402
-from mvleval.task import GenerationSettings  # noqa: E402
-from mvleval.testing.tiny_vlm import FAMILIES, build_tiny_vlm, load_processor, multi_image, needs_torchvision  # noqa: E402
+from mvleval.backends import BackendOptions, GenerationRequest
+from mvleval.backends.hf_vlm import HfVlmBackend, side_by_side
+from mvleval.errors import MvlevalError
+from mvleval.task import GenerationSettings
+from mvleval.testing.tiny_vlm import FAMILIES, build_tiny_vlm, load_processor, multi_image, needs_torchvision
 
 GREEDY = GenerationSettings(num_beams=1, max_new_tokens=6, min_new_tokens=1)
 BEAMS = GenerationSettings(num_beams=3, max_new_tokens=6, min_new_tokens=1, length_penalty=-1.0)

@@ -147,7 +147,7 @@ def test_the_prompt_is_computed_once_per_sample_and_the_switch_turns_it_off(
     assert on.generation_path(greedy) == PLAIN_PATH
     assert _rows_into_first_prompt_projection(on, requests, greedy) == 6
     # no hook is left behind on any module
-    assert not any(m._forward_hooks or m._forward_pre_hooks for m in on.model.modules())  # noqa: SLF001
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in on.model.modules())
 
 
 @pytest.mark.parametrize(
@@ -187,7 +187,7 @@ def test_hooks_are_removed_when_generate_fails(backends: dict, images: list[Path
             generate_sharing_prefix(lm, inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask, num_beams=3)
     finally:
         failing.remove()
-    assert not any(m._forward_hooks or m._forward_pre_hooks for m in lm.modules())  # noqa: SLF001
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in lm.modules())
     # and the model still generates exactly as before
     plain, shared = _plain_and_shared(backend, _requests(images, 3), SETTINGS["vqa"](3))
     assert torch.equal(plain.sequences, shared.sequences)

@@ -126,7 +126,7 @@ def test_prefetched_pixels_equal_the_processor_on_load_image(tiny_mt5_dir: Path,
     try:
         backend.prefetch([GenerationRequest("yes", (p,)) for p in jpegs[:3]])
         for path in jpegs[:3]:
-            pixels = backend._take_pixels(path)  # noqa: SLF001 -- the pixels the vision encoder would receive
+            pixels = backend._take_pixels(path)
             reference = backend.processor.image_processor(load_image(path), return_tensors="pt")["pixel_values"][0]
             assert torch.equal(pixels, reference)
         assert backend.prefetch_served == 3
@@ -278,7 +278,7 @@ def test_jpeg_draft_on_the_backend_changes_pixels_only_for_large_jpegs(tiny_mt5_
     assert draft.jpeg_draft is True
     assert torch.equal(full.image_pixels(small), draft.image_pixels(small))
     # the backend asks Pillow for the processor's size: 640x480 decodes at 1/8 (80x60) for a 32x32 processor
-    assert load_image(big, draft_size=draft._draft_size).size == (80, 60)  # noqa: SLF001
+    assert load_image(big, draft_size=draft._draft_size).size == (80, 60)
     assert not torch.equal(full.image_pixels(big), draft.image_pixels(big))
 
 

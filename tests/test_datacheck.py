@@ -230,8 +230,8 @@ def test_files_with_a_byte_order_mark_are_read_like_the_others(task: str, tmp_pa
 
 
 def test_a_benchmark_folder_with_a_byte_order_mark_is_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.test_custom_benchmark import make_chart_benchmark
     from tests.helpers import cli
+    from tests.test_custom_benchmark import make_chart_benchmark
 
     folder = make_chart_benchmark(tmp_path / "charts", [])
     for name in ("benchmark.yaml", "data.jsonl"):

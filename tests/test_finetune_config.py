@@ -21,8 +21,8 @@ def base_dir(tmp_path: Path) -> Path:
     (folder / "config.json").write_text(json.dumps({"model_type": "blip-2"}), encoding="utf-8")
     for name in ("tokenizer.json", "processor_config.json"):
         (folder / name).write_text("{}", encoding="utf-8")
-    from safetensors.numpy import save_file
     import numpy as np
+    from safetensors.numpy import save_file
 
     save_file({"w": np.zeros(1, dtype=np.float32)}, str(folder / "model.safetensors"))  # a readable header
     return folder

@@ -67,7 +67,7 @@ def _data_scores(world: World, rows: list[dict[str, Any]]) -> dict[str, dict[str
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(target=st.sampled_from(["record", "samples"]), pick=st.integers(0, 10**6), new=JSON_VALUES, delete=st.booleans())
-def test_random_edits_are_refused_or_scored_from_the_data(world: World, target: str, pick: int, new: Any, delete: bool) -> None:  # noqa: F811
+def test_random_edits_are_refused_or_scored_from_the_data(world: World, target: str, pick: int, new: Any, delete: bool) -> None:
     folder = Path(tempfile.mkdtemp(prefix="forgery-"))
     try:
         record = copy_run(world, folder / "run")

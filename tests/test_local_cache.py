@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from tests.helpers import cli  # noqa: E402
+from tests.helpers import cli
 
 XGQA = ["--task", "xgqa", "--split", "test", "--lang", "de", "--lang", "zh", "--limit", "4"]  # 8 examples
 GENERATE = ["--num-beams", "1", "--max-new-tokens", "3"]

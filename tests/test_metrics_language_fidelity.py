@@ -20,8 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import placeholder_images
-
 from mvleval.errors import MvlevalError
 from mvleval.metrics import LanguageFidelity
 from mvleval.metrics.language_fidelity import (
@@ -34,6 +32,7 @@ from mvleval.metrics.language_fidelity import (
     script_verdict,
 )
 from mvleval.testing.gibberish import HANDWRITTEN, gibberish
+from tests.helpers import placeholder_images
 
 from .test_metrics_ptb import real_corpora
 

@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from mvleval.task import task_names  # noqa: E402
-from tests.helpers import console_script  # noqa: E402
+from mvleval.task import task_names
+from tests.helpers import console_script
 
 DEMO_LANGS = ("en", "id", "zh")  # each demo task has data for the ones it knows of these
 
@@ -59,7 +59,7 @@ def test_every_task_in_one_invocation(family: str, demo: tuple[Path, Path], mode
     assert "Traceback" not in r.stderr and "Warning" not in r.stdout + r.stderr
     records = _records(out)
     assert set(records) == set(task_names())
-    for name, record in records.items():
+    for record in records.values():
         model = record["model"]
         assert record["schema_version"] == 2
         assert (model["backend"], model["family"]) == ("hf", family)

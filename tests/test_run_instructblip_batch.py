@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from mvleval.task import load_task  # noqa: E402
-from tests.helpers import console_script, placeholder_images  # noqa: E402
+from mvleval.task import load_task
+from tests.helpers import console_script, placeholder_images
 
 
 @pytest.mark.slow

@@ -106,7 +106,7 @@ class Backend(ABC):
     def info(self, settings: GenerationSettings) -> ModelInfo:
         """What was loaded and how (backend, family, model, fingerprint, precision, generation settings, details)."""
 
-    def check_settings(self, settings: GenerationSettings, images_per_example: int) -> None:
+    def check_settings(self, settings: GenerationSettings, images_per_example: int) -> None:  # noqa: B027 (optional hook)
         """Refuse settings or inputs this model cannot honour, before any generation (default: accept all).
 
         Raises:
@@ -145,5 +145,5 @@ class Backend(ABC):
         """A short status shown beside the progress bar (a served model's answers/s and windows; default: none)."""
         return ""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook)
         """Release threads and connections; the backend stays usable."""

@@ -26,8 +26,8 @@ from mvleval.backends.hf.adapter import check_adapter_dir
 from mvleval.backends.hf.batch_size import auto_batch_size
 from mvleval.backends.hf.checkpoint import check_weights, fingerprint_files, read_config, resolve_model_dir
 from mvleval.backends.hf.generate import generation_kwargs
-from mvleval.backends.hf.processor import load_processor
 from mvleval.backends.hf.precision import disable_cpu_bf16_repack, load_weights, precision, resolve_device
+from mvleval.backends.hf.processor import load_processor
 from mvleval.backends.prefetch import DEFAULT_WINDOW, PixelPrefetcher
 from mvleval.errors import MissingDependencyError, MvlevalError
 

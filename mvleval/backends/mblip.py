@@ -32,17 +32,19 @@ from mvleval.backends.hf.batch_size import (  # noqa: F401 -- re-exported: tests
     largest_fitting_batch,
 )
 from mvleval.backends.hf.batch_size import auto_batch_size as _shared_auto_batch_size
-from mvleval.backends.hf.checkpoint import (  # noqa: F401 -- re-exported for finetune/
+from mvleval.backends.hf.checkpoint import (
     check_weights,
     fingerprint_files,
     read_config,
-    read_json as _read_json,
     resolve_model_dir,
     weight_files,
 )
+from mvleval.backends.hf.checkpoint import (
+    read_json as _read_json,
+)
 from mvleval.backends.hf.generate import generation_kwargs
-from mvleval.backends.hf.processor import load_processor
 from mvleval.backends.hf.precision import disable_cpu_bf16_repack, load_weights, precision, resolve_device
+from mvleval.backends.hf.processor import load_processor
 from mvleval.backends.prefetch import DEFAULT_WINDOW, PixelPrefetcher
 from mvleval.errors import MissingDependencyError, MvlevalError
 from mvleval.images import load_image
@@ -688,7 +690,7 @@ def auto_batch_size(
 ) -> int:
     """``backends.hf.batch_size.auto_batch_size`` for this backend; its image cache and counters are as before the
     call (probing changes nothing a run records)."""
-    cached = OrderedDict(backend._cache)  # noqa: SLF001 -- restored below: probing must not change the run
+    cached = OrderedDict(backend._cache)
     counters = (backend.images_encoded, backend.cache_hits)
     try:
         return _shared_auto_batch_size(
@@ -696,8 +698,8 @@ def auto_batch_size(
             memory_budget=memory_budget,
         )
     finally:
-        backend._cache.clear()  # noqa: SLF001
-        backend._cache.update(cached)  # noqa: SLF001
+        backend._cache.clear()
+        backend._cache.update(cached)
         backend.images_encoded, backend.cache_hits = counters
 
 

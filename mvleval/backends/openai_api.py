@@ -41,7 +41,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from mvleval.backends.base import SERVER_EXTENSIONS, Backend, BackendOptions, BatchFailed, EndpointOptions, GenerationRequest
+from mvleval.backends.base import (
+    SERVER_EXTENSIONS,
+    Backend,
+    BackendOptions,
+    BatchFailed,
+    EndpointOptions,
+    GenerationRequest,
+)
 from mvleval.backends.registry import served_model_name
 from mvleval.cache import CACHE_MODES, served_key
 from mvleval.errors import MissingDependencyError, MvlevalError
@@ -358,7 +365,7 @@ class OpenAIBackend(Backend):
             try:
                 response = self._client.get(urlunsplit((parts.scheme, parts.netloc, root + "/version", parts.query, "")), timeout=5.0)
                 value = json.loads(response.content).get("version") if response.status_code == 200 else None
-            except Exception:  # noqa: BLE001 - a server without /version (most) simply reports none
+            except Exception:
                 value = None
             versions.add(str(value) if isinstance(value, (str, int, float)) else None)
         if len(versions) > 1:

@@ -131,7 +131,7 @@ def _parse_value(text: str) -> Any:
         import yaml
 
         return yaml.safe_load(text)
-    except Exception:  # noqa: BLE001 -- anything YAML cannot read is meant as a plain string
+    except Exception:
         return text
 
 

@@ -41,7 +41,6 @@ compare with sacrebleu's ``corpus_score`` and its command line.
 from __future__ import annotations
 
 from abc import abstractmethod
-
 from collections.abc import Sequence
 from itertools import chain
 from typing import TYPE_CHECKING, Any, ClassVar

@@ -163,7 +163,7 @@ def heatmap_svg(row_labels: Sequence[str], col_labels: Sequence[str], values: Se
                 else:
                     t = 0.5 if high == low else (value - low) / (high - low)
                     rgb = _interpolate(_VIRIDIS, t if higher_is_better[i] else 1 - t)
-                fill = "#%02x%02x%02x" % rgb
+                fill = "#{:02x}{:02x}{:02x}".format(*rgb)
                 ink = "#000" if (0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]) > 140 else "#fff"
                 text = ("+" if diverging and value > 0 else "") + format_points(value)
             out.append(f'<rect x="{x}" y="{y}" width="{cell_w - 2}" height="{cell_h - 2}" fill="{fill}"/>')

@@ -138,7 +138,7 @@ def gibberish(seed: int = 0, n_per_kind: int = 40) -> list[GibberishRow]:
     """`n_per_kind` texts of each kind for each script (see the module docstring); deterministic for a seed."""
     rng = random.Random(seed)
     rows: list[GibberishRow] = []
-    for script, (langs, *_rest) in SCRIPTS.items():
+    for script, (_langs, *_rest) in SCRIPTS.items():
         for kind in KINDS:
             for i in range(n_per_kind):
                 text = _one(kind, script, rng)

@@ -40,7 +40,7 @@ def resolve_model_dir(model: str) -> Path:
             from huggingface_hub import snapshot_download
 
             return Path(snapshot_download(repo_id=model, local_files_only=True))
-        except Exception:  # noqa: BLE001 -- any cache miss means the same thing to the user: download it first
+        except Exception:
             pass
         raise MvlevalError(
             f"model '{model}' is neither a local folder nor in the local Hugging Face cache (mvleval never downloads "
@@ -183,7 +183,7 @@ def check_safetensors_header(path: Path) -> None:
     try:
         with safe_open(str(path), framework="pt") as fh:
             fh.keys()
-    except Exception as exc:  # noqa: BLE001 -- safetensors raises its own SafetensorError (an Exception) for any damage
+    except Exception as exc:
         raise MvlevalError(
             f"this weight file cannot be read ({exc}); it is probably truncated or damaged.",
             fix="download or copy the checkpoint again (compare its size with the original).",
