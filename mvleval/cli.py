@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import typer
 from typer.core import TyperArgument, TyperCommand
@@ -414,7 +415,8 @@ def run(
     if data_root is not None and not builtins:
         _data_root(data_root, names[0])  # says that --data-root does not apply to a benchmark file
     data = _data_root(data_root) if builtins else None
-    roots = {name: _data_root(None, name) if is_task_path(name) else data for name in names}
+    # data is None only when every name is a benchmark file
+    roots = {name: _data_root(None, name) if is_task_path(name) or data is None else data for name in names}
     splits = _splits_for(names, split or [])
     languages = {name: _languages_for(name, lang, several=len(names) > 1, prompt_style=prompt_style) for name in names}
     if len(names) > 1 and lang:
@@ -793,7 +795,7 @@ def export(
 
     if bits not in (4, 8, 16, 32):
         raise MvlevalError(f"--bits must be 4, 8, 16 or 32, got {bits}.", fix="pick one of these.")
-    path = run_export(train_dir, out, bits, base_model=model)
+    path = run_export(train_dir, out, cast(Literal[4, 8, 16, 32], bits), base_model=model)
     _console().print(f"Exported checkpoint: {path}\nEvaluate it with `mvleval run --model {path} --task ...`.")
 
 
@@ -881,7 +883,8 @@ def _size(n: int) -> str:
 @cache_app.command("info", cls=_Command)
 def cache_info() -> None:
     """Where the response cache is, its size, and how many answers it holds per model."""
-    from mvleval.cache import CACHE_ENV, ResponseCache
+    from mvleval.cache import ResponseCache
+    from mvleval.cachedir import CACHE_ENV
 
     info = ResponseCache("read").info()
     console = _console()
@@ -986,10 +989,9 @@ def _click_exception_types() -> tuple[type[BaseException], ...]:
     other classes. Both are caught, so usage errors look the same whichever typer a user's resolver picked.
     """
     types: list[type[BaseException]] = []
-    try:
-        from typer._click.exceptions import ClickException as VendoredClickException  # type: ignore[import-not-found]
-
-        types.append(VendoredClickException)
+    try:  # imported by name: mypy sees typer._click only on the typer versions that have it
+        vendored = importlib.import_module("typer._click.exceptions")
+        types.append(vendored.ClickException)
     except ImportError:
         pass
     try:

@@ -9,7 +9,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -398,7 +398,7 @@ def _batches(examples: Sequence[Example], batch_size: int) -> list[list[Example]
 
 
 def _sample_row(example: Example, prediction: str, image_root: Path, cached: bool = False) -> dict[str, Any]:
-    row = {
+    row: dict[str, Any] = {
         "id": example.id,
         "lang": example.lang,
         "prompt": example.prompt,
@@ -428,7 +428,7 @@ def task_signature(task: Task, metric: Metric) -> str:
 
 
 def score_rows(task: Task, languages: Sequence[str], rows_by_lang: dict[str, list[dict[str, Any]]],
-               examples_by_lang: dict[str, Sequence[Example]] | None = None,
+               examples_by_lang: Mapping[str, Sequence[Example]] | None = None,
                thinking_tags: Sequence[Sequence[str]] = ()) -> dict[str, MetricScores]:
     """Score each language's corpus with each of the task's metrics; fills each row's per-sample scores in place.
 

@@ -128,14 +128,16 @@ def test_disk_full_while_writing_the_record_leaves_no_half_result(
 
     def full_disk_on_record(fd: int) -> None:
         name = os.readlink(f"/proc/self/fd/{fd}")
-        if ".json." in name and name.endswith(".tmp") and ".samples.jsonl" not in name and ".manifest.json" not in name:
+        # the run record in --out only (not the weight-digest cache, also written atomically as JSON)
+        in_out = name.startswith(str(out.resolve()))
+        if in_out and ".json." in name and name.endswith(".tmp") and ".samples.jsonl" not in name and ".manifest.json" not in name:
             calls["n"] += 1
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_fsync(fd)
 
+    out = tmp_path / "runs"
     monkeypatch.setattr(record_module.os, "fsync", full_disk_on_record)
     data_root, image_root = demo
-    out = tmp_path / "runs"
     with pytest.raises(MvlevalError, match="No space left on device"):
         invoke("run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root", image_root,
                "--lang", "en", "--out", out)

@@ -19,7 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mvleval.backends.base import IMAGE_HANDLING, Backend, BackendOptions, GenerationRequest
 from mvleval.backends.hf.adapter import check_adapter_dir
@@ -82,7 +82,8 @@ def decode_keeping_thinking_tags(tokenizer: Any, ids: Sequence[Sequence[int]], c
         return list(tokenizer.batch_decode(ids, skip_special_tokens=True))
     texts = []
     for row in ids:
-        parts, run = [], []
+        parts: list[str] = []
+        run: list[int] = []
         for token in row:
             if int(token) in kept:
                 parts += [tokenizer.decode(run, skip_special_tokens=True), kept[int(token)]]
@@ -250,7 +251,7 @@ class HfVlmBackend(Backend):
             output = self.model.generate(**inputs, **kwargs)
         if not self.is_encoder_decoder:
             output = output[:, inputs["input_ids"].shape[1] :]
-        return output.tolist()
+        return cast("list[list[int]]", output.tolist())
 
     def build_inputs(self, requests: Sequence[GenerationRequest]) -> dict[str, Any]:
         """The processor's batch for these requests (chat template where the checkpoint has one), on the device."""
@@ -375,7 +376,7 @@ class HfVlmBackend(Backend):
             self._decoded.move_to_end(key)
             return image
         if self._prefetcher is not None:
-            image = self._prefetcher.take(path)  # type: ignore[assignment]
+            image = self._prefetcher.take(path)
         if image is None:
             image = _decode(path)
         self._decoded[key] = image
@@ -420,7 +421,7 @@ def side_by_side(images: Sequence[Image.Image]) -> Image.Image:
     from PIL import Image
 
     height = max(im.height for im in images)
-    scaled = [im if im.height == height else im.resize((max(1, round(im.width * height / im.height)), height), Image.BICUBIC) for im in images]
+    scaled = [im if im.height == height else im.resize((max(1, round(im.width * height / im.height)), height), Image.Resampling.BICUBIC) for im in images]
     canvas = Image.new("RGB", (sum(im.width for im in scaled), height), (255, 255, 255))
     x = 0
     for im in scaled:

@@ -173,7 +173,7 @@ class CachedBackend(Backend):
         if missing:
             generated = self.inner.generate([requests[i] for i in missing], settings)
             answers.update(zip(missing, generated, strict=True))
-            new = {keys[i]: answers[i] for i in missing if keys[i] is not None}
+            new = {key: answers[i] for i in missing if (key := keys[i]) is not None}
             self._cache.store(self.label, new)  # a no-op in read mode
             if self._cache.mode == "read-write":
                 self._known.update(new)  # the same example again later in this run (another language's copy) is a hit

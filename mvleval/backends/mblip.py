@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mvleval.backends.base import Backend, BackendOptions, GenerationRequest
 from mvleval.backends.hf.adapter import ADAPTER_FIX as _ADAPTER_FIX
@@ -277,7 +277,7 @@ class MBlipBackend(Backend):
         self.image_cache_size = image_cache_size
         self.shared_prefix = shared_prefix
         self.num_query_tokens: int = int(model.config.num_query_tokens)
-        self.image_token_id: int = int(model.config.image_token_index)
+        self.image_token_id: int = int(cast(int, model.config.image_token_index))
         self.is_encoder_decoder: bool = not is_decoder_only(model.config)
         self.pad_token_id: int = (
             self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
@@ -425,7 +425,7 @@ class MBlipBackend(Backend):
             return []
         inputs = self.prepare_inputs(requests)
         kwargs = generation_kwargs(settings)
-        generate_inputs: dict[str, torch.Tensor] = {
+        generate_inputs: dict[str, Any] = {
             "inputs_embeds": inputs.inputs_embeds,
             "attention_mask": inputs.attention_mask,
         }
@@ -520,12 +520,13 @@ class MBlipBackend(Backend):
         with torch.inference_mode():
             if self.is_encoder_decoder:
                 start = lm.generation_config.decoder_start_token_id
-                start = self.model.config.text_config.decoder_start_token_id if start is None else start
+                start = cast(Any, self.model.config.text_config).decoder_start_token_id if start is None else start
                 decoder_ids = torch.full((len(requests), 1), int(start), dtype=torch.long, device=self.device)
                 out = lm(inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask, decoder_input_ids=decoder_ids)
             else:
                 out = lm(inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask)
-        return out.logits[:, -1, :].float()
+        logits: torch.Tensor = out.logits[:, -1, :].float()
+        return logits
 
     def prefetch(self, requests: Sequence[GenerationRequest]) -> int:
         """Announce upcoming requests: their images not yet encoded are decoded and preprocessed on worker threads
@@ -580,7 +581,8 @@ class MBlipBackend(Backend):
             MvlevalError: the image cannot be read.
         """
         image = load_image(Path(path), draft_size=self._draft_size if self.jpeg_draft else None)
-        return self.image_processor(image, return_tensors="pt")["pixel_values"][0]
+        pixels: torch.Tensor = self.image_processor(image, return_tensors="pt")["pixel_values"][0]
+        return pixels
 
     def info(self, settings: GenerationSettings) -> ModelInfo:
         """What was loaded and how, for the run record."""
@@ -710,7 +712,7 @@ def _refuse_merged_adapter(model_dir: Path, adapter_dir: Path) -> None:
         return
     info = _read_json(info_path)
     source, merged = info.get("source"), info.get("source_fingerprint")
-    same_folder = bool(source) and Path(source).resolve() == adapter_dir.resolve()
+    same_folder = isinstance(source, str) and bool(source) and Path(source).resolve() == adapter_dir.resolve()
     same_content = bool(merged) and adapter_fingerprint(adapter_dir) == merged  # a copy of the adapter
     if same_folder or same_content:
         what = f"the adapter {adapter_dir}" if same_folder else f"the adapter in {source}, of which {adapter_dir} is a copy"
@@ -744,7 +746,8 @@ def embed_with_image_queries(model: Any, ids: torch.Tensor, image_mask: torch.Te
     """
     inputs_embeds = model.language_model.get_input_embeddings()(ids)
     flat = queries.reshape(-1, queries.shape[-1]).to(inputs_embeds.dtype)
-    return inputs_embeds.masked_scatter(image_mask.unsqueeze(-1), flat)
+    embeds: torch.Tensor = inputs_embeds.masked_scatter(image_mask.unsqueeze(-1), flat)
+    return embeds
 
 
 def nf4_double_quant(config_json: dict[str, Any]) -> bool:
@@ -770,7 +773,7 @@ def load_config_and_processor(model_dir: Path) -> tuple[Blip2Config, Blip2Proces
         raise MvlevalError(f"config.json is not a valid BLIP-2 config ({exc}).", fix="restore the checkpoint's config.json.",
                            where=model_dir) from None
     _reconcile_processor(config, processor, model_dir)
-    _check_processor_tokenisation(processor, int(config.image_token_index), int(config.num_query_tokens), model_dir)
+    _check_processor_tokenisation(processor, int(cast(int, config.image_token_index)), int(config.num_query_tokens), model_dir)
     return config, processor
 
 

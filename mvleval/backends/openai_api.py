@@ -743,7 +743,7 @@ def encode_image(path: Path, max_side: int | None) -> str:
     image = load_image(path)  # validated (missing, corrupt, bomb) and decoded to RGB
     if max_side is not None and max(image.size) > max_side:
         scale = max_side / max(image.size)
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BICUBIC)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BICUBIC)
         return _png_url(image)
     data = path.read_bytes()
     with Image.open(io.BytesIO(data)) as raw:
@@ -780,8 +780,13 @@ def _parse_completion(body: bytes) -> tuple[str, dict[str, Any] | None, str | No
     # a reasoning model's thinking, in the field vLLM/SGLang (reasoning_content) or newer servers (reasoning) return it:
     # kept in the prediction as <think>...</think> before the answer, so the per-sample file holds the whole output and
     # scoring removes it (metrics/answer.py); thinking without content (the token budget ran out) is an open <think>
-    reasoning = next((message.get(k) for k in ("reasoning_content", "reasoning") if isinstance(message, dict)
-                      and isinstance(message.get(k), str) and message.get(k).strip()), None)
+    reasoning: str | None = None
+    if isinstance(message, dict):
+        for field_name in ("reasoning_content", "reasoning"):
+            value = message.get(field_name)
+            if isinstance(value, str) and value.strip():
+                reasoning = value
+                break
     if reasoning is not None and (content is None or isinstance(content, str)):
         text = f"<think>{reasoning.strip()}</think>{content.strip()}" if content and content.strip() else f"<think>{reasoning.strip()}"
         content = text

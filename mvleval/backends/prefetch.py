@@ -16,17 +16,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Generic, TypeVar
 
-if TYPE_CHECKING:
-    import torch
+#: what ``preprocess`` makes of one image: a pixel tensor (mBLIP) or the decoded image (the generic backend)
+Prepared = TypeVar("Prepared")
 
 #: Images decoded or held ahead of use: two chunks of 32 (the backend's vision-encoding chunk). At 224x224 that is
 #: ~40 MB of float32 pixels; enough to keep ahead of any model, since each image is decoded once per run.
 DEFAULT_WINDOW = 64
 
 
-class PixelPrefetcher:
+class PixelPrefetcher(Generic[Prepared]):
     """Runs ``preprocess(path) -> pixel tensor`` on worker threads for announced paths, a bounded window at a time.
 
     Thread-safety: ``submit``, ``take``, ``discard`` and ``close`` are meant to be called from one thread (the
@@ -39,7 +39,7 @@ class PixelPrefetcher:
 
     def __init__(
         self,
-        preprocess: Callable[[Path], torch.Tensor],
+        preprocess: Callable[[Path], Prepared],
         *,
         workers: int = 2,
         window: int = DEFAULT_WINDOW,
@@ -60,7 +60,7 @@ class PixelPrefetcher:
         self._workers = workers
         self._window = window
         self._queued: OrderedDict[str, Path] = OrderedDict()  # announced, not yet given to a worker
-        self._running: dict[str, Future[torch.Tensor]] = {}  # given to a worker, not yet taken
+        self._running: dict[str, Future[Prepared]] = {}  # given to a worker, not yet taken
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self.served = 0
@@ -85,7 +85,7 @@ class PixelPrefetcher:
         self._pump()
         return added
 
-    def take(self, path: Path) -> torch.Tensor | None:
+    def take(self, path: Path) -> Prepared | None:
         """The pixel tensor of an announced image (waiting for its worker if needed), or None if it was never
         announced or its turn has not come (the caller then decodes it itself).
 
