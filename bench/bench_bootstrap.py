@@ -66,7 +66,7 @@ def main() -> int:
     t_score = best_of(3, lambda: plain.score(preds, refs, "en"))
     hyp_tok = ptb_tokenize_lines(preds)
     flat = ptb_tokenize_lines([r for rs in refs for r in rs])
-    grouped = [flat[2 * i:2 * i + 2] for i in range(len(preds))]
+    grouped = [flat[2 * i : 2 * i + 2] for i in range(len(preds))]
     t_core = best_of(3, lambda: cider_from_tokens(hyp_tok, grouped))
     # the interval's whole cost: Cider.score with the interval minus without (building the resampling statistics,
     # which a plain score does not need, and the resamples)
@@ -78,8 +78,10 @@ def main() -> int:
     print(f"  one Cider.score (PTB + n-grams + CIDEr):  {t_score * 1000:8.1f} ms")
     print(f"  one CIDEr from tokens (n-grams + CIDEr):  {t_core * 1000:8.1f} ms")
     print(f"  Cider.score with the interval:            {t_with * 1000:8.1f} ms")
-    print(f"  the interval ({args.resamples} resamples + their statistics): {t_boot * 1000:8.1f} ms "
-          f"({t_boot / max(args.resamples, 1) * 1000:.2f} ms per resample)")
+    print(
+        f"  the interval ({args.resamples} resamples + their statistics): {t_boot * 1000:8.1f} ms "
+        f"({t_boot / max(args.resamples, 1) * 1000:.2f} ms per resample)"
+    )
     ratio = t_boot / t_score
     print(f"  interval / one Cider.score:               {ratio:8.1f}x (target <= 10x)")
     print(f"  interval / one CIDEr from tokens:         {t_boot / t_core:8.1f}x")

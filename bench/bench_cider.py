@@ -32,12 +32,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "iglue" / "datasets"
 
-XM3600_LANGS = ("ar bn cs da de el en es fa fi fil fr he hi hr hu id it ja ko mi nl no pl pt quz ro ru sv sw te th "
-                "tr uk vi zh").split()
+XM3600_LANGS = (
+    "ar bn cs da de el en es fa fi fil fr he hi hr hu id it ja ko mi nl no pl pt quz ro ru sv sw te th tr uk vi zh"
+).split()
 # A few dozen common Thai caption words (hand-written): enough to give the Thai segmenter real work.
-THAI_WORDS = ("ผู้ชาย ผู้หญิง เด็ก สุนัข แมว กำลัง ยืน นั่ง เดิน วิ่ง อยู่ บน ใน ข้าง ถนน สนาม หญ้า ต้นไม้ รถ จักรยาน "
-              "บ้าน ทะเล ชายหาด ภูเขา ท้องฟ้า สีแดง สีขาว สีดำ สีน้ำเงิน ใหญ่ เล็ก สอง สาม คน กลุ่ม หนึ่ง ตัว "
-              "ถือ ลูกบอล เล่น กิน อาหาร โต๊ะ ห้อง หน้าต่าง ประตู และ กับ ที่ มี").split()
+THAI_WORDS = (
+    "ผู้ชาย ผู้หญิง เด็ก สุนัข แมว กำลัง ยืน นั่ง เดิน วิ่ง อยู่ บน ใน ข้าง ถนน สนาม หญ้า ต้นไม้ รถ จักรยาน "
+    "บ้าน ทะเล ชายหาด ภูเขา ท้องฟ้า สีแดง สีขาว สีดำ สีน้ำเงิน ใหญ่ เล็ก สอง สาม คน กลุ่ม หนึ่ง ตัว "
+    "ถือ ลูกบอล เล่น กิน อาหาร โต๊ะ ห้อง หน้าต่าง ประตู และ กับ ที่ มี"
+).split()
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -70,8 +73,9 @@ def _thai(rng: random.Random) -> str:
     return "".join(rng.choice(THAI_WORDS) for _ in range(rng.randint(5, 12)))
 
 
-def synthesise(pools: dict[str, list[str]], lang: str, n_images: int, n_refs: int, seed: int
-               ) -> tuple[list[str], list[list[str]]]:
+def synthesise(
+    pools: dict[str, list[str]], lang: str, n_images: int, n_refs: int, seed: int
+) -> tuple[list[str], list[list[str]]]:
     """Predictions and references for one language. Captions are drawn without replacement while the pool lasts
     (real corpora rarely repeat a caption across images; repeats would inflate shared n-grams)."""
     rng = random.Random(f"{seed}-{lang}")
@@ -150,7 +154,7 @@ def main() -> int:
             t_seg += time.perf_counter() - t0
             refs_n, i = [], 0
             for rs in refs:
-                refs_n.append(refs_flat_n[i:i + len(rs)])
+                refs_n.append(refs_flat_n[i : i + len(rs)])
                 i += len(rs)
             n_caps += len(preds) + sum(len(r) for r in refs)
             # mvleval gets the raw captions (it segments itself); the reference gets them pre-segmented
@@ -170,7 +174,9 @@ def main() -> int:
         print(f"  mvleval Cider.score on the raw captions (incl. segmentation):     {t_ours:7.2f} s")
         print(f"    of which PTB + CIDEr (Cider.score minus its segmentation):      {t_cider:7.2f} s")
         print(f"  speed-up, CIDEr on identical segmented input (ref / PTB+CIDEr):   {t_ref / t_cider:7.1f}x")
-        print(f"  speed-up, whole pipeline, both segmenting ((ref+seg) / Cider.score): {(t_ref + t_seg) / t_ours:7.1f}x")
+        print(
+            f"  speed-up, whole pipeline, both segmenting ((ref+seg) / Cider.score): {(t_ref + t_seg) / t_ours:7.1f}x"
+        )
     if bad:
         print(f"{bad} corpus scores differ")
         return 1

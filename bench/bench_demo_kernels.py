@@ -40,7 +40,9 @@ SETTINGS: dict[str, tuple[dict[str, str], list[str]]] = {
 
 
 def predictions(path: Path) -> dict[tuple[str, str], str]:
-    return {(r["lang"], r["id"]): r["prediction"] for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
+    return {
+        (r["lang"], r["id"]): r["prediction"] for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())
+    }
 
 
 def run_setting(name: str, env_vars: dict[str, str], flags: list[str], out: Path) -> dict[str, object]:
@@ -54,15 +56,25 @@ def run_setting(name: str, env_vars: dict[str, str], flags: list[str], out: Path
     gates = {"--max-drop 2 --paired": 0, "--max-drop 2": 0}
     total = 0
     for task in TASKS:
-        [record] = [p for p in (out / "runs").glob(f"{task}-test-demo-4bit-*.json") if not p.name.endswith(".manifest.json")]
+        [record] = [
+            p for p in (out / "runs").glob(f"{task}-test-demo-4bit-*.json") if not p.name.endswith(".manifest.json")
+        ]
         base = REPO / "results" / "baselines" / task / "demo.json"
         ours = predictions(record.with_name(json.loads(record.read_text())["samples_file"]))
         theirs = predictions(base.with_name("demo.samples.jsonl"))
         total += len(ours)
-        differing += [f"{task} {lang} {i}: {theirs[(lang, i)]!r} -> {p!r}" for (lang, i), p in ours.items() if theirs[(lang, i)] != p]
+        differing += [
+            f"{task} {lang} {i}: {theirs[(lang, i)]!r} -> {p!r}"
+            for (lang, i), p in ours.items()
+            if theirs[(lang, i)] != p
+        ]
         for flags_text in gates:
-            gate = subprocess.run(["mvleval", "gate", str(record), "--baseline", str(base), *flags_text.split()],
-                                  env=env, capture_output=True, text=True)
+            gate = subprocess.run(
+                ["mvleval", "gate", str(record), "--baseline", str(base), *flags_text.split()],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             gates[flags_text] = max(gates[flags_text], gate.returncode)
     return {"differing": differing, "total": total, "gates": gates}
 
@@ -73,8 +85,18 @@ def main() -> None:
     parser.add_argument("--only", action="append", default=None, help="run only settings whose name contains this")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-demo-kernels-"))
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
     print(f"CPU: {cpu}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; workdir {work}")
     print(f"{'kernels':42} {'predictions != baseline':>24}  gate --paired (CI)  gate --max-drop 2 alone")
     for i, (name, (env_vars, flags)) in enumerate(SETTINGS.items()):
@@ -83,8 +105,11 @@ def main() -> None:
         result = run_setting(name, env_vars, flags, work / f"s{i}")
         verdict = {0: "passes", 1: "FAILS (regression)", 2: "refuses (exit 2)"}
         gates = result["gates"]
-        print(f"{name:42} {len(result['differing']):>10} of {result['total']:<11}  "  # type: ignore[arg-type]
-              f"{verdict[gates['--max-drop 2 --paired']]:18}  {verdict[gates['--max-drop 2']]}", flush=True)  # type: ignore[index]
+        print(
+            f"{name:42} {len(result['differing']):>10} of {result['total']:<11}  "  # type: ignore[arg-type]
+            f"{verdict[gates['--max-drop 2 --paired']]:18}  {verdict[gates['--max-drop 2']]}",
+            flush=True,
+        )  # type: ignore[index]
         for line in result["differing"]:  # type: ignore[attr-defined]
             print(f"    {line}")
     sys.exit(0)

@@ -47,22 +47,56 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="mvleval-bench-dist-"))
     n_test = 24 if args.quick else args.images
     data_root, image_root = build_demo_data(work / "demo", n_train=0, n_test=n_test)
-    model = build_tiny_checkpoint(work / "model", "mt5", seed=0, vision_hidden=192, text_hidden=256, layers=4,
-                                  image_size=224, num_query_tokens=32)
+    model = build_tiny_checkpoint(
+        work / "model", "mt5", seed=0, vision_hidden=192, text_hidden=256, layers=4, image_size=224, num_query_tokens=32
+    )
     langs = ["en", "de", "id", "ru", "zh"]
-    common = ["run", "--task", "xgqa", "--model", str(model), "--data-root", str(data_root), "--image-root", str(image_root),
-              "--batch-size", "8", *[x for lang in langs for x in ("--lang", lang)]]
+    common = [
+        "run",
+        "--task",
+        "xgqa",
+        "--model",
+        str(model),
+        "--data-root",
+        str(data_root),
+        "--image-root",
+        str(image_root),
+        "--batch-size",
+        "8",
+        *[x for lang in langs for x in ("--lang", lang)],
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     n = n_test * 3 * len(langs)
     print(f"workload: {n} questions over {n_test} images, {len(langs)} languages; model {model}")
 
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "mvleval", *common, "--out", str(work / "single")], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "mvleval", *common, "--out", str(work / "single")],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     single = time.perf_counter() - t0
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
-                    "-m", "mvleval", *common, "--out", str(work / "multi")], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            "29533",
+            "-m",
+            "mvleval",
+            *common,
+            "--out",
+            str(work / "multi"),
+        ],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     multi = time.perf_counter() - t0
 
     same = _record(work / "single") == _record(work / "multi")

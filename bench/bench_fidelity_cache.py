@@ -53,8 +53,11 @@ def lingua_alone(corpora: list) -> tuple[list[list[str]], int]:
         for text in texts:
             ranking = [(c.language.name, c.value) for c in restricted[names].compute_language_confidence_values(text)]
             short_or_not_credited = judge(text, lang, ranking) != Verdict.FAITHFUL
-            full = None if short_or_not_credited else [
-                (c.language.name, c.value) for c in full_detector.compute_language_confidence_values(text)]
+            full = (
+                None
+                if short_or_not_credited
+                else [(c.language.name, c.value) for c in full_detector.compute_language_confidence_values(text)]
+            )
             verdict = judge(text, lang, ranking, full)
             by_full += verdict == Verdict.WRONG and not short_or_not_credited
             verdicts.append(verdict)
@@ -63,16 +66,22 @@ def lingua_alone(corpora: list) -> tuple[list[list[str]], int]:
 
 
 def metric_verdicts(corpora: list) -> list[list[str]]:
-    return [LanguageFidelity(langs, bootstrap_resamples=0).verdicts(texts, lang) for _, _, lang, langs, texts in corpora]
+    return [
+        LanguageFidelity(langs, bootstrap_resamples=0).verdicts(texts, lang) for _, _, lang, langs, texts in corpora
+    ]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=Path(os.environ.get("MVLEVAL_SHARED", REPO.parent / "shared")) / "data")
+    ap.add_argument(
+        "--data", type=Path, default=Path(os.environ.get("MVLEVAL_SHARED", REPO.parent / "shared")) / "data"
+    )
     ap.add_argument("--limit", type=int, default=0, help="texts per corpus (0: all)")
     args = ap.parse_args()
-    corpora = [(n, k, lg, langs, texts[: args.limit] if args.limit else texts)
-               for n, k, lg, langs, texts in real_corpora(args.data)]
+    corpora = [
+        (n, k, lg, langs, texts[: args.limit] if args.limit else texts)
+        for n, k, lg, langs, texts in real_corpora(args.data)
+    ]
     total = sum(len(c[4]) for c in corpora)
     print(f"{total} distinct texts in {len(corpora)} corpora ({args.data})")
     os.environ["MVLEVAL_CACHE_DIR"] = cache = tempfile.mkdtemp(prefix="bench-fidelity-cache-")
@@ -93,7 +102,9 @@ def main() -> int:
 
     print(f"{'corpus':<28} {'texts':>6} {'made now differ':>16} {'read back differ':>17}")
     for (name, _, _, _, texts), e, m, r in zip(corpora, expected, made, read, strict=True):
-        print(f"{name:<28} {len(texts):>6} {sum(a != b for a, b in zip(e, m)):>16} {sum(a != b for a, b in zip(e, r)):>17}")
+        print(
+            f"{name:<28} {len(texts):>6} {sum(a != b for a, b in zip(e, m)):>16} {sum(a != b for a, b in zip(e, r)):>17}"
+        )
     flat = [v for vs in expected for v in vs]
     diff_made = sum(a != b for e, m in zip(expected, made) for a, b in zip(e, m))
     diff_read = sum(a != b for e, r in zip(expected, read) for a, b in zip(e, r))
@@ -103,9 +114,13 @@ def main() -> int:
     import sqlite3
 
     rows = sqlite3.connect(path).execute("SELECT count(*) FROM rankings").fetchone()[0]
-    print(f"cache: {rows} rankings, {path.stat().st_size / 1e6:.1f} MB ({path.stat().st_size / max(rows, 1):.0f} B each)")
-    print(f"time: lingua alone {t1 - t0:.1f} s (models loaded here), metric with an empty cache {t2 - t1:.1f} s "
-          f"(models already loaded), read back {t3 - t2:.1f} s")
+    print(
+        f"cache: {rows} rankings, {path.stat().st_size / 1e6:.1f} MB ({path.stat().st_size / max(rows, 1):.0f} B each)"
+    )
+    print(
+        f"time: lingua alone {t1 - t0:.1f} s (models loaded here), metric with an empty cache {t2 - t1:.1f} s "
+        f"(models already loaded), read back {t3 - t2:.1f} s"
+    )
     return 0 if diff_made == diff_read == 0 else 1
 
 

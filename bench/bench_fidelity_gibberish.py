@@ -105,7 +105,9 @@ def real_corpora(data: Path) -> list[tuple[str, str, str, tuple[str, ...], list[
     if g.is_dir():
         for lg in ("de", "en", "zh"):
             q = json.loads((g / lg / "dev.json").read_text(encoding="utf-8"))
-            out.append((f"xGQA questions {lg}", "question", lg, TASK_LANGS["xgqa"], [v["question"] for v in q.values()]))
+            out.append(
+                (f"xGQA questions {lg}", "question", lg, TASK_LANGS["xgqa"], [v["question"] for v in q.values()])
+            )
         q = json.loads((g / "en" / "dev.json").read_text(encoding="utf-8"))
         out.append(("xGQA answers (as en)", "answer", "en", TASK_LANGS["xgqa"], [v["answer"] for v in q.values()]))
     for lg, texts in HANDWRITTEN.items():
@@ -118,10 +120,16 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--per-kind", type=int, default=40, help="texts per kind and script (default 40: 2600 texts)")
     ap.add_argument("--rule", choices=("both", "old", "new"), default="both")
-    ap.add_argument("--data", type=Path, default=Path(os.environ.get("MVLEVAL_SHARED", REPO.parent / "shared")) / "data")
+    ap.add_argument(
+        "--data", type=Path, default=Path(os.environ.get("MVLEVAL_SHARED", REPO.parent / "shared")) / "data"
+    )
     ap.add_argument("--show", type=int, default=0, help="print up to N credited nonsense texts per script (new rule)")
-    ap.add_argument("--cldr", action="store_true", help="also measure the letter model with CLDR names (babel) as "
-                    "stand-in references in the scripts ../shared has no captions in")
+    ap.add_argument(
+        "--cldr",
+        action="store_true",
+        help="also measure the letter model with CLDR names (babel) as "
+        "stand-in references in the scripts ../shared has no captions in",
+    )
     args = ap.parse_args()
     rules = ("old", "new") if args.rule == "both" else (args.rule,)
     t0 = time.perf_counter()
@@ -147,7 +155,9 @@ def main() -> int:
             for i, v in zip(idx, vs):
                 verdicts[rule][i] = v
     print(f"# language fidelity on nonsense: seed {args.seed}, {args.per_kind} per kind and script, {len(rows)} texts")
-    print("# false credit = share judged faithful (old -> new); the detector is restricted to the smallest task's languages")
+    print(
+        "# false credit = share judged faithful (old -> new); the detector is restricted to the smallest task's languages"
+    )
     print()
     head = "| script | " + " | ".join(KINDS) + " | all |"
     print(head)
@@ -166,8 +176,13 @@ def main() -> int:
                     tot[rule][1] += len(idx)
             cells.append(" -> ".join(vals))
         print(f"| {script} | " + " | ".join(cells) + " |")
-    print("| **all** | " + " | ".join("" for _ in KINDS) + " | "
-          + " -> ".join(f"**{100 * a / b:.1f}%**" for a, b in tot.values()) + " |")
+    print(
+        "| **all** | "
+        + " | ".join("" for _ in KINDS)
+        + " | "
+        + " -> ".join(f"**{100 * a / b:.1f}%**" for a, b in tot.values())
+        + " |"
+    )
     if args.show and "new" in rules:
         print()
         for script in SCRIPTS:
@@ -190,7 +205,9 @@ def main() -> int:
         lost = ""
         if set(rules) == {"old", "new"}:
             lost_texts = [t for t, a, b in zip(texts, got["old"], got["new"]) if a == Verdict.FAITHFUL != b]
-            lost = "; ".join(repr(t[:40]) for t in lost_texts[:3]) + (f" (+{len(lost_texts) - 3})" if len(lost_texts) > 3 else "")
+            lost = "; ".join(repr(t[:40]) for t in lost_texts[:3]) + (
+                f" (+{len(lost_texts) - 3})" if len(lost_texts) > 3 else ""
+            )
         print(f"| {name} | {kind} | {lang} | {len(texts)} | {' -> '.join(accs)} | {lost} |")
     letter_model_section(args.data, rows)
     if args.cldr:
@@ -201,8 +218,13 @@ def main() -> int:
 
 
 #: language -> (script of its nonsense rows, task languages of its detector)
-MODELLED = {"de": ("Latin", "xflickrco"), "en": ("Latin", "xflickrco"), "ja": ("Kana", "xflickrco"),
-            "zh": ("Han", "xflickrco"), "ar": ("Arabic", "xvnli")}
+MODELLED = {
+    "de": ("Latin", "xflickrco"),
+    "en": ("Latin", "xflickrco"),
+    "ja": ("Kana", "xflickrco"),
+    "zh": ("Han", "xflickrco"),
+    "ar": ("Arabic", "xvnli"),
+}
 
 
 def letter_model_section(data: Path, rows: list) -> None:
@@ -220,9 +242,13 @@ def letter_model_section(data: Path, rows: list) -> None:
     g = data / "xgqa" / "data" / "few_shot"
     for lg in ("de", "en", "zh"):
         if (g / lg / "dev.json").is_file():
-            questions[lg] = [v["question"] for v in json.loads((g / lg / "dev.json").read_text(encoding="utf-8")).values()]
+            questions[lg] = [
+                v["question"] for v in json.loads((g / lg / "dev.json").read_text(encoding="utf-8")).values()
+            ]
     print()
-    print("# letter model (rule 3c): a model of 1,000 distinct references; false credit and accuracy without -> with it")
+    print(
+        "# letter model (rule 3c): a model of 1,000 distinct references; false credit and accuracy without -> with it"
+    )
     print()
     print("| lang | threshold | nonsense: " + " | ".join(KINDS) + " | all | held-out references | questions |")
     print("|---|---|" + "---|" * (len(KINDS) + 3))
@@ -235,20 +261,36 @@ def letter_model_section(data: Path, rows: list) -> None:
         got = {m: metric.verdicts([r.text for r in mine], lang, m) for m in (None, model)}
         for kind in (*KINDS, None):
             idx = [i for i, r in enumerate(mine) if kind is None or r.kind == kind]
-            cells.append(" -> ".join(f"{100 * sum(got[m][i] == Verdict.FAITHFUL for i in idx) / len(idx):.0f}%"
-                                     for m in (None, model)))
+            cells.append(
+                " -> ".join(
+                    f"{100 * sum(got[m][i] == Verdict.FAITHFUL for i in idx) / len(idx):.0f}%" for m in (None, model)
+                )
+            )
         for held in (texts[1000:], [q for q in dict.fromkeys(questions.get(lang, []))]):
             if not held:
                 cells.append("")
                 continue
-            acc = [sum(v == Verdict.FAITHFUL for v in metric.verdicts(held, lang, m)) / len(held) for m in (None, model)]
+            acc = [
+                sum(v == Verdict.FAITHFUL for v in metric.verdicts(held, lang, m)) / len(held) for m in (None, model)
+            ]
             cells.append(f"{100 * acc[0]:.2f}% -> {100 * acc[1]:.2f}% (n={len(held)})")
         print(f"| {lang} | {model.min_gain} | " + " | ".join(cells) + " |")
 
 
 #: language -> script of its nonsense rows, for the CLDR stand-in
-CLDR_LANGS = {"el": "Greek", "he": "Hebrew", "hi": "Devanagari", "bn": "Bengali", "ta": "Tamil", "te": "Telugu",
-              "fa": "Arabic", "ru": "Cyrillic", "uk": "Cyrillic", "th": "Thai", "ko": "Hangul"}
+CLDR_LANGS = {
+    "el": "Greek",
+    "he": "Hebrew",
+    "hi": "Devanagari",
+    "bn": "Bengali",
+    "ta": "Tamil",
+    "te": "Telugu",
+    "fa": "Arabic",
+    "ru": "Cyrillic",
+    "uk": "Cyrillic",
+    "th": "Thai",
+    "ko": "Hangul",
+}
 
 
 def _cldr_strings(lang: str) -> list[str]:
@@ -287,7 +329,9 @@ def cldr_section(rows: list) -> None:
     print()
     print("# letter model with stand-in references: CLDR names (babel), not captions; real = hand-written captions")
     print()
-    print("| lang | letters in CLDR | threshold | random letters credited | all nonsense credited | hand-written kept |")
+    print(
+        "| lang | letters in CLDR | threshold | random letters credited | all nonsense credited | hand-written kept |"
+    )
     print("|---|---|---|---|---|---|")
     for lang, script in CLDR_LANGS.items():
         names = _cldr_strings(lang)
@@ -298,13 +342,19 @@ def cldr_section(rows: list) -> None:
         letters = [i for i, r in enumerate(mine) if r.kind == "letters"]
         cells = []
         for idx in (letters, list(range(len(mine)))):
-            cells.append(" -> ".join(f"{100 * sum(got[m][i] == Verdict.FAITHFUL for i in idx) / len(idx):.0f}%"
-                                     for m in (None, model)))
+            cells.append(
+                " -> ".join(
+                    f"{100 * sum(got[m][i] == Verdict.FAITHFUL for i in idx) / len(idx):.0f}%" for m in (None, model)
+                )
+            )
         hand = HANDWRITTEN.get(lang, [])
         kept = [sum(v == Verdict.FAITHFUL for v in metric.verdicts(hand, lang, m)) for m in (None, model)]
         n_letters = sum(ch.isalpha() for t in dict.fromkeys(names) for ch in t)
-        print(f"| {lang} | {n_letters} | {model.min_gain} | " + " | ".join(cells)
-              + f" | {kept[0]}/{len(hand)} -> {kept[1]}/{len(hand)} |")
+        print(
+            f"| {lang} | {n_letters} | {model.min_gain} | "
+            + " | ".join(cells)
+            + f" | {kept[0]}/{len(hand)} -> {kept[1]}/{len(hand)} |"
+        )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _mvleval(*args: object, check: bool = True, cache: Path | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
+def _mvleval(
+    *args: object, check: bool = True, cache: Path | None = None
+) -> tuple[float, subprocess.CompletedProcess[str]]:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "COLUMNS": "200"}
     if cache is not None:
         if cache.name.startswith("empty"):  # a cache folder that holds nothing at each call
@@ -49,11 +51,14 @@ def _mvleval(*args: object, check: bool = True, cache: Path | None = None) -> tu
     # path, so another folder's mvleval would be measured instead
     checkout = Path(mvleval.__file__).resolve().parents[1]
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "mvleval", *map(str, args)], capture_output=True, text=True, env=env,
-                          cwd=checkout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mvleval", *map(str, args)], capture_output=True, text=True, env=env, cwd=checkout
+    )
     elapsed = time.perf_counter() - started
     if check and proc.returncode not in (0, 1):
-        raise SystemExit(f"mvleval {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise SystemExit(
+            f"mvleval {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return elapsed, proc
 
 
@@ -73,9 +78,31 @@ def _run(task: str, split: str, data: Path, images: Path, model: Path, out: Path
 
     examples = load_task(task).examples(data, images, "en", split)[:3]
     _placeholders(sorted({p for e in examples for p in e.images}), (96, 96))
-    _, proc = _mvleval("run", "--task", task, "--model", model, "--data-root", data, "--image-root", images, "--lang", "en",
-                       "--split", split, "--limit", 3, "--out", out, "--num-beams", 1, "--max-new-tokens", 8, "--overwrite",
-                       cache=cache)
+    _, proc = _mvleval(
+        "run",
+        "--task",
+        task,
+        "--model",
+        model,
+        "--data-root",
+        data,
+        "--image-root",
+        images,
+        "--lang",
+        "en",
+        "--split",
+        split,
+        "--limit",
+        3,
+        "--out",
+        out,
+        "--num-beams",
+        1,
+        "--max-new-tokens",
+        8,
+        "--overwrite",
+        cache=cache,
+    )
     match = re.search(r"Run record: (\S+\.json)", proc.stdout.replace("\n", ""))
     if not match:
         raise SystemExit(proc.stdout + proc.stderr)
@@ -121,8 +148,10 @@ def main() -> None:
     args = parser.parse_args()
     import mvleval
 
-    print(f"mvleval {mvleval.__version__} from {Path(mvleval.__file__).parent}; OMP_NUM_THREADS="
-          f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; {os.cpu_count()} CPUs; {args.rounds} rounds (median)")
+    print(
+        f"mvleval {mvleval.__version__} from {Path(mvleval.__file__).parent}; OMP_NUM_THREADS="
+        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; {os.cpu_count()} CPUs; {args.rounds} rounds (median)"
+    )
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-fixed-"))
     work.mkdir(parents=True, exist_ok=True)
     from mvleval.factory import build_tiny_checkpoint
@@ -141,8 +170,16 @@ def main() -> None:
 
     task = load_task("xflickrco")
     flickr_langs = [lang for lang in task.languages if task.annotation_path(args.data, lang, "test").is_file()]
-    _placeholders(sorted({p for lang in flickr_langs for e in task.examples(args.data, flickr_images, lang, "test")
-                          for p in e.images}))
+    _placeholders(
+        sorted(
+            {
+                p
+                for lang in flickr_langs
+                for e in task.examples(args.data, flickr_images, lang, "test")
+                for p in e.images
+            }
+        )
+    )
 
     commands: dict[str, tuple[list[object], Path]] = {
         "score xflickrco (3 captions), after its run": (["score", captions], warm),
@@ -151,19 +188,38 @@ def main() -> None:
         "score xgqa (3 questions), empty cache": (["score", questions], empty),
     }
     if not args.no_data_check:
-        xm_check: list[object] = ["data", "check", "--task", "xm3600", "--data-root", xm_data, "--image-root", xm_images]
+        xm_check: list[object] = [
+            "data",
+            "check",
+            "--task",
+            "xm3600",
+            "--data-root",
+            xm_data,
+            "--image-root",
+            xm_images,
+        ]
         flickr_check: list[object] = [
-            "data", "check", "--task", "xflickrco", "--data-root", args.data, "--image-root", flickr_images,
-            *[x for lang in flickr_langs for x in ("--lang", lang)]]
+            "data",
+            "check",
+            "--task",
+            "xflickrco",
+            "--data-root",
+            args.data,
+            "--image-root",
+            flickr_images,
+            *[x for lang in flickr_langs for x in ("--lang", lang)],
+        ]
         _mvleval(*flickr_check, cache=warm)  # untimed: the references ranked once, as by an earlier data check
-        commands.update({
-            f"data check xm3600 ({args.xm3600_images} images x 36 languages), empty cache": (xm_check, empty),
-            f"data check xflickrco ({' '.join(flickr_langs)}), empty cache": (flickr_check, empty),
-            f"data check xflickrco ({' '.join(flickr_langs)}), checked before": (flickr_check, warm),
-        })
+        commands.update(
+            {
+                f"data check xm3600 ({args.xm3600_images} images x 36 languages), empty cache": (xm_check, empty),
+                f"data check xflickrco ({' '.join(flickr_langs)}), empty cache": (flickr_check, empty),
+                f"data check xflickrco ({' '.join(flickr_langs)}), checked before": (flickr_check, warm),
+            }
+        )
     times: dict[str, list[float]] = {name: [] for name in commands}
     for r in range(args.rounds):
-        order = list(commands)[r % len(commands):] + list(commands)[: r % len(commands)]
+        order = list(commands)[r % len(commands) :] + list(commands)[: r % len(commands)]
         for name in order:
             command, cache = commands[name]
             elapsed, _ = _mvleval(*command, cache=cache)

@@ -41,7 +41,12 @@ from pathlib import Path
 
 LANGUAGES = ("en", "de", "zh")
 QUESTIONS = {
-    "en": ("What colour is the shape?", "How many shapes are there?", "Is the {o} on the left?", "What is next to the {o}?"),
+    "en": (
+        "What colour is the shape?",
+        "How many shapes are there?",
+        "Is the {o} on the left?",
+        "What is next to the {o}?",
+    ),
     "de": ("Welche Farbe hat die Form?", "Wie viele Formen gibt es?", "Ist der {o} links?", "Was ist neben dem {o}?"),
     "zh": ("这个形状是什么颜色？", "有几个形状？", "{o}在左边吗？", "{o}旁边是什么？"),
 }
@@ -69,8 +74,11 @@ def make_workload(root: Path, n_images: int, per_image: int, seed: int = 0) -> t
         for i in range(n_images):
             for j in range(per_image):
                 template = QUESTIONS[lang][j % len(QUESTIONS[lang])]
-                questions[f"{i:05d}{j:02d}"] = {"imageId": f"b{i:05d}", "question": template.format(o=rng.choice(OBJECTS)),
-                                                 "answer": rng.choice(OBJECTS)}
+                questions[f"{i:05d}{j:02d}"] = {
+                    "imageId": f"b{i:05d}",
+                    "question": template.format(o=rng.choice(OBJECTS)),
+                    "answer": rng.choice(OBJECTS),
+                }
         path = data_root / "xgqa" / "data" / "few_shot" / lang / "test.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(questions, ensure_ascii=False))
@@ -93,20 +101,38 @@ def make_caption_workload(root: Path, n_images: int) -> tuple[Path, Path]:
     return data_root, image_root
 
 
-def run_mvleval(task: str, model_dir: Path, data_root: Path, image_root: Path, out: Path, batch_size: int | None, max_new_tokens: int) -> tuple[float, dict]:
+def run_mvleval(
+    task: str,
+    model_dir: Path,
+    data_root: Path,
+    image_root: Path,
+    out: Path,
+    batch_size: int | None,
+    max_new_tokens: int,
+) -> tuple[float, dict]:
     from mvleval.record import read_samples
     from mvleval.runner import RunOptions, evaluate
 
     started = time.perf_counter()
-    options = RunOptions(task=task, model=str(model_dir), data_root=data_root, image_root=image_root, languages=LANGUAGES,
-                         batch_size=batch_size, out_dir=out, generation={"num_beams": 1, "max_new_tokens": max_new_tokens})
+    options = RunOptions(
+        task=task,
+        model=str(model_dir),
+        data_root=data_root,
+        image_root=image_root,
+        languages=LANGUAGES,
+        batch_size=batch_size,
+        out_dir=out,
+        generation={"num_beams": 1, "max_new_tokens": max_new_tokens},
+    )
     record, path = evaluate(options)
     elapsed = time.perf_counter() - started
     predictions = {(r["lang"], r["id"]): r["prediction"] for r in read_samples(path.parent / record.samples_file)}
     return elapsed, predictions
 
 
-def run_backend(task_name: str, model_dir: Path, data_root: Path, image_root: Path, batch_size: int | None, max_new_tokens: int) -> tuple[float, dict]:
+def run_backend(
+    task_name: str, model_dir: Path, data_root: Path, image_root: Path, batch_size: int | None, max_new_tokens: int
+) -> tuple[float, dict]:
     """The generation phase alone, as the runner drives it: model load, batch size pick, prefetch, length-sorted
     batches through the generic backend (no data validation, scoring or records)."""
     from mvleval.backends import BackendOptions, GenerationRequest, load_backend
@@ -131,7 +157,9 @@ def run_backend(task_name: str, model_dir: Path, data_root: Path, image_root: Pa
     return time.perf_counter() - started, predictions
 
 
-def run_loop(task_name: str, model_dir: Path, data_root: Path, image_root: Path, max_new_tokens: int) -> tuple[float, dict]:
+def run_loop(
+    task_name: str, model_dir: Path, data_root: Path, image_root: Path, max_new_tokens: int
+) -> tuple[float, dict]:
     """What a per-model harness adapter does: one sample at a time through the chat template and processor."""
     import torch
     from PIL import Image
@@ -151,14 +179,30 @@ def run_loop(task_name: str, model_dir: Path, data_root: Path, image_root: Path,
             text = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
             inputs = processor(text=[text], images=[[image]], return_tensors="pt")
             with torch.inference_mode():
-                out = model.generate(**inputs, num_beams=1, do_sample=False, max_new_tokens=max_new_tokens, min_new_tokens=1,
-                                     pad_token_id=processor.tokenizer.pad_token_id)
-            predictions[(lang, example.id)] = processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+                out = model.generate(
+                    **inputs,
+                    num_beams=1,
+                    do_sample=False,
+                    max_new_tokens=max_new_tokens,
+                    min_new_tokens=1,
+                    pad_token_id=processor.tokenizer.pad_token_id,
+                )
+            predictions[(lang, example.id)] = processor.tokenizer.decode(
+                out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+            ).strip()
     return time.perf_counter() - started, predictions
 
 
-def run_twice_with_cache(args: argparse.Namespace, model_dir: Path, data_root: Path, image_root: Path, root: Path,
-                         batch_size: int | None, max_new: int, n: int) -> int:
+def run_twice_with_cache(
+    args: argparse.Namespace,
+    model_dir: Path,
+    data_root: Path,
+    image_root: Path,
+    root: Path,
+    batch_size: int | None,
+    max_new: int,
+    n: int,
+) -> int:
     """The first and the second `mvleval run` of the same task with the response cache, side by side."""
     from mvleval.record import read_record
 
@@ -168,20 +212,32 @@ def run_twice_with_cache(args: argparse.Namespace, model_dir: Path, data_root: P
         started = time.perf_counter()
         from mvleval.runner import RunOptions, evaluate
 
-        options = RunOptions(task=args.shape, model=str(model_dir), data_root=data_root, image_root=image_root,
-                             languages=LANGUAGES, batch_size=batch_size, out_dir=root / name, cache="read-write",
-                             generation={"num_beams": 1, "max_new_tokens": max_new})
+        options = RunOptions(
+            task=args.shape,
+            model=str(model_dir),
+            data_root=data_root,
+            image_root=image_root,
+            languages=LANGUAGES,
+            batch_size=batch_size,
+            out_dir=root / name,
+            cache="read-write",
+            generation={"num_beams": 1, "max_new_tokens": max_new},
+        )
         record, path = evaluate(options)
         times.append(time.perf_counter() - started)
         from mvleval.record import read_samples
 
         preds.append({(r["lang"], r["id"]): r["prediction"] for r in read_samples(path.parent / record.samples_file)})
         counts.append(read_record(path).model.details["cache"])
-        print(f"{name} run:  {times[-1]:7.1f} s  (cache: {counts[-1]['answers_from_cache']} answers from it, "
-              f"{counts[-1]['answers_generated']} generated)")
+        print(
+            f"{name} run:  {times[-1]:7.1f} s  (cache: {counts[-1]['answers_from_cache']} answers from it, "
+            f"{counts[-1]['answers_generated']} generated)"
+        )
     same = sum(preds[1].get(k) == v for k, v in preds[0].items())
-    print(f"second run / first run: {times[1] / times[0]:.3f} ({times[0] / times[1]:.1f}x faster); answers from the cache: "
-          f"{counts[1]['answers_from_cache']}/{n}; identical predictions: {same}/{len(preds[0])}")
+    print(
+        f"second run / first run: {times[1] / times[0]:.3f} ({times[0] / times[1]:.1f}x faster); answers from the cache: "
+        f"{counts[1]['answers_from_cache']}/{n}; identical predictions: {same}/{len(preds[0])}"
+    )
     return 0 if same == len(preds[0]) == len(preds[1]) == counts[1]["answers_from_cache"] == n else 1
 
 
@@ -190,12 +246,22 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a smaller workload (~1 min)")
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--batch-size", default="auto", help="a number, or 'auto' (what `mvleval run --batch-size auto` picks)")
-    parser.add_argument("--shape", choices=("xgqa", "xm3600"), default="xgqa",
-                        help="xgqa: questions, short answers (10 new tokens); xm3600: one caption per image and language (50)")
+    parser.add_argument(
+        "--batch-size", default="auto", help="a number, or 'auto' (what `mvleval run --batch-size auto` picks)"
+    )
+    parser.add_argument(
+        "--shape",
+        choices=("xgqa", "xm3600"),
+        default="xgqa",
+        help="xgqa: questions, short answers (10 new tokens); xm3600: one caption per image and language (50)",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default: 10 (xgqa) or 50 (xm3600), mBLIP's")
-    parser.add_argument("--case", choices=("speed", "cache"), default="speed",
-                        help="speed: mvleval vs the per-sample loop; cache: a second `mvleval run` vs the first (response cache)")
+    parser.add_argument(
+        "--case",
+        choices=("speed", "cache"),
+        default="speed",
+        help="speed: mvleval vs the per-sample loop; cache: a second `mvleval run` vs the first (response cache)",
+    )
     args = parser.parse_args()
     import torch
 
@@ -213,23 +279,39 @@ def main() -> int:
         else:
             data_root, image_root = make_caption_workload(root / "work", n_images)
         n = n_images * per_image * len(LANGUAGES)
-        print(f"workload: {n} prompts over {n_images} images ({len(LANGUAGES)} languages); LLaVA-shaped model "
-              f"hidden {args.hidden} x {args.layers} layers; {args.shape}-shaped, greedy, {max_new} new tokens; "
-              f"torch threads {torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+        print(
+            f"workload: {n} prompts over {n_images} images ({len(LANGUAGES)} languages); LLaVA-shaped model "
+            f"hidden {args.hidden} x {args.layers} layers; {args.shape}-shaped, greedy, {max_new} new tokens; "
+            f"torch threads {torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}"
+        )
         if args.case == "cache":
-            return run_twice_with_cache(args, model_dir, data_root, image_root, root, None if args.batch_size == "auto"
-                                        else int(args.batch_size), max_new, n)
+            return run_twice_with_cache(
+                args,
+                model_dir,
+                data_root,
+                image_root,
+                root,
+                None if args.batch_size == "auto" else int(args.batch_size),
+                max_new,
+                n,
+            )
         loop_s, loop_pred = run_loop(args.shape, model_dir, data_root, image_root, max_new)
         print(f"per-sample loop:  {loop_s:7.1f} s  ({n / loop_s:.1f} prompts/s; load + generation)")
         batch_size = None if args.batch_size == "auto" else int(args.batch_size)
         gen_s, gen_pred = run_backend(args.shape, model_dir, data_root, image_root, batch_size, max_new)
-        print(f"generic backend:  {gen_s:7.1f} s  ({n / gen_s:.1f} prompts/s, batch size {args.batch_size}; load + generation)")
+        print(
+            f"generic backend:  {gen_s:7.1f} s  ({n / gen_s:.1f} prompts/s, batch size {args.batch_size}; load + generation)"
+        )
         mv_s, mv_pred = run_mvleval(args.shape, model_dir, data_root, image_root, root / "runs", batch_size, max_new)
-        print(f"mvleval run:      {mv_s:7.1f} s  ({n / mv_s:.1f} prompts/s; + data checks, scoring incl. language "
-              "fidelity, records)")
+        print(
+            f"mvleval run:      {mv_s:7.1f} s  ({n / mv_s:.1f} prompts/s; + data checks, scoring incl. language "
+            "fidelity, records)"
+        )
         same = sum(mv_pred[k] == v == gen_pred[k] for k, v in loop_pred.items())
-        print(f"speed-up of the backend (generation): {loop_s / gen_s:.2f}x; of the whole run: {loop_s / mv_s:.2f}x; "
-              f"identical predictions: {same}/{len(loop_pred)}")
+        print(
+            f"speed-up of the backend (generation): {loop_s / gen_s:.2f}x; of the whole run: {loop_s / mv_s:.2f}x; "
+            f"identical predictions: {same}/{len(loop_pred)}"
+        )
         return 0 if same == len(loop_pred) == len(mv_pred) == len(gen_pred) else 1
 
 

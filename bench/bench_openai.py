@@ -47,8 +47,14 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, la
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
             method, path, _ = lines[0].split(" ", 2)
-            headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:] if ":" in line)}
-            data = await reader.readexactly(int(headers["content-length"])) if int(headers.get("content-length", "0")) else b""
+            headers = {
+                k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:] if ":" in line)
+            }
+            data = (
+                await reader.readexactly(int(headers["content-length"]))
+                if int(headers.get("content-length", "0"))
+                else b""
+            )
             status = b"200 OK"
             if path.endswith("/models"):
                 body = json.dumps({"object": "list", "data": [{"id": "bench", "object": "model"}]}).encode()
@@ -63,10 +69,22 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, la
                 finally:
                     _Load.in_flight -= 1
                 answer = hashlib.sha256(data).hexdigest()[:12]  # the same request gets the same answer on every replica
-                body = json.dumps({"id": "x", "object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop",
-                                   "message": {"role": "assistant", "content": answer}}],
-                                   "usage": {"prompt_tokens": 20, "completion_tokens": 1, "total_tokens": 21}}).encode()
-            writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                body = json.dumps(
+                    {
+                        "id": "x",
+                        "object": "chat.completion",
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}
+                        ],
+                        "usage": {"prompt_tokens": 20, "completion_tokens": 1, "total_tokens": 21},
+                    }
+                ).encode()
+            writer.write(
+                b"HTTP/1.1 "
+                + status
+                + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+                + body
+            )
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
         pass
@@ -76,7 +94,9 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, la
 
 def serve(port: int, latency_ms: float, capacity: int) -> None:
     async def main() -> None:
-        server = await asyncio.start_server(lambda r, w: _handle(r, w, latency_ms / 1000, capacity), "127.0.0.1", port, backlog=512)
+        server = await asyncio.start_server(
+            lambda r, w: _handle(r, w, latency_ms / 1000, capacity), "127.0.0.1", port, backlog=512
+        )
         async with server:
             await server.serve_forever()
 
@@ -106,7 +126,10 @@ class Servers:
 
     def __init__(self, n: int, latency_ms: float, capacity: int) -> None:
         self.ports = [_free_port() for _ in range(n)]
-        self.procs = [subprocess.Popen([sys.executable, __file__, "--serve", str(p), str(latency_ms), str(capacity)]) for p in self.ports]
+        self.procs = [
+            subprocess.Popen([sys.executable, __file__, "--serve", str(p), str(latency_ms), str(capacity)])
+            for p in self.ports
+        ]
         for port in self.ports:
             _wait_for(port)
 
@@ -123,9 +146,19 @@ class Servers:
             proc.wait(timeout=10)
 
 
-def measure(urls: list[str], concurrency: int | None, n_requests: int, image: Path, out: Path, *, cache: str = "off",
-            warm: bool = True, kill_at: float | None = None, servers: Servers | None = None, max_retries: int = 5
-            ) -> tuple[float, list[str], dict]:
+def measure(
+    urls: list[str],
+    concurrency: int | None,
+    n_requests: int,
+    image: Path,
+    out: Path,
+    *,
+    cache: str = "off",
+    warm: bool = True,
+    kill_at: float | None = None,
+    servers: Servers | None = None,
+    max_retries: int = 5,
+) -> tuple[float, list[str], dict]:
     """(requests per second, the answers in request order, run details) of the openai backend over `urls`, driven in
     runner-sized batches; `kill_at`: kill server 0 once that fraction of the answers is in."""
     from mvleval.backends.base import BackendOptions, EndpointOptions, GenerationRequest
@@ -133,11 +166,16 @@ def measure(urls: list[str], concurrency: int | None, n_requests: int, image: Pa
     from mvleval.record import SampleWriter
     from mvleval.task import GenerationSettings
 
-    endpoint = EndpointOptions(base_url=urls[0], base_urls=tuple(urls), concurrency=concurrency, cache=cache, max_retries=max_retries)
+    endpoint = EndpointOptions(
+        base_url=urls[0], base_urls=tuple(urls), concurrency=concurrency, cache=cache, max_retries=max_retries
+    )
     backend = OpenAIBackend.load(BackendOptions(model="openai:bench", endpoint=endpoint))
     settings = GenerationSettings(num_beams=1, max_new_tokens=10)
     # distinct prompts, one image (encoded once and cached, as a benchmark's shared images are)
-    requests = [GenerationRequest(f"Question: is this picture number {i}? Short answer in English:", (image,)) for i in range(n_requests)]
+    requests = [
+        GenerationRequest(f"Question: is this picture number {i}? Short answer in English:", (image,))
+        for i in range(n_requests)
+    ]
     if warm:  # connections opened, image encoded (not cached: another prompt)
         backend.generate([GenerationRequest(f"warm-up {i}", (image,)) for i in range(len(urls))], settings)
         backend.run_details()
@@ -178,11 +216,15 @@ def case_concurrency(args: argparse.Namespace, tmp: str) -> None:
         ratios = []
         for r in range(args.repeats):
             seq, _, _ = measure(servers.urls, 1, 40, image, Path(tmp) / f"seq{r}.jsonl")
-            par, _, _ = measure(servers.urls, args.concurrency, 10 * args.concurrency, image, Path(tmp) / f"par{r}.jsonl")
+            par, _, _ = measure(
+                servers.urls, args.concurrency, 10 * args.concurrency, image, Path(tmp) / f"par{r}.jsonl"
+            )
             ratio = par / (args.concurrency * seq)
             ratios.append(ratio)
-            print(f"  run {r + 1}: sequential {seq:.1f} req/s (ideal {1000 / args.latency_ms:.1f}), {args.concurrency} in flight "
-                  f"{par:.1f} req/s -> {par / seq:.1f}x = {ratio:.2f} of the ideal {args.concurrency}x")
+            print(
+                f"  run {r + 1}: sequential {seq:.1f} req/s (ideal {1000 / args.latency_ms:.1f}), {args.concurrency} in flight "
+                f"{par:.1f} req/s -> {par / seq:.1f}x = {ratio:.2f} of the ideal {args.concurrency}x"
+            )
         print(f"  ratio to the ideal: {min(ratios):.2f}-{max(ratios):.2f} over {args.repeats} runs (goal >= 0.8)")
     finally:
         servers.close()
@@ -193,7 +235,9 @@ def case_replicas(args: argparse.Namespace, tmp: str) -> None:
     servers = Servers(n, args.latency_ms, k)
     try:
         image = _image(tmp)
-        print(f"[replicas] {n} replicas vs 1; each: latency {args.latency_ms:g} ms, capacity {k} (429 beyond), --concurrency {k}")
+        print(
+            f"[replicas] {n} replicas vs 1; each: latency {args.latency_ms:g} ms, capacity {k} (429 beyond), --concurrency {k}"
+        )
         ratios = []
         for r in range(args.repeats):
             one, a1, _ = measure(servers.urls[:1], k, 20 * k, image, Path(tmp) / f"one{r}.jsonl")
@@ -202,8 +246,10 @@ def case_replicas(args: argparse.Namespace, tmp: str) -> None:
             ratio = four / (n * one)
             ratios.append(ratio)
             spread = "/".join(str(d["answers"]) for d in details["replicas"])
-            print(f"  run {r + 1}: 1 replica {one:.1f} req/s, {n} replicas {four:.1f} req/s -> {four / one:.2f}x = {ratio:.2f} of "
-                  f"the ideal {n}x; answers per replica {spread}; answers identical: {same}")
+            print(
+                f"  run {r + 1}: 1 replica {one:.1f} req/s, {n} replicas {four:.1f} req/s -> {four / one:.2f}x = {ratio:.2f} of "
+                f"the ideal {n}x; answers per replica {spread}; answers identical: {same}"
+            )
         print(f"  ratio to the ideal: {min(ratios):.2f}-{max(ratios):.2f} over {args.repeats} runs (goal >= 0.85)")
     finally:
         servers.close()
@@ -212,19 +258,25 @@ def case_replicas(args: argparse.Namespace, tmp: str) -> None:
 def case_failover(args: argparse.Namespace, tmp: str) -> None:
     k, n = args.capacity, 4
     image = _image(tmp)
-    print(f"[failover] {n} replicas (latency {args.latency_ms:g} ms, capacity {k}); replica 0 killed at 30% of the answers")
+    print(
+        f"[failover] {n} replicas (latency {args.latency_ms:g} ms, capacity {k}); replica 0 killed at 30% of the answers"
+    )
     for r in range(args.repeats):
         servers = Servers(n, args.latency_ms, k)
         try:
             total = 20 * k * n
             _, reference, _ = measure(servers.urls, k, total, image, Path(tmp) / f"ref{r}.jsonl")
-            rate, answers, details = measure(servers.urls, k, total, image, Path(tmp) / f"kill{r}.jsonl", kill_at=0.3, servers=servers)
+            rate, answers, details = measure(
+                servers.urls, k, total, image, Path(tmp) / f"kill{r}.jsonl", kill_at=0.3, servers=servers
+            )
             lines = (Path(tmp) / f"kill{r}.jsonl").read_text().splitlines()
             ids = [json.loads(line)["id"] for line in lines]
             once = len(ids) == total and len(set(ids)) == total
             spread = "/".join(str(d["answers"]) for d in details["replicas"])
-            print(f"  run {r + 1}: completed {len(answers)}/{total}, every example once: {once}, answers equal the undisturbed "
-                  f"run's: {answers == reference}; answers per replica {spread}; {rate:.1f} req/s")
+            print(
+                f"  run {r + 1}: completed {len(answers)}/{total}, every example once: {once}, answers equal the undisturbed "
+                f"run's: {answers == reference}; answers per replica {spread}; {rate:.1f} req/s"
+            )
         finally:
             servers.close()
 
@@ -236,21 +288,27 @@ def case_adaptive(args: argparse.Namespace, tmp: str) -> None:
         image = _image(tmp)
         total = 40 * k
         sweep = sorted({max(1, k // 4), k // 2, (3 * k) // 4, k, (5 * k) // 4, (3 * k) // 2, 2 * k})
-        print(f"[adaptive] one replica: latency {args.latency_ms:g} ms, capacity {k} (429 beyond); {total} requests; fixed "
-              f"--concurrency swept over {sweep} vs adaptive")
+        print(
+            f"[adaptive] one replica: latency {args.latency_ms:g} ms, capacity {k} (429 beyond); {total} requests; fixed "
+            f"--concurrency swept over {sweep} vs adaptive"
+        )
         for r in range(args.repeats):
             fixed = {}
             for c in sweep:
                 try:
-                    fixed[c] = measure(servers.urls, c, total, image, Path(tmp) / f"fixed{r}-{c}.jsonl", max_retries=50)[0]
+                    fixed[c] = measure(
+                        servers.urls, c, total, image, Path(tmp) / f"fixed{r}-{c}.jsonl", max_retries=50
+                    )[0]
                 except Exception as exc:
                     print(f"  --concurrency {c}: failed ({type(exc).__name__})")
             best = max(fixed, key=lambda c: fixed[c])
             rate, _, details = measure(servers.urls, None, total, image, Path(tmp) / f"adaptive{r}.jsonl")
             table = ", ".join(f"{c}: {v:.0f}" for c, v in fixed.items())
-            print(f"  run {r + 1}: fixed req/s {{{table}}}; best fixed {best} -> {fixed[best]:.1f} req/s; adaptive {rate:.1f} req/s "
-                  f"(final window {details['replicas'][0]['window']}, 429s {details['retries'].get('HTTP 429', 0)}) = "
-                  f"{rate / fixed[best]:.2f} of the best fixed (goal >= 0.9)")
+            print(
+                f"  run {r + 1}: fixed req/s {{{table}}}; best fixed {best} -> {fixed[best]:.1f} req/s; adaptive {rate:.1f} req/s "
+                f"(final window {details['replicas'][0]['window']}, 429s {details['retries'].get('HTTP 429', 0)}) = "
+                f"{rate / fixed[best]:.2f} of the best fixed (goal >= 0.9)"
+            )
     finally:
         servers.close()
 
@@ -262,23 +320,32 @@ def case_cache(args: argparse.Namespace, tmp: str) -> None:
     try:
         image = _image(tmp)
         total = 40 * k
-        print(f"[cache] one replica (latency {args.latency_ms:g} ms, capacity {k}, --concurrency {k}); {total} requests, "
-              "then the same requests again (--cache read-write)")
+        print(
+            f"[cache] one replica (latency {args.latency_ms:g} ms, capacity {k}, --concurrency {k}); {total} requests, "
+            "then the same requests again (--cache read-write)"
+        )
         for r in range(args.repeats):
             from mvleval.cache import ResponseCache
 
             ResponseCache().clear()
             first, a1, d1 = measure(servers.urls, k, total, image, Path(tmp) / f"c1-{r}.jsonl", cache="read-write")
             second, a2, d2 = measure(servers.urls, k, total, image, Path(tmp) / f"c2-{r}.jsonl", cache="read-write")
-            print(f"  run {r + 1}: first {total / first:.3f} s ({d1['cache']['answers_from_cache']} from the cache), second "
-                  f"{total / second:.3f} s ({d2['cache']['answers_from_cache']} from the cache, {d2['requests_answered']} asked); "
-                  f"answers equal: {a1 == a2}; second / first = {first / second:.4f} (goal < 0.05)")
+            print(
+                f"  run {r + 1}: first {total / first:.3f} s ({d1['cache']['answers_from_cache']} from the cache), second "
+                f"{total / second:.3f} s ({d2['cache']['answers_from_cache']} from the cache, {d2['requests_answered']} asked); "
+                f"answers equal: {a1 == a2}; second / first = {first / second:.4f} (goal < 0.05)"
+            )
     finally:
         servers.close()
 
 
-CASES = {"concurrency": case_concurrency, "replicas": case_replicas, "failover": case_failover, "adaptive": case_adaptive,
-         "cache": case_cache}
+CASES = {
+    "concurrency": case_concurrency,
+    "replicas": case_replicas,
+    "failover": case_failover,
+    "adaptive": case_adaptive,
+    "cache": case_cache,
+}
 
 
 def main() -> None:
@@ -286,7 +353,9 @@ def main() -> None:
     parser.add_argument("--case", choices=["all", *CASES], default="all")
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--concurrency", type=int, default=32, help="in flight for the 'concurrency' case")
-    parser.add_argument("--capacity", type=int, default=8, help="K: a replica's requests at once before 429 (adaptive: 2 K)")
+    parser.add_argument(
+        "--capacity", type=int, default=8, help="K: a replica's requests at once before 429 (adaptive: 2 K)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--serve", nargs=3, metavar=("PORT", "LATENCY_MS", "CAPACITY"), help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -182,8 +182,18 @@ def build_model(model_dir: Path, calibration: list, short_answers: bool) -> dict
     from mvleval.factory import build_tiny_checkpoint
 
     build_tiny_checkpoint(
-        model_dir, "mt5", seed=0, vision_hidden=192, vision_layers=8, qformer_hidden=128, qformer_layers=2,
-        text_hidden=256, text_layers=4, num_heads=4, num_query_tokens=32, image_size=224,
+        model_dir,
+        "mt5",
+        seed=0,
+        vision_hidden=192,
+        vision_layers=8,
+        qformer_hidden=128,
+        qformer_layers=2,
+        text_hidden=256,
+        text_layers=4,
+        num_heads=4,
+        num_query_tokens=32,
+        image_size=224,
     )
     backend = MBlipBackend.load(BackendOptions(model=str(model_dir), device="cpu"), prefetch_workers=0)
     sizes = {
@@ -195,11 +205,15 @@ def build_model(model_dir: Path, calibration: list, short_answers: bool) -> dict
         return sizes
     lm = backend.model.language_model
     captured: list[torch.Tensor] = []
-    hook = lm.lm_head.register_forward_hook(lambda m, args, out: captured.append(args[0].reshape(-1, args[0].shape[-1])))
+    hook = lm.lm_head.register_forward_hook(
+        lambda m, args, out: captured.append(args[0].reshape(-1, args[0].shape[-1]))
+    )
     from mvleval.task import GenerationSettings
 
     try:
-        backend.generate(calibration, GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0))
+        backend.generate(
+            calibration, GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0)
+        )
     finally:
         hook.remove()
     hidden = torch.cat(captured)
@@ -214,15 +228,24 @@ def build_model(model_dir: Path, calibration: list, short_answers: bool) -> dict
 
 
 # -- the three ways of running it ------------------------------------------------------------------------------------
-def run_mvleval(model_dir: Path, data_root: Path, image_root: Path, languages: tuple[str, ...], batch_size: int, out: Path):
+def run_mvleval(
+    model_dir: Path, data_root: Path, image_root: Path, languages: tuple[str, ...], batch_size: int, out: Path
+):
     """runner.evaluate through the real backend; returns (wall s, generate s, predictions by (lang, id), backend)."""
     from mvleval import runner
     from mvleval.backends.base import BackendOptions, GenerationRequest
     from mvleval.backends.mblip import MBlipBackend
 
     options = runner.RunOptions(
-        task="xgqa", model=str(model_dir), data_root=data_root, image_root=image_root, languages=languages,
-        split="test", batch_size=batch_size, out_dir=out, command=("bench",),
+        task="xgqa",
+        model=str(model_dir),
+        data_root=data_root,
+        image_root=image_root,
+        languages=languages,
+        split="test",
+        batch_size=batch_size,
+        out_dir=out,
+        command=("bench",),
     )
     runner_announces = "prefetch" in inspect.getsource(runner.evaluate)
     state: dict = {"generate_s": 0.0, "first": None, "last": None, "first_cpu": None, "last_cpu": None}
@@ -233,12 +256,14 @@ def run_mvleval(model_dir: Path, data_root: Path, image_root: Path, languages: t
             # stands in for the runner until it announces each language's batches itself: the same requests in the
             # same order (runner.prepare + its length-sorted batches), so the prefetcher sees what it would see
             prepared = runner.prepare(options)
-            backend.prefetch([
-                GenerationRequest(e.prompt, e.images)
-                for lang in prepared.languages
-                for batch in runner._batches(prepared.examples[lang], batch_size)
-                for e in batch
-            ])
+            backend.prefetch(
+                [
+                    GenerationRequest(e.prompt, e.images)
+                    for lang in prepared.languages
+                    for batch in runner._batches(prepared.examples[lang], batch_size)
+                    for e in batch
+                ]
+            )
         original = backend.generate
 
         def timed(requests, settings):
@@ -371,27 +396,37 @@ def llm_time_split(model_dir: Path, examples: list, batch_size: int) -> None:
     for block in lm.decoder.block:
         timed("cross-attention K/V", block.layer[1].EncDecAttention.k)
         timed("cross-attention K/V", block.layer[1].EncDecAttention.v)
-    batches = [backend.prepare_inputs([GenerationRequest(e.prompt, e.images) for e in b])
-               for b in runner._batches(examples, batch_size)]
-    kwargs = generation_kwargs(GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0))
+    batches = [
+        backend.prepare_inputs([GenerationRequest(e.prompt, e.images) for e in b])
+        for b in runner._batches(examples, batch_size)
+    ]
+    kwargs = generation_kwargs(
+        GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0)
+    )
     started = time.perf_counter()
     with torch.inference_mode():
         for inputs in batches:
             lm.generate(inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask, **kwargs)
     total = time.perf_counter() - started
-    print(f"\n(d) language model generate, {len(examples)} samples: {total:.2f} s = encoder {spent['encoder'] / total:.0%}, "
-          f"decoder {spent['decoder'] / total:.0%} (of which cross-attention K/V over the 5 beams' copies of the encoder "
-          f"output {spent['cross-attention K/V'] / total:.0%}), search and the rest "
-          f"{1 - (spent['encoder'] + spent['decoder']) / total:.0%}")
+    print(
+        f"\n(d) language model generate, {len(examples)} samples: {total:.2f} s = encoder {spent['encoder'] / total:.0%}, "
+        f"decoder {spent['decoder'] / total:.0%} (of which cross-attention K/V over the 5 beams' copies of the encoder "
+        f"output {spent['cross-attention K/V'] / total:.0%}), search and the rest "
+        f"{1 - (spent['encoder'] + spent['decoder']) / total:.0%}"
+    )
     # the same batches through mvleval's path: the cross-attention K/V once per sample, then transformers' beam search
     spent.clear()
     started = time.perf_counter()
     with torch.inference_mode():
         for inputs in batches:
-            generate_sharing_prefix(lm, inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask, **kwargs)
+            generate_sharing_prefix(
+                lm, inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask, **kwargs
+            )
     shared = time.perf_counter() - started
-    print(f"    shared-prefix beam search (mvleval), same batches: {shared:.2f} s ({shared / total:.2f}x), cross-attention "
-          f"K/V {spent['cross-attention K/V'] / shared:.0%} of it")
+    print(
+        f"    shared-prefix beam search (mvleval), same batches: {shared:.2f} s ({shared / total:.2f}x), cross-attention "
+        f"K/V {spent['cross-attention K/V'] / shared:.0%} of it"
+    )
 
 
 # -- JPEG draft ------------------------------------------------------------------------------------------------------
@@ -408,8 +443,12 @@ def draft_report(folder: Path, n: int) -> None:
         image_std=(0.26862954, 0.26130258, 0.27577711),
     )
     one_level = 1 / 255 / 0.26130258
-    print(f"\n(c) JPEG draft decoding vs full decoding, processor output at 224x224 (one 8-bit level = {one_level:.4f})")
-    print(f"    {'size':>10} {'decoded at':>10} {'max abs':>8} {'mean abs':>9} {'>1 level':>9} {'full ms':>8} {'draft ms':>9}")
+    print(
+        f"\n(c) JPEG draft decoding vs full decoding, processor output at 224x224 (one 8-bit level = {one_level:.4f})"
+    )
+    print(
+        f"    {'size':>10} {'decoded at':>10} {'max abs':>8} {'mean abs':>9} {'>1 level':>9} {'full ms':>8} {'draft ms':>9}"
+    )
     for width, height in ((500, 375), (640, 480), (1024, 768), (2048, 1536)):
         maxes, means, over, full_t, draft_t = [], [], [], [], []
         decoded = None
@@ -438,12 +477,20 @@ def draft_report(folder: Path, n: int) -> None:
 # -- main ------------------------------------------------------------------------------------------------------------
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2 languages x 6 images (360 samples) instead of 5 x 10 (1500)")
+    parser.add_argument(
+        "--quick", action="store_true", help="2 languages x 6 images (360 samples) instead of 5 x 10 (1500)"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=None, help="interleaved rounds, best time of each side compared "
-                        "(default 3, with --quick 4)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="interleaved rounds, best time of each side compared (default 3, with --quick 4)",
+    )
     parser.add_argument("--long-answers", action="store_true", help="keep the random LLM's 10-token answers")
-    parser.add_argument("--workdir", type=Path, default=None, help="keep the workload and model here (default: a temp folder, removed)")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="keep the workload and model here (default: a temp folder, removed)"
+    )
     args = parser.parse_args()
     if args.workdir is None:
         with tempfile.TemporaryDirectory(prefix="mvleval-bench-runner-") as tmp:
@@ -461,24 +508,37 @@ def run(args: argparse.Namespace) -> int:
     n_images = 6 if args.quick else 10
     per_image = 30
     workdir = args.workdir
-    print(f"threads: torch {torch.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), "
-          f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}; workdir {workdir}")
+    print(
+        f"threads: torch {torch.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), "
+        f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}; workdir {workdir}"
+    )
 
     from mvleval import runner
     from mvleval.backends.base import GenerationRequest
 
     data_root, image_root = build_workload(workdir, languages, n_images, per_image)
-    options = runner.RunOptions(task="xgqa", model="unused", data_root=data_root, image_root=image_root,
-                                languages=languages, split="test", batch_size=args.batch_size)
+    options = runner.RunOptions(
+        task="xgqa",
+        model="unused",
+        data_root=data_root,
+        image_root=image_root,
+        languages=languages,
+        split="test",
+        batch_size=args.batch_size,
+    )
     examples = runner.prepare(options).examples
     n_samples = sum(len(v) for v in examples.values())
     model_dir = workdir / "model"
     calibration = [GenerationRequest(e.prompt, e.images) for e in examples[languages[0]][:48]]
     sizes = build_model(model_dir, calibration, short_answers=not args.long_answers)
-    print(f"workload: {len(languages)} languages ({' '.join(languages)}) x {n_images} images (500x375 JPEG) x "
-          f"{per_image} questions = {n_samples} samples, batch size {args.batch_size}")
-    print(f"model: ViT {sizes['vision_M']:.1f}M, Q-Former {sizes['qformer_M']:.1f}M, mT5 {sizes['llm_M']:.1f}M params; "
-          f"{'one-token answers (EOS row calibrated)' if not args.long_answers else 'untrained answer length'}")
+    print(
+        f"workload: {len(languages)} languages ({' '.join(languages)}) x {n_images} images (500x375 JPEG) x "
+        f"{per_image} questions = {n_samples} samples, batch size {args.batch_size}"
+    )
+    print(
+        f"model: ViT {sizes['vision_M']:.1f}M, Q-Former {sizes['qformer_M']:.1f}M, mT5 {sizes['llm_M']:.1f}M params; "
+        f"{'one-token answers (EOS row calibrated)' if not args.long_answers else 'untrained answer length'}"
+    )
 
     # interleaved repeats, best of each: other jobs on a shared machine only ever add time. Process CPU time is
     # printed beside wall time: it moves much less when other jobs share the cores (the prefetch threads count in it)
@@ -488,7 +548,9 @@ def run(args: argparse.Namespace) -> int:
     for r in range(args.repeats):
         # the order rotates between rounds, so no side always runs first (cold allocator and kernel caches) or last
         sides = {
-            "mvleval": lambda r=r: run_mvleval(model_dir, data_root, image_root, languages, args.batch_size, workdir / f"runs{r}"),
+            "mvleval": lambda r=r: run_mvleval(
+                model_dir, data_root, image_root, languages, args.batch_size, workdir / f"runs{r}"
+            ),
             "model-card loop": lambda: run_model_card_loop(model_dir, examples, args.batch_size),
             "compute alone": lambda: run_isolated_compute(model_dir, examples, args.batch_size),
         }
@@ -498,36 +560,61 @@ def run(args: argparse.Namespace) -> int:
         loop_wall, loop_cpu, loop_pred, lengths = results["model-card loop"]
         vision_s, lm_s, iso_cpu, iso_pred = results["compute alone"]
         mismatches += sum(mv_pred[k] != loop_pred[k] or mv_pred[k] != iso_pred[k] for k in loop_pred)
-        print(f"\nround {r + 1}/{args.repeats}: {', '.join(order)} (load average {os.getloadavg()[0]:.2f}); wall s / CPU s")
-        print(f"  mvleval runner.evaluate: {mv_wall:6.2f} / {mv['cpu_s']:6.2f} (generation phase {mv['generation_phase_s']:.2f} / "
-              f"{mv['generation_phase_cpu_s']:.2f}, inside generate {mv['in_generate_s']:.2f}); {mv['images_encoded']} images "
-              f"encoded, {mv['prefetch_served']} decoded ahead by the prefetch threads (generate waited "
-              f"{mv['prefetch_waited_s']:.2f} s for them; announced by {mv['announced_by']}); generation path: "
-              f"{mv['generation_path']}")
-        print(f"  model-card loop:         {loop_wall:6.2f} / {loop_cpu:6.2f}; mean output length {statistics.mean(lengths):.2f} "
-              f"tokens (answer + EOS)")
-        print(f"  model compute alone:     {vision_s + lm_s:6.2f} / {iso_cpu:6.2f} = vision {vision_s:.2f} ({n_distinct} images) "
-              f"+ language model generate (transformers' plain path) {lm_s:.2f}")
-        for key, value in (("mv", mv_wall), ("mv_cpu", mv["cpu_s"]), ("phase", mv["generation_phase_s"]),
-                           ("phase_cpu", mv["generation_phase_cpu_s"]), ("loop", loop_wall), ("loop_cpu", loop_cpu),
-                           ("compute", vision_s + lm_s), ("compute_cpu", iso_cpu)):
+        print(
+            f"\nround {r + 1}/{args.repeats}: {', '.join(order)} (load average {os.getloadavg()[0]:.2f}); wall s / CPU s"
+        )
+        print(
+            f"  mvleval runner.evaluate: {mv_wall:6.2f} / {mv['cpu_s']:6.2f} (generation phase {mv['generation_phase_s']:.2f} / "
+            f"{mv['generation_phase_cpu_s']:.2f}, inside generate {mv['in_generate_s']:.2f}); {mv['images_encoded']} images "
+            f"encoded, {mv['prefetch_served']} decoded ahead by the prefetch threads (generate waited "
+            f"{mv['prefetch_waited_s']:.2f} s for them; announced by {mv['announced_by']}); generation path: "
+            f"{mv['generation_path']}"
+        )
+        print(
+            f"  model-card loop:         {loop_wall:6.2f} / {loop_cpu:6.2f}; mean output length {statistics.mean(lengths):.2f} "
+            f"tokens (answer + EOS)"
+        )
+        print(
+            f"  model compute alone:     {vision_s + lm_s:6.2f} / {iso_cpu:6.2f} = vision {vision_s:.2f} ({n_distinct} images) "
+            f"+ language model generate (transformers' plain path) {lm_s:.2f}"
+        )
+        for key, value in (
+            ("mv", mv_wall),
+            ("mv_cpu", mv["cpu_s"]),
+            ("phase", mv["generation_phase_s"]),
+            ("phase_cpu", mv["generation_phase_cpu_s"]),
+            ("loop", loop_wall),
+            ("loop_cpu", loop_cpu),
+            ("compute", vision_s + lm_s),
+            ("compute_cpu", iso_cpu),
+        ):
             best[key] = min(best.get(key, value), value)
-    print(f"\nbest of {args.repeats} (wall s / CPU s): mvleval {best['mv']:.2f} / {best['mv_cpu']:.2f} (generation phase "
-          f"{best['phase']:.2f} / {best['phase_cpu']:.2f}), model-card loop {best['loop']:.2f} / {best['loop_cpu']:.2f}, "
-          f"model compute {best['compute']:.2f} / {best['compute_cpu']:.2f}")
+    print(
+        f"\nbest of {args.repeats} (wall s / CPU s): mvleval {best['mv']:.2f} / {best['mv_cpu']:.2f} (generation phase "
+        f"{best['phase']:.2f} / {best['phase_cpu']:.2f}), model-card loop {best['loop']:.2f} / {best['loop_cpu']:.2f}, "
+        f"model compute {best['compute']:.2f} / {best['compute_cpu']:.2f}"
+    )
 
     same_loop = sum(mv_pred[k] == loop_pred[k] for k in loop_pred)
     same_iso = sum(mv_pred[k] == iso_pred[k] for k in iso_pred)
-    print(f"\n(a) speed-up over the model-card loop: {best['loop'] / best['mv']:.2f}x wall, {best['loop_cpu'] / best['mv_cpu']:.2f}x "
-          f"CPU  (goal >= 3x); identical predictions: {same_loop}/{n_samples} ({len(set(mv_pred.values()))} distinct answers)")
-    print(f"(b) mvleval / model compute: whole evaluate() (load, scoring, records included) {best['mv'] / best['compute']:.3f}x "
-          f"wall, {best['mv_cpu'] / best['compute_cpu']:.3f}x CPU; generation phase {best['phase'] / best['compute']:.3f}x wall, "
-          f"{best['phase_cpu'] / best['compute_cpu']:.3f}x CPU  (goal <= 1.15x); identical predictions: {same_iso}/{n_samples}")
+    print(
+        f"\n(a) speed-up over the model-card loop: {best['loop'] / best['mv']:.2f}x wall, {best['loop_cpu'] / best['mv_cpu']:.2f}x "
+        f"CPU  (goal >= 3x); identical predictions: {same_loop}/{n_samples} ({len(set(mv_pred.values()))} distinct answers)"
+    )
+    print(
+        f"(b) mvleval / model compute: whole evaluate() (load, scoring, records included) {best['mv'] / best['compute']:.3f}x "
+        f"wall, {best['mv_cpu'] / best['compute_cpu']:.3f}x CPU; generation phase {best['phase'] / best['compute']:.3f}x wall, "
+        f"{best['phase_cpu'] / best['compute_cpu']:.3f}x CPU  (goal <= 1.15x); identical predictions: {same_iso}/{n_samples}"
+    )
     draft_report(workdir / "draft", 8 if args.quick else 16)
     llm_time_split(model_dir, examples[languages[0]], args.batch_size)
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
     if mismatches:
-        diffs = [(k, mv_pred[k], loop_pred[k], iso_pred[k]) for k in loop_pred if not (mv_pred[k] == loop_pred[k] == iso_pred[k])]
+        diffs = [
+            (k, mv_pred[k], loop_pred[k], iso_pred[k])
+            for k in loop_pred
+            if not (mv_pred[k] == loop_pred[k] == iso_pred[k])
+        ]
         print(f"PREDICTIONS DIFFER ({mismatches} over all rounds), e.g. {diffs[:5]}", file=sys.stderr)
         return 1
     return 0

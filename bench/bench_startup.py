@@ -54,7 +54,10 @@ def time_runs(argv: list[str], runs: int) -> list[float]:
 def slowest_imports(n: int = 6) -> list[tuple[float, str]]:
     """The n largest cumulative import times (ms) of `--help`, from python -X importtime."""
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", _PROBE.format(heavy=HEAVY)], capture_output=True, text=True, check=True
+        [sys.executable, "-X", "importtime", "-c", _PROBE.format(heavy=HEAVY)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     rows = []
     for line in done.stderr.splitlines():
@@ -79,13 +82,20 @@ def main() -> int:
         median = statistics.median(times)
         verdict = "ok" if median < goal else "MISSED"
         ok &= median < goal
-        print(f"  mvleval {sub:<7} median {median:.3f} s (min {min(times):.3f}, max {max(times):.3f}); goal < {goal} s: {verdict}")
+        print(
+            f"  mvleval {sub:<7} median {median:.3f} s (min {min(times):.3f}, max {max(times):.3f}); goal < {goal} s: {verdict}"
+        )
 
-    probe = subprocess.run([sys.executable, "-c", _PROBE.format(heavy=HEAVY)], capture_output=True, text=True, check=True)
+    probe = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(heavy=HEAVY)], capture_output=True, text=True, check=True
+    )
     heavy = next((line.removeprefix("HEAVY:") for line in probe.stderr.splitlines() if line.startswith("HEAVY:")), "?")
     print(f"  heavy modules imported by --help: {heavy or 'none'}")
     ok &= "torch" not in heavy.split(",")
-    print("  slowest imports of --help (cumulative ms): " + ", ".join(f"{name} {ms:.0f}" for ms, name in slowest_imports()))
+    print(
+        "  slowest imports of --help (cumulative ms): "
+        + ", ".join(f"{name} {ms:.0f}" for ms, name in slowest_imports())
+    )
     return 0 if ok else 1
 
 

@@ -61,7 +61,9 @@ def read_jsonl(
     except UnicodeDecodeError as exc:
         raise MvlevalError(f"file is not UTF-8 text ({exc.reason}).", fix="re-download it.", where=path) from None
     if n == 0:
-        raise MvlevalError(f"the {what} holds no records.", fix="re-download it; an empty file cannot be evaluated.", where=path)
+        raise MvlevalError(
+            f"the {what} holds no records.", fix="re-download it; an empty file cannot be evaluated.", where=path
+        )
 
 
 def read_json(path: Path, *, what: str = "annotation file", fix: str = "check --data-root.") -> Any:
@@ -86,8 +88,12 @@ def read_json(path: Path, *, what: str = "annotation file", fix: str = "check --
 def image_path_escapes(relative: str) -> bool:
     """Whether an annotation's image path text leaves the image root: absolute, a drive letter, or a '..' part."""
     rel = Path(relative)
-    return (rel.is_absolute() or relative.startswith(("/", "\\")) or ".." in rel.parts
-            or (len(relative) > 1 and relative[1] == ":"))
+    return (
+        rel.is_absolute()
+        or relative.startswith(("/", "\\"))
+        or ".." in rel.parts
+        or (len(relative) > 1 and relative[1] == ":")
+    )
 
 
 def safe_image_path(image_root: Path, relative: str, *, where: str) -> Path:

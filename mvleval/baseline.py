@@ -83,7 +83,11 @@ def bless(
         raise MvlevalError(f"invalid baseline name {name!r}.", fix="use letters, digits, '.', '_' or '-', e.g. main.")
     record = read_record(run_record_path)
     if not _SAFE_NAME.fullmatch(record.task.name):
-        raise MvlevalError(f"record has an invalid task name {record.task.name!r}.", fix="pass a record written by `mvleval run`.", where=run_record_path)
+        raise MvlevalError(
+            f"record has an invalid task name {record.task.name!r}.",
+            fix="pass a record written by `mvleval run`.",
+            where=run_record_path,
+        )
     samples = samples_path(record, run_record_path.parent)
     if not samples.is_file():
         raise MvlevalError(
@@ -94,10 +98,14 @@ def bless(
     # the baseline vouches for its samples: a per-sample file edited after scoring is refused here, and the copy's
     # hash is recorded so that the gate refuses one edited after blessing
     if not check_samples_hash(record, run_record_path.parent, "the run"):
-        log.warning("%s records no samples_sha256 (written before records kept one): its per-sample file is blessed as it is; "
-                    "rescore it with `mvleval score` first to check it against the task's data.", run_record_path)
-    check_scores_follow_samples(record, ((str(row.get("lang")), row.get("scores")) for row in read_samples(samples)), samples,
-                                "the run record")
+        log.warning(
+            "%s records no samples_sha256 (written before records kept one): its per-sample file is blessed as it is; "
+            "rescore it with `mvleval score` first to check it against the task's data.",
+            run_record_path,
+        )
+    check_scores_follow_samples(
+        record, ((str(row.get("lang")), row.get("scores")) for row in read_samples(samples)), samples, "the run record"
+    )
     samples_hash = file_sha256(samples)
     target = baseline_path(record.task.name, name, baselines_dir)
     samples_target = target.with_name(f"{name}.samples.jsonl")
@@ -118,7 +126,9 @@ def bless(
         f"- run id: {record.run_id} (created {record.created_at})",
         f"- from: {run_record_path.as_posix()}",
         f"- task: {record.task.name} v{record.task.version} [{record.task.split}], data {record.provenance.data_fingerprint}",
-        f"- model: {record.model.path}" + (f" + {record.model.adapter}" if record.model.adapter else "") + (f" ({record.model.bits}-bit)" if record.model.bits else " (served)"),
+        f"- model: {record.model.path}"
+        + (f" + {record.model.adapter}" if record.model.adapter else "")
+        + (f" ({record.model.bits}-bit)" if record.model.bits else " (served)"),
         f"- mvleval {record.provenance.mvleval_version}, commit {record.provenance.git_commit or 'unknown'}"
         + (" (dirty)" if record.provenance.git_dirty else ""),
     ]
@@ -132,5 +142,9 @@ def bless(
         write_json_atomic(target, record_json(copied))
         write_json_atomic(note_target, "\n".join(lines) + "\n")
     except OSError as exc:
-        raise MvlevalError(f"could not write the baseline ({exc.strerror or exc}).", fix="check that the folder is writable.", where=target.parent) from None
+        raise MvlevalError(
+            f"could not write the baseline ({exc.strerror or exc}).",
+            fix="check that the folder is writable.",
+            where=target.parent,
+        ) from None
     return target

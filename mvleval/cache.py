@@ -41,8 +41,9 @@ KEY_VERSION = 1
 
 def served_key(model_id: str, server_version: str | None, body: bytes) -> str:
     """The cache key of one served request: its served model id, the server's version and the body as sent."""
-    head = json.dumps({"v": KEY_VERSION, "kind": "served", "model": model_id, "server_version": server_version},
-                      sort_keys=True).encode()
+    head = json.dumps(
+        {"v": KEY_VERSION, "kind": "served", "model": model_id, "server_version": server_version}, sort_keys=True
+    ).encode()
     digest = hashlib.sha256(head)
     digest.update(b"\0")
     digest.update(body)
@@ -52,16 +53,27 @@ def served_key(model_id: str, server_version: str | None, body: bytes) -> str:
 def local_key(identity: Mapping[str, Any], rendered_prompt: str, image_digests: Sequence[str]) -> str:
     """The cache key of one example for a local model: what its answers depend on (`identity`, see
     mvleval/backends/local_cache.py), the prompt as the model sees it and the SHA-256 of each image's bytes, in order."""
-    body = json.dumps({"v": KEY_VERSION, "kind": "local", "identity": identity, "prompt": rendered_prompt,
-                       "images": list(image_digests)}, sort_keys=True, ensure_ascii=False)
+    body = json.dumps(
+        {
+            "v": KEY_VERSION,
+            "kind": "local",
+            "identity": identity,
+            "prompt": rendered_prompt,
+            "images": list(image_digests),
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+    )
     return hashlib.sha256(body.encode()).hexdigest()
 
 
 def check_mode(mode: str) -> str:
     """`mode` if it is one of CACHE_MODES; else a one-paragraph error."""
     if mode not in CACHE_MODES:
-        raise MvlevalError(f"--cache must be one of {', '.join(CACHE_MODES)}, got {mode!r}.",
-                           fix="pass --cache read-write (the default), --cache read or --cache off.")
+        raise MvlevalError(
+            f"--cache must be one of {', '.join(CACHE_MODES)}, got {mode!r}.",
+            fix="pass --cache read-write (the default), --cache read or --cache off.",
+        )
     return mode
 
 
@@ -110,7 +122,9 @@ class ResponseCache:
                 self.directory.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
                 try:
-                    conn.execute("PRAGMA journal_mode=WAL")  # readers never block the writer, nor the writer the readers
+                    conn.execute(
+                        "PRAGMA journal_mode=WAL"
+                    )  # readers never block the writer, nor the writer the readers
                     conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
                     conn.execute(
                         "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT NOT NULL, answer TEXT NOT NULL, "
@@ -152,7 +166,9 @@ class ResponseCache:
                     for i in range(0, len(unique), LOOKUP_CHUNK):
                         chunk = unique[i : i + LOOKUP_CHUNK]
                         marks = ",".join("?" * len(chunk))
-                        found.update(conn.execute(f"SELECT key, answer FROM responses WHERE key IN ({marks})", chunk).fetchall())
+                        found.update(
+                            conn.execute(f"SELECT key, answer FROM responses WHERE key IN ({marks})", chunk).fetchall()
+                        )
                 except sqlite3.Error as exc:
                     raise self._error("reading", exc) from None
             self.hits += sum(1 for k in keys if k in found)
@@ -170,8 +186,10 @@ class ResponseCache:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 before = conn.total_changes
-                conn.executemany("INSERT OR IGNORE INTO responses (key, model, answer, created) VALUES (?, ?, ?, ?)",
-                                 [(k, model, a, now) for k, a in answers.items()])
+                conn.executemany(
+                    "INSERT OR IGNORE INTO responses (key, model, answer, created) VALUES (?, ?, ?, ?)",
+                    [(k, model, a, now) for k, a in answers.items()],
+                )
                 self.stored += conn.total_changes - before
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -183,7 +201,12 @@ class ResponseCache:
 
     def summary(self) -> dict[str, Any]:
         """What the run record says about the cache: mode, and answers found and stored by this invocation."""
-        return {"mode": self.mode, "answers_from_cache": self.hits, "answers_asked": self.misses, "answers_stored": self.stored}
+        return {
+            "mode": self.mode,
+            "answers_from_cache": self.hits,
+            "answers_asked": self.misses,
+            "answers_stored": self.stored,
+        }
 
     def info(self) -> CacheInfo:
         """Entries, size and entries per model."""
@@ -192,8 +215,12 @@ class ResponseCache:
             if conn is None:
                 return CacheInfo(self.path, False, 0, 0, 0, {})
             try:
-                models = dict(conn.execute("SELECT model, COUNT(*) FROM responses GROUP BY model ORDER BY model").fetchall())
-                answer_bytes = conn.execute("SELECT COALESCE(SUM(LENGTH(CAST(answer AS BLOB))), 0) FROM responses").fetchone()[0]
+                models = dict(
+                    conn.execute("SELECT model, COUNT(*) FROM responses GROUP BY model ORDER BY model").fetchall()
+                )
+                answer_bytes = conn.execute(
+                    "SELECT COALESCE(SUM(LENGTH(CAST(answer AS BLOB))), 0) FROM responses"
+                ).fetchone()[0]
             except sqlite3.Error as exc:
                 raise self._error("reading", exc) from None
         size = sum(p.stat().st_size for p in self.directory.glob(DB_NAME + "*") if p.is_file())
@@ -228,7 +255,6 @@ class ResponseCache:
             fix=f"retry; if it persists, run `mvleval cache clear`, point ${CACHE_ENV} at another folder, or pass --cache off.",
             where=self.path,
         )
-
 
 
 __all__ = ["CACHE_MODES", "CacheInfo", "ResponseCache", "cache_dir", "check_mode", "local_key", "served_key"]

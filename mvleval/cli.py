@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from mvleval.record import RunRecord
 
+
 class _PlainArgument(TyperArgument):
     """A positional argument shown as click shows it: ``RUN`` in the usage line (``[RUN]`` when optional), and no
     ``<path>`` type tag beside its metavar in the Arguments section (typer >= 0.20 writes ``{RUN}`` and ``RUN <path>``)."""
@@ -48,15 +49,17 @@ class _Command(TyperCommand):
         # click's FLOAT accepts nan and inf; no numeric option means either (a nan length penalty was recorded as null)
         for name, value in ctx.params.items():
             if isinstance(value, float) and not math.isfinite(value):
-                raise MvlevalError(f"--{name.replace('_', '-')} must be a finite number, got {value}.",
-                                   fix=f"pass a number such as 1.0 to --{name.replace('_', '-')}.")
+                raise MvlevalError(
+                    f"--{name.replace('_', '-')} must be a finite number, got {value}.",
+                    fix=f"pass a number such as 1.0 to --{name.replace('_', '-')}.",
+                )
         return super().invoke(ctx)
 
 
 app = typer.Typer(
     name="mvleval",
     help="Evaluate multilingual vision-LLMs (mBLIP, any Hugging Face vision-LLM, served models) on XM3600, xFlickrCo, xGQA, "
-         "MaRVL, XVNLI and MaXM, and on your own benchmarks.",
+    "MaRVL, XVNLI and MaXM, and on your own benchmarks.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -66,13 +69,23 @@ app = typer.Typer(
     context_settings={"max_content_width": 120, "help_option_names": ["-h", "--help"]},
 )
 _HELP_SETTINGS: dict[str, Any] = {"max_content_width": 120, "help_option_names": ["-h", "--help"]}
-data_app = typer.Typer(help="Inspect benchmark data.", no_args_is_help=True, rich_markup_mode=None, context_settings=_HELP_SETTINGS)
+data_app = typer.Typer(
+    help="Inspect benchmark data.", no_args_is_help=True, rich_markup_mode=None, context_settings=_HELP_SETTINGS
+)
 app.add_typer(data_app, name="data")
-baseline_app = typer.Typer(help="Manage committed baselines for regression gates.", no_args_is_help=True, rich_markup_mode=None,
-                           context_settings=_HELP_SETTINGS)
+baseline_app = typer.Typer(
+    help="Manage committed baselines for regression gates.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings=_HELP_SETTINGS,
+)
 app.add_typer(baseline_app, name="baseline")
-cache_app = typer.Typer(help="Inspect or clear the response cache (answers of served and local models, shared by every run).", no_args_is_help=True,
-                        rich_markup_mode=None, context_settings=_HELP_SETTINGS)
+cache_app = typer.Typer(
+    help="Inspect or clear the response cache (answers of served and local models, shared by every run).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings=_HELP_SETTINGS,
+)
 app.add_typer(cache_app, name="cache")
 
 _state: dict[str, Any] = {"verbose": 0}
@@ -85,8 +98,10 @@ def _console(stderr: bool = False) -> Console:
 
 
 #: --json: the same option on every command that has machine-readable output (docs/json-output.md)
-JSON_HELP = ("Print one JSON document on stdout instead of the tables (schema: mvleval/schemas/<command>.json, "
-             "docs/json-output.md); messages go to stderr.")
+JSON_HELP = (
+    "Print one JSON document on stdout instead of the tables (schema: mvleval/schemas/<command>.json, "
+    "docs/json-output.md); messages go to stderr."
+)
 
 
 def _print_json(command: str, payload: dict[str, Any]) -> None:
@@ -118,7 +133,9 @@ def _setup_logging(verbose: int) -> None:
 
         # libraries' FutureWarnings/DeprecationWarnings (e.g. transformers renaming generate's past_key_values) speak
         # to the developers who call them, not to the user of the command; -vv shows them
-        warnings.filterwarnings("ignore", module=r"(transformers|peft|bitsandbytes|accelerate|torch|huggingface_hub)(\.|$)")
+        warnings.filterwarnings(
+            "ignore", module=r"(transformers|peft|bitsandbytes|accelerate|torch|huggingface_hub)(\.|$)"
+        )
         # transformers/peft warnings about unused weights etc. and their per-file progress bars are noise next to
         # mvleval's own progress; -vv shows them. bitsandbytes warns on CPU that an optional kernel package is absent.
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -133,8 +150,10 @@ def _data_root(value: Path | None, task: str | None = None) -> Path:
 
         if is_task_path(task):
             if value is not None:
-                raise MvlevalError(f"--data-root does not apply to the benchmark file {task}: its rows are the file itself.",
-                                   fix="drop --data-root (images are read from --image-root, default <benchmark folder>/images).")
+                raise MvlevalError(
+                    f"--data-root does not apply to the benchmark file {task}: its rows are the file itself.",
+                    fix="drop --data-root (images are read from --image-root, default <benchmark folder>/images).",
+                )
             return locate(task).data_dir
     if value is not None:
         return value
@@ -232,7 +251,11 @@ def print_summary(record: RunRecord, console: Console) -> None:
 
     style = "" if record.task.prompt_style == "mblip" else f" ({record.task.prompt_style} prompts)"
     family = f" [{record.model.family}]" if record.model.family and record.model.backend != "mblip" else ""
-    table = Table(title=escape(f"{record.task.name} v{record.task.version} [{record.task.split}]{style} — {record.model.path}{family}"))
+    table = Table(
+        title=escape(
+            f"{record.task.name} v{record.task.version} [{record.task.split}]{style} — {record.model.path}{family}"
+        )
+    )
     table.add_column("lang")
     table.add_column("n", justify="right")
     for m in metrics:
@@ -242,15 +265,27 @@ def print_summary(record: RunRecord, console: Console) -> None:
         for m in metrics:
             row.append(_fmt(record.scores[m].per_lang.get(lang), m))
         table.add_row(*row)
-    table.add_row("mean", str(sum(record.task.n_examples.values())), *[_fmt(record.scores[m].mean, m) for m in metrics], style="bold")
+    table.add_row(
+        "mean",
+        str(sum(record.task.n_examples.values())),
+        *[_fmt(record.scores[m].mean, m) for m in metrics],
+        style="bold",
+    )
     console.print(table)
     notes = {f"{m}/{lang}": n for m in metrics for lang, n in record.scores[m].notes.items()}
     for key, note in notes.items():
         console.print(f"[dim]{key}: {note}[/dim]")
 
 
-def _generation_overrides(num_beams: int | None, max_new_tokens: int | None, min_new_tokens: int | None, length_penalty: float | None) -> dict[str, Any]:
-    values = {"num_beams": num_beams, "max_new_tokens": max_new_tokens, "min_new_tokens": min_new_tokens, "length_penalty": length_penalty}
+def _generation_overrides(
+    num_beams: int | None, max_new_tokens: int | None, min_new_tokens: int | None, length_penalty: float | None
+) -> dict[str, Any]:
+    values = {
+        "num_beams": num_beams,
+        "max_new_tokens": max_new_tokens,
+        "min_new_tokens": min_new_tokens,
+        "length_penalty": length_penalty,
+    }
     return {k: v for k, v in values.items() if v is not None}
 
 
@@ -290,8 +325,10 @@ def _splits_for(names: list[str], specs: list[str]) -> dict[str, str]:
     """--split values -> the split of each task: a plain SPLIT for every task, TASK=SPLIT for one (taking precedence)."""
     plain = [spec for spec in specs if "=" not in spec]
     if len(plain) > 1:
-        raise MvlevalError(f"--split is given {len(plain)} times without a task ({', '.join(plain)}).",
-                           fix="pass one plain --split SPLIT for every task, and TASK=SPLIT for a task that differs.")
+        raise MvlevalError(
+            f"--split is given {len(plain)} times without a task ({', '.join(plain)}).",
+            fix="pass one plain --split SPLIT for every task, and TASK=SPLIT for a task that differs.",
+        )
     out = {name: plain[0] for name in names} if plain else {}
     per_task: dict[str, str] = {}
     for spec in specs:
@@ -302,8 +339,14 @@ def _splits_for(names: list[str], specs: list[str]) -> dict[str, str]:
         if task not in names or not value:
             from mvleval.errors import did_you_mean
 
-            what = f"names task '{task}', which is not run here.{did_you_mean(task, names)}" if value else "gives no split."
-            raise MvlevalError(f"--split {spec!r} {what}", fix=f"pass TASK=SPLIT with one of the tasks run: {', '.join(names)}.")
+            what = (
+                f"names task '{task}', which is not run here.{did_you_mean(task, names)}"
+                if value
+                else "gives no split."
+            )
+            raise MvlevalError(
+                f"--split {spec!r} {what}", fix=f"pass TASK=SPLIT with one of the tasks run: {', '.join(names)}."
+            )
         if per_task.get(task, value) != value:
             raise MvlevalError(f"--split gives task '{task}' two splits ({per_task[task]}, {value}).", fix="pass one.")
         per_task[task] = value
@@ -312,45 +355,203 @@ def _splits_for(names: list[str], specs: list[str]) -> dict[str, str]:
 
 @app.command(cls=_Command)
 def run(
-    task: Annotated[list[str], typer.Option("--task", "-t", metavar="TASK", help="Task name (see `mvleval tasks`) or a benchmark file: ./my-bench/ (benchmark.yaml + data.jsonl) or ./bench.jsonl (+ bench.yaml beside it); repeat for several, or 'all'. The model loads once.")],
-    model: Annotated[str, typer.Option("--model", "-m", metavar="MODEL", help="Checkpoint: a local Hugging Face folder or a downloaded hub id (BLIP-2/mBLIP or any AutoModelForImageTextToText vision-LLM), or openai:NAME for a model served behind an OpenAI-compatible endpoint (--base-url).")],
-    adapter: Annotated[str | None, typer.Option(metavar="DIR", help="LoRA adapter folder (peft format, e.g. from `mvleval train`).")] = None,
-    data_root: Annotated[Path | None, typer.Option(metavar="DIR", help="Folder with the annotation files (default: $MVLEVAL_DATA).")] = None,
-    image_root: Annotated[Path | None, typer.Option(metavar="DIR", help="Folder with the images (default: <data-root>/images).")] = None,
-    lang: Annotated[list[str] | None, typer.Option("--lang", "-l", metavar="CODE", help="Language code; repeat for several (default: all).")] = None,
-    split: Annotated[list[str] | None, typer.Option(metavar="[TASK=]SPLIT", help="Split (default: the task's, as mBLIP reports); TASK=SPLIT for one task of several (--split xgqa=dev), repeatable.")] = None,
-    limit: Annotated[int | None, typer.Option(metavar="N", help="Evaluate only the first N examples of each language.")] = None,
-    batch_size: Annotated[str | None, typer.Option(metavar="N|auto", help="Samples per generate call, or 'auto' for the largest that fits. Default: 8; served models: 4 x --concurrency x replicas (adaptive: 4 x 128 x replicas).")] = None,
+    task: Annotated[
+        list[str],
+        typer.Option(
+            "--task",
+            "-t",
+            metavar="TASK",
+            help="Task name (see `mvleval tasks`) or a benchmark file: ./my-bench/ (benchmark.yaml + data.jsonl) or ./bench.jsonl (+ bench.yaml beside it); repeat for several, or 'all'. The model loads once.",
+        ),
+    ],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            metavar="MODEL",
+            help="Checkpoint: a local Hugging Face folder or a downloaded hub id (BLIP-2/mBLIP or any AutoModelForImageTextToText vision-LLM), or openai:NAME for a model served behind an OpenAI-compatible endpoint (--base-url).",
+        ),
+    ],
+    adapter: Annotated[
+        str | None, typer.Option(metavar="DIR", help="LoRA adapter folder (peft format, e.g. from `mvleval train`).")
+    ] = None,
+    data_root: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Folder with the annotation files (default: $MVLEVAL_DATA).")
+    ] = None,
+    image_root: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Folder with the images (default: <data-root>/images).")
+    ] = None,
+    lang: Annotated[
+        list[str] | None,
+        typer.Option("--lang", "-l", metavar="CODE", help="Language code; repeat for several (default: all)."),
+    ] = None,
+    split: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="[TASK=]SPLIT",
+            help="Split (default: the task's, as mBLIP reports); TASK=SPLIT for one task of several (--split xgqa=dev), repeatable.",
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(metavar="N", help="Evaluate only the first N examples of each language.")
+    ] = None,
+    batch_size: Annotated[
+        str | None,
+        typer.Option(
+            metavar="N|auto",
+            help="Samples per generate call, or 'auto' for the largest that fits. Default: 8; served models: 4 x --concurrency x replicas (adaptive: 4 x 128 x replicas).",
+        ),
+    ] = None,
     bits: Annotated[int | None, typer.Option(metavar="4|8|16|32", help=BITS_HELP)] = None,
-    out: Annotated[Path, typer.Option(metavar="DIR", help="Folder for the run record and per-sample file.")] = Path("results/runs"),
+    out: Annotated[Path, typer.Option(metavar="DIR", help="Folder for the run record and per-sample file.")] = Path(
+        "results/runs"
+    ),
     seed: Annotated[int, typer.Option(metavar="N", help="Random seed (recorded).")] = 0,
     num_beams: Annotated[int | None, typer.Option(metavar="N", help="Override the task's beam count.")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(metavar="N", help="Override the task's max new tokens.")] = None,
     min_new_tokens: Annotated[int | None, typer.Option(metavar="N", help="Override the task's min new tokens.")] = None,
-    length_penalty: Annotated[float | None, typer.Option(metavar="X", help="Override the task's length penalty.")] = None,
-    prompt_style: Annotated[str, typer.Option(metavar="mblip|chat", help="'mblip' (mBLIP's prompts, the default) or 'chat' (wording for instruction-tuned chat models); recorded, and runs of different styles are never compared.")] = "mblip",
-    backend: Annotated[str | None, typer.Option(metavar="mblip|hf|openai", help="Force a backend: 'mblip' (BLIP-2), 'hf' (any AutoModelForImageTextToText) or 'openai' (a served model); default: openai for openai:NAME, else by the checkpoint's config.json.")] = None,
-    image_handling: Annotated[str, typer.Option(metavar="native|side-by-side", help="Several images per example (MaRVL): 'native' (all given to the model, in order) or 'side-by-side' (pasted into one, for one-image families; recorded).")] = "native",
-    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Run the checkpoint's own Python code (auto_map in config.json); recorded in the run.")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same settings.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a finished run record with exactly these settings (refused otherwise).")] = False,
-    allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow loading pickle (*.bin) weights; only for checkpoints you trust.")] = False,
-    shared_prefix: Annotated[bool, typer.Option("--shared-prefix/--no-shared-prefix", help="Beam search computes the prompt once per sample, not once per beam (the same token ids); --no-shared-prefix runs transformers' plain generate.")] = True,
-    gate_baseline: Annotated[Path | None, typer.Option("--gate", metavar="BASELINE", help="After the run, gate it against this baseline record (exit 1 on regression).")] = None,
-    max_drop: Annotated[list[str] | None, typer.Option(metavar="[METRIC=]X", help="With --gate: allowed drop in points, X or metric=X (repeatable).")] = None,
-    lang_tolerance: Annotated[list[str] | None, typer.Option(metavar="LANG[:METRIC]=X", help="With --gate: per-language tolerance, zh=3 or zh:cider=5.")] = None,
-    paired: Annotated[bool, typer.Option("--paired", help="With --gate: also require a significant paired-bootstrap drop.")] = False,
+    length_penalty: Annotated[
+        float | None, typer.Option(metavar="X", help="Override the task's length penalty.")
+    ] = None,
+    prompt_style: Annotated[
+        str,
+        typer.Option(
+            metavar="mblip|chat",
+            help="'mblip' (mBLIP's prompts, the default) or 'chat' (wording for instruction-tuned chat models); recorded, and runs of different styles are never compared.",
+        ),
+    ] = "mblip",
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            metavar="mblip|hf|openai",
+            help="Force a backend: 'mblip' (BLIP-2), 'hf' (any AutoModelForImageTextToText) or 'openai' (a served model); default: openai for openai:NAME, else by the checkpoint's config.json.",
+        ),
+    ] = None,
+    image_handling: Annotated[
+        str,
+        typer.Option(
+            metavar="native|side-by-side",
+            help="Several images per example (MaRVL): 'native' (all given to the model, in order) or 'side-by-side' (pasted into one, for one-image families; recorded).",
+        ),
+    ] = "native",
+    trust_remote_code: Annotated[
+        bool,
+        typer.Option(
+            "--trust-remote-code",
+            help="Run the checkpoint's own Python code (auto_map in config.json); recorded in the run.",
+        ),
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run with the same settings.")
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="Replace a finished run record with exactly these settings (refused otherwise)."
+        ),
+    ] = False,
+    allow_pickle: Annotated[
+        bool,
+        typer.Option("--allow-pickle", help="Allow loading pickle (*.bin) weights; only for checkpoints you trust."),
+    ] = False,
+    shared_prefix: Annotated[
+        bool,
+        typer.Option(
+            "--shared-prefix/--no-shared-prefix",
+            help="Beam search computes the prompt once per sample, not once per beam (the same token ids); --no-shared-prefix runs transformers' plain generate.",
+        ),
+    ] = True,
+    gate_baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--gate",
+            metavar="BASELINE",
+            help="After the run, gate it against this baseline record (exit 1 on regression).",
+        ),
+    ] = None,
+    max_drop: Annotated[
+        list[str] | None,
+        typer.Option(metavar="[METRIC=]X", help="With --gate: allowed drop in points, X or metric=X (repeatable)."),
+    ] = None,
+    lang_tolerance: Annotated[
+        list[str] | None,
+        typer.Option(metavar="LANG[:METRIC]=X", help="With --gate: per-language tolerance, zh=3 or zh:cider=5."),
+    ] = None,
+    paired: Annotated[
+        bool, typer.Option("--paired", help="With --gate: also require a significant paired-bootstrap drop.")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
-    report: Annotated[Path | None, typer.Option(metavar="FILE", help="With --gate: also write the gate's Markdown report here.")] = None,
-    report_html: Annotated[Path | None, typer.Option(metavar="FILE", help="With --gate: also write the HTML comparison of the run with the baseline here.")] = None,
-    base_url: Annotated[list[str] | None, typer.Option(metavar="URL", help="OpenAI-compatible endpoint, e.g. http://HOST:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI's API); repeat for replicas of the same model (data-parallel servers): requests go to the one with the fewest in flight, a failing one is taken out for a while. Recorded without credentials.", rich_help_panel=SERVED_PANEL)] = None,
-    api_key_env: Annotated[str, typer.Option(metavar="NAME", help="Name of the environment variable holding the API key (sent as a bearer token; never written anywhere).", rich_help_panel=SERVED_PANEL)] = "OPENAI_API_KEY",
-    concurrency: Annotated[int | None, typer.Option("--concurrency", "--max-concurrency", metavar="N", help="Requests in flight per replica. Default: adaptive (each replica's window grows while latency stays flat and shrinks on 429, 503 and timeouts; docs/served-models.md).", rich_help_panel=SERVED_PANEL)] = None,
-    cache: Annotated[str | None, typer.Option(metavar="read-write|read|off", help="The response cache shared by runs, tasks and prompt styles (`mvleval cache info`), for served and local models (keyed by the weights' fingerprint, precision, device kind and versions): 'read-write' (default: answers found there are not generated or asked again, new ones are kept), 'read' (look up only) or 'off'.")] = None,
-    timeout: Annotated[float, typer.Option(metavar="SECONDS", help="Seconds one request attempt may take.", rich_help_panel=SERVED_PANEL)] = 120.0,
-    max_retries: Annotated[int, typer.Option(metavar="N", help="Retries per request on 429 / 5xx / connection errors / timeouts / malformed answers (back-off with jitter, honouring Retry-After); then the run stops unscored and --resume continues.", rich_help_panel=SERVED_PANEL)] = 5,
-    max_image_side: Annotated[int | None, typer.Option(metavar="PIXELS", help="Downsize images so the longer side is at most this many pixels before sending (recorded).", rich_help_panel=SERVED_PANEL)] = None,
-    server_extensions: Annotated[str, typer.Option(metavar="none|vllm|transformers", help="Non-standard request fields to send: 'none' (plain OpenAI API: greedy, num_beams 1), 'vllm' (beam search, min_tokens) or 'transformers' (transformers serve's generation_config). Recorded.", rich_help_panel=SERVED_PANEL)] = "none",
+    report: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="With --gate: also write the gate's Markdown report here.")
+    ] = None,
+    report_html: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE", help="With --gate: also write the HTML comparison of the run with the baseline here."
+        ),
+    ] = None,
+    base_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="URL",
+            help="OpenAI-compatible endpoint, e.g. http://HOST:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI's API); repeat for replicas of the same model (data-parallel servers): requests go to the one with the fewest in flight, a failing one is taken out for a while. Recorded without credentials.",
+            rich_help_panel=SERVED_PANEL,
+        ),
+    ] = None,
+    api_key_env: Annotated[
+        str,
+        typer.Option(
+            metavar="NAME",
+            help="Name of the environment variable holding the API key (sent as a bearer token; never written anywhere).",
+            rich_help_panel=SERVED_PANEL,
+        ),
+    ] = "OPENAI_API_KEY",
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency",
+            "--max-concurrency",
+            metavar="N",
+            help="Requests in flight per replica. Default: adaptive (each replica's window grows while latency stays flat and shrinks on 429, 503 and timeouts; docs/served-models.md).",
+            rich_help_panel=SERVED_PANEL,
+        ),
+    ] = None,
+    cache: Annotated[
+        str | None,
+        typer.Option(
+            metavar="read-write|read|off",
+            help="The response cache shared by runs, tasks and prompt styles (`mvleval cache info`), for served and local models (keyed by the weights' fingerprint, precision, device kind and versions): 'read-write' (default: answers found there are not generated or asked again, new ones are kept), 'read' (look up only) or 'off'.",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float,
+        typer.Option(metavar="SECONDS", help="Seconds one request attempt may take.", rich_help_panel=SERVED_PANEL),
+    ] = 120.0,
+    max_retries: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            help="Retries per request on 429 / 5xx / connection errors / timeouts / malformed answers (back-off with jitter, honouring Retry-After); then the run stops unscored and --resume continues.",
+            rich_help_panel=SERVED_PANEL,
+        ),
+    ] = 5,
+    max_image_side: Annotated[
+        int | None,
+        typer.Option(
+            metavar="PIXELS",
+            help="Downsize images so the longer side is at most this many pixels before sending (recorded).",
+            rich_help_panel=SERVED_PANEL,
+        ),
+    ] = None,
+    server_extensions: Annotated[
+        str,
+        typer.Option(
+            metavar="none|vllm|transformers",
+            help="Non-standard request fields to send: 'none' (plain OpenAI API: greedy, num_beams 1), 'vllm' (beam search, min_tokens) or 'transformers' (transformers serve's generation_config). Recorded.",
+            rich_help_panel=SERVED_PANEL,
+        ),
+    ] = "none",
 ) -> None:
     """Evaluate a model on one or more tasks; writes a run record (JSON) and a per-sample file (JSONL) per task."""
     from mvleval.backends.registry import is_served
@@ -360,33 +561,50 @@ def run(
     if bits is not None and bits not in (4, 8, 16, 32):
         raise MvlevalError(f"--bits must be 4, 8, 16 or 32, got {bits}.", fix="pick one of these.")
     if batch_size is not None and batch_size != "auto" and not batch_size.isdigit():
-        raise MvlevalError(f"--batch-size must be a positive number or 'auto', got {batch_size!r}.", fix="e.g. --batch-size 16.")
+        raise MvlevalError(
+            f"--batch-size must be a positive number or 'auto', got {batch_size!r}.", fix="e.g. --batch-size 16."
+        )
     served = is_served(model, backend)
     endpoint = None
     if served:
         from mvleval.backends.base import EndpointOptions
         from mvleval.backends.openai_api import default_batch_size
 
-        local_flags = {"--adapter": adapter, "--bits": bits, "--allow-pickle": allow_pickle or None,
-                       "--trust-remote-code": trust_remote_code or None}
+        local_flags = {
+            "--adapter": adapter,
+            "--bits": bits,
+            "--allow-pickle": allow_pickle or None,
+            "--trust-remote-code": trust_remote_code or None,
+        }
         given = [flag for flag, value in local_flags.items() if value is not None]
         if given:
-            raise MvlevalError(f"{', '.join(given)} only apply to a model loaded here, not to a served model ({model}).",
-                               fix="drop them; the server decides how its model is loaded.")
+            raise MvlevalError(
+                f"{', '.join(given)} only apply to a model loaded here, not to a served model ({model}).",
+                fix="drop them; the server decides how its model is loaded.",
+            )
         from mvleval.cache import check_mode
 
         urls = tuple(base_url or [os.environ.get("OPENAI_BASE_URL") or EndpointOptions.base_url])
         endpoint = EndpointOptions(
-            base_url=urls[0], base_urls=urls, api_key_env=api_key_env,
-            concurrency=concurrency, timeout_s=timeout, max_retries=max_retries, max_image_side=max_image_side,
-            server_extensions=server_extensions, seed=seed, cache=check_mode(cache or "read-write"),
+            base_url=urls[0],
+            base_urls=urls,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
+            timeout_s=timeout,
+            max_retries=max_retries,
+            max_image_side=max_image_side,
+            server_extensions=server_extensions,
+            seed=seed,
+            cache=check_mode(cache or "read-write"),
         )
         if num_beams is None and server_extensions == "none":
             num_beams = 1  # a plain OpenAI API has no beam search: greedy, and the record and leaderboard say so
         batch_size = batch_size or str(default_batch_size(concurrency, len(urls)))
     elif base_url is not None or max_image_side is not None or server_extensions != "none" or concurrency is not None:
-        raise MvlevalError("--base-url, --concurrency, --max-image-side and --server-extensions apply to served models only.",
-                           fix="pass --model openai:NAME for a model behind an OpenAI-compatible endpoint, or drop them.")
+        raise MvlevalError(
+            "--base-url, --concurrency, --max-image-side and --server-extensions apply to served models only.",
+            fix="pass --model openai:NAME for a model behind an OpenAI-compatible endpoint, or drop them.",
+        )
     from mvleval.cache import check_mode
 
     cache_mode = check_mode(cache or "read-write")  # a local model's answers too (mvleval/backends/local_cache.py)
@@ -399,11 +617,15 @@ def run(
     if "all" in names:
         raise MvlevalError("--task all cannot be combined with other --task values.", fix="pass --task all alone.")
     if gate_baseline is None and (report is not None or report_html is not None):
-        raise MvlevalError("--report and --report-html write the gate's reports, but no --gate baseline was given.",
-                           fix="add --gate BASELINE, or make a report of the run afterwards with `mvleval report RUN`.")
+        raise MvlevalError(
+            "--report and --report-html write the gate's reports, but no --gate baseline was given.",
+            fix="add --gate BASELINE, or make a report of the run afterwards with `mvleval report RUN`.",
+        )
     if gate_baseline is not None and len(names) > 1:
-        raise MvlevalError("--gate compares one task's run with its baseline, but several tasks were given.",
-                           fix="run the tasks, then `mvleval gate RUN --baseline BASELINE` for each.")
+        raise MvlevalError(
+            "--gate compares one task's run with its baseline, but several tasks were given.",
+            fix="run the tasks, then `mvleval gate RUN --baseline BASELINE` for each.",
+        )
     from mvleval.filetask import is_task_path
 
     builtins = [name for name in names if not is_task_path(name)]
@@ -423,21 +645,44 @@ def run(
         # each task takes the --lang codes it has; one that has none is skipped, saying so (all skipped: an error)
         skipped = {name: langs for name, langs in languages.items() if langs == ()}
         if len(skipped) == len(names):
-            raise MvlevalError(f"none of the tasks has any of the languages given with --lang ({' '.join(lang)}).",
-                               fix="pass a language code one of them has (`mvleval tasks` lists them).")
+            raise MvlevalError(
+                f"none of the tasks has any of the languages given with --lang ({' '.join(lang)}).",
+                fix="pass a language code one of them has (`mvleval tasks` lists them).",
+            )
         for name in skipped:
-            _console(stderr=True).print(f"{name}: skipped: it has none of the languages given with --lang ({' '.join(lang)})",
-                                        markup=False, highlight=False, soft_wrap=True)
+            _console(stderr=True).print(
+                f"{name}: skipped: it has none of the languages given with --lang ({' '.join(lang)})",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         names = [name for name in names if name not in skipped]
     runs = [
         RunOptions(
-            task=name, model=model, adapter=adapter, data_root=roots[name], image_root=image_root,
-            languages=languages[name], split=splits.get(name), limit=limit,
-            batch_size=None if batch_size == "auto" else int(batch_size), bits=bits, out_dir=out, seed=seed,
+            task=name,
+            model=model,
+            adapter=adapter,
+            data_root=roots[name],
+            image_root=image_root,
+            languages=languages[name],
+            split=splits.get(name),
+            limit=limit,
+            batch_size=None if batch_size == "auto" else int(batch_size),
+            bits=bits,
+            out_dir=out,
+            seed=seed,
             generation=_generation_overrides(num_beams, max_new_tokens, min_new_tokens, length_penalty),
-            allow_pickle=allow_pickle, resume=resume, command=tuple(["mvleval", *_public_args(sys.argv[1:])]), shared_prefix=shared_prefix,
-            prompt_style=prompt_style, backend=backend, trust_remote_code=trust_remote_code, image_handling=image_handling,
-            overwrite=overwrite, endpoint=endpoint, cache=cache_mode,
+            allow_pickle=allow_pickle,
+            resume=resume,
+            command=tuple(["mvleval", *_public_args(sys.argv[1:])]),
+            shared_prefix=shared_prefix,
+            prompt_style=prompt_style,
+            backend=backend,
+            trust_remote_code=trust_remote_code,
+            image_handling=image_handling,
+            overwrite=overwrite,
+            endpoint=endpoint,
+            cache=cache_mode,
         )
         for name in names
     ]
@@ -494,9 +739,19 @@ def run(
         _state["interrupt_hint"] = _run_interrupt_hint(runs, prepared, written)
         raise
     if gate_baseline is not None:
-        _gate(path, gate_baseline, max_drop or [], None, lang_tolerance or [], paired, 0.95, report,
-              report_html=report_html, image_root=runs[0].resolved_image_root,
-              json_document=("run", {"runs": summaries}) if json_out else None)
+        _gate(
+            path,
+            gate_baseline,
+            max_drop or [],
+            None,
+            lang_tolerance or [],
+            paired,
+            0.95,
+            report,
+            report_html=report_html,
+            image_root=runs[0].resolved_image_root,
+            json_document=("run", {"runs": summaries}) if json_out else None,
+        )
     elif json_out:
         _print_json("run", {"runs": summaries, "gate": None})
 
@@ -509,17 +764,30 @@ def _run_interrupt_hint(runs: list[Any], prepared: list[Any], written: list[Path
     if resumable:
         return " Rerun the same command with --resume to continue where it stopped."
     if written:
-        rest = [o.task for o in runs[len(written):]]
-        return (f" Finished before the interrupt: {', '.join(str(p) for p in written)}; nothing of {', '.join(rest)} "
-                f"was written: rerun it without --resume ({' '.join('--task ' + t for t in rest)}).")
+        rest = [o.task for o in runs[len(written) :]]
+        return (
+            f" Finished before the interrupt: {', '.join(str(p) for p in written)}; nothing of {', '.join(rest)} "
+            f"was written: rerun it without --resume ({' '.join('--task ' + t for t in rest)})."
+        )
     return " Nothing was written: rerun the same command without --resume to start again."
 
 
 @app.command(cls=_Command)
 def score(
     record: Annotated[Path, typer.Argument(metavar="RUN", help="A run record written by `mvleval run`.")],
-    data_root: Annotated[Path | None, typer.Option(metavar="DIR", help="Folder with the annotation files the run read (default: $MVLEVAL_DATA); references and labels are read from it again. A benchmark file's record keeps its own.")] = None,
-    image_root: Annotated[Path | None, typer.Option(metavar="DIR", help="Folder with the images (default: <data-root>/images), for the data fingerprint.")] = None,
+    data_root: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Folder with the annotation files the run read (default: $MVLEVAL_DATA); references and labels are read from it again. A benchmark file's record keeps its own.",
+        ),
+    ] = None,
+    image_root: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR", help="Folder with the images (default: <data-root>/images), for the data fingerprint."
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Recompute a run's scores from its predictions and the task's data with the installed metrics (no model is
@@ -537,11 +805,22 @@ def score(
     if not json_out:
         print_summary(updated, console)
     samples = path.parent / updated.samples_file
-    console.print(escape(f"Rewrote the run record {path} and its per-sample file {samples} in place "
-                         f"(rescored_at {updated.rescored_at})."), soft_wrap=True)
+    console.print(
+        escape(
+            f"Rewrote the run record {path} and its per-sample file {samples} in place "
+            f"(rescored_at {updated.rescored_at})."
+        ),
+        soft_wrap=True,
+    )
     if changes:
-        console.print(escape("Changed scores (x100): " + "; ".join(changes) if len(changes) == 1 else
-                             "Changed scores (x100):\n" + "\n".join(f"  {line}" for line in changes)), soft_wrap=True)
+        console.print(
+            escape(
+                "Changed scores (x100): " + "; ".join(changes)
+                if len(changes) == 1
+                else "Changed scores (x100):\n" + "\n".join(f"  {line}" for line in changes)
+            ),
+            soft_wrap=True,
+        )
     else:
         console.print("Scores unchanged.")
     if json_out:
@@ -550,10 +829,21 @@ def score(
 
 @app.command(cls=_Command)
 def leaderboard(
-    paths: Annotated[list[Path] | None, typer.Argument(metavar="RECORDS...", help="Run records or folders of them (default: results/runs).")] = None,
-    out: Annotated[Path, typer.Option(metavar="DIR", help="Folder for leaderboard.md, leaderboard.csv and the heatmaps.")] = Path("results/leaderboard"),
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(metavar="RECORDS...", help="Run records or folders of them (default: results/runs)."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option(metavar="DIR", help="Folder for leaderboard.md, leaderboard.csv and the heatmaps.")
+    ] = Path("results/leaderboard"),
     json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
-    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Rank the readable records and list the unreadable ones (default: refuse, listing every unreadable file).")] = False,
+    skip_bad: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad",
+            help="Rank the readable records and list the unreadable ones (default: refuse, listing every unreadable file).",
+        ),
+    ] = False,
 ) -> None:
     """Write Markdown and CSV leaderboards (and per-task heatmaps) from run records; only comparable numbers share a column."""
     from mvleval.errors import Problems, plural
@@ -565,16 +855,23 @@ def leaderboard(
         from rich.markup import escape
 
         lines = "\n".join(f"  {line}" for line in bad.lines())
-        _console(stderr=True).print(escape(f"Skipped {plural(len(bad), 'unreadable file')} (--skip-bad):\n{lines}"), soft_wrap=True)
+        _console(stderr=True).print(
+            escape(f"Skipped {plural(len(bad), 'unreadable file')} (--skip-bad):\n{lines}"), soft_wrap=True
+        )
     if not records:
-        raise MvlevalError("no run records found.", fix="pass the folder holding the records written by `mvleval run`.",
-                           where=", ".join(str(p) for p in (paths or [Path("results/runs")])))
+        raise MvlevalError(
+            "no run records found.",
+            fix="pass the folder holding the records written by `mvleval run`.",
+            where=", ".join(str(p) for p in (paths or [Path("results/runs")])),
+        )
     board = build_leaderboard(records)
     written = write_leaderboard(board, out)
     if json_out:
         from mvleval.leaderboard import leaderboard_dict
 
-        _print_json("leaderboard", {"n_records": len(records), "written": [str(p) for p in written], **leaderboard_dict(board)})
+        _print_json(
+            "leaderboard", {"n_records": len(records), "written": [str(p) for p in written], **leaderboard_dict(board)}
+        )
         return
     console = _console()
     console.print(f"Leaderboard from {len(records)} run record(s):")
@@ -582,9 +879,20 @@ def leaderboard(
         console.print(f"  {path}")
 
 
-def _gate(run_path: Path, baseline_path: Path, max_drop: list[str], metric: list[str] | None, lang_tolerance: list[str],
-          paired: bool, confidence: float, report: Path | None, *, report_html: Path | None = None,
-          image_root: Path | None = None, json_document: tuple[str, dict[str, Any]] | None = None) -> None:
+def _gate(
+    run_path: Path,
+    baseline_path: Path,
+    max_drop: list[str],
+    metric: list[str] | None,
+    lang_tolerance: list[str],
+    paired: bool,
+    confidence: float,
+    report: Path | None,
+    *,
+    report_html: Path | None = None,
+    image_root: Path | None = None,
+    json_document: tuple[str, dict[str, Any]] | None = None,
+) -> None:
     """Gate a run and print the verdict table, or with `json_document` (command, payload) print that command's JSON
     document with the verdicts under "gate"; exits 1 on regression."""
     from mvleval.gate import gate as run_gate
@@ -611,8 +919,16 @@ def _gate(run_path: Path, baseline_path: Path, max_drop: list[str], metric: list
     if report_html is not None:
         from mvleval.report import write_compare_report
 
-        summary = write_compare_report(run_path, baseline_path, report_html, image_root=image_root, metrics=metric or None,
-                                       gate_report=result, run=run_record, baseline=baseline_record)
+        summary = write_compare_report(
+            run_path,
+            baseline_path,
+            report_html,
+            image_root=image_root,
+            metrics=metric or None,
+            gate_report=result,
+            run=run_record,
+            baseline=baseline_record,
+        )
         _print_report_summary(console, summary)
     if json_document is not None:
         command, payload = json_document
@@ -626,20 +942,65 @@ def _gate(run_path: Path, baseline_path: Path, max_drop: list[str], metric: list
 @app.command(cls=_Command)
 def gate(
     run_record: Annotated[Path, typer.Argument(metavar="RUN", help="The run record to check.")],
-    baseline: Annotated[Path, typer.Option(metavar="BASELINE", help="The baseline record (e.g. results/baselines/xgqa/main.json).")],
-    max_drop: Annotated[list[str] | None, typer.Option(metavar="[METRIC=]X", help="Allowed drop in points (x100): X for all metrics or metric=X; repeatable. Default 1.")] = None,
-    metric: Annotated[list[str] | None, typer.Option(metavar="METRIC", help="Gate only these metrics (repeatable; default: all).")] = None,
-    lang_tolerance: Annotated[list[str] | None, typer.Option(metavar="LANG[:METRIC]=X", help="Per-language tolerance: zh=3 or zh:cider=5 (repeatable).")] = None,
-    paired: Annotated[bool, typer.Option("--paired", help="Fail only when a paired bootstrap on per-sample scores says the drop is significant.")] = False,
+    baseline: Annotated[
+        Path, typer.Option(metavar="BASELINE", help="The baseline record (e.g. results/baselines/xgqa/main.json).")
+    ],
+    max_drop: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="[METRIC=]X",
+            help="Allowed drop in points (x100): X for all metrics or metric=X; repeatable. Default 1.",
+        ),
+    ] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option(metavar="METRIC", help="Gate only these metrics (repeatable; default: all).")
+    ] = None,
+    lang_tolerance: Annotated[
+        list[str] | None,
+        typer.Option(metavar="LANG[:METRIC]=X", help="Per-language tolerance: zh=3 or zh:cider=5 (repeatable)."),
+    ] = None,
+    paired: Annotated[
+        bool,
+        typer.Option(
+            "--paired", help="Fail only when a paired bootstrap on per-sample scores says the drop is significant."
+        ),
+    ] = False,
     confidence: Annotated[float, typer.Option(metavar="P", help="Confidence level of the paired test.")] = 0.95,
-    report: Annotated[Path | None, typer.Option(metavar="FILE", help="Also write the Markdown report here (and to $GITHUB_STEP_SUMMARY when set).")] = None,
-    report_html: Annotated[Path | None, typer.Option(metavar="FILE", help="Also write the HTML comparison (flipped samples per language, largest drops, every sample) here.")] = None,
-    image_root: Annotated[Path | None, typer.Option(metavar="DIR", help="With --report-html: the images' folder, for thumbnails and links to the full images.")] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE", help="Also write the Markdown report here (and to $GITHUB_STEP_SUMMARY when set)."
+        ),
+    ] = None,
+    report_html: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Also write the HTML comparison (flipped samples per language, largest drops, every sample) here.",
+        ),
+    ] = None,
+    image_root: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR", help="With --report-html: the images' folder, for thumbnails and links to the full images."
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Compare a run with a baseline: exit 0 on pass, 1 on regression, 2 when the two are not comparable."""
-    _gate(run_record, baseline, max_drop or [], metric, lang_tolerance or [], paired, confidence, report,
-          report_html=report_html, image_root=image_root, json_document=("gate", {}) if json_out else None)
+    _gate(
+        run_record,
+        baseline,
+        max_drop or [],
+        metric,
+        lang_tolerance or [],
+        paired,
+        confidence,
+        report,
+        report_html=report_html,
+        image_root=image_root,
+        json_document=("gate", {}) if json_out else None,
+    )
 
 
 def _print_report_summary(console: Console, summary: Any) -> None:
@@ -649,31 +1010,68 @@ def _print_report_summary(console: Console, summary: Any) -> None:
     flips = "" if summary.n_flipped is None else f", {summary.n_flipped} flipped verdict(s)"
     console.print(escape(f"HTML report: {summary.path} ({summary.n_samples} samples{flips}, {size:.1f} MB)"))
     if summary.image_root_recorded:
-        console.print(escape(f"Images from the run's image folder (kept in its record): {summary.image_root}"), style="dim",
-                      soft_wrap=True)
+        console.print(
+            escape(f"Images from the run's image folder (kept in its record): {summary.image_root}"),
+            style="dim",
+            soft_wrap=True,
+        )
     if summary.image_root is None and summary.n_images:
-        console.print("[dim]No thumbnails: the run's image folder is not recorded or no longer there; pass --image-root DIR "
-                      "to embed them.[/dim]")
+        console.print(
+            "[dim]No thumbnails: the run's image folder is not recorded or no longer there; pass --image-root DIR "
+            "to embed them.[/dim]"
+        )
     elif summary.missing_images:
         shown = ", ".join(summary.missing_images[:3])
-        console.print(escape(f"Warning: {len(summary.missing_images)} of {summary.n_images} images not found or unreadable "
-                             f"under {summary.image_root} (e.g. {shown}); the report names them instead."))
+        console.print(
+            escape(
+                f"Warning: {len(summary.missing_images)} of {summary.n_images} images not found or unreadable "
+                f"under {summary.image_root} (e.g. {shown}); the report names them instead."
+            )
+        )
 
 
 @app.command("report", cls=_Command)
 def report_command(
-    run_record: Annotated[Path, typer.Argument(metavar="RUN", help="A run record written by `mvleval run` (its per-sample file next to it).")],
-    out: Annotated[Path | None, typer.Option(metavar="FILE", help="The HTML file to write (default: next to the record, RUN.html or RUN.compare.html).")] = None,
-    compare: Annotated[Path | None, typer.Option(metavar="BASELINE", help="Compare with this baseline record: flipped verdicts per language, then the largest drops.")] = None,
-    image_root: Annotated[Path | None, typer.Option(metavar="DIR", help="The images' folder: thumbnails are embedded from it, with links to the full images (default: the run's, kept in its record).")] = None,
-    metric: Annotated[list[str] | None, typer.Option(metavar="METRIC", help="With --compare: compare only these metrics (repeatable; default: all of the baseline's).")] = None,
+    run_record: Annotated[
+        Path,
+        typer.Argument(metavar="RUN", help="A run record written by `mvleval run` (its per-sample file next to it)."),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE", help="The HTML file to write (default: next to the record, RUN.html or RUN.compare.html)."
+        ),
+    ] = None,
+    compare: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="BASELINE",
+            help="Compare with this baseline record: flipped verdicts per language, then the largest drops.",
+        ),
+    ] = None,
+    image_root: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="The images' folder: thumbnails are embedded from it, with links to the full images (default: the run's, kept in its record).",
+        ),
+    ] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="METRIC",
+            help="With --compare: compare only these metrics (repeatable; default: all of the baseline's).",
+        ),
+    ] = None,
 ) -> None:
     """Write one self-contained HTML page of a run (every sample, filterable), or of a run against a baseline."""
     from mvleval.report import write_compare_report, write_run_report
 
     if metric and compare is None:
-        raise MvlevalError("--metric selects what --compare compares, but no --compare baseline was given.",
-                           fix="add --compare BASELINE, or leave --metric out.")
+        raise MvlevalError(
+            "--metric selects what --compare compares, but no --compare baseline was given.",
+            fix="add --compare BASELINE, or leave --metric out.",
+        )
     from mvleval.record import report_paths
 
     run_page, compare_page = report_paths(run_record)
@@ -691,7 +1089,9 @@ def baseline_bless(
     run_record: Annotated[Path, typer.Argument(metavar="RUN", help="The run record to make the baseline.")],
     note: Annotated[str, typer.Option(metavar="TEXT", help="Why this run is the new baseline (kept next to it).")],
     name: Annotated[str, typer.Option(metavar="NAME", help="Baseline name.")] = "main",
-    baselines_dir: Annotated[Path, typer.Option("--dir", metavar="DIR", help="Root of the committed baselines.")] = Path("results/baselines"),
+    baselines_dir: Annotated[
+        Path, typer.Option("--dir", metavar="DIR", help="Root of the committed baselines.")
+    ] = Path("results/baselines"),
 ) -> None:
     """Copy a run record (and its per-sample file) into results/baselines/<task>/<name>.json with a note."""
     from mvleval.baseline import bless
@@ -714,9 +1114,14 @@ class RichTrainProgress:
         )
 
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[rate]}"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
         )
         self._task_id: Any = None
 
@@ -731,7 +1136,9 @@ class RichTrainProgress:
         self._task_id = self._progress.add_task(label, total=total, completed=done, loss="-", lr="-", rate="")
 
     def update(self, step: int, loss: float, lr: float, examples_per_s: float) -> None:
-        self._progress.update(self._task_id, completed=step, loss=f"{loss:.4f}", lr=f"{lr:.2e}", rate=f"{examples_per_s:.1f} ex/s")
+        self._progress.update(
+            self._task_id, completed=step, loss=f"{loss:.4f}", lr=f"{lr:.2e}", rate=f"{examples_per_s:.1f} ex/s"
+        )
 
     def finish(self) -> None:
         self._progress.stop()
@@ -744,21 +1151,58 @@ class RichTrainProgress:
 
 @app.command(cls=_Command)
 def train(
-    model: Annotated[str | None, typer.Option("--model", "-m", metavar="MODEL", help="Base BLIP-2/mBLIP checkpoint folder.")] = None,
-    out: Annotated[Path | None, typer.Option(metavar="DIR", help="Output folder: adapter, blip_parts, config, log, loss curve, checkpoints.")] = None,
-    train_file: Annotated[Path | None, typer.Option(metavar="FILE", help="mBLIP task-mix file: JSON list or JSONL of {context, label, image_id}.")] = None,
-    image_root: Annotated[list[Path] | None, typer.Option(metavar="DIR", help="Image folder; repeat to search several in order (task-mix).")] = None,
-    task: Annotated[str | None, typer.Option("--task", "-t", metavar="TASK", help="Train on an mvleval task's split instead (a name or a benchmark file, ./my-bench/); join tasks with '+' for a mixture.")] = None,
-    split: Annotated[str | None, typer.Option(metavar="SPLIT", help="The task's training split, e.g. train_10.")] = None,
-    data_root: Annotated[Path | None, typer.Option(metavar="DIR", help="Folder with the task's annotation files (default: $MVLEVAL_DATA).")] = None,
-    lang: Annotated[list[str] | None, typer.Option("--lang", "-l", metavar="CODE", help="Train only on these languages (repeatable).")] = None,
-    bits: Annotated[int | None, typer.Option(metavar="4|8|16|32", help="Base weights: 4 (QLoRA nf4), 8, 16 (bf16), 32. Default: 4 on CUDA, 32 on CPU.")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", metavar="MODEL", help="Base BLIP-2/mBLIP checkpoint folder.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(metavar="DIR", help="Output folder: adapter, blip_parts, config, log, loss curve, checkpoints."),
+    ] = None,
+    train_file: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="mBLIP task-mix file: JSON list or JSONL of {context, label, image_id}."),
+    ] = None,
+    image_root: Annotated[
+        list[Path] | None,
+        typer.Option(metavar="DIR", help="Image folder; repeat to search several in order (task-mix)."),
+    ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task",
+            "-t",
+            metavar="TASK",
+            help="Train on an mvleval task's split instead (a name or a benchmark file, ./my-bench/); join tasks with '+' for a mixture.",
+        ),
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(metavar="SPLIT", help="The task's training split, e.g. train_10.")
+    ] = None,
+    data_root: Annotated[
+        Path | None,
+        typer.Option(metavar="DIR", help="Folder with the task's annotation files (default: $MVLEVAL_DATA)."),
+    ] = None,
+    lang: Annotated[
+        list[str] | None,
+        typer.Option("--lang", "-l", metavar="CODE", help="Train only on these languages (repeatable)."),
+    ] = None,
+    bits: Annotated[
+        int | None,
+        typer.Option(
+            metavar="4|8|16|32", help="Base weights: 4 (QLoRA nf4), 8, 16 (bf16), 32. Default: 4 on CUDA, 32 on CPU."
+        ),
+    ] = None,
     max_steps: Annotated[int | None, typer.Option(metavar="N", help="Optimizer steps (overrides --epochs).")] = None,
     epochs: Annotated[float | None, typer.Option(metavar="X", help="Passes over the data.")] = None,
     batch_size: Annotated[int | None, typer.Option(metavar="N", help="Examples per forward pass.")] = None,
     seed: Annotated[int | None, typer.Option(metavar="N", help="Seed for LoRA init, dropout and data order.")] = None,
-    config: Annotated[Path | None, typer.Option(metavar="FILE", help="TOML or YAML config file (flags and --set override it).")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="Override any config key: key=value (repeatable).")] = None,
+    config: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="TOML or YAML config file (flags and --set override it).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="Override any config key: key=value (repeatable)."),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run from its last checkpoint.")] = False,
 ) -> None:
     """Fine-tune a BLIP-2/mBLIP checkpoint with LoRA (mBLIP's recipe; QLoRA with --bits 4)."""
@@ -769,23 +1213,40 @@ def train(
     from mvleval.finetune import train as run_training
 
     cfg = load_config(
-        config, set_ or [],
-        base_model=model, output_dir=out, train_file=train_file, image_roots=image_root or None, task=task, split=split,
-        data_root=data_root, languages=lang or None, bits=bits, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
+        config,
+        set_ or [],
+        base_model=model,
+        output_dir=out,
+        train_file=train_file,
+        image_roots=image_root or None,
+        task=task,
+        split=split,
+        data_root=data_root,
+        languages=lang or None,
+        bits=bits,
+        max_steps=max_steps,
+        epochs=epochs,
+        batch_size=batch_size,
         seed=seed,
     )
     with RichTrainProgress(_console(stderr=True)) as progress:
         path = run_training(cfg, resume=resume, progress=progress)
-    _console().print(f"Trained adapter: {path}\nEvaluate it with `mvleval run --model {cfg.base_model} --adapter {path} ...` "
-                     f"or merge it with `mvleval export {path} --out DIR`.")
+    _console().print(
+        f"Trained adapter: {path}\nEvaluate it with `mvleval run --model {cfg.base_model} --adapter {path} ...` "
+        f"or merge it with `mvleval export {path} --out DIR`."
+    )
 
 
 @app.command(cls=_Command)
 def export(
     train_dir: Annotated[Path, typer.Argument(metavar="TRAIN_DIR", help="Output folder of `mvleval train`.")],
     out: Annotated[Path, typer.Option(metavar="DIR", help="Folder for the merged checkpoint (with its processor).")],
-    bits: Annotated[int, typer.Option(metavar="4|8|16|32", help="4 (nf4, bitsandbytes), 8 (int8), 16 (bf16) or 32 (fp32).")] = 4,
-    model: Annotated[str | None, typer.Option("--model", "-m", metavar="MODEL", help="Base checkpoint, if it moved since training.")] = None,
+    bits: Annotated[
+        int, typer.Option(metavar="4|8|16|32", help="4 (nf4, bitsandbytes), 8 (int8), 16 (bf16) or 32 (fp32).")
+    ] = 4,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", metavar="MODEL", help="Base checkpoint, if it moved since training.")
+    ] = None,
 ) -> None:
     """Merge a LoRA adapter and the trained BLIP parts into the base model and save a loadable checkpoint."""
     from mvleval.extras import require_hf
@@ -801,7 +1262,15 @@ def export(
 
 @app.command(cls=_Command)
 def tasks(
-    task: Annotated[list[str] | None, typer.Option("--task", "-t", metavar="PATH", help="Show (and validate) these benchmark files instead of the built-in tasks: ./my-bench/ or ./bench.jsonl; repeatable.")] = None,
+    task: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--task",
+            "-t",
+            metavar="PATH",
+            help="Show (and validate) these benchmark files instead of the built-in tasks: ./my-bench/ or ./bench.jsonl; repeatable.",
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """List the tasks with their version, languages, splits and metrics; --task PATH shows a benchmark file."""
@@ -823,8 +1292,14 @@ def tasks(
             name_column = col in ("task", "splits (default first)", "metrics")
             table.add_column(col, no_wrap=name_column, min_width=None)
         for d in described:
-            table.add_row(d["name"], str(d["version"]), f"{len(d['languages'])}: {' '.join(d['languages'])}",
-                          "\n".join(d["splits"]), "\n".join(d["metrics"]), d["description"])
+            table.add_row(
+                d["name"],
+                str(d["version"]),
+                f"{len(d['languages'])}: {' '.join(d['languages'])}",
+                "\n".join(d["splits"]),
+                "\n".join(d["metrics"]),
+                d["description"],
+            )
         console.print(table)
     else:
         # too narrow for the table without cutting names: a list, wrapped at spaces only
@@ -832,11 +1307,16 @@ def tasks(
 
         console.print(escape("mvleval tasks" if not task else "benchmark files"), style="bold")
         for d in described:
-            console.print(escape(_wrap(f"{d['name']} v{d['version']}: {d['description']}", console.width, indent="  ")),
-                          style="bold", soft_wrap=True)
-            for label, value in (("languages", f"{len(d['languages'])}: {' '.join(d['languages'])}"),
-                                 ("splits", ", ".join(d["splits"]) + " (the first is the default)"),
-                                 ("metrics", ", ".join(d["metrics"]))):
+            console.print(
+                escape(_wrap(f"{d['name']} v{d['version']}: {d['description']}", console.width, indent="  ")),
+                style="bold",
+                soft_wrap=True,
+            )
+            for label, value in (
+                ("languages", f"{len(d['languages'])}: {' '.join(d['languages'])}"),
+                ("splits", ", ".join(d["splits"]) + " (the first is the default)"),
+                ("metrics", ", ".join(d["metrics"])),
+            ):
                 console.print(escape(_wrap(f"  {label}: {value}", console.width, indent="    ")), soft_wrap=True)
     for t in loaded:
         if t.location() is None:
@@ -846,11 +1326,16 @@ def tasks(
         from mvleval.filetask import FileTask
 
         assert isinstance(t, FileTask)
-        lines = [f"{t.name} v{t.version} ({t.spec.kind}) from {t.location()}: protocol {t.protocol_hash()}, "
-                 f"{t.images_per_example} image(s) per example at most, generation {t.generation.to_dict()}",
-                 f"  prompt: {t.prompt_template!r}" + (f"; chat prompt: {t.chat_prompt_template!r}" if t.spec.chat_prompt else "")]
-        lines += [f"  {split}: {sum(counts.values())} rows ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"
-                  for split, counts in t.row_counts().items()]
+        lines = [
+            f"{t.name} v{t.version} ({t.spec.kind}) from {t.location()}: protocol {t.protocol_hash()}, "
+            f"{t.images_per_example} image(s) per example at most, generation {t.generation.to_dict()}",
+            f"  prompt: {t.prompt_template!r}"
+            + (f"; chat prompt: {t.chat_prompt_template!r}" if t.spec.chat_prompt else ""),
+        ]
+        lines += [
+            f"  {split}: {sum(counts.values())} rows ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"
+            for split, counts in t.row_counts().items()
+        ]
         for line in lines:
             console.print(escape(_wrap(line, console.width, indent="  ")), soft_wrap=True)
 
@@ -867,8 +1352,18 @@ def _wrap(text: str, width: int, indent: str = "") -> str:
     out: list[str] = []
     for line in text.splitlines() or [""]:
         lead = line[: len(line) - len(line.lstrip())]
-        out.append(textwrap.fill(line, width=max(width, 20), initial_indent="", subsequent_indent=lead + indent,
-                                 break_long_words=False, break_on_hyphens=False, drop_whitespace=True) or line)
+        out.append(
+            textwrap.fill(
+                line,
+                width=max(width, 20),
+                initial_indent="",
+                subsequent_indent=lead + indent,
+                break_long_words=False,
+                break_on_hyphens=False,
+                drop_whitespace=True,
+            )
+            or line
+        )
     return "\n".join(out)
 
 
@@ -888,17 +1383,32 @@ def cache_info() -> None:
 
     info = ResponseCache("read").info()
     console = _console()
-    console.print(f"Response cache: {info.path}" + ("" if info.exists else " (empty: nothing cached yet)"), soft_wrap=True)
-    console.print(f"  entries: {info.entries}, on disk: {_size(info.bytes_on_disk)} (answers: {_size(info.answer_bytes)})",
-                  soft_wrap=True)
+    console.print(
+        f"Response cache: {info.path}" + ("" if info.exists else " (empty: nothing cached yet)"), soft_wrap=True
+    )
+    console.print(
+        f"  entries: {info.entries}, on disk: {_size(info.bytes_on_disk)} (answers: {_size(info.answer_bytes)})",
+        soft_wrap=True,
+    )
     for model, count in info.models.items():
         console.print(f"  {model}: {count}", markup=False, soft_wrap=True)
-    console.print(f"[dim]set ${CACHE_ENV} to use another folder; `mvleval cache clear [--model NAME]` empties it[/dim]", soft_wrap=True)
+    console.print(
+        f"[dim]set ${CACHE_ENV} to use another folder; `mvleval cache clear [--model NAME]` empties it[/dim]",
+        soft_wrap=True,
+    )
 
 
 @cache_app.command("clear", cls=_Command)
 def cache_clear(
-    model: Annotated[str | None, typer.Option("--model", "-m", metavar="NAME", help="Remove only this model's answers (the name `cache info` lists, e.g. the served model id).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            metavar="NAME",
+            help="Remove only this model's answers (the name `cache info` lists, e.g. the served model id).",
+        ),
+    ] = None,
 ) -> None:
     """Remove the cached answers (all, or one model's)."""
     from mvleval.cache import ResponseCache
@@ -908,19 +1418,36 @@ def cache_clear(
     if model is not None and model not in known:
         from mvleval.errors import did_you_mean
 
-        raise MvlevalError(f"the response cache holds no answers of model {model!r}.{did_you_mean(model, list(known))}",
-                           fix="pass a name that `mvleval cache info` lists" + (f" ({', '.join(known)})." if known else "; the cache is empty."))
+        raise MvlevalError(
+            f"the response cache holds no answers of model {model!r}.{did_you_mean(model, list(known))}",
+            fix="pass a name that `mvleval cache info` lists"
+            + (f" ({', '.join(known)})." if known else "; the cache is empty."),
+        )
     removed = cache.clear(model)
-    _console().print(f"removed {removed} cached answer(s)" + (f" of {model}" if model else "") + f" from {cache.path}",
-                     markup=False, soft_wrap=True)
+    _console().print(
+        f"removed {removed} cached answer(s)" + (f" of {model}" if model else "") + f" from {cache.path}",
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 @data_app.command("check", cls=_Command)
 def data_check(
-    task: Annotated[str, typer.Option("--task", "-t", metavar="TASK", help="Task name, or a benchmark file (./my-bench/, ./bench.jsonl).")],
-    data_root: Annotated[Path | None, typer.Option(metavar="DIR", help="Folder with the annotation files (default: $MVLEVAL_DATA).")] = None,
-    image_root: Annotated[Path | None, typer.Option(metavar="DIR", help="Folder with the images (default: <data-root>/images).")] = None,
-    lang: Annotated[list[str] | None, typer.Option("--lang", "-l", metavar="CODE", help="Language code; repeat for several.")] = None,
+    task: Annotated[
+        str,
+        typer.Option(
+            "--task", "-t", metavar="TASK", help="Task name, or a benchmark file (./my-bench/, ./bench.jsonl)."
+        ),
+    ],
+    data_root: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Folder with the annotation files (default: $MVLEVAL_DATA).")
+    ] = None,
+    image_root: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Folder with the images (default: <data-root>/images).")
+    ] = None,
+    lang: Annotated[
+        list[str] | None, typer.Option("--lang", "-l", metavar="CODE", help="Language code; repeat for several.")
+    ] = None,
     split: Annotated[str | None, typer.Option(metavar="SPLIT", help="Split (default: the task's).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
@@ -941,10 +1468,25 @@ def data_check(
 
 @app.command(cls=_Command)
 def demo(
-    out: Annotated[Path, typer.Option(metavar="DIR", help="Folder for the demo's data, models, runs and leaderboard.")] = Path("mvleval-demo"),
-    seed: Annotated[int, typer.Option(metavar="N", help="Seed for the synthetic data, the tiny model and training (with --train).")] = 0,
-    train_model: Annotated[bool, typer.Option("--train", help="Fine-tune the demo model here (~2 min on 2 cores) instead of using the packaged one; its numbers then depend on this CPU's floating-point kernels (docs/ci.md).")] = False,
-    native_kernels: Annotated[bool, typer.Option("--native-kernels", help="Use this CPU's fastest kernels (e.g. AVX-512) instead of the portable AVX2 ones.")] = False,
+    out: Annotated[
+        Path, typer.Option(metavar="DIR", help="Folder for the demo's data, models, runs and leaderboard.")
+    ] = Path("mvleval-demo"),
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="Seed for the synthetic data, the tiny model and training (with --train).")
+    ] = 0,
+    train_model: Annotated[
+        bool,
+        typer.Option(
+            "--train",
+            help="Fine-tune the demo model here (~2 min on 2 cores) instead of using the packaged one; its numbers then depend on this CPU's floating-point kernels (docs/ci.md).",
+        ),
+    ] = False,
+    native_kernels: Annotated[
+        bool,
+        typer.Option(
+            "--native-kernels", help="Use this CPU's fastest kernels (e.g. AVX-512) instead of the portable AVX2 ones."
+        ),
+    ] = False,
 ) -> None:
     """Offline end to end: synthetic 5-task benchmark, tiny models (untrained, and fine-tuned with LoRA and exported 4-bit by mvleval), evaluation, leaderboard."""
     from rich.table import Table
@@ -961,11 +1503,19 @@ def demo(
     from mvleval.demo import run_demo
 
     console = _console()
-    console.print(f"[bold]mvleval demo[/bold]: synthetic benchmark, tiny mBLIP-shaped model, fine-tuning and evaluation in {out}/")
+    console.print(
+        f"[bold]mvleval demo[/bold]: synthetic benchmark, tiny mBLIP-shaped model, fine-tuning and evaluation in {out}/"
+    )
     err = _console(stderr=True)
     with RichProgress(err) as progress:
-        result = run_demo(out, seed=seed, train_model=train_model, progress=progress, train_progress=RichTrainProgress(err),
-                          log=lambda msg: console.print(msg))
+        result = run_demo(
+            out,
+            seed=seed,
+            train_model=train_model,
+            progress=progress,
+            train_progress=RichTrainProgress(err),
+            log=lambda msg: console.print(msg),
+        )
     for record, _path in result.trained.values():
         print_summary(record, console)
     table = Table(title="Untrained vs fine-tuned (4-bit export): headline metric, mean over languages")
@@ -974,7 +1524,12 @@ def demo(
     for task, (record, _) in result.trained.items():
         metric = record.headline()
         before = result.untrained[task][0].scores[metric].mean
-        table.add_row(task, metric + (" (x100)" if metric in POINT_METRICS else " (%)"), _fmt(before, metric), _fmt(record.scores[metric].mean, metric))
+        table.add_row(
+            task,
+            metric + (" (x100)" if metric in POINT_METRICS else " (%)"),
+            _fmt(before, metric),
+            _fmt(record.scores[metric].mean, metric),
+        )
     console.print(table)
     console.print("Run records:")
     for _, path in list(result.untrained.values()) + list(result.trained.values()):
@@ -1060,7 +1615,7 @@ def _print_error(exc: MvlevalError) -> int:
     # on a terminal, wrapped at spaces here (the terminal would break a long path mid-name); piped or redirected,
     # one line per paragraph, for logs and grep
     text = _wrap("error: " + exc.render(), err.width, indent="  ") if err.is_terminal else "error: " + exc.render()
-    err.print(f"[bold red]error:[/bold red]{escape(text[len('error:'):])}", soft_wrap=True)
+    err.print(f"[bold red]error:[/bold red]{escape(text[len('error:') :])}", soft_wrap=True)
     return 2
 
 

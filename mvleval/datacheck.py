@@ -57,7 +57,9 @@ class LanguageReport:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.n_missing_images == 0 and self.n_unreadable_images == 0 and self.n_examples > 0
+        return (
+            self.error is None and self.n_missing_images == 0 and self.n_unreadable_images == 0 and self.n_examples > 0
+        )
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,9 @@ def check_data(
         data_root=data_root,
         image_root=image_root,
         source_url=task.source_url,
-        languages=tuple(_check_language(task, data_root, image_root, lang, split, checked) for lang in dict.fromkeys(langs)),
+        languages=tuple(
+            _check_language(task, data_root, image_root, lang, split, checked) for lang in dict.fromkeys(langs)
+        ),
     )
 
 
@@ -151,8 +155,9 @@ def check_data(
 _MISSING = "missing"
 
 
-def _check_language(task: Task, data_root: Path, image_root: Path, lang: str, split: str,
-                    checked: dict[Path, str | None]) -> LanguageReport:
+def _check_language(
+    task: Task, data_root: Path, image_root: Path, lang: str, split: str, checked: dict[Path, str | None]
+) -> LanguageReport:
     """One language's report; `checked` holds what earlier languages found at each image path (XM3600 captions the
     same 3,600 images in 36 languages: each is opened once, not 36 times)."""
     annotation_file = task.annotation_path(data_root, lang, split)
@@ -161,7 +166,10 @@ def _check_language(task: Task, data_root: Path, image_root: Path, lang: str, sp
     except MvlevalError as exc:
         found = annotation_file.is_file()
         return LanguageReport(
-            lang=lang, annotation_file=annotation_file, annotation_found=found, error=exc.render(),
+            lang=lang,
+            annotation_file=annotation_file,
+            annotation_found=found,
+            error=exc.render(),
             other_splits=() if found else tuple(task.splits_present(data_root, lang)),
         )
     seen: dict[str, str] = {}
@@ -253,8 +261,10 @@ def render_report(report: DataReport) -> str:
     ]
     problems: list[str] = []
     if not report.image_root.is_dir() and any(r.n_missing_images for r in report.languages):
-        problems.append(f"image root not found: {report.image_root}, so every image is missing; pass --image-root DIR "
-                        "(default: <data-root>/images)")
+        problems.append(
+            f"image root not found: {report.image_root}, so every image is missing; pass --image-root DIR "
+            "(default: <data-root>/images)"
+        )
     for r in report.languages:
         if r.error:
             problems.append(f"{r.lang}: {r.error}")
@@ -267,25 +277,35 @@ def render_report(report: DataReport) -> str:
             # grouped by what is wrong (not an image, truncated, too large), each kind once with its first files
             unreadable = Problems()
             for p, why in r.unreadable_images:
-                unreadable.add(why if not why.startswith("cannot be decoded") else "cannot be decoded", str(p),
-                               None if not why.startswith("cannot be decoded") else why[len("cannot be decoded "):].strip("()"),
-                               unit="image")
+                unreadable.add(
+                    why if not why.startswith("cannot be decoded") else "cannot be decoded",
+                    str(p),
+                    None if not why.startswith("cannot be decoded") else why[len("cannot be decoded ") :].strip("()"),
+                    unit="image",
+                )
             more = r.n_unreadable_images - len(r.unreadable_images)
             tail = f" (+{more:,} more not shown)" if more > 0 else ""
-            problems.append(f"{r.lang}: {plural(r.n_unreadable_images, 'unreadable image')}{tail}; replace "
-                            f"{'it' if r.n_unreadable_images == 1 else 'them'} with "
-                            "the benchmark's original files:")
+            problems.append(
+                f"{r.lang}: {plural(r.n_unreadable_images, 'unreadable image')}{tail}; replace "
+                f"{'it' if r.n_unreadable_images == 1 else 'them'} with "
+                "the benchmark's original files:"
+            )
             problems += [f"  {line}" for line in unreadable.lines(base=report.image_root)]
     if problems:
-        hint = (f"Download the benchmark from {report.source_url}; tasks/README.md shows the layout." if report.source_url
-                else "Correct the benchmark's rows or put its images under the image root (docs/custom-benchmark.md).")
+        hint = (
+            f"Download the benchmark from {report.source_url}; tasks/README.md shows the layout."
+            if report.source_url
+            else "Correct the benchmark's rows or put its images under the image root (docs/custom-benchmark.md)."
+        )
         absent = [r for r in report.languages if not r.annotation_found]
         if absent and all(r.other_splits for r in absent) and len(absent) == len(problems):
             # the benchmark is there, of another split: downloading it again would not help
             present = list(dict.fromkeys(s for r in absent for s in r.other_splits))
-            hint = (f"The data root holds the {' and '.join(present)} split of {report.task}, not {report.split}: "
-                    f"check it with --split {present[0]} (and run with --split {present[0]}), or download the "
-                    f"{report.split} split" + (f" from {report.source_url}." if report.source_url else "."))
+            hint = (
+                f"The data root holds the {' and '.join(present)} split of {report.task}, not {report.split}: "
+                f"check it with --split {present[0]} (and run with --split {present[0]}), or download the "
+                f"{report.split} split" + (f" from {report.source_url}." if report.source_url else ".")
+            )
         out += ["", "Problems:", *problems, "", hint]
     else:
         out += ["", "All annotation and image files are present."]

@@ -135,10 +135,23 @@ _SHAPE: dict[str, dict[str, str | tuple[str, str]]] = {  # English: (singular, p
 }
 # German: "ein roter Kreis" (masc.), "ein rotes Quadrat/Dreieck" (neut.), plural "zwei rote Kreise/Quadrate/Dreiecke".
 _DE_STEM = {"red": "rot", "blue": "blau", "green": "grün", "yellow": "gelb"}
-_DE_SHAPE = {"circle": ("Kreis", "Kreise", "er"), "square": ("Quadrat", "Quadrate", "es"), "triangle": ("Dreieck", "Dreiecke", "es")}
+_DE_SHAPE = {
+    "circle": ("Kreis", "Kreise", "er"),
+    "square": ("Quadrat", "Quadrate", "es"),
+    "triangle": ("Dreieck", "Dreiecke", "es"),
+}
 # Russian (all three nouns masculine): "один красный круг", "два красных круга".
-_RU_COLOUR = {"red": ("красный", "красных"), "blue": ("синий", "синих"), "green": ("зелёный", "зелёных"), "yellow": ("жёлтый", "жёлтых")}
-_RU_SHAPE = {"circle": ("круг", "круга"), "square": ("квадрат", "квадрата"), "triangle": ("треугольник", "треугольника")}
+_RU_COLOUR = {
+    "red": ("красный", "красных"),
+    "blue": ("синий", "синих"),
+    "green": ("зелёный", "зелёных"),
+    "yellow": ("жёлтый", "жёлтых"),
+}
+_RU_SHAPE = {
+    "circle": ("круг", "круга"),
+    "square": ("квадрат", "квадрата"),
+    "triangle": ("треугольник", "треугольника"),
+}
 
 
 def caption(scene: Scene, lang: str) -> str:
@@ -171,9 +184,15 @@ _MAXM_COLOUR = {"en": _COLOUR["en"], "zh": {"red": "红色", "blue": "蓝色", "
 # -- XVNLI: hypotheses about one image -----------------------------------------------------------------------------------
 XVNLI_LANGUAGES = ("en", "es", "fr", "ru")
 _XVNLI_COLOUR_HYP = {
-    "en": ("There is something {c} in the picture.", {"red": "red", "blue": "blue", "green": "green", "yellow": "yellow"}),
+    "en": (
+        "There is something {c} in the picture.",
+        {"red": "red", "blue": "blue", "green": "green", "yellow": "yellow"},
+    ),
     "es": ("Hay algo {c} en la imagen.", {"red": "rojo", "blue": "azul", "green": "verde", "yellow": "amarillo"}),
-    "fr": ("Il y a quelque chose de {c} sur l'image.", {"red": "rouge", "blue": "bleu", "green": "vert", "yellow": "jaune"}),
+    "fr": (
+        "Il y a quelque chose de {c} sur l'image.",
+        {"red": "rouge", "blue": "bleu", "green": "vert", "yellow": "jaune"},
+    ),
     "ru": ("На картинке есть что-то {c}.", {"red": "красное", "blue": "синее", "green": "зелёное", "yellow": "жёлтое"}),
 }
 _XVNLI_NEUTRAL = {
@@ -214,7 +233,10 @@ def build_demo_data(root: Path, seed: int = 0, n_train: int = 72, n_test: int = 
     write_xgqa(data_root, image_root, {f"train_{n_train}": scenes[:n_train], "test": scenes[n_train:]})
 
     # xFlickrCo (captions; English test in Flickr30k's test_ann format with the same fields)
-    cap_scenes = [Scene(f"flickr{seed}_{i:04d}", s.colour, s.shape, s.count) for i, s in enumerate(make_scenes(n_train + n_test, seed + 1))]
+    cap_scenes = [
+        Scene(f"flickr{seed}_{i:04d}", s.colour, s.shape, s.count)
+        for i, s in enumerate(make_scenes(n_train + n_test, seed + 1))
+    ]
     _draw_all(cap_scenes, image_root / "flickr30k", seed)
     for split, part in ((f"train_{n_train}", cap_scenes[:n_train]), ("test", cap_scenes[n_train:])):
         for lang in LANGUAGES:
@@ -231,9 +253,20 @@ def build_demo_data(root: Path, seed: int = 0, n_train: int = 72, n_test: int = 
     xm_rows = []
     for i, s in enumerate(xm_scenes):
         key = f"{seed:08x}{i:08x}"
-        xm_rows.append({"image/key": key, "image/locale": "en",
-                        **{lang: {"caption": [caption(s, lang)], "caption/tokenized": [caption(s, lang)],
-                                  "caption/tokenized/lowercase": [caption(s, lang).lower()]} for lang in LANGUAGES}})
+        xm_rows.append(
+            {
+                "image/key": key,
+                "image/locale": "en",
+                **{
+                    lang: {
+                        "caption": [caption(s, lang)],
+                        "caption/tokenized": [caption(s, lang)],
+                        "caption/tokenized/lowercase": [caption(s, lang).lower()],
+                    }
+                    for lang in LANGUAGES
+                },
+            }
+        )
         path = image_root / "xm3600" / f"{key}.jpg"
         if not path.exists():
             draw_scene(s, path, seed)
@@ -247,17 +280,34 @@ def build_demo_data(root: Path, seed: int = 0, n_train: int = 72, n_test: int = 
                 shape = SHAPES[i % len(SHAPES)]
                 truth = i % 2 == 0
                 other = SHAPES[(i + 1) % len(SHAPES)]
-                left = Scene(f"marvl{seed}_{lang}_{split}_{i:04d}_l", rng.choice(list(COLOURS)), shape, rng.choice(COUNTS))
-                right = Scene(f"marvl{seed}_{lang}_{split}_{i:04d}_r", rng.choice(list(COLOURS)), shape if truth else other, rng.choice(COUNTS))
+                left = Scene(
+                    f"marvl{seed}_{lang}_{split}_{i:04d}_l", rng.choice(list(COLOURS)), shape, rng.choice(COUNTS)
+                )
+                right = Scene(
+                    f"marvl{seed}_{lang}_{split}_{i:04d}_r",
+                    rng.choice(list(COLOURS)),
+                    shape if truth else other,
+                    rng.choice(COUNTS),
+                )
                 if rng.random() < 0.5:
                     left, right = right, left
                 concept = "1-形状" if lang == "zh" else "1-bentuk"
                 for sc in (left, right):
                     draw_scene(sc, image_root / "marvl" / lang / "images" / concept / f"{sc.image_id}.jpg", seed)
                 shape_word = _SHAPE[lang][shape]
-                rows.append({"concept": concept, "language": lang, "caption": _MARVL_STATEMENT[lang].format(shape=shape_word),
-                             "left_img": f"{left.image_id}.jpg", "right_img": f"{right.image_id}.jpg",
-                             "annotator_info": {}, "chapter": "demo", "id": f"{lang}-{split}-{i}", "label": truth})
+                rows.append(
+                    {
+                        "concept": concept,
+                        "language": lang,
+                        "caption": _MARVL_STATEMENT[lang].format(shape=shape_word),
+                        "left_img": f"{left.image_id}.jpg",
+                        "right_img": f"{right.image_id}.jpg",
+                        "annotator_info": {},
+                        "chapter": "demo",
+                        "id": f"{lang}-{split}-{i}",
+                        "label": truth,
+                    }
+                )
             if split == "test":
                 _write_jsonl(iglue / "marvl" / "zero_shot" / "annotations" / f"marvl-{lang}.jsonl", rows)
             else:
@@ -277,8 +327,16 @@ def build_demo_data(root: Path, seed: int = 0, n_train: int = 72, n_test: int = 
                     hyp = template.format(c=colours[wrong])
                 else:
                     hyp = _XVNLI_NEUTRAL[lang]
-                rows.append({"gold_label": kind, "sentence1": caption(s, "en"), "sentence2": hyp,
-                             "captionID": s.image_id, "pairID": f"{s.image_id}-{i}", "Flikr30kID": s.image_id})
+                rows.append(
+                    {
+                        "gold_label": kind,
+                        "sentence1": caption(s, "en"),
+                        "sentence2": hyp,
+                        "captionID": s.image_id,
+                        "pairID": f"{s.image_id}-{i}",
+                        "Flikr30kID": s.image_id,
+                    }
+                )
             _write_jsonl(iglue / "XVNLI" / "annotations" / lang / f"{split}.jsonl", rows)
 
     # MaXM (test only): questions about the XM3600 images, answered in the question's language (drawn last, with no
@@ -288,12 +346,20 @@ def build_demo_data(root: Path, seed: int = 0, n_train: int = 72, n_test: int = 
         for i, s in enumerate(xm_scenes):
             key = f"{seed:08x}{i:08x}"
             pairs = [
-                {"question_id": f"{key}-{lang}-colour", "question": QUESTIONS["colour"][lang],
-                 "answers": [_MAXM_COLOUR[lang][s.colour]], "processed_answers": [_MAXM_COLOUR[lang][s.colour]],
-                 "is_collection": False},
-                {"question_id": f"{key}-{lang}-count", "question": QUESTIONS["count"][lang],
-                 "answers": [_NUM[lang][s.count - 1]], "processed_answers": [str(s.count), _NUM[lang][s.count - 1]],
-                 "is_collection": False},
+                {
+                    "question_id": f"{key}-{lang}-colour",
+                    "question": QUESTIONS["colour"][lang],
+                    "answers": [_MAXM_COLOUR[lang][s.colour]],
+                    "processed_answers": [_MAXM_COLOUR[lang][s.colour]],
+                    "is_collection": False,
+                },
+                {
+                    "question_id": f"{key}-{lang}-count",
+                    "question": QUESTIONS["count"][lang],
+                    "answers": [_NUM[lang][s.count - 1]],
+                    "processed_answers": [str(s.count), _NUM[lang][s.count - 1]],
+                    "is_collection": False,
+                },
             ]
             annotations.append({"image_id": key, "image_url": "", "qa_pairs": pairs})
         path = data_root / "maxm" / "maxm_v1_release" / f"maxm_v1_{lang}.json"
@@ -361,7 +427,9 @@ def install_packaged_model(into: Path, source: Path = PACKAGED_MODEL) -> None:
     try:
         files: dict[str, str] = json.loads(manifest_path.read_text(encoding="utf-8"))["files"]
     except (OSError, ValueError, KeyError) as exc:
-        raise MvlevalError(f"the packaged demo model's manifest {manifest_path} cannot be read ({exc}).", fix=fix) from None
+        raise MvlevalError(
+            f"the packaged demo model's manifest {manifest_path} cannot be read ({exc}).", fix=fix
+        ) from None
     bad = []
     for name, digest in sorted(files.items()):
         path = source / name
@@ -370,7 +438,9 @@ def install_packaged_model(into: Path, source: Path = PACKAGED_MODEL) -> None:
         elif (actual := file_sha256(path)) != digest:
             bad.append(f"{name} has SHA-256 {actual[:16]}…, the manifest says {digest[:16]}…")
     if bad:
-        raise MvlevalError(f"the packaged demo model in {source} is not the one its manifest names: " + "; ".join(bad) + ".", fix=fix)
+        raise MvlevalError(
+            f"the packaged demo model in {source} is not the one its manifest names: " + "; ".join(bad) + ".", fix=fix
+        )
     tmp = into.with_name(into.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -380,7 +450,9 @@ def install_packaged_model(into: Path, source: Path = PACKAGED_MODEL) -> None:
     tmp.rename(into)
 
 
-def package_trained_model(exported: Path, train_dir: Path, into: Path = PACKAGED_MODEL, *, machine: str = "") -> dict[str, object]:
+def package_trained_model(
+    exported: Path, train_dir: Path, into: Path = PACKAGED_MODEL, *, machine: str = ""
+) -> dict[str, object]:
     """Replace the packaged demo model with `exported` (a `mvleval demo --train` 4-bit export) and write its manifest.
 
     For maintainers: `mvleval demo --train --out D`, then `python -c "from mvleval.demo import package_trained_model as p;
@@ -398,18 +470,24 @@ def package_trained_model(exported: Path, train_dir: Path, into: Path = PACKAGED
     for path in sorted(exported.iterdir()):
         if path.is_file():
             if path.suffix == ".json":
-                (into / path.name).write_text(path.read_text(encoding="utf-8").replace(demo_out, "<demo-out>"), encoding="utf-8")
+                (into / path.name).write_text(
+                    path.read_text(encoding="utf-8").replace(demo_out, "<demo-out>"), encoding="utf-8"
+                )
             else:
                 shutil.copyfile(path, into / path.name)
-    losses = [json.loads(line)["loss"] for line in (train_dir / "train_log.jsonl").read_text().splitlines() if line.strip()]
+    losses = [
+        json.loads(line)["loss"] for line in (train_dir / "train_log.jsonl").read_text().splitlines() if line.strip()
+    ]
     manifest = {
         "what": "the demo model of `mvleval demo`: a tiny mT5-based mBLIP-shaped checkpoint fine-tuned with LoRA by "
-                "`mvleval demo --train` and exported 4-bit (nf4)",
+        "`mvleval demo --train` and exported 4-bit (nf4)",
         "seed": PACKAGED_SEED,
         "model": DEMO_MODEL,
         "training": {**DEMO_TRAINING, "split": DEMO_SPLIT, "first_loss": losses[0], "last_loss": losses[-1]},
         "trained_on": machine or f"{platform.machine()} {platform.processor()}".strip(),
-        "packages": {k: v for k, v in package_versions().items() if k in ("torch", "transformers", "peft", "bitsandbytes")},
+        "packages": {
+            k: v for k, v in package_versions().items() if k in ("torch", "transformers", "peft", "bitsandbytes")
+        },
         "files": {p.name: file_sha256(p) for p in sorted(into.iterdir()) if p.name != PACKAGED_MANIFEST},
     }
     (into / PACKAGED_MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -438,8 +516,10 @@ def run_demo(
     from mvleval.runner import RunOptions, RunPaths, evaluate, prepare, run_identity, run_name
 
     if not train_model and seed != PACKAGED_SEED:
-        raise MvlevalError(f"the packaged demo model was trained with seed {PACKAGED_SEED}, not {seed}.",
-                           fix=f"add --train to fine-tune one for seed {seed} here, or leave --seed out")
+        raise MvlevalError(
+            f"the packaged demo model was trained with seed {PACKAGED_SEED}, not {seed}.",
+            fix=f"add --train to fine-tune one for seed {seed} here, or leave --seed out",
+        )
     data_root, image_root = build_demo_data(out, seed=seed)
     models = out / "models"
     base = models / f"base-seed{seed}-{_fingerprint(DEMO_MODEL)}"
@@ -453,19 +533,30 @@ def run_demo(
     train_dir = models / f"lora-seed{seed}-{key}"
     if not train_model:
         exported = models / f"demo-4bit-seed{seed}-{key}"
-        log(f"using the packaged fine-tuned model (LoRA, {DEMO_TRAINING['max_steps']} steps, 4-bit export), copied to {exported}")
+        log(
+            f"using the packaged fine-tuned model (LoRA, {DEMO_TRAINING['max_steps']} steps, 4-bit export), copied to {exported}"
+        )
         install_packaged_model(exported)
     else:
         exported = models / f"demo-4bit-seed{seed}-{key}-trained-here"
         if (exported / "config.json").is_file():
             log(f"using the model trained here before, {exported}")
         else:
-            log(f"fine-tuning with LoRA on {tasks.replace('+', ', ')} ({DEMO_SPLIT}) for {DEMO_TRAINING['max_steps']} steps")
+            log(
+                f"fine-tuning with LoRA on {tasks.replace('+', ', ')} ({DEMO_SPLIT}) for {DEMO_TRAINING['max_steps']} steps"
+            )
             config = load_config(
                 None,
                 [f"{k}={v}" for k, v in DEMO_TRAINING.items() if k not in ("max_steps", "batch_size")],
-                base_model=str(base), output_dir=train_dir, task=tasks, split=DEMO_SPLIT, data_root=data_root,
-                image_roots=[image_root], bits=32, max_steps=DEMO_TRAINING["max_steps"], batch_size=DEMO_TRAINING["batch_size"],
+                base_model=str(base),
+                output_dir=train_dir,
+                task=tasks,
+                split=DEMO_SPLIT,
+                data_root=data_root,
+                image_roots=[image_root],
+                bits=32,
+                max_steps=DEMO_TRAINING["max_steps"],
+                batch_size=DEMO_TRAINING["batch_size"],
                 seed=seed,
             )
             resume = (train_dir / "checkpoints").is_dir()
@@ -479,8 +570,17 @@ def run_demo(
     for task, langs in DEMO_LANGUAGES.items():
         for model, into in ((base, untrained), (exported, trained)):
             options = RunOptions(
-                task=task, model=str(model), data_root=data_root, image_root=image_root, languages=langs, split="test",
-                batch_size=24, out_dir=runs, seed=seed, command=("mvleval", "demo"), overwrite=True,
+                task=task,
+                model=str(model),
+                data_root=data_root,
+                image_root=image_root,
+                languages=langs,
+                split="test",
+                batch_size=24,
+                out_dir=runs,
+                seed=seed,
+                command=("mvleval", "demo"),
+                overwrite=True,
             )
             # A repeated demo replaces its previous run of the same configuration.
             prepared = prepare(options)
@@ -489,6 +589,7 @@ def run_demo(
                 p.unlink(missing_ok=True)
             into[task] = evaluate(options, progress=progress, prepared=prepared)
     board = write_leaderboard(
-        build_leaderboard([(path, record) for record, path in [*untrained.values(), *trained.values()]]), out / "leaderboard"
+        build_leaderboard([(path, record) for record, path in [*untrained.values(), *trained.values()]]),
+        out / "leaderboard",
     )
     return DemoResult(untrained=untrained, trained=trained, leaderboard=board, trained_model=exported)

@@ -81,7 +81,7 @@ DETAIL_CHARS = 60
 def _cut(text: str, limit: int = DETAIL_CHARS) -> str:
     text = " ".join(text.split())
     # the middle goes: a path keeps its file name, a value its start and end
-    return text if len(text) <= limit else text[: limit // 3] + "..." + text[-(limit - limit // 3 - 3):]
+    return text if len(text) <= limit else text[: limit // 3] + "..." + text[-(limit - limit // 3 - 3) :]
 
 
 def _place(where: str | None, base: Path | None) -> str:
@@ -90,7 +90,7 @@ def _place(where: str | None, base: Path | None) -> str:
     if base is not None:
         prefix = str(base).rstrip(os.sep) + os.sep
         if where.startswith(prefix):
-            return where[len(prefix):]
+            return where[len(prefix) :]
     return where
 
 
@@ -104,8 +104,15 @@ class Problems:
     def __init__(self, items: Iterable[Problem] = ()) -> None:
         self.items: list[Problem] = list(items)
 
-    def add(self, what: str, where: str | Path | None = None, detail: str | None = None, *, fix: str | None = None,
-            unit: str = "row") -> None:
+    def add(
+        self,
+        what: str,
+        where: str | Path | None = None,
+        detail: str | None = None,
+        *,
+        fix: str | None = None,
+        unit: str = "row",
+    ) -> None:
         self.items.append(Problem(what, str(where) if where is not None else None, detail, fix, unit))
 
     def extend(self, problems: Iterable[Problem]) -> None:
@@ -149,11 +156,15 @@ class Problems:
 
             if len(group) == 1:
                 place = _place(first.where, base)
-                line = (f"{place}: " if place else "") + what + (f" ({_cut(first.detail)})" if first.detail else "") + "."
+                line = (
+                    (f"{place}: " if place else "") + what + (f" ({_cut(first.detail)})" if first.detail else "") + "."
+                )
             else:
                 examples = ", ".join(s for s in (shown(p) for p in group[:PLACES_SHOWN]) if s)
                 more = f" (+{len(group) - PLACES_SHOWN:,} more)" if len(group) > PLACES_SHOWN else ""
-                line = f"{plural(len(group), first.unit)}: {what}" + (f", e.g. {examples}{more}" if examples else "") + "."
+                line = (
+                    f"{plural(len(group), first.unit)}: {what}" + (f", e.g. {examples}{more}" if examples else "") + "."
+                )
             out.append(line)
             if first.fix and first.fix != common_fix:
                 out.append(f"  Fix: {first.fix}")
@@ -174,7 +185,9 @@ class ProblemsError(MvlevalError):
     them again with the rest rather than nesting one error's summary in another's.
     """
 
-    def __init__(self, heading: str, problems: Iterable[Problem], fix: str | None = None, base: Path | None = None) -> None:
+    def __init__(
+        self, heading: str, problems: Iterable[Problem], fix: str | None = None, base: Path | None = None
+    ) -> None:
         self.problems = list(problems)
         self.heading = heading
         self.base = base

@@ -16,8 +16,18 @@ from mvleval.errors import MvlevalError
 #: the command that installs the local-model extra (pyproject.toml's ``hf``)
 HF_INSTALL = 'pip install "mvleval[hf]"'
 #: import names of the packages the ``hf`` extra installs and the core does not
-HF_PACKAGES = ("torch", "transformers", "accelerate", "peft", "bitsandbytes", "safetensors", "sentencepiece", "tokenizers",
-               "huggingface_hub", "psutil")
+HF_PACKAGES = (
+    "torch",
+    "transformers",
+    "accelerate",
+    "peft",
+    "bitsandbytes",
+    "safetensors",
+    "sentencepiece",
+    "tokenizers",
+    "huggingface_hub",
+    "psutil",
+)
 #: what a model run on this machine cannot start without (the rest is checked where it is used, e.g. peft for --adapter)
 HF_CORE = ("torch", "transformers")
 

@@ -305,13 +305,19 @@ def build_tiny_checkpoint(
     if kind not in ("mt5", "bloom"):
         raise MvlevalError(f"unknown tiny checkpoint kind '{kind}'.", fix="use 'mt5' or 'bloom'.")
     qformer_hidden = qformer_hidden or vision_hidden
-    for name, width in (("vision_hidden", vision_hidden), ("text_hidden", text_hidden), ("qformer_hidden", qformer_hidden)):
+    for name, width in (
+        ("vision_hidden", vision_hidden),
+        ("text_hidden", text_hidden),
+        ("qformer_hidden", qformer_hidden),
+    ):
         if width % num_heads:
             raise MvlevalError(f"{name}={width} is not divisible by num_heads={num_heads}.", fix="change one of them.")
     if patch_size is None:
         patch_size = 14 if image_size == 224 else max(1, image_size // 4)
     if image_size % patch_size:
-        raise MvlevalError(f"image_size={image_size} is not a multiple of patch_size={patch_size}.", fix="change one of them.")
+        raise MvlevalError(
+            f"image_size={image_size} is not a multiple of patch_size={patch_size}.", fix="change one of them."
+        )
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -43,4 +43,6 @@ def ensure_writable_dir(path: Path, flag: str) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise MvlevalError(f"the output folder is not writable ({exc.strerror}).", fix=f"pass a writable {flag}.", where=path) from None
+        raise MvlevalError(
+            f"the output folder is not writable ({exc.strerror}).", fix=f"pass a writable {flag}.", where=path
+        ) from None

@@ -55,11 +55,22 @@ _FORMAT_FIX = "correct the rows above (docs/custom-benchmark.md describes the he
 #: per kind: the metrics (headline first) and decoding settings used when the header names none (mBLIP's settings:
 #: captions as XM3600, short answers as xGQA/MaRVL)
 KIND_DEFAULTS: dict[str, tuple[tuple[str, ...], GenerationSettings]] = {
-    "caption": (("cider", "language_fidelity"), GenerationSettings(num_beams=5, max_new_tokens=50, min_new_tokens=1, length_penalty=1.0)),
-    "vqa": (("exact_match", "relaxed_accuracy", "language_fidelity"),
-            GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0)),
-    "yesno": (("exact_match", "relaxed_accuracy"), GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0)),
-    "multiple_choice": (("choice_accuracy",), GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0)),
+    "caption": (
+        ("cider", "language_fidelity"),
+        GenerationSettings(num_beams=5, max_new_tokens=50, min_new_tokens=1, length_penalty=1.0),
+    ),
+    "vqa": (
+        ("exact_match", "relaxed_accuracy", "language_fidelity"),
+        GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0),
+    ),
+    "yesno": (
+        ("exact_match", "relaxed_accuracy"),
+        GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0),
+    ),
+    "multiple_choice": (
+        ("choice_accuracy",),
+        GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0),
+    ),
 }
 
 
@@ -89,7 +100,9 @@ class BenchmarkSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, description="Must equal the folder (or .jsonl file) stem when given.")
-    version: int = Field(ge=1, description="Bump it whenever prompts, labels, metrics, generation or the examples change.")
+    version: int = Field(
+        ge=1, description="Bump it whenever prompts, labels, metrics, generation or the examples change."
+    )
     description: str = Field(min_length=1)
     kind: Literal["caption", "vqa", "yesno", "multiple_choice"]
     prompt: str = Field(min_length=1, description="mBLIP-style prompt: {question}, {language}, {choices}.")
@@ -104,10 +117,16 @@ class BenchmarkSpec(BaseModel):
     choices_format: str = "{label}. {choice}"
     choices_separator: str = "\n"
     answer_with: Literal["label", "choice"] = "label"
-    labels: list[str] | None = Field(default=None, description="multiple_choice labels in order (default A, B, C, ...), "
-                                     "e.g. M3Exam's Thai [ก, ข, ค, ง] or [一, 二, 三, 四].")
-    cluster: str | None = Field(default=None, description="A row field holding each example's group key: examples with "
-                                "the same key are resampled together in every interval (default: examples sharing an image).")
+    labels: list[str] | None = Field(
+        default=None,
+        description="multiple_choice labels in order (default A, B, C, ...), "
+        "e.g. M3Exam's Thai [ก, ข, ค, ง] or [一, 二, 三, 四].",
+    )
+    cluster: str | None = Field(
+        default=None,
+        description="A row field holding each example's group key: examples with "
+        "the same key are resampled together in every interval (default: examples sharing an image).",
+    )
     image_subdir: str = ""
     source_url: str = ""
     licence: str = ""
@@ -166,7 +185,9 @@ def locate(value: str | Path) -> BenchmarkFiles:
         name = location.resolve().name
     elif path.suffix == ".jsonl" or path.is_file():
         location = path.absolute()
-        header = next((path.with_suffix(s) for s in (".yaml", ".yml") if path.with_suffix(s).is_file()), path.with_suffix(".yaml"))
+        header = next(
+            (path.with_suffix(s) for s in (".yaml", ".yml") if path.with_suffix(s).is_file()), path.with_suffix(".yaml")
+        )
         data = path
         name = path.stem
     else:
@@ -211,14 +232,19 @@ def _read_header(path: Path) -> tuple[Any, dict[str, int], list[str]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise MvlevalError(f"cannot read the benchmark header ({exc}).", fix="save it as UTF-8 text.", where=path) from None
+        raise MvlevalError(
+            f"cannot read the benchmark header ({exc}).", fix="save it as UTF-8 text.", where=path
+        ) from None
     try:
         node = yaml.compose(text)
         values = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise MvlevalError(f"the benchmark header is not valid YAML ({getattr(exc, 'problem', exc)}).",
-                           fix="fix the syntax error.", where=f"{path}:{mark.line + 1}" if mark else path) from None
+        raise MvlevalError(
+            f"the benchmark header is not valid YAML ({getattr(exc, 'problem', exc)}).",
+            fix="fix the syntax error.",
+            where=f"{path}:{mark.line + 1}" if mark else path,
+        ) from None
     lines: dict[str, int] = {}
     problems: list[str] = []
     if isinstance(values, dict) and isinstance(node, yaml.MappingNode):
@@ -230,7 +256,9 @@ def _read_header(path: Path) -> tuple[Any, dict[str, int], list[str]]:
         for key_node, value_node in mapping.value:
             key = f"{prefix}{key_node.value}"
             if key in lines:
-                problems.append(f"{path}:{key_node.start_mark.line + 1}: '{key}' is given twice (first on line {lines[key]}).")
+                problems.append(
+                    f"{path}:{key_node.start_mark.line + 1}: '{key}' is given twice (first on line {lines[key]})."
+                )
             lines.setdefault(key, key_node.start_mark.line + 1)
             if not prefix:
                 walk(value_node, f"{key}.")
@@ -250,8 +278,11 @@ def _template_problems(template: str, label: str) -> list[str]:
     for field in fields:
         if field not in TEMPLATE_FIELDS:
             hint = did_you_mean(field, TEMPLATE_FIELDS) if field else " (an empty {} is not allowed)"
-            problems.append(f"'{label}' uses the placeholder {{{field}}}.{hint} Placeholders: "
-                            + ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS) + "; write a literal brace as {{ or }}.")
+            problems.append(
+                f"'{label}' uses the placeholder {{{field}}}.{hint} Placeholders: "
+                + ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
+                + "; write a literal brace as {{ or }}."
+            )
     for _, placeholder, spec, conv in parsed:
         if placeholder in TEMPLATE_FIELDS and (spec or conv):
             problems.append(f"'{label}': write {{{placeholder}}} without a conversion or format spec.")
@@ -277,14 +308,23 @@ def _header_problems(spec: BenchmarkSpec, files: BenchmarkFiles, lines: dict[str
         out.append(f"{files.header}:{lines.get(key, lines.get(key.split('.')[0], 1))}: {message}")
 
     if not _TASK_NAME.fullmatch(files.name):
-        at("name", f"the benchmark's name '{files.name}' (its folder or file stem) may hold only letters, digits, '.', '_' "
-                   "and '-'; rename the folder or file.")
+        at(
+            "name",
+            f"the benchmark's name '{files.name}' (its folder or file stem) may hold only letters, digits, '.', '_' "
+            "and '-'; rename the folder or file.",
+        )
     if spec.name is not None and spec.name != files.name:
-        at("name", f"name '{spec.name}' differs from the folder/file stem '{files.name}' (the task name is the stem, as for "
-                   "built-in tasks); rename one of them or drop 'name'.")
+        at(
+            "name",
+            f"name '{spec.name}' differs from the folder/file stem '{files.name}' (the task name is the stem, as for "
+            "built-in tasks); rename one of them or drop 'name'.",
+        )
     if files.name in task_names():
-        at("name", f"'{files.name}' is the name of a built-in task; rename the benchmark's folder or file so records, "
-                   "baselines and leaderboard columns cannot be mistaken for it.")
+        at(
+            "name",
+            f"'{files.name}' is the name of a built-in task; rename the benchmark's folder or file so records, "
+            "baselines and leaderboard columns cannot be mistaken for it.",
+        )
     for key, template in (("prompt", spec.prompt), ("chat_prompt", spec.chat_prompt)):
         if template is None:
             continue
@@ -294,7 +334,11 @@ def _header_problems(spec: BenchmarkSpec, files: BenchmarkFiles, lines: dict[str
             at(key, f"a multiple_choice prompt must show the choices: add {{choices}} to '{key}'.")
         if spec.kind != "multiple_choice" and "choices" in template_fields(template):
             at(key, f"{{choices}} only applies to kind multiple_choice (this benchmark is '{spec.kind}').")
-        if spec.kind in ("vqa", "multiple_choice") and "question" not in template_fields(template) and not _template_problems(template, key):
+        if (
+            spec.kind in ("vqa", "multiple_choice")
+            and "question" not in template_fields(template)
+            and not _template_problems(template, key)
+        ):
             # the model would never see the question: every answer would be a guess, and the scores would measure nothing
             at(key, f"a {spec.kind} prompt must show the question: add {{question}} to '{key}'.")
     try:
@@ -315,7 +359,11 @@ def _header_problems(spec: BenchmarkSpec, files: BenchmarkFiles, lines: dict[str
             at("metrics", f"metrics lists {', '.join(dup)} more than once.")
     if not _SPLIT_NAME.fullmatch(spec.default_split):
         at("default_split", f"split names may hold only letters, digits and '_', got {spec.default_split!r}.")
-    for code in [*(spec.languages or ()), *([spec.answer_language] if spec.answer_language else []), *spec.language_names]:
+    for code in [
+        *(spec.languages or ()),
+        *([spec.answer_language] if spec.answer_language else []),
+        *spec.language_names,
+    ]:
         if not _LANG_CODE.fullmatch(code):
             at("languages", f"'{code}' is not a language code (e.g. de, fil, zh-Hant).")
     if spec.languages is not None and len(set(spec.languages)) != len(spec.languages):
@@ -327,23 +375,41 @@ def _header_problems(spec: BenchmarkSpec, files: BenchmarkFiles, lines: dict[str
     if spec.kind == "multiple_choice" and spec.answer_with == "label":
         for name in {"exact_match", "relaxed_accuracy"} & set(spec.metrics or ()):
             # found by this module's own test: VQA cleaning deletes the article "a", so a correct "A" scores 0
-            at("metrics", f"{name} cannot score letter labels (mBLIP's VQA cleaning deletes the article 'a', so a correct "
-                          "'A' never matches); use choice_accuracy, or answer_with: choice.")
+            at(
+                "metrics",
+                f"{name} cannot score letter labels (mBLIP's VQA cleaning deletes the article 'a', so a correct "
+                "'A' never matches); use choice_accuracy, or answer_with: choice.",
+            )
     if spec.kind == "multiple_choice" and spec.answer_with == "choice" and "choice_accuracy" in (spec.metrics or ()):
         # choice_accuracy reads the letter a prediction starts with: answers given as the choice's text would all score 0
-        at("metrics", "choice_accuracy scores letter labels, but answers are the choices' text (answer_with: choice), so "
-                      "every answer would score 0; use exact_match or relaxed_accuracy (the default), or answer_with: label.")
+        at(
+            "metrics",
+            "choice_accuracy scores letter labels, but answers are the choices' text (answer_with: choice), so "
+            "every answer would score 0; use exact_match or relaxed_accuracy (the default), or answer_with: label.",
+        )
     if spec.labels is not None:
         if spec.kind != "multiple_choice":
             at("labels", f"labels apply to kind multiple_choice, not {spec.kind}.")
         elif len(spec.labels) < 2 or not all(isinstance(x, str) and x.strip() == x and x for x in spec.labels):
-            at("labels", "labels must be a list of at least 2 non-empty labels without surrounding spaces, e.g. [ก, ข, ค, ง].")
+            at(
+                "labels",
+                "labels must be a list of at least 2 non-empty labels without surrounding spaces, e.g. [ก, ข, ค, ง].",
+            )
         elif len(set(spec.labels)) != len(spec.labels):
             at("labels", "a label is listed twice.")
-    if spec.cluster is not None and (spec.cluster in ROW_FIELDS or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", spec.cluster)):
-        at("cluster", f"cluster names the row field holding each example's group key (e.g. cluster: image_id); "
-                      f"{spec.cluster!r} is {'a field with another meaning' if spec.cluster in ROW_FIELDS else 'not a field name'}.")
-    if spec.kind == "multiple_choice" and spec.answer_with == "label" and "label" not in template_fields(spec.choices_format):
+    if spec.cluster is not None and (
+        spec.cluster in ROW_FIELDS or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", spec.cluster)
+    ):
+        at(
+            "cluster",
+            f"cluster names the row field holding each example's group key (e.g. cluster: image_id); "
+            f"{spec.cluster!r} is {'a field with another meaning' if spec.cluster in ROW_FIELDS else 'not a field name'}.",
+        )
+    if (
+        spec.kind == "multiple_choice"
+        and spec.answer_with == "label"
+        and "label" not in template_fields(spec.choices_format)
+    ):
         at("choices_format", "answers are labels (answer_with: label), so choices_format must show {label}.")
     if spec.image_subdir and (spec.image_subdir.startswith(("/", "\\")) or ".." in Path(spec.image_subdir).parts):
         at("image_subdir", f"image_subdir must be a relative folder inside the image root, got {spec.image_subdir!r}.")
@@ -359,12 +425,16 @@ def _pydantic_problems(exc: ValidationError, path: Path, lines: dict[str, int]) 
         line = lines.get(".".join(loc[:2]), lines.get(loc[0] if loc else "", 1))
         if err["type"] == "extra_forbidden":
             choices = list(GenerationSpec.model_fields) if len(loc) > 1 and loc[0] == "generation" else known
-            out.append(f"{path}:{line}: unknown key '{key}'.{did_you_mean(loc[-1], choices)} Known keys: {', '.join(choices)}.")
+            out.append(
+                f"{path}:{line}: unknown key '{key}'.{did_you_mean(loc[-1], choices)} Known keys: {', '.join(choices)}."
+            )
         elif err["type"] == "missing":
             out.append(f"{path}:{line}: the key '{key}' is required.")
         elif err["type"] == "literal_error":
-            out.append(f"{path}:{line}: '{key}' must be one of {err['ctx']['expected']}, got {err.get('input')!r}."
-                       + (did_you_mean(str(err.get("input")), KINDS) if loc == ["kind"] else ""))
+            out.append(
+                f"{path}:{line}: '{key}' must be one of {err['ctx']['expected']}, got {err.get('input')!r}."
+                + (did_you_mean(str(err.get("input")), KINDS) if loc == ["kind"] else "")
+            )
         else:
             out.append(f"{path}:{line}: '{key}': {err['msg']} (got {err.get('input')!r}).")
     return out
@@ -410,8 +480,11 @@ class _RowReader:
 
         for key in obj:
             if key not in ROW_FIELDS and key != spec_cluster:
-                bad("unknown field", f"'{key}'" + did_you_mean(key, ROW_FIELDS).replace(" Did you", ", did you"),
-                    fix=f"row fields are {', '.join(ROW_FIELDS)}.")
+                bad(
+                    "unknown field",
+                    f"'{key}'" + did_you_mean(key, ROW_FIELDS).replace(" Did you", ", did you"),
+                    fix=f"row fields are {', '.join(ROW_FIELDS)}.",
+                )
         for key in ("id", "lang", "images", "answers"):
             if key not in obj:
                 bad(f"the field '{key}' is missing")
@@ -425,8 +498,11 @@ class _RowReader:
             bad("'lang' must be a language code such as de or zh", f"got {lang!r}")
             lang = None
         elif isinstance(lang, str) and spec.languages is not None and lang not in spec.languages:
-            bad("language not in the header's languages", f"'{lang}'" + did_you_mean(lang, spec.languages).replace(" Did you", ", did you"),
-                fix=f"correct the row's lang or add the language to the header's languages ({' '.join(spec.languages)}).")
+            bad(
+                "language not in the header's languages",
+                f"'{lang}'" + did_you_mean(lang, spec.languages).replace(" Did you", ", did you"),
+                fix=f"correct the row's lang or add the language to the header's languages ({' '.join(spec.languages)}).",
+            )
         split = obj.get("split", spec.default_split)
         if not isinstance(split, str) or not _SPLIT_NAME.fullmatch(split):
             bad("'split' must be a name of letters, digits and '_' (e.g. test, train)", f"got {split!r}")
@@ -434,7 +510,10 @@ class _RowReader:
         images = obj.get("images")
         if "images" in obj:
             if isinstance(images, str):
-                bad("'images' must be a list of paths, even for one image", f"write [{json.dumps(images, ensure_ascii=False)}]")
+                bad(
+                    "'images' must be a list of paths, even for one image",
+                    f"write [{json.dumps(images, ensure_ascii=False)}]",
+                )
                 images = None
             elif not _str_list(images) or not images or not all(i.strip() for i in images):
                 bad("'images' must be a non-empty list of image paths", f"got {images!r}")
@@ -442,13 +521,19 @@ class _RowReader:
             else:
                 for image in images:
                     if image_path_escapes(image):
-                        bad("image path escapes the image root", repr(image),
+                        bad(
+                            "image path escapes the image root",
+                            repr(image),
                             fix="image paths must be relative and stay inside the image root (no '..', no absolute "
-                            "path); link images kept elsewhere into it.")
+                            "path); link images kept elsewhere into it.",
+                        )
         answers = obj.get("answers")
         if "answers" in obj:
             if isinstance(answers, str):
-                bad("'answers' must be a list, even for one answer", f"write [{json.dumps(answers, ensure_ascii=False)}]")
+                bad(
+                    "'answers' must be a list, even for one answer",
+                    f"write [{json.dumps(answers, ensure_ascii=False)}]",
+                )
                 answers = None
             elif not _str_list(answers) or not answers:
                 bad("'answers' must be a non-empty list of strings", f"got {answers!r}")
@@ -468,9 +553,16 @@ class _RowReader:
         elif spec.kind == "multiple_choice":
             if "choices" not in obj:
                 bad("a multiple_choice row needs 'choices'")
-            elif not _str_list(choices) or not 2 <= len(choices) <= len(spec.labels or DEFAULT_LABELS) or not all(c.strip() for c in choices):
-                bad(f"'choices' must be a list of 2 to {len(spec.labels or DEFAULT_LABELS)} non-empty strings"
-                    + (" (one per label of the header)" if spec.labels else ""), f"got {choices!r}")
+            elif (
+                not _str_list(choices)
+                or not 2 <= len(choices) <= len(spec.labels or DEFAULT_LABELS)
+                or not all(c.strip() for c in choices)
+            ):
+                bad(
+                    f"'choices' must be a list of 2 to {len(spec.labels or DEFAULT_LABELS)} non-empty strings"
+                    + (" (one per label of the header)" if spec.labels else ""),
+                    f"got {choices!r}",
+                )
                 choices = None
             elif len(set(choices)) != len(choices):
                 bad("'choices' lists the same choice twice")
@@ -480,9 +572,13 @@ class _RowReader:
             bad("'answer_lang' must be a language code such as en", f"got {answer_lang!r}")
             answer_lang = None
         cluster = obj.get(spec_cluster) if spec_cluster else None
-        if spec_cluster and (isinstance(cluster, bool) or not isinstance(cluster, (str, int)) or str(cluster).strip() == ""):
-            bad(f"the header names '{spec_cluster}' as the cluster field, so every row needs it as a non-empty string or integer",
-                f"got {cluster!r}" if spec_cluster in obj else "missing")
+        if spec_cluster and (
+            isinstance(cluster, bool) or not isinstance(cluster, (str, int)) or str(cluster).strip() == ""
+        ):
+            bad(
+                f"the header names '{spec_cluster}' as the cluster field, so every row needs it as a non-empty string or integer",
+                f"got {cluster!r}" if spec_cluster in obj else "missing",
+            )
             cluster = None
         if answers is not None:
             problems += self._answer_problems(where, answers, choices)
@@ -491,49 +587,89 @@ class _RowReader:
         if rid is not None and isinstance(lang, str) and split is not None:
             key = (split, lang, str(rid))
             if key in self.seen:
-                bad("id already used in this language and split (ids must be unique within a language and split)",
-                    f"{str(rid)!r}, first on line {self.seen[key]}")
+                bad(
+                    "id already used in this language and split (ids must be unique within a language and split)",
+                    f"{str(rid)!r}, first on line {self.seen[key]}",
+                )
             else:
                 self.seen[key] = lineno
         if problems:
             return None, problems
-        return Row(line=lineno, id=str(rid), lang=str(lang), split=str(split), images=tuple(images or ()),
-                   answers=tuple(answers or ()), question=question, choices=tuple(choices) if choices else None,
-                   answer_lang=answer_lang, cluster=str(cluster) if cluster is not None else None), []
+        return Row(
+            line=lineno,
+            id=str(rid),
+            lang=str(lang),
+            split=str(split),
+            images=tuple(images or ()),
+            answers=tuple(answers or ()),
+            question=question,
+            choices=tuple(choices) if choices else None,
+            answer_lang=answer_lang,
+            cluster=str(cluster) if cluster is not None else None,
+        ), []
 
     def _answer_problems(self, where: str, answers: list[str], choices: Any) -> list[Problem]:
         spec = self.spec
         if spec.kind == "multiple_choice" and _str_list(choices):
             wrong = [a for a in answers if a not in choices]
             if wrong:
-                return [Problem("answers not among the row's choices; write the correct choice's text", where,
-                                f"{', '.join(repr(a) for a in wrong)} not in {', '.join(repr(c) for c in choices)}")]
+                return [
+                    Problem(
+                        "answers not among the row's choices; write the correct choice's text",
+                        where,
+                        f"{', '.join(repr(a) for a in wrong)} not in {', '.join(repr(c) for c in choices)}",
+                    )
+                ]
         if self.vocabulary is not None:
             wrong = [a for a in answers if a.strip().lower() not in self.vocabulary]
             if wrong:
-                return [Problem(f"answers not in the label vocabulary ({', '.join(sorted(self.vocabulary))})", where,
-                                ", ".join(repr(a) for a in wrong))]
+                return [
+                    Problem(
+                        f"answers not in the label vocabulary ({', '.join(sorted(self.vocabulary))})",
+                        where,
+                        ", ".join(repr(a) for a in wrong),
+                    )
+                ]
         return []
 
     def _language_problems(self, where: str, lineno: int, lang: str, requested: str) -> list[Problem]:
         from mvleval.languages import MBLIP_LANGUAGE_NAMES
 
         out = []
-        if "language" in self.fields and requested not in self.spec.language_names and requested not in MBLIP_LANGUAGE_NAMES:
-            out.append(Problem(f"the prompt's {{language}} needs a name for '{requested}', which mBLIP's table lacks"
-                               f"{did_you_mean(requested, MBLIP_LANGUAGE_NAMES).replace(' Did you', ', did you')}", where,
-                               fix=f"add it under language_names in the header (e.g. language_names: {{{requested}: ...}})."))
+        if (
+            "language" in self.fields
+            and requested not in self.spec.language_names
+            and requested not in MBLIP_LANGUAGE_NAMES
+        ):
+            out.append(
+                Problem(
+                    f"the prompt's {{language}} needs a name for '{requested}', which mBLIP's table lacks"
+                    f"{did_you_mean(requested, MBLIP_LANGUAGE_NAMES).replace(' Did you', ', did you')}",
+                    where,
+                    fix=f"add it under language_names in the header (e.g. language_names: {{{requested}: ...}}).",
+                )
+            )
         if self.fidelity:
             if not self._lingua_knows(requested):
-                out.append(Problem(f"language_fidelity is asked for, but lingua cannot check '{requested}' (it has no "
-                                   "model for it)", where,
-                                   fix="drop language_fidelity from the header's metrics or use a code lingua knows."))
+                out.append(
+                    Problem(
+                        f"language_fidelity is asked for, but lingua cannot check '{requested}' (it has no "
+                        "model for it)",
+                        where,
+                        fix="drop language_fidelity from the header's metrics or use a code lingua knows.",
+                    )
+                )
             first = self.requested.setdefault(lang, (requested, lineno))
             if first[0] != requested:
-                out.append(Problem(f"this {lang} row asks for answers in '{requested}', line {first[1]} in '{first[0]}'; "
-                                   "all rows of a language must agree (answer_lang)", where,
-                                   fix="language fidelity scores each language against one requested language; set "
-                                   "answer_lang alike for all rows of a language."))
+                out.append(
+                    Problem(
+                        f"this {lang} row asks for answers in '{requested}', line {first[1]} in '{first[0]}'; "
+                        "all rows of a language must agree (answer_lang)",
+                        where,
+                        fix="language fidelity scores each language against one requested language; set "
+                        "answer_lang alike for all rows of a language.",
+                    )
+                )
         return out
 
 
@@ -557,7 +693,9 @@ def _read_rows(files: BenchmarkFiles, spec: BenchmarkSpec) -> tuple[list[Row], l
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            problems.append(Problem("the line is not valid JSON", f"{files.data}:{lineno}", f"{exc.msg} at column {exc.colno}"))
+            problems.append(
+                Problem("the line is not valid JSON", f"{files.data}:{lineno}", f"{exc.msg} at column {exc.colno}")
+            )
             continue
         row, found = reader.read(lineno, obj)
         problems += found
@@ -585,8 +723,9 @@ def _as_problems(messages: Sequence[str | Problem]) -> list[Problem]:
 
 def _raise(problems: Sequence[str | Problem], files: BenchmarkFiles) -> None:
     base = files.data.parent
-    raise Problems(_as_problems(problems)).error(f"the benchmark '{files.name}' ({base}) cannot be used:",
-                                                  fix=_FORMAT_FIX, base=base)
+    raise Problems(_as_problems(problems)).error(
+        f"the benchmark '{files.name}' ({base}) cannot be used:", fix=_FORMAT_FIX, base=base
+    )
 
 
 def load_file_task(value: str | Path, prompt_style: str = "mblip") -> FileTask:
@@ -596,8 +735,10 @@ def load_file_task(value: str | Path, prompt_style: str = "mblip") -> FileTask:
     problems: list[str | Problem] = list(header_problems)
     spec: BenchmarkSpec | None = None
     if not isinstance(values, dict):
-        problems.append(f"{files.header}:1: the header must be a mapping of keys to values (kind: caption, prompt: ...), "
-                        f"found {type(values).__name__}.")
+        problems.append(
+            f"{files.header}:1: the header must be a mapping of keys to values (kind: caption, prompt: ...), "
+            f"found {type(values).__name__}."
+        )
     else:
         try:
             spec = BenchmarkSpec.model_validate(values)
@@ -646,15 +787,21 @@ class _PerLanguageFidelity(LanguageFidelity):
         return super().signature().replace("answer=corpus", f"answer={per_lang}")
 
     def score(self, predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str) -> MetricResult:
-        one = LanguageFidelity(self.languages, answer_language=self.requested.get(lang, lang),
-                               bootstrap_resamples=self.bootstrap_resamples, seed=self.seed)
+        one = LanguageFidelity(
+            self.languages,
+            answer_language=self.requested.get(lang, lang),
+            bootstrap_resamples=self.bootstrap_resamples,
+            seed=self.seed,
+        )
         return dataclasses.replace(one.score(predictions, references, lang), signature=self.signature())
 
 
 class FileTask(Task):
     """A task read from a benchmark file: the header sets what a built-in task's class attributes set."""
 
-    def __init__(self, files: BenchmarkFiles, spec: BenchmarkSpec, rows: Sequence[Row], prompt_style: str = "mblip") -> None:
+    def __init__(
+        self, files: BenchmarkFiles, spec: BenchmarkSpec, rows: Sequence[Row], prompt_style: str = "mblip"
+    ) -> None:
         super().__init__(prompt_style)
         self.files, self.spec, self.rows = files, spec, tuple(rows)
         self.name = files.name  # type: ignore[misc]
@@ -706,16 +853,32 @@ class FileTask(Task):
             images = []
             for image in row.images:
                 try:
-                    images.append(safe_image_path(image_root, posixpath.join(self.image_subdir, image) if self.image_subdir else image,
-                                                  where=where))
+                    images.append(
+                        safe_image_path(
+                            image_root,
+                            posixpath.join(self.image_subdir, image) if self.image_subdir else image,
+                            where=where,
+                        )
+                    )
                 except MvlevalError as exc:
                     problems.append(Problem(exc.what, where, fix=exc.fix))
             if len(images) != len(row.images):
                 continue
             references = self.references(row)
-            examples.append(Example(id=row.id, lang=lang, prompt=self.format_prompt(row), images=tuple(images),
-                                    references=references, target=references[0], source=where,
-                                    meta=(("line", str(row.line)),), choices=row.choices, cluster=row.cluster))
+            examples.append(
+                Example(
+                    id=row.id,
+                    lang=lang,
+                    prompt=self.format_prompt(row),
+                    images=tuple(images),
+                    references=references,
+                    target=references[0],
+                    source=where,
+                    meta=(("line", str(row.line)),),
+                    choices=row.choices,
+                    cluster=row.cluster,
+                )
+            )
         if problems:
             _raise(problems, self.files)
         return examples
@@ -784,14 +947,19 @@ class FileTask(Task):
             "version": spec.version,
             "kind": spec.kind,
             "answer_language": spec.answer_language or "the row's answer_lang, else its language",
-            "language_names": "mBLIP's table" + (f" + {dict(sorted(spec.language_names.items()))}" if spec.language_names else ""),
+            "language_names": "mBLIP's table"
+            + (f" + {dict(sorted(spec.language_names.items()))}" if spec.language_names else ""),
             "label_vocabulary": sorted(self.label_vocabulary) if self.label_vocabulary is not None else None,
             "image_subdir": spec.image_subdir,
             "references": self._reference_rule(),
         }
         if spec.kind == "multiple_choice":
-            extra["choices"] = {"format": spec.choices_format, "separator": spec.choices_separator,
-                                "labels": list(spec.labels) if spec.labels else "A-Z", "answer_with": spec.answer_with}
+            extra["choices"] = {
+                "format": spec.choices_format,
+                "separator": spec.choices_separator,
+                "labels": list(spec.labels) if spec.labels else "A-Z",
+                "answer_with": spec.answer_with,
+            }
         if spec.cluster:
             extra["cluster"] = spec.cluster
         return extra

@@ -109,7 +109,7 @@ def differing_needed(confidence: float) -> int:
     otherwise report p near 0 for three examples."""
     alpha = Decimal(1) - Decimal(repr(confidence))
     n = 1
-    while Decimal(1) / (2 ** n) >= alpha:
+    while Decimal(1) / (2**n) >= alpha:
         n += 1
     return n
 
@@ -192,10 +192,14 @@ class Comparable:
     @classmethod
     def of(cls, record: RunRecord) -> Comparable:
         budget = record.model.generation.get("max_new_tokens")
-        return cls(run_id=record.run_id, task=record.task, data_fingerprint=record.provenance.data_fingerprint,
-                   mvleval_version=record.provenance.mvleval_version,
-                   metrics={name: (s.signature, s.higher_is_better) for name, s in record.scores.items()},
-                   max_new_tokens=budget if isinstance(budget, int) else None)
+        return cls(
+            run_id=record.run_id,
+            task=record.task,
+            data_fingerprint=record.provenance.data_fingerprint,
+            mvleval_version=record.provenance.mvleval_version,
+            metrics={name: (s.signature, s.higher_is_better) for name, s in record.scores.items()},
+            max_new_tokens=budget if isinstance(budget, int) else None,
+        )
 
 
 def comparability_problems(run: RunRecord, baseline: RunRecord, metrics: Sequence[str]) -> list[str]:
@@ -216,12 +220,16 @@ def _problems(run: Comparable, baseline: Comparable, metrics: Sequence[str]) -> 
     differs("task protocol hash", r.protocol_hash, b.protocol_hash)
     differs("split", r.split, b.split)
     differs("example set (data fingerprint)", run.data_fingerprint, baseline.data_fingerprint)
-    stale = [(name, c) for name, c in (("run", run), ("baseline", baseline)) if _hashes_image_names_only(c.mvleval_version)]
+    stale = [
+        (name, c) for name, c in (("run", run), ("baseline", baseline)) if _hashes_image_names_only(c.mvleval_version)
+    ]
     if run.data_fingerprint != baseline.data_fingerprint and len(stale) == 1:
         name, c = stale[0]
-        problems[-1] += (f" (the {name} was made by mvleval {c.mvleval_version}, whose fingerprint hashed "
-                         "image names only; since 0.2 it hashes the images' content too, so the same data differs here: "
-                         f"re-run the {name} with this mvleval)")
+        problems[-1] += (
+            f" (the {name} was made by mvleval {c.mvleval_version}, whose fingerprint hashed "
+            "image names only; since 0.2 it hashes the images' content too, so the same data differs here: "
+            f"re-run the {name} with this mvleval)"
+        )
     if set(r.languages) != set(b.languages):
         only_run = sorted(set(r.languages) - set(b.languages))
         only_base = sorted(set(b.languages) - set(r.languages))
@@ -231,9 +239,15 @@ def _problems(run: Comparable, baseline: Comparable, metrics: Sequence[str]) -> 
         for lang, (nr, nb) in counts.items():
             if nr != nb:
                 problems.append(f"examples in {lang}: run {nr}, baseline {nb}")
-    if run.max_new_tokens is not None and baseline.max_new_tokens is not None and run.max_new_tokens != baseline.max_new_tokens:
-        problems.append(f"max_new_tokens: run {run.max_new_tokens}, baseline {baseline.max_new_tokens} (a different "
-                        "new-token budget, e.g. --max-new-tokens for a reasoning model, is kept apart from protocol runs)")
+    if (
+        run.max_new_tokens is not None
+        and baseline.max_new_tokens is not None
+        and run.max_new_tokens != baseline.max_new_tokens
+    ):
+        problems.append(
+            f"max_new_tokens: run {run.max_new_tokens}, baseline {baseline.max_new_tokens} (a different "
+            "new-token budget, e.g. --max-new-tokens for a reasoning model, is kept apart from protocol runs)"
+        )
     for name in metrics:
         if name not in baseline.metrics or name not in run.metrics:
             where = "baseline" if name not in baseline.metrics else "run"
@@ -281,7 +295,9 @@ def check_planned(run: Comparable, baseline: RunRecord) -> None:
 # -- tolerances -----------------------------------------------------------------------------------------------------
 def _check_points(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise MvlevalError(f"{what} must be a number >= 0 (points, x100), got {value!r}.", fix="e.g. 1.0 for one point.")
+        raise MvlevalError(
+            f"{what} must be a number >= 0 (points, x100), got {value!r}.", fix="e.g. 1.0 for one point."
+        )
     return float(value)
 
 
@@ -339,7 +355,9 @@ def _parse_number(text: str, flag: str, spec: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise MvlevalError(f"{flag} {spec!r}: {text!r} is not a number.", fix=f"e.g. {flag} 1.0 (points, x100).") from None
+        raise MvlevalError(
+            f"{flag} {spec!r}: {text!r} is not a number.", fix=f"e.g. {flag} 1.0 (points, x100)."
+        ) from None
     return _check_points(value, f"{flag} {spec!r}")
 
 
@@ -366,13 +384,18 @@ def parse_lang_tolerances(specs: Sequence[str]) -> dict[str, float | dict[str, f
     for spec in specs:
         target, sep, value = spec.partition("=")
         if not sep or not target.strip():
-            raise MvlevalError(f"--lang-tolerance {spec!r} is not LANG=POINTS or LANG:METRIC=POINTS.", fix="e.g. --lang-tolerance zh=3.")
+            raise MvlevalError(
+                f"--lang-tolerance {spec!r} is not LANG=POINTS or LANG:METRIC=POINTS.",
+                fix="e.g. --lang-tolerance zh=3.",
+            )
         lang, colon, metric = target.strip().partition(":")
         points = _parse_number(value, "--lang-tolerance", spec)
         current = out.get(lang)
         if colon:
             if isinstance(current, float):
-                raise MvlevalError(f"--lang-tolerance sets {lang} for all metrics and for {metric}.", fix="give one or the other.")
+                raise MvlevalError(
+                    f"--lang-tolerance sets {lang} for all metrics and for {metric}.", fix="give one or the other."
+                )
             per_metric = current if isinstance(current, dict) else {}
             per_metric[metric] = points
             out[lang] = per_metric
@@ -384,12 +407,15 @@ def parse_lang_tolerances(specs: Sequence[str]) -> dict[str, float | dict[str, f
 
 
 # -- per-sample scores ----------------------------------------------------------------------------------------------
-def _load_samples(record: RunRecord, folder: Path | None, who: str,
-                  groups: dict[tuple[str, str], tuple[str, ...]] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+def _load_samples(
+    record: RunRecord, folder: Path | None, who: str, groups: dict[tuple[str, str], tuple[str, ...]] | None = None
+) -> dict[tuple[str, str], dict[str, Any]]:
     """(lang, id) -> per-sample scores, checked against the record's example counts; `groups` (when given) receives
     each row's cluster field, else its image names, for the clustered paired test."""
     if folder is None:
-        raise MvlevalError(f"paired gating needs the {who} record's folder to find its per-sample file.", fix="pass the record's path.")
+        raise MvlevalError(
+            f"paired gating needs the {who} record's folder to find its per-sample file.", fix="pass the record's path."
+        )
     path = samples_path(record, folder)
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for i, row in enumerate(read_samples(path), start=1):
@@ -406,9 +432,16 @@ def _load_samples(record: RunRecord, folder: Path | None, who: str,
         if groups is not None:
             cluster, images = row.get("cluster"), row.get("images")
             groups[key] = ("cluster", cluster) if isinstance(cluster, str) else tuple(images) if images else ()
-    check_sample_counts((lang for lang, _ in rows), record, path, f"the {who} record",
-                        fix="keep each record next to its own per-sample file (`mvleval baseline bless` copies both).")
-    check_scores_follow_samples(record, ((lang, scores) for (lang, _), scores in rows.items()), path, f"the {who} record")
+    check_sample_counts(
+        (lang for lang, _ in rows),
+        record,
+        path,
+        f"the {who} record",
+        fix="keep each record next to its own per-sample file (`mvleval baseline bless` copies both).",
+    )
+    check_scores_follow_samples(
+        record, ((lang, scores) for (lang, _), scores in rows.items()), path, f"the {who} record"
+    )
     return rows
 
 
@@ -537,11 +570,22 @@ def gate(
             )
             if b_value is None:
                 note = b_scores.notes.get(lang)
-                cells.append(GateCell(**common, delta=None, verdict="skipped", reason="no baseline value" + (f" ({note})" if note else "")))
+                cells.append(
+                    GateCell(
+                        **common,
+                        delta=None,
+                        verdict="skipped",
+                        reason="no baseline value" + (f" ({note})" if note else ""),
+                    )
+                )
                 continue
             if r_value is None:
                 note = r_scores.notes.get(lang)
-                cells.append(GateCell(**common, delta=None, verdict="fail", reason="run has no value" + (f" ({note})" if note else "")))
+                cells.append(
+                    GateCell(
+                        **common, delta=None, verdict="fail", reason="run has no value" + (f" ({note})" if note else "")
+                    )
+                )
                 continue
             delta = _exact(r_value) - _exact(b_value)
             drop = -delta if hib else delta
@@ -556,8 +600,14 @@ def gate(
                 a, b = _aligned(name, lang, run_rows, base_rows)
                 if not hib:  # the bootstrap's "worse" is a lower mean: flip lower-is-better metrics
                     a, b = [-x for x in a], [-x for x in b]
-                result = paired_bootstrap(a, b, n_resamples=n_resamples, seed=seed, confidence=confidence,
-                                          clusters=_clusters(unit, lang, groups))
+                result = paired_bootstrap(
+                    a,
+                    b,
+                    n_resamples=n_resamples,
+                    seed=seed,
+                    confidence=confidence,
+                    clusters=_clusters(unit, lang, groups),
+                )
                 low, high = float(result.low), float(result.high)
                 interval = (low, high) if hib else (-high, -low)
                 n_differing = sum(1 for x, y in zip(a, b) if x != y)
@@ -565,8 +615,10 @@ def gate(
                 if drop > 0 and n_differing < needed:
                     # no test can call this drop significant: say so instead of the bootstrap's p (0.001 for 3 examples)
                     significant, significance = False, "too few examples"
-                    reason = (f"{drop_text}, but {plural(n_differing, 'example')} of {len(a)} scored differently: too few "
-                              f"to establish significance (at confidence {confidence:g} at least {needed} must differ)")
+                    reason = (
+                        f"{drop_text}, but {plural(n_differing, 'example')} of {len(a)} scored differently: too few "
+                        f"to establish significance (at confidence {confidence:g} at least {needed} must differ)"
+                    )
                 else:
                     p_value = float(result.p_value)
                     # alpha in exact decimal: 1 - 0.95 in floats is 0.05000000000000004, which would count p = 0.05 as significant
@@ -577,8 +629,17 @@ def gate(
                 pairing = _CellPairing(
                     n_paired=len(a), n_differing=n_differing, significance=significance if drop > 0 else None
                 )
-            cells.append(GateCell(**common, delta=float(delta), verdict=verdict, reason=reason, p_value=p_value, interval=interval,
-                                  **pairing))
+            cells.append(
+                GateCell(
+                    **common,
+                    delta=float(delta),
+                    verdict=verdict,
+                    reason=reason,
+                    p_value=p_value,
+                    interval=interval,
+                    **pairing,
+                )
+            )
 
     if all(c.verdict == "skipped" for c in cells):
         raise MvlevalError(
@@ -587,13 +648,22 @@ def gate(
         )
     warnings: list[str] = []
     if baseline_dir is not None and baseline.samples_sha256 is None:
-        warnings.append("the baseline records no samples_sha256 (blessed before baselines recorded one), so its per-sample file "
-                        "could not be checked against its scores; bless it again to record one")
+        warnings.append(
+            "the baseline records no samples_sha256 (blessed before baselines recorded one), so its per-sample file "
+            "could not be checked against its scores; bless it again to record one"
+        )
     if run.model.generation != baseline.model.generation:
-        diff = sorted(k for k in set(run.model.generation) | set(baseline.model.generation) if run.model.generation.get(k) != baseline.model.generation.get(k))
+        diff = sorted(
+            k
+            for k in set(run.model.generation) | set(baseline.model.generation)
+            if run.model.generation.get(k) != baseline.model.generation.get(k)
+        )
         warnings.append(
             "generation settings differ: "
-            + ", ".join(f"{k} run {run.model.generation.get(k)!r} vs baseline {baseline.model.generation.get(k)!r}" for k in diff)
+            + ", ".join(
+                f"{k} run {run.model.generation.get(k)!r} vs baseline {baseline.model.generation.get(k)!r}"
+                for k in diff
+            )
         )
     return GateReport(
         task=baseline.task.name,
@@ -647,7 +717,11 @@ def _verdict_text(cell: GateCell) -> str:
 
 def render_markdown(report: GateReport) -> str:
     """The report as Markdown: a headline verdict, the rule, and a table (metric, language, baseline, run, delta, ...)."""
-    status = "PASSED" if report.passed else f"FAILED ({len(report.failures)} regression{'s' if len(report.failures) != 1 else ''})"
+    status = (
+        "PASSED"
+        if report.passed
+        else f"FAILED ({len(report.failures)} regression{'s' if len(report.failures) != 1 else ''})"
+    )
     out = [
         f"## mvleval gate: {status}",
         "",
@@ -657,7 +731,9 @@ def render_markdown(report: GateReport) -> str:
     ]
     for warning in report.warnings:
         out += [f"> Warning: {warning}", ""]
-    header = ["metric", "language", "baseline", "run", "delta", "tolerance"] + (["p"] if report.paired else []) + ["verdict"]
+    header = (
+        ["metric", "language", "baseline", "run", "delta", "tolerance"] + (["p"] if report.paired else []) + ["verdict"]
+    )
     out.append("| " + " | ".join(header) + " |")
     out.append("|---|---|" + "---:|" * (len(header) - 3) + "---|")
     for c in report.cells:
@@ -677,7 +753,9 @@ def render_rich(report: GateReport) -> Table:
 
     # Record-derived text is escaped: '[test]' would otherwise be read as rich markup and vanish.
     status = "[bold green]PASSED[/]" if report.passed else f"[bold red]FAILED ({len(report.failures)})[/]"
-    what = escape(f"{report.task} v{report.version} [{report.split}], run {report.run_id} vs baseline {report.baseline_id}")
+    what = escape(
+        f"{report.task} v{report.version} [{report.split}], run {report.run_id} vs baseline {report.baseline_id}"
+    )
     caption = escape(f"{SCALE_NOTE}. Rule: {_rule(report)}." + "".join(f"\nWarning: {w}" for w in report.warnings))
     table = Table(title=f"mvleval gate {status}: {what}", caption=caption)
     for name in ("metric", "language"):
@@ -719,7 +797,9 @@ def write_summary(report: GateReport, path: Path | None) -> list[Path]:
             with target.open(mode, encoding="utf-8") as fh:
                 fh.write(text if mode == "w" else "\n" + text)
         except OSError as exc:
-            raise MvlevalError(f"could not write the gate report ({exc.strerror or exc}).", fix="choose a writable path.", where=target) from None
+            raise MvlevalError(
+                f"could not write the gate report ({exc.strerror or exc}).", fix="choose a writable path.", where=target
+            ) from None
         written.append(target)
     return written
 

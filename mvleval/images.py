@@ -45,7 +45,9 @@ def open_image(path: Path) -> Iterator[Image.Image]:
         if img.width * img.height > MAX_PIXELS:
             # normally refused by the warning filter above; checked again because other threads' own
             # catch_warnings blocks can restore the filters while this one is open
-            raise ImageTooLarge(f"{img.width}x{img.height} = {img.width * img.height:,} pixels, above mvleval's limit of {MAX_PIXELS:,}")
+            raise ImageTooLarge(
+                f"{img.width}x{img.height} = {img.width * img.height:,} pixels, above mvleval's limit of {MAX_PIXELS:,}"
+            )
         yield img
 
 
@@ -82,7 +84,9 @@ def load_image(path: Path, draft_size: tuple[int, int] | None = None) -> Image.I
     except UnidentifiedImageError:
         raise MvlevalError("file is not an image Pillow can read.", fix="re-download the image.", where=path) from None
     except OSError as exc:
-        raise MvlevalError(f"image is corrupt or truncated ({exc}).", fix="re-download the image.", where=path) from None
+        raise MvlevalError(
+            f"image is corrupt or truncated ({exc}).", fix="re-download the image.", where=path
+        ) from None
 
 
 def image_problem(path: Path) -> str | None:

@@ -203,7 +203,9 @@ def _model_key(record: RunRecord) -> ModelKey:
     fingerprint = record.model.fingerprint or ""
     overrides, protocol_known = _generation_overrides(record)
     return ModelKey(
-        identity=f"weights:{fingerprint}" if fingerprint else f"typed:{record.model.path}\0{record.model.adapter or ''}",
+        identity=f"weights:{fingerprint}"
+        if fingerprint
+        else f"typed:{record.model.path}\0{record.model.adapter or ''}",
         path=record.model.path,
         adapter=record.model.adapter or "",
         bits=record.model.bits,
@@ -232,7 +234,9 @@ def _column_labels(keys: Sequence[ColumnKey], n_examples: Mapping[ColumnKey, int
     labels: dict[ColumnKey, str] = {}
     for key in keys:
         base = f"{key.task} v{key.version} [{key.split}] {key.metric}"
-        siblings = [k for k in keys if (k.task, k.version, k.split, k.metric) == (key.task, key.version, key.split, key.metric)]
+        siblings = [
+            k for k in keys if (k.task, k.version, k.split, k.metric) == (key.task, key.version, key.split, key.metric)
+        ]
         extra: list[str] = []
         if len({k.prompt_style for k in siblings}) > 1:
             extra.append(PROMPT_STYLE_WORDS.get(key.prompt_style, f"{key.prompt_style} prompts"))
@@ -262,7 +266,7 @@ def short_paths(paths: Sequence[str]) -> dict[str, str]:
         if not (p.startswith("/") or p.startswith("~") or re.match(r"^[A-Za-z]:[\\/]", p)):
             return p
         parts = [x for x in re.split(r"[\\/]+", p) if x]
-        return "/".join(parts[-depth[p]:]) if depth[p] < len(parts) else p
+        return "/".join(parts[-depth[p] :]) if depth[p] < len(parts) else p
 
     while True:
         shown: dict[str, list[str]] = {}
@@ -275,7 +279,9 @@ def short_paths(paths: Sequence[str]) -> dict[str, str]:
             depth[p] += 1
 
 
-def _row_labels(keys: Sequence[ModelKey], settings: dict[ModelKey, dict[str, Any]] | None = None) -> dict[ModelKey, str]:
+def _row_labels(
+    keys: Sequence[ModelKey], settings: dict[ModelKey, dict[str, Any]] | None = None
+) -> dict[ModelKey, str]:
     """'path + adapter (4-bit)' ('(served)' for a served model, whose precision the server chose), plus what tells rows
     of the same checkpoint path apart: the weights' fingerprint when the same path names different weights, and the
     decoding settings that differ (with their actual values: a row on the task's protocol shows the protocol's value,
@@ -284,7 +290,11 @@ def _row_labels(keys: Sequence[ModelKey], settings: dict[ModelKey, dict[str, Any
     short = short_paths([p for k in keys for p in (k.path, k.adapter)])
     labels: dict[ModelKey, str] = {}
     for key in keys:
-        label = short[key.path] + (f" + {short[key.adapter]}" if key.adapter else "") + (f" ({key.bits}-bit)" if key.bits else " (served)")
+        label = (
+            short[key.path]
+            + (f" + {short[key.adapter]}" if key.adapter else "")
+            + (f" ({key.bits}-bit)" if key.bits else " (served)")
+        )
         if key.family:
             label += f" [{key.family}]"
         siblings = [k for k in keys if (k.path, k.adapter, k.bits) == (key.path, key.adapter, key.bits)]
@@ -319,7 +329,9 @@ def build_leaderboard(records: Sequence[tuple[Path, RunRecord]]) -> Leaderboard:
         MvlevalError: no records, or a record without scores or with an unparsable created_at.
     """
     if not records:
-        raise MvlevalError("no run records to build a leaderboard from.", fix="run `mvleval run` first or pass record paths.")
+        raise MvlevalError(
+            "no run records to build a leaderboard from.", fix="run `mvleval run` first or pass record paths."
+        )
     chosen: dict[tuple[ModelKey, ColumnKey], tuple[tuple[datetime, str, str], Path, RunRecord]] = {}
     losers: dict[tuple[ModelKey, ColumnKey], list[tuple[Path, RunRecord]]] = {}
     for path, record in records:
@@ -388,8 +400,13 @@ def build_leaderboard(records: Sequence[tuple[Path, RunRecord]]) -> Leaderboard:
             old = sorted(losers.get(slot, []), key=lambda pr: (pr[1].created_at, pr[1].run_id, pr[0].as_posix()))
             kept_at = chosen[slot][0][0]
             superseded.extend(
-                Superseded(run_id=r.run_id, created_at=r.created_at, record_path=p.as_posix(), replaced_by=f"r{counter}",
-                           simultaneous=_parse_created_at(r, p) == kept_at)
+                Superseded(
+                    run_id=r.run_id,
+                    created_at=r.created_at,
+                    record_path=p.as_posix(),
+                    replaced_by=f"r{counter}",
+                    simultaneous=_parse_created_at(r, p) == kept_at,
+                )
                 for p, r in old
             )
     return Leaderboard(columns=tuple(columns), rows=tuple(rows), cells=cells, superseded=tuple(superseded))
@@ -416,9 +433,13 @@ def find_records(roots: Sequence[Path], *, bad: Problems | None = None) -> list[
             paths = [root]
         elif root.is_dir():
             # Hidden files are the atomic writer's temp files; *.manifest.json belong to interrupted runs (runner.py).
-            paths = sorted(p for p in root.rglob("*.json") if not p.name.startswith(".") and not p.name.endswith(".manifest.json"))
+            paths = sorted(
+                p for p in root.rglob("*.json") if not p.name.startswith(".") and not p.name.endswith(".manifest.json")
+            )
         else:
-            raise MvlevalError("no such file or folder of run records.", fix="pass a folder such as results/runs.", where=root)
+            raise MvlevalError(
+                "no such file or folder of run records.", fix="pass a folder such as results/runs.", where=root
+            )
         for p in paths:
             try:
                 found.append((p, read_record(p)))
@@ -472,9 +493,11 @@ def _best(lb: Leaderboard, column: Column) -> Decimal | None:
 
 
 #: what the Superseded records section says (Markdown and HTML)
-SUPERSEDED_NOTE = ("Records of the same model and column that another record replaced: an older one, or one made at the "
-                   "same moment as the record kept (neither is older; the later run id, then path, is kept: a stable "
-                   "order, not a judgement).")
+SUPERSEDED_NOTE = (
+    "Records of the same model and column that another record replaced: an older one, or one made at the "
+    "same moment as the record kept (neither is older; the later run id, then path, is kept: a stable "
+    "order, not a judgement)."
+)
 
 
 def superseded_by_text(s: Superseded) -> str:
@@ -517,7 +540,9 @@ def render_markdown(lb: Leaderboard) -> str:
             cells.append(f"{text} ({cell.ref})")
         out.append("| " + " | ".join(cells) + " |")
     out += ["", "## Columns", ""]
-    out.append("| column | task | version | split | metric | signature | data fingerprint | protocol | languages | examples |")
+    out.append(
+        "| column | task | version | split | metric | signature | data fingerprint | protocol | languages | examples |"
+    )
     out.append("|---|---|---:|---|---|---|---|---|---|---:|")
     for c in lb.columns:
         k = c.key
@@ -547,7 +572,9 @@ def render_markdown(lb: Leaderboard) -> str:
         out.append("| run id | created at | record | replaced by |")
         out.append("|---|---|---|---|")
         for s in lb.superseded:
-            out.append(f"| {_code(s.run_id)} | {_md(s.created_at)} | {_code(s.record_path)} | {superseded_by_text(s)} |")
+            out.append(
+                f"| {_code(s.run_id)} | {_md(s.created_at)} | {_code(s.record_path)} | {superseded_by_text(s)} |"
+            )
     return "\n".join(out) + "\n"
 
 
@@ -607,18 +634,35 @@ def leaderboard_dict(lb: Leaderboard) -> dict[str, Any]:
     comparable), rows (models), and one cell per (row, column) with scores on the records' native scale (0-1; CIDEr
     may exceed 1), not the x100 points of the tables."""
     columns = [
-        {"id": c.slug, "label": c.label, "task": c.key.task, "task_version": c.key.version, "split": c.key.split,
-         "metric": c.key.metric, "signature": c.key.signature, "data_fingerprint": c.key.data_fingerprint,
-         "protocol_hash": c.key.protocol_hash, "prompt_style": c.key.prompt_style, "languages": list(c.languages),
-         "n_examples": c.n_examples,
-         "higher_is_better": c.higher_is_better}
+        {
+            "id": c.slug,
+            "label": c.label,
+            "task": c.key.task,
+            "task_version": c.key.version,
+            "split": c.key.split,
+            "metric": c.key.metric,
+            "signature": c.key.signature,
+            "data_fingerprint": c.key.data_fingerprint,
+            "protocol_hash": c.key.protocol_hash,
+            "prompt_style": c.key.prompt_style,
+            "languages": list(c.languages),
+            "n_examples": c.n_examples,
+            "higher_is_better": c.higher_is_better,
+        }
         for c in lb.columns
     ]
     row_ids = {r.key: f"m{i}" for i, r in enumerate(lb.rows, start=1)}
     rows = [
-        {"id": row_ids[r.key], "label": r.label, "model": r.key.path, "adapter": r.key.adapter or None,
-         "bits": r.key.bits, "family": r.key.family or None, "fingerprint": r.key.fingerprint or None,
-         "generation_overrides": json.loads(r.key.generation)}
+        {
+            "id": row_ids[r.key],
+            "label": r.label,
+            "model": r.key.path,
+            "adapter": r.key.adapter or None,
+            "bits": r.key.bits,
+            "family": r.key.family or None,
+            "fingerprint": r.key.fingerprint or None,
+            "generation_overrides": json.loads(r.key.generation),
+        }
         for r in lb.rows
     ]
     cells = []
@@ -627,15 +671,30 @@ def leaderboard_dict(lb: Leaderboard) -> dict[str, Any]:
             cell = lb.cell(row, column)
             if cell is None:
                 continue
-            cells.append({
-                "row": row_ids[row.key], "column": column.slug, "ref": cell.ref, "mean": cell.mean,
-                "mean_interval": list(cell.mean_interval) if cell.mean_interval else None,
-                "per_lang": dict(cell.per_lang),
-                "intervals": {k: list(v) if v else None for k, v in cell.intervals.items()},
-                "run_id": cell.run_id, "created_at": cell.created_at, "record": cell.record_path,
-            })
-    superseded = [{"run_id": s.run_id, "created_at": s.created_at, "record": s.record_path, "replaced_by": s.replaced_by,
-                   "simultaneous": s.simultaneous} for s in lb.superseded]
+            cells.append(
+                {
+                    "row": row_ids[row.key],
+                    "column": column.slug,
+                    "ref": cell.ref,
+                    "mean": cell.mean,
+                    "mean_interval": list(cell.mean_interval) if cell.mean_interval else None,
+                    "per_lang": dict(cell.per_lang),
+                    "intervals": {k: list(v) if v else None for k, v in cell.intervals.items()},
+                    "run_id": cell.run_id,
+                    "created_at": cell.created_at,
+                    "record": cell.record_path,
+                }
+            )
+    superseded = [
+        {
+            "run_id": s.run_id,
+            "created_at": s.created_at,
+            "record": s.record_path,
+            "replaced_by": s.replaced_by,
+            "simultaneous": s.simultaneous,
+        }
+        for s in lb.superseded
+    ]
     return {"columns": columns, "rows": rows, "cells": cells, "superseded": superseded}
 
 
@@ -661,13 +720,14 @@ def _middle(label: str, limit: int) -> str:
     if len(label) <= limit:
         return label
     keep = limit - 1
-    return label[: keep // 2] + "…" + label[len(label) - (keep - keep // 2):]
+    return label[: keep // 2] + "…" + label[len(label) - (keep - keep // 2) :]
 
 
 def _short_labels(labels: Sequence[str], limit: int = MAX_LABEL_CHARS) -> list[str]:
     """Heatmap row labels of at most `limit` characters: a long label first loses its paths' folders, then the middle
     of the model's name (its bits and settings stay whole); when that would make two rows look alike (a/ckpt and
     b/ckpt), every long label is cut in its middle instead."""
+
     def one(label: str) -> str:
         if len(label) <= limit:
             return label
@@ -732,16 +792,28 @@ def _write_heatmap(lb: Leaderboard, column: Column, path: Path) -> None:
                 missing = bool(np.isnan(value))
                 # viridis is dark at its low end: white text there, black elsewhere.
                 dark = not missing and bool(value < middle) == column.higher_is_better
-                ax.text(j, i, MISSING if missing else f"{value:.1f}", ha="center", va="center", fontsize=8,
-                        color="white" if dark else "black", fontweight="bold" if panel[j] == "mean" else "normal")
+                ax.text(
+                    j,
+                    i,
+                    MISSING if missing else f"{value:.1f}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if dark else "black",
+                    fontweight="bold" if panel[j] == "mean" else "normal",
+                )
     scale = f"colour scale {vmin:g}-{vmax:g}" + (", higher values in the top colour" if unit == "x100" else "")
     # the title spans the figure (a figure title, which the constrained layout makes room for), wrapped at spaces to
     # its width: an axes title as long as a column label with its hashes was clipped at both edges
     import textwrap
 
     chars_per_line = max(20, int(width * 72 / (TITLE_FONT_SIZE * 0.62)))
-    fig.suptitle(textwrap.fill(f"{column.label} ({unit}; {scale})", chars_per_line, break_long_words=False,
-                               break_on_hyphens=False), fontsize=TITLE_FONT_SIZE)
+    fig.suptitle(
+        textwrap.fill(
+            f"{column.label} ({unit}; {scale})", chars_per_line, break_long_words=False, break_on_hyphens=False
+        ),
+        fontsize=TITLE_FONT_SIZE,
+    )
     assert image is not None
     fig.colorbar(image, ax=list(axes))
     # No 'Software' chunk (it names the matplotlib version): the file changes only when the numbers do.
@@ -787,7 +859,9 @@ def write_leaderboard(lb: Leaderboard, out_dir: Path) -> list[Path]:
         written.append(html_path)
     except OSError as exc:
         raise MvlevalError(
-            f"could not write the leaderboard ({exc.strerror or exc}).", fix="choose a writable --out folder.", where=out_dir
+            f"could not write the leaderboard ({exc.strerror or exc}).",
+            fix="choose a writable --out folder.",
+            where=out_dir,
         ) from None
     return written
 

@@ -75,7 +75,9 @@ def examples_fingerprint(rows: Iterable[dict[str, Any]]) -> str:
 
     Two records share a fingerprint only when they scored the same example set; the leaderboard and the gate rely on it.
     """
-    digests = sorted(hashlib.sha256(json.dumps(r, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest() for r in rows)
+    digests = sorted(
+        hashlib.sha256(json.dumps(r, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest() for r in rows
+    )
     return hashlib.sha256("\n".join(digests).encode("ascii")).hexdigest()[:32]
 
 

@@ -31,7 +31,9 @@ class TaskInfo(_Model):
     n_examples: dict[str, int]
     limit: int | None = None
     protocol_hash: str
-    prompt_style: str = "mblip"  # "mblip" (mBLIP's protocol) or "chat" (instruction-tuned wording); hashed into protocol_hash
+    prompt_style: str = (
+        "mblip"  # "mblip" (mBLIP's protocol) or "chat" (instruction-tuned wording); hashed into protocol_hash
+    )
     # a task read from a benchmark file: where the file (or folder) was, absolute, so `mvleval score` and the leaderboard
     # read it again; None (and left out of the JSON, so built-in records stay as they were) for a built-in task
     source: str | None = None
@@ -46,7 +48,9 @@ class ModelInfo(_Model):
     adapter: str | None = None
     generation: dict[str, Any]
     num_query_tokens: int | None = None  # BLIP-2 only: query tokens per image
-    fingerprint: str | None = None  # hash of the weight files' names and contents (and the adapter's): the model's identity
+    fingerprint: str | None = (
+        None  # hash of the weight files' names and contents (and the adapter's): the model's identity
+    )
     # which code path generated: transformers' generate, or beam search computing the prompt once per sample
     generation_path: str | None = None
     # schema 2: what ran, for any family (None in version 1 records, which were all BLIP-2 through the mBLIP backend)
@@ -85,10 +89,14 @@ class Provenance(_Model):
     seed: int
     command: list[str]
     hostname: str | None = None
-    batch_size: int | None = None  # samples per generate call (what --batch-size auto picked); predictions do not depend on it
+    batch_size: int | None = (
+        None  # samples per generate call (what --batch-size auto picked); predictions do not depend on it
+    )
     image_root: str | None = None  # the folder the run read its images from, absolute: `mvleval report`'s default
     data_root: str | None = None  # the data root the run read, absolute: where `mvleval score` reads the data again
-    max_image_pixels: int | None = None  # the pixel limit images were opened under (mvleval.images.MAX_PIXELS); None: not recorded
+    max_image_pixels: int | None = (
+        None  # the pixel limit images were opened under (mvleval.images.MAX_PIXELS); None: not recorded
+    )
 
 
 class RunRecord(_Model):
@@ -152,16 +160,31 @@ class RunRecord(_Model):
             "run_id": self.run_id,
             "created_at": self.created_at,
             "rescored_at": self.rescored_at,
-            "task": {"name": self.task.name, "version": self.task.version, "split": self.task.split,
-                     "prompt_style": self.task.prompt_style, "languages": list(self.task.languages),
-                     "n_examples": dict(self.task.n_examples)},
-            "model": {"path": self.model.path, "adapter": self.model.adapter, "bits": self.model.bits,
-                      "backend": self.model.backend, "family": self.model.family, "generation": dict(self.model.generation)},
+            "task": {
+                "name": self.task.name,
+                "version": self.task.version,
+                "split": self.task.split,
+                "prompt_style": self.task.prompt_style,
+                "languages": list(self.task.languages),
+                "n_examples": dict(self.task.n_examples),
+            },
+            "model": {
+                "path": self.model.path,
+                "adapter": self.model.adapter,
+                "bits": self.model.bits,
+                "backend": self.model.backend,
+                "family": self.model.family,
+                "generation": dict(self.model.generation),
+            },
             "headline_metric": self.headline(),
             "scores": {
-                name: {"mean": s.mean, "per_lang": dict(s.per_lang), "higher_is_better": s.higher_is_better,
-                       "signature": s.signature,
-                       "mean_interval": list(mean_iv) if (mean_iv := s.intervals.get("mean")) else None}
+                name: {
+                    "mean": s.mean,
+                    "per_lang": dict(s.per_lang),
+                    "higher_is_better": s.higher_is_better,
+                    "signature": s.signature,
+                    "mean_interval": list(mean_iv) if (mean_iv := s.intervals.get("mean")) else None,
+                }
                 for name, s in self.scores.items()
             },
         }
@@ -175,6 +198,7 @@ def report_paths(record_path: Path) -> tuple[Path, Path]:
 def score_changes(before: RunRecord, after: RunRecord) -> list[str]:
     """What rescoring changed, one line per metric whose scores differ (points x100, 1 decimal, as in the tables):
     'exact_match: mean 45.0 -> 100.0; en 40.0 -> 100.0, de 50.0 -> 100.0'; metrics added or removed are named too."""
+
     def pts(value: float | None) -> str:
         return "–" if value is None else f"{value * 100:.1f}"
 
@@ -189,7 +213,9 @@ def score_changes(before: RunRecord, after: RunRecord) -> list[str]:
         parts = [f"mean {pts(old.mean)} -> {pts(new.mean)}"]
         langs = [lang for lang in new.per_lang if old.per_lang.get(lang) != new.per_lang.get(lang)]
         if langs:
-            parts.append(", ".join(f"{lang} {pts(old.per_lang.get(lang))} -> {pts(new.per_lang.get(lang))}" for lang in langs))
+            parts.append(
+                ", ".join(f"{lang} {pts(old.per_lang.get(lang))} -> {pts(new.per_lang.get(lang))}" for lang in langs)
+            )
         if old.signature != new.signature:
             parts.append(f"signature {old.signature} -> {new.signature}")
         lines.append(f"{name}: " + "; ".join(parts))
@@ -227,12 +253,19 @@ def check_samples_hash(record: RunRecord, folder: Path, what: str, *, missing_ok
     if missing_ok and not path.exists():
         return False
     if not path.is_file():
-        raise MvlevalError(f"the per-sample file of {what} is missing.", fix="keep each record next to its per-sample file.", where=path)
+        raise MvlevalError(
+            f"the per-sample file of {what} is missing.",
+            fix="keep each record next to its per-sample file.",
+            where=path,
+        )
     try:
         found = file_sha256(path)
     except OSError as exc:
-        raise MvlevalError(f"cannot read the per-sample file of {what} ({exc.strerror}).", fix="check the file's permissions.",
-                           where=path) from None
+        raise MvlevalError(
+            f"cannot read the per-sample file of {what} ({exc.strerror}).",
+            fix="check the file's permissions.",
+            where=path,
+        ) from None
     if found != record.samples_sha256:
         raise MvlevalError(
             f"the per-sample file of {what} changed after its scores were computed (sha256 {found[:12]}..., the record "
@@ -299,7 +332,9 @@ def record_json(record: RunRecord) -> str:
 def scores_digest(record: RunRecord) -> str:
     """sha256 of the record's scores as canonical JSON (sorted keys, no spaces): what `scores_sha256` vouches for."""
     scores = record.model_dump(mode="json", include={"scores"})["scores"]
-    return hashlib.sha256(json.dumps(scores, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(scores, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    ).hexdigest()
 
 
 def write_record(record: RunRecord, path: Path) -> None:
@@ -333,21 +368,33 @@ def read_record(path: Path, *, verify_scores: bool = True) -> RunRecord:
 
 def _read_record(path: Path) -> RunRecord:
     if not path.is_file():
-        raise MvlevalError("run record not found.", fix="pass the path printed at the end of `mvleval run`.", where=path)
+        raise MvlevalError(
+            "run record not found.", fix="pass the path printed at the end of `mvleval run`.", where=path
+        )
     try:
         text = path.read_text(encoding="utf-8-sig")
         data = json.loads(text)
     except OSError as exc:
-        raise MvlevalError(f"cannot read the run record ({exc.strerror}).", fix="check the file's permissions.", where=path) from None
+        raise MvlevalError(
+            f"cannot read the run record ({exc.strerror}).", fix="check the file's permissions.", where=path
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise MvlevalError(f"not a valid run record JSON ({exc}).", fix="pass a record written by `mvleval run`.", where=path) from None
+        raise MvlevalError(
+            f"not a valid run record JSON ({exc}).", fix="pass a record written by `mvleval run`.", where=path
+        ) from None
     if not isinstance(data, dict):
-        raise MvlevalError(f"not a valid run record: a JSON {type(data).__name__}, not an object.",
-                           fix="pass a record written by `mvleval run`.", where=path)
+        raise MvlevalError(
+            f"not a valid run record: a JSON {type(data).__name__}, not an object.",
+            fix="pass a record written by `mvleval run`.",
+            where=path,
+        )
     version = data.get("schema_version", SCHEMA_VERSION)
     if not isinstance(version, int) or isinstance(version, bool):
-        raise MvlevalError(f"not a valid run record: field 'schema_version' must be a whole number, got {version!r}.",
-                           fix="pass a record written by `mvleval run` (schema_version is written as a number, e.g. 2).", where=path)
+        raise MvlevalError(
+            f"not a valid run record: field 'schema_version' must be a whole number, got {version!r}.",
+            fix="pass a record written by `mvleval run` (schema_version is written as a number, e.g. 2).",
+            where=path,
+        )
     if version > SCHEMA_VERSION:
         raise MvlevalError(
             f"record has schema_version {data['schema_version']}, newer than this mvleval understands ({SCHEMA_VERSION}).",
@@ -421,10 +468,15 @@ def read_samples(path: Path) -> Iterator[dict[str, Any]]:
         with path.open("r", encoding="utf-8-sig") as fh:
             lines = fh.readlines()
     except OSError as exc:
-        raise MvlevalError(f"cannot read the per-sample file ({exc.strerror}).", fix="check the file's permissions.", where=path) from None
+        raise MvlevalError(
+            f"cannot read the per-sample file ({exc.strerror}).", fix="check the file's permissions.", where=path
+        ) from None
     except UnicodeDecodeError as exc:
-        raise MvlevalError(f"the per-sample file is not UTF-8 text ({exc.reason}).", fix="pass the file written by `mvleval run`.",
-                           where=path) from None
+        raise MvlevalError(
+            f"the per-sample file is not UTF-8 text ({exc.reason}).",
+            fix="pass the file written by `mvleval run`.",
+            where=path,
+        ) from None
     for i, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -433,10 +485,15 @@ def read_samples(path: Path) -> Iterator[dict[str, Any]]:
         except (json.JSONDecodeError, RecursionError):
             if i == len(lines) and not line.endswith("\n"):
                 return  # a run killed mid-write leaves a torn final line; it is redone on resume
-            raise MvlevalError("corrupt per-sample line.", fix="delete the line or rerun without --resume.", where=f"{path}:{i}") from None
+            raise MvlevalError(
+                "corrupt per-sample line.", fix="delete the line or rerun without --resume.", where=f"{path}:{i}"
+            ) from None
         if not isinstance(row, dict):
-            raise MvlevalError(f"a per-sample line must be a JSON object, got a {type(row).__name__}.",
-                               fix="use the file written by `mvleval run`.", where=f"{path}:{i}")
+            raise MvlevalError(
+                f"a per-sample line must be a JSON object, got a {type(row).__name__}.",
+                fix="use the file written by `mvleval run`.",
+                where=f"{path}:{i}",
+            )
         yield row
 
 
@@ -456,8 +513,10 @@ SAMPLE_FIELDS: dict[str, tuple[str, Any]] = {
     "prediction": ("a string", lambda v: isinstance(v, str)),
     "references": ("a list of strings", _str_list),
     "images": ("a list of strings", _str_list),
-    "scores": ("an object of numbers (or null) by metric",
-               lambda v: isinstance(v, dict) and all(x is None or _is_number(x) for x in v.values())),
+    "scores": (
+        "an object of numbers (or null) by metric",
+        lambda v: isinstance(v, dict) and all(x is None or _is_number(x) for x in v.values()),
+    ),
     "extra": ("an object by metric", lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values())),
     "cluster": ("a string", lambda v: isinstance(v, str)),
     "answer": ("a string", lambda v: isinstance(v, str)),
@@ -468,11 +527,16 @@ def check_sample_row(row: dict[str, Any], where: str, required: Iterable[str]) -
     """Refuse a per-sample row that lacks a required field or holds a field of the wrong type (file:line named)."""
     for name in required:
         if name not in row:
-            raise MvlevalError(f"the per-sample row has no '{name}'.", fix="use the file written by `mvleval run`.", where=where)
+            raise MvlevalError(
+                f"the per-sample row has no '{name}'.", fix="use the file written by `mvleval run`.", where=where
+            )
     for name, (kind, ok) in SAMPLE_FIELDS.items():
         if name in row and not ok(row[name]):
-            raise MvlevalError(f"the per-sample row's '{name}' must be {kind}, got {_cut_value(row[name])}.",
-                               fix="use the file written by `mvleval run` (or rescore it with `mvleval score`).", where=where)
+            raise MvlevalError(
+                f"the per-sample row's '{name}' must be {kind}, got {_cut_value(row[name])}.",
+                fix="use the file written by `mvleval run` (or rescore it with `mvleval score`).",
+                where=where,
+            )
 
 
 def check_sample_counts(langs: Iterable[str], record: RunRecord, path: Path, what: str, fix: str) -> None:

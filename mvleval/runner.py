@@ -176,7 +176,9 @@ def prepare(options: RunOptions) -> PreparedRun:
     if len(set(languages)) != len(languages):
         raise MvlevalError(f"a language is given twice in --lang ({' '.join(languages)}).", fix="list each once.")
     if options.limit is not None and options.limit < 1:
-        raise MvlevalError(f"--limit must be at least 1, got {options.limit}.", fix="pass a positive number or leave it out.")
+        raise MvlevalError(
+            f"--limit must be at least 1, got {options.limit}.", fix="pass a positive number or leave it out."
+        )
     if options.batch_size is not None and options.batch_size < 1:
         raise MvlevalError(f"--batch-size must be at least 1, got {options.batch_size}.", fix="pass a positive number.")
 
@@ -199,11 +201,17 @@ def prepare(options: RunOptions) -> PreparedRun:
         ids = [e.id for e in exs]
         if len(set(ids)) != len(ids):
             dup = next(i for i in ids if ids.count(i) > 1)
-            problems.add("an example id occurs more than once; ids must be unique per language", path, repr(dup), unit="file")
+            problems.add(
+                "an example id occurs more than once; ids must be unique per language", path, repr(dup), unit="file"
+            )
             continue
         if not exs:
-            problems.add(f"no {lang} examples in the {split} split (a language without examples cannot be scored, nor "
-                         "blessed as a baseline)", path, unit="file")
+            problems.add(
+                f"no {lang} examples in the {split} split (a language without examples cannot be scored, nor "
+                "blessed as a baseline)",
+                path,
+                unit="file",
+            )
             continue
         if options.limit is not None:
             exs = exs[: options.limit]
@@ -273,9 +281,13 @@ def check_generation(settings: GenerationSettings) -> None:
     if settings.min_new_tokens < 0:
         problems.append(f"--min-new-tokens cannot be negative, got {settings.min_new_tokens}")
     elif settings.min_new_tokens > settings.max_new_tokens:
-        problems.append(f"--min-new-tokens ({settings.min_new_tokens}) is above --max-new-tokens ({settings.max_new_tokens})")
+        problems.append(
+            f"--min-new-tokens ({settings.min_new_tokens}) is above --max-new-tokens ({settings.max_new_tokens})"
+        )
     if problems:
-        raise MvlevalError("; ".join(problems) + ".", fix="correct the generation flags (or leave them out for the task's protocol).")
+        raise MvlevalError(
+            "; ".join(problems) + ".", fix="correct the generation flags (or leave them out for the task's protocol)."
+        )
 
 
 # -- run identity and resume ----------------------------------------------------------------------------------------
@@ -303,7 +315,12 @@ def run_identity(options: RunOptions, prepared: PreparedRun) -> dict[str, Any]:
     }
     # settings added with the generic backend: part of the identity only when not the default, so the names of runs
     # made before them (and resumes of those) stay the same
-    for key, default in (("prompt_style", "mblip"), ("backend", None), ("trust_remote_code", False), ("image_handling", "native")):
+    for key, default in (
+        ("prompt_style", "mblip"),
+        ("backend", None),
+        ("trust_remote_code", False),
+        ("image_handling", "native"),
+    ):
         if getattr(options, key) != default:
             identity[key] = getattr(options, key)
     if options.endpoint is not None:
@@ -342,7 +359,11 @@ class RunPaths:
 
 
 def _describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
-    diffs = [f"{k}: interrupted run had {old.get(k)!r}, this run has {new.get(k)!r}" for k in sorted(new) if old.get(k) != new.get(k)]
+    diffs = [
+        f"{k}: interrupted run had {old.get(k)!r}, this run has {new.get(k)!r}"
+        for k in sorted(new)
+        if old.get(k) != new.get(k)
+    ]
     return "; ".join(diffs)
 
 
@@ -427,9 +448,13 @@ def task_signature(task: Task, metric: Metric) -> str:
         return f"{metric.signature()}|{answer_rule(_chat_clean(task))}"
 
 
-def score_rows(task: Task, languages: Sequence[str], rows_by_lang: dict[str, list[dict[str, Any]]],
-               examples_by_lang: Mapping[str, Sequence[Example]] | None = None,
-               thinking_tags: Sequence[Sequence[str]] = ()) -> dict[str, MetricScores]:
+def score_rows(
+    task: Task,
+    languages: Sequence[str],
+    rows_by_lang: dict[str, list[dict[str, Any]]],
+    examples_by_lang: Mapping[str, Sequence[Example]] | None = None,
+    thinking_tags: Sequence[Sequence[str]] = (),
+) -> dict[str, MetricScores]:
     """Score each language's corpus with each of the task's metrics; fills each row's per-sample scores in place.
 
     Every interval resamples the task's clusters (`Task.cluster_keys` of each language's examples, in row order: the
@@ -442,7 +467,9 @@ def score_rows(task: Task, languages: Sequence[str], rows_by_lang: dict[str, lis
     from mvleval.metrics.answer import DEFAULT_THINKING_TAGS, scored_answer
     from mvleval.metrics.bootstrap import clustered
 
-    tags = list(DEFAULT_THINKING_TAGS) + [(str(t[0]), str(t[1])) for t in thinking_tags if tuple(t) not in DEFAULT_THINKING_TAGS]
+    tags = list(DEFAULT_THINKING_TAGS) + [
+        (str(t[0]), str(t[1])) for t in thinking_tags if tuple(t) not in DEFAULT_THINKING_TAGS
+    ]
     chat = _chat_clean(task)
     answers: dict[str, list[str]] = {}
     for lang in languages:
@@ -571,7 +598,9 @@ def evaluate(
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise MvlevalError(f"the output folder is not writable ({exc.strerror}).", fix="pass a writable --out.", where=out_dir) from None
+        raise MvlevalError(
+            f"the output folder is not writable ({exc.strerror}).", fix="pass a writable --out.", where=out_dir
+        ) from None
     paths = RunPaths.for_name(out_dir, name, dist_info.rank, dist_info.world_size)
 
     try:
@@ -604,14 +633,18 @@ def evaluate(
                 fix="run `mvleval run` once, without torchrun, and raise --concurrency to keep more requests in flight.",
             )
         if backend_factory is None:
-            progress.note(f"loading {options.model}" + (f" with adapter {options.adapter}" if options.adapter else "") + " ...")
+            progress.note(
+                f"loading {options.model}" + (f" with adapter {options.adapter}" if options.adapter else "") + " ..."
+            )
         backend = backend_factory() if backend_factory else _load_backend(options, dist_info)
         backend.check_settings(prepared.generation, task.images_per_example)
         model_info = backend.info(prepared.generation)
         backend = _with_local_cache(backend, options, prepared)
         if dist_info.is_main:
             # written once the model loaded and accepted the settings: a run refused before that leaves nothing behind
-            write_json_atomic(paths.manifest, json.dumps({"identity": identity, "name": name}, indent=2, sort_keys=True) + "\n")
+            write_json_atomic(
+                paths.manifest, json.dumps({"identity": identity, "name": name}, indent=2, sort_keys=True) + "\n"
+            )
     except BaseException:  # a refusal, a model that does not load, Ctrl-C: no empty folder left behind either
         _remove_created(created)
         raise
@@ -622,7 +655,9 @@ def evaluate(
     owner = _image_owner(prepared, dist_info.world_size)
     already = len(done)
     try:
-        _generate_all(prepared, backend, paths, done, owner, dist_info, batch_size, progress, options.resolved_image_root)
+        _generate_all(
+            prepared, backend, paths, done, owner, dist_info, batch_size, progress, options.resolved_image_root
+        )
     except Exception as exc:  # not KeyboardInterrupt: an interrupted run stays resumable, as the CLI's hint says
         if isinstance(exc, RunStopped):
             raise  # it already says where the run stands and how to --resume
@@ -634,8 +669,10 @@ def evaluate(
         elif isinstance(exc, MvlevalError):
             kept = len(done)
             raise MvlevalError(
-                exc.what, fix=f"{(exc.fix or 'fix the cause').rstrip('.')}; then rerun the same command with --resume: the {kept} "
-                f"examples generated so far are kept in {paths.partial}.", where=exc.where
+                exc.what,
+                fix=f"{(exc.fix or 'fix the cause').rstrip('.')}; then rerun the same command with --resume: the {kept} "
+                f"examples generated so far are kept in {paths.partial}.",
+                where=exc.where,
             ) from None
         raise
     backend.close()
@@ -649,13 +686,20 @@ def evaluate(
         return read_record(paths.record), paths.record
     if dist_info.world_size > 1:
         done = _load_done(paths.rank_partials(dist_info.world_size), prepared)
-        missing = [(lang, e.id) for lang in prepared.languages for e in prepared.examples[lang] if (lang, e.id) not in done]
+        missing = [
+            (lang, e.id) for lang in prepared.languages for e in prepared.examples[lang] if (lang, e.id) not in done
+        ]
         if missing:
             raise RuntimeError(f"{len(missing)} samples missing after merging the ranks' files, e.g. {missing[:3]}")
 
     rows_by_lang = {lang: [dict(done[(lang, e.id)]) for e in prepared.examples[lang]] for lang in prepared.languages}
-    scores = score_rows(task, prepared.languages, rows_by_lang, prepared.examples,
-                        thinking_tags=model_info.details.get("thinking_tags") or ())
+    scores = score_rows(
+        task,
+        prepared.languages,
+        rows_by_lang,
+        prepared.examples,
+        thinking_tags=model_info.details.get("thinking_tags") or (),
+    )
     commit, dirty = provenance.git_state()
     record = RunRecord(
         run_id=name,
@@ -711,7 +755,9 @@ def evaluate(
         for page in report_paths(paths.record):
             if page.is_file():
                 page.unlink()
-                progress.note(f"removed {page}, the report of the replaced run (`mvleval report {paths.record}` writes a new one)")
+                progress.note(
+                    f"removed {page}, the report of the replaced run (`mvleval report {paths.record}` writes a new one)"
+                )
     _barrier(dist_info)
     return record, paths.record
 
@@ -757,7 +803,9 @@ def _generate_all(
             backend.prefetch([GenerationRequest(e.prompt, e.images) for b in batches for e in b])
             for batch in batches:
                 try:
-                    preds = backend.generate([GenerationRequest(e.prompt, e.images) for e in batch], prepared.generation)
+                    preds = backend.generate(
+                        [GenerationRequest(e.prompt, e.images) for e in batch], prepared.generation
+                    )
                 except BatchFailed as exc:
                     # keep what arrived (a resume does not ask again), score nothing, and say where the run stands
                     cached = backend.from_cache()
@@ -771,7 +819,10 @@ def _generate_all(
                         fix=exc.fix,
                     ) from None
                 cached = backend.from_cache()
-                rows = [_sample_row(e, p, image_root, i in cached) for i, (e, p) in enumerate(zip(batch, preds, strict=True))]
+                rows = [
+                    _sample_row(e, p, image_root, i in cached)
+                    for i, (e, p) in enumerate(zip(batch, preds, strict=True))
+                ]
                 writer.write_batch(rows)
                 for row in rows:
                     done[(lang, row["id"])] = row
@@ -791,7 +842,9 @@ def _with_local_cache(backend: Backend, options: RunOptions, prepared: PreparedR
         return backend
     from mvleval.backends.local_cache import CachedBackend
 
-    return CachedBackend(backend, prepared.generation, identity, options.model, ResponseCache(check_mode(options.cache)))
+    return CachedBackend(
+        backend, prepared.generation, identity, options.model, ResponseCache(check_mode(options.cache))
+    )
 
 
 def _image_owner(prepared: PreparedRun, world_size: int) -> dict[tuple[Path, ...], int]:
@@ -831,8 +884,9 @@ def interrupted_run(options: RunOptions, prepared: PreparedRun) -> Path | None:
     """The manifest of an interrupted run with exactly these settings in options.out_dir (what --resume continues),
     or None when there is none (nothing of it was written)."""
     dist_info = DistInfo.from_env()
-    paths = RunPaths.for_name(options.out_dir, run_name(options, run_identity(options, prepared)), dist_info.rank,
-                              dist_info.world_size)
+    paths = RunPaths.for_name(
+        options.out_dir, run_name(options, run_identity(options, prepared)), dist_info.rank, dist_info.world_size
+    )
     return paths.manifest if paths.manifest.is_file() else None
 
 
@@ -855,9 +909,16 @@ def _load_backend(options: RunOptions, dist_info: DistInfo) -> Backend:
         device = f"cuda:{dist_info.local_rank}" if torch.cuda.is_available() else "cpu"
     return load_backend(
         BackendOptions(
-            model=options.model, adapter=options.adapter, bits=options.bits, allow_pickle=options.allow_pickle, device=device,
-            shared_prefix=options.shared_prefix, backend=options.backend, trust_remote_code=options.trust_remote_code,
-            image_handling=options.image_handling, endpoint=options.endpoint,
+            model=options.model,
+            adapter=options.adapter,
+            bits=options.bits,
+            allow_pickle=options.allow_pickle,
+            device=device,
+            shared_prefix=options.shared_prefix,
+            backend=options.backend,
+            trust_remote_code=options.trust_remote_code,
+            image_handling=options.image_handling,
+            endpoint=options.endpoint,
         )
     )
 
@@ -903,8 +964,10 @@ def rescore(record_path: Path, data_root: Path | None = None, image_root: Path |
     if root is None:
         root = data_root
     elif data_root is not None:
-        raise MvlevalError(f"--data-root does not apply to the benchmark file {record.task.source}: the record keeps where it is.",
-                           fix="drop --data-root.")
+        raise MvlevalError(
+            f"--data-root does not apply to the benchmark file {record.task.source}: the record keeps where it is.",
+            fix="drop --data-root.",
+        )
     if root is None:
         env = os.environ.get("MVLEVAL_DATA")
         root = Path(env) if env else None
@@ -923,9 +986,16 @@ def rescore(record_path: Path, data_root: Path | None = None, image_root: Path |
             fix="pass --data-root DIR (the folder the run read; images from --image-root, default DIR/images) or set MVLEVAL_DATA.",
             where=record_path,
         )
-    options = RunOptions(task=record.task.source or record.task.name, model=record.model.path, data_root=root,
-                         image_root=image_root, languages=tuple(record.task.languages), split=record.task.split,
-                         limit=record.task.limit, prompt_style=record.task.prompt_style)
+    options = RunOptions(
+        task=record.task.source or record.task.name,
+        model=record.model.path,
+        data_root=root,
+        image_root=image_root,
+        languages=tuple(record.task.languages),
+        split=record.task.split,
+        limit=record.task.limit,
+        prompt_style=record.task.prompt_style,
+    )
     prepared = prepare(options)
     data_changed = prepared.data_fingerprint != record.provenance.data_fingerprint
     examples = {(lang, e.id): e for lang in prepared.languages for e in prepared.examples[lang]}
@@ -945,8 +1015,11 @@ def rescore(record_path: Path, data_root: Path | None = None, image_root: Path |
             continue
         example = examples.get((lang, example_id))
         if example is None:
-            problems.add("the row's language and id are not among the examples the task's data gives this run", where,
-                         f"{lang} {example_id}")
+            problems.add(
+                "the row's language and id are not among the examples the task's data gives this run",
+                where,
+                f"{lang} {example_id}",
+            )
             continue
         if (lang, example_id) in predictions:
             problems.add("the example occurs twice in the per-sample file", where, f"{lang} {example_id}")
@@ -960,33 +1033,58 @@ def rescore(record_path: Path, data_root: Path | None = None, image_root: Path |
             if data_changed:
                 n_refs_changed += 1  # the data changed since the run (a label fixed): the data's references count
             else:
-                problems.add("the row's references differ from the task's data (which is unchanged since the run)", where,
-                             f"{lang} {example_id}")
+                problems.add(
+                    "the row's references differ from the task's data (which is unchanged since the run)",
+                    where,
+                    f"{lang} {example_id}",
+                )
     missing = [key for key in examples if key not in predictions]
     for lang, example_id in missing:
-        problems.add("an example of the task's data has no row in the per-sample file", samples_path, f"{lang} {example_id}",
-                     unit="example")
+        problems.add(
+            "an example of the task's data has no row in the per-sample file",
+            samples_path,
+            f"{lang} {example_id}",
+            unit="example",
+        )
     problems.raise_if_any(
         "the per-sample file does not agree with the task's data, so its predictions cannot be scored against it:",
         fix="rescore only the file `mvleval run` wrote for this record (change predictions, nothing else), or rerun the evaluation.",
     )
     if data_changed:
-        log.warning("%s: the task's data changed since the run (data fingerprint %s, the record had %s)%s; scored against the data as it is now.",
-                    record_path, prepared.data_fingerprint, record.provenance.data_fingerprint,
-                    f", {n_refs_changed} row(s) with other references" if n_refs_changed else "")
+        log.warning(
+            "%s: the task's data changed since the run (data fingerprint %s, the record had %s)%s; scored against the data as it is now.",
+            record_path,
+            prepared.data_fingerprint,
+            record.provenance.data_fingerprint,
+            f", {n_refs_changed} row(s) with other references" if n_refs_changed else "",
+        )
     image_dir = options.resolved_image_root
-    rows_by_lang = {lang: [_sample_row(e, predictions[(lang, e.id)], image_dir, (lang, e.id) in cached_keys) for e in prepared.examples[lang]]
-                    for lang in prepared.languages}
-    scores = score_rows(task, record.task.languages, rows_by_lang, prepared.examples,
-                        thinking_tags=record.model.details.get("thinking_tags") or ())
+    rows_by_lang = {
+        lang: [
+            _sample_row(e, predictions[(lang, e.id)], image_dir, (lang, e.id) in cached_keys)
+            for e in prepared.examples[lang]
+        ]
+        for lang in prepared.languages
+    }
+    scores = score_rows(
+        task,
+        record.task.languages,
+        rows_by_lang,
+        prepared.examples,
+        thinking_tags=record.model.details.get("thinking_tags") or (),
+    )
     payload = sample_lines(row for lang in prepared.languages for row in rows_by_lang[lang])
-    provenance_now = record.provenance.model_copy(update={"data_fingerprint": prepared.data_fingerprint,
-                                                          "annotation_files": prepared.annotation_files})
-    updated = record.model_copy(update={
-        "scores": scores, "rescored_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "provenance": provenance_now if data_changed else record.provenance,
-        "samples_sha256": hashlib.sha256(payload.encode("utf-8")).hexdigest(),
-    })
+    provenance_now = record.provenance.model_copy(
+        update={"data_fingerprint": prepared.data_fingerprint, "annotation_files": prepared.annotation_files}
+    )
+    updated = record.model_copy(
+        update={
+            "scores": scores,
+            "rescored_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "provenance": provenance_now if data_changed else record.provenance,
+            "samples_sha256": hashlib.sha256(payload.encode("utf-8")).hexdigest(),
+        }
+    )
     write_json_atomic(samples_path, payload)
     write_record(updated, record_path)
     return updated, record_path

@@ -277,10 +277,14 @@ def _suggest_language(lang: str, known: tuple[str, ...]) -> str:
     if lang.lower() in known:
         return f" Did you mean '{lang.lower()}'? (codes are lower-case)"
     by_name = {name.lower(): code for table in (MBLIP_LANGUAGE_NAMES, STANDARD_NAMES) for code, name in table.items()}
-    by_name.update({"chinese": "zh", "mandarin": "zh", "deutsch": "de", "german": "de", "bangla": "bn", "persian": "fa"})
+    by_name.update(
+        {"chinese": "zh", "mandarin": "zh", "deutsch": "de", "german": "de", "bangla": "bn", "persian": "fa"}
+    )
     code = by_name.get(lang.lower())
     if code is not None:
-        return f" '{lang}' is a language name; its code is '{code}'." + ("" if code in known else " (not one of this task's)")
+        return f" '{lang}' is a language name; its code is '{code}'." + (
+            "" if code in known else " (not one of this task's)"
+        )
     return did_you_mean(lang, known)
 
 
@@ -333,7 +337,11 @@ def load_task(name: str, prompt_style: str = "mblip") -> Task:
         return load_file_task(name, prompt_style)
     names = task_names()
     if name not in names:
-        hint = f" Did you mean '{name.lower()}'? (task names are lower-case)" if name.lower() in names else did_you_mean(name, names)
+        hint = (
+            f" Did you mean '{name.lower()}'? (task names are lower-case)"
+            if name.lower() in names
+            else did_you_mean(name, names)
+        )
         if Path(name).exists():
             hint += f" For the benchmark file or folder '{name}', pass it as a path: ./{name}."
         raise MvlevalError(

@@ -47,7 +47,9 @@ class MaRVL(Task):
     splits = ("test", r"train_\d+")
     images_per_example = 2
     prompt_template = 'Based on the two images, is it correct to say "{caption}"? Yes or no?'
-    chat_prompt_template = 'Based on the two images, is it correct to say "{caption}"? Answer in English with a single word: yes or no.'
+    chat_prompt_template = (
+        'Based on the two images, is it correct to say "{caption}"? Answer in English with a single word: yes or no.'
+    )
     generation = GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0)
     image_subdir = "marvl"
     #: JSON label -> the answer word the model must produce (mBLIP's target2str {"True": "yes", "False": "no"}).
@@ -76,12 +78,12 @@ class MaRVL(Task):
             where = f"{path}:{lineno}"
             for key in ("concept", "language", "caption", "left_img", "right_img"):
                 if not isinstance(row[key], str) or not row[key].strip():
-                    raise MvlevalError(f"'{key}' must be a non-empty string, found {row[key]!r}.", fix=_FORMAT_FIX, where=where)
+                    raise MvlevalError(
+                        f"'{key}' must be a non-empty string, found {row[key]!r}.", fix=_FORMAT_FIX, where=where
+                    )
             label = row["label"]
             if not isinstance(label, bool):
-                raise MvlevalError(
-                    f"'label' must be true or false, found {label!r}.", fix=_FORMAT_FIX, where=where
-                )
+                raise MvlevalError(f"'label' must be true or false, found {label!r}.", fix=_FORMAT_FIX, where=where)
             answer = self.label_map[label]
             images = tuple(
                 self._image_path(image_root, row["language"], row["concept"], row[side], where)

@@ -70,22 +70,28 @@ class MaXM(Task):
         data = read_json(path, what="MaXM file")
         annotations = data.get("annotations") if isinstance(data, dict) else None
         if not isinstance(annotations, list):
-            found = f"an object with the keys {', '.join(map(repr, list(data)[:8]))}" if isinstance(data, dict) else (
-                f"a {type(data).__name__}")
-            raise MvlevalError(f"expected a JSON object with an 'annotations' list, found {found}.",
-                               fix=_FORMAT_FIX, where=path)
+            found = (
+                f"an object with the keys {', '.join(map(repr, list(data)[:8]))}"
+                if isinstance(data, dict)
+                else (f"a {type(data).__name__}")
+            )
+            raise MvlevalError(
+                f"expected a JSON object with an 'annotations' list, found {found}.", fix=_FORMAT_FIX, where=path
+            )
         prompt_language = language_name(lang)
         examples: list[Example] = []
         seen: dict[str, str] = {}
         for i, entry in enumerate(annotations):
             where_image = f"{path} (annotations[{i}])"
             if not isinstance(entry, dict):
-                raise MvlevalError(f"annotation is a {type(entry).__name__}, expected an object.", fix=_FORMAT_FIX,
-                                   where=where_image)
+                raise MvlevalError(
+                    f"annotation is a {type(entry).__name__}, expected an object.", fix=_FORMAT_FIX, where=where_image
+                )
             image_id = entry.get("image_id")
             if not isinstance(image_id, str) or not image_id:
-                raise MvlevalError(f"'image_id' must be a non-empty string, found {image_id!r}.", fix=_FORMAT_FIX,
-                                   where=where_image)
+                raise MvlevalError(
+                    f"'image_id' must be a non-empty string, found {image_id!r}.", fix=_FORMAT_FIX, where=where_image
+                )
             where_image = f"{path} (annotations[{i}], image {image_id})"
             pairs = entry.get("qa_pairs")
             if not isinstance(pairs, list):
@@ -93,37 +99,60 @@ class MaXM(Task):
             # posixpath.join keeps an absolute id absolute, so safe_image_path refuses it instead of nesting it
             image = safe_image_path(image_root, posixpath.join(self.image_subdir, f"{image_id}.jpg"), where=where_image)
             for j, pair in enumerate(pairs):
-                examples.append(self._example(pair, lang, image, image_id, prompt_language, seen,
-                                              f"{path} (annotations[{i}].qa_pairs[{j}], image {image_id})"))
+                examples.append(
+                    self._example(
+                        pair,
+                        lang,
+                        image,
+                        image_id,
+                        prompt_language,
+                        seen,
+                        f"{path} (annotations[{i}].qa_pairs[{j}], image {image_id})",
+                    )
+                )
         if not examples:
             raise MvlevalError("the MaXM file holds no question-answer pairs.", fix=_FORMAT_FIX, where=path)
         return examples
 
-    def _example(self, pair: Any, lang: str, image: Path, image_id: str, prompt_language: str, seen: dict[str, str],
-                 where: str) -> Example:
+    def _example(
+        self, pair: Any, lang: str, image: Path, image_id: str, prompt_language: str, seen: dict[str, str], where: str
+    ) -> Example:
         if not isinstance(pair, dict):
-            raise MvlevalError(f"question-answer pair is a {type(pair).__name__}, expected an object.", fix=_FORMAT_FIX,
-                               where=where)
+            raise MvlevalError(
+                f"question-answer pair is a {type(pair).__name__}, expected an object.", fix=_FORMAT_FIX, where=where
+            )
         missing = [k for k in ("question_id", "question", self.reference_field) if k not in pair]
         if missing:
-            raise MvlevalError(f"question-answer pair lacks the field(s) {', '.join(map(repr, missing))}.",
-                               fix=_FORMAT_FIX, where=where)
+            raise MvlevalError(
+                f"question-answer pair lacks the field(s) {', '.join(map(repr, missing))}.",
+                fix=_FORMAT_FIX,
+                where=where,
+            )
         qid, question, answers = pair["question_id"], pair["question"], pair[self.reference_field]
         if not isinstance(qid, (str, int)) or isinstance(qid, bool) or str(qid) == "":
-            raise MvlevalError(f"'question_id' must be a non-empty string, found {qid!r}.", fix=_FORMAT_FIX, where=where)
+            raise MvlevalError(
+                f"'question_id' must be a non-empty string, found {qid!r}.", fix=_FORMAT_FIX, where=where
+            )
         qid = str(qid)
         if qid in seen:
-            raise MvlevalError(f"question id {qid} appears twice (first at {seen[qid]}).",
-                               fix="example ids must be unique within a language; re-download the file.", where=where)
+            raise MvlevalError(
+                f"question id {qid} appears twice (first at {seen[qid]}).",
+                fix="example ids must be unique within a language; re-download the file.",
+                where=where,
+            )
         seen[qid] = where
         if not isinstance(question, str) or not question.strip():
-            raise MvlevalError(f"'question' must be a non-empty string, found {question!r}.", fix=_FORMAT_FIX,
-                               where=where)
+            raise MvlevalError(
+                f"'question' must be a non-empty string, found {question!r}.", fix=_FORMAT_FIX, where=where
+            )
         # at least one answer: mBLIP would score a pair without answers 0 whatever the model says; such a file is not
         # the release (whose pairs carry their answers), so it is refused rather than scored
         if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
-            raise MvlevalError(f"'{self.reference_field}' must be a non-empty list of strings, found {answers!r}.",
-                               fix=_FORMAT_FIX, where=where)
+            raise MvlevalError(
+                f"'{self.reference_field}' must be a non-empty list of strings, found {answers!r}.",
+                fix=_FORMAT_FIX,
+                where=where,
+            )
         # mBLIP formats the question as it is in the file (no strip): f'Question: {qa_pair["question"]} Short ...'
         return Example(
             id=qid,

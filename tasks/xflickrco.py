@@ -85,7 +85,9 @@ class XFlickrCo(Task):
                 )
             img_path = row["img_path"]
             if not isinstance(img_path, str) or not img_path:
-                raise MvlevalError(f"'img_path' must be a non-empty string, found {img_path!r}.", fix=_FORMAT_FIX, where=where)
+                raise MvlevalError(
+                    f"'img_path' must be a non-empty string, found {img_path!r}.", fix=_FORMAT_FIX, where=where
+                )
             # posixpath.join keeps an absolute img_path absolute, so safe_image_path refuses it instead of nesting it.
             image = safe_image_path(image_root, posixpath.join(self.image_subdir, img_path), where=where)
             examples.append(

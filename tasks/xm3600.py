@@ -68,7 +68,9 @@ class XM3600(Task):
             where = f"{path}:{lineno}"
             key = row["image/key"]
             if not isinstance(key, str) or not key:
-                raise MvlevalError(f"'image/key' must be a non-empty string, found {key!r}.", fix=_FORMAT_FIX, where=where)
+                raise MvlevalError(
+                    f"'image/key' must be a non-empty string, found {key!r}.", fix=_FORMAT_FIX, where=where
+                )
             entry = row.get(lang)
             if not isinstance(entry, dict):
                 raise MvlevalError(

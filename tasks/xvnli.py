@@ -38,7 +38,9 @@ class XVNLI(Task):
     splits = ("test", r"train_\d+")
     images_per_example = 1
     prompt_template = 'Is it guaranteed true that "{sentence2}"? Yes, no, or maybe? Answer in English:'
-    chat_prompt_template = 'Is it guaranteed true that "{sentence2}"? Answer in English with a single word: yes, no, or maybe.'
+    chat_prompt_template = (
+        'Is it guaranteed true that "{sentence2}"? Answer in English with a single word: yes, no, or maybe.'
+    )
     generation = GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0)
     image_subdir = "flickr30k"
     #: gold_label -> the answer word the model must produce (mBLIP's label_map).
@@ -75,10 +77,14 @@ class XVNLI(Task):
                 )
             hypothesis = row["sentence2"]
             if not isinstance(hypothesis, str) or not hypothesis.strip():
-                raise MvlevalError(f"'sentence2' must be a non-empty string, found {hypothesis!r}.", fix=_FORMAT_FIX, where=where)
+                raise MvlevalError(
+                    f"'sentence2' must be a non-empty string, found {hypothesis!r}.", fix=_FORMAT_FIX, where=where
+                )
             image_id = row["Flikr30kID"]
             if not isinstance(image_id, (str, int)) or isinstance(image_id, bool) or not str(image_id):
-                raise MvlevalError(f"'Flikr30kID' must be an image id, found {image_id!r}.", fix=_FORMAT_FIX, where=where)
+                raise MvlevalError(
+                    f"'Flikr30kID' must be an image id, found {image_id!r}.", fix=_FORMAT_FIX, where=where
+                )
             image_id = str(image_id)
             # posixpath.join keeps an absolute id absolute, so safe_image_path refuses it instead of nesting it.
             image = safe_image_path(image_root, posixpath.join(self.image_subdir, f"{image_id}.jpg"), where=where)
@@ -97,7 +103,9 @@ class XVNLI(Task):
             )
         if not examples:
             raise MvlevalError(
-                "no usable rows: every gold_label is '-'.", fix="use IGLUE's published XVNLI annotation files.", where=path
+                "no usable rows: every gold_label is '-'.",
+                fix="use IGLUE's published XVNLI annotation files.",
+                where=path,
             )
         return examples
 

@@ -87,8 +87,13 @@ class ChatHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.split("?")[0] == "/v1/models":
-            self._send(200, {"object": "list", "data": [{"id": self.served_model, "object": "model", "owned_by": "tests",
-                                                         "max_model_len": 4096}]})
+            self._send(
+                200,
+                {
+                    "object": "list",
+                    "data": [{"id": self.served_model, "object": "model", "owned_by": "tests", "max_model_len": 4096}],
+                },
+            )
         else:
             self._send(404, {"error": "not found"})
 
@@ -121,8 +126,9 @@ def perfect_copy(run: Path, base_dir: Path, name: str = "perfect.json") -> Path:
     rows = [json.loads(line) for line in (run.parent / record["samples_file"]).read_text(encoding="utf-8").splitlines()]
     for row in rows:
         row["prediction"] = row["references"][0]
-    (base_dir / record["samples_file"]).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
-                                                   encoding="utf-8")
+    (base_dir / record["samples_file"]).write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
     return perfect
 
 

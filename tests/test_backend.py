@@ -36,7 +36,12 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     from PIL import Image, ImageDraw
 
     folder = tmp_path_factory.mktemp("images")
-    specs = [((200, 30, 30), "ellipse", 40), ((30, 160, 60), "rectangle", 52), ((20, 40, 220), "ellipse", 64), ((240, 220, 30), "rectangle", 45)]
+    specs = [
+        ((200, 30, 30), "ellipse", 40),
+        ((30, 160, 60), "rectangle", 52),
+        ((20, 40, 220), "ellipse", 64),
+        ((240, 220, 30), "rectangle", 45),
+    ]
     paths = []
     for i, (colour, shape, size) in enumerate(specs):
         img = Image.new("RGB", (size, size + 7 * i), colour)
@@ -145,7 +150,9 @@ def test_lru_cache_is_bounded_and_evicts_the_least_recently_used(tiny_bloom_dir:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_different_images_give_different_logits(backends: dict[str, MBlipBackend], images: list[Path], kind: str) -> None:
+def test_different_images_give_different_logits(
+    backends: dict[str, MBlipBackend], images: list[Path], kind: str
+) -> None:
     backend = backends[kind]
     logits = backend.next_token_logits([GenerationRequest(PROMPTS[0], (p,)) for p in (images[0], images[1], images[0])])
     assert torch.equal(logits[0], logits[2])
@@ -223,13 +230,21 @@ def test_generation_settings_map_onto_generate_kwargs(settings: GenerationSettin
 
 
 # -- info and logging ----------------------------------------------------------------------------------------------
-def test_info_describes_what_was_loaded(tiny_mt5_dir: Path, tiny_bloom_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_info_describes_what_was_loaded(
+    tiny_mt5_dir: Path, tiny_bloom_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.INFO, logger="mvleval.backends.mblip"):
         mt5 = _load(str(tiny_mt5_dir))
     assert any("MT5ForConditionalGeneration" in r.getMessage() and "32-bit" in r.getMessage() for r in caplog.records)
     bloom = _load(str(tiny_bloom_dir))
     info = mt5.info(BEAM5)
-    assert (info.kind, info.bits, info.dtype, info.quantization, info.adapter) == ("encoder-decoder", 32, "float32", None, None)
+    assert (info.kind, info.bits, info.dtype, info.quantization, info.adapter) == (
+        "encoder-decoder",
+        32,
+        "float32",
+        None,
+        None,
+    )
     assert info.num_query_tokens == 8 and info.generation == BEAM5.to_dict() and info.path == str(tiny_mt5_dir)
     assert bloom.info(GREEDY).kind == "decoder-only"
     assert mt5.device == "cpu"
@@ -302,7 +317,9 @@ def _gptq_config(d: Path) -> None:
         (_gptq_config, "pre-quantised with 'gptq'"),
     ],
 )
-def test_a_folder_that_is_not_a_usable_blip2_checkpoint_is_refused(tiny_mt5_dir: Path, tmp_path: Path, damage, message: str) -> None:
+def test_a_folder_that_is_not_a_usable_blip2_checkpoint_is_refused(
+    tiny_mt5_dir: Path, tmp_path: Path, damage, message: str
+) -> None:
     folder = _copy(tiny_mt5_dir, tmp_path / "ckpt")
     damage(folder)
     with pytest.raises(MvlevalError, match=message):
@@ -318,7 +335,9 @@ def test_a_folder_that_is_not_a_usable_blip2_checkpoint_is_refused(tiny_mt5_dir:
         ("TINY", 3, "--bits 3 is not supported"),
     ],
 )
-def test_bad_model_arguments_are_refused(tiny_mt5_dir: Path, monkeypatch: pytest.MonkeyPatch, model: str, bits, message: str) -> None:
+def test_bad_model_arguments_are_refused(
+    tiny_mt5_dir: Path, monkeypatch: pytest.MonkeyPatch, model: str, bits, message: str
+) -> None:
     monkeypatch.chdir(tiny_mt5_dir)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model = str(tiny_mt5_dir) if model == "TINY" else model
@@ -326,7 +345,9 @@ def test_bad_model_arguments_are_refused(tiny_mt5_dir: Path, monkeypatch: pytest
         _load(model, bits=bits)
 
 
-def test_pickle_weights_load_only_with_allow_pickle_and_match(tiny_mt5_dir: Path, tmp_path: Path, images: list[Path]) -> None:
+def test_pickle_weights_load_only_with_allow_pickle_and_match(
+    tiny_mt5_dir: Path, tmp_path: Path, images: list[Path]
+) -> None:
     folder = _copy(tiny_mt5_dir, tmp_path / "pickled")
     _pickle_only(folder)
     backend = _load(str(folder), allow_pickle=True)
@@ -347,7 +368,12 @@ def _drop_num_query_tokens_and_image_token_index(folder: Path) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("layout", ["legacy", "edited"])
 def test_old_style_processor_and_config_are_completed_from_the_model(
-    request: pytest.FixtureRequest, tmp_path: Path, images: list[Path], caplog: pytest.LogCaptureFixture, kind: str, layout: str
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    images: list[Path],
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
+    layout: str,
 ) -> None:
     """The published mBLIP checkpoints have no num_query_tokens in the processor and no image_token_index.
 
@@ -358,7 +384,9 @@ def test_old_style_processor_and_config_are_completed_from_the_model(
 
     reference_dir: Path = request.getfixturevalue(kind)
     if layout == "legacy":
-        folder = build_tiny_checkpoint(tmp_path / "old", "mt5" if "mt5" in kind else "bloom", seed=0, legacy_layout=True)
+        folder = build_tiny_checkpoint(
+            tmp_path / "old", "mt5" if "mt5" in kind else "bloom", seed=0, legacy_layout=True
+        )
     else:
         folder = _copy(reference_dir, tmp_path / "old")
         _drop_num_query_tokens_and_image_token_index(folder)
@@ -392,7 +420,9 @@ def test_plain_transformers_checkpoint_with_image_token_past_the_vocabulary_runs
         T5Tokenizer,
     )
 
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(f"\u2581{w}", -1.0) for w in "what colour yes no".split()]
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [
+        (f"\u2581{w}", -1.0) for w in "what colour yes no".split()
+    ]
     pieces += [(c, -20.0) for c in "abcdefghijklmnopqrstuvwxyz?:"]
     tokenizer = T5Tokenizer(vocab=pieces, extra_ids=0)
     n = len(tokenizer)
@@ -401,7 +431,14 @@ def test_plain_transformers_checkpoint_with_image_token_past_the_vocabulary_runs
         if text_model == "t5"
         else BloomConfig(vocab_size=n, hidden_size=16, n_layer=1, n_head=2, pad_token_id=0, eos_token_id=1)
     )
-    vision = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 16, "patch_size": 8}
+    vision = {
+        "hidden_size": 16,
+        "intermediate_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "image_size": 16,
+        "patch_size": 8,
+    }
     qformer = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
     config = Blip2Config(vision_config=vision, qformer_config=qformer, text_config=text.to_dict(), num_query_tokens=4)
     torch.manual_seed(0)
@@ -451,7 +488,9 @@ def test_4bit_on_cpu_loads_generates_deterministically_saves_and_reloads_as_it_i
         _load(str(saved), bits=8)
 
 
-def test_lora_adapter_on_a_4bit_base_uses_bitsandbytes_lora_layers(tiny_bloom_dir: Path, tmp_path: Path, images: list[Path]) -> None:
+def test_lora_adapter_on_a_4bit_base_uses_bitsandbytes_lora_layers(
+    tiny_bloom_dir: Path, tmp_path: Path, images: list[Path]
+) -> None:
     """QLoRA evaluation: peft must wrap the 4-bit Linears with its bitsandbytes-aware LoRA layer."""
     from peft.tuners.lora.bnb import Linear4bit as LoraLinear4bit
 
@@ -493,7 +532,9 @@ def _make_adapter(folder: Path, kind: str, out: Path, *, whole_model: bool, with
     names = "|".join(_LORA_TARGETS[kind])
     if whole_model:
         # anchored on the language model, as the fine-tuning module does (the Q-Former has query/value Linears too)
-        config = LoraConfig(r=4, lora_alpha=8, target_modules=rf"language_model\..*\.({names})", init_lora_weights=False)
+        config = LoraConfig(
+            r=4, lora_alpha=8, target_modules=rf"language_model\..*\.({names})", init_lora_weights=False
+        )
         peft_model = get_peft_model(model, config)
     else:
         config = LoraConfig(r=4, lora_alpha=8, target_modules=_LORA_TARGETS[kind], init_lora_weights=False)
@@ -508,7 +549,9 @@ def _make_adapter(folder: Path, kind: str, out: Path, *, whole_model: bool, with
     return out
 
 
-@pytest.mark.parametrize(("kind", "whole_model"), [("tiny_mt5_dir", False), ("tiny_bloom_dir", True), ("tiny_bloom_dir", False)])
+@pytest.mark.parametrize(
+    ("kind", "whole_model"), [("tiny_mt5_dir", False), ("tiny_bloom_dir", True), ("tiny_bloom_dir", False)]
+)
 def test_adapter_changes_predictions_and_equals_merging_it(
     request: pytest.FixtureRequest, tmp_path: Path, images: list[Path], kind: str, whole_model: bool
 ) -> None:
@@ -533,7 +576,9 @@ def test_adapter_changes_predictions_and_equals_merging_it(
     base.processor.save_pretrained(merged)
     merged_backend = _load(str(merged))
     assert merged_backend.generate(requests, BEAM5) == tuned_answers
-    torch.testing.assert_close(merged_backend.next_token_logits(requests), tuned.next_token_logits(requests), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        merged_backend.next_token_logits(requests), tuned.next_token_logits(requests), atol=1e-4, rtol=1e-4
+    )
 
 
 def test_blip_parts_alone_change_the_image_prefix(tiny_mt5_dir: Path, tmp_path: Path, images: list[Path]) -> None:
@@ -577,7 +622,9 @@ def test_bad_adapters_are_refused(tiny_mt5_dir: Path, tmp_path: Path) -> None:
 # -- CUDA (runs only where there is a GPU) -------------------------------------------------------------------------
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("kind", KINDS)
-def test_cuda_default_is_4bit_bf16_and_matches_transformers(request: pytest.FixtureRequest, images: list[Path], kind: str) -> None:
+def test_cuda_default_is_4bit_bf16_and_matches_transformers(
+    request: pytest.FixtureRequest, images: list[Path], kind: str
+) -> None:
     backend = MBlipBackend.load(BackendOptions(model=str(request.getfixturevalue(kind))))
     info = backend.info(BEAM5)
     assert backend.device == "cuda" and info.bits == 4 and info.dtype == "bfloat16"

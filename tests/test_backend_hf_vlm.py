@@ -68,7 +68,9 @@ def _load(family: str, root: Path, **options: object) -> HfVlmBackend:
 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("settings", [GREEDY, BEAMS], ids=["greedy", "beams3"])
-def test_batched_equals_single(family: str, settings: GenerationSettings, checkpoints: Path, images: list[Path]) -> None:
+def test_batched_equals_single(
+    family: str, settings: GenerationSettings, checkpoints: Path, images: list[Path]
+) -> None:
     backend = _load(family, checkpoints)
     requests = [GenerationRequest(p, (images[i],)) for i, p in enumerate(PROMPTS)]
     batched = backend.generate(requests, settings)  # batch size 7
@@ -130,7 +132,9 @@ def test_four_bit_on_cpu(family: str, checkpoints: Path, images: list[Path]) -> 
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_lora_adapter_changes_answers_and_loads_exactly(family: str, checkpoints: Path, images: list[Path], tmp_path: Path) -> None:
+def test_lora_adapter_changes_answers_and_loads_exactly(
+    family: str, checkpoints: Path, images: list[Path], tmp_path: Path
+) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
@@ -139,8 +143,12 @@ def test_lora_adapter_changes_answers_and_loads_exactly(family: str, checkpoints
     torch.manual_seed(0)
     model = AutoModelForImageTextToText.from_pretrained(model_dir)
     # the language model's attention projections, whatever the family calls its text model
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=r".*(language_model|text_model).*\.(q_proj|v_proj|q|v)",
-                        init_lora_weights=False)
+    config = LoraConfig(
+        r=4,
+        lora_alpha=8,
+        target_modules=r".*(language_model|text_model).*\.(q_proj|v_proj|q|v)",
+        init_lora_weights=False,
+    )
     peft_model = get_peft_model(model, config)
     adapter = tmp_path / "lora"
     peft_model.save_pretrained(adapter)
@@ -155,10 +163,19 @@ def test_lora_adapter_changes_answers_and_loads_exactly(family: str, checkpoints
     inputs = adapted.build_inputs(requests[:1])
     peft_model.eval()
     with torch.inference_mode():
-        reference = peft_model.generate(**inputs, num_beams=1, max_new_tokens=6, min_new_tokens=1, do_sample=False,
-                                        pad_token_id=adapted.pad_token_id)
-    assert adapted.generate_ids(requests[:1], GREEDY)[0] == reference[0, inputs["input_ids"].shape[1]:].tolist()
-    assert adapted.info(GREEDY).adapter == str(adapter) and adapted.info(GREEDY).fingerprint != plain.info(GREEDY).fingerprint
+        reference = peft_model.generate(
+            **inputs,
+            num_beams=1,
+            max_new_tokens=6,
+            min_new_tokens=1,
+            do_sample=False,
+            pad_token_id=adapted.pad_token_id,
+        )
+    assert adapted.generate_ids(requests[:1], GREEDY)[0] == reference[0, inputs["input_ids"].shape[1] :].tolist()
+    assert (
+        adapted.info(GREEDY).adapter == str(adapter)
+        and adapted.info(GREEDY).fingerprint != plain.info(GREEDY).fingerprint
+    )
 
 
 def test_info_says_what_ran(checkpoints: Path) -> None:

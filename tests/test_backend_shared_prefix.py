@@ -33,7 +33,9 @@ PROMPTS = (
 SETTINGS = {
     "vqa": lambda beams: GenerationSettings(num_beams=beams, max_new_tokens=8, min_new_tokens=1, length_penalty=-1.0),
     "min3": lambda beams: GenerationSettings(num_beams=beams, max_new_tokens=6, min_new_tokens=3, length_penalty=-1.0),
-    "caption": lambda beams: GenerationSettings(num_beams=beams, max_new_tokens=12, min_new_tokens=1, length_penalty=1.0),
+    "caption": lambda beams: GenerationSettings(
+        num_beams=beams, max_new_tokens=12, min_new_tokens=1, length_penalty=1.0
+    ),
 }
 
 
@@ -46,7 +48,9 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     paths = []
     for i, (colour, size) in enumerate((((200, 30, 30), 40), ((30, 160, 60), 52), ((20, 40, 220), 64))):
         img = Image.new("RGB", (size, size + 5 * i), colour)
-        ImageDraw.Draw(img).ellipse((size // 5, size // 4, size // 2 + 4 * i, size // 2 + 6 * i), fill=(255, 255 - 80 * i, 0))
+        ImageDraw.Draw(img).ellipse(
+            (size // 5, size // 4, size // 2 + 4 * i, size // 2 + 6 * i), fill=(255, 255 - 80 * i, 0)
+        )
         path = folder / f"img{i}.png"
         img.save(path)
         paths.append(path)
@@ -58,7 +62,9 @@ def backends(tiny_mt5_dir: Path, tiny_bloom_dir: Path) -> dict[tuple[str, int], 
     """Each tiny checkpoint in fp32 and 4-bit nf4 (bitsandbytes on the CPU), shared prefix on (the default)."""
     folders = {"tiny_mt5_dir": tiny_mt5_dir, "tiny_bloom_dir": tiny_bloom_dir}
     return {
-        (kind, bits): MBlipBackend.load(BackendOptions(model=str(folders[kind]), device="cpu", bits=bits), prefetch_workers=0)
+        (kind, bits): MBlipBackend.load(
+            BackendOptions(model=str(folders[kind]), device="cpu", bits=bits), prefetch_workers=0
+        )
         for kind in KINDS
         for bits in (32, 4)
     }
@@ -103,7 +109,9 @@ def test_same_ids_and_beam_scores_as_plain_generate(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_backend_generate_ids_equal_with_the_switch_on_and_off(tiny_mt5_dir: Path, tiny_bloom_dir: Path, images: list[Path], kind: str) -> None:
+def test_backend_generate_ids_equal_with_the_switch_on_and_off(
+    tiny_mt5_dir: Path, tiny_bloom_dir: Path, images: list[Path], kind: str
+) -> None:
     folder = {"tiny_mt5_dir": tiny_mt5_dir, "tiny_bloom_dir": tiny_bloom_dir}[kind]
     on = MBlipBackend.load(BackendOptions(model=str(folder), device="cpu"), prefetch_workers=0)
     off = MBlipBackend.load(BackendOptions(model=str(folder), device="cpu", shared_prefix=False), prefetch_workers=0)
@@ -114,15 +122,23 @@ def test_backend_generate_ids_equal_with_the_switch_on_and_off(tiny_mt5_dir: Pat
     assert ids == off.generate_ids(requests, settings)
     assert len({tuple(row) for row in ids}) > 3  # the answers depend on the inputs, so equality means something
     # a batch of 10 and one-by-one agree too (the runner's last batch of a language is often small)
-    assert [on.generate_ids([r], settings)[0] for r in requests[:4]] == [off.generate_ids([r], settings)[0] for r in requests[:4]]
+    assert [on.generate_ids([r], settings)[0] for r in requests[:4]] == [
+        off.generate_ids([r], settings)[0] for r in requests[:4]
+    ]
 
 
 # -- the prompt's work runs once per sample ------------------------------------------------------------------------
-def _rows_into_first_prompt_projection(backend: MBlipBackend, requests: list[GenerationRequest], settings: GenerationSettings) -> int:
+def _rows_into_first_prompt_projection(
+    backend: MBlipBackend, requests: list[GenerationRequest], settings: GenerationSettings
+) -> int:
     """Rows the first call of the shared projection gets: mT5's first cross-attention key projection, BLOOM's first
     fused query/key/value projection (the prefill)."""
     lm = backend.model.language_model
-    module = lm.decoder.block[0].layer[1].EncDecAttention.k if backend.is_encoder_decoder else lm.transformer.h[0].self_attention.query_key_value
+    module = (
+        lm.decoder.block[0].layer[1].EncDecAttention.k
+        if backend.is_encoder_decoder
+        else lm.transformer.h[0].self_attention.query_key_value
+    )
     rows: list[int] = []
     handle = module.register_forward_hook(lambda _m, args, _out: rows.append(int(args[0].shape[0])))
     try:
@@ -184,7 +200,9 @@ def test_hooks_are_removed_when_generate_fails(backends: dict, images: list[Path
     failing = lm.get_output_embeddings().register_forward_hook(fail)  # lm_head runs after the shared computation
     try:
         with pytest.raises(RuntimeError, match="simulated failure"):
-            generate_sharing_prefix(lm, inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask, num_beams=3)
+            generate_sharing_prefix(
+                lm, inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask, num_beams=3
+            )
     finally:
         failing.remove()
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in lm.modules())
@@ -194,7 +212,9 @@ def test_hooks_are_removed_when_generate_fails(backends: dict, images: list[Path
 
 
 # -- LoRA adapters -------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("kind", "targets"), [("tiny_mt5_dir", ["q", "k", "v", "o"]), ("tiny_bloom_dir", ["query_key_value", "dense"])])
+@pytest.mark.parametrize(
+    ("kind", "targets"), [("tiny_mt5_dir", ["q", "k", "v", "o"]), ("tiny_bloom_dir", ["query_key_value", "dense"])]
+)
 def test_lora_layers_on_the_shared_projections_give_the_same_ids(
     request: pytest.FixtureRequest, tmp_path: Path, images: list[Path], kind: str, targets: list[str]
 ) -> None:
@@ -239,7 +259,9 @@ def _cache_with_distinct_rows(num_beams: int, samples: int):
         ([0, 1, 3, 3, 4, 5], True),  # row 2 would take sample 1's beam: the rows must move
     ],
 )
-def test_cross_attention_rows_are_only_reordered_when_a_beam_changes_sample(beam_idx: list[int], cross_moves: bool) -> None:
+def test_cross_attention_rows_are_only_reordered_when_a_beam_changes_sample(
+    beam_idx: list[int], cross_moves: bool
+) -> None:
     cache = _cache_with_distinct_rows(num_beams=3, samples=2)
     before = cache.cross_attention_cache.layers[0].keys
     index = torch.tensor(beam_idx, dtype=torch.int32)  # transformers' beam search passes int32 indices
@@ -282,9 +304,28 @@ def test_a_beam_search_run_prints_no_library_warning(tiny_mt5_dir: Path, tmp_pat
     exe = shutil.which("mvleval")
     assert exe, "the mvleval console script is not installed (pip install -e .)"
     result = subprocess.run(
-        [exe, "run", "--task", "xgqa", "--lang", "en", "--model", str(tiny_mt5_dir), "--data-root", str(data_root),
-         "--image-root", str(image_root), "--out", str(tmp_path / "runs"), "--max-new-tokens", "3"],
-        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}, timeout=600,
+        [
+            exe,
+            "run",
+            "--task",
+            "xgqa",
+            "--lang",
+            "en",
+            "--model",
+            str(tiny_mt5_dir),
+            "--data-root",
+            str(data_root),
+            "--image-root",
+            str(image_root),
+            "--out",
+            str(tmp_path / "runs"),
+            "--max-new-tokens",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"},
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     output = result.stdout + result.stderr

@@ -136,7 +136,11 @@ def test_prefetched_pixels_equal_the_processor_on_load_image(tiny_mt5_dir: Path,
 
 @pytest.mark.parametrize(
     ("bad", "message"),
-    [("missing", "image not found"), ("corrupt", "not an image Pillow can read"), ("truncated", "corrupt or truncated")],
+    [
+        ("missing", "image not found"),
+        ("corrupt", "not an image Pillow can read"),
+        ("truncated", "corrupt or truncated"),
+    ],
 )
 def test_a_bad_image_fails_in_generate_with_load_images_error_not_in_prefetch(
     tiny_mt5_dir: Path, jpegs: list[Path], bad_images: dict[str, Path], bad: str, message: str
@@ -202,7 +206,9 @@ def test_window_bounds_the_work_ahead_and_keeps_the_announced_order(tmp_path: Pa
     assert prefetcher.pending == 0
 
 
-def test_load_image_is_thread_safe_and_leaves_the_warning_filters_alone(jpegs: list[Path], bad_images: dict[str, Path]) -> None:
+def test_load_image_is_thread_safe_and_leaves_the_warning_filters_alone(
+    jpegs: list[Path], bad_images: dict[str, Path]
+) -> None:
     paths = [*jpegs, bad_images["corrupt"], bad_images["missing"]] * 6
     filters_before = list(warnings.filters)
     results: dict[int, object] = {}
@@ -244,7 +250,9 @@ DRAFT_MAX_ABS = 1.0
 DRAFT_MEAN_ABS = 0.06
 
 
-@pytest.mark.parametrize(("size", "decoded"), [((640, 480), (320, 240)), ((1024, 768), (512, 384)), ((500, 375), (500, 375))])
+@pytest.mark.parametrize(
+    ("size", "decoded"), [((640, 480), (320, 240)), ((1024, 768), (512, 384)), ((500, 375), (500, 375))]
+)
 def test_jpeg_draft_decodes_smaller_and_stays_within_the_documented_envelope(
     tmp_path: Path, size: tuple[int, int], decoded: tuple[int, int]
 ) -> None:
@@ -296,7 +304,9 @@ def test_jpeg_draft_on_the_backend_changes_pixels_only_for_large_jpegs(tiny_mt5_
         (200, 3, 256, 200),
     ],
 )
-def test_largest_fitting_batch_finds_the_exact_threshold(threshold: int, start: int, max_size: int, expected: int) -> None:
+def test_largest_fitting_batch_finds_the_exact_threshold(
+    threshold: int, start: int, max_size: int, expected: int
+) -> None:
     tried: list[int] = []
 
     def fits(size: int) -> bool:

@@ -15,7 +15,9 @@ from tests.helpers import assert_user_error
 
 
 def _mvleval(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mvleval", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mvleval", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_help_does_not_import_torch() -> None:
@@ -53,7 +55,9 @@ def test_unknown_language(tmp_path: Path) -> None:
 
 
 def test_missing_annotation_file_names_path(tmp_path: Path) -> None:
-    r = _mvleval("run", "--task", "xgqa", "--model", "m", "--data-root", str(tmp_path), "--lang", "de", "--split", "dev")
+    r = _mvleval(
+        "run", "--task", "xgqa", "--model", "m", "--data-root", str(tmp_path), "--lang", "de", "--split", "dev"
+    )
     assert_user_error(r, str(tmp_path / "xgqa" / "data" / "few_shot" / "de" / "dev.json"), "not found")
 
 
@@ -71,28 +75,49 @@ def _write_xgqa(root: Path, lang: str, split: str, payload: str) -> Path:
 
 def test_truncated_annotation_file(tmp_path: Path) -> None:
     _write_xgqa(tmp_path, "de", "dev", '{"1": {"imageId": "a", "question": "Was?", "ans')
-    r = _mvleval("run", "--task", "xgqa", "--model", "m", "--data-root", str(tmp_path), "--lang", "de", "--split", "dev")
+    r = _mvleval(
+        "run", "--task", "xgqa", "--model", "m", "--data-root", str(tmp_path), "--lang", "de", "--split", "dev"
+    )
     assert_user_error(r, "dev.json:1", "not valid JSON")
 
 
 def test_missing_field(tmp_path: Path) -> None:
     _write_xgqa(tmp_path, "de", "dev", json.dumps({"7": {"imageId": "a", "question": "Was?"}}))
-    r = _mvleval("run", "--task", "xgqa", "--model", "m", "--data-root", str(tmp_path), "--lang", "de", "--split", "dev")
+    r = _mvleval(
+        "run", "--task", "xgqa", "--model", "m", "--data-root", str(tmp_path), "--lang", "de", "--split", "dev"
+    )
     assert_user_error(r, "question 7", "answer")
 
 
 def test_missing_image_is_reported_before_loading_a_model(tmp_path: Path) -> None:
     _write_xgqa(tmp_path, "de", "dev", json.dumps({"7": {"imageId": "abc", "question": "Was?", "answer": "yes"}}))
     out = tmp_path / "runs"
-    r = _mvleval("run", "--task", "xgqa", "--model", str(tmp_path / "no-model"), "--data-root", str(tmp_path),
-                 "--lang", "de", "--split", "dev", "--out", str(out))
+    r = _mvleval(
+        "run",
+        "--task",
+        "xgqa",
+        "--model",
+        str(tmp_path / "no-model"),
+        "--data-root",
+        str(tmp_path),
+        "--lang",
+        "de",
+        "--split",
+        "dev",
+        "--out",
+        str(out),
+    )
     assert_user_error(r, "missing", str(tmp_path / "images" / "gqa" / "abc.jpg"), "mvleval data check")
     assert not list(out.glob("*.json"))
 
 
 def test_image_path_escaping_root_is_refused(tmp_path: Path) -> None:
-    _write_xgqa(tmp_path, "de", "dev", json.dumps({"7": {"imageId": "../../etc/passwd", "question": "Was?", "answer": "yes"}}))
-    r = _mvleval("run", "--task", "xgqa", "--model", "m", "--data-root", str(tmp_path), "--lang", "de", "--split", "dev")
+    _write_xgqa(
+        tmp_path, "de", "dev", json.dumps({"7": {"imageId": "../../etc/passwd", "question": "Was?", "answer": "yes"}})
+    )
+    r = _mvleval(
+        "run", "--task", "xgqa", "--model", "m", "--data-root", str(tmp_path), "--lang", "de", "--split", "dev"
+    )
     assert_user_error(r, "escapes the image root")
 
 
@@ -104,8 +129,13 @@ def test_bad_bits(tmp_path: Path) -> None:
 def test_tasks_lists_xgqa() -> None:
     import os
 
-    r = subprocess.run([sys.executable, "-m", "mvleval", "tasks"], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "COLUMNS": "250"})
+    r = subprocess.run(
+        [sys.executable, "-m", "mvleval", "tasks"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "250"},
+    )
     assert r.returncode == 0, r.stderr
     for name in ("xgqa", "xm3600", "xflickrco", "marvl", "xvnli", "exact_match", "cider", "language_fidelity"):
         assert name in r.stdout
@@ -158,7 +188,15 @@ def _in_terminal(*args: object, columns: int = 80) -> str:
 
 
 def test_a_long_path_in_an_error_is_never_broken(tmp_path: Path) -> None:
-    root = tmp_path / "a-rather-long-folder-name" / "iglue" / "datasets" / "marvl" / "zero_shot" / "annotations-marvl-id.json"
+    root = (
+        tmp_path
+        / "a-rather-long-folder-name"
+        / "iglue"
+        / "datasets"
+        / "marvl"
+        / "zero_shot"
+        / "annotations-marvl-id.json"
+    )
     text = _in_terminal("data", "check", "--task", "marvl", "--data-root", root)
     assert "Traceback" not in text and "data root not found" in text
     lines = text.splitlines()

@@ -74,8 +74,15 @@ def core(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def mvleval(core: dict[str, Any], cwd: Path, *args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([core["mvleval"], *map(str, args)], capture_output=True, text=True, env=core["env"], cwd=cwd,
-                          timeout=300, check=False)
+    return subprocess.run(
+        [core["mvleval"], *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=core["env"],
+        cwd=cwd,
+        timeout=300,
+        check=False,
+    )
 
 
 class _Server:
@@ -103,9 +110,17 @@ class _Server:
                 answer = "a red square on a white background" if prompt.startswith("Caption in") else "yes"
                 with server.lock:
                     server.answered += 1
-                self._send(200, {"id": "c", "object": "chat.completion", "model": MODEL,
-                                 "choices": [{"index": 0, "finish_reason": "stop",
-                                              "message": {"role": "assistant", "content": answer}}]})
+                self._send(
+                    200,
+                    {
+                        "id": "c",
+                        "object": "chat.completion",
+                        "model": MODEL,
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}
+                        ],
+                    },
+                )
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -135,8 +150,15 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_hf_extras_packages_cannot_be_imported(core: dict[str, Any], tmp_path: Path) -> None:
     for name in ("torch", "transformers", "peft", "bitsandbytes"):
-        proc = subprocess.run([core["python"], "-c", f"import {name}"], capture_output=True, text=True, env=core["env"],
-                              cwd=tmp_path, timeout=60, check=False)
+        proc = subprocess.run(
+            [core["python"], "-c", f"import {name}"],
+            capture_output=True,
+            text=True,
+            env=core["env"],
+            cwd=tmp_path,
+            timeout=60,
+            check=False,
+        )
         assert proc.returncode != 0 and f"No module named '{name}'" in proc.stderr, (name, proc.stderr)
 
 
@@ -145,7 +167,9 @@ def test_help_tasks_and_data_check(core: dict[str, Any], data: Path, tmp_path: P
     assert proc.returncode == 0 and "leaderboard" in proc.stdout, proc.stderr
     proc = mvleval(core, tmp_path, "tasks")
     assert proc.returncode == 0 and "xgqa" in proc.stdout and "xflickrco" in proc.stdout, proc.stderr
-    proc = mvleval(core, tmp_path, "data", "check", "--task", "xflickrco", "--data-root", data, "--lang", "de", "--lang", "zh")
+    proc = mvleval(
+        core, tmp_path, "data", "check", "--task", "xflickrco", "--data-root", data, "--lang", "de", "--lang", "zh"
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # a problem in the data is still found and named (the check is a real one here, not a no-op)
     (data / "images" / "flickr30k").rename(data / "images" / "moved")
@@ -156,15 +180,42 @@ def test_help_tasks_and_data_check(core: dict[str, Any], data: Path, tmp_path: P
     assert proc.returncode == 1 and "flickr30k" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
-def test_served_model_run_score_report_leaderboard_gate(core: dict[str, Any], server: _Server, data: Path,
-                                                        tmp_path: Path) -> None:
+def test_served_model_run_score_report_leaderboard_gate(
+    core: dict[str, Any], server: _Server, data: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "runs"
-    proc = mvleval(core, tmp_path, "run", "--task", "xgqa", "--task", "xflickrco", "--lang", "de", "--lang", "zh",
-                   "--limit", "6", "--model", f"openai:{MODEL}", "--base-url", server.url, "--data-root", data,
-                   "--out", out, "--concurrency", "4")
+    proc = mvleval(
+        core,
+        tmp_path,
+        "run",
+        "--task",
+        "xgqa",
+        "--task",
+        "xflickrco",
+        "--lang",
+        "de",
+        "--lang",
+        "zh",
+        "--limit",
+        "6",
+        "--model",
+        f"openai:{MODEL}",
+        "--base-url",
+        server.url,
+        "--data-root",
+        data,
+        "--out",
+        out,
+        "--concurrency",
+        "4",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert server.answered == 2 * 2 * 6  # two tasks, two languages, six examples: every answer came from the server
-    records = {json.loads(p.read_text())["task"]["name"]: p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")}
+    records = {
+        json.loads(p.read_text())["task"]["name"]: p
+        for p in out.glob("*.json")
+        if not p.name.endswith(".manifest.json")
+    }
     assert sorted(records) == ["xflickrco", "xgqa"]
     captions = json.loads(records["xflickrco"].read_text())
     assert {"cider", "bleu", "chrfpp", "language_fidelity"} <= set(captions["scores"])
@@ -190,7 +241,17 @@ def test_served_model_run_score_report_leaderboard_gate(core: dict[str, Any], se
     assert list((tmp_path / "board").glob("*.png")), "the leaderboard's heatmaps (matplotlib, a core dependency)"
 
     # the gate: the run passes against itself, and fails (exit 1) against a perfect baseline rescored here
-    proc = mvleval(core, tmp_path, "baseline", "bless", records["xflickrco"], "--note", "core install", "--dir", tmp_path / "blessed")
+    proc = mvleval(
+        core,
+        tmp_path,
+        "baseline",
+        "bless",
+        records["xflickrco"],
+        "--note",
+        "core install",
+        "--dir",
+        tmp_path / "blessed",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [blessed] = (tmp_path / "blessed" / "xflickrco").glob("main.json")
     proc = mvleval(core, tmp_path, "gate", records["xflickrco"], "--baseline", blessed)
@@ -198,22 +259,37 @@ def test_served_model_run_score_report_leaderboard_gate(core: dict[str, Any], se
     perfect = perfect_copy(records["xflickrco"], tmp_path / "baseline")
     proc = mvleval(core, tmp_path, "score", perfect, "--data-root", data)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    proc = mvleval(core, tmp_path, "gate", records["xflickrco"], "--baseline", perfect, "--report", tmp_path / "gate.md")
+    proc = mvleval(
+        core, tmp_path, "gate", records["xflickrco"], "--baseline", perfect, "--report", tmp_path / "gate.md"
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "cider" in (tmp_path / "gate.md").read_text(encoding="utf-8")
 
 
 LOCAL_MODEL_COMMANDS = {
     "run --model ./ckpt": ["run", "--task", "xgqa", "--model", "{ckpt}", "--data-root", "{data}", "--out", "{out}"],
-    "train": ["train", "--model", "{ckpt}", "--task", "xgqa", "--split", "test", "--data-root", "{data}", "--out", "{out}"],
+    "train": [
+        "train",
+        "--model",
+        "{ckpt}",
+        "--task",
+        "xgqa",
+        "--split",
+        "test",
+        "--data-root",
+        "{data}",
+        "--out",
+        "{out}",
+    ],
     "export": ["export", "{ckpt}", "--out", "{out}"],
     "demo": ["demo", "--out", "{out}"],
 }
 
 
 @pytest.mark.parametrize("command", list(LOCAL_MODEL_COMMANDS))
-def test_a_model_run_here_names_the_hf_extra_in_one_line(core: dict[str, Any], data: Path, tmp_path: Path,
-                                                         command: str) -> None:
+def test_a_model_run_here_names_the_hf_extra_in_one_line(
+    core: dict[str, Any], data: Path, tmp_path: Path, command: str
+) -> None:
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     (ckpt / "config.json").write_text('{"model_type": "blip-2"}', encoding="utf-8")
@@ -230,12 +306,21 @@ def test_a_model_run_here_names_the_hf_extra_in_one_line(core: dict[str, Any], d
 def test_an_unforeseen_import_of_the_extra_is_the_same_one_line(core: dict[str, Any], tmp_path: Path) -> None:
     """The CLI's safety net: with the commands' own check switched off, the demo's first import of torch still ends
     in the one line naming the extra, exit 2, not a traceback."""
-    code = ("import sys, mvleval.extras\n"
-            "mvleval.extras.require_hf = lambda *args, **kwargs: None\n"
-            "from mvleval.cli import main\n"
-            "main(sys.argv[1:])\n")
-    proc = subprocess.run([core["python"], "-c", code, "demo", "--out", str(tmp_path / "demo")], capture_output=True,
-                          text=True, env=core["env"], cwd=tmp_path, timeout=120, check=False)
+    code = (
+        "import sys, mvleval.extras\n"
+        "mvleval.extras.require_hf = lambda *args, **kwargs: None\n"
+        "from mvleval.cli import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    proc = subprocess.run(
+        [core["python"], "-c", code, "demo", "--out", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        env=core["env"],
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     [line] = proc.stderr.splitlines()

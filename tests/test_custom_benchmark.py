@@ -21,9 +21,14 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "custom-benchmark.md"
 
 FRUIT = {"en": ("apples", "pears", "plums"), "de": ("Äpfeln", "Birnen", "Pflaumen"), "zh": ("苹果", "梨", "李子")}
 CHARTS = [  # (id, chart kind, values for the three fruits, split)
-    ("bar_0", "bar", (3, 5, 9), "test"), ("bar_1", "bar", (8, 2, 4), "test"), ("line_0", "line", (1, 4, 7), "test"),
-    ("pie_0", "pie", (6, 3, 1), "test"), ("bar_2", "bar", (2, 7, 3), "train"), ("line_1", "line", (9, 5, 2), "train"),
-    ("pie_1", "pie", (2, 2, 6), "train"), ("line_2", "line", (5, 5, 8), "train"),
+    ("bar_0", "bar", (3, 5, 9), "test"),
+    ("bar_1", "bar", (8, 2, 4), "test"),
+    ("line_0", "line", (1, 4, 7), "test"),
+    ("pie_0", "pie", (6, 3, 1), "test"),
+    ("bar_2", "bar", (2, 7, 3), "train"),
+    ("line_1", "line", (9, 5, 2), "train"),
+    ("pie_1", "pie", (2, 2, 6), "train"),
+    ("line_2", "line", (5, 5, 8), "train"),
 ]
 
 
@@ -40,7 +45,10 @@ def captions(kind: str, values: tuple[int, int, int], lang: str) -> list[str]:
     top = names[values.index(max(values))]
     if lang == "en":
         what = {"bar": "a bar chart", "line": "a line chart", "pie": "a pie chart"}[kind]
-        return [f"{what} of apples, pears and plums in which {top} are highest", f"{what}: {top} lead with {max(values)}"]
+        return [
+            f"{what} of apples, pears and plums in which {top} are highest",
+            f"{what}: {top} lead with {max(values)}",
+        ]
     if lang == "de":
         what = {"bar": "ein Balkendiagramm", "line": "ein Liniendiagramm", "pie": "ein Kreisdiagramm"}[kind]
         return [f"{what} von Äpfeln, Birnen und Pflaumen, in dem {top} am höchsten sind"]
@@ -68,20 +76,42 @@ def make_chart_benchmark(folder: Path, metrics_extra: list[str]) -> Path:
         fig.savefig(images / f"{chart_id}.png")
         plt.close(fig)
         for lang in ("en", "de", "zh"):
-            rows.append({"id": chart_id, "lang": lang, "split": split, "images": [f"{chart_id}.png"],
-                         "answers": captions(kind, values, lang)})
+            rows.append(
+                {
+                    "id": chart_id,
+                    "lang": lang,
+                    "split": split,
+                    "images": [f"{chart_id}.png"],
+                    "answers": captions(kind, values, lang),
+                }
+            )
     header = doc_header()
     if metrics_extra:
-        header = header.replace("metrics: [cider, language_fidelity]", f"metrics: [cider, language_fidelity, {', '.join(metrics_extra)}]")
+        header = header.replace(
+            "metrics: [cider, language_fidelity]", f"metrics: [cider, language_fidelity, {', '.join(metrics_extra)}]"
+        )
     (folder / "benchmark.yaml").write_text(header, encoding="utf-8")
-    (folder / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    (folder / "data.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
     return folder
 
 
 def test_docs_rows_are_the_ones_the_example_writes() -> None:
-    shown = [json.loads(line) for line in re.search(r"```json\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL).group(1).splitlines()]
-    expected = [{"id": "bar_0", "lang": lang, "split": "test", "images": ["bar_0.png"], "answers": captions("bar", (3, 5, 9), lang)}
-                for lang in ("en", "de", "zh")]
+    shown = [
+        json.loads(line)
+        for line in re.search(r"```json\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL).group(1).splitlines()
+    ]
+    expected = [
+        {
+            "id": "bar_0",
+            "lang": lang,
+            "split": "test",
+            "images": ["bar_0.png"],
+            "answers": captions("bar", (3, 5, 9), lang),
+        }
+        for lang in ("en", "de", "zh")
+    ]
     assert shown == expected
 
 
@@ -89,20 +119,53 @@ def test_chart_benchmark_end_to_end(tmp_path: Path, tiny_mt5_dir: Path) -> None:
     make_chart_benchmark(tmp_path / "charts", [])  # the header as the docs show it: CIDEr, BLEU, chrF++, fidelity
 
     proc = cli("tasks", "--task", "./charts", cwd=tmp_path)
-    assert proc.returncode == 0 and "test: 12 rows (de 4, en 4, zh 4)" in proc.stdout and "train: 12 rows" in proc.stdout, proc.stdout + proc.stderr
+    assert (
+        proc.returncode == 0 and "test: 12 rows (de 4, en 4, zh 4)" in proc.stdout and "train: 12 rows" in proc.stdout
+    ), proc.stdout + proc.stderr
     proc = cli("data", "check", "--task", "./charts", cwd=tmp_path)
-    assert proc.returncode == 0 and "All annotation and image files are present." in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "All annotation and image files are present." in proc.stdout, (
+        proc.stdout + proc.stderr
+    )
 
     # fine-tune a few steps on the benchmark's train split
-    proc = cli("train", "--model", tiny_mt5_dir, "--task", "./charts", "--split", "train", "--out", "ft", "--max-steps", "3",
-               "--batch-size", "4", "--set", "save_every=3", cwd=tmp_path)
+    proc = cli(
+        "train",
+        "--model",
+        tiny_mt5_dir,
+        "--task",
+        "./charts",
+        "--split",
+        "train",
+        "--out",
+        "ft",
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--set",
+        "save_every=3",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     saved = json.loads((tmp_path / "ft" / "train_config.json").read_text(encoding="utf-8"))
     assert saved["task"] == str(tmp_path / "charts") and saved["split"] == "train"
     log = [json.loads(line) for line in (tmp_path / "ft" / "train_log.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3]
     # training on the split that is evaluated is refused (it would leak the test set)
-    proc = cli("train", "--model", tiny_mt5_dir, "--task", "./charts", "--split", "test", "--out", "ft2", "--max-steps", "1", cwd=tmp_path)
+    proc = cli(
+        "train",
+        "--model",
+        tiny_mt5_dir,
+        "--task",
+        "./charts",
+        "--split",
+        "test",
+        "--out",
+        "ft2",
+        "--max-steps",
+        "1",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2 and "leaks the test set" in proc.stderr
 
     # evaluate base model and fine-tuned adapter
@@ -118,7 +181,10 @@ def test_chart_benchmark_end_to_end(tmp_path: Path, tiny_mt5_dir: Path) -> None:
     assert list(record.scores) == ["cider", "bleu", "chrfpp", "language_fidelity"]
     assert "sacrebleu" in record.scores["bleu"].signature and "zh:" in record.scores["chrfpp"].signature
     assert record.model.generation["num_beams"] == 3 and record.model.generation["max_new_tokens"] == 24
-    assert record.model.adapter is not None and record.provenance.data_fingerprint == read_record(base_path).provenance.data_fingerprint
+    assert (
+        record.model.adapter is not None
+        and record.provenance.data_fingerprint == read_record(base_path).provenance.data_fingerprint
+    )
     assert record.scores["cider"].signature.startswith("cider|") and "zh:char" in record.scores["cider"].signature
     rows = list(read_samples(tuned_path.parent / record.samples_file))
     assert {r["prompt"] for r in rows} == {"Caption in English: ", "Caption in German: ", "Caption in Chinese: "}

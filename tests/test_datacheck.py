@@ -95,7 +95,9 @@ def test_a_bad_line_is_reported_with_file_and_line(tmp_path: Path) -> None:
     (de,) = check_data(load_task("xflickrco"), data, tmp_path / "images", languages=["de"]).languages
     assert de.error is not None and f"{path}:4" in de.error and "not valid JSON" in de.error
     assert de.n_examples == 0 and not de.ok and de.annotation_found
-    assert "bad annotations" in render_report(check_data(load_task("xflickrco"), data, tmp_path / "images", languages=["de"]))
+    assert "bad annotations" in render_report(
+        check_data(load_task("xflickrco"), data, tmp_path / "images", languages=["de"])
+    )
 
 
 @pytest.mark.parametrize("value", ["../../etc/passwd", "/etc/passwd"])
@@ -173,7 +175,10 @@ def test_unreadable_images_are_reported(tmp_path: Path) -> None:
     (en,) = report.languages
     assert not report.ok and en.n_unreadable_images == 2 and en.n_missing_images == 0
     text = render_report(report)
-    assert "en: 2 unreadable images; replace them" in text and "flickr30k/759822302.jpg: not an image Pillow can read." in text
+    assert (
+        "en: 2 unreadable images; replace them" in text
+        and "flickr30k/759822302.jpg: not an image Pillow can read." in text
+    )
     assert "flickr30k/2245916742.jpg: cannot be decoded (" in text
 
 
@@ -211,8 +216,9 @@ def test_missing_data_root(tmp_path: Path) -> None:
 
 # -- files saved with a UTF-8 byte-order mark (Windows exports) --------------------------------------------------------
 @pytest.mark.parametrize("task", ["xgqa", "xm3600", "xvnli", "xflickrco", "marvl", "maxm"])
-def test_files_with_a_byte_order_mark_are_read_like_the_others(task: str, tmp_path: Path,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_files_with_a_byte_order_mark_are_read_like_the_others(
+    task: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Issue 29: an annotation file with a BOM was refused ('not valid JSON', 'line is not valid JSON')."""
     from tests.helpers import cli
 
@@ -221,7 +227,9 @@ def test_files_with_a_byte_order_mark_are_read_like_the_others(task: str, tmp_pa
         path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
 
     def check(root: Path) -> list[tuple[str, int, str | None]]:
-        code, out, err = cli(capsys, "data", "check", "--task", task, "--data-root", root, "--image-root", tmp_path / "img", "--json")
+        code, out, err = cli(
+            capsys, "data", "check", "--task", task, "--data-root", root, "--image-root", tmp_path / "img", "--json"
+        )
         assert code in (0, 1) and "Traceback" not in err, err
         return [(r["lang"], r["n_examples"], r["error"]) for r in json.loads(out)["languages"] if r["annotation_found"]]
 

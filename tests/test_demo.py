@@ -68,7 +68,9 @@ def test_demo_beats_untrained_passes_the_ci_gate_and_a_worse_run_fails_it(demo_d
         for i, row in enumerate(rows):
             if i % 2 == 0:
                 row["prediction"] = ""
-        (worse_dir / trained["samples_file"]).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        (worse_dir / trained["samples_file"]).write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        )
         rescored = _mvleval("score", worse, "--data-root", out / "data")
         assert rescored.returncode == 0, rescored.stdout + rescored.stderr
         failed = _mvleval("gate", worse, "--baseline", baseline, *CI_GATE_FLAGS)
@@ -86,8 +88,13 @@ def test_demo_native_kernels_are_recorded(demo_dir: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA")}
     mvleval = shutil.which("mvleval")
     assert mvleval
-    result = subprocess.run([mvleval, "demo", "--out", str(out), "--native-kernels"], capture_output=True, text=True,
-                            env={**env, "OMP_NUM_THREADS": "1"}, timeout=900)
+    result = subprocess.run(
+        [mvleval, "demo", "--out", str(out), "--native-kernels"],
+        capture_output=True,
+        text=True,
+        env={**env, "OMP_NUM_THREADS": "1"},
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     record = json.loads(_records(out / "runs", "xgqa", "demo-4bit").read_text())
     device = record["provenance"]["device"]
@@ -135,7 +142,9 @@ def test_demo_train_fine_tunes_here_and_evaluates_that_model(tmp_path: Path) -> 
     import sys
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "d")], capture_output=True, text=True, env=env, timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "d")], capture_output=True, text=True, env=env, timeout=900
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "fine-tuning with LoRA" in result.stdout and "packaged" not in result.stdout
     record = json.loads(_records(tmp_path / "d" / "runs", "xgqa", "demo-4bit").read_text())

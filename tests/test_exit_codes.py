@@ -52,8 +52,28 @@ def world(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> World
     data_root, image_root = build_demo_data(root / "demo", n_train=0, n_test=6)
     out = root / "runs"
     assert MVLEVAL, "the mvleval console script is not installed (pip install -e .)"
-    r = _cli([MVLEVAL], "run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root",
-             image_root, "--lang", "en", "--lang", "de", "--out", out, "--num-beams", "1", "--max-new-tokens", "3")
+    r = _cli(
+        [MVLEVAL],
+        "run",
+        "--task",
+        "xgqa",
+        "--model",
+        tiny_mt5_dir,
+        "--data-root",
+        data_root,
+        "--image-root",
+        image_root,
+        "--lang",
+        "en",
+        "--lang",
+        "de",
+        "--out",
+        out,
+        "--num-beams",
+        "1",
+        "--max-new-tokens",
+        "3",
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     [run] = [p for p in out.glob("*.json")]
     record = json.loads(run.read_text())
@@ -91,10 +111,14 @@ def _linked_bench(world: World, tmp: Path, target: str = "image", n_bad: int = 0
         source = tmp / "notes.txt"
         source.write_text("not an image\n", encoding="utf-8")
     (bench / "images" / "x.jpg").symlink_to(source)
-    (bench / "benchmark.yaml").write_text("version: 1\ndescription: linked\nkind: vqa\nprompt: 'Q: {question} A:'\n",
-                                          encoding="utf-8")
+    (bench / "benchmark.yaml").write_text(
+        "version: 1\ndescription: linked\nkind: vqa\nprompt: 'Q: {question} A:'\n", encoding="utf-8"
+    )
     rows = [{"id": "a", "lang": "en", "images": ["x.jpg"], "question": "colour?", "answers": ["red"]}]
-    rows += [{"id": f"b{i}", "lang": "en", "images": [f"../x{i}.jpg"], "question": "?", "answers": ["r"]} for i in range(n_bad)]
+    rows += [
+        {"id": f"b{i}", "lang": "en", "images": [f"../x{i}.jpg"], "question": "?", "answers": ["r"]}
+        for i in range(n_bad)
+    ]
     (bench / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return bench
 
@@ -106,7 +130,9 @@ def _short_samples(world: World, tmp: Path) -> Path:
     record = json.loads(world.run.read_text(encoding="utf-8"))
     samples = (world.run.parent / record["samples_file"]).read_text(encoding="utf-8").splitlines(keepends=True)
     (folder / record["samples_file"]).write_text("".join(samples[:-1]), encoding="utf-8")
-    record.pop("samples_sha256", None)  # a record that does not vouch for its file (older mvleval): the counts are checked
+    record.pop(
+        "samples_sha256", None
+    )  # a record that does not vouch for its file (older mvleval): the counts are checked
     copy = folder / world.run.name
     copy.write_text(json.dumps(record), encoding="utf-8")
     return copy
@@ -115,38 +141,177 @@ def _short_samples(world: World, tmp: Path) -> Path:
 #: (name, arguments as a function of the world and a temp folder, expected exit code, text expected in the output)
 ROWS: list[tuple[str, Callable[[World, Path], list[object]], int, str]] = [
     ("gate pass: a run against itself", lambda w, t: ["gate", w.run, "--baseline", w.run], 0, "PASS"),
-    ("gate regression: a clearly better baseline", lambda w, t: ["gate", w.run, "--baseline", w.perfect], 1, "REGRESSION"),
-    ("gate regression with --paired", lambda w, t: ["gate", w.run, "--baseline", w.perfect, "--paired"], 1, "REGRESSION"),
-    ("gate not comparable: other task version", lambda w, t: ["gate", w.run, "--baseline", w.other_version], 2, "version"),
-    ("gate: missing run record", lambda w, t: ["gate", t / "nope.json", "--baseline", w.run], 2, "run record not found"),
+    (
+        "gate regression: a clearly better baseline",
+        lambda w, t: ["gate", w.run, "--baseline", w.perfect],
+        1,
+        "REGRESSION",
+    ),
+    (
+        "gate regression with --paired",
+        lambda w, t: ["gate", w.run, "--baseline", w.perfect, "--paired"],
+        1,
+        "REGRESSION",
+    ),
+    (
+        "gate not comparable: other task version",
+        lambda w, t: ["gate", w.run, "--baseline", w.other_version],
+        2,
+        "version",
+    ),
+    (
+        "gate: missing run record",
+        lambda w, t: ["gate", t / "nope.json", "--baseline", w.run],
+        2,
+        "run record not found",
+    ),
     ("gate: bad --max-drop", lambda w, t: ["gate", w.run, "--baseline", w.run, "--max-drop", "lots"], 2, "max-drop"),
-    ("run --gate regression", lambda w, t: [
-        "run", "--task", "xgqa", "--model", w.model, "--data-root", w.data_root, "--image-root", w.image_root,
-        "--lang", "en", "--lang", "de", "--out", t / "runs", "--num-beams", "1", "--max-new-tokens", "3",
-        "--gate", w.perfect], 1, "REGRESSION"),
-    ("run --gate pass", lambda w, t: [
-        "run", "--task", "xgqa", "--model", w.model, "--data-root", w.data_root, "--image-root", w.image_root,
-        "--lang", "en", "--lang", "de", "--out", t / "runs", "--num-beams", "1", "--max-new-tokens", "3",
-        "--gate", w.run], 0, "PASS"),
-    ("gate --paired: a per-sample file that does not match its record", lambda w, t: [
-        "gate", _short_samples(w, t), "--baseline", w.run, "--paired"], 2, "does not match the run record"),
-    ("report: a per-sample file that does not match its record", lambda w, t: [
-        "report", _short_samples(w, t), "--out", t / "r.html"], 2, "does not match its record"),
-    ("data check: everything present", lambda w, t: [
-        "data", "check", "--task", "xgqa", "--data-root", w.data_root, "--image-root", w.image_root, "--lang", "en"], 0, "xgqa"),
-    ("data check: a missing image", lambda w, t: [
-        "data", "check", "--task", "xgqa", "--data-root", w.data_root, "--image-root", _broken_images(w, t), "--lang", "en"],
-     1, "missing"),
-    ("data check: a benchmark whose images are links elsewhere", lambda w, t: [
-        "data", "check", "--task", _linked_bench(w, t)], 0, "All annotation and image files are present"),
-    ("data check: a link to a text file is not an image", lambda w, t: [
-        "data", "check", "--task", _linked_bench(w, t, "text")], 1, "x.jpg: not an image Pillow can read"),
-    ("user error: 1,000 rows escaping the image root, reported once", lambda w, t: [
-        "tasks", "--task", _linked_bench(w, t, n_bad=1000)], 2, "1,000 rows: image path escapes the image root, e.g. data.jsonl:2"),
-    ("user error: unknown task", lambda w, t: ["run", "--task", "xgq", "--model", "m", "--data-root", t], 2, "Did you mean 'xgqa'"),
-    ("user error: missing model folder", lambda w, t: [
-        "run", "--task", "xgqa", "--model", t / "no-model", "--data-root", w.data_root, "--image-root", w.image_root,
-        "--lang", "en", "--out", t / "runs"], 2, "model folder not found"),
+    (
+        "run --gate regression",
+        lambda w, t: [
+            "run",
+            "--task",
+            "xgqa",
+            "--model",
+            w.model,
+            "--data-root",
+            w.data_root,
+            "--image-root",
+            w.image_root,
+            "--lang",
+            "en",
+            "--lang",
+            "de",
+            "--out",
+            t / "runs",
+            "--num-beams",
+            "1",
+            "--max-new-tokens",
+            "3",
+            "--gate",
+            w.perfect,
+        ],
+        1,
+        "REGRESSION",
+    ),
+    (
+        "run --gate pass",
+        lambda w, t: [
+            "run",
+            "--task",
+            "xgqa",
+            "--model",
+            w.model,
+            "--data-root",
+            w.data_root,
+            "--image-root",
+            w.image_root,
+            "--lang",
+            "en",
+            "--lang",
+            "de",
+            "--out",
+            t / "runs",
+            "--num-beams",
+            "1",
+            "--max-new-tokens",
+            "3",
+            "--gate",
+            w.run,
+        ],
+        0,
+        "PASS",
+    ),
+    (
+        "gate --paired: a per-sample file that does not match its record",
+        lambda w, t: ["gate", _short_samples(w, t), "--baseline", w.run, "--paired"],
+        2,
+        "does not match the run record",
+    ),
+    (
+        "report: a per-sample file that does not match its record",
+        lambda w, t: ["report", _short_samples(w, t), "--out", t / "r.html"],
+        2,
+        "does not match its record",
+    ),
+    (
+        "data check: everything present",
+        lambda w, t: [
+            "data",
+            "check",
+            "--task",
+            "xgqa",
+            "--data-root",
+            w.data_root,
+            "--image-root",
+            w.image_root,
+            "--lang",
+            "en",
+        ],
+        0,
+        "xgqa",
+    ),
+    (
+        "data check: a missing image",
+        lambda w, t: [
+            "data",
+            "check",
+            "--task",
+            "xgqa",
+            "--data-root",
+            w.data_root,
+            "--image-root",
+            _broken_images(w, t),
+            "--lang",
+            "en",
+        ],
+        1,
+        "missing",
+    ),
+    (
+        "data check: a benchmark whose images are links elsewhere",
+        lambda w, t: ["data", "check", "--task", _linked_bench(w, t)],
+        0,
+        "All annotation and image files are present",
+    ),
+    (
+        "data check: a link to a text file is not an image",
+        lambda w, t: ["data", "check", "--task", _linked_bench(w, t, "text")],
+        1,
+        "x.jpg: not an image Pillow can read",
+    ),
+    (
+        "user error: 1,000 rows escaping the image root, reported once",
+        lambda w, t: ["tasks", "--task", _linked_bench(w, t, n_bad=1000)],
+        2,
+        "1,000 rows: image path escapes the image root, e.g. data.jsonl:2",
+    ),
+    (
+        "user error: unknown task",
+        lambda w, t: ["run", "--task", "xgq", "--model", "m", "--data-root", t],
+        2,
+        "Did you mean 'xgqa'",
+    ),
+    (
+        "user error: missing model folder",
+        lambda w, t: [
+            "run",
+            "--task",
+            "xgqa",
+            "--model",
+            t / "no-model",
+            "--data-root",
+            w.data_root,
+            "--image-root",
+            w.image_root,
+            "--lang",
+            "en",
+            "--out",
+            t / "runs",
+        ],
+        2,
+        "model folder not found",
+    ),
     ("usage: unknown option", lambda w, t: ["run", "--task", "xgqa", "--modle", "x"], 2, "No such option"),
     ("usage: unknown command", lambda w, t: ["reprot"], 2, "No such command"),
     ("usage: missing required option", lambda w, t: ["gate", w.run], 2, "Missing option"),
@@ -158,8 +323,15 @@ ROWS: list[tuple[str, Callable[[World, Path], list[object]], int, str]] = [
 
 @pytest.mark.parametrize("entry_name", list(ENTRY_POINTS))
 @pytest.mark.parametrize(("name", "args", "code", "needle"), ROWS, ids=[r[0] for r in ROWS])
-def test_exit_code(world: World, tmp_path: Path, entry_name: str, name: str, args: Callable[[World, Path], list[object]],
-                   code: int, needle: str) -> None:
+def test_exit_code(
+    world: World,
+    tmp_path: Path,
+    entry_name: str,
+    name: str,
+    args: Callable[[World, Path], list[object]],
+    code: int,
+    needle: str,
+) -> None:
     entry = ENTRY_POINTS[entry_name]
     assert entry is not None, "the mvleval console script is not installed"
     result = _cli(entry, *args(world, tmp_path))
@@ -176,12 +348,35 @@ def test_ctrl_c_exits_130_with_the_resume_hint(world: World, tmp_path: Path, ent
     entry = ENTRY_POINTS[entry_name]
     assert entry is not None
     out = tmp_path / "runs"
-    args = ["run", "--task", "xgqa", "--model", world.model, "--data-root", world.data_root, "--image-root",
-            world.image_root, "--out", out, "--batch-size", "1", "--num-beams", "5", "--max-new-tokens", "10",
-            *[x for lang in ("en", "de", "id", "ru", "zh") for x in ("--lang", lang)]]
+    args = [
+        "run",
+        "--task",
+        "xgqa",
+        "--model",
+        world.model,
+        "--data-root",
+        world.data_root,
+        "--image-root",
+        world.image_root,
+        "--out",
+        out,
+        "--batch-size",
+        "1",
+        "--num-beams",
+        "5",
+        "--max-new-tokens",
+        "10",
+        *[x for lang in ("en", "de", "id", "ru", "zh") for x in ("--lang", lang)],
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([*entry, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [*entry, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         partials: list[Path] = []

@@ -37,8 +37,10 @@ HAN_LETTERS = SCRIPTS["Han"][1]
 
 def _captions(shared: Path) -> dict[str, list[str]]:
     d = shared / "iglue" / "datasets"
-    out = {lg: [s for r in read_jsonl(d / "xFlickrCO" / "annotations" / lg / "test.jsonl") for s in r["sentences"]]
-           for lg in ("de", "en", "ja", "zh")}
+    out = {
+        lg: [s for r in read_jsonl(d / "xFlickrCO" / "annotations" / lg / "test.jsonl") for s in r["sentences"]]
+        for lg in ("de", "en", "ja", "zh")
+    }
     out["ar"] = [r["sentence2"] for r in read_jsonl(d / "XVNLI" / "annotations" / "ar" / "test.jsonl")]
     return {lg: [t for t in dict.fromkeys(texts) if t.strip()] for lg, texts in out.items()}
 
@@ -138,9 +140,17 @@ class HalfNonsenseServer:
                         server.nonsense[answer] = key
                 else:
                     answer = captions[n % len(captions)]
-                self._send(200, {"id": "x", "object": "chat.completion", "model": MODEL,
-                                 "choices": [{"index": 0, "finish_reason": "stop",
-                                              "message": {"role": "assistant", "content": answer}}]})
+                self._send(
+                    200,
+                    {
+                        "id": "x",
+                        "object": "chat.completion",
+                        "model": MODEL,
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}
+                        ],
+                    },
+                )
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -174,10 +184,36 @@ def test_run_on_a_served_model_does_not_credit_random_han_letters(
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200", "OPENAI_API_KEY": "sk-local"}
     out = tmp_path / "runs"
     proc = subprocess.run(
-        [exe, "run", "--task", "xflickrco", "--lang", "zh", "--split", "test", "--limit", str(limit),
-         "--model", f"openai:{MODEL}", "--base-url", half_nonsense.url, "--data-root", str(shared_data),
-         "--image-root", str(images), "--out", str(out), "--concurrency", "8"],
-        capture_output=True, text=True, env=env, timeout=600, check=False)
+        [
+            exe,
+            "run",
+            "--task",
+            "xflickrco",
+            "--lang",
+            "zh",
+            "--split",
+            "test",
+            "--limit",
+            str(limit),
+            "--model",
+            f"openai:{MODEL}",
+            "--base-url",
+            half_nonsense.url,
+            "--data-root",
+            str(shared_data),
+            "--image-root",
+            str(images),
+            "--out",
+            str(out),
+            "--concurrency",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [record_path] = run_records(out)
     record = read_record(record_path)
@@ -193,7 +229,9 @@ def test_run_on_a_served_model_does_not_credit_random_han_letters(
     assert len(credited) <= 0.15 * len(nonsense), [r["prediction"] for r in credited]
     assert fidelity.per_lang["zh"] == pytest.approx(sum(r["scores"]["language_fidelity"] for r in rows) / limit)
     assert fidelity.extra["zh"]["letter_model_texts"] == len({t for r in rows for t in r["references"] if t.strip()})
-    not_language = [r for r in rows if (r.get("extra") or {}).get("language_fidelity", {}).get("verdict") == "not_language"]
+    not_language = [
+        r for r in rows if (r.get("extra") or {}).get("language_fidelity", {}).get("verdict") == "not_language"
+    ]
     assert fidelity.extra["zh"]["not_language"] == pytest.approx(len(not_language) / limit)
     for r in nonsense:
         if r not in credited:

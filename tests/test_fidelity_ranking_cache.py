@@ -21,8 +21,44 @@ from mvleval.metrics.language_fidelity import Verdict, detector_verdict, judge
 from mvleval.testing.gibberish import HANDWRITTEN
 
 XFLICKRCO = ("de", "en", "es", "id", "ja", "ru", "tr", "zh")
-XM3600 = ("ar", "bn", "cs", "da", "de", "el", "en", "es", "fa", "fi", "fil", "fr", "he", "hi", "hr", "hu", "id", "it",
-          "ja", "ko", "mi", "nl", "no", "pl", "pt", "quz", "ro", "ru", "sv", "sw", "te", "th", "tr", "uk", "vi", "zh")
+XM3600 = (
+    "ar",
+    "bn",
+    "cs",
+    "da",
+    "de",
+    "el",
+    "en",
+    "es",
+    "fa",
+    "fi",
+    "fil",
+    "fr",
+    "he",
+    "hi",
+    "hr",
+    "hu",
+    "id",
+    "it",
+    "ja",
+    "ko",
+    "mi",
+    "nl",
+    "no",
+    "pl",
+    "pt",
+    "quz",
+    "ro",
+    "ru",
+    "sv",
+    "sw",
+    "te",
+    "th",
+    "tr",
+    "uk",
+    "vi",
+    "zh",
+)
 
 # (text, requested): captions and questions in their language (short and long, 120+ characters: trigrams only),
 # captions in a neighbour of the requested language (won by the requested one only by elimination in a task's set),
@@ -30,8 +66,11 @@ XM3600 = ("ar", "bn", "cs", "da", "de", "el", "en", "es", "fa", "fi", "fil", "fr
 TABLE = [(t, lang) for lang, texts in HANDWRITTEN.items() for t in texts] + [
     ("A black and white dog is running in a grassy garden surrounded by a white fence.", "en"),
     ("The man with pierced ears is wearing glasses and an orange hat.", "en"),
-    ("Five snowmobile riders all wearing helmets and goggles line up in a snowy clearing in a forest in front of their "
-     "snowmobiles; they are about to start a race.", "en"),
+    (
+        "Five snowmobile riders all wearing helmets and goggles line up in a snowy clearing in a forest in front of their "
+        "snowmobiles; they are about to start a race.",
+        "en",
+    ),
     ("Ein Mann mit einer orangefarbenen Mütze starrt auf etwas, während hinter ihm Menschen vorbeigehen.", "de"),
     ("Zwei Hunde spielen im Schnee.", "de"),
     ("Een man met een oranje hoed kijkt naar iets in de verte.", "de"),  # Dutch requested in German
@@ -43,10 +82,17 @@ TABLE = [(t, lang) for lang, texts in HANDWRITTEN.items() for t in texts] + [
     ("Bir adam turuncu şapkayla bir şeye bakıyor.", "tr"),
     ("Мужчина в оранжевой шапке смотрит на что-то вдали.", "ru"),
     ("Чоловік у помаранчевому капелюсі дивиться на щось.", "ru"),  # Ukrainian requested in Russian
-    ("一个戴着橙色帽子的男人正在看着什么东西。", "zh"), ("オレンジ色の帽子をかぶった男性が何かを見ている。", "ja"),
-    ("What color is the car parked near the house?", "en"), ("yes", "en"), ("two", "en"), ("Ja", "de"),
-    ("xkqvz pwlmt rrbnq zvtk", "de"), ("ыяшоб йкшеде огша эінье оркьмц", "ru"), ("vorbelin kastu mirelon sabetra", "es"),
-    ("qwe rty uiop asdf ghjkl zxcvb", "en"), ("Lorem ipsum dolor sit amet, consectetur adipiscing elit.", "en"),
+    ("一个戴着橙色帽子的男人正在看着什么东西。", "zh"),
+    ("オレンジ色の帽子をかぶった男性が何かを見ている。", "ja"),
+    ("What color is the car parked near the house?", "en"),
+    ("yes", "en"),
+    ("two", "en"),
+    ("Ja", "de"),
+    ("xkqvz pwlmt rrbnq zvtk", "de"),
+    ("ыяшоб йкшеде огша эінье оркьмц", "ru"),
+    ("vorbelin kastu mirelon sabetra", "es"),
+    ("qwe rty uiop asdf ghjkl zxcvb", "en"),
+    ("Lorem ipsum dolor sit amet, consectetur adipiscing elit.", "en"),
 ]
 
 
@@ -81,9 +127,12 @@ def _verdicts(metric: LanguageFidelity, rows: list[tuple[str, str]]) -> list[str
 
 
 # XM3600's 36 languages hold most neighbours already: fewer rows are left to the unrestricted detector there
-@pytest.mark.parametrize(("task_langs", "min_decided_by_full"), [(XFLICKRCO, 3), (XM3600, 1)], ids=["xflickrco", "xm3600"])
-def test_cached_rankings_give_lingua_verdicts(task_langs: tuple[str, ...], min_decided_by_full: int, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("task_langs", "min_decided_by_full"), [(XFLICKRCO, 3), (XM3600, 1)], ids=["xflickrco", "xm3600"]
+)
+def test_cached_rankings_give_lingua_verdicts(
+    task_langs: tuple[str, ...], min_decided_by_full: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MVLEVAL_CACHE_DIR", str(tmp_path))
     metric = LanguageFidelity(task_langs, bootstrap_resamples=0)
     rows = [(t, lang) for t, lang in TABLE if lang in task_langs]
@@ -125,8 +174,9 @@ def test_each_detector_has_its_own_rankings(tmp_path: Path, monkeypatch: pytest.
     assert lf._ranking(names, text) == restricted and lf._ranking((), text) == full
 
 
-def test_a_cache_that_cannot_be_written_is_said_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_a_cache_that_cannot_be_written_is_said_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x", encoding="utf-8")
     monkeypatch.setenv("MVLEVAL_CACHE_DIR", str(blocker))
@@ -140,8 +190,9 @@ def test_a_cache_that_cannot_be_written_is_said_once(tmp_path: Path, monkeypatch
     assert first == [Verdict.FAITHFUL, Verdict.FAITHFUL]
 
 
-def test_a_damaged_cache_file_is_said_and_scoring_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_a_damaged_cache_file_is_said_and_scoring_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv("MVLEVAL_CACHE_DIR", str(tmp_path))
     (tmp_path / ranking_cache.FILE_NAME).write_bytes(b"this is not a database" * 100)
     with caplog.at_level("WARNING", logger="mvleval.metrics.language_fidelity"):

@@ -34,7 +34,12 @@ CAPTION_ROWS = [
     {"id": "r", "lang": "en", "images": ["red.png"], "answers": ["a red square on white paper"]},
     {"id": "g", "lang": "en", "images": ["green.png"], "answers": ["a green circle in the middle"]},
     {"id": "b", "lang": "en", "images": ["blue.png"], "answers": ["one small blue triangle pointing up"]},
-    {"id": "r", "lang": "de", "images": ["red.png"], "answers": ["ein rotes Quadrat auf weißem Papier", "rotes Quadrat"]},
+    {
+        "id": "r",
+        "lang": "de",
+        "images": ["red.png"],
+        "answers": ["ein rotes Quadrat auf weißem Papier", "rotes Quadrat"],
+    },
     {"id": "g", "lang": "de", "images": ["green.png"], "answers": ["ein grüner Kreis in der Mitte", "grüner Kreis"]},
     {"id": "r", "lang": "zh", "images": ["red.png"], "answers": ["白纸上的红色正方形", "红色正方形"]},
     {"id": "g", "lang": "zh", "images": ["green.png"], "answers": ["中间的绿色圆圈", "一个绿色圆"]},
@@ -49,7 +54,13 @@ generation: {num_beams: 1, max_new_tokens: 3}
 YESNO_ROWS = [
     {"id": 1, "lang": "de", "images": ["red.png", "red.png"], "question": "Beide Bilder sind rot.", "answers": ["yes"]},
     {"id": 2, "lang": "de", "images": ["red.png", "blue.png"], "question": "Beide Bilder sind rot.", "answers": ["no"]},
-    {"id": 3, "lang": "tr", "images": ["green.png", "green.png"], "question": "İki resim de yeşil.", "answers": ["Yes"]},
+    {
+        "id": 3,
+        "lang": "tr",
+        "images": ["green.png", "green.png"],
+        "question": "İki resim de yeşil.",
+        "answers": ["Yes"],
+    },
     {"id": 4, "lang": "tr", "images": ["green.png", "red.png"], "question": "İki resim de kırmızı.", "answers": ["no"]},
 ]
 MC_HEADER = """\
@@ -62,10 +73,38 @@ answer_language: en
 generation: {num_beams: 1, max_new_tokens: 3}
 """
 MC_ROWS = [
-    {"id": "q1", "lang": "en", "images": ["red.png"], "question": "What colour is it?", "choices": ["red", "green", "blue"], "answers": ["red"]},
-    {"id": "q2", "lang": "en", "images": ["blue.png"], "question": "What colour is it?", "choices": ["red", "green", "blue"], "answers": ["blue"]},
-    {"id": "q1", "lang": "id", "images": ["green.png"], "question": "Apa warnanya?", "choices": ["merah", "hijau"], "answers": ["hijau"]},
-    {"id": "q2", "lang": "id", "images": ["red.png"], "question": "Apa warnanya?", "choices": ["merah", "hijau"], "answers": ["merah"]},
+    {
+        "id": "q1",
+        "lang": "en",
+        "images": ["red.png"],
+        "question": "What colour is it?",
+        "choices": ["red", "green", "blue"],
+        "answers": ["red"],
+    },
+    {
+        "id": "q2",
+        "lang": "en",
+        "images": ["blue.png"],
+        "question": "What colour is it?",
+        "choices": ["red", "green", "blue"],
+        "answers": ["blue"],
+    },
+    {
+        "id": "q1",
+        "lang": "id",
+        "images": ["green.png"],
+        "question": "Apa warnanya?",
+        "choices": ["merah", "hijau"],
+        "answers": ["hijau"],
+    },
+    {
+        "id": "q2",
+        "lang": "id",
+        "images": ["red.png"],
+        "question": "Apa warnanya?",
+        "choices": ["merah", "hijau"],
+        "answers": ["merah"],
+    },
 ]
 
 
@@ -77,7 +116,9 @@ def write_benchmark(folder: Path, header: str, rows: list[dict[str, object]]) ->
     for name, rgb in (("red", (220, 20, 20)), ("green", (20, 200, 20)), ("blue", (20, 20, 220))):
         Image.new("RGB", (32, 32), rgb).save(images / f"{name}.png")
     (folder / "benchmark.yaml").write_text(header, encoding="utf-8")
-    (folder / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    (folder / "data.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
     return folder
 
 
@@ -106,16 +147,39 @@ def rewrite_predictions(record: Path, predict: dict[tuple[str, str], str]) -> No
 # -- validation: every problem at once, with file:line; nothing written -------------------------------------------------
 BAD_ROWS: list[tuple[str, str]] = [
     ('{"id": "a", "lang": "de", "images": ["red.png", "blue.png"], "question": "q?", "answers": ["yes"]}', ""),  # valid
-    ('{"id": "a", "lang": "de", "images": ["red.png"], "question": "q?", "answers": ["no"]}', "id already used in this language and split (ids must be unique within a language and split) ('a', first on line 1)"),
-    ('{"id": "b", "lang": "de", "images": ["red.png"], "question": "q?", "answers": []}', "'answers' must be a non-empty list"),
+    (
+        '{"id": "a", "lang": "de", "images": ["red.png"], "question": "q?", "answers": ["no"]}',
+        "id already used in this language and split (ids must be unique within a language and split) ('a', first on line 1)",
+    ),
+    (
+        '{"id": "b", "lang": "de", "images": ["red.png"], "question": "q?", "answers": []}',
+        "'answers' must be a non-empty list",
+    ),
     ('{"id": "c", "lang": "de", "question": "q?", "answers": ["yes"]}', "the field 'images' is missing"),
-    ('{"id": "d", "lang": "de", "images": "red.png", "question": "q?", "answers": ["yes"]}', "'images' must be a list of paths"),
-    ('{"id": "e", "lang": "de", "images": ["../../etc/passwd"], "question": "q?", "answers": ["yes"]}', "escapes the image root"),
-    ('{"id": "f", "lang": "de", "images": ["red.png"], "question": "q?", "answers": ["yes"], "anwser_lang": "en"}',
-     "unknown field ('anwser_lang', did you mean 'answer_lang'?)"),
-    ('{"id": "g", "lang": "de", "images": ["red.png"], "question": "q?", "answers": ["vielleicht"]}', "not in the label vocabulary"),
-    ('{"id": "h", "lang": "de", "images": ["red.png"], "answers": ["yes"]}', "the prompt uses {question} but the row has no 'question'"),
-    ('{"id": "i", "lang": "quz", "images": ["red.png"], "question": "q?", "answers": ["yes"]}', "lingua cannot check 'quz'"),
+    (
+        '{"id": "d", "lang": "de", "images": "red.png", "question": "q?", "answers": ["yes"]}',
+        "'images' must be a list of paths",
+    ),
+    (
+        '{"id": "e", "lang": "de", "images": ["../../etc/passwd"], "question": "q?", "answers": ["yes"]}',
+        "escapes the image root",
+    ),
+    (
+        '{"id": "f", "lang": "de", "images": ["red.png"], "question": "q?", "answers": ["yes"], "anwser_lang": "en"}',
+        "unknown field ('anwser_lang', did you mean 'answer_lang'?)",
+    ),
+    (
+        '{"id": "g", "lang": "de", "images": ["red.png"], "question": "q?", "answers": ["vielleicht"]}',
+        "not in the label vocabulary",
+    ),
+    (
+        '{"id": "h", "lang": "de", "images": ["red.png"], "answers": ["yes"]}',
+        "the prompt uses {question} but the row has no 'question'",
+    ),
+    (
+        '{"id": "i", "lang": "quz", "images": ["red.png"], "question": "q?", "answers": ["yes"]}',
+        "lingua cannot check 'quz'",
+    ),
     ('{"id": "j", "lang": "de", "images": ["red.png"], "question": "q?", "answers": ["yes"]', "not valid JSON"),
     ('["not", "an", "object"]', "expected a JSON object"),
 ]
@@ -135,7 +199,9 @@ def test_every_bad_row_is_reported_with_its_line_and_nothing_is_written(tmp_path
     assert "benchmark.yaml:7: unknown key 'promt'. Did you mean 'prompt'?" in message
     for lineno, (_, expected) in enumerate(BAD_ROWS, start=1):
         if expected:
-            assert re.search(r"^\s*" + re.escape(f"data.jsonl:{lineno}: ") + r".*" + re.escape(expected), message, re.M), (lineno, expected, message)
+            assert re.search(
+                r"^\s*" + re.escape(f"data.jsonl:{lineno}: ") + r".*" + re.escape(expected), message, re.M
+            ), (lineno, expected, message)
     assert "problem(s)" not in message
     assert not out.exists()  # nothing written for an invalid benchmark
     # the same report from data check, before any model is named
@@ -158,7 +224,11 @@ def test_header_problems_name_their_line(tmp_path: Path, edit: object, expected:
     bench = write_benchmark(tmp_path / "yn", edit(YESNO_HEADER), YESNO_ROWS)  # type: ignore[operator]
     with pytest.raises(MvlevalError) as err:
         load_file_task(bench)
-    assert expected in err.value.what and f"({bench}) cannot be used:" in err.value.what and "\n  benchmark.yaml:" in err.value.what
+    assert (
+        expected in err.value.what
+        and f"({bench}) cannot be used:" in err.value.what
+        and "\n  benchmark.yaml:" in err.value.what
+    )
 
 
 def test_a_builtin_name_and_a_missing_header_are_refused(tmp_path: Path) -> None:
@@ -175,7 +245,17 @@ def test_a_builtin_name_and_a_missing_header_are_refused(tmp_path: Path) -> None
 
 @pytest.mark.parametrize(
     ("prediction", "label"),
-    [("A", "A"), ("a", "A"), ("(B) green", "B"), ("b.", "B"), (" 'C'", "C"), ("Blue", None), ("", None), ("1", None), ("B2", None)],
+    [
+        ("A", "A"),
+        ("a", "A"),
+        ("(B) green", "B"),
+        ("b.", "B"),
+        (" 'C'", "C"),
+        ("Blue", None),
+        ("", None),
+        ("1", None),
+        ("B2", None),
+    ],
 )
 def test_choice_accuracy_reads_the_label_a_prediction_starts_with(prediction: str, label: str | None) -> None:
     from mvleval.metrics.choice import ChoiceAccuracy, predicted_label
@@ -224,8 +304,20 @@ def user_benchmarks(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_user_benchmarks_run_score_and_gate(user_benchmarks: Path, tiny_mt5_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     # relative paths as a user types them; one model load for the three benchmarks
-    proc = cli("run", "--task", "./shape-captions", "--task", "./same-colour/", "--task", "./colour-choice/benchmark.yaml",
-               "--model", tiny_mt5_dir, "--out", out, cwd=user_benchmarks)
+    proc = cli(
+        "run",
+        "--task",
+        "./shape-captions",
+        "--task",
+        "./same-colour/",
+        "--task",
+        "./colour-choice/benchmark.yaml",
+        "--model",
+        tiny_mt5_dir,
+        "--out",
+        out,
+        cwd=user_benchmarks,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     records = {read_record(p).task.name: p for p in sorted(out.glob("*.json"))}
     assert set(records) == {"shape-captions", "same-colour", "colour-choice"}
@@ -241,22 +333,41 @@ def test_user_benchmarks_run_score_and_gate(user_benchmarks: Path, tiny_mt5_dir:
     assert samples[("de", "r")]["prompt"] == "Caption in German: "
     assert samples[("zh", "g")]["references"] == ["中间的绿色圆圈", "一个绿色圆"]
     yes_no = read_record(records["same-colour"])
-    assert yes_no.task.version == 3 and yes_no.task.languages == ["de", "tr"] and list(yes_no.scores) == ["exact_match", "relaxed_accuracy"]
+    assert (
+        yes_no.task.version == 3
+        and yes_no.task.languages == ["de", "tr"]
+        and list(yes_no.scores) == ["exact_match", "relaxed_accuracy"]
+    )
     rows = {(r["lang"], r["id"]): r for r in read_samples(records["same-colour"].parent / yes_no.samples_file)}
     assert rows[("tr", "3")]["references"] == ["yes"]  # "Yes" in the file: yes/no labels are lower-cased
     assert rows[("de", "2")]["images"] == ["red.png", "blue.png"]  # both images, in order
-    assert rows[("de", "1")]["prompt"] == 'Based on the two images, is it correct to say "Beide Bilder sind rot."? Yes or no?'
+    assert (
+        rows[("de", "1")]["prompt"]
+        == 'Based on the two images, is it correct to say "Beide Bilder sind rot."? Yes or no?'
+    )
     mc = read_record(records["colour-choice"])
     rows = {(r["lang"], r["id"]): r for r in read_samples(records["colour-choice"].parent / mc.samples_file)}
-    assert rows[("en", "q2")]["prompt"] == "Question: What colour is it? A. red B. green C. blue Answer with the letter:"
+    assert (
+        rows[("en", "q2")]["prompt"] == "Question: What colour is it? A. red B. green C. blue Answer with the letter:"
+    )
     assert rows[("en", "q2")]["references"] == ["C"] and rows[("id", "q1")]["references"] == ["B"]
 
     # scores by hand: predictions edited in the per-sample files, rescored by `mvleval score`
-    rewrite_predictions(records["shape-captions"], {("en", "r"): "a red square on white paper",
-                                                    ("en", "g"): "a green circle in the middle",
-                                                    ("en", "b"): "one small blue triangle pointing up"})
-    rewrite_predictions(records["same-colour"], {("de", "1"): "Yes.", ("de", "2"): "yes", ("tr", "3"): "yes", ("tr", "4"): "no"})
-    rewrite_predictions(records["colour-choice"], {("en", "q1"): "A", ("en", "q2"): "(B) green", ("id", "q1"): "b.", ("id", "q2"): "Blue"})
+    rewrite_predictions(
+        records["shape-captions"],
+        {
+            ("en", "r"): "a red square on white paper",
+            ("en", "g"): "a green circle in the middle",
+            ("en", "b"): "one small blue triangle pointing up",
+        },
+    )
+    rewrite_predictions(
+        records["same-colour"], {("de", "1"): "Yes.", ("de", "2"): "yes", ("tr", "3"): "yes", ("tr", "4"): "no"}
+    )
+    rewrite_predictions(
+        records["colour-choice"],
+        {("en", "q1"): "A", ("en", "q2"): "(B) green", ("id", "q1"): "b.", ("id", "q2"): "Blue"},
+    )
     for path in records.values():
         proc = cli("score", path)
         assert proc.returncode == 0, proc.stdout + proc.stderr

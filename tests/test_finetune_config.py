@@ -51,14 +51,14 @@ def test_every_problem_is_reported_at_once(base_dir: Path, tmp_path: Path) -> No
     values = _mix_values(base_dir, tmp_path)
     values["image_roots"] = [tmp_path, tmp_path / "missing_root"]
     overrides = [
-        "lr_lora=-1",           # out of range
-        "lora_rr=4",            # unknown key (typo)
-        "bits=5",               # not a choice
-        "batch_size=abc",       # wrong type
+        "lr_lora=-1",  # out of range
+        "lora_rr=4",  # unknown key (typo)
+        "bits=5",  # not a choice
+        "batch_size=abc",  # wrong type
         "lora_targets=[q, 3]",  # wrong item type
         "adam_betas=[0.9, 1.5]",  # cross-check: range of each beta
         "warmup_steps=10",
-        "max_steps=10",         # cross-check: warm-up eats the whole run
+        "max_steps=10",  # cross-check: warm-up eats the whole run
         "device=tpu",
     ]
     with pytest.raises(MvlevalError) as info:
@@ -91,8 +91,13 @@ def test_data_source_problems(base_dir: Path, tmp_path: Path) -> None:
     assert "give either a task-mix file (--train-file) or a task (--task), not both" in message
     assert "split (from --set split=...): only applies with --task" in message
     with pytest.raises(MvlevalError) as info:
-        load_config(None, (), base_model=str(tmp_path / "nope"), output_dir=tmp_path / "run",
-                    train_file=tmp_path / "absent.json")
+        load_config(
+            None,
+            (),
+            base_model=str(tmp_path / "nope"),
+            output_dir=tmp_path / "run",
+            train_file=tmp_path / "absent.json",
+        )
     message = info.value.render()
     assert "base_model (from --model): model folder not found." in message
     assert "train_file (from --train-file): file" in message
@@ -101,8 +106,16 @@ def test_data_source_problems(base_dir: Path, tmp_path: Path) -> None:
 
 def test_task_mode_refuses_the_evaluation_split_and_unknown_languages(base_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(MvlevalError) as info:
-        load_config(None, (), base_model=str(base_dir), output_dir=tmp_path / "run", task="xgqa", split="test",
-                    languages=["de", "klingon"], data_root=tmp_path)
+        load_config(
+            None,
+            (),
+            base_model=str(base_dir),
+            output_dir=tmp_path / "run",
+            task="xgqa",
+            split="test",
+            languages=["de", "klingon"],
+            data_root=tmp_path,
+        )
     message = info.value.render()
     # xGQA is evaluated on its few-shot test split (tasks/xgqa.py default_split): training on it would leak
     assert "'test' is the split 'xgqa' is evaluated on" in message
@@ -112,10 +125,22 @@ def test_task_mode_refuses_the_evaluation_split_and_unknown_languages(base_dir: 
     message = info.value.render()
     assert "training on a task needs a split" in message and "needs --data-root" in message
     with pytest.raises(MvlevalError, match="unknown task 'xgq'. Did you mean 'xgqa'"):
-        load_config(None, ["split=train_1"], base_model=str(base_dir), output_dir=tmp_path / "run", task="xgq",
-                    data_root=tmp_path)
-    ok = load_config(None, ["split=train_5", "languages=[de, en]"], base_model=str(base_dir),
-                     output_dir=tmp_path / "run", task="xgqa", data_root=tmp_path)
+        load_config(
+            None,
+            ["split=train_1"],
+            base_model=str(base_dir),
+            output_dir=tmp_path / "run",
+            task="xgq",
+            data_root=tmp_path,
+        )
+    ok = load_config(
+        None,
+        ["split=train_5", "languages=[de, en]"],
+        base_model=str(base_dir),
+        output_dir=tmp_path / "run",
+        task="xgqa",
+        data_root=tmp_path,
+    )
     assert ok.languages == ["de", "en"] and ok.split == "train_5"
 
 
@@ -123,7 +148,9 @@ def test_task_mode_refuses_the_evaluation_split_and_unknown_languages(base_dir: 
 def test_file_then_flags_then_set(base_dir: Path, tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"train{suffix}"
     if suffix == ".toml":
-        path.write_text('lora_r = 16\nlr_lora = 1e-4\nbatch_size = 4\nlora_targets = ["q", "v"]\nseed = 3\n', encoding="utf-8")
+        path.write_text(
+            'lora_r = 16\nlr_lora = 1e-4\nbatch_size = 4\nlora_targets = ["q", "v"]\nseed = 3\n', encoding="utf-8"
+        )
     else:
         path.write_text("lora_r: 16\nlr_lora: 1.0e-4\nbatch_size: 4\nlora_targets: [q, v]\nseed: 3\n", encoding="utf-8")
     config = load_config(path, ["seed=7"], **_mix_values(base_dir, tmp_path), batch_size=2)
@@ -131,7 +158,10 @@ def test_file_then_flags_then_set(base_dir: Path, tmp_path: Path, suffix: str) -
     assert config.batch_size == 2  # a flag beats the file
     assert config.seed == 7  # --set beats both
     # the file is named as the source of its bad values
-    path.write_text(path.read_text(encoding="utf-8") + ("lora_dropout = 2\n" if suffix == ".toml" else "lora_dropout: 2\n"), encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8") + ("lora_dropout = 2\n" if suffix == ".toml" else "lora_dropout: 2\n"),
+        encoding="utf-8",
+    )
     with pytest.raises(MvlevalError, match=f"lora_dropout \\(from {path}\\)"):
         load_config(path, (), **_mix_values(base_dir, tmp_path))
 
@@ -173,9 +203,25 @@ def test_saved_config_round_trips(base_dir: Path, tmp_path: Path) -> None:
         (28, 8, 1, 1.0, 40, 40, 2),
     ],
 )
-def test_step_counts(base_dir: Path, tmp_path: Path, n_examples: int, batch: int, accum: int, epochs: float,
-                     max_steps: int | None, steps: int, warm: int) -> None:
-    config = load_config(None, (), **_mix_values(base_dir, tmp_path), batch_size=batch, epochs=epochs, max_steps=max_steps,
-                         grad_accum_steps=accum)
+def test_step_counts(
+    base_dir: Path,
+    tmp_path: Path,
+    n_examples: int,
+    batch: int,
+    accum: int,
+    epochs: float,
+    max_steps: int | None,
+    steps: int,
+    warm: int,
+) -> None:
+    config = load_config(
+        None,
+        (),
+        **_mix_values(base_dir, tmp_path),
+        batch_size=batch,
+        epochs=epochs,
+        max_steps=max_steps,
+        grad_accum_steps=accum,
+    )
     assert total_steps(config, n_examples) == steps
     assert warmup_steps(config, steps) == warm

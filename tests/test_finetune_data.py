@@ -105,16 +105,34 @@ def test_task_mix_jsonl_reports_every_bad_row_with_file_and_line(shape_roots: tu
     ("text", "line", "what"),
     [
         # a JSON list whose third record (starting on line 6) is cut off mid-object
-        ('[\n  {"context": "a", "label": "b",\n   "image_id": "shapes/red_circle.png"},\n  {"context": "a", "label": "b", "image_id": "shapes/red_circle.png"}\n  ,\n  {"context": "a", "label"\n', 6, "not valid JSON"),
+        (
+            '[\n  {"context": "a", "label": "b",\n   "image_id": "shapes/red_circle.png"},\n  {"context": "a", "label": "b", "image_id": "shapes/red_circle.png"}\n  ,\n  {"context": "a", "label"\n',
+            6,
+            "not valid JSON",
+        ),
         # JSON Lines with a broken second line
-        ('{"context": "a", "label": "b", "image_id": "shapes/red_circle.png"}\n{"context": "a",\n', 2, "not valid JSON"),
+        (
+            '{"context": "a", "label": "b", "image_id": "shapes/red_circle.png"}\n{"context": "a",\n',
+            2,
+            "not valid JSON",
+        ),
         # a list record that is valid JSON but lacks a key, on line 4
-        ('[\n  {"context": "a", "label": "b", "image_id": "shapes/red_circle.png"},\n\n  {"context": "a", "image_id": "shapes/red_circle.png"}\n]\n', 4, "lacks 'label'"),
+        (
+            '[\n  {"context": "a", "label": "b", "image_id": "shapes/red_circle.png"},\n\n  {"context": "a", "image_id": "shapes/red_circle.png"}\n]\n',
+            4,
+            "lacks 'label'",
+        ),
         # missing comma between records
-        ('[\n  {"context": "a", "label": "b", "image_id": "shapes/red_circle.png"}\n  {"context": "a", "label": "b", "image_id": "x.png"}\n]', 3, "expected ',' or ']'"),
+        (
+            '[\n  {"context": "a", "label": "b", "image_id": "shapes/red_circle.png"}\n  {"context": "a", "label": "b", "image_id": "x.png"}\n]',
+            3,
+            "expected ',' or ']'",
+        ),
     ],
 )
-def test_malformed_files_name_the_line(tmp_path: Path, shape_roots: tuple[Path, Path], text: str, line: int, what: str) -> None:
+def test_malformed_files_name_the_line(
+    tmp_path: Path, shape_roots: tuple[Path, Path], text: str, line: int, what: str
+) -> None:
     path = tmp_path / "mix.json"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(MvlevalError) as info:
@@ -167,7 +185,9 @@ class _CharTokenizer:
     def __init__(self, bos: bool = False, eos_on_prompt: bool = False) -> None:
         self.bos, self.eos_on_prompt = bos, eos_on_prompt
 
-    def __call__(self, texts: list[str], add_special_tokens: bool, padding: bool, truncation: bool) -> dict[str, list[list[int]]]:
+    def __call__(
+        self, texts: list[str], add_special_tokens: bool, padding: bool, truncation: bool
+    ) -> dict[str, list[list[int]]]:
         out = []
         for text in texts:
             ids = [100 + ord(c) % 50 for c in text]
@@ -180,13 +200,22 @@ class _CharTokenizer:
 
 
 def _example(prompt: str, target: str, n_images: int = 1) -> Example:
-    return Example(id="x", lang="en", prompt=prompt, images=tuple(Path(f"{i}.png") for i in range(n_images)),
-                   references=(target,), target=target, source="mix.json:7")
+    return Example(
+        id="x",
+        lang="en",
+        prompt=prompt,
+        images=tuple(Path(f"{i}.png") for i in range(n_images)),
+        references=(target,),
+        target=target,
+        source="mix.json:7",
+    )
 
 
 def test_tokenize_appends_eos_to_target_and_never_bos() -> None:
     tok = _CharTokenizer(bos=True)
-    (ex,), truncated = tokenize_examples([_example("ab", "cd", 2)], tok, max_prompt_tokens=10, max_target_tokens=10, image_token_id=99)
+    (ex,), truncated = tokenize_examples(
+        [_example("ab", "cd", 2)], tok, max_prompt_tokens=10, max_target_tokens=10, image_token_id=99
+    )
     assert truncated == 0
     assert ex.prompt_ids == (2, 100 + ord("a") % 50, 100 + ord("b") % 50)  # prompt exactly as the tokenizer makes it
     assert ex.target_ids == (100 + ord("c") % 50, 100 + ord("d") % 50, 1)  # no BOS mid-sequence, EOS learned
@@ -195,7 +224,9 @@ def test_tokenize_appends_eos_to_target_and_never_bos() -> None:
 
 def test_tokenize_truncates_prompt_from_the_left_and_target_keeping_eos() -> None:
     tok = _CharTokenizer(eos_on_prompt=True)
-    (ex,), truncated = tokenize_examples([_example("abcdef", "ghijk")], tok, max_prompt_tokens=3, max_target_tokens=3, image_token_id=99)
+    (ex,), truncated = tokenize_examples(
+        [_example("abcdef", "ghijk")], tok, max_prompt_tokens=3, max_target_tokens=3, image_token_id=99
+    )
     assert truncated == 1
     assert ex.prompt_ids == (100 + ord("e") % 50, 100 + ord("f") % 50, 1)  # the end (and mT5's </s>) survives
     assert ex.target_ids == (100 + ord("g") % 50, 100 + ord("h") % 50, 1)
@@ -205,7 +236,9 @@ def test_tokenize_refuses_a_prompt_containing_the_image_token() -> None:
     tok = _CharTokenizer()
     image_token = 100 + ord("z") % 50
     with pytest.raises(MvlevalError) as info:
-        tokenize_examples([_example("a z", "b")], tok, max_prompt_tokens=10, max_target_tokens=10, image_token_id=image_token)
+        tokenize_examples(
+            [_example("a z", "b")], tok, max_prompt_tokens=10, max_target_tokens=10, image_token_id=image_token
+        )
     assert info.value.where == "mix.json:7"
 
 

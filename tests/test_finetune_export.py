@@ -38,14 +38,23 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory, roots: list[Path], request: pytest.FixtureRequest) -> dict[str, tuple[Path, Path]]:
+def runs(
+    tmp_path_factory: pytest.TempPathFactory, roots: list[Path], request: pytest.FixtureRequest
+) -> dict[str, tuple[Path, Path]]:
     """(base checkpoint, training folder) per LLM kind: 60 steps, so predictions are confident rather than near-ties."""
     out = {}
     for kind in ("mt5", "bloom"):
         base = request.getfixturevalue(f"tiny_{kind}_dir")
-        config = load_config(None, ["lr_lora=1e-2", "lr_blip=1e-3", "save_every=60"], base_model=str(base),
-                             output_dir=tmp_path_factory.mktemp(f"ft_export_{kind}") / "run", train_file=TASK_MIX,
-                             image_roots=roots, max_steps=60, batch_size=8)
+        config = load_config(
+            None,
+            ["lr_lora=1e-2", "lr_blip=1e-3", "save_every=60"],
+            base_model=str(base),
+            output_dir=tmp_path_factory.mktemp(f"ft_export_{kind}") / "run",
+            train_file=TASK_MIX,
+            image_roots=roots,
+            max_steps=60,
+            batch_size=8,
+        )
         out[kind] = (base, train(config))
     return out
 
@@ -54,14 +63,20 @@ def runs(tmp_path_factory: pytest.TempPathFactory, roots: list[Path], request: p
 def requests_(roots: list[Path]) -> list:
     from mvleval.backends.base import GenerationRequest
 
-    return [GenerationRequest(prompt=e.prompt, images=e.images) for e in read_task_mix(TASK_MIX, roots) if len(e.images) == 1]
+    return [
+        GenerationRequest(prompt=e.prompt, images=e.images)
+        for e in read_task_mix(TASK_MIX, roots)
+        if len(e.images) == 1
+    ]
 
 
 def _load(model: Path, bits: int | None = None, adapter: Path | None = None):
     from mvleval.backends.base import BackendOptions
     from mvleval.backends.mblip import MBlipBackend
 
-    return MBlipBackend.load(BackendOptions(model=str(model), bits=bits, adapter=str(adapter) if adapter else None, device="cpu"))
+    return MBlipBackend.load(
+        BackendOptions(model=str(model), bits=bits, adapter=str(adapter) if adapter else None, device="cpu")
+    )
 
 
 @pytest.mark.parametrize("kind", ["mt5", "bloom"])
@@ -74,14 +89,18 @@ def test_32_and_16_bit_exports_match_the_adapter_route(
     out32 = export(run, tmp_path / "e32", 32)
     fp32_export, fp32_adapter = _load(out32), _load(base, 32, run)
     assert fp32_export.bits == 32 and fp32_export.adapter is None
-    torch.testing.assert_close(fp32_export.next_token_logits(requests_), fp32_adapter.next_token_logits(requests_), rtol=0, atol=1e-4)
+    torch.testing.assert_close(
+        fp32_export.next_token_logits(requests_), fp32_adapter.next_token_logits(requests_), rtol=0, atol=1e-4
+    )
 
     out16 = export(run, tmp_path / "e16", 16)
     bf16_export, bf16_adapter = _load(out16, 16), _load(base, 16, run)
     predictions = bf16_export.generate(requests_, SETTINGS)
     assert predictions == bf16_adapter.generate(requests_, SETTINGS)
     assert sum(p != "" for p in predictions) == len(predictions)
-    assert float((bf16_export.next_token_logits(requests_) - bf16_adapter.next_token_logits(requests_)).abs().max()) < 0.25
+    assert (
+        float((bf16_export.next_token_logits(requests_) - bf16_adapter.next_token_logits(requests_)).abs().max()) < 0.25
+    )
 
     # plain transformers, no mvleval code: bf16 weights recorded as such, and the processor
     from safetensors import safe_open
@@ -145,7 +164,9 @@ def test_8_bit_export_loads_with_no_flags(runs: dict[str, tuple[Path, Path]], re
     assert float((e8 - a32).abs().mean()) < 0.1
 
 
-def test_export_refuses_unfinished_runs_and_non_empty_folders(runs: dict[str, tuple[Path, Path]], tmp_path: Path) -> None:
+def test_export_refuses_unfinished_runs_and_non_empty_folders(
+    runs: dict[str, tuple[Path, Path]], tmp_path: Path
+) -> None:
     _, run = runs["mt5"]
     with pytest.raises(MvlevalError, match="training folder not found"):
         export(tmp_path / "nope", tmp_path / "out", 4)

@@ -60,9 +60,12 @@ def _checkpoint(kind: str, request: pytest.FixtureRequest) -> Path:
     return request.getfixturevalue(f"tiny_{kind}_dir")
 
 
-def _config(base: Path, out: Path, roots: list[Path], *overrides: str, train_file: Path = TASK_MIX, **values: object) -> TrainConfig:
-    return load_config(None, list(overrides), base_model=str(base), output_dir=out, train_file=train_file, image_roots=roots,
-                       **values)
+def _config(
+    base: Path, out: Path, roots: list[Path], *overrides: str, train_file: Path = TASK_MIX, **values: object
+) -> TrainConfig:
+    return load_config(
+        None, list(overrides), base_model=str(base), output_dir=out, train_file=train_file, image_roots=roots, **values
+    )
 
 
 # -- LoRA placement ----------------------------------------------------------------------------------------------
@@ -107,26 +110,46 @@ def test_lora_targets_can_be_named_and_typos_are_caught(tiny_mt5_dir: Path, tmp_
 
 # -- inputs: the backend's layout, and transformers' own loss ---------------------------------------------------
 @pytest.mark.parametrize("kind", ["mt5", "bloom"])
-def test_training_inputs_equal_the_backends_inference_inputs(kind: str, request: pytest.FixtureRequest, roots: list[Path]) -> None:
+def test_training_inputs_equal_the_backends_inference_inputs(
+    kind: str, request: pytest.FixtureRequest, roots: list[Path]
+) -> None:
     from mvleval.backends.base import BackendOptions, GenerationRequest
     from mvleval.backends.mblip import MBlipBackend
 
-    backend = MBlipBackend.load(BackendOptions(model=str(_checkpoint(kind, request)), bits=32, device="cpu", image_cache_size=0))
+    backend = MBlipBackend.load(
+        BackendOptions(model=str(_checkpoint(kind, request)), bits=32, device="cpu", image_cache_size=0)
+    )
     examples = read_task_mix(TASK_MIX, roots)
     for n_images in (1, 2):  # MaRVL-style rows: both images' queries, in order, before the prompt
         batch_examples = [e for e in examples if len(e.images) == n_images][:3]
-        reference = backend.prepare_inputs([GenerationRequest(prompt=e.prompt, images=e.images) for e in batch_examples])
-        tokenized, _ = tokenize_examples(batch_examples, backend.tokenizer, max_prompt_tokens=256, max_target_tokens=64,
-                                         image_token_id=backend.image_token_id)
+        reference = backend.prepare_inputs(
+            [GenerationRequest(prompt=e.prompt, images=e.images) for e in batch_examples]
+        )
+        tokenized, _ = tokenize_examples(
+            batch_examples,
+            backend.tokenizer,
+            max_prompt_tokens=256,
+            max_target_tokens=64,
+            image_token_id=backend.image_token_id,
+        )
         with torch.no_grad():
-            queries = image_queries(backend.model, load_pixels([p for e in batch_examples for p in e.images], backend.processor))
-            ours = build_inputs(backend.model, tokenized, queries, image_token_id=backend.image_token_id,
-                                pad_token_id=backend.pad_token_id)
+            queries = image_queries(
+                backend.model, load_pixels([p for e in batch_examples for p in e.images], backend.processor)
+            )
+            ours = build_inputs(
+                backend.model,
+                tokenized,
+                queries,
+                image_token_id=backend.image_token_id,
+                pad_token_id=backend.pad_token_id,
+            )
         for row, tok in enumerate(tokenized):
             n = n_images * backend.num_query_tokens + len(tok.prompt_ids)
             ref_mask = reference.attention_mask[row].bool()  # left-padded for BLOOM, right-padded for mT5
             assert int(ref_mask.sum()) == n
-            torch.testing.assert_close(ours.inputs_embeds[row, :n], reference.inputs_embeds[row][ref_mask], rtol=0, atol=1e-6)
+            torch.testing.assert_close(
+                ours.inputs_embeds[row, :n], reference.inputs_embeds[row][ref_mask], rtol=0, atol=1e-6
+            )
             assert int(ours.attention_mask[row].sum()) == n + (len(tok.target_ids) if kind == "bloom" else 0)
 
 
@@ -170,14 +193,24 @@ def test_logged_first_loss_equals_transformers_blip2_loss(
 
 # -- the loop: loss goes down, outputs written ------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def trained_runs(tmp_path_factory: pytest.TempPathFactory, roots: list[Path], request: pytest.FixtureRequest) -> dict[str, Path]:
+def trained_runs(
+    tmp_path_factory: pytest.TempPathFactory, roots: list[Path], request: pytest.FixtureRequest
+) -> dict[str, Path]:
     """20 steps on the 28-record task mix (one- and two-image rows mixed in batches) for each LLM kind."""
     runs = {}
     for kind in ("mt5", "bloom"):
         out = tmp_path_factory.mktemp(f"ft_run_{kind}") / "run"
         # a higher lr than mBLIP's: the tiny random models must move visibly in 20 steps
-        config = _config(_checkpoint(kind, request), out, roots, "lr_lora=1e-2", "lr_blip=1e-3", "save_every=10",
-                         max_steps=20, batch_size=8)
+        config = _config(
+            _checkpoint(kind, request),
+            out,
+            roots,
+            "lr_lora=1e-2",
+            "lr_blip=1e-3",
+            "save_every=10",
+            max_steps=20,
+            batch_size=8,
+        )
         runs[kind] = train(config)
     return runs
 
@@ -204,8 +237,14 @@ def test_training_folder_holds_the_contracted_files(kind: str, trained_runs: dic
     from safetensors.torch import load_file
 
     out = trained_runs[kind]
-    for name in ("adapter_config.json", "adapter_model.safetensors", "blip_parts.safetensors", "train_config.json",
-                 "train_log.jsonl", "loss.png"):
+    for name in (
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "blip_parts.safetensors",
+        "train_config.json",
+        "train_log.jsonl",
+        "loss.png",
+    ):
         assert (out / name).is_file(), name
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     adapter_config = json.loads((out / "adapter_config.json").read_text(encoding="utf-8"))
@@ -240,14 +279,24 @@ def test_saved_adapter_reloads_exactly_through_the_backend(
     peft_model = add_lora(model, config)
     optimizer = make_optimizer(model, config)
     examples = read_task_mix(TASK_MIX, roots)
-    tokenized, _ = tokenize_examples(examples, processor.tokenizer, max_prompt_tokens=256, max_target_tokens=64,
-                                     image_token_id=int(model.config.image_token_index))
+    tokenized, _ = tokenize_examples(
+        examples,
+        processor.tokenizer,
+        max_prompt_tokens=256,
+        max_target_tokens=64,
+        image_token_id=int(model.config.image_token_index),
+    )
     model.train()
     for step in range(3):  # a few real updates of LoRA and the BLIP-2 parts, in memory
         idx = list(range(step * 8, step * 8 + 8))
         queries = image_queries(model, load_pixels([p for i in idx for p in examples[i].images], processor))
-        batch = build_inputs(model, [tokenized[i] for i in idx], queries, image_token_id=int(model.config.image_token_index),
-                             pad_token_id=processor.tokenizer.pad_token_id)
+        batch = build_inputs(
+            model,
+            [tokenized[i] for i in idx],
+            queries,
+            image_token_id=int(model.config.image_token_index),
+            pad_token_id=processor.tokenizer.pad_token_id,
+        )
         optimizer.zero_grad()
         compute_loss(model, batch).backward()
         optimizer.step()
@@ -256,8 +305,18 @@ def test_saved_adapter_reloads_exactly_through_the_backend(
     save_trained_weights(model, peft_model, adapter_dir)
 
     requests = [GenerationRequest(prompt=e.prompt, images=e.images) for e in examples if len(e.images) == 1]
-    in_memory = MBlipBackend(model=model, processor=processor, model_dir=base, model_name=str(base), device="cpu", bits=32,
-                             quantization=None, adapter=None, fingerprint="", image_cache_size=0)
+    in_memory = MBlipBackend(
+        model=model,
+        processor=processor,
+        model_dir=base,
+        model_name=str(base),
+        device="cpu",
+        bits=32,
+        quantization=None,
+        adapter=None,
+        fingerprint="",
+        image_cache_size=0,
+    )
     reloaded = MBlipBackend.load(BackendOptions(model=str(base), adapter=str(adapter_dir), bits=32, device="cpu"))
     plain = MBlipBackend.load(BackendOptions(model=str(base), bits=32, device="cpu"))
     expected = in_memory.next_token_logits(requests)
@@ -304,8 +363,18 @@ def test_resumed_run_ends_with_the_same_weights(
     base = _checkpoint(kind, request)
 
     def config(out: Path, seed: int = 0) -> TrainConfig:
-        return _config(base, out, roots, "save_every=2", "lora_dropout=0.1", "grad_accum_steps=2", f"seed={seed}",
-                       max_steps=6, batch_size=5, bits=bits)
+        return _config(
+            base,
+            out,
+            roots,
+            "save_every=2",
+            "lora_dropout=0.1",
+            "grad_accum_steps=2",
+            f"seed={seed}",
+            max_steps=6,
+            batch_size=5,
+            bits=bits,
+        )
 
     straight = train(config(tmp_path / "straight"))
     with pytest.raises(KeyboardInterrupt):
@@ -320,7 +389,9 @@ def test_resumed_run_ends_with_the_same_weights(
     a, b = _weights(straight), _weights(resumed)
     assert a.keys() == b.keys()
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
-    assert read_train_log(straight) and [r["loss"] for r in read_train_log(straight)] == [r["loss"] for r in read_train_log(resumed)]
+    assert read_train_log(straight) and [r["loss"] for r in read_train_log(straight)] == [
+        r["loss"] for r in read_train_log(resumed)
+    ]
     if bits == 4:
         import bitsandbytes as bnb
 
@@ -341,8 +412,15 @@ def test_gradient_checkpointing_changes_memory_not_results(
     base = _checkpoint(kind, request)
     weights = {}
     for on in (False, True):
-        config = _config(base, tmp_path / f"gc_{on}", roots, "lora_dropout=0.1", f"gradient_checkpointing={str(on).lower()}",
-                         max_steps=3, batch_size=4)
+        config = _config(
+            base,
+            tmp_path / f"gc_{on}",
+            roots,
+            "lora_dropout=0.1",
+            f"gradient_checkpointing={str(on).lower()}",
+            max_steps=3,
+            batch_size=4,
+        )
         weights[on] = _weights(train(config))
     # recomputation replays dropout's RNG; only float summation order may differ (measured <= 2e-6 on mT5, 0 on BLOOM)
     for name, tensor in weights[False].items():
@@ -350,12 +428,24 @@ def test_gradient_checkpointing_changes_memory_not_results(
 
 
 @pytest.mark.parametrize("bits", [16, 8])
-def test_bf16_and_int8_bases_train_and_reload(bits: int, tiny_bloom_dir: Path, tmp_path: Path, roots: list[Path]) -> None:
+def test_bf16_and_int8_bases_train_and_reload(
+    bits: int, tiny_bloom_dir: Path, tmp_path: Path, roots: list[Path]
+) -> None:
     from mvleval.backends.base import BackendOptions, GenerationRequest
     from mvleval.backends.mblip import MBlipBackend
 
-    out = train(_config(tiny_bloom_dir, tmp_path / "run", roots, "lr_lora=1e-2", "lr_blip=1e-3", max_steps=3, batch_size=4,
-                        bits=bits))
+    out = train(
+        _config(
+            tiny_bloom_dir,
+            tmp_path / "run",
+            roots,
+            "lr_lora=1e-2",
+            "lr_blip=1e-3",
+            max_steps=3,
+            batch_size=4,
+            bits=bits,
+        )
+    )
     records = read_train_log(out)
     assert len(records) == 3 and all(math.isfinite(r["loss"]) for r in records)
     assert TrainConfig.model_validate_json((out / "train_config.json").read_text(encoding="utf-8")).bits == bits
@@ -373,8 +463,17 @@ def test_training_on_a_task_split(shared_data: Path, tiny_mt5_dir: Path, tmp_pat
     task = load_task("xgqa")
     examples = [e for lang in ("de", "en", "zh") for e in task.examples(shared_data, image_root, lang, "train_1")]
     placeholder_images(sorted({p for e in examples for p in e.images}))
-    config = load_config(None, ["split=train_1"], base_model=str(tiny_mt5_dir), output_dir=tmp_path / "run", task="xgqa",
-                         data_root=shared_data, image_roots=[image_root], max_steps=2, batch_size=4)
+    config = load_config(
+        None,
+        ["split=train_1"],
+        base_model=str(tiny_mt5_dir),
+        output_dir=tmp_path / "run",
+        task="xgqa",
+        data_root=shared_data,
+        image_roots=[image_root],
+        max_steps=2,
+        batch_size=4,
+    )
     out = train(config)
     assert [r["step"] for r in read_train_log(out)] == [1, 2]
     # epoch = examples seen / examples of every language that has the split

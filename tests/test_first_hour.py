@@ -25,11 +25,31 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def _run(model: Path, demo: tuple[Path, Path], out: Path, *extra: object) -> subprocess.CompletedProcess[str]:
     data_root, image_root = demo
-    return console_script("run", "--task", "xgqa", "--model", model, "--data-root", data_root, "--image-root", image_root,
-                    "--lang", "en", "--out", out, "--num-beams", "1", "--max-new-tokens", "3", *extra)
+    return console_script(
+        "run",
+        "--task",
+        "xgqa",
+        "--model",
+        model,
+        "--data-root",
+        data_root,
+        "--image-root",
+        image_root,
+        "--lang",
+        "en",
+        "--out",
+        out,
+        "--num-beams",
+        "1",
+        "--max-new-tokens",
+        "3",
+        *extra,
+    )
 
 
-def test_a_finished_record_is_not_replaced_silently(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
+def test_a_finished_record_is_not_replaced_silently(
+    demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "runs"
     first = _run(tiny_mt5_dir, demo, out)
     assert first.returncode == 0, first.stderr
@@ -45,7 +65,9 @@ def test_a_finished_record_is_not_replaced_silently(demo: tuple[Path, Path], tin
     assert run_records(out) == [record]
 
 
-def test_an_adapter_merged_into_the_checkpoint_is_refused(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
+def test_an_adapter_merged_into_the_checkpoint_is_refused(
+    demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path
+) -> None:
     adapter = tmp_path / "lora"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
@@ -60,8 +82,9 @@ def test_an_adapter_merged_into_the_checkpoint_is_refused(demo: tuple[Path, Path
     from mvleval.backends.hf.adapter import adapter_fingerprint
 
     (adapter / "adapter_model.safetensors").write_bytes(b"lora weights")
-    (exported / "mvleval_export.json").write_text(json.dumps(
-        {"source": str(adapter.resolve()), "source_fingerprint": adapter_fingerprint(adapter), "bits": 4}))
+    (exported / "mvleval_export.json").write_text(
+        json.dumps({"source": str(adapter.resolve()), "source_fingerprint": adapter_fingerprint(adapter), "bits": 4})
+    )
     copy = shutil.copytree(adapter, tmp_path / "elsewhere" / "lora-copy")
     assert_user_error(_run(exported, demo, out, "--adapter", copy), "already merged", "of which", "is a copy")
     assert not list(out.glob("*"))
@@ -76,16 +99,34 @@ def test_a_language_without_examples_is_an_error(demo: tuple[Path, Path], tiny_m
     assert not out.exists() or not list(out.glob("*"))
 
 
-@pytest.mark.parametrize(("flags", "needle"), [
-    (("--num-beams", "0"), "--num-beams must be at least 1"),
-    (("--max-new-tokens", "0"), "--max-new-tokens must be at least 1"),
-])
-def test_generation_flags_are_checked_before_anything_is_loaded(flags: tuple[str, ...], needle: str, demo: tuple[Path, Path],
-                                                                tiny_mt5_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (("--num-beams", "0"), "--num-beams must be at least 1"),
+        (("--max-new-tokens", "0"), "--max-new-tokens must be at least 1"),
+    ],
+)
+def test_generation_flags_are_checked_before_anything_is_loaded(
+    flags: tuple[str, ...], needle: str, demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path
+) -> None:
     data_root, image_root = demo
     out = tmp_path / "runs"
-    r = console_script("run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root", image_root,
-                 "--lang", "en", "--out", out, *flags)
+    r = console_script(
+        "run",
+        "--task",
+        "xgqa",
+        "--model",
+        tiny_mt5_dir,
+        "--data-root",
+        data_root,
+        "--image-root",
+        image_root,
+        "--lang",
+        "en",
+        "--out",
+        out,
+        *flags,
+    )
     assert_user_error(r, needle)
     assert not out.exists()
 
@@ -110,7 +151,9 @@ def test_written_files_follow_the_umask(demo: tuple[Path, Path], tiny_mt5_dir: P
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, (path, oct(path.stat().st_mode))
 
 
-def test_a_run_that_fails_before_generating_leaves_nothing(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
+def test_a_run_that_fails_before_generating_leaves_nothing(
+    demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path
+) -> None:
     data_root, image_root = demo
     images = tmp_path / "images"
     shutil.copytree(image_root, images)
@@ -119,18 +162,53 @@ def test_a_run_that_fails_before_generating_leaves_nothing(demo: tuple[Path, Pat
     good = first.read_bytes()
     first.write_text("not a jpeg")
     out = tmp_path / "runs"
-    r = console_script("run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root", images,
-                 "--lang", "en", "--out", out, "--num-beams", "1", "--batch-size", "64")
+    r = console_script(
+        "run",
+        "--task",
+        "xgqa",
+        "--model",
+        tiny_mt5_dir,
+        "--data-root",
+        data_root,
+        "--image-root",
+        images,
+        "--lang",
+        "en",
+        "--out",
+        out,
+        "--num-beams",
+        "1",
+        "--batch-size",
+        "64",
+    )
     assert_user_error(r, str(first))
     assert not list(out.glob("*")), "no manifest or partial file after a run that generated nothing"
     first.write_bytes(good)  # the user fixes the image and runs the same command again
-    r = console_script("run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root", images,
-                 "--lang", "en", "--out", out, "--num-beams", "1", "--batch-size", "64")
+    r = console_script(
+        "run",
+        "--task",
+        "xgqa",
+        "--model",
+        tiny_mt5_dir,
+        "--data-root",
+        data_root,
+        "--image-root",
+        images,
+        "--lang",
+        "en",
+        "--out",
+        out,
+        "--num-beams",
+        "1",
+        "--batch-size",
+        "64",
+    )
     assert r.returncode == 0, r.stderr
 
 
-def test_the_user_is_told_what_loads_and_the_batch_size_is_recorded(demo: tuple[Path, Path], tiny_mt5_dir: Path,
-                                                                     tmp_path: Path) -> None:
+def test_the_user_is_told_what_loads_and_the_batch_size_is_recorded(
+    demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "runs"
     r = _run(tiny_mt5_dir, demo, out, "--batch-size", "auto")
     assert r.returncode == 0, r.stderr
@@ -147,44 +225,101 @@ def test_data_check_finds_an_image_pillow_cannot_open(demo: tuple[Path, Path], t
     shutil.copytree(image_root, images)
     bad = next((images / "gqa").glob("*.jpg"))
     bad.write_text("a text file named .jpg")
-    r = console_script("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en")
+    r = console_script(
+        "data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en"
+    )
     assert r.returncode == 1 and "unreadable" in r.stdout and bad.name in r.stdout
     r = console_script("data", "check", "--task", "xgqa", "--data-root", tmp_path / "nope", "--lang", "en")
     assert_user_error(r, "data root not found")
     # a missing image root is named as such (the annotations are still checked: images may come later)
-    r = console_script("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", tmp_path / "no-images",
-                 "--lang", "en")
+    r = console_script(
+        "data",
+        "check",
+        "--task",
+        "xgqa",
+        "--data-root",
+        data_root,
+        "--image-root",
+        tmp_path / "no-images",
+        "--lang",
+        "en",
+    )
     assert r.returncode == 1 and "image root not found" in r.stdout and "--image-root DIR" in r.stdout, r.stdout
 
 
-@pytest.mark.parametrize(("args", "needles"), [
-    (("--lang", "german"), ("its code is 'de'",)),
-    (("--lang", "DE"), ("Did you mean 'de'?",)),
-    (("--lang", "de,zh"), ("pass --lang de --lang zh",)),
-    (("--lang", "en", "--split", "train_7"), ("holds the test split", "pass --split test")),
-])
-def test_helpful_errors_for_what_users_type(args: tuple[str, ...], needles: tuple[str, ...], demo: tuple[Path, Path],
-                                            tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (("--lang", "german"), ("its code is 'de'",)),
+        (("--lang", "DE"), ("Did you mean 'de'?",)),
+        (("--lang", "de,zh"), ("pass --lang de --lang zh",)),
+        (("--lang", "en", "--split", "train_7"), ("holds the test split", "pass --split test")),
+    ],
+)
+def test_helpful_errors_for_what_users_type(
+    args: tuple[str, ...], needles: tuple[str, ...], demo: tuple[Path, Path], tmp_path: Path
+) -> None:
     data_root, image_root = demo
-    r = console_script("run", "--task", "xgqa", "--model", tmp_path, "--data-root", data_root, "--out", tmp_path / "o", *args)
+    r = console_script(
+        "run", "--task", "xgqa", "--model", tmp_path, "--data-root", data_root, "--out", tmp_path / "o", *args
+    )
     assert_user_error(r, *needles)
 
 
 def test_task_case_data_root_level_and_adapter_as_model(demo: tuple[Path, Path], tmp_path: Path) -> None:
     data_root, _ = demo
-    assert_user_error(console_script("run", "--task", "XGQA", "--model", "m", "--data-root", data_root), "Did you mean 'xgqa'?")
-    assert_user_error(console_script("run", "--task", "xgqa", "--model", "m", "--data-root", data_root.parent, "--lang", "en"),
-           "one level too shallow", f"--data-root {data_root}")
+    assert_user_error(
+        console_script("run", "--task", "XGQA", "--model", "m", "--data-root", data_root), "Did you mean 'xgqa'?"
+    )
+    assert_user_error(
+        console_script("run", "--task", "xgqa", "--model", "m", "--data-root", data_root.parent, "--lang", "en"),
+        "one level too shallow",
+        f"--data-root {data_root}",
+    )
     adapter = tmp_path / "lora"
     adapter.mkdir()
-    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "base-ckpt"}))
-    assert_user_error(console_script("run", "--task", "xgqa", "--model", adapter, "--data-root", data_root, "--lang", "en", "--out", tmp_path / "o"),
-           "LoRA adapter folder", "--adapter", "base-ckpt")
+    (adapter / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "LORA", "base_model_name_or_path": "base-ckpt"})
+    )
+    assert_user_error(
+        console_script(
+            "run",
+            "--task",
+            "xgqa",
+            "--model",
+            adapter,
+            "--data-root",
+            data_root,
+            "--lang",
+            "en",
+            "--out",
+            tmp_path / "o",
+        ),
+        "LoRA adapter folder",
+        "--adapter",
+        "base-ckpt",
+    )
     # an adapter made by `mvleval train` names its base in train_config.json
     (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": None}))
     (adapter / "train_config.json").write_text(json.dumps({"base_model": "/models/mblip-base"}))
-    assert_user_error(console_script("run", "--task", "xgqa", "--model", adapter, "--data-root", data_root, "--lang", "en", "--out", tmp_path / "o"),
-           "LoRA adapter folder", "--adapter", "/models/mblip-base")
+    assert_user_error(
+        console_script(
+            "run",
+            "--task",
+            "xgqa",
+            "--model",
+            adapter,
+            "--data-root",
+            data_root,
+            "--lang",
+            "en",
+            "--out",
+            tmp_path / "o",
+        ),
+        "LoRA adapter folder",
+        "--adapter",
+        "/models/mblip-base",
+    )
 
 
 def test_verbose_flag_after_the_command(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
@@ -203,20 +338,26 @@ def test_a_dataset_folder_linked_into_the_image_root_is_accepted(demo: tuple[Pat
     images = tmp_path / "images"
     images.mkdir()
     (images / "gqa").symlink_to(elsewhere, target_is_directory=True)
-    r = console_script("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en")
+    r = console_script(
+        "data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en"
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     kept_elsewhere = tmp_path / "kept-elsewhere.jpg"
     victim = sorted(elsewhere.glob("*.jpg"))[0]
     shutil.copy(victim, kept_elsewhere)
     victim.unlink()
     victim.symlink_to(kept_elsewhere)  # a link inside the dataset, leading out of it, to an image
-    r = console_script("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en")
+    r = console_script(
+        "data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en"
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     secret = tmp_path / "secret.txt"
     secret.write_text("password=hunter2\n", encoding="utf-8")
     victim.unlink()
     victim.symlink_to(secret)  # a link to a private text file
-    r = console_script("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en")
+    r = console_script(
+        "data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en"
+    )
     text = " ".join(r.stdout.split())
     assert r.returncode == 1 and f"{victim.name}: not an image Pillow can read" in text and "hunter2" not in text, text
 
@@ -227,12 +368,42 @@ def test_train_and_export_refuse_an_unwritable_out_before_working(tiny_mt5_dir: 
     data_root, image_root = build_demo_data(tmp_path / "d", n_train=4, n_test=1)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    r = console_script("train", "--model", tiny_mt5_dir, "--task", "xgqa", "--split", "train_4", "--data-root", data_root,
-                 "--lang", "en", "--out", blocker / "ft", "--max-steps", "1")
+    r = console_script(
+        "train",
+        "--model",
+        tiny_mt5_dir,
+        "--task",
+        "xgqa",
+        "--split",
+        "train_4",
+        "--data-root",
+        data_root,
+        "--lang",
+        "en",
+        "--out",
+        blocker / "ft",
+        "--max-steps",
+        "1",
+    )
     assert_user_error(r, "not writable", str(blocker / "ft"), "--out")
     train_dir = tmp_path / "ft"
-    r = console_script("train", "--model", tiny_mt5_dir, "--task", "xgqa", "--split", "train_4", "--data-root", data_root,
-                 "--lang", "en", "--out", train_dir, "--max-steps", "1")
+    r = console_script(
+        "train",
+        "--model",
+        tiny_mt5_dir,
+        "--task",
+        "xgqa",
+        "--split",
+        "train_4",
+        "--data-root",
+        data_root,
+        "--lang",
+        "en",
+        "--out",
+        train_dir,
+        "--max-steps",
+        "1",
+    )
     assert r.returncode == 0, r.stderr
     r = console_script("export", train_dir, "--out", blocker / "export", "--bits", "32")
     assert_user_error(r, "not writable", str(blocker / "export"))
@@ -248,6 +419,7 @@ def _umask() -> int:
 
 def _commands() -> list[tuple[str, ...]]:
     """Every command of the CLI, read from `mvleval -h` and the groups' own help (data, baseline)."""
+
     def listed(*group: str) -> list[str]:
         text = console_script(*group, "-h").stdout
         block = text.split("Commands:", 1)[1]
@@ -292,8 +464,20 @@ def test_leaderboard_rows_follow_the_weights_not_the_typed_path(demo: tuple[Path
     sizes = [sorted((p.name, p.stat().st_size) for p in (tmp_path / n / "ckpt").iterdir()) for n in ("a", "b")]
     assert sizes[0] == sizes[1]  # only the content tells them apart
     data_root, image_root = demo
-    flags = ("--task", "xgqa", "--data-root", data_root, "--image-root", image_root, "--lang", "en", "--num-beams", "1",
-             "--max-new-tokens", "3")
+    flags = (
+        "--task",
+        "xgqa",
+        "--data-root",
+        data_root,
+        "--image-root",
+        image_root,
+        "--lang",
+        "en",
+        "--num-beams",
+        "1",
+        "--max-new-tokens",
+        "3",
+    )
     for name in ("a", "b"):
         proc = console_script("run", "--model", "ckpt", *flags, "--out", tmp_path / "runs", cwd=tmp_path / name)
         assert proc.returncode == 0, proc.stderr
@@ -325,8 +509,25 @@ def test_train_says_what_loads_and_where_it_resumed(tiny_mt5_dir: Path, tmp_path
     from mvleval.demo import build_demo_data
 
     data_root, _ = build_demo_data(tmp_path / "data", n_train=4, n_test=1)
-    flags = ("train", "--model", tiny_mt5_dir, "--task", "xgqa", "--split", "train_4", "--data-root", data_root,
-             "--out", tmp_path / "ft", "--max-steps", "4", "--batch-size", "2", "--set", "save_every=2")
+    flags = (
+        "train",
+        "--model",
+        tiny_mt5_dir,
+        "--task",
+        "xgqa",
+        "--split",
+        "train_4",
+        "--data-root",
+        data_root,
+        "--out",
+        tmp_path / "ft",
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "2",
+        "--set",
+        "save_every=2",
+    )
     first = console_script(*flags)
     assert first.returncode == 0, first.stderr
     assert f"loading {tiny_mt5_dir}" in first.stderr, first.stderr
@@ -337,7 +538,9 @@ def test_train_says_what_loads_and_where_it_resumed(tiny_mt5_dir: Path, tmp_path
 
 
 # -- the second hour (issue 29) ----------------------------------------------------------------------------------------
-def test_score_says_it_rewrote_the_record_and_what_changed(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
+def test_score_says_it_rewrote_the_record_and_what_changed(
+    demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "runs"
     assert _run(tiny_mt5_dir, demo, out).returncode == 0
     [record] = run_records(out)
@@ -356,7 +559,9 @@ def test_score_says_it_rewrote_the_record_and_what_changed(demo: tuple[Path, Pat
     assert again.returncode == 0 and "Scores unchanged." in again.stdout and "Rewrote the run record" in again.stdout
 
 
-def test_overwrite_removes_the_replaced_runs_report(demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path) -> None:
+def test_overwrite_removes_the_replaced_runs_report(
+    demo: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "runs"
     assert _run(tiny_mt5_dir, demo, out).returncode == 0
     [record] = run_records(out)

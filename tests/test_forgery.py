@@ -43,8 +43,27 @@ def world(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> World
     root = tmp_path_factory.mktemp("forgery")
     data_root, image_root = build_demo_data(root / "demo", n_train=0, n_test=6)
     out = root / "runs"
-    code, text = main("run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root", image_root,
-                      "--lang", "en", "--lang", "ru", "--out", out, "--num-beams", "1", "--max-new-tokens", "3")
+    code, text = main(
+        "run",
+        "--task",
+        "xgqa",
+        "--model",
+        tiny_mt5_dir,
+        "--data-root",
+        data_root,
+        "--image-root",
+        image_root,
+        "--lang",
+        "en",
+        "--lang",
+        "ru",
+        "--out",
+        out,
+        "--num-beams",
+        "1",
+        "--max-new-tokens",
+        "3",
+    )
     assert code == 0, text
     [run] = run_records(out)
     return World(data_root, image_root, run)
@@ -62,8 +81,9 @@ def copy_run(world: World, folder: Path) -> Path:
 
 def write_rows(record_path: Path, rows: list[dict]) -> None:
     record = json.loads(record_path.read_text(encoding="utf-8"))
-    (record_path.parent / record["samples_file"]).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
-                                                             encoding="utf-8")
+    (record_path.parent / record["samples_file"]).write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
 
 
 def edit_record(record_path: Path, **changes: object) -> None:
@@ -80,10 +100,13 @@ def score(world: World, record: Path, *extra: object) -> tuple[int, str]:
 @pytest.mark.parametrize("samples_file", ["/etc/passwd", "../other/x.samples.jsonl", "sub/x.samples.jsonl", ".."])
 @pytest.mark.parametrize("command", ["score", "gate", "bless", "report", "leaderboard"])
 def test_a_samples_file_outside_the_records_folder_is_refused_before_it_is_read(
-        world: World, tmp_path: Path, samples_file: str, command: str) -> None:
+    world: World, tmp_path: Path, samples_file: str, command: str
+) -> None:
     other = tmp_path / "other"
     other.mkdir()
-    (other / "x.samples.jsonl").write_text((world.run.parent / json.loads(world.run.read_text())["samples_file"]).read_text())
+    (other / "x.samples.jsonl").write_text(
+        (world.run.parent / json.loads(world.run.read_text())["samples_file"]).read_text()
+    )
     record = copy_run(world, tmp_path / "mine")
     edit_record(record, samples_file=samples_file)
     args = {
@@ -98,7 +121,9 @@ def test_a_samples_file_outside_the_records_folder_is_refused_before_it_is_read(
     assert "samples_file" in text and "not a plain file name" in text, text
     assert str(record) in text
     assert "delete the line" not in text and "root:" not in text
-    assert not (tmp_path / "baselines").exists() and not (tmp_path / "r.html").exists() and not (tmp_path / "lb").exists()
+    assert (
+        not (tmp_path / "baselines").exists() and not (tmp_path / "r.html").exists() and not (tmp_path / "lb").exists()
+    )
 
 
 def test_a_samples_file_linked_out_of_the_folder_is_refused(world: World, tmp_path: Path) -> None:
@@ -107,21 +132,30 @@ def test_a_samples_file_linked_out_of_the_folder_is_refused(world: World, tmp_pa
     other = copy_run(world, tmp_path / "other")
     (record.parent / name).unlink()
     (record.parent / name).symlink_to(other.parent / name)
-    for args in (["score", record, "--data-root", world.data_root], ["report", record, "--out", tmp_path / "r.html"],
-                 ["gate", world.run, "--baseline", record, "--paired"]):
+    for args in (
+        ["score", record, "--data-root", world.data_root],
+        ["report", record, "--out", tmp_path / "r.html"],
+        ["gate", world.run, "--baseline", record, "--paired"],
+    ):
         code, text = main(*args)
         assert code == 2 and "link to a file outside the record's folder" in text, text
 
 
 # -- every record field's type is validated at the boundary ---------------------------------------------------------
-@pytest.mark.parametrize(("field", "value"), [("schema_version", "2"), ("schema_version", True), ("duration_s", "1.5"),
-                                              ("samples_file", 7), ("task", [])])
-def test_a_record_field_of_the_wrong_type_is_refused_with_the_records_path(world: World, tmp_path: Path, field: str,
-                                                                            value: object) -> None:
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("schema_version", "2"), ("schema_version", True), ("duration_s", "1.5"), ("samples_file", 7), ("task", [])],
+)
+def test_a_record_field_of_the_wrong_type_is_refused_with_the_records_path(
+    world: World, tmp_path: Path, field: str, value: object
+) -> None:
     record = copy_run(world, tmp_path)
     edit_record(record, **{field: value})
-    for args in (["score", record, "--data-root", world.data_root], ["gate", record, "--baseline", world.run],
-                 ["leaderboard", record, "--out", tmp_path / "lb"]):
+    for args in (
+        ["score", record, "--data-root", world.data_root],
+        ["gate", record, "--baseline", world.run],
+        ["leaderboard", record, "--out", tmp_path / "lb"],
+    ):
         code, text = main(*args)
         assert code == 2, text
         assert str(record) in text and field in text, text
@@ -200,7 +234,9 @@ def test_score_reads_a_fixed_label_from_the_data(world: World, tmp_path: Path) -
     assert fixed["references"] == ["fixed label"] and fixed["scores"]["exact_match"] == 1.0
 
 
-def test_score_reads_the_data_where_the_record_says_it_is(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_score_reads_the_data_where_the_record_says_it_is(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("MVLEVAL_DATA", raising=False)
     record = copy_run(world, tmp_path)
     assert json.loads(record.read_text())["provenance"]["data_root"] == str(world.data_root.resolve())
@@ -208,14 +244,18 @@ def test_score_reads_the_data_where_the_record_says_it_is(world: World, tmp_path
     assert code == 0, text
 
 
-def test_score_without_a_data_root_names_the_option(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_score_without_a_data_root_names_the_option(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("MVLEVAL_DATA", raising=False)
     record = copy_run(world, tmp_path)
     data = json.loads(record.read_text())
     data["provenance"]["data_root"] = str(tmp_path / "moved-away")
     record.write_text(json.dumps(data, indent=2))
     code, text = main("score", record)
-    assert code == 2 and "--data-root" in text and "no data root" in text and "moved-away, which no longer exists" in text, text
+    assert (
+        code == 2 and "--data-root" in text and "no data root" in text and "moved-away, which no longer exists" in text
+    ), text
 
 
 def test_gate_refuses_a_baseline_whose_samples_changed_after_blessing(world: World, tmp_path: Path) -> None:
@@ -265,22 +305,28 @@ def test_gate_without_paired_needs_no_per_sample_file(world: World, tmp_path: Pa
 
 
 @pytest.mark.parametrize("command", ["gate-paired", "bless", "report"])
-def test_a_score_edited_in_the_record_is_refused_where_the_samples_are_read(world: World, tmp_path: Path, command: str) -> None:
+def test_a_score_edited_in_the_record_is_refused_where_the_samples_are_read(
+    world: World, tmp_path: Path, command: str
+) -> None:
     record = copy_run(world, tmp_path / "run")
     data = json.loads(record.read_text())
     data["scores"]["exact_match"]["per_lang"]["ru"] = 0.5  # the per-sample scores (hash-checked) say otherwise
     del data["scores_sha256"]  # as in a record of mvleval < 0.2, which vouched for no scores
     record.write_text(json.dumps(data))
-    args = {"gate-paired": ["gate", world.run, "--baseline", record, "--paired"],
-            "bless": ["baseline", "bless", record, "--note", "n", "--dir", tmp_path / "baselines"],
-            "report": ["report", record, "--out", tmp_path / "r.html"]}[command]
+    args = {
+        "gate-paired": ["gate", world.run, "--baseline", record, "--paired"],
+        "bless": ["baseline", "bless", record, "--note", "n", "--dir", tmp_path / "baselines"],
+        "report": ["report", record, "--out", tmp_path / "r.html"],
+    }[command]
     code, text = main(*args)
     assert code == 2, text
     assert "exact_match for ru is 0.5" in text and "do not follow from its samples" in text, text
 
 
 @pytest.mark.parametrize("command", ["gate", "gate-as-baseline", "leaderboard", "bless", "report"])
-def test_a_score_edited_by_hand_is_refused_wherever_numbers_are_read(world: World, tmp_path: Path, command: str) -> None:
+def test_a_score_edited_by_hand_is_refused_wherever_numbers_are_read(
+    world: World, tmp_path: Path, command: str
+) -> None:
     """Every record vouches for its scores (scores_sha256): a number edited afterwards, even a corpus metric the
     per-sample file cannot re-derive, is refused by every command that shows or compares numbers; `score` mends it."""
     record = copy_run(world, tmp_path / "run")
@@ -288,11 +334,13 @@ def test_a_score_edited_by_hand_is_refused_wherever_numbers_are_read(world: Worl
     assert data["scores_sha256"]
     data["scores"]["exact_match"]["mean"] = 0.99
     record.write_text(json.dumps(data, indent=2))
-    args = {"gate": ["gate", record, "--baseline", world.run],
-            "gate-as-baseline": ["gate", world.run, "--baseline", record],
-            "leaderboard": ["leaderboard", record, "--out", tmp_path / "lb"],
-            "bless": ["baseline", "bless", record, "--note", "n", "--dir", tmp_path / "baselines"],
-            "report": ["report", record, "--out", tmp_path / "r.html"]}[command]
+    args = {
+        "gate": ["gate", record, "--baseline", world.run],
+        "gate-as-baseline": ["gate", world.run, "--baseline", record],
+        "leaderboard": ["leaderboard", record, "--out", tmp_path / "lb"],
+        "bless": ["baseline", "bless", record, "--note", "n", "--dir", tmp_path / "baselines"],
+        "report": ["report", record, "--out", tmp_path / "r.html"],
+    }[command]
     code, text = main(*args)
     assert code == 2, text
     assert "scores were changed after mvleval wrote them" in text and "mvleval score" in text, text
@@ -313,20 +361,32 @@ def test_an_edited_score_is_refused_by_the_installed_console_script(world: World
     record.write_text(json.dumps(data, indent=2))
     exe = shutil.which("mvleval")
     assert exe, "the mvleval console script is not installed (pip install -e .)"
-    result = subprocess.run([exe, "gate", str(record), "--baseline", str(world.run)], capture_output=True, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}, timeout=300)
+    result = subprocess.run(
+        [exe, "gate", str(record), "--baseline", str(world.run)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"},
+        timeout=300,
+    )
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "scores were changed after mvleval wrote them" in " ".join(result.stderr.split()) and "Traceback" not in result.stderr
+    assert (
+        "scores were changed after mvleval wrote them" in " ".join(result.stderr.split())
+        and "Traceback" not in result.stderr
+    )
 
 
 def test_a_label_fixed_in_a_benchmark_folder_counts_when_rescoring(tmp_path: Path, tiny_mt5_dir: Path) -> None:
     from tests.test_refusals import bench
 
-    rows = [{"id": str(i), "lang": "en", "images": ["a.jpg"], "question": f"Is it red {i}?", "answers": [a]}
-            for i, a in enumerate(["yes", "no", "no"])]
+    rows = [
+        {"id": str(i), "lang": "en", "images": ["a.jpg"], "question": f"Is it red {i}?", "answers": [a]}
+        for i, a in enumerate(["yes", "no", "no"])
+    ]
     folder = bench(tmp_path, "version: 1\ndescription: d\nkind: yesno\nprompt: '{question} Yes or no?'\n", rows)
     out = tmp_path / "runs"
-    code, text = main("run", "--task", folder, "--model", tiny_mt5_dir, "--out", out, "--num-beams", "1", "--max-new-tokens", "2")
+    code, text = main(
+        "run", "--task", folder, "--model", tiny_mt5_dir, "--out", out, "--num-beams", "1", "--max-new-tokens", "2"
+    )
     assert code == 0, text
     [record] = run_records(out)
     lines = sample_rows(record)
@@ -351,10 +411,18 @@ def test_a_label_fixed_in_a_benchmark_folder_counts_when_rescoring(tmp_path: Pat
     assert code == 2 and ".samples.jsonl:3" in text and "references differ" in text, text
 
 
-@pytest.mark.parametrize(("field", "value", "command"), [("scores", None, "gate"), ("scores", {"exact_match": "1"}, "gate"),
-                                                          ("prediction", 5, "report"), ("references", "yes", "report")])
-def test_a_per_sample_field_of_the_wrong_type_is_refused_with_its_row(world: World, tmp_path: Path, field: str, value: object,
-                                                                      command: str) -> None:
+@pytest.mark.parametrize(
+    ("field", "value", "command"),
+    [
+        ("scores", None, "gate"),
+        ("scores", {"exact_match": "1"}, "gate"),
+        ("prediction", 5, "report"),
+        ("references", "yes", "report"),
+    ],
+)
+def test_a_per_sample_field_of_the_wrong_type_is_refused_with_its_row(
+    world: World, tmp_path: Path, field: str, value: object, command: str
+) -> None:
     record = copy_run(world, tmp_path / "run")
     data = json.loads(record.read_text())
     data.pop("samples_sha256")  # a record from before samples hashes: its rows are read as they are
@@ -362,8 +430,10 @@ def test_a_per_sample_field_of_the_wrong_type_is_refused_with_its_row(world: Wor
     rows = sample_rows(record)
     rows[3][field] = value
     write_rows(record, rows)
-    args = {"gate": ["gate", world.run, "--baseline", record, "--paired"],
-            "report": ["report", record, "--out", tmp_path / "r.html"]}[command]
+    args = {
+        "gate": ["gate", world.run, "--baseline", record, "--paired"],
+        "report": ["report", record, "--out", tmp_path / "r.html"],
+    }[command]
     code, text = main(*args)
     assert code == 2, text
     assert f"'{field}' must be" in text and "(row 4)" in text, text

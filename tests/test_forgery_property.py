@@ -18,7 +18,10 @@ from hypothesis import strategies as st
 from tests.test_forgery import World, copy_run, main, world  # noqa: F401  (world: the module-scoped fixture)
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-3, 10**6) | st.floats(allow_nan=False, allow_infinity=False, width=32)
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 10**6)
+    | st.floats(allow_nan=False, allow_infinity=False, width=32)
     | st.text(max_size=12),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
     max_leaves=4,
@@ -52,22 +55,31 @@ def _data_scores(world: World, rows: list[dict[str, Any]]) -> dict[str, dict[str
     from mvleval.metrics.exact_match import ExactMatch, RelaxedAccuracy
     from mvleval.runner import RunOptions, prepare
 
-    prepared = prepare(RunOptions(task="xgqa", model="m", data_root=world.data_root, image_root=world.image_root,
-                                  languages=("en", "ru")))
+    prepared = prepare(
+        RunOptions(
+            task="xgqa", model="m", data_root=world.data_root, image_root=world.image_root, languages=("en", "ru")
+        )
+    )
     predictions = {(r["lang"], r["id"]): r["prediction"] for r in rows}
     out: dict[str, dict[str, float]] = {}
     for metric in (ExactMatch(bootstrap_resamples=0), RelaxedAccuracy(bootstrap_resamples=0)):
         out[metric.name] = {}
         for lang in prepared.languages:
             examples = prepared.examples[lang]
-            result = metric.score([predictions[(lang, e.id)] for e in examples], [list(e.references) for e in examples], lang)
+            result = metric.score(
+                [predictions[(lang, e.id)] for e in examples], [list(e.references) for e in examples], lang
+            )
             out[metric.name][lang] = result.value  # type: ignore[assignment]
     return out
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(target=st.sampled_from(["record", "samples"]), pick=st.integers(0, 10**6), new=JSON_VALUES, delete=st.booleans())
-def test_random_edits_are_refused_or_scored_from_the_data(world: World, target: str, pick: int, new: Any, delete: bool) -> None:
+def test_random_edits_are_refused_or_scored_from_the_data(
+    world: World, target: str, pick: int, new: Any, delete: bool
+) -> None:
     folder = Path(tempfile.mkdtemp(prefix="forgery-"))
     try:
         record = copy_run(world, folder / "run")
@@ -86,10 +98,12 @@ def test_random_edits_are_refused_or_scored_from_the_data(world: World, target: 
         samples_changed = samples.read_bytes() != original_samples
 
         # the commands that read what the record claims: never a traceback; an edited per-sample file is refused
-        for args in (["gate", record, "--baseline", world.run, "--paired"],
-                     ["gate", world.run, "--baseline", record, "--paired"],
-                     ["baseline", "bless", record, "--note", "n", "--dir", folder / "baselines"],
-                     ["report", record, "--out", folder / "r.html"]):
+        for args in (
+            ["gate", record, "--baseline", world.run, "--paired"],
+            ["gate", world.run, "--baseline", record, "--paired"],
+            ["baseline", "bless", record, "--note", "n", "--dir", folder / "baselines"],
+            ["report", record, "--out", folder / "r.html"],
+        ):
             code, text = main(*args)
             assert code in (0, 1, 2), text
             if samples_changed:
@@ -102,7 +116,10 @@ def test_random_edits_are_refused_or_scored_from_the_data(world: World, target: 
         assert code in (0, 2), text
         if code == 0:
             scored = json.loads(record.read_text(encoding="utf-8"))
-            rows = [json.loads(line) for line in (record.parent / scored["samples_file"]).read_text(encoding="utf-8").splitlines()]
+            rows = [
+                json.loads(line)
+                for line in (record.parent / scored["samples_file"]).read_text(encoding="utf-8").splitlines()
+            ]
             expected = _data_scores(world, rows)
             for metric, per_lang in expected.items():
                 assert scored["scores"][metric]["per_lang"] == pytest.approx(per_lang), (metric, text)

@@ -100,8 +100,12 @@ def _reference_paired_bootstrap(
     deltas = diff[rng.integers(0, len(diff), size=(n_resamples, len(diff)))].mean(axis=1)
     low, high = np.quantile(deltas, [(1 - confidence) / 2, (1 + confidence) / 2])
     return types.SimpleNamespace(
-        delta=float(diff.mean()), low=float(low), high=float(high), p_value=float((deltas >= 0).mean()),
-        n_resamples=n_resamples, seed=seed,
+        delta=float(diff.mean()),
+        low=float(low),
+        high=float(high),
+        p_value=float((deltas >= 0).mean()),
+        n_resamples=n_resamples,
+        seed=seed,
     )
 
 
@@ -121,8 +125,16 @@ def write_run(folder: Path, record: RunRecord, per_sample: dict[str, dict[str, l
     for lang, by_metric in per_sample.items():
         n = len(next(iter(by_metric.values())))
         for i in range(n):
-            rows.append({"id": f"q{i}", "lang": lang, "prompt": "p", "prediction": "x", "references": ["x"],
-                         "scores": {m: v[i] for m, v in by_metric.items()}})
+            rows.append(
+                {
+                    "id": f"q{i}",
+                    "lang": lang,
+                    "prompt": "p",
+                    "prediction": "x",
+                    "references": ["x"],
+                    "scores": {m: v[i] for m, v in by_metric.items()},
+                }
+            )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / record.samples_file).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     path = folder / f"{record.run_id}.json"
@@ -159,7 +171,10 @@ def paired_pair(tmp_path: Path, base: list[float], run: list[float]) -> tuple[Pa
         ({"protocol_hash": "q" * 16}, "task protocol hash"),
         ({"split": "dev"}, "split: run 'dev', baseline 'test'"),
         ({"fingerprint": "e" * 32}, "example set (data fingerprint)"),
-        ({"scores": {"exact_match": {"de": 0.62, "zh": 0.7}}}, "languages: only in run ['zh'], only in baseline ['en']"),
+        (
+            {"scores": {"exact_match": {"de": 0.62, "zh": 0.7}}},
+            "languages: only in run ['zh'], only in baseline ['en']",
+        ),
         ({"n_examples": {"de": 100, "en": 99}}, "examples in en: run 99, baseline 100"),
         ({"signatures": {"exact_match": "exact_match|vqa-clean=none|v=1"}}, "metric exact_match signature"),
         ({"lower_is_better": ("exact_match",)}, "metric exact_match direction"),
@@ -236,15 +251,21 @@ def test_lower_is_better_metrics(baseline: float, run: float, verdict: str) -> N
 def test_per_language_tolerances() -> None:
     # every language drops 2.5 points (0.60 -> 0.575)
     langs = ("de", "en", "zh")
-    base = make_record("base", scores={"exact_match": dict.fromkeys(langs, 0.60), "relaxed_accuracy": dict.fromkeys(langs, 0.60)})
-    run = make_record("new", scores={"exact_match": dict.fromkeys(langs, 0.575), "relaxed_accuracy": dict.fromkeys(langs, 0.575)})
+    base = make_record(
+        "base", scores={"exact_match": dict.fromkeys(langs, 0.60), "relaxed_accuracy": dict.fromkeys(langs, 0.60)}
+    )
+    run = make_record(
+        "new", scores={"exact_match": dict.fromkeys(langs, 0.575), "relaxed_accuracy": dict.fromkeys(langs, 0.575)}
+    )
 
     def verdicts(**kwargs: Any) -> dict[tuple[str, str], str]:
         return {(c.metric, c.lang): c.verdict for c in gate(run, base, **kwargs).cells}
 
     # zh gets 3 points for every metric; the others keep 1 point
     v = verdicts(max_drop=1.0, per_lang_tolerance={"zh": 3.0})
-    assert v == {(m, lang): "pass" if lang == "zh" else "fail" for m in ("exact_match", "relaxed_accuracy") for lang in langs}
+    assert v == {
+        (m, lang): "pass" if lang == "zh" else "fail" for m in ("exact_match", "relaxed_accuracy") for lang in langs
+    }
     # only exact_match in de gets 2.5 (the edge: passes)
     v = verdicts(max_drop=1.0, per_lang_tolerance={"de": {"exact_match": 2.5}})
     assert [k for k, verdict in v.items() if verdict == "pass"] == [("exact_match", "de")]
@@ -277,8 +298,20 @@ def test_bad_gate_settings(kwargs: dict[str, Any], message: str) -> None:
 
 def test_missing_values_are_skipped_or_fail() -> None:
     # fidelity is null for quz in both (no detector for Quechua) -> skipped; zh lost its value in the run -> fail
-    base = make_record("base", scores={"exact_match": {"en": 0.5, "quz": 0.4, "zh": 0.3}, "language_fidelity": {"en": 0.9, "quz": None, "zh": 0.8}})
-    run = make_record("new", scores={"exact_match": {"en": 0.5, "quz": 0.4, "zh": 0.3}, "language_fidelity": {"en": 0.9, "quz": None, "zh": None}})
+    base = make_record(
+        "base",
+        scores={
+            "exact_match": {"en": 0.5, "quz": 0.4, "zh": 0.3},
+            "language_fidelity": {"en": 0.9, "quz": None, "zh": 0.8},
+        },
+    )
+    run = make_record(
+        "new",
+        scores={
+            "exact_match": {"en": 0.5, "quz": 0.4, "zh": 0.3},
+            "language_fidelity": {"en": 0.9, "quz": None, "zh": None},
+        },
+    )
     report = gate(run, base, max_drop=1.0)
     verdicts = {(c.metric, c.lang): c.verdict for c in report.cells}
     assert verdicts[("language_fidelity", "quz")] == "skipped"
@@ -287,7 +320,10 @@ def test_missing_values_are_skipped_or_fail() -> None:
     assert not report.passed
     # only skipped cells: nothing was checked, which must not read as a pass
     with pytest.raises(MvlevalError, match="nothing to gate"):
-        gate(make_record("new", scores={"language_fidelity": {"quz": None}}), make_record("base", scores={"language_fidelity": {"quz": None}}))
+        gate(
+            make_record("new", scores={"language_fidelity": {"quz": None}}),
+            make_record("base", scores={"language_fidelity": {"quz": None}}),
+        )
 
 
 # -- paired mode ------------------------------------------------------------------------------------------------------
@@ -303,7 +339,9 @@ def test_missing_values_are_skipped_or_fail() -> None:
         (30, 0, 2.0, "fail"),  # 3 points, sd 0.55 -> z ~ 5.5
     ],
 )
-def test_paired_mode(tmp_path: Path, bootstrap: None, flip_down: int, flip_up: int, max_drop: float, verdict: str) -> None:
+def test_paired_mode(
+    tmp_path: Path, bootstrap: None, flip_down: int, flip_up: int, max_drop: float, verdict: str
+) -> None:
     base, run = binary_scores(1000, 700, flip_down, flip_up)
     r_path, r_rec, b_path, b_rec = paired_pair(tmp_path, base, run)
     report = gate(r_rec, b_rec, run_dir=r_path.parent, baseline_dir=b_path.parent, max_drop=max_drop, paired=True)
@@ -356,7 +394,8 @@ def test_paired_refuses_a_samples_file_that_does_not_match(tmp_path: Path, boots
 
 
 def test_paired_gate_with_three_examples_says_it_cannot_establish_significance(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Issue 29: 3 examples, all worse, printed "p=0.000 (significant)"; a bootstrap of 3 values proves nothing."""
     from mvleval.cli import main
 
@@ -382,8 +421,12 @@ def test_paired_gate_with_three_examples_says_it_cannot_establish_significance(
 def test_paired_lower_is_better(tmp_path: Path, bootstrap: None) -> None:
     # per-sample error rates: the run's are higher on 100 of 1000 -> a significant regression
     base, run = binary_scores(1000, 300, flip_up=100)
-    b_rec = make_record("base", scores={"wer": {"en": sum(base) / 1000}}, n_examples={"en": 1000}, lower_is_better=("wer",))
-    r_rec = make_record("new", scores={"wer": {"en": sum(run) / 1000}}, n_examples={"en": 1000}, lower_is_better=("wer",))
+    b_rec = make_record(
+        "base", scores={"wer": {"en": sum(base) / 1000}}, n_examples={"en": 1000}, lower_is_better=("wer",)
+    )
+    r_rec = make_record(
+        "new", scores={"wer": {"en": sum(run) / 1000}}, n_examples={"en": 1000}, lower_is_better=("wer",)
+    )
     b_path = write_run(tmp_path / "b", b_rec, {"en": {"wer": base}})
     r_path = write_run(tmp_path / "r", r_rec, {"en": {"wer": run}})
     cell = gate(r_rec, b_rec, run_dir=r_path.parent, baseline_dir=b_path.parent, max_drop=1.0, paired=True).cells[0]
@@ -517,7 +560,9 @@ def test_parse_errors(parser: str, specs: list[str], message: str) -> None:
 
 
 @pytest.mark.parametrize(("p_value", "verdict"), [(0.05, "pass"), (0.0499, "fail"), (0.0, "fail"), (0.5, "pass")])
-def test_paired_significance_edge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, p_value: float, verdict: str) -> None:
+def test_paired_significance_edge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, p_value: float, verdict: str
+) -> None:
     # The decision rule alone, with the bootstrap's answer fixed: significant means p < 1 - confidence, strictly
     # (in floats 1 - 0.95 is 0.05000000000000004, which would wrongly count p = 0.05 as significant).
     module = types.ModuleType("mvleval.metrics.bootstrap")
@@ -527,7 +572,9 @@ def test_paired_significance_edge(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(sys.modules, "mvleval.metrics.bootstrap", module)
     base, run = binary_scores(100, 50, flip_down=10)
     r_path, r_rec, b_path, b_rec = paired_pair(tmp_path, base, run)
-    report = gate(r_rec, b_rec, run_dir=r_path.parent, baseline_dir=b_path.parent, max_drop=0.0, paired=True, confidence=0.95)
+    report = gate(
+        r_rec, b_rec, run_dir=r_path.parent, baseline_dir=b_path.parent, max_drop=0.0, paired=True, confidence=0.95
+    )
     assert report.cells[0].verdict == verdict
 
 
@@ -541,14 +588,34 @@ def test_paired_gate_resamples_the_images_its_records_name(tmp_path: Path, boots
     sig = "exact_match|vqa|boot=1000,seed=0,unit=image|mvleval-1"
     results = {}
     for unit_sig, name in ((EM_SIG, "example"), (sig, "image")):
-        b_rec = make_record("base", scores={"exact_match": {"en": sum(base) / n}}, n_examples={"en": n}, signatures={"exact_match": unit_sig})
-        r_rec = make_record("new", scores={"exact_match": {"en": sum(run) / n}}, n_examples={"en": n}, signatures={"exact_match": unit_sig})
+        b_rec = make_record(
+            "base",
+            scores={"exact_match": {"en": sum(base) / n}},
+            n_examples={"en": n},
+            signatures={"exact_match": unit_sig},
+        )
+        r_rec = make_record(
+            "new",
+            scores={"exact_match": {"en": sum(run) / n}},
+            n_examples={"en": n},
+            signatures={"exact_match": unit_sig},
+        )
         paths = []
         for rec, scores in ((b_rec, base), (r_rec, run)):
             folder = tmp_path / name / rec.run_id
             folder.mkdir(parents=True)
-            rows = [{"id": f"q{i:03d}", "lang": "en", "prompt": "p", "prediction": "x", "references": ["x"],
-                     "images": [f"img{i // per_image}.jpg"], "scores": {"exact_match": scores[i]}} for i in range(n)]
+            rows = [
+                {
+                    "id": f"q{i:03d}",
+                    "lang": "en",
+                    "prompt": "p",
+                    "prediction": "x",
+                    "references": ["x"],
+                    "images": [f"img{i // per_image}.jpg"],
+                    "scores": {"exact_match": scores[i]},
+                }
+                for i in range(n)
+            ]
             (folder / rec.samples_file).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
             write_record(rec, folder / f"{rec.run_id}.json")
             paths.append(folder)

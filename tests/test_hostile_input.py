@@ -29,13 +29,29 @@ def demo(tmp_path: Path) -> tuple[Path, Path]:
 
 def _cli(*args: object) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "250"}
-    return subprocess.run([sys.executable, "-m", "mvleval", *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mvleval", *map(str, args)], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def _run(model: Path, demo: tuple[Path, Path], out: Path, *extra: object) -> subprocess.CompletedProcess[str]:
     data_root, image_root = demo
-    return _cli("run", "--task", "xgqa", "--model", model, "--data-root", data_root, "--image-root", image_root,
-                "--lang", "en", "--out", out, *extra)
+    return _cli(
+        "run",
+        "--task",
+        "xgqa",
+        "--model",
+        model,
+        "--data-root",
+        data_root,
+        "--image-root",
+        image_root,
+        "--lang",
+        "en",
+        "--out",
+        out,
+        *extra,
+    )
 
 
 def _no_record(out: Path) -> bool:
@@ -58,7 +74,9 @@ def _first_image(demo: tuple[Path, Path]) -> Path:
     ],
     ids=["zero-byte", "truncated-jpeg", "not-an-image"],
 )
-def test_bad_images_stop_the_run_with_their_path(damage, message: str, tmp_path: Path, demo: tuple[Path, Path], tiny_mt5_dir: Path) -> None:
+def test_bad_images_stop_the_run_with_their_path(
+    damage, message: str, tmp_path: Path, demo: tuple[Path, Path], tiny_mt5_dir: Path
+) -> None:
     image = _first_image(demo)
     damage(image)
     out = tmp_path / "runs"
@@ -130,7 +148,13 @@ def test_disk_full_while_writing_the_record_leaves_no_half_result(
         name = os.readlink(f"/proc/self/fd/{fd}")
         # the run record in --out only (not the weight-digest cache, also written atomically as JSON)
         in_out = name.startswith(str(out.resolve()))
-        if in_out and ".json." in name and name.endswith(".tmp") and ".samples.jsonl" not in name and ".manifest.json" not in name:
+        if (
+            in_out
+            and ".json." in name
+            and name.endswith(".tmp")
+            and ".samples.jsonl" not in name
+            and ".manifest.json" not in name
+        ):
             calls["n"] += 1
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_fsync(fd)
@@ -139,26 +163,57 @@ def test_disk_full_while_writing_the_record_leaves_no_half_result(
     monkeypatch.setattr(record_module.os, "fsync", full_disk_on_record)
     data_root, image_root = demo
     with pytest.raises(MvlevalError, match="No space left on device"):
-        invoke("run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root", image_root,
-               "--lang", "en", "--out", out)
+        invoke(
+            "run",
+            "--task",
+            "xgqa",
+            "--model",
+            tiny_mt5_dir,
+            "--data-root",
+            data_root,
+            "--image-root",
+            image_root,
+            "--lang",
+            "en",
+            "--out",
+            out,
+        )
     assert calls["n"] == 1
     assert _no_record(out)
     assert not list(out.glob(".*.tmp"))  # the temp file is cleaned up
     assert list(out.glob("*.partial.jsonl"))  # nothing generated is lost: --resume can finish the run
     monkeypatch.setattr(record_module.os, "fsync", real_fsync)
-    resumed = invoke("run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root", image_root,
-                     "--lang", "en", "--out", out, "--resume")
+    resumed = invoke(
+        "run",
+        "--task",
+        "xgqa",
+        "--model",
+        tiny_mt5_dir,
+        "--data-root",
+        data_root,
+        "--image-root",
+        image_root,
+        "--lang",
+        "en",
+        "--out",
+        out,
+        "--resume",
+    )
     assert resumed.exit_code == 0
     assert not _no_record(out)
 
 
-def test_resume_against_a_different_model_is_refused(tmp_path: Path, demo: tuple[Path, Path], tiny_mt5_dir: Path, tiny_bloom_dir: Path) -> None:
+def test_resume_against_a_different_model_is_refused(
+    tmp_path: Path, demo: tuple[Path, Path], tiny_mt5_dir: Path, tiny_bloom_dir: Path
+) -> None:
     out = tmp_path / "runs"
     data_root, image_root = demo
     # leave an interrupted mt5 run behind: a partial file + manifest, as a kill would
     from mvleval.runner import RunOptions, RunPaths, prepare, run_identity, run_name
 
-    options = RunOptions(task="xgqa", model=str(tiny_mt5_dir), data_root=data_root, image_root=image_root, languages=("en",), out_dir=out)
+    options = RunOptions(
+        task="xgqa", model=str(tiny_mt5_dir), data_root=data_root, image_root=image_root, languages=("en",), out_dir=out
+    )
     identity = run_identity(options, prepare(options))
     paths = RunPaths.for_name(out, run_name(options, identity))
     out.mkdir()

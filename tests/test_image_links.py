@@ -68,8 +68,21 @@ def _linked_bench(tmp_path: Path) -> tuple[Path, dict[str, Path]]:
 
 def test_a_benchmark_of_file_links_runs(tmp_path: Path, tiny_mt5_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bench, _ = _linked_bench(tmp_path)
-    code, out = _cli(capsys, "run", "--task", "./bench", "--model", tiny_mt5_dir, "--out", "runs", "--num-beams", "1",
-                     "--max-new-tokens", "2", cwd=tmp_path)
+    code, out = _cli(
+        capsys,
+        "run",
+        "--task",
+        "./bench",
+        "--model",
+        tiny_mt5_dir,
+        "--out",
+        "runs",
+        "--num-beams",
+        "1",
+        "--max-new-tokens",
+        "2",
+        cwd=tmp_path,
+    )
     assert code == 0, out
     [record] = (tmp_path / "runs").glob("*.json")
     assert read_record(record).task.n_examples == {"de": 3}
@@ -107,7 +120,9 @@ def test_a_link_to_a_text_file_is_refused_as_not_an_image(tmp_path: Path, capsys
     assert "hunter2" not in out
 
 
-def test_path_text_that_leaves_the_image_root_is_still_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_path_text_that_leaves_the_image_root_is_still_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bench, _ = _linked_bench(tmp_path)
     rows = [dict(ROWS[0], images=["../../etc/passwd"]), dict(ROWS[1], images=["/etc/passwd"])]
     _bench(bench, rows)
@@ -122,7 +137,9 @@ def test_relinking_an_image_changes_the_data_fingerprint(tmp_path: Path) -> None
     from mvleval.runner import RunOptions, prepare
 
     bench, shared = _linked_bench(tmp_path)
-    options = RunOptions(task=str(bench), model="m", data_root=bench, image_root=bench / "images", out_dir=tmp_path / "runs")
+    options = RunOptions(
+        task=str(bench), model="m", data_root=bench, image_root=bench / "images", out_dir=tmp_path / "runs"
+    )
     before = prepare(options).data_fingerprint
     assert prepare(options).data_fingerprint == before  # stable while nothing changes
     (bench / "images" / "red.png").unlink()
@@ -146,10 +163,14 @@ def test_a_thousand_rows_with_one_problem_fit_a_screen(tmp_path: Path, capsys: p
     assert code == 2, out
     _assert_fits_a_screen(out)
     assert out.count("escapes the image root") == 1
-    assert ("1,000 rows: image path escapes the image root, e.g. "
-            "data.jsonl:1 ('../outside/m0.jpg'), data.jsonl:2 ('../outside/m1.jpg'), data.jsonl:3 ('../outside/m2.jpg') "
-            "(+997 more).") in out
-    assert f"the benchmark 'b' ({bench}) cannot be used:" in out and out.count("Fix:") == 2  # the kind's own and the common one
+    assert (
+        "1,000 rows: image path escapes the image root, e.g. "
+        "data.jsonl:1 ('../outside/m0.jpg'), data.jsonl:2 ('../outside/m1.jpg'), data.jsonl:3 ('../outside/m2.jpg') "
+        "(+997 more)."
+    ) in out
+    assert (
+        f"the benchmark 'b' ({bench}) cannot be used:" in out and out.count("Fix:") == 2
+    )  # the kind's own and the common one
 
 
 def test_five_kinds_of_problem_each_once_with_their_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -174,10 +195,19 @@ def test_five_kinds_of_problem_each_once_with_their_counts(tmp_path: Path, capsy
     assert code == 2, out
     _assert_fits_a_screen(out)
     expected = [
-        ("40 rows: image path escapes the image root", "data.jsonl:1 ('../m0.jpg'), data.jsonl:6 ('../m5.jpg'), data.jsonl:11"),
+        (
+            "40 rows: image path escapes the image root",
+            "data.jsonl:1 ('../m0.jpg'), data.jsonl:6 ('../m5.jpg'), data.jsonl:11",
+        ),
         ("40 rows: 'lang' must be a language code such as de or zh", "data.jsonl:2 (got 'Deutsch'), data.jsonl:7"),
-        ("40 rows: 'answers' must be a non-empty list of strings", "data.jsonl:3 (got []), data.jsonl:8 (got []), data.jsonl:13"),
-        ("40 rows: the prompt uses {question} but the row has no 'question'", "data.jsonl:4, data.jsonl:9, data.jsonl:14 (+37 more)"),
+        (
+            "40 rows: 'answers' must be a non-empty list of strings",
+            "data.jsonl:3 (got []), data.jsonl:8 (got []), data.jsonl:13",
+        ),
+        (
+            "40 rows: the prompt uses {question} but the row has no 'question'",
+            "data.jsonl:4, data.jsonl:9, data.jsonl:14 (+37 more)",
+        ),
         ("40 rows: unknown field", "data.jsonl:5 ('anwsers', did you mean 'answers'?)"),
         ("40 rows: the field 'answers' is missing", "data.jsonl:5, data.jsonl:10, data.jsonl:15 (+37 more)"),
     ]

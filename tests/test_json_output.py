@@ -59,8 +59,27 @@ def world(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> World
     root = tmp_path_factory.mktemp("json")
     data_root, image_root = build_demo_data(root / "demo", n_train=0, n_test=6)
     out = root / "runs"
-    r = invoke("run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root", image_root,
-               "--lang", "en", "--lang", "de", "--out", out, "--num-beams", "1", "--max-new-tokens", "3")
+    r = invoke(
+        "run",
+        "--task",
+        "xgqa",
+        "--model",
+        tiny_mt5_dir,
+        "--data-root",
+        data_root,
+        "--image-root",
+        image_root,
+        "--lang",
+        "en",
+        "--lang",
+        "de",
+        "--out",
+        out,
+        "--num-beams",
+        "1",
+        "--max-new-tokens",
+        "3",
+    )
     assert r.exit_code == 0, r.output
     [run] = run_records(out)
     perfect = perfect_copy(run, root / "baselines")
@@ -76,7 +95,9 @@ def test_schemas_are_valid_and_shipped() -> None:
         jsonschema.Draft202012Validator.check_schema(schema)
     pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
     assert '"schemas/*.json"' in pyproject
-    assert all(f"schemas/{name}.json" in (Path(__file__).parent.parent / "docs/json-output.md").read_text() for name in SCHEMAS)
+    assert all(
+        f"schemas/{name}.json" in (Path(__file__).parent.parent / "docs/json-output.md").read_text() for name in SCHEMAS
+    )
 
 
 def test_tasks_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -96,8 +117,13 @@ def test_gate_json_through_the_installed_console_script(world: World) -> None:
 
     exe = shutil.which("mvleval")
     assert exe, "the mvleval console script is not installed (pip install -e .)"
-    result = subprocess.run([exe, "gate", str(world.run), "--baseline", str(world.perfect), "--max-drop", "0", "--json"],
-                            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    result = subprocess.run(
+        [exe, "gate", str(world.run), "--baseline", str(world.perfect), "--max-drop", "0", "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     doc = validate("gate", result.stdout)
     assert doc["passed"] is False and "Traceback" not in result.stderr
@@ -105,9 +131,27 @@ def test_gate_json_through_the_installed_console_script(world: World) -> None:
 
 def test_run_json(capsys: pytest.CaptureFixture[str], world: World, tmp_path: Path) -> None:
     out_dir = tmp_path / "runs"
-    code, out, err = cli(capsys, "run", "--task", "xgqa", "--model", world.model, "--data-root", world.data_root,
-                         "--image-root", world.image_root, "--lang", "en", "--out", out_dir, "--num-beams", "1",
-                         "--max-new-tokens", "3", "--json")
+    code, out, err = cli(
+        capsys,
+        "run",
+        "--task",
+        "xgqa",
+        "--model",
+        world.model,
+        "--data-root",
+        world.data_root,
+        "--image-root",
+        world.image_root,
+        "--lang",
+        "en",
+        "--out",
+        out_dir,
+        "--num-beams",
+        "1",
+        "--max-new-tokens",
+        "3",
+        "--json",
+    )
     assert code == 0, err
     doc = validate("run", out)
     [run] = doc["runs"]
@@ -116,9 +160,31 @@ def test_run_json(capsys: pytest.CaptureFixture[str], world: World, tmp_path: Pa
     assert set(run["task"]["n_examples"]) == {"en"} and run["task"]["n_examples"]["en"] > 0
     assert set(run["scores"]["exact_match"]["per_lang"]) == {"en"}
     # with --gate, the verdicts come in the same document, and the exit code still says regression
-    code, out, err = cli(capsys, "run", "--task", "xgqa", "--model", world.model, "--data-root", world.data_root,
-                         "--image-root", world.image_root, "--lang", "en", "--lang", "de", "--out", out_dir,
-                         "--num-beams", "1", "--max-new-tokens", "3", "--gate", world.perfect, "--json")
+    code, out, err = cli(
+        capsys,
+        "run",
+        "--task",
+        "xgqa",
+        "--model",
+        world.model,
+        "--data-root",
+        world.data_root,
+        "--image-root",
+        world.image_root,
+        "--lang",
+        "en",
+        "--lang",
+        "de",
+        "--out",
+        out_dir,
+        "--num-beams",
+        "1",
+        "--max-new-tokens",
+        "3",
+        "--gate",
+        world.perfect,
+        "--json",
+    )
     assert code == 1, err
     doc = validate("run", out)
     assert doc["gate"]["passed"] is False and "REGRESSION" not in out
@@ -148,14 +214,38 @@ def test_gate_json(capsys: pytest.CaptureFixture[str], world: World) -> None:
 
 
 def test_data_check_json(capsys: pytest.CaptureFixture[str], world: World, tmp_path: Path) -> None:
-    code, out, err = cli(capsys, "data", "check", "--task", "xgqa", "--data-root", world.data_root, "--image-root",
-                         world.image_root, "--lang", "en", "--json")
+    code, out, err = cli(
+        capsys,
+        "data",
+        "check",
+        "--task",
+        "xgqa",
+        "--data-root",
+        world.data_root,
+        "--image-root",
+        world.image_root,
+        "--lang",
+        "en",
+        "--json",
+    )
     assert code == 0, err
     doc = validate("data-check", out)
     assert doc["ok"] is True and doc["languages"][0]["n_examples"] > 0
     # problems: still one document, exit 1
-    code, out, err = cli(capsys, "data", "check", "--task", "xgqa", "--data-root", world.data_root, "--image-root",
-                         tmp_path / "nowhere", "--lang", "en", "--json")
+    code, out, err = cli(
+        capsys,
+        "data",
+        "check",
+        "--task",
+        "xgqa",
+        "--data-root",
+        world.data_root,
+        "--image-root",
+        tmp_path / "nowhere",
+        "--lang",
+        "en",
+        "--json",
+    )
     assert code == 1
     doc = validate("data-check", out)
     assert doc["ok"] is False and doc["languages"][0]["n_missing_images"] > 0
@@ -172,18 +262,23 @@ def test_leaderboard_json(capsys: pytest.CaptureFixture[str], world: World, tmp_
     assert len(doc["superseded"]) == 1  # the same model and column: the newer record wins
 
 
-@pytest.mark.parametrize("args", [
-    ("gate", "missing.json", "--baseline", "missing.json", "--json"),
-    ("leaderboard", "no-such-folder", "--json"),
-    ("tasks", "--task", "no-such-bench.jsonl", "--json"),
-    ("score", "missing.json", "--json"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("gate", "missing.json", "--baseline", "missing.json", "--json"),
+        ("leaderboard", "no-such-folder", "--json"),
+        ("tasks", "--task", "no-such-bench.jsonl", "--json"),
+        ("score", "missing.json", "--json"),
+    ],
+)
 def test_errors_with_json_leave_stdout_empty(capsys: pytest.CaptureFixture[str], args: tuple[str, ...]) -> None:
     code, out, err = cli(capsys, *args)
     assert code == 2 and out == "" and err.startswith("error:") and "Traceback" not in err
 
 
-def test_a_per_sample_file_with_a_byte_order_mark_is_read(capsys: pytest.CaptureFixture[str], world: World, tmp_path: Path) -> None:
+def test_a_per_sample_file_with_a_byte_order_mark_is_read(
+    capsys: pytest.CaptureFixture[str], world: World, tmp_path: Path
+) -> None:
     """Issue 29 (BOM): the JSON Lines reader of per-sample files reads a file re-saved by a Windows editor."""
     record = tmp_path / world.run.name
     shutil.copy(world.run, record)
@@ -191,4 +286,7 @@ def test_a_per_sample_file_with_a_byte_order_mark_is_read(capsys: pytest.Capture
     (tmp_path / samples).write_bytes(b"\xef\xbb\xbf" + (world.run.parent / samples).read_bytes())
     code, out, err = cli(capsys, "score", record, "--json")
     assert code == 0, err
-    assert validate("score", out)["runs"][0]["scores"] == validate("score", cli(capsys, "score", world.run, "--json")[1])["runs"][0]["scores"]
+    assert (
+        validate("score", out)["runs"][0]["scores"]
+        == validate("score", cli(capsys, "score", world.run, "--json")[1])["runs"][0]["scores"]
+    )

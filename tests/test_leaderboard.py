@@ -98,7 +98,10 @@ def golden_records() -> list[tuple[Path, RunRecord]]:
     xgqa = {"de": 0.4525, "en": 0.6, "zh": 0.38}
     return [
         # model A: an older and a newer run of the same column -> the newer wins, the older is listed as superseded
-        (Path("runs/a-old.json"), make_record("a-old", created_at="2024-01-01T10:00:00+00:00", per_lang={"de": 0.1, "en": 0.1, "zh": 0.1})),
+        (
+            Path("runs/a-old.json"),
+            make_record("a-old", created_at="2024-01-01T10:00:00+00:00", per_lang={"de": 0.1, "en": 0.1, "zh": 0.1}),
+        ),
         (Path("runs/a-new.json"), make_record("a-new", created_at="2024-02-01T10:00:00+00:00", per_lang=xgqa)),
         # model B (LoRA adapter, 16-bit), with per-language intervals and a mean interval
         (
@@ -115,13 +118,36 @@ def golden_records() -> list[tuple[Path, RunRecord]]:
         # model A on xgqa v2 dev: a different version and split -> its own column
         (Path("runs/a-v2.json"), make_record("a-v2", version=2, split="dev", per_lang={"de": 0.7, "en": 0.8})),
         # model B on a 200-example subset (other fingerprint) -> its own column, labelled with the data hash
-        (Path("runs/b-limit.json"), make_record("b-limit", model="ckpt/mblip-bloomz-7b", adapter="lora/xgqa-r8", bits=16, fingerprint="0123456789abcdef" * 2, per_lang=xgqa)),
+        (
+            Path("runs/b-limit.json"),
+            make_record(
+                "b-limit",
+                model="ckpt/mblip-bloomz-7b",
+                adapter="lora/xgqa-r8",
+                bits=16,
+                fingerprint="0123456789abcdef" * 2,
+                per_lang=xgqa,
+            ),
+        ),
         # model A with greedy decoding: its own row, labelled with the setting that differs
-        (Path("runs/a-greedy.json"), make_record("a-greedy", generation={"num_beams": 1, "max_new_tokens": 10}, per_lang={"de": 0.44, "en": 0.59, "zh": 0.37})),
+        (
+            Path("runs/a-greedy.json"),
+            make_record(
+                "a-greedy",
+                generation={"num_beams": 1, "max_new_tokens": 10},
+                per_lang={"de": 0.44, "en": 0.59, "zh": 0.37},
+            ),
+        ),
         # captioning: CIDEr x100, a language without a value
         (
             Path("runs/a-xm.json"),
-            make_record("a-xm", task="xm3600", metric="cider", signature=CIDER_SIG, per_lang={"en": 0.7834, "quz": None, "zh": 0.25}),
+            make_record(
+                "a-xm",
+                task="xm3600",
+                metric="cider",
+                signature=CIDER_SIG,
+                per_lang={"en": 0.7834, "quz": None, "zh": 0.25},
+            ),
         ),
     ]
 
@@ -134,8 +160,12 @@ def test_golden_markdown_and_csv(tmp_path: Path) -> None:
     if UPDATE_GOLDEN:
         (DATA / "expected.md").write_text(md, encoding="utf-8")
         (DATA / "expected.csv").write_text(csv, encoding="utf-8")
-    assert md == (DATA / "expected.md").read_text(encoding="utf-8"), "regenerate with MVLEVAL_UPDATE_GOLDEN=1 if intended"
-    assert csv == (DATA / "expected.csv").read_text(encoding="utf-8"), "regenerate with MVLEVAL_UPDATE_GOLDEN=1 if intended"
+    assert md == (DATA / "expected.md").read_text(encoding="utf-8"), (
+        "regenerate with MVLEVAL_UPDATE_GOLDEN=1 if intended"
+    )
+    assert csv == (DATA / "expected.csv").read_text(encoding="utf-8"), (
+        "regenerate with MVLEVAL_UPDATE_GOLDEN=1 if intended"
+    )
     # 4 columns -> 4 heatmaps, each a PNG referenced from the Markdown
     pngs = [p for p in written if p.suffix == ".png"]
     assert len(pngs) == len(lb.columns) == 4
@@ -275,8 +305,16 @@ def test_heatmaps_are_deterministic(tmp_path: Path) -> None:
 
 def test_lower_is_better_column_marks_the_minimum_best() -> None:
     records = [
-        (Path("1.json"), make_record("1", metric="wer", signature="wer|v=1", per_lang={"en": 0.2}, higher_is_better=False)),
-        (Path("2.json"), make_record("2", model="ckpt/b", metric="wer", signature="wer|v=1", per_lang={"en": 0.3}, higher_is_better=False)),
+        (
+            Path("1.json"),
+            make_record("1", metric="wer", signature="wer|v=1", per_lang={"en": 0.2}, higher_is_better=False),
+        ),
+        (
+            Path("2.json"),
+            make_record(
+                "2", model="ckpt/b", metric="wer", signature="wer|v=1", per_lang={"en": 0.3}, higher_is_better=False
+            ),
+        ),
     ]
     md = render_markdown(build_leaderboard(records))
     assert "(lower is better)" in md
@@ -291,7 +329,10 @@ def test_find_records_reads_a_tree(tmp_path: Path) -> None:
     (tmp_path / "runs" / "z.manifest.json").write_text('{"identity": {}}', encoding="utf-8")  # an interrupted run
     found = find_records([tmp_path / "runs"])
     # sorted by path: runs/sub/y.json < runs/x.json
-    assert [(p.relative_to(tmp_path).as_posix(), r.run_id) for p, r in found] == [("runs/sub/y.json", "y"), ("runs/x.json", "x")]
+    assert [(p.relative_to(tmp_path).as_posix(), r.run_id) for p, r in found] == [
+        ("runs/sub/y.json", "y"),
+        ("runs/x.json", "x"),
+    ]
     (tmp_path / "runs" / "broken.json").write_text("{", encoding="utf-8")
     with pytest.raises(MvlevalError, match="broken.json"):
         find_records([tmp_path / "runs"])
@@ -317,18 +358,28 @@ def test_tasks_run_with_their_own_protocol_settings_share_one_model_row() -> Non
     the same checkpoint is one row. A real override (greedy on xgqa) gets a row of its own, labelled by what differs."""
     from mvleval.task import load_task
 
-    def protocol_record(run_id: str, task: str, metric: str, signature: str, **generation: Any) -> tuple[Path, RunRecord]:
+    def protocol_record(
+        run_id: str, task: str, metric: str, signature: str, **generation: Any
+    ) -> tuple[Path, RunRecord]:
         t = load_task(task)
         settings = {**t.generation.to_dict(), **generation}
-        return Path(f"{run_id}.json"), make_record(run_id, task=task, metric=metric, signature=signature,
-                                                   protocol_hash=t.protocol_hash(), version=t.version,
-                                                   generation=settings)
+        return Path(f"{run_id}.json"), make_record(
+            run_id,
+            task=task,
+            metric=metric,
+            signature=signature,
+            protocol_hash=t.protocol_hash(),
+            version=t.version,
+            generation=settings,
+        )
 
-    lb = build_leaderboard([
-        protocol_record("a", "xgqa", "exact_match", EM_SIG),
-        protocol_record("b", "xflickrco", "cider", "cider|x"),
-        protocol_record("c", "xgqa", "exact_match", EM_SIG, num_beams=1),
-    ])
+    lb = build_leaderboard(
+        [
+            protocol_record("a", "xgqa", "exact_match", EM_SIG),
+            protocol_record("b", "xflickrco", "cider", "cider|x"),
+            protocol_record("c", "xgqa", "exact_match", EM_SIG, num_beams=1),
+        ]
+    )
     text = render_markdown(lb)
     rows = [line for line in text.splitlines() if line.startswith("| ckpt/mblip-mt0-xl")]
     overview = rows[: len(lb.rows)]
@@ -338,10 +389,12 @@ def test_tasks_run_with_their_own_protocol_settings_share_one_model_row() -> Non
 
 def test_one_relative_path_two_checkpoints_are_two_rows() -> None:
     """Two different checkpoints, each run as `--model ckpt` from its own folder: two rows, told apart by weights."""
-    board = build_leaderboard([
-        (Path("a/run.json"), make_record("a", model="ckpt", weights="4d38aaaa", per_lang={"en": 0.0})),
-        (Path("b/run.json"), make_record("b", model="ckpt", weights="7fd2bbbb", per_lang={"en": 0.25})),
-    ])
+    board = build_leaderboard(
+        [
+            (Path("a/run.json"), make_record("a", model="ckpt", weights="4d38aaaa", per_lang={"en": 0.0})),
+            (Path("b/run.json"), make_record("b", model="ckpt", weights="7fd2bbbb", per_lang={"en": 0.25})),
+        ]
+    )
     assert len(board.rows) == 2 and not board.superseded
     assert sorted(r.label for r in board.rows) == ["ckpt (4-bit) weights 4d38aaaa", "ckpt (4-bit) weights 7fd2bbbb"]
 
@@ -352,20 +405,33 @@ def test_a_protocol_row_shows_the_protocol_value_not_none() -> None:
     task = load_task("xgqa")
     protocol = task.generation.to_dict()
     greedy = {**protocol, "num_beams": 1}
-    board = build_leaderboard([
-        (Path("a.json"), make_record("a", generation=protocol, protocol_hash=task.protocol_hash(), version=task.version)),
-        (Path("b.json"), make_record("b", generation=greedy, protocol_hash=task.protocol_hash(), version=task.version)),
-    ])
+    board = build_leaderboard(
+        [
+            (
+                Path("a.json"),
+                make_record("a", generation=protocol, protocol_hash=task.protocol_hash(), version=task.version),
+            ),
+            (
+                Path("b.json"),
+                make_record("b", generation=greedy, protocol_hash=task.protocol_hash(), version=task.version),
+            ),
+        ]
+    )
     labels = sorted(r.label for r in board.rows)
     assert labels == ["ckpt/mblip-mt0-xl (4-bit) {num_beams=1}", "ckpt/mblip-mt0-xl (4-bit) {num_beams=5}"], labels
 
 
 def test_families_side_by_side() -> None:
-    board = build_leaderboard([
-        (Path("a.json"), make_record("a", model="mblip-mt0-xl")),
-        (Path("b.json"), make_record("b", model="Qwen2.5-VL-7B-Instruct", family="qwen2_5_vl")),
-    ])
-    assert sorted(r.label for r in board.rows) == ["Qwen2.5-VL-7B-Instruct (4-bit) [qwen2_5_vl]", "mblip-mt0-xl (4-bit)"]
+    board = build_leaderboard(
+        [
+            (Path("a.json"), make_record("a", model="mblip-mt0-xl")),
+            (Path("b.json"), make_record("b", model="Qwen2.5-VL-7B-Instruct", family="qwen2_5_vl")),
+        ]
+    )
+    assert sorted(r.label for r in board.rows) == [
+        "Qwen2.5-VL-7B-Instruct (4-bit) [qwen2_5_vl]",
+        "mblip-mt0-xl (4-bit)",
+    ]
     assert len(board.columns) == 1
 
 
@@ -373,7 +439,9 @@ def test_heatmap_names_do_not_depend_on_other_records(tmp_path: Path) -> None:
     from mvleval.leaderboard import heatmap_name
 
     alone = build_leaderboard([(Path("a.json"), make_record("a"))])
-    crowded = build_leaderboard([(Path("a.json"), make_record("a")), (Path("b.json"), make_record("b", fingerprint="0" * 32))])
+    crowded = build_leaderboard(
+        [(Path("a.json"), make_record("a")), (Path("b.json"), make_record("b", fingerprint="0" * 32))]
+    )
     [name] = [heatmap_name(c) for c in alone.columns]
     assert name in [heatmap_name(c) for c in crowded.columns] and len(crowded.columns) == 2
     written = write_leaderboard(crowded, tmp_path)
@@ -398,7 +466,9 @@ def test_heatmap_labels_keep_the_model_folder_and_the_settings() -> None:
 
 
 # -- issue 29: labels in words, short model names, simultaneous records -------------------------------------------
-def _board(capsys: pytest.CaptureFixture[str], tmp_path: Path, records: list[RunRecord]) -> tuple[str, str, str, dict[str, Any]]:
+def _board(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, records: list[RunRecord]
+) -> tuple[str, str, str, dict[str, Any]]:
     """Write the records, run `mvleval leaderboard --json` on them: (markdown, html, csv, json document)."""
     import json
 
@@ -410,8 +480,12 @@ def _board(capsys: pytest.CaptureFixture[str], tmp_path: Path, records: list[Run
     out = tmp_path / "lb"
     code, stdout, stderr = cli(capsys, "leaderboard", folder, "--out", out, "--json")
     assert code == 0, stderr
-    return ((out / "leaderboard.md").read_text(encoding="utf-8"), (out / "leaderboard.html").read_text(encoding="utf-8"),
-            (out / "leaderboard.csv").read_text(encoding="utf-8"), json.loads(stdout))
+    return (
+        (out / "leaderboard.md").read_text(encoding="utf-8"),
+        (out / "leaderboard.html").read_text(encoding="utf-8"),
+        (out / "leaderboard.csv").read_text(encoding="utf-8"),
+        json.loads(stdout),
+    )
 
 
 def test_columns_of_two_prompt_styles_are_labelled_in_words(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -431,13 +505,19 @@ def test_rows_show_a_short_model_name_and_keep_the_path(capsys: pytest.CaptureFi
     md, html, csv, doc = _board(capsys, tmp_path, [a, b, twin])
     labels = sorted(r["label"] for r in doc["rows"])
     # the folder's own name; two folders named alike get the parents that tell them apart
-    assert labels == ["2024-06/checkpoints/mblip-mt0-xl (4-bit)", "mblip-bloomz-7b (4-bit)", "run-2/checkpoints/mblip-mt0-xl (4-bit)"]
+    assert labels == [
+        "2024-06/checkpoints/mblip-mt0-xl (4-bit)",
+        "mblip-bloomz-7b (4-bit)",
+        "run-2/checkpoints/mblip-mt0-xl (4-bit)",
+    ]
     assert "/home/user" not in md.split("## Records")[0]
     assert 'title="/home/user/experiments/2024-06/checkpoints/mblip-mt0-xl"' in html
     assert "/home/user/experiments/2024-06/checkpoints/mblip-mt0-xl" in csv
 
 
-def test_records_made_at_the_same_moment_are_not_called_older(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_records_made_at_the_same_moment_are_not_called_older(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     first = make_record("run-a", per_lang={"de": 0.5, "en": 0.6})
     second = make_record("run-b", per_lang={"de": 0.1, "en": 0.2})  # same created_at, other scores
     md, html, _, doc = _board(capsys, tmp_path, [first, second])
@@ -448,16 +528,28 @@ def test_records_made_at_the_same_moment_are_not_called_older(capsys: pytest.Cap
     # an older record is still called older: no note on its row
     old = make_record("run-old", created_at="2023-01-01T00:00:00+00:00")
     md, _, _, doc = _board(capsys, tmp_path / "2", [old, second])
-    assert doc["superseded"][0]["simultaneous"] is False and "neither is older" not in md.split("## Superseded records")[1].split("|", 1)[1]
+    assert (
+        doc["superseded"][0]["simultaneous"] is False
+        and "neither is older" not in md.split("## Superseded records")[1].split("|", 1)[1]
+    )
 
 
 def test_heatmap_title_is_not_clipped(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """Issue 29: a column label with its hashes made the heatmap's title run off both edges of the image."""
     from PIL import Image
 
-    long_a = make_record("a", task="xm3600", metric="cider", signature=CIDER_SIG, per_lang={"en": 0.5}, fingerprint="a" * 32)
-    long_b = make_record("b", task="xm3600", metric="cider", signature=CIDER_SIG + "|x", per_lang={"en": 0.4},
-                         fingerprint="b" * 32, protocol_hash="q" * 16)
+    long_a = make_record(
+        "a", task="xm3600", metric="cider", signature=CIDER_SIG, per_lang={"en": 0.5}, fingerprint="a" * 32
+    )
+    long_b = make_record(
+        "b",
+        task="xm3600",
+        metric="cider",
+        signature=CIDER_SIG + "|x",
+        per_lang={"en": 0.4},
+        fingerprint="b" * 32,
+        protocol_hash="q" * 16,
+    )
     _, _, _, doc = _board(capsys, tmp_path, [long_a, long_b])
     pngs = [Path(p) for p in doc["written"] if p.endswith(".png")]
     assert len(pngs) == 2

@@ -64,12 +64,17 @@ def comparable(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def test_second_run_generates_nothing_and_gives_the_same_record(capsys: Any, demo_data: tuple[Path, Path], model: Path,
-                                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_second_run_generates_nothing_and_gives_the_same_record(
+    capsys: Any, demo_data: tuple[Path, Path], model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, _, err = run(capsys, demo_data, model, tmp_path / "first", "--batch-size", "4")
     assert code == 0, err
-    assert cache_counts(tmp_path / "first") == {"mode": "read-write", "answers_from_cache": 0, "answers_generated": N,
-                                                "answers_stored": N}
+    assert cache_counts(tmp_path / "first") == {
+        "mode": "read-write",
+        "answers_from_cache": 0,
+        "answers_generated": N,
+        "answers_stored": N,
+    }
     assert not any("cached" in row for row in rows_of(tmp_path / "first"))
 
     from mvleval.backends.hf_vlm import HfVlmBackend
@@ -81,8 +86,12 @@ def test_second_run_generates_nothing_and_gives_the_same_record(capsys: Any, dem
     # another batch size: answers do not depend on the batch, so they are cached per example
     code, _, err = run(capsys, demo_data, model, tmp_path / "second", "--batch-size", "3")
     assert code == 0, err
-    assert cache_counts(tmp_path / "second") == {"mode": "read-write", "answers_from_cache": N, "answers_generated": 0,
-                                                 "answers_stored": 0}
+    assert cache_counts(tmp_path / "second") == {
+        "mode": "read-write",
+        "answers_from_cache": N,
+        "answers_generated": 0,
+        "answers_stored": 0,
+    }
     first, second = rows_of(tmp_path / "first"), rows_of(tmp_path / "second")
     assert all(row.pop("cached") is True for row in second) and len(second) == N
     assert second == first
@@ -117,7 +126,9 @@ def test_what_changes_an_answer_misses(capsys: Any, demo_data: tuple[Path, Path]
     from transformers import AutoModelForImageTextToText
 
     torch.manual_seed(0)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=r".*language_model.*\.(q_proj|v_proj)", init_lora_weights=False)
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=r".*language_model.*\.(q_proj|v_proj)", init_lora_weights=False
+    )
     adapter = tmp_path / "lora"
     get_peft_model(AutoModelForImageTextToText.from_pretrained(model), config).save_pretrained(adapter)
     assert run(capsys, demo_data, model, tmp_path / "adapter", "--adapter", adapter)[0] == 0
@@ -141,14 +152,19 @@ def test_what_changes_an_answer_misses(capsys: Any, demo_data: tuple[Path, Path]
     assert cache_counts(tmp_path / "again")["answers_from_cache"] == N
 
 
-def test_cache_off_generates_and_read_stores_nothing(capsys: Any, demo_data: tuple[Path, Path], model: Path,
-                                                     tmp_path: Path) -> None:
+def test_cache_off_generates_and_read_stores_nothing(
+    capsys: Any, demo_data: tuple[Path, Path], model: Path, tmp_path: Path
+) -> None:
     from mvleval.cache import ResponseCache
 
     # read on an empty cache: generates, stores nothing (not even the file)
     assert run(capsys, demo_data, model, tmp_path / "read-empty", "--cache", "read")[0] == 0
-    assert cache_counts(tmp_path / "read-empty") == {"mode": "read", "answers_from_cache": 0, "answers_generated": N,
-                                                     "answers_stored": 0}
+    assert cache_counts(tmp_path / "read-empty") == {
+        "mode": "read",
+        "answers_from_cache": 0,
+        "answers_generated": N,
+        "answers_stored": 0,
+    }
     assert ResponseCache("read").info().entries == 0
     assert run(capsys, demo_data, model, tmp_path / "rw")[0] == 0
     assert ResponseCache("read").info().entries == N
@@ -163,8 +179,9 @@ def test_cache_off_generates_and_read_stores_nothing(capsys: Any, demo_data: tup
     assert comparable(off) == comparable(record_of(tmp_path / "rw"))
 
 
-def test_mblip_backend_answers_a_second_run_from_the_cache(capsys: Any, demo_data: tuple[Path, Path], tiny_mt5_dir: Path,
-                                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mblip_backend_answers_a_second_run_from_the_cache(
+    capsys: Any, demo_data: tuple[Path, Path], tiny_mt5_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert run(capsys, demo_data, tiny_mt5_dir, tmp_path / "first")[0] == 0
     assert cache_counts(tmp_path / "first")["answers_generated"] == N
     from mvleval.backends.mblip import MBlipBackend

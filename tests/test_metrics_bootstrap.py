@@ -148,5 +148,7 @@ def test_image_clusters_join_examples_that_share_any_image() -> None:
     def ex(i: str, *images: str) -> Example:
         return Example(id=i, lang="en", prompt="", images=tuple(Path(p) for p in images), references=("x",), target="x")
 
-    keys = image_clusters([ex("1", "a.jpg"), ex("2", "b.jpg", "c.jpg"), ex("3", "a.jpg"), ex("4", "c.jpg", "d.jpg"), ex("5", "e.jpg")])
+    keys = image_clusters(
+        [ex("1", "a.jpg"), ex("2", "b.jpg", "c.jpg"), ex("3", "a.jpg"), ex("4", "c.jpg", "d.jpg"), ex("5", "e.jpg")]
+    )
     assert keys[0] == keys[2] and keys[1] == keys[3] and len(set(keys)) == 3

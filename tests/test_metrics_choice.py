@@ -252,29 +252,54 @@ LABELLED: list[tuple[str, str, list[str], tuple[str, ...], str | None]] = [
 def test_the_table_is_large_and_multilingual() -> None:
     assert len(TABLE) + len(LABELLED) >= 150
     languages = {row[0] for row in TABLE} | {row[0] for row in LABELLED}
-    scripts = {"Latin", "Han", "Kana", "Hangul", "Devanagari", "Bengali", "Tamil", "Cyrillic", "Arabic", "Hebrew", "Greek", "Thai"}
+    scripts = {
+        "Latin",
+        "Han",
+        "Kana",
+        "Hangul",
+        "Devanagari",
+        "Bengali",
+        "Tamil",
+        "Cyrillic",
+        "Arabic",
+        "Hebrew",
+        "Greek",
+        "Thai",
+    }
     assert len(languages) >= 15 and len(scripts) >= 12
     assert sum(1 for row in TABLE if row[3] is None) >= 25  # the cases that must stay format errors
 
 
-@pytest.mark.parametrize(("lang", "prediction", "choices", "expected"), TABLE,
-                         ids=[f"{i:03d}-{row[0]}" for i, row in enumerate(TABLE)])
+@pytest.mark.parametrize(
+    ("lang", "prediction", "choices", "expected"), TABLE, ids=[f"{i:03d}-{row[0]}" for i, row in enumerate(TABLE)]
+)
 def test_a_careful_reader_s_label(lang: str, prediction: str, choices: list[str] | None, expected: str | None) -> None:
     found = extract_choice(prediction, choices)
     assert found.label == expected, (prediction, found)
     assert (found.rule == "format-error") == (expected is None)
 
 
-@pytest.mark.parametrize(("lang", "prediction", "choices", "labels", "expected"), LABELLED,
-                         ids=[f"{i:03d}-{row[0]}" for i, row in enumerate(LABELLED)])
-def test_benchmark_labels(lang: str, prediction: str, choices: list[str], labels: tuple[str, ...], expected: str | None) -> None:
+@pytest.mark.parametrize(
+    ("lang", "prediction", "choices", "labels", "expected"),
+    LABELLED,
+    ids=[f"{i:03d}-{row[0]}" for i, row in enumerate(LABELLED)],
+)
+def test_benchmark_labels(
+    lang: str, prediction: str, choices: list[str], labels: tuple[str, ...], expected: str | None
+) -> None:
     assert extract_choice(prediction, choices, labels).label == expected, prediction
 
 
-@pytest.mark.parametrize(("prediction", "rule"), [
-    ("B", "label"), ("The answer is B", "answer-phrase"), ("It is a dog.", "choice-text"), ("I think B", "lone-label"),
-    ("A or B", "format-error"),
-])
+@pytest.mark.parametrize(
+    ("prediction", "rule"),
+    [
+        ("B", "label"),
+        ("The answer is B", "answer-phrase"),
+        ("It is a dog.", "choice-text"),
+        ("I think B", "lone-label"),
+        ("A or B", "format-error"),
+    ],
+)
 def test_each_rule_is_named(prediction: str, rule: str) -> None:
     assert extract_choice(prediction, ANIMALS).rule == rule
 
@@ -285,8 +310,12 @@ def test_the_metric_reports_format_errors_and_the_rule_per_sample() -> None:
     result = metric.score(predictions, [["B"], ["A"], ["A"], ["C"]], "en", choices=[ANIMALS] * 4)
     assert result.per_example == [1.0, 0.0, 1.0, 0.0]
     assert result.extra == {"format_error_rate": 0.5}
-    assert result.per_example_extra == [{"label": "B", "rule": "answer-phrase"}, {"label": "", "rule": "format-error"},
-                                        {"label": "A", "rule": "choice-text"}, {"label": "", "rule": "format-error"}]
+    assert result.per_example_extra == [
+        {"label": "B", "rule": "answer-phrase"},
+        {"label": "", "rule": "format-error"},
+        {"label": "A", "rule": "choice-text"},
+        {"label": "", "rule": "format-error"},
+    ]
     assert "extract=cascade-1" in metric.signature() and "labels=A-Z" in metric.signature()
     assert "labels=ก,ข,ค,ง" in ChoiceAccuracy(labels=THAI_LABELS).signature()
 
@@ -304,14 +333,36 @@ def test_a_benchmark_folder_s_own_labels_and_cluster_field(tmp_path: Path) -> No
     from mvleval.errors import MvlevalError
     from mvleval.filetask import load_file_task
 
-    header = ("version: 1\ndescription: M3Exam-style Thai exam\nkind: multiple_choice\n"
-              "prompt: \"{question} {choices} ตอบ:\"\nchoices_separator: \" \"\nlabels: [ก, ข, ค, ง]\ncluster: photo\n")
-    rows = [{"id": "1", "lang": "th", "images": ["a.png"], "question": "สัตว์อะไร", "choices": TH, "answers": ["สุนัข"], "photo": "p1"},
-            {"id": "2", "lang": "th", "images": ["a.png"], "question": "สัตว์อะไร", "choices": TH, "answers": ["นก"], "photo": "p1"}]
+    header = (
+        "version: 1\ndescription: M3Exam-style Thai exam\nkind: multiple_choice\n"
+        'prompt: "{question} {choices} ตอบ:"\nchoices_separator: " "\nlabels: [ก, ข, ค, ง]\ncluster: photo\n'
+    )
+    rows = [
+        {
+            "id": "1",
+            "lang": "th",
+            "images": ["a.png"],
+            "question": "สัตว์อะไร",
+            "choices": TH,
+            "answers": ["สุนัข"],
+            "photo": "p1",
+        },
+        {
+            "id": "2",
+            "lang": "th",
+            "images": ["a.png"],
+            "question": "สัตว์อะไร",
+            "choices": TH,
+            "answers": ["นก"],
+            "photo": "p1",
+        },
+    ]
     folder = tmp_path / "thai-exam"
     folder.mkdir()
     (folder / "benchmark.yaml").write_text(header, encoding="utf-8")
-    (folder / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    (folder / "data.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
     task = load_file_task(folder)
     row = task.rows[0]
     assert task.format_prompt(row) == "สัตว์อะไร ก. แมว ข. สุนัข ค. นก ง. ม้า ตอบ:"
@@ -320,14 +371,21 @@ def test_a_benchmark_folder_s_own_labels_and_cluster_field(tmp_path: Path) -> No
     assert "labels=ก,ข,ค,ง" in metric.signature()
     assert task.cluster_unit() == "photo" and task.protocol_extra()["choices"]["labels"] == list(THAI_LABELS)
     # a header whose labels or cluster field cannot work is refused, naming the key
-    for bad, message in ((header.replace("kind: multiple_choice", "kind: yesno").replace(" {choices}", ""), "labels apply to kind multiple_choice"),
-                         (header.replace("cluster: photo", "cluster: id"), "cluster names the row field"),
-                         (header.replace("[ก, ข, ค, ง]", "[ก, ก]"), "a label is listed twice")):
+    for bad, message in (
+        (
+            header.replace("kind: multiple_choice", "kind: yesno").replace(" {choices}", ""),
+            "labels apply to kind multiple_choice",
+        ),
+        (header.replace("cluster: photo", "cluster: id"), "cluster names the row field"),
+        (header.replace("[ก, ข, ค, ง]", "[ก, ก]"), "a label is listed twice"),
+    ):
         (folder / "benchmark.yaml").write_text(bad, encoding="utf-8")
         with pytest.raises(MvlevalError, match=message):
             load_file_task(folder)
     # every row needs the cluster field the header names
     (folder / "benchmark.yaml").write_text(header, encoding="utf-8")
-    (folder / "data.jsonl").write_text(json.dumps({**rows[0], "photo": None}, ensure_ascii=False) + "\n", encoding="utf-8")
+    (folder / "data.jsonl").write_text(
+        json.dumps({**rows[0], "photo": None}, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     with pytest.raises(MvlevalError, match="the header names 'photo' as the cluster field"):
         load_file_task(folder)

@@ -43,8 +43,9 @@ def test_table(hyps: list[str], refs: list[list[str]], expected: float) -> None:
 
 def _pycoco_cider(hyps: list[str], refs: list[list[str]]) -> tuple[float, list[float]]:
     cider = pytest.importorskip("pycocoevalcap.cider.cider")
-    score, scores = cider.Cider().compute_score({i: list(r) for i, r in enumerate(refs)},
-                                                {i: [h] for i, h in enumerate(hyps)})
+    score, scores = cider.Cider().compute_score(
+        {i: list(r) for i, r in enumerate(refs)}, {i: [h] for i, h in enumerate(hyps)}
+    )
     return float(score), [float(x) for x in scores]
 
 
@@ -67,8 +68,10 @@ def test_random_corpora_against_pycocoevalcap() -> None:
     for _ in range(200):
         n = rng.randint(1, 12)
         hyps = [" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 9))) for _ in range(n)]
-        refs = [[" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 9))) for _ in range(rng.randint(1, 5))]
-                for _ in range(n)]
+        refs = [
+            [" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 9))) for _ in range(rng.randint(1, 5))]
+            for _ in range(n)
+        ]
         value, per_image = _pycoco_cider(hyps, refs)
         ours, ours_per = cider_from_tokens(hyps, refs)
         assert ours == pytest.approx(value, abs=1e-9)
@@ -86,8 +89,9 @@ def test_sparse_corpora_against_pycocoevalcap(odd: str) -> None:
     vocab = [f"w{i}" for i in range(60)] + ([odd] if odd else [])
 
     def cap() -> str:
-        return rng.choice(["", " ", "\t"]).join(rng.choice(vocab) + rng.choice([" ", "  ", "\t "])
-                                                for _ in range(rng.randint(0, 12)))
+        return rng.choice(["", " ", "\t"]).join(
+            rng.choice(vocab) + rng.choice([" ", "  ", "\t "]) for _ in range(rng.randint(0, 12))
+        )
 
     n = 40
     hyps = [cap() for _ in range(n)]
@@ -111,8 +115,10 @@ def test_bootstrap_weights_equal_resampled_corpus() -> None:
     vocab = "a b c d e f".split()
     n = 30
     hyps = [" ".join(rng.choice(vocab) for _ in range(rng.randint(1, 8))) for _ in range(n)]
-    refs = [[" ".join(rng.choice(vocab) for _ in range(rng.randint(1, 8))) for _ in range(rng.randint(1, 3))]
-            for _ in range(n)]
+    refs = [
+        [" ".join(rng.choice(vocab) for _ in range(rng.randint(1, 8))) for _ in range(rng.randint(1, 3))]
+        for _ in range(n)
+    ]
     stats = cider_stats(hyps, refs)
     for seed in range(3):
         r = random.Random(seed)
@@ -131,8 +137,10 @@ def test_block_resamples_equal_resampled_corpora() -> None:
     vocab = [f"w{i}" for i in range(12)]
     n = 25
     hyps = [" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 10))) for _ in range(n)]
-    refs = [[" ".join(rng.choice(vocab) for _ in range(rng.randint(1, 10))) for _ in range(rng.randint(1, 3))]
-            for _ in range(n)]
+    refs = [
+        [" ".join(rng.choice(vocab) for _ in range(rng.randint(1, 10))) for _ in range(rng.randint(1, 3))]
+        for _ in range(n)
+    ]
     stats = cider_stats(hyps, refs)
     counts = next(resample_counts(n, 6, seed=4))
     block = stats.resample_scores(counts)
@@ -162,8 +170,9 @@ def test_interval_is_seeded_and_brackets_the_value() -> None:
 
 def test_metric_result_fields() -> None:
     metric = Cider(bootstrap_resamples=50)
-    result = metric.score(["A dog runs on the grass.", "Two cats."], [["A dog is running.", "A dog runs."],
-                                                                      ["Two cats sleep."]], "en")
+    result = metric.score(
+        ["A dog runs on the grass.", "Two cats."], [["A dog is running.", "A dog runs."], ["Two cats sleep."]], "en"
+    )
     assert isinstance(result, MetricResult)
     assert result.value is not None and len(result.per_example or []) == 2
     assert result.interval is not None and result.interval[0] <= result.interval[1]
@@ -213,7 +222,7 @@ def _cases(shared_data: Path) -> list[tuple[str, str, list[str], list[list[str]]
     corpora = real_corpora(shared_data)
     cases = []
     f30k = corpora["flickr30k"][1]
-    groups = [f30k[i:i + 5] for i in range(0, len(f30k), 5)]
+    groups = [f30k[i : i + 5] for i in range(0, len(f30k), 5)]
     cases.append(("flickr30k-loo", "en", [g[0] for g in groups], [g[1:] for g in groups]))
     rng = random.Random(0)
     shuffled = [g[0] for g in groups]
@@ -250,11 +259,11 @@ def test_end_to_end_parity_with_java_pipeline(shared_data: Path) -> None:
     java = java_tokenize(lines)
     metric = Cider(bootstrap_resamples=0)
     for (name, lang, preds, refs), (start, n_ref, n_hyp) in zip(cases, spans):
-        ref_tok = java[start:start + n_ref]
-        hyp_tok = java[start + n_ref:start + n_ref + n_hyp]
+        ref_tok = java[start : start + n_ref]
+        hyp_tok = java[start + n_ref : start + n_ref + n_hyp]
         grouped, i = [], 0
         for rs in refs:
-            grouped.append(ref_tok[i:i + len(rs)])
+            grouped.append(ref_tok[i : i + len(rs)])
             i += len(rs)
         expected, _ = _pycoco_cider(hyp_tok, grouped)
         got = metric.score(preds, refs, lang).value

@@ -101,8 +101,10 @@ def test_bad_input(preds: list, refs: list) -> None:
         ExactMatch().score(preds, refs, "en")
 
 
-_ALPHABET = st.sampled_from(list("abcdeyson tTwhA .,;:!?-/()[]\"'`_+=<>@\\{}0123456789\n\t") +
-                            ["two", "none", "the ", "an ", "dont", "yall", "é", "İ", "ß", "中", "\u3000", "..."])
+_ALPHABET = st.sampled_from(
+    list("abcdeyson tTwhA .,;:!?-/()[]\"'`_+=<>@\\{}0123456789\n\t")
+    + ["two", "none", "the ", "an ", "dont", "yall", "é", "İ", "ß", "中", "\u3000", "..."]
+)
 
 
 @settings(max_examples=300, deadline=None)

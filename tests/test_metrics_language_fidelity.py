@@ -54,9 +54,19 @@ def test_real_references_are_detected_as_their_language(shared_data: Path, metri
 
 @pytest.mark.parametrize(
     ("code", "names"),
-    [("no", ("BOKMAL", "NYNORSK")), ("nb", ("BOKMAL",)), ("nn", ("NYNORSK",)), ("fil", ("TAGALOG",)),
-     ("tl", ("TAGALOG",)), ("he", ("HEBREW",)), ("zh", ("CHINESE",)), ("fa", ("PERSIAN",)), ("mi", ("MAORI",)),
-     ("quz", None), ("xx", None)],
+    [
+        ("no", ("BOKMAL", "NYNORSK")),
+        ("nb", ("BOKMAL",)),
+        ("nn", ("NYNORSK",)),
+        ("fil", ("TAGALOG",)),
+        ("tl", ("TAGALOG",)),
+        ("he", ("HEBREW",)),
+        ("zh", ("CHINESE",)),
+        ("fa", ("PERSIAN",)),
+        ("mi", ("MAORI",)),
+        ("quz", None),
+        ("xx", None),
+    ],
 )
 def test_language_mapping(code: str, names: tuple[str, ...] | None) -> None:
     assert lingua_names(code) == names
@@ -147,8 +157,44 @@ def test_interval_and_errors() -> None:
 
 # -- nonsense ------------------------------------------------------------------------------------------------------
 XFLICKRCO = ("de", "en", "es", "id", "ja", "ru", "tr", "zh")
-XM3600 = ("ar", "bn", "cs", "da", "de", "el", "en", "es", "fa", "fi", "fil", "fr", "he", "hi", "hr", "hu", "id", "it",
-          "ja", "ko", "mi", "nl", "no", "pl", "pt", "quz", "ro", "ru", "sv", "sw", "te", "th", "tr", "uk", "vi", "zh")
+XM3600 = (
+    "ar",
+    "bn",
+    "cs",
+    "da",
+    "de",
+    "el",
+    "en",
+    "es",
+    "fa",
+    "fi",
+    "fil",
+    "fr",
+    "he",
+    "hi",
+    "hr",
+    "hu",
+    "id",
+    "it",
+    "ja",
+    "ko",
+    "mi",
+    "nl",
+    "no",
+    "pl",
+    "pt",
+    "quz",
+    "ro",
+    "ru",
+    "sv",
+    "sw",
+    "te",
+    "th",
+    "tr",
+    "uk",
+    "vi",
+    "zh",
+)
 
 
 @pytest.fixture(scope="module")
@@ -181,10 +227,20 @@ NONSENSE_ROWS = [
     ("ыяшоб йкшеде огша эінье оркьмц", "ru", Verdict.WRONG),  # random Cyrillic: far from Russian in the full set
 ]
 NONSENSE_MORE = [  # the same in the other scripts the tasks use
-    ("ลาลาลาลาลาลาลาลา", "th"), ("λα λα λα λα λα λα", "el"), ("ما ما ما ما ما ما ما", "ar"), ("נא נא נא נא נא", "he"),
-    ("लालालालालालाला", "hi"), ("একটি একটি একটি একটি", "bn"), ("மாமாமாமாமாமா", "ta"), ("నానానానానానా", "te"),
-    ("하하하하하하하하", "ko"), ("사람 사람 사람 사람", "ko"), ("ναυόναναυόναναυ", "el"),
-    ("ครับ 没有 ครับ ครับ 什么 ", "th"), ("한국 да 사람 ▁ 이", "ko"), ("हिंदी भाषा में ελλ", "hi"),
+    ("ลาลาลาลาลาลาลาลา", "th"),
+    ("λα λα λα λα λα λα", "el"),
+    ("ما ما ما ما ما ما ما", "ar"),
+    ("נא נא נא נא נא", "he"),
+    ("लालालालालालाला", "hi"),
+    ("একটি একটি একটি একটি", "bn"),
+    ("மாமாமாமாமாமா", "ta"),
+    ("నానానానానానా", "te"),
+    ("하하하하하하하하", "ko"),
+    ("사람 사람 사람 사람", "ko"),
+    ("ναυόναναυόναναυ", "el"),
+    ("ครับ 没有 ครับ ครับ 什么 ", "th"),
+    ("한국 да 사람 ▁ 이", "ko"),
+    ("हिंदी भाषा में ελλ", "hi"),
 ]
 
 
@@ -203,11 +259,18 @@ def test_nonsense_in_other_scripts(text: str, requested: str, xm3600: LanguageFi
 # a loop (banana, Ananas, anak-anak), Latin brand names in zh/ja captions (the most Latin one in xFlickrCO zh: 44%),
 # katakana words with the long-vowel mark
 REAL_ROWS = [(t, lang) for lang, texts in HANDWRITTEN.items() for t in texts] + [
-    ("A large banana tree filled with lots of bananas.", "en"), ("banana", "en"), ("Ein Handy mit einer Ananas.", "de"),
-    ("Anak-anak bermain di taman.", "id"), ("一个Sprint的老式按键式手机，他的小屏幕上显示着UpStage", "zh"),
-    ("庆祝Kate和Luke回归的彩色蛋糕。", "zh"), ("ミスタードーナツのドーナツとコーヒーである", "ja"),
-    ("Wie dick ist die Person, hinter der der Tisch steht?", "de"), ("A close up of dozens of of oranges stacked.", "en"),
-    ("Crosstown行きの白いバスが停車している", "ja"), ("人々が公園を歩いている", "ja"), ("เด็ก ๆ เล่นฟุตบอล ABC 123.", "th"),
+    ("A large banana tree filled with lots of bananas.", "en"),
+    ("banana", "en"),
+    ("Ein Handy mit einer Ananas.", "de"),
+    ("Anak-anak bermain di taman.", "id"),
+    ("一个Sprint的老式按键式手机，他的小屏幕上显示着UpStage", "zh"),
+    ("庆祝Kate和Luke回归的彩色蛋糕。", "zh"),
+    ("ミスタードーナツのドーナツとコーヒーである", "ja"),
+    ("Wie dick ist die Person, hinter der der Tisch steht?", "de"),
+    ("A close up of dozens of of oranges stacked.", "en"),
+    ("Crosstown行きの白いバスが停車している", "ja"),
+    ("人々が公園を歩いている", "ja"),
+    ("เด็ก ๆ เล่นฟุตบอล ABC 123.", "th"),
 ]
 
 
@@ -228,8 +291,14 @@ def test_real_text_stays_faithful(text: str, requested: str) -> None:
 
 # (text, share of letters in tandem repeats), counted by hand: units repeated 3 times (2.5 from 4 characters on)
 REPEAT_ROWS = [
-    ("glglgl", 1.0), ("banana", 0.0), ("dress shirt", 0.0), ("ab ab ab xyzw", 6 / 10),
-    ("ναυόναναυόναναυ", 1.0), ("abcabc", 0.0), ("", 0.0), ("123 123 123", 0.0),
+    ("glglgl", 1.0),
+    ("banana", 0.0),
+    ("dress shirt", 0.0),
+    ("ab ab ab xyzw", 6 / 10),
+    ("ναυόναναυόναναυ", 1.0),
+    ("abcabc", 0.0),
+    ("", 0.0),
+    ("123 123 123", 0.0),
 ]
 
 
@@ -238,10 +307,20 @@ def test_repeat_share(text: str, share: float) -> None:
     assert repeat_share(text) == pytest.approx(share)
 
 
-@pytest.mark.parametrize(("text", "requested", "share"), [
-    ("Ein Hund", "de", 0.0), ("Hundсобака", "de", 6 / 10), ("一个Sprint", "zh", 0.0), ("<pad>ab", "en", 5 / 7),
-    ("猫がいる", "ja", 0.0), ("人々", "ja", 0.0), ("スーパー", "ja", 0.0), ("한국語", "ko", 0.0), ("ab\ufffd", "en", 1 / 3),
-])
+@pytest.mark.parametrize(
+    ("text", "requested", "share"),
+    [
+        ("Ein Hund", "de", 0.0),
+        ("Hundсобака", "de", 6 / 10),
+        ("一个Sprint", "zh", 0.0),
+        ("<pad>ab", "en", 5 / 7),
+        ("猫がいる", "ja", 0.0),
+        ("人々", "ja", 0.0),
+        ("スーパー", "ja", 0.0),
+        ("한국語", "ko", 0.0),
+        ("ab\ufffd", "en", 1 / 3),
+    ],
+)
 def test_foreign_share(text: str, requested: str, share: float) -> None:
     assert foreign_share(text, requested) == pytest.approx(share)
 
@@ -273,19 +352,29 @@ def test_false_credit_on_seeded_nonsense_is_bounded() -> None:
     # random Latin and Cyrillic letters: the unrestricted top-3 check refuses about a third of what the restricted
     # detector credits (measured on these 80 texts: 20 credited; 30 without that check)
     letters = [r for r in gibberish(seed=0, n_per_kind=40) if r.kind == "letters" and r.script in ("Latin", "Cyrillic")]
-    n = sum(metrics.setdefault(str(r.requested in XFLICKRCO), LanguageFidelity(
-        XFLICKRCO if r.requested in XFLICKRCO else XM3600, bootstrap_resamples=0)).verdicts([r.text], r.requested)
-        == [Verdict.FAITHFUL] for r in letters)
+    n = sum(
+        metrics.setdefault(
+            str(r.requested in XFLICKRCO),
+            LanguageFidelity(XFLICKRCO if r.requested in XFLICKRCO else XM3600, bootstrap_resamples=0),
+        ).verdicts([r.text], r.requested)
+        == [Verdict.FAITHFUL]
+        for r in letters
+    )
     assert n <= 24, n
 
 
 # -- references that are not in their language ---------------------------------------------------------------------
-EN_CAPTIONS = ["A dog runs across the green grass.", "A man in a red shirt rides a bicycle.",
-               "Two children are playing on the beach.", "A woman holds a blue umbrella near a car."]
+EN_CAPTIONS = [
+    "A dog runs across the green grass.",
+    "A man in a red shirt rides a bicycle.",
+    "Two children are playing on the beach.",
+    "A woman holds a blue umbrella near a car.",
+]
 
 
 def test_score_warns_when_references_are_not_in_the_language(
-        xm3600: LanguageFidelity, caplog: pytest.LogCaptureFixture) -> None:
+    xm3600: LanguageFidelity, caplog: pytest.LogCaptureFixture
+) -> None:
     bn = HANDWRITTEN["bn"][:3]
     with caplog.at_level(logging.WARNING, logger="mvleval"):
         result = xm3600.score(bn, [[c] for c in EN_CAPTIONS[:3]], "bn")
@@ -313,14 +402,50 @@ def test_data_check_warns_about_references_not_in_their_language(tmp_path: Path)
     for i, en in enumerate(EN_CAPTIONS):
         key = f"{i:016x}"
         placeholder_images([images / "xm3600" / f"{key}.jpg"], size=16)  # data check opens every image
-        rows.append({"image/key": key, "image/locale": "en", "en": {"caption": [en]}, "bn": {"caption": [en]},
-                     "de": {"caption": [["Ein Hund läuft über das grüne Gras.", "Ein Mann fährt Fahrrad.",
-                                         "Zwei Kinder spielen am Strand.", "Eine Frau hält einen Schirm."][i]]}})
+        rows.append(
+            {
+                "image/key": key,
+                "image/locale": "en",
+                "en": {"caption": [en]},
+                "bn": {"caption": [en]},
+                "de": {
+                    "caption": [
+                        [
+                            "Ein Hund läuft über das grüne Gras.",
+                            "Ein Mann fährt Fahrrad.",
+                            "Zwei Kinder spielen am Strand.",
+                            "Eine Frau hält einen Schirm.",
+                        ][i]
+                    ]
+                },
+            }
+        )
     (data / "xm3600" / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    proc = subprocess.run([mvleval, "data", "check", "--task", "xm3600", "--data-root", str(data), "--image-root",
-                           str(images), "-l", "en", "-l", "bn", "-l", "de"],
-                          check=False, capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [
+            mvleval,
+            "data",
+            "check",
+            "--task",
+            "xm3600",
+            "--data-root",
+            str(data),
+            "--image-root",
+            str(images),
+            "-l",
+            "en",
+            "-l",
+            "bn",
+            "-l",
+            "de",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert "Warnings:" in out and "bn: the 'bn' references are not in bn" in out, out

@@ -26,16 +26,21 @@ from tests.helpers import read_jsonl
 # (caption, expected tokens after pycocoevalcap's punctuation removal), from the jar (see module docstring)
 ROWS = [
     ("A man's dog doesn't run.", "a man 's dog does n't run"),
-    ('"Hello," she said -- \'ok\' (yes) [no] {x}', "hello she said ok -lrb- yes -rrb- -lsb- no -rsb- -lcb- x -rcb-"),
+    ("\"Hello,\" she said -- 'ok' (yes) [no] {x}", "hello she said ok -lrb- yes -rrb- -lsb- no -rsb- -lcb- x -rcb-"),
     ("I can't, won't and cannot go; gonna wanna?", "i ca n't wo n't and can not go gon na wan na"),
     ("The U.S. He left at 5 p.m. with Mr. Smith, etc.", "the u.s. he left at 5 p.m. with mr. smith etc."),
     ("vitamin C. The dog", "vitamin c the dog"),  # a lone letter before "The" gives up its period
     ("in the U.S.", "in the u.s."),
     ("a well-known 3-year-old x-ray e-mail", "a well-known 3-year-old x-ray e-mail"),
-    ("50% $5 €5 £3 ¢7 ½ cup 1/2 1,000.50 4:37 12-10-2019",
-     "50 % $ 5 $ 5 # 3 cents 7 1/2 cup 1/2 1,000.50 4:37 12-10-2019"),
+    (
+        "50% $5 €5 £3 ¢7 ½ cup 1/2 1,000.50 4:37 12-10-2019",
+        "50 % $ 5 $ 5 # 3 cents 7 1/2 cup 1/2 1,000.50 4:37 12-10-2019",
+    ),
     ("Ellipsis… and “curly” ‘quotes’ – dash — em ...", "ellipsis and curly quotes dash em"),
-    ("「こんにちは」、世界。（テスト）！？", "こんにちは 、 世界 。 （ テスト ） ！ ？"),  # 「」 are untokenizable: deleted
+    (
+        "「こんにちは」、世界。（テスト）！？",
+        "こんにちは 、 世界 。 （ テスト ） ！ ？",
+    ),  # 「」 are untokenizable: deleted
     ("ΟΔΟΣ Σ ΟΔΟΣ3U.S.", "οδος σ οδοσ3u.s"),  # Java's final sigma looks at the whole word
     ("rock'n'roll o'clock y'all '90s Mac’N’Chees it’s", "rock 'n' roll o'clock y' all '90s mac ’n’ chees it 's"),
     ("schwarz/weiß and/or AT&T &amp; :) ;D", "schwarz/wei ß and/or at&t & :-rrb- ;d"),
@@ -70,20 +75,23 @@ def test_context_crosses_lines() -> None:
     assert ptb_tokenize_lines(["the new Nintendo Wii U."]) == ["the new nintendo wii u."]
 
 
-@pytest.mark.parametrize(("lines", "expected"), [
-    # From the jar: a zero-width or direction mark (common in Arabic, Hebrew, Farsi and Thai text) or a byte-order mark
-    # after "U." stops the rule that splits off the period before a capitalised word; plain and ideographic spaces,
-    # tabs and double spaces do not.
-    (["Wii U.\u200e A dog"], ["wii u. a dog"]),
-    (["Wii U.\ufeffA dog"], ["wii u. a dog"]),
-    (["Wii U.\x00A dog"], ["wii u. a dog"]),
-    (["Wii U.\u200b", "A dog"], ["wii u.", "a dog"]),
-    (["Wii U. \u200b", "A dog"], ["wii u.", "a dog"]),
-    (["the new Nintendo Wii U.\u3000A dog"], ["the new nintendo wii u a dog"]),
-    (["the new Nintendo Wii U.\tA dog"], ["the new nintendo wii u a dog"]),
-    (["Wii U.  A dog"], ["wii u a dog"]),
-    (["Wii U.", "\u3000A dog"], ["wii u", "a dog"]),
-])
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        # From the jar: a zero-width or direction mark (common in Arabic, Hebrew, Farsi and Thai text) or a byte-order mark
+        # after "U." stops the rule that splits off the period before a capitalised word; plain and ideographic spaces,
+        # tabs and double spaces do not.
+        (["Wii U.\u200e A dog"], ["wii u. a dog"]),
+        (["Wii U.\ufeffA dog"], ["wii u. a dog"]),
+        (["Wii U.\x00A dog"], ["wii u. a dog"]),
+        (["Wii U.\u200b", "A dog"], ["wii u.", "a dog"]),
+        (["Wii U. \u200b", "A dog"], ["wii u.", "a dog"]),
+        (["the new Nintendo Wii U.\u3000A dog"], ["the new nintendo wii u a dog"]),
+        (["the new Nintendo Wii U.\tA dog"], ["the new nintendo wii u a dog"]),
+        (["Wii U.  A dog"], ["wii u a dog"]),
+        (["Wii U.", "\u3000A dog"], ["wii u", "a dog"]),
+    ],
+)
 def test_context_is_the_real_text(lines: list[str], expected: list[str]) -> None:
     assert ptb_tokenize_lines(lines) == expected
 
@@ -103,8 +111,14 @@ _CHUNK_PIECES = ["St", "st", "No", "Mr", "gonna", "Cannot", "wanna", "Yahoo", "e
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.lists(st.sampled_from(_CHUNK_ALPHABET + _CHUNK_PIECES), min_size=1, max_size=5).map("".join),
-                min_size=1, max_size=30, unique=True))
+@given(
+    st.lists(
+        st.lists(st.sampled_from(_CHUNK_ALPHABET + _CHUNK_PIECES), min_size=1, max_size=5).map("".join),
+        min_size=1,
+        max_size=30,
+        unique=True,
+    )
+)
 def test_bulk_shortcut_agrees_with_the_chunk_rules(chunks: list[str]) -> None:
     """The bulk pass over distinct chunks (regexes over all of them at once) claims a chunk is one known token only
     where the per-chunk rules (themselves checked against the jar below) give exactly that token."""
@@ -159,7 +173,9 @@ def java_raw(lines: tuple[str, ...]) -> tuple[str, ...]:
     try:
         out = subprocess.run(
             ["java", "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase", name],
-            capture_output=True, check=True, timeout=300,
+            capture_output=True,
+            check=True,
+            timeout=300,
         ).stdout.decode("utf-8")
     finally:
         Path(name).unlink()
@@ -177,9 +193,14 @@ def real_corpora(shared_data: Path) -> dict[str, tuple[str, list[str]]]:
     d = shared_data / "iglue" / "datasets"
     out: dict[str, tuple[str, list[str]]] = {}
     for lg in ("de", "en", "ja", "zh"):
-        out[f"xflickrco-{lg}"] = (lg, [s for r in read_jsonl(d / "xFlickrCO/annotations" / lg / "test.jsonl")
-                                       for s in r["sentences"]])
-    out["flickr30k"] = ("en", [s for r in read_jsonl(d / "flickr30k/annotations/test_ann.jsonl") for s in r["sentences"]])
+        out[f"xflickrco-{lg}"] = (
+            lg,
+            [s for r in read_jsonl(d / "xFlickrCO/annotations" / lg / "test.jsonl") for s in r["sentences"]],
+        )
+    out["flickr30k"] = (
+        "en",
+        [s for r in read_jsonl(d / "flickr30k/annotations/test_ann.jsonl") for s in r["sentences"]],
+    )
     for lg in ("en", "ar"):
         rows = read_jsonl(d / "XVNLI/annotations" / lg / "test.jsonl")
         out[f"xvnli-{lg}"] = (lg, list(dict.fromkeys([r["sentence1"] for r in rows] + [r["sentence2"] for r in rows])))
@@ -190,8 +211,12 @@ def real_corpora(shared_data: Path) -> dict[str, tuple[str, list[str]]]:
 
 
 THAI = [
-    "ผู้ชายกำลังขี่จักรยานบนถนน", "สุนัขสีน้ำตาลวิ่งอยู่บนสนามหญ้า 2 ตัว", "เด็ก ๆ เล่นฟุตบอล ABC 123.",
-    "ผู้หญิงถือร่มสีแดงยืนอยู่ข้างรถ", "แมวนอนอยู่บนโต๊ะในห้อง", "กลุ่มคนกำลังเดินบนชายหาด",
+    "ผู้ชายกำลังขี่จักรยานบนถนน",
+    "สุนัขสีน้ำตาลวิ่งอยู่บนสนามหญ้า 2 ตัว",
+    "เด็ก ๆ เล่นฟุตบอล ABC 123.",
+    "ผู้หญิงถือร่มสีแดงยืนอยู่ข้างรถ",
+    "แมวนอนอยู่บนโต๊ะในห้อง",
+    "กลุ่มคนกำลังเดินบนชายหาด",
 ]
 
 
@@ -216,11 +241,37 @@ def test_java_parity_on_real_captions(shared_data: Path) -> None:
 def _fuzz_lines(seed: int, n: int) -> list[str]:
     """Adversarial but caption-like strings: words, abbreviations, quotes, brackets, symbols, several scripts."""
     rng = random.Random(seed)
-    words = ("dog The a I U.S. Mr etc cannot gonna don can it n t s ll re ve d m www com e x no ca Inc co y all o "
-             "clock rock roll Yahoo A He She St vs v pre anti well known 3 1990 12 5 0 ä weiß Σ ΟΔΟΣ 中国 猫 café i u "
-             "ผู้ชาย हिंदी বাংলা తెలుగు 한국어 русский עברית فارسی").split()
-    punct = list(".,;:!?'\"-/()[]{}&$%*+=_<>") + ["’", "‘", "“", "”", "—", "–", "…", "。", "，", "「", "½", "€", "£",
-                                                  "\u00ad", "´", "«", "»", "&amp;", "...", "--", "n't", "'s", " ", " "]
+    words = (
+        "dog The a I U.S. Mr etc cannot gonna don can it n t s ll re ve d m www com e x no ca Inc co y all o "
+        "clock rock roll Yahoo A He She St vs v pre anti well known 3 1990 12 5 0 ä weiß Σ ΟΔΟΣ 中国 猫 café i u "
+        "ผู้ชาย हिंदी বাংলা తెలుగు 한국어 русский עברית فارسی"
+    ).split()
+    punct = list(".,;:!?'\"-/()[]{}&$%*+=_<>") + [
+        "’",
+        "‘",
+        "“",
+        "”",
+        "—",
+        "–",
+        "…",
+        "。",
+        "，",
+        "「",
+        "½",
+        "€",
+        "£",
+        "\u00ad",
+        "´",
+        "«",
+        "»",
+        "&amp;",
+        "...",
+        "--",
+        "n't",
+        "'s",
+        " ",
+        " ",
+    ]
     out = []
     for _ in range(n):
         s = ""
@@ -247,9 +298,30 @@ def test_java_parity_on_odd_whitespace() -> None:
     while the context after a chunk was rebuilt with single spaces)."""
     require_java()
     rng = random.Random(3)
-    pieces = ["dog", "A", "St.", "U.", "it's", "\x00", "\u200b", "\ufeff", "\u200e", "\t", "  ", "", "Mr.", "The", "cat.",
-              "\u3000", "\xa0", "gonna", "\x01"]
-    lines = ["".join(rng.choice(pieces) + rng.choice([" ", "", "\t"]) for _ in range(rng.randint(0, 8))) for _ in range(3000)]
+    pieces = [
+        "dog",
+        "A",
+        "St.",
+        "U.",
+        "it's",
+        "\x00",
+        "\u200b",
+        "\ufeff",
+        "\u200e",
+        "\t",
+        "  ",
+        "",
+        "Mr.",
+        "The",
+        "cat.",
+        "\u3000",
+        "\xa0",
+        "gonna",
+        "\x01",
+    ]
+    lines = [
+        "".join(rng.choice(pieces) + rng.choice([" ", "", "\t"]) for _ in range(rng.randint(0, 8))) for _ in range(3000)
+    ]
     lines += ["", " ", "\x00", "\u200b \u200b", "a\x00b", "dog\u200bcat"]
     ours = ptb_tokenize_lines(lines)
     ref = java_tokenize(lines)

@@ -37,18 +37,33 @@ TABLE = [
     # one reference, identical hypothesis (sacrebleu's float sum gives 100.00000000000004)
     (["a dog runs in the park"], [["a dog runs in the park"]], "en", 100.00000000000004, 100.0),
     # unequal reference counts (2 and 1): the second example's stream is padded with None
-    (["the cat sat on the mat", "a dog"], [["the cat is on the mat", "there is a cat on the mat"], ["a dog runs"]], "en",
-     34.844928509543394, 58.95688123871332),
+    (
+        ["the cat sat on the mat", "a dog"],
+        [["the cat is on the mat", "there is a cat on the mat"], ["a dog runs"]],
+        "en",
+        34.844928509543394,
+        58.95688123871332,
+    ),
     # a reference that is "" in the data (as xFlickrCO de test line 1960) is kept: it is real, not padding
-    (["ein Hund", "Zwei Hunde spielen im Schnee."], [[""], ["Zwei Hunde spielen im Schnee.", "Hunde toben im Schnee."]],
-     "de", 88.91397050194611, 100.0),
+    (
+        ["ein Hund", "Zwei Hunde spielen im Schnee."],
+        [[""], ["Zwei Hunde spielen im Schnee.", "Hunde toben im Schnee."]],
+        "de",
+        88.91397050194611,
+        100.0,
+    ),
     # zh, one token per character as CIDEr segments it, Latin letters included:
     # "一 只 猫 坐 在 i P h o n e 上 。" vs "一 只 猫 坐 在 垫 子 上 。" / "猫 在 i P h o n e 上"
     (["一只猫坐在iPhone上。"], [["一只猫坐在垫子上。", "猫在iPhone上"]], "zh", 86.99353244145621, 78.2573452467832),
     # ja, Sudachi mode A: "犬 が 公園 を 走っ て いる 。", "赤い 電車" vs "犬 が 公園 で 走っ て いる 。" and
     # "赤い 路面 電車 が 街 の 通り を 走る 。" / "赤い 電車"
-    (["犬が公園を走っている。", "赤い電車"], [["犬が公園で走っている。"], ["赤い路面電車が街の通りを走る。", "赤い電車"]], "ja",
-     50.97132734541367, 64.55870518370517),
+    (
+        ["犬が公園を走っている。", "赤い電車"],
+        [["犬が公園で走っている。"], ["赤い路面電車が街の通りを走る。", "赤い電車"]],
+        "ja",
+        50.97132734541367,
+        64.55870518370517,
+    ),
 ]
 
 
@@ -61,12 +76,16 @@ def test_table(hyps: list[str], refs: list[list[str]], lang: str, bleu: float, c
 def _api(hyps: list[str], refs: list[list[str]], lang: str) -> tuple[float, float]:
     h = normalize_captions(hyps, lang)
     streams = reference_streams([normalize_captions(r, lang) for r in refs])
-    return (sacrebleu.BLEU(tokenize=bleu_tokenizer(lang)).corpus_score(h, streams).score,
-            sacrebleu.CHRF(word_order=2).corpus_score(h, streams).score)
+    return (
+        sacrebleu.BLEU(tokenize=bleu_tokenizer(lang)).corpus_score(h, streams).score,
+        sacrebleu.CHRF(word_order=2).corpus_score(h, streams).score,
+    )
 
 
 @pytest.mark.parametrize(("hyps", "refs", "lang", "bleu", "chrf"), TABLE)
-def test_table_against_sacrebleu_api(hyps: list[str], refs: list[list[str]], lang: str, bleu: float, chrf: float) -> None:
+def test_table_against_sacrebleu_api(
+    hyps: list[str], refs: list[list[str]], lang: str, bleu: float, chrf: float
+) -> None:
     assert _api(hyps, refs, lang) == pytest.approx((bleu, chrf), abs=1e-12)
 
 
@@ -77,8 +96,11 @@ def test_unequal_references_are_padded_with_none_not_empty_strings() -> None:
     refs = [["the cat is on the mat", "there is a cat on the mat"], ["a dog runs"]]
     assert reference_streams(refs) == [["the cat is on the mat", "a dog runs"], ["there is a cat on the mat", None]]
     assert Bleu(bootstrap_resamples=0).score(hyps, refs, "en").value == pytest.approx(0.28751742289713448, abs=1e-12)
-    padded_empty = sacrebleu.BLEU().corpus_score(hyps, [["the cat is on the mat", "a dog runs"],
-                                                        ["there is a cat on the mat", ""]]).score
+    padded_empty = (
+        sacrebleu.BLEU()
+        .corpus_score(hyps, [["the cat is on the mat", "a dog runs"], ["there is a cat on the mat", ""]])
+        .score
+    )
     assert padded_empty == pytest.approx(38.26029416278449, abs=1e-9)
 
 
@@ -194,7 +216,7 @@ def _real_corpus(shared_data: Path, lang: str, unequal: bool) -> tuple[list[str]
         rows = _read_jsonl(datasets / "flickr30k" / "annotations" / "test_ann.jsonl")
         caps = [list(r["sentences"]) for r in rows]  # type: ignore[call-overload]
         hyps = [c[0] for c in caps]
-        refs = [c[1:2 + i % 4] if unequal else c[1:5] for i, c in enumerate(caps)]
+        refs = [c[1 : 2 + i % 4] if unequal else c[1:5] for i, c in enumerate(caps)]
         return hyps, refs
     rows = _read_jsonl(datasets / "xFlickrCO" / "annotations" / lang / "test.jsonl")
     caps = [str(r["sentences"][0]) for r in rows]  # type: ignore[index]
@@ -214,7 +236,7 @@ def _real_corpus(shared_data: Path, lang: str, unequal: bool) -> tuple[list[str]
             hyps.append(" ".join(words))
         else:
             start = rng.randrange(max(len(c) - 3, 1))
-            hyps.append(c[:start] + c[start + rng.randint(1, 3):])
+            hyps.append(c[:start] + c[start + rng.randint(1, 3) :])
     refs = [[c] + ([caps[(i + 2) % n]] if not unequal or i % 3 == 0 else []) for i, c in enumerate(caps)]
     return hyps, refs
 
@@ -236,8 +258,21 @@ def test_parity_with_sacrebleu_cli_on_real_captions(lang: str, shared_data: Path
         path = tmp_path / f"ref{k}.txt"
         path.write_text("".join(f"{r}\n" for r in stream), encoding="utf-8")
         ref_files.append(str(path))
-    cmd = [*_cli(), *ref_files, "-i", str(tmp_path / "hyp.txt"), "-m", "bleu", "chrf", "--chrf-word-order", "2",
-           "-tok", bleu_tokenizer(lang), "-w", "8"]
+    cmd = [
+        *_cli(),
+        *ref_files,
+        "-i",
+        str(tmp_path / "hyp.txt"),
+        "-m",
+        "bleu",
+        "chrf",
+        "--chrf-word-order",
+        "2",
+        "-tok",
+        bleu_tokenizer(lang),
+        "-w",
+        "8",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True)
     cli_bleu, cli_chrf = json.loads(done.stdout)
     bleu = Bleu(bootstrap_resamples=0).score(hyps, refs, lang)

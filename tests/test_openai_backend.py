@@ -82,15 +82,30 @@ class FakeChatServer:
                     answer = f"ans-{key[:8]} ({len(content) - 1} image(s)) {prompt[:12]}"
                     with server.lock:
                         server.answered[key] += 1
-                    return self._send(200, {"id": "x", "object": "chat.completion", "model": MODEL,
-                                            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}],
-                                            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}})
+                    return self._send(
+                        200,
+                        {
+                            "id": "x",
+                            "object": "chat.completion",
+                            "model": MODEL,
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": answer},
+                                }
+                            ],
+                            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+                        },
+                    )
                 n = len(server.attempts[key])
                 if fault == "429":
                     self._send(429, {"error": "rate limited"})
                 elif fault == "429-retry-after":
                     self._send(429, {"error": "rate limited"}, {"Retry-After": "2"})
-                elif fault == "500":  # servers have been seen echoing the key in error bodies: it must not reach the user
+                elif (
+                    fault == "500"
+                ):  # servers have been seen echoing the key in error bodies: it must not reach the user
                     self._send(500, {"error": f"internal error for {auth}"})
                 elif fault == "reset":
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -100,8 +115,12 @@ class FakeChatServer:
                     time.sleep(server.sleep_s)
                     self._send(200, {"choices": [{"index": 0, "message": {"content": "too late"}}]})
                 elif fault == "malformed":
-                    bodies = [b"{not json", b'{"choices": []}', b'{"choices": [{"index": 0, "message": {"content": null}}]}',
-                              b'{"choices": [{"index": 0, "message": {"role": "assistant", "content": ""}}]}']
+                    bodies = [
+                        b"{not json",
+                        b'{"choices": []}',
+                        b'{"choices": [{"index": 0, "message": {"content": null}}]}',
+                        b'{"choices": [{"index": 0, "message": {"role": "assistant", "content": ""}}]}',
+                    ]
                     self._send_raw(200, bodies[(n - 1) % len(bodies)])
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -163,21 +182,53 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return build_demo_data(tmp_path_factory.mktemp("demo"), n_train=0, n_test=6)
 
 
-def mvleval(*args: str, env_extra: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def mvleval(
+    *args: str, env_extra: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     """The installed console script in a subprocess, importing this checkout (PYTHONPATH), with the secret key set."""
     exe = shutil.which("mvleval")
     assert exe, "the mvleval console script is not installed (pip install -e '.[dev]')"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "OPENAI_API_KEY": SECRET, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "OPENAI_API_KEY": SECRET,
+        "OMP_NUM_THREADS": "1",
+        "COLUMNS": "200",
+    }
     env.pop("OPENAI_BASE_URL", None)
     env.update(env_extra or {})
     return subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False)
 
 
-def run_served(server: FakeChatServer, data: tuple[Path, Path], out: Path, *extra: str, task: list[str] = XGQA,
-               env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return mvleval("-v", "run", *task, "--model", f"openai:{MODEL}", "--base-url", server.url, "--data-root", str(data[0]),
-                   "--out", str(out), "--concurrency", "4", "--timeout", "1", "--max-retries", "3", *extra, env_extra=env_extra)
+def run_served(
+    server: FakeChatServer,
+    data: tuple[Path, Path],
+    out: Path,
+    *extra: str,
+    task: list[str] = XGQA,
+    env_extra: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return mvleval(
+        "-v",
+        "run",
+        *task,
+        "--model",
+        f"openai:{MODEL}",
+        "--base-url",
+        server.url,
+        "--data-root",
+        str(data[0]),
+        "--out",
+        str(out),
+        "--concurrency",
+        "4",
+        "--timeout",
+        "1",
+        "--max-retries",
+        "3",
+        *extra,
+        env_extra=env_extra,
+    )
 
 
 def the_record(out: Path) -> Path | None:
@@ -196,7 +247,9 @@ def assert_no_secret(out: Path, *procs: subprocess.CompletedProcess[str]) -> Non
 
 
 @pytest.fixture(scope="module")
-def reference(server: FakeChatServer, demo_data: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+def reference(
+    server: FakeChatServer, demo_data: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, bytes]:
     """Samples files of undisturbed runs (xgqa, marvl): what every disturbed run must end with."""
     out = tmp_path_factory.mktemp("reference")
     found = {}
@@ -224,7 +277,12 @@ FAULTS = [
 
 @pytest.mark.parametrize(("fault", "cause"), FAULTS, ids=[f for f, _ in FAULTS])
 def test_transient_fault_is_retried_and_every_answer_is_right(
-    fault: str, cause: str, server: FakeChatServer, demo_data: tuple[Path, Path], reference: dict[str, bytes], tmp_path: Path
+    fault: str,
+    cause: str,
+    server: FakeChatServer,
+    demo_data: tuple[Path, Path],
+    reference: dict[str, bytes],
+    tmp_path: Path,
 ) -> None:
     # malformed: each faulty request gets all four bodies (not JSON, no choices, null content, empty content)
     times = {"timeout": 1, "429-retry-after": 1, "malformed": 4}.get(fault, 2)
@@ -238,7 +296,11 @@ def test_transient_fault_is_retried_and_every_answer_is_right(
     details = record["model"]["details"]
     retried = sum(n for c, n in details["retries"].items() if c.startswith(cause))
     assert retried == times * len(faulty), details["retries"]
-    assert details["requests_answered"] == 12 and details["prompt_tokens"] == 12 * 7 and details["completion_tokens"] == 12 * 3
+    assert (
+        details["requests_answered"] == 12
+        and details["prompt_tokens"] == 12 * 7
+        and details["completion_tokens"] == 12 * 3
+    )
     gaps = [b - a for k in faulty for a, b in zip(server.attempts[k], server.attempts[k][1:])]
     if fault == "429-retry-after":
         assert min(gaps) >= 1.9, gaps  # Retry-After: 2 is honoured (the back-off alone would wait 0.25-0.5 s)
@@ -247,9 +309,18 @@ def test_transient_fault_is_retried_and_every_answer_is_right(
     assert_no_secret(tmp_path, proc)
 
 
-@pytest.mark.parametrize(("fault", "cause"), [f for f in FAULTS if f[0] != "429-retry-after"], ids=[f for f, _ in FAULTS if f != "429-retry-after"])
+@pytest.mark.parametrize(
+    ("fault", "cause"),
+    [f for f in FAULTS if f[0] != "429-retry-after"],
+    ids=[f for f, _ in FAULTS if f != "429-retry-after"],
+)
 def test_persistent_fault_stops_unscored_and_resume_finishes_without_asking_again(
-    fault: str, cause: str, server: FakeChatServer, demo_data: tuple[Path, Path], reference: dict[str, bytes], tmp_path: Path
+    fault: str,
+    cause: str,
+    server: FakeChatServer,
+    demo_data: tuple[Path, Path],
+    reference: dict[str, bytes],
+    tmp_path: Path,
 ) -> None:
     server.plan(fault, times=10**6)
     stopped = run_served(server, demo_data, tmp_path, "--max-retries", "1")
@@ -269,7 +340,9 @@ def test_persistent_fault_stops_unscored_and_resume_finishes_without_asking_agai
     assert resumed.returncode == 0, resumed.stderr
     record = json.loads(the_record(tmp_path).read_text())  # type: ignore[union-attr]
     assert (tmp_path / record["samples_file"]).read_bytes() == reference["xgqa"]
-    assert sum(server.answered.values()) == 12 and max(server.answered.values()) == 1, "a finished request was sent again"
+    assert sum(server.answered.values()) == 12 and max(server.answered.values()) == 1, (
+        "a finished request was sent again"
+    )
     assert record["model"]["details"]["requests_answered"] == 12 - answered_before
     assert_no_secret(tmp_path, stopped, resumed)
 
@@ -298,8 +371,20 @@ def test_record_says_greedy_endpoint_without_credentials_and_leaderboard_labels_
 ) -> None:
     server.plan(None)
     url = server.url.replace("127.0.0.1", "user:pw-Secret2@127.0.0.1") + "?key=query-Secret3"
-    proc = mvleval("run", *XGQA, "--model", f"openai:{MODEL}", "--base-url", url, "--data-root", str(demo_data[0]),
-                   "--out", str(tmp_path), "--max-image-side", "24")
+    proc = mvleval(
+        "run",
+        *XGQA,
+        "--model",
+        f"openai:{MODEL}",
+        "--base-url",
+        url,
+        "--data-root",
+        str(demo_data[0]),
+        "--out",
+        str(tmp_path),
+        "--max-image-side",
+        "24",
+    )
     # userinfo goes as basic auth, which the fake server refuses (it wants the bearer key): the run stops, unscored,
     # and neither the password nor the query may appear anywhere
     assert proc.returncode == 2 and "HTTP 401" in proc.stderr, proc.stderr
@@ -308,8 +393,20 @@ def test_record_says_greedy_endpoint_without_credentials_and_leaderboard_labels_
         assert all(secret.encode() not in p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
 
     out = tmp_path / "ok"
-    proc = mvleval("run", *XGQA, "--model", f"openai:{MODEL}", "--base-url", server.url, "--data-root", str(demo_data[0]),
-                   "--out", str(out), "--max-image-side", "24")
+    proc = mvleval(
+        "run",
+        *XGQA,
+        "--model",
+        f"openai:{MODEL}",
+        "--base-url",
+        server.url,
+        "--data-root",
+        str(demo_data[0]),
+        "--out",
+        str(out),
+        "--max-image-side",
+        "24",
+    )
     assert proc.returncode == 0, proc.stderr
     path = the_record(out)
     record = json.loads(path.read_text())  # type: ignore[union-attr]
@@ -318,7 +415,13 @@ def test_record_says_greedy_endpoint_without_credentials_and_leaderboard_labels_
     assert model["generation"]["num_beams"] == 1, "a plain API is greedy, and the record must say so"
     details = model["details"]
     assert details["endpoint"] == server.url and details["served_model"] == MODEL
-    assert details["models_endpoint"] == {"status": "listed", "id": MODEL, "object": "model", "owned_by": "tests", "max_model_len": 4096}
+    assert details["models_endpoint"] == {
+        "status": "listed",
+        "id": MODEL,
+        "object": "model",
+        "owned_by": "tests",
+        "max_model_len": 4096,
+    }
     assert details["request"]["max_image_side"] == 24 and details["request"]["temperature"] == 0.0
     assert details["request"]["max_tokens"] == 10 and details["auth"] == "bearer token from $OPENAI_API_KEY"
     assert all(max(_png_size(u)) <= 24 for urls in server.images_seen.values() for u in urls)
@@ -347,7 +450,9 @@ def test_image_encoding_is_deterministic_and_downsizes(demo_data: tuple[Path, Pa
     assert encode_image(path, None) == encode_image(path, None)
     assert encode_image(path, None).startswith("data:image/jpeg;base64,")  # the file's own bytes: no re-encoding
     small = encode_image(path, 16)
-    assert small == encode_image(path, 16) and small.startswith("data:image/png;base64,") and max(_png_size(small)) == 16
+    assert (
+        small == encode_image(path, 16) and small.startswith("data:image/png;base64,") and max(_png_size(small)) == 16
+    )
     rotated = tmp_path / "rotated.jpg"  # EXIF orientation: servers rotate, mvleval does not; the pixels go as PNG
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -361,7 +466,13 @@ REFUSALS = [
     ("wrong key", [], {"OPENAI_API_KEY": "sk-wrong"}, 2, "HTTP 401"),
     ("beam search on a plain API", ["--num-beams", "5"], {}, 2, "beam search (num_beams=5) cannot be asked"),
     ("a local-model flag", ["--bits", "4"], {}, 2, "--bits only apply to a model loaded here"),
-    ("a named key variable that is unset", ["--api-key-env", "MVLEVAL_TEST_NO_SUCH_KEY"], {}, 2, "MVLEVAL_TEST_NO_SUCH_KEY, which is not set"),
+    (
+        "a named key variable that is unset",
+        ["--api-key-env", "MVLEVAL_TEST_NO_SUCH_KEY"],
+        {},
+        2,
+        "MVLEVAL_TEST_NO_SUCH_KEY, which is not set",
+    ),
     ("an unknown extension", ["--server-extensions", "tgi"], {}, 2, "--server-extensions must be one of"),
     ("a model the server does not serve", ["--model", "openai:other"], {}, 2, "HTTP 404"),
     ("nobody listening", ["--base-url", "http://127.0.0.1:9/v1"], {}, 2, "cannot reach the endpoint"),
@@ -370,7 +481,14 @@ REFUSALS = [
 
 @pytest.mark.parametrize(("what", "flags", "env", "code", "text"), REFUSALS, ids=[r[0] for r in REFUSALS])
 def test_refusals_exit_2_with_one_paragraph_and_write_no_record(
-    what: str, flags: list[str], env: dict[str, str], code: int, text: str, server: FakeChatServer, demo_data: tuple[Path, Path], tmp_path: Path
+    what: str,
+    flags: list[str],
+    env: dict[str, str],
+    code: int,
+    text: str,
+    server: FakeChatServer,
+    demo_data: tuple[Path, Path],
+    tmp_path: Path,
 ) -> None:
     server.plan(None)
     proc = run_served(server, demo_data, tmp_path, "--max-retries", "0", *flags, env_extra=env)
@@ -396,9 +514,22 @@ def test_served_run_never_imports_torch(server: FakeChatServer, demo_data: tuple
         "except SystemExit as exc:\n"
         "    print('EXIT', exc.code, sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')))\n"
     )
-    args = ["run", *XGQA, "--model", f"openai:{MODEL}", "--base-url", server.url, "--data-root", str(demo_data[0]), "--out", str(tmp_path)]
+    args = [
+        "run",
+        *XGQA,
+        "--model",
+        f"openai:{MODEL}",
+        "--base-url",
+        server.url,
+        "--data-root",
+        str(demo_data[0]),
+        "--out",
+        str(tmp_path),
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OPENAI_API_KEY": SECRET, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
     assert "EXIT 0 []" in proc.stdout, proc.stdout + proc.stderr
     assert the_record(tmp_path) is not None
 
@@ -410,7 +541,11 @@ def test_public_url_and_recorded_command_drop_credentials() -> None:
     assert public_url("https://u:p@api.example.com:8443/v1/?key=s#f") == "https://api.example.com:8443/v1"
     assert public_url("http://[::1]:8000/v1") == "http://[::1]:8000/v1"
     assert _public_args(["run", "--base-url", "http://u:p@h/v1?k=s", "--base-url=http://u:p@h/v1"]) == [
-        "run", "--base-url", "http://h/v1", "--base-url=http://h/v1"]
+        "run",
+        "--base-url",
+        "http://h/v1",
+        "--base-url=http://h/v1",
+    ]
 
 
 def test_registry_routes_openai_prefix_without_reading_files() -> None:
@@ -445,8 +580,24 @@ def served_llava(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(root / "hf-cache")}
     log = (root / "serve.log").open("w")
-    proc = subprocess.Popen([exe, "serve", str(model_dir), "--device", "cpu", "--dtype", "float32", "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [
+            exe,
+            "serve",
+            str(model_dir),
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     import httpx
 
     deadline = time.monotonic() + 180
@@ -481,17 +632,47 @@ SERVE_CASES = [
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("task", "served_flags", "local_flags"), SERVE_CASES, ids=["xgqa-greedy", "marvl-greedy", "xgqa-5-beams"])
+@pytest.mark.parametrize(
+    ("task", "served_flags", "local_flags"), SERVE_CASES, ids=["xgqa-greedy", "marvl-greedy", "xgqa-5-beams"]
+)
 def test_transformers_serve_answers_equal_in_process_generate(
-    task: list[str], served_flags: list[str], local_flags: list[str], served_llava: tuple[Path, str],
-    demo_data: tuple[Path, Path], tmp_path: Path,
+    task: list[str],
+    served_flags: list[str],
+    local_flags: list[str],
+    served_llava: tuple[Path, str],
+    demo_data: tuple[Path, Path],
+    tmp_path: Path,
 ) -> None:
     model_dir, url = served_llava
-    served = mvleval("run", *task, "--model", f"openai:{model_dir}", "--base-url", url, "--data-root", str(demo_data[0]),
-                     "--out", str(tmp_path / "served"), "--concurrency", "4", *served_flags, timeout=600)
+    served = mvleval(
+        "run",
+        *task,
+        "--model",
+        f"openai:{model_dir}",
+        "--base-url",
+        url,
+        "--data-root",
+        str(demo_data[0]),
+        "--out",
+        str(tmp_path / "served"),
+        "--concurrency",
+        "4",
+        *served_flags,
+        timeout=600,
+    )
     assert served.returncode == 0, served.stderr
-    local = mvleval("run", *task, "--model", str(model_dir), "--data-root", str(demo_data[0]), "--out", str(tmp_path / "local"),
-                    *local_flags, timeout=600)
+    local = mvleval(
+        "run",
+        *task,
+        "--model",
+        str(model_dir),
+        "--data-root",
+        str(demo_data[0]),
+        "--out",
+        str(tmp_path / "local"),
+        *local_flags,
+        timeout=600,
+    )
     assert local.returncode == 0, local.stderr
 
     def rows(out: Path) -> list[dict[str, Any]]:

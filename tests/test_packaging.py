@@ -17,8 +17,21 @@ REPO = Path(__file__).resolve().parents[1]
 def test_wheel_ships_the_tasks(tmp_path: Path) -> None:
     pytest.importorskip("setuptools")
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(REPO),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     [wheel] = list(tmp_path.glob("mvleval-*.whl"))
@@ -27,9 +40,16 @@ def test_wheel_ships_the_tasks(tmp_path: Path) -> None:
         assert f"mvleval/tasks/{task}.py" in names
     assert {"mvleval/tasks/README.md", "mvleval/py.typed", "mvleval/cli.py"} <= names
     # the HTML pages inline these files: a wheel without them writes no report
-    assert {"mvleval/report/build.py", "mvleval/report/report.js", "mvleval/report/report.css", "mvleval/report/leaderboard.js"} <= names
+    assert {
+        "mvleval/report/build.py",
+        "mvleval/report/report.js",
+        "mvleval/report/report.css",
+        "mvleval/report/leaderboard.js",
+    } <= names
     # --json's schemas (docs/json-output.md): tools load them from the installed package
-    assert {f"mvleval/schemas/{name}.json" for name in ("tasks", "run", "score", "gate", "data-check", "leaderboard")} <= names
+    assert {
+        f"mvleval/schemas/{name}.json" for name in ("tasks", "run", "score", "gate", "data-check", "leaderboard")
+    } <= names
     assert len(task_names()) == 6
 
 
@@ -60,7 +80,13 @@ def test_the_core_needs_no_torch_and_dev_installs_every_extra() -> None:
     # huggingface_hub and psutil are small and may well join the core (a data fetcher); the rest is the model stack
     model_stack = set(HF_PACKAGES) - {"huggingface_hub", "psutil"}
     assert not core & model_stack, core & model_stack
-    assert {"httpx", "sacrebleu", "lingua_language_detector", "matplotlib", "pandas"} <= core  # served models, metrics, leaderboard
+    assert {
+        "httpx",
+        "sacrebleu",
+        "lingua_language_detector",
+        "matplotlib",
+        "pandas",
+    } <= core  # served models, metrics, leaderboard
     assert set(HF_PACKAGES) <= names(extras["hf"])
     assert "mvleval[hf]" in extras["all"] and "mvleval[all]" in extras["dev"]
     ci = [line.strip() for line in (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -61,8 +61,15 @@ class ReasoningHandler(ChatHandler):
         message: dict[str, Any] = {"role": "assistant", "content": content or None}
         if reasoning is not None:
             message["reasoning_content"] = reasoning
-        self._send(200, {"id": "x", "object": "chat.completion", "model": self.served_model,
-                         "choices": [{"index": 0, "message": message, "finish_reason": "stop" if content else "length"}]})
+        self._send(
+            200,
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "model": self.served_model,
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop" if content else "length"}],
+            },
+        )
 
 
 @pytest.fixture(scope="module")
@@ -83,18 +90,34 @@ def write_bench(folder: Path) -> Path:
     for i, (key, (_, _, gold, _)) in enumerate(ANSWERS.items()):
         photo = f"p{i // 2}.png"
         Image.new("RGB", (16, 16), (20 * i, 100, 200)).save(folder / "images" / photo)
-        rows.append({"id": key, "lang": key[:2], "images": [photo], "question": key, "choices": ANIMALS, "answers": [gold],
-                     "photo": f"photo-{i // 2}"})
+        rows.append(
+            {
+                "id": key,
+                "lang": key[:2],
+                "images": [photo],
+                "question": key,
+                "choices": ANIMALS,
+                "answers": [gold],
+                "photo": f"photo-{i // 2}",
+            }
+        )
     (folder / "benchmark.yaml").write_text(HEADER, encoding="utf-8")
-    (folder / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    (folder / "data.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
     return folder
 
 
 def mvleval(*args: object) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("mvleval")
     assert exe, "the mvleval console script is not installed (pip install -e '.[dev]')"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "OPENAI_API_KEY": "none", "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "OPENAI_API_KEY": "none",
+        "OMP_NUM_THREADS": "1",
+        "COLUMNS": "200",
+    }
     env.pop("GITHUB_STEP_SUMMARY", None)
     return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=env, timeout=300, check=False)
 
@@ -102,12 +125,25 @@ def mvleval(*args: object) -> subprocess.CompletedProcess[str]:
 def test_a_served_chat_and_reasoning_model_is_scored_on_its_answers(server: str, tmp_path: Path) -> None:
     bench = write_bench(tmp_path / "animals")
     out = tmp_path / "runs"
-    proc = mvleval("run", "--task", bench, "--model", "openai:test-vlm", "--base-url", server, "--out", out,
-                   "--max-new-tokens", "512")
+    proc = mvleval(
+        "run",
+        "--task",
+        bench,
+        "--model",
+        "openai:test-vlm",
+        "--base-url",
+        server,
+        "--out",
+        out,
+        "--max-new-tokens",
+        "512",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     record_path = next(p for p in out.glob("*.json") if not p.name.endswith(".manifest.json"))
     record = json.loads(record_path.read_text(encoding="utf-8"))
-    rows = {r["id"]: r for r in map(json.loads, (out / record["samples_file"]).read_text(encoding="utf-8").splitlines())}
+    rows = {
+        r["id"]: r for r in map(json.loads, (out / record["samples_file"]).read_text(encoding="utf-8").splitlines())
+    }
 
     for key, (content, reasoning, gold, label) in ANSWERS.items():
         row = rows[key]
@@ -124,8 +160,11 @@ def test_a_served_chat_and_reasoning_model_is_scored_on_its_answers(server: str,
 
     scores = record["scores"]["choice_accuracy"]
     assert scores["per_lang"] == {"en": 0.75, "sw": 0.5, "zh": 0.75}  # 3, 2 and 3 of 4 right
-    assert scores["extra"] == {"en": {"format_error_rate": 0.25}, "sw": {"format_error_rate": 0.25},
-                               "zh": {"format_error_rate": 0.25}}
+    assert scores["extra"] == {
+        "en": {"format_error_rate": 0.25},
+        "sw": {"format_error_rate": 0.25},
+        "zh": {"format_error_rate": 0.25},
+    }
     # each language's interval resampled the photos (two questions each), exactly as the bootstrap does it by hand
     from mvleval.metrics.bootstrap import bootstrap_mean_interval, clustered
 
@@ -135,12 +174,18 @@ def test_a_served_chat_and_reasoning_model_is_scored_on_its_answers(server: str,
             expected = bootstrap_mean_interval([r["scores"]["choice_accuracy"] for r in mine], 1000, 0)
         assert scores["intervals"][lang] == list(expected)
         if lang == "en":  # right, right | wrong, right: per photo [50, 100], per question wider
-            assert expected == (0.5, 1.0) != bootstrap_mean_interval([r["scores"]["choice_accuracy"] for r in mine], 1000, 0)
+            assert (
+                expected
+                == (0.5, 1.0)
+                != bootstrap_mean_interval([r["scores"]["choice_accuracy"] for r in mine], 1000, 0)
+            )
     signature = scores["signature"]
     assert "extract=cascade-1" in signature and "unit=photo" in signature and "answer=think-1" in signature
     # the longer token budget is recorded, and such a run is never gated against a protocol run
     assert record["model"]["generation"]["max_new_tokens"] == 512
-    protocol = mvleval("run", "--task", bench, "--model", "openai:test-vlm", "--base-url", server, "--out", tmp_path / "p")
+    protocol = mvleval(
+        "run", "--task", bench, "--model", "openai:test-vlm", "--base-url", server, "--out", tmp_path / "p"
+    )
     assert protocol.returncode == 0, protocol.stdout + protocol.stderr
     protocol_record = next(p for p in (tmp_path / "p").glob("*.json") if not p.name.endswith(".manifest.json"))
     gate = mvleval("gate", record_path, "--baseline", protocol_record)
@@ -153,15 +198,21 @@ def test_a_served_chat_and_reasoning_model_is_scored_on_its_answers(server: str,
     assert "format errors" in text.lower()
 
 
-@pytest.mark.parametrize(("raw", "answer"), [
-    ("<think>A or B? The fur is grey.</think>B", "B"),
-    ("<think>hmm</think>\n\nThe answer is yes.", "The answer is yes."),
-    ("<think>still thinking when the tokens ran out", ""),
-    ("reasoning the template opened </think> no", "no"),  # the template wrote <think>: only the closing tag is output
-    ("<think>a</think>first<think>b</think>second", "second"),
-    ("yes", "yes"),
-    (" yes ", " yes "),  # no thinking: the output is scored exactly as it was (mBLIP's protocol)
-])
+@pytest.mark.parametrize(
+    ("raw", "answer"),
+    [
+        ("<think>A or B? The fur is grey.</think>B", "B"),
+        ("<think>hmm</think>\n\nThe answer is yes.", "The answer is yes."),
+        ("<think>still thinking when the tokens ran out", ""),
+        (
+            "reasoning the template opened </think> no",
+            "no",
+        ),  # the template wrote <think>: only the closing tag is output
+        ("<think>a</think>first<think>b</think>second", "second"),
+        ("yes", "yes"),
+        (" yes ", " yes "),  # no thinking: the output is scored exactly as it was (mBLIP's protocol)
+    ],
+)
 def test_thinking_is_removed(raw: str, answer: str) -> None:
     assert strip_thinking(raw) == answer
 
@@ -170,8 +221,14 @@ def test_template_tags_and_chat_clean_up() -> None:
     assert strip_thinking("◁think▷x◁/think▷ja", template_thinking_tags("{{ '◁think▷' }} ... {{ '◁/think▷' }}")) == "ja"
     assert template_thinking_tags("{% if enable_thinking %}<think>\n\n</think>{% endif %}") == [("<think>", "</think>")]
     assert template_thinking_tags("{{ messages }}") == [] and template_thinking_tags(None) == []
-    for raw, clean in [("Answer: Yes.", "Yes"), ("The answer is **no**.", "no"), ("Final answer: 2", "2"),
-                       ("yes", "yes"), ("Ja!", "Ja"), ("三个。", "三个")]:
+    for raw, clean in [
+        ("Answer: Yes.", "Yes"),
+        ("The answer is **no**.", "no"),
+        ("Final answer: 2", "2"),
+        ("yes", "yes"),
+        ("Ja!", "Ja"),
+        ("三个。", "三个"),
+    ]:
         assert chat_clean(raw) == clean, raw
 
 
@@ -179,11 +236,25 @@ def test_leaderboard_labels_a_token_budget_other_than_the_protocol_s(server: str
     bench = write_bench(tmp_path / "animals")
     out = tmp_path / "runs"
     # alone on the board (no protocol run of the same model to tell it apart from), the budget is still shown
-    proc = mvleval("run", "--task", bench, "--model", "openai:test-vlm", "--base-url", server, "--out", out, "--max-new-tokens", "256")
+    proc = mvleval(
+        "run",
+        "--task",
+        bench,
+        "--model",
+        "openai:test-vlm",
+        "--base-url",
+        server,
+        "--out",
+        out,
+        "--max-new-tokens",
+        "256",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     proc = mvleval("leaderboard", out, "--out", tmp_path / "lb1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "| openai:test-vlm (served) {max_new_tokens=256} |" in (tmp_path / "lb1" / "leaderboard.md").read_text(encoding="utf-8")
+    assert "| openai:test-vlm (served) {max_new_tokens=256} |" in (tmp_path / "lb1" / "leaderboard.md").read_text(
+        encoding="utf-8"
+    )
     proc = mvleval("run", "--task", bench, "--model", "openai:test-vlm", "--base-url", server, "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     proc = mvleval("leaderboard", out, "--out", tmp_path / "lb")
@@ -203,11 +274,32 @@ def test_a_local_model_s_chat_template_thinking_tags_are_stripped(tmp_path: Path
 
     model = build_tiny_vlm("llava", tmp_path / "llava")
     template = model / "chat_template.jinja"
-    template.write_text(template.read_text(encoding="utf-8") + "{% if false %}◁think▷ ◁/think▷{% endif %}", encoding="utf-8")
+    template.write_text(
+        template.read_text(encoding="utf-8") + "{% if false %}◁think▷ ◁/think▷{% endif %}", encoding="utf-8"
+    )
     data_root, image_root = build_demo_data(tmp_path / "demo", n_train=0, n_test=4)
     out = tmp_path / "runs"
-    proc = mvleval("run", "--task", "xgqa", "--lang", "en", "--limit", "4", "--model", model, "--data-root", data_root,
-                   "--image-root", image_root, "--out", out, "--num-beams", "1", "--max-new-tokens", "2")
+    proc = mvleval(
+        "run",
+        "--task",
+        "xgqa",
+        "--lang",
+        "en",
+        "--limit",
+        "4",
+        "--model",
+        model,
+        "--data-root",
+        data_root,
+        "--image-root",
+        image_root,
+        "--out",
+        out,
+        "--num-beams",
+        "1",
+        "--max-new-tokens",
+        "2",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     path = next(p for p in out.glob("*.json") if not p.name.endswith(".manifest.json"))
     record = read_record(path)
@@ -216,8 +308,13 @@ def test_a_local_model_s_chat_template_thinking_tags_are_stripped(tmp_path: Path
     rows = list(read_samples(samples))
     for i, row in enumerate(rows):
         # two answers right after their thinking, one thinking that never ended, one right answer with no thinking
-        row["prediction"] = (f"◁think▷it is not {row['references'][0]}◁/think▷{row['references'][0]}" if i < 2
-                             else f"◁think▷{row['references'][0]}" if i == 2 else row["references"][0])
+        row["prediction"] = (
+            f"◁think▷it is not {row['references'][0]}◁/think▷{row['references'][0]}"
+            if i < 2
+            else f"◁think▷{row['references'][0]}"
+            if i == 2
+            else row["references"][0]
+        )
     samples.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     proc = mvleval("score", path, "--data-root", data_root, "--image-root", image_root)
     assert proc.returncode == 0, proc.stdout + proc.stderr

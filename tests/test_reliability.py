@@ -34,8 +34,26 @@ def _comparable(record_path: Path) -> tuple[dict, bytes]:
 
 def _run_args(model: Path, data: tuple[Path, Path], out: Path, *extra: str) -> list[str]:
     data_root, image_root = data
-    return ["run", "--task", "xgqa", "--model", str(model), "--data-root", str(data_root), "--image-root", str(image_root),
-            "--lang", "en", "--lang", "zh", "--out", str(out), "--cache", "off", *extra]  # each run generates (a
+    return [
+        "run",
+        "--task",
+        "xgqa",
+        "--model",
+        str(model),
+        "--data-root",
+        str(data_root),
+        "--image-root",
+        str(image_root),
+        "--lang",
+        "en",
+        "--lang",
+        "zh",
+        "--out",
+        str(out),
+        "--cache",
+        "off",
+        *extra,
+    ]  # each run generates (a
     # reference run would otherwise answer the killed, resumed or data-parallel one from the response cache)
 
 
@@ -44,7 +62,9 @@ def _env() -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path: Path, tiny_mt5_dir: Path, demo_data: tuple[Path, Path]) -> None:
+def test_kill_9_then_resume_gives_the_uninterrupted_result(
+    tmp_path: Path, tiny_mt5_dir: Path, demo_data: tuple[Path, Path]
+) -> None:
     reference = tmp_path / "reference"
     assert invoke(*_run_args(tiny_mt5_dir, demo_data, reference, "--batch-size", "3")).exit_code == 0
     [ref_record] = list(reference.glob("*-*.json"))
@@ -65,7 +85,9 @@ def test_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path: Path, tiny_
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert 0 < done_before_kill < total, "the run must be killed mid-way for this test to mean anything"
-    assert not [p for p in out.glob("*-*.json") if not p.name.endswith("manifest.json")], "a killed run must not leave a record"
+    assert not [p for p in out.glob("*-*.json") if not p.name.endswith("manifest.json")], (
+        "a killed run must not leave a record"
+    )
 
     resumed = invoke(*_run_args(tiny_mt5_dir, demo_data, out, "--batch-size", "3", "--resume"))
     assert resumed.exit_code == 0, resumed.output
@@ -94,14 +116,30 @@ def test_rerun_without_resume_is_refused_and_resume_with_other_settings_is_refus
     # an interrupted run with 5 beams cannot be resumed with 3 beams: the message says what differs
     other = tmp_path / "other"
     other.mkdir()
-    (other / "xgqa-test-x-0000000000.manifest.json").write_text(json.dumps(
-        {"identity": {"task": "xgqa", "generation": {"num_beams": 5, "max_new_tokens": 10, "min_new_tokens": 1,
-                                                      "length_penalty": -1.0, "do_sample": False}}, "name": "x"}))
+    (other / "xgqa-test-x-0000000000.manifest.json").write_text(
+        json.dumps(
+            {
+                "identity": {
+                    "task": "xgqa",
+                    "generation": {
+                        "num_beams": 5,
+                        "max_new_tokens": 10,
+                        "min_new_tokens": 1,
+                        "length_penalty": -1.0,
+                        "do_sample": False,
+                    },
+                },
+                "name": "x",
+            }
+        )
+    )
     with pytest.raises(MvlevalError, match="generation"):
         invoke(*_run_args(tiny_mt5_dir, demo_data, other, "--limit", "4", "--num-beams", "3", "--resume"))
 
 
-def test_score_recomputes_from_the_samples_file(tmp_path: Path, tiny_mt5_dir: Path, demo_data: tuple[Path, Path]) -> None:
+def test_score_recomputes_from_the_samples_file(
+    tmp_path: Path, tiny_mt5_dir: Path, demo_data: tuple[Path, Path]
+) -> None:
     out = tmp_path / "runs"
     assert invoke(*_run_args(tiny_mt5_dir, demo_data, out, "--limit", "6")).exit_code == 0
     [record_path] = list(out.glob("*-*.json"))
@@ -121,12 +159,24 @@ def test_score_recomputes_from_the_samples_file(tmp_path: Path, tiny_mt5_dir: Pa
 
 
 @pytest.mark.slow
-def test_two_process_data_parallel_run_equals_single_process(tmp_path: Path, tiny_bloom_dir: Path, demo_data: tuple[Path, Path]) -> None:
+def test_two_process_data_parallel_run_equals_single_process(
+    tmp_path: Path, tiny_bloom_dir: Path, demo_data: tuple[Path, Path]
+) -> None:
     single = tmp_path / "single"
     assert invoke(*_run_args(tiny_bloom_dir, demo_data, single, "--limit", "10", "--batch-size", "4")).exit_code == 0
     multi = tmp_path / "multi"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
-           "-m", "mvleval", *_run_args(tiny_bloom_dir, demo_data, multi, "--limit", "10", "--batch-size", "4")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29517",
+        "-m",
+        "mvleval",
+        *_run_args(tiny_bloom_dir, demo_data, multi, "--limit", "10", "--batch-size", "4"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     [single_record] = list(single.glob("*-*.json"))

@@ -49,7 +49,9 @@ def _cli(*args: object, timeout: float = 300) -> subprocess.CompletedProcess[str
     return subprocess.run([MVLEVAL, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def _edited_copy(run: Path, folder: Path, edit: Callable[[int, dict[str, Any]], None], data_root: Path | None = None) -> Path:
+def _edited_copy(
+    run: Path, folder: Path, edit: Callable[[int, dict[str, Any]], None], data_root: Path | None = None
+) -> Path:
     """A copy of a run record and its per-sample file with rows edited: rescored by the CLI against the data in
     `data_root` (predictions edited), or else (references and ids edited too, which `score` refuses) a record that
     vouches for the edited file by its hash, as a hand-made shared record could."""
@@ -60,7 +62,8 @@ def _edited_copy(run: Path, folder: Path, edit: Callable[[int, dict[str, Any]], 
     for i, row in enumerate(rows):
         edit(i, row)
     (folder / json.loads(run.read_text())["samples_file"]).write_text(
-        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
     if data_root is None:
         import hashlib
 
@@ -90,8 +93,29 @@ def world(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> World
     root = tmp_path_factory.mktemp("report")
     data_root, image_root = build_demo_data(root / "demo", n_train=0, n_test=6)
     out = root / "runs"
-    r = _cli("run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root", image_root,
-             "--lang", "en", "--lang", "de", "--limit", "6", "--out", out, "--num-beams", "1", "--max-new-tokens", "3")
+    r = _cli(
+        "run",
+        "--task",
+        "xgqa",
+        "--model",
+        tiny_mt5_dir,
+        "--data-root",
+        data_root,
+        "--image-root",
+        image_root,
+        "--lang",
+        "en",
+        "--lang",
+        "de",
+        "--limit",
+        "6",
+        "--out",
+        out,
+        "--num-beams",
+        "1",
+        "--max-new-tokens",
+        "3",
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     [run] = list(out.glob("*.json"))
 
@@ -99,6 +123,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> World
         def edit(i: int, row: dict[str, Any]) -> None:
             if i in rows:
                 row["prediction"] = row["references"][0]
+
         return edit
 
     baseline = _edited_copy(run, root / "baseline", answer({0, 2, 4, 6, 8, 10}), data_root)
@@ -154,8 +179,12 @@ def _count(driver: Any) -> int:
 
 def _shown(driver: Any) -> list[tuple[str, str]]:
     """(lang, id) of the sample cards on the page, in order."""
-    return [tuple(x) for x in driver.execute_script(
-        "return Array.from(document.querySelectorAll('#rows .sample')).map(e => [e.dataset.lang, e.dataset.id])")]
+    return [
+        tuple(x)
+        for x in driver.execute_script(
+            "return Array.from(document.querySelectorAll('#rows .sample')).map(e => [e.dataset.lang, e.dataset.id])"
+        )
+    ]
 
 
 def _choose(driver: Any, element_id: str, value: str) -> None:
@@ -204,7 +233,9 @@ def test_language_fidelity_misses_store_the_detected_language(world: World) -> N
             assert facts["verdict"] in ("wrong", "undetermined", "not_language") and facts["requested"] == "en"
     assert all(r["images"] and r["images"][0].startswith("gqa/") for r in rows)
     # storing them changes no score: an untouched copy rescored by `mvleval score` gives the same record scores
-    copy = _edited_copy(world.run, world.run.parent.parent / "rescored-copy", lambda i, r: None, world.image_root.parent)
+    copy = _edited_copy(
+        world.run, world.run.parent.parent / "rescored-copy", lambda i, r: None, world.image_root.parent
+    )
     assert json.loads(copy.read_text())["scores"] == json.loads(world.run.read_text())["scores"]
     assert sample_rows(copy) == rows
 
@@ -256,7 +287,8 @@ def test_run_report_shows_every_sample_and_filters(world: World, chrome: Any, tm
     assert _shown(chrome) == [(r["lang"], r["id"]) for r in rows]  # file order
     # thumbnails: each distinct image embedded once, decoded by the browser, linked to the full file
     images = chrome.execute_script(
-        "return Array.from(document.querySelectorAll('#rows .sample img')).map(i => [i.src, i.naturalWidth, i.parentNode.href])")
+        "return Array.from(document.querySelectorAll('#rows .sample img')).map(i => [i.src, i.naturalWidth, i.parentNode.href])"
+    )
     assert len(images) == 12 and all(width > 0 for _, width, _ in images)
     assert len({src for src, _, _ in images}) == len({r["images"][0] for r in rows})
     assert all(href.startswith("file:///") and href.endswith(".jpg") for _, _, href in images)
@@ -276,7 +308,9 @@ def test_run_report_shows_every_sample_and_filters(world: World, chrome: Any, tm
     wrong = [(r["lang"], r["id"]) for r in rows if r["scores"]["language_fidelity"] == 0.0]
     _choose(chrome, "verdict", "wrong")
     assert _shown(chrome) == wrong and _count(chrome) == len(wrong)
-    facts = chrome.execute_script("return Array.from(document.querySelectorAll('#rows .facts-line')).map(e => e.textContent)")
+    facts = chrome.execute_script(
+        "return Array.from(document.querySelectorAll('#rows .facts-line')).map(e => e.textContent)"
+    )
     assert len(facts) == len(wrong) and all(f.startswith("language_fidelity: ") and "asked for en" in f for f in facts)
     _choose(chrome, "verdict", "right")
     assert _count(chrome) == 12 - len(wrong)
@@ -284,8 +318,11 @@ def test_run_report_shows_every_sample_and_filters(world: World, chrome: Any, tm
 
     # text search over predictions and references (case-insensitive)
     word = rows[0]["references"][0]
-    expected = [(r["lang"], r["id"]) for r in rows
-                if word.lower() in (r["prediction"] + "\n" + "\n".join(r["references"])).lower()]
+    expected = [
+        (r["lang"], r["id"])
+        for r in rows
+        if word.lower() in (r["prediction"] + "\n" + "\n".join(r["references"])).lower()
+    ]
     from selenium.webdriver.common.by import By
 
     chrome.find_element(By.ID, "search").send_keys(word.upper())
@@ -303,9 +340,18 @@ def test_report_pages_and_sorts_a_large_run(chrome: Any, tmp_path: Path) -> None
     from tests.test_leaderboard import make_record
 
     record = make_record("big", per_lang={"de": 0.5, "en": 0.25})
-    rows = [{"id": f"q{i:03d}", "lang": lang, "prompt": "p", "prediction": f"answer {i}", "references": [f"answer {i}"],
-             "scores": {"exact_match": float(i % 4 == 0 if lang == "en" else i % 2)}}
-            for lang in ("de", "en") for i in range(130)]
+    rows = [
+        {
+            "id": f"q{i:03d}",
+            "lang": lang,
+            "prompt": "p",
+            "prediction": f"answer {i}",
+            "references": [f"answer {i}"],
+            "scores": {"exact_match": float(i % 4 == 0 if lang == "en" else i % 2)},
+        }
+        for lang in ("de", "en")
+        for i in range(130)
+    ]
     page = tmp_path / "big.html"
     page.write_text(render_run_report(record, rows, ImageStore(None)), encoding="utf-8")
     _open(chrome, page)
@@ -329,18 +375,26 @@ def test_hostile_strings_display_as_text(world: World, chrome: Any, tmp_path: Pa
     _no_errors(chrome)  # a blocked inline script or handler would log a CSP violation here
     assert chrome.execute_script("return typeof window.__pwned") == "undefined"
     assert chrome.execute_script("return document.querySelectorAll('script').length") == 2  # the data island + ours
-    assert chrome.execute_script("return document.querySelectorAll('#rows img:not([src^=\"data:image/jpeg\"])').length") == 0
+    assert (
+        chrome.execute_script("return document.querySelectorAll('#rows img:not([src^=\"data:image/jpeg\"])').length")
+        == 0
+    )
     assert chrome.execute_script("return document.getElementById('broken')") is None
     assert _count(chrome) == 12
     predictions = chrome.execute_script(
-        "return Array.from(document.querySelectorAll('#rows .prediction')).map(e => e.textContent)")
+        "return Array.from(document.querySelectorAll('#rows .prediction')).map(e => e.textContent)"
+    )
     assert predictions[: len(HOSTILE)] == HOSTILE  # exactly the text, 10 kB answer included
-    refs = chrome.execute_script("return Array.from(document.querySelectorAll('#rows .sample')[1].querySelectorAll('.refs li')).map(e => e.textContent)")
+    refs = chrome.execute_script(
+        "return Array.from(document.querySelectorAll('#rows .sample')[1].querySelectorAll('.refs li')).map(e => e.textContent)"
+    )
     assert refs == [HOSTILE[0], HOSTILE[3]]
     assert _shown(chrome)[11] == ("de", HOSTILE_ID)
     assert chrome.execute_script("return document.querySelectorAll('#rows .prediction')[6].dir") == "auto"
     # the long answer scrolls inside its box instead of stretching the page
-    height = chrome.execute_script("return document.querySelectorAll('#rows .prediction')[8].getBoundingClientRect().height")
+    height = chrome.execute_script(
+        "return document.querySelectorAll('#rows .prediction')[8].getBoundingClientRect().height"
+    )
     assert height < 300
     _screenshot(chrome, "report-hostile.png")
 
@@ -361,12 +415,17 @@ def test_comparison_lists_exactly_the_flipped_samples(world: World, chrome: Any,
     _open(chrome, page)
     _no_errors(chrome)
     # per language (the record's order), right→wrong first
-    expected = [key for lang in ("en", "de") for kind in ("right→wrong", "wrong→right") for key in flips[kind] if key[0] == lang]
+    expected = [
+        key for lang in ("en", "de") for kind in ("right→wrong", "wrong→right") for key in flips[kind] if key[0] == lang
+    ]
     assert _shown(chrome) == expected and _count(chrome) == n_flips
-    kinds = chrome.execute_script("return Array.from(document.querySelectorAll('#rows .sample')).map(e => e.querySelector('.flip').dataset.flip)")
+    kinds = chrome.execute_script(
+        "return Array.from(document.querySelectorAll('#rows .sample')).map(e => e.querySelector('.flip').dataset.flip)"
+    )
     assert kinds == ["right→wrong" if key in flips["right→wrong"] else "wrong→right" for key in expected]
     summary = chrome.execute_script(
-        "return Array.from(document.querySelectorAll('#flip-summary tbody tr')).map(r => Array.from(r.children).map(c => c.textContent))")
+        "return Array.from(document.querySelectorAll('#flip-summary tbody tr')).map(r => Array.from(r.children).map(c => c.textContent))"
+    )
     for lang in ("en", "de"):
         rw = sum(1 for key in flips["right→wrong"] if key[0] == lang)
         wr = sum(1 for key in flips["wrong→right"] if key[0] == lang)
@@ -377,15 +436,29 @@ def test_comparison_lists_exactly_the_flipped_samples(world: World, chrome: Any,
     assert sorted(_shown(chrome)) == sorted(flips["right→wrong"])
     _choose(chrome, "view", "all")
     assert _count(chrome) == 12
-    baseline_texts = chrome.execute_script("return Array.from(document.querySelectorAll('#rows .baseline-prediction')).map(e => e.textContent)")
+    baseline_texts = chrome.execute_script(
+        "return Array.from(document.querySelectorAll('#rows .baseline-prediction')).map(e => e.textContent)"
+    )
     assert baseline_texts == [r["prediction"] for r in base_rows]
     _no_errors(chrome)
 
 
 def test_gate_writes_the_comparison(world: World, chrome: Any, tmp_path: Path) -> None:
     page, md = tmp_path / "gate.html", tmp_path / "gate.md"
-    r = _cli("gate", world.changed, "--baseline", world.baseline, "--max-drop", "0", "--report", md,
-             "--report-html", page, "--image-root", world.image_root)
+    r = _cli(
+        "gate",
+        world.changed,
+        "--baseline",
+        world.baseline,
+        "--max-drop",
+        "0",
+        "--report",
+        md,
+        "--report-html",
+        page,
+        "--image-root",
+        world.image_root,
+    )
     assert r.returncode == 1, r.stdout + r.stderr  # a regression: and the page is written all the same
     assert md.is_file() and page.is_file() and "HTML report:" in r.stdout
     _open(chrome, page)
@@ -406,17 +479,21 @@ def test_leaderboard_html_is_sortable_with_heatmaps(chrome: Any, tmp_path: Path)
     page = tmp_path / "lb" / "leaderboard.html"
     _open(chrome, page)
     _no_errors(chrome)
-    widths = chrome.execute_script("return Array.from(document.querySelectorAll('img.heatmap-img')).map(i => i.naturalWidth)")
+    widths = chrome.execute_script(
+        "return Array.from(document.querySelectorAll('img.heatmap-img')).map(i => i.naturalWidth)"
+    )
     assert len(widths) == 4 and all(w > 0 for w in widths)
-    script = ("return Array.from(document.querySelectorAll('#leaderboard tbody tr'))"
-              ".map(r => r.children[COL].getAttribute('data-sort'))")
+    script = (
+        "return Array.from(document.querySelectorAll('#leaderboard tbody tr'))"
+        ".map(r => r.children[COL].getAttribute('data-sort'))"
+    )
     before = chrome.execute_script(script.replace("COL", "0"))
     # column 2, "xgqa v1 [test] exact_match (data:ffffffff n=300)": every model has it
     header = chrome.find_elements("css selector", "#leaderboard thead th")[2]
     header.click()
     values = chrome.execute_script(script.replace("COL", "2"))
     numbers = [float(v) for v in values if v is not None]
-    assert numbers == sorted(numbers) and values[len(numbers):] == [None] * (len(values) - len(numbers))
+    assert numbers == sorted(numbers) and values[len(numbers) :] == [None] * (len(values) - len(numbers))
     assert len(numbers) == 3
     header.click()
     values = chrome.execute_script(script.replace("COL", "2"))

@@ -24,14 +24,35 @@ CASES = [
 CORPUS_STATISTIC_METRICS = {"bleu", "chrfpp"}
 
 
-def _run_task(task_name: str, langs: list[str], split: str, data_root: Path, tmp_path: Path, model: Path, limit: int) -> Path:
+def _run_task(
+    task_name: str, langs: list[str], split: str, data_root: Path, tmp_path: Path, model: Path, limit: int
+) -> Path:
     task = load_task(task_name)
     image_root = tmp_path / "images"
     examples = {lang: task.examples(data_root, image_root, lang, split)[:limit] for lang in langs}
     placeholder_images(sorted({p for exs in examples.values() for e in exs for p in e.images}))
     out = tmp_path / "runs"
-    args = ["run", "--task", task_name, "--model", model, "--data-root", data_root, "--image-root", image_root,
-            "--split", split, "--limit", str(limit), "--out", out, "--batch-size", "8", "--max-new-tokens", "4"]
+    args = [
+        "run",
+        "--task",
+        task_name,
+        "--model",
+        model,
+        "--data-root",
+        data_root,
+        "--image-root",
+        image_root,
+        "--split",
+        split,
+        "--limit",
+        str(limit),
+        "--out",
+        out,
+        "--batch-size",
+        "8",
+        "--max-new-tokens",
+        "4",
+    ]
     record_path = invoke_run(args, langs)
     record = read_record(record_path)
     assert record.task.name == task_name and record.task.languages == langs
@@ -63,8 +84,9 @@ def _run_task(task_name: str, langs: list[str], split: str, data_root: Path, tmp
 
 
 @pytest.mark.parametrize(("task_name", "langs", "split"), CASES, ids=[c[0] for c in CASES])
-def test_task_runs_on_real_files(task_name: str, langs: list[str], split: str, shared_data: Path, tmp_path: Path,
-                                 tiny_mt5_dir: Path) -> None:
+def test_task_runs_on_real_files(
+    task_name: str, langs: list[str], split: str, shared_data: Path, tmp_path: Path, tiny_mt5_dir: Path
+) -> None:
     _run_task(task_name, langs, split, shared_data, tmp_path, tiny_mt5_dir, limit=20)
 
 

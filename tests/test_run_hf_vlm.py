@@ -53,8 +53,24 @@ def test_every_task_in_one_invocation(family: str, demo: tuple[Path, Path], mode
     data_root, image_root = demo
     out = tmp_path / "runs"
     langs = [x for lang in DEMO_LANGS for x in ("--lang", lang)]
-    r = _mvleval("run", "--task", "all", "--model", models / family, "--data-root", data_root, "--image-root", image_root,
-                 *langs, "--out", out, "--batch-size", "auto", "--max-new-tokens", "4")
+    r = _mvleval(
+        "run",
+        "--task",
+        "all",
+        "--model",
+        models / family,
+        "--data-root",
+        data_root,
+        "--image-root",
+        image_root,
+        *langs,
+        "--out",
+        out,
+        "--batch-size",
+        "auto",
+        "--max-new-tokens",
+        "4",
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Traceback" not in r.stderr and "Warning" not in r.stdout + r.stderr
     records = _records(out)
@@ -80,9 +96,29 @@ def test_batch_size_does_not_change_predictions(demo: tuple[Path, Path], models:
     samples = []
     for size in ("1", "7"):
         out = tmp_path / f"b{size}"
-        r = _mvleval("run", "--task", "xgqa", "--task", "marvl", "--model", models / "llava", "--data-root", data_root,
-                     "--image-root", image_root, "--lang", "zh", "--lang", "id", "--out", out, "--batch-size", size,
-                     "--cache", "off")  # every batch size generates (the cache would answer the second from the first)
+        r = _mvleval(
+            "run",
+            "--task",
+            "xgqa",
+            "--task",
+            "marvl",
+            "--model",
+            models / "llava",
+            "--data-root",
+            data_root,
+            "--image-root",
+            image_root,
+            "--lang",
+            "zh",
+            "--lang",
+            "id",
+            "--out",
+            out,
+            "--batch-size",
+            size,
+            "--cache",
+            "off",
+        )  # every batch size generates (the cache would answer the second from the first)
         assert r.returncode == 0, r.stdout + r.stderr
         records = _records(out)
         samples.append({t: (out / rec["samples_file"]).read_bytes() for t, rec in records.items()})
@@ -96,8 +132,25 @@ def test_prompt_styles_are_recorded_and_not_comparable(demo: tuple[Path, Path], 
     paths = {}
     for style in ("mblip", "chat"):
         out = tmp_path / style
-        r = _mvleval("run", "--task", "xvnli", "--model", models / "llava", "--data-root", data_root, "--image-root",
-                     image_root, "--lang", "en", "--out", out, "--num-beams", "1", "--prompt-style", style)
+        r = _mvleval(
+            "run",
+            "--task",
+            "xvnli",
+            "--model",
+            models / "llava",
+            "--data-root",
+            data_root,
+            "--image-root",
+            image_root,
+            "--lang",
+            "en",
+            "--out",
+            out,
+            "--num-beams",
+            "1",
+            "--prompt-style",
+            style,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         [paths[style]] = [p for p in out.glob("*.json")]
     chat = json.loads(paths["chat"].read_text())
@@ -111,8 +164,21 @@ def test_prompt_styles_are_recorded_and_not_comparable(demo: tuple[Path, Path], 
 @pytest.mark.slow
 def test_one_image_family_and_two_image_task(demo: tuple[Path, Path], models: Path, tmp_path: Path) -> None:
     data_root, image_root = demo
-    args = ["run", "--task", "marvl", "--model", models / "instructblip", "--data-root", data_root, "--image-root",
-            image_root, "--lang", "id", "--num-beams", "1"]
+    args = [
+        "run",
+        "--task",
+        "marvl",
+        "--model",
+        models / "instructblip",
+        "--data-root",
+        data_root,
+        "--image-root",
+        image_root,
+        "--lang",
+        "id",
+        "--num-beams",
+        "1",
+    ]
     refused = _mvleval(*args, "--out", tmp_path / "a")
     assert refused.returncode == 2 and "--image-handling side-by-side" in " ".join(refused.stderr.split())
     assert not list((tmp_path / "a").glob("*")), "a refused run leaves nothing behind"
@@ -128,8 +194,21 @@ def test_family_needing_torchvision_names_the_install(demo: tuple[Path, Path], m
     if is_torchvision_available():
         pytest.skip("torchvision is installed here")
     data_root, image_root = demo
-    r = _mvleval("run", "--task", "xgqa", "--model", models / "qwen2_5_vl", "--data-root", data_root, "--image-root",
-                 image_root, "--lang", "en", "--out", tmp_path / "runs")
+    r = _mvleval(
+        "run",
+        "--task",
+        "xgqa",
+        "--model",
+        models / "qwen2_5_vl",
+        "--data-root",
+        data_root,
+        "--image-root",
+        image_root,
+        "--lang",
+        "en",
+        "--out",
+        tmp_path / "runs",
+    )
     text = " ".join(r.stderr.split())
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "torchvision" in text and "pip install torchvision" in text
@@ -137,7 +216,19 @@ def test_family_needing_torchvision_names_the_install(demo: tuple[Path, Path], m
 
 def test_unknown_backend_and_prompt_style(demo: tuple[Path, Path], models: Path, tmp_path: Path) -> None:
     data_root, image_root = demo
-    base = ["run", "--task", "xgqa", "--model", models / "llava", "--data-root", data_root, "--lang", "en", "--out", tmp_path]
+    base = [
+        "run",
+        "--task",
+        "xgqa",
+        "--model",
+        models / "llava",
+        "--data-root",
+        data_root,
+        "--lang",
+        "en",
+        "--out",
+        tmp_path,
+    ]
     r = _mvleval(*base, "--backend", "hff")
     assert r.returncode == 2 and "Did you mean 'hf'" in r.stderr
     r = _mvleval(*base, "--prompt-style", "chatt")

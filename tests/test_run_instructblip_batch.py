@@ -31,9 +31,29 @@ def test_instructblip_batch_size_does_not_change_xgqa_predictions(shared_data: P
     predictions = {}
     for size in (1, 4, 7):
         out = tmp_path / f"b{size}"
-        result = console_script("run", "--task", "xgqa", "--split", "dev", "--lang", lang, "--limit", 8, "--model", model,
-                                "--data-root", shared_data, "--image-root", image_root, "--batch-size", size, "--out", out,
-                                "--cache", "off")  # every batch size generates (the cache would answer from the first)
+        result = console_script(
+            "run",
+            "--task",
+            "xgqa",
+            "--split",
+            "dev",
+            "--lang",
+            lang,
+            "--limit",
+            8,
+            "--model",
+            model,
+            "--data-root",
+            shared_data,
+            "--image-root",
+            image_root,
+            "--batch-size",
+            size,
+            "--out",
+            out,
+            "--cache",
+            "off",
+        )  # every batch size generates (the cache would answer from the first)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "Warning" not in result.stdout + result.stderr
         [samples] = [p for p in out.rglob("*.jsonl")]

@@ -34,8 +34,27 @@ def test_xgqa_real_dev_files_end_to_end(shared_data: Path, tmp_path: Path, tiny_
     langs = ["de", "en", "zh"]
     assert _xgqa_images(shared_data, image_root, langs, "dev") == 50  # the dev split covers 50 GQA images
     out = tmp_path / "runs"
-    args = ["run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", shared_data, "--image-root", image_root,
-            "--split", "dev", "--out", out, "--batch-size", "64", "--num-beams", "1", "--max-new-tokens", "3"]
+    args = [
+        "run",
+        "--task",
+        "xgqa",
+        "--model",
+        tiny_mt5_dir,
+        "--data-root",
+        shared_data,
+        "--image-root",
+        image_root,
+        "--split",
+        "dev",
+        "--out",
+        out,
+        "--batch-size",
+        "64",
+        "--num-beams",
+        "1",
+        "--max-new-tokens",
+        "3",
+    ]
     record_path = invoke_run(args, langs)
     record = read_record(record_path)
     assert record.task.n_examples == {"de": 1422, "en": 1422, "zh": 1422}
@@ -75,8 +94,27 @@ def test_run_record_contents(fixture: str, request: pytest.FixtureRequest, tmp_p
     model_dir: Path = request.getfixturevalue(fixture)
     data_root, image_root = _demo_data(tmp_path)
     out = tmp_path / "runs"
-    result = invoke("run", "--task", "xgqa", "--model", model_dir, "--data-root", data_root, "--image-root", image_root,
-                    "--lang", "en", "--lang", "zh", "--out", out, "--batch-size", "5", "--limit", "12")
+    result = invoke(
+        "run",
+        "--task",
+        "xgqa",
+        "--model",
+        model_dir,
+        "--data-root",
+        data_root,
+        "--image-root",
+        image_root,
+        "--lang",
+        "en",
+        "--lang",
+        "zh",
+        "--out",
+        out,
+        "--batch-size",
+        "5",
+        "--limit",
+        "12",
+    )
     assert result.exit_code == 0, result.output
     [record_path] = run_records(out)
     raw = json.loads(record_path.read_text())
@@ -85,7 +123,13 @@ def test_run_record_contents(fixture: str, request: pytest.FixtureRequest, tmp_p
     assert record.task.n_examples == {"en": 12, "zh": 12} and record.task.limit == 12
     assert record.model.kind == ("encoder-decoder" if "mt5" in fixture else "decoder-only")
     assert record.model.dtype == "float32" and record.model.adapter is None
-    assert record.model.generation == {"num_beams": 5, "max_new_tokens": 10, "min_new_tokens": 1, "length_penalty": -1.0, "do_sample": False}
+    assert record.model.generation == {
+        "num_beams": 5,
+        "max_new_tokens": 10,
+        "min_new_tokens": 1,
+        "length_penalty": -1.0,
+        "do_sample": False,
+    }
     # 5 beams: the prompt is computed once per sample (mvleval/backends/shared_prefix.py), and the record says so
     assert record.model.generation_path == "beam search, prompt computed once per sample"
     assert set(record.scores) == {"exact_match", "relaxed_accuracy", "language_fidelity"}
@@ -95,13 +139,17 @@ def test_run_record_contents(fixture: str, request: pytest.FixtureRequest, tmp_p
     assert prov.git_commit is None or re.fullmatch(r"[0-9a-f]{40}", prov.git_commit)
     assert prov.packages["torch"] and prov.packages["transformers"]
     assert prov.device.startswith("cpu")
-    assert len(prov.annotation_files) == 2 and all(re.fullmatch(r"[0-9a-f]{64}", v) for v in prov.annotation_files.values())
+    assert len(prov.annotation_files) == 2 and all(
+        re.fullmatch(r"[0-9a-f]{64}", v) for v in prov.annotation_files.values()
+    )
     assert prov.prompt_hash == load_task("xgqa").protocol_hash()
     rows = list(read_samples(out / record.samples_file))
     assert [r["lang"] for r in rows] == ["en"] * 12 + ["zh"] * 12
     keys = {"id", "lang", "prompt", "prediction", "references", "images", "scores"}
     assert all(keys <= set(r) <= keys | {"extra"} for r in rows)  # extra: what a metric found, e.g. a detected language
-    assert all(len(r["images"]) == 1 and r["images"][0].startswith("gqa/") and r["images"][0].endswith(".jpg") for r in rows)
+    assert all(
+        len(r["images"]) == 1 and r["images"][0].startswith("gqa/") and r["images"][0].endswith(".jpg") for r in rows
+    )
     assert not list(out.glob("*.partial.jsonl")) and not list(out.glob("*.manifest.json"))
 
 
@@ -112,8 +160,26 @@ def test_no_shared_prefix_switch_gives_the_same_samples(tmp_path: Path, tiny_mt5
     got = {}
     for flag in ("--shared-prefix", "--no-shared-prefix"):
         out = tmp_path / flag
-        result = invoke("run", "--task", "xgqa", "--model", tiny_mt5_dir, "--data-root", data_root, "--image-root",
-                        image_root, "--lang", "en", "--out", out, "--limit", "10", "--batch-size", "4", flag)
+        result = invoke(
+            "run",
+            "--task",
+            "xgqa",
+            "--model",
+            tiny_mt5_dir,
+            "--data-root",
+            data_root,
+            "--image-root",
+            image_root,
+            "--lang",
+            "en",
+            "--out",
+            out,
+            "--limit",
+            "10",
+            "--batch-size",
+            "4",
+            flag,
+        )
         assert result.exit_code == 0, result.output
         [record_path] = list(out.glob("*-*.json"))
         record = read_record(record_path)
@@ -128,8 +194,25 @@ def test_two_runs_are_byte_identical_apart_from_time(tmp_path: Path, tiny_bloom_
     texts = []
     for i in range(2):
         out = tmp_path / f"runs{i}"
-        result = invoke("run", "--task", "xgqa", "--model", tiny_bloom_dir, "--data-root", data_root, "--image-root",
-                        image_root, "--lang", "de", "--out", out, "--limit", "9", "--batch-size", ["4", "auto"][i])
+        result = invoke(
+            "run",
+            "--task",
+            "xgqa",
+            "--model",
+            tiny_bloom_dir,
+            "--data-root",
+            data_root,
+            "--image-root",
+            image_root,
+            "--lang",
+            "de",
+            "--out",
+            out,
+            "--limit",
+            "9",
+            "--batch-size",
+            ["4", "auto"][i],
+        )
         assert result.exit_code == 0, result.output
         [record_path] = list(out.glob("*-*.json"))
         record = json.loads(record_path.read_text())
@@ -158,28 +241,70 @@ def test_checkpoint_saved_by_plain_transformers_runs_without_flags(tmp_path: Pat
     )
 
     torch.manual_seed(0)
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(f"▁{w}", -float(i)) for i, w in enumerate(
-        "question short answer in english yes no red blue green what colour shape how many is are the".split())]
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [
+        (f"▁{w}", -float(i))
+        for i, w in enumerate(
+            "question short answer in english yes no red blue green what colour shape how many is are the".split()
+        )
+    ]
     pieces += [(c, -20.0) for c in string.ascii_lowercase + string.ascii_uppercase + "?:.,"]
     tokenizer = T5Tokenizer(vocab=pieces, unk_id=2, eos_token="</s>", pad_token="<pad>", unk_token="<unk>", extra_ids=0)
     config = Blip2Config(
-        vision_config=Blip2VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                                        image_size=32, patch_size=8).to_dict(),
-        qformer_config=Blip2QFormerConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                                          encoder_hidden_size=32, vocab_size=100).to_dict(),
-        text_config=T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=2,
-                             decoder_start_token_id=0, pad_token_id=0, eos_token_id=1).to_dict(),
+        vision_config=Blip2VisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ).to_dict(),
+        qformer_config=Blip2QFormerConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            encoder_hidden_size=32,
+            vocab_size=100,
+        ).to_dict(),
+        text_config=T5Config(
+            vocab_size=len(tokenizer),
+            d_model=32,
+            d_kv=8,
+            d_ff=64,
+            num_layers=1,
+            num_heads=2,
+            decoder_start_token_id=0,
+            pad_token_id=0,
+            eos_token_id=1,
+        ).to_dict(),
         num_query_tokens=4,
     )
     model = Blip2ForConditionalGeneration(config).eval()
-    processor = Blip2Processor(image_processor=BlipImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=tokenizer)
+    processor = Blip2Processor(
+        image_processor=BlipImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=tokenizer
+    )
     model_dir = tmp_path / "plain-blip2"
     model.save_pretrained(model_dir)
     processor.save_pretrained(model_dir)
 
     data_root, image_root = _demo_data(tmp_path)
-    result = invoke("run", "--task", "xgqa", "--model", model_dir, "--data-root", data_root, "--image-root", image_root,
-                    "--lang", "en", "--limit", "6", "--out", tmp_path / "runs")
+    result = invoke(
+        "run",
+        "--task",
+        "xgqa",
+        "--model",
+        model_dir,
+        "--data-root",
+        data_root,
+        "--image-root",
+        image_root,
+        "--lang",
+        "en",
+        "--limit",
+        "6",
+        "--out",
+        tmp_path / "runs",
+    )
     assert result.exit_code == 0, result.output
     record = read_record(next((tmp_path / "runs").glob("*-*.json")))
     assert record.model.num_query_tokens == 4 and record.task.n_examples == {"en": 6}

@@ -56,8 +56,23 @@ def demo(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> Demo:
     [weights] = bad.glob("*.safetensors")
     weights.write_bytes(b"\x00" * 1000)
     out = root / "runs"
-    args = ("run", "--task", "xgqa", "--model", str(tiny_mt5_dir), "--data-root", str(data_root), "--image-root",
-            str(image_root), "--lang", "en", "--num-beams", "1", "--max-new-tokens", "3")
+    args = (
+        "run",
+        "--task",
+        "xgqa",
+        "--model",
+        str(tiny_mt5_dir),
+        "--data-root",
+        str(data_root),
+        "--image-root",
+        str(image_root),
+        "--lang",
+        "en",
+        "--num-beams",
+        "1",
+        "--max-new-tokens",
+        "3",
+    )
     with pytest.raises(SystemExit) as exit_info:
         main([*args, "--limit", "3", "--out", str(out)])
     assert exit_info.value.code == 0
@@ -66,8 +81,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> Demo:
 
 
 # -- decide before spending ----------------------------------------------------------------------------------------
-def test_run_gate_refuses_an_incomparable_baseline_before_loading_the_model(demo: Demo, tmp_path: Path,
-                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_gate_refuses_an_incomparable_baseline_before_loading_the_model(
+    demo: Demo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """--limit 2 against a --limit 3 baseline: refused in a second, from a checkpoint whose weights cannot even be read
     (so the model never loaded), and nothing written: the --out folder is not even created."""
     out = tmp_path / "new" / "runs"
@@ -84,8 +100,9 @@ def test_run_gate_refuses_an_incomparable_baseline_before_loading_the_model(demo
     assert elapsed < 30, elapsed  # seconds, not a run; loose: the machine is shared
 
 
-def test_a_run_that_fails_before_generating_leaves_no_folder(demo: Demo, tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_run_that_fails_before_generating_leaves_no_folder(
+    demo: Demo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The checkpoint's weights cannot be read: the run fails while loading, and the --out folders it created are gone
     (the same command then runs from scratch once the cause is fixed)."""
     out = tmp_path / "new" / "runs"
@@ -112,42 +129,107 @@ def test_resume_of_a_finished_run_is_nothing_to_do(demo: Demo, capsys: pytest.Ca
     assert code == 2 and "already exists" in output, output
 
 
-def test_several_tasks_take_the_languages_they_have(demo: Demo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_several_tasks_take_the_languages_they_have(
+    demo: Demo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """--task all --lang ru runs the tasks that have ru and says which were skipped; fails only when none has it."""
     out = tmp_path / "runs"
-    code, output = _main(capsys, "run", "--task", "all", "--lang", "ru", "--model", demo.model, "--data-root",
-                         demo.data_root, "--image-root", demo.image_root, "--limit", "1", "--num-beams", "1",
-                         "--max-new-tokens", "2", "--out", out)
+    code, output = _main(
+        capsys,
+        "run",
+        "--task",
+        "all",
+        "--lang",
+        "ru",
+        "--model",
+        demo.model,
+        "--data-root",
+        demo.data_root,
+        "--image-root",
+        demo.image_root,
+        "--limit",
+        "1",
+        "--num-beams",
+        "1",
+        "--max-new-tokens",
+        "2",
+        "--out",
+        out,
+    )
     assert code == 0, output
     assert "marvl: skipped: it has none of the languages given with --lang (ru)" in output, output
-    records = {json.loads(p.read_text())["task"]["name"]: json.loads(p.read_text())
-               for p in out.glob("*.json") if not p.name.endswith(".manifest.json")}
-    assert set(records) == {t for t in ("xm3600", "xflickrco", "xgqa", "xvnli", "marvl", "maxm")
-                            if "ru" in load_task(t).languages}
+    records = {
+        json.loads(p.read_text())["task"]["name"]: json.loads(p.read_text())
+        for p in out.glob("*.json")
+        if not p.name.endswith(".manifest.json")
+    }
+    assert set(records) == {
+        t for t in ("xm3600", "xflickrco", "xgqa", "xvnli", "marvl", "maxm") if "ru" in load_task(t).languages
+    }
     assert all(r["task"]["languages"] == ["ru"] for r in records.values())
-    code, output = _main(capsys, "run", "--task", "marvl", "--task", "xgqa", "--lang", "quz", "--model", demo.model,
-                         "--data-root", demo.data_root, "--out", tmp_path / "none")
+    code, output = _main(
+        capsys,
+        "run",
+        "--task",
+        "marvl",
+        "--task",
+        "xgqa",
+        "--lang",
+        "quz",
+        "--model",
+        demo.model,
+        "--data-root",
+        demo.data_root,
+        "--out",
+        tmp_path / "none",
+    )
     assert code == 2 and "none of the tasks has any of the languages given with --lang (quz)" in output, output
     assert not (tmp_path / "none").exists()
 
 
-def test_split_per_task(shared_data: Path, tiny_mt5_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_split_per_task(
+    shared_data: Path, tiny_mt5_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """xGQA's dev split beside xFlickrCo's test split in one command: --split xgqa=dev; a plain --split stays global."""
     image_root = tmp_path / "images"
     for task, split in (("xgqa", "dev"), ("xflickrco", "test")):
-        placeholder_images(sorted({p for e in load_task(task).examples(shared_data, image_root, "zh", split)[:1]
-                                   for p in e.images}))
+        placeholder_images(
+            sorted({p for e in load_task(task).examples(shared_data, image_root, "zh", split)[:1] for p in e.images})
+        )
     out = tmp_path / "runs"
-    common = ["--model", tiny_mt5_dir, "--data-root", shared_data, "--image-root", image_root, "--lang", "zh",
-              "--limit", "1", "--num-beams", "1", "--max-new-tokens", "2", "--out", out]
+    common = [
+        "--model",
+        tiny_mt5_dir,
+        "--data-root",
+        shared_data,
+        "--image-root",
+        image_root,
+        "--lang",
+        "zh",
+        "--limit",
+        "1",
+        "--num-beams",
+        "1",
+        "--max-new-tokens",
+        "2",
+        "--out",
+        out,
+    ]
     code, output = _main(capsys, "run", "--task", "xgqa", "--task", "xflickrco", "--split", "xgqa=dev", *common)
     assert code == 0, output
-    splits = {json.loads(p.read_text())["task"]["name"]: json.loads(p.read_text())["task"]["split"]
-              for p in out.glob("*.json") if not p.name.endswith(".manifest.json")}
+    splits = {
+        json.loads(p.read_text())["task"]["name"]: json.loads(p.read_text())["task"]["split"]
+        for p in out.glob("*.json")
+        if not p.name.endswith(".manifest.json")
+    }
     assert splits == {"xgqa": "dev", "xflickrco": "test"}
     code, output = _main(capsys, "run", "--task", "xgqa", "--task", "xflickrco", "--split", "xgqq=dev", *common)
-    assert code == 2 and "names task 'xgqq', which is not run here" in output and "Did you mean 'xgqa'" in output, output
-    code, output = _main(capsys, "run", "--task", "xgqa", "--task", "xflickrco", "--split", "dev", "--split", "test", *common)
+    assert code == 2 and "names task 'xgqq', which is not run here" in output and "Did you mean 'xgqa'" in output, (
+        output
+    )
+    code, output = _main(
+        capsys, "run", "--task", "xgqa", "--task", "xflickrco", "--split", "dev", "--split", "test", *common
+    )
     assert code == 2 and "without a task" in output, output
 
 
@@ -161,8 +243,9 @@ def test_data_check_says_which_split_is_there(shared_data: Path, capsys: pytest.
     assert code == 2 and "pass --split dev" in output, output
 
 
-def test_data_check_opens_each_image_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_data_check_opens_each_image_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """XM3600 captions the same images in 36 languages: `data check` opens each image once, not once per language."""
     import mvleval.datacheck
 
@@ -173,8 +256,11 @@ def test_data_check_opens_each_image_once(tmp_path: Path, monkeypatch: pytest.Mo
     for i in range(3):
         entry: dict[str, object] = {"image/key": f"img{i}", "image/locale": "en"}
         for lang in langs:
-            entry[lang] = {"caption": [f"caption {i}"], "caption/tokenized": [f"caption {i}"],
-                           "caption/tokenized/lowercase": [f"caption {i}"]}
+            entry[lang] = {
+                "caption": [f"caption {i}"],
+                "caption/tokenized": [f"caption {i}"],
+                "caption/tokenized/lowercase": [f"caption {i}"],
+            }
         lines.append(json.dumps(entry))
     (data / "xm3600" / "captions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     placeholder_images([data / "images" / "xm3600" / f"img{i}.jpg" for i in range(2)])  # img2 is missing
@@ -199,12 +285,19 @@ def _popen(*args: object, cache_dir: Path | None = None) -> subprocess.Popen[str
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     if cache_dir is not None:
         env["MVLEVAL_CACHE_DIR"] = str(cache_dir)
-    return subprocess.Popen([MVLEVAL, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, start_new_session=True)
+    return subprocess.Popen(
+        [MVLEVAL, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
 
 
-def _interrupt_when(proc: subprocess.Popen[str], needle: str, timeout: float = 120,
-                    delay: float = 0.0) -> tuple[float, str, str]:
+def _interrupt_when(
+    proc: subprocess.Popen[str], needle: str, timeout: float = 120, delay: float = 0.0
+) -> tuple[float, str, str]:
     """Send SIGINT to the process group `delay` seconds after stderr shows `needle`; (seconds from the signal to the
     exit, stdout, stderr)."""
     assert proc.stderr is not None
@@ -249,12 +342,36 @@ def test_ctrl_c_during_scoring_answers_within_seconds(shared_data: Path, tiny_mt
     from mvleval.cli import main
 
     image_root = tmp_path / "images"
-    placeholder_images(sorted({p for e in load_task("xflickrco").examples(shared_data, image_root, "en", "test")[:3]
-                               for p in e.images}))
+    placeholder_images(
+        sorted(
+            {p for e in load_task("xflickrco").examples(shared_data, image_root, "en", "test")[:3] for p in e.images}
+        )
+    )
     out = tmp_path / "runs"
     with pytest.raises(SystemExit) as exit_info:
-        main(["run", "--task", "xflickrco", "--model", str(tiny_mt5_dir), "--data-root", str(shared_data), "--image-root",
-              str(image_root), "--lang", "en", "--limit", "3", "--num-beams", "1", "--max-new-tokens", "4", "--out", str(out)])
+        main(
+            [
+                "run",
+                "--task",
+                "xflickrco",
+                "--model",
+                str(tiny_mt5_dir),
+                "--data-root",
+                str(shared_data),
+                "--image-root",
+                str(image_root),
+                "--lang",
+                "en",
+                "--limit",
+                "3",
+                "--num-beams",
+                "1",
+                "--max-new-tokens",
+                "4",
+                "--out",
+                str(out),
+            ]
+        )
     assert exit_info.value.code == 0
     [record] = [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")]
     before = record.read_bytes()
@@ -273,12 +390,36 @@ def _three_caption_run(shared_data: Path, tiny_mt5_dir: Path, tmp_path: Path) ->
     from mvleval.cli import main
 
     image_root = tmp_path / "images"
-    placeholder_images(sorted({p for e in load_task("xflickrco").examples(shared_data, image_root, "en", "test")[:3]
-                               for p in e.images}))
+    placeholder_images(
+        sorted(
+            {p for e in load_task("xflickrco").examples(shared_data, image_root, "en", "test")[:3] for p in e.images}
+        )
+    )
     out = tmp_path / "runs"
     with pytest.raises(SystemExit) as exit_info:
-        main(["run", "--task", "xflickrco", "--model", str(tiny_mt5_dir), "--data-root", str(shared_data), "--image-root",
-              str(image_root), "--lang", "en", "--limit", "3", "--num-beams", "1", "--max-new-tokens", "4", "--out", str(out)])
+        main(
+            [
+                "run",
+                "--task",
+                "xflickrco",
+                "--model",
+                str(tiny_mt5_dir),
+                "--data-root",
+                str(shared_data),
+                "--image-root",
+                str(image_root),
+                "--lang",
+                "en",
+                "--limit",
+                "3",
+                "--num-beams",
+                "1",
+                "--max-new-tokens",
+                "4",
+                "--out",
+                str(out),
+            ]
+        )
     assert exit_info.value.code == 0
     [record] = [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")]
     return record
@@ -309,8 +450,10 @@ def test_models_load_one_language_at_a_time_with_the_same_ranking() -> None:
 
     text = "A man rides his bicycle down the street and laughs."
     ours = _ranking((), text)
-    theirs = [(c.language.name, c.value) for c in LanguageDetectorBuilder.from_all_languages().build()
-              .compute_language_confidence_values(text)]
+    theirs = [
+        (c.language.name, c.value)
+        for c in LanguageDetectorBuilder.from_all_languages().build().compute_language_confidence_values(text)
+    ]
     # lingua's own confidences vary in the last bits from call to call (its sums run in no fixed order): the ranking
     # is what the verdicts use, its first RANKS_KEPT entries (the rules read the top 3)
     kept = ranking_cache.RANKS_KEPT

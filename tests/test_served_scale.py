@@ -47,8 +47,15 @@ class Replica:
     latency, at most `capacity` requests at once (429 beyond, with an optional Retry-After), and `die_after`: after
     that many answers it resets every connection and stops listening (a replica that crashed)."""
 
-    def __init__(self, served_model: str = MODEL, latency_s: float = 0.0, capacity: int | None = None,
-                 retry_after: str | None = None, die_after: int | None = None, version: str | None = None) -> None:
+    def __init__(
+        self,
+        served_model: str = MODEL,
+        latency_s: float = 0.0,
+        capacity: int | None = None,
+        retry_after: str | None = None,
+        die_after: int | None = None,
+        version: str | None = None,
+    ) -> None:
         self.lock = threading.Lock()
         self.latency_s, self.capacity, self.retry_after, self.die_after = latency_s, capacity, retry_after, die_after
         self.in_flight = 0
@@ -83,7 +90,11 @@ class Replica:
                         server.in_flight += 1
                         refuse = False
                 if refuse:
-                    return self._send(429, {"error": "too many requests"}, {"Retry-After": server.retry_after} if server.retry_after else None)
+                    return self._send(
+                        429,
+                        {"error": "too many requests"},
+                        {"Retry-After": server.retry_after} if server.retry_after else None,
+                    )
                 try:
                     time.sleep(server.latency_s)
                     content = body["messages"][0]["content"]
@@ -95,8 +106,19 @@ class Replica:
                         server.answered += 1
                         server.bodies.append(raw)
                         die = server.die_after is not None and server.answered >= server.die_after
-                    self._send(200, {"choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}],
-                                     "usage": {"prompt_tokens": 5, "completion_tokens": 2}})
+                    self._send(
+                        200,
+                        {
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": answer},
+                                }
+                            ],
+                            "usage": {"prompt_tokens": 5, "completion_tokens": 2},
+                        },
+                    )
                     if die:
                         server.kill()
                 finally:
@@ -155,12 +177,31 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return build_demo_data(tmp_path_factory.mktemp("demo"), n_train=0, n_test=6)
 
 
-def run(capsys: Any, monkeypatch: pytest.MonkeyPatch, data: tuple[Path, Path], out: Path, urls: list[str], *extra: str,
-        task: list[str] = XGQA) -> tuple[int, str, str]:
+def run(
+    capsys: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    data: tuple[Path, Path],
+    out: Path,
+    urls: list[str],
+    *extra: str,
+    task: list[str] = XGQA,
+) -> tuple[int, str, str]:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    args = ["run", *task, "--model", f"openai:{MODEL}", "--data-root", str(data[0]), "--out", str(out), "--timeout", "5",
-            "--max-retries", "3"]
+    args = [
+        "run",
+        *task,
+        "--model",
+        f"openai:{MODEL}",
+        "--data-root",
+        str(data[0]),
+        "--out",
+        str(out),
+        "--timeout",
+        "5",
+        "--max-retries",
+        "3",
+    ]
     for url in urls:
         args += ["--base-url", url]
     return cli(capsys, *args, *extra)
@@ -182,14 +223,26 @@ def predictions(out: Path) -> dict[tuple[str, str], str]:
 
 
 # -- several replicas -------------------------------------------------------------------------------------------------------
-def test_replicas_share_the_work_and_answer_as_one_server(capsys: Any, monkeypatch: pytest.MonkeyPatch, demo_data: tuple[Path, Path],
-                                                         tmp_path: Path, replicas: list[Replica]) -> None:
+def test_replicas_share_the_work_and_answer_as_one_server(
+    capsys: Any, monkeypatch: pytest.MonkeyPatch, demo_data: tuple[Path, Path], tmp_path: Path, replicas: list[Replica]
+) -> None:
     one = start(replicas, latency_s=0.02)
-    code, _, err = run(capsys, monkeypatch, demo_data, tmp_path / "one", [one.url], "--cache", "off", "--concurrency", "2")
+    code, _, err = run(
+        capsys, monkeypatch, demo_data, tmp_path / "one", [one.url], "--cache", "off", "--concurrency", "2"
+    )
     assert code == 0, err
     three = [start(replicas, latency_s=0.05) for _ in range(3)]
-    code, _, err = run(capsys, monkeypatch, demo_data, tmp_path / "three", [r.secret_url for r in three], "--cache", "off",
-                       "--concurrency", "16")
+    code, _, err = run(
+        capsys,
+        monkeypatch,
+        demo_data,
+        tmp_path / "three",
+        [r.secret_url for r in three],
+        "--cache",
+        "off",
+        "--concurrency",
+        "16",
+    )
     assert code == 0, err
     assert predictions(tmp_path / "three") == predictions(tmp_path / "one")
     # least-outstanding: each language's 6 requests start at once, 2 per replica (the first replica's window, 16,
@@ -204,8 +257,9 @@ def test_replicas_share_the_work_and_answer_as_one_server(capsys: Any, monkeypat
             assert PASSWORD.encode() not in path.read_bytes() and SECRET.encode() not in path.read_bytes(), path
 
 
-def test_a_replica_serving_another_model_is_refused_by_name(capsys: Any, monkeypatch: pytest.MonkeyPatch, demo_data: tuple[Path, Path],
-                                                            tmp_path: Path, replicas: list[Replica]) -> None:
+def test_a_replica_serving_another_model_is_refused_by_name(
+    capsys: Any, monkeypatch: pytest.MonkeyPatch, demo_data: tuple[Path, Path], tmp_path: Path, replicas: list[Replica]
+) -> None:
     good, odd = start(replicas), start(replicas, served_model="another-vlm")
     code, _, err = run(capsys, monkeypatch, demo_data, tmp_path / "out", [good.url, odd.secret_url])
     assert code == 2
@@ -222,8 +276,19 @@ def test_a_replica_dying_mid_run_is_taken_out_and_every_example_answered_once(
     code, _, err = run(capsys, monkeypatch, demo_data, tmp_path / "ref", [start(replicas).url], "--cache", "off")
     assert code == 0, err
     dying, healthy = start(replicas, latency_s=0.05, die_after=3), start(replicas, latency_s=0.05)
-    code, _, err = run(capsys, monkeypatch, demo_data, tmp_path / "out", [dying.url, healthy.url], "--cache", "off",
-                       "--concurrency", "3", "--max-retries", "0")  # failover, not a retry, saves its requests
+    code, _, err = run(
+        capsys,
+        monkeypatch,
+        demo_data,
+        tmp_path / "out",
+        [dying.url, healthy.url],
+        "--cache",
+        "off",
+        "--concurrency",
+        "3",
+        "--max-retries",
+        "0",
+    )  # failover, not a retry, saves its requests
     assert code == 0, err
     assert dying.dead
     rows = rows_of(tmp_path / "out")
@@ -239,8 +304,19 @@ def test_no_replica_left_stops_unscored_and_resume_asks_only_what_is_missing(
     capsys: Any, monkeypatch: pytest.MonkeyPatch, demo_data: tuple[Path, Path], tmp_path: Path, replicas: list[Replica]
 ) -> None:
     a, b = start(replicas, die_after=2), start(replicas, die_after=2)  # 4 of the first language's 6 are answered
-    code, _, err = run(capsys, monkeypatch, demo_data, tmp_path, [a.url, b.url], "--cache", "off", "--concurrency", "1",
-                       "--max-retries", "1")
+    code, _, err = run(
+        capsys,
+        monkeypatch,
+        demo_data,
+        tmp_path,
+        [a.url, b.url],
+        "--cache",
+        "off",
+        "--concurrency",
+        "1",
+        "--max-retries",
+        "1",
+    )
     assert code == 2, err
     message = " ".join(err.split())
     assert "every replica" in message and "--resume" in message and "Traceback" not in err
@@ -256,13 +332,19 @@ def test_no_replica_left_stops_unscored_and_resume_asks_only_what_is_missing(
 # -- adaptive concurrency -----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("retry_after", [None, "1"])
 def test_adaptive_window_backs_off_on_429_and_finishes_right(
-    retry_after: str | None, capsys: Any, monkeypatch: pytest.MonkeyPatch, demo_data: tuple[Path, Path], tmp_path: Path,
-    replicas: list[Replica]
+    retry_after: str | None,
+    capsys: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    demo_data: tuple[Path, Path],
+    tmp_path: Path,
+    replicas: list[Replica],
 ) -> None:
     code, _, err = run(capsys, monkeypatch, demo_data, tmp_path / "ref", [start(replicas).url], "--cache", "off")
     assert code == 0, err
     busy = start(replicas, latency_s=0.1, capacity=2, retry_after=retry_after)
-    code, _, err = run(capsys, monkeypatch, demo_data, tmp_path / "out", [busy.url], "--cache", "off", "--max-retries", "0")
+    code, _, err = run(
+        capsys, monkeypatch, demo_data, tmp_path / "out", [busy.url], "--cache", "off", "--max-retries", "0"
+    )
     assert code == 0, err  # 429s shrink the window instead of using up --max-retries 0
     assert busy.refused > 0, "the window never went past the server's capacity: the test would prove nothing"
     assert predictions(tmp_path / "out") == predictions(tmp_path / "ref")
@@ -280,14 +362,20 @@ def cache_file() -> Path:
     return Path(os.environ["MVLEVAL_CACHE_DIR"]) / "responses.sqlite3"
 
 
-def test_second_run_is_answered_from_the_cache_and_marked(capsys: Any, monkeypatch: pytest.MonkeyPatch, demo_data: tuple[Path, Path],
-                                                          tmp_path: Path, replicas: list[Replica]) -> None:
+def test_second_run_is_answered_from_the_cache_and_marked(
+    capsys: Any, monkeypatch: pytest.MonkeyPatch, demo_data: tuple[Path, Path], tmp_path: Path, replicas: list[Replica]
+) -> None:
     server = start(replicas)
     code, _, err = run(capsys, monkeypatch, demo_data, tmp_path / "first", [server.secret_url])
     assert code == 0, err
     assert server.answered == 12
     first = record_of(tmp_path / "first")
-    assert first["model"]["details"]["cache"] == {"mode": "read-write", "answers_from_cache": 0, "answers_asked": 12, "answers_stored": 12}
+    assert first["model"]["details"]["cache"] == {
+        "mode": "read-write",
+        "answers_from_cache": 0,
+        "answers_asked": 12,
+        "answers_stored": 12,
+    }
     assert not any("cached" in r for r in rows_of(tmp_path / "first"))
     # another URL (no password) and another key: the same model and request bodies, so every answer comes from the cache
     monkeypatch.setenv("OPENAI_API_KEY", "sk-another-key")
@@ -329,8 +417,9 @@ def test_cache_key_changes_with_generation_settings_and_server_version(
     assert v1_again.answered == 0
 
 
-def test_cache_modes_read_and_off(capsys: Any, monkeypatch: pytest.MonkeyPatch, demo_data: tuple[Path, Path], tmp_path: Path,
-                                  replicas: list[Replica]) -> None:
+def test_cache_modes_read_and_off(
+    capsys: Any, monkeypatch: pytest.MonkeyPatch, demo_data: tuple[Path, Path], tmp_path: Path, replicas: list[Replica]
+) -> None:
     server = start(replicas)
     assert run(capsys, monkeypatch, demo_data, tmp_path / "read-empty", [server.url], "--cache", "read")[0] == 0
     assert server.answered == 12
@@ -343,13 +432,16 @@ def test_cache_modes_read_and_off(capsys: Any, monkeypatch: pytest.MonkeyPatch, 
     assert run(capsys, monkeypatch, demo_data, tmp_path / "off", [server.url], "--cache", "off")[0] == 0
     assert server.answered == 36
     off = tmp_path / "off"
-    assert (off / record_of(off)["samples_file"]).read_bytes() == (tmp_path / "fill" / record_of(tmp_path / "fill")["samples_file"]).read_bytes()
+    assert (off / record_of(off)["samples_file"]).read_bytes() == (
+        tmp_path / "fill" / record_of(tmp_path / "fill")["samples_file"]
+    ).read_bytes()
     code, _, err = run(capsys, monkeypatch, demo_data, tmp_path / "bad", [server.url], "--cache", "sometimes")
     assert code == 2 and "--cache must be one of read-write, read, off" in " ".join(err.split())
 
 
-def test_cache_info_and_clear(capsys: Any, monkeypatch: pytest.MonkeyPatch, demo_data: tuple[Path, Path], tmp_path: Path,
-                              replicas: list[Replica]) -> None:
+def test_cache_info_and_clear(
+    capsys: Any, monkeypatch: pytest.MonkeyPatch, demo_data: tuple[Path, Path], tmp_path: Path, replicas: list[Replica]
+) -> None:
     code, out, _ = cli(capsys, "cache", "info")
     assert code == 0 and "entries: 0" in out and str(cache_file()) in out
     server = start(replicas)
@@ -378,39 +470,90 @@ for i in range(1500):
 """
 
 
-def test_two_processes_write_at_once(capsys: Any, monkeypatch: pytest.MonkeyPatch, demo_data: tuple[Path, Path],
-                                     tmp_path: Path, replicas: list[Replica]) -> None:
+def test_two_processes_write_at_once(
+    capsys: Any, monkeypatch: pytest.MonkeyPatch, demo_data: tuple[Path, Path], tmp_path: Path, replicas: list[Replica]
+) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     go = str(time.time() + 4)  # both start writing at the same moment, 1500 transactions each
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(n), go], env=env, stderr=subprocess.PIPE, text=True) for n in (1, 2)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(n), go], env=env, stderr=subprocess.PIPE, text=True)
+        for n in (1, 2)
+    ]
     for proc in procs:
         assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
-    info = dict(sqlite3.connect(cache_file()).execute("SELECT model, COUNT(*) FROM responses GROUP BY model").fetchall())
+    info = dict(
+        sqlite3.connect(cache_file()).execute("SELECT model, COUNT(*) FROM responses GROUP BY model").fetchall()
+    )
     assert info == {"m1": 1500, "m2": 1500}
     # two `mvleval run` processes (the console script) on one server and one cache, at once
     exe = shutil.which("mvleval")
     assert exe, "the mvleval console script is not installed"
     server = start(replicas, latency_s=0.02)
     env.update(OPENAI_API_KEY=SECRET, OMP_NUM_THREADS="1")
-    runs = [subprocess.Popen([exe, "run", *task, "--model", f"openai:{MODEL}", "--base-url", server.url, "--data-root", str(demo_data[0]),
-                              "--out", str(tmp_path / name)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for name, task in (("x", XGQA), ("m", MARVL))]
+    runs = [
+        subprocess.Popen(
+            [
+                exe,
+                "run",
+                *task,
+                "--model",
+                f"openai:{MODEL}",
+                "--base-url",
+                server.url,
+                "--data-root",
+                str(demo_data[0]),
+                "--out",
+                str(tmp_path / name),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, task in (("x", XGQA), ("m", MARVL))
+    ]
     for proc in runs:
         _, err = proc.communicate(timeout=180)
         assert proc.returncode == 0, err
-    assert dict(sqlite3.connect(cache_file()).execute("SELECT model, COUNT(*) FROM responses GROUP BY model").fetchall())[MODEL] == 24
+    assert (
+        dict(sqlite3.connect(cache_file()).execute("SELECT model, COUNT(*) FROM responses GROUP BY model").fetchall())[
+            MODEL
+        ]
+        == 24
+    )
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    # --cache applies to local models too (tests/test_local_cache.py), and is checked for them as well
-    (["--model", "some/local-checkpoint", "--cache", "sometimes"], "--cache must be one of read-write, read, off"),
-    (["--model", "some/local-checkpoint", "--concurrency", "4"], "apply to served models only"),
-    (["--model", f"openai:{MODEL}", "--base-url", "http://127.0.0.1:9/v1", "--base-url", "http://u:p@127.0.0.1:9/v1"],
-     "--base-url gives the same replica twice (http://127.0.0.1:9/v1)"),
-    (["--model", f"openai:{MODEL}", "--base-url", "http://127.0.0.1:9/v1", "--concurrency", "0"], "--concurrency must be at least 1"),
-])
-def test_refusals_of_the_new_flags(args: list[str], message: str, capsys: Any, monkeypatch: pytest.MonkeyPatch,
-                                   demo_data: tuple[Path, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # --cache applies to local models too (tests/test_local_cache.py), and is checked for them as well
+        (["--model", "some/local-checkpoint", "--cache", "sometimes"], "--cache must be one of read-write, read, off"),
+        (["--model", "some/local-checkpoint", "--concurrency", "4"], "apply to served models only"),
+        (
+            [
+                "--model",
+                f"openai:{MODEL}",
+                "--base-url",
+                "http://127.0.0.1:9/v1",
+                "--base-url",
+                "http://u:p@127.0.0.1:9/v1",
+            ],
+            "--base-url gives the same replica twice (http://127.0.0.1:9/v1)",
+        ),
+        (
+            ["--model", f"openai:{MODEL}", "--base-url", "http://127.0.0.1:9/v1", "--concurrency", "0"],
+            "--concurrency must be at least 1",
+        ),
+    ],
+)
+def test_refusals_of_the_new_flags(
+    args: list[str],
+    message: str,
+    capsys: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    demo_data: tuple[Path, Path],
+    tmp_path: Path,
+) -> None:
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     code, _, err = cli(capsys, "run", *XGQA, *args, "--data-root", demo_data[0], "--out", tmp_path / "out")
     assert code == 2 and "Traceback" not in err

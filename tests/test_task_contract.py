@@ -44,8 +44,14 @@ PINNED_CHAT: dict[str, tuple[int, str]] = {
 }
 
 #: the language each task's prompt asks for: English for the QA/classification tasks, None = the evaluated language
-ANSWER_LANGUAGE: dict[str, str | None] = {"xgqa": "en", "marvl": "en", "xvnli": "en", "xm3600": None, "xflickrco": None,
-                                           "maxm": None}
+ANSWER_LANGUAGE: dict[str, str | None] = {
+    "xgqa": "en",
+    "marvl": "en",
+    "xvnli": "en",
+    "xm3600": None,
+    "xflickrco": None,
+    "maxm": None,
+}
 
 #: metrics whose score is 1.0 when every prediction is the gold answer
 ACCURACY_METRICS = {"exact_match", "relaxed_accuracy"}
@@ -150,22 +156,36 @@ CASES: dict[str, tuple[Case, ...]] = {
         Case(
             "zh",
             "test",
-            ("marvl/zh/images/82-铅笔/82-6.jpg", "marvl/zh/images/82-铅笔/82-1.jpg",
-             "marvl/zh/images/82-铅笔/82-10.jpg", "marvl/zh/images/82-铅笔/82-12.jpg"),
-            {"zh-0": (MARVL_PROMPT.format(ZH_STATEMENT), ("no",)), "zh-1": (MARVL_PROMPT.format(ZH_STATEMENT), ("no",))},
+            (
+                "marvl/zh/images/82-铅笔/82-6.jpg",
+                "marvl/zh/images/82-铅笔/82-1.jpg",
+                "marvl/zh/images/82-铅笔/82-10.jpg",
+                "marvl/zh/images/82-铅笔/82-12.jpg",
+            ),
+            {
+                "zh-0": (MARVL_PROMPT.format(ZH_STATEMENT), ("no",)),
+                "zh-1": (MARVL_PROMPT.format(ZH_STATEMENT), ("no",)),
+            },
         ),
         Case(
             "tr",
             "test",
-            ("marvl/tr/images/14-Çaydanlık/14-3.jpg", "marvl/tr/images/14-Çaydanlık/14-7.jpg",
-             "marvl/tr/images/14-Çaydanlık/14-1.jpg"),
+            (
+                "marvl/tr/images/14-Çaydanlık/14-3.jpg",
+                "marvl/tr/images/14-Çaydanlık/14-7.jpg",
+                "marvl/tr/images/14-Çaydanlık/14-1.jpg",
+            ),
             {"tr-0": (MARVL_PROMPT.format(TR_1), ("yes",)), "tr-1": (MARVL_PROMPT.format(TR_2), ("no",))},
         ),
         Case(
             "zh",
             "train_1",  # few-shot files carry the concept folder in the file name
-            ("marvl/zh/images/52-火锅/52-n-2.jpg", "marvl/zh/images/52-火锅/52-4.jpg",
-             "marvl/zh/images/52-火锅/52-15.jpg", "marvl/zh/images/52-火锅/52-n-1.jpg"),
+            (
+                "marvl/zh/images/52-火锅/52-n-2.jpg",
+                "marvl/zh/images/52-火锅/52-4.jpg",
+                "marvl/zh/images/52-火锅/52-15.jpg",
+                "marvl/zh/images/52-火锅/52-n-1.jpg",
+            ),
             {"zh-0": (MARVL_PROMPT.format(HOTPOT), ("yes",)), "zh-1": (MARVL_PROMPT.format(HOTPOT), ("no",))},
         ),
     ),
@@ -239,13 +259,18 @@ CASES: dict[str, tuple[Case, ...]] = {
                     "Question: Trägt der Surfer, der nass aussieht, einen Neoprenanzug? Short answer in English:",
                     ("yes",),
                 ),
-                "20120533": ("Question: Besteht der Zaun aus Zement oder Aluminium? Short answer in English:", ("aluminum",)),
+                "20120533": (
+                    "Question: Besteht der Zaun aus Zement oder Aluminium? Short answer in English:",
+                    ("aluminum",),
+                ),
             },
         ),
     ),
 }
 
-ALL_CASES = [pytest.param(name, case, id=f"{name}-{case.lang}-{case.split}") for name, cases in CASES.items() for case in cases]
+ALL_CASES = [
+    pytest.param(name, case, id=f"{name}-{case.lang}-{case.split}") for name, cases in CASES.items() for case in cases
+]
 
 
 def _metrics_available() -> bool:
@@ -258,7 +283,8 @@ def _metrics_available() -> bool:
 
 
 needs_metrics = pytest.mark.skipif(
-    not _metrics_available(), reason="mvleval.metrics (Cider, ExactMatch, RelaxedAccuracy, LanguageFidelity) not importable yet"
+    not _metrics_available(),
+    reason="mvleval.metrics (Cider, ExactMatch, RelaxedAccuracy, LanguageFidelity) not importable yet",
 )
 
 
@@ -274,7 +300,9 @@ def image_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_task_has_a_fixture() -> None:
     missing = set(task_names()) - set(CASES)
     assert not missing, f"add native-format fixtures and a Case for {sorted(missing)} in tests/test_task_contract.py"
-    assert set(CASES) <= set(task_names()), f"CASES names tasks that do not exist: {sorted(set(CASES) - set(task_names()))}"
+    assert set(CASES) <= set(task_names()), (
+        f"CASES names tasks that do not exist: {sorted(set(CASES) - set(task_names()))}"
+    )
 
 
 @pytest.mark.parametrize("name", task_names())
@@ -327,7 +355,12 @@ def test_closed_vocabularies_are_used_fully(name: str, image_root: Path) -> None
     vocab = getattr(task, "label_vocabulary", None)
     if vocab is None:
         pytest.skip(f"{name} has an open answer vocabulary")
-    seen = {r for case in CASES[name] for e in task.examples(FIXTURES, image_root, case.lang, case.split) for r in e.references}
+    seen = {
+        r
+        for case in CASES[name]
+        for e in task.examples(FIXTURES, image_root, case.lang, case.split)
+        for r in e.references
+    }
     assert seen == vocab
 
 
@@ -338,7 +371,9 @@ def test_closed_vocabularies_are_used_fully(name: str, image_root: Path) -> None
 def test_protocol_hash_is_pinned_to_version(name: str, style: str) -> None:
     task = load_task(name, prompt_style=style)
     pinned = PINNED if style == "mblip" else PINNED_CHAT
-    assert name in pinned, f"add {name!r}: ({task.version}, {task.protocol_hash()!r}) to the pins in tests/test_task_contract.py"
+    assert name in pinned, (
+        f"add {name!r}: ({task.version}, {task.protocol_hash()!r}) to the pins in tests/test_task_contract.py"
+    )
     version, digest = pinned[name]
     if task.protocol_hash() != digest and task.version == version:
         pytest.fail(
@@ -460,7 +495,10 @@ def test_image_path_escaping_the_root_is_refused(name: str, kind: str, tmp_path:
     value = "../../outside/secret" if kind == "dotdot" else str(outside.with_suffix(""))
     if not spec.suffix:  # fields that hold a file name rather than an id
         value += ".jpg"
-    _write(path, [json.dumps(first, ensure_ascii=False), json.dumps({**first, spec.image_field: value}, ensure_ascii=False)])
+    _write(
+        path,
+        [json.dumps(first, ensure_ascii=False), json.dumps({**first, spec.image_field: value}, ensure_ascii=False)],
+    )
     with pytest.raises(MvlevalError, match="escapes the image root|outside the image root") as err:
         _load(task, spec, data_root, image_root)
     assert err.value.where == f"{path}:2"
@@ -484,6 +522,7 @@ def test_an_image_linked_from_outside_the_root_is_followed(name: str, tmp_path: 
 
 # -- task-specific validation ------------------------------------------------------------------------------------------
 REMOVE = object()  # a value in `change` that deletes the field
+
 
 @pytest.mark.parametrize(
     ("name", "change", "message"),

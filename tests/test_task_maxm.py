@@ -63,11 +63,13 @@ def test_maxm_scoring_is_mblips(prediction: str, references: list[str], exact: f
 
 def test_signatures_name_the_processing_and_xgqa_keeps_its_own() -> None:
     assert ExactMatch(prediction="strip+lower").signature() == (
-        "exact_match|clean=strip+lower|label=lower+strip|rule=equal|any-ref|boot=1000,seed=0,unit=example|mvleval-1")
+        "exact_match|clean=strip+lower|label=lower+strip|rule=equal|any-ref|boot=1000,seed=0,unit=example|mvleval-1"
+    )
     # the signature xGQA / MaRVL / XVNLI records and baselines were made with (records add the unit of their clusters
     # and the answer rule: "unit=image|...|answer=think-1", see runner.task_signature)
     assert ExactMatch().signature() == (
-        "exact_match|clean=vqa-lavis-mblip-1|label=lower+strip|rule=equal|any-ref|boot=1000,seed=0,unit=example|mvleval-1")
+        "exact_match|clean=vqa-lavis-mblip-1|label=lower+strip|rule=equal|any-ref|boot=1000,seed=0,unit=example|mvleval-1"
+    )
     assert RelaxedAccuracy(prediction="strip+lower").signature().startswith("relaxed_accuracy|clean=strip+lower|")
     assert ExactMatch().score(["rouge."], [["rouge"]], "fr").value == 1.0  # the VQA cleaning drops the period
     with pytest.raises(MvlevalError, match="unknown prediction processing"):
@@ -78,7 +80,9 @@ def test_fixture_scores_by_hand() -> None:
     task = load_task("maxm")
     examples = task.examples(FIXTURES, FIXTURES, "fr")
     predictions = ["Rouge", "dans la rue.", "2"]  # right; right only relaxed; right (one of the processed answers)
-    scores = {m.name: m.score(predictions, [list(e.references) for e in examples], "fr").value for m in task.metrics()[:2]}
+    scores = {
+        m.name: m.score(predictions, [list(e.references) for e in examples], "fr").value for m in task.metrics()[:2]
+    }
     assert scores == {"exact_match": pytest.approx(2 / 3), "relaxed_accuracy": 1.0}
 
 
@@ -114,8 +118,16 @@ def _pair(**change: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("doc", "message", "where"),
     [
-        (_pair(processed_answers=[]), "'processed_answers' must be a non-empty list of strings", "annotations[1].qa_pairs[0]"),
-        (_pair(processed_answers="deux"), "'processed_answers' must be a non-empty list of strings", "annotations[1].qa_pairs[0]"),
+        (
+            _pair(processed_answers=[]),
+            "'processed_answers' must be a non-empty list of strings",
+            "annotations[1].qa_pairs[0]",
+        ),
+        (
+            _pair(processed_answers="deux"),
+            "'processed_answers' must be a non-empty list of strings",
+            "annotations[1].qa_pairs[0]",
+        ),
         (_pair(question=""), "'question' must be a non-empty string", "annotations[1].qa_pairs[0]"),
         (_pair(question_id="fr-0001"), "question id fr-0001 appears twice", "annotations[1].qa_pairs[0]"),
         (_pair(question_id=None), "'question_id' must be a non-empty string", "annotations[1].qa_pairs[0]"),

@@ -86,7 +86,9 @@ def test_xvnli_few_shot_splits(shared_data: Path, image_root: Path, split: str, 
     assert (len(raw), sum(r["gold_label"] == "-" for r in raw)) == (n_raw, n_dash)
     examples = load_task("xvnli").examples(shared_data, image_root, "en", split)
     assert len(examples) == n_raw - n_dash
-    assert Counter(e.target for e in examples) == Counter(XVNLI_LABELS[r["gold_label"]] for r in raw if r["gold_label"] != "-")
+    assert Counter(e.target for e in examples) == Counter(
+        XVNLI_LABELS[r["gold_label"]] for r in raw if r["gold_label"] != "-"
+    )
 
 
 # -- MaRVL -----------------------------------------------------------------------------------------------------------
@@ -151,7 +153,9 @@ def test_xflickrco_english_is_flickr30k_test_with_five_references(shared_data: P
     assert {e.prompt for e in examples} == {"Caption in English: "}
 
 
-@pytest.mark.parametrize(("lang", "split", "n"), [("de", "train_10", 10), ("de", "train_100", 100), ("ja", "train_100", 100)])
+@pytest.mark.parametrize(
+    ("lang", "split", "n"), [("de", "train_10", 10), ("de", "train_100", 100), ("ja", "train_100", 100)]
+)
 def test_xflickrco_few_shot_splits(shared_data: Path, image_root: Path, lang: str, split: str, n: int) -> None:
     examples = load_task("xflickrco").examples(shared_data, image_root, lang, split)
     assert len(examples) == n and all(e.target == e.references[0] for e in examples)

@@ -45,8 +45,16 @@ logger = logging.getLogger("mvleval.backends.hf_vlm")
 QUANT_SKIP_MODULES = tuple(
     rf"(?:.*\.)?{name}"
     for name in (
-        "lm_head", "vision_tower", "vision_model", "visual", "multi_modal_projector", "mm_projector", "connector",
-        "qformer", "language_projection", "embed_vision",
+        "lm_head",
+        "vision_tower",
+        "vision_model",
+        "visual",
+        "multi_modal_projector",
+        "mm_projector",
+        "connector",
+        "qformer",
+        "language_projection",
+        "embed_vision",
     )
 )
 #: Families whose models take one image per prompt: a two-image example needs --image-handling side-by-side.
@@ -71,7 +79,9 @@ def decode_keeping_thinking_tags(tokenizer: Any, ids: Sequence[Sequence[int]], c
     from mvleval.metrics.answer import template_thinking_tags
 
     special = {int(i) for i in tokenizer.all_special_ids}
-    special |= {int(i) for i, tok in getattr(tokenizer, "added_tokens_decoder", {}).items() if getattr(tok, "special", False)}
+    special |= {
+        int(i) for i, tok in getattr(tokenizer, "added_tokens_decoder", {}).items() if getattr(tok, "special", False)
+    }
     kept: dict[int, str] = {}
     for pair in template_thinking_tags(chat_template):
         for tag in pair:
@@ -124,7 +134,9 @@ class HfVlmBackend(Backend):
         prefetch_workers: int = DEFAULT_PREFETCH_WORKERS,
     ) -> None:
         if image_handling not in IMAGE_HANDLING:
-            raise MvlevalError(f"unknown image handling '{image_handling}'.", fix=f"use one of {', '.join(IMAGE_HANDLING)}.")
+            raise MvlevalError(
+                f"unknown image handling '{image_handling}'.", fix=f"use one of {', '.join(IMAGE_HANDLING)}."
+            )
         self.model = model
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
@@ -143,15 +155,21 @@ class HfVlmBackend(Backend):
         # generation continues from the last position of every row: padding must be on the left (other families'
         # padding is put right in _fix_family_quirks, on what reaches the model)
         self.tokenizer.padding_side = "left"
-        self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        self._prefetcher = PixelPrefetcher(_decode, workers=prefetch_workers, window=DEFAULT_WINDOW) if prefetch_workers else None
+        self.pad_token_id = (
+            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        )
+        self._prefetcher = (
+            PixelPrefetcher(_decode, workers=prefetch_workers, window=DEFAULT_WINDOW) if prefetch_workers else None
+        )
         # decoded images, most recent last: an xGQA image serves ~30 questions and the prefetcher hands each announced
         # image over once, so without this every later question of the image would decode the JPEG again
         self._decoded: OrderedDict[str, Image.Image] = OrderedDict()
 
     # -- loading -------------------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, options: BackendOptions, *, processor: Any = None, prefetch_workers: int = DEFAULT_PREFETCH_WORKERS) -> HfVlmBackend:
+    def load(
+        cls, options: BackendOptions, *, processor: Any = None, prefetch_workers: int = DEFAULT_PREFETCH_WORKERS
+    ) -> HfVlmBackend:
         """Load a checkpoint folder (or a downloaded hub id) as `options` say.
 
         Args:
@@ -184,7 +202,9 @@ class HfVlmBackend(Backend):
         adapter_dir = Path(options.adapter).expanduser() if options.adapter else None
         if adapter_dir is not None:
             check_adapter_dir(adapter_dir)  # before the (possibly minutes-long) weight load
-        bits, quantization_config, dtype, quant_desc = precision(config_json, options.bits, on_cuda, model_dir, QUANT_SKIP_MODULES)
+        bits, quantization_config, dtype, quant_desc = precision(
+            config_json, options.bits, on_cuda, model_dir, QUANT_SKIP_MODULES
+        )
         if processor is None:
             processor = load_processor(model_dir, family, options.trust_remote_code)
             if not hasattr(processor, "image_processor"):
@@ -212,13 +232,29 @@ class HfVlmBackend(Backend):
                 disable_cpu_bf16_repack(model)
             extra = sorted(p for p in adapter_dir.iterdir() if p.is_file())
         backend = cls(
-            model=model, processor=processor, model_dir=model_dir, model_name=options.model, family=family, device=device,
-            bits=bits, quantization=quant_desc, adapter=adapter_dir, fingerprint=fingerprint_files([*weights, *extra]),
-            trust_remote_code=options.trust_remote_code, image_handling=options.image_handling,
+            model=model,
+            processor=processor,
+            model_dir=model_dir,
+            model_name=options.model,
+            family=family,
+            device=device,
+            bits=bits,
+            quantization=quant_desc,
+            adapter=adapter_dir,
+            fingerprint=fingerprint_files([*weights, *extra]),
+            trust_remote_code=options.trust_remote_code,
+            image_handling=options.image_handling,
             prefetch_workers=prefetch_workers,
         )
-        logger.info("loaded %s (%s, %s, %d-bit) on %s in %.1f s", options.model, family, type(model).__name__, bits, device,
-                    time.perf_counter() - started)
+        logger.info(
+            "loaded %s (%s, %s, %d-bit) on %s in %.1f s",
+            options.model,
+            family,
+            type(model).__name__,
+            bits,
+            device,
+            time.perf_counter() - started,
+        )
         return backend
 
     # -- the Backend API -----------------------------------------------------------------------------------------
@@ -257,7 +293,9 @@ class HfVlmBackend(Backend):
         """The processor's batch for these requests (chat template where the checkpoint has one), on the device."""
         n_images = {len(r.images) for r in requests}
         if len(n_images) != 1:
-            raise ValueError(f"all requests in one generate() call must have the same number of images, got {sorted(n_images)}")
+            raise ValueError(
+                f"all requests in one generate() call must have the same number of images, got {sorted(n_images)}"
+            )
         images = [self._images(r) for r in requests]
         texts = [self.render_prompt(r.prompt, len(imgs)) for r, imgs in zip(requests, images)]
         # templates that write BOS themselves (Gemma 3, Idefics3, Aya Vision, Llama 3.2 Vision) must not get a second
@@ -265,7 +303,9 @@ class HfVlmBackend(Backend):
         bos = getattr(self.tokenizer, "bos_token", None)
         special = not (self.chat_template and bos and all(t.startswith(bos) for t in texts))
         try:
-            batch = self.processor(text=texts, images=images, padding=True, return_tensors="pt", add_special_tokens=special)
+            batch = self.processor(
+                text=texts, images=images, padding=True, return_tensors="pt", add_special_tokens=special
+            )
         except (ValueError, TypeError) as exc:
             raise MvlevalError(
                 f"the checkpoint's processor rejected the batch ({exc}).",
@@ -292,8 +332,12 @@ class HfVlmBackend(Backend):
         qformer_tokenizer = getattr(self.processor, "qformer_tokenizer", None)
         if qformer_tokenizer is not None and "qformer_input_ids" in batch:
             encoded = qformer_tokenizer(
-                list(texts), padding=True, padding_side="right", return_tensors="pt",
-                add_special_tokens=add_special_tokens, return_token_type_ids=False,
+                list(texts),
+                padding=True,
+                padding_side="right",
+                return_tensors="pt",
+                add_special_tokens=add_special_tokens,
+                return_token_type_ids=False,
             )
             batch["qformer_input_ids"] = encoded["input_ids"]
             batch["qformer_attention_mask"] = encoded["attention_mask"]
@@ -306,7 +350,11 @@ class HfVlmBackend(Backend):
             return prompt
         content: list[dict[str, str]] = [{"type": "image"} for _ in range(n_images)]
         content.append({"type": "text", "text": prompt})
-        return str(self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False))
+        return str(
+            self.processor.apply_chat_template(
+                [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+            )
+        )
 
     def rendered_prompt(self, request: GenerationRequest) -> str:
         """The text the processor gets for `request` (part of its response-cache key)."""
@@ -355,11 +403,15 @@ class HfVlmBackend(Backend):
             model_class=type(self.model).__name__,
             processor_class=type(self.processor).__name__,
             processor_sha=_processor_sha(self.model_dir),
-            chat_template_sha=hashlib.sha256(self.chat_template.encode()).hexdigest()[:16] if self.chat_template else None,
+            chat_template_sha=hashlib.sha256(self.chat_template.encode()).hexdigest()[:16]
+            if self.chat_template
+            else None,
             image_handling=self.image_handling,
             trust_remote_code=self.trust_remote_code,
             # the thinking tags the chat template declares: scoring removes the thinking they delimit (metrics/answer.py)
-            details={"thinking_tags": [list(t) for t in tags]} if (tags := template_thinking_tags(self.chat_template)) else {},
+            details={"thinking_tags": [list(t) for t in tags]}
+            if (tags := template_thinking_tags(self.chat_template))
+            else {},
         )
 
     # -- internals -----------------------------------------------------------------------------------------------
@@ -421,7 +473,12 @@ def side_by_side(images: Sequence[Image.Image]) -> Image.Image:
     from PIL import Image
 
     height = max(im.height for im in images)
-    scaled = [im if im.height == height else im.resize((max(1, round(im.width * height / im.height)), height), Image.Resampling.BICUBIC) for im in images]
+    scaled = [
+        im
+        if im.height == height
+        else im.resize((max(1, round(im.width * height / im.height)), height), Image.Resampling.BICUBIC)
+        for im in images
+    ]
     canvas = Image.new("RGB", (sum(im.width for im in scaled), height), (255, 255, 255))
     x = 0
     for im in scaled:
@@ -460,13 +517,19 @@ def apply_lora(model: Any, adapter_dir: Path) -> Any:
     try:
         peft_model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
     except (ValueError, KeyError, RuntimeError) as exc:
-        raise MvlevalError(f"the adapter does not fit this model ({exc}).", fix="pass the --model the adapter was trained from.",
-                           where=adapter_dir) from None
+        raise MvlevalError(
+            f"the adapter does not fit this model ({exc}).",
+            fix="pass the --model the adapter was trained from.",
+            where=adapter_dir,
+        ) from None
     loaded = set(get_peft_model_state_dict(peft_model).keys())
     missing = sorted(k for k in saved if k not in loaded)
     if missing:
-        raise MvlevalError(f"{len(missing)} adapter tensors found no module in the model (first: '{missing[0]}').",
-                           fix="pass the --model the adapter was trained from.", where=adapter_dir)
+        raise MvlevalError(
+            f"{len(missing)} adapter tensors found no module in the model (first: '{missing[0]}').",
+            fix="pass the --model the adapter was trained from.",
+            where=adapter_dir,
+        )
     peft_model.eval()
     return peft_model
 
@@ -474,8 +537,17 @@ def apply_lora(model: Any, adapter_dir: Path) -> Any:
 def _processor_sha(model_dir: Path) -> str:
     """sha256 over the processor's files (tokenizer, image processor, chat template): what turns text into ids."""
     digest = hashlib.sha256()
-    names = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "processor_config.json",
-             "preprocessor_config.json", "chat_template.jinja", "chat_template.json", "tokenizer.model", "spiece.model")
+    names = (
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "processor_config.json",
+        "preprocessor_config.json",
+        "chat_template.jinja",
+        "chat_template.json",
+        "tokenizer.model",
+        "spiece.model",
+    )
     for name in names:
         path = model_dir / name
         if path.is_file():

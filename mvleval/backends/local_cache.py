@@ -68,8 +68,12 @@ def local_identity(info: ModelInfo, device: str, **extra: Any) -> dict[str, Any]
 
     identity = info.model_dump(mode="json", exclude=_LOCATION_FIELDS)
     identity["device_kind"] = device_kind(device)
-    identity["versions"] = {"transformers": transformers.__version__, "torch": torch.__version__, "mvleval": mvleval.__version__,
-                            "backend_code": backend_code_digest()}
+    identity["versions"] = {
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "mvleval": mvleval.__version__,
+        "backend_code": backend_code_digest(),
+    }
     identity.update(extra)
     return identity
 
@@ -119,8 +123,9 @@ class CachedBackend(Backend):
         cache: the response cache handle (its mode: read-write or read).
     """
 
-    def __init__(self, inner: Backend, settings: GenerationSettings, identity: dict[str, Any], label: str,
-                 cache: ResponseCache) -> None:
+    def __init__(
+        self, inner: Backend, settings: GenerationSettings, identity: dict[str, Any], label: str, cache: ResponseCache
+    ) -> None:
         self.inner = inner
         self.device = inner.device
         self.label = label
@@ -186,8 +191,12 @@ class CachedBackend(Backend):
 
     def run_details(self) -> dict[str, Any]:
         details = dict(self.inner.run_details())
-        details["cache"] = {"mode": self._cache.mode, "answers_from_cache": self.hits, "answers_generated": self.generated,
-                            "answers_stored": self._cache.stored}
+        details["cache"] = {
+            "mode": self._cache.mode,
+            "answers_from_cache": self.hits,
+            "answers_generated": self.generated,
+            "answers_stored": self._cache.stored,
+        }
         self.hits = self.generated = self._cache.stored = 0
         return details
 

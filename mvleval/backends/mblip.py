@@ -118,7 +118,8 @@ def check_checkpoint_dir(model_dir: Path, allow_pickle: bool) -> dict[str, Any]:
     if model_type != "blip-2":
         raise MvlevalError(
             f"config.json has model_type {model_type!r}, but mvleval's mBLIP backend needs a BLIP-2 model ('blip-2').",
-            fix=fix_layout + " Other vision-LLMs run through the generic backend (leave out --backend, or pass --backend hf).",
+            fix=fix_layout
+            + " Other vision-LLMs run through the generic backend (leave out --backend, or pass --backend hf).",
             where=model_dir / "config.json",
         )
     check_weights(model_dir, allow_pickle, fix_layout)
@@ -216,7 +217,9 @@ def apply_adapter(model: Blip2ForConditionalGeneration, adapter_dir: Path) -> An
         peft_model = PeftModel.from_pretrained(target, str(adapter_dir), is_trainable=False)
     except (ValueError, KeyError, RuntimeError) as exc:
         raise MvlevalError(
-            f"the adapter does not fit this model ({exc}).", fix="pass the --model the adapter was trained from.", where=adapter_dir
+            f"the adapter does not fit this model ({exc}).",
+            fix="pass the --model the adapter was trained from.",
+            where=adapter_dir,
         ) from None
     loaded = set(get_peft_model_state_dict(peft_model).keys())
     missing = sorted(k for k in saved_keys if k not in loaded)
@@ -290,9 +293,13 @@ class MBlipBackend(Backend):
         # BLIP's processor resizes to exactly (height, width); Pillow's draft keeps the decoded JPEG at least that big
         self._draft_size: tuple[int, int] = (int(size.width), int(size.height))
         if prefetch_workers < 0:
-            raise MvlevalError("the number of prefetch workers cannot be negative.", fix="pass 0 (no prefetching) or more.")
+            raise MvlevalError(
+                "the number of prefetch workers cannot be negative.", fix="pass 0 (no prefetching) or more."
+            )
         self._prefetcher = (
-            PixelPrefetcher(self.image_pixels, workers=prefetch_workers, window=DEFAULT_WINDOW) if prefetch_workers else None
+            PixelPrefetcher(self.image_pixels, workers=prefetch_workers, window=DEFAULT_WINDOW)
+            if prefetch_workers
+            else None
         )
 
     # -- loading -------------------------------------------------------------------------------------------------
@@ -337,7 +344,12 @@ class MBlipBackend(Backend):
             check_adapter_dir(adapter_dir)  # before the (possibly minutes-long) weight load
             _refuse_merged_adapter(model_dir, adapter_dir)
         bits, quantization_config, dtype, quant_desc = precision(
-            config_json, options.bits, on_cuda, model_dir, QUANT_SKIP_MODULES, double_quant=nf4_double_quant(config_json)
+            config_json,
+            options.bits,
+            on_cuda,
+            model_dir,
+            QUANT_SKIP_MODULES,
+            double_quant=nf4_double_quant(config_json),
         )
 
         from transformers import Blip2ForConditionalGeneration
@@ -469,7 +481,9 @@ class MBlipBackend(Backend):
 
         n_images = {len(r.images) for r in requests}
         if len(n_images) != 1:
-            raise ValueError(f"all requests in one generate() call must have the same number of images, got {sorted(n_images)}")
+            raise ValueError(
+                f"all requests in one generate() call must have the same number of images, got {sorted(n_images)}"
+            )
         (per_row,) = n_images
         if per_row < 1:
             raise ValueError("every request needs at least one image")
@@ -509,7 +523,9 @@ class MBlipBackend(Backend):
             queries = torch.stack([embeddings[str(p)] for r in requests for p in r.images])
             inputs_embeds = embed_with_image_queries(self.model, text_ids, image_mask, queries)
         input_ids = text_ids.masked_fill(image_mask, image_id_for_lm)
-        return LlmInputs(inputs_embeds=inputs_embeds, attention_mask=mask, input_ids=input_ids, image_positions=image_positions)
+        return LlmInputs(
+            inputs_embeds=inputs_embeds, attention_mask=mask, input_ids=input_ids, image_positions=image_positions
+        )
 
     def next_token_logits(self, requests: Sequence[GenerationRequest]) -> torch.Tensor:
         """Logits (batch, vocab) of the first generated token: what the images and prompt make the model predict."""
@@ -522,7 +538,11 @@ class MBlipBackend(Backend):
                 start = lm.generation_config.decoder_start_token_id
                 start = cast(Any, self.model.config.text_config).decoder_start_token_id if start is None else start
                 decoder_ids = torch.full((len(requests), 1), int(start), dtype=torch.long, device=self.device)
-                out = lm(inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask, decoder_input_ids=decoder_ids)
+                out = lm(
+                    inputs_embeds=inputs.inputs_embeds,
+                    attention_mask=inputs.attention_mask,
+                    decoder_input_ids=decoder_ids,
+                )
             else:
                 out = lm(inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask)
         logits: torch.Tensor = out.logits[:, -1, :].float()
@@ -615,8 +635,9 @@ class MBlipBackend(Backend):
         from mvleval.backends.hf_vlm import _processor_sha
         from mvleval.backends.local_cache import local_identity
 
-        return local_identity(self.info(settings), self.device, processor_files=_processor_sha(self.model_dir),
-                              jpeg_draft=self.jpeg_draft)
+        return local_identity(
+            self.info(settings), self.device, processor_files=_processor_sha(self.model_dir), jpeg_draft=self.jpeg_draft
+        )
 
     def pick_batch_size(self, requests: Sequence[GenerationRequest], settings: GenerationSettings) -> int:
         """The largest batch that fits (``auto_batch_size``); the image cache is left as it was."""
@@ -696,7 +717,12 @@ def auto_batch_size(
     counters = (backend.images_encoded, backend.cache_hits)
     try:
         return _shared_auto_batch_size(
-            backend.generate_ids, backend.device, sample_requests, settings, start=start, max_size=max_size,
+            backend.generate_ids,
+            backend.device,
+            sample_requests,
+            settings,
+            start=start,
+            max_size=max_size,
             memory_budget=memory_budget,
         )
     finally:
@@ -715,7 +741,11 @@ def _refuse_merged_adapter(model_dir: Path, adapter_dir: Path) -> None:
     same_folder = isinstance(source, str) and bool(source) and Path(source).resolve() == adapter_dir.resolve()
     same_content = bool(merged) and adapter_fingerprint(adapter_dir) == merged  # a copy of the adapter
     if same_folder or same_content:
-        what = f"the adapter {adapter_dir}" if same_folder else f"the adapter in {source}, of which {adapter_dir} is a copy"
+        what = (
+            f"the adapter {adapter_dir}"
+            if same_folder
+            else f"the adapter in {source}, of which {adapter_dir} is a copy"
+        )
         raise MvlevalError(
             f"this checkpoint was exported from {what} (its mvleval_export.json says so): the adapter "
             "is already merged into the weights, and applying it again would change the model.",
@@ -730,7 +760,9 @@ def is_decoder_only(config: Any) -> bool:
     return bool(config.use_decoder_only_language_model)
 
 
-def embed_with_image_queries(model: Any, ids: torch.Tensor, image_mask: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+def embed_with_image_queries(
+    model: Any, ids: torch.Tensor, image_mask: torch.Tensor, queries: torch.Tensor
+) -> torch.Tensor:
     """The language model's input embeddings for ``[image queries ; text]`` rows, built one way for evaluation and
     fine-tuning: the text ids embedded, then the image positions (``image_mask``, row by row, left to right) filled
     with ``queries`` in order.
@@ -770,10 +802,15 @@ def load_config_and_processor(model_dir: Path) -> tuple[Blip2Config, Blip2Proces
     try:
         config = Blip2Config.from_pretrained(str(model_dir))
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise MvlevalError(f"config.json is not a valid BLIP-2 config ({exc}).", fix="restore the checkpoint's config.json.",
-                           where=model_dir) from None
+        raise MvlevalError(
+            f"config.json is not a valid BLIP-2 config ({exc}).",
+            fix="restore the checkpoint's config.json.",
+            where=model_dir,
+        ) from None
     _reconcile_processor(config, processor, model_dir)
-    _check_processor_tokenisation(processor, int(cast(int, config.image_token_index)), int(config.num_query_tokens), model_dir)
+    _check_processor_tokenisation(
+        processor, int(cast(int, config.image_token_index)), int(config.num_query_tokens), model_dir
+    )
     return config, processor
 
 
@@ -815,7 +852,9 @@ def _reconcile_processor(config: Blip2Config, processor: Blip2Processor, model_d
     if config.image_token_index is None:
         # transformers' generate crashes on None; the published checkpoints predate the field
         config.image_token_index = token_id
-        logger.info("config of %s has no image_token_index; set it to %d (the processor's image token)", model_dir, token_id)
+        logger.info(
+            "config of %s has no image_token_index; set it to %d (the processor's image token)", model_dir, token_id
+        )
     elif int(config.image_token_index) != token_id:
         raise MvlevalError(
             f"config.json has image_token_index={config.image_token_index} but the tokenizer's image token is {token_id}.",
@@ -831,7 +870,9 @@ def tokenize_prompts(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
     return [list(ids) for ids in encoded["input_ids"]]
 
 
-def _check_processor_tokenisation(processor: Blip2Processor, image_token_id: int, num_query_tokens: int, model_dir: Path) -> None:
+def _check_processor_tokenisation(
+    processor: Blip2Processor, image_token_id: int, num_query_tokens: int, model_dir: Path
+) -> None:
     """Prove that the text part the backend builds equals the processor's output minus its image tokens, and that
     the processor inserts exactly num_query_tokens image tokens, in front, per row."""
     from PIL import Image

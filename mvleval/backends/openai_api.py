@@ -96,8 +96,15 @@ IMAGE_ENCODING = "the file's own bytes for RGB JPEG/PNG without EXIF rotation an
 class _Retryable(Exception):
     """One attempt failed in a way worth retrying."""
 
-    def __init__(self, cause: str, detail: str, retry_after: float | None = None, *, overloaded: bool = False,
-                 replica_fault: bool = False) -> None:
+    def __init__(
+        self,
+        cause: str,
+        detail: str,
+        retry_after: float | None = None,
+        *,
+        overloaded: bool = False,
+        replica_fault: bool = False,
+    ) -> None:
         super().__init__(detail)
         self.cause = cause
         self.detail = detail
@@ -137,8 +144,12 @@ class _Replica:
         self.times_out = 0
 
     def usable(self, now: float) -> bool:
-        return self.down_until <= now and self.paused_until <= now and self.outstanding < max(1, int(self.window)) and not (
-            self.probing and self.outstanding > 0)
+        return (
+            self.down_until <= now
+            and self.paused_until <= now
+            and self.outstanding < max(1, int(self.window))
+            and not (self.probing and self.outstanding > 0)
+        )
 
 
 class _Router:
@@ -235,7 +246,9 @@ class _Router:
                     replica.probing = True
                     replica.consecutive = 0
                     taken_out = True
-                    logger.warning("replica %s taken out for %.0f s after %s", replica.public, replica.down_for, exc.cause)
+                    logger.warning(
+                        "replica %s taken out for %.0f s after %s", replica.public, replica.down_for, exc.cause
+                    )
             self.cond.notify_all()
             return taken_out
 
@@ -264,8 +277,10 @@ class _Router:
 
     def report(self) -> list[dict[str, Any]]:
         with self.cond:
-            return [{"url": r.public, "answers": r.answers, "failed_attempts": r.failures,
-                     "window": max(1, int(r.window))} for r in self.replicas]
+            return [
+                {"url": r.public, "answers": r.answers, "failed_attempts": r.failures, "window": max(1, int(r.window))}
+                for r in self.replicas
+            ]
 
 
 class OpenAIBackend(Backend):
@@ -274,8 +289,15 @@ class OpenAIBackend(Backend):
     Create it with ``OpenAIBackend.load(BackendOptions(model="openai:NAME", endpoint=EndpointOptions(...)))``.
     """
 
-    def __init__(self, *, model: str, endpoint: EndpointOptions, api_key: str | None, client: httpx.Client,
-                 cache: ResponseCache | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        model: str,
+        endpoint: EndpointOptions,
+        api_key: str | None,
+        client: httpx.Client,
+        cache: ResponseCache | None = None,
+    ) -> None:
         from mvleval.cache import ResponseCache
 
         self.model = model
@@ -312,7 +334,9 @@ class OpenAIBackend(Backend):
         try:
             import httpx
         except ImportError:
-            raise MissingDependencyError("httpx", "evaluating a served model (--model openai:NAME)", install='pip install "mvleval[openai]"') from None
+            raise MissingDependencyError(
+                "httpx", "evaluating a served model (--model openai:NAME)", install='pip install "mvleval[openai]"'
+            ) from None
         endpoint = options.endpoint or EndpointOptions()
         _check_endpoint(endpoint, options.model)
         api_key = os.environ.get(endpoint.api_key_env) or None
@@ -345,13 +369,27 @@ class OpenAIBackend(Backend):
         first = reports[0]
         for replica, report in zip(self._router.replicas, reports):
             if report.get("status") != first.get("status") or report.get("root") != first.get("root"):
-                what = f"lists {', '.join(report.get('listed', [])) or 'no model'}" if report.get("status") == "not listed" else (
-                    f"serves {report.get('id', self.served_id)!r}" + (f" from {report['root']!r}" if report.get("root") else "")
-                    if report.get("status") == "listed" else f"answers /models with {report.get('status')}")
+                what = (
+                    f"lists {', '.join(report.get('listed', [])) or 'no model'}"
+                    if report.get("status") == "not listed"
+                    else (
+                        f"serves {report.get('id', self.served_id)!r}"
+                        + (f" from {report['root']!r}" if report.get("root") else "")
+                        if report.get("status") == "listed"
+                        else f"answers /models with {report.get('status')}"
+                    )
+                )
                 raise MvlevalError(
-                    self._redact(f"the replicas do not serve the same model: {replica.public} {what}, but "
-                                 f"{self._router.replicas[0].public} " + (f"serves {self.served_id!r}" if first.get("status") == "listed"
-                                                                          else f"answers /models with {first.get('status')}") + "."),
+                    self._redact(
+                        f"the replicas do not serve the same model: {replica.public} {what}, but "
+                        f"{self._router.replicas[0].public} "
+                        + (
+                            f"serves {self.served_id!r}"
+                            if first.get("status") == "listed"
+                            else f"answers /models with {first.get('status')}"
+                        )
+                        + "."
+                    ),
                     fix="give --base-url only for servers of the same model (the same checkpoint, the same --served-model-name).",
                 )
 
@@ -363,7 +401,9 @@ class OpenAIBackend(Backend):
             root = parts.path.rstrip("/")
             root = root[: -len("/v1")] if root.endswith("/v1") else root
             try:
-                response = self._client.get(urlunsplit((parts.scheme, parts.netloc, root + "/version", parts.query, "")), timeout=5.0)
+                response = self._client.get(
+                    urlunsplit((parts.scheme, parts.netloc, root + "/version", parts.query, "")), timeout=5.0
+                )
                 value = json.loads(response.content).get("version") if response.status_code == 200 else None
             except Exception:
                 value = None
@@ -376,8 +416,10 @@ class OpenAIBackend(Backend):
     def check_settings(self, settings: GenerationSettings, images_per_example: int) -> None:
         """Refuse beam search unless the server's beam-search extension was chosen, and sampling."""
         if settings.do_sample:
-            raise MvlevalError("sampling (do_sample) is not supported for served models: runs must be deterministic.",
-                               fix="use the task's own settings (greedy or beam search).")
+            raise MvlevalError(
+                "sampling (do_sample) is not supported for served models: runs must be deterministic.",
+                fix="use the task's own settings (greedy or beam search).",
+            )
         if settings.num_beams > 1 and self.endpoint.server_extensions == "none":
             raise MvlevalError(
                 f"beam search (num_beams={settings.num_beams}) cannot be asked of a plain OpenAI-compatible API.",
@@ -405,7 +447,9 @@ class OpenAIBackend(Backend):
         cached = self._cache.lookup(keys)
         answers: dict[int, str] = {i: cached[k] for i, k in enumerate(keys) if k in cached}
         self._from_cache = frozenset(answers)
-        futures: dict[int, Future[str]] = {i: self._pool.submit(self._answer, p) for i, p in enumerate(payloads) if i not in answers}
+        futures: dict[int, Future[str]] = {
+            i: self._pool.submit(self._answer, p) for i, p in enumerate(payloads) if i not in answers
+        }
         failures: list[tuple[int, str]] = []
         try:
             for i, future in futures.items():
@@ -429,7 +473,11 @@ class OpenAIBackend(Backend):
         if failures:
             index, message = failures[0]
             more = f" ({len(failures) - 1} more request(s) of the batch failed too)" if len(failures) > 1 else ""
-            where = f"{self.public_url}/chat/completions" if len(self.endpoint.urls) == 1 else f"every replica ({self.device.split(' ', 1)[1]})"
+            where = (
+                f"{self.public_url}/chat/completions"
+                if len(self.endpoint.urls) == 1
+                else f"every replica ({self.device.split(' ', 1)[1]})"
+            )
             raise BatchFailed(
                 self._redact(f"a request to {where} for model {self.served_id!r} failed: {message}{more}."),
                 answered=answers,
@@ -505,9 +553,13 @@ class OpenAIBackend(Backend):
     # -- one request ---------------------------------------------------------------------------------------------
     def _payload(self, request: GenerationRequest, fields: dict[str, Any]) -> bytes:
         """The request body as sent (also what the cache key hashes)."""
-        content: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": self._data_url(p)}} for p in request.images]
+        content: list[dict[str, Any]] = [
+            {"type": "image_url", "image_url": {"url": self._data_url(p)}} for p in request.images
+        ]
         content.append({"type": "text", "text": request.prompt})
-        return json.dumps({"model": self.served_id, "messages": [{"role": "user", "content": content}], **fields}).encode()
+        return json.dumps(
+            {"model": self.served_id, "messages": [{"role": "user", "content": content}], **fields}
+        ).encode()
 
     def _answer(self, payload: bytes) -> str:
         if self._stop.is_set():
@@ -532,8 +584,9 @@ class OpenAIBackend(Backend):
                     # the window was too large: it shrank (and a Retry-After paused the replica), so the request just
                     # waits for a free place in a window again; only a window already at 1 also backs off in time
                     overloaded += 1
-                    if replica.window <= 1 and self._stop.wait(min(RETRY_CAP_S, RETRY_BASE_S * 2 ** min(overloaded - 1, 6))
-                                                               * self._random.uniform(0.5, 1.0)):
+                    if replica.window <= 1 and self._stop.wait(
+                        min(RETRY_CAP_S, RETRY_BASE_S * 2 ** min(overloaded - 1, 6)) * self._random.uniform(0.5, 1.0)
+                    ):
                         raise _Stopped from None
                     continue
                 charged += 1
@@ -560,17 +613,29 @@ class OpenAIBackend(Backend):
 
         self._stats.attempt()
         try:
-            response = self._client.post(self._url("/chat/completions", replica.url), content=payload,
-                                         headers={"Content-Type": "application/json"})
+            response = self._client.post(
+                self._url("/chat/completions", replica.url),
+                content=payload,
+                headers={"Content-Type": "application/json"},
+            )
         except httpx.TimeoutException:
-            raise _Retryable("timeout", f"no answer within --timeout {self.endpoint.timeout_s:g} s", replica_fault=True) from None
+            raise _Retryable(
+                "timeout", f"no answer within --timeout {self.endpoint.timeout_s:g} s", replica_fault=True
+            ) from None
         except httpx.TransportError as exc:
             name = type(exc).__name__
-            raise _Retryable(f"connection error ({name})", self._redact(f"connection error ({name}: {exc})"), replica_fault=True) from None
+            raise _Retryable(
+                f"connection error ({name})", self._redact(f"connection error ({name}: {exc})"), replica_fault=True
+            ) from None
         status = response.status_code
         if status == 429 or status >= 500:
-            raise _Retryable(f"HTTP {status}", f"HTTP {status} {self._quote(response)}", _retry_after(response.headers.get("retry-after")),
-                             overloaded=status in (429, 503), replica_fault=status not in (429, 503))
+            raise _Retryable(
+                f"HTTP {status}",
+                f"HTTP {status} {self._quote(response)}",
+                _retry_after(response.headers.get("retry-after")),
+                overloaded=status in (429, 503),
+                replica_fault=status not in (429, 503),
+            )
         if status != 200:
             hint = " (does --base-url end with /v1?)" if status == 404 else ""
             raise _Failed(f"HTTP {status}{hint} {self._quote(response)}")
@@ -589,8 +654,13 @@ class OpenAIBackend(Backend):
         elif self.endpoint.server_extensions == "transformers":
             # transformers serve builds its GenerationConfig from this JSON string (max_tokens still sets the length)
             fields["generation_config"] = json.dumps(
-                {"num_beams": settings.num_beams, "max_new_tokens": settings.max_new_tokens, "min_new_tokens": settings.min_new_tokens,
-                 "length_penalty": settings.length_penalty, "do_sample": False},
+                {
+                    "num_beams": settings.num_beams,
+                    "max_new_tokens": settings.max_new_tokens,
+                    "min_new_tokens": settings.min_new_tokens,
+                    "length_penalty": settings.length_penalty,
+                    "do_sample": False,
+                },
                 sort_keys=True,
             )
         return fields
@@ -634,7 +704,9 @@ class OpenAIBackend(Backend):
         entry = next((m for m in listed if isinstance(m, dict) and m.get("id") == self.served_id), None)
         if entry is None:
             ids = [str(m.get("id")) for m in listed if isinstance(m, dict)][:20]
-            logger.warning("the endpoint does not list model %r (it lists: %s)", self.served_id, ", ".join(ids) or "nothing")
+            logger.warning(
+                "the endpoint does not list model %r (it lists: %s)", self.served_id, ", ".join(ids) or "nothing"
+            )
             return {"status": "not listed", "listed": ids}
         keep = ("id", "object", "created", "owned_by", "root", "parent", "max_model_len")
         return {"status": "listed", **{k: entry[k] for k in keep if k in entry}}
@@ -686,7 +758,11 @@ class _Stats:
         with self._lock:
             self.requests += 1
             self.finish[str(finish)] += 1
-            if usage and isinstance(usage.get("prompt_tokens"), int) and isinstance(usage.get("completion_tokens"), int):
+            if (
+                usage
+                and isinstance(usage.get("prompt_tokens"), int)
+                and isinstance(usage.get("completion_tokens"), int)
+            ):
                 self.prompt_tokens += usage["prompt_tokens"]
                 self.completion_tokens += usage["completion_tokens"]
             else:
@@ -743,7 +819,9 @@ def encode_image(path: Path, max_side: int | None) -> str:
     image = load_image(path)  # validated (missing, corrupt, bomb) and decoded to RGB
     if max_side is not None and max(image.size) > max_side:
         scale = max_side / max(image.size)
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BICUBIC)
+        image = image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BICUBIC
+        )
         return _png_url(image)
     data = path.read_bytes()
     with Image.open(io.BytesIO(data)) as raw:
@@ -774,7 +852,11 @@ def _parse_completion(body: bytes) -> tuple[str, dict[str, Any] | None, str | No
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices:
         raise malformed("no choices")
-    first = min((c for c in choices if isinstance(c, dict)), key=lambda c: c.get("index", 0) if isinstance(c.get("index"), int) else 0, default=None)
+    first = min(
+        (c for c in choices if isinstance(c, dict)),
+        key=lambda c: c.get("index", 0) if isinstance(c.get("index"), int) else 0,
+        default=None,
+    )
     message = first.get("message") if first else None
     content = message.get("content") if isinstance(message, dict) else None
     # a reasoning model's thinking, in the field vLLM/SGLang (reasoning_content) or newer servers (reasoning) return it:
@@ -788,7 +870,11 @@ def _parse_completion(body: bytes) -> tuple[str, dict[str, Any] | None, str | No
                 reasoning = value
                 break
     if reasoning is not None and (content is None or isinstance(content, str)):
-        text = f"<think>{reasoning.strip()}</think>{content.strip()}" if content and content.strip() else f"<think>{reasoning.strip()}"
+        text = (
+            f"<think>{reasoning.strip()}</think>{content.strip()}"
+            if content and content.strip()
+            else f"<think>{reasoning.strip()}"
+        )
         content = text
     if not isinstance(content, str) or not content:
         raise malformed("the first choice has no content" if content in (None, "") else "content is not text")
@@ -817,7 +903,9 @@ def _check_endpoint(endpoint: EndpointOptions, model: str) -> None:
     """Every problem with the endpoint options at once."""
     problems = []
     if not served_model_name(model):
-        problems.append("--model openai: needs the served model's name after the colon (e.g. openai:Qwen/Qwen2.5-VL-7B-Instruct)")
+        problems.append(
+            "--model openai: needs the served model's name after the colon (e.g. openai:Qwen/Qwen2.5-VL-7B-Instruct)"
+        )
     for url in endpoint.urls:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -837,7 +925,9 @@ def _check_endpoint(endpoint: EndpointOptions, model: str) -> None:
     if endpoint.cache not in CACHE_MODES:
         problems.append(f"--cache must be one of {', '.join(CACHE_MODES)}, got {endpoint.cache!r}")
     if endpoint.server_extensions not in SERVER_EXTENSIONS:
-        problems.append(f"--server-extensions must be one of {', '.join(SERVER_EXTENSIONS)}, got {endpoint.server_extensions!r}")
+        problems.append(
+            f"--server-extensions must be one of {', '.join(SERVER_EXTENSIONS)}, got {endpoint.server_extensions!r}"
+        )
     if problems:
         raise MvlevalError("; ".join(problems) + ".", fix="correct the flags above.")
 

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from transformers import PreTrainedConfig
 
 
-
 class LanguageModel(Protocol):
     """The parts of a transformers language model (or a peft wrapper of one) this module uses; transformers types
     ``generate`` only through ``torch.nn.Module.__getattr__`` and leaves ``get_decoder`` unannotated."""
@@ -66,6 +65,7 @@ class LanguageModel(Protocol):
     def generate(self, *args: Any, **kwargs: Any) -> Any:
         """transformers' generation loop."""
         ...
+
 
 def uses_shared_prefix(num_beams: int, do_sample: bool) -> bool:
     """Whether the settings are ones :func:`generate_sharing_prefix` applies to: beam search with more than one beam
@@ -147,7 +147,9 @@ def _cache_kwarg(language_model: LanguageModel) -> str:
 
     model = language_model.get_base_model() if hasattr(language_model, "get_base_model") else language_model
     forward = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in forward or "cache" in inspect.signature(model.generate).parameters else "past_key_values"
+    return (
+        "cache" if "cache" in forward or "cache" in inspect.signature(model.generate).parameters else "past_key_values"
+    )
 
 
 def _cross_attention_projections(language_model: LanguageModel) -> list[torch.nn.Module]:
@@ -193,7 +195,9 @@ def share_first_call(modules: Sequence[torch.nn.Module], *, batch_size: int, num
                 f"shared-prefix beam search expected the first call of {type(module).__name__} to start from an empty "
                 "cache; this transformers version works differently. Turn it off with BackendOptions(shared_prefix=False)."
             )
-        sliced_args = tuple(_first_of_each_beam_group(f"argument {i}", a, expanded, num_beams) for i, a in enumerate(args))
+        sliced_args = tuple(
+            _first_of_each_beam_group(f"argument {i}", a, expanded, num_beams) for i, a in enumerate(args)
+        )
         sliced_kwargs = {k: _first_of_each_beam_group(k, v, expanded, num_beams) for k, v in kwargs.items()}
         return sliced_args, sliced_kwargs
 
@@ -227,7 +231,9 @@ def _first_of_each_beam_group(name: str, value: Any, expanded: int, num_beams: i
             )
         return value[::num_beams]
     if isinstance(value, ModelOutput):
-        return type(value)(**{k: _first_of_each_beam_group(f"{name}.{k}", v, expanded, num_beams) for k, v in value.items()})
+        return type(value)(
+            **{k: _first_of_each_beam_group(f"{name}.{k}", v, expanded, num_beams) for k, v in value.items()}
+        )
     return value  # None, flags, numbers and the (empty) cache
 
 

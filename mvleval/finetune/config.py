@@ -42,12 +42,15 @@ class TrainConfig(BaseModel):
     base_model: str = Field(description="BLIP-2/mBLIP checkpoint folder (or downloaded hub id) to fine-tune.")
     output_dir: Path = Field(description="Folder for the adapter, logs and checkpoints.")
     bits: Literal[4, 8, 16, 32] | None = Field(
-        default=None, description="Base weights: 4 (QLoRA, nf4), 8 (int8), 16 (bf16), 32 (fp32); None: 4 on CUDA, 32 on CPU."
+        default=None,
+        description="Base weights: 4 (QLoRA, nf4), 8 (int8), 16 (bf16), 32 (fp32); None: 4 on CUDA, 32 on CPU.",
     )
     device: str | None = Field(default=None, description="cpu, cuda or cuda:N; None: cuda if available.")
 
     # -- data ---------------------------------------------------------------------------------------------------------
-    train_file: Path | None = Field(default=None, description="Task-mix file: JSON list or JSONL of {context, label, image_id}.")
+    train_file: Path | None = Field(
+        default=None, description="Task-mix file: JSON list or JSONL of {context, label, image_id}."
+    )
     image_roots: list[Path] = Field(default_factory=list, description="Image folders searched in order.")
     task: str | None = Field(
         default=None,
@@ -56,7 +59,9 @@ class TrainConfig(BaseModel):
     )
     split: str | None = Field(default=None, description="The task's training split, e.g. train_10 or dev.")
     data_root: Path | None = Field(default=None, description="Folder with the task's annotation files.")
-    languages: list[str] | None = Field(default=None, description="Task languages to train on (default: all with the split).")
+    languages: list[str] | None = Field(
+        default=None, description="Task languages to train on (default: all with the split)."
+    )
     max_prompt_tokens: int = Field(default=256, ge=1, description="Prompt tokens kept per example (longer: truncated).")
     max_target_tokens: int = Field(default=64, ge=1, description="Target tokens kept per example, EOS included.")
 
@@ -75,7 +80,9 @@ class TrainConfig(BaseModel):
 
     # -- optimisation --------------------------------------------------------------------------------------------------
     lr_lora: float = Field(default=2e-4, gt=0, description="Learning rate of the LoRA weights.")
-    lr_blip: float = Field(default=1e-5, gt=0, description="Learning rate of the Q-Former, query tokens and projection.")
+    lr_blip: float = Field(
+        default=1e-5, gt=0, description="Learning rate of the Q-Former, query tokens and projection."
+    )
     weight_decay: float = Field(default=0.1, ge=0, description="AdamW weight decay (not applied to biases and norms).")
     adam_betas: tuple[float, float] = Field(default=(0.9, 0.999), description="AdamW betas.")
     adam_eps: float = Field(default=1e-8, gt=0, description="AdamW epsilon.")
@@ -86,7 +93,9 @@ class TrainConfig(BaseModel):
     grad_accum_steps: int = Field(default=1, ge=1, description="Forward passes per optimizer step.")
     max_steps: int | None = Field(default=None, ge=1, description="Optimizer steps (overrides epochs).")
     epochs: float = Field(default=1.0, gt=0, description="Passes over the data when max_steps is not set.")
-    gradient_checkpointing: bool = Field(default=False, description="Recompute LLM activations in backward (less memory).")
+    gradient_checkpointing: bool = Field(
+        default=False, description="Recompute LLM activations in backward (less memory)."
+    )
     seed: int = Field(default=0, ge=0, description="Seeds LoRA init, dropout and the data order.")
 
     # -- bookkeeping ---------------------------------------------------------------------------------------------------
@@ -143,7 +152,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise MvlevalError("config file not found.", fix="pass an existing .toml or .yaml file to --config.", where=path)
+        raise MvlevalError(
+            "config file not found.", fix="pass an existing .toml or .yaml file to --config.", where=path
+        )
     suffix = path.suffix.lower()
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -171,7 +182,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{path}:{mark.line + 1}" if mark is not None else path
-            raise MvlevalError(f"not valid YAML ({getattr(exc, 'problem', exc)}).", fix="fix the syntax error.", where=where) from None
+            raise MvlevalError(
+                f"not valid YAML ({getattr(exc, 'problem', exc)}).", fix="fix the syntax error.", where=where
+            ) from None
     else:
         raise MvlevalError(
             f"unsupported config file type '{suffix}'.", fix="use a .toml, .yaml or .yml file.", where=path
@@ -246,14 +259,18 @@ def _cross_checks(values: Mapping[str, Any], config: TrainConfig | None) -> list
     train_file, task = get("train_file"), get("task")
     roots = get("image_roots") or []
     if train_file is None and task is None:
-        problems.append(("train_file", "no training data: give a task-mix file (--train-file) or a task (--task with --split)."))
+        problems.append(
+            ("train_file", "no training data: give a task-mix file (--train-file) or a task (--task with --split).")
+        )
     if train_file is not None and task is not None:
         problems.append(("task", "give either a task-mix file (--train-file) or a task (--task), not both."))
     if train_file is not None:
         if not Path(train_file).is_file():
             problems.append(("train_file", f"file {train_file} not found."))
         if not roots:
-            problems.append(("image_roots", "a task-mix file needs at least one image folder (--image-root, repeatable)."))
+            problems.append(
+                ("image_roots", "a task-mix file needs at least one image folder (--image-root, repeatable).")
+            )
         for key in ("split", "data_root", "languages"):
             if get(key) is not None:
                 problems.append((key, "only applies with --task; a task-mix file carries its own prompts."))
@@ -274,7 +291,9 @@ def _cross_checks(values: Mapping[str, Any], config: TrainConfig | None) -> list
     if isinstance(targets, list) and not targets:
         problems.append(("lora_targets", "an empty list trains no LoRA weights; use 'all' or name modules."))
     device = get("device")
-    if isinstance(device, str) and not (device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+    if isinstance(device, str) and not (
+        device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())
+    ):
         problems.append(("device", f"unknown device {device!r}; use cpu, cuda or cuda:N."))
     return problems
 
@@ -296,7 +315,9 @@ def _task_checks(
         return problems
     for task in tasks:
         if split is None:
-            problems.append(("split", f"training on a task needs a split; '{task.name}' has {', '.join(task.split_names())}."))
+            problems.append(
+                ("split", f"training on a task needs a split; '{task.name}' has {', '.join(task.split_names())}.")
+            )
             continue
         try:
             task.check_split(str(split))
@@ -306,8 +327,11 @@ def _task_checks(
             if str(split) == task.default_split:
                 # the default split is the one mvleval evaluates and reports: training on it would leak the test set
                 problems.append(
-                    ("split", f"'{split}' is the split '{task.name}' is evaluated on; training on it leaks the test set. "
-                     f"Use a training split ({', '.join(s for s in task.split_names() if s != task.default_split)}).")
+                    (
+                        "split",
+                        f"'{split}' is the split '{task.name}' is evaluated on; training on it leaks the test set. "
+                        f"Use a training split ({', '.join(s for s in task.split_names() if s != task.default_split)}).",
+                    )
                 )
     if data_root is None and any(t.data_dir() is None for t in tasks):
         problems.append(("data_root", "training on a task needs --data-root (or $MVLEVAL_DATA)."))
@@ -321,7 +345,9 @@ def _task_checks(
         names = "+".join(t.name for t in tasks)
         for lang in languages:
             if lang not in known:
-                problems.append(("languages", f"task '{names}' has no language '{lang}'.{did_you_mean(str(lang), sorted(known))}"))
+                problems.append(
+                    ("languages", f"task '{names}' has no language '{lang}'.{did_you_mean(str(lang), sorted(known))}")
+                )
     if len(roots) > 1:
         problems.append(("image_roots", f"a task reads its images from one folder; got {len(roots)}."))
     return problems
@@ -427,7 +453,7 @@ def load_config(
     if bad:
         raise MvlevalError(
             f"--set expects key=value, got {', '.join(repr(b) for b in bad)}.",
-            fix="write e.g. --set lr_lora=1e-4 --set lora_targets='[\"q\",\"v\"]'.",
+            fix='write e.g. --set lr_lora=1e-4 --set lora_targets=\'["q","v"]\'.',
         )
     task = merged.get("task")
     if "data_root" not in merged and isinstance(task, str) and "+" not in task:

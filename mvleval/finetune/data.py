@@ -44,7 +44,9 @@ def _iter_json_records(path: Path) -> list[tuple[int, Any]]:
         raise MvlevalError(f"file is not UTF-8 text ({exc.reason}).", fix="save it as UTF-8.", where=path) from None
     stripped = text.lstrip()
     if not stripped:
-        raise MvlevalError("the task-mix file is empty.", fix="it must hold a JSON list or JSON Lines of records.", where=path)
+        raise MvlevalError(
+            "the task-mix file is empty.", fix="it must hold a JSON list or JSON Lines of records.", where=path
+        )
     if not stripped.startswith("["):
         records: list[tuple[int, Any]] = []
         for lineno, line in enumerate(text.splitlines(), start=1):
@@ -137,14 +139,18 @@ def read_task_mix(path: Path, image_roots: Sequence[Path]) -> list[Example]:
     if not path.is_file():
         raise MvlevalError("task-mix file not found.", fix="pass an existing file to --train-file.", where=path)
     if not image_roots:
-        raise MvlevalError("no image folder given for the task-mix file.", fix="pass --image-root (repeatable).", where=path)
+        raise MvlevalError(
+            "no image folder given for the task-mix file.", fix="pass --image-root (repeatable).", where=path
+        )
     records = _iter_json_records(path)
     if not records:
         raise MvlevalError("the task-mix file holds no records.", fix="add training records.", where=path)
     examples: list[Example] = []
     problems = Problems()  # every bad record and missing image, reported together, each kind once
-    shape_fix = ("each record needs a string 'context', a non-empty string 'label' and an 'image_id' (a relative path, "
-                 "or a list of two).")
+    shape_fix = (
+        "each record needs a string 'context', a non-empty string 'label' and an 'image_id' (a relative path, "
+        "or a list of two)."
+    )
     roots = ", ".join(str(r) for r in image_roots)
     for lineno, row in records:
         where = f"{path}:{lineno}"
@@ -153,8 +159,12 @@ def read_task_mix(path: Path, image_roots: Sequence[Path]) -> list[Example]:
             continue
         lacking = [k for k in ("context", "label", "image_id") if k not in row]
         if lacking:
-            problems.add("record lacks a required key", where,
-                         f"lacks {', '.join(repr(k) for k in lacking)}; has {', '.join(repr(k) for k in list(row)[:6])}", fix=shape_fix)
+            problems.add(
+                "record lacks a required key",
+                where,
+                f"lacks {', '.join(repr(k) for k in lacking)}; has {', '.join(repr(k) for k in list(row)[:6])}",
+                fix=shape_fix,
+            )
             continue
         context, label, image_id = row["context"], row["label"], row["image_id"]
         n_before = len(problems)
@@ -163,21 +173,37 @@ def read_task_mix(path: Path, image_roots: Sequence[Path]) -> list[Example]:
         if not isinstance(label, str) or not label.strip():
             problems.add("'label' must be a non-empty string (the training target)", where, fix=shape_fix)
         ids = [image_id] if isinstance(image_id, str) else image_id
-        if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_IMAGES_PER_EXAMPLE or not all(isinstance(i, str) and i for i in ids):
-            problems.add(f"'image_id' must be a path string or a list of {MAX_IMAGES_PER_EXAMPLE} at most", where,
-                         f"found {image_id!r}", fix=shape_fix)
+        if (
+            not isinstance(ids, list)
+            or not 1 <= len(ids) <= MAX_IMAGES_PER_EXAMPLE
+            or not all(isinstance(i, str) and i for i in ids)
+        ):
+            problems.add(
+                f"'image_id' must be a path string or a list of {MAX_IMAGES_PER_EXAMPLE} at most",
+                where,
+                f"found {image_id!r}",
+                fix=shape_fix,
+            )
         if len(problems) != n_before:
             continue
         images: list[Path] = []
         for one in ids:
             if image_path_escapes(one):
-                problems.add("image path escapes the image root", where, repr(one),
-                             fix="image paths must be relative and stay inside the image roots (no '..', no absolute paths).")
+                problems.add(
+                    "image path escapes the image root",
+                    where,
+                    repr(one),
+                    fix="image paths must be relative and stay inside the image roots (no '..', no absolute paths).",
+                )
                 continue
             found = find_image(one, image_roots, where=where)
             if found is None:
-                problems.add("image is in none of the image roots", where, repr(one),
-                             fix=f"put the images under one of the image roots ({roots}) or add --image-root.")
+                problems.add(
+                    "image is in none of the image roots",
+                    where,
+                    repr(one),
+                    fix=f"put the images under one of the image roots ({roots}) or add --image-root.",
+                )
             else:
                 images.append(found)
         if len(images) != len(ids):
@@ -248,8 +274,11 @@ def read_task_split(
         for p in e.images:
             if not Path(p).is_file():
                 missing.add("image not found", e.source, str(p))
-    missing.raise_if_any(f"the '{split}' split of task '{task.name}' cannot be used for training:",
-                         fix=f"put the task's images under {image_root}.", base=data_root)
+    missing.raise_if_any(
+        f"the '{split}' split of task '{task.name}' cannot be used for training:",
+        fix=f"put the task's images under {image_root}.",
+        base=data_root,
+    )
     return examples
 
 
@@ -312,13 +341,17 @@ def tokenize_examples(
     """
     eos = tokenizer.eos_token_id
     if eos is None:
-        raise MvlevalError("the tokenizer has no EOS token, so the model cannot learn where an answer ends.",
-                           fix="use a checkpoint whose tokenizer defines eos_token.")
+        raise MvlevalError(
+            "the tokenizer has no EOS token, so the model cannot learn where an answer ends.",
+            fix="use a checkpoint whose tokenizer defines eos_token.",
+        )
     from mvleval.backends.mblip import tokenize_prompts
 
     prompts = tokenize_prompts(tokenizer, [e.prompt for e in examples])  # the backend's own call
     # targets without special tokens, then EOS: a tokenizer that prepends BOS must not put one mid-sequence
-    targets = tokenizer([e.target for e in examples], add_special_tokens=False, padding=False, truncation=False)["input_ids"]
+    targets = tokenizer([e.target for e in examples], add_special_tokens=False, padding=False, truncation=False)[
+        "input_ids"
+    ]
     out: list[TokenizedExample] = []
     truncated = 0
     for example, p_ids, t_ids in zip(examples, prompts, targets):

@@ -117,7 +117,9 @@ def resolve_precision(config: TrainConfig) -> tuple[str, int]:
 
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise MvlevalError(f"device {device} was asked for, but CUDA is not available.", fix="drop --set device=... or use cpu.")
+        raise MvlevalError(
+            f"device {device} was asked for, but CUDA is not available.", fix="drop --set device=... or use cpu."
+        )
     bits = config.bits if config.bits is not None else (4 if device.startswith("cuda") else 32)
     return device, bits
 
@@ -137,7 +139,9 @@ def quantization_config(bits: int, encoder_decoder: bool, on_cuda: bool) -> Any:
     from mvleval.backends.mblip import QUANT_SKIP_MODULES
 
     # the same builder as evaluation and export (one nf4 rule: double quantisation for encoder-decoder LLMs)
-    return bnb_config(bits, torch.bfloat16 if on_cuda else torch.float32, QUANT_SKIP_MODULES, double_quant=encoder_decoder)
+    return bnb_config(
+        bits, torch.bfloat16 if on_cuda else torch.float32, QUANT_SKIP_MODULES, double_quant=encoder_decoder
+    )
 
 
 def load_base_model(base_model: str, bits: int, device: str) -> tuple[Blip2ForConditionalGeneration, Blip2Processor]:
@@ -211,7 +215,10 @@ def lora_target_regex(language_model: LanguageModel, leaves: Sequence[str]) -> s
     chosen = [
         name
         for name, module in language_model.named_modules()
-        if isinstance(module, torch.nn.Linear) and module is not output and "." in name and name.rsplit(".", 1)[1] in leaves
+        if isinstance(module, torch.nn.Linear)
+        and module is not output
+        and "." in name
+        and name.rsplit(".", 1)[1] in leaves
     ]
     tops = sorted({name.split(".", 1)[0] for name in chosen})
     regex = rf"^(?:{'|'.join(map(re.escape, tops))})\.(?:.*\.)?(?:{'|'.join(map(re.escape, sorted(leaves)))})$"
@@ -415,7 +422,9 @@ def compute_loss(model: Blip2ForConditionalGeneration, batch: TrainBatch) -> tor
         return F.cross_entropy(
             logits[:, :-1].float().reshape(-1, logits.shape[-1]), batch.labels[:, 1:].reshape(-1), ignore_index=-100
         )
-    out = lm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, labels=batch.labels, use_cache=False)
+    out = lm(
+        inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, labels=batch.labels, use_cache=False
+    )
     return cast("torch.Tensor", out.loss)
 
 
@@ -542,7 +551,11 @@ def list_checkpoints(out_dir: Path) -> list[Path]:
 
 
 def load_checkpoint(
-    folder: Path, model: Blip2ForConditionalGeneration, peft_model: Any, optimizer: torch.optim.Optimizer, scheduler: Any
+    folder: Path,
+    model: Blip2ForConditionalGeneration,
+    peft_model: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
 ) -> dict[str, Any]:
     """Restore weights, optimizer, scheduler and RNG from a checkpoint folder; return its trainer state."""
     import torch
@@ -627,7 +640,8 @@ def _check_out_dir(config: TrainConfig, resume: bool) -> None:
     if diffs:
         raise MvlevalError(
             "the resumed run's settings differ from the interrupted run's, so it would not end with the same weights: "
-            + "; ".join(diffs) + ".",
+            + "; ".join(diffs)
+            + ".",
             fix="resume with the same settings (see train_config.json in the output folder), or start a new run in another --out.",
             where=saved_path,
         )
@@ -675,8 +689,11 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgress 
         image_token_id=image_token_id,
     )
     if truncated:
-        logger.warning("%d of %d examples were longer than max_prompt_tokens/max_target_tokens and were truncated",
-                       truncated, len(examples))
+        logger.warning(
+            "%d of %d examples were longer than max_prompt_tokens/max_target_tokens and were truncated",
+            truncated,
+            len(examples),
+        )
 
     out.mkdir(parents=True, exist_ok=True)
     (out / TRAIN_CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
@@ -720,7 +737,11 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgress 
                     with torch.autocast(autocast_device, dtype=torch.bfloat16, enabled=use_autocast):
                         queries = image_queries(model, pixels)
                         batch = build_inputs(
-                            model, [tokenized[i] for i in indices], queries, image_token_id=image_token_id, pad_token_id=pad_id
+                            model,
+                            [tokenized[i] for i in indices],
+                            queries,
+                            image_token_id=image_token_id,
+                            pad_token_id=pad_id,
                         )
                         loss = compute_loss(model, batch)
                     if not torch.isfinite(loss):
@@ -752,9 +773,18 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgress 
                     log.flush()
                 if step % config.save_every == 0 or step == steps:
                     save_checkpoint(
-                        out, step, model, peft_model, optimizer, scheduler,
-                        {"step": step, "micro_batches": step * config.grad_accum_steps,
-                         "examples_seen": step * config.grad_accum_steps * config.batch_size, "total_steps": steps},
+                        out,
+                        step,
+                        model,
+                        peft_model,
+                        optimizer,
+                        scheduler,
+                        {
+                            "step": step,
+                            "micro_batches": step * config.grad_accum_steps,
+                            "examples_seen": step * config.grad_accum_steps * config.batch_size,
+                            "total_steps": steps,
+                        },
                         config.keep_checkpoints,
                     )
                 progress.update(step, mean_loss, record["lr"], record["examples_per_s"])

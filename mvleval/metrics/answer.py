@@ -30,8 +30,9 @@ KNOWN_THINKING_TAGS: tuple[tuple[str, str], ...] = (
     ("<reasoning>", "</reasoning>"),
 )
 
-_ANSWER_PREFIX = re.compile(r"^\s*(?:(?:the\s+)?(?:final\s+|correct\s+|short\s+)?answer(?:\s+is)?\s*[:：]?|answer\s*[:：])\s*",
-                            re.IGNORECASE)
+_ANSWER_PREFIX = re.compile(
+    r"^\s*(?:(?:the\s+)?(?:final\s+|correct\s+|short\s+)?answer(?:\s+is)?\s*[:：]?|answer\s*[:：])\s*", re.IGNORECASE
+)
 _TRAILING = re.compile(r"[\s.。!！?？,，;；:：]+$")
 
 

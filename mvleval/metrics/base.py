@@ -71,8 +71,12 @@ def check_inputs(name: str, predictions: Sequence[str], references: Sequence[Seq
         )
     # the common well-formed case in a few C-level passes (a metric call checks every caption of a language); the
     # loop below runs only to name what is wrong (and accepts str subclasses the quick check leaves to it)
-    if (set(map(type, predictions)) <= {str} and set(map(type, references)) <= {list, tuple}
-            and 0 not in set(map(len, references)) and set(map(type, chain.from_iterable(references))) <= {str}):
+    if (
+        set(map(type, predictions)) <= {str}
+        and set(map(type, references)) <= {list, tuple}
+        and 0 not in set(map(len, references))
+        and set(map(type, chain.from_iterable(references))) <= {str}
+    ):
         return
     for i, (p, refs) in enumerate(zip(predictions, references)):
         if not isinstance(p, str):

@@ -47,7 +47,9 @@ _BLOCK = 100
 
 
 # (unit, cluster key of each example of the corpus being scored, or None: the unit's keys are set per corpus)
-_CLUSTERS: ContextVar[tuple[str, tuple[str, ...] | None]] = ContextVar("mvleval_bootstrap_clusters", default=("example", None))
+_CLUSTERS: ContextVar[tuple[str, tuple[str, ...] | None]] = ContextVar(
+    "mvleval_bootstrap_clusters", default=("example", None)
+)
 
 
 @contextmanager
@@ -252,10 +254,13 @@ def paired_bootstrap(
         raise PairedBootstrapError(f"confidence must lie in (0, 1), got {confidence}.", fix="pass e.g. 0.95.")
     diff = xb - xa
     if clusters is not None and len(clusters) != diff.size:
-        raise PairedBootstrapError(f"paired_bootstrap got {len(clusters)} cluster keys for {diff.size} examples.",
-                                   fix="pass one cluster key per example.")
-    reps = np.concatenate([(counts @ diff) / counts.sum(axis=1)
-                           for counts in resample_counts(diff.size, n_resamples, seed, clusters)])
+        raise PairedBootstrapError(
+            f"paired_bootstrap got {len(clusters)} cluster keys for {diff.size} examples.",
+            fix="pass one cluster key per example.",
+        )
+    reps = np.concatenate(
+        [(counts @ diff) / counts.sum(axis=1) for counts in resample_counts(diff.size, n_resamples, seed, clusters)]
+    )
     low, high = percentile_interval(reps, confidence)
     return PairedBootstrap(
         delta=float(diff.mean()),

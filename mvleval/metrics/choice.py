@@ -56,26 +56,50 @@ ANSWER_PHRASES: tuple[str, ...] = (
     r"(?:i (?:would )?(?:choose|pick|select))",
     r"\\boxed\{",
     # German, Dutch
-    r"(?:richtige |korrekte )?antwort(?: ist| lautet)?", r"antwoord(?: is)?",
+    r"(?:richtige |korrekte )?antwort(?: ist| lautet)?",
+    r"antwoord(?: is)?",
     # French, Spanish, Portuguese, Italian, Romanian
-    r"(?:bonne )?r[ée]ponse(?: correcte)?(?: est)?", r"respuesta(?: correcta)?(?: es)?", r"resposta(?: correta)?(?: é)?",
-    r"risposta(?: corretta)?(?: è)?", r"răspuns(?:ul)?(?: corect)?(?: este)?",
+    r"(?:bonne )?r[ée]ponse(?: correcte)?(?: est)?",
+    r"respuesta(?: correcta)?(?: es)?",
+    r"resposta(?: correta)?(?: é)?",
+    r"risposta(?: corretta)?(?: è)?",
+    r"răspuns(?:ul)?(?: corect)?(?: este)?",
     # Swahili, Indonesian, Filipino, Turkish, Vietnamese
-    r"jibu(?: sahihi| lake)?(?: ni)?", r"jawaban(?:nya)?(?: yang benar)?(?: adalah| ialah)?", r"(?:ang )?sagot(?: ay)?",
-    r"(?:doğru )?(?:cevap|yanıt)(?:ım)?(?: şudur)?", r"(?:câu trả lời|đáp án)(?: đúng)?(?: là)?",
+    r"jibu(?: sahihi| lake)?(?: ni)?",
+    r"jawaban(?:nya)?(?: yang benar)?(?: adalah| ialah)?",
+    r"(?:ang )?sagot(?: ay)?",
+    r"(?:doğru )?(?:cevap|yanıt)(?:ım)?(?: şudur)?",
+    r"(?:câu trả lời|đáp án)(?: đúng)?(?: là)?",
     # Polish, Czech, Finnish, Swedish/Norwegian/Danish, Hungarian, Greek
-    r"(?:poprawna )?odpowiedź(?: to)?", r"(?:správná )?odpověď(?: je)?", r"vastaus(?: on)?", r"svar(?:et)?(?: är| er)?",
-    r"(?:a )?(?:helyes )?válasz(?: a| az)?", r"(?:σωστή )?απάντηση(?: είναι)?",
+    r"(?:poprawna )?odpowiedź(?: to)?",
+    r"(?:správná )?odpověď(?: je)?",
+    r"vastaus(?: on)?",
+    r"svar(?:et)?(?: är| er)?",
+    r"(?:a )?(?:helyes )?válasz(?: a| az)?",
+    r"(?:σωστή )?απάντηση(?: είναι)?",
     # Russian, Ukrainian
-    r"(?:правильный )?(?:ответ|вариант)(?: —| -)?", r"(?:правильна )?(?:відповідь|варіант)(?: —| -)?",
+    r"(?:правильный )?(?:ответ|вариант)(?: —| -)?",
+    r"(?:правильна )?(?:відповідь|варіант)(?: —| -)?",
     # Arabic, Hebrew, Persian
-    r"(?:ال)?(?:إجابة|اجابة)(?: الصحيحة)?(?: هي)?", r"(?:ال)?جواب(?: الصحيح)?(?: هو)?", r"(?:ה)?תשובה(?: הנכונה)?(?: היא)?",
+    r"(?:ال)?(?:إجابة|اجابة)(?: الصحيحة)?(?: هي)?",
+    r"(?:ال)?جواب(?: الصحيح)?(?: هو)?",
+    r"(?:ה)?תשובה(?: הנכונה)?(?: היא)?",
     r"پاسخ(?: درست)?(?: است)?",
     # Hindi, Bengali, Tamil, Telugu, Thai
-    r"(?:सही )?उत्तर(?: है)?", r"(?:সঠিক )?উত্তর(?: হল| হলো)?", r"(?:சரியான )?பதில்", r"(?:సరైన )?సమాధానం", r"คำตอบ(?:ที่ถูกต้อง)?(?:คือ)?",
+    r"(?:सही )?उत्तर(?: है)?",
+    r"(?:সঠিক )?উত্তর(?: হল| হলো)?",
+    r"(?:சரியான )?பதில்",
+    r"(?:సరైన )?సమాధానం",
+    r"คำตอบ(?:ที่ถูกต้อง)?(?:คือ)?",
     # Chinese, Japanese, Korean
-    r"答案(?:是|为|為|應該是|应该是)?", r"选项|選項|选择|選擇", r"正解(?:は)?", r"答え(?:は)?", r"回答(?:は)?",
-    r"정답(?:은|는)?", r"답(?:은|는)?", r"선택지",
+    r"答案(?:是|为|為|應該是|应该是)?",
+    r"选项|選項|选择|選擇",
+    r"正解(?:は)?",
+    r"答え(?:は)?",
+    r"回答(?:は)?",
+    r"정답(?:은|는)?",
+    r"답(?:은|는)?",
+    r"선택지",
 )
 
 # what may sit between an answer phrase and its label, or around a label
@@ -84,9 +108,52 @@ _LATIN = r"A-Za-z0-9\u00C0-\u024F"
 # combining marks (not \w in Python's re): a Thai consonant followed by a vowel sign is a syllable, not a label
 _MARKS = r"\u0300-\u036F\u0900-\u0903\u093A-\u094F\u0E31\u0E33-\u0E3A\u0E47-\u0E4E"
 # a capital A before a lower-case word is the English article ("A cat sits..."), unless the word is a conjunction
-_CONJUNCTIONS = {"or", "and", "nor", "vs", "versus", "and/or", "oder", "und", "ou", "et", "o", "y", "e", "of", "en",
-                 "veya", "ya", "ve", "atau", "dan", "au", "na", "hoặc", "và", "eller", "och", "tai", "ja", "lub", "i",
-                 "nebo", "sau", "vagy", "или", "и", "або", "ή", "και", "أو", "או", "या", "और", "অথবা", "அல்லது"}
+_CONJUNCTIONS = {
+    "or",
+    "and",
+    "nor",
+    "vs",
+    "versus",
+    "and/or",
+    "oder",
+    "und",
+    "ou",
+    "et",
+    "o",
+    "y",
+    "e",
+    "of",
+    "en",
+    "veya",
+    "ya",
+    "ve",
+    "atau",
+    "dan",
+    "au",
+    "na",
+    "hoặc",
+    "và",
+    "eller",
+    "och",
+    "tai",
+    "ja",
+    "lub",
+    "i",
+    "nebo",
+    "sau",
+    "vagy",
+    "или",
+    "и",
+    "або",
+    "ή",
+    "και",
+    "أو",
+    "או",
+    "या",
+    "और",
+    "অথবা",
+    "அல்லது",
+}
 _ARTICLE_LIKE = {"A", "I", "O", "E", "Y", "U"}
 
 
@@ -114,12 +181,18 @@ def _patterns(labels: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[str]
     alternation = "|".join(re.escape(lbl) for lbl in sorted(labels, key=len, reverse=True))
     # a label ends where no letter of its own script follows (ASCII labels: no Latin letter or digit; others: no
     # word character, but "ข" may be followed by Thai politeness particles)
-    after = rf"(?![{_LATIN}])" if all(_is_ascii_label(lbl) for lbl in labels) else rf"(?:(?![\w{_MARKS}])|(?=ครับ|ค่ะ|คะ|นะ))"
-    start = re.compile(rf"^[\s*_\"'“‘(\[（【「]*(?P<label>{alternation}){after}(?P<rest>.*)$", re.IGNORECASE | re.DOTALL)
+    after = (
+        rf"(?![{_LATIN}])" if all(_is_ascii_label(lbl) for lbl in labels) else rf"(?:(?![\w{_MARKS}])|(?=ครับ|ค่ะ|คะ|นะ))"
+    )
+    start = re.compile(
+        rf"^[\s*_\"'“‘(\[（【「]*(?P<label>{alternation}){after}(?P<rest>.*)$", re.IGNORECASE | re.DOTALL
+    )
     phrases = "|".join(f"(?:{unicodedata.normalize('NFKC', p)})" for p in ANSWER_PHRASES)
     # Latin phrases start at a word boundary: "unanswerable" holds no "answer"
-    phrase = re.compile(rf"(?<![{_LATIN}])(?:{phrases}){_SEP}(?P<label>{alternation}){after}(?=(?P<rest>.{{0,40}}))",
-                        re.IGNORECASE | re.DOTALL)
+    phrase = re.compile(
+        rf"(?<![{_LATIN}])(?:{phrases}){_SEP}(?P<label>{alternation}){after}(?=(?P<rest>.{{0,40}}))",
+        re.IGNORECASE | re.DOTALL,
+    )
     before = rf"(?<![{_LATIN}])" if all(_is_ascii_label(lbl) for lbl in labels) else rf"(?<![\w{_MARKS}])"
     lone = re.compile(rf"{before}(?P<label>{alternation}){after}(?=(?P<rest>.{{0,40}}))", re.DOTALL)
     return start, phrase, lone
@@ -153,8 +226,9 @@ def _choice_for(label: str, labels: Sequence[str], choices: Sequence[str] | None
     return choices[i] if i < len(choices) else None
 
 
-def extract_choice(prediction: str, choices: Sequence[str] | None = None,
-                   labels: Sequence[str] = DEFAULT_LABELS) -> Extraction:
+def extract_choice(
+    prediction: str, choices: Sequence[str] | None = None, labels: Sequence[str] = DEFAULT_LABELS
+) -> Extraction:
     """The label a multiple-choice prediction names, by the cascade of the module docstring.
 
     Args:
@@ -179,8 +253,10 @@ def extract_choice(prediction: str, choices: Sequence[str] | None = None,
             not tail
             or re.match(r"^[\s*_\"'”’)\]）】」]*[.:：)\]）】」,;!、。\-–—]", rest)
             # "B Katze"; but "A cat is..." starts with the English article, not with label A
-            or (_rest_names_choice(rest, _choice_for(label, labels, choices))
-                and not (m.group("label") in _ARTICLE_LIKE and re.match(r"^\s+[a-zà-ÿ]", rest)))
+            or (
+                _rest_names_choice(rest, _choice_for(label, labels, choices))
+                and not (m.group("label") in _ARTICLE_LIKE and re.match(r"^\s+[a-zà-ÿ]", rest))
+            )
         ):
             return Extraction(label, "label")
 
@@ -208,14 +284,26 @@ def extract_choice(prediction: str, choices: Sequence[str] | None = None,
             if not needle:
                 continue
             ascii_word = needle[0].isalnum() and needle[0].isascii()
-            pattern = (rf"(?<![{_LATIN}]){re.escape(needle)}(?![{_LATIN}])" if ascii_word or needle[-1].isascii()
-                       else re.escape(needle))
+            pattern = (
+                rf"(?<![{_LATIN}]){re.escape(needle)}(?![{_LATIN}])"
+                if ascii_word or needle[-1].isascii()
+                else re.escape(needle)
+            )
             hits = [(h.start(), h.end()) for h in re.finditer(pattern, body)]
             if hits:
                 spans[i] = hits
-        kept = [i for i, hits in spans.items()
-                if not all(any(j != i and len(_norm_text(choices[j])) > len(_norm_text(choices[i])) and s <= a and b <= e
-                               for j, other in spans.items() for s, e in other) for a, b in hits)]
+        kept = [
+            i
+            for i, hits in spans.items()
+            if not all(
+                any(
+                    j != i and len(_norm_text(choices[j])) > len(_norm_text(choices[i])) and s <= a and b <= e
+                    for j, other in spans.items()
+                    for s, e in other
+                )
+                for a, b in hits
+            )
+        ]
         if len(kept) == 1:
             return Extraction(labels[kept[0]], "choice-text")
 
@@ -250,8 +338,12 @@ class ChoiceAccuracy(Metric):
     name: ClassVar[str] = "choice_accuracy"
     needs_choices: ClassVar[bool] = True
 
-    def __init__(self, bootstrap_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED,
-                 labels: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap_resamples: int = DEFAULT_RESAMPLES,
+        seed: int = DEFAULT_SEED,
+        labels: Sequence[str] | None = None,
+    ) -> None:
         check_resamples(bootstrap_resamples, seed)
         self.bootstrap_resamples = bootstrap_resamples
         self.seed = seed
@@ -259,15 +351,24 @@ class ChoiceAccuracy(Metric):
 
     def signature(self) -> str:
         labels = "A-Z" if self.labels == DEFAULT_LABELS else ",".join(self.labels)
-        return (f"choice_accuracy|extract={CASCADE_VERSION}|nfkc|labels={labels}|case-insensitive|any-ref|"
-                f"{bootstrap_signature(self.bootstrap_resamples, self.seed)}|mvleval-2")
+        return (
+            f"choice_accuracy|extract={CASCADE_VERSION}|nfkc|labels={labels}|case-insensitive|any-ref|"
+            f"{bootstrap_signature(self.bootstrap_resamples, self.seed)}|mvleval-2"
+        )
 
-    def score(self, predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str,
-              choices: Sequence[Sequence[str] | None] | None = None) -> MetricResult:
+    def score(
+        self,
+        predictions: Sequence[str],
+        references: Sequence[Sequence[str]],
+        lang: str,
+        choices: Sequence[Sequence[str] | None] | None = None,
+    ) -> MetricResult:
         """Score one language; `choices` gives each example's choice texts in label order (rules 1 and 3)."""
         check_inputs(self.name, predictions, references, lang)
         if not predictions:
-            return MetricResult(value=None, per_example=[], signature=self.signature(), note=f"no examples for language '{lang}'")
+            return MetricResult(
+                value=None, per_example=[], signature=self.signature(), note=f"no examples for language '{lang}'"
+            )
         per_example: list[float] = []
         facts: list[dict[str, str] | None] = []
         errors = 0
@@ -279,5 +380,11 @@ class ChoiceAccuracy(Metric):
             errors += found.label is None
         value = sum(per_example) / len(per_example)
         interval = bootstrap_mean_interval(per_example, self.bootstrap_resamples, self.seed)
-        return MetricResult(value=value, per_example=per_example, signature=self.signature(), interval=interval,
-                            extra={"format_error_rate": errors / len(per_example)}, per_example_extra=facts)
+        return MetricResult(
+            value=value,
+            per_example=per_example,
+            signature=self.signature(),
+            interval=interval,
+            extra={"format_error_rate": errors / len(per_example)},
+            per_example_extra=facts,
+        )

@@ -132,15 +132,15 @@ class CiderStats:
         u = weight[: self.n_shared]
         np.log(np.maximum(df, 1.0, out=df), out=u)
         np.subtract(log_n, u, out=u)
-        own = weight[self.n_shared: self.n_shared + n_img]
+        own = weight[self.n_shared : self.n_shared + n_img]
         np.log(np.maximum(wt, 1.0), out=own)
         np.subtract(log_n, own, out=own)
         weight[-1] = log_n
         weight *= weight  # idf -> idf^2
         sums = m.rows @ weight  # (statistic rows, B)
         num = sums[: n_refs * n].reshape(n_refs, n, -1)
-        hyp2 = sums[n_refs * n: (n_refs + n_img) * n].reshape(n_img, n, -1)
-        ref2 = sums[(n_refs + n_img) * n:].reshape(n_refs, n, -1)
+        hyp2 = sums[n_refs * n : (n_refs + n_img) * n].reshape(n_img, n, -1)
+        ref2 = sums[(n_refs + n_img) * n :].reshape(n_refs, n, -1)
         # pycocoevalcap divides by norm_h * norm_r only when both are non-zero; otherwise the (zero) sum stays
         den = np.sqrt(hyp2, out=hyp2)[self.ref_image]
         den *= np.sqrt(ref2, out=ref2)
@@ -163,21 +163,40 @@ class CiderStats:
             own0, const = n_shared, n_shared + n_img  # column of image 0's own weight; the log(N)^2 column
             ref_row_image = np.repeat(self.ref_image, n)  # image of each reference row
             hyp_row_image = np.repeat(np.arange(n_img), n)
-            rows = np.concatenate((self.shared_row, np.arange(n_refs * n), self.hyp_other_row + hyp0,
-                                   np.arange(hyp0, ref0), np.arange(hyp0, ref0), np.arange(ref0, ref0 + n_refs * n)))
-            cols = np.concatenate((self.shared_g, own0 + ref_row_image, own0 + self.hyp_other_image,
-                                   own0 + hyp_row_image, np.full(n_img * n, const), own0 + ref_row_image))
-            coef = np.concatenate((self.shared_coef, self.match_own, self.hyp_other_coef, self.hyp_own,
-                                   self.hyp_const, self.ref_own))
+            rows = np.concatenate(
+                (
+                    self.shared_row,
+                    np.arange(n_refs * n),
+                    self.hyp_other_row + hyp0,
+                    np.arange(hyp0, ref0),
+                    np.arange(hyp0, ref0),
+                    np.arange(ref0, ref0 + n_refs * n),
+                )
+            )
+            cols = np.concatenate(
+                (
+                    self.shared_g,
+                    own0 + ref_row_image,
+                    own0 + self.hyp_other_image,
+                    own0 + hyp_row_image,
+                    np.full(n_img * n, const),
+                    own0 + ref_row_image,
+                )
+            )
+            coef = np.concatenate(
+                (self.shared_coef, self.match_own, self.hyp_other_coef, self.hyp_own, self.hyp_const, self.ref_own)
+            )
             keep = coef != 0
             got = _SparseStats(
                 presence=sparse.csr_matrix(
-                    (np.ones(self.presence_g.size), (self.presence_g, self.presence_image)),
-                    shape=(n_shared, n_img)),
-                rows=sparse.csr_matrix((coef[keep], (rows[keep], cols[keep])),
-                                       shape=((2 * n_refs + n_img) * n, const + 1)),
-                image_of_ref=sparse.csr_matrix((np.ones(n_refs), (self.ref_image, np.arange(n_refs))),
-                                               shape=(n_img, n_refs)),
+                    (np.ones(self.presence_g.size), (self.presence_g, self.presence_image)), shape=(n_shared, n_img)
+                ),
+                rows=sparse.csr_matrix(
+                    (coef[keep], (rows[keep], cols[keep])), shape=((2 * n_refs + n_img) * n, const + 1)
+                ),
+                image_of_ref=sparse.csr_matrix(
+                    (np.ones(n_refs), (self.ref_image, np.arange(n_refs))), shape=(n_img, n_refs)
+                ),
             )
             object.__setattr__(self, "_sparse", got)  # a cache on a frozen dataclass
         return got
@@ -214,9 +233,15 @@ def _gram_runs(skey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, run
 
 
-def _order_entries(ids: np.ndarray, valid: np.ndarray, k: int, prefix: np.ndarray | None, vocab: int,
-                   n_tokens: int, cap_of_token: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
+def _order_entries(
+    ids: np.ndarray,
+    valid: np.ndarray,
+    k: int,
+    prefix: np.ndarray | None,
+    vocab: int,
+    n_tokens: int,
+    cap_of_token: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
     """The k-grams starting at token positions `valid`, grouped: one entry per (k-gram, caption).
 
     A k-gram's exact code is (dense id of its (k-1)-gram prefix) * vocab + last word. Sorting code * n_tokens + position
@@ -306,8 +331,9 @@ def _image_major(hyp_tokens: Sequence[str], ref_tokens: Sequence[Sequence[str]],
     return _match(ids, lengths, refs_per_image, n_vocab, n, sigma)
 
 
-def cider_stats(hyp_tokens: Sequence[str], ref_tokens: Sequence[Sequence[str]], n: int = 4,
-                sigma: float = 6.0) -> CiderStats:
+def cider_stats(
+    hyp_tokens: Sequence[str], ref_tokens: Sequence[Sequence[str]], n: int = 4, sigma: float = 6.0
+) -> CiderStats:
     """Build CiderStats from PTB-tokenised strings (one hypothesis and >= 1 references per image).
 
     Args:
@@ -328,7 +354,9 @@ def _match_corpus(corpus: TokenizedCorpus, refs_per_image: Sequence[int], n: int
     n_img = rpi.size
     n_refs = int(rpi.sum())
     if corpus.lengths.size != n_refs + n_img:
-        raise ValueError(f"corpus has {corpus.lengths.size} captions, expected {n_refs} references + {n_img} hypotheses")
+        raise ValueError(
+            f"corpus has {corpus.lengths.size} captions, expected {n_refs} references + {n_img} hypotheses"
+        )
     # image-major caption order (hypothesis of image i, then its references) by one gather of token positions
     cap_start = np.cumsum(corpus.lengths) - corpus.lengths
     hyp_slot = np.cumsum(rpi + 1) - (rpi + 1)
@@ -449,8 +477,9 @@ class _Matched:
             n_shared=int(shared_g.size),
             presence_image=np.compress(multi, presence_image),
             presence_g=np.take(shared_id, np.compress(multi, presence_g)),
-            shared_row=np.concatenate((pick(~m_own, m_row), pick(h_general, h_row) + n_refs * n,
-                                       pick(~r_own, r_row) + (n_refs + n_img) * n)),
+            shared_row=np.concatenate(
+                (pick(~m_own, m_row), pick(h_general, h_row) + n_refs * n, pick(~r_own, r_row) + (n_refs + n_img) * n)
+            ),
             shared_g=np.take(shared_id, np.concatenate((pick(~m_own, m_g), pick(h_general, h_g), pick(~r_own, r_g)))),
             shared_coef=np.concatenate((pick(~m_own, m_coef), pick(h_general, h_coef), pick(~r_own, r_coef))),
             match_own=_sum_by(pick(m_own, m_row), pick(m_own, m_coef), n_refs * n),
@@ -463,8 +492,14 @@ class _Matched:
         )
 
 
-def _combine(num: np.ndarray, hyp2: np.ndarray, ref2: np.ndarray, ref_image: np.ndarray, penalty: np.ndarray,
-             refs_per_image: np.ndarray) -> np.ndarray:
+def _combine(
+    num: np.ndarray,
+    hyp2: np.ndarray,
+    ref2: np.ndarray,
+    ref_image: np.ndarray,
+    penalty: np.ndarray,
+    refs_per_image: np.ndarray,
+) -> np.ndarray:
     """Per-image CIDEr from the per-order clipped dot products (refs x n) and squared norms (images x n, refs x n)."""
     import numpy as np
 
@@ -480,8 +515,9 @@ def _combine(num: np.ndarray, hyp2: np.ndarray, ref2: np.ndarray, ref_image: np.
     return scores
 
 
-def _match(ids: np.ndarray, lengths: np.ndarray, refs_per_image: np.ndarray, n_vocab: int, n: int,
-           sigma: float) -> _Matched:
+def _match(
+    ids: np.ndarray, lengths: np.ndarray, refs_per_image: np.ndarray, n_vocab: int, n: int, sigma: float
+) -> _Matched:
     """Group the n-grams of captions in image-major order (hypothesis of image i, then its references), given as
     word ids.
 
@@ -517,8 +553,9 @@ def _match(ids: np.ndarray, lengths: np.ndarray, refs_per_image: np.ndarray, n_v
             # (most 3- and 4-grams)
             lone = np.take(lone_prev, starts) | np.take(lone_prev, starts + 1)
             skipped, valid = np.compress(lone, starts), np.compress(~lone, starts)
-        prefix, e_cap, e_g, tf, n_k, single_pos = _order_entries(ids, valid, k, prefix, max(n_vocab, 1), n_tokens,
-                                                                 cap_of_token)
+        prefix, e_cap, e_g, tf, n_k, single_pos = _order_entries(
+            ids, valid, k, prefix, max(n_vocab, 1), n_tokens, cap_of_token
+        )
         lone_prev = np.zeros(n_tokens, dtype=bool)
         lone_prev[single_pos] = True
         lone_prev[skipped] = True
@@ -548,8 +585,9 @@ def _match(ids: np.ndarray, lengths: np.ndarray, refs_per_image: np.ndarray, n_v
     )
 
 
-def _group_order(e_cap: np.ndarray, e_g: np.ndarray, tf: np.ndarray, n_grams: int, image_of_cap: np.ndarray,
-                 is_hyp: np.ndarray) -> _Order:
+def _group_order(
+    e_cap: np.ndarray, e_g: np.ndarray, tf: np.ndarray, n_grams: int, image_of_cap: np.ndarray, is_hyp: np.ndarray
+) -> _Order:
     """One order's entries (one per n-gram and caption, sorted by n-gram then caption) grouped by image."""
     import numpy as np
 
@@ -597,8 +635,9 @@ def _group_order(e_cap: np.ndarray, e_g: np.ndarray, tf: np.ndarray, n_grams: in
     )
 
 
-def cider_from_tokens(hyp_tokens: Sequence[str], ref_tokens: Sequence[Sequence[str]], n: int = 4,
-                      sigma: float = 6.0) -> tuple[float, list[float]]:
+def cider_from_tokens(
+    hyp_tokens: Sequence[str], ref_tokens: Sequence[Sequence[str]], n: int = 4, sigma: float = 6.0
+) -> tuple[float, list[float]]:
     """pycocoevalcap's ``Cider().compute_score`` on already tokenised strings: (corpus score, per-image scores)."""
     value, per_image = _image_major(hyp_tokens, ref_tokens, n, sigma).scores()
     return value, per_image.tolist()
@@ -617,8 +656,9 @@ class Cider(Metric):
 
     name: ClassVar[str] = "cider"
 
-    def __init__(self, n: int = 4, sigma: float = 6.0, bootstrap_resamples: int = DEFAULT_RESAMPLES,
-                 seed: int = DEFAULT_SEED) -> None:
+    def __init__(
+        self, n: int = 4, sigma: float = 6.0, bootstrap_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED
+    ) -> None:
         if not isinstance(n, int) or n < 1:
             raise MvlevalError(f"CIDEr's n-gram order must be a positive integer, got {n!r}.", fix="use n=4.")
         if not sigma > 0:
@@ -632,8 +672,10 @@ class Cider(Metric):
     def _signature(self, seg: str) -> str:
         from mvleval.metrics.ptb import PTB_VERSION
 
-        return (f"cider|n={self.n}|sigma={self.sigma:g}|tok={PTB_VERSION}|seg={seg}|nfc|"
-                f"{bootstrap_signature(self.bootstrap_resamples, self.seed)}|{CIDER_IMPL_VERSION}")
+        return (
+            f"cider|n={self.n}|sigma={self.sigma:g}|tok={PTB_VERSION}|seg={seg}|nfc|"
+            f"{bootstrap_signature(self.bootstrap_resamples, self.seed)}|{CIDER_IMPL_VERSION}"
+        )
 
     def signature(self) -> str:
         """The signature naming every language-specific segmenter (a result's signature names only its own)."""
@@ -653,8 +695,9 @@ class Cider(Metric):
         check_inputs("CIDEr", predictions, references, lang)
         signature = self._signature(segmenter_name(lang) or "none")
         if not predictions:
-            return MetricResult(value=None, per_example=[], signature=signature,
-                                note=f"no examples for language '{lang}'")
+            return MetricResult(
+                value=None, per_example=[], signature=signature, note=f"no examples for language '{lang}'"
+            )
         flat_refs = list(chain.from_iterable(references))
         # Tokenise as pycocoevalcap does: all references in one tokenizer run (image order), all predictions in
         # another
@@ -662,19 +705,25 @@ class Cider(Metric):
         matched = _match_corpus(corpus, list(map(len, references)), self.n, self.sigma)
         value, per_image = matched.scores()
         # the bootstrap's statistics are built only when an interval is asked for
-        interval = cider_interval(matched.stats(), self.bootstrap_resamples, self.seed) if self.bootstrap_resamples else None
+        interval = (
+            cider_interval(matched.stats(), self.bootstrap_resamples, self.seed) if self.bootstrap_resamples else None
+        )
         return MetricResult(value=value, per_example=per_image.tolist(), signature=signature, interval=interval)
 
 
-def cider_interval(stats: CiderStats, n_resamples: int, seed: int, confidence: float = 0.95
-                   ) -> tuple[float, float] | None:
+def cider_interval(
+    stats: CiderStats, n_resamples: int, seed: int, confidence: float = 0.95
+) -> tuple[float, float] | None:
     """Percentile bootstrap interval of corpus CIDEr, resampling images (df recomputed for every resample)."""
     import numpy as np
 
     if stats.n_images == 0 or n_resamples == 0:
         return None
-    reps = [stats.resample_scores(block[i:i + _SUB_BLOCK]) for block in resample_counts(stats.n_images, n_resamples, seed)
-            for i in range(0, block.shape[0], _SUB_BLOCK)]
+    reps = [
+        stats.resample_scores(block[i : i + _SUB_BLOCK])
+        for block in resample_counts(stats.n_images, n_resamples, seed)
+        for i in range(0, block.shape[0], _SUB_BLOCK)
+    ]
     return percentile_interval(np.concatenate(reps), confidence)
 
 

@@ -45,14 +45,32 @@ from mvleval.metrics.bootstrap import (
     check_resamples,
 )
 
-__all__ = ["MATCHING", "PREDICTION_PROCESSING", "ExactMatch", "RelaxedAccuracy", "clean_answer", "normalize_label",
-           "normalize_text", "strip_lower"]
+__all__ = [
+    "MATCHING",
+    "PREDICTION_PROCESSING",
+    "ExactMatch",
+    "RelaxedAccuracy",
+    "clean_answer",
+    "normalize_label",
+    "normalize_text",
+    "strip_lower",
+]
 
 CLEANING_VERSION = "vqa-lavis-mblip-1"
 
 _NUMBER_WORDS = {
-    "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
-    "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
+    "none": "0",
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
 }
 _ARTICLES = frozenset({"a", "an", "the"})
 _PUNCT = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!")
@@ -157,11 +175,18 @@ class _AnswerMetric(Metric):
 
     _rule: ClassVar[str]
 
-    def __init__(self, bootstrap_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED,
-                 prediction: str = "vqa", match: str = "mblip") -> None:
+    def __init__(
+        self,
+        bootstrap_resamples: int = DEFAULT_RESAMPLES,
+        seed: int = DEFAULT_SEED,
+        prediction: str = "vqa",
+        match: str = "mblip",
+    ) -> None:
         check_resamples(bootstrap_resamples, seed)
         if match not in MATCHING:
-            raise MvlevalError(f"unknown answer matching {match!r} for {self.name}.", fix=f"use one of: {', '.join(MATCHING)}.")
+            raise MvlevalError(
+                f"unknown answer matching {match!r} for {self.name}.", fix=f"use one of: {', '.join(MATCHING)}."
+            )
         self.match = match
         if prediction not in PREDICTION_PROCESSING:
             raise MvlevalError(
@@ -179,8 +204,10 @@ class _AnswerMetric(Metric):
         if self.match == "words":
             clean += "+nfkc+md"
             rule = self._word_rule
-        return (f"{self.name}|clean={clean}|label=lower+strip|rule={rule}|any-ref|"
-                f"{bootstrap_signature(self.bootstrap_resamples, self.seed)}|mvleval-1")
+        return (
+            f"{self.name}|clean={clean}|label=lower+strip|rule={rule}|any-ref|"
+            f"{bootstrap_signature(self.bootstrap_resamples, self.seed)}|mvleval-1"
+        )
 
     @staticmethod
     @abstractmethod
@@ -202,8 +229,9 @@ class _AnswerMetric(Metric):
         """
         check_inputs(self.name, predictions, references, lang)
         if not predictions:
-            return MetricResult(value=None, per_example=[], signature=self.signature(),
-                                note=f"no examples for language '{lang}'")
+            return MetricResult(
+                value=None, per_example=[], signature=self.signature(), note=f"no examples for language '{lang}'"
+            )
         per_example = []
         words = self.match == "words"
         correct = self._correct_words if words else self._correct
@@ -253,4 +281,4 @@ class RelaxedAccuracy(_AnswerMetric):
         pred, want = cleaned.split(), label.split()
         if not want:
             return not pred
-        return pred[: len(want)] == want or pred[-len(want):] == want
+        return pred[: len(want)] == want or pred[-len(want) :] == want

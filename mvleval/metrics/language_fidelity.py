@@ -229,8 +229,9 @@ def _detector(names: tuple[str, ...]) -> LanguageDetector:
     try:
         from lingua import Language, LanguageDetectorBuilder
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError("lingua-language-detector", "Language fidelity",
-                                     f"pip install lingua-language-detector=={LINGUA_VERSION}") from exc
+        raise MissingDependencyError(
+            "lingua-language-detector", "Language fidelity", f"pip install lingua-language-detector=={LINGUA_VERSION}"
+        ) from exc
     if not names:  # every language lingua knows: the unrestricted detector of rule 4
         return LanguageDetectorBuilder.from_all_languages().build()
     return LanguageDetectorBuilder.from_languages(*(getattr(Language, n) for n in names)).build()
@@ -260,8 +261,11 @@ def _load_models(names: tuple[str, ...], text: str) -> None:
     from lingua import Language
 
     members = names or tuple(sorted(language.name for language in Language.all()))
-    log.debug("loading lingua's models of %s for %s text, one language at a time",
-              f"{len(members)} languages" + (" (the unrestricted detector)" if not names else ""), key[1] or "letterless")
+    log.debug(
+        "loading lingua's models of %s for %s text, one language at a time",
+        f"{len(members)} languages" + (" (the unrestricted detector)" if not names else ""),
+        key[1] or "letterless",
+    )
     for name in members:
         if (name, key[1], key[2]) in _LOADED:
             continue
@@ -291,8 +295,10 @@ def _ranking(names: tuple[str, ...], text: str) -> list[tuple[str, float]]:
     ranking = cache.get(key)
     if ranking is None:
         _load_models(names, text)
-        ranking = [(c.language.name, c.value)
-                   for c in _detector(names).compute_language_confidence_values(text)[:ranking_cache.RANKS_KEPT]]
+        ranking = [
+            (c.language.name, c.value)
+            for c in _detector(names).compute_language_confidence_values(text)[: ranking_cache.RANKS_KEPT]
+        ]
         cache.put(key, ranking)
     return ranking
 
@@ -402,7 +408,9 @@ def nonlanguage_verdict(text: str, requested: str, model: letter_model.LetterMod
     return Verdict.NOT_LANGUAGE if nonlanguage_reason(text, requested, model) else None
 
 
-def pre_verdict(text: str, requested: str, model: letter_model.LetterModel | None = None) -> tuple[str | None, str | None]:
+def pre_verdict(
+    text: str, requested: str, model: letter_model.LetterModel | None = None
+) -> tuple[str | None, str | None]:
     """Rules 1-3 (letters, script, not language): (final verdict or None when the detector must decide, why the text
     is not language or None)."""
     verdict = script_verdict(text, requested)
@@ -417,7 +425,8 @@ def letter_model_for(references: Sequence[Sequence[str]], requested: str) -> let
     they are too few, too short, or not in the requested language's script."""
     texts = [ref for refs in references for ref in refs]
     return letter_model.LetterModel.from_references(
-        texts, scripts_ok=lambda distinct: script_verdict(" ".join(distinct[:2000]), requested) is None)
+        texts, scripts_ok=lambda distinct: script_verdict(" ".join(distinct[:2000]), requested) is None
+    )
 
 
 def detector_verdict(
@@ -481,9 +490,11 @@ def reference_warning(lang: str, requested: str, reference_fidelity: float | Non
     """
     if reference_fidelity is None or reference_fidelity >= REFERENCE_WARNING_BELOW:
         return None
-    return (f"the '{lang}' references are not in {requested}: language fidelity of the references is "
-            f"{reference_fidelity:.2f} (below {REFERENCE_WARNING_BELOW}); check that the data root holds the "
-            f"'{lang}' annotations")
+    return (
+        f"the '{lang}' references are not in {requested}: language fidelity of the references is "
+        f"{reference_fidelity:.2f} (below {REFERENCE_WARNING_BELOW}); check that the data root holds the "
+        f"'{lang}' annotations"
+    )
 
 
 class LanguageFidelity(Metric):
@@ -499,11 +510,18 @@ class LanguageFidelity(Metric):
 
     name: ClassVar[str] = "language_fidelity"
 
-    def __init__(self, languages: Sequence[str], answer_language: str | None = None,
-                 bootstrap_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> None:
+    def __init__(
+        self,
+        languages: Sequence[str],
+        answer_language: str | None = None,
+        bootstrap_resamples: int = DEFAULT_RESAMPLES,
+        seed: int = DEFAULT_SEED,
+    ) -> None:
         if isinstance(languages, str) or not languages:
-            raise MvlevalError(f"LanguageFidelity needs the task's list of languages, got {languages!r}.",
-                               fix="pass e.g. languages=['de', 'en', 'zh'].")
+            raise MvlevalError(
+                f"LanguageFidelity needs the task's list of languages, got {languages!r}.",
+                fix="pass e.g. languages=['de', 'en', 'zh'].",
+            )
         check_resamples(bootstrap_resamples, seed)
         self.languages = tuple(dict.fromkeys(str(x) for x in languages))
         self.answer_language = answer_language
@@ -516,12 +534,14 @@ class LanguageFidelity(Metric):
 
     def signature(self) -> str:
         req = f"answer={self.answer_language}" if self.answer_language else "answer=corpus"
-        return (f"language_fidelity|lingua-{_installed_lingua()}|langs={','.join(sorted(self.languages))}|{req}|"
-                f"short<{SHORT_TEXT_CHARS}:top1|top3-not-en|script|undetermined=0|"
-                f"notlang:repeat>={REPEAT_SHARE},foreign>{FOREIGN_SHARE},"
-                f"letters<{letter_model.MIN_GAIN}(>{letter_model.LARGE_ALPHABET}:{letter_model.MIN_GAIN_LARGE})"
-                f"@{letter_model.MIN_LETTERS}+refs>={letter_model.MIN_TEXTS}/median{letter_model.MIN_MEDIAN_LETTERS}|long:full-top{FULL_TOP}|rule-{RULE_VERSION}|"
-                f"{bootstrap_signature(self.bootstrap_resamples, self.seed)}|mvleval-1")
+        return (
+            f"language_fidelity|lingua-{_installed_lingua()}|langs={','.join(sorted(self.languages))}|{req}|"
+            f"short<{SHORT_TEXT_CHARS}:top1|top3-not-en|script|undetermined=0|"
+            f"notlang:repeat>={REPEAT_SHARE},foreign>{FOREIGN_SHARE},"
+            f"letters<{letter_model.MIN_GAIN}(>{letter_model.LARGE_ALPHABET}:{letter_model.MIN_GAIN_LARGE})"
+            f"@{letter_model.MIN_LETTERS}+refs>={letter_model.MIN_TEXTS}/median{letter_model.MIN_MEDIAN_LETTERS}|long:full-top{FULL_TOP}|rule-{RULE_VERSION}|"
+            f"{bootstrap_signature(self.bootstrap_resamples, self.seed)}|mvleval-1"
+        )
 
     def _detector_names(self, requested: str) -> tuple[str, ...]:
         names: list[str] = []
@@ -533,15 +553,17 @@ class LanguageFidelity(Metric):
             names.append("ENGLISH")  # lingua needs two languages; English is the usual confusion
         return tuple(sorted(names))
 
-    def verdicts(self, texts: Sequence[str], requested: str,
-                 model: letter_model.LetterModel | None = None) -> list[str]:
+    def verdicts(
+        self, texts: Sequence[str], requested: str, model: letter_model.LetterModel | None = None
+    ) -> list[str]:
         """Verdict for each text (detectors run once per distinct text that passes the script and not-language checks;
         the unrestricted one only for texts of 20 characters or more that the restricted one credits). `model`: the
         requested language's letter model (rule 3c), None to skip that check."""
         return [verdict for verdict, _ in self.judgements(texts, requested, model)]
 
-    def judgements(self, texts: Sequence[str], requested: str,
-                   model: letter_model.LetterModel | None = None) -> list[tuple[str, dict[str, str] | None]]:
+    def judgements(
+        self, texts: Sequence[str], requested: str, model: letter_model.LetterModel | None = None
+    ) -> list[tuple[str, dict[str, str] | None]]:
         """(verdict, facts) for each text; facts say, for an output that is not faithful, what was found instead.
 
         facts is None for a faithful output, else {"verdict": "wrong"|"undetermined"|"not_language", "requested":
@@ -559,9 +581,15 @@ class LanguageFidelity(Metric):
         finally:  # rankings made so far are kept, also when interrupted
             ranking_cache.flush_all()
 
-    def _judge_all(self, texts: Sequence[str], requested: str, model: letter_model.LetterModel | None,
-                   names: tuple[str, ...], detector: LanguageDetector | None,
-                   codes: dict[str, str]) -> list[tuple[str, dict[str, str] | None]]:
+    def _judge_all(
+        self,
+        texts: Sequence[str],
+        requested: str,
+        model: letter_model.LetterModel | None,
+        names: tuple[str, ...],
+        detector: LanguageDetector | None,
+        codes: dict[str, str],
+    ) -> list[tuple[str, dict[str, str] | None]]:
         cache: dict[str, tuple[str, dict[str, str] | None]] = {}
         out = []
         for text in texts:
@@ -571,11 +599,16 @@ class LanguageFidelity(Metric):
                 pre, reason = pre_verdict(text, requested, model)
                 if detector is not None and (pre is None or pre == Verdict.WRONG):
                     ranking = _ranking(names, text)
-                    if (pre is None and len(text.strip()) >= SHORT_TEXT_CHARS
-                            and detector_verdict(text, requested, ranking) == Verdict.FAITHFUL):
+                    if (
+                        pre is None
+                        and len(text.strip()) >= SHORT_TEXT_CHARS
+                        and detector_verdict(text, requested, ranking) == Verdict.FAITHFUL
+                    ):
                         full = _ranking((), text)
                 # judge()'s decision, without running rules 1-3 a second time
-                verdict = pre or (Verdict.FAITHFUL if ranking is None else detector_verdict(text, requested, ranking, full))
+                verdict = pre or (
+                    Verdict.FAITHFUL if ranking is None else detector_verdict(text, requested, ranking, full)
+                )
                 facts: dict[str, str] | None = None
                 if verdict != Verdict.FAITHFUL:
                     facts = {"verdict": verdict, "requested": requested}
@@ -630,15 +663,22 @@ class LanguageFidelity(Metric):
         requested = self.answer_language or lang
         if lingua_names(requested) is None:
             return MetricResult(
-                value=None, per_example=None, signature=self.signature(),
+                value=None,
+                per_example=None,
+                signature=self.signature(),
                 note=f"lingua-language-detector {_installed_lingua()} has no model for '{requested}': "
-                     "language fidelity is not computed for it",
-                extra={"reference_fidelity": None, "undetermined": None, "not_language": None,
-                       "letter_model_texts": None},
+                "language fidelity is not computed for it",
+                extra={
+                    "reference_fidelity": None,
+                    "undetermined": None,
+                    "not_language": None,
+                    "letter_model_texts": None,
+                },
             )
         if not predictions:
-            return MetricResult(value=None, per_example=[], signature=self.signature(),
-                                note=f"no examples for language '{lang}'")
+            return MetricResult(
+                value=None, per_example=[], signature=self.signature(), note=f"no examples for language '{lang}'"
+            )
         model = letter_model_for(references, requested)
         judged = self.judgements(predictions, requested, model)
         verdicts = [v for v, _ in judged]
@@ -646,8 +686,9 @@ class LanguageFidelity(Metric):
         firsts = [refs[0] for refs in references if len(refs) > 0]
         ref_verdicts = self.verdicts(firsts, requested, model) if firsts else []
         extra: dict[str, float | None] = {
-            "reference_fidelity": (sum(v == Verdict.FAITHFUL for v in ref_verdicts) / len(ref_verdicts)
-                                   if ref_verdicts else None),
+            "reference_fidelity": (
+                sum(v == Verdict.FAITHFUL for v in ref_verdicts) / len(ref_verdicts) if ref_verdicts else None
+            ),
             "undetermined": sum(v == Verdict.UNDETERMINED for v in verdicts) / len(verdicts),
             "not_language": sum(v == Verdict.NOT_LANGUAGE for v in verdicts) / len(verdicts),
             "letter_model_texts": float(model.n_texts) if model is not None else None,
@@ -658,5 +699,11 @@ class LanguageFidelity(Metric):
                 log.warning("%s.", warning)
         value = sum(per_example) / len(per_example)
         interval = bootstrap_mean_interval(per_example, self.bootstrap_resamples, self.seed)
-        return MetricResult(value=value, per_example=per_example, signature=self.signature(), interval=interval,
-                            extra=extra, per_example_extra=[facts for _, facts in judged])
+        return MetricResult(
+            value=value,
+            per_example=per_example,
+            signature=self.signature(),
+            interval=interval,
+            extra=extra,
+            per_example_extra=[facts for _, facts in judged],
+        )

@@ -39,8 +39,17 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from itertools import pairwise
 
-__all__ = ["LARGE_ALPHABET", "MIN_GAIN", "MIN_GAIN_LARGE", "MIN_LETTERS", "MIN_MEDIAN_LETTERS", "MIN_TEXTS",
-           "LetterModel", "letters_and_spaces", "normalise"]
+__all__ = [
+    "LARGE_ALPHABET",
+    "MIN_GAIN",
+    "MIN_GAIN_LARGE",
+    "MIN_LETTERS",
+    "MIN_MEDIAN_LETTERS",
+    "MIN_TEXTS",
+    "LetterModel",
+    "letters_and_spaces",
+    "normalise",
+]
 
 #: a text of at least MIN_LETTERS letters whose letter gain (bits a letter) is below this is not language
 MIN_GAIN = -0.5

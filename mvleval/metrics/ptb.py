@@ -34,7 +34,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["PUNCTUATIONS", "PTB_VERSION", "TokenizedCorpus", "ptb_tokenize", "ptb_tokenize_corpus", "ptb_tokenize_lines"]
+__all__ = [
+    "PUNCTUATIONS",
+    "PTB_VERSION",
+    "TokenizedCorpus",
+    "ptb_tokenize",
+    "ptb_tokenize_corpus",
+    "ptb_tokenize_lines",
+]
 
 #: Bump when the output of the tokenizer changes (it is part of CIDEr's signature). 2: the text after a chunk whose
 #: tokens depend on it keeps the caption's real whitespace (zero-width and direction marks, tabs) instead of single
@@ -161,7 +168,9 @@ class _Lexer:
             "[S]ince|[S]o|[S]ome|[S]uch|[T]hat|[T]he|[T]heir|[T]hen|[T]here|[T]hese|[T]hey|[T]his|[W]e|[W]hen|"
             "[W]hile|[W]hat|[Y]et|[Y]ou"
         )
-        quote_chars = "`\u2018\u2019\u201a\u201b\u201c\u201d\u0091\u0092\u0093\u0094\u201e\u201f\u2039\u203a\u00ab\u00bb"
+        quote_chars = (
+            "`\u2018\u2019\u201a\u201b\u201c\u201d\u0091\u0092\u0093\u0094\u201e\u201f\u2039\u203a\u00ab\u00bb"
+        )
         quotes = f"(?:''|[{quote_chars}]{{1,2}}|{apos})"
         thing_part = f"(?:[dDoOlL]{apos_etc}{LD})?{LD}+"
         thing = f"{thing_part}(?:{hyphen}{thing_part})*"
@@ -187,18 +196,18 @@ class _Lexer:
                 "keep",  # 3.4.1 leaves these quotes as typed ("’n’")
             ),
             ("apoword2", f"[yY]{apos}(?=(?P<c>{L}))", "keep"),
-            ("fullurl", "(?i:https?)://[^ \t\n\f\r\"<>|()]+[^ \t\n\f\r\"<>|.!?(){},-]", "raw"),
+            ("fullurl", '(?i:https?)://[^ \t\n\f\r"<>|()]+[^ \t\n\f\r"<>|.!?(){},-]', "raw"),
             (
                 "likelyurl",
-                "(?:(?:(?i:www)\\.(?:[^ \t\n\f\r\"<>|.!?(){},]+\\.)+[a-zA-Z]{2,4})"
+                '(?:(?:(?i:www)\\.(?:[^ \t\n\f\r"<>|.!?(){},]+\\.)+[a-zA-Z]{2,4})'
                 "|(?:(?:[^ \t\n\f\r\"`'<>|.!?(){},-_$]+\\.)+"
-                "(?i:com|net|org|edu)))(?:/[^ \t\n\f\r\"<>|()]+[^ \t\n\f\r\"<>|.!?(){},-])?",
+                '(?i:com|net|org|edu)))(?:/[^ \t\n\f\r"<>|()]+[^ \t\n\f\r"<>|.!?(){},-])?',
                 "raw",
             ),
             (
                 "email",
-                "(?:&lt;|<)?[a-zA-Z0-9][^ \t\n\f\r\"<>|()\u00a0{}]*@(?:[^ \t\n\f\r\"<>|(){}.\u00a0]+\\.)*"
-                "[^ \t\n\f\r\"<>|(){}.\u00a0]+(?:&gt;|>)?",
+                '(?:&lt;|<)?[a-zA-Z0-9][^ \t\n\f\r"<>|()\u00a0{}]*@(?:[^ \t\n\f\r"<>|(){}.\u00a0]+\\.)*'
+                '[^ \t\n\f\r"<>|(){}.\u00a0]+(?:&gt;|>)?',
                 "raw",
             ),
             ("twitter", f"@[a-zA-Z_][a-zA-Z_0-9]*|#{LW}+", "raw"),
@@ -228,8 +237,8 @@ class _Lexer:
             ("acro_ctx", f"{acro}(?=(?P<c>{spacenl}))", "keep"),
             ("tbspec2", f"{apos}[0-9][0-9](?=(?P<c>{spacenl}))", "keep"),
             ("word_dot_insentp", f"{word}\\.(?=(?P<c>[,;:]))", "keep"),
-            ("dblquot_left", "(?:\"|(?i:&quot;))(?=(?P<c>[A-Za-z0-9$]))", "lquote"),
-            ("dblquot", "\"|(?i:&quot;)", "rquote"),
+            ("dblquot_left", '(?:"|(?i:&quot;))(?=(?P<c>[A-Za-z0-9$]))', "lquote"),
+            ("dblquot", '"|(?i:&quot;)', "rquote"),
             ("smiley", "[<>]?[:;=][-o*']?[()DPdpO\\\\{@|\\[\\]](?=(?P<c>[^A-Za-z0-9]))", "smiley"),
             (
                 "asiansmiley",
@@ -295,7 +304,7 @@ def _expand(alternatives: str) -> set[str]:
         while i < len(alt):
             if alt[i] == "[":
                 j = alt.index("]", i)
-                options = list(alt[i + 1:j])
+                options = list(alt[i + 1 : j])
                 i = j + 1
             elif alt[i] == "\\":
                 options = [alt[i + 1]]
@@ -572,8 +581,9 @@ _LINE_END = "\x00"
 _ODD_SPACES = ("\u200b", "\u200e", "\u200f", "\ufeff")
 
 
-def _context(lines: Sequence[str], chunks: list[str], li: int, p: int, first: Sequence[int], end: Sequence[int],
-             last: int) -> str:
+def _context(
+    lines: Sequence[str], chunks: list[str], li: int, p: int, first: Sequence[int], end: Sequence[int], last: int
+) -> str:
     """The text after chunk `p` (of caption `li`) as the jar reads it: the next three chunks with the whitespace really
     between them (a tab or an ideographic space changes some rules, e.g. whether "U." before "A" keeps its period),
     crossing into the following captions of the run (up to caption `last`) after newlines; three chunks are enough for
@@ -588,8 +598,8 @@ def _context(lines: Sequence[str], chunks: list[str], li: int, p: int, first: Se
         # where chunk q and chunk stop-1 end in the caption: at once when single spaces separate the chunks (almost
         # always; measured ~2 ms per 10,800-caption language faster), else chunk by chunk (its chunks are its
         # non-space runs, in order)
-        head = " ".join(chunks[first[li]:q + 1])
-        tail = " ".join(chunks[q + 1:stop])
+        head = " ".join(chunks[first[li] : q + 1])
+        tail = " ".join(chunks[q + 1 : stop])
         if line.startswith(head) and line.startswith(tail, len(head) + 1 if tail else len(head)):
             pos = len(head)
             cut = pos + 1 + len(tail) if tail else pos
@@ -772,7 +782,7 @@ def ptb_tokenize_corpus(files: Sequence[Sequence[str]]) -> TokenizedCorpus:
     if special:
         offsets = np.cumsum(counts) - counts
         for p, got in zip(special, special_ids):
-            ids[offsets[p]:offsets[p] + len(got)] = got
+            ids[offsets[p] : offsets[p] + len(got)] = got
     lengths = np.bincount(line_of, weights=counts, minlength=n_lines).astype(np.int64)
     return TokenizedCorpus(ids, lengths, vocab)
 

@@ -72,7 +72,9 @@ class RankingCache:
                 log.info("%s is over %d MB: starting it afresh", self.path, MAX_BYTES >> 20)
                 self.path.unlink()
             conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-            conn.execute("CREATE TABLE IF NOT EXISTS rankings (key BLOB PRIMARY KEY, ranking TEXT NOT NULL) WITHOUT ROWID")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS rankings (key BLOB PRIMARY KEY, ranking TEXT NOT NULL) WITHOUT ROWID"
+            )
         except (OSError, sqlite3.Error) as exc:
             self._fail(exc)
             return None
@@ -82,9 +84,12 @@ class RankingCache:
     def _fail(self, exc: BaseException) -> None:
         self.broken = f"{type(exc).__name__}: {exc}"
         self._pending.clear()
-        log.warning("lingua's rankings cannot be cached in %s (%s): language fidelity goes on without the cache "
-                    "(same scores, slower); set MVLEVAL_CACHE_DIR to a writable folder, or delete the file if it is damaged",
-                    self.path, self.broken)
+        log.warning(
+            "lingua's rankings cannot be cached in %s (%s): language fidelity goes on without the cache "
+            "(same scores, slower); set MVLEVAL_CACHE_DIR to a writable folder, or delete the file if it is damaged",
+            self.path,
+            self.broken,
+        )
 
     def get(self, key: bytes) -> Ranking | None:
         """The ranking stored under `key`, or None."""

@@ -73,7 +73,9 @@ def _sacrebleu() -> Any:
     try:
         import sacrebleu
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError("sacrebleu", "BLEU and chrF++", f"pip install sacrebleu=={SACREBLEU_VERSION}") from exc
+        raise MissingDependencyError(
+            "sacrebleu", "BLEU and chrF++", f"pip install sacrebleu=={SACREBLEU_VERSION}"
+        ) from exc
     return sacrebleu
 
 
@@ -125,8 +127,10 @@ class _SacrebleuMetric(Metric):
         return str(metric.get_signature().format())
 
     def _signature(self, seg: str, sacre: str, tok: str) -> str:
-        return (f"{self.name}|{tok}seg={seg}|nfc|refs=None-padded|sacrebleu[{sacre}]|sentence={self._label}|x0.01|"
-                f"{bootstrap_signature(self.bootstrap_resamples, self.seed)}|{_IMPL}")
+        return (
+            f"{self.name}|{tok}seg={seg}|nfc|refs=None-padded|sacrebleu[{sacre}]|sentence={self._label}|x0.01|"
+            f"{bootstrap_signature(self.bootstrap_resamples, self.seed)}|{_IMPL}"
+        )
 
     def signature(self) -> str:
         """Every language's rule: the segmenters (with versions), the tokenizers, and sacrebleu's signature for a
@@ -148,11 +152,17 @@ class _SacrebleuMetric(Metric):
         check_inputs(self.name, predictions, references, lang)
         seg = segmenter_name(lang) or "none"
         if not predictions:
-            return MetricResult(value=None, per_example=[], signature=self._signature(seg, "", self._tok_part(lang)),
-                                note=f"no examples for language '{lang}'")
+            return MetricResult(
+                value=None,
+                per_example=[],
+                signature=self._signature(seg, "", self._tok_part(lang)),
+                note=f"no examples for language '{lang}'",
+            )
         if lang in UNSEGMENTABLE_LANGUAGES:
             return MetricResult(
-                value=None, per_example=None, signature=self._signature("none", "", self._tok_part(lang)),
+                value=None,
+                per_example=None,
+                signature=self._signature("none", "", self._tok_part(lang)),
                 note=f"'{lang}' is written without spaces between words and mvleval has no word segmenter for it: "
                 f"{self.name} on unsegmented text would count whole sentences as words",
             )
@@ -161,7 +171,7 @@ class _SacrebleuMetric(Metric):
         refs: list[list[str]] = []
         start = 0
         for r in references:
-            refs.append(flat[start:start + len(r)])
+            refs.append(flat[start : start + len(r)])
             start += len(r)
         metric = self._corpus_metric(lang)
         stats = metric._extract_corpus_statistics(hyps, reference_streams(refs))
@@ -176,9 +186,11 @@ class _SacrebleuMetric(Metric):
         import numpy as np
 
         matrix: np.ndarray = np.asarray(stats, dtype=np.int64)
-        reps = [metric._compute_score_from_stats(row).score / 100.0
-                for counts in resample_counts(len(stats), self.bootstrap_resamples, self.seed)
-                for row in (counts @ matrix).tolist()]
+        reps = [
+            metric._compute_score_from_stats(row).score / 100.0
+            for counts in resample_counts(len(stats), self.bootstrap_resamples, self.seed)
+            for row in (counts @ matrix).tolist()
+        ]
         return percentile_interval(np.asarray(reps), 0.95)
 
 

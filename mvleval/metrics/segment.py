@@ -54,8 +54,9 @@ def _sudachi() -> Callable[[str], list[str]]:
     try:
         from sudachipy import dictionary, tokenizer
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError("sudachipy", "Segmenting Japanese captions for CIDEr",
-                                     "pip install sudachipy sudachidict_core") from exc
+        raise MissingDependencyError(
+            "sudachipy", "Segmenting Japanese captions for CIDEr", "pip install sudachipy sudachidict_core"
+        ) from exc
     try:
         tok = dictionary.Dictionary().create(mode=tokenizer.Tokenizer.SplitMode.A)
     except Exception as exc:  # sudachipy raises its own error type when the dictionary package is missing

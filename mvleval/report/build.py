@@ -61,8 +61,13 @@ def load_rows(record: RunRecord, record_path: Path) -> list[dict[str, Any]]:
     rows = list(read_samples(path))
     for i, row in enumerate(rows, start=1):
         check_sample_row(row, f"{path} (row {i})", ("lang", "id", "prediction"))
-    check_sample_counts((str(row["lang"]) for row in rows), record, path, "its record",
-                        fix="keep each record next to its own per-sample file.")
+    check_sample_counts(
+        (str(row["lang"]) for row in rows),
+        record,
+        path,
+        "its record",
+        fix="keep each record next to its own per-sample file.",
+    )
     check_scores_follow_samples(record, ((str(row["lang"]), row.get("scores")) for row in rows), path, "the record")
     return rows
 
@@ -79,18 +84,22 @@ def _binary(values: Iterable[Any]) -> bool:
     return seen
 
 
-def _metric_specs(records: Sequence[RunRecord], row_sets: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
+def _metric_specs(
+    records: Sequence[RunRecord], row_sets: Sequence[Sequence[Mapping[str, Any]]]
+) -> list[dict[str, Any]]:
     names = [m for m in records[0].scores if all(m in r.scores for r in records)]
     specs = []
     for name in names:
         per_sample = [row.get("scores", {}).get(name) for rows in row_sets for row in rows]
         if all(v is None for v in per_sample):
             continue  # corpus-only metric: nothing to show per sample
-        specs.append({
-            "name": name,
-            "hib": records[0].scores[name].higher_is_better,
-            "binary": _binary(per_sample),
-        })
+        specs.append(
+            {
+                "name": name,
+                "hib": records[0].scores[name].higher_is_better,
+                "binary": _binary(per_sample),
+            }
+        )
     return specs
 
 
@@ -109,8 +118,9 @@ class _Tables:
         return found
 
 
-def _row_data(row: Mapping[str, Any], metrics: Sequence[dict[str, Any]], langs: _Tables, prompts: _Tables,
-              images: ImageStore) -> dict[str, Any]:
+def _row_data(
+    row: Mapping[str, Any], metrics: Sequence[dict[str, Any]], langs: _Tables, prompts: _Tables, images: ImageStore
+) -> dict[str, Any]:
     scores = row.get("scores") or {}
     out: dict[str, Any] = {
         "l": langs.add(str(row["lang"])),
@@ -160,17 +170,25 @@ def _format_errors_section(record: RunRecord, rows: Sequence[Mapping[str, Any]])
     metrics = [m for m, s in record.scores.items() if any("format_error_rate" in e for e in s.extra.values())]
     if not metrics:
         return ""
-    out = ['<section id="format-errors"><h2>Format errors</h2><p class="note">answers naming no choice: scored wrong, '
-           "never guessed (choice_accuracy's extraction cascade)</p>"]
+    out = [
+        '<section id="format-errors"><h2>Format errors</h2><p class="note">answers naming no choice: scored wrong, '
+        "never guessed (choice_accuracy's extraction cascade)</p>"
+    ]
     for m in metrics:
-        rates = "".join(f"<tr><th>{esc(lang)}</th><td>{format_points(e.get('format_error_rate'))}</td></tr>"
-                        for lang, e in record.scores[m].extra.items())
-        out.append(f'<table class="scores"><thead><tr><th>language</th><th>{esc(m)} format errors %</th></tr></thead>'
-                   f"<tbody>{rates}</tbody></table>")
+        rates = "".join(
+            f"<tr><th>{esc(lang)}</th><td>{format_points(e.get('format_error_rate'))}</td></tr>"
+            for lang, e in record.scores[m].extra.items()
+        )
+        out.append(
+            f'<table class="scores"><thead><tr><th>language</th><th>{esc(m)} format errors %</th></tr></thead>'
+            f"<tbody>{rates}</tbody></table>"
+        )
         bad = [r for r in rows if (r.get("extra") or {}).get(m, {}).get("rule") == "format-error"]
         if bad:
-            items = "".join(f"<li>{esc(str(r.get('lang')))} {esc(str(r.get('id')))}: <code>{esc(str(r.get('prediction'))[:300])}</code></li>"
-                            for r in bad[:200])
+            items = "".join(
+                f"<li>{esc(str(r.get('lang')))} {esc(str(r.get('id')))}: <code>{esc(str(r.get('prediction'))[:300])}</code></li>"
+                for r in bad[:200]
+            )
             more = f"<li>... {len(bad) - 200} more</li>" if len(bad) > 200 else ""
             out.append(f"<details><summary>{len(bad)} answers</summary><ul>{items}{more}</ul></details>")
     out.append("</section>")
@@ -183,10 +201,13 @@ def _scores_table(record: RunRecord) -> str:
     out = [f'<table class="scores"><thead><tr><th>language</th><th>n</th>{head}</tr></thead><tbody>']
     for lang in record.task.languages:
         cells = "".join(
-            f"<td>{score_cell(record.scores[m].per_lang.get(lang), record.scores[m].intervals.get(lang))}</td>" for m in metrics
+            f"<td>{score_cell(record.scores[m].per_lang.get(lang), record.scores[m].intervals.get(lang))}</td>"
+            for m in metrics
         )
         out.append(f"<tr><th>{esc(lang)}</th><td>{record.task.n_examples.get(lang, 0)}</td>{cells}</tr>")
-    means = "".join(f"<td>{score_cell(record.scores[m].mean, record.scores[m].intervals.get('mean'))}</td>" for m in metrics)
+    means = "".join(
+        f"<td>{score_cell(record.scores[m].mean, record.scores[m].intervals.get('mean'))}</td>" for m in metrics
+    )
     out.append(f'<tr class="mean"><th>mean</th><td>{sum(record.task.n_examples.values())}</td>{means}</tr>')
     out.append("</tbody></table>")
     notes = [f"{m}/{lang}: {note}" for m in metrics for lang, note in record.scores[m].notes.items()]
@@ -198,7 +219,8 @@ def _scores_table(record: RunRecord) -> str:
 def _heatmap(record: RunRecord) -> str:
     metrics = list(record.scores)
     return heatmap_svg(
-        metrics, record.task.languages,
+        metrics,
+        record.task.languages,
         [[record.scores[m].per_lang.get(lang) for lang in record.task.languages] for m in metrics],
         higher_is_better=[record.scores[m].higher_is_better for m in metrics],
         title=f"{record.task.name}: score per language (x100)",
@@ -207,8 +229,10 @@ def _heatmap(record: RunRecord) -> str:
 
 def _image_note(images: ImageStore) -> str:
     if images.root is None:
-        return ('<p class="note">Images: not embedded (the report was made without <code>--image-root</code>); '
-                "each sample names its image files.</p>")
+        return (
+            '<p class="note">Images: not embedded (the report was made without <code>--image-root</code>); '
+            "each sample names its image files.</p>"
+        )
     text = f"Images: {sum(t is not None for t in images.thumbs)} thumbnails embedded from {images.root}"
     if images.missing:
         shown = ", ".join(images.missing[:3])
@@ -219,8 +243,10 @@ def _image_note(images: ImageStore) -> str:
 def _controls(compare: bool) -> str:
     views = ""
     if compare:
-        views = ('<label>view <select id="view"><option value="flipped">flipped verdicts</option>'
-                 '<option value="drops">largest drops</option><option value="all">all samples</option></select></label>')
+        views = (
+            '<label>view <select id="view"><option value="flipped">flipped verdicts</option>'
+            '<option value="drops">largest drops</option><option value="all">all samples</option></select></label>'
+        )
     return (
         '<form id="controls" class="controls">'
         f"{views}"
@@ -240,8 +266,10 @@ def _controls(compare: bool) -> str:
 
 
 def _pager() -> str:
-    return ('<nav class="pager"><button type="button" class="prev">‹ previous</button>'
-            '<span class="page-info"></span><button type="button" class="next">next ›</button></nav>')
+    return (
+        '<nav class="pager"><button type="button" class="prev">‹ previous</button>'
+        '<span class="page-info"></span><button type="button" class="next">next ›</button></nav>'
+    )
 
 
 def _samples_section(compare: bool) -> str:
@@ -250,7 +278,7 @@ def _samples_section(compare: bool) -> str:
         f'<section id="samples"><h2>Samples</h2>{_controls(compare)}{summary}'
         '<p id="match-count" class="count" aria-live="polite"></p>'
         f'{_pager()}<div id="rows"></div>{_pager()}'
-        '<noscript><p>The sample browser needs JavaScript; the header above is complete without it.</p></noscript>'
+        "<noscript><p>The sample browser needs JavaScript; the header above is complete without it.</p></noscript>"
         "</section>"
     )
 
@@ -348,10 +376,15 @@ def render_compare_report(
             item["bx"] = base["extra"]
         data_rows.append(item)
     headline = baseline.headline() if baseline.headline() in selected else selected[0]
-    title = f"{run.task.name} v{run.task.version} [{run.task.split}] — {run.model.path} vs baseline {baseline.model.path}"
+    title = (
+        f"{run.task.name} v{run.task.version} [{run.task.split}] — {run.model.path} vs baseline {baseline.model.path}"
+    )
     run_facts, base_facts = _record_facts(run), _record_facts(baseline)
-    facts = facts_table([(k, [v, b]) for (k, v), (_, b) in zip(run_facts, base_facts)], headers=["", "run", "baseline"],
-                        mark_differences=True)
+    facts = facts_table(
+        [(k, [v, b]) for (k, v), (_, b) in zip(run_facts, base_facts)],
+        headers=["", "run", "baseline"],
+        mark_differences=True,
+    )
     body = (
         f"<header><h1>mvleval comparison: {esc(title)}</h1>"
         f'<p class="note">{esc(SCALE_NOTE)}; delta = run − baseline. Rows that differ between the runs are marked.</p>'
@@ -408,15 +441,24 @@ def _delta_heatmap(run: RunRecord, baseline: RunRecord, metrics: Sequence[str]) 
             b, r = baseline.scores[m].per_lang.get(lang), run.scores[m].per_lang.get(lang)
             row.append(None if b is None or r is None else r - b)
         values.append(row)
-    return heatmap_svg(metrics, baseline.task.languages, values, diverging=True,
-                       higher_is_better=[baseline.scores[m].higher_is_better for m in metrics],
-                       title="run − baseline per language (x100; red: worse)")
+    return heatmap_svg(
+        metrics,
+        baseline.task.languages,
+        values,
+        diverging=True,
+        higher_is_better=[baseline.scores[m].higher_is_better for m in metrics],
+        title="run − baseline per language (x100; red: worse)",
+    )
 
 
 def _gate_section(report: GateReport | None) -> str:
     if report is None:
         return ""
-    status = "PASSED" if report.passed else f"FAILED ({len(report.failures)} regression{'s' if len(report.failures) != 1 else ''})"
+    status = (
+        "PASSED"
+        if report.passed
+        else f"FAILED ({len(report.failures)} regression{'s' if len(report.failures) != 1 else ''})"
+    )
     cls = "pass" if report.passed else "fail"
     head = "<tr><th>metric</th><th>language</th><th>baseline</th><th>run</th><th>delta</th><th>tolerance</th><th>verdict</th></tr>"
     rows = []
@@ -428,8 +470,10 @@ def _gate_section(report: GateReport | None) -> str:
             f"<td>{esc(format_points(c.run))}</td><td>{esc(delta)}</td><td>{c.tolerance:g}</td><td>{esc(verdict)}</td></tr>"
         )
     warnings = "".join(f'<p class="warning">Warning: {esc(w)}</p>' for w in report.warnings)
-    return (f'<section id="gate"><h2 class="{cls}">Gate: {esc(status)}</h2>{warnings}<details{"" if report.passed else " open"}>'
-            f'<summary>{len(report.cells)} cells</summary><table class="scores gate">{head}{"".join(rows)}</table></details></section>')
+    return (
+        f'<section id="gate"><h2 class="{cls}">Gate: {esc(status)}</h2>{warnings}<details{"" if report.passed else " open"}>'
+        f'<summary>{len(report.cells)} cells</summary><table class="scores gate">{head}{"".join(rows)}</table></details></section>'
+    )
 
 
 # -- files ----------------------------------------------------------------------------------------------------------
@@ -440,12 +484,15 @@ def _write(path: Path, text: str) -> int:
     try:
         write_json_atomic(path, payload)
     except OSError as exc:
-        raise MvlevalError(f"could not write the report ({exc.strerror or exc}).", fix="choose a writable --out path.",
-                           where=path) from None
+        raise MvlevalError(
+            f"could not write the report ({exc.strerror or exc}).", fix="choose a writable --out path.", where=path
+        ) from None
     return path.stat().st_size
 
 
-def count_flips(run_rows: Sequence[Mapping[str, Any]], baseline_rows: Sequence[Mapping[str, Any]], metric: str) -> int | None:
+def count_flips(
+    run_rows: Sequence[Mapping[str, Any]], baseline_rows: Sequence[Mapping[str, Any]], metric: str
+) -> int | None:
     """Samples whose verdict on `metric` flipped between the runs, or None when the metric is not right/wrong."""
     base = {(str(r["lang"]), str(r["id"])): (r.get("scores") or {}).get(metric) for r in baseline_rows}
     pairs = [((r.get("scores") or {}).get(metric), base.get((str(r["lang"]), str(r["id"])))) for r in run_rows]
@@ -461,8 +508,9 @@ def write_run_report(record_path: Path, out: Path, *, image_root: Path | None = 
     image_root, recorded = _image_root(image_root, record)
     images = ImageStore(image_root)
     size = _write(out, render_run_report(record, rows, images))
-    return ReportSummary(out, len(rows), len(images.names), tuple(images.missing), image_root, size,
-                         image_root_recorded=recorded)
+    return ReportSummary(
+        out, len(rows), len(images.names), tuple(images.missing), image_root, size, image_root_recorded=recorded
+    )
 
 
 def write_compare_report(
@@ -489,5 +537,13 @@ def write_compare_report(
     text = render_compare_report(run, run_rows, baseline, base_rows, images, metrics=metrics, gate_report=gate_report)
     size = _write(out, text)
     flips = count_flips(run_rows, base_rows, baseline.headline())
-    return ReportSummary(out, len(run_rows), len(images.names), tuple(images.missing), image_root, size, flips,
-                         image_root_recorded=recorded)
+    return ReportSummary(
+        out,
+        len(run_rows),
+        len(images.names),
+        tuple(images.missing),
+        image_root,
+        size,
+        flips,
+        image_root_recorded=recorded,
+    )

@@ -28,8 +28,11 @@ def script_json(data: Any) -> str:
     """
     text = json.dumps(_finite(data), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return (
-        text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-        .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
     )
 
 
@@ -63,23 +66,24 @@ def document(title: str, body: str, *, data: Any | None = None, script: str | No
         digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
         script_src = f"'sha256-{digest}'"
     parts = [
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n",
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
         f"style-src 'unsafe-inline'; script-src {script_src}\">\n",
         f"<title>{esc(title)}</title>\n<style>\n{asset('report.css')}</style>\n</head>\n<body>\n",
         body,
     ]
     if data is not None:
-        parts.append(f"\n<script type=\"application/json\" id=\"report-data\">{script_json(data)}</script>\n")
+        parts.append(f'\n<script type="application/json" id="report-data">{script_json(data)}</script>\n')
     if script is not None:
         parts.append(f"<script>{script}</script>\n")
     parts.append("</body>\n</html>\n")
     return "".join(parts)
 
 
-def facts_table(rows: Sequence[tuple[str, Sequence[object]]], headers: Sequence[str] | None = None,
-                mark_differences: bool = False) -> str:
+def facts_table(
+    rows: Sequence[tuple[str, Sequence[object]]], headers: Sequence[str] | None = None, mark_differences: bool = False
+) -> str:
     """A two-or-more column table of labelled values; with mark_differences, rows whose values differ get a class."""
     out = ['<table class="facts">']
     if headers:
@@ -118,8 +122,17 @@ def score_cell(value: float | None, interval: Sequence[float] | None) -> str:
 
 # -- heatmap --------------------------------------------------------------------------------------------------------
 # viridis at 9 stops (matplotlib's colormap), interpolated linearly: the leaderboard's PNG heatmaps use the same map
-_VIRIDIS = ((68, 1, 84), (71, 44, 122), (59, 81, 139), (44, 113, 142), (33, 144, 141), (39, 173, 129),
-            (92, 200, 99), (170, 220, 50), (253, 231, 37))
+_VIRIDIS = (
+    (68, 1, 84),
+    (71, 44, 122),
+    (59, 81, 139),
+    (44, 113, 142),
+    (33, 144, 141),
+    (39, 173, 129),
+    (92, 200, 99),
+    (170, 220, 50),
+    (253, 231, 37),
+)
 # a diverging map for differences: red (worse) - light grey - blue (better)
 _DIVERGING = ((178, 24, 43), (239, 138, 98), (247, 247, 247), (103, 169, 207), (33, 102, 172))
 
@@ -132,23 +145,34 @@ def _interpolate(stops: Sequence[tuple[int, int, int]], t: float) -> tuple[int, 
     return (round(a[0] + (b[0] - a[0]) * f), round(a[1] + (b[1] - a[1]) * f), round(a[2] + (b[2] - a[2]) * f))
 
 
-def heatmap_svg(row_labels: Sequence[str], col_labels: Sequence[str], values: Sequence[Sequence[float | None]],
-                *, higher_is_better: Sequence[bool], diverging: bool = False, title: str = "") -> str:
+def heatmap_svg(
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    values: Sequence[Sequence[float | None]],
+    *,
+    higher_is_better: Sequence[bool],
+    diverging: bool = False,
+    title: str = "",
+) -> str:
     """An inline SVG heatmap, values x100 printed in the cells; each row is coloured on its own scale (metrics differ
     in range), missing cells grey with '–'. `diverging`: values are differences, coloured around zero."""
     cell_w, cell_h, left, top = 46, 26, max(8 * max((len(r) for r in row_labels), default=4), 60), 40
     width = left + cell_w * len(col_labels) + 8
     height = top + cell_h * len(row_labels) + 8
-    out = [f'<svg class="heatmap" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title)}">']
+    out = [
+        f'<svg class="heatmap" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title)}">'
+    ]
     if title:
-        out.append(f'<title>{esc(title)}</title>')
+        out.append(f"<title>{esc(title)}</title>")
     for j, col in enumerate(col_labels):
         x = left + cell_w * j + cell_w / 2
         out.append(f'<text x="{x:g}" y="{top - 10}" text-anchor="middle" class="hm-col">{esc(col)}</text>')
     for i, (row, row_values) in enumerate(zip(row_labels, values)):
         y = top + cell_h * i
-        out.append(f'<text x="{left - 6}" y="{y + cell_h / 2 + 4:g}" text-anchor="end" class="hm-row">{esc(row)}</text>')
+        out.append(
+            f'<text x="{left - 6}" y="{y + cell_h / 2 + 4:g}" text-anchor="end" class="hm-row">{esc(row)}</text>'
+        )
         finite = [v for v in row_values if v is not None]
         low, high = (min(finite), max(finite)) if finite else (0.0, 1.0)
         bound = max((abs(v) for v in finite), default=0.0) or 1.0
@@ -167,8 +191,9 @@ def heatmap_svg(row_labels: Sequence[str], col_labels: Sequence[str], values: Se
                 ink = "#000" if (0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]) > 140 else "#fff"
                 text = ("+" if diverging and value > 0 else "") + format_points(value)
             out.append(f'<rect x="{x}" y="{y}" width="{cell_w - 2}" height="{cell_h - 2}" fill="{fill}"/>')
-            out.append(f'<text x="{x + (cell_w - 2) / 2:g}" y="{y + cell_h / 2 + 3:g}" text-anchor="middle" '
-                       f'class="hm-val" fill="{ink}">{esc(text)}</text>')
+            out.append(
+                f'<text x="{x + (cell_w - 2) / 2:g}" y="{y + cell_h / 2 + 3:g}" text-anchor="middle" '
+                f'class="hm-val" fill="{ink}">{esc(text)}</text>'
+            )
     out.append("</svg>")
     return "".join(out)
-

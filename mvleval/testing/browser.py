@@ -12,8 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-INSTALL_HINT = ("apt-get install -y chromium chromium-driver (Debian/Ubuntu) and pip install selenium "
-                "(in mvleval's [dev] extra)")
+INSTALL_HINT = (
+    "apt-get install -y chromium chromium-driver (Debian/Ubuntu) and pip install selenium (in mvleval's [dev] extra)"
+)
 
 _BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -56,8 +57,17 @@ def chromium(width: int = 1400, height: int = 1000) -> Iterator[Any]:
     options = webdriver.ChromeOptions()
     options.binary_location = browser_binary()  # type: ignore[assignment]
     # --no-sandbox: CI runs as root, where Chromium's sandbox cannot start; the pages are our own local files
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-extensions",
-                "--no-first-run", "--hide-scrollbars", f"--window-size={width},{height}", "--lang=en-US"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-extensions",
+        "--no-first-run",
+        "--hide-scrollbars",
+        f"--window-size={width},{height}",
+        "--lang=en-US",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(driver_binary()), options=options)

@@ -27,7 +27,11 @@ def check_adapter_dir(adapter_dir: Path) -> None:
         )
     peft_type = read_json(config_path).get("peft_type")
     if peft_type != "LORA":
-        raise MvlevalError(f"adapter has peft_type {peft_type!r}; only LoRA adapters are supported.", fix=ADAPTER_FIX, where=config_path)
+        raise MvlevalError(
+            f"adapter has peft_type {peft_type!r}; only LoRA adapters are supported.",
+            fix=ADAPTER_FIX,
+            where=config_path,
+        )
 
 
 #: the files whose content is an adapter's identity (LoRA weights, and the BLIP-2 parts `mvleval train` also trains)

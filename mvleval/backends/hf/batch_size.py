@@ -70,7 +70,8 @@ def auto_batch_size(
     """
     if start < 1 or max_size < 1:
         raise MvlevalError(
-            f"batch size search needs start and max at least 1, got {start} and {max_size}.", fix="pass positive numbers."
+            f"batch size search needs start and max at least 1, got {start} and {max_size}.",
+            fix="pass positive numbers.",
         )
     if not sample_requests:
         raise ValueError("auto_batch_size needs at least one sample request")
@@ -150,7 +151,9 @@ def _probe_batch(probe: Sequence[GenerationRequest], size: int) -> list[Generati
     return [probe[i % len(probe)] for i in range(size)]
 
 
-def _fits_on_cuda(generate: GenerateFn, device: str, probe: Sequence[GenerationRequest], settings: GenerationSettings, size: int) -> bool:
+def _fits_on_cuda(
+    generate: GenerateFn, device: str, probe: Sequence[GenerationRequest], settings: GenerationSettings, size: int
+) -> bool:
     import torch
 
     try:
@@ -182,7 +185,9 @@ def _peak_rss() -> int:
     return int(match.group(1)) * 1024
 
 
-def peak_bytes_per_sample(generate: GenerateFn, probe: Sequence[GenerationRequest], settings: GenerationSettings, size: int) -> float:
+def peak_bytes_per_sample(
+    generate: GenerateFn, probe: Sequence[GenerationRequest], settings: GenerationSettings, size: int
+) -> float:
     """Peak resident memory a ``generate`` call of ``size`` probe requests adds, divided by ``size`` (CPU).
 
     One small call first absorbs one-time allocations (kernels' caches, the probe images' encodings), so what is

@@ -48,8 +48,9 @@ def resolve_model_dir(model: str) -> Path:
             fix=f"download it first, e.g. `huggingface-cli download {model} --local-dir DIR`, then pass --model DIR.",
         )
     raise MvlevalError(
-        "model folder not found.", fix="pass a local checkpoint folder or a hub id such as "
-        "Qwen/Qwen2.5-VL-7B-Instruct that you downloaded.", where=path
+        "model folder not found.",
+        fix="pass a local checkpoint folder or a hub id such as Qwen/Qwen2.5-VL-7B-Instruct that you downloaded.",
+        where=path,
     )
 
 
@@ -65,7 +66,9 @@ def read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MvlevalError(f"cannot read this JSON file ({exc}).", fix="restore the checkpoint's file.", where=path) from None
+        raise MvlevalError(
+            f"cannot read this JSON file ({exc}).", fix="restore the checkpoint's file.", where=path
+        ) from None
     if not isinstance(data, dict):
         raise MvlevalError("expected a JSON object.", fix="restore the checkpoint's file.", where=path)
     return data

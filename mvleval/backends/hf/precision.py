@@ -32,7 +32,9 @@ def resolve_device(requested: str | None) -> str:
 
     device = requested or default_device()
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise MvlevalError(f"--device {device} was asked for, but CUDA is not available.", fix="drop --device or use cpu.")
+        raise MvlevalError(
+            f"--device {device} was asked for, but CUDA is not available.", fix="drop --device or use cpu."
+        )
     return device
 
 
@@ -73,7 +75,11 @@ def disable_cpu_bf16_repack(model: torch.nn.Module) -> int:
 
 
 def precision(
-    config_json: dict[str, Any], bits: int | None, on_cuda: bool, model_dir: Path, skip_modules: Sequence[str],
+    config_json: dict[str, Any],
+    bits: int | None,
+    on_cuda: bool,
+    model_dir: Path,
+    skip_modules: Sequence[str],
     double_quant: bool = True,
 ) -> tuple[int, Any, Any, str | None]:
     """(bits, quantization_config or None, dtype of unquantised weights, description) for a load."""
@@ -91,7 +97,11 @@ def precision(
             )
         saved_bits = 4 if saved.get("load_in_4bit") else 8 if saved.get("load_in_8bit") else None
         if saved_bits is None:
-            raise MvlevalError("quantization_config says neither 4-bit nor 8-bit.", fix="re-save the checkpoint.", where=model_dir / "config.json")
+            raise MvlevalError(
+                "quantization_config says neither 4-bit nor 8-bit.",
+                fix="re-save the checkpoint.",
+                where=model_dir / "config.json",
+            )
         if bits is not None and bits != saved_bits:
             raise MvlevalError(
                 f"the checkpoint is already quantised to {saved_bits} bits; it cannot be loaded with --bits {bits}.",
@@ -150,7 +160,9 @@ def load_weights(model_class: Any, model_dir: Path, load_kwargs: dict[str, Any],
     try:
         model = model_class.from_pretrained(str(model_dir), **load_kwargs)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise MvlevalError(f"could not load the checkpoint ({exc}).", fix="check that the folder is complete.", where=model_dir) from None
+        raise MvlevalError(
+            f"could not load the checkpoint ({exc}).", fix="check that the folder is complete.", where=model_dir
+        ) from None
     if bits == 4 and not on_cuda:
         disable_cpu_bf16_repack(model)
     model.eval()

@@ -27,7 +27,9 @@ def load_processor(model_dir: Path, family: str, trust_remote_code: bool = False
 
         # transformers 5.x builds Qwen2-VL's, Qwen2.5-VL's and SmolVLM's video processor only with torchvision; its
         # message ("Video processor cannot be loaded - requested pil backend is not available") does not say so
-        if not is_torchvision_available() and ("torchvision" in str(exc).lower() or "video processor" in str(exc).lower()):
+        if not is_torchvision_available() and (
+            "torchvision" in str(exc).lower() or "video processor" in str(exc).lower()
+        ):
             raise MissingDependencyError(
                 "torchvision",
                 f"the {family} processor (transformers builds its video processor only with torchvision; install the "

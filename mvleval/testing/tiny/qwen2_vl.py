@@ -49,7 +49,6 @@ _QWEN_SPEC = TokenizerSpec(
 )
 
 
-
 def _config_and_model_class(v2_5: bool) -> tuple[Callable[..., PreTrainedConfig], Callable[..., PreTrainedModel]]:
     """Qwen2.5-VL's or Qwen2-VL's (config class, model class): one pair, each model class takes its own config."""
     import transformers
@@ -57,6 +56,7 @@ def _config_and_model_class(v2_5: bool) -> tuple[Callable[..., PreTrainedConfig]
     if v2_5:
         return transformers.Qwen2_5_VLConfig, transformers.Qwen2_5_VLForConditionalGeneration
     return transformers.Qwen2VLConfig, transformers.Qwen2VLForConditionalGeneration
+
 
 def _mrope_section(head_dim: int) -> list[int]:
     """Temporal/height/width split of the rotary half-dimension, in Qwen2-VL's 16/24/24 proportions."""
