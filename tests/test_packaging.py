@@ -92,3 +92,17 @@ def test_the_core_needs_no_torch_and_dev_installs_every_extra() -> None:
     ci = [line.strip() for line in (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines() if line.strip()]
     assert ci[-1].startswith("pip install torch==2.13.0 && ") and "pytest" in ci[-1]  # the README's command, last
     assert "bash .ci/core" in ci
+
+
+def test_ci_checks_lint_layout_and_types_before_the_demo() -> None:
+    """Issue 22, item 6: `.ci/run` runs ruff (check and format) and strict mypy before any evaluation; the tools are
+    configured in pyproject.toml and pinned in the constraints, so a developer's check is CI's."""
+    ci = [line.strip() for line in (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines() if line.strip()]
+    tomllib = pytest.importorskip("tomllib")
+    lint = ci.index("ruff check . && ruff format --check . && mypy")
+    assert lint < next(i for i, line in enumerate(ci) if line.startswith("mvleval demo"))
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    assert config["tool"]["mypy"]["strict"] is True and config["tool"]["mypy"]["files"] == ["mvleval"]
+    assert config["tool"]["ruff"]["line-length"] == 120
+    pins = (REPO / ".ci" / "constraints.txt").read_text(encoding="utf-8").split()
+    assert any(p.startswith("ruff==") for p in pins) and any(p.startswith("mypy==") for p in pins)
