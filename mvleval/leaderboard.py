@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -765,7 +766,11 @@ def _write_heatmap(lb: Leaderboard, column: Column, path: Path) -> None:
     vmin, vmax = HEATMAP_SCALE.get(column.key.metric, DEFAULT_SCALE)
     unit = "x100" if column.key.metric in HEATMAP_SCALE else "%"
     panels = [languages[i : i + LANGUAGES_PER_PANEL] for i in range(0, len(languages), LANGUAGES_PER_PANEL)]
-    labels = _short_labels([r.label for r in rows])
+    # control characters (a tab in a hostile model path) have no glyph: matplotlib would warn on the terminal
+    labels = [
+        "".join(" " if unicodedata.category(c) == "Cc" else c for c in label)
+        for label in _short_labels([r.label for r in rows])
+    ]
     per_panel = max(len(panel) for panel in panels)
     width = 2.5 + 0.62 * per_panel + 0.07 * max(len(label) for label in labels)
     height = 0.9 + len(panels) * (0.75 + 0.42 * len(rows))

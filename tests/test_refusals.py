@@ -200,6 +200,7 @@ def test_builtin_tasks_keep_mblips_relaxed_accuracy() -> None:
 
 
 # -- shared outputs that are safe to open ---------------------------------------------------------------------------
+@pytest.mark.filterwarnings("error::UserWarning")  # no library noise (a glyph warning) on the terminal
 def test_leaderboard_csv_and_markdown_neutralise_hostile_text(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     write_record(make_record("r1", model='=HYPERLINK("http://x")|<script>alert(1)</script>'), runs / "r1.json")
