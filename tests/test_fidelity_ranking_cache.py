@@ -18,47 +18,12 @@ import pytest
 from mvleval.metrics import LanguageFidelity, ranking_cache
 from mvleval.metrics import language_fidelity as lf
 from mvleval.metrics.language_fidelity import Verdict, detector_verdict, judge
+from mvleval.task import load_task
 from mvleval.testing.gibberish import HANDWRITTEN
 
-XFLICKRCO = ("de", "en", "es", "id", "ja", "ru", "tr", "zh")
-XM3600 = (
-    "ar",
-    "bn",
-    "cs",
-    "da",
-    "de",
-    "el",
-    "en",
-    "es",
-    "fa",
-    "fi",
-    "fil",
-    "fr",
-    "he",
-    "hi",
-    "hr",
-    "hu",
-    "id",
-    "it",
-    "ja",
-    "ko",
-    "mi",
-    "nl",
-    "no",
-    "pl",
-    "pt",
-    "quz",
-    "ro",
-    "ru",
-    "sv",
-    "sw",
-    "te",
-    "th",
-    "tr",
-    "uk",
-    "vi",
-    "zh",
-)
+# the detector languages of the two caption tasks, as their runs build them
+XFLICKRCO = tuple(load_task("xflickrco").languages)
+XM3600 = tuple(load_task("xm3600").languages)
 
 # (text, requested): captions and questions in their language (short and long, 120+ characters: trigrams only),
 # captions in a neighbour of the requested language (won by the requested one only by elimination in a task's set),
