@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from mvleval.backends.base import Backend, GenerationRequest
 from mvleval.cache import ResponseCache, local_key
+from mvleval.provenance import file_sha256
 
 if TYPE_CHECKING:
     from mvleval.record import ModelInfo
@@ -100,11 +101,7 @@ class _ImageDigests:
             key = (str(path), st.st_size, st.st_mtime_ns)
             digest = self._known.get(key)
             if digest is None:
-                h = hashlib.sha256()
-                with open(path, "rb") as fh:
-                    for block in iter(lambda: fh.read(1 << 20), b""):
-                        h.update(block)
-                digest = self._known[key] = h.hexdigest()
+                digest = self._known[key] = file_sha256(Path(path))
             return digest
         except OSError:
             return None  # the backend reports the unreadable image, with its own clear error
