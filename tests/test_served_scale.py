@@ -559,3 +559,17 @@ def test_refusals_of_the_new_flags(
     assert code == 2 and "Traceback" not in err
     assert message in " ".join(err.split())
     assert not (tmp_path / "out").exists()
+
+
+def test_cache_commands_through_the_installed_script(tmp_path: Path) -> None:
+    """`mvleval cache info` and `mvleval cache clear` as the console script runs them: exit codes and streams."""
+    exe = shutil.which("mvleval")
+    assert exe, "the mvleval console script is not installed"
+    env = {**os.environ, "MVLEVAL_CACHE_DIR": str(tmp_path / "cache")}
+    info = subprocess.run([exe, "cache", "info"], env=env, capture_output=True, text=True, timeout=120)
+    assert info.returncode == 0 and "entries: 0" in info.stdout and str(tmp_path / "cache") in info.stdout, info
+    assert info.stderr == ""
+    cleared = subprocess.run(
+        [exe, "cache", "clear", "--model", "nothing-here"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert cleared.returncode == 2 and "Traceback" not in cleared.stderr and cleared.stdout == "", cleared
