@@ -1505,6 +1505,7 @@ def data_fetch(
                 + "".join(f"\n  + upstream: {u}" for u in row["upstream"]),
                 markup=False,
                 highlight=False,
+                soft_wrap=True,
             )
         return
     root = _data_root(data_root)
@@ -1512,11 +1513,11 @@ def data_fetch(
     with fetch.no_library_noise():
         plans = command.make_plans(command.select_sources(task or []), lang, root, revision, notes)
         for line in [*notes, *command.plan_lines(plans, root)]:
-            console.print(line, markup=False, highlight=False)
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
         if dry_run:
             return
         if not any(p.todo for p in plans):
-            console.print("nothing to do: every requested language is already in the data root.", markup=False)
+            console.print("nothing to do: every requested language is already in the data root.", soft_wrap=True)
             return
         need = sum(p.download_bytes for p in plans)
         if need > fetch.free_bytes(root):
@@ -1528,13 +1529,14 @@ def data_fetch(
         with _file_progress() as progress:
             report = fetch.run_fetch(plans, root, accepted=accepted, notes=[], file_progress=progress)
     for line in report.notes:
-        console.print(line, markup=False, highlight=False)
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     for t in report.tasks:
         if t["written"]:
             console.print(
                 f"{t['task']}: wrote {' '.join(t['written'])} from {t['repo']}@{t['revision']} into {root}",
                 markup=False,
                 highlight=False,
+                soft_wrap=True,
             )
 
 
