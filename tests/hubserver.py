@@ -29,6 +29,8 @@ class Hub:
         self.requests: list[str] = []
         self.cut: set[str] = set()  # "repo/path": the next GET sends half the bytes, then drops the connection
         self.corrupt: dict[str, bytes] = {}  # "repo/path": served instead of the committed bytes
+        self.stall: set[str] = set()  # "repo/path": GET sends half the bytes, then hangs (the client gets killed)
+        self.stalled = threading.Event()  # set once a stalled transfer is hanging
         self.raw: dict[str, bytes] = {}  # any other path (e.g. /e-bug/iglue/main/...): served as is on GET
         self._server: ThreadingHTTPServer | None = None
 
@@ -125,6 +127,14 @@ class Hub:
             if head:
                 return None
             self.gets[key] += 1
+            if key in self.stall:
+                self.stall.discard(key)
+                h.wfile.write(body[: len(body) // 2])
+                h.wfile.flush()
+                self.stalled.set()
+                threading.Event().wait(30)
+                h.close_connection = True
+                return None
             if key in self.cut:
                 self.cut.discard(key)
                 h.wfile.write(body[: len(body) // 2])
