@@ -83,8 +83,15 @@ def test_fetch_then_run(
         "--out", tmp_path / "runs", "--limit", "2", "--max-new-tokens", "2", "--batch-size", "2",
     )  # fmt: skip
     assert code == 0, out + err
-    records = list((tmp_path / "runs").rglob("*.json"))
+    from mvleval.record import read_record
+
+    records = [p for p in (tmp_path / "runs").rglob("*.json") if p.name != "manifest.json"]
     assert records, out
+    # the run record says where the data came from: the mirror and its commit, per language the files' hashes
+    source = read_record(records[0]).provenance.data_source
+    assert source is not None and source["repo"] == LOCK[task].repo
+    assert source["revision"] == hub.branches[LOCK[task].repo]["main"]
+    assert set(source["languages"]) == {"iw" if lang == "he" else lang}
     # the data check the user would run agrees: every annotation and image file is there
     code, out, err = cli(capsys, "data", "check", "--task", task, "--lang", lang, "--data-root", root)
     assert code == 0, out + err
