@@ -1489,11 +1489,15 @@ def data_fetch(
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; download and write nothing.")] = False,
     list_: Annotated[bool, typer.Option("--list", help="Show every task's sources, languages and licences.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Download a task's data from its pinned Hugging Face sources, verified, into the layout `run` reads."""
     from mvleval.data import command, fetch
 
-    console = _console()
+    console = _console(stderr=json_out)  # with --json, the plan and notes are messages on stderr
+    if list_ and json_out:
+        _print_json("data-fetch", {"sources": command.list_rows()})
+        return
     if list_:
         for row in command.list_rows():
             console.print(
@@ -1514,10 +1518,11 @@ def data_fetch(
         plans = command.make_plans(command.select_sources(task or []), lang, root, revision, notes)
         for line in [*notes, *command.plan_lines(plans, root)]:
             console.print(line, markup=False, highlight=False, soft_wrap=True)
-        if dry_run:
-            return
-        if not any(p.todo for p in plans):
-            console.print("nothing to do: every requested language is already in the data root.", soft_wrap=True)
+        if dry_run or not any(p.todo for p in plans):
+            if not dry_run:
+                console.print("nothing to do: every requested language is already in the data root.", soft_wrap=True)
+            if json_out:
+                _print_json("data-fetch", command.json_document(plans, root, dry_run, None))
             return
         need = sum(p.download_bytes for p in plans)
         if need > fetch.free_bytes(root):
@@ -1528,6 +1533,8 @@ def data_fetch(
         accepted = fetch.check_terms(plans, root, accept_terms)
         with _file_progress() as progress:
             report = fetch.run_fetch(plans, root, accepted=accepted, notes=[], file_progress=progress)
+    if json_out:
+        _print_json("data-fetch", command.json_document(plans, root, dry_run, report))
     for line in report.notes:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     for t in report.tasks:

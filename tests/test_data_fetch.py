@@ -381,3 +381,26 @@ def test_fetched_examples_equal_the_upstream_files(
     # every image the fetched annotations name is on disk, as the mirror stores it
     code, out, err = cli(capsys, "data", "check", "--task", "marvl", "--data-root", root, "--lang", "zh")
     assert code == 0, out + err
+
+
+def test_json_document_validates(hub: Hub, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import jsonschema
+
+    from importlib import resources
+
+    schema = json.loads((resources.files("mvleval") / "schemas" / "data-fetch.json").read_text(encoding="utf-8"))
+    _serve_small(hub)
+    root = tmp_path / "data"
+    code, out, err = _fetch(capsys, root, "--task", "maxm", "--lang", "fr", "--accept-terms", "--json")
+    assert code == 0, err
+    doc = json.loads(out)  # stdout holds the one document; the plan went to stderr
+    jsonschema.validate(doc, schema)
+    assert doc["written"][0]["written"] == ["fr"] and doc["plan"][0]["pinned"] == "resolved main"
+    assert [f["path"] for f in doc["plan"][0]["files"]] == [
+        "data/fr-00000-of-00001.parquet",
+        "data/fr_yesno-00000-of-00001.parquet",
+    ]
+    assert "floschne/maxm@" in err
+    code, out, _ = cli(capsys, "data", "fetch", "--list", "--json")
+    jsonschema.validate(json.loads(out), schema)
+    assert {s["task"] for s in json.loads(out)["sources"]} == set(LOCK)

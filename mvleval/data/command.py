@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mvleval.data.fetch import Source, State, TaskPlan, free_bytes, load_lock, plan_task
+from mvleval.data.fetch import FetchReport, Source, State, TaskPlan, free_bytes, load_lock, plan_task
 from mvleval.errors import MvlevalError, did_you_mean
 
 
@@ -107,3 +107,32 @@ def list_rows() -> list[dict[str, Any]]:
 
 def accepted_terms(root: Path) -> dict[str, str]:
     return dict(State.load(root).data.get("accepted_terms", {}))
+
+
+def json_document(plans: list[TaskPlan], root: Path, dry_run: bool, report: FetchReport | None) -> dict[str, Any]:
+    """`data fetch --json` (schema mvleval/schemas/data-fetch.json): the plan, and what was written."""
+    return {
+        "data_root": str(root),
+        "dry_run": dry_run,
+        "download_bytes": sum(p.download_bytes for p in plans),
+        "free_bytes": free_bytes(root),
+        "plan": [
+            {
+                "task": p.source.task,
+                "repo": p.source.repo,
+                "revision": p.revision or None,
+                "pinned": p.pinned,
+                "licence": p.source.licence,
+                "terms": p.source.terms,
+                "files": [
+                    {"language": lang or None, "path": f.path, "size": f.size, "sha256": f.sha256}
+                    for lang, files in p.todo.items()
+                    for f in files
+                ],
+                "already_there": [x or "all" for x in p.done],
+            }
+            for p in plans
+        ],
+        "written": report.tasks if report else [],
+        "notes": report.notes if report else [],
+    }
