@@ -271,7 +271,7 @@ def prepare(options: RunOptions) -> PreparedRun:
     )
 
 
-def _data_source(data_root: Path, task: str, languages: list[str]) -> dict[str, Any] | None:
+def _data_source(data_root: Path, task: str, languages: Sequence[str]) -> dict[str, Any] | None:
     """Where `mvleval data fetch` got this task's data (repo, commit, how it was pinned, the files' sha256 and the
     notes on the mirror, for the languages run); None for a data root assembled by hand."""
     from mvleval.data.fetch import source_record

@@ -320,9 +320,7 @@ def test_data_lock_pins_commit_and_hashes(hub: Hub, tmp_path: Path, capsys: pyte
     import hashlib
 
     files = hub.commits["floschne/marvl"][entry.revision]
-    assert entry.hashes == {
-        p: {"sha256": hashlib.sha256(b).hexdigest(), "size": len(b)} for p, b in files.items()
-    }
+    assert entry.hashes == {p: {"sha256": hashlib.sha256(b).hexdigest(), "size": len(b)} for p, b in files.items()}
     assert load_lock(lock)["xgqa"] == LOCK["xgqa"]  # other tasks untouched
     assert lock.read_text().startswith("# Where `mvleval data fetch`")
 
@@ -354,9 +352,7 @@ def test_fetched_examples_equal_the_upstream_files(
     hub.add("floschne/xvnli", {mirrors.shard(k): mirrors.parquet(mirrors.xvnli_rows(v)) for k, v in xv.items()})
     mv = {lang: mirrors.read_jsonl(iglue / f"marvl/zero_shot/annotations/marvl-{lang}.jsonl") for lang in ("id", "zh")}
     hub.add("floschne/marvl", {mirrors.shard(k): mirrors.parquet(mirrors.marvl_rows(v)) for k, v in mv.items()})
-    gq = {
-        lang: json.loads((shared_data / f"xgqa/data/few_shot/{lang}/dev.json").read_text()) for lang in ("de", "zh")
-    }
+    gq = {lang: json.loads((shared_data / f"xgqa/data/few_shot/{lang}/dev.json").read_text()) for lang in ("de", "zh")}
     hub.add(
         "floschne/xgqa",
         {mirrors.shard(k): mirrors.parquet(mirrors.xgqa_rows(v)) for k, v in gq.items()},
@@ -384,9 +380,9 @@ def test_fetched_examples_equal_the_upstream_files(
 
 
 def test_json_document_validates(hub: Hub, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import jsonschema
-
     from importlib import resources
+
+    import jsonschema
 
     schema = json.loads((resources.files("mvleval") / "schemas" / "data-fetch.json").read_text(encoding="utf-8"))
     _serve_small(hub)

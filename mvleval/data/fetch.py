@@ -87,7 +87,9 @@ def load_lock(path: Path | None = None) -> dict[str, Source]:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise MvlevalError(f"cannot read the sources lock: {exc}.", fix="restore it from the release.", where=path)
+        raise MvlevalError(
+            f"cannot read the sources lock: {exc}.", fix="restore it from the release.", where=path
+        ) from None
     if not isinstance(raw, dict) or raw.get("schema") != 1 or not isinstance(raw.get("tasks"), dict):
         raise MvlevalError("not a sources lock of schema 1.", fix="restore it from the release.", where=path)
     sources: dict[str, Source] = {}
@@ -115,7 +117,9 @@ def load_lock(path: Path | None = None) -> dict[str, Source]:
                 revision_from=entry.get("revision_from"),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise MvlevalError(f"malformed entry: {exc}.", fix="restore the lock from the release.", where=where)
+            raise MvlevalError(
+                f"malformed entry: {exc}.", fix="restore the lock from the release.", where=where
+            ) from None
     return sources
 
 
@@ -141,7 +145,8 @@ class State:
         return cls(root, data)
 
     def task(self, name: str) -> dict[str, Any]:
-        return self.data.setdefault("tasks", {}).setdefault(name, {"languages": {}})
+        entry: dict[str, Any] = self.data.setdefault("tasks", {}).setdefault(name, {"languages": {}})
+        return entry
 
     def save(self) -> None:
         path = self.root / STATE_FILE
@@ -385,7 +390,7 @@ def _progress_tqdm(progress: Callable[[int], None]) -> Any:
     """A tqdm class huggingface_hub drives, forwarding byte counts to a rich bar (and printing nothing itself)."""
     from tqdm.auto import tqdm
 
-    class _Forward(tqdm):  # type: ignore[misc,type-arg]
+    class _Forward(tqdm):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["disable"] = True
             super().__init__(*args, **kwargs)
@@ -544,7 +549,7 @@ def run_fetch(
 @contextlib.contextmanager
 def no_library_noise() -> Iterator[None]:
     """huggingface_hub's own progress bars and warnings stay off the terminal (mvleval draws its own)."""
-    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+    from huggingface_hub.utils.tqdm import disable_progress_bars, enable_progress_bars
 
     disable_progress_bars()
     try:
@@ -581,5 +586,7 @@ def update_lock(task: str, lock_file: Path, revision: str | None = None) -> dict
     raw["tasks"][task]["revision"] = rev
     raw["tasks"][task]["hashes"] = hashes
     header = "".join(line + "\n" for line in lock_file.read_text(encoding="utf-8").splitlines() if line.startswith("#"))
-    lock_file.write_text(header + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True, width=1000), encoding="utf-8")
+    lock_file.write_text(
+        header + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True, width=1000), encoding="utf-8"
+    )
     return {"task": task, "repo": source.repo, "revision": rev, "files": len(hashes)}

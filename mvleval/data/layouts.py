@@ -198,7 +198,9 @@ def write_xgqa(src: Source, lang: str, paths: list[Path], ups: list[Path], root:
     for i, row in enumerate(rows(paths)):
         qid = str(row[id_col]) if id_col else f"{lang}-{i}"
         if qid in out:
-            raise MvlevalError(f"question id {qid} appears twice.", fix="report the mirror.", where=f"{paths[0]} row {i}")
+            raise MvlevalError(
+                f"question id {qid} appears twice.", fix="report the mirror.", where=f"{paths[0]} row {i}"
+            )
         image_id = str(row["image_id"])
         images.put(f"gqa/{image_id}.jpg", row["image"], f"{paths[0]} row {i}")
         item = {"imageId": image_id, "question": row["question"], "answer": row["answer"]}
@@ -209,7 +211,9 @@ def write_xgqa(src: Source, lang: str, paths: list[Path], ups: list[Path], root:
     atomic_write(target, json.dumps(out, ensure_ascii=False).encode("utf-8"))
     notes = [f"{len(out)} questions", *images.notes()]
     if not id_col:
-        notes.append("the mirror has no question-id column: ids are '<lang>-<row>' (xGQA's own ids differ; scores do not)")
+        notes.append(
+            "the mirror has no question-id column: ids are '<lang>-<row>' (xGQA's own ids differ; scores do not)"
+        )
     return notes
 
 
@@ -288,7 +292,9 @@ def write_xvnli(src: Source, lang: str, paths: list[Path], ups: list[Path], root
 
 
 # --------------------------------------------------------------------------------------------------------------- maxm
-def write_maxm(src: Source, lang: str, paths: list[Path], ups: list[Path], root: Path, repo_paths: list[str]) -> list[str]:
+def write_maxm(
+    src: Source, lang: str, paths: list[Path], ups: list[Path], root: Path, repo_paths: list[str]
+) -> list[str]:
     """maxm/maxm_v1_release/maxm_v1_<lang>.json (the release's schema) + images/xm3600/<image_id>.jpg. The mirror
     splits the yes/no questions into <lang>_yesno files; mBLIP kept them, so both are merged back."""
     main = [p for p, r in zip(paths, repo_paths, strict=True) if "_yesno" not in r]
