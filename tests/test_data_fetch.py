@@ -400,3 +400,16 @@ def test_json_document_validates(hub: Hub, tmp_path: Path, capsys: pytest.Captur
     code, out, _ = cli(capsys, "data", "fetch", "--list", "--json")
     jsonschema.validate(json.loads(out), schema)
     assert {s["task"] for s in json.loads(out)["sources"]} == set(LOCK)
+
+
+def test_progress_bar_per_file_on_a_terminal(
+    hub: Hub, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal each file gets a rich bar on stderr (off a terminal stderr stays empty: the kill test)."""
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich: treat stderr as a terminal
+    monkeypatch.setenv("COLUMNS", "200")
+    _serve_small(hub)
+    code, out, err = _fetch(capsys, tmp_path / "d", "--task", "maxm", "--lang", "fr", "--accept-terms")
+    assert code == 0, err
+    assert "data/fr-00000-of-00001.parquet" in err and "data/fr_yesno-00000-of-00001.parquet" in err
+    assert "━" in err  # the bar itself
