@@ -28,8 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mvleval.data.fetch import load_lock  # noqa: E402
-from tests.hubserver import Hub  # noqa: E402
+from mvleval.data.fetch import load_lock
+from tests.hubserver import Hub
 
 
 def _jpeg(i: int) -> bytes:
