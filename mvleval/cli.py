@@ -1524,10 +1524,10 @@ def data_fetch(
             if json_out:
                 _print_json("data-fetch", command.json_document(plans, root, dry_run, None))
             return
-        need = sum(p.download_bytes for p in plans)
+        need = sum(p.disk_bytes for p in plans)
         if need > fetch.free_bytes(root):
             raise MvlevalError(
-                f"the download ({command.human(need)}) does not fit the free disk at {root}.",
+                f"the download ({command.human(need)} on disk) does not fit the free disk at {root}.",
                 fix="free some space or pick fewer languages (--lang).",
             )
         accepted = fetch.check_terms(plans, root, accept_terms)

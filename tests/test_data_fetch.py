@@ -413,3 +413,15 @@ def test_progress_bar_per_file_on_a_terminal(
     assert code == 0, err
     assert "data/fr-00000-of-00001.parquet" in err and "data/fr_yesno-00000-of-00001.parquet" in err
     assert "━" in err  # the bar itself
+
+
+def test_download_that_does_not_fit_is_refused_before_it_starts(
+    hub: Hub, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mvleval.data import fetch
+
+    _serve_small(hub)
+    monkeypatch.setattr(fetch, "free_bytes", lambda path: 1000)
+    code, out, err = _fetch(capsys, tmp_path / "d", "--task", "xgqa", "--lang", "de")
+    assert code == 2 and "does not fit the free disk" in err
+    assert not _file_gets(hub)

@@ -59,7 +59,7 @@ def make_plans(
 def plan_lines(plans: list[TaskPlan], root: Path) -> list[str]:
     """The plan, as shown before anything is downloaded (and all of --dry-run)."""
     lines = []
-    total = 0
+    total = disk = 0
     for plan in plans:
         src = plan.source
         pin = {
@@ -80,7 +80,11 @@ def plan_lines(plans: list[TaskPlan], root: Path) -> list[str]:
         if plan.done:
             lines.append(f"  already in the data root from this commit: {' '.join(x or 'all' for x in plan.done)}")
         total += plan.download_bytes
-    lines.append(f"download: {human(total)}; free disk at {root}: {human(free_bytes(root))}")
+        disk += plan.disk_bytes
+    lines.append(
+        f"download: {human(total)} (about {human(disk)} on disk: the hub cache, then the data root); "
+        f"free disk at {root}: {human(free_bytes(root))}"
+    )
     return lines
 
 

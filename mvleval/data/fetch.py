@@ -190,6 +190,12 @@ class TaskPlan:
                 seen[f.path] = f.size
         return sum(seen.values())
 
+    @property
+    def disk_bytes(self) -> int:
+        """About what the fetch adds on disk: the files in the hub cache, plus, for a mirror turned into a layout,
+        its images written out again into the data root (a snapshot is hard-linked where it can be)."""
+        return self.download_bytes * (1 if self.source.layout == "snapshot" else 2)
+
 
 def _offline() -> bool:
     from huggingface_hub import constants
