@@ -425,3 +425,22 @@ def test_download_that_does_not_fit_is_refused_before_it_starts(
     code, out, err = _fetch(capsys, tmp_path / "d", "--task", "xgqa", "--lang", "de")
     assert code == 2 and "does not fit the free disk" in err
     assert not _file_gets(hub)
+
+
+def test_xm3600_languages_fetched_one_by_one_share_one_captions_file(
+    hub: Hub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _serve_small(hub)
+    root = tmp_path / "data"
+    assert _fetch(capsys, root, "--task", "xm3600", "--lang", "de")[0] == 0
+    code, out, _ = _fetch(capsys, root, "--task", "xm3600", "--lang", "fr", "--lang", "de")
+    assert code == 0 and "already in the data root from this commit: de" in out
+    assert all("/data/fr" in k or "/data/de" in k for k in _file_gets(hub))
+    assert hub.gets["floschne/xm3600/data/de-00000-of-00001.parquet"] == 1
+    lines = mirrors.read_jsonl(root / "xm3600/captions.jsonl")
+    assert len(lines) == 3 and all({"de", "fr"} <= set(line) for line in lines)
+    assert "images: 0 written, 3 already there" in out  # the images every language embeds are written once
+    code, out, err = cli(
+        capsys, "data", "check", "--task", "xm3600", "--lang", "de", "--lang", "fr", "--data-root", root
+    )
+    assert code == 0, out + err
