@@ -444,3 +444,18 @@ def test_xm3600_languages_fetched_one_by_one_share_one_captions_file(
         capsys, "data", "check", "--task", "xm3600", "--lang", "de", "--lang", "fr", "--data-root", root
     )
     assert code == 0, out + err
+
+
+def test_unreachable_hub_is_one_error_paragraph(
+    hub: Hub, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    for task in ("xgqa", "marvl"):  # listing a pinned commit; resolving main of an unpinned source
+        code, out, err = _fetch(capsys, tmp_path / "d", "--task", task, "--lang", "id", "--accept-terms")
+        assert code == 2, out + err
+        assert "could not be reached" in err and "Traceback" not in err

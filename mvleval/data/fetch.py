@@ -246,22 +246,40 @@ def _hf_api() -> Any:
     return HfApi(endpoint=_endpoint())
 
 
+def _is_network_error(exc: BaseException) -> bool:
+    """An HTTP or connection failure of the hub client (its HTTP library varies by version); anything else is a bug."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    root = type(exc).__module__.split(".")[0]
+    return isinstance(exc, (HfHubHTTPError, OSError)) or root in {"httpx", "httpx2", "httpcore", "requests", "urllib3"}
+
+
+@contextlib.contextmanager
+def _hub_call(what: str) -> Iterator[None]:
+    """A failed call to the hub becomes one user error naming what was asked and the endpoint."""
+    try:
+        yield
+    except Exception as exc:
+        if not _is_network_error(exc):
+            raise
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise MvlevalError(
+            f"{what}: the hub at {_endpoint() or 'https://huggingface.co'} could not be reached or refused it ({first}).",
+            fix="check the network (HF_ENDPOINT, a proxy) and fetch again; what completed is kept and not downloaded "
+            "again. Without a network, HF_HUB_OFFLINE=1 uses a data root fetched before.",
+        ) from None
+
+
 def resolve_main(repo: str) -> str:
     """The commit `main` points at now (one network call)."""
-    return str(_hf_api().dataset_info(repo, revision="main").sha)
+    with _hub_call(f"resolving main of {repo}"):
+        return str(_hf_api().dataset_info(repo, revision="main").sha)
 
 
 def list_tree(source: Source, revision: str) -> dict[str, RemoteFile]:
     """Every file of the repo at the commit, with the hub's size and LFS sha256."""
-    from huggingface_hub.errors import HfHubHTTPError
-
-    try:
+    with _hub_call(f"listing {source.repo} at {revision}"):
         entries = list(_hf_api().list_repo_tree(source.repo, repo_type="dataset", revision=revision, recursive=True))
-    except HfHubHTTPError as exc:
-        raise MvlevalError(
-            f"the hub could not list {source.repo} at {revision}: {str(exc).splitlines()[0]}",
-            fix="check the network (HF_ENDPOINT), or pass --revision with a commit the repo has.",
-        ) from None
     out: dict[str, RemoteFile] = {}
     for e in entries:
         if getattr(e, "blob_id", None) is None:  # a folder
@@ -359,28 +377,24 @@ def _refuse(path: Path, what: str, expected: str, got: str) -> None:
 def download(source: Source, revision: str, f: RemoteFile, progress: Callable[[int], None] | None = None) -> Path:
     """One file of the repo at the commit, from the hub cache or the hub (resuming a partial download), verified."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     tqdm_class = _progress_tqdm(progress) if progress is not None else None
     try:
-        local = hf_hub_download(
-            source.repo,
-            f.path,
-            repo_type="dataset",
-            revision=revision,
-            endpoint=_endpoint(),
-            cache_dir=_cache_dir(),
-            tqdm_class=tqdm_class,
-        )
+        with _hub_call(f"downloading {source.repo}/{f.path} at {revision}"):
+            local = hf_hub_download(
+                source.repo,
+                f.path,
+                repo_type="dataset",
+                revision=revision,
+                endpoint=_endpoint(),
+                cache_dir=_cache_dir(),
+                tqdm_class=tqdm_class,
+            )
     except LocalEntryNotFoundError as exc:
         raise MvlevalError(
             f"{source.repo}/{f.path} at {revision} could not be downloaded: {str(exc).splitlines()[0]}",
             fix="check the network (HF_ENDPOINT) and fetch again; what completed is kept and not downloaded again.",
-        ) from None
-    except HfHubHTTPError as exc:
-        raise MvlevalError(
-            f"{source.repo}/{f.path} at {revision}: the hub answered {str(exc).splitlines()[0]}",
-            fix="fetch again later; what completed is kept and not downloaded again.",
         ) from None
     path = Path(local)
     got = sha256_file(path)
