@@ -335,11 +335,14 @@ def _upstream_examples(task: str, root: Path, lang: str, split: str) -> list[tup
 def test_fetched_examples_equal_the_upstream_files(
     hub: Hub, tmp_path: Path, capsys: pytest.CaptureFixture[str], shared_data: Path
 ) -> None:
-    """Mirrors built from the published annotation files in ../shared/data give, after fetch, the same examples
+    """Mirrors built from the published annotation files in ../shared/data (every language shipped there) give, after fetch, the same examples
     (ids where the mirror keeps them, references, labels, prompts) as the upstream files; the xflickrco en repair
     gives Flickr30k's 1000 x 5 references."""
     iglue = shared_data / "iglue" / "datasets"
-    xf = {lang: mirrors.read_jsonl(iglue / f"xFlickrCO/annotations/{lang}/test.jsonl") for lang in ("de", "en", "ja")}
+    xf = {
+        lang: mirrors.read_jsonl(iglue / f"xFlickrCO/annotations/{lang}/test.jsonl")
+        for lang in ("de", "en", "ja", "zh")
+    }
     hub.add(
         "floschne/xflickrco",
         {mirrors.shard(k): mirrors.parquet(mirrors.xflickrco_rows(v)) for k, v in xf.items()},
@@ -352,7 +355,10 @@ def test_fetched_examples_equal_the_upstream_files(
     hub.add("floschne/xvnli", {mirrors.shard(k): mirrors.parquet(mirrors.xvnli_rows(v)) for k, v in xv.items()})
     mv = {lang: mirrors.read_jsonl(iglue / f"marvl/zero_shot/annotations/marvl-{lang}.jsonl") for lang in ("id", "zh")}
     hub.add("floschne/marvl", {mirrors.shard(k): mirrors.parquet(mirrors.marvl_rows(v)) for k, v in mv.items()})
-    gq = {lang: json.loads((shared_data / f"xgqa/data/few_shot/{lang}/dev.json").read_text()) for lang in ("de", "zh")}
+    gq = {
+        lang: json.loads((shared_data / f"xgqa/data/few_shot/{lang}/dev.json").read_text())
+        for lang in ("de", "en", "zh")
+    }
     hub.add(
         "floschne/xgqa",
         {mirrors.shard(k): mirrors.parquet(mirrors.xgqa_rows(v)) for k, v in gq.items()},
