@@ -72,7 +72,10 @@ app = typer.Typer(
 )
 _HELP_SETTINGS: dict[str, Any] = {"max_content_width": 120, "help_option_names": ["-h", "--help"]}
 data_app = typer.Typer(
-    help="Inspect benchmark data.", no_args_is_help=True, rich_markup_mode=None, context_settings=_HELP_SETTINGS
+    help="Get (fetch, lock) and inspect (check) benchmark data.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings=_HELP_SETTINGS,
 )
 app.add_typer(data_app, name="data")
 baseline_app = typer.Typer(
