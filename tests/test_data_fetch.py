@@ -465,3 +465,12 @@ def test_unreachable_hub_is_one_error_paragraph(
         code, out, err = _fetch(capsys, tmp_path / "d", "--task", task, "--lang", "id", "--accept-terms")
         assert code == 2, out + err
         assert "could not be reached" in err and "Traceback" not in err
+
+
+def test_image_name_leaving_the_root_is_refused(hub: Hub, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    qs = {"1": {"imageId": "../../escaped", "question": "what?", "answer": "cat"}}
+    hub.add("floschne/xgqa", {mirrors.shard("de"): mirrors.parquet(mirrors.xgqa_rows(qs))}, LOCK["xgqa"].revision)
+    root = tmp_path / "a" / "data"
+    code, out, err = _fetch(capsys, root, "--task", "xgqa", "--lang", "de")
+    assert code == 2 and "would leave the image root" in err and "Traceback" not in err
+    assert not list(tmp_path.rglob("escaped*"))

@@ -69,6 +69,14 @@ class ImageWriter:
             raise MvlevalError(
                 "the row has no image bytes.", fix="report the mirror's broken row; nothing was scored.", where=where
             )
+        parts = relative.split("/")
+        if relative.startswith("/") or "\\" in relative or any(p in ("", ".", "..") for p in parts):
+            # an id from the mirror becomes a file name: one that would leave the image root is refused, not written
+            raise MvlevalError(
+                f"the row's image name {relative!r} would leave the image root.",
+                fix="report the mirror's row; nothing was written for it.",
+                where=where,
+            )
         target = self.images / relative
         if target.is_file():
             if target.stat().st_size == len(data) and target.read_bytes() == data:
