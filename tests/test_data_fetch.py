@@ -474,3 +474,7 @@ def test_image_name_leaving_the_root_is_refused(hub: Hub, tmp_path: Path, capsys
     code, out, err = _fetch(capsys, root, "--task", "xgqa", "--lang", "de")
     assert code == 2 and "would leave the image root" in err and "Traceback" not in err
     assert not list(tmp_path.rglob("escaped*"))
+    hub.add("CohereLabs/kaleidoscope", {"data/../../../escaped.parquet": b"x", "data.zip": b"PK"})
+    code, out, err = _fetch(capsys, root, "--task", "kaleidoscope", "--accept-terms")
+    assert code == 2 and "would leave the data root" in err and "Traceback" not in err
+    assert not list(tmp_path.rglob("escaped*"))

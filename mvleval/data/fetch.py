@@ -343,6 +343,8 @@ def plan_task(
                     f"({source.task}{', ' + lang if lang else ''}).",
                     fix="check --revision, or run `mvleval data lock` to re-read the repo's layout.",
                 )
+            for p in matched:
+                inside(p, "data root", f"{source.repo}@{rev}")
             files.extend(tree[p] for p in matched)
         todo[lang] = files
     return TaskPlan(source, rev, pinned, languages, todo, done, upstream)
@@ -457,6 +459,17 @@ def fetch_upstream(root: Path, up: Upstream) -> Path:
         )
     atomic_write(target, response.content)
     return target
+
+
+def inside(relative: str, what: str, where: str) -> None:
+    """A name from a mirror (an id, a repo path) becomes a file name: one that would leave its root is refused."""
+    parts = relative.split("/")
+    if relative.startswith("/") or "\\" in relative or any(p in ("", ".", "..") for p in parts):
+        raise MvlevalError(
+            f"the name {relative!r} would leave the {what}.",
+            fix="report the mirror; nothing was written for it.",
+            where=where,
+        )
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mvleval.data.fetch import Source, atomic_write
+from mvleval.data.fetch import inside as _inside
 from mvleval.errors import MvlevalError
 
 #: COCO val2014 ids are below this, Flickr30k ids above (xFlickrCO: COCO 810..581010, Flickr30k 1989609..8234387593);
@@ -69,14 +70,7 @@ class ImageWriter:
             raise MvlevalError(
                 "the row has no image bytes.", fix="report the mirror's broken row; nothing was scored.", where=where
             )
-        parts = relative.split("/")
-        if relative.startswith("/") or "\\" in relative or any(p in ("", ".", "..") for p in parts):
-            # an id from the mirror becomes a file name: one that would leave the image root is refused, not written
-            raise MvlevalError(
-                f"the row's image name {relative!r} would leave the image root.",
-                fix="report the mirror's row; nothing was written for it.",
-                where=where,
-            )
+        _inside(relative, "image root", where)
         target = self.images / relative
         if target.is_file():
             if target.stat().st_size == len(data) and target.read_bytes() == data:
@@ -353,6 +347,7 @@ def write_snapshot(src: Source, lang: str, paths: list[Path], repo_paths: list[s
     """The repo's files as published under <data root>/<task>/<path in repo> (hard links into the hub cache where
     the file system allows, else copies)."""
     for path, repo_path in zip(paths, repo_paths, strict=True):
+        _inside(repo_path, "data root", f"{src.repo}/{repo_path}")
         target = root / src.task / repo_path
         if target.is_file() and os.path.samefile(target, path):
             continue
