@@ -302,8 +302,8 @@ def test_snapshot_sources_keep_the_repo_layout(hub: Hub, tmp_path: Path, capsys:
     assert (root / "kaleidoscope/data.zip").read_bytes() == b"PK zip"
     assert _fetch(capsys, root, "--task", "m3exam", "--lang", "th")[0] == 0
     assert [p.name for p in (root / "m3exam/data").iterdir()] == ["thai-00000-of-00001.parquet"]
-    code, _, err = _fetch(capsys, root, "--task", "kaleidoscope", "--lang", "de")
-    assert code == 2 and "not split by language" in err
+    code, out, err = _fetch(capsys, root, "--task", "kaleidoscope", "--lang", "de")
+    assert code == 0 and "not split by language" in out and "nothing to do" in out
 
 
 # ---------------------------------------------------------------------------------------------- the lock command
@@ -478,3 +478,20 @@ def test_image_name_leaving_the_root_is_refused(hub: Hub, tmp_path: Path, capsys
     code, out, err = _fetch(capsys, root, "--task", "kaleidoscope", "--accept-terms")
     assert code == 2 and "would leave the data root" in err and "Traceback" not in err
     assert not list(tmp_path.rglob("escaped*"))
+
+
+def test_all_tasks_dry_run_plans_each_tasks_language(
+    hub: Hub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _serve_small(hub)
+    for task in ("mtvqa", "cvqa", "xmmmu", "m3exam", "kaleidoscope"):
+        src = LOCK[task]
+        paths = [p.format(lang="de", split="x").replace("*", "00000-of-00001") for p in src.files]
+        hub.add(src.repo, {p: b"x" for p in paths}, src.revision)
+    code, out, err = _fetch(capsys, tmp_path / "d", "--task", "all", "--lang", "de", "--dry-run")
+    assert code == 0, out + err
+    planned = {line.split(":")[0] for line in out.splitlines() if "@" in line and not line.startswith(" ")}
+    # the tasks with German, and the sources not split by language (fetched whole)
+    assert planned == {"xm3600", "xflickrco", "xgqa", "mtvqa", "cvqa", "kaleidoscope"}, out
+    assert "  de: 1 file(s)" in out and not _file_gets(hub)
+    assert "mtvqa: the source is not split by language" in out  # its files hold every language

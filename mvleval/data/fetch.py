@@ -61,6 +61,11 @@ class Source:
     upstream: tuple[Upstream, ...] = ()
     revision_from: str | None = None
 
+    @property
+    def split_by_language(self) -> bool:
+        """Whether the repo keeps each language in its own files (so --lang downloads less)."""
+        return bool(self.languages) and any("{lang}" in p or "{split}" in p for p in self.files)
+
     def patterns(self, lang: str | None) -> list[str]:
         """The repo paths' patterns for one language (None: a source not split by language)."""
         out = []
@@ -216,13 +221,8 @@ def resolve_languages(source: Source, langs: list[str] | None) -> list[str]:
     from mvleval.errors import did_you_mean
     from mvleval.languages import CODE_ALIASES
 
-    if not source.languages:
-        if langs:
-            raise MvlevalError(
-                f"{source.task}'s source is not split by language: --lang does not apply.",
-                fix="drop --lang; the whole source is fetched.",
-            )
-        return [""]
+    if not source.split_by_language:
+        return [""]  # one set of files for every language (plan_task says so when --lang was given)
     if not langs:
         return list(source.languages)
     out = []
@@ -297,6 +297,8 @@ def plan_task(
     state = State.load(root)
     recorded = state.data.get("tasks", {}).get(source.task, {})
     languages = resolve_languages(source, langs)
+    if langs and not source.split_by_language:
+        notes.append(f"{source.task}: the source is not split by language: --lang does not apply, all of it is fetched")
     if revision is not None:
         if not (len(revision) == 40 and set(revision) <= _HEX40):
             raise MvlevalError(
