@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
@@ -70,7 +72,10 @@ app = typer.Typer(
 )
 _HELP_SETTINGS: dict[str, Any] = {"max_content_width": 120, "help_option_names": ["-h", "--help"]}
 data_app = typer.Typer(
-    help="Inspect benchmark data.", no_args_is_help=True, rich_markup_mode=None, context_settings=_HELP_SETTINGS
+    help="Get (fetch, lock) and inspect (check) benchmark data.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings=_HELP_SETTINGS,
 )
 app.add_typer(data_app, name="data")
 baseline_app = typer.Typer(
@@ -1464,6 +1469,133 @@ def data_check(
         _console().print(render_report(report), markup=False, highlight=False)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@data_app.command("fetch", cls=_Command)
+def data_fetch(
+    task: Annotated[
+        list[str] | None,
+        typer.Option("--task", "-t", metavar="TASK", help="Task to fetch (repeat for several), or 'all'."),
+    ] = None,
+    lang: Annotated[
+        list[str] | None, typer.Option("--lang", "-l", metavar="CODE", help="Language code; repeat for several.")
+    ] = None,
+    data_root: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Folder to write into (default: $MVLEVAL_DATA).")
+    ] = None,
+    revision: Annotated[
+        str | None,
+        typer.Option(metavar="SHA", help="Fetch this commit of the task's source instead of the pinned one."),
+    ] = None,
+    accept_terms: Annotated[
+        bool, typer.Option("--accept-terms", help="Accept the terms shown for sources beyond an open licence.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; download and write nothing.")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="Show every task's sources, languages and licences.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
+    """Download a task's data from its pinned Hugging Face sources, verified, into the layout `run` reads."""
+    from mvleval.data import command, fetch
+
+    console = _console(stderr=json_out)  # with --json, the plan and notes are messages on stderr
+    if list_ and json_out:
+        _print_json("data-fetch", {"sources": command.list_rows()})
+        return
+    if list_:
+        for row in command.list_rows():
+            console.print(
+                f"{row['task']}: {row['repo']}@{row['revision'] or 'main (not pinned by mvleval)'} [{row['layout']}]\n"
+                f"  languages: {' '.join(row['languages']) or '(not split by language)'}\n"
+                f"  size: {command.human(row['size']) if row['size'] else 'unknown until listed'}\n"
+                f"  licence: {row['licence']}"
+                + (f"\n  terms (needs --accept-terms): {row['terms']}" if row["terms"] else "")
+                + "".join(f"\n  + upstream: {u}" for u in row["upstream"]),
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        return
+    root = _data_root(data_root)
+    notes: list[str] = []
+    with fetch.no_library_noise():
+        plans = command.make_plans(command.select_sources(task or []), lang, root, revision, notes)
+        for line in [*notes, *command.plan_lines(plans, root)]:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+        if dry_run or not any(p.todo for p in plans):
+            if not dry_run:
+                console.print("nothing to do: every requested language is already in the data root.", soft_wrap=True)
+            if json_out:
+                _print_json("data-fetch", command.json_document(plans, root, dry_run, None))
+            return
+        need = sum(p.disk_bytes for p in plans)
+        if need > fetch.free_bytes(root):
+            raise MvlevalError(
+                f"the download ({command.human(need)} on disk) does not fit the free disk at {root}.",
+                fix="free some space or pick fewer languages (--lang).",
+            )
+        accepted = fetch.check_terms(plans, root, accept_terms)
+        with _file_progress() as progress:
+            report = fetch.run_fetch(plans, root, accepted=accepted, notes=[], file_progress=progress)
+    if json_out:
+        _print_json("data-fetch", command.json_document(plans, root, dry_run, report))
+    for line in report.notes:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    for t in report.tasks:
+        if t["written"]:
+            console.print(
+                f"{t['task']}: wrote {' '.join(t['written'])} from {t['repo']}@{t['revision']} into {root}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
+@contextlib.contextmanager
+def _file_progress() -> Iterator[Any]:
+    """One rich bar per downloaded file on a terminal (stderr); nothing when stderr is not one."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    console = _console(stderr=True)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
+
+    @contextlib.contextmanager
+    def per_file(path: str, size: int) -> Iterator[Any]:
+        task_id = progress.add_task(path, total=size)
+        yield lambda n: progress.advance(task_id, n)
+        progress.update(task_id, completed=size)
+
+    with progress:
+        yield per_file
+
+
+@data_app.command("lock", cls=_Command)
+def data_lock(
+    task: Annotated[str, typer.Option("--task", "-t", metavar="TASK", help="Task whose source to pin.")],
+    revision: Annotated[
+        str | None, typer.Option(metavar="SHA", help="Commit to pin (default: the lock's, else main now).")
+    ] = None,
+    lock_file: Annotated[
+        Path | None, typer.Option("--lock", metavar="FILE", help="Lock file to update (default: the package's).")
+    ] = None,
+) -> None:
+    """Maintainers: pin a task's commit and write its files' SHA-256 and sizes from the hub into the lock."""
+    from mvleval.data import fetch
+
+    with fetch.no_library_noise():
+        result = fetch.update_lock(task, lock_file or fetch.lock_path(), revision)
+    _console().print(
+        f"{result['task']}: {result['repo']}@{result['revision']}, {result['files']} file(s) hashed into "
+        f"{lock_file or fetch.lock_path()}",
+        markup=False,
+        highlight=False,
+    )
 
 
 @app.command(cls=_Command)

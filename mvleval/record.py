@@ -97,6 +97,9 @@ class Provenance(_Model):
     max_image_pixels: int | None = (
         None  # the pixel limit images were opened under (mvleval.images.MAX_PIXELS); None: not recorded
     )
+    #: where `mvleval data fetch` got the data: repo, commit, pinned ("lock" | "recorded" | "--revision" |
+    #: "resolved main"), per language the files' sha256 and the notes on the mirror; None: a hand-assembled data root
+    data_source: dict[str, Any] | None = None
 
 
 class RunRecord(_Model):

@@ -271,6 +271,23 @@ def prepare(options: RunOptions) -> PreparedRun:
     )
 
 
+def _data_source(data_root: Path, task: str, languages: Sequence[str]) -> dict[str, Any] | None:
+    """Where `mvleval data fetch` got this task's data (repo, commit, how it was pinned, the files' sha256 and the
+    notes on the mirror, for the languages run); None for a data root assembled by hand."""
+    from mvleval.data.fetch import source_record
+
+    record = source_record(data_root, task)
+    if not record:
+        return None
+    langs = record.get("languages", {})
+    return {
+        "repo": record.get("repo"),
+        "revision": record.get("revision"),
+        "pinned": record.get("pinned"),
+        "languages": {lang: langs[lang] for lang in languages if lang in langs},
+    }
+
+
 def check_generation(settings: GenerationSettings) -> None:
     """Refuse decoding settings generate() cannot run, before any data or model is loaded (all problems at once)."""
     problems = []
@@ -724,6 +741,7 @@ def evaluate(
             image_root=str(options.resolved_image_root.resolve()),
             data_root=str(options.data_root.resolve()),
             max_image_pixels=MAX_PIXELS,
+            data_source=_data_source(options.data_root, task.name, prepared.languages),
         ),
         duration_s=round(time.monotonic() - started, 3),
         samples_file=paths.samples.name,

@@ -15,7 +15,7 @@ import pytest
 
 from tests.helpers import cli
 
-SCHEMAS = ("tasks", "run", "score", "gate", "data-check", "leaderboard")
+SCHEMAS = ("tasks", "run", "score", "gate", "data-check", "data-fetch", "leaderboard")
 
 
 def _schema_registry() -> Any:

@@ -1,0 +1,1 @@
+"""Getting benchmark data: pinned sources (sources.lock.yaml), download and verification (fetch), layouts."""
