@@ -25,7 +25,6 @@ HF_PACKAGES = (
     "safetensors",
     "sentencepiece",
     "tokenizers",
-    "huggingface_hub",
     "psutil",
 )
 #: what a model run on this machine cannot start without (the rest is checked where it is used, e.g. peft for --adapter)
