@@ -133,16 +133,23 @@ def perfect_copy(run: Path, base_dir: Path, name: str = "perfect.json") -> Path:
 
 
 def console_script(
-    *args: object, cwd: Path | None = None, timeout: float = 600, drop_env: tuple[str, ...] = ()
+    *args: object,
+    cwd: Path | None = None,
+    timeout: float = 600,
+    drop_env: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the installed ``mvleval`` console script as a user would (one OpenMP thread, a 200-column terminal), the
-    environment variables in `drop_env` unset."""
+    environment variables in `drop_env` unset, then those in `env` set."""
     exe = shutil.which("mvleval")
     assert exe, "the mvleval console script is not installed (pip install -e .)"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    child_env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     for name in drop_env:
-        env.pop(name, None)
-    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd)
+        child_env.pop(name, None)
+    child_env.update(env or {})
+    return subprocess.run(
+        [exe, *map(str, args)], capture_output=True, text=True, env=child_env, timeout=timeout, cwd=cwd
+    )
 
 
 # Python's default warning filters in a fresh interpreter (no -W, no PYTHONWARNINGS), in their order
@@ -163,18 +170,22 @@ def run_cli(
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """``mvleval ARGS`` in this process, answered as `console_script` answers it: the console script's own entry point
-    (`mvleval.cli.main`) with the same argv, the same environment (one OpenMP thread, a 200-column terminal, `env`
-    added, `drop_env` unset), `cwd` as the working directory, program name ``mvleval``, stdout and stderr pipes that
+    (`mvleval.cli.main`) with the same argv, the same environment (one OpenMP thread, a 200-column terminal, `drop_env`
+    unset, then `env` set), `cwd` as the working directory, program name ``mvleval``, stdout and stderr pipes that
     are no terminal (captured in Python and on file descriptors 1 and 2, so a child process's or a C library's output
     is caught too), a fresh interpreter's warning filters (a warning is printed on stderr, once per place, not recorded
     by pytest), and the exit code `sys.exit` gives. The text is decoded as `subprocess.run(text=True)` decodes it
     (UTF-8, universal newlines). Everything it changed (environment, working directory, warning filters, logging,
     `sys.argv`, `__main__`) is restored afterwards; a bug in mvleval raises here with its traceback (the process would
-    print it and exit 1). `timeout` is accepted for the console script's signature and unused.
+    print it and exit 1). `timeout` is accepted for the console script's signature and unused in-process.
+    ``MVLEVAL_TEST_CLI=subprocess`` sends every call to the installed script instead (`console_script`): the same
+    tests then check the real process, and bench/bench_suite.py measures what the in-process route saves.
 
     What stays with the installed console script (`console_script`): signals and Ctrl-C, what a fresh process imports
     (lazy imports, a model or detector loaded once per process), library logging configured at import time, and one
     test per command and exit path."""
+    if os.environ.get("MVLEVAL_TEST_CLI") == "subprocess":  # every run_cli test through the installed script
+        return console_script(*args, cwd=cwd, timeout=timeout or 600, drop_env=drop_env, env=env)
     import io
     import logging
     import sys
@@ -185,9 +196,10 @@ def run_cli(
     from mvleval.cli import main
 
     argv = [str(a) for a in args]
-    new_env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200", **(env or {})}
+    new_env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     for name in drop_env:
         new_env.pop(name, None)
+    new_env.update(env or {})
     saved_env = dict(os.environ)
     saved_cwd = os.getcwd()
     saved_argv, saved_main = sys.argv, sys.modules["__main__"]
