@@ -6,9 +6,7 @@ through the installed console script; thinking removal, the chat clean-up and th
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -19,7 +17,7 @@ from typing import Any
 import pytest
 
 from mvleval.metrics.answer import chat_clean, strip_thinking, template_thinking_tags
-from tests.helpers import ChatHandler
+from tests.helpers import ChatHandler, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,17 +107,8 @@ def write_bench(folder: Path) -> Path:
 
 
 def mvleval(*args: object) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("mvleval")
-    assert exe, "the mvleval console script is not installed (pip install -e '.[dev]')"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        "OPENAI_API_KEY": "none",
-        "OMP_NUM_THREADS": "1",
-        "COLUMNS": "200",
-    }
-    env.pop("GITHUB_STEP_SUMMARY", None)
-    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=env, timeout=300, check=False)
+    # in-process, answered as the console script answers (tests/test_cli_inprocess.py)
+    return run_cli(*args, env={"OPENAI_API_KEY": "none"}, drop_env=("GITHUB_STEP_SUMMARY",))
 
 
 def test_a_served_chat_and_reasoning_model_is_scored_on_its_answers(server: str, tmp_path: Path) -> None:
