@@ -297,6 +297,7 @@ def user_benchmarks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_user_benchmarks_run_score_and_gate(user_benchmarks: Path, tiny_mt5_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     # relative paths as a user types them; one model load for the three benchmarks
