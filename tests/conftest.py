@@ -70,16 +70,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def tiny_mt5_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_mt5_dir() -> Path:
     """A tiny mBLIP-shaped checkpoint with an mT5 LLM (like mblip-mt0-xl), built once per test session."""
-    from mvleval.factory import build_tiny_checkpoint
+    from tests.helpers import tiny_model
 
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny_mt5"), "mt5", seed=0)
+    return tiny_model("mblip", "mt5", seed=0)
 
 
 @pytest.fixture(scope="session")
-def tiny_bloom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_bloom_dir() -> Path:
     """A tiny mBLIP-shaped checkpoint with a BLOOM LLM (like mblip-bloomz-7b), built once per test session."""
-    from mvleval.factory import build_tiny_checkpoint
+    from tests.helpers import tiny_model
 
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny_bloom"), "bloom", seed=0)
+    return tiny_model("mblip", "bloom", seed=0)

@@ -305,3 +305,34 @@ def sample_rows(record_path: Path) -> list[dict[str, Any]]:
 def run_records(out: Path) -> list[Path]:
     """The run records in an output folder (``*.json`` but the manifests)."""
     return [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")]
+
+
+_TINY_MODELS: dict[tuple[str, str, tuple[tuple[str, object], ...]], Path] = {}
+_TINY_ROOT: list[Path] = []
+
+
+def tiny_model(builder: str, name: str, /, **options: object) -> Path:
+    """A tiny checkpoint built once per test session (each pytest-xdist worker is one) and shared by every test and
+    module that asks for the same builder inputs: `builder` "vlm" (`build_tiny_vlm(name, ...)`, `name` a family) or
+    "mblip" (`build_tiny_checkpoint(..., name, ...)`, `name` "mt5" or "bloom"), `options` the builder's keywords.
+    Shared: never write into it; `shutil.copytree` it first to change a file."""
+    import atexit
+    import tempfile
+
+    key = (builder, name, tuple(sorted(options.items())))
+    if key not in _TINY_MODELS:
+        if not _TINY_ROOT:
+            _TINY_ROOT.append(Path(tempfile.mkdtemp(prefix="mvleval-tiny-models-")))
+            atexit.register(shutil.rmtree, _TINY_ROOT[0], ignore_errors=True)
+        folder = _TINY_ROOT[0] / f"tiny_{name}{len(_TINY_MODELS)}"  # as tmp_path_factory.mktemp("tiny_mt5") named it
+        if builder == "vlm":
+            from mvleval.testing.tiny_vlm import build_tiny_vlm
+
+            _TINY_MODELS[key] = build_tiny_vlm(name, folder, **options)  # type: ignore[arg-type]
+        elif builder == "mblip":
+            from mvleval.factory import build_tiny_checkpoint
+
+            _TINY_MODELS[key] = build_tiny_checkpoint(folder, name, **options)  # type: ignore[arg-type]
+        else:
+            raise ValueError(f"unknown builder {builder!r}: 'vlm' or 'mblip'")
+    return _TINY_MODELS[key]

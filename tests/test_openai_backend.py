@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ChatHandler, run_cli
+from tests.helpers import ChatHandler, run_cli, tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-Zq81VhK3-never-print-me"
@@ -563,10 +563,9 @@ def served_llava(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
     exe = shutil.which("transformers")
     if exe is None:
         pytest.skip("the transformers CLI is not installed")
-    from mvleval.testing.tiny_vlm import build_tiny_vlm
 
     root = tmp_path_factory.mktemp("serve")
-    model_dir = build_tiny_vlm("llava", root / "llava")
+    model_dir = tiny_model("vlm", "llava")  # built once per test session (tests/helpers.py)
     (root / "hf-cache").mkdir()  # /v1/models lists the hub cache, and fails when there is none
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(root / "hf-cache")}
