@@ -19,6 +19,14 @@ import tempfile
 _SESSION_CACHE = tempfile.mkdtemp(prefix="mvleval-test-cache-")
 os.environ["MVLEVAL_CACHE_DIR"] = _SESSION_CACHE
 atexit.register(shutil.rmtree, _SESSION_CACHE, ignore_errors=True)
+# the Hugging Face hub cache of this test session only (each pytest-xdist worker is a session of its own): no test sees
+# the models a developer downloaded (a hub id "in the local cache" is then never one by accident), and two workers
+# never write one cache folder at once
+_SESSION_HF_HOME = tempfile.mkdtemp(prefix="mvleval-test-hf-home-")
+os.environ["HF_HOME"] = _SESSION_HF_HOME
+for _name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE", "HF_DATASETS_CACHE"):
+    os.environ.pop(_name, None)
+atexit.register(shutil.rmtree, _SESSION_HF_HOME, ignore_errors=True)
 
 from pathlib import Path  # noqa: E402
 
@@ -44,6 +52,14 @@ def _fresh_response_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch:
     return folder
 
 
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Test files that hold a `slow` test first (in their own order), the rest as collected: pytest-xdist (`-n auto
+    --dist loadfile`, pyproject.toml) hands files to its workers in this order, so the long files start at once and
+    the workers finish together instead of one waiting for the other's last long file."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: the order within a file is kept
+
+
 def pytest_configure(config: pytest.Config) -> None:
     try:
         import torch
@@ -54,16 +70,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def tiny_mt5_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_mt5_dir() -> Path:
     """A tiny mBLIP-shaped checkpoint with an mT5 LLM (like mblip-mt0-xl), built once per test session."""
-    from mvleval.factory import build_tiny_checkpoint
+    from tests.helpers import tiny_model
 
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny_mt5"), "mt5", seed=0)
+    return tiny_model("mblip", "mt5", seed=0)
 
 
 @pytest.fixture(scope="session")
-def tiny_bloom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_bloom_dir() -> Path:
     """A tiny mBLIP-shaped checkpoint with a BLOOM LLM (like mblip-bloomz-7b), built once per test session."""
-    from mvleval.factory import build_tiny_checkpoint
+    from tests.helpers import tiny_model
 
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny_bloom"), "bloom", seed=0)
+    return tiny_model("mblip", "bloom", seed=0)

@@ -133,16 +133,139 @@ def perfect_copy(run: Path, base_dir: Path, name: str = "perfect.json") -> Path:
 
 
 def console_script(
-    *args: object, cwd: Path | None = None, timeout: float = 600, drop_env: tuple[str, ...] = ()
+    *args: object,
+    cwd: Path | None = None,
+    timeout: float = 600,
+    drop_env: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the installed ``mvleval`` console script as a user would (one OpenMP thread, a 200-column terminal), the
-    environment variables in `drop_env` unset."""
+    environment variables in `drop_env` unset, then those in `env` set."""
     exe = shutil.which("mvleval")
     assert exe, "the mvleval console script is not installed (pip install -e .)"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    child_env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     for name in drop_env:
-        env.pop(name, None)
-    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd)
+        child_env.pop(name, None)
+    child_env.update(env or {})
+    return subprocess.run(
+        [exe, *map(str, args)], capture_output=True, text=True, env=child_env, timeout=timeout, cwd=cwd
+    )
+
+
+# Python's default warning filters in a fresh interpreter (no -W, no PYTHONWARNINGS), in their order
+_FRESH_WARNING_FILTERS: tuple[tuple[str, type[Warning], str], ...] = (
+    ("default", DeprecationWarning, "__main__"),
+    ("ignore", DeprecationWarning, ""),
+    ("ignore", PendingDeprecationWarning, ""),
+    ("ignore", ImportWarning, ""),
+    ("ignore", ResourceWarning, ""),
+)
+
+
+def run_cli(
+    *args: object,
+    cwd: Path | None = None,
+    timeout: float | None = None,
+    drop_env: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``mvleval ARGS`` in this process, answered as `console_script` answers it: the console script's own entry point
+    (`mvleval.cli.main`) with the same argv, the same environment (one OpenMP thread, a 200-column terminal, `drop_env`
+    unset, then `env` set), `cwd` as the working directory, program name ``mvleval``, stdout and stderr pipes that
+    are no terminal (captured in Python and on file descriptors 1 and 2, so a child process's or a C library's output
+    is caught too), a fresh interpreter's warning filters (a warning is printed on stderr, once per place, not recorded
+    by pytest), and the exit code `sys.exit` gives. The text is decoded as `subprocess.run(text=True)` decodes it
+    (UTF-8, universal newlines). Everything it changed (environment, working directory, warning filters, logging,
+    `sys.argv`, `__main__`) is restored afterwards; a bug in mvleval raises here with its traceback (the process would
+    print it and exit 1). `timeout` is accepted for the console script's signature and unused in-process.
+    ``MVLEVAL_TEST_CLI=subprocess`` sends every call to the installed script instead (`console_script`): the same
+    tests then check the real process, and bench/bench_suite.py measures what the in-process route saves.
+
+    What stays with the installed console script (`console_script`): signals and Ctrl-C, what a fresh process imports
+    (lazy imports, a model or detector loaded once per process), library logging configured at import time, and one
+    test per command and exit path."""
+    if os.environ.get("MVLEVAL_TEST_CLI") == "subprocess":  # every run_cli test through the installed script
+        return console_script(*args, cwd=cwd, timeout=timeout or 600, drop_env=drop_env, env=env)
+    import io
+    import logging
+    import sys
+    import tempfile
+    import types
+    import warnings
+
+    from mvleval.cli import main
+
+    argv = [str(a) for a in args]
+    new_env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    for name in drop_env:
+        new_env.pop(name, None)
+    new_env.update(env or {})
+    saved_env = dict(os.environ)
+    saved_cwd = os.getcwd()
+    saved_argv, saved_main = sys.argv, sys.modules["__main__"]
+    saved_streams = sys.stdout, sys.stderr
+    root = logging.getLogger()
+    saved_logging = (
+        root.handlers[:],
+        root.level,
+        {name: logging.getLogger(name).level for name in ("mvleval", "bitsandbytes")},
+    )
+    out_buf, err_buf = io.BytesIO(), io.BytesIO()
+    out = io.TextIOWrapper(out_buf, encoding="utf-8", write_through=True)
+    err = io.TextIOWrapper(err_buf, encoding="utf-8", write_through=True)
+    code: int = 0
+    with tempfile.TemporaryFile() as fd_out, tempfile.TemporaryFile() as fd_err, warnings.catch_warnings():
+        warnings.resetwarnings()
+        for action, category, module in _FRESH_WARNING_FILTERS:
+            warnings.filterwarnings(action, category=category, module=module, append=True)  # type: ignore[arg-type]
+        # pytest records warnings instead of printing them; a process prints them on its stderr
+        warnings._showwarnmsg_impl = lambda msg: sys.stderr.write(warnings._formatwarnmsg(msg))  # type: ignore[attr-defined]
+        for stream in saved_streams:
+            stream.flush()
+        saved_fds = os.dup(1), os.dup(2)
+        try:
+            os.dup2(fd_out.fileno(), 1)
+            os.dup2(fd_err.fileno(), 2)
+            os.environ.clear()
+            os.environ.update(new_env)
+            if cwd is not None:
+                os.chdir(cwd)
+            sys.argv = [shutil.which("mvleval") or "mvleval", *argv]
+            sys.modules["__main__"] = types.ModuleType("__main__")  # a script's __main__: click says "mvleval"
+            sys.stdout, sys.stderr = out, err
+            try:
+                main(argv)
+            except SystemExit as exc:
+                if exc.code is None or isinstance(exc.code, int):
+                    code = int(exc.code or 0)
+                else:  # sys.exit("message"): printed on stderr, exit 1
+                    err.write(f"{exc.code}\n")
+                    code = 1
+        finally:
+            sys.stdout, sys.stderr = saved_streams
+            sys.argv, sys.modules["__main__"] = saved_argv, saved_main
+            os.chdir(saved_cwd)
+            os.environ.clear()
+            os.environ.update(saved_env)
+            os.dup2(saved_fds[0], 1)
+            os.dup2(saved_fds[1], 2)
+            for fd in saved_fds:
+                os.close(fd)
+            root.handlers[:] = saved_logging[0]
+            root.setLevel(saved_logging[1])
+            for name, level in saved_logging[2].items():
+                logging.getLogger(name).setLevel(level)
+        out.flush()
+        err.flush()
+        fd_out.seek(0)
+        fd_err.seek(0)
+        stdout = out_buf.getvalue() + fd_out.read()
+        stderr = err_buf.getvalue() + fd_err.read()
+
+    def text(data: bytes) -> str:  # subprocess.run(text=True): locale encoding (UTF-8 here), universal newlines
+        return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+
+    return subprocess.CompletedProcess(["mvleval", *argv], code, text(stdout), text(stderr))
 
 
 def assert_user_error(result: subprocess.CompletedProcess[str], *needles: str) -> str:
@@ -182,3 +305,34 @@ def sample_rows(record_path: Path) -> list[dict[str, Any]]:
 def run_records(out: Path) -> list[Path]:
     """The run records in an output folder (``*.json`` but the manifests)."""
     return [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")]
+
+
+_TINY_MODELS: dict[tuple[str, str, tuple[tuple[str, object], ...]], Path] = {}
+_TINY_ROOT: list[Path] = []
+
+
+def tiny_model(builder: str, name: str, /, **options: object) -> Path:
+    """A tiny checkpoint built once per test session (each pytest-xdist worker is one) and shared by every test and
+    module that asks for the same builder inputs: `builder` "vlm" (`build_tiny_vlm(name, ...)`, `name` a family) or
+    "mblip" (`build_tiny_checkpoint(..., name, ...)`, `name` "mt5" or "bloom"), `options` the builder's keywords.
+    Shared: never write into it; `shutil.copytree` it first to change a file."""
+    import atexit
+    import tempfile
+
+    key = (builder, name, tuple(sorted(options.items())))
+    if key not in _TINY_MODELS:
+        if not _TINY_ROOT:
+            _TINY_ROOT.append(Path(tempfile.mkdtemp(prefix="mvleval-tiny-models-")))
+            atexit.register(shutil.rmtree, _TINY_ROOT[0], ignore_errors=True)
+        folder = _TINY_ROOT[0] / f"tiny_{name}{len(_TINY_MODELS)}"  # as tmp_path_factory.mktemp("tiny_mt5") named it
+        if builder == "vlm":
+            from mvleval.testing.tiny_vlm import build_tiny_vlm
+
+            _TINY_MODELS[key] = build_tiny_vlm(name, folder, **options)  # type: ignore[arg-type]
+        elif builder == "mblip":
+            from mvleval.factory import build_tiny_checkpoint
+
+            _TINY_MODELS[key] = build_tiny_checkpoint(folder, name, **options)  # type: ignore[arg-type]
+        else:
+            raise ValueError(f"unknown builder {builder!r}: 'vlm' or 'mblip'")
+    return _TINY_MODELS[key]

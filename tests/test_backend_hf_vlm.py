@@ -13,7 +13,8 @@ from mvleval.backends import BackendOptions, GenerationRequest
 from mvleval.backends.hf_vlm import HfVlmBackend, side_by_side
 from mvleval.errors import MvlevalError
 from mvleval.task import GenerationSettings
-from mvleval.testing.tiny_vlm import FAMILIES, build_tiny_vlm, load_processor, multi_image, needs_torchvision
+from mvleval.testing.tiny_vlm import FAMILIES, load_processor, multi_image, needs_torchvision
+from tests.helpers import tiny_model
 
 GREEDY = GenerationSettings(num_beams=1, max_new_tokens=6, min_new_tokens=1)
 BEAMS = GenerationSettings(num_beams=3, max_new_tokens=6, min_new_tokens=1, length_penalty=-1.0)
@@ -44,13 +45,9 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return paths
 
 
-_BUILT: dict[str, Path] = {}
-
-
 def _checkpoint(family: str, root: Path) -> Path:
-    if family not in _BUILT:
-        _BUILT[family] = build_tiny_vlm(family, root / family)
-    return _BUILT[family]
+    # built once per test session, shared with the other modules that ask for the same family (tests/helpers.py)
+    return tiny_model("vlm", family)
 
 
 @pytest.fixture(scope="module")

@@ -291,6 +291,7 @@ def test_the_cache_goes_under_the_name_the_model_takes(backends: dict, kind: str
     assert _cache_kwarg(lm) in forward
 
 
+@pytest.mark.slow
 def test_a_beam_search_run_prints_no_library_warning(tiny_mt5_dir: Path, tmp_path: Path) -> None:
     """Through the console script, as a user runs it: mBLIP's beam search with an mT5 language model (the shared-prefix
     path) prints no library warning, on the pinned and on the newest transformers."""

@@ -11,13 +11,13 @@ import pytest
 from typer.testing import CliRunner
 
 from mvleval.cli import app
-from tests.helpers import assert_user_error
+from tests.helpers import assert_user_error, run_cli
 
 
 def _mvleval(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mvleval", *args], capture_output=True, text=True, cwd=cwd, timeout=300
-    )
+    # in-process, answered as the console script answers (tests/test_cli_inprocess.py); the `python -m mvleval` and
+    # console-script tests below start the real process
+    return run_cli(*args, cwd=cwd)
 
 
 def test_help_does_not_import_torch() -> None:

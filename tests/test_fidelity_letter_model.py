@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import shutil
-import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
@@ -29,7 +26,7 @@ from mvleval.metrics.letter_model import MIN_TEXTS, LetterModel
 from mvleval.record import read_record, read_samples
 from mvleval.task import load_task
 from mvleval.testing.gibberish import SCRIPTS, gibberish
-from tests.helpers import ChatHandler, placeholder_images, read_jsonl, run_records
+from tests.helpers import ChatHandler, placeholder_images, read_jsonl, run_cli, run_records
 
 REPO = Path(__file__).resolve().parents[1]
 HAN_LETTERS = SCRIPTS["Han"][1]
@@ -179,40 +176,30 @@ def test_run_on_a_served_model_does_not_credit_random_han_letters(
     images = tmp_path / "images"
     examples = load_task("xflickrco").examples(shared_data, images, "zh", "test")[:limit]
     placeholder_images(sorted({p for e in examples for p in e.images}), size=16)
-    exe = shutil.which("mvleval")
-    assert exe, "the mvleval console script is not installed (pip install -e '.[dev]')"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200", "OPENAI_API_KEY": "sk-local"}
     out = tmp_path / "runs"
-    proc = subprocess.run(
-        [
-            exe,
-            "run",
-            "--task",
-            "xflickrco",
-            "--lang",
-            "zh",
-            "--split",
-            "test",
-            "--limit",
-            str(limit),
-            "--model",
-            f"openai:{MODEL}",
-            "--base-url",
-            half_nonsense.url,
-            "--data-root",
-            str(shared_data),
-            "--image-root",
-            str(images),
-            "--out",
-            str(out),
-            "--concurrency",
-            "8",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=False,
+    proc = run_cli(  # in-process, as the console script answers (tests/test_cli_inprocess.py)
+        "run",
+        "--task",
+        "xflickrco",
+        "--lang",
+        "zh",
+        "--split",
+        "test",
+        "--limit",
+        str(limit),
+        "--model",
+        f"openai:{MODEL}",
+        "--base-url",
+        half_nonsense.url,
+        "--data-root",
+        str(shared_data),
+        "--image-root",
+        str(images),
+        "--out",
+        str(out),
+        "--concurrency",
+        "8",
+        env={"OPENAI_API_KEY": "sk-local"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [record_path] = run_records(out)

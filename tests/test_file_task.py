@@ -5,7 +5,6 @@ protocol hash; records that `score`, the leaderboard and the gate read again fro
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -16,8 +15,7 @@ import pytest
 from mvleval.errors import MvlevalError
 from mvleval.filetask import load_file_task
 from mvleval.record import read_record, read_samples
-
-MVLEVAL = shutil.which("mvleval")
+from tests.helpers import run_cli
 
 # -- a benchmark written as a user would, from the docs only -----------------------------------------------------------
 CAPTION_HEADER = """\
@@ -123,10 +121,8 @@ def write_benchmark(folder: Path, header: str, rows: list[dict[str, object]]) ->
 
 
 def cli(*args: object, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    assert MVLEVAL, "the mvleval console script is not installed (pip install -e .)"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    env.pop("GITHUB_STEP_SUMMARY", None)
-    return subprocess.run([MVLEVAL, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+    # in-process, answered as the console script answers (tests/test_cli_inprocess.py)
+    return run_cli(*args, cwd=cwd, drop_env=("GITHUB_STEP_SUMMARY",))
 
 
 def record_path(proc: subprocess.CompletedProcess[str]) -> Path:
@@ -301,6 +297,7 @@ def user_benchmarks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_user_benchmarks_run_score_and_gate(user_benchmarks: Path, tiny_mt5_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     # relative paths as a user types them; one model load for the three benchmarks

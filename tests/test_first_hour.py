@@ -1,6 +1,8 @@
-"""What a new user hit in the first hour (issue 16), each re-tried through the console script: finished records are never
-replaced silently, a merged adapter is not applied twice, empty languages and bad flags are errors before anything is
-written, written files follow the umask, a failed run leaves nothing behind, and the user is told what is happening."""
+"""What a new user hit in the first hour (issue 16), each re-tried as the console script answers it (in-process through
+`tests.helpers.run_cli`, which tests/test_cli_inprocess.py holds to the installed script; every command's help through
+the installed script itself): finished records are never replaced silently, a merged adapter is not applied twice,
+empty languages and bad flags are errors before anything is written, written files follow the umask, a failed run
+leaves nothing behind, and the user is told what is happening."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import assert_user_error, console_script, run_records
+from tests.helpers import assert_user_error, console_script, run_cli, run_records
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def _run(model: Path, demo: tuple[Path, Path], out: Path, *extra: object) -> subprocess.CompletedProcess[str]:
     data_root, image_root = demo
-    return console_script(
+    return run_cli(
         "run",
         "--task",
         "xgqa",
@@ -111,7 +113,7 @@ def test_generation_flags_are_checked_before_anything_is_loaded(
 ) -> None:
     data_root, image_root = demo
     out = tmp_path / "runs"
-    r = console_script(
+    r = run_cli(
         "run",
         "--task",
         "xgqa",
@@ -162,7 +164,7 @@ def test_a_run_that_fails_before_generating_leaves_nothing(
     good = first.read_bytes()
     first.write_text("not a jpeg")
     out = tmp_path / "runs"
-    r = console_script(
+    r = run_cli(
         "run",
         "--task",
         "xgqa",
@@ -184,7 +186,7 @@ def test_a_run_that_fails_before_generating_leaves_nothing(
     assert_user_error(r, str(first))
     assert not list(out.glob("*")), "no manifest or partial file after a run that generated nothing"
     first.write_bytes(good)  # the user fixes the image and runs the same command again
-    r = console_script(
+    r = run_cli(
         "run",
         "--task",
         "xgqa",
@@ -225,14 +227,12 @@ def test_data_check_finds_an_image_pillow_cannot_open(demo: tuple[Path, Path], t
     shutil.copytree(image_root, images)
     bad = next((images / "gqa").glob("*.jpg"))
     bad.write_text("a text file named .jpg")
-    r = console_script(
-        "data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en"
-    )
+    r = run_cli("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en")
     assert r.returncode == 1 and "unreadable" in r.stdout and bad.name in r.stdout
-    r = console_script("data", "check", "--task", "xgqa", "--data-root", tmp_path / "nope", "--lang", "en")
+    r = run_cli("data", "check", "--task", "xgqa", "--data-root", tmp_path / "nope", "--lang", "en")
     assert_user_error(r, "data root not found")
     # a missing image root is named as such (the annotations are still checked: images may come later)
-    r = console_script(
+    r = run_cli(
         "data",
         "check",
         "--task",
@@ -260,19 +260,17 @@ def test_helpful_errors_for_what_users_type(
     args: tuple[str, ...], needles: tuple[str, ...], demo: tuple[Path, Path], tmp_path: Path
 ) -> None:
     data_root, image_root = demo
-    r = console_script(
-        "run", "--task", "xgqa", "--model", tmp_path, "--data-root", data_root, "--out", tmp_path / "o", *args
-    )
+    r = run_cli("run", "--task", "xgqa", "--model", tmp_path, "--data-root", data_root, "--out", tmp_path / "o", *args)
     assert_user_error(r, *needles)
 
 
 def test_task_case_data_root_level_and_adapter_as_model(demo: tuple[Path, Path], tmp_path: Path) -> None:
     data_root, _ = demo
     assert_user_error(
-        console_script("run", "--task", "XGQA", "--model", "m", "--data-root", data_root), "Did you mean 'xgqa'?"
+        run_cli("run", "--task", "XGQA", "--model", "m", "--data-root", data_root), "Did you mean 'xgqa'?"
     )
     assert_user_error(
-        console_script("run", "--task", "xgqa", "--model", "m", "--data-root", data_root.parent, "--lang", "en"),
+        run_cli("run", "--task", "xgqa", "--model", "m", "--data-root", data_root.parent, "--lang", "en"),
         "one level too shallow",
         f"--data-root {data_root}",
     )
@@ -282,7 +280,7 @@ def test_task_case_data_root_level_and_adapter_as_model(demo: tuple[Path, Path],
         json.dumps({"peft_type": "LORA", "base_model_name_or_path": "base-ckpt"})
     )
     assert_user_error(
-        console_script(
+        run_cli(
             "run",
             "--task",
             "xgqa",
@@ -303,7 +301,7 @@ def test_task_case_data_root_level_and_adapter_as_model(demo: tuple[Path, Path],
     (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": None}))
     (adapter / "train_config.json").write_text(json.dumps({"base_model": "/models/mblip-base"}))
     assert_user_error(
-        console_script(
+        run_cli(
             "run",
             "--task",
             "xgqa",
@@ -338,26 +336,20 @@ def test_a_dataset_folder_linked_into_the_image_root_is_accepted(demo: tuple[Pat
     images = tmp_path / "images"
     images.mkdir()
     (images / "gqa").symlink_to(elsewhere, target_is_directory=True)
-    r = console_script(
-        "data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en"
-    )
+    r = run_cli("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en")
     assert r.returncode == 0, r.stdout + r.stderr
     kept_elsewhere = tmp_path / "kept-elsewhere.jpg"
     victim = sorted(elsewhere.glob("*.jpg"))[0]
     shutil.copy(victim, kept_elsewhere)
     victim.unlink()
     victim.symlink_to(kept_elsewhere)  # a link inside the dataset, leading out of it, to an image
-    r = console_script(
-        "data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en"
-    )
+    r = run_cli("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en")
     assert r.returncode == 0, r.stdout + r.stderr
     secret = tmp_path / "secret.txt"
     secret.write_text("password=hunter2\n", encoding="utf-8")
     victim.unlink()
     victim.symlink_to(secret)  # a link to a private text file
-    r = console_script(
-        "data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en"
-    )
+    r = run_cli("data", "check", "--task", "xgqa", "--data-root", data_root, "--image-root", images, "--lang", "en")
     text = " ".join(r.stdout.split())
     assert r.returncode == 1 and f"{victim.name}: not an image Pillow can read" in text and "hunter2" not in text, text
 
@@ -368,7 +360,7 @@ def test_train_and_export_refuse_an_unwritable_out_before_working(tiny_mt5_dir: 
     data_root, image_root = build_demo_data(tmp_path / "d", n_train=4, n_test=1)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    r = console_script(
+    r = run_cli(
         "train",
         "--model",
         tiny_mt5_dir,
@@ -387,7 +379,7 @@ def test_train_and_export_refuse_an_unwritable_out_before_working(tiny_mt5_dir: 
     )
     assert_user_error(r, "not writable", str(blocker / "ft"), "--out")
     train_dir = tmp_path / "ft"
-    r = console_script(
+    r = run_cli(
         "train",
         "--model",
         tiny_mt5_dir,
@@ -405,7 +397,7 @@ def test_train_and_export_refuse_an_unwritable_out_before_working(tiny_mt5_dir: 
         "1",
     )
     assert r.returncode == 0, r.stderr
-    r = console_script("export", train_dir, "--out", blocker / "export", "--bits", "32")
+    r = run_cli("export", train_dir, "--out", blocker / "export", "--bits", "32")
     assert_user_error(r, "not writable", str(blocker / "export"))
     weights = train_dir / "adapter_model.safetensors"
     assert stat.S_IMODE(weights.stat().st_mode) == stat.S_IMODE(0o666 & ~_umask()), oct(weights.stat().st_mode)
@@ -479,12 +471,12 @@ def test_leaderboard_rows_follow_the_weights_not_the_typed_path(demo: tuple[Path
         "3",
     )
     for name in ("a", "b"):
-        proc = console_script("run", "--model", "ckpt", *flags, "--out", tmp_path / "runs", cwd=tmp_path / name)
+        proc = run_cli("run", "--model", "ckpt", *flags, "--out", tmp_path / "runs", cwd=tmp_path / name)
         assert proc.returncode == 0, proc.stderr
 
     def rows(*folders: Path) -> list[list[str]]:
         out = tmp_path / "board"
-        proc = console_script("leaderboard", *folders, "--out", out)
+        proc = run_cli("leaderboard", *folders, "--out", out)
         assert proc.returncode == 0, proc.stderr
         import csv
 
@@ -495,7 +487,7 @@ def test_leaderboard_rows_follow_the_weights_not_the_typed_path(demo: tuple[Path
     assert len(two) == 2 and len({label for label, _ in two}) == 2, two
     assert all("weights " in label for label, _ in two), two  # typed alike: the labels name the weights
 
-    proc = console_script("run", "--model", "a/ckpt", *flags, "--out", tmp_path / "runs2", cwd=tmp_path)
+    proc = run_cli("run", "--model", "a/ckpt", *flags, "--out", tmp_path / "runs2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     merged = rows(tmp_path / "runs", tmp_path / "runs2")
     assert len(merged) == 2, merged  # a's two records are one row (the newer wins), b's is the other
@@ -528,10 +520,10 @@ def test_train_says_what_loads_and_where_it_resumed(tiny_mt5_dir: Path, tmp_path
         "--set",
         "save_every=2",
     )
-    first = console_script(*flags)
+    first = run_cli(*flags)
     assert first.returncode == 0, first.stderr
     assert f"loading {tiny_mt5_dir}" in first.stderr, first.stderr
-    again = console_script(*flags, "--resume")
+    again = run_cli(*flags, "--resume")
     assert again.returncode == 0, again.stderr
     text = " ".join(again.stderr.split())
     assert "resumed from" in text and "step-4" in text and "(step 4 of 4)" in text, text
@@ -550,12 +542,12 @@ def test_score_says_it_rewrote_the_record_and_what_changed(
         row["prediction"] = row["references"][0]
     samples.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     before = json.loads(record.read_text())["scores"]["exact_match"]["mean"]
-    r = console_script("score", record)
+    r = run_cli("score", record)
     assert r.returncode == 0, r.stderr
     text = " ".join(r.stdout.split())
     assert f"Rewrote the run record {record} and its per-sample file {samples} in place" in text
     assert f"exact_match: mean {before * 100:.1f} -> 100.0; en {before * 100:.1f} -> 100.0" in text, text
-    again = console_script("score", record)
+    again = run_cli("score", record)
     assert again.returncode == 0 and "Scores unchanged." in again.stdout and "Rewrote the run record" in again.stdout
 
 
@@ -565,7 +557,7 @@ def test_overwrite_removes_the_replaced_runs_report(
     out = tmp_path / "runs"
     assert _run(tiny_mt5_dir, demo, out).returncode == 0
     [record] = run_records(out)
-    assert console_script("report", record).returncode == 0
+    assert run_cli("report", record).returncode == 0
     page = record.with_suffix(".html")
     assert page.is_file()
     r = _run(tiny_mt5_dir, demo, out, "--overwrite")

@@ -11,13 +11,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from mvleval.errors import MvlevalError
-from tests.helpers import assert_user_error, invoke, run_records
+from tests.helpers import assert_user_error, invoke, run_cli, run_records
 
 
 @pytest.fixture()
@@ -28,10 +27,8 @@ def demo(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _cli(*args: object) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "250"}
-    return subprocess.run(
-        [sys.executable, "-m", "mvleval", *map(str, args)], capture_output=True, text=True, env=env, timeout=300
-    )
+    # in-process, answered as the console script answers (tests/test_cli_inprocess.py)
+    return run_cli(*args, env={"COLUMNS": "250"})
 
 
 def _run(model: Path, demo: tuple[Path, Path], out: Path, *extra: object) -> subprocess.CompletedProcess[str]:

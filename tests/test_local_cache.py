@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from tests.helpers import cli
+from tests.helpers import cli, tiny_model
 
 XGQA = ["--task", "xgqa", "--split", "test", "--lang", "de", "--lang", "zh", "--limit", "4"]  # 8 examples
 GENERATE = ["--num-beams", "1", "--max-new-tokens", "3"]
@@ -30,9 +30,7 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mvleval.testing.tiny_vlm import build_tiny_vlm
-
-    return build_tiny_vlm("llava", tmp_path_factory.mktemp("models") / "llava")
+    return tiny_model("vlm", "llava")  # built once per test session (tests/helpers.py); copied before a change
 
 
 def run(capsys: Any, data: tuple[Path, Path], model: Path, out: Path, *extra: object) -> tuple[int, str, str]:

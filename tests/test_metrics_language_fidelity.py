@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import subprocess
 from collections import Counter
 from functools import cache
 from pathlib import Path
@@ -32,7 +29,7 @@ from mvleval.metrics.language_fidelity import (
     script_verdict,
 )
 from mvleval.testing.gibberish import HANDWRITTEN, gibberish
-from tests.helpers import placeholder_images
+from tests.helpers import placeholder_images, run_cli
 
 from .test_metrics_ptb import real_corpora
 
@@ -393,8 +390,6 @@ def test_score_warns_when_references_are_not_in_the_language(
 
 def test_data_check_warns_about_references_not_in_their_language(tmp_path: Path) -> None:
     """`mvleval data check` on an XM3600 root whose 'bn' captions are English: a warning for bn only, exit 0."""
-    mvleval = shutil.which("mvleval")
-    assert mvleval, "the mvleval console script is not installed (pip install -e .)"
     data, images = tmp_path / "data", tmp_path / "images"
     (data / "xm3600").mkdir(parents=True)
     (images / "xm3600").mkdir(parents=True)
@@ -421,30 +416,21 @@ def test_data_check_warns_about_references_not_in_their_language(tmp_path: Path)
             }
         )
     (data / "xm3600" / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    proc = subprocess.run(
-        [
-            mvleval,
-            "data",
-            "check",
-            "--task",
-            "xm3600",
-            "--data-root",
-            str(data),
-            "--image-root",
-            str(images),
-            "-l",
-            "en",
-            "-l",
-            "bn",
-            "-l",
-            "de",
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
+    proc = run_cli(  # in-process, as the console script answers (tests/test_cli_inprocess.py)
+        "data",
+        "check",
+        "--task",
+        "xm3600",
+        "--data-root",
+        str(data),
+        "--image-root",
+        str(images),
+        "-l",
+        "en",
+        "-l",
+        "bn",
+        "-l",
+        "de",
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out

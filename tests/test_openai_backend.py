@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ChatHandler
+from tests.helpers import ChatHandler, run_cli, tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-Zq81VhK3-never-print-me"
@@ -185,19 +185,10 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def mvleval(
     *args: str, env_extra: dict[str, str] | None = None, timeout: float = 180
 ) -> subprocess.CompletedProcess[str]:
-    """The installed console script in a subprocess, importing this checkout (PYTHONPATH), with the secret key set."""
-    exe = shutil.which("mvleval")
-    assert exe, "the mvleval console script is not installed (pip install -e '.[dev]')"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        "OPENAI_API_KEY": SECRET,
-        "OMP_NUM_THREADS": "1",
-        "COLUMNS": "200",
-    }
-    env.pop("OPENAI_BASE_URL", None)
-    env.update(env_extra or {})
-    return subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    """`mvleval ARGS` with the secret key set, answered as the console script answers (in-process, `run_cli`;
+    tests/test_cli_inprocess.py holds it to the installed script, tests/test_core_install.py runs a served model
+    through the installed script itself)."""
+    return run_cli(*args, env={"OPENAI_API_KEY": SECRET, **(env_extra or {})}, drop_env=("OPENAI_BASE_URL",))
 
 
 def run_served(
@@ -572,10 +563,9 @@ def served_llava(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
     exe = shutil.which("transformers")
     if exe is None:
         pytest.skip("the transformers CLI is not installed")
-    from mvleval.testing.tiny_vlm import build_tiny_vlm
 
     root = tmp_path_factory.mktemp("serve")
-    model_dir = build_tiny_vlm("llava", root / "llava")
+    model_dir = tiny_model("vlm", "llava")  # built once per test session (tests/helpers.py)
     (root / "hf-cache").mkdir()  # /v1/models lists the hub cache, and fails when there is none
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(root / "hf-cache")}

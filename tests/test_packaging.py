@@ -108,3 +108,20 @@ def test_ci_checks_lint_layout_and_types_before_the_demo() -> None:
     assert config["tool"]["ruff"]["line-length"] == 120
     pins = (REPO / ".ci" / "constraints.txt").read_text(encoding="utf-8").split()
     assert any(p.startswith("ruff==") for p in pins) and any(p.startswith("mypy==") for p in pins)
+
+
+def test_every_ci_pytest_can_read_the_suites_options() -> None:
+    """Issue 26, item 3: pyproject's addopts run the suite on every core (`-n auto`, pytest-xdist) and print the ten
+    slowest tests, and deselect nothing (the `slow` tests run in every plain `python -m pytest -q`, CI's included).
+    Every place that installs pytest for CI installs pytest-xdist with it, or that pytest stops at its own options:
+    the dev extra and the constraints for .ci/run and .ci/newest, and .ci/core's fresh virtual environment."""
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    addopts = config["tool"]["pytest"]["ini_options"]["addopts"].split()
+    assert "--durations=10" in addopts and "-m" not in addopts, addopts
+    assert addopts[addopts.index("-n") + 1] == "auto", addopts
+    assert any(r.startswith("pytest-xdist") for r in config["project"]["optional-dependencies"]["dev"])
+    assert any(p.startswith("pytest-xdist==") for p in (REPO / ".ci" / "constraints.txt").read_text().split())
+    core = (REPO / ".ci" / "core").read_text(encoding="utf-8").splitlines()
+    installs = [line for line in core if "pip install" in line and " pytest" in line]
+    assert installs and all("pytest-xdist" in line for line in installs), installs

@@ -6,7 +6,6 @@ through the installed console script; thinking removal, the chat clean-up and th
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 
 from mvleval.metrics.answer import chat_clean, strip_thinking, template_thinking_tags
-from tests.helpers import ChatHandler
+from tests.helpers import ChatHandler, run_cli, tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,17 +108,8 @@ def write_bench(folder: Path) -> Path:
 
 
 def mvleval(*args: object) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("mvleval")
-    assert exe, "the mvleval console script is not installed (pip install -e '.[dev]')"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        "OPENAI_API_KEY": "none",
-        "OMP_NUM_THREADS": "1",
-        "COLUMNS": "200",
-    }
-    env.pop("GITHUB_STEP_SUMMARY", None)
-    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=env, timeout=300, check=False)
+    # in-process, answered as the console script answers (tests/test_cli_inprocess.py)
+    return run_cli(*args, env={"OPENAI_API_KEY": "none"}, drop_env=("GITHUB_STEP_SUMMARY",))
 
 
 def test_a_served_chat_and_reasoning_model_is_scored_on_its_answers(server: str, tmp_path: Path) -> None:
@@ -270,9 +260,8 @@ def test_a_local_model_s_chat_template_thinking_tags_are_stripped(tmp_path: Path
     thinking + answer, as a random tiny model cannot think) scores only what follows the thinking."""
     from mvleval.demo import build_demo_data
     from mvleval.record import read_record, read_samples
-    from mvleval.testing.tiny_vlm import build_tiny_vlm
 
-    model = build_tiny_vlm("llava", tmp_path / "llava")
+    model = Path(shutil.copytree(tiny_model("vlm", "llava"), tmp_path / "llava"))  # built once per session
     template = model / "chat_template.jinja"
     template.write_text(
         template.read_text(encoding="utf-8") + "{% if false %}◁think▷ ◁/think▷{% endif %}", encoding="utf-8"
@@ -332,9 +321,8 @@ def test_thinking_tags_registered_as_special_tokens_survive_decoding(tmp_path: P
     from transformers import AutoTokenizer
 
     from mvleval.backends.hf_vlm import decode_keeping_thinking_tags
-    from mvleval.testing.tiny_vlm import build_tiny_vlm
 
-    tokenizer = AutoTokenizer.from_pretrained(build_tiny_vlm("llava", tmp_path / "llava"))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model("vlm", "llava"))
     tokenizer.add_tokens(["<think>", "</think>"], special_tokens=True)
     template = "{% if thinking %}<think>\n</think>{% endif %}{{ messages }}"
 

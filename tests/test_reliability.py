@@ -158,6 +158,14 @@ def test_score_recomputes_from_the_samples_file(
     assert after.provenance == before.provenance
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @pytest.mark.slow
 def test_two_process_data_parallel_run_equals_single_process(
     tmp_path: Path, tiny_bloom_dir: Path, demo_data: tuple[Path, Path]
@@ -172,7 +180,7 @@ def test_two_process_data_parallel_run_equals_single_process(
         "--nproc-per-node",
         "2",
         "--master-port",
-        "29517",
+        str(_free_port()),  # not a fixed one: another pytest-xdist worker or session may run at the same time
         "-m",
         "mvleval",
         *_run_args(tiny_bloom_dir, demo_data, multi, "--limit", "10", "--batch-size", "4"),

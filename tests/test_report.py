@@ -22,11 +22,10 @@ from typing import Any
 import pytest
 
 from mvleval.testing import browser
-from tests.helpers import sample_rows
+from tests.helpers import run_cli, sample_rows
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("MVLEVAL_TEST_ARTIFACTS", REPO / "tests" / "artifacts"))
-MVLEVAL = shutil.which("mvleval")
 
 HOSTILE = [
     "<script>window.__pwned = 1</script>",
@@ -43,10 +42,8 @@ HOSTILE_ID = 'x"><script>window.__pwned = 4</script>'
 
 
 def _cli(*args: object, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    env.pop("GITHUB_STEP_SUMMARY", None)
-    assert MVLEVAL, "the mvleval console script is not installed (pip install -e .)"
-    return subprocess.run([MVLEVAL, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
+    # in-process, answered as the console script answers (tests/test_cli_inprocess.py)
+    return run_cli(*args, drop_env=("GITHUB_STEP_SUMMARY",))
 
 
 def _edited_copy(

@@ -12,13 +12,14 @@ import pytest
 pytest.importorskip("torch")
 
 from mvleval.task import task_names
-from tests.helpers import console_script
+from tests.helpers import run_cli
 
 DEMO_LANGS = ("en", "id", "zh")  # each demo task has data for the ones it knows of these
 
 
 def _mvleval(*args: object) -> subprocess.CompletedProcess[str]:
-    return console_script(*args, timeout=900)
+    # in-process, answered as the console script answers (tests/test_cli_inprocess.py)
+    return run_cli(*args)
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,13 @@ import pytest
 pytest.importorskip("torch")
 
 from mvleval.task import load_task
-from tests.helpers import console_script, placeholder_images
+from tests.helpers import console_script, placeholder_images, tiny_model
 
 
 @pytest.mark.slow
 def test_instructblip_batch_size_does_not_change_xgqa_predictions(shared_data: Path, tmp_path: Path) -> None:
-    from mvleval.testing.tiny_vlm import build_tiny_vlm
 
-    model = build_tiny_vlm("instructblip", tmp_path / "instructblip")
+    model = tiny_model("vlm", "instructblip")  # built once per test session (tests/helpers.py)
     # as published: both tokenizers save their padding side, and InstructBlipProcessor hands the language tokenizer's
     # (left, for generation) to the Q-Former tokenizer too; without the backend's fix the instruction is left-padded
     assert json.loads((model / "qformer_tokenizer" / "tokenizer_config.json").read_text())["padding_side"] == "right"
