@@ -182,3 +182,108 @@ def sample_rows(record_path: Path) -> list[dict[str, Any]]:
 def run_records(out: Path) -> list[Path]:
     """The run records in an output folder (``*.json`` but the manifests)."""
     return [p for p in out.glob("*.json") if not p.name.endswith(".manifest.json")]
+
+
+# -- hub datasets in their published parquet schemas (the new benchmarks' tests) --------------------------------------
+def image_png(seed: int, size: int = 32) -> bytes:
+    """The bytes of a small, distinct PNG (colour from `seed`), as a dataset's parquet ``Image`` struct embeds them."""
+    import io
+
+    from PIL import Image
+
+    h = hashlib.sha256(str(seed).encode()).digest()
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), (h[0], h[1], h[2])).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_parquet(path: Path, rows: list[dict[str, Any]], schema: Any) -> Path:
+    """Write `rows` to one parquet file with the given pyarrow schema (image columns as ``{bytes, path}`` structs)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    return path
+
+
+def hub_image_type() -> Any:
+    """The ``datasets`` Image feature as its parquet files store it."""
+    import pyarrow as pa
+
+    return pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+
+
+#: MTVQA rows (ByteDance/MTVQA's test schema; `qa_pairs` is a string, as published): texts made up in the style of the
+#: real rows, including an answer with a period, a multi-pair image and a Thai row.
+MTVQA_ROWS: list[dict[str, Any]] = [
+    {"id": 101, "lang": "DE", "qa_pairs": str([{"question": "Was kostet der Kaffee?", "answer": "2,50 €"},
+                                                  {"question": "Wie heißt das Café?", "answer": "Kaffeehaus"}])},
+    {"id": 102, "lang": "DE", "qa_pairs": str([{"question": "Welche Zahl steht auf dem Schild?", "answer": "3.5"}])},
+    {"id": 201, "lang": "TH", "qa_pairs": str([{"question": "ร้านนี้ชื่ออะไร", "answer": "ก๋วยเตี๋ยว"}])},
+    {"id": 301, "lang": "JA", "qa_pairs": str([{"question": "看板には何と書いてありますか？", "answer": "営業中"}])},
+]
+
+
+def write_mtvqa(data_root: Path, rows: list[dict[str, Any]] | None = None, shards: int = 2) -> Path:
+    """ByteDance/MTVQA's test split as published (``mtvqa/data/test-0000N-of-0000M.parquet``), rows spread over
+    `shards` files; each row's image a distinct PNG. Returns the data root."""
+    import pyarrow as pa
+
+    rows = [dict(r, image={"bytes": image_png(r["id"]), "path": f"{r['id']}.png"}) for r in (rows or MTVQA_ROWS)]
+    schema = pa.schema([("image", hub_image_type()), ("qa_pairs", pa.string()), ("lang", pa.string()), ("id", pa.int64())])
+    for k in range(shards):
+        part = rows[k::shards]
+        write_parquet(data_root / "mtvqa" / "data" / f"test-{k:05d}-of-{shards:05d}.parquet", part, schema)
+    return data_root
+
+
+#: CVQA rows (afaji/cvqa's schema): two pairs, a question whose options are in another script, a shared image.
+CVQA_ROWS: list[dict[str, Any]] = [
+    {"ID": "5919991144272485961_0", "Subset": "('Japanese', 'Japan')", "Question": "この料理の名前は何ですか？",
+     "Translated Question": "What is the name of this dish?", "Options": ["寿司", "天ぷら", "ラーメン", "うどん"],
+     "Translated Options": ["Sushi", "Tempura", "Ramen", "Udon"], "Label": 2, "Category": "Food", "img": 1},
+    {"ID": "5919991144272485961_1", "Subset": "('Japanese', 'Japan')", "Question": "この料理はどの地域の名物ですか？",
+     "Translated Question": "Which region is this dish a speciality of?", "Options": ["北海道", "沖縄", "九州", "四国"],
+     "Translated Options": ["Hokkaido", "Okinawa", "Kyushu", "Shikoku"], "Label": 0, "Category": "Food", "img": 1},
+    {"ID": "-1203948203948_0", "Subset": "('Spanish', 'Mexico')", "Question": "¿Qué se celebra en esta imagen?",
+     "Translated Question": "What is celebrated in this picture?",
+     "Options": ["Día de Muertos", "Navidad", "Carnaval", "Semana Santa"],
+     "Translated Options": ["Day of the Dead", "Christmas", "Carnival", "Holy Week"], "Label": 0,
+     "Category": "Traditions", "img": 2},
+    {"ID": "88812_0", "Subset": "('Amharic', 'Ethiopia')", "Question": "ይህ ምን ዓይነት ምግብ ነው?",
+     "Translated Question": "What kind of food is this?", "Options": ["እንጀራ", "ዶሮ ወጥ", "ክትፎ", "ሽሮ"],
+     "Translated Options": ["Injera", "Doro wat", "Kitfo", "Shiro"], "Label": 3, "Category": "Food", "img": 3},
+]
+
+
+def write_cvqa(data_root: Path, rows: list[dict[str, Any]] | None = None) -> Path:
+    """afaji/cvqa's test split as published (``cvqa/data/test-00000-of-00001.parquet``). Returns the data root."""
+    import pyarrow as pa
+
+    out = []
+    for r in rows or CVQA_ROWS:
+        row = {k: v for k, v in r.items() if k != "img"}
+        row.update(
+            image={"bytes": image_png(1000 + r.get("img", 0)), "path": None},
+            **{"Image Type": "Self", "Image Source": "", "License": "CC BY-SA 4.0"},
+        )
+        out.append(row)
+    schema = pa.schema(
+        [
+            ("image", hub_image_type()),
+            ("ID", pa.string()),
+            ("Subset", pa.string()),
+            ("Question", pa.string()),
+            ("Translated Question", pa.string()),
+            ("Options", pa.list_(pa.string())),
+            ("Translated Options", pa.list_(pa.string())),
+            ("Label", pa.int64()),
+            ("Category", pa.string()),
+            ("Image Type", pa.string()),
+            ("Image Source", pa.string()),
+            ("License", pa.string()),
+        ]
+    )
+    write_parquet(data_root / "cvqa" / "data" / "test-00000-of-00001.parquet", out, schema)
+    return data_root
