@@ -1288,7 +1288,7 @@ def tasks(
         table = Table(title="mvleval tasks" if not task else "benchmark files")
         # names a user copies (task, split and metric names: `gate --metric` takes them) are never cut or folded:
         # one per line, no wrap; the languages and the description wrap at spaces
-        for col in ("task", "version", "languages", "splits (default first)", "metrics", "description"):
+        for col in ("task", "version", "languages", "splits (default first)", "metrics", "description", "size, licence"):
             name_column = col in ("task", "splits (default first)", "metrics")
             table.add_column(col, no_wrap=name_column, min_width=None)
         for d in described:
@@ -1299,6 +1299,7 @@ def tasks(
                 "\n".join(d["splits"]),
                 "\n".join(d["metrics"]),
                 d["description"],
+                _size_licence(d),
             )
         console.print(table)
     else:
@@ -1316,6 +1317,7 @@ def tasks(
                 ("languages", f"{len(d['languages'])}: {' '.join(d['languages'])}"),
                 ("splits", ", ".join(d["splits"]) + " (the first is the default)"),
                 ("metrics", ", ".join(d["metrics"])),
+                ("data", _size_licence(d)),
             ):
                 console.print(escape(_wrap(f"  {label}: {value}", console.width, indent="    ")), soft_wrap=True)
     for t in loaded:
@@ -1342,6 +1344,11 @@ def tasks(
 
 #: the tasks table needs this many columns to show every task, split and metric name whole; narrower: a list
 TASKS_TABLE_MIN_WIDTH = 110
+
+
+def _size_licence(described: dict[str, Any]) -> str:
+    """A task's size and licence as `mvleval tasks` shows them ("" for a task that states neither)."""
+    return "; ".join(x for x in (described.get("size"), described.get("licence")) if x)
 
 
 def _wrap(text: str, width: int, indent: str = "") -> str:

@@ -119,6 +119,8 @@ class Task(ABC):
     source_url: ClassVar[str] = ""
     licence: ClassVar[str] = ""
     citation: ClassVar[str] = ""
+    #: how large the default split is, in words ("6,778 questions on 2,116 images"); shown by `mvleval tasks`
+    size: ClassVar[str | None] = None
 
     def __init__(self, prompt_style: str = "mblip") -> None:
         if prompt_style not in PROMPT_STYLES:
@@ -264,6 +266,8 @@ class Task(ABC):
             "generation": self.generation.to_dict(),
             "images_per_example": self.images_per_example,
             "source": self.location(),
+            "licence": self.licence,
+            "size": self.size,
         }
 
 
