@@ -59,7 +59,7 @@ class _Command(TyperCommand):
 app = typer.Typer(
     name="mvleval",
     help="Evaluate multilingual vision-LLMs (mBLIP, any Hugging Face vision-LLM, served models) on XM3600, xFlickrCo, xGQA, "
-    "MaRVL, XVNLI and MaXM, and on your own benchmarks.",
+    "MaRVL, XVNLI, MaXM, MTVQA and CVQA, and on your own benchmarks.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -1288,9 +1288,10 @@ def tasks(
         table = Table(title="mvleval tasks" if not task else "benchmark files")
         # names a user copies (task, split and metric names: `gate --metric` takes them) are never cut or folded:
         # one per line, no wrap; the languages and the description wrap at spaces
-        for col in ("task", "version", "languages", "splits (default first)", "metrics", "description", "size, licence"):
+        for col in ("task", "version", "languages", "splits (default first)", "metrics", "description"):
             name_column = col in ("task", "splits (default first)", "metrics")
-            table.add_column(col, no_wrap=name_column, min_width=None)
+            # a licence's URL longer than the column is folded onto the next line, never cut
+            table.add_column(col, no_wrap=name_column, min_width=None, overflow="fold" if col == "description" else "ellipsis")
         for d in described:
             table.add_row(
                 d["name"],
@@ -1298,8 +1299,7 @@ def tasks(
                 f"{len(d['languages'])}: {' '.join(d['languages'])}",
                 "\n".join(d["splits"]),
                 "\n".join(d["metrics"]),
-                d["description"],
-                _size_licence(d),
+                d["description"] + (f"\n{extra}" if (extra := _size_licence(d)) else ""),
             )
         console.print(table)
     else:

@@ -366,7 +366,61 @@ def build_demo_data(root: Path, seed: int = 0, n_train: int = 72, n_test: int = 
         path.parent.mkdir(parents=True, exist_ok=True)
         doc = {"dataset": "maxm", "version": "demo", "split": lang, "annotations": annotations}
         path.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
+
+    # MTVQA and CVQA (test only): "how many shapes?" about the XM3600 images, in their hub repos' parquet schemas with
+    # the images embedded (no random numbers drawn: the other files stay what they were)
+    write_hub_demo(data_root, [(f"{seed:08x}{i:08x}", s, image_root / "xm3600" / f"{seed:08x}{i:08x}.jpg")
+                               for i, s in enumerate(xm_scenes)])
     return data_root, image_root
+
+
+#: the demo's MTVQA languages and CVQA pairs (those of QUESTIONS' languages the benchmarks have)
+MTVQA_DEMO_LANGUAGES = ("de", "ru")
+CVQA_DEMO_PAIRS = {"id": "('Indonesian', 'Indonesia')", "ru": "('Russian', 'Russia')", "zh": "('Chinese', 'China')"}
+
+
+def write_hub_demo(data_root: Path, images: Sequence[tuple[str, Scene, Path]]) -> None:
+    """MTVQA's and CVQA's demo files: one counting question per image and language, as ByteDance/MTVQA and afaji/cvqa
+    publish their test splits (``<task>/data/test-00000-of-00001.parquet``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    mtvqa, cvqa = [], []
+    for key, scene, path in images:
+        image = {"bytes": path.read_bytes(), "path": path.name}
+        for lang in MTVQA_DEMO_LANGUAGES:
+            pairs = [{"question": QUESTIONS["count"][lang], "answer": str(scene.count)}]
+            mtvqa.append({"image": image, "qa_pairs": str(pairs), "lang": lang.upper(), "id": f"{key}-{lang}"})
+        for lang, subset in CVQA_DEMO_PAIRS.items():
+            options = [str(c) for c in (*COUNTS, len(COUNTS) + 1)]
+            cvqa.append(
+                {
+                    "image": image,
+                    "ID": f"{key}_{lang}",
+                    "Subset": subset,
+                    "Question": QUESTIONS["count"][lang],
+                    "Translated Question": QUESTIONS["count"]["en"],
+                    "Options": options,
+                    "Translated Options": options,
+                    "Label": options.index(str(scene.count)),
+                    "Category": "demo",
+                    "Image Type": "Self",
+                    "Image Source": "",
+                    "License": "CC BY 4.0",
+                }
+            )
+    mtvqa_schema = pa.schema([("image", image_type), ("qa_pairs", pa.string()), ("lang", pa.string()), ("id", pa.string())])
+    text = pa.string()
+    cvqa_schema = pa.schema(
+        [("image", image_type), ("ID", text), ("Subset", text), ("Question", text), ("Translated Question", text),
+         ("Options", pa.list_(text)), ("Translated Options", pa.list_(text)), ("Label", pa.int64()),
+         ("Category", text), ("Image Type", text), ("Image Source", text), ("License", text)]
+    )
+    for task, rows, schema in (("mtvqa", mtvqa, mtvqa_schema), ("cvqa", cvqa, cvqa_schema)):
+        folder = data_root / task / "data"
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), folder / "test-00000-of-00001.parquet")
 
 
 #: The languages the demo evaluates per task.

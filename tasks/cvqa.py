@@ -95,7 +95,7 @@ class CVQA(Task):
     image_subdir = "cvqa"
     label_vocabulary: ClassVar[frozenset[str] | None] = frozenset(LABELS)
     source_url = "https://huggingface.co/datasets/afaji/cvqa"
-    licence = "CC BY-SA 4.0 for most rows; each image keeps its own licence (the `License` column); research use"
+    licence = "CC BY-SA 4.0; each image under its own licence (the License column)"
     citation = (
         "Romero et al. 2024, CVQA: Culturally-diverse Multilingual Visual Question Answering Benchmark, NeurIPS 2024 "
         "Datasets and Benchmarks"
