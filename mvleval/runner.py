@@ -415,8 +415,10 @@ def _rewrite_partial(paths: RunPaths, rows: list[dict[str, Any]]) -> None:
 
 # -- the run ---------------------------------------------------------------------------------------------------------
 def _batches(examples: Sequence[Example], batch_size: int) -> list[list[Example]]:
-    """Length-aware batches: examples sorted by prompt length (stable) so padding is small."""
-    order = sorted(range(len(examples)), key=lambda i: (len(examples[i].prompt), i))
+    """Length-aware batches: examples sorted by prompt length (stable) so padding is small; a batch never mixes
+    numbers of images (a backend batches one image count at a time), so fewer images come first (a task with one
+    count per example batches exactly as before)."""
+    order = sorted(range(len(examples)), key=lambda i: (len(examples[i].images), len(examples[i].prompt), i))
     ordered = [examples[i] for i in order]
     return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
 
