@@ -419,8 +419,13 @@ def _batches(examples: Sequence[Example], batch_size: int) -> list[list[Example]
     numbers of images (a backend batches one image count at a time), so fewer images come first (a task with one
     count per example batches exactly as before)."""
     order = sorted(range(len(examples)), key=lambda i: (len(examples[i].images), len(examples[i].prompt), i))
-    ordered = [examples[i] for i in order]
-    return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+    batches: list[list[Example]] = []
+    for i in order:
+        e = examples[i]
+        if not batches or len(batches[-1]) == batch_size or len(batches[-1][0].images) != len(e.images):
+            batches.append([])
+        batches[-1].append(e)
+    return batches
 
 
 def _sample_row(example: Example, prediction: str, image_root: Path, cached: bool = False) -> dict[str, Any]:

@@ -287,3 +287,37 @@ def write_cvqa(data_root: Path, rows: list[dict[str, Any]] | None = None) -> Pat
     )
     write_parquet(data_root / "cvqa" / "data" / "test-00000-of-00001.parquet", out, schema)
     return data_root
+
+
+#: xMMMU rows (neulab/PangeaBench-xmmmu's schema; `options` is a string, as published): an image in the question, images
+#: as options, several images, an open numeric question, a question without an image.
+XMMMU_ROWS: list[dict[str, Any]] = [
+    {"id": "validation_Art_1", "question": "<image 1> Which art movement does this painting belong to?",
+     "options": str(["Cubism", "Impressionism", "Baroque", "Surrealism"]), "answer": "B",
+     "question_type": "multiple-choice", "images": 1},
+    {"id": "validation_Biology_3", "question": "Which of the following cells is a neuron?",
+     "options": str(["<image 1>", "<image 2>", "<image 3>"]), "answer": "C", "question_type": "multiple-choice",
+     "images": 3},
+    {"id": "validation_Math_7", "question": "Compare <image 1> and <image 2>. What is the area of the shaded region?",
+     "options": "[]", "answer": "12.5", "question_type": "open", "images": 2},
+    {"id": "validation_Economics_2", "question": "If the price rises by 10% and demand falls by 5%, what is the "
+     "elasticity?", "options": str(["0.5", "2", "-0.5", "5"]), "answer": "C", "question_type": "multiple-choice",
+     "images": 0},
+]
+
+
+def write_xmmmu(data_root: Path, lang: str = "en", rows: list[dict[str, Any]] | None = None) -> Path:
+    """One language of neulab/PangeaBench-xmmmu as published (``xmmmu/data/<lang>-00000-of-00001.parquet``)."""
+    import pyarrow as pa
+
+    out = []
+    for n, r in enumerate(rows or XMMMU_ROWS):
+        row = {k: v for k, v in r.items() if k != "images"}
+        for k in range(1, 8):
+            row[f"image_{k}"] = {"bytes": image_png(2000 + 10 * n + k), "path": None} if k <= r["images"] else None
+        out.append(row)
+    fields = [("id", pa.string()), ("question", pa.string()), ("options", pa.string()), ("answer", pa.string()),
+              ("question_type", pa.string())]
+    schema = pa.schema(fields + [(f"image_{k}", hub_image_type()) for k in range(1, 8)])
+    write_parquet(data_root / "xmmmu" / "data" / f"{lang}-00000-of-00001.parquet", out, schema)
+    return data_root

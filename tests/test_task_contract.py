@@ -34,6 +34,7 @@ PINNED: dict[str, tuple[int, str]] = {
     "xvnli": (1, "0abcf49a94ada671"),
     "mtvqa": (1, "e44ebcff298e1077"),
     "cvqa": (1, "53b6de36673defa8"),
+    "xmmmu": (1, "e3855ede2db85812"),
 }
 
 #: task -> (version, protocol hash) of the "chat" prompt style: a protocol of its own, pinned the same way.
@@ -46,6 +47,7 @@ PINNED_CHAT: dict[str, tuple[int, str]] = {
     "xvnli": (1, "8405d14711d31f02"),
     "mtvqa": (1, "fd183ebb84c76d4d"),
     "cvqa": (1, "930d0a3443ed346f"),
+    "xmmmu": (1, "4a995a41a20582c9"),
 }
 
 #: the language each task's prompt asks for: English for the QA/classification tasks, None = the evaluated language
@@ -58,10 +60,11 @@ ANSWER_LANGUAGE: dict[str, str | None] = {
     "maxm": None,
     "mtvqa": None,  # the question's language
     "cvqa": None,  # a letter: no answer language
+    "xmmmu": None,
 }
 
 #: metrics whose score is 1.0 when every prediction is the gold answer
-ACCURACY_METRICS = {"exact_match", "relaxed_accuracy", "contains_accuracy", "choice_accuracy"}
+ACCURACY_METRICS = {"exact_match", "relaxed_accuracy", "contains_accuracy", "choice_accuracy", "mmmu_accuracy"}
 
 
 @dataclass(frozen=True)
@@ -294,6 +297,35 @@ CASES.update(
             ),
             Case("th", "test", (), {"201_0": ("ร้านนี้ชื่ออะไร" + MTVQA_SUFFIX, ("ก๋วยเตี๋ยว",))}),
         ),
+        "xmmmu": (
+            Case(
+                "en",
+                "validation",
+                (),
+                {
+                    "validation_Art_1": (
+                        "<image 1> Which art movement does this painting belong to?\n(A) Cubism\n(B) Impressionism\n"
+                        "(C) Baroque\n(D) Surrealism\n\nAnswer with the option's letter from the given choices directly.",
+                        ("B",),
+                    ),
+                    "validation_Biology_3": (
+                        "Which of the following cells is a neuron?\n(A) <image 1>\n(B) <image 2>\n(C) <image 3>\n\n"
+                        "Answer with the option's letter from the given choices directly.",
+                        ("C",),
+                    ),
+                    "validation_Math_7": (
+                        "Compare <image 1> and <image 2>. What is the area of the shaded region?\n"
+                        "Answer the question using a single word or phrase.",
+                        ("12.5",),
+                    ),
+                    "validation_Economics_2": (
+                        "If the price rises by 10% and demand falls by 5%, what is the elasticity?\n(A) 0.5\n(B) 2\n"
+                        "(C) -0.5\n(D) 5\n\nAnswer with the option's letter from the given choices directly.",
+                        ("C",),
+                    ),
+                },
+            ),
+        ),
         "cvqa": (
             Case(
                 "ja-JP",
@@ -420,7 +452,8 @@ def test_fixture_examples(name: str, case: Case, image_root: Path) -> None:
         path = task.annotation_path(FIXTURES, case.lang, case.split)
         # a parquet split may come in shards beside the first one (the annotation path)
         assert e.source.startswith(str(path)) or (path.suffix == ".parquet" and e.source.startswith(str(path.parent)))
-        assert len(e.images) == task.images_per_example
+        # a task whose examples vary (text-only questions, MMMU's interleaved images) has at most images_per_example
+        assert len(e.images) == task.images_per_example or (task.images_vary and len(e.images) < task.images_per_example)
         for image in e.images:
             assert image.is_file(), image
             # under the image root, or (images a dataset's parquet files embed) written once to the cache dir

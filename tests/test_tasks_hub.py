@@ -295,3 +295,96 @@ def test_cvqa_through_the_installed_console_script(tmp_path: Path) -> None:
     r = console_script("data", "check", "--task", "cvqa", "--data-root", env_root, "--lang", "ja-JP", "--lang", "es-MX")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stdout + r.stderr
     assert os.environ.get("MVLEVAL_CACHE_DIR")  # the images went to this test's cache, not the user's
+
+
+# -- xMMMU: MMMU's parsing, interleaved images, text-only questions -------------------------------------------------------
+ART = ["Cubism", "Impressionism", "Baroque", "Surrealism"]
+
+#: (prediction, choices or None for an open question, gold, correct by MMMU's eval_utils): each row worked out by hand
+#: from MMMU-Benchmark/MMMU eval/eval_utils.py; `None` = MMMU's parser finds nothing and guesses at random (here: wrong)
+MMMU_PARITY: list[tuple[str, list[str] | None, str, bool | None]] = [
+    ("B", ART, "B", True),
+    ("(B) Impressionism", ART, "B", True),
+    ("The answer is B.", ART, "B", True),
+    ("A and B", ART, "B", True),  # several letters: the last one
+    ("(C) or maybe (B)", ART, "B", True),
+    ("(C) Baroque", ART, "B", False),
+    ("I think it is Impressionism because of the light", ART, "B", True),  # > 5 words: the option's text
+    ("Impressionism", ART, "B", None),  # one word, no letter: MMMU guesses
+    ("b", ART, "B", None),  # letters are case-sensitive in MMMU's parser
+    ("The area is 12.5 square units.", None, "12.5", True),
+    ("12.50", None, "12.5", True),
+    ("about 13", None, "12.5", False),
+    ("It is 3.429", None, "['24/7', '3.429']", True),  # several gold answers, as MMMU stores them
+    ("The capital is Paris.", None, "Paris", True),
+    ("Lyon", None, "Paris", False),
+    ("x = 1,250", None, "1250", True),
+]
+
+
+def test_mmmu_scorer_matches_mmmus_parsing_table() -> None:
+    from mvleval.metrics.mmmu import MmmuAccuracy
+
+    result = MmmuAccuracy().score(
+        [p for p, _, _, _ in MMMU_PARITY], [[g] for _, _, g, _ in MMMU_PARITY], "en", [c for _, c, _, _ in MMMU_PARITY]
+    )
+    assert result.per_example == [1.0 if ok else 0.0 for _, _, _, ok in MMMU_PARITY]
+    guesses = sum(ok is None for _, _, _, ok in MMMU_PARITY)
+    assert result.extra["format_error_rate"] == pytest.approx(guesses / len(MMMU_PARITY))
+
+
+def test_xmmmu_run_interleaves_images_and_asks_text_only_questions(scripted: Any, tmp_path: Path) -> None:
+    """`mvleval run --task xmmmu` on a served model: each image where its <image k> marker stands (in the question or
+    as an option), no image for a text-only question, and MMMU's parsing of the answers."""
+    from tests.helpers import write_xmmmu
+
+    data = write_xmmmu(tmp_path / "data")
+    server = scripted(
+        {
+            "art movement": "(B) Impressionism",
+            "is a neuron": "The answer is C",
+            "shaded region": "The area is 12.5",
+            "elasticity": "I cannot tell.",
+        }
+    )
+    record = _run(server, "xmmmu", data, tmp_path / "runs", ["en"])
+    score = json.loads(record.read_text())["scores"]["mmmu_accuracy"]
+    assert score["per_lang"] == {"en": 0.75}
+    shapes = {}
+    for content in server.requests:
+        text = "".join(p.get("text", "") for p in content)
+        key = next(k for k in ("art movement", "neuron", "shaded", "elasticity") if k in text)
+        shapes[key] = ["img" if p["type"] == "image_url" else p["text"][:8] for p in content]
+    assert shapes["art movement"] == ["img", " Which a"]
+    assert shapes["neuron"] == ["Which of", "img", "\n(B) ", "img", "\n(C) ", "img", "\n\nAnswer"]
+    assert shapes["shaded"] == ["Compare ", "img", " and ", "img", ". What i"]
+    assert shapes["elasticity"] == ["If the p"]  # text only
+    rows = {r["id"]: r for r in sample_rows(record)}
+    assert [len(rows[i]["images"]) for i in ("validation_Economics_2", "validation_Art_1", "validation_Math_7")] == [0, 1, 2]
+
+
+def test_xmmmu_on_a_local_model_and_mblip_refusing_text_only(
+    tiny_mt5_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Hugging Face vision-LLM answers 0-, 1-, 2- and 3-image questions in one run (a batch never mixes image
+    counts); mBLIP, which answers questions about images, refuses the text-only one in one paragraph."""
+    pytest.importorskip("torch")
+    from mvleval.testing.tiny_vlm import build_tiny_vlm
+    from tests.helpers import write_xmmmu
+
+    data = write_xmmmu(tmp_path / "data")
+    model = build_tiny_vlm("llava", tmp_path / "llava")
+    record = invoke_run(
+        ["run", "--task", "xmmmu", "--model", model, "--data-root", data, "--out", tmp_path / "runs",
+         "--max-new-tokens", "2", "--batch-size", "4", "--cache", "off"],
+        ["en"],
+    )
+    rows = sample_rows(record)
+    assert sorted(len(r["images"]) for r in rows) == [0, 1, 2, 3]
+    assert all(isinstance(r["prediction"], str) for r in rows)
+    code, out, err = cli(
+        capsys, "run", "--task", "xmmmu", "--model", tiny_mt5_dir, "--data-root", data, "--lang", "en",
+        "--out", tmp_path / "mblip", "--max-new-tokens", "2", "--cache", "off",
+    )
+    text = " ".join((out + err).split())
+    assert code == 2 and "Traceback" not in text and "text-only" in text, text
