@@ -376,12 +376,14 @@ def build_demo_data(root: Path, seed: int = 0, n_train: int = 72, n_test: int = 
 
 #: the demo's MTVQA languages and CVQA pairs (those of QUESTIONS' languages the benchmarks have)
 MTVQA_DEMO_LANGUAGES = ("de", "ru")
+XMMMU_DEMO_LANGUAGES = ("en", "id")
+KALEIDOSCOPE_DEMO_LANGUAGES = ("de", "en", "ru")
 CVQA_DEMO_PAIRS = {"id": "('Indonesian', 'Indonesia')", "ru": "('Russian', 'Russia')", "zh": "('Chinese', 'China')"}
 
 
 def write_hub_demo(data_root: Path, images: Sequence[tuple[str, Scene, Path]]) -> None:
-    """MTVQA's and CVQA's demo files: one counting question per image and language, as ByteDance/MTVQA and afaji/cvqa
-    publish their test splits (``<task>/data/test-00000-of-00001.parquet``)."""
+    """The demo files of the benchmarks read from hub datasets (MTVQA, CVQA, xMMMU, Kaleidoscope): one counting question
+    per image and language, in each dataset repo's published layout and schema (images embedded, or in data.zip)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -421,6 +423,50 @@ def write_hub_demo(data_root: Path, images: Sequence[tuple[str, Scene, Path]]) -
         folder = data_root / task / "data"
         folder.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), folder / "test-00000-of-00001.parquet")
+
+    # xMMMU (one split per language) and Kaleidoscope (metadata + data.zip): the same question, one image each
+    options = [str(c) for c in (*COUNTS, len(COUNTS) + 1)]
+    letters = "ABCD"
+    xmmmu_fields = [(c, text) for c in ("id", "question", "options", "answer", "question_type")]
+    xmmmu_schema = pa.schema(xmmmu_fields + [(f"image_{k}", image_type) for k in range(1, 8)])
+    for lang in XMMMU_DEMO_LANGUAGES:
+        rows = [
+            {
+                "id": f"validation_Math_{n}",
+                "question": f"<image 1> {QUESTIONS['count'][lang]}",
+                "options": str(options),
+                "answer": letters[options.index(str(scene.count))],
+                "question_type": "multiple-choice",
+                "image_1": {"bytes": path.read_bytes(), "path": path.name},
+                **{f"image_{k}": None for k in range(2, 8)},
+            }
+            for n, (_, scene, path) in enumerate(images)
+        ]
+        folder = data_root / "xmmmu" / "data"
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows, schema=xmmmu_schema), folder / f"{lang}-00000-of-00001.parquet")
+    import zipfile
+
+    folder = data_root / "kaleidoscope" / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(folder.parent / "data.zip", "w") as archive:
+        for key, _, path in images:
+            archive.writestr(f"final_data/demo/{key}.png", path.read_bytes())
+    kal_rows = [
+        {
+            "question": QUESTIONS["count"][lang],
+            "options": options,
+            "answer": options.index(str(scene.count)),
+            "language": lang,
+            "image": f"demo/{key}.png",
+        }
+        for lang in KALEIDOSCOPE_DEMO_LANGUAGES
+        for key, scene, _ in images
+    ]
+    kal_schema = pa.schema(
+        [("question", text), ("options", pa.list_(text)), ("answer", pa.int64()), ("language", text), ("image", text)]
+    )
+    pq.write_table(pa.Table.from_pylist(kal_rows, schema=kal_schema), folder / "train-00000-of-00001.parquet")
 
 
 #: The languages the demo evaluates per task.

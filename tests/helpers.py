@@ -321,3 +321,43 @@ def write_xmmmu(data_root: Path, lang: str = "en", rows: list[dict[str, Any]] | 
     schema = pa.schema(fields + [(f"image_{k}", hub_image_type()) for k in range(1, 8)])
     write_parquet(data_root / "xmmmu" / "data" / f"{lang}-00000-of-00001.parquet", out, schema)
     return data_root
+
+
+#: Kaleidoscope rows (CohereLabs/kaleidoscope's schema): an image question, a text-only question, image options, an
+#: Arabic and a Russian row (answers that may come back in other scripts' letters).
+KALEIDOSCOPE_ROWS: list[dict[str, Any]] = [
+    {"question": "Welches Tier ist auf dem Bild zu sehen?", "options": ["Hund", "Katze", "Pferd", "Kuh"], "answer": 1,
+     "language": "de", "image": "de/bio_1.png"},
+    {"question": "Wie viel ist 7 mal 8?", "options": ["54", "56", "58", "64"], "answer": 1, "language": "de",
+     "image": None},
+    {"question": "Welche Abbildung zeigt ein Dreieck?", "options": ["de/opt_a.png", "de/opt_b.png", "de/opt_c.png"],
+     "answer": 2, "language": "de", "image": None},
+    {"question": "Какой город является столицей России?", "options": ["Киев", "Москва", "Минск", "Рига"],
+     "answer": 1, "language": "ru", "image": None},
+    {"question": "ما هي عاصمة مصر؟", "options": ["القاهرة", "الرياض", "بغداد", "دمشق"], "answer": 0,
+     "language": "ar", "image": "ar/geo_2.png"},
+]
+
+
+def write_kaleidoscope(data_root: Path, rows: list[dict[str, Any]] | None = None) -> Path:
+    """CohereLabs/kaleidoscope as published: ``kaleidoscope/data/train-00000-of-00001.parquet`` (metadata, image paths)
+    and ``kaleidoscope/data.zip`` (the pixels, members under ``final_data/``). Returns the data root."""
+    import zipfile
+
+    import pyarrow as pa
+
+    rows = rows or KALEIDOSCOPE_ROWS
+    folder = data_root / "kaleidoscope"
+    names = sorted({r["image"] for r in rows if r["image"]} | {o for r in rows for o in r["options"] if o.endswith(".png")})
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(folder / "data.zip", "w") as archive:
+        for n, name in enumerate(names):
+            archive.writestr(f"final_data/{name}", image_png(3000 + n))
+    meta = {"country": "x", "level": "secondary", "category_en": "Biology", "general_category_en": "STEM",
+            "image_type": "diagram", "image_information": "useful"}
+    schema = pa.schema(
+        [("question", pa.string()), ("options", pa.list_(pa.string())), ("answer", pa.int64()),
+         ("language", pa.string()), ("image", pa.string())] + [(k, pa.string()) for k in meta]
+    )
+    write_parquet(folder / "data" / "train-00000-of-00001.parquet", [dict(r, **meta) for r in rows], schema)
+    return data_root

@@ -35,6 +35,7 @@ PINNED: dict[str, tuple[int, str]] = {
     "mtvqa": (1, "e44ebcff298e1077"),
     "cvqa": (1, "53b6de36673defa8"),
     "xmmmu": (1, "e3855ede2db85812"),
+    "kaleidoscope": (1, "7968d8b9578ff720"),
 }
 
 #: task -> (version, protocol hash) of the "chat" prompt style: a protocol of its own, pinned the same way.
@@ -48,6 +49,7 @@ PINNED_CHAT: dict[str, tuple[int, str]] = {
     "mtvqa": (1, "fd183ebb84c76d4d"),
     "cvqa": (1, "930d0a3443ed346f"),
     "xmmmu": (1, "4a995a41a20582c9"),
+    "kaleidoscope": (1, "8661e96026fd543b"),
 }
 
 #: the language each task's prompt asks for: English for the QA/classification tasks, None = the evaluated language
@@ -61,6 +63,7 @@ ANSWER_LANGUAGE: dict[str, str | None] = {
     "mtvqa": None,  # the question's language
     "cvqa": None,  # a letter: no answer language
     "xmmmu": None,
+    "kaleidoscope": None,
 }
 
 #: metrics whose score is 1.0 when every prediction is the gold answer
@@ -278,6 +281,13 @@ CASES: dict[str, tuple[Case, ...]] = {
     ),
 }
 
+# israfelsr/kaleidoscope model_zoo.py: SYS_MESSAGE (its "\\ONLY" kept), then INSTRUCTION, in one user turn
+KAL_HEAD = (
+    "You are a helpful assistant who answers multiple-choice questions. For each question, output your final answer in "
+    'JSON format with the following structure:\n\n{"choice": "The correct option (e.g., A, B, C, or D)"}\n\\ONLY '
+    "output this format exactly. Do not include any additional text or explanations outside the JSON structure.\n\n"
+    "Output your choice in the specified JSON format.\n\n"
+)
 MTVQA_SUFFIX = "\nAnswer the question using a word or phrase in the language of the question."
 CVQA_SUFFIX = "\nAnswer with the option's letter from the given choices directly."
 CASES.update(
@@ -323,6 +333,30 @@ CASES.update(
                         "(C) -0.5\n(D) 5\n\nAnswer with the option's letter from the given choices directly.",
                         ("C",),
                     ),
+                },
+            ),
+        ),
+        "kaleidoscope": (
+            Case(
+                "de",
+                "test",
+                (),
+                {
+                    "row-0": (KAL_HEAD + "Frage: Welches Tier ist auf dem Bild zu sehen?\nOptionen:\nA. Hund\nB. Katze\n"
+                              "C. Pferd\nD. Kuh\n\nANSWER:", ("B",)),
+                    "row-1": (KAL_HEAD + "Frage: Wie viel ist 7 mal 8?\nOptionen:\nA. 54\nB. 56\nC. 58\nD. 64\n\nANSWER:",
+                              ("B",)),
+                    "row-2": (KAL_HEAD + "Frage: Welche Abbildung zeigt ein Dreieck?\nOptionen:\nA. <image 1>\n"
+                              "B. <image 2>\nC. <image 3>\n\nANSWER:", ("C",)),
+                },
+            ),
+            Case(
+                "ru",
+                "test",
+                (),
+                {
+                    "row-3": (KAL_HEAD + "Вопрос: Какой город является столицей России?\nВарианты:\nA. Киев\n"
+                              "B. Москва\nC. Минск\nD. Рига\n\nANSWER:", ("B",)),
                 },
             ),
         ),

@@ -388,3 +388,76 @@ def test_xmmmu_on_a_local_model_and_mblip_refusing_text_only(
     )
     text = " ".join((out + err).split())
     assert code == 2 and "Traceback" not in text and "text-only" in text, text
+
+
+# -- Kaleidoscope: text-only questions, image options, letters of other scripts -------------------------------------------
+#: (prediction, gold, correct, parseable) by the authors' reading (the dataset card and israfelsr/kaleidoscope: JSON,
+#: <ANSWER> tags or a bare letter; Cyrillic and Arabic letters mapped; anything else unparseable, counted wrong)
+KALEIDOSCOPE_PARITY: list[tuple[str, str, bool, bool]] = [
+    ('{"choice": "B"}', "B", True, True),
+    ('```json\n{"choice": "C"}\n```', "C", True, True),
+    ("<ANSWER> D </ANSWER>", "D", True, True),
+    ("B", "B", True, True),
+    ("Б", "B", True, True),  # Cyrillic Be
+    ("Ц", "C", True, True),
+    ("Г", "D", True, True),
+    ("Д", "D", True, True),
+    ("ب", "B", True, True),  # Arabic baa
+    ("أ", "A", True, True),
+    ('{"choice": "ج"}', "C", True, True),
+    ("A", "B", False, True),
+    ("I am not sure.", "B", False, False),
+    ("", "A", False, False),
+]
+
+
+def test_kaleidoscope_reading_matches_the_authors_rules() -> None:
+    from mvleval.metrics.choice import ChoiceAccuracy
+
+    options = ["w", "x", "y", "z"]
+    result = ChoiceAccuracy(script_letters=True).score(
+        [p for p, _, _, _ in KALEIDOSCOPE_PARITY], [[g] for _, g, _, _ in KALEIDOSCOPE_PARITY], "ru",
+        [options] * len(KALEIDOSCOPE_PARITY),
+    )
+    assert result.per_example == [1.0 if ok else 0.0 for _, _, ok, _ in KALEIDOSCOPE_PARITY]
+    parseable = [ok for _, _, ok, parsed in KALEIDOSCOPE_PARITY if parsed]
+    assert result.extra["format_error_rate"] == pytest.approx(1 - len(parseable) / len(KALEIDOSCOPE_PARITY))
+    assert result.extra["valid_accuracy"] == pytest.approx(sum(parseable) / len(parseable))
+    # without the map (every other task), a Cyrillic letter is no label
+    assert ChoiceAccuracy().score(["Б"], [["B"]], "ru", [options]).per_example == [0.0]
+
+
+def test_kaleidoscope_run_with_image_options_and_text_only_questions(scripted: Any, tmp_path: Path) -> None:
+    from tests.helpers import write_kaleidoscope
+
+    data = write_kaleidoscope(tmp_path / "data")
+    server = scripted(
+        {
+            "Welches Tier": '{"choice": "B"}',
+            "7 mal 8": "<ANSWER> B </ANSWER>",
+            "Dreieck": "C",
+            "столицей": "Б",
+            "عاصمة": "ب",  # wrong: the gold is A
+        }
+    )
+    record = _run(server, "kaleidoscope", data, tmp_path / "runs", ["de", "ru", "ar"])
+    score = json.loads(record.read_text())["scores"]["choice_accuracy"]
+    assert score["per_lang"] == {"de": 1.0, "ru": 1.0, "ar": 0.0}
+    shapes = {}
+    for content in server.requests:
+        text = "".join(p.get("text", "") for p in content)
+        key = next(k for k in ("Welches Tier", "7 mal 8", "Dreieck", "столицей", "عاصمة") if k in text)
+        shapes[key] = ["img" if p["type"] == "image_url" else "text" for p in content]
+    assert shapes["Welches Tier"] == ["img", "text"] and shapes["عاصمة"] == ["img", "text"]
+    assert shapes["7 mal 8"] == ["text"] and shapes["столицей"] == ["text"]  # text-only: no image at all
+    assert shapes["Dreieck"] == ["text", "img", "text", "img", "text", "img", "text"]  # the options are images
+
+
+def test_kaleidoscope_without_its_zip_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.helpers import write_kaleidoscope
+
+    data = write_kaleidoscope(tmp_path / "data")
+    (data / "kaleidoscope" / "data.zip").unlink()
+    code, out, err = cli(capsys, "data", "check", "--task", "kaleidoscope", "--data-root", data, "--lang", "de")
+    text = " ".join((out + err).split())
+    assert code == 1 and "Traceback" not in text and "need data.zip, which is not there" in text, text
