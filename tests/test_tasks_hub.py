@@ -414,7 +414,7 @@ KALEIDOSCOPE_PARITY: list[tuple[str, str, bool, bool]] = [
 def test_kaleidoscope_reading_matches_the_authors_rules() -> None:
     from mvleval.metrics.choice import ChoiceAccuracy
 
-    options = ["w", "x", "y", "z"]
+    options = ["Hund", "Katze", "Pferd", "Kuh"]
     result = ChoiceAccuracy(script_letters=True).score(
         [p for p, _, _, _ in KALEIDOSCOPE_PARITY], [[g] for _, g, _, _ in KALEIDOSCOPE_PARITY], "ru",
         [options] * len(KALEIDOSCOPE_PARITY),
