@@ -59,7 +59,7 @@ class _Command(TyperCommand):
 app = typer.Typer(
     name="mvleval",
     help="Evaluate multilingual vision-LLMs (mBLIP, any Hugging Face vision-LLM, served models) on XM3600, xFlickrCo, xGQA, "
-    "MaRVL, XVNLI, MaXM, MTVQA, CVQA, xMMMU and Kaleidoscope, and on your own benchmarks.",
+    "MaRVL, XVNLI, MaXM, MTVQA, CVQA, xMMMU, M3Exam and Kaleidoscope, and on your own benchmarks.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -378,6 +378,7 @@ def build_demo_data(root: Path, seed: int = 0, n_train: int = 72, n_test: int = 
 MTVQA_DEMO_LANGUAGES = ("de", "ru")
 XMMMU_DEMO_LANGUAGES = ("en", "id")
 KALEIDOSCOPE_DEMO_LANGUAGES = ("de", "en", "ru")
+M3EXAM_DEMO_LANGUAGES = {"en": "english", "zh": "chinese"}
 CVQA_DEMO_PAIRS = {"id": "('Indonesian', 'Indonesia')", "ru": "('Russian', 'Russia')", "zh": "('Chinese', 'China')"}
 
 
@@ -467,6 +468,30 @@ def write_hub_demo(data_root: Path, images: Sequence[tuple[str, Scene, Path]]) -
         [("question", text), ("options", pa.list_(text)), ("answer", pa.int64()), ("language", text), ("image", text)]
     )
     pq.write_table(pa.Table.from_pylist(kal_rows, schema=kal_schema), folder / "train-00000-of-00001.parquet")
+
+    # M3Exam (one split per language name; images as base64 strings, marked in the question)
+    import base64
+
+    m3_fields = [("language", text), ("subject_category", text), ("question_text", text), ("options", pa.list_(text)),
+                 ("answer_text", text), ("background_description", pa.list_(text))]
+    m3_schema = pa.schema(m3_fields + [(f"image_{k}", text) for k in range(10)])
+    folder = data_root / "m3exam" / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    for lang, name in M3EXAM_DEMO_LANGUAGES.items():
+        rows = [
+            {
+                "language": name,
+                "subject_category": "math",
+                "question_text": f"(image)[{key}.png] {QUESTIONS['count'][lang]}",
+                "options": [f"{letters[i]}. {o}" for i, o in enumerate(options)],
+                "answer_text": letters[options.index(str(scene.count))],
+                "background_description": [],
+                "image_0": base64.b64encode(path.read_bytes()).decode(),
+                **{f"image_{k}": "None" for k in range(1, 10)},
+            }
+            for key, scene, path in images
+        ]
+        pq.write_table(pa.Table.from_pylist(rows, schema=m3_schema), folder / f"{name}-00000-of-00001.parquet")
 
 
 #: The languages the demo evaluates per task.

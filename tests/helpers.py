@@ -361,3 +361,43 @@ def write_kaleidoscope(data_root: Path, rows: list[dict[str, Any]] | None = None
     )
     write_parquet(folder / "data" / "train-00000-of-00001.parquet", [dict(r, **meta) for r in rows], schema)
     return data_root
+
+
+#: M3Exam rows (neulab/PangeaBench-m3exam's schema; images as base64 strings, "None" where absent): digit labels (Thai),
+#: letter labels, a background, two images marked in the question.
+M3EXAM_ROWS: dict[str, list[dict[str, Any]]] = {
+    "thai": [
+        {"language": "thai", "subject_category": "math", "question_text": "(image)[q1.png] รูปนี้มีกี่ด้าน",
+         "options": ["(1) 3", "(2) 4", "(3) 5", "(4) 6"], "answer_text": "2", "background_description": [],
+         "images": 1},
+    ],
+    "english": [
+        {"language": "english", "subject_category": "natural-science",
+         "question_text": "Compare (image)[a.png] and (image)[b.png]. Which shows a mammal?",
+         "options": ["A. the first", "B. the second"], "answer_text": "B",
+         "background_description": ["Two animals were photographed."], "images": 2},
+    ],
+}
+
+
+def write_m3exam(data_root: Path) -> Path:
+    """neulab/PangeaBench-m3exam as published, one split per language name (``m3exam/data/<name>-00000-of-00001.parquet``)."""
+    import base64
+
+    import pyarrow as pa
+
+    fields = [("language", pa.string()), ("subject_category", pa.string()), ("question_text", pa.string()),
+              ("options", pa.list_(pa.string())), ("answer_text", pa.string()),
+              ("background_description", pa.list_(pa.string()))]
+    schema = pa.schema(fields + [(f"image_{k}", pa.string()) for k in range(10)])
+    for name, rows in M3EXAM_ROWS.items():
+        out = []
+        for n, r in enumerate(rows):
+            row = {k: v for k, v in r.items() if k != "images"}
+            for k in range(10):
+                row[f"image_{k}"] = (
+                    base64.b64encode(image_png(4000 + 10 * n + k)).decode() if k < r["images"] else "None"
+                )
+            out.append(row)
+        write_parquet(data_root / "m3exam" / "data" / f"{name}-00000-of-00001.parquet", out, schema)
+    return data_root

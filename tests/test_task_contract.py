@@ -36,6 +36,7 @@ PINNED: dict[str, tuple[int, str]] = {
     "cvqa": (1, "53b6de36673defa8"),
     "xmmmu": (1, "e3855ede2db85812"),
     "kaleidoscope": (1, "7968d8b9578ff720"),
+    "m3exam": (1, "d92c3f305dbdab1b"),
 }
 
 #: task -> (version, protocol hash) of the "chat" prompt style: a protocol of its own, pinned the same way.
@@ -50,6 +51,7 @@ PINNED_CHAT: dict[str, tuple[int, str]] = {
     "cvqa": (1, "930d0a3443ed346f"),
     "xmmmu": (1, "4a995a41a20582c9"),
     "kaleidoscope": (1, "8661e96026fd543b"),
+    "m3exam": (1, "8d5f4c590edf0d2c"),
 }
 
 #: the language each task's prompt asks for: English for the QA/classification tasks, None = the evaluated language
@@ -64,10 +66,11 @@ ANSWER_LANGUAGE: dict[str, str | None] = {
     "cvqa": None,  # a letter: no answer language
     "xmmmu": None,
     "kaleidoscope": None,
+    "m3exam": None,
 }
 
 #: metrics whose score is 1.0 when every prediction is the gold answer
-ACCURACY_METRICS = {"exact_match", "relaxed_accuracy", "contains_accuracy", "choice_accuracy", "mmmu_accuracy"}
+ACCURACY_METRICS = {"exact_match", "relaxed_accuracy", "contains_accuracy", "choice_accuracy", "mmmu_accuracy", "m3exam_accuracy"}
 
 
 @dataclass(frozen=True)
@@ -333,6 +336,33 @@ CASES.update(
                         "(C) -0.5\n(D) 5\n\nAnswer with the option's letter from the given choices directly.",
                         ("C",),
                     ),
+                },
+            ),
+        ),
+        "m3exam": (
+            Case(
+                "th",
+                "test",
+                (),
+                {
+                    "th-0": (
+                        "ต่อไปนี้เป็นคำถามแบบปรนัย วิชาคณิตศาสตร์. โปรดระบุคำตอบเป็นตัวเลือกที่ถูกต้องโดยไม่ต้องให้รายละเอียดอื่นเพิ่มเติม."
+                        "\n\n\n<image 1> รูปนี้มีกี่ด้าน\n(1) 3\n(2) 4\n(3) 5\n(4) 6\nคำตอบ:",
+                        ("2",),
+                    )
+                },
+            ),
+            Case(
+                "en",
+                "test",
+                (),
+                {
+                    "en-0": (
+                        "The following is a multiple choice question about Natural Science. Please only give the correct "
+                        "option, without any other details or explanations.\n\n\nTwo animals were photographed.\n"
+                        "Compare <image 1> and <image 2>. Which shows a mammal?\nA. the first\nB. the second\nAnswer:",
+                        ("B",),
+                    )
                 },
             ),
         ),

@@ -461,3 +461,46 @@ def test_kaleidoscope_without_its_zip_is_one_clear_error(tmp_path: Path, capsys:
     code, out, err = cli(capsys, "data", "check", "--task", "kaleidoscope", "--data-root", data, "--lang", "de")
     text = " ".join((out + err).split())
     assert code == 1 and "Traceback" not in text and "need data.zip, which is not there" in text, text
+
+
+# -- M3Exam: the authors' prompt and eval.py -------------------------------------------------------------------------------
+def m3exam_compute_acc_score(preds: list[dict[str, str]]) -> tuple[int, int]:
+    """(total, match) as DAMO-NLP-SG/M3Exam eval.py's compute_acc_score counts them, rewritten from reading it."""
+    match = total = 0
+    for question in preds:
+        total += 1
+        answer = str(question["answer_text"]).strip()
+        pred = question["pred"].strip()
+        if len(pred) > 1:
+            pred = pred[0] if pred[0] != "(" else pred[1]
+        match += answer == pred
+    return total, match
+
+
+#: (prediction, gold): real-looking answers to digit- and letter-labelled exams
+M3EXAM_PARITY = [
+    ("2", "2"), ("(2) 4", "2"), ("(3)", "2"), ("B", "B"), ("B) the second", "B"), ("The answer is B", "B"),
+    ("Bản", "B"), ("b", "B"), ("  C  ", "C"), ("คำตอบ: 2", "2"), ("", "A"), ("(", "A"),
+]
+
+
+def test_m3exam_scorer_agrees_with_the_authors_eval() -> None:
+    from mvleval.metrics.m3exam import M3ExamAccuracy
+
+    result = M3ExamAccuracy().score([p for p, _ in M3EXAM_PARITY], [[g] for _, g in M3EXAM_PARITY], "en")
+    total, match = m3exam_compute_acc_score([{"answer_text": g, "pred": p} for p, g in M3EXAM_PARITY])
+    assert result.value == pytest.approx(match / total) and 0 < match < total
+    # row by row too
+    for (p, g), ours in zip(M3EXAM_PARITY, result.per_example or []):
+        assert ours == m3exam_compute_acc_score([{"answer_text": g, "pred": p}])[1], (p, g)
+
+
+def test_m3exam_run_places_base64_images_at_their_markers(scripted: Any, tmp_path: Path) -> None:
+    from tests.helpers import write_m3exam
+
+    data = write_m3exam(tmp_path / "data")
+    server = scripted({"รูปนี้มีกี่ด้าน": "(2) 4", "Which shows a mammal": "A. the first"})
+    record = _run(server, "m3exam", data, tmp_path / "runs", ["th", "en"])
+    assert json.loads(record.read_text())["scores"]["m3exam_accuracy"]["per_lang"] == {"th": 1.0, "en": 0.0}
+    shapes = sorted(["img" if p["type"] == "image_url" else "text" for p in c] for c in server.requests)
+    assert shapes == [["text", "img", "text"], ["text", "img", "text", "img", "text"]]

@@ -26,6 +26,7 @@ METRICS: dict[str, str] = {
     "exact_match": "mvleval.metrics.exact_match:ExactMatch",
     "relaxed_accuracy": "mvleval.metrics.exact_match:RelaxedAccuracy",
     "language_fidelity": "mvleval.metrics.language_fidelity:LanguageFidelity",
+    "m3exam_accuracy": "mvleval.metrics.m3exam:M3ExamAccuracy",
     "mmmu_accuracy": "mvleval.metrics.mmmu:MmmuAccuracy",
 }
 
