@@ -94,6 +94,16 @@ def image_name(path: Path, image_root: Path, hub: Path | None = None) -> str:
     return os.path.relpath(path, image_root)
 
 
+def resolve_image_name(name: str) -> Path | None:
+    """The cache file an ``hub-images/<sha256><ext>`` name (see image_name) stands for; None for any other name."""
+    if not name.startswith(IMAGE_NAME_PREFIX):
+        return None
+    file = name[len(IMAGE_NAME_PREFIX) :]
+    if "/" in file or not file[:2].isalnum():
+        return None
+    return image_dir() / file[:2] / file
+
+
 def shards(folder: Path, split: str) -> list[Path]:
     """The parquet shards of one split in a dataset repo's folder (``<split>-00000-of-00003.parquet``, ...), sorted."""
     return sorted(Path(p) for p in glob.glob(str(folder / f"{glob.escape(split)}-*.parquet")))

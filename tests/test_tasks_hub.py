@@ -504,3 +504,15 @@ def test_m3exam_run_places_base64_images_at_their_markers(scripted: Any, tmp_pat
     assert json.loads(record.read_text())["scores"]["m3exam_accuracy"]["per_lang"] == {"th": 1.0, "en": 0.0}
     shapes = sorted(["img" if p["type"] == "image_url" else "text" for p in c] for c in server.requests)
     assert shapes == [["text", "img", "text"], ["text", "img", "text", "img", "text"]]
+
+
+def test_report_shows_the_materialised_images(scripted: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`mvleval report` finds the images a dataset file embeds (named hub-images/<sha256>.<ext>) in the cache dir."""
+    data = write_cvqa(tmp_path / "data")
+    server = scripted({})
+    record = _run(server, "cvqa", data, tmp_path / "runs", ["ja-JP"])
+    page = tmp_path / "report.html"
+    code, out, err = cli(capsys, "report", record, "--out", page, "--image-root", data / "images")
+    assert code == 0, out + err
+    html = page.read_text(encoding="utf-8")
+    assert "data:image/jpeg;base64," in html and "missing" not in (out + err).lower(), out + err
