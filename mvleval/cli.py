@@ -1291,7 +1291,9 @@ def tasks(
         for col in ("task", "version", "languages", "splits (default first)", "metrics", "description"):
             name_column = col in ("task", "splits (default first)", "metrics")
             # a licence's URL longer than the column is folded onto the next line, never cut
-            table.add_column(col, no_wrap=name_column, min_width=None, overflow="fold" if col == "description" else "ellipsis")
+            table.add_column(
+                col, no_wrap=name_column, min_width=None, overflow="fold" if col == "description" else "ellipsis"
+            )
         for d in described:
             table.add_row(
                 d["name"],

@@ -369,8 +369,10 @@ def build_demo_data(root: Path, seed: int = 0, n_train: int = 72, n_test: int = 
 
     # MTVQA and CVQA (test only): "how many shapes?" about the XM3600 images, in their hub repos' parquet schemas with
     # the images embedded (no random numbers drawn: the other files stay what they were)
-    write_hub_demo(data_root, [(f"{seed:08x}{i:08x}", s, image_root / "xm3600" / f"{seed:08x}{i:08x}.jpg")
-                               for i, s in enumerate(xm_scenes)])
+    write_hub_demo(
+        data_root,
+        [(f"{seed:08x}{i:08x}", s, image_root / "xm3600" / f"{seed:08x}{i:08x}.jpg") for i, s in enumerate(xm_scenes)],
+    )
     return data_root, image_root
 
 
@@ -413,12 +415,25 @@ def write_hub_demo(data_root: Path, images: Sequence[tuple[str, Scene, Path]]) -
                     "License": "CC BY 4.0",
                 }
             )
-    mtvqa_schema = pa.schema([("image", image_type), ("qa_pairs", pa.string()), ("lang", pa.string()), ("id", pa.string())])
+    mtvqa_schema = pa.schema(
+        [("image", image_type), ("qa_pairs", pa.string()), ("lang", pa.string()), ("id", pa.string())]
+    )
     text = pa.string()
     cvqa_schema = pa.schema(
-        [("image", image_type), ("ID", text), ("Subset", text), ("Question", text), ("Translated Question", text),
-         ("Options", pa.list_(text)), ("Translated Options", pa.list_(text)), ("Label", pa.int64()),
-         ("Category", text), ("Image Type", text), ("Image Source", text), ("License", text)]
+        [
+            ("image", image_type),
+            ("ID", text),
+            ("Subset", text),
+            ("Question", text),
+            ("Translated Question", text),
+            ("Options", pa.list_(text)),
+            ("Translated Options", pa.list_(text)),
+            ("Label", pa.int64()),
+            ("Category", text),
+            ("Image Type", text),
+            ("Image Source", text),
+            ("License", text),
+        ]
     )
     for task, rows, schema in (("mtvqa", mtvqa, mtvqa_schema), ("cvqa", cvqa, cvqa_schema)):
         folder = data_root / task / "data"
@@ -431,7 +446,7 @@ def write_hub_demo(data_root: Path, images: Sequence[tuple[str, Scene, Path]]) -
     xmmmu_fields = [(c, text) for c in ("id", "question", "options", "answer", "question_type")]
     xmmmu_schema = pa.schema(xmmmu_fields + [(f"image_{k}", image_type) for k in range(1, 8)])
     for lang in XMMMU_DEMO_LANGUAGES:
-        rows = [
+        lang_rows: list[dict[str, object]] = [
             {
                 "id": f"validation_Math_{n}",
                 "question": f"<image 1> {QUESTIONS['count'][lang]}",
@@ -445,7 +460,7 @@ def write_hub_demo(data_root: Path, images: Sequence[tuple[str, Scene, Path]]) -
         ]
         folder = data_root / "xmmmu" / "data"
         folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(rows, schema=xmmmu_schema), folder / f"{lang}-00000-of-00001.parquet")
+        pq.write_table(pa.Table.from_pylist(lang_rows, schema=xmmmu_schema), folder / f"{lang}-00000-of-00001.parquet")
     import zipfile
 
     folder = data_root / "kaleidoscope" / "data"
@@ -472,13 +487,19 @@ def write_hub_demo(data_root: Path, images: Sequence[tuple[str, Scene, Path]]) -
     # M3Exam (one split per language name; images as base64 strings, marked in the question)
     import base64
 
-    m3_fields = [("language", text), ("subject_category", text), ("question_text", text), ("options", pa.list_(text)),
-                 ("answer_text", text), ("background_description", pa.list_(text))]
+    m3_fields = [
+        ("language", text),
+        ("subject_category", text),
+        ("question_text", text),
+        ("options", pa.list_(text)),
+        ("answer_text", text),
+        ("background_description", pa.list_(text)),
+    ]
     m3_schema = pa.schema(m3_fields + [(f"image_{k}", text) for k in range(10)])
     folder = data_root / "m3exam" / "data"
     folder.mkdir(parents=True, exist_ok=True)
     for lang, name in M3EXAM_DEMO_LANGUAGES.items():
-        rows = [
+        lang_rows = [
             {
                 "language": name,
                 "subject_category": "math",
@@ -491,7 +512,7 @@ def write_hub_demo(data_root: Path, images: Sequence[tuple[str, Scene, Path]]) -
             }
             for key, scene, path in images
         ]
-        pq.write_table(pa.Table.from_pylist(rows, schema=m3_schema), folder / f"{name}-00000-of-00001.parquet")
+        pq.write_table(pa.Table.from_pylist(lang_rows, schema=m3_schema), folder / f"{name}-00000-of-00001.parquet")
 
 
 #: The languages the demo evaluates per task.

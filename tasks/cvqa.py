@@ -108,7 +108,9 @@ class CVQA(Task):
     def read_examples(self, path: Path, lang: str, split: str, image_root: Path) -> list[Example]:
         english = split == "test_en"
         examples: list[Example] = []
-        for where, row in read_rows(shards(path.parent, "test") or [path], _COLUMNS, what="CVQA parquet file", fix=_FIX):
+        for where, row in read_rows(
+            shards(path.parent, "test") or [path], _COLUMNS, what="CVQA parquet file", fix=_FIX
+        ):
             if _pair_code(row["Subset"], where) != lang:
                 continue
             question = row["Translated Question" if english else "Question"]

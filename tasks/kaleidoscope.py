@@ -97,7 +97,9 @@ class Kaleidoscope(Task):
         examples: list[Example] = []
         zip_file: zipfile.ZipFile | None = None
         try:
-            rows = read_rows(shards(path.parent, "train") or [path], _COLUMNS, what="Kaleidoscope parquet file", fix=_FIX)
+            rows = read_rows(
+                shards(path.parent, "train") or [path], _COLUMNS, what="Kaleidoscope parquet file", fix=_FIX
+            )
             for n, (where, row) in enumerate(rows):
                 if row["language"] != lang:
                     continue

@@ -36,20 +36,57 @@ _FIX = "use the parquet files of neulab/PangeaBench-m3exam as published (`mvleva
 _MARKER = re.compile(r"\(image\)\[[^\]]*\]")
 MAX_IMAGES = 10
 #: code -> the dataset's language name (split name)
-NAMES = {"zh": "chinese", "en": "english", "af": "afrikaans", "it": "italian", "pt": "portuguese", "th": "thai",
-         "vi": "vietnamese"}
-ANSWER_WORD = {"en": "Answer:", "zh": "答案：", "vi": "Câu trả lời:", "th": "คำตอบ:", "it": "La risposta:",
-               "af": "Antwoord:", "pt": "Responder:"}
+NAMES = {
+    "zh": "chinese",
+    "en": "english",
+    "af": "afrikaans",
+    "it": "italian",
+    "pt": "portuguese",
+    "th": "thai",
+    "vi": "vietnamese",
+}
+ANSWER_WORD = {
+    "en": "Answer:",
+    "zh": "答案：",
+    "vi": "Câu trả lời:",
+    "th": "คำตอบ:",
+    "it": "La risposta:",
+    "af": "Antwoord:",
+    "pt": "Responder:",
+}
 SUBJECTS = {
-    "en": {"language": "English", "math": "Math", "social-science": "Social Science", "natural-science": "Natural Science"},
+    "en": {
+        "language": "English",
+        "math": "Math",
+        "social-science": "Social Science",
+        "natural-science": "Natural Science",
+    },
     "zh": {"language": "语文", "math": "数学", "social-science": "社会科学", "natural-science": "自然科学"},
     "th": {"language": "ภาษาไทย", "math": "คณิตศาสตร์", "social-science": "สังคมศึกษา", "natural-science": "วิทยาศาสตร์"},
-    "vi": {"language": "Tiếng Việt", "math": "Toán", "social-science": "Khoa học xã hội", "natural-science": "Khoa học tự nhiên"},
-    "it": {"language": "Italiano", "math": "Matematica", "social-science": "Scienze sociali", "natural-science": "Scienze naturali"},
-    "af": {"language": "Afrikaans Huistaal", "math": "Wiskunde", "social-science": "Sosiale Wetenskappe",
-           "natural-science": "Natuurwetenskap"},
-    "pt": {"language": "Linguagens", "math": "Matemática", "social-science": "Ciências Humanas",
-           "natural-science": "Ciências da Natureza"},
+    "vi": {
+        "language": "Tiếng Việt",
+        "math": "Toán",
+        "social-science": "Khoa học xã hội",
+        "natural-science": "Khoa học tự nhiên",
+    },
+    "it": {
+        "language": "Italiano",
+        "math": "Matematica",
+        "social-science": "Scienze sociali",
+        "natural-science": "Scienze naturali",
+    },
+    "af": {
+        "language": "Afrikaans Huistaal",
+        "math": "Wiskunde",
+        "social-science": "Sosiale Wetenskappe",
+        "natural-science": "Natuurwetenskap",
+    },
+    "pt": {
+        "language": "Linguagens",
+        "math": "Matemática",
+        "social-science": "Ciências Humanas",
+        "natural-science": "Ciências da Natureza",
+    },
 }
 HINT = {
     "en": "The following is a multiple choice question about {subject}. Please only give the correct option, without any "
@@ -123,9 +160,7 @@ class M3Exam(Task):
                 for k in range(MAX_IMAGES)
                 if row[f"image_{k}"] not in (None, "None", "")
             )
-            counter = iter(range(1, MAX_IMAGES + 2))
-            prompt = _MARKER.sub(lambda m: f"<image {next(counter)}>", prompt)
-            markers = next(counter) - 1
+            prompt, markers = _number_markers(prompt)
             if markers > len(images):
                 raise MvlevalError(
                     f"the question marks {markers} images but the row has {len(images)}.", fix=_FIX, where=where
@@ -158,6 +193,13 @@ class M3Exam(Task):
             "images": "(image)[...] markers -> <image k> in order; base64 image_0..image_9",
             "images_vary": True,
         }
+
+
+def _number_markers(prompt: str) -> tuple[str, int]:
+    """The prompt with its `(image)[...]` markers numbered `<image 1>`, `<image 2>`, ... in order, and their count."""
+    parts = _MARKER.split(prompt)
+    numbered = parts[0] + "".join(f"<image {k}>{text}" for k, text in enumerate(parts[1:], start=1))
+    return numbered, len(parts) - 1
 
 
 def _lines(value: object, column: str, where: str) -> list[str]:

@@ -45,7 +45,9 @@ class MTVQA(Task):
     label_vocabulary: ClassVar[frozenset[str] | None] = None  # open answers
     source_url = "https://huggingface.co/datasets/ByteDance/MTVQA"
     licence = "CC BY-NC 4.0 (non-commercial)"
-    citation = "Tang et al. 2024, MTVQA: Benchmarking Multilingual Text-Centric Visual Question Answering, arXiv 2405.11985"
+    citation = (
+        "Tang et al. 2024, MTVQA: Benchmarking Multilingual Text-Centric Visual Question Answering, arXiv 2405.11985"
+    )
     #: number of examples of the published test split (for `mvleval tasks`)
     size = "6,778 questions on 2,116 images (test)"
 
@@ -99,7 +101,9 @@ def _qa_pairs(value: object, where: str) -> list[dict[str, str]]:
             parsed = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             raise MvlevalError(
-                f"'qa_pairs' is not a Python-literal list of question-answer pairs: {value[:60]!r}.", fix=_FIX, where=where
+                f"'qa_pairs' is not a Python-literal list of question-answer pairs: {value[:60]!r}.",
+                fix=_FIX,
+                where=where,
             ) from None
     if not isinstance(parsed, list) or not parsed:
         raise MvlevalError(f"'qa_pairs' must be a non-empty list, found {parsed!r:.60}.", fix=_FIX, where=where)

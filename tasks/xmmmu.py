@@ -67,7 +67,12 @@ class XMMMU(Task):
         examples: list[Example] = []
         for where, row in read_rows(shards(path.parent, lang) or [path], columns, what="xMMMU parquet file", fix=_FIX):
             question, answer, kind = row["question"], row["answer"], row["question_type"]
-            if not isinstance(question, str) or not question.strip() or not isinstance(answer, str) or not answer.strip():
+            if (
+                not isinstance(question, str)
+                or not question.strip()
+                or not isinstance(answer, str)
+                or not answer.strip()
+            ):
                 raise MvlevalError("the question and the answer must be non-empty texts.", fix=_FIX, where=where)
             images = self._images(row, where)
             if kind == "multiple-choice":
@@ -118,7 +123,9 @@ class XMMMU(Task):
         present = [k for k in range(1, MAX_IMAGES + 1) if row[f"image_{k}"] is not None]
         if present and present != list(range(1, present[-1] + 1)):
             raise MvlevalError(
-                f"the row has images {present}: image_1 ... image_{present[-1]} must all be there.", fix=_FIX, where=where
+                f"the row has images {present}: image_1 ... image_{present[-1]} must all be there.",
+                fix=_FIX,
+                where=where,
             )
         return tuple(materialise_image(image_bytes(row[f"image_{k}"], where, f"image_{k}"), where) for k in present)
 
@@ -145,5 +152,7 @@ def _options(value: object, where: str) -> list[str]:
         except (ValueError, SyntaxError):
             parsed = None
     if not isinstance(parsed, list) or not 2 <= len(parsed) <= 26 or not all(isinstance(o, str) for o in parsed):
-        raise MvlevalError(f"'options' must be the string of a list of 2+ texts, found {value!r:.80}.", fix=_FIX, where=where)
+        raise MvlevalError(
+            f"'options' must be the string of a list of 2+ texts, found {value!r:.80}.", fix=_FIX, where=where
+        )
     return parsed

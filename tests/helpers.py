@@ -217,8 +217,16 @@ def hub_image_type() -> Any:
 #: MTVQA rows (ByteDance/MTVQA's test schema; `qa_pairs` is a string, as published): texts made up in the style of the
 #: real rows, including an answer with a period, a multi-pair image and a Thai row.
 MTVQA_ROWS: list[dict[str, Any]] = [
-    {"id": 101, "lang": "DE", "qa_pairs": str([{"question": "Was kostet der Kaffee?", "answer": "2,50 €"},
-                                                  {"question": "Wie heißt das Café?", "answer": "Kaffeehaus"}])},
+    {
+        "id": 101,
+        "lang": "DE",
+        "qa_pairs": str(
+            [
+                {"question": "Was kostet der Kaffee?", "answer": "2,50 €"},
+                {"question": "Wie heißt das Café?", "answer": "Kaffeehaus"},
+            ]
+        ),
+    },
     {"id": 102, "lang": "DE", "qa_pairs": str([{"question": "Welche Zahl steht auf dem Schild?", "answer": "3.5"}])},
     {"id": 201, "lang": "TH", "qa_pairs": str([{"question": "ร้านนี้ชื่ออะไร", "answer": "ก๋วยเตี๋ยว"}])},
     {"id": 301, "lang": "JA", "qa_pairs": str([{"question": "看板には何と書いてありますか？", "answer": "営業中"}])},
@@ -231,7 +239,9 @@ def write_mtvqa(data_root: Path, rows: list[dict[str, Any]] | None = None, shard
     import pyarrow as pa
 
     rows = [dict(r, image={"bytes": image_png(r["id"]), "path": f"{r['id']}.png"}) for r in (rows or MTVQA_ROWS)]
-    schema = pa.schema([("image", hub_image_type()), ("qa_pairs", pa.string()), ("lang", pa.string()), ("id", pa.int64())])
+    schema = pa.schema(
+        [("image", hub_image_type()), ("qa_pairs", pa.string()), ("lang", pa.string()), ("id", pa.int64())]
+    )
     for k in range(shards):
         part = rows[k::shards]
         write_parquet(data_root / "mtvqa" / "data" / f"test-{k:05d}-of-{shards:05d}.parquet", part, schema)
@@ -240,20 +250,50 @@ def write_mtvqa(data_root: Path, rows: list[dict[str, Any]] | None = None, shard
 
 #: CVQA rows (afaji/cvqa's schema): two pairs, a question whose options are in another script, a shared image.
 CVQA_ROWS: list[dict[str, Any]] = [
-    {"ID": "5919991144272485961_0", "Subset": "('Japanese', 'Japan')", "Question": "この料理の名前は何ですか？",
-     "Translated Question": "What is the name of this dish?", "Options": ["寿司", "天ぷら", "ラーメン", "うどん"],
-     "Translated Options": ["Sushi", "Tempura", "Ramen", "Udon"], "Label": 2, "Category": "Food", "img": 1},
-    {"ID": "5919991144272485961_1", "Subset": "('Japanese', 'Japan')", "Question": "この料理はどの地域の名物ですか？",
-     "Translated Question": "Which region is this dish a speciality of?", "Options": ["北海道", "沖縄", "九州", "四国"],
-     "Translated Options": ["Hokkaido", "Okinawa", "Kyushu", "Shikoku"], "Label": 0, "Category": "Food", "img": 1},
-    {"ID": "-1203948203948_0", "Subset": "('Spanish', 'Mexico')", "Question": "¿Qué se celebra en esta imagen?",
-     "Translated Question": "What is celebrated in this picture?",
-     "Options": ["Navidad", "Día de Muertos", "Carnaval", "Semana Santa"],
-     "Translated Options": ["Christmas", "Day of the Dead", "Carnival", "Holy Week"], "Label": 1,
-     "Category": "Traditions", "img": 2},
-    {"ID": "88812_0", "Subset": "('Amharic', 'Ethiopia')", "Question": "ይህ ምን ዓይነት ምግብ ነው?",
-     "Translated Question": "What kind of food is this?", "Options": ["እንጀራ", "ዶሮ ወጥ", "ክትፎ", "ሽሮ"],
-     "Translated Options": ["Injera", "Doro wat", "Kitfo", "Shiro"], "Label": 3, "Category": "Food", "img": 3},
+    {
+        "ID": "5919991144272485961_0",
+        "Subset": "('Japanese', 'Japan')",
+        "Question": "この料理の名前は何ですか？",
+        "Translated Question": "What is the name of this dish?",
+        "Options": ["寿司", "天ぷら", "ラーメン", "うどん"],
+        "Translated Options": ["Sushi", "Tempura", "Ramen", "Udon"],
+        "Label": 2,
+        "Category": "Food",
+        "img": 1,
+    },
+    {
+        "ID": "5919991144272485961_1",
+        "Subset": "('Japanese', 'Japan')",
+        "Question": "この料理はどの地域の名物ですか？",
+        "Translated Question": "Which region is this dish a speciality of?",
+        "Options": ["北海道", "沖縄", "九州", "四国"],
+        "Translated Options": ["Hokkaido", "Okinawa", "Kyushu", "Shikoku"],
+        "Label": 0,
+        "Category": "Food",
+        "img": 1,
+    },
+    {
+        "ID": "-1203948203948_0",
+        "Subset": "('Spanish', 'Mexico')",
+        "Question": "¿Qué se celebra en esta imagen?",
+        "Translated Question": "What is celebrated in this picture?",
+        "Options": ["Navidad", "Día de Muertos", "Carnaval", "Semana Santa"],
+        "Translated Options": ["Christmas", "Day of the Dead", "Carnival", "Holy Week"],
+        "Label": 1,
+        "Category": "Traditions",
+        "img": 2,
+    },
+    {
+        "ID": "88812_0",
+        "Subset": "('Amharic', 'Ethiopia')",
+        "Question": "ይህ ምን ዓይነት ምግብ ነው?",
+        "Translated Question": "What kind of food is this?",
+        "Options": ["እንጀራ", "ዶሮ ወጥ", "ክትፎ", "ሽሮ"],
+        "Translated Options": ["Injera", "Doro wat", "Kitfo", "Shiro"],
+        "Label": 3,
+        "Category": "Food",
+        "img": 3,
+    },
 ]
 
 
@@ -292,17 +332,38 @@ def write_cvqa(data_root: Path, rows: list[dict[str, Any]] | None = None) -> Pat
 #: xMMMU rows (neulab/PangeaBench-xmmmu's schema; `options` is a string, as published): an image in the question, images
 #: as options, several images, an open numeric question, a question without an image.
 XMMMU_ROWS: list[dict[str, Any]] = [
-    {"id": "validation_Art_1", "question": "<image 1> Which art movement does this painting belong to?",
-     "options": str(["Cubism", "Impressionism", "Baroque", "Surrealism"]), "answer": "B",
-     "question_type": "multiple-choice", "images": 1},
-    {"id": "validation_Biology_3", "question": "Which of the following cells is a neuron?",
-     "options": str(["<image 1>", "<image 2>", "<image 3>"]), "answer": "C", "question_type": "multiple-choice",
-     "images": 3},
-    {"id": "validation_Math_7", "question": "Compare <image 1> and <image 2>. What is the area of the shaded region?",
-     "options": "[]", "answer": "12.5", "question_type": "open", "images": 2},
-    {"id": "validation_Economics_2", "question": "If the price rises by 10% and demand falls by 5%, what is the "
-     "elasticity?", "options": str(["0.5", "2", "-0.5", "5"]), "answer": "C", "question_type": "multiple-choice",
-     "images": 0},
+    {
+        "id": "validation_Art_1",
+        "question": "<image 1> Which art movement does this painting belong to?",
+        "options": str(["Cubism", "Impressionism", "Baroque", "Surrealism"]),
+        "answer": "B",
+        "question_type": "multiple-choice",
+        "images": 1,
+    },
+    {
+        "id": "validation_Biology_3",
+        "question": "Which of the following cells is a neuron?",
+        "options": str(["<image 1>", "<image 2>", "<image 3>"]),
+        "answer": "C",
+        "question_type": "multiple-choice",
+        "images": 3,
+    },
+    {
+        "id": "validation_Math_7",
+        "question": "Compare <image 1> and <image 2>. What is the area of the shaded region?",
+        "options": "[]",
+        "answer": "12.5",
+        "question_type": "open",
+        "images": 2,
+    },
+    {
+        "id": "validation_Economics_2",
+        "question": "If the price rises by 10% and demand falls by 5%, what is the elasticity?",
+        "options": str(["0.5", "2", "-0.5", "5"]),
+        "answer": "C",
+        "question_type": "multiple-choice",
+        "images": 0,
+    },
 ]
 
 
@@ -316,8 +377,13 @@ def write_xmmmu(data_root: Path, lang: str = "en", rows: list[dict[str, Any]] | 
         for k in range(1, 8):
             row[f"image_{k}"] = {"bytes": image_png(2000 + 10 * n + k), "path": None} if k <= r["images"] else None
         out.append(row)
-    fields = [("id", pa.string()), ("question", pa.string()), ("options", pa.string()), ("answer", pa.string()),
-              ("question_type", pa.string())]
+    fields = [
+        ("id", pa.string()),
+        ("question", pa.string()),
+        ("options", pa.string()),
+        ("answer", pa.string()),
+        ("question_type", pa.string()),
+    ]
     schema = pa.schema(fields + [(f"image_{k}", hub_image_type()) for k in range(1, 8)])
     write_parquet(data_root / "xmmmu" / "data" / f"{lang}-00000-of-00001.parquet", out, schema)
     return data_root
@@ -326,16 +392,41 @@ def write_xmmmu(data_root: Path, lang: str = "en", rows: list[dict[str, Any]] | 
 #: Kaleidoscope rows (CohereLabs/kaleidoscope's schema): an image question, a text-only question, image options, an
 #: Arabic and a Russian row (answers that may come back in other scripts' letters).
 KALEIDOSCOPE_ROWS: list[dict[str, Any]] = [
-    {"question": "Welches Tier ist auf dem Bild zu sehen?", "options": ["Hund", "Katze", "Pferd", "Kuh"], "answer": 1,
-     "language": "de", "image": "de/bio_1.png"},
-    {"question": "Wie viel ist 7 mal 8?", "options": ["54", "56", "58", "64"], "answer": 1, "language": "de",
-     "image": None},
-    {"question": "Welche Abbildung zeigt ein Dreieck?", "options": ["de/opt_a.png", "de/opt_b.png", "de/opt_c.png"],
-     "answer": 2, "language": "de", "image": None},
-    {"question": "Какой город является столицей России?", "options": ["Киев", "Москва", "Минск", "Рига"],
-     "answer": 1, "language": "ru", "image": None},
-    {"question": "ما هي عاصمة مصر؟", "options": ["القاهرة", "الرياض", "بغداد", "دمشق"], "answer": 0,
-     "language": "ar", "image": "ar/geo_2.png"},
+    {
+        "question": "Welches Tier ist auf dem Bild zu sehen?",
+        "options": ["Hund", "Katze", "Pferd", "Kuh"],
+        "answer": 1,
+        "language": "de",
+        "image": "de/bio_1.png",
+    },
+    {
+        "question": "Wie viel ist 7 mal 8?",
+        "options": ["54", "56", "58", "64"],
+        "answer": 1,
+        "language": "de",
+        "image": None,
+    },
+    {
+        "question": "Welche Abbildung zeigt ein Dreieck?",
+        "options": ["de/opt_a.png", "de/opt_b.png", "de/opt_c.png"],
+        "answer": 2,
+        "language": "de",
+        "image": None,
+    },
+    {
+        "question": "Какой город является столицей России?",
+        "options": ["Киев", "Москва", "Минск", "Рига"],
+        "answer": 1,
+        "language": "ru",
+        "image": None,
+    },
+    {
+        "question": "ما هي عاصمة مصر؟",
+        "options": ["القاهرة", "الرياض", "بغداد", "دمشق"],
+        "answer": 0,
+        "language": "ar",
+        "image": "ar/geo_2.png",
+    },
 ]
 
 
@@ -348,16 +439,30 @@ def write_kaleidoscope(data_root: Path, rows: list[dict[str, Any]] | None = None
 
     rows = rows or KALEIDOSCOPE_ROWS
     folder = data_root / "kaleidoscope"
-    names = sorted({r["image"] for r in rows if r["image"]} | {o for r in rows for o in r["options"] if o.endswith(".png")})
+    names = sorted(
+        {r["image"] for r in rows if r["image"]} | {o for r in rows for o in r["options"] if o.endswith(".png")}
+    )
     folder.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(folder / "data.zip", "w") as archive:
         for n, name in enumerate(names):
             archive.writestr(f"final_data/{name}", image_png(3000 + n))
-    meta = {"country": "x", "level": "secondary", "category_en": "Biology", "general_category_en": "STEM",
-            "image_type": "diagram", "image_information": "useful"}
+    meta = {
+        "country": "x",
+        "level": "secondary",
+        "category_en": "Biology",
+        "general_category_en": "STEM",
+        "image_type": "diagram",
+        "image_information": "useful",
+    }
     schema = pa.schema(
-        [("question", pa.string()), ("options", pa.list_(pa.string())), ("answer", pa.int64()),
-         ("language", pa.string()), ("image", pa.string())] + [(k, pa.string()) for k in meta]
+        [
+            ("question", pa.string()),
+            ("options", pa.list_(pa.string())),
+            ("answer", pa.int64()),
+            ("language", pa.string()),
+            ("image", pa.string()),
+        ]
+        + [(k, pa.string()) for k in meta]
     )
     write_parquet(folder / "data" / "train-00000-of-00001.parquet", [dict(r, **meta) for r in rows], schema)
     return data_root
@@ -367,15 +472,26 @@ def write_kaleidoscope(data_root: Path, rows: list[dict[str, Any]] | None = None
 #: letter labels, a background, two images marked in the question.
 M3EXAM_ROWS: dict[str, list[dict[str, Any]]] = {
     "thai": [
-        {"language": "thai", "subject_category": "math", "question_text": "(image)[q1.png] รูปนี้มีกี่ด้าน",
-         "options": ["(1) 3", "(2) 4", "(3) 5", "(4) 6"], "answer_text": "2", "background_description": [],
-         "images": 1},
+        {
+            "language": "thai",
+            "subject_category": "math",
+            "question_text": "(image)[q1.png] รูปนี้มีกี่ด้าน",
+            "options": ["(1) 3", "(2) 4", "(3) 5", "(4) 6"],
+            "answer_text": "2",
+            "background_description": [],
+            "images": 1,
+        },
     ],
     "english": [
-        {"language": "english", "subject_category": "natural-science",
-         "question_text": "Compare (image)[a.png] and (image)[b.png]. Which shows a mammal?",
-         "options": ["A. the first", "B. the second"], "answer_text": "B",
-         "background_description": ["Two animals were photographed."], "images": 2},
+        {
+            "language": "english",
+            "subject_category": "natural-science",
+            "question_text": "Compare (image)[a.png] and (image)[b.png]. Which shows a mammal?",
+            "options": ["A. the first", "B. the second"],
+            "answer_text": "B",
+            "background_description": ["Two animals were photographed."],
+            "images": 2,
+        },
     ],
 }
 
@@ -386,9 +502,14 @@ def write_m3exam(data_root: Path) -> Path:
 
     import pyarrow as pa
 
-    fields = [("language", pa.string()), ("subject_category", pa.string()), ("question_text", pa.string()),
-              ("options", pa.list_(pa.string())), ("answer_text", pa.string()),
-              ("background_description", pa.list_(pa.string()))]
+    fields = [
+        ("language", pa.string()),
+        ("subject_category", pa.string()),
+        ("question_text", pa.string()),
+        ("options", pa.list_(pa.string())),
+        ("answer_text", pa.string()),
+        ("background_description", pa.list_(pa.string())),
+    ]
     schema = pa.schema(fields + [(f"image_{k}", pa.string()) for k in range(10)])
     for name, rows in M3EXAM_ROWS.items():
         out = []

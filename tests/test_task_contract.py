@@ -70,7 +70,14 @@ ANSWER_LANGUAGE: dict[str, str | None] = {
 }
 
 #: metrics whose score is 1.0 when every prediction is the gold answer
-ACCURACY_METRICS = {"exact_match", "relaxed_accuracy", "contains_accuracy", "choice_accuracy", "mmmu_accuracy", "m3exam_accuracy"}
+ACCURACY_METRICS = {
+    "exact_match",
+    "relaxed_accuracy",
+    "contains_accuracy",
+    "choice_accuracy",
+    "mmmu_accuracy",
+    "m3exam_accuracy",
+}
 
 
 @dataclass(frozen=True)
@@ -372,12 +379,20 @@ CASES.update(
                 "test",
                 (),
                 {
-                    "row-0": (KAL_HEAD + "Frage: Welches Tier ist auf dem Bild zu sehen?\nOptionen:\nA. Hund\nB. Katze\n"
-                              "C. Pferd\nD. Kuh\n\nANSWER:", ("B",)),
-                    "row-1": (KAL_HEAD + "Frage: Wie viel ist 7 mal 8?\nOptionen:\nA. 54\nB. 56\nC. 58\nD. 64\n\nANSWER:",
-                              ("B",)),
-                    "row-2": (KAL_HEAD + "Frage: Welche Abbildung zeigt ein Dreieck?\nOptionen:\nA. <image 1>\n"
-                              "B. <image 2>\nC. <image 3>\n\nANSWER:", ("C",)),
+                    "row-0": (
+                        KAL_HEAD + "Frage: Welches Tier ist auf dem Bild zu sehen?\nOptionen:\nA. Hund\nB. Katze\n"
+                        "C. Pferd\nD. Kuh\n\nANSWER:",
+                        ("B",),
+                    ),
+                    "row-1": (
+                        KAL_HEAD + "Frage: Wie viel ist 7 mal 8?\nOptionen:\nA. 54\nB. 56\nC. 58\nD. 64\n\nANSWER:",
+                        ("B",),
+                    ),
+                    "row-2": (
+                        KAL_HEAD + "Frage: Welche Abbildung zeigt ein Dreieck?\nOptionen:\nA. <image 1>\n"
+                        "B. <image 2>\nC. <image 3>\n\nANSWER:",
+                        ("C",),
+                    ),
                 },
             ),
             Case(
@@ -385,8 +400,11 @@ CASES.update(
                 "test",
                 (),
                 {
-                    "row-3": (KAL_HEAD + "Вопрос: Какой город является столицей России?\nВарианты:\nA. Киев\n"
-                              "B. Москва\nC. Минск\nD. Рига\n\nANSWER:", ("B",)),
+                    "row-3": (
+                        KAL_HEAD + "Вопрос: Какой город является столицей России?\nВарианты:\nA. Киев\n"
+                        "B. Москва\nC. Минск\nD. Рига\n\nANSWER:",
+                        ("B",),
+                    ),
                 },
             ),
         ),
@@ -517,7 +535,9 @@ def test_fixture_examples(name: str, case: Case, image_root: Path) -> None:
         # a parquet split may come in shards beside the first one (the annotation path)
         assert e.source.startswith(str(path)) or (path.suffix == ".parquet" and e.source.startswith(str(path.parent)))
         # a task whose examples vary (text-only questions, MMMU's interleaved images) has at most images_per_example
-        assert len(e.images) == task.images_per_example or (task.images_vary and len(e.images) < task.images_per_example)
+        assert len(e.images) == task.images_per_example or (
+            task.images_vary and len(e.images) < task.images_per_example
+        )
         for image in e.images:
             assert image.is_file(), image
             # under the image root, or (images a dataset's parquet files embed) written once to the cache dir

@@ -18,7 +18,6 @@ import pytest
 from mvleval.hubdata import IMAGE_NAME_PREFIX, image_dir
 from tests.helpers import (
     CVQA_ROWS,
-    MTVQA_ROWS,
     ChatHandler,
     cli,
     console_script,
@@ -39,7 +38,10 @@ def bytedance_mtvqa_accuracy(entries: list[dict[str, Any]]) -> float:
     for elem in entries:
         annotations = [elem["annotation"]] if isinstance(elem["annotation"], str) else elem["annotation"]
         scores.append(
-            max(1.0 if a.strip().lower() in elem["answer"].strip().lower().replace(".", "") else 0.0 for a in annotations)
+            max(
+                1.0 if a.strip().lower() in elem["answer"].strip().lower().replace(".", "") else 0.0
+                for a in annotations
+            )
         )
     return sum(scores) / len(scores)
 
@@ -108,7 +110,9 @@ class ScriptedServer:
                         "id": "x",
                         "object": "chat.completion",
                         "model": MODEL,
-                        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}],
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}
+                        ],
                         "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
                     },
                 )
@@ -141,8 +145,22 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[ScriptedServer]]:
 
 def _run(server: ScriptedServer, task: str, data_root: Path, out: Path, langs: list[str], *extra: str) -> Path:
     return invoke_run(
-        ["run", "--task", task, "--model", f"openai:{MODEL}", "--base-url", server.url, "--data-root", data_root,
-         "--out", out, "--cache", "off", *extra],
+        [
+            "run",
+            "--task",
+            task,
+            "--model",
+            f"openai:{MODEL}",
+            "--base-url",
+            server.url,
+            "--data-root",
+            data_root,
+            "--out",
+            out,
+            "--cache",
+            "off",
+            *extra,
+        ],
         langs,
     )
 
@@ -203,7 +221,9 @@ def test_mtvqa_run_matches_the_authors_script_and_mean_over_languages(scripted: 
     assert score["per_lang"] == pytest.approx(theirs) and theirs["de"] == pytest.approx(1 / 3)
     assert score["mean"] == pytest.approx(sum(theirs.values()) / 3)
     assert {r["id"] for r in rows if r["lang"] == "de"} == {"101_0", "101_1", "102_0"}
-    assert all("Answer the question using a word or phrase in the language of the question." in r["prompt"] for r in rows)
+    assert all(
+        "Answer the question using a word or phrase in the language of the question." in r["prompt"] for r in rows
+    )
 
 
 def test_embedded_images_are_written_once_and_work_from_a_read_only_data_root(tmp_path: Path) -> None:
@@ -253,8 +273,20 @@ def test_malformed_cvqa_rows_are_one_clear_error(
     data = _bad_cvqa(tmp_path, **change)
     server = scripted({})
     code, out, err = cli(
-        capsys, "run", "--task", "cvqa", "--model", f"openai:{MODEL}", "--base-url", server.url, "--data-root", data,
-        "--lang", "ja-JP", "--out", tmp_path / "runs",
+        capsys,
+        "run",
+        "--task",
+        "cvqa",
+        "--model",
+        f"openai:{MODEL}",
+        "--base-url",
+        server.url,
+        "--data-root",
+        data,
+        "--lang",
+        "ja-JP",
+        "--out",
+        tmp_path / "runs",
     )
     text = " ".join((out + err).split())
     assert code == 2 and "Traceback" not in text, text
@@ -360,7 +392,11 @@ def test_xmmmu_run_interleaves_images_and_asks_text_only_questions(scripted: Any
     assert shapes["shaded"] == ["Compare ", "img", " and ", "img", ". What i"]
     assert shapes["elasticity"] == ["If the p"]  # text only
     rows = {r["id"]: r for r in sample_rows(record)}
-    assert [len(rows[i]["images"]) for i in ("validation_Economics_2", "validation_Art_1", "validation_Math_7")] == [0, 1, 2]
+    assert [len(rows[i]["images"]) for i in ("validation_Economics_2", "validation_Art_1", "validation_Math_7")] == [
+        0,
+        1,
+        2,
+    ]
 
 
 def test_xmmmu_on_a_local_model_and_mblip_refusing_text_only(
@@ -375,16 +411,45 @@ def test_xmmmu_on_a_local_model_and_mblip_refusing_text_only(
     data = write_xmmmu(tmp_path / "data")
     model = build_tiny_vlm("llava", tmp_path / "llava")
     record = invoke_run(
-        ["run", "--task", "xmmmu", "--model", model, "--data-root", data, "--out", tmp_path / "runs",
-         "--max-new-tokens", "2", "--batch-size", "4", "--cache", "off"],
+        [
+            "run",
+            "--task",
+            "xmmmu",
+            "--model",
+            model,
+            "--data-root",
+            data,
+            "--out",
+            tmp_path / "runs",
+            "--max-new-tokens",
+            "2",
+            "--batch-size",
+            "4",
+            "--cache",
+            "off",
+        ],
         ["en"],
     )
     rows = sample_rows(record)
     assert sorted(len(r["images"]) for r in rows) == [0, 1, 2, 3]
     assert all(isinstance(r["prediction"], str) for r in rows)
     code, out, err = cli(
-        capsys, "run", "--task", "xmmmu", "--model", tiny_mt5_dir, "--data-root", data, "--lang", "en",
-        "--out", tmp_path / "mblip", "--max-new-tokens", "2", "--cache", "off",
+        capsys,
+        "run",
+        "--task",
+        "xmmmu",
+        "--model",
+        tiny_mt5_dir,
+        "--data-root",
+        data,
+        "--lang",
+        "en",
+        "--out",
+        tmp_path / "mblip",
+        "--max-new-tokens",
+        "2",
+        "--cache",
+        "off",
     )
     text = " ".join((out + err).split())
     assert code == 2 and "Traceback" not in text and "text-only" in text, text
@@ -416,7 +481,9 @@ def test_kaleidoscope_reading_matches_the_authors_rules() -> None:
 
     options = ["Hund", "Katze", "Pferd", "Kuh"]
     result = ChoiceAccuracy(script_letters=True).score(
-        [p for p, _, _, _ in KALEIDOSCOPE_PARITY], [[g] for _, g, _, _ in KALEIDOSCOPE_PARITY], "ru",
+        [p for p, _, _, _ in KALEIDOSCOPE_PARITY],
+        [[g] for _, g, _, _ in KALEIDOSCOPE_PARITY],
+        "ru",
         [options] * len(KALEIDOSCOPE_PARITY),
     )
     assert result.per_example == [1.0 if ok else 0.0 for _, _, ok, _ in KALEIDOSCOPE_PARITY]
@@ -479,8 +546,18 @@ def m3exam_compute_acc_score(preds: list[dict[str, str]]) -> tuple[int, int]:
 
 #: (prediction, gold): real-looking answers to digit- and letter-labelled exams
 M3EXAM_PARITY = [
-    ("2", "2"), ("(2) 4", "2"), ("(3)", "2"), ("B", "B"), ("B) the second", "B"), ("The answer is B", "B"),
-    ("Bản", "B"), ("b", "B"), ("  C  ", "C"), ("คำตอบ: 2", "2"), ("", "A"), ("(", "A"),
+    ("2", "2"),
+    ("(2) 4", "2"),
+    ("(3)", "2"),
+    ("B", "B"),
+    ("B) the second", "B"),
+    ("The answer is B", "B"),
+    ("Bản", "B"),
+    ("b", "B"),
+    ("  C  ", "C"),
+    ("คำตอบ: 2", "2"),
+    ("", "A"),
+    ("(", "A"),
 ]
 
 
@@ -506,7 +583,9 @@ def test_m3exam_run_places_base64_images_at_their_markers(scripted: Any, tmp_pat
     assert shapes == [["text", "img", "text"], ["text", "img", "text", "img", "text"]]
 
 
-def test_report_shows_the_materialised_images(scripted: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_shows_the_materialised_images(
+    scripted: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`mvleval report` finds the images a dataset file embeds (named hub-images/<sha256>.<ext>) in the cache dir."""
     data = write_cvqa(tmp_path / "data")
     server = scripted({})

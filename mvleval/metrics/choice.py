@@ -400,16 +400,16 @@ class ChoiceAccuracy(Metric):
             errors += found.label is None
         value = sum(per_example) / len(per_example)
         interval = bootstrap_mean_interval(per_example, self.bootstrap_resamples, self.seed)
+        extra: dict[str, float | None] = {"format_error_rate": errors / len(per_example)}
+        if self.script_letters:  # Kaleidoscope's authors also report the accuracy over the answers naming a label
+            extra["valid_accuracy"] = (
+                sum(per_example) / (len(per_example) - errors) if errors < len(per_example) else None
+            )
         return MetricResult(
             value=value,
             per_example=per_example,
             signature=self.signature(),
             interval=interval,
-            extra={"format_error_rate": errors / len(per_example)}
-            | (
-                {"valid_accuracy": sum(per_example) / (len(per_example) - errors) if errors < len(per_example) else None}
-                if self.script_letters
-                else {}
-            ),
+            extra=extra,
             per_example_extra=facts,
         )
