@@ -61,7 +61,7 @@ class _Command(TyperCommand):
 app = typer.Typer(
     name="mvleval",
     help="Evaluate multilingual vision-LLMs (mBLIP, any Hugging Face vision-LLM, served models) on XM3600, xFlickrCo, xGQA, "
-    "MaRVL, XVNLI and MaXM, and on your own benchmarks.",
+    "MaRVL, XVNLI, MaXM, MTVQA, CVQA, xMMMU, M3Exam and Kaleidoscope, and on your own benchmarks.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -1295,7 +1295,10 @@ def tasks(
         # one per line, no wrap; the languages and the description wrap at spaces
         for col in ("task", "version", "languages", "splits (default first)", "metrics", "description"):
             name_column = col in ("task", "splits (default first)", "metrics")
-            table.add_column(col, no_wrap=name_column, min_width=None)
+            # a licence's URL longer than the column is folded onto the next line, never cut
+            table.add_column(
+                col, no_wrap=name_column, min_width=None, overflow="fold" if col == "description" else "ellipsis"
+            )
         for d in described:
             table.add_row(
                 d["name"],
@@ -1303,7 +1306,7 @@ def tasks(
                 f"{len(d['languages'])}: {' '.join(d['languages'])}",
                 "\n".join(d["splits"]),
                 "\n".join(d["metrics"]),
-                d["description"],
+                d["description"] + (f"\n{extra}" if (extra := _size_licence(d)) else ""),
             )
         console.print(table)
     else:
@@ -1321,6 +1324,7 @@ def tasks(
                 ("languages", f"{len(d['languages'])}: {' '.join(d['languages'])}"),
                 ("splits", ", ".join(d["splits"]) + " (the first is the default)"),
                 ("metrics", ", ".join(d["metrics"])),
+                ("data", _size_licence(d)),
             ):
                 console.print(escape(_wrap(f"  {label}: {value}", console.width, indent="    ")), soft_wrap=True)
     for t in loaded:
@@ -1347,6 +1351,11 @@ def tasks(
 
 #: the tasks table needs this many columns to show every task, split and metric name whole; narrower: a list
 TASKS_TABLE_MIN_WIDTH = 110
+
+
+def _size_licence(described: dict[str, Any]) -> str:
+    """A task's size and licence as `mvleval tasks` shows them ("" for a task that states neither)."""
+    return "; ".join(x for x in (described.get("size"), described.get("licence")) if x)
 
 
 def _wrap(text: str, width: int, indent: str = "") -> str:

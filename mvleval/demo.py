@@ -366,7 +366,153 @@ def build_demo_data(root: Path, seed: int = 0, n_train: int = 72, n_test: int = 
         path.parent.mkdir(parents=True, exist_ok=True)
         doc = {"dataset": "maxm", "version": "demo", "split": lang, "annotations": annotations}
         path.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
+
+    # MTVQA and CVQA (test only): "how many shapes?" about the XM3600 images, in their hub repos' parquet schemas with
+    # the images embedded (no random numbers drawn: the other files stay what they were)
+    write_hub_demo(
+        data_root,
+        [(f"{seed:08x}{i:08x}", s, image_root / "xm3600" / f"{seed:08x}{i:08x}.jpg") for i, s in enumerate(xm_scenes)],
+    )
     return data_root, image_root
+
+
+#: the demo's MTVQA languages and CVQA pairs (those of QUESTIONS' languages the benchmarks have)
+MTVQA_DEMO_LANGUAGES = ("de", "ru")
+XMMMU_DEMO_LANGUAGES = ("en", "id")
+KALEIDOSCOPE_DEMO_LANGUAGES = ("de", "en", "ru")
+M3EXAM_DEMO_LANGUAGES = {"en": "english", "zh": "chinese"}
+CVQA_DEMO_PAIRS = {"id": "('Indonesian', 'Indonesia')", "ru": "('Russian', 'Russia')", "zh": "('Chinese', 'China')"}
+
+
+def write_hub_demo(data_root: Path, images: Sequence[tuple[str, Scene, Path]]) -> None:
+    """The demo files of the benchmarks read from hub datasets (MTVQA, CVQA, xMMMU, Kaleidoscope): one counting question
+    per image and language, in each dataset repo's published layout and schema (images embedded, or in data.zip)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    mtvqa, cvqa = [], []
+    for key, scene, path in images:
+        image = {"bytes": path.read_bytes(), "path": path.name}
+        for lang in MTVQA_DEMO_LANGUAGES:
+            pairs = [{"question": QUESTIONS["count"][lang], "answer": str(scene.count)}]
+            mtvqa.append({"image": image, "qa_pairs": str(pairs), "lang": lang.upper(), "id": f"{key}-{lang}"})
+        for lang, subset in CVQA_DEMO_PAIRS.items():
+            options = [str(c) for c in (*COUNTS, len(COUNTS) + 1)]
+            cvqa.append(
+                {
+                    "image": image,
+                    "ID": f"{key}_{lang}",
+                    "Subset": subset,
+                    "Question": QUESTIONS["count"][lang],
+                    "Translated Question": QUESTIONS["count"]["en"],
+                    "Options": options,
+                    "Translated Options": options,
+                    "Label": options.index(str(scene.count)),
+                    "Category": "demo",
+                    "Image Type": "Self",
+                    "Image Source": "",
+                    "License": "CC BY 4.0",
+                }
+            )
+    mtvqa_schema = pa.schema(
+        [("image", image_type), ("qa_pairs", pa.string()), ("lang", pa.string()), ("id", pa.string())]
+    )
+    text = pa.string()
+    cvqa_schema = pa.schema(
+        [
+            ("image", image_type),
+            ("ID", text),
+            ("Subset", text),
+            ("Question", text),
+            ("Translated Question", text),
+            ("Options", pa.list_(text)),
+            ("Translated Options", pa.list_(text)),
+            ("Label", pa.int64()),
+            ("Category", text),
+            ("Image Type", text),
+            ("Image Source", text),
+            ("License", text),
+        ]
+    )
+    for task, rows, schema in (("mtvqa", mtvqa, mtvqa_schema), ("cvqa", cvqa, cvqa_schema)):
+        folder = data_root / task / "data"
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), folder / "test-00000-of-00001.parquet")
+
+    # xMMMU (one split per language) and Kaleidoscope (metadata + data.zip): the same question, one image each
+    options = [str(c) for c in (*COUNTS, len(COUNTS) + 1)]
+    letters = "ABCD"
+    xmmmu_fields = [(c, text) for c in ("id", "question", "options", "answer", "question_type")]
+    xmmmu_schema = pa.schema(xmmmu_fields + [(f"image_{k}", image_type) for k in range(1, 8)])
+    for lang in XMMMU_DEMO_LANGUAGES:
+        lang_rows: list[dict[str, object]] = [
+            {
+                "id": f"validation_Math_{n}",
+                "question": f"<image 1> {QUESTIONS['count'][lang]}",
+                "options": str(options),
+                "answer": letters[options.index(str(scene.count))],
+                "question_type": "multiple-choice",
+                "image_1": {"bytes": path.read_bytes(), "path": path.name},
+                **{f"image_{k}": None for k in range(2, 8)},
+            }
+            for n, (_, scene, path) in enumerate(images)
+        ]
+        folder = data_root / "xmmmu" / "data"
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(lang_rows, schema=xmmmu_schema), folder / f"{lang}-00000-of-00001.parquet")
+    import zipfile
+
+    folder = data_root / "kaleidoscope" / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(folder.parent / "data.zip", "w") as archive:
+        for key, _, path in images:
+            archive.writestr(f"final_data/demo/{key}.png", path.read_bytes())
+    kal_rows = [
+        {
+            "question": QUESTIONS["count"][lang],
+            "options": options,
+            "answer": options.index(str(scene.count)),
+            "language": lang,
+            "image": f"demo/{key}.png",
+        }
+        for lang in KALEIDOSCOPE_DEMO_LANGUAGES
+        for key, scene, _ in images
+    ]
+    kal_schema = pa.schema(
+        [("question", text), ("options", pa.list_(text)), ("answer", pa.int64()), ("language", text), ("image", text)]
+    )
+    pq.write_table(pa.Table.from_pylist(kal_rows, schema=kal_schema), folder / "train-00000-of-00001.parquet")
+
+    # M3Exam (one split per language name; images as base64 strings, marked in the question)
+    import base64
+
+    m3_fields = [
+        ("language", text),
+        ("subject_category", text),
+        ("question_text", text),
+        ("options", pa.list_(text)),
+        ("answer_text", text),
+        ("background_description", pa.list_(text)),
+    ]
+    m3_schema = pa.schema(m3_fields + [(f"image_{k}", text) for k in range(10)])
+    folder = data_root / "m3exam" / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    for lang, name in M3EXAM_DEMO_LANGUAGES.items():
+        lang_rows = [
+            {
+                "language": name,
+                "subject_category": "math",
+                "question_text": f"(image)[{key}.png] {QUESTIONS['count'][lang]}",
+                "options": [f"{letters[i]}. {o}" for i, o in enumerate(options)],
+                "answer_text": letters[options.index(str(scene.count))],
+                "background_description": [],
+                "image_0": base64.b64encode(path.read_bytes()).decode(),
+                **{f"image_{k}": "None" for k in range(1, 10)},
+            }
+            for key, scene, path in images
+        ]
+        pq.write_table(pa.Table.from_pylist(lang_rows, schema=m3_schema), folder / f"{name}-00000-of-00001.parquet")
 
 
 #: The languages the demo evaluates per task.

@@ -110,6 +110,9 @@ class Task(ABC):
     #: split names, or regular expressions for families such as train_N (anchored).
     splits: ClassVar[tuple[str, ...]]
     images_per_example: ClassVar[int] = 1
+    #: True for a task whose examples have 0..images_per_example images each (text-only questions, MMMU's
+    #: interleaved `<image k>` images, images as options); the backends place images where `<image k>` markers stand
+    images_vary: ClassVar[bool] = False
     #: mBLIP's prompt: the protocol every published mBLIP number was made with (prompt style "mblip", the default).
     prompt_template: ClassVar[str]
     #: the wording instruction-tuned chat models are evaluated with (lmms-eval / PangeaBench style; prompt style "chat").
@@ -119,6 +122,8 @@ class Task(ABC):
     source_url: ClassVar[str] = ""
     licence: ClassVar[str] = ""
     citation: ClassVar[str] = ""
+    #: how large the default split is, in words ("6,778 questions on 2,116 images"); shown by `mvleval tasks`
+    size: ClassVar[str | None] = None
 
     def __init__(self, prompt_style: str = "mblip") -> None:
         if prompt_style not in PROMPT_STYLES:
@@ -264,6 +269,8 @@ class Task(ABC):
             "generation": self.generation.to_dict(),
             "images_per_example": self.images_per_example,
             "source": self.location(),
+            "licence": self.licence,
+            "size": self.size,
         }
 
 

@@ -336,3 +336,343 @@ def tiny_model(builder: str, name: str, /, **options: object) -> Path:
         else:
             raise ValueError(f"unknown builder {builder!r}: 'vlm' or 'mblip'")
     return _TINY_MODELS[key]
+
+
+# -- hub datasets in their published parquet schemas (the new benchmarks' tests) --------------------------------------
+def image_png(seed: int, size: int = 32) -> bytes:
+    """The bytes of a small, distinct PNG (colour from `seed`), as a dataset's parquet ``Image`` struct embeds them."""
+    import io
+
+    from PIL import Image
+
+    h = hashlib.sha256(str(seed).encode()).digest()
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), (h[0], h[1], h[2])).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_parquet(path: Path, rows: list[dict[str, Any]], schema: Any) -> Path:
+    """Write `rows` to one parquet file with the given pyarrow schema (image columns as ``{bytes, path}`` structs)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    return path
+
+
+def hub_image_type() -> Any:
+    """The ``datasets`` Image feature as its parquet files store it."""
+    import pyarrow as pa
+
+    return pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+
+
+#: MTVQA rows (ByteDance/MTVQA's test schema; `qa_pairs` is a string, as published): texts made up in the style of the
+#: real rows, including an answer with a period, a multi-pair image and a Thai row.
+MTVQA_ROWS: list[dict[str, Any]] = [
+    {
+        "id": 101,
+        "lang": "DE",
+        "qa_pairs": str(
+            [
+                {"question": "Was kostet der Kaffee?", "answer": "2,50 €"},
+                {"question": "Wie heißt das Café?", "answer": "Kaffeehaus"},
+            ]
+        ),
+    },
+    {"id": 102, "lang": "DE", "qa_pairs": str([{"question": "Welche Zahl steht auf dem Schild?", "answer": "3.5"}])},
+    {"id": 201, "lang": "TH", "qa_pairs": str([{"question": "ร้านนี้ชื่ออะไร", "answer": "ก๋วยเตี๋ยว"}])},
+    {"id": 301, "lang": "JA", "qa_pairs": str([{"question": "看板には何と書いてありますか？", "answer": "営業中"}])},
+]
+
+
+def write_mtvqa(data_root: Path, rows: list[dict[str, Any]] | None = None, shards: int = 2) -> Path:
+    """ByteDance/MTVQA's test split as published (``mtvqa/data/test-0000N-of-0000M.parquet``), rows spread over
+    `shards` files; each row's image a distinct PNG. Returns the data root."""
+    import pyarrow as pa
+
+    rows = [dict(r, image={"bytes": image_png(r["id"]), "path": f"{r['id']}.png"}) for r in (rows or MTVQA_ROWS)]
+    schema = pa.schema(
+        [("image", hub_image_type()), ("qa_pairs", pa.string()), ("lang", pa.string()), ("id", pa.int64())]
+    )
+    for k in range(shards):
+        part = rows[k::shards]
+        write_parquet(data_root / "mtvqa" / "data" / f"test-{k:05d}-of-{shards:05d}.parquet", part, schema)
+    return data_root
+
+
+#: CVQA rows (afaji/cvqa's schema): two pairs, a question whose options are in another script, a shared image.
+CVQA_ROWS: list[dict[str, Any]] = [
+    {
+        "ID": "5919991144272485961_0",
+        "Subset": "('Japanese', 'Japan')",
+        "Question": "この料理の名前は何ですか？",
+        "Translated Question": "What is the name of this dish?",
+        "Options": ["寿司", "天ぷら", "ラーメン", "うどん"],
+        "Translated Options": ["Sushi", "Tempura", "Ramen", "Udon"],
+        "Label": 2,
+        "Category": "Food",
+        "img": 1,
+    },
+    {
+        "ID": "5919991144272485961_1",
+        "Subset": "('Japanese', 'Japan')",
+        "Question": "この料理はどの地域の名物ですか？",
+        "Translated Question": "Which region is this dish a speciality of?",
+        "Options": ["北海道", "沖縄", "九州", "四国"],
+        "Translated Options": ["Hokkaido", "Okinawa", "Kyushu", "Shikoku"],
+        "Label": 0,
+        "Category": "Food",
+        "img": 1,
+    },
+    {
+        "ID": "-1203948203948_0",
+        "Subset": "('Spanish', 'Mexico')",
+        "Question": "¿Qué se celebra en esta imagen?",
+        "Translated Question": "What is celebrated in this picture?",
+        "Options": ["Navidad", "Día de Muertos", "Carnaval", "Semana Santa"],
+        "Translated Options": ["Christmas", "Day of the Dead", "Carnival", "Holy Week"],
+        "Label": 1,
+        "Category": "Traditions",
+        "img": 2,
+    },
+    {
+        "ID": "88812_0",
+        "Subset": "('Amharic', 'Ethiopia')",
+        "Question": "ይህ ምን ዓይነት ምግብ ነው?",
+        "Translated Question": "What kind of food is this?",
+        "Options": ["እንጀራ", "ዶሮ ወጥ", "ክትፎ", "ሽሮ"],
+        "Translated Options": ["Injera", "Doro wat", "Kitfo", "Shiro"],
+        "Label": 3,
+        "Category": "Food",
+        "img": 3,
+    },
+]
+
+
+def write_cvqa(data_root: Path, rows: list[dict[str, Any]] | None = None) -> Path:
+    """afaji/cvqa's test split as published (``cvqa/data/test-00000-of-00001.parquet``). Returns the data root."""
+    import pyarrow as pa
+
+    out = []
+    for r in rows or CVQA_ROWS:
+        row = {k: v for k, v in r.items() if k != "img"}
+        row.update(
+            image={"bytes": image_png(1000 + r.get("img", 0)), "path": None},
+            **{"Image Type": "Self", "Image Source": "", "License": "CC BY-SA 4.0"},
+        )
+        out.append(row)
+    schema = pa.schema(
+        [
+            ("image", hub_image_type()),
+            ("ID", pa.string()),
+            ("Subset", pa.string()),
+            ("Question", pa.string()),
+            ("Translated Question", pa.string()),
+            ("Options", pa.list_(pa.string())),
+            ("Translated Options", pa.list_(pa.string())),
+            ("Label", pa.int64()),
+            ("Category", pa.string()),
+            ("Image Type", pa.string()),
+            ("Image Source", pa.string()),
+            ("License", pa.string()),
+        ]
+    )
+    write_parquet(data_root / "cvqa" / "data" / "test-00000-of-00001.parquet", out, schema)
+    return data_root
+
+
+#: xMMMU rows (neulab/PangeaBench-xmmmu's schema; `options` is a string, as published): an image in the question, images
+#: as options, several images, an open numeric question, a question without an image.
+XMMMU_ROWS: list[dict[str, Any]] = [
+    {
+        "id": "validation_Art_1",
+        "question": "<image 1> Which art movement does this painting belong to?",
+        "options": str(["Cubism", "Impressionism", "Baroque", "Surrealism"]),
+        "answer": "B",
+        "question_type": "multiple-choice",
+        "images": 1,
+    },
+    {
+        "id": "validation_Biology_3",
+        "question": "Which of the following cells is a neuron?",
+        "options": str(["<image 1>", "<image 2>", "<image 3>"]),
+        "answer": "C",
+        "question_type": "multiple-choice",
+        "images": 3,
+    },
+    {
+        "id": "validation_Math_7",
+        "question": "Compare <image 1> and <image 2>. What is the area of the shaded region?",
+        "options": "[]",
+        "answer": "12.5",
+        "question_type": "open",
+        "images": 2,
+    },
+    {
+        "id": "validation_Economics_2",
+        "question": "If the price rises by 10% and demand falls by 5%, what is the elasticity?",
+        "options": str(["0.5", "2", "-0.5", "5"]),
+        "answer": "C",
+        "question_type": "multiple-choice",
+        "images": 0,
+    },
+]
+
+
+def write_xmmmu(data_root: Path, lang: str = "en", rows: list[dict[str, Any]] | None = None) -> Path:
+    """One language of neulab/PangeaBench-xmmmu as published (``xmmmu/data/<lang>-00000-of-00001.parquet``)."""
+    import pyarrow as pa
+
+    out = []
+    for n, r in enumerate(rows or XMMMU_ROWS):
+        row = {k: v for k, v in r.items() if k != "images"}
+        for k in range(1, 8):
+            row[f"image_{k}"] = {"bytes": image_png(2000 + 10 * n + k), "path": None} if k <= r["images"] else None
+        out.append(row)
+    fields = [
+        ("id", pa.string()),
+        ("question", pa.string()),
+        ("options", pa.string()),
+        ("answer", pa.string()),
+        ("question_type", pa.string()),
+    ]
+    schema = pa.schema(fields + [(f"image_{k}", hub_image_type()) for k in range(1, 8)])
+    write_parquet(data_root / "xmmmu" / "data" / f"{lang}-00000-of-00001.parquet", out, schema)
+    return data_root
+
+
+#: Kaleidoscope rows (CohereLabs/kaleidoscope's schema): an image question, a text-only question, image options, an
+#: Arabic and a Russian row (answers that may come back in other scripts' letters).
+KALEIDOSCOPE_ROWS: list[dict[str, Any]] = [
+    {
+        "question": "Welches Tier ist auf dem Bild zu sehen?",
+        "options": ["Hund", "Katze", "Pferd", "Kuh"],
+        "answer": 1,
+        "language": "de",
+        "image": "de/bio_1.png",
+    },
+    {
+        "question": "Wie viel ist 7 mal 8?",
+        "options": ["54", "56", "58", "64"],
+        "answer": 1,
+        "language": "de",
+        "image": None,
+    },
+    {
+        "question": "Welche Abbildung zeigt ein Dreieck?",
+        "options": ["de/opt_a.png", "de/opt_b.png", "de/opt_c.png"],
+        "answer": 2,
+        "language": "de",
+        "image": None,
+    },
+    {
+        "question": "Какой город является столицей России?",
+        "options": ["Киев", "Москва", "Минск", "Рига"],
+        "answer": 1,
+        "language": "ru",
+        "image": None,
+    },
+    {
+        "question": "ما هي عاصمة مصر؟",
+        "options": ["القاهرة", "الرياض", "بغداد", "دمشق"],
+        "answer": 0,
+        "language": "ar",
+        "image": "ar/geo_2.png",
+    },
+]
+
+
+def write_kaleidoscope(data_root: Path, rows: list[dict[str, Any]] | None = None) -> Path:
+    """CohereLabs/kaleidoscope as published: ``kaleidoscope/data/train-00000-of-00001.parquet`` (metadata, image paths)
+    and ``kaleidoscope/data.zip`` (the pixels, members under ``final_data/``). Returns the data root."""
+    import zipfile
+
+    import pyarrow as pa
+
+    rows = rows or KALEIDOSCOPE_ROWS
+    folder = data_root / "kaleidoscope"
+    names = sorted(
+        {r["image"] for r in rows if r["image"]} | {o for r in rows for o in r["options"] if o.endswith(".png")}
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(folder / "data.zip", "w") as archive:
+        for n, name in enumerate(names):
+            archive.writestr(f"final_data/{name}", image_png(3000 + n))
+    meta = {
+        "country": "x",
+        "level": "secondary",
+        "category_en": "Biology",
+        "general_category_en": "STEM",
+        "image_type": "diagram",
+        "image_information": "useful",
+    }
+    schema = pa.schema(
+        [
+            ("question", pa.string()),
+            ("options", pa.list_(pa.string())),
+            ("answer", pa.int64()),
+            ("language", pa.string()),
+            ("image", pa.string()),
+        ]
+        + [(k, pa.string()) for k in meta]
+    )
+    write_parquet(folder / "data" / "train-00000-of-00001.parquet", [dict(r, **meta) for r in rows], schema)
+    return data_root
+
+
+#: M3Exam rows (neulab/PangeaBench-m3exam's schema; images as base64 strings, "None" where absent): digit labels (Thai),
+#: letter labels, a background, two images marked in the question.
+M3EXAM_ROWS: dict[str, list[dict[str, Any]]] = {
+    "thai": [
+        {
+            "language": "thai",
+            "subject_category": "math",
+            "question_text": "(image)[q1.png] รูปนี้มีกี่ด้าน",
+            "options": ["(1) 3", "(2) 4", "(3) 5", "(4) 6"],
+            "answer_text": "2",
+            "background_description": [],
+            "images": 1,
+        },
+    ],
+    "english": [
+        {
+            "language": "english",
+            "subject_category": "natural-science",
+            "question_text": "Compare (image)[a.png] and (image)[b.png]. Which shows a mammal?",
+            "options": ["A. the first", "B. the second"],
+            "answer_text": "B",
+            "background_description": ["Two animals were photographed."],
+            "images": 2,
+        },
+    ],
+}
+
+
+def write_m3exam(data_root: Path) -> Path:
+    """neulab/PangeaBench-m3exam as published, one split per language name (``m3exam/data/<name>-00000-of-00001.parquet``)."""
+    import base64
+
+    import pyarrow as pa
+
+    fields = [
+        ("language", pa.string()),
+        ("subject_category", pa.string()),
+        ("question_text", pa.string()),
+        ("options", pa.list_(pa.string())),
+        ("answer_text", pa.string()),
+        ("background_description", pa.list_(pa.string())),
+    ]
+    schema = pa.schema(fields + [(f"image_{k}", pa.string()) for k in range(10)])
+    for name, rows in M3EXAM_ROWS.items():
+        out = []
+        for n, r in enumerate(rows):
+            row = {k: v for k, v in r.items() if k != "images"}
+            for k in range(10):
+                row[f"image_{k}"] = (
+                    base64.b64encode(image_png(4000 + 10 * n + k)).decode() if k < r["images"] else "None"
+                )
+            out.append(row)
+        write_parquet(data_root / "m3exam" / "data" / f"{name}-00000-of-00001.parquet", out, schema)
+    return data_root

@@ -3,6 +3,7 @@ BackendOptions. Imports no model family: the registry picks and imports one."""
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,10 +19,40 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One prompt with its images (1, or 2 for MaRVL), which the backend loads, encodes and caches."""
+    """One prompt with its images (0 for a text-only question, 1, 2 for MaRVL, up to 7 for MMMU), which the backend
+    loads, encodes and caches."""
 
     prompt: str
     images: tuple[Path, ...]
+
+
+#: where a prompt places its images: ``<image 1>`` ... (MMMU's markers), numbered from 1 in the request's image order
+IMAGE_MARKER = re.compile(r"<image (\d+)>")
+
+
+def interleave(prompt: str, n_images: int) -> list[str | int]:
+    """The user turn's parts in order: text pieces and image indices (0-based into the request's images).
+
+    A prompt without markers gives every image first, then the text (how every task without markers has always been
+    asked). With markers, ``<image k>`` (1 <= k <= n_images) is replaced by image k where it stands; an image that no
+    marker names goes first, in order; a marker naming no image (k > n_images) stays text. Empty text pieces are
+    dropped.
+    """
+    parts: list[str | int] = []
+    position = 0
+    named: set[int] = set()
+    for m in IMAGE_MARKER.finditer(prompt):
+        k = int(m.group(1))
+        if not 1 <= k <= n_images:
+            continue
+        if m.start() > position:
+            parts.append(prompt[position : m.start()])
+        parts.append(k - 1)
+        named.add(k - 1)
+        position = m.end()
+    if position < len(prompt) or not named:  # without markers the text is kept whole (even empty), as always
+        parts.append(prompt[position:])
+    return [i for i in range(n_images) if i not in named] + parts
 
 
 #: How a backend gives a model the images of a several-image example when the model takes one image per turn.

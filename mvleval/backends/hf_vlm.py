@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from mvleval.backends.base import IMAGE_HANDLING, Backend, BackendOptions, GenerationRequest
+from mvleval.backends.base import IMAGE_HANDLING, Backend, BackendOptions, GenerationRequest, interleave
 from mvleval.backends.hf.adapter import check_adapter_dir
 from mvleval.backends.hf.batch_size import auto_batch_size
 from mvleval.backends.hf.checkpoint import check_weights, fingerprint_files, read_config, resolve_model_dir
@@ -296,15 +296,24 @@ class HfVlmBackend(Backend):
             raise ValueError(
                 f"all requests in one generate() call must have the same number of images, got {sorted(n_images)}"
             )
-        images = [self._images(r) for r in requests]
-        texts = [self.render_prompt(r.prompt, len(imgs)) for r, imgs in zip(requests, images)]
+        images, texts = [], []
+        for r in requests:
+            decoded = self._images(r)
+            parts = self._parts(r)
+            # the processor takes the images in the order the rendered text places them
+            images.append([decoded[p] for p in parts if isinstance(p, int)])
+            texts.append(self._render_parts(r.prompt, parts))
         # templates that write BOS themselves (Gemma 3, Idefics3, Aya Vision, Llama 3.2 Vision) must not get a second
         # one from the tokenizer, as transformers' own apply_chat_template(tokenize=True) avoids too
         bos = getattr(self.tokenizer, "bos_token", None)
         special = not (self.chat_template and bos and all(t.startswith(bos) for t in texts))
         try:
             batch = self.processor(
-                text=texts, images=images, padding=True, return_tensors="pt", add_special_tokens=special
+                text=texts,
+                images=images if any(images) else None,  # a text-only question: no images at all
+                padding=True,
+                return_tensors="pt",
+                add_special_tokens=special,
             )
         except (ValueError, TypeError) as exc:
             raise MvlevalError(
@@ -345,21 +354,32 @@ class HfVlmBackend(Backend):
 
     def render_prompt(self, prompt: str, n_images: int) -> str:
         """The text given to the processor: the chat template's user turn with `n_images` image parts and the
-        prompt, plus the generation prompt; the prompt itself for processors without a chat template."""
+        prompt (images where ``<image k>`` markers place them, else first), plus the generation prompt; the prompt
+        itself for processors without a chat template."""
+        return self._render_parts(prompt, interleave(prompt, n_images))
+
+    def _render_parts(self, prompt: str, parts: Sequence[str | int]) -> str:
         if not self.chat_template:
             return prompt
-        content: list[dict[str, str]] = [{"type": "image"} for _ in range(n_images)]
-        content.append({"type": "text", "text": prompt})
+        content: list[dict[str, str]] = [
+            {"type": "image"} if isinstance(p, int) else {"type": "text", "text": p} for p in parts
+        ]
         return str(
             self.processor.apply_chat_template(
                 [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
             )
         )
 
+    def _parts(self, request: GenerationRequest) -> list[str | int]:
+        """The user turn's text pieces and image indices (mvleval.backends.base.interleave); side by side, the one
+        pasted image goes first and markers stay text."""
+        if self.image_handling == "side-by-side" and len(request.images) > 1:
+            return [0, request.prompt]
+        return interleave(request.prompt, len(request.images))
+
     def rendered_prompt(self, request: GenerationRequest) -> str:
         """The text the processor gets for `request` (part of its response-cache key)."""
-        n_images = 1 if self.image_handling == "side-by-side" and len(request.images) > 1 else len(request.images)
-        return self.render_prompt(request.prompt, n_images)
+        return self._render_parts(request.prompt, self._parts(request))
 
     def cache_identity(self, settings: GenerationSettings) -> dict[str, Any] | None:
         """What the answers depend on apart from the example (mvleval/backends/local_cache.py); None when sampling."""

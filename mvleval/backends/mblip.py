@@ -486,7 +486,10 @@ class MBlipBackend(Backend):
             )
         (per_row,) = n_images
         if per_row < 1:
-            raise ValueError("every request needs at least one image")
+            raise MvlevalError(
+                "mBLIP answers questions about images: this task has questions without an image (text-only).",
+                fix="evaluate a Hugging Face vision-LLM or a served model on this task: they take text-only questions.",
+            )
         prompts = [r.prompt for r in requests]
         token_ids = tokenize_prompts(self.tokenizer, prompts)
         for request, ids in zip(requests, token_ids):

@@ -48,6 +48,7 @@ from mvleval.backends.base import (
     BatchFailed,
     EndpointOptions,
     GenerationRequest,
+    interleave,
 )
 from mvleval.backends.registry import served_model_name
 from mvleval.cache import CACHE_MODES, served_key
@@ -553,10 +554,13 @@ class OpenAIBackend(Backend):
     # -- one request ---------------------------------------------------------------------------------------------
     def _payload(self, request: GenerationRequest, fields: dict[str, Any]) -> bytes:
         """The request body as sent (also what the cache key hashes)."""
+        # images first, or where the prompt's <image k> markers place them (mvleval.backends.base.interleave)
         content: list[dict[str, Any]] = [
-            {"type": "image_url", "image_url": {"url": self._data_url(p)}} for p in request.images
+            {"type": "image_url", "image_url": {"url": self._data_url(request.images[p])}}
+            if isinstance(p, int)
+            else {"type": "text", "text": p}
+            for p in interleave(request.prompt, len(request.images))
         ]
-        content.append({"type": "text", "text": request.prompt})
         return json.dumps(
             {"model": self.served_id, "messages": [{"role": "user", "content": content}], **fields}
         ).encode()

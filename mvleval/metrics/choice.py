@@ -18,6 +18,11 @@ the first of these rules that finds a label decides (``extract_choice``; the rul
    article, not a label);
 5. ``format-error``: nothing. The sample scores 0 and counts in ``format_error_rate``. Never a random guess.
 
+With ``script_letters`` (Kaleidoscope, whose authors' parser does the same), a label written in another script's
+letters counts as the Latin one before the cascade runs: Б->B, Ц->C, Д->D, Г->D (Cyrillic), أ->A, ب->B, ج->C, د->D
+(Arabic), each only where it stands alone (not inside a word). The signature says so (``script-letters=kaleidoscope``);
+the metric then also reports ``valid_accuracy``, the accuracy over the answers that name a label.
+
 Labels are A, B, C, ... by default (as many as the example has choices) or the benchmark's own (``labels`` in a
 benchmark folder's header, e.g. Thai ก ข ค ง). ASCII labels match case-insensitively where a label cannot be a word
 (after an answer phrase, a lower-case label counts only before punctuation or the end). The cascade's version is part
@@ -155,6 +160,16 @@ _CONJUNCTIONS = {
     "அல்லது",
 }
 _ARTICLE_LIKE = {"A", "I", "O", "E", "Y", "U"}
+
+
+#: letters of other scripts that Kaleidoscope's authors read as A-D (israfelsr/kaleidoscope; see the module docstring)
+SCRIPT_LETTERS: dict[str, str] = {"Б": "B", "Ц": "C", "Д": "D", "Г": "D", "أ": "A", "ب": "B", "ج": "C", "د": "D"}
+_SCRIPT_LETTER = re.compile(rf"(?<![\w{_MARKS}])([{''.join(SCRIPT_LETTERS)}])(?![\w{_MARKS}])")
+
+
+def map_script_letters(text: str) -> str:
+    """`text` with each standalone letter of SCRIPT_LETTERS replaced by its Latin label."""
+    return _SCRIPT_LETTER.sub(lambda m: SCRIPT_LETTERS[m.group(1)], text)
 
 
 @dataclass(frozen=True)
@@ -343,16 +358,19 @@ class ChoiceAccuracy(Metric):
         bootstrap_resamples: int = DEFAULT_RESAMPLES,
         seed: int = DEFAULT_SEED,
         labels: Sequence[str] | None = None,
+        script_letters: bool = False,
     ) -> None:
         check_resamples(bootstrap_resamples, seed)
         self.bootstrap_resamples = bootstrap_resamples
         self.seed = seed
         self.labels = tuple(labels) if labels else DEFAULT_LABELS
+        self.script_letters = script_letters
 
     def signature(self) -> str:
         labels = "A-Z" if self.labels == DEFAULT_LABELS else ",".join(self.labels)
+        scripts = "script-letters=kaleidoscope|" if self.script_letters else ""
         return (
-            f"choice_accuracy|extract={CASCADE_VERSION}|nfkc|labels={labels}|case-insensitive|any-ref|"
+            f"choice_accuracy|extract={CASCADE_VERSION}|nfkc|{scripts}labels={labels}|case-insensitive|any-ref|"
             f"{bootstrap_signature(self.bootstrap_resamples, self.seed)}|mvleval-2"
         )
 
@@ -373,6 +391,8 @@ class ChoiceAccuracy(Metric):
         facts: list[dict[str, str] | None] = []
         errors = 0
         for i, (pred, refs) in enumerate(zip(predictions, references)):
+            if self.script_letters:
+                pred = map_script_letters(pred)
             found = extract_choice(pred, choices[i] if choices is not None else None, self.labels)
             gold = {_canonical(unicodedata.normalize("NFKC", r).strip(), self.labels) or r.strip() for r in refs}
             per_example.append(1.0 if found.label is not None and found.label in gold else 0.0)
@@ -380,11 +400,16 @@ class ChoiceAccuracy(Metric):
             errors += found.label is None
         value = sum(per_example) / len(per_example)
         interval = bootstrap_mean_interval(per_example, self.bootstrap_resamples, self.seed)
+        extra: dict[str, float | None] = {"format_error_rate": errors / len(per_example)}
+        if self.script_letters:  # Kaleidoscope's authors also report the accuracy over the answers naming a label
+            extra["valid_accuracy"] = (
+                sum(per_example) / (len(per_example) - errors) if errors < len(per_example) else None
+            )
         return MetricResult(
             value=value,
             per_example=per_example,
             signature=self.signature(),
             interval=interval,
-            extra={"format_error_rate": errors / len(per_example)},
+            extra=extra,
             per_example_extra=facts,
         )

@@ -22,9 +22,12 @@ METRICS: dict[str, str] = {
     "chrfpp": "mvleval.metrics.sacrebleu_metrics:ChrF",
     "choice_accuracy": "mvleval.metrics.choice:ChoiceAccuracy",
     "cider": "mvleval.metrics.cider:Cider",
+    "contains_accuracy": "mvleval.metrics.contains:ContainsAccuracy",
     "exact_match": "mvleval.metrics.exact_match:ExactMatch",
     "relaxed_accuracy": "mvleval.metrics.exact_match:RelaxedAccuracy",
     "language_fidelity": "mvleval.metrics.language_fidelity:LanguageFidelity",
+    "m3exam_accuracy": "mvleval.metrics.m3exam:M3ExamAccuracy",
+    "mmmu_accuracy": "mvleval.metrics.mmmu:MmmuAccuracy",
 }
 
 

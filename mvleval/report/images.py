@@ -58,6 +58,11 @@ class ImageStore:
     def _resolve(self, rel: str) -> Path | None:
         """The file under the root, or None when it is absent or the path leaves the root (e.g. '../x')."""
         assert self.root is not None
+        from mvleval.hubdata import resolve_image_name
+
+        hub = resolve_image_name(rel)  # an image a dataset file embeds: in the cache dir, named by content
+        if hub is not None:
+            return hub if hub.is_file() else None
         root = self.root.resolve()
         path = (root / rel).resolve()
         if not path.is_relative_to(root) or not path.is_file():
