@@ -24,7 +24,10 @@ from tests.helpers import (
     invoke_run,
     sample_rows,
     write_cvqa,
+    write_kaleidoscope,
+    write_m3exam,
     write_mtvqa,
+    write_xmmmu,
 )
 
 MODEL = "scripted-vlm"
@@ -595,3 +598,61 @@ def test_report_shows_the_materialised_images(
     assert code == 0, out + err
     html = page.read_text(encoding="utf-8")
     assert "data:image/jpeg;base64," in html and "missing" not in (out + err).lower(), out + err
+
+
+# -- `mvleval data fetch` then `mvleval run`, for each new benchmark (the local hub of tests/hubserver.py) -------------------
+#: (task, the languages run, whether the repo splits its files by language (then fetched with --lang), the staged files'
+#: writer); the writers put the repo's files under <root>/<task>/
+FETCH_CASES = [
+    ("mtvqa", ["de", "th"], False, lambda root: write_mtvqa(root)),
+    ("cvqa", ["ja-JP", "es-MX"], False, lambda root: write_cvqa(root)),
+    ("xmmmu", ["en"], True, lambda root: write_xmmmu(root)),
+    ("m3exam", ["th", "en"], True, lambda root: write_m3exam(root)),
+    ("kaleidoscope", ["ar", "de", "ru"], False, lambda root: write_kaleidoscope(root)),
+]
+
+
+@pytest.mark.parametrize(("task", "langs", "by_lang", "write"), FETCH_CASES, ids=[c[0] for c in FETCH_CASES])
+def test_data_fetch_then_run(
+    task: str,
+    langs: list[str],
+    by_lang: bool,
+    write: Any,
+    scripted: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue #24's done-when: `mvleval data fetch --task T` from a hub serving the dataset repo's files as published,
+    then `mvleval run --task T` on the fetched data root, with nothing else in between; the record names the source."""
+    from huggingface_hub import constants
+
+    from mvleval.data.fetch import load_lock
+    from tests.hubserver import Hub
+
+    staged = write(tmp_path / "staged") / task
+    files = {p.relative_to(staged).as_posix(): p.read_bytes() for p in sorted(staged.rglob("*")) if p.is_file()}
+    assert files, "nothing staged: the test would prove nothing"
+    source = load_lock()[task]
+    hub = Hub().start()
+    try:
+        hub.add(source.repo, files, source.revision)
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        root = tmp_path / "data"
+        lang_flags = [x for lang in langs for x in ("--lang", lang)] if by_lang else []
+        code, out, err = cli(
+            capsys, "data", "fetch", "--task", task, "--data-root", root, "--accept-terms", *lang_flags
+        )
+        assert code == 0, out + err
+    finally:
+        hub.stop()
+    fetched = {p.relative_to(root / task).as_posix(): p.read_bytes() for p in (root / task).rglob("*") if p.is_file()}
+    assert {k: v for k, v in fetched.items() if k in files} == files  # every published file, byte for byte
+    server = scripted({})
+    record = json.loads(_run(server, task, root, tmp_path / "runs", langs).read_text())
+    assert record["task"]["name"] == task and record["scores"], record.get("scores")
+    assert server.requests, "the model was never asked: the run proved nothing"
+    assert record["provenance"]["data_source"]["repo"] == source.repo
