@@ -300,8 +300,7 @@ class HfVlmBackend(Backend):
         texts = [self.render_prompt(r.prompt, len(imgs)) for r, imgs in zip(requests, images)]
         # templates that write BOS themselves (Gemma 3, Idefics3, Aya Vision, Llama 3.2 Vision) must not get a second
         # one from the tokenizer, as transformers' own apply_chat_template(tokenize=True) avoids too
-        bos = getattr(self.tokenizer, "bos_token", None)
-        special = not (self.chat_template and bos and all(t.startswith(bos) for t in texts))
+        special = not writes_own_bos(self.tokenizer, self.chat_template, texts)
         try:
             batch = self.processor(
                 text=texts, images=images, padding=True, return_tensors="pt", add_special_tokens=special
@@ -346,15 +345,7 @@ class HfVlmBackend(Backend):
     def render_prompt(self, prompt: str, n_images: int) -> str:
         """The text given to the processor: the chat template's user turn with `n_images` image parts and the
         prompt, plus the generation prompt; the prompt itself for processors without a chat template."""
-        if not self.chat_template:
-            return prompt
-        content: list[dict[str, str]] = [{"type": "image"} for _ in range(n_images)]
-        content.append({"type": "text", "text": prompt})
-        return str(
-            self.processor.apply_chat_template(
-                [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
-            )
-        )
+        return render_user_turn(self.processor, self.chat_template, prompt, n_images)
 
     def rendered_prompt(self, request: GenerationRequest) -> str:
         """The text the processor gets for `request` (part of its response-cache key)."""
@@ -460,6 +451,34 @@ def _left_align(batch: Any) -> None:
         value = batch.get(key)
         if value is not None and getattr(value, "shape", None) == mask.shape:
             batch[key] = torch.gather(value, 1, order)
+
+
+def user_turn(prompt: str, n_images: int) -> dict[str, Any]:
+    """The one user message of an example: its images' parts, in order, then the prompt text."""
+    content: list[dict[str, str]] = [{"type": "image"} for _ in range(n_images)]
+    content.append({"type": "text", "text": prompt})
+    return {"role": "user", "content": content}
+
+
+def render_user_turn(processor: Any, chat_template: str | None, prompt: str, n_images: int) -> str:
+    """The text the processor gets: the chat template's user turn with `n_images` image parts and the prompt, plus
+    the generation prompt; the prompt itself for processors without a chat template. Evaluation and fine-tuning
+    (mvleval/finetune/generic.py) both call this, so a model is trained on the conversation it is evaluated with."""
+    if not chat_template:
+        return prompt
+    return str(processor.apply_chat_template([user_turn(prompt, n_images)], add_generation_prompt=True, tokenize=False))
+
+
+def writes_own_bos(tokenizer: Any, chat_template: str | None, texts: Sequence[str]) -> bool:
+    """Whether the rendered texts already start with BOS (Gemma 3, Idefics3, Aya Vision, Llama 3.2 Vision templates):
+    the tokenizer must then add no second one."""
+    bos = getattr(tokenizer, "bos_token", None)
+    return bool(chat_template and bos and all(t.startswith(bos) for t in texts))
+
+
+def left_align(batch: Any) -> None:
+    """Public name of _left_align (fine-tuning builds its batches with the same fix)."""
+    _left_align(batch)
 
 
 def _decode(path: Path) -> Image.Image:
