@@ -400,10 +400,17 @@ class HfVlmBackend(Backend):
             image_handling=self.image_handling,
             trust_remote_code=self.trust_remote_code,
             # the thinking tags the chat template declares: scoring removes the thinking they delimit (metrics/answer.py)
-            details={"thinking_tags": [list(t) for t in tags]}
-            if (tags := template_thinking_tags(self.chat_template))
-            else {},
+            details=self._details(template_thinking_tags(self.chat_template)),
         )
+
+    def _details(self, tags: Sequence[tuple[str, str]]) -> dict[str, Any]:
+        """The thinking tags the chat template declares (scoring removes the thinking they delimit,
+        metrics/answer.py) and, for an adapter made by `mvleval train`, the sha256 of its train_config.json."""
+        details: dict[str, Any] = {"thinking_tags": [list(t) for t in tags]} if tags else {}
+        if self.adapter is not None and (self.adapter / "train_config.json").is_file():
+            digest = hashlib.sha256((self.adapter / "train_config.json").read_bytes()).hexdigest()
+            details["adapter_train_config_sha256"] = digest
+        return details
 
     # -- internals -----------------------------------------------------------------------------------------------
     def _images(self, request: GenerationRequest) -> list[Image.Image]:

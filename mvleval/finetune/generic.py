@@ -491,7 +491,67 @@ def merged_generic(train_dir: Path, base_model: str, processor: Any = None) -> t
     return merged, processor
 
 
+def export_generic(
+    train_dir: Path, out: Path, bits: int, base_model: str, saved: dict[str, Any], device: str | None = None
+) -> Path:
+    """Merge a generic run's adapter into its fp32 base and save a ``save_pretrained`` checkpoint with its processor:
+    fp32 (32), bf16 (16), or re-loaded through bitsandbytes (nf4 / int8, the vision tower, projector and lm_head
+    unquantised) and saved with its quantization_config (4 / 8). ``AutoModelForImageTextToText.from_pretrained`` and
+    ``mvleval run --model OUT`` load it."""
+    import tempfile
+
+    import torch
+
+    from mvleval.backends.hf.adapter import adapter_fingerprint
+    from mvleval.finetune.export import EXPORT_INFO_FILE
+
+    model, processor = merged_generic(train_dir, base_model)
+    out.mkdir(parents=True, exist_ok=True)
+    if bits == 32:
+        model.save_pretrained(str(out))
+    elif bits == 16:
+        model.to(torch.bfloat16).save_pretrained(str(out))
+    else:
+        from transformers import AutoModelForImageTextToText
+
+        from mvleval.backends.hf.precision import bnb_config, disable_cpu_bf16_repack
+        from mvleval.backends.hf_vlm import QUANT_SKIP_MODULES
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        with tempfile.TemporaryDirectory(prefix=".mvleval-export-", dir=out.parent) as scratch:
+            model.save_pretrained(scratch)
+            del model
+            quantised = AutoModelForImageTextToText.from_pretrained(
+                scratch,
+                quantization_config=bnb_config(bits, torch.bfloat16, QUANT_SKIP_MODULES),
+                dtype=torch.float32,
+                device_map={"": device},
+            )
+            if bits == 4 and not device.startswith("cuda"):
+                disable_cpu_bf16_repack(quantised)  # NOTES.md bitsandbytes CPU bug A
+            quantised.save_pretrained(str(out))
+    processor.save_pretrained(str(out))
+    model_dir = Path(str(saved.get("base_model", base_model)))
+    for name in ("generation_config.json",):  # the stop tokens of the base, as published
+        if (model_dir / name).is_file() and not (out / name).is_file():
+            (out / name).write_bytes((model_dir / name).read_bytes())
+    info = {
+        "source": str(Path(train_dir).absolute()),
+        "source_fingerprint": adapter_fingerprint(Path(train_dir)),
+        "base_model": base_model,
+        "bits": bits,
+        "merged": "LoRA (and a trained projector) merged into the fp32 base with peft's merge_and_unload",
+    }
+    (out / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    from mvleval.fileperms import follow_umask_tree
+
+    follow_umask_tree(out)
+    logger.info("exported %s as a %d-bit checkpoint to %s", train_dir, bits, out)
+    return out
+
+
 __all__ = [
+    "export_generic",
     "RenderedExample",
     "add_generic_lora",
     "answer_loss",
