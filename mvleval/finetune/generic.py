@@ -368,7 +368,9 @@ def train_generic(
     model, processor, model_dir = load_generic_model(config.base_model, bits, device, processor)
     peft_model = add_generic_lora(model, config)
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        from mvleval.finetune.train import enable_checkpointing
+
+        enable_checkpointing(model)  # the whole model's decoder layers, non-reentrant
     tokenizer = getattr(processor, "tokenizer", processor)
     rendered = render_training_texts(processor, examples, _stop_ids(model_dir, tokenizer))
 
