@@ -63,3 +63,23 @@ def write_squares_benchmark(folder: Path, *, n_train: int = 48, n_test: int = 16
                 )
     (folder / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return folder
+
+
+def sharpen_head(model_dir: Path, factor: float) -> None:
+    """Multiply a tiny checkpoint's lm_head by `factor`, in place.
+
+    A random tiny model's frozen output head (hidden 32-64, RMS-normed input) cannot give any token much more than
+    a few percent of the probability, whatever LoRA does below it; published checkpoints' heads can. Learnability
+    tests sharpen the head of the untrained base once, so that LoRA on the language model can express a confident
+    answer; the untrained model stays at ~0 (tests/test_finetune_generic.py measures both).
+    """
+    from safetensors.torch import load_file, save_file
+
+    path = Path(model_dir) / "model.safetensors"
+    tensors = load_file(str(path))
+    heads = [k for k in tensors if k.endswith("lm_head.weight")]
+    if not heads:
+        raise ValueError(f"{path} has no lm_head.weight")
+    for key in heads:
+        tensors[key] = (tensors[key] * factor).contiguous()
+    save_file(tensors, str(path), metadata={"format": "pt"})
