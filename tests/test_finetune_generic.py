@@ -289,3 +289,22 @@ def test_training_teaches_what_the_image_shows(
     print(family, scores)
     assert scores["untrained"] <= 0.1
     assert scores["trained"] >= 0.4 and scores["trained"] >= scores["untrained"] + 0.3
+
+
+def test_a_folder_that_is_no_vision_llm_is_one_clear_error(
+    squares: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`mvleval train --model` on a text-only checkpoint: exit 2, one paragraph naming config.json, nothing written."""
+    from tests.helpers import cli
+
+    model = tmp_path / "bert"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"model_type": "bert"}), encoding="utf-8")
+    (model / "model.safetensors").write_bytes(b"")
+    code, out, err = cli(
+        capsys, "train", "--model", model, "--task", squares, "--split", "train", "--out", tmp_path / "ft"
+    )
+    text = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err
+    assert "model_type 'bert'" in text and "config.json" in text and "vision-LLM" in text
+    assert not (tmp_path / "ft").exists()
