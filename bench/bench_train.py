@@ -85,6 +85,7 @@ def _plain_generic(base, examples, config, processor):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
 
+    from mvleval.backends.hf_vlm import QUANT_SKIP_MODULES
     from mvleval.finetune.generic import lora_targets, projector_names
     from mvleval.images import load_image
 
@@ -94,7 +95,7 @@ def _plain_generic(base, examples, config, processor):
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.float32,
-            llm_int8_skip_modules=["lm_head", "vision_tower", "vision_model", "visual", "multi_modal_projector", "connector"],
+            llm_int8_skip_modules=list(QUANT_SKIP_MODULES),  # the same modules kept unquantised as mvleval keeps
         )
     model = AutoModelForImageTextToText.from_pretrained(base, **kwargs)
     regex, _ = lora_targets(model, config)
