@@ -241,9 +241,9 @@ LEARN_STEPS = 300
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize(("family", "bits"), [*((f, 32) for f in FAMILIES), ("paligemma", 4)])
 def test_training_teaches_what_the_image_shows(
-    family: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    family: str, bits: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`mvleval train` (LEARN_STEPS steps) then `mvleval run` on the held-apart test rows: exact match far above the
     untrained model's and above chance (25%). Through the installed console script; Qwen2-VL through
@@ -257,7 +257,7 @@ def test_training_teaches_what_the_image_shows(
     train_args = [
         "train", "--model", base, "--task", bench, "--split", "train", "--out", tmp_path / "ft",
         "--max-steps", str(LEARN_STEPS), "--batch-size", "8", "--set", "lr_lora=3e-3", "--set", "lr_blip=3e-3",
-        "--set", "save_every=1000",
+        "--set", "save_every=1000", "--bits", str(bits),
     ]
     run_args = ["run", "--task", bench, "--model", base, "--cache", "off"]
     if family == "qwen2_vl":
@@ -286,7 +286,7 @@ def test_training_teaches_what_the_image_shows(
         record = json.loads(next((tmp_path / name).glob("squares-*.json")).read_text())
         scores[name] = record["scores"]["exact_match"]["mean"]
         assert set(record["scores"]["exact_match"]["per_lang"]) == {"en", "de", "es"}
-    print(family, scores)
+    print(family, bits, scores)
     assert scores["untrained"] <= 0.1
     assert scores["trained"] >= 0.4 and scores["trained"] >= scores["untrained"] + 0.3
 
