@@ -48,8 +48,16 @@ def _worker(args: argparse.Namespace) -> None:
 
     sets = ["lr_lora=1e-3", "lr_blip=1e-3", "save_every=100000", "lora_dropout=0.05", "warmup_ratio=0"]
     config = load_config(
-        None, sets, base_model=str(base), output_dir=out, task=str(bench), split="train",
-        max_steps=args.steps, batch_size=args.batch, bits=args.bits, device="cpu",
+        None,
+        sets,
+        base_model=str(base),
+        output_dir=out,
+        task=str(bench),
+        split="train",
+        max_steps=args.steps,
+        batch_size=args.batch,
+        bits=args.bits,
+        device="cpu",
     )
     examples = read_task_split(str(bench), "train", bench, bench / "images")
     processor = None
@@ -70,7 +78,11 @@ def _worker(args: argparse.Namespace) -> None:
     else:
         rates = _plain_generic(base, examples, config, processor)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"rate": statistics.median(rates[2:] or rates), "peak_mb": peak / 1024, "start_mb": rss_before / 1024}))
+    print(
+        json.dumps(
+            {"rate": statistics.median(rates[2:] or rates), "peak_mb": peak / 1024, "start_mb": rss_before / 1024}
+        )
+    )
 
 
 def _order(config, n):  # the same micro-batches mvleval's DataOrder gives
@@ -93,16 +105,24 @@ def _plain_generic(base, examples, config, processor):
     kwargs = {"dtype": torch.bfloat16 if config.bits == 16 else torch.float32}
     if config.bits == 4:
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.float32,
             llm_int8_skip_modules=list(QUANT_SKIP_MODULES),  # the same modules kept unquantised as mvleval keeps
         )
     model = AutoModelForImageTextToText.from_pretrained(base, **kwargs)
     regex, _ = lora_targets(model, config)
-    model = get_peft_model(model, LoraConfig(
-        r=config.lora_r, lora_alpha=int(config.lora_alpha), lora_dropout=config.lora_dropout, target_modules=regex,
-        modules_to_save=projector_names(model) or None,
-    ))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=config.lora_r,
+            lora_alpha=int(config.lora_alpha),
+            lora_dropout=config.lora_dropout,
+            target_modules=regex,
+            modules_to_save=projector_names(model) or None,
+        ),
+    )
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     images = {}
     tok = processor.tokenizer
@@ -115,17 +135,33 @@ def _plain_generic(base, examples, config, processor):
         exs = [examples[i] for i in batch_idx]
         imgs = [[images.setdefault(p, load_image(p)) for p in e.images] for e in exs]
         if template:  # the model cards' collator: the whole conversation, prompt tokens masked by the prompt's length
-            convs = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": e.prompt}]}] for e in exs]
+            convs = [
+                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": e.prompt}]}] for e in exs
+            ]
             prompts = [processor.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in convs]
-            full = [processor.apply_chat_template(c + [{"role": "assistant", "content": [{"type": "text", "text": e.target}]}], tokenize=False) for c, e in zip(convs, exs)]
+            full = [
+                processor.apply_chat_template(
+                    c + [{"role": "assistant", "content": [{"type": "text", "text": e.target}]}], tokenize=False
+                )
+                for c, e in zip(convs, exs)
+            ]
             batch = processor(text=full, images=imgs, padding=True, return_tensors="pt", add_special_tokens=False)
-            plens = [len(processor(text=[p], images=[i], return_tensors="pt", add_special_tokens=False)["input_ids"][0]) for p, i in zip(prompts, imgs)]
+            plens = [
+                len(processor(text=[p], images=[i], return_tensors="pt", add_special_tokens=False)["input_ids"][0])
+                for p, i in zip(prompts, imgs)
+            ]
             labels = batch["input_ids"].clone()
             labels[batch["attention_mask"] == 0] = -100
             for r, n in enumerate(plens):
                 labels[r, :n] = -100
         else:  # PaliGemma's card: the processor's suffix makes the labels
-            batch = processor(text=[e.prompt for e in exs], images=imgs, suffix=[e.target for e in exs], padding=True, return_tensors="pt")
+            batch = processor(
+                text=[e.prompt for e in exs],
+                images=imgs,
+                suffix=[e.target for e in exs],
+                padding=True,
+                return_tensors="pt",
+            )
             labels = batch.pop("labels")
         batch.pop("labels", None)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bits == 16):
@@ -156,7 +192,12 @@ def _plain_mblip(base, examples, config):
     regex = lora_target_regex(lm, lora_leaf_names(lm))
     for p in model.parameters():
         p.requires_grad_(False)
-    get_peft_model(lm, LoraConfig(r=config.lora_r, lora_alpha=int(config.lora_alpha), lora_dropout=config.lora_dropout, target_modules=regex))
+    get_peft_model(
+        lm,
+        LoraConfig(
+            r=config.lora_r, lora_alpha=int(config.lora_alpha), lora_dropout=config.lora_dropout, target_modules=regex
+        ),
+    )
     for p in [*model.qformer.parameters(), model.query_tokens, *model.language_projection.parameters()]:
         p.data = p.data.float()
         p.requires_grad_(True)
@@ -203,7 +244,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
     bench = write_squares_benchmark(tmp / "squares", n_train=32, n_test=4)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONPATH": str(REPO)}
-    print(f"{'model':<12} {'bits':>4} {'mvleval ex/s':>13} {'plain ex/s':>11} {'ratio':>6} {'mvleval peak MB':>16} {'plain peak MB':>14}")
+    print(
+        f"{'model':<12} {'bits':>4} {'mvleval ex/s':>13} {'plain ex/s':>11} {'ratio':>6} {'mvleval peak MB':>16} {'plain peak MB':>14}"
+    )
     for family in args.families.split(","):
         if family == "mblip":
             from mvleval.factory import build_tiny_checkpoint
@@ -217,9 +260,27 @@ def main() -> None:
             res = {}
             for side in ("mvleval", "plain"):
                 out = tmp / f"out-{family}-{bits}-{side}"
-                cmd = [sys.executable, __file__, "--worker", "--side", side, "--family", family, "--base", str(base),
-                       "--bench", str(bench), "--out", str(out), "--bits", str(bits), "--steps", str(args.steps),
-                       "--batch", str(args.batch)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    "--side",
+                    side,
+                    "--family",
+                    family,
+                    "--base",
+                    str(base),
+                    "--bench",
+                    str(bench),
+                    "--out",
+                    str(out),
+                    "--bits",
+                    str(bits),
+                    "--steps",
+                    str(args.steps),
+                    "--batch",
+                    str(args.batch),
+                ]
                 done = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
                 if done.returncode or not lines:
@@ -228,8 +289,11 @@ def main() -> None:
                 else:
                     res[side] = json.loads(lines[-1])
             m, p = res["mvleval"], res["plain"]
-            print(f"{family:<12} {bits:>4} {m['rate']:>13.1f} {p['rate']:>11.1f} {m['rate'] / p['rate']:>6.2f} "
-                  f"{m['peak_mb']:>16.0f} {p['peak_mb']:>14.0f}", flush=True)
+            print(
+                f"{family:<12} {bits:>4} {m['rate']:>13.1f} {p['rate']:>11.1f} {m['rate'] / p['rate']:>6.2f} "
+                f"{m['peak_mb']:>16.0f} {p['peak_mb']:>14.0f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

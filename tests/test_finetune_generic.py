@@ -109,23 +109,29 @@ def test_a_template_that_changes_the_prompt_is_refused(models: Path, squares: Pa
 
 # -- what is trained --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("family", FAMILIES)
-def test_lora_only_in_the_language_model_and_projector_by_option(family: str, models: Path, squares: Path, tmp_path: Path) -> None:
+def test_lora_only_in_the_language_model_and_projector_by_option(
+    family: str, models: Path, squares: Path, tmp_path: Path
+) -> None:
     from mvleval.finetune.generic import add_generic_lora, language_model_prefix, load_generic_model
 
     model_dir = models / family
     for train_projection in (True, False):
         model, _, _ = load_generic_model(str(model_dir), 32, "cpu", load_processor(model_dir))
         prefix = language_model_prefix(model)
-        n_linear = sum(
-            isinstance(m, torch.nn.Linear) for _, m in model.get_submodule(prefix).named_modules()
-        )
+        n_linear = sum(isinstance(m, torch.nn.Linear) for _, m in model.get_submodule(prefix).named_modules())
         config = _config(model_dir, tmp_path / "o", squares, f"train_projection={str(train_projection).lower()}")
         peft_model = add_generic_lora(model, config)
-        lora_layers = [n for n, m in peft_model.named_modules() if hasattr(m, "lora_A") and isinstance(m.lora_A, torch.nn.ModuleDict)]
+        lora_layers = [
+            n
+            for n, m in peft_model.named_modules()
+            if hasattr(m, "lora_A") and isinstance(m.lora_A, torch.nn.ModuleDict)
+        ]
         assert lora_layers and all(f".{prefix}." in f".{n}" for n in lora_layers)
         assert len(lora_layers) == n_linear  # every linear layer of the language model's blocks (lm_head is outside)
         trained = [n for n, p in peft_model.named_parameters() if p.requires_grad]
-        assert not any(t in n for n in trained for t in ("vision_tower", "vision_model", "visual.blocks", "patch_embed"))
+        assert not any(
+            t in n for n in trained for t in ("vision_tower", "vision_model", "visual.blocks", "patch_embed")
+        )
         projector = [n for n in trained if "lora_" not in n]
         assert bool(projector) is train_projection
         assert all("modules_to_save" in n for n in projector)
@@ -157,15 +163,26 @@ def _adapter(out: Path) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("family", "bits"), [("qwen2_vl", 32), ("gemma3", 4)])
-def test_resumed_run_ends_with_the_same_weights(family: str, bits: int, models: Path, squares: Path, tmp_path: Path) -> None:
+def test_resumed_run_ends_with_the_same_weights(
+    family: str, bits: int, models: Path, squares: Path, tmp_path: Path
+) -> None:
     """6 steps straight vs killed after step 3 (last checkpoint step 2) and resumed: identical adapter tensors and
     losses; dropout, gradient accumulation and gradient checkpointing on. gemma3 at 4 bits is QLoRA on CPU."""
     model_dir = models / family
 
     def config(out: Path, seed: int = 0) -> TrainConfig:
         return _config(
-            model_dir, out, squares, "save_every=2", "lora_dropout=0.1", "grad_accum_steps=2",
-            "gradient_checkpointing=true", f"seed={seed}", max_steps=6, batch_size=5, bits=bits,
+            model_dir,
+            out,
+            squares,
+            "save_every=2",
+            "lora_dropout=0.1",
+            "grad_accum_steps=2",
+            "gradient_checkpointing=true",
+            f"seed={seed}",
+            max_steps=6,
+            batch_size=5,
+            bits=bits,
         )
 
     def train(cfg: TrainConfig, **kw: Any) -> Path:
@@ -185,7 +202,9 @@ def test_resumed_run_ends_with_the_same_weights(family: str, bits: int, models: 
 
 
 # -- outputs: adapter for `mvleval run`, merged export for transformers -----------------------------------------------
-def test_adapter_runs_and_export_loads_in_transformers(models: Path, squares: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_adapter_runs_and_export_loads_in_transformers(
+    models: Path, squares: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Through mvleval.cli.main: train -> run --adapter (the record names the training config's hash) -> export ->
     AutoModelForImageTextToText.from_pretrained gives the logits of the in-memory base+adapter model."""
     from transformers import AutoModelForImageTextToText
@@ -194,16 +213,50 @@ def test_adapter_runs_and_export_loads_in_transformers(models: Path, squares: Pa
 
     model_dir = models / "gemma3"
     code, out, err = cli(
-        capsys, "train", "--model", model_dir, "--task", squares, "--split", "train", "--out", tmp_path / "ft",
-        "--max-steps", "4", "--batch-size", "4", "--set", "lr_lora=1e-2", "--set", "lr_blip=1e-2",
+        capsys,
+        "train",
+        "--model",
+        model_dir,
+        "--task",
+        squares,
+        "--split",
+        "train",
+        "--out",
+        tmp_path / "ft",
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "4",
+        "--set",
+        "lr_lora=1e-2",
+        "--set",
+        "lr_blip=1e-2",
     )
     assert code == 0, err
     assert "Traceback" not in err
-    for name in ("adapter_config.json", "adapter_model.safetensors", "train_config.json", "train_log.jsonl", "loss.png"):
+    for name in (
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "train_config.json",
+        "train_log.jsonl",
+        "loss.png",
+    ):
         assert (tmp_path / "ft" / name).is_file(), name
     code, out, err = cli(
-        capsys, "run", "--task", squares, "--model", model_dir, "--adapter", tmp_path / "ft", "--out", tmp_path / "runs",
-        "--lang", "en", "--cache", "off",
+        capsys,
+        "run",
+        "--task",
+        squares,
+        "--model",
+        model_dir,
+        "--adapter",
+        tmp_path / "ft",
+        "--out",
+        tmp_path / "runs",
+        "--lang",
+        "en",
+        "--cache",
+        "off",
     )
     assert code == 0, err
     record = json.loads(next((tmp_path / "runs").glob("*.json")).read_text())
@@ -255,9 +308,27 @@ def test_training_teaches_what_the_image_shows(
     base = build_tiny_vlm(family, tmp_path / "base", hidden=64)
     sharpen_head(base, 4.0)
     train_args = [
-        "train", "--model", base, "--task", bench, "--split", "train", "--out", tmp_path / "ft",
-        "--max-steps", str(LEARN_STEPS), "--batch-size", "8", "--set", "lr_lora=3e-3", "--set", "lr_blip=3e-3",
-        "--set", "save_every=1000", "--bits", str(bits),
+        "train",
+        "--model",
+        base,
+        "--task",
+        bench,
+        "--split",
+        "train",
+        "--out",
+        tmp_path / "ft",
+        "--max-steps",
+        str(LEARN_STEPS),
+        "--batch-size",
+        "8",
+        "--set",
+        "lr_lora=3e-3",
+        "--set",
+        "lr_blip=3e-3",
+        "--set",
+        "save_every=1000",
+        "--bits",
+        str(bits),
     ]
     run_args = ["run", "--task", bench, "--model", base, "--cache", "off"]
     if family == "qwen2_vl":

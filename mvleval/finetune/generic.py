@@ -57,7 +57,10 @@ def is_blip2(base_model: str) -> bool:
     """Whether the base checkpoint is a BLIP-2 (mBLIP's recipe) rather than a generic vision-LLM."""
     from mvleval.backends.hf.checkpoint import read_config, resolve_model_dir
 
-    return read_config(resolve_model_dir(base_model), "pass a Hugging Face vision-LLM folder.").get("model_type") == "blip-2"
+    return (
+        read_config(resolve_model_dir(base_model), "pass a Hugging Face vision-LLM folder.").get("model_type")
+        == "blip-2"
+    )
 
 
 def check_generic_base(base_model: str) -> dict[str, Any]:

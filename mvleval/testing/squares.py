@@ -19,7 +19,11 @@ COLOURS: dict[str, dict[str, str]] = {
 }
 _RGB = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 50, 220), "yellow": (235, 220, 30)}
 LANGUAGES = ("en", "de", "es")
-QUESTIONS = {"en": "What colour is the square?", "de": "Welche Farbe hat das Quadrat?", "es": "¿De qué color es el cuadrado?"}
+QUESTIONS = {
+    "en": "What colour is the square?",
+    "de": "Welche Farbe hat das Quadrat?",
+    "es": "¿De qué color es el cuadrado?",
+}
 
 HEADER = """version: 1
 description: The colour of a square, in English, German and Spanish (learnable from the image)
@@ -33,7 +37,9 @@ licence: CC0 (generated)
 """
 
 
-def write_squares_benchmark(folder: Path, *, n_train: int = 48, n_test: int = 16, seed: int = 0, size: int = 32) -> Path:
+def write_squares_benchmark(
+    folder: Path, *, n_train: int = 48, n_test: int = 16, seed: int = 0, size: int = 32
+) -> Path:
     """Write benchmark.yaml, data.jsonl and images/ (train and test images distinct); return `folder`.
 
     Each image is a square of one of four colours (shade jittered) at a random place and size on a grey background;
@@ -59,9 +65,18 @@ def write_squares_benchmark(folder: Path, *, n_train: int = 48, n_test: int = 16
             img.save(folder / "images" / name)
             for lang in LANGUAGES:
                 rows.append(
-                    {"id": f"{split}_{i}", "lang": lang, "split": split, "images": [name], "question": QUESTIONS[lang], "answers": [COLOURS[colour][lang]]}
+                    {
+                        "id": f"{split}_{i}",
+                        "lang": lang,
+                        "split": split,
+                        "images": [name],
+                        "question": QUESTIONS[lang],
+                        "answers": [COLOURS[colour][lang]],
+                    }
                 )
-    (folder / "data.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    (folder / "data.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
     return folder
 
 
