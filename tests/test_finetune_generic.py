@@ -379,3 +379,13 @@ def test_a_folder_that_is_no_vision_llm_is_one_clear_error(
     assert code == 2 and "Traceback" not in err
     assert "model_type 'bert'" in text and "config.json" in text and "vision-LLM" in text
     assert not (tmp_path / "ft").exists()
+
+
+def test_a_family_without_template_or_suffix_is_refused(squares: Path, tmp_path: Path) -> None:
+    """InstructBLIP's processor has neither a chat template nor PaliGemma's answer suffix: the prompt/answer boundary
+    cannot be taken from the family's own code, so training is refused with a message, not guessed."""
+    from mvleval.finetune.generic import render_training_texts
+
+    processor = load_processor(build_tiny_vlm("instructblip", tmp_path / "ib"))
+    with pytest.raises(MvlevalError, match="no chat template and no answer suffix"):
+        render_training_texts(processor, _examples(squares)[:1], [processor.tokenizer.eos_token_id])
