@@ -287,6 +287,32 @@ def test_adapter_runs_and_export_loads_in_transformers(
         b = with_adapter(**batch).logits
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     assert not torch.allclose(a, before, atol=1e-4)  # the adapter changed the model (the equality above can fail)
+    # 4-bit export: bitsandbytes nf4 with its quantization_config, loadable by transformers and by `mvleval run`
+    code, out, err = cli(capsys, "export", tmp_path / "ft", "--out", tmp_path / "nf4", "--bits", "4")
+    assert code == 0, err
+    assert json.loads((tmp_path / "nf4" / "config.json").read_text())["quantization_config"]["load_in_4bit"] is True
+    nf4 = AutoModelForImageTextToText.from_pretrained(tmp_path / "nf4")
+    from mvleval.backends.hf.precision import disable_cpu_bf16_repack
+
+    disable_cpu_bf16_repack(nf4)
+    with torch.no_grad():
+        c = nf4.eval()(**batch).logits
+    assert c.shape == a.shape and bool(torch.isfinite(c).all())
+    code, out, err = cli(
+        capsys,
+        "run",
+        "--task",
+        squares,
+        "--model",
+        tmp_path / "nf4",
+        "--out",
+        tmp_path / "runs4",
+        "--lang",
+        "en",
+        "--cache",
+        "off",
+    )
+    assert code == 0, err
 
 
 # -- learnability: the colour of a square in three languages, through the console script -----------------------------
