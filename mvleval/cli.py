@@ -1157,7 +1157,13 @@ class RichTrainProgress:
 @app.command(cls=_Command)
 def train(
     model: Annotated[
-        str | None, typer.Option("--model", "-m", metavar="MODEL", help="Base BLIP-2/mBLIP checkpoint folder.")
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            metavar="MODEL",
+            help="Base checkpoint folder: BLIP-2/mBLIP (mBLIP's recipe) or any vision-LLM the generic backend runs.",
+        ),
     ] = None,
     out: Annotated[
         Path | None,
@@ -1201,6 +1207,12 @@ def train(
     epochs: Annotated[float | None, typer.Option(metavar="X", help="Passes over the data.")] = None,
     batch_size: Annotated[int | None, typer.Option(metavar="N", help="Examples per forward pass.")] = None,
     seed: Annotated[int | None, typer.Option(metavar="N", help="Seed for LoRA init, dropout and data order.")] = None,
+    prompt_style: Annotated[
+        str | None,
+        typer.Option(
+            metavar="mblip|chat", help="The task's prompt wording to train on (evaluate with the same --prompt-style)."
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(metavar="FILE", help="TOML or YAML config file (flags and --set override it).")
     ] = None,
@@ -1210,7 +1222,7 @@ def train(
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run from its last checkpoint.")] = False,
 ) -> None:
-    """Fine-tune a BLIP-2/mBLIP checkpoint with LoRA (mBLIP's recipe; QLoRA with --bits 4)."""
+    """Fine-tune a vision-LLM with LoRA (QLoRA with --bits 4): mBLIP's recipe for BLIP-2, the evaluation's own conversation for every other family."""
     from mvleval.extras import require_hf
 
     require_hf("mvleval train", ("torch", "transformers", "peft", "safetensors"))
@@ -1233,6 +1245,7 @@ def train(
         epochs=epochs,
         batch_size=batch_size,
         seed=seed,
+        prompt_style=prompt_style,
     )
     with RichTrainProgress(_console(stderr=True)) as progress:
         path = run_training(cfg, resume=resume, progress=progress)
@@ -1253,7 +1266,7 @@ def export(
         str | None, typer.Option("--model", "-m", metavar="MODEL", help="Base checkpoint, if it moved since training.")
     ] = None,
 ) -> None:
-    """Merge a LoRA adapter and the trained BLIP parts into the base model and save a loadable checkpoint."""
+    """Merge a LoRA adapter (and the trained BLIP parts or projector) into the base model and save a loadable checkpoint."""
     from mvleval.extras import require_hf
 
     require_hf("mvleval export", ("torch", "transformers", "peft", "safetensors"))

@@ -305,8 +305,7 @@ class HfVlmBackend(Backend):
             texts.append(self._render_parts(r.prompt, parts))
         # templates that write BOS themselves (Gemma 3, Idefics3, Aya Vision, Llama 3.2 Vision) must not get a second
         # one from the tokenizer, as transformers' own apply_chat_template(tokenize=True) avoids too
-        bos = getattr(self.tokenizer, "bos_token", None)
-        special = not (self.chat_template and bos and all(t.startswith(bos) for t in texts))
+        special = not writes_own_bos(self.tokenizer, self.chat_template, texts)
         try:
             batch = self.processor(
                 text=texts,
@@ -356,19 +355,10 @@ class HfVlmBackend(Backend):
         """The text given to the processor: the chat template's user turn with `n_images` image parts and the
         prompt (images where ``<image k>`` markers place them, else first), plus the generation prompt; the prompt
         itself for processors without a chat template."""
-        return self._render_parts(prompt, interleave(prompt, n_images))
+        return render_user_turn(self.processor, self.chat_template, prompt, n_images)
 
     def _render_parts(self, prompt: str, parts: Sequence[str | int]) -> str:
-        if not self.chat_template:
-            return prompt
-        content: list[dict[str, str]] = [
-            {"type": "image"} if isinstance(p, int) else {"type": "text", "text": p} for p in parts
-        ]
-        return str(
-            self.processor.apply_chat_template(
-                [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
-            )
-        )
+        return render_parts(self.processor, self.chat_template, prompt, parts)
 
     def _parts(self, request: GenerationRequest) -> list[str | int]:
         """The user turn's text pieces and image indices (mvleval.backends.base.interleave); side by side, the one
@@ -429,10 +419,17 @@ class HfVlmBackend(Backend):
             image_handling=self.image_handling,
             trust_remote_code=self.trust_remote_code,
             # the thinking tags the chat template declares: scoring removes the thinking they delimit (metrics/answer.py)
-            details={"thinking_tags": [list(t) for t in tags]}
-            if (tags := template_thinking_tags(self.chat_template))
-            else {},
+            details=self._details(template_thinking_tags(self.chat_template)),
         )
+
+    def _details(self, tags: Sequence[tuple[str, str]]) -> dict[str, Any]:
+        """The thinking tags the chat template declares (scoring removes the thinking they delimit,
+        metrics/answer.py) and, for an adapter made by `mvleval train`, the sha256 of its train_config.json."""
+        details: dict[str, Any] = {"thinking_tags": [list(t) for t in tags]} if tags else {}
+        if self.adapter is not None and (self.adapter / "train_config.json").is_file():
+            digest = hashlib.sha256((self.adapter / "train_config.json").read_bytes()).hexdigest()
+            details["adapter_train_config_sha256"] = digest
+        return details
 
     # -- internals -----------------------------------------------------------------------------------------------
     def _images(self, request: GenerationRequest) -> list[Image.Image]:
@@ -480,6 +477,46 @@ def _left_align(batch: Any) -> None:
         value = batch.get(key)
         if value is not None and getattr(value, "shape", None) == mask.shape:
             batch[key] = torch.gather(value, 1, order)
+
+
+def user_turn(prompt: str, n_images: int) -> dict[str, Any]:
+    """The one user message of an example: its images' parts and the prompt text, in the order
+    mvleval.backends.base.interleave gives (images where ``<image k>`` markers place them, else all first)."""
+    return parts_turn(interleave(prompt, n_images))
+
+
+def parts_turn(parts: Sequence[str | int]) -> dict[str, Any]:
+    """A user message of text pieces and image indices (an image part for each index)."""
+    content: list[dict[str, str]] = [
+        {"type": "image"} if isinstance(p, int) else {"type": "text", "text": p} for p in parts
+    ]
+    return {"role": "user", "content": content}
+
+
+def render_user_turn(processor: Any, chat_template: str | None, prompt: str, n_images: int) -> str:
+    """The text the processor gets: the chat template's user turn with `n_images` image parts and the prompt, plus
+    the generation prompt; the prompt itself for processors without a chat template. Evaluation and fine-tuning
+    (mvleval/finetune/generic.py) both call this, so a model is trained on the conversation it is evaluated with."""
+    return render_parts(processor, chat_template, prompt, interleave(prompt, n_images))
+
+
+def render_parts(processor: Any, chat_template: str | None, prompt: str, parts: Sequence[str | int]) -> str:
+    """render_user_turn for a user turn already split into parts (side-by-side images put the pasted image first)."""
+    if not chat_template:
+        return prompt
+    return str(processor.apply_chat_template([parts_turn(parts)], add_generation_prompt=True, tokenize=False))
+
+
+def writes_own_bos(tokenizer: Any, chat_template: str | None, texts: Sequence[str]) -> bool:
+    """Whether the rendered texts already start with BOS (Gemma 3, Idefics3, Aya Vision, Llama 3.2 Vision templates):
+    the tokenizer must then add no second one."""
+    bos = getattr(tokenizer, "bos_token", None)
+    return bool(chat_template and bos and all(t.startswith(bos) for t in texts))
+
+
+def left_align(batch: Any) -> None:
+    """Public name of _left_align (fine-tuning builds its batches with the same fix)."""
+    _left_align(batch)
 
 
 def _decode(path: Path) -> Image.Image:

@@ -62,6 +62,10 @@ class TrainConfig(BaseModel):
     languages: list[str] | None = Field(
         default=None, description="Task languages to train on (default: all with the split)."
     )
+    prompt_style: Literal["mblip", "chat"] = Field(
+        default="mblip",
+        description="The task prompt wording trained on (as `mvleval run --prompt-style`); evaluate with the same.",
+    )
     max_prompt_tokens: int = Field(default=256, ge=1, description="Prompt tokens kept per example (longer: truncated).")
     max_target_tokens: int = Field(default=64, ge=1, description="Target tokens kept per example, EOS included.")
 
@@ -127,6 +131,7 @@ FLAG_NAMES: dict[str, str] = {
     "epochs": "--epochs",
     "batch_size": "--batch-size",
     "seed": "--seed",
+    "prompt_style": "--prompt-style",
 }
 
 
@@ -250,9 +255,13 @@ def _cross_checks(values: Mapping[str, Any], config: TrainConfig | None) -> list
     if isinstance(base, str) and base:
         from mvleval.backends.hf.checkpoint import resolve_model_dir
         from mvleval.backends.mblip import check_checkpoint_dir
+        from mvleval.finetune.generic import check_generic_base, is_blip2
 
         try:
-            check_checkpoint_dir(resolve_model_dir(base), allow_pickle=False)
+            if is_blip2(base):
+                check_checkpoint_dir(resolve_model_dir(base), allow_pickle=False)
+            else:  # any other vision-LLM: the generic backend's checks
+                check_generic_base(base)
         except MvlevalError as exc:
             problems.append(("base_model", f"{exc.what}{f' ({exc.where})' if exc.where else ''}"))
     # -- data source: exactly one of train_file / task -------------------------------------------------------------

@@ -230,8 +230,10 @@ def read_task_split(
     data_root: Path,
     image_root: Path,
     languages: Sequence[str] | None = None,
+    prompt_style: str = "mblip",
 ) -> list[Example]:
-    """A task's split for every language that has it (or the given ones), formatted with the task's prompt.
+    """A task's split for every language that has it (or the given ones), formatted with the task's prompt (in the
+    given prompt style, as `mvleval run --prompt-style` formats it).
 
     Args:
         task_name: an mvleval task (e.g. "xgqa").
@@ -245,7 +247,7 @@ def read_task_split(
     """
     from mvleval.task import load_task
 
-    task = load_task(task_name)
+    task = load_task(task_name, prompt_style=prompt_style)
     task.check_split(split)
     wanted = list(languages) if languages else list(task.languages)
     examples: list[Example] = []
@@ -297,14 +299,16 @@ def load_examples(config: TrainConfig) -> list[Example]:
         return config.image_roots[0] if config.image_roots else (load_task(name).data_dir() or data_root) / "images"
 
     if len(names) == 1:
-        return read_task_split(names[0], config.split, data_root, image_root(names[0]), config.languages)
+        return read_task_split(
+            names[0], config.split, data_root, image_root(names[0]), config.languages, config.prompt_style
+        )
     # A mixture: each task's split, restricted to the requested languages that task has.
     examples: list[Example] = []
     for name in names:
         langs = [lang for lang in config.languages if lang in load_task(name).languages] if config.languages else None
         if config.languages and not langs:
             continue
-        examples.extend(read_task_split(name, config.split, data_root, image_root(name), langs))
+        examples.extend(read_task_split(name, config.split, data_root, image_root(name), langs, config.prompt_style))
     return examples
 
 

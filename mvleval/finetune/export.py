@@ -118,6 +118,10 @@ def export(
 
     ensure_writable_dir(out, "--out")  # before the merge, not after it
     base = base_model or saved["base_model"]
+    from mvleval.finetune.generic import export_generic, is_blip2
+
+    if not is_blip2(base):  # any other vision-LLM: peft merge of the whole-model adapter (generic.py)
+        return export_generic(train_dir, out, bits, base, saved, device)
     model, processor = merged_model(train_dir, base)
     out.mkdir(parents=True, exist_ok=True)
     if bits == 32:

@@ -648,13 +648,17 @@ def _check_out_dir(config: TrainConfig, resume: bool) -> None:
 
 
 # -- 4. the loop -------------------------------------------------------------------------------------------------
-def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgress | None = None) -> Path:
+def train(
+    config: TrainConfig, *, resume: bool = False, progress: TrainProgress | None = None, processor: Any = None
+) -> Path:
     """Fine-tune the base model as the config says; return the output folder (usable as --adapter DIR).
 
     Args:
         config: a validated TrainConfig (see load_config); bits/device None are resolved and saved.
         resume: continue from the newest checkpoint in config.output_dir (same settings required).
         progress: receives start/update/finish; None for silence.
+        processor: a processor to use instead of the checkpoint's (generic families only; tests: an image-only
+            processor where the real one needs torchvision).
 
     Raises:
         MvlevalError: bad data, an output folder that holds another run, or a resume with different settings.
@@ -671,6 +675,10 @@ def train(config: TrainConfig, *, resume: bool = False, progress: TrainProgress 
     from mvleval.fileperms import ensure_writable_dir
 
     ensure_writable_dir(out, "--out")
+    from mvleval.finetune.generic import is_blip2, train_generic
+
+    if not is_blip2(config.base_model):  # every other family: the generic backend's conversation (generic.py)
+        return train_generic(config, examples, resume=resume, progress=progress, processor=processor)
 
     torch.manual_seed(config.seed)
     progress.note(f"loading {config.base_model} ({bits}-bit, {device}) ...")
