@@ -298,6 +298,13 @@ def render_report(report: DataReport) -> str:
             else "Correct the benchmark's rows or put its images under the image root (docs/custom-benchmark.md)."
         )
         absent = [r for r in report.languages if not r.annotation_found]
+        if absent and report.source_url:
+            from mvleval.data.fetch import fetch_command
+
+            command = fetch_command(report.task, None, report.data_root)
+            if command:
+                langs = "".join(f" --lang {r.lang}" for r in absent)
+                hint = f"Fetch it (pinned and verified): {command}{langs}; or download it from {report.source_url}."
         if absent and all(r.other_splits for r in absent) and len(absent) == len(problems):
             # the benchmark is there, of another split: downloading it again would not help
             present = list(dict.fromkeys(s for r in absent for s in r.other_splits))

@@ -224,9 +224,15 @@ class Task(ABC):
                     fix=f"pass --split {present[0]} to use it, or download the {split} split ({self.source_url}).",
                     where=path,
                 )
+            from mvleval.data.fetch import fetch_command
+
+            command = fetch_command(self.name, lang, data_root)
             raise MvlevalError(
                 f"annotation file for {self.name} {lang}/{split} not found.{_what_is_there(data_root, path)}",
-                fix=f"download the benchmark ({self.source_url}) so the file exists under --data-root; "
+                fix=f"run `{command}` (pinned and verified), or download the benchmark ({self.source_url}) so the "
+                "file exists under --data-root; tasks/README.md shows the layout."
+                if command
+                else f"download the benchmark ({self.source_url}) so the file exists under --data-root; "
                 "tasks/README.md shows the layout.",
                 where=path,
             )

@@ -625,3 +625,19 @@ def update_lock(task: str, lock_file: Path, revision: str | None = None) -> dict
         header + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True, width=1000), encoding="utf-8"
     )
     return {"task": task, "repo": source.repo, "revision": rev, "files": len(hashes)}
+
+
+def fetch_command(task: str, lang: str | None = None, data_root: Path | str | None = None) -> str | None:
+    """The `mvleval data fetch` command that gets `task`'s data (None when the lock has no source for it): what the
+    errors about missing data tell the user to run."""
+    try:
+        if task not in load_lock():
+            return None
+    except MvlevalError:
+        return None
+    command = f"mvleval data fetch --task {task}"
+    if lang:
+        command += f" --lang {lang}"
+    if data_root:
+        command += f" --data-root {data_root}"
+    return command
