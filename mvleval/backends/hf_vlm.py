@@ -19,7 +19,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from pydantic import field_validator
 
 from mvleval.backends.base import IMAGE_HANDLING, Backend, BackendOptions, GenerationRequest
 from mvleval.backends.hf.adapter import check_adapter_dir
@@ -29,6 +31,7 @@ from mvleval.backends.hf.generate import generation_kwargs
 from mvleval.backends.hf.precision import disable_cpu_bf16_repack, load_weights, precision, resolve_device
 from mvleval.backends.hf.processor import load_processor
 from mvleval.backends.prefetch import DEFAULT_WINDOW, PixelPrefetcher
+from mvleval.backends.spec import ModelOptions
 from mvleval.errors import MissingDependencyError, MvlevalError
 
 if TYPE_CHECKING:
@@ -104,6 +107,23 @@ def decode_keeping_thinking_tags(tokenizer: Any, ids: Sequence[Sequence[int]], c
     return texts
 
 
+class HfVlmOptions(ModelOptions):
+    """The generic backend's options (``-M KEY=VALUE``; --trust-remote-code and --image-handling are old aliases)."""
+
+    trust_remote_code: bool = False  # run the checkpoint's own Python code (Centurio, InternVL, MiniCPM-V)
+    image_handling: str = "native"  # several images of one example: "native" or "side-by-side" (pasted into one)
+
+    carried: ClassVar[frozenset[str]] = frozenset({"trust_remote_code", "image_handling"})
+
+    @field_validator("image_handling", mode="before")
+    @classmethod
+    def _known_handling(cls, value: Any) -> Any:
+        value = value.replace("_", "-") if isinstance(value, str) else value
+        if value not in IMAGE_HANDLING:
+            raise ValueError(f"must be one of {', '.join(IMAGE_HANDLING)}")
+        return value
+
+
 class HfVlmBackend(Backend):
     """A loaded AutoModelForImageTextToText checkpoint with its processor.
 
@@ -115,6 +135,8 @@ class HfVlmBackend(Backend):
         family: the checkpoint's ``model_type`` (e.g. "qwen2_5_vl").
         device: where the model runs.
     """
+
+    options_model = HfVlmOptions
 
     def __init__(
         self,
