@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
+from pydantic import field_validator
+
 from mvleval.backends.base import (
     SERVER_EXTENSIONS,
     Backend,
@@ -53,7 +55,6 @@ from mvleval.backends.registry import served_model_name
 from mvleval.backends.spec import ModelOptions
 from mvleval.cache import CACHE_MODES, served_key
 from mvleval.errors import MissingDependencyError, MvlevalError
-from pydantic import field_validator
 
 if TYPE_CHECKING:
     import httpx

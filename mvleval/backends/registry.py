@@ -62,7 +62,9 @@ def _choose(model: str, backend: str | None) -> str:
     from mvleval.backends.hf.checkpoint import read_config, resolve_model_dir
 
     model_dir = resolve_model_dir(model)
-    config = read_config(model_dir, fix="pass a Hugging Face checkpoint folder (config.json, weights, processor files).")
+    config = read_config(
+        model_dir, fix="pass a Hugging Face checkpoint folder (config.json, weights, processor files)."
+    )
     return "mblip" if config.get("model_type") in MBLIP_MODEL_TYPES else "hf"
 
 
