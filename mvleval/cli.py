@@ -365,15 +365,14 @@ RUN_ALIASES: dict[str, tuple[str, str, str]] = {
 def _model_spec(ctx: Any, model: str, backend: str | None, flags: list[str]) -> Any:
     """The run's ModelSpec: --model, --backend, and the model's options from the config file's ``options:``, the old
     flags (aliases; one line on stderr says which -M to use) and -M KEY=VALUE, in that order of precedence."""
-    from click.core import ParameterSource
-
     from mvleval.backends.spec import ModelSpec, option_key, parse_model_options
 
     config_options, lines = ctx.meta.get("mvleval.config_options", ({}, {}))
     options = {option_key(k): v for k, v in config_options.items()}
     origins = {key: lines.get(f"options.{key}", "the run config") for key in options}
     flag_options, flag_origins = parse_model_options(flags)
-    used = [p for p in RUN_ALIASES if ctx.get_parameter_source(p) is ParameterSource.COMMANDLINE]
+    # typer may vendor its own click: its ParameterSource is compared by name
+    used = [p for p in RUN_ALIASES if getattr(ctx.get_parameter_source(p), "name", None) == "COMMANDLINE"]
     for param in used:
         flag, key, _ = RUN_ALIASES[param]
         if key in flag_options:
