@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from mvleval.backends.base import IMAGE_HANDLING, Backend, BackendOptions, GenerationRequest
 from mvleval.backends.hf.adapter import check_adapter_dir
@@ -112,6 +112,9 @@ class HfVlmOptions(ModelOptions):
 
     trust_remote_code: bool = False  # run the checkpoint's own Python code (Centurio, InternVL, MiniCPM-V)
     image_handling: str = "native"  # several images of one example: "native" or "side-by-side" (pasted into one)
+    #: Qwen2-VL / Qwen2.5-VL: the most pixels an image is resized to (the image processor's size.longest_edge; fewer
+    #: image tokens per image); changes answers, so it is part of the run's identity and of the response cache's key
+    max_pixels: int | None = Field(default=None, gt=0)
 
     carried: ClassVar[frozenset[str]] = frozenset({"trust_remote_code", "image_handling"})
 
@@ -137,6 +140,8 @@ class HfVlmBackend(Backend):
     """
 
     options_model = HfVlmOptions
+    #: -M max_pixels (Qwen2-VL / Qwen2.5-VL), else None: the processor's own limit
+    max_pixels: int | None = None
 
     def __init__(
         self,
@@ -235,6 +240,9 @@ class HfVlmBackend(Backend):
                     fix=_FIX_LAYOUT,
                     where=model_dir,
                 )
+        own = options.model_options if isinstance(options.model_options, HfVlmOptions) else HfVlmOptions()
+        if own.max_pixels is not None:
+            _limit_pixels(processor, family, own.max_pixels)  # before the (possibly minutes-long) weight load
 
         from transformers import AutoModelForImageTextToText
 
@@ -268,6 +276,7 @@ class HfVlmBackend(Backend):
             image_handling=options.image_handling,
             prefetch_workers=prefetch_workers,
         )
+        backend.max_pixels = own.max_pixels
         logger.info(
             "loaded %s (%s, %s, %d-bit) on %s in %.1f s",
             options.model,
@@ -389,7 +398,8 @@ class HfVlmBackend(Backend):
             return None
         from mvleval.backends.local_cache import local_identity
 
-        return local_identity(self.info(settings), self.device)
+        extra = {"max_pixels": self.max_pixels} if self.max_pixels is not None else {}
+        return local_identity(self.info(settings), self.device, **extra)
 
     def prefetch(self, requests: Sequence[GenerationRequest]) -> int:
         """Decode the announced requests' images on worker threads ahead of use."""
@@ -431,9 +441,12 @@ class HfVlmBackend(Backend):
             image_handling=self.image_handling,
             trust_remote_code=self.trust_remote_code,
             # the thinking tags the chat template declares: scoring removes the thinking they delimit (metrics/answer.py)
-            details={"thinking_tags": [list(t) for t in tags]}
-            if (tags := template_thinking_tags(self.chat_template))
-            else {},
+            details=(
+                {"thinking_tags": [list(t) for t in tags]}
+                if (tags := template_thinking_tags(self.chat_template))
+                else {}
+            )
+            | ({"max_pixels": self.max_pixels} if self.max_pixels is not None else {}),
         )
 
     # -- internals -----------------------------------------------------------------------------------------------
@@ -507,6 +520,28 @@ def side_by_side(images: Sequence[Image.Image]) -> Image.Image:
         canvas.paste(im.convert("RGB"), (x, 0))
         x += im.width
     return canvas
+
+
+#: families whose image processor resizes to a pixel budget (size.longest_edge): what -M max_pixels sets
+MAX_PIXELS_FAMILIES = ("qwen2_vl", "qwen2_5_vl")
+
+
+def _limit_pixels(processor: Any, family: str, max_pixels: int) -> None:
+    """Set a Qwen2-VL-style image processor's pixel budget (-M max_pixels), refusing it for other families and below
+    the processor's own minimum."""
+    if family not in MAX_PIXELS_FAMILIES:
+        raise MvlevalError(
+            f"-M max_pixels applies to Qwen2-VL and Qwen2.5-VL checkpoints ({', '.join(MAX_PIXELS_FAMILIES)}); this "
+            f"checkpoint is a {family}.",
+            fix="drop -M max_pixels (other families resize images as their processor says).",
+        )
+    size = processor.image_processor.size
+    if size.shortest_edge and max_pixels < size.shortest_edge:
+        raise MvlevalError(
+            f"-M max_pixels={max_pixels} is below the processor's minimum of {size.shortest_edge} pixels per image.",
+            fix=f"pass at least {size.shortest_edge}.",
+        )
+    size.longest_edge = max_pixels
 
 
 def _check_family(family: str, trust_remote_code: bool, model_dir: Path) -> None:
