@@ -466,7 +466,7 @@ def run(
             "--model-option",
             "-M",
             metavar="KEY=VALUE",
-            help="An option of the model's backend, repeatable (a key given twice makes a list: replicas' base_url). hf: trust_remote_code=true, image_handling=native|side-by-side. openai: base_url=URL, api_key_env=NAME, max_concurrency=N, timeout=SECONDS, max_retries=N, max_image_side=PIXELS, server_extensions=none|vllm|transformers. A key the backend does not have is refused.",
+            help="An option of the model's own backend, repeatable (a key given twice makes a list, e.g. replicas' base_url), e.g. hf: trust_remote_code=true, image_handling=side-by-side; openai: base_url=URL, api_key_env=NAME, max_concurrency=N, timeout=SECONDS, max_retries=N, max_image_side=PIXELS, server_extensions=vllm. A key the backend does not have is refused with the list of its keys. Recorded (without credentials).",
         ),
     ] = None,
     config: Annotated[
@@ -536,14 +536,14 @@ def run(
         str,
         typer.Option(
             metavar="native|side-by-side",
-            help="Several images per example (MaRVL): 'native' (all given to the model, in order) or 'side-by-side' (pasted into one, for one-image families; recorded).",
+            help="Old name of -M image_handling=native|side-by-side, kept for one release. Several images per example (MaRVL): 'native' (all given to the model, in order) or 'side-by-side' (pasted into one, for one-image families; recorded).",
         ),
     ] = "native",
     trust_remote_code: Annotated[
         bool,
         typer.Option(
             "--trust-remote-code",
-            help="Run the checkpoint's own Python code (auto_map in config.json); recorded in the run.",
+            help="Old name of -M trust_remote_code=true, kept for one release. Run the checkpoint's own Python code (auto_map in config.json); recorded in the run.",
         ),
     ] = False,
     resume: Annotated[
@@ -599,7 +599,7 @@ def run(
         list[str] | None,
         typer.Option(
             metavar="URL",
-            help="OpenAI-compatible endpoint, e.g. http://HOST:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI's API); repeat for replicas of the same model (data-parallel servers): requests go to the one with the fewest in flight, a failing one is taken out for a while. Recorded without credentials.",
+            help="Old name of -M base_url=URL, kept for one release. OpenAI-compatible endpoint, e.g. http://HOST:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI's API); repeat for replicas of the same model (data-parallel servers): requests go to the one with the fewest in flight, a failing one is taken out for a while. Recorded without credentials.",
             rich_help_panel=SERVED_PANEL,
         ),
     ] = None,
@@ -607,7 +607,7 @@ def run(
         str,
         typer.Option(
             metavar="NAME",
-            help="Name of the environment variable holding the API key (sent as a bearer token; never written anywhere).",
+            help="Old name of -M api_key_env=NAME, kept for one release. Name of the environment variable holding the API key (sent as a bearer token; never written anywhere).",
             rich_help_panel=SERVED_PANEL,
         ),
     ] = "OPENAI_API_KEY",
@@ -617,7 +617,7 @@ def run(
             "--concurrency",
             "--max-concurrency",
             metavar="N",
-            help="Requests in flight per replica. Default: adaptive (each replica's window grows while latency stays flat and shrinks on 429, 503 and timeouts; docs/served-models.md).",
+            help="Old name of -M max_concurrency=N, kept for one release. Requests in flight per replica. Default: adaptive (each replica's window grows while latency stays flat and shrinks on 429, 503 and timeouts; docs/served-models.md).",
             rich_help_panel=SERVED_PANEL,
         ),
     ] = None,
@@ -630,13 +630,17 @@ def run(
     ] = None,
     timeout: Annotated[
         float,
-        typer.Option(metavar="SECONDS", help="Seconds one request attempt may take.", rich_help_panel=SERVED_PANEL),
+        typer.Option(
+            metavar="SECONDS",
+            help="Old name of -M timeout=SECONDS, kept for one release. Seconds one request attempt may take.",
+            rich_help_panel=SERVED_PANEL,
+        ),
     ] = 120.0,
     max_retries: Annotated[
         int,
         typer.Option(
             metavar="N",
-            help="Retries per request on 429 / 5xx / connection errors / timeouts / malformed answers (back-off with jitter, honouring Retry-After); then the run stops unscored and --resume continues.",
+            help="Old name of -M max_retries=N, kept for one release. Retries per request on 429 / 5xx / connection errors / timeouts / malformed answers (back-off with jitter, honouring Retry-After); then the run stops unscored and --resume continues.",
             rich_help_panel=SERVED_PANEL,
         ),
     ] = 5,
@@ -644,7 +648,7 @@ def run(
         int | None,
         typer.Option(
             metavar="PIXELS",
-            help="Downsize images so the longer side is at most this many pixels before sending (recorded).",
+            help="Old name of -M max_image_side=PIXELS, kept for one release. Downsize images so the longer side is at most this many pixels before sending (recorded).",
             rich_help_panel=SERVED_PANEL,
         ),
     ] = None,
@@ -652,7 +656,7 @@ def run(
         str,
         typer.Option(
             metavar="none|vllm|transformers",
-            help="Non-standard request fields to send: 'none' (plain OpenAI API: greedy, num_beams 1), 'vllm' (beam search, min_tokens) or 'transformers' (transformers serve's generation_config). Recorded.",
+            help="Old name of -M server_extensions=NAME, kept for one release. Non-standard request fields to send: 'none' (plain OpenAI API: greedy, num_beams 1), 'vllm' (beam search, min_tokens) or 'transformers' (transformers serve's generation_config). Recorded.",
             rich_help_panel=SERVED_PANEL,
         ),
     ] = "none",
