@@ -154,6 +154,12 @@ def test_a_run_without_options_records_no_spec(capsys: Any, data: Path, tmp_path
     assert code == 0, err
     path, record = _record(tmp_path / "o")
     assert "options" not in record["model"] and '"options"' not in path.read_text()
+    # options that do not change answers leave the run's identity (its name, what --resume matches) as it was
+    code, _, err = _run(
+        capsys, data, tmp_path / "m", "--model", f"openai:{MODEL}", "-M", f"base_url={url}", "-M", "timeout=9"
+    )
+    assert code == 0, err
+    assert _record(tmp_path / "m")[0].name == path.name
 
 
 # -- --config run.yaml -------------------------------------------------------------------------------------------------
@@ -201,3 +207,12 @@ def test_config_file_options_are_validated_by_the_backend(capsys: Any, data: Pat
     )  # fmt: skip
     text = _one_paragraph_error(code, err, tmp_path / "out")
     assert f"{config}:2 is not an option of the openai backend" in text
+
+
+@pytest.mark.parametrize("task", ["marvl", "xflickrco", "xgqa", "xm3600", "xvnli"])
+def test_committed_baselines_read_and_write_back_byte_for_byte(task: str) -> None:
+    """A record made before model options existed (the demo baselines) is written back unchanged: no `options`."""
+    from mvleval.record import read_record, record_json
+
+    path = Path(__file__).resolve().parent.parent / "results" / "baselines" / task / "demo.json"
+    assert record_json(read_record(path)) == path.read_text(encoding="utf-8")
