@@ -221,7 +221,7 @@ class HfVlmBackend(Backend):
             raise MvlevalError(
                 "the checkpoint ships its own Python code (config.json has auto_map); mvleval does not run it unless "
                 "asked to.",
-                fix="pass --trust-remote-code if you trust the checkpoint's code (it is recorded in the run).",
+                fix="pass -M trust_remote_code=true (old flag: --trust-remote-code) if you trust the checkpoint's code (it is recorded in the run).",
                 where=model_dir / "config.json",
             )
         device = resolve_device(options.device)
@@ -295,8 +295,9 @@ class HfVlmBackend(Backend):
             raise MvlevalError(
                 f"this task gives {images_per_example} images per example, but {self.family} models take one image per "
                 "prompt.",
-                fix="pass --image-handling side-by-side to paste the images into one, left to right (recorded in the run "
-                "and kept apart from two-image runs), or evaluate a family that takes several images.",
+                fix="pass -M image_handling=side-by-side (old flag: --image-handling side-by-side) to paste the images "
+                "into one, left to right (recorded in the run and kept apart from two-image runs), or evaluate a family "
+                "that takes several images.",
             )
 
     def generate(self, requests: Sequence[GenerationRequest], settings: GenerationSettings) -> list[str]:
@@ -556,7 +557,7 @@ def _check_family(family: str, trust_remote_code: bool, model_dir: Path) -> None
         f"config.json has model_type {family!r}, which transformers does not load as a vision-LLM "
         f"(AutoModelForImageTextToText).{did_you_mean(family, MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES)}",
         fix="pass a vision-LLM checkpoint (e.g. Qwen2.5-VL, PaliGemma 2, LLaVA-NeXT, Gemma 3, Idefics3), upgrade "
-        "transformers for a newer family, or pass --trust-remote-code for a checkpoint that ships its own model code.",
+        "transformers for a newer family, or pass -M trust_remote_code=true for a checkpoint that ships its own model code.",
         where=model_dir / "config.json",
     )
 
