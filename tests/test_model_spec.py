@@ -216,3 +216,15 @@ def test_committed_baselines_read_and_write_back_byte_for_byte(task: str) -> Non
 
     path = Path(__file__).resolve().parent.parent / "results" / "baselines" / task / "demo.json"
     assert record_json(read_record(path)) == path.read_text(encoding="utf-8")
+
+
+def test_console_script_refuses_an_unknown_option_with_exit_2(data: Path, tmp_path: Path) -> None:
+    from tests.helpers import assert_user_error, console_script
+
+    out = tmp_path / "out"
+    result = console_script(
+        "run", "--task", "xgqa", "--model", f"openai:{MODEL}", "-M", "image_handling=side-by-side",
+        "--data-root", data, "--out", out,
+    )  # fmt: skip
+    assert_user_error(result, "-M image_handling is not an option of the openai backend", "belongs to the hf backend")
+    assert not out.exists()
