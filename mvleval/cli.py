@@ -58,6 +58,33 @@ class _Command(TyperCommand):
         return super().invoke(ctx)
 
 
+class _RunCommand(_Command):
+    """`mvleval run`: ``--config FILE`` supplies the defaults of every flag it names (click's default_map), so a flag
+    given on the command line overrides the file; the file's ``options:`` join the model's -M options."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        path = _config_argument(args)
+        if path is not None and not {"-h", "--help"} & set(args):
+            from mvleval.runconfig import read_run_config
+
+            config, lines = read_run_config(Path(path))
+            values = config.model_dump(exclude_unset=True, exclude={"options"})
+            ctx.default_map = {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
+            ctx.meta["mvleval.config_options"] = (dict(config.options), lines)
+        return super().parse_args(ctx, args)
+
+
+def _config_argument(args: list[str]) -> str | None:
+    """The value of ``--config FILE`` / ``--config=FILE`` in a command line (the last one given), else None."""
+    found = None
+    for i, arg in enumerate(args):
+        if arg == "--config" and i + 1 < len(args):
+            found = args[i + 1]
+        elif arg.startswith("--config="):
+            found = arg.split("=", 1)[1]
+    return found
+
+
 app = typer.Typer(
     name="mvleval",
     help="Evaluate multilingual vision-LLMs (mBLIP, any Hugging Face vision-LLM, served models) on XM3600, xFlickrCo, xGQA, "
@@ -307,8 +334,67 @@ def _public_args(args: list[str]) -> list[str]:
             arg = "--base-url=" + public_url(arg.split("=", 1)[1])
         elif i > 0 and args[i - 1] == "--base-url":
             arg = public_url(arg)
+        elif i > 0 and args[i - 1] in ("-M", "--model-option"):
+            arg = _public_option(arg)
+        elif arg.startswith(("-M", "--model-option=")) and "=" in arg and arg != "--model-option":
+            flag = "--model-option=" if arg.startswith("--model-option=") else "-M"
+            arg = flag + _public_option(arg[len(flag) :])
         out.append(arg)
     return out
+
+
+def _public_option(value: str) -> str:
+    """A -M KEY=VALUE as recorded: a base_url without user name, password or query."""
+    from mvleval.backends.openai_api import public_url
+    from mvleval.backends.spec import option_key
+
+    key, sep, text = value.partition("=")
+    return f"{key}={public_url(text)}" if sep and option_key(key) == "base_url" else value
+
+
+#: the old family-specific flags of `mvleval run`, kept for one release as aliases of the model's -M options:
+#: parameter name -> (flag, -M key, what its value looks like)
+RUN_ALIASES: dict[str, tuple[str, str, str]] = {
+    "base_url": ("--base-url", "base_url", "URL"),
+    "api_key_env": ("--api-key-env", "api_key_env", "NAME"),
+    "concurrency": ("--concurrency", "max_concurrency", "N"),
+    "timeout": ("--timeout", "timeout", "SECONDS"),
+    "max_retries": ("--max-retries", "max_retries", "N"),
+    "max_image_side": ("--max-image-side", "max_image_side", "PIXELS"),
+    "server_extensions": ("--server-extensions", "server_extensions", "NAME"),
+    "trust_remote_code": ("--trust-remote-code", "trust_remote_code", "true"),
+    "image_handling": ("--image-handling", "image_handling", "side-by-side"),
+}
+
+
+def _model_spec(ctx: Any, model: str, backend: str | None, flags: list[str]) -> Any:
+    """The run's ModelSpec: --model, --backend, and the model's options from the config file's ``options:``, the old
+    flags (aliases; one line on stderr says which -M to use) and -M KEY=VALUE, in that order of precedence."""
+    from mvleval.backends.spec import ModelSpec, option_key, parse_model_options
+
+    config_options, lines = ctx.meta.get("mvleval.config_options", ({}, {}))
+    options = {option_key(k): v for k, v in config_options.items()}
+    origins = {key: lines.get(f"options.{key}", "the run config") for key in options}
+    flag_options, flag_origins = parse_model_options(flags)
+    # typer may vendor its own click: its ParameterSource is compared by name
+    used = [p for p in RUN_ALIASES if getattr(ctx.get_parameter_source(p), "name", None) == "COMMANDLINE"]
+    for param in used:
+        flag, key, _ = RUN_ALIASES[param]
+        if key in flag_options:
+            raise MvlevalError(f"{flag} and -M {key} both give {key}.", fix=f"pass only -M {key}=VALUE.")
+        options[key], origins[key] = ctx.params[param], flag
+    if used:
+        instead = ", ".join(f"-M {RUN_ALIASES[p][1]}={RUN_ALIASES[p][2]}" for p in used)
+        _console(stderr=True).print(
+            f"note: {', '.join(RUN_ALIASES[p][0] for p in used)}: old flag(s), kept for one release; use {instead} "
+            "instead.",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    return ModelSpec(
+        model=model, backend=backend, options={**options, **flag_options}, origins={**origins, **flag_origins}
+    )
 
 
 BITS_HELP = "Weights: 4 (nf4, bitsandbytes), 8 (int8), 16 (bf16), 32 (fp32). Default: 4 on CUDA, 32 on CPU; a quantised checkpoint loads as it is."
@@ -358,8 +444,9 @@ def _splits_for(names: list[str], specs: list[str]) -> dict[str, str]:
     return {**out, **per_task}
 
 
-@app.command(cls=_Command)
+@app.command(cls=_RunCommand)
 def run(
+    ctx: typer.Context,
     task: Annotated[
         list[str],
         typer.Option(
@@ -375,9 +462,26 @@ def run(
             "--model",
             "-m",
             metavar="MODEL",
-            help="Checkpoint: a local Hugging Face folder or a downloaded hub id (BLIP-2/mBLIP or any AutoModelForImageTextToText vision-LLM), or openai:NAME for a model served behind an OpenAI-compatible endpoint (--base-url).",
+            help="Checkpoint: a local Hugging Face folder or a downloaded hub id (BLIP-2/mBLIP or any AutoModelForImageTextToText vision-LLM), or openai:NAME for a model served behind an OpenAI-compatible endpoint (-M base_url=URL).",
         ),
     ],
+    model_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model-option",
+            "-M",
+            metavar="KEY=VALUE",
+            help="An option of the model's own backend, repeatable (a key given twice makes a list, e.g. replicas' base_url), e.g. hf: trust_remote_code=true, image_handling=side-by-side; openai: base_url=URL, api_key_env=NAME, max_concurrency=N, timeout=SECONDS, max_retries=N, max_image_side=PIXELS, server_extensions=vllm. A key the backend does not have is refused with the list of its keys. Recorded (without credentials).",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            metavar="FILE",
+            help="A YAML file with this command's settings (keys: the flags' names, e.g. task, model, lang, batch_size; the model's -M options under `options:`); flags given here override it.",
+        ),
+    ] = None,
     adapter: Annotated[
         str | None, typer.Option(metavar="DIR", help="LoRA adapter folder (peft format, e.g. from `mvleval train`).")
     ] = None,
@@ -437,14 +541,14 @@ def run(
         str,
         typer.Option(
             metavar="native|side-by-side",
-            help="Several images per example (MaRVL): 'native' (all given to the model, in order) or 'side-by-side' (pasted into one, for one-image families; recorded).",
+            help="Old name of -M image_handling=native|side-by-side, kept for one release. Several images per example (MaRVL): 'native' (all given to the model, in order) or 'side-by-side' (pasted into one, for one-image families; recorded).",
         ),
     ] = "native",
     trust_remote_code: Annotated[
         bool,
         typer.Option(
             "--trust-remote-code",
-            help="Run the checkpoint's own Python code (auto_map in config.json); recorded in the run.",
+            help="Old name of -M trust_remote_code=true, kept for one release. Run the checkpoint's own Python code (auto_map in config.json); recorded in the run.",
         ),
     ] = False,
     resume: Annotated[
@@ -500,7 +604,7 @@ def run(
         list[str] | None,
         typer.Option(
             metavar="URL",
-            help="OpenAI-compatible endpoint, e.g. http://HOST:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI's API); repeat for replicas of the same model (data-parallel servers): requests go to the one with the fewest in flight, a failing one is taken out for a while. Recorded without credentials.",
+            help="Old name of -M base_url=URL, kept for one release. OpenAI-compatible endpoint, e.g. http://HOST:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI's API); repeat for replicas of the same model (data-parallel servers): requests go to the one with the fewest in flight, a failing one is taken out for a while. Recorded without credentials.",
             rich_help_panel=SERVED_PANEL,
         ),
     ] = None,
@@ -508,7 +612,7 @@ def run(
         str,
         typer.Option(
             metavar="NAME",
-            help="Name of the environment variable holding the API key (sent as a bearer token; never written anywhere).",
+            help="Old name of -M api_key_env=NAME, kept for one release. Name of the environment variable holding the API key (sent as a bearer token; never written anywhere).",
             rich_help_panel=SERVED_PANEL,
         ),
     ] = "OPENAI_API_KEY",
@@ -518,7 +622,7 @@ def run(
             "--concurrency",
             "--max-concurrency",
             metavar="N",
-            help="Requests in flight per replica. Default: adaptive (each replica's window grows while latency stays flat and shrinks on 429, 503 and timeouts; docs/served-models.md).",
+            help="Old name of -M max_concurrency=N, kept for one release. Requests in flight per replica. Default: adaptive (each replica's window grows while latency stays flat and shrinks on 429, 503 and timeouts; docs/served-models.md).",
             rich_help_panel=SERVED_PANEL,
         ),
     ] = None,
@@ -531,13 +635,17 @@ def run(
     ] = None,
     timeout: Annotated[
         float,
-        typer.Option(metavar="SECONDS", help="Seconds one request attempt may take.", rich_help_panel=SERVED_PANEL),
+        typer.Option(
+            metavar="SECONDS",
+            help="Old name of -M timeout=SECONDS, kept for one release. Seconds one request attempt may take.",
+            rich_help_panel=SERVED_PANEL,
+        ),
     ] = 120.0,
     max_retries: Annotated[
         int,
         typer.Option(
             metavar="N",
-            help="Retries per request on 429 / 5xx / connection errors / timeouts / malformed answers (back-off with jitter, honouring Retry-After); then the run stops unscored and --resume continues.",
+            help="Old name of -M max_retries=N, kept for one release. Retries per request on 429 / 5xx / connection errors / timeouts / malformed answers (back-off with jitter, honouring Retry-After); then the run stops unscored and --resume continues.",
             rich_help_panel=SERVED_PANEL,
         ),
     ] = 5,
@@ -545,7 +653,7 @@ def run(
         int | None,
         typer.Option(
             metavar="PIXELS",
-            help="Downsize images so the longer side is at most this many pixels before sending (recorded).",
+            help="Old name of -M max_image_side=PIXELS, kept for one release. Downsize images so the longer side is at most this many pixels before sending (recorded).",
             rich_help_panel=SERVED_PANEL,
         ),
     ] = None,
@@ -553,13 +661,30 @@ def run(
         str,
         typer.Option(
             metavar="none|vllm|transformers",
-            help="Non-standard request fields to send: 'none' (plain OpenAI API: greedy, num_beams 1), 'vllm' (beam search, min_tokens) or 'transformers' (transformers serve's generation_config). Recorded.",
+            help="Old name of -M server_extensions=NAME, kept for one release. Non-standard request fields to send: 'none' (plain OpenAI API: greedy, num_beams 1), 'vllm' (beam search, min_tokens) or 'transformers' (transformers serve's generation_config). Recorded.",
             rich_help_panel=SERVED_PANEL,
         ),
     ] = "none",
 ) -> None:
     """Evaluate a model on one or more tasks; writes a run record (JSON) and a per-sample file (JSONL) per task."""
     from mvleval.backends.registry import is_served
+
+    spec = _model_spec(ctx, model, backend, model_option or [])
+    model_options = None
+    if spec.options:
+        from mvleval.backends.registry import resolve
+
+        _, model_options = resolve(spec)  # refused here, in a second, before any data is read
+        values = model_options.model_dump()
+        base_url = values.get("base_url") or None
+        api_key_env = values.get("api_key_env", api_key_env)
+        concurrency = values.get("max_concurrency", concurrency)
+        timeout = values.get("timeout", timeout)
+        max_retries = values.get("max_retries", max_retries)
+        max_image_side = values.get("max_image_side", max_image_side)
+        server_extensions = values.get("server_extensions", server_extensions)
+        trust_remote_code = values.get("trust_remote_code", trust_remote_code)
+        image_handling = values.get("image_handling", image_handling)
     from mvleval.runner import RunOptions, evaluate, finished_record, load_run_backend, planned_comparable, prepare
     from mvleval.task import task_names
 
@@ -688,6 +813,7 @@ def run(
             overwrite=overwrite,
             endpoint=endpoint,
             cache=cache_mode,
+            model_options=model_options,
         )
         for name in names
     ]

@@ -39,7 +39,7 @@ from mvleval.errors import MvlevalError, Problem, Problems, did_you_mean
 from mvleval.metrics.base import Metric, MetricResult
 from mvleval.metrics.choice import DEFAULT_LABELS
 from mvleval.metrics.language_fidelity import LanguageFidelity
-from mvleval.task import Example, GenerationSettings, Task
+from mvleval.task import CAPTION_GENERATION, SHORT_ANSWER_GENERATION, Example, GenerationSettings, Task
 
 HEADER_NAMES = ("benchmark.yaml", "benchmark.yml")
 DATA_NAME = "data.jsonl"
@@ -57,19 +57,19 @@ _FORMAT_FIX = "correct the rows above (docs/custom-benchmark.md describes the he
 KIND_DEFAULTS: dict[str, tuple[tuple[str, ...], GenerationSettings]] = {
     "caption": (
         ("cider", "language_fidelity"),
-        GenerationSettings(num_beams=5, max_new_tokens=50, min_new_tokens=1, length_penalty=1.0),
+        CAPTION_GENERATION,
     ),
     "vqa": (
         ("exact_match", "relaxed_accuracy", "language_fidelity"),
-        GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0),
+        SHORT_ANSWER_GENERATION,
     ),
     "yesno": (
         ("exact_match", "relaxed_accuracy"),
-        GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0),
+        SHORT_ANSWER_GENERATION,
     ),
     "multiple_choice": (
         ("choice_accuracy",),
-        GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0),
+        SHORT_ANSWER_GENERATION,
     ),
 }
 

@@ -64,6 +64,9 @@ class ModelInfo(_Model):
     trust_remote_code: bool | None = None
     # backend-specific facts that are not comparable across backends (e.g. a served model's endpoint and token counts)
     details: dict[str, Any] = Field(default_factory=dict)
+    # the model spec's options as given (-M KEY=VALUE, a config file's `options:`, or the old flags aliasing them),
+    # without credentials; None (and left out of the JSON, so records of runs without options stay as they were)
+    options: dict[str, Any] | None = None
 
 
 class MetricScores(_Model):
@@ -328,6 +331,8 @@ def record_json(record: RunRecord) -> str:
         exclude["task"] = {"source"}
     if record.samples_sha256 is None:
         exclude["samples_sha256"] = True
+    if record.model.options is None:
+        exclude["model"] = {"options"}
     record = record.model_copy(update={"scores_sha256": scores_digest(record)})
     return record.model_dump_json(indent=2, exclude=exclude or None) + "\n"
 

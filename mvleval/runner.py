@@ -39,6 +39,7 @@ from mvleval.task import Example, GenerationSettings, Task, load_task, load_task
 
 if TYPE_CHECKING:
     from mvleval.backends.base import Backend, EndpointOptions
+    from mvleval.backends.spec import ModelOptions
     from mvleval.gate import Comparable
     from mvleval.metrics.base import Metric
 
@@ -77,6 +78,9 @@ class RunOptions:
     # asked: `mvleval run` asks for read-write by default; the demo and library calls always generate. Not part of the
     # run's identity (cached answers are the answers generation gives).
     cache: str = "off"
+    # the backend's own options (-M KEY=VALUE, or the old flags that alias them), validated by the backend; None when
+    # none were given: the record and the identity of such a run are what they were before options existed
+    model_options: ModelOptions | None = None
 
     @property
     def resolved_image_root(self) -> Path:
@@ -345,6 +349,8 @@ def run_identity(options: RunOptions, prepared: PreparedRun) -> dict[str, Any]:
             identity[key] = getattr(options, key)
     if options.endpoint is not None:
         identity["endpoint"] = options.endpoint.identity()
+    if options.model_options is not None and options.model_options.identity():
+        identity["model_options"] = options.model_options.identity()
     return identity
 
 
@@ -668,6 +674,8 @@ def evaluate(
         backend = backend_factory() if backend_factory else _load_backend(options, dist_info)
         backend.check_settings(prepared.generation, task.images_per_example)
         model_info = backend.info(prepared.generation)
+        if options.model_options is not None:  # the spec's options as given (no credentials), only where there are any
+            model_info = model_info.model_copy(update={"options": options.model_options.recorded()})
         backend = _with_local_cache(backend, options, prepared)
         if dist_info.is_main:
             # written once the model loaded and accepted the settings: a run refused before that leaves nothing behind
@@ -949,6 +957,7 @@ def _load_backend(options: RunOptions, dist_info: DistInfo) -> Backend:
             trust_remote_code=options.trust_remote_code,
             image_handling=options.image_handling,
             endpoint=options.endpoint,
+            model_options=options.model_options,
         )
     )
 

@@ -39,6 +39,12 @@ class GenerationSettings:
         return GenerationSettings(**values)
 
 
+#: mBLIP's decoding settings (its public code), the one place they are written: captions (XM3600, xFlickrCo, caption
+#: benchmark folders) and short answers (xGQA, MaRVL, XVNLI, MaXM, and VQA / yes-no / multiple-choice folders)
+CAPTION_GENERATION = GenerationSettings(num_beams=5, max_new_tokens=50, min_new_tokens=1, length_penalty=1.0)
+SHORT_ANSWER_GENERATION = GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0)
+
+
 @dataclass(frozen=True)
 class Example:
     """One evaluation (or training) example, already formatted with the task's prompt.

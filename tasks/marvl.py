@@ -32,7 +32,7 @@ from typing import ClassVar
 from mvleval.annotations import read_jsonl, safe_image_path
 from mvleval.errors import MvlevalError
 from mvleval.metrics.base import Metric
-from mvleval.task import Example, GenerationSettings, Task
+from mvleval.task import SHORT_ANSWER_GENERATION, Example, Task
 
 _FORMAT_FIX = "use IGLUE's published MaRVL annotation files; see tasks/README.md for the format."
 _REQUIRED = ("concept", "language", "caption", "left_img", "right_img", "label", "id")
@@ -50,7 +50,7 @@ class MaRVL(Task):
     chat_prompt_template = (
         'Based on the two images, is it correct to say "{caption}"? Answer in English with a single word: yes or no.'
     )
-    generation = GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0)
+    generation = SHORT_ANSWER_GENERATION
     image_subdir = "marvl"
     #: JSON label -> the answer word the model must produce (mBLIP's target2str {"True": "yes", "False": "no"}).
     label_map: ClassVar[dict[bool, str]] = {True: "yes", False: "no"}

@@ -30,7 +30,7 @@ from mvleval.annotations import read_json, safe_image_path
 from mvleval.errors import MvlevalError
 from mvleval.languages import language_name
 from mvleval.metrics.base import Metric
-from mvleval.task import Example, GenerationSettings, Task
+from mvleval.task import SHORT_ANSWER_GENERATION, Example, Task
 
 _FORMAT_FIX = "use the MaXM v1 release's maxm_v1_<lang>.json files; see tasks/README.md for the expected format."
 
@@ -45,7 +45,7 @@ class MaXM(Task):
     images_per_example = 1
     prompt_template = "Question: {question} Short answer in {language}:"
     chat_prompt_template = "{question}\nAnswer the question in {language} using a single word or phrase."
-    generation = GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0)
+    generation = SHORT_ANSWER_GENERATION
     image_subdir = "xm3600"
     label_vocabulary: ClassVar[frozenset[str] | None] = None  # open answers in seven languages
     #: the field holding the gold answers mBLIP scored against (the raw `answers` are kept out of scoring)

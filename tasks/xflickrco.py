@@ -34,7 +34,7 @@ from mvleval.annotations import read_jsonl, safe_image_path
 from mvleval.errors import MvlevalError
 from mvleval.languages import language_name
 from mvleval.metrics.base import Metric
-from mvleval.task import Example, GenerationSettings, Task
+from mvleval.task import CAPTION_GENERATION, Example, Task
 
 _FORMAT_FIX = "use IGLUE's published xFlickrCO / flickr30k annotation files; see tasks/README.md for the format."
 
@@ -49,7 +49,7 @@ class XFlickrCo(Task):
     images_per_example = 1
     prompt_template = "Caption in {language}: "
     chat_prompt_template = "Write a one-sentence caption of the image in {language}."
-    generation = GenerationSettings(num_beams=5, max_new_tokens=50, min_new_tokens=1, length_penalty=1.0)
+    generation = CAPTION_GENERATION
     image_subdir = "flickr30k"
     label_vocabulary: ClassVar[frozenset[str] | None] = None  # free-text captions
     source_url = "https://github.com/e-bug/iglue"

@@ -19,7 +19,7 @@ from typing import ClassVar
 from mvleval.annotations import read_json, safe_image_path
 from mvleval.errors import MvlevalError
 from mvleval.metrics.base import Metric
-from mvleval.task import Example, GenerationSettings, Task
+from mvleval.task import SHORT_ANSWER_GENERATION, Example, Task
 
 
 class XGQA(Task):
@@ -32,7 +32,7 @@ class XGQA(Task):
     images_per_example = 1
     prompt_template = "Question: {question} Short answer in English:"
     chat_prompt_template = "{question}\nAnswer the question in English using a single word or phrase."
-    generation = GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0)
+    generation = SHORT_ANSWER_GENERATION
     image_subdir = "gqa"
     label_vocabulary: ClassVar[frozenset[str] | None] = None  # open vocabulary
     source_url = "https://github.com/adapter-hub/xGQA"

@@ -28,7 +28,7 @@ from mvleval.annotations import read_jsonl, safe_image_path
 from mvleval.errors import MvlevalError
 from mvleval.languages import language_name
 from mvleval.metrics.base import Metric
-from mvleval.task import Example, GenerationSettings, Task
+from mvleval.task import CAPTION_GENERATION, Example, Task
 
 _FORMAT_FIX = "use the Crossmodal-3600 release's captions.jsonl; see tasks/README.md for the expected format."
 
@@ -46,7 +46,7 @@ class XM3600(Task):
     images_per_example = 1
     prompt_template = "Caption in {language}: "
     chat_prompt_template = "Write a one-sentence caption of the image in {language}."
-    generation = GenerationSettings(num_beams=5, max_new_tokens=50, min_new_tokens=1, length_penalty=1.0)
+    generation = CAPTION_GENERATION
     image_subdir = "xm3600"
     label_vocabulary: ClassVar[frozenset[str] | None] = None  # free-text captions
     #: the per-language field holding the references (mBLIP used the raw captions, not the tokenized variants)

@@ -24,7 +24,7 @@ from typing import ClassVar
 from mvleval.annotations import read_jsonl, safe_image_path
 from mvleval.errors import MvlevalError
 from mvleval.metrics.base import Metric
-from mvleval.task import Example, GenerationSettings, Task
+from mvleval.task import SHORT_ANSWER_GENERATION, Example, Task
 
 _FORMAT_FIX = "use IGLUE's published XVNLI annotation files; see tasks/README.md for the format."
 
@@ -41,7 +41,7 @@ class XVNLI(Task):
     chat_prompt_template = (
         'Is it guaranteed true that "{sentence2}"? Answer in English with a single word: yes, no, or maybe.'
     )
-    generation = GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0)
+    generation = SHORT_ANSWER_GENERATION
     image_subdir = "flickr30k"
     #: gold_label -> the answer word the model must produce (mBLIP's label_map).
     label_map: ClassVar[dict[str, str]] = {"entailment": "yes", "contradiction": "no", "neutral": "maybe"}

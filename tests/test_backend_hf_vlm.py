@@ -220,3 +220,54 @@ def test_not_a_vision_llm(tmp_path: Path) -> None:
     (tmp_path / "model.safetensors").write_bytes(b"")
     with pytest.raises(MvlevalError, match="does not load as a vision-LLM"):
         HfVlmBackend.load(BackendOptions(model=str(tmp_path)))
+
+
+def test_max_pixels_sets_qwen_pixel_budget(checkpoints: Path, tmp_path: Path) -> None:
+    """-M max_pixels (HfVlmOptions.max_pixels): fewer image patches for Qwen2-VL-style processors, said in the record's
+    details and in the response cache's key (the answers depend on it)."""
+    import numpy as np
+    from PIL import Image
+
+    from mvleval.backends.hf_vlm import HfVlmOptions
+
+    image = tmp_path / "big.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (224, 280, 3), dtype=np.uint8)).save(image)
+    requests = [GenerationRequest("hi", (image,))]
+    plain = _load("qwen2_5_vl", checkpoints)
+    budget = 1024  # the tiny processor's own: 256 to 2304 pixels
+    limited = _load("qwen2_5_vl", checkpoints, model_options=HfVlmOptions(max_pixels=budget))
+    patch = plain.processor.image_processor.patch_size**2
+
+    def pixels(backend: HfVlmBackend) -> int:
+        _, height, width = backend.build_inputs(requests)["image_grid_thw"][0].tolist()
+        return int(height * width * patch)
+
+    assert pixels(limited) <= budget < pixels(plain)
+    assert limited.info(GREEDY).details["max_pixels"] == budget and "max_pixels" not in plain.info(GREEDY).details
+    assert limited.cache_identity(GREEDY) != plain.cache_identity(GREEDY)
+    assert len(limited.generate(requests, GREEDY)) == 1
+
+
+@pytest.mark.parametrize(
+    ("family", "max_pixels", "message"),
+    [("llava", 50_000, "applies to Qwen2-VL and Qwen2.5-VL checkpoints"), ("qwen2_5_vl", 100, "below the processor's")],
+)
+def test_max_pixels_refusals(checkpoints: Path, family: str, max_pixels: int, message: str) -> None:
+    from mvleval.backends.hf_vlm import HfVlmOptions
+
+    with pytest.raises(MvlevalError, match=message):
+        _load(family, checkpoints, model_options=HfVlmOptions(max_pixels=max_pixels))
+
+
+@pytest.mark.parametrize(("value", "message"), [("0", "greater than 0"), ("many", "valid integer")])
+def test_max_pixels_bad_value_through_the_cli(
+    capsys: pytest.CaptureFixture[str], checkpoints: Path, tmp_path: Path, value: str, message: str
+) -> None:
+    from tests.helpers import cli
+
+    model_dir = _checkpoint("llava", checkpoints)
+    out = tmp_path / "out"
+    code, _, err = cli(capsys, "run", "--task", "xgqa", "--model", model_dir, "-M", f"max_pixels={value}", "--data-root", tmp_path, "--out", out)  # fmt: skip
+    text = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err and f"-M max_pixels={value}: " in text and message in text, err
+    assert not out.exists()

@@ -8,8 +8,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from mvleval.backends.spec import ModelOptions
 from mvleval.errors import MvlevalError
 
 if TYPE_CHECKING:
@@ -109,6 +110,8 @@ class BackendOptions:
     # several images of one example: "native" (in order, in one turn) or "side-by-side" (pasted into one image)
     image_handling: str = "native"
     endpoint: EndpointOptions | None = None  # served models only
+    # the backend's own options (-M KEY=VALUE), validated by its options_model; None: none given (the defaults)
+    model_options: ModelOptions | None = None
 
 
 class BatchFailed(MvlevalError):
@@ -128,6 +131,8 @@ class Backend(ABC):
 
     #: where the model runs ("cpu", "cuda:0", or an endpoint's host for served models)
     device: str = "cpu"
+    #: this backend's own options (``-M KEY=VALUE``): one pydantic model, one field per key (default: none)
+    options_model: ClassVar[type[ModelOptions]] = ModelOptions
 
     @abstractmethod
     def generate(self, requests: Sequence[GenerationRequest], settings: GenerationSettings) -> list[str]:

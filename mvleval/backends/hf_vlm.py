@@ -19,7 +19,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from pydantic import Field, field_validator
 
 from mvleval.backends.base import IMAGE_HANDLING, Backend, BackendOptions, GenerationRequest, interleave
 from mvleval.backends.hf.adapter import check_adapter_dir
@@ -29,6 +31,7 @@ from mvleval.backends.hf.generate import generation_kwargs
 from mvleval.backends.hf.precision import disable_cpu_bf16_repack, load_weights, precision, resolve_device
 from mvleval.backends.hf.processor import load_processor
 from mvleval.backends.prefetch import DEFAULT_WINDOW, PixelPrefetcher
+from mvleval.backends.spec import ModelOptions
 from mvleval.errors import MissingDependencyError, MvlevalError
 
 if TYPE_CHECKING:
@@ -104,6 +107,26 @@ def decode_keeping_thinking_tags(tokenizer: Any, ids: Sequence[Sequence[int]], c
     return texts
 
 
+class HfVlmOptions(ModelOptions):
+    """The generic backend's options (``-M KEY=VALUE``; --trust-remote-code and --image-handling are old aliases)."""
+
+    trust_remote_code: bool = False  # run the checkpoint's own Python code (Centurio, InternVL, MiniCPM-V)
+    image_handling: str = "native"  # several images of one example: "native" or "side-by-side" (pasted into one)
+    #: Qwen2-VL / Qwen2.5-VL: the most pixels an image is resized to (the image processor's size.longest_edge; fewer
+    #: image tokens per image); changes answers, so it is part of the run's identity and of the response cache's key
+    max_pixels: int | None = Field(default=None, gt=0)
+
+    carried: ClassVar[frozenset[str]] = frozenset({"trust_remote_code", "image_handling"})
+
+    @field_validator("image_handling", mode="before")
+    @classmethod
+    def _known_handling(cls, value: Any) -> Any:
+        value = value.replace("_", "-") if isinstance(value, str) else value
+        if value not in IMAGE_HANDLING:
+            raise ValueError(f"must be one of {', '.join(IMAGE_HANDLING)}")
+        return value
+
+
 class HfVlmBackend(Backend):
     """A loaded AutoModelForImageTextToText checkpoint with its processor.
 
@@ -115,6 +138,10 @@ class HfVlmBackend(Backend):
         family: the checkpoint's ``model_type`` (e.g. "qwen2_5_vl").
         device: where the model runs.
     """
+
+    options_model = HfVlmOptions
+    #: -M max_pixels (Qwen2-VL / Qwen2.5-VL), else None: the processor's own limit
+    max_pixels: int | None = None
 
     def __init__(
         self,
@@ -194,7 +221,7 @@ class HfVlmBackend(Backend):
             raise MvlevalError(
                 "the checkpoint ships its own Python code (config.json has auto_map); mvleval does not run it unless "
                 "asked to.",
-                fix="pass --trust-remote-code if you trust the checkpoint's code (it is recorded in the run).",
+                fix="pass -M trust_remote_code=true (old flag: --trust-remote-code) if you trust the checkpoint's code (it is recorded in the run).",
                 where=model_dir / "config.json",
             )
         device = resolve_device(options.device)
@@ -213,6 +240,9 @@ class HfVlmBackend(Backend):
                     fix=_FIX_LAYOUT,
                     where=model_dir,
                 )
+        own = options.model_options if isinstance(options.model_options, HfVlmOptions) else HfVlmOptions()
+        if own.max_pixels is not None:
+            _limit_pixels(processor, family, own.max_pixels)  # before the (possibly minutes-long) weight load
 
         from transformers import AutoModelForImageTextToText
 
@@ -246,6 +276,7 @@ class HfVlmBackend(Backend):
             image_handling=options.image_handling,
             prefetch_workers=prefetch_workers,
         )
+        backend.max_pixels = own.max_pixels
         logger.info(
             "loaded %s (%s, %s, %d-bit) on %s in %.1f s",
             options.model,
@@ -264,8 +295,9 @@ class HfVlmBackend(Backend):
             raise MvlevalError(
                 f"this task gives {images_per_example} images per example, but {self.family} models take one image per "
                 "prompt.",
-                fix="pass --image-handling side-by-side to paste the images into one, left to right (recorded in the run "
-                "and kept apart from two-image runs), or evaluate a family that takes several images.",
+                fix="pass -M image_handling=side-by-side (old flag: --image-handling side-by-side) to paste the images "
+                "into one, left to right (recorded in the run and kept apart from two-image runs), or evaluate a family "
+                "that takes several images.",
             )
 
     def generate(self, requests: Sequence[GenerationRequest], settings: GenerationSettings) -> list[str]:
@@ -377,7 +409,8 @@ class HfVlmBackend(Backend):
             return None
         from mvleval.backends.local_cache import local_identity
 
-        return local_identity(self.info(settings), self.device)
+        extra = {"max_pixels": self.max_pixels} if self.max_pixels is not None else {}
+        return local_identity(self.info(settings), self.device, **extra)
 
     def prefetch(self, requests: Sequence[GenerationRequest]) -> int:
         """Decode the announced requests' images on worker threads ahead of use."""
@@ -424,11 +457,13 @@ class HfVlmBackend(Backend):
 
     def _details(self, tags: Sequence[tuple[str, str]]) -> dict[str, Any]:
         """The thinking tags the chat template declares (scoring removes the thinking they delimit,
-        metrics/answer.py) and, for an adapter made by `mvleval train`, the sha256 of its train_config.json."""
+        metrics/answer.py), for an adapter made by `mvleval train` the sha256 of its train_config.json, and -M max_pixels."""
         details: dict[str, Any] = {"thinking_tags": [list(t) for t in tags]} if tags else {}
         if self.adapter is not None and (self.adapter / "train_config.json").is_file():
             digest = hashlib.sha256((self.adapter / "train_config.json").read_bytes()).hexdigest()
             details["adapter_train_config_sha256"] = digest
+        if self.max_pixels is not None:
+            details["max_pixels"] = self.max_pixels
         return details
 
     # -- internals -----------------------------------------------------------------------------------------------
@@ -544,6 +579,28 @@ def side_by_side(images: Sequence[Image.Image]) -> Image.Image:
     return canvas
 
 
+#: families whose image processor resizes to a pixel budget (size.longest_edge): what -M max_pixels sets
+MAX_PIXELS_FAMILIES = ("qwen2_vl", "qwen2_5_vl")
+
+
+def _limit_pixels(processor: Any, family: str, max_pixels: int) -> None:
+    """Set a Qwen2-VL-style image processor's pixel budget (-M max_pixels), refusing it for other families and below
+    the processor's own minimum."""
+    if family not in MAX_PIXELS_FAMILIES:
+        raise MvlevalError(
+            f"-M max_pixels applies to Qwen2-VL and Qwen2.5-VL checkpoints ({', '.join(MAX_PIXELS_FAMILIES)}); this "
+            f"checkpoint is a {family}.",
+            fix="drop -M max_pixels (other families resize images as their processor says).",
+        )
+    size = processor.image_processor.size
+    if size.shortest_edge and max_pixels < size.shortest_edge:
+        raise MvlevalError(
+            f"-M max_pixels={max_pixels} is below the processor's minimum of {size.shortest_edge} pixels per image.",
+            fix=f"pass at least {size.shortest_edge}.",
+        )
+    size.longest_edge = max_pixels
+
+
 def _check_family(family: str, trust_remote_code: bool, model_dir: Path) -> None:
     """Refuse a model type that transformers does not load as an image-text-to-text model."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
@@ -556,7 +613,7 @@ def _check_family(family: str, trust_remote_code: bool, model_dir: Path) -> None
         f"config.json has model_type {family!r}, which transformers does not load as a vision-LLM "
         f"(AutoModelForImageTextToText).{did_you_mean(family, MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES)}",
         fix="pass a vision-LLM checkpoint (e.g. Qwen2.5-VL, PaliGemma 2, LLaVA-NeXT, Gemma 3, Idefics3), upgrade "
-        "transformers for a newer family, or pass --trust-remote-code for a checkpoint that ships its own model code.",
+        "transformers for a newer family, or pass -M trust_remote_code=true for a checkpoint that ships its own model code.",
         where=model_dir / "config.json",
     )
 

@@ -38,8 +38,10 @@ from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import field_validator
 
 from mvleval.backends.base import (
     SERVER_EXTENSIONS,
@@ -51,6 +53,7 @@ from mvleval.backends.base import (
     interleave,
 )
 from mvleval.backends.registry import served_model_name
+from mvleval.backends.spec import ModelOptions
 from mvleval.cache import CACHE_MODES, served_key
 from mvleval.errors import MissingDependencyError, MvlevalError
 
@@ -284,11 +287,44 @@ class _Router:
             ]
 
 
+class OpenAIOptions(ModelOptions):
+    """A served model's options (``-M KEY=VALUE``; the old flags --base-url, --api-key-env, --concurrency, --timeout,
+    --max-retries, --max-image-side and --server-extensions are aliases of them); the CLI turns them into the run's
+    EndpointOptions, whose checks (``check_endpoint``) name every bad value."""
+
+    #: every replica's base URL, in order (default: $OPENAI_BASE_URL, else OpenAI's API); repeat the key for several
+    base_url: list[str] = []
+    api_key_env: str = "OPENAI_API_KEY"  # the NAME of the variable holding the key; the key is never recorded
+    max_concurrency: int | None = None  # requests in flight per replica; None: adaptive
+    timeout: float = 120.0
+    max_retries: int = 5
+    max_image_side: int | None = None
+    server_extensions: str = "none"
+
+    carried: ClassVar[frozenset[str]] = frozenset(
+        {"base_url", "api_key_env", "max_concurrency", "timeout", "max_retries", "max_image_side", "server_extensions"}
+    )
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    def recorded(self) -> dict[str, Any]:
+        """As given, each URL without user name, password or query (they may hold keys)."""
+        values = super().recorded()
+        if "base_url" in values:
+            values["base_url"] = [public_url(url) for url in values["base_url"]]
+        return values
+
+
 class OpenAIBackend(Backend):
     """A model served behind an OpenAI-compatible endpoint, on one server or several replicas.
 
     Create it with ``OpenAIBackend.load(BackendOptions(model="openai:NAME", endpoint=EndpointOptions(...)))``.
     """
+
+    options_model = OpenAIOptions
 
     def __init__(
         self,
