@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -629,7 +630,10 @@ def apply_lora(model: Any, adapter_dir: Path) -> Any:
     with safe_open(str(adapter_dir / "adapter_model.safetensors"), framework="pt") as fh:
         saved = list(fh.keys())
     try:
-        peft_model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+        with warnings.catch_warnings():
+            # peft probes transformers' deprecated is_gradient_checkpointing; nothing the user can act on
+            warnings.simplefilter("ignore", FutureWarning)
+            peft_model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
     except (ValueError, KeyError, RuntimeError) as exc:
         raise MvlevalError(
             f"the adapter does not fit this model ({exc}).",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -214,7 +215,10 @@ def apply_adapter(model: Blip2ForConditionalGeneration, adapter_dir: Path) -> An
             if getattr(model, flag, False):
                 setattr(target, flag, True)
     try:
-        peft_model = PeftModel.from_pretrained(target, str(adapter_dir), is_trainable=False)
+        with warnings.catch_warnings():
+            # peft probes transformers' deprecated is_gradient_checkpointing; nothing the user can act on
+            warnings.simplefilter("ignore", FutureWarning)
+            peft_model = PeftModel.from_pretrained(target, str(adapter_dir), is_trainable=False)
     except (ValueError, KeyError, RuntimeError) as exc:
         raise MvlevalError(
             f"the adapter does not fit this model ({exc}).",
