@@ -325,7 +325,8 @@ def write_json_atomic(path: Path, payload: str) -> None:
 
 
 def record_json(record: RunRecord) -> str:
-    """A record as pretty JSON; task.source only when there is one (a built-in task's record is unchanged by it)."""
+    """A record as pretty JSON; task.source, model.options and provenance.data_source only when there are some (a
+    built-in task's record on a hand-assembled data root is unchanged by them)."""
     exclude: dict[str, Any] = {}
     if record.task.source is None:
         exclude["task"] = {"source"}
@@ -333,6 +334,8 @@ def record_json(record: RunRecord) -> str:
         exclude["samples_sha256"] = True
     if record.model.options is None:
         exclude["model"] = {"options"}
+    if record.provenance.data_source is None:  # a hand-assembled data root: the record is as before data fetch
+        exclude["provenance"] = {"data_source"}
     record = record.model_copy(update={"scores_sha256": scores_digest(record)})
     return record.model_dump_json(indent=2, exclude=exclude or None) + "\n"
 
