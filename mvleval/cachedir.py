@@ -21,3 +21,16 @@ def cache_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("mvleval", appauthor=False))
+
+
+#: The environment variable naming the data root (the folder `mvleval data fetch` writes and `run` reads).
+DATA_ENV = "MVLEVAL_DATA"
+
+
+def default_data_root() -> Path:
+    """Where `mvleval data fetch` puts the benchmarks when neither --data-root nor $MVLEVAL_DATA names a folder, and
+    where `run` and `data check` then read them: the platform's user data folder for mvleval (on Linux
+    ``$XDG_DATA_HOME/mvleval/benchmarks``, else ``~/.local/share/mvleval/benchmarks``). Not a cache: the data stays."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("mvleval", appauthor=False)) / "benchmarks"

@@ -175,8 +175,9 @@ def _setup_logging(verbose: int) -> None:
         logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
-def _data_root(value: Path | None, task: str | None = None) -> Path:
-    """--data-root, else $MVLEVAL_DATA; a benchmark file (`task` a path) brings its own: the folder holding its rows."""
+def _data_root(value: Path | None, task: str | None = None, *, writing: bool = False) -> Path:
+    """--data-root, else $MVLEVAL_DATA, else the default data root where `data fetch` writes (when it exists, or
+    `writing`); a benchmark file (`task` a path) brings its own: the folder holding its rows."""
     if task is not None:
         from mvleval.filetask import is_task_path, locate
 
@@ -192,10 +193,15 @@ def _data_root(value: Path | None, task: str | None = None) -> Path:
     env = os.environ.get("MVLEVAL_DATA")
     if env:
         return Path(env)
+    from mvleval.cachedir import default_data_root
+
+    default = default_data_root()
+    if writing or default.is_dir():
+        return default
     raise MvlevalError(
-        "no data root given.",
-        fix="pass --data-root DIR or set MVLEVAL_DATA to the folder holding the benchmarks' annotation files "
-        "(layout: tasks/README.md).",
+        f"no data root given, and `mvleval data fetch` has not written the default one ({default}).",
+        fix="fetch the task's data first (`mvleval data fetch --task NAME`, pinned and verified), or pass "
+        "--data-root DIR / set MVLEVAL_DATA to a folder holding the benchmarks' annotation files (tasks/README.md).",
     )
 
 
@@ -486,7 +492,11 @@ def run(
         str | None, typer.Option(metavar="DIR", help="LoRA adapter folder (peft format, e.g. from `mvleval train`).")
     ] = None,
     data_root: Annotated[
-        Path | None, typer.Option(metavar="DIR", help="Folder with the annotation files (default: $MVLEVAL_DATA).")
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Folder with the annotation files (default: $MVLEVAL_DATA, else where `data fetch` wrote).",
+        ),
     ] = None,
     image_root: Annotated[
         Path | None, typer.Option(metavar="DIR", help="Folder with the images (default: <data-root>/images).")
@@ -1317,7 +1327,10 @@ def train(
     ] = None,
     data_root: Annotated[
         Path | None,
-        typer.Option(metavar="DIR", help="Folder with the task's annotation files (default: $MVLEVAL_DATA)."),
+        typer.Option(
+            metavar="DIR",
+            help="Folder with the task's annotation files (default: $MVLEVAL_DATA, else where `data fetch` wrote).",
+        ),
     ] = None,
     lang: Annotated[
         list[str] | None,
@@ -1593,7 +1606,11 @@ def data_check(
         ),
     ],
     data_root: Annotated[
-        Path | None, typer.Option(metavar="DIR", help="Folder with the annotation files (default: $MVLEVAL_DATA).")
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Folder with the annotation files (default: $MVLEVAL_DATA, else where `data fetch` wrote).",
+        ),
     ] = None,
     image_root: Annotated[
         Path | None, typer.Option(metavar="DIR", help="Folder with the images (default: <data-root>/images).")
@@ -1629,7 +1646,10 @@ def data_fetch(
         list[str] | None, typer.Option("--lang", "-l", metavar="CODE", help="Language code; repeat for several.")
     ] = None,
     data_root: Annotated[
-        Path | None, typer.Option(metavar="DIR", help="Folder to write into (default: $MVLEVAL_DATA).")
+        Path | None,
+        typer.Option(
+            metavar="DIR", help="Folder to write into (default: $MVLEVAL_DATA, else mvleval's user data folder)."
+        ),
     ] = None,
     revision: Annotated[
         str | None,
@@ -1663,7 +1683,7 @@ def data_fetch(
                 soft_wrap=True,
             )
         return
-    root = _data_root(data_root)
+    root = _data_root(data_root, writing=True)
     notes: list[str] = []
     with fetch.no_library_noise():
         plans = command.make_plans(command.select_sources(task or []), lang, root, revision, notes)

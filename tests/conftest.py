@@ -27,6 +27,12 @@ os.environ["HF_HOME"] = _SESSION_HF_HOME
 for _name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE", "HF_DATASETS_CACHE"):
     os.environ.pop(_name, None)
 atexit.register(shutil.rmtree, _SESSION_HF_HOME, ignore_errors=True)
+# the user data folder (where `mvleval data fetch` writes without --data-root) of this session only, and no data root
+# from the developer's environment: a test that gives no --data-root sees no benchmarks unless it fetched them
+_SESSION_DATA_HOME = tempfile.mkdtemp(prefix="mvleval-test-data-home-")
+os.environ["XDG_DATA_HOME"] = _SESSION_DATA_HOME
+os.environ.pop("MVLEVAL_DATA", None)
+atexit.register(shutil.rmtree, _SESSION_DATA_HOME, ignore_errors=True)
 
 from pathlib import Path  # noqa: E402
 

@@ -495,3 +495,28 @@ def test_all_tasks_dry_run_plans_each_tasks_language(
     assert planned == {"xm3600", "xflickrco", "xgqa", "mtvqa", "cvqa", "kaleidoscope"}, out
     assert "  de: 1 file(s)" in out and not _file_gets(hub)
     assert "mtvqa: the source is not split by language" in out  # its files hold every language
+
+
+def test_fetch_then_run_with_no_data_root_given(
+    hub: Hub, tmp_path: Path, tiny_mt5_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's "done when", word for word: `mvleval data fetch --task xgqa --lang de && mvleval run --task xgqa
+    --lang de --model M`, no other step: fetch writes the default data root, run and data check read it; before the
+    fetch, run says how to get the data."""
+    from mvleval.cachedir import default_data_root
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "user-data"))
+    monkeypatch.delenv("MVLEVAL_DATA", raising=False)
+    _serve_small(hub)
+    run = ("run", "--task", "xgqa", "--lang", "de", "--model", tiny_mt5_dir, "--out", tmp_path / "runs", "--limit", "2")
+    code, out, err = cli(capsys, *run)
+    text = " ".join((out + err).split())
+    assert code == 2 and "mvleval data fetch --task" in text and "Traceback" not in text, text
+    code, out, err = cli(capsys, "data", "fetch", "--task", "xgqa", "--lang", "de")
+    assert code == 0, out + err
+    assert default_data_root().is_relative_to(tmp_path / "user-data")
+    assert (default_data_root() / "xgqa").is_dir()
+    code, out, err = cli(capsys, *run)
+    assert code == 0, out + err
+    code, out, err = cli(capsys, "data", "check", "--task", "xgqa", "--lang", "de")
+    assert code == 0, out + err
