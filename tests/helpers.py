@@ -676,3 +676,66 @@ def write_m3exam(data_root: Path) -> Path:
             out.append(row)
         write_parquet(data_root / "m3exam" / "data" / f"{name}-00000-of-00001.parquet", out, schema)
     return data_root
+
+
+# -- a real `transformers serve` on 127.0.0.1 ---------------------------------------------------------------------------
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class TransformersServe:
+    """`transformers serve MODEL_DIR` on 127.0.0.1 (CPU, float32, offline, its own hub cache under `root`), started by
+    `start()` and stopped by `stop()`; `url` is its OpenAI-compatible base URL. Starting takes ~25 s on 2 cores."""
+
+    def __init__(self, model_dir: Path, root: Path) -> None:
+        import pytest
+
+        exe = shutil.which("transformers")
+        if exe is None:
+            pytest.skip("the transformers CLI is not installed")
+        pytest.importorskip("fastapi")
+        pytest.importorskip("uvicorn")
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "hf-cache").mkdir(exist_ok=True)  # /v1/models lists the hub cache, and fails when there is none
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(root / "hf-cache")}
+        self.log = (root / "serve.log").open("w")
+        argv = [exe, "serve", str(model_dir), "--device", "cpu", "--dtype", "float32", "--host", "127.0.0.1"]
+        self.proc = subprocess.Popen(
+            [*argv, "--port", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT, env=env
+        )
+
+    def wait(self, timeout: float = 180) -> TransformersServe:
+        """Block until the server answers /health (fail the test if it exits or takes longer than `timeout`)."""
+        import time
+
+        import httpx
+        import pytest
+
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail(f"transformers serve exited: {(self.root / 'serve.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"transformers serve did not start within {timeout:.0f} s")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()

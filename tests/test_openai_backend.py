@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -32,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ChatHandler, run_cli, tiny_model
+from tests.helpers import ChatHandler, TransformersServe, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-Zq81VhK3-never-print-me"
@@ -549,68 +548,18 @@ def test_registry_routes_openai_prefix_without_reading_files() -> None:
 
 
 # -- a real server: transformers serve ------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def served_llava(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     """`transformers serve` on 127.0.0.1 serving a tiny llava built from config (module-scoped: ~25 s start-up)."""
-    pytest.importorskip("fastapi")
-    pytest.importorskip("uvicorn")
-    exe = shutil.which("transformers")
-    if exe is None:
-        pytest.skip("the transformers CLI is not installed")
+    from mvleval.testing.tiny_vlm import build_tiny_vlm
 
     root = tmp_path_factory.mktemp("serve")
-    model_dir = tiny_model("vlm", "llava")  # built once per test session (tests/helpers.py)
-    (root / "hf-cache").mkdir()  # /v1/models lists the hub cache, and fails when there is none
-    port = _free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(root / "hf-cache")}
-    log = (root / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [
-            exe,
-            "serve",
-            str(model_dir),
-            "--device",
-            "cpu",
-            "--dtype",
-            "float32",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    import httpx
-
-    deadline = time.monotonic() + 180
+    model_dir = build_tiny_vlm("llava", root / "llava")
+    server = TransformersServe(model_dir, root)
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"transformers serve exited: {(root / 'serve.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("transformers serve did not start within 180 s")
-            time.sleep(0.5)
-        yield model_dir, f"http://127.0.0.1:{port}/v1"
+        yield model_dir, server.wait().url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        server.stop()
 
 
 SERVE_CASES = [
