@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -345,27 +344,11 @@ def train_generic(
 ) -> Path:
     """Fine-tune a generic vision-LLM (train.train's loop: checkpoints, log, plot, bit-identical resume)."""
     import torch
-    from transformers import get_cosine_schedule_with_warmup
 
-    from mvleval.finetune.config import total_steps, warmup_steps
-    from mvleval.finetune.train import (
-        LOSS_PLOT_FILE,
-        TRAIN_CONFIG_FILE,
-        TRAIN_LOG_FILE,
-        DataOrder,
-        list_checkpoints,
-        load_checkpoint,
-        make_optimizer,
-        plot_loss,
-        read_train_log,
-        save_checkpoint,
-        save_trained_weights,
-        trainable_parameters,
-    )
+    from mvleval.finetune.train import TrainingParts, run_training_loop
     from mvleval.images import load_image
 
     device, bits = cast(str, config.device), cast(int, config.bits)
-    out = config.output_dir
     torch.manual_seed(config.seed)
     progress.note(f"loading {config.base_model} ({bits}-bit, {device}) ...")
     model, processor, model_dir = load_generic_model(config.base_model, bits, device, processor)
@@ -377,32 +360,15 @@ def train_generic(
     tokenizer = getattr(processor, "tokenizer", processor)
     rendered = render_training_texts(processor, examples, _stop_ids(model_dir, tokenizer))
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / TRAIN_CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
-    steps = total_steps(config, len(examples))
-    optimizer = make_optimizer(peft_model, config)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, warmup_steps(config, steps), steps)
-    order = DataOrder(len(examples), config.batch_size, config.seed)
-    step = 0
-    if resume:
-        checkpoints = list_checkpoints(out)
-        if checkpoints:
-            state = load_checkpoint(checkpoints[-1], peft_model, peft_model, optimizer, scheduler)
-            step = int(state["step"])
-            progress.note(f"resumed from {checkpoints[-1]} (step {step} of {steps})")
-        else:
-            progress.note(f"no checkpoint in {out} yet: starting from step 0")
-    log_path = out / TRAIN_LOG_FILE
-    kept = [r for r in read_train_log(out) if r["step"] <= step]
-    log_path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
-
     use_autocast = device.startswith("cuda") or bits == 16
     autocast_device = "cuda" if device.startswith("cuda") else "cpu"
-    trainable = [p for _, p in trainable_parameters(peft_model)]
-    peft_model.train()
-    for name, module in model.named_modules():
-        if name.rsplit(".", 1)[-1] in VISION_TOWER_NAMES:
-            module.eval()  # frozen: no dropout in the image encoder
+
+    def set_modes() -> None:
+        peft_model.train()
+        for name, module in model.named_modules():
+            if name.rsplit(".", 1)[-1] in VISION_TOWER_NAMES:
+                module.eval()  # frozen: no dropout in the image encoder
+
     decoded: dict[Path, Any] = {}
 
     def images_of(ex: Example) -> list[Any]:
@@ -411,74 +377,15 @@ def train_generic(
                 decoded[p] = load_image(Path(p))
         return [decoded[p] for p in ex.images]
 
-    progress.start("train", steps, step)
-    started = time.monotonic()
-    try:
-        with log_path.open("a", encoding="utf-8") as log:
-            while step < steps:
-                step_start = time.monotonic()
-                optimizer.zero_grad(set_to_none=True)
-                losses: list[float] = []
-                n_examples = 0
-                for micro in range(config.grad_accum_steps):
-                    indices = order.batch(step * config.grad_accum_steps + micro)
-                    batch = build_batch(
-                        processor, [rendered[i] for i in indices], [images_of(examples[i]) for i in indices], device
-                    )
-                    with torch.autocast(autocast_device, dtype=torch.bfloat16, enabled=use_autocast):
-                        loss = answer_loss(peft_model, batch)
-                    if not torch.isfinite(loss):
-                        raise MvlevalError(
-                            f"the training loss became {loss.item()} at step {step + 1}.",
-                            fix="lower lr_lora/lr_blip, or train in 32 bits (--bits 32) to rule out precision problems.",
-                        )
-                    torch.autograd.backward(loss / config.grad_accum_steps)
-                    losses.append(float(loss.detach()))
-                    n_examples += len(indices)
-                grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-                lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                elapsed = max(time.monotonic() - step_start, 1e-9)
-                mean_loss = sum(losses) / len(losses)
-                record = {
-                    "step": step,
-                    "epoch": round(step * config.grad_accum_steps * config.batch_size / len(examples), 4),
-                    "loss": mean_loss,
-                    "lr": lrs.get("lora", next(iter(lrs.values()))),
-                    "lr_projector": lrs.get("blip", lrs.get("blip_no_decay")),
-                    "grad_norm": float(grad_norm),
-                    "examples_per_s": round(n_examples / elapsed, 3),
-                }
-                if step % config.log_every == 0 or step == steps:
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
-                if step % config.save_every == 0 or step == steps:
-                    save_checkpoint(
-                        out,
-                        step,
-                        peft_model,
-                        peft_model,
-                        optimizer,
-                        scheduler,
-                        {
-                            "step": step,
-                            "micro_batches": step * config.grad_accum_steps,
-                            "examples_seen": step * config.grad_accum_steps * config.batch_size,
-                            "total_steps": steps,
-                        },
-                        config.keep_checkpoints,
-                    )
-                progress.update(step, mean_loss, record["lr"], record["examples_per_s"])
-    finally:
-        progress.finish()
-    save_trained_weights(peft_model, peft_model, out)
-    records = read_train_log(out)
-    if records:
-        plot_loss(records, out / LOSS_PLOT_FILE)
-    logger.info("trained %d steps in %.1f s; adapter in %s", steps, time.monotonic() - started, out)
-    return out
+    def micro_loss(indices: list[int]) -> torch.Tensor:
+        batch = build_batch(
+            processor, [rendered[i] for i in indices], [images_of(examples[i]) for i in indices], device
+        )
+        with torch.autocast(autocast_device, dtype=torch.bfloat16, enabled=use_autocast):
+            return answer_loss(peft_model, batch)
+
+    parts = TrainingParts(peft_model, peft_model, set_modes, micro_loss, len(examples), "lr_projector")
+    return run_training_loop(config, parts, resume=resume, progress=progress)
 
 
 # -- export -----------------------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ import re
 import shutil
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -664,7 +664,6 @@ def train(
         MvlevalError: bad data, an output folder that holds another run, or a resume with different settings.
     """
     import torch
-    from transformers import get_cosine_schedule_with_warmup
 
     progress = progress or _NullProgress()
     device, bits = resolve_precision(config)
@@ -703,32 +702,72 @@ def train(
             len(examples),
         )
 
+    def set_modes() -> None:
+        model.train()
+        model.vision_model.eval()  # frozen: no dropout in the image encoder
+
+    def micro_loss(indices: list[int]) -> torch.Tensor:
+        batch_examples = [examples[i] for i in indices]
+        pixels = load_pixels([p for e in batch_examples for p in e.images], processor).to(device)
+        with torch.autocast(autocast_device, dtype=torch.bfloat16, enabled=use_autocast):
+            queries = image_queries(model, pixels)
+            batch = build_inputs(
+                model, [tokenized[i] for i in indices], queries, image_token_id=image_token_id, pad_token_id=pad_id
+            )
+            return compute_loss(model, batch)
+
+    use_autocast = device.startswith("cuda") or bits == 16
+    autocast_device = "cuda" if device.startswith("cuda") else "cpu"
+    return run_training_loop(
+        config,
+        TrainingParts(model, peft_model, set_modes, micro_loss, len(examples), "lr_blip"),
+        resume=resume,
+        progress=progress,
+    )
+
+
+@dataclass
+class TrainingParts:
+    """What differs between mBLIP's recipe and the generic families' in the one training loop (run_training_loop).
+
+    Attributes:
+        model: the module whose trainable parameters are optimised, checkpointed and saved (mBLIP: the BLIP-2 model,
+            whose Q-Former and projection train beside the adapter; generic: the peft model).
+        peft_model: the peft wrapper holding the LoRA adapter.
+        set_modes: puts the model in training mode with its frozen image encoder in eval mode (no dropout there).
+        micro_loss: the loss of one micro-batch, given its example indices (under autocast where the run asks for it).
+        n_examples: how many training examples the data order draws from.
+        projector_lr_key: the train_log.jsonl name of the second parameter group's learning rate.
+    """
+
+    model: Any
+    peft_model: Any
+    set_modes: Callable[[], None]
+    micro_loss: Callable[[list[int]], torch.Tensor]
+    n_examples: int
+    projector_lr_key: str
+
+
+def run_training_loop(config: TrainConfig, parts: TrainingParts, *, resume: bool, progress: TrainProgress) -> Path:
+    """The loop both recipes share: optimizer and schedule, resume from the newest checkpoint, gradient accumulation,
+    the log, checkpoints, the saved adapter and the loss plot. Returns the output folder."""
+    import torch
+    from transformers import get_cosine_schedule_with_warmup
+
+    out = config.output_dir
     out.mkdir(parents=True, exist_ok=True)
     (out / TRAIN_CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
-
-    steps = total_steps(config, len(examples))
-    optimizer = make_optimizer(model, config)
+    steps = total_steps(config, parts.n_examples)
+    optimizer = make_optimizer(parts.model, config)
     scheduler = get_cosine_schedule_with_warmup(optimizer, warmup_steps(config, steps), steps)
-    order = DataOrder(len(examples), config.batch_size, config.seed)
-    step = 0
-    if resume:
-        checkpoints = list_checkpoints(out)
-        if checkpoints:
-            state = load_checkpoint(checkpoints[-1], model, peft_model, optimizer, scheduler)
-            step = int(state["step"])
-            progress.note(f"resumed from {checkpoints[-1]} (step {step} of {steps})")
-        else:
-            progress.note(f"no checkpoint in {out} yet: starting from step 0")
+    order = DataOrder(parts.n_examples, config.batch_size, config.seed)
+    step = _resume_step(config, parts, optimizer, scheduler, steps, resume, progress)
     # the log keeps exactly the steps the restored state has seen
     log_path = out / TRAIN_LOG_FILE
     kept = [r for r in read_train_log(out) if r["step"] <= step]
     log_path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
-
-    use_autocast = device.startswith("cuda") or bits == 16
-    autocast_device = "cuda" if device.startswith("cuda") else "cpu"
-    trainable = [p for _, p in trainable_parameters(model)]
-    model.train()
-    model.vision_model.eval()  # frozen: no dropout in the image encoder
+    trainable = [p for _, p in trainable_parameters(parts.model)]
+    parts.set_modes()
     progress.start("train", steps, step)
     started = time.monotonic()
     try:
@@ -740,18 +779,7 @@ def train(
                 n_examples = 0
                 for micro in range(config.grad_accum_steps):
                     indices = order.batch(step * config.grad_accum_steps + micro)
-                    batch_examples = [examples[i] for i in indices]
-                    pixels = load_pixels([p for e in batch_examples for p in e.images], processor).to(device)
-                    with torch.autocast(autocast_device, dtype=torch.bfloat16, enabled=use_autocast):
-                        queries = image_queries(model, pixels)
-                        batch = build_inputs(
-                            model,
-                            [tokenized[i] for i in indices],
-                            queries,
-                            image_token_id=image_token_id,
-                            pad_token_id=pad_id,
-                        )
-                        loss = compute_loss(model, batch)
+                    loss = parts.micro_loss(indices)
                     if not torch.isfinite(loss):
                         raise MvlevalError(
                             f"the training loss became {loss.item()} at step {step + 1}.",
@@ -765,43 +793,84 @@ def train(
                 optimizer.step()
                 scheduler.step()
                 step += 1
-                elapsed = max(time.monotonic() - step_start, 1e-9)
-                mean_loss = sum(losses) / len(losses)
-                record = {
-                    "step": step,
-                    "epoch": round(step * config.grad_accum_steps * config.batch_size / len(examples), 4),
-                    "loss": mean_loss,
-                    "lr": lrs.get("lora", next(iter(lrs.values()))),
-                    "lr_blip": lrs.get("blip", lrs.get("blip_no_decay")),
-                    "grad_norm": float(grad_norm),
-                    "examples_per_s": round(n_examples / elapsed, 3),
-                }
+                record = _log_record(config, parts, step, losses, lrs, float(grad_norm), n_examples, step_start)
                 if step % config.log_every == 0 or step == steps:
                     log.write(json.dumps(record) + "\n")
                     log.flush()
                 if step % config.save_every == 0 or step == steps:
-                    save_checkpoint(
-                        out,
-                        step,
-                        model,
-                        peft_model,
-                        optimizer,
-                        scheduler,
-                        {
-                            "step": step,
-                            "micro_batches": step * config.grad_accum_steps,
-                            "examples_seen": step * config.grad_accum_steps * config.batch_size,
-                            "total_steps": steps,
-                        },
-                        config.keep_checkpoints,
-                    )
-                progress.update(step, mean_loss, record["lr"], record["examples_per_s"])
+                    _save_step(config, parts, optimizer, scheduler, step, steps)
+                progress.update(step, record["loss"], record["lr"], record["examples_per_s"])
     finally:
         progress.finish()
 
-    save_trained_weights(model, peft_model, out)
+    save_trained_weights(parts.model, parts.peft_model, out)
     records = read_train_log(out)
     if records:
         plot_loss(records, out / LOSS_PLOT_FILE)
     logger.info("trained %d steps in %.1f s; adapter in %s", steps, time.monotonic() - started, out)
     return out
+
+
+def _resume_step(
+    config: TrainConfig,
+    parts: TrainingParts,
+    optimizer: Any,
+    scheduler: Any,
+    steps: int,
+    resume: bool,
+    progress: TrainProgress,
+) -> int:
+    """The step to start from: 0, or the newest checkpoint's (its weights, optimizer, schedule and RNG restored)."""
+    if not resume:
+        return 0
+    checkpoints = list_checkpoints(config.output_dir)
+    if not checkpoints:
+        progress.note(f"no checkpoint in {config.output_dir} yet: starting from step 0")
+        return 0
+    state = load_checkpoint(checkpoints[-1], parts.model, parts.peft_model, optimizer, scheduler)
+    step = int(state["step"])
+    progress.note(f"resumed from {checkpoints[-1]} (step {step} of {steps})")
+    return step
+
+
+def _log_record(
+    config: TrainConfig,
+    parts: TrainingParts,
+    step: int,
+    losses: list[float],
+    lrs: dict[str, float],
+    grad_norm: float,
+    n_examples: int,
+    step_start: float,
+) -> dict[str, Any]:
+    """One train_log.jsonl line."""
+    elapsed = max(time.monotonic() - step_start, 1e-9)
+    return {
+        "step": step,
+        "epoch": round(step * config.grad_accum_steps * config.batch_size / parts.n_examples, 4),
+        "loss": sum(losses) / len(losses),
+        "lr": lrs.get("lora", next(iter(lrs.values()))),
+        parts.projector_lr_key: lrs.get("blip", lrs.get("blip_no_decay")),
+        "grad_norm": grad_norm,
+        "examples_per_s": round(n_examples / elapsed, 3),
+    }
+
+
+def _save_step(
+    config: TrainConfig, parts: TrainingParts, optimizer: Any, scheduler: Any, step: int, steps: int
+) -> None:
+    save_checkpoint(
+        config.output_dir,
+        step,
+        parts.model,
+        parts.peft_model,
+        optimizer,
+        scheduler,
+        {
+            "step": step,
+            "micro_batches": step * config.grad_accum_steps,
+            "examples_seen": step * config.grad_accum_steps * config.batch_size,
+            "total_steps": steps,
+        },
+        config.keep_checkpoints,
+    )
