@@ -40,6 +40,7 @@ from mvleval.metrics.base import Metric, MetricResult
 from mvleval.metrics.choice import DEFAULT_LABELS
 from mvleval.metrics.language_fidelity import LanguageFidelity
 from mvleval.task import CAPTION_GENERATION, SHORT_ANSWER_GENERATION, Example, GenerationSettings, Task
+from mvleval.yamlio import read_yaml
 
 HEADER_NAMES = ("benchmark.yaml", "benchmark.yml")
 DATA_NAME = "data.jsonl"
@@ -229,22 +230,7 @@ def _read_header(path: Path) -> tuple[Any, dict[str, int], list[str]]:
     """(values, line of each key as 'key' or 'key.sub', problems) of a YAML header; duplicate keys are problems."""
     import yaml
 
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MvlevalError(
-            f"cannot read the benchmark header ({exc}).", fix="save it as UTF-8 text.", where=path
-        ) from None
-    try:
-        node = yaml.compose(text)
-        values = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise MvlevalError(
-            f"the benchmark header is not valid YAML ({getattr(exc, 'problem', exc)}).",
-            fix="fix the syntax error.",
-            where=f"{path}:{mark.line + 1}" if mark else path,
-        ) from None
+    node, values = read_yaml(path, "the benchmark header", "save it as UTF-8 text.")
     lines: dict[str, int] = {}
     problems: list[str] = []
     if isinstance(values, dict) and isinstance(node, yaml.MappingNode):

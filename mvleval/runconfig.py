@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from mvleval.errors import MvlevalError, Problems, ProblemsError
+from mvleval.yamlio import read_yaml
 
 
 class RunConfig(BaseModel):
@@ -61,22 +62,7 @@ def read_run_config(path: Path) -> tuple[RunConfig, dict[str, str]]:
     """
     import yaml
 
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MvlevalError(
-            f"cannot read the run config ({exc}).", fix="pass a readable UTF-8 YAML file.", where=path
-        ) from None
-    try:
-        node = yaml.compose(text)
-        values = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise MvlevalError(
-            f"the run config is not valid YAML ({getattr(exc, 'problem', exc)}).",
-            fix="fix the syntax error.",
-            where=f"{path}:{mark.line + 1}" if mark else path,
-        ) from None
+    node, values = read_yaml(path, "the run config", "pass a readable UTF-8 YAML file.")
     if not isinstance(values, dict) or not isinstance(node, yaml.MappingNode):
         raise MvlevalError(
             "the run config is not a mapping of keys to values.",
