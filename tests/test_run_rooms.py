@@ -79,3 +79,29 @@ def test_a_sample_row_writes_only_the_fields_it_has_and_reads_back() -> None:
     # a resumed row keeps what generation wrote (the cache mark); its answer and scores are computed again
     again = SampleRow.from_json(json.loads(text))
     assert (again.cached, again.answer, again.scores) == (True, None, {})
+
+
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mvleval.demo import build_demo_data
+
+    data_root, _ = build_demo_data(tmp_path_factory.mktemp("demo"))
+    return data_root
+
+
+@pytest.mark.parametrize("task", sorted(p.name for p in (RUN.parents[1] / "results" / "baselines").iterdir()))
+def test_score_writes_a_committed_baseline_back_byte_for_byte(
+    task: str, demo_data: Path, tmp_path: Path, capsys
+) -> None:
+    """`mvleval score` on a committed baseline (written by the run before the split) re-reads the demo data, scores
+    through run/score.py and writes the per-sample file through run/files.py: the same bytes and the same scores."""
+    from tests.helpers import cli
+
+    committed = RUN.parents[1] / "results" / "baselines" / task
+    for name in ("demo.json", "demo.samples.jsonl"):
+        (tmp_path / name).write_bytes((committed / name).read_bytes())
+    code, out, err = cli(capsys, "score", tmp_path / "demo.json", "--data-root", demo_data)
+    assert code == 0, out + err
+    assert (tmp_path / "demo.samples.jsonl").read_bytes() == (committed / "demo.samples.jsonl").read_bytes()
+    old, new = (json.loads((d / "demo.json").read_text(encoding="utf-8")) for d in (committed, tmp_path))
+    assert new["scores"] == old["scores"] and new["samples_sha256"] == old["samples_sha256"]
