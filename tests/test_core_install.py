@@ -200,14 +200,14 @@ def test_served_model_run_score_report_leaderboard_gate(
         "6",
         "--model",
         f"openai:{MODEL}",
-        "--base-url",
-        server.url,
+        "-M",
+        f"base_url={server.url}",
         "--data-root",
         data,
         "--out",
         out,
-        "--concurrency",
-        "4",
+        "-M",
+        "max_concurrency=4",
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert server.answered == 2 * 2 * 6  # two tasks, two languages, six examples: every answer came from the server

@@ -125,3 +125,14 @@ def test_every_ci_pytest_can_read_the_suites_options() -> None:
     core = (REPO / ".ci" / "core").read_text(encoding="utf-8").splitlines()
     installs = [line for line in core if "pip install" in line and " pytest" in line]
     assert installs and all("pytest-xdist" in line for line in installs), installs
+
+
+def test_every_package_folder_ships_in_the_wheel() -> None:
+    """A non-editable `pip install .` (the core venv of .ci/run, a user's install) gets every package under mvleval/:
+    setuptools' package list is written out, so a new folder must be added to it."""
+    tomllib = pytest.importorskip("tomllib")
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
+    folders = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "mvleval").rglob("__init__.py")} | {
+        "mvleval.tasks"
+    }
+    assert folders <= listed, sorted(folders - listed)
