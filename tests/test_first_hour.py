@@ -97,7 +97,7 @@ def test_a_language_without_examples_is_an_error(demo: tuple[Path, Path], tiny_m
     shutil.copytree(demo[0], data_root, ignore=shutil.ignore_patterns("images"))
     (data_root / "xgqa/data/few_shot/en/test.json").write_text("{}")
     out = tmp_path / "runs"
-    assert_user_error(_run(tiny_mt5_dir, (data_root, demo[1]), out), "no en examples", "test.json")
+    assert_user_error(_run(tiny_mt5_dir, (data_root, demo[1]), out), "no examples of the language", "(en)", "test.json")
     assert not out.exists() or not list(out.glob("*"))
 
 

@@ -658,3 +658,17 @@ def test_data_fetch_then_run(
     assert record["task"]["name"] == task and record["scores"], record.get("scores")
     assert server.requests, "the model was never asked: the run proved nothing"
     assert record["provenance"]["data_source"]["repo"] == source.repo
+
+
+def test_languages_without_examples_are_one_line_with_a_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Kaleidoscope's one file holds every language: a run over all 18 with data for 3 names the 15 empty ones once,
+    counted with the first places, never a line each."""
+    data = write_kaleidoscope(tmp_path / "data")
+    code, out, err = cli(capsys, "run", "--task", "kaleidoscope", "--model", "openai:m", "--data-root", data,
+                         "--out", tmp_path / "runs", "-M", "base_url=http://127.0.0.1:9/v1")  # fmt: skip
+    text = out + err
+    assert code == 2 and "Traceback" not in text, text
+    assert "15 languages: no examples of the language in the test split" in " ".join(text.split()), text
+    assert len([line for line in text.splitlines() if "no examples" in line]) == 1, text

@@ -143,11 +143,14 @@ def _load_examples(
             )
             continue
         if not exs:
-            problems.add(
-                f"no {lang} examples in the {split} split (a language without examples cannot be scored, nor "
-                "blessed as a baseline)",
+            problems.add(  # one kind for every language without examples: counted, its first places named
+                f"no examples of the language in the {split} split (a language without examples cannot be scored, "
+                "nor blessed as a baseline)",
                 path,
-                unit="file",
+                lang,
+                fix="pass --lang with the languages the data holds (`mvleval data check` lists them), or add the "
+                "language's rows.",
+                unit="language",
             )
             continue
         if options.limit is not None:
