@@ -16,6 +16,7 @@ import hashlib
 import json
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -169,3 +170,20 @@ class Hub:
         h.end_headers()
         if not head:
             h.wfile.write(data)
+
+
+def hub_fixture(tmp_path: Any, monkeypatch: Any) -> Iterator[Hub]:
+    """A started local hub with huggingface_hub pointed at it (endpoint, a temporary cache, online), stopped after the
+    test: the body of a pytest fixture (tests/test_data_fetch.py's `hub`, tests/test_tasks_hub.py's fetches)."""
+    from huggingface_hub import constants
+
+    server = Hub().start()
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("MVLEVAL_UPSTREAM_BASE", server.url)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    try:
+        yield server
+    finally:
+        server.stop()

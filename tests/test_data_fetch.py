@@ -18,7 +18,7 @@ import pytest
 from mvleval.data.fetch import STATE_FILE, load_lock
 from tests import hubmirrors as mirrors
 from tests.helpers import cli
-from tests.hubserver import Hub
+from tests.hubserver import Hub, hub_fixture
 
 LOCK = load_lock()
 #: (task, language fetched and run); maxm's Hebrew asked for as `he`, the mirror's and the task's `iw`
@@ -41,16 +41,7 @@ def _serve_small(hub: Hub) -> None:
 @pytest.fixture
 def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hub]:
     """A started local hub; huggingface_hub pointed at it (endpoint, a temp cache, online)."""
-    from huggingface_hub import constants
-
-    server = Hub().start()
-    monkeypatch.setenv("HF_ENDPOINT", server.url)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setenv("MVLEVAL_UPSTREAM_BASE", server.url)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    yield server
-    server.stop()
+    yield from hub_fixture(tmp_path, monkeypatch)
 
 
 def _fetch(capsys: pytest.CaptureFixture[str], root: Path, *args: str) -> tuple[int, str, str]:

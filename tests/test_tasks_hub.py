@@ -627,30 +627,23 @@ def test_data_fetch_then_run(
 ) -> None:
     """Issue #24's done-when: `mvleval data fetch --task T` from a hub serving the dataset repo's files as published,
     then `mvleval run --task T` on the fetched data root, with nothing else in between; the record names the source."""
-    from huggingface_hub import constants
+    from contextlib import contextmanager
 
     from mvleval.data.fetch import load_lock
-    from tests.hubserver import Hub
+    from tests.hubserver import hub_fixture
 
     staged = write(tmp_path / "staged") / task
     files = {p.relative_to(staged).as_posix(): p.read_bytes() for p in sorted(staged.rglob("*")) if p.is_file()}
     assert files, "nothing staged: the test would prove nothing"
     source = load_lock()[task]
-    hub = Hub().start()
-    try:
+    root = tmp_path / "data"
+    with contextmanager(hub_fixture)(tmp_path, monkeypatch) as hub:
         hub.add(source.repo, files, source.revision)
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-        root = tmp_path / "data"
         lang_flags = [x for lang in langs for x in ("--lang", lang)] if by_lang else []
         code, out, err = cli(
             capsys, "data", "fetch", "--task", task, "--data-root", root, "--accept-terms", *lang_flags
         )
         assert code == 0, out + err
-    finally:
-        hub.stop()
     fetched = {p.relative_to(root / task).as_posix(): p.read_bytes() for p in (root / task).rglob("*") if p.is_file()}
     assert {k: v for k, v in fetched.items() if k in files} == files  # every published file, byte for byte
     server = scripted({})
