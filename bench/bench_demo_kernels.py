@@ -1,7 +1,7 @@
 """How much the demo gate depends on the CPU's floating-point kernels: the packaged demo model evaluated under every
 kernel choice this CPU offers, side by side in one run.
 
-The demo model ships trained (mvleval/demo_model), so the gate in .ci/run depends on inference only. Another CPU (an
+The demo model ships trained (mvleval/demo/model), so the gate in .ci/run depends on inference only. Another CPU (an
 Intel Xeon vs an AMD EPYC, AVX2 vs AVX-512) can only change the last bits of the floating-point kernels: torch's own
 vectorised kernels (ATen), MKL's GEMMs and oneDNN's convolutions. Each setting below makes this machine take another of
 those code paths; the script runs `mvleval demo` under each in a subprocess and prints, per setting, how many of the

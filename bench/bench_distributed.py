@@ -41,8 +41,8 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=320, help="distinct images (3 questions each per language)")
     args = parser.parse_args()
 
-    from mvleval.demo import build_demo_data
-    from mvleval.factory import build_tiny_checkpoint
+    from mvleval.demo.command import build_demo_data
+    from mvleval.testing.factory import build_tiny_checkpoint
 
     work = Path(tempfile.mkdtemp(prefix="mvleval-bench-dist-"))
     n_test = 24 if args.quick else args.images

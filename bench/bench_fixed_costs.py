@@ -9,7 +9,7 @@
 2. `mvleval data check` on an XM3600-shaped benchmark (300 images captioned in all 36 languages, the shape of the
    real one: each image cited by 36 languages) and on the real xFlickrCo annotation files (placeholder images).
 
-The runs are made once with a tiny mBLIP-shaped checkpoint (mvleval.factory) on the real annotation files of
+The runs are made once with a tiny mBLIP-shaped checkpoint (mvleval.testing.factory) on the real annotation files of
 ../shared/data (xFlickrCo test en, xGQA dev en; placeholder JPEGs), and each prediction is then replaced by its first
 reference (what a trained model writes: a caption, a short answer); each command then runs as a fresh subprocess,
 interleaved, --rounds times, and the median of each is compared (these machines are shared and noisy: only the
@@ -74,7 +74,7 @@ def _placeholders(paths: list[Path], size: tuple[int, int] = (640, 480)) -> None
 
 
 def _run(task: str, split: str, data: Path, images: Path, model: Path, out: Path, cache: Path) -> Path:
-    from mvleval.task import load_task
+    from mvleval.benchmarks.task import load_task
 
     examples = load_task(task).examples(data, images, "en", split)[:3]
     _placeholders(sorted({p for e in examples for p in e.images}), (96, 96))
@@ -119,7 +119,7 @@ def _run(task: str, split: str, data: Path, images: Path, model: Path, out: Path
 
 def _xm3600_shaped(root: Path, n_images: int) -> tuple[Path, Path]:
     """An XM3600-format captions.jsonl: n_images images, each captioned in all 36 languages (caption-like text)."""
-    from mvleval.task import load_task
+    from mvleval.benchmarks.task import load_task
 
     langs = load_task("xm3600").languages
     data = root / "xm3600-data"
@@ -154,7 +154,7 @@ def main() -> None:
     )
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-fixed-"))
     work.mkdir(parents=True, exist_ok=True)
-    from mvleval.factory import build_tiny_checkpoint
+    from mvleval.testing.factory import build_tiny_checkpoint
 
     model = work / "tiny-mt5"
     if not (model / "config.json").is_file():
@@ -166,7 +166,7 @@ def main() -> None:
     questions = _run("xgqa", "dev", args.data, images, model, work / "runs", warm)
     xm_data, xm_images = _xm3600_shaped(work, args.xm3600_images)
     flickr_images = work / "flickr-images"
-    from mvleval.task import load_task
+    from mvleval.benchmarks.task import load_task
 
     task = load_task("xflickrco")
     flickr_langs = [lang for lang in task.languages if task.annotation_path(args.data, lang, "test").is_file()]

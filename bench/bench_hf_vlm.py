@@ -110,8 +110,9 @@ def run_mvleval(
     batch_size: int | None,
     max_new_tokens: int,
 ) -> tuple[float, dict]:
-    from mvleval.record import read_samples
-    from mvleval.runner import RunOptions, evaluate
+    from mvleval.record.schema import read_samples
+    from mvleval.run.evaluate import evaluate
+    from mvleval.run.plan import RunOptions
 
     started = time.perf_counter()
     options = RunOptions(
@@ -136,8 +137,8 @@ def run_backend(
     """The generation phase alone, as the runner drives it: model load, batch size pick, prefetch, length-sorted
     batches through the generic backend (no data validation, scoring or records)."""
     from mvleval.backends import BackendOptions, GenerationRequest, load_backend
-    from mvleval.runner import _batches
-    from mvleval.task import load_task
+    from mvleval.benchmarks.task import load_task
+    from mvleval.run.generate import batches as _batches
 
     task = load_task(task_name)
     settings = task.generation.replace(num_beams=1, max_new_tokens=max_new_tokens)
@@ -165,7 +166,7 @@ def run_loop(
     from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from mvleval.task import load_task
+    from mvleval.benchmarks.task import load_task
 
     started = time.perf_counter()
     processor = AutoProcessor.from_pretrained(model_dir, backend="pil")
@@ -204,13 +205,14 @@ def run_twice_with_cache(
     n: int,
 ) -> int:
     """The first and the second `mvleval run` of the same task with the response cache, side by side."""
-    from mvleval.record import read_record
+    from mvleval.record.schema import read_record
 
     os.environ["MVLEVAL_CACHE_DIR"] = str(root / "cache")  # an empty cache: the first run generates everything
     times, preds, counts = [], [], []
     for name in ("first", "second"):
         started = time.perf_counter()
-        from mvleval.runner import RunOptions, evaluate
+        from mvleval.run.evaluate import evaluate
+        from mvleval.run.plan import RunOptions
 
         options = RunOptions(
             task=args.shape,
@@ -225,7 +227,7 @@ def run_twice_with_cache(
         )
         record, path = evaluate(options)
         times.append(time.perf_counter() - started)
-        from mvleval.record import read_samples
+        from mvleval.record.schema import read_samples
 
         preds.append({(r["lang"], r["id"]): r["prediction"] for r in read_samples(path.parent / record.samples_file)})
         counts.append(read_record(path).model.details["cache"])

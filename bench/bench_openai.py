@@ -163,8 +163,8 @@ def measure(
     runner-sized batches; `kill_at`: kill server 0 once that fraction of the answers is in."""
     from mvleval.backends.base import BackendOptions, EndpointOptions, GenerationRequest
     from mvleval.backends.openai_api import OpenAIBackend, default_batch_size
-    from mvleval.record import SampleWriter
-    from mvleval.task import GenerationSettings
+    from mvleval.benchmarks.task import GenerationSettings
+    from mvleval.record.schema import SampleWriter
 
     endpoint = EndpointOptions(
         base_url=urls[0], base_urls=tuple(urls), concurrency=concurrency, cache=cache, max_retries=max_retries
@@ -325,7 +325,7 @@ def case_cache(args: argparse.Namespace, tmp: str) -> None:
             "then the same requests again (--cache read-write)"
         )
         for r in range(args.repeats):
-            from mvleval.cache import ResponseCache
+            from mvleval.run.cache import ResponseCache
 
             ResponseCache().clear()
             first, a1, d1 = measure(servers.urls, k, total, image, Path(tmp) / f"c1-{r}.jsonl", cache="read-write")

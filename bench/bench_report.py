@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mvleval.record import RunRecord, sample_lines, write_record
+from mvleval.record.schema import RunRecord, sample_lines, write_record
 
 # XM3600's 36 languages, with a few words in each script so the text has the byte weight of real captions
 LANGS = (
@@ -214,7 +214,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the work folder (the records, images and reports)")
     args = parser.parse_args()
 
-    from mvleval.report import write_run_report
+    from mvleval.compare.report import write_run_report
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-report-"))
     work.mkdir(parents=True, exist_ok=True)

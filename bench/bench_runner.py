@@ -4,7 +4,7 @@ model's own compute measured in isolation; plus how far JPEG draft decoding move
 Workload (xGQA-shaped, synthesised offline): N real JPEGs at GQA's typical size (500x375, quality 90, drawn shapes,
 lines and per-pixel noise so they decode like photos), 30 questions per image in each of several languages (xGQA's
 test split has ~30 questions per image and the same images in every language), written in xGQA's native format and
-read by mvleval's own xgqa task. Model: a mid-size random mBLIP-shaped checkpoint from mvleval.factory (mT5 LLM,
+read by mvleval's own xgqa task. Model: a mid-size random mBLIP-shaped checkpoint from mvleval.testing.factory (mT5 LLM,
 image size 224 with 14-pixel patches and 32 query tokens like BLIP-2; ViT 8x192, Q-Former 2x128, mT5 4+4 layers x
 256), whose ViT-to-LLM compute ratio per sample (~1.7) is close to mblip-mt0-xl's (ViT-g ~0.5 TFLOP per image, mT0-XL
 ~0.3 TFLOP per short answer with 5 beams).
@@ -17,7 +17,7 @@ the checkpoint, so both sides run exactly the same model. ``--long-answers`` ski
 Measured side by side in one run, same model file, data, batch size and generation settings (xGQA's: 5 beams, at
 most 10 new tokens, length penalty -1):
 
-(a) ``runner.evaluate`` (model load, every language, scoring incl. the language-fidelity detector, records written)
+(a) ``mvleval.run.evaluate.evaluate`` (model load, every language, scoring incl. the language-fidelity detector, records written)
     vs the model-card loop (``Blip2Processor(images, text)`` + ``model.generate`` per batch, in dataset order, model
     load included, no scoring): the ratio of wall times, and the predictions must be identical (exit 1 otherwise).
 (b) mvleval's wall time vs the sum of the model's own compute measured in isolation: one vision pass per distinct
@@ -179,7 +179,7 @@ def build_model(model_dir: Path, calibration: list, short_answers: bool) -> dict
 
     from mvleval.backends.base import BackendOptions
     from mvleval.backends.mblip import MBlipBackend
-    from mvleval.factory import build_tiny_checkpoint
+    from mvleval.testing.factory import build_tiny_checkpoint
 
     build_tiny_checkpoint(
         model_dir,
@@ -208,7 +208,7 @@ def build_model(model_dir: Path, calibration: list, short_answers: bool) -> dict
     hook = lm.lm_head.register_forward_hook(
         lambda m, args, out: captured.append(args[0].reshape(-1, args[0].shape[-1]))
     )
-    from mvleval.task import GenerationSettings
+    from mvleval.benchmarks.task import GenerationSettings
 
     try:
         backend.generate(
@@ -231,12 +231,14 @@ def build_model(model_dir: Path, calibration: list, short_answers: bool) -> dict
 def run_mvleval(
     model_dir: Path, data_root: Path, image_root: Path, languages: tuple[str, ...], batch_size: int, out: Path
 ):
-    """runner.evaluate through the real backend; returns (wall s, generate s, predictions by (lang, id), backend)."""
-    from mvleval import runner
+    """run_evaluate.evaluate through the real backend; returns (wall s, generate s, predictions by (lang, id), backend)."""
     from mvleval.backends.base import BackendOptions, GenerationRequest
     from mvleval.backends.mblip import MBlipBackend
+    from mvleval.run import evaluate as run_evaluate
+    from mvleval.run import generate as run_generate
+    from mvleval.run import plan as run_plan
 
-    options = runner.RunOptions(
+    options = run_plan.RunOptions(
         task="xgqa",
         model=str(model_dir),
         data_root=data_root,
@@ -247,20 +249,20 @@ def run_mvleval(
         out_dir=out,
         command=("bench",),
     )
-    runner_announces = "prefetch" in inspect.getsource(runner.evaluate)
+    runner_announces = "prefetch" in inspect.getsource(run_evaluate.evaluate)
     state: dict = {"generate_s": 0.0, "first": None, "last": None, "first_cpu": None, "last_cpu": None}
 
     def factory():
         backend = MBlipBackend.load(BackendOptions(model=str(model_dir), device="cpu"))
         if not runner_announces:
             # stands in for the runner until it announces each language's batches itself: the same requests in the
-            # same order (runner.prepare + its length-sorted batches), so the prefetcher sees what it would see
-            prepared = runner.prepare(options)
+            # same order (run_plan.prepare + its length-sorted batches), so the prefetcher sees what it would see
+            prepared = run_plan.prepare(options)
             backend.prefetch(
                 [
                     GenerationRequest(e.prompt, e.images)
                     for lang in prepared.languages
-                    for batch in runner._batches(prepared.examples[lang], batch_size)
+                    for batch in run_generate.batches(prepared.examples[lang], batch_size)
                     for e in batch
                 ]
             )
@@ -281,7 +283,7 @@ def run_mvleval(
         return backend
 
     started, started_cpu = time.perf_counter(), time.process_time()
-    record, path = runner.evaluate(options, backend_factory=factory)
+    record, path = run_evaluate.evaluate(options, backend_factory=factory)
     wall, cpu = time.perf_counter() - started, time.process_time() - started_cpu
     rows = [json.loads(line) for line in (path.parent / record.samples_file).read_text(encoding="utf-8").splitlines()]
     predictions = {(r["lang"], r["id"]): r["prediction"] for r in rows}
@@ -296,7 +298,7 @@ def run_mvleval(
         "prefetch_served": backend.prefetch_served,
         "prefetch_waited_s": backend.prefetch_waited_s,
         "announced_by": "runner" if runner_announces else "bench (runner does not call prefetch yet)",
-        "generation_path": backend.generation_path(runner.prepare(options).generation),
+        "generation_path": backend.generation_path(run_plan.prepare(options).generation),
     }
     backend.close()
     return wall, predictions, extra
@@ -330,10 +332,10 @@ def run_isolated_compute(model_dir: Path, examples: dict, batch_size: int) -> tu
     32) and the LLM's generate for the run's batches, every input precomputed outside the timings."""
     import torch
 
-    from mvleval import runner
     from mvleval.backends.base import BackendOptions, GenerationRequest
     from mvleval.backends.mblip import MBlipBackend, generation_kwargs
-    from mvleval.task import GenerationSettings
+    from mvleval.benchmarks.task import GenerationSettings
+    from mvleval.run import generate as run_generate
 
     settings = GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0)
     backend = MBlipBackend.load(BackendOptions(model=str(model_dir), device="cpu"), prefetch_workers=0)
@@ -350,7 +352,7 @@ def run_isolated_compute(model_dir: Path, examples: dict, batch_size: int) -> tu
     lm_s, predictions = 0.0, {}
     kwargs = generation_kwargs(settings)
     for lang, exs in examples.items():
-        for batch in runner._batches(exs, batch_size):
+        for batch in run_generate.batches(exs, batch_size):
             inputs = backend.prepare_inputs([GenerationRequest(e.prompt, e.images) for e in batch])
             with torch.inference_mode():
                 started, started_cpu = time.perf_counter(), time.process_time()
@@ -369,11 +371,11 @@ def llm_time_split(model_dir: Path, examples: list, batch_size: int) -> None:
     key/value projections, which transformers computes for every beam's copy of the encoder output."""
     import torch
 
-    from mvleval import runner
     from mvleval.backends.base import BackendOptions, GenerationRequest
     from mvleval.backends.mblip import MBlipBackend, generation_kwargs
     from mvleval.backends.shared_prefix import generate_sharing_prefix
-    from mvleval.task import GenerationSettings
+    from mvleval.benchmarks.task import GenerationSettings
+    from mvleval.run import generate as run_generate
 
     backend = MBlipBackend.load(BackendOptions(model=str(model_dir), device="cpu"), prefetch_workers=0)
     lm = backend.model.language_model
@@ -398,7 +400,7 @@ def llm_time_split(model_dir: Path, examples: list, batch_size: int) -> None:
         timed("cross-attention K/V", block.layer[1].EncDecAttention.v)
     batches = [
         backend.prepare_inputs([GenerationRequest(e.prompt, e.images) for e in b])
-        for b in runner._batches(examples, batch_size)
+        for b in run_generate.batches(examples, batch_size)
     ]
     kwargs = generation_kwargs(
         GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0)
@@ -435,7 +437,7 @@ def draft_report(folder: Path, n: int) -> None:
     import torch
     from transformers import BlipImageProcessorPil
 
-    from mvleval.images import load_image
+    from mvleval.benchmarks.images import load_image
 
     processor = BlipImageProcessorPil(
         size={"height": 224, "width": 224},
@@ -513,11 +515,11 @@ def run(args: argparse.Namespace) -> int:
         f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}; workdir {workdir}"
     )
 
-    from mvleval import runner
     from mvleval.backends.base import GenerationRequest
+    from mvleval.run import plan as run_plan
 
     data_root, image_root = build_workload(workdir, languages, n_images, per_image)
-    options = runner.RunOptions(
+    options = run_plan.RunOptions(
         task="xgqa",
         model="unused",
         data_root=data_root,
@@ -526,7 +528,7 @@ def run(args: argparse.Namespace) -> int:
         split="test",
         batch_size=args.batch_size,
     )
-    examples = runner.prepare(options).examples
+    examples = run_plan.prepare(options).examples
     n_samples = sum(len(v) for v in examples.values())
     model_dir = workdir / "model"
     calibration = [GenerationRequest(e.prompt, e.images) for e in examples[languages[0]][:48]]
@@ -564,7 +566,7 @@ def run(args: argparse.Namespace) -> int:
             f"\nround {r + 1}/{args.repeats}: {', '.join(order)} (load average {os.getloadavg()[0]:.2f}); wall s / CPU s"
         )
         print(
-            f"  mvleval runner.evaluate: {mv_wall:6.2f} / {mv['cpu_s']:6.2f} (generation phase {mv['generation_phase_s']:.2f} / "
+            f"  mvleval run_evaluate.evaluate: {mv_wall:6.2f} / {mv['cpu_s']:6.2f} (generation phase {mv['generation_phase_s']:.2f} / "
             f"{mv['generation_phase_cpu_s']:.2f}, inside generate {mv['in_generate_s']:.2f}); {mv['images_encoded']} images "
             f"encoded, {mv['prefetch_served']} decoded ahead by the prefetch threads (generate waited "
             f"{mv['prefetch_waited_s']:.2f} s for them; announced by {mv['announced_by']}); generation path: "

@@ -98,8 +98,8 @@ def _plain_generic(base, examples, config, processor):
     from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
 
     from mvleval.backends.hf_vlm import QUANT_SKIP_MODULES
+    from mvleval.benchmarks.images import load_image
     from mvleval.finetune.generic import lora_targets, projector_names
-    from mvleval.images import load_image
 
     processor = processor or AutoProcessor.from_pretrained(base, backend="pil")
     kwargs = {"dtype": torch.bfloat16 if config.bits == 16 else torch.float32}
@@ -180,8 +180,8 @@ def _plain_mblip(base, examples, config):
     from transformers import Blip2ForConditionalGeneration
 
     from mvleval.backends.mblip import load_config_and_processor
+    from mvleval.benchmarks.images import load_image
     from mvleval.finetune.train import lora_leaf_names, lora_target_regex, quantization_config
-    from mvleval.images import load_image
 
     cfg, processor = load_config_and_processor(Path(base))
     kwargs = {"config": cfg, "dtype": torch.bfloat16 if config.bits == 16 else torch.float32}
@@ -249,7 +249,7 @@ def main() -> None:
     )
     for family in args.families.split(","):
         if family == "mblip":
-            from mvleval.factory import build_tiny_checkpoint
+            from mvleval.testing.factory import build_tiny_checkpoint
 
             base = build_tiny_checkpoint(tmp / "mblip", "mt5", seed=0)
         else:

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 import typer
 from typer.core import TyperArgument, TyperCommand
 
-from mvleval.errors import MvlevalError
+from mvleval.util.errors import MvlevalError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from mvleval.record import RunRecord
+    from mvleval.record.schema import RunRecord
 
 
 class _PlainArgument(TyperArgument):
@@ -65,7 +65,7 @@ class _RunCommand(_Command):
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         path = _config_argument(args)
         if path is not None and not {"-h", "--help"} & set(args):
-            from mvleval.runconfig import read_run_config
+            from mvleval.run.config import read_run_config
 
             config, lines = read_run_config(Path(path))
             values = config.model_dump(exclude_unset=True, exclude={"options"})
@@ -179,7 +179,7 @@ def _data_root(value: Path | None, task: str | None = None, *, writing: bool = F
     """--data-root, else $MVLEVAL_DATA, else the default data root where `data fetch` writes (when it exists, or
     `writing`); a benchmark file (`task` a path) brings its own: the folder holding its rows."""
     if task is not None:
-        from mvleval.filetask import is_task_path, locate
+        from mvleval.benchmarks.filetask import is_task_path, locate
 
         if is_task_path(task):
             if value is not None:
@@ -193,7 +193,7 @@ def _data_root(value: Path | None, task: str | None = None, *, writing: bool = F
     env = os.environ.get("MVLEVAL_DATA")
     if env:
         return Path(env)
-    from mvleval.cachedir import default_data_root
+    from mvleval.util.cachedir import default_data_root
 
     default = default_data_root()
     if writing or default.is_dir():
@@ -412,7 +412,7 @@ def _languages_for(task: str, lang: list[str] | None, *, several: bool, prompt_s
         return None
     if not several:
         return tuple(lang)
-    from mvleval.task import load_task
+    from mvleval.benchmarks.task import load_task
 
     known = load_task(task, prompt_style=prompt_style).languages
     return tuple(code for code in lang if code in known)  # () when it has none of them: the task is skipped
@@ -434,7 +434,7 @@ def _splits_for(names: list[str], specs: list[str]) -> dict[str, str]:
         task, _, value = spec.partition("=")
         task, value = task.strip(), value.strip()
         if task not in names or not value:
-            from mvleval.errors import did_you_mean
+            from mvleval.util.errors import did_you_mean
 
             what = (
                 f"names task '{task}', which is not run here.{did_you_mean(task, names)}"
@@ -695,8 +695,10 @@ def run(
         server_extensions = values.get("server_extensions", server_extensions)
         trust_remote_code = values.get("trust_remote_code", trust_remote_code)
         image_handling = values.get("image_handling", image_handling)
-    from mvleval.runner import RunOptions, evaluate, finished_record, load_run_backend, planned_comparable, prepare
-    from mvleval.task import task_names
+    from mvleval.benchmarks.task import task_names
+    from mvleval.run.evaluate import evaluate, finished_record
+    from mvleval.run.generate import load_run_backend
+    from mvleval.run.plan import RunOptions, planned_comparable, prepare
 
     if bits is not None and bits not in (4, 8, 16, 32):
         raise MvlevalError(f"--bits must be 4, 8, 16 or 32, got {bits}.", fix="pick one of these.")
@@ -722,7 +724,7 @@ def run(
                 f"{', '.join(given)} only apply to a model loaded here, not to a served model ({model}).",
                 fix="drop them; the server decides how its model is loaded.",
             )
-        from mvleval.cache import check_mode
+        from mvleval.run.cache import check_mode
 
         urls = tuple(base_url or [os.environ.get("OPENAI_BASE_URL") or EndpointOptions.base_url])
         endpoint = EndpointOptions(
@@ -745,11 +747,11 @@ def run(
             "--base-url, --concurrency, --max-image-side and --server-extensions apply to served models only.",
             fix="pass --model openai:NAME for a model behind an OpenAI-compatible endpoint, or drop them.",
         )
-    from mvleval.cache import check_mode
+    from mvleval.run.cache import check_mode
 
     cache_mode = check_mode(cache or "read-write")  # a local model's answers too (mvleval/backends/local_cache.py)
     if not served:
-        from mvleval.extras import require_hf
+        from mvleval.util.extras import require_hf
 
         require_hf(f"a model run on this machine (--model {model})")  # before any data is read
     batch_size = batch_size or "8"
@@ -766,12 +768,12 @@ def run(
             "--gate compares one task's run with its baseline, but several tasks were given.",
             fix="run the tasks, then `mvleval gate RUN --baseline BASELINE` for each.",
         )
-    from mvleval.filetask import is_task_path
+    from mvleval.benchmarks.filetask import is_task_path
 
     builtins = [name for name in names if not is_task_path(name)]
     for name in builtins:
         if name not in task_names():
-            from mvleval.task import load_task
+            from mvleval.benchmarks.task import load_task
 
             load_task(name)  # an unknown task is named first (with a suggestion), not blamed on a missing data root
     if data_root is not None and not builtins:
@@ -834,8 +836,8 @@ def run(
         _state["interrupt_hint"] = " Nothing was written: rerun the same command without --resume to start again."
         raise
     if gate_baseline is not None:
-        from mvleval.gate import check_planned
-        from mvleval.record import read_record
+        from mvleval.compare.gate import check_planned
+        from mvleval.record.schema import read_record
 
         # a bad baseline path, or one the finished run could not be gated against (another --limit, split, data,
         # task version or metric), fails in a second, before the model loads and before anything is written
@@ -864,7 +866,7 @@ def run(
                 path = done
                 written.append(done)
                 if json_out:
-                    from mvleval.record import read_record
+                    from mvleval.record.schema import read_record
 
                     summaries.append({**read_record(done).summary(done), "status": "already finished"})
                 continue
@@ -899,7 +901,7 @@ def run(
 
 def _run_interrupt_hint(runs: list[Any], prepared: list[Any], written: list[Path]) -> str:
     """What is true after Ctrl-C in `run`: which tasks can be continued with --resume, and what was not written."""
-    from mvleval.runner import interrupted_run
+    from mvleval.run.evaluate import interrupted_run
 
     resumable = [o.task for o, ready in zip(runs, prepared) if interrupted_run(o, ready) is not None]
     if resumable:
@@ -935,8 +937,8 @@ def score(
     loaded); the record and its per-sample file are rewritten in place."""
     from rich.markup import escape
 
-    from mvleval.record import read_record, score_changes
-    from mvleval.runner import rescore
+    from mvleval.record.schema import read_record, score_changes
+    from mvleval.run.rescore import rescore
 
     before = read_record(record, verify_scores=False)  # score recomputes them: an edited record is what it mends
     updated, path = rescore(record, data_root, image_root)
@@ -987,8 +989,8 @@ def leaderboard(
     ] = False,
 ) -> None:
     """Write Markdown and CSV leaderboards (and per-task heatmaps) from run records; only comparable numbers share a column."""
-    from mvleval.errors import Problems, plural
-    from mvleval.leaderboard import build_leaderboard, find_records, write_leaderboard
+    from mvleval.compare.leaderboard import build_leaderboard, find_records, write_leaderboard
+    from mvleval.util.errors import Problems, plural
 
     bad = Problems() if skip_bad else None
     records = find_records(paths or [Path("results/runs")], bad=bad)
@@ -1008,7 +1010,7 @@ def leaderboard(
     board = build_leaderboard(records)
     written = write_leaderboard(board, out)
     if json_out:
-        from mvleval.leaderboard import leaderboard_dict
+        from mvleval.compare.leaderboard import leaderboard_dict
 
         _print_json(
             "leaderboard", {"n_records": len(records), "written": [str(p) for p in written], **leaderboard_dict(board)}
@@ -1036,9 +1038,9 @@ def _gate(
 ) -> None:
     """Gate a run and print the verdict table, or with `json_document` (command, payload) print that command's JSON
     document with the verdicts under "gate"; exits 1 on regression."""
-    from mvleval.gate import gate as run_gate
-    from mvleval.gate import parse_lang_tolerances, parse_max_drop, render_rich, report_dict, write_summary
-    from mvleval.record import read_record
+    from mvleval.compare.gate import gate as run_gate
+    from mvleval.compare.gate import parse_lang_tolerances, parse_max_drop, render_rich, report_dict, write_summary
+    from mvleval.record.schema import read_record
 
     run_record, baseline_record = read_record(run_path), read_record(baseline_path)
     result = run_gate(
@@ -1058,7 +1060,7 @@ def _gate(
     for written in write_summary(result, report):
         console.print(f"Gate report: {written}")
     if report_html is not None:
-        from mvleval.report import write_compare_report
+        from mvleval.compare.report import write_compare_report
 
         summary = write_compare_report(
             run_path,
@@ -1206,14 +1208,14 @@ def report_command(
     ] = None,
 ) -> None:
     """Write one self-contained HTML page of a run (every sample, filterable), or of a run against a baseline."""
-    from mvleval.report import write_compare_report, write_run_report
+    from mvleval.compare.report import write_compare_report, write_run_report
 
     if metric and compare is None:
         raise MvlevalError(
             "--metric selects what --compare compares, but no --compare baseline was given.",
             fix="add --compare BASELINE, or leave --metric out.",
         )
-    from mvleval.record import report_paths
+    from mvleval.record.schema import report_paths
 
     run_page, compare_page = report_paths(run_record)
     if compare is None:
@@ -1235,7 +1237,7 @@ def baseline_bless(
     ] = Path("results/baselines"),
 ) -> None:
     """Copy a run record (and its per-sample file) into results/baselines/<task>/<name>.json with a note."""
-    from mvleval.baseline import bless
+    from mvleval.compare.baseline import bless
 
     path = bless(run_record, baselines_dir, note=note, name=name)
     _console().print(f"Baseline: {path}")
@@ -1362,7 +1364,7 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run from its last checkpoint.")] = False,
 ) -> None:
     """Fine-tune a vision-LLM with LoRA (QLoRA with --bits 4): mBLIP's recipe for BLIP-2, the evaluation's own conversation for every other family."""
-    from mvleval.extras import require_hf
+    from mvleval.util.extras import require_hf
 
     require_hf("mvleval train", ("torch", "transformers", "peft", "safetensors"))
     from mvleval.finetune import load_config
@@ -1406,7 +1408,7 @@ def export(
     ] = None,
 ) -> None:
     """Merge a LoRA adapter (and the trained BLIP parts or projector) into the base model and save a loadable checkpoint."""
-    from mvleval.extras import require_hf
+    from mvleval.util.extras import require_hf
 
     require_hf("mvleval export", ("torch", "transformers", "peft", "safetensors"))
     from mvleval.finetune import export as run_export
@@ -1433,7 +1435,7 @@ def tasks(
     """List the tasks with their version, languages, splits and metrics; --task PATH shows a benchmark file."""
     from rich.table import Table
 
-    from mvleval.task import load_task, task_names
+    from mvleval.benchmarks.task import load_task, task_names
 
     loaded = [load_task(name) for name in (task or task_names())]
     if json_out:
@@ -1484,7 +1486,7 @@ def tasks(
             continue
         from rich.markup import escape
 
-        from mvleval.filetask import FileTask
+        from mvleval.benchmarks.filetask import FileTask
 
         assert isinstance(t, FileTask)
         lines = [
@@ -1544,8 +1546,8 @@ def _size(n: int) -> str:
 @cache_app.command("info", cls=_Command)
 def cache_info() -> None:
     """Where the response cache is, its size, and how many answers it holds per model."""
-    from mvleval.cache import ResponseCache
-    from mvleval.cachedir import CACHE_ENV
+    from mvleval.run.cache import ResponseCache
+    from mvleval.util.cachedir import CACHE_ENV
 
     info = ResponseCache("read").info()
     console = _console()
@@ -1577,12 +1579,12 @@ def cache_clear(
     ] = None,
 ) -> None:
     """Remove the cached answers (all, or one model's)."""
-    from mvleval.cache import ResponseCache
+    from mvleval.run.cache import ResponseCache
 
     cache = ResponseCache("read-write")
     known = cache.info().models
     if model is not None and model not in known:
-        from mvleval.errors import did_you_mean
+        from mvleval.util.errors import did_you_mean
 
         raise MvlevalError(
             f"the response cache holds no answers of model {model!r}.{did_you_mean(model, list(known))}",
@@ -1622,8 +1624,8 @@ def data_check(
     json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Verify every annotation and image file a task needs; report counts per language and what is missing."""
-    from mvleval.datacheck import check_data, render_report
-    from mvleval.task import load_task
+    from mvleval.benchmarks.datacheck import check_data, render_report
+    from mvleval.benchmarks.task import load_task
 
     loaded = load_task(task)  # an unknown task is named before a missing data root
     root = _data_root(data_root, task)
@@ -1791,16 +1793,16 @@ def demo(
     """Offline end to end: synthetic 5-task benchmark, tiny models (untrained, and fine-tuned with LoRA and exported 4-bit by mvleval), evaluation, leaderboard."""
     from rich.table import Table
 
-    from mvleval.extras import require_hf
+    from mvleval.util.extras import require_hf
 
     require_hf("mvleval demo", ("torch", "transformers", "peft", "safetensors", "bitsandbytes"))
     if not native_kernels:
-        # before torch is imported: the same vectorised kernels on every x86-64 CPU with AVX2 (mvleval/numerics.py)
-        from mvleval.numerics import pin_portable_cpu_kernels
+        # before torch is imported: the same vectorised kernels on every x86-64 CPU with AVX2 (mvleval/util/numerics.py)
+        from mvleval.util.numerics import pin_portable_cpu_kernels
 
         pin_portable_cpu_kernels()
 
-    from mvleval.demo import run_demo
+    from mvleval.demo.command import run_demo
 
     console = _console()
     console.print(
@@ -1942,7 +1944,7 @@ def main(argv: list[str] | None = None) -> None:
     except ModuleNotFoundError as exc:
         # a package of the hf extra imported on a core install (`pip install mvleval`) by a path the command's own
         # check did not foresee: the same one line naming the extra, not a traceback; any other missing module is a bug
-        from mvleval.extras import missing_extra
+        from mvleval.util.extras import missing_extra
 
         command = next((arg for arg in args if not arg.startswith("-")), None)
         error = missing_extra(exc, f"mvleval {command}" if command else "this command")

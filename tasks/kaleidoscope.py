@@ -28,10 +28,10 @@ import zipfile
 from pathlib import Path
 from typing import ClassVar
 
-from mvleval.errors import MvlevalError
-from mvleval.hubdata import first_shard, materialise_image, read_rows, shards
+from mvleval.benchmarks.hubdata import first_shard, materialise_image, read_rows, shards
+from mvleval.benchmarks.task import Example, GenerationSettings, Task
 from mvleval.metrics.base import Metric
-from mvleval.task import Example, GenerationSettings, Task
+from mvleval.util.errors import MvlevalError
 
 _FIX = "use the files of CohereLabs/kaleidoscope as published (`mvleval data fetch --task kaleidoscope`)."
 SYS_MESSAGE = (

@@ -27,10 +27,10 @@ import re
 from pathlib import Path
 from typing import ClassVar
 
-from mvleval.errors import MvlevalError
-from mvleval.hubdata import first_shard, materialise_image, read_rows, shards
+from mvleval.benchmarks.hubdata import first_shard, materialise_image, read_rows, shards
+from mvleval.benchmarks.task import Example, GenerationSettings, Task
 from mvleval.metrics.base import Metric
-from mvleval.task import Example, GenerationSettings, Task
+from mvleval.util.errors import MvlevalError
 
 _FIX = "use the parquet files of neulab/PangeaBench-m3exam as published (`mvleval data fetch --task m3exam`)."
 _MARKER = re.compile(r"\(image\)\[[^\]]*\]")

@@ -26,11 +26,11 @@ import posixpath
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mvleval.annotations import read_json, safe_image_path
-from mvleval.errors import MvlevalError
-from mvleval.languages import language_name
+from mvleval.benchmarks.annotations import read_json, safe_image_path
+from mvleval.benchmarks.languages import language_name
+from mvleval.benchmarks.task import SHORT_ANSWER_GENERATION, Example, Task
 from mvleval.metrics.base import Metric
-from mvleval.task import SHORT_ANSWER_GENERATION, Example, Task
+from mvleval.util.errors import MvlevalError
 
 _FORMAT_FIX = "use the MaXM v1 release's maxm_v1_<lang>.json files; see tasks/README.md for the expected format."
 

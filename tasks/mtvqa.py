@@ -5,7 +5,7 @@ Data (the dataset repo ByteDance/MTVQA as published, under <data-root>/mtvqa; `m
   columns: `image` (an Image struct with the JPEG's bytes), `qa_pairs` (a *string*: a Python-literal list of
   {"question", "answer"}), `lang` (AR DE FR IT JA KO RU TH VI), `id`.
 One example per question: id `{id}_{k}` (k counts the image's pairs from 0). The images are embedded in the parquet
-files; they are written once to the cache dir as content-addressed files (mvleval/hubdata.py).
+files; they are written once to the cache dir as content-addressed files (mvleval/benchmarks/hubdata.py).
 
 Protocol (arXiv 2405.11985; bytedance/MTVQA scripts/acc.py; lmms-eval's mtvqa task): prompt
 "{question}\\nAnswer the question using a word or phrase in the language of the question.", greedy decoding, at most
@@ -21,10 +21,10 @@ import ast
 from pathlib import Path
 from typing import ClassVar
 
-from mvleval.errors import MvlevalError
-from mvleval.hubdata import first_shard, image_bytes, materialise_image, read_rows, shards
+from mvleval.benchmarks.hubdata import first_shard, image_bytes, materialise_image, read_rows, shards
+from mvleval.benchmarks.task import Example, GenerationSettings, Task
 from mvleval.metrics.base import Metric
-from mvleval.task import Example, GenerationSettings, Task
+from mvleval.util.errors import MvlevalError
 
 _FIX = "use the parquet files of ByteDance/MTVQA as published (`mvleval data fetch --task mtvqa`)."
 _PROMPT = "{question}\nAnswer the question using a word or phrase in the language of the question."

@@ -15,7 +15,7 @@ Images: <image-root>/flickr30k/<img_path> (Flickr30k and COCO val2014 images in 
 
 Protocol (mBLIP, gregor-ge/mBLIP: data/flickr/generate_flickr.py, configs/datamodule/mblip_flickr.yaml,
 configs/evaluation/mblip_eval_captioning.yaml): prompt "Caption in {Language}: " (trailing space) with mBLIP's
-English language names (mvleval.languages; for these 8 languages mBLIP's two name tables agree); 5 beams, at most 50
+English language names (mvleval.benchmarks.languages; for these 8 languages mBLIP's two name tables agree); 5 beams, at most 50
 new tokens, at least 1, length_penalty 1; references are the record's `sentences`, raw (segmentation and NFC
 belong to the CIDEr metric). Empty captions are kept as mBLIP kept them: xFlickrCO de test.jsonl line 1960
 (COCO_val2014_000000122239.jpg) has the single caption "", so that image scores 0 CIDEr for any output.
@@ -30,11 +30,11 @@ import posixpath
 from pathlib import Path
 from typing import ClassVar
 
-from mvleval.annotations import read_jsonl, safe_image_path
-from mvleval.errors import MvlevalError
-from mvleval.languages import language_name
+from mvleval.benchmarks.annotations import read_jsonl, safe_image_path
+from mvleval.benchmarks.languages import language_name
+from mvleval.benchmarks.task import CAPTION_GENERATION, Example, Task
 from mvleval.metrics.base import Metric
-from mvleval.task import CAPTION_GENERATION, Example, Task
+from mvleval.util.errors import MvlevalError
 
 _FORMAT_FIX = "use IGLUE's published xFlickrCO / flickr30k annotation files; see tasks/README.md for the format."
 

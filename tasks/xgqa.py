@@ -16,10 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from mvleval.annotations import read_json, safe_image_path
-from mvleval.errors import MvlevalError
+from mvleval.benchmarks.annotations import read_json, safe_image_path
+from mvleval.benchmarks.task import SHORT_ANSWER_GENERATION, Example, Task
 from mvleval.metrics.base import Metric
-from mvleval.task import SHORT_ANSWER_GENERATION, Example, Task
+from mvleval.util.errors import MvlevalError
 
 
 class XGQA(Task):

@@ -7,7 +7,7 @@ Images: <image-root>/xm3600/<image/key>.jpg (3600 images, shared by all 36 langu
 
 Protocol (mBLIP, gregor-ge/mBLIP: data/xm3600/convert_xm3600_to_coco.py, configs/datamodule/mblip_xm3600.yaml,
 configs/evaluation/mblip_eval_captioning.yaml): one example per image and language; prompt "Caption in {Language}: "
-(trailing space) with mBLIP's English language names (mvleval.languages, including its spellings "Ukranian" and
+(trailing space) with mBLIP's English language names (mvleval.benchmarks.languages, including its spellings "Ukranian" and
 "Portugese"); 5 beams, at most 50 new tokens, at least 1, length_penalty 1. The references are the raw `caption`
 strings of the image's entry for that language (mBLIP used `row[lang]["caption"]`, not the tokenized fields); the
 zh/ja/th segmentation and NFC normalisation mBLIP applied to references and predictions belong to the CIDEr metric,
@@ -24,11 +24,11 @@ import posixpath
 from pathlib import Path
 from typing import ClassVar
 
-from mvleval.annotations import read_jsonl, safe_image_path
-from mvleval.errors import MvlevalError
-from mvleval.languages import language_name
+from mvleval.benchmarks.annotations import read_jsonl, safe_image_path
+from mvleval.benchmarks.languages import language_name
+from mvleval.benchmarks.task import CAPTION_GENERATION, Example, Task
 from mvleval.metrics.base import Metric
-from mvleval.task import CAPTION_GENERATION, Example, Task
+from mvleval.util.errors import MvlevalError
 
 _FORMAT_FIX = "use the Crossmodal-3600 release's captions.jsonl; see tasks/README.md for the expected format."
 

@@ -23,10 +23,10 @@ import re
 from pathlib import Path
 from typing import ClassVar
 
-from mvleval.errors import MvlevalError
-from mvleval.hubdata import first_shard, image_bytes, materialise_image, read_rows, shards
+from mvleval.benchmarks.hubdata import first_shard, image_bytes, materialise_image, read_rows, shards
+from mvleval.benchmarks.task import Example, GenerationSettings, Task
 from mvleval.metrics.base import Metric
-from mvleval.task import Example, GenerationSettings, Task
+from mvleval.util.errors import MvlevalError
 
 _FIX = "use the parquet files of neulab/PangeaBench-xmmmu as published (`mvleval data fetch --task xmmmu`)."
 MAX_IMAGES = 7

@@ -21,10 +21,10 @@ import posixpath
 from pathlib import Path
 from typing import ClassVar
 
-from mvleval.annotations import read_jsonl, safe_image_path
-from mvleval.errors import MvlevalError
+from mvleval.benchmarks.annotations import read_jsonl, safe_image_path
+from mvleval.benchmarks.task import SHORT_ANSWER_GENERATION, Example, Task
 from mvleval.metrics.base import Metric
-from mvleval.task import SHORT_ANSWER_GENERATION, Example, Task
+from mvleval.util.errors import MvlevalError
 
 _FORMAT_FIX = "use IGLUE's published XVNLI annotation files; see tasks/README.md for the format."
 

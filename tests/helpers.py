@@ -330,7 +330,7 @@ def tiny_model(builder: str, name: str, /, **options: object) -> Path:
 
             _TINY_MODELS[key] = build_tiny_vlm(name, folder, **options)  # type: ignore[arg-type]
         elif builder == "mblip":
-            from mvleval.factory import build_tiny_checkpoint
+            from mvleval.testing.factory import build_tiny_checkpoint
 
             _TINY_MODELS[key] = build_tiny_checkpoint(folder, name, **options)  # type: ignore[arg-type]
         else:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from mvleval.backends.base import BackendOptions, GenerationRequest
-from mvleval.errors import MvlevalError
-from mvleval.task import GenerationSettings
+from mvleval.benchmarks.task import GenerationSettings
+from mvleval.util.errors import MvlevalError
 
 torch = pytest.importorskip("torch")
 
@@ -380,7 +380,7 @@ def test_old_style_processor_and_config_are_completed_from_the_model(
     "legacy": saved as they were (preprocessor_config.json, tokenizer without <image>; the same weights as the
     fixture, same seed); "edited": today's layout with both fields removed.
     """
-    from mvleval.factory import build_tiny_checkpoint
+    from mvleval.testing.factory import build_tiny_checkpoint
 
     reference_dir: Path = request.getfixturevalue(kind)
     if layout == "legacy":

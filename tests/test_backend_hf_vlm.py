@@ -11,9 +11,9 @@ pytest.importorskip("torch")
 
 from mvleval.backends import BackendOptions, GenerationRequest
 from mvleval.backends.hf_vlm import HfVlmBackend, side_by_side
-from mvleval.errors import MvlevalError
-from mvleval.task import GenerationSettings
+from mvleval.benchmarks.task import GenerationSettings
 from mvleval.testing.tiny_vlm import FAMILIES, load_processor, multi_image, needs_torchvision
+from mvleval.util.errors import MvlevalError
 from tests.helpers import tiny_model
 
 GREEDY = GenerationSettings(num_beams=1, max_new_tokens=6, min_new_tokens=1)

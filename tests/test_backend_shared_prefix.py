@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mvleval.backends.base import BackendOptions, GenerationRequest
-from mvleval.task import GenerationSettings
+from mvleval.benchmarks.task import GenerationSettings
 
 torch = pytest.importorskip("torch")
 
@@ -299,7 +299,7 @@ def test_a_beam_search_run_prints_no_library_warning(tiny_mt5_dir: Path, tmp_pat
     import shutil
     import subprocess
 
-    from mvleval.demo import build_demo_data
+    from mvleval.demo.command import build_demo_data
 
     data_root, image_root = build_demo_data(tmp_path / "demo", n_train=0, n_test=3)
     exe = shutil.which("mvleval")

@@ -14,9 +14,9 @@ import pytest
 
 from mvleval.backends.base import BackendOptions, GenerationRequest
 from mvleval.backends.prefetch import PixelPrefetcher
-from mvleval.errors import MvlevalError
-from mvleval.images import load_image
-from mvleval.task import GenerationSettings
+from mvleval.benchmarks.images import load_image
+from mvleval.benchmarks.task import GenerationSettings
+from mvleval.util.errors import MvlevalError
 
 torch = pytest.importorskip("torch")
 

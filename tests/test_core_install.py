@@ -28,7 +28,7 @@ from tests.helpers import ChatHandler, perfect_copy
 REPO = Path(__file__).resolve().parents[1]
 KEY = "sk-core-install-test"
 MODEL = "core-vlm"
-#: the import names the hf extra installs and the core must do without (mvleval/extras.py HF_PACKAGES, minus the two
+#: the import names the hf extra installs and the core must do without (mvleval/util/extras.py HF_PACKAGES, minus the two
 #: that other packages of a core machine may well bring along: huggingface_hub, psutil)
 HF_ONLY = ("torch", "transformers", "accelerate", "peft", "bitsandbytes", "safetensors", "sentencepiece", "tokenizers")
 
@@ -143,7 +143,7 @@ def server() -> Iterator[_Server]:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo's synthetic benchmark in the tasks' native formats (drawn with PIL: no model, no torch)."""
-    from mvleval.demo import build_demo_data
+    from mvleval.demo.command import build_demo_data
 
     return build_demo_data(tmp_path_factory.mktemp("core-data"), n_train=0, n_test=6)[0]
 
@@ -307,8 +307,8 @@ def test_an_unforeseen_import_of_the_extra_is_the_same_one_line(core: dict[str, 
     """The CLI's safety net: with the commands' own check switched off, the demo's first import of torch still ends
     in the one line naming the extra, exit 2, not a traceback."""
     code = (
-        "import sys, mvleval.extras\n"
-        "mvleval.extras.require_hf = lambda *args, **kwargs: None\n"
+        "import sys, mvleval.util.extras\n"
+        "mvleval.util.extras.require_hf = lambda *args, **kwargs: None\n"
         "from mvleval.cli import main\n"
         "main(sys.argv[1:])\n"
     )

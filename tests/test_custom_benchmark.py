@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.record import read_record, read_samples
+from mvleval.record.schema import read_record, read_samples
 from tests.test_file_task import cli, record_path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "custom-benchmark.md"

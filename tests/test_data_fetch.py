@@ -74,7 +74,7 @@ def test_fetch_then_run(
         "--out", tmp_path / "runs", "--limit", "2", "--max-new-tokens", "2", "--batch-size", "2",
     )  # fmt: skip
     assert code == 0, out + err
-    from mvleval.record import read_record
+    from mvleval.record.schema import read_record
 
     records = [p for p in (tmp_path / "runs").rglob("*.json") if p.name != "manifest.json"]
     assert records, out
@@ -318,7 +318,7 @@ def test_data_lock_pins_commit_and_hashes(hub: Hub, tmp_path: Path, capsys: pyte
 
 # ------------------------------------------------------------------------------ same examples as ../shared/data
 def _upstream_examples(task: str, root: Path, lang: str, split: str) -> list[tuple[str, tuple[str, ...], str]]:
-    from mvleval.task import load_task
+    from mvleval.benchmarks.task import load_task
 
     return [(e.id, e.references, e.prompt) for e in load_task(task).examples(root, root / "images", lang, split)]
 
@@ -494,7 +494,7 @@ def test_fetch_then_run_with_no_data_root_given(
     """The issue's "done when", word for word: `mvleval data fetch --task xgqa --lang de && mvleval run --task xgqa
     --lang de --model M`, no other step: fetch writes the default data root, run and data check read it; before the
     fetch, run says how to get the data."""
-    from mvleval.cachedir import default_data_root
+    from mvleval.util.cachedir import default_data_root
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "user-data"))
     monkeypatch.delenv("MVLEVAL_DATA", raising=False)

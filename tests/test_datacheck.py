@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.datacheck import MAX_MISSING_SHOWN, DataReport, check_data, render_report
-from mvleval.errors import MvlevalError
-from mvleval.task import load_task
+from mvleval.benchmarks.datacheck import MAX_MISSING_SHOWN, DataReport, check_data, render_report
+from mvleval.benchmarks.task import load_task
+from mvleval.util.errors import MvlevalError
 
 FIXTURES = Path(__file__).resolve().parent / "data" / "tasks"
 

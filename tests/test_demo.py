@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.demo import DEMO_LANGUAGES
+from mvleval.demo.command import DEMO_LANGUAGES
 from tests.helpers import console_script
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,8 +113,8 @@ def test_demo_refuses_a_seed_its_packaged_model_was_not_trained_with(tmp_path: P
 def test_the_packaged_model_is_checked_against_its_manifest(tmp_path: Path) -> None:
     """A packaged model whose file changed (line endings rewritten by a checkout, a Git LFS pointer, an edit) is refused
     with both hashes' beginnings named, never evaluated; the intact one installs, files byte-identical."""
-    from mvleval.demo import PACKAGED_MANIFEST, PACKAGED_MODEL, install_packaged_model
-    from mvleval.errors import MvlevalError
+    from mvleval.demo.command import PACKAGED_MANIFEST, PACKAGED_MODEL, install_packaged_model
+    from mvleval.util.errors import MvlevalError
 
     install_packaged_model(tmp_path / "ok")
     manifest = json.loads((PACKAGED_MODEL / PACKAGED_MANIFEST).read_text())
@@ -136,7 +136,7 @@ def test_demo_train_fine_tunes_here_and_evaluates_that_model(tmp_path: Path) -> 
     """`mvleval demo --train` runs the LoRA fine-tuning and 4-bit export itself (here for 6 steps, so the test is short)
     and evaluates that model, named apart from the packaged one."""
     script = (
-        "import sys; import mvleval.demo as d; d.DEMO_TRAINING.update(max_steps=6, save_every=3); "
+        "import sys; import mvleval.demo.command as d; d.DEMO_TRAINING.update(max_steps=6, save_every=3); "
         "from mvleval.cli import main; sys.argv = ['mvleval', 'demo', '--train', '--out', sys.argv[1]]; main()"
     )
     import sys

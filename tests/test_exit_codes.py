@@ -46,7 +46,7 @@ def _cli(entry: list[str], *args: object, timeout: float = 300) -> subprocess.Co
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> World:
-    from mvleval.demo import build_demo_data
+    from mvleval.demo.command import build_demo_data
 
     root = tmp_path_factory.mktemp("exit-codes")
     data_root, image_root = build_demo_data(root / "demo", n_train=0, n_test=6)

@@ -1,4 +1,4 @@
-"""Tests for mvleval.factory: tiny checkpoints are deterministic, load like real ones, and tokenise the demo words."""
+"""Tests for mvleval.testing.factory: tiny checkpoints are deterministic, load like real ones, and tokenise the demo words."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.errors import MvlevalError
-from mvleval.factory import LEXICON, TOKENIZER_CORPUS, build_tiny_checkpoint
+from mvleval.testing.factory import LEXICON, TOKENIZER_CORPUS, build_tiny_checkpoint
+from mvleval.util.errors import MvlevalError
 
 
 def _files(folder: Path) -> dict[str, bytes]:

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from mvleval.benchmarks.task import load_task
 from mvleval.metrics import LanguageFidelity
 from mvleval.metrics.language_fidelity import Verdict, letter_model_for
 from mvleval.metrics.letter_model import MIN_TEXTS, LetterModel
-from mvleval.record import read_record, read_samples
-from mvleval.task import load_task
+from mvleval.record.schema import read_record, read_samples
 from mvleval.testing.gibberish import SCRIPTS, gibberish
 from tests.helpers import ChatHandler, placeholder_images, read_jsonl, run_cli, run_records
 

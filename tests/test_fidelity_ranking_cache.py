@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from mvleval.benchmarks.task import load_task
 from mvleval.metrics import LanguageFidelity, ranking_cache
 from mvleval.metrics import language_fidelity as lf
 from mvleval.metrics.language_fidelity import Verdict, detector_verdict, judge
-from mvleval.task import load_task
 from mvleval.testing.gibberish import HANDWRITTEN
 
 # the detector languages of the two caption tasks, as their runs build them

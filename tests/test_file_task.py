@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.errors import MvlevalError
-from mvleval.filetask import load_file_task
-from mvleval.record import read_record, read_samples
+from mvleval.benchmarks.filetask import load_file_task
+from mvleval.record.schema import read_record, read_samples
+from mvleval.util.errors import MvlevalError
 from tests.helpers import run_cli
 
 # -- a benchmark written as a user would, from the docs only -----------------------------------------------------------

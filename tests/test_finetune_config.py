@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.errors import MvlevalError
 from mvleval.finetune.config import TrainConfig, load_config, total_steps, warmup_steps
+from mvleval.util.errors import MvlevalError
 
 DATA = Path(__file__).parent / "data" / "finetune"
 

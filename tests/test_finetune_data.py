@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.errors import MvlevalError
+from mvleval.benchmarks.task import Example
 from mvleval.finetune.data import read_task_mix, read_task_split, tokenize_examples
-from mvleval.task import Example
+from mvleval.util.errors import MvlevalError
 
 DATA = Path(__file__).parent / "data" / "finetune"
 TASK_MIX = DATA / "task_mix.json"
@@ -153,7 +153,7 @@ def test_empty_and_missing_files_are_refused(tmp_path: Path, shape_roots: tuple[
 
 
 def test_task_split_uses_the_tasks_own_prompt_for_languages_that_have_it(shared_data: Path, tmp_path: Path) -> None:
-    from mvleval.task import load_task
+    from mvleval.benchmarks.task import load_task
     from tests.helpers import placeholder_images
 
     image_root = tmp_path / "images"

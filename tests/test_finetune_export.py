@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.errors import MvlevalError
+from mvleval.benchmarks.task import GenerationSettings
 from mvleval.finetune.config import load_config
 from mvleval.finetune.data import read_task_mix
 from mvleval.finetune.export import EXPORT_INFO_FILE, export
 from mvleval.finetune.train import train
-from mvleval.task import GenerationSettings
+from mvleval.util.errors import MvlevalError
 from tests.test_finetune_data import TASK_MIX, draw_shape_images
 
 torch = pytest.importorskip("torch")

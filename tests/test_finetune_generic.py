@@ -13,13 +13,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from mvleval.errors import MvlevalError  # noqa: E402
 from mvleval.finetune import load_config  # noqa: E402
 from mvleval.finetune import train as run_training  # noqa: E402
 from mvleval.finetune.config import TrainConfig  # noqa: E402
 from mvleval.finetune.train import list_checkpoints, read_train_log  # noqa: E402
 from mvleval.testing.squares import write_squares_benchmark  # noqa: E402
 from mvleval.testing.tiny_vlm import build_tiny_vlm, load_processor  # noqa: E402
+from mvleval.util.errors import MvlevalError  # noqa: E402
 
 FAMILIES = ("qwen2_vl", "paligemma", "gemma3", "idefics3", "llava_next")
 
@@ -57,8 +57,8 @@ def test_mask_is_the_answer_and_the_end_of_turn_token(family: str, style: str, m
     before them is the prompt the generic backend builds at evaluation for the same example (same ids, same images)."""
     from mvleval.backends.base import BackendOptions, GenerationRequest
     from mvleval.backends.hf_vlm import HfVlmBackend
+    from mvleval.benchmarks.images import load_image
     from mvleval.finetune.generic import _stop_ids, build_batch, render_training_texts
-    from mvleval.images import load_image
 
     model_dir = models / family
     processor = load_processor(model_dir)

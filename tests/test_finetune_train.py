@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.errors import MvlevalError
 from mvleval.finetune.config import TrainConfig, load_config
 from mvleval.finetune.data import read_task_mix, tokenize_examples
 from mvleval.finetune.train import (
@@ -28,6 +27,7 @@ from mvleval.finetune.train import (
     save_trained_weights,
     train,
 )
+from mvleval.util.errors import MvlevalError
 from tests.test_finetune_data import TASK_MIX, draw_shape_images
 
 torch = pytest.importorskip("torch")
@@ -456,7 +456,7 @@ def test_bf16_and_int8_bases_train_and_reload(
 
 
 def test_training_on_a_task_split(shared_data: Path, tiny_mt5_dir: Path, tmp_path: Path) -> None:
-    from mvleval.task import load_task
+    from mvleval.benchmarks.task import load_task
     from tests.helpers import placeholder_images
 
     image_root = tmp_path / "images"

@@ -20,7 +20,7 @@ from tests.helpers import assert_user_error, console_script, run_cli, run_record
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from mvleval.demo import build_demo_data
+    from mvleval.demo.command import build_demo_data
 
     return build_demo_data(tmp_path_factory.mktemp("first-hour"), n_train=0, n_test=6)
 
@@ -355,7 +355,7 @@ def test_a_dataset_folder_linked_into_the_image_root_is_accepted(demo: tuple[Pat
 
 
 def test_train_and_export_refuse_an_unwritable_out_before_working(tiny_mt5_dir: Path, tmp_path: Path) -> None:
-    from mvleval.demo import build_demo_data
+    from mvleval.demo.command import build_demo_data
 
     data_root, image_root = build_demo_data(tmp_path / "d", n_train=4, n_test=1)
     blocker = tmp_path / "a-file"
@@ -449,7 +449,7 @@ def test_leaderboard_rows_follow_the_weights_not_the_typed_path(demo: tuple[Path
     """Item 1, through the console script: two different checkpoints of the same shape (same file names and sizes),
     each run as `--model ckpt` from its own folder, are two leaderboard rows; the same checkpoint run as `ckpt` from
     its folder and as `a/ckpt` from the parent is one row (the older record superseded)."""
-    from mvleval.factory import build_tiny_checkpoint
+    from mvleval.testing.factory import build_tiny_checkpoint
 
     for name, seed in (("a", 0), ("b", 1)):
         build_tiny_checkpoint(tmp_path / name / "ckpt", "mt5", seed=seed)
@@ -498,7 +498,7 @@ def test_leaderboard_rows_follow_the_weights_not_the_typed_path(demo: tuple[Path
 def test_train_says_what_loads_and_where_it_resumed(tiny_mt5_dir: Path, tmp_path: Path) -> None:
     """Item 11 for `train`, without -v: the base model being loaded is named before the bar, and --resume says which
     checkpoint and step it continues from."""
-    from mvleval.demo import build_demo_data
+    from mvleval.demo.command import build_demo_data
 
     data_root, _ = build_demo_data(tmp_path / "data", n_train=4, n_test=1)
     flags = (

@@ -38,7 +38,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> World:
-    from mvleval.demo import build_demo_data
+    from mvleval.demo.command import build_demo_data
 
     root = tmp_path_factory.mktemp("forgery")
     data_root, image_root = build_demo_data(root / "demo", n_train=0, n_test=6)
@@ -206,7 +206,7 @@ def test_score_takes_new_predictions_and_the_datas_references(world: World, tmp_
     assert code == 0, text
     scored = json.loads(record.read_text())
     assert scored["scores"]["exact_match"]["per_lang"] == {"en": 0.0, "ru": 1.0}
-    from mvleval.provenance import file_sha256
+    from mvleval.record.provenance import file_sha256
 
     assert scored["samples_sha256"] == file_sha256(record.parent / scored["samples_file"])
 

@@ -53,7 +53,7 @@ def _edit(value: Any, path: tuple[Any, ...], new: Any, delete: bool) -> None:
 def _data_scores(world: World, rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """exact_match and relaxed_accuracy per language of the rows' predictions against the task's own data."""
     from mvleval.metrics.exact_match import ExactMatch, RelaxedAccuracy
-    from mvleval.runner import RunOptions, prepare
+    from mvleval.run.plan import RunOptions, prepare
 
     prepared = prepare(
         RunOptions(

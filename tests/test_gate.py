@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from mvleval.baseline import bless
-from mvleval.errors import MvlevalError
-from mvleval.gate import (
+from mvleval.compare.baseline import bless
+from mvleval.compare.gate import (
     GateReport,
     gate,
     parse_lang_tolerances,
@@ -26,7 +25,8 @@ from mvleval.gate import (
     report_json,
     write_summary,
 )
-from mvleval.record import RunRecord, read_record, write_record
+from mvleval.record.schema import RunRecord, read_record, write_record
+from mvleval.util.errors import MvlevalError
 from tests.helpers import stub_provenance
 
 EM_SIG = "exact_match|vqa-clean=lavis|v=1"

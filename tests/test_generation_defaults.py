@@ -1,4 +1,4 @@
-"""mBLIP's decoding settings, written once in mvleval/task.py, reach every built-in task and benchmark-folder kind.
+"""mBLIP's decoding settings, written once in mvleval/benchmarks/task.py, reach every built-in task and benchmark-folder kind.
 The expected values are mBLIP's public evaluation code's (gregor-ge/mBLIP; /work/shared/NOTES.md's protocol table):
 captions 5 beams, 1-50 new tokens, length penalty 1; short answers 5 beams, 1-10 new tokens, length penalty -1."""
 
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from mvleval.filetask import KIND_DEFAULTS
-from mvleval.task import load_task
+from mvleval.benchmarks.filetask import KIND_DEFAULTS
+from mvleval.benchmarks.task import load_task
 
 CAPTION = {"num_beams": 5, "max_new_tokens": 50, "min_new_tokens": 1, "length_penalty": 1.0, "do_sample": False}
 SHORT = {"num_beams": 5, "max_new_tokens": 10, "min_new_tokens": 1, "length_penalty": -1.0, "do_sample": False}

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.errors import MvlevalError
+from mvleval.util.errors import MvlevalError
 from tests.helpers import assert_user_error, invoke, run_cli, run_records
 
 
 @pytest.fixture()
 def demo(tmp_path: Path) -> tuple[Path, Path]:
-    from mvleval.demo import build_demo_data
+    from mvleval.demo.command import build_demo_data
 
     return build_demo_data(tmp_path / "demo", n_train=0, n_test=3)
 
@@ -136,7 +136,7 @@ def test_disk_full_while_writing_the_record_leaves_no_half_result(
     tmp_path: Path, demo: tuple[Path, Path], tiny_mt5_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ENOSPC on the record's write: a clear error, no record, no samples file; the partial file survives for --resume."""
-    import mvleval.record as record_module
+    import mvleval.record.schema as record_module
 
     real_fsync = os.fsync
     calls = {"n": 0}
@@ -206,7 +206,8 @@ def test_resume_against_a_different_model_is_refused(
     out = tmp_path / "runs"
     data_root, image_root = demo
     # leave an interrupted mt5 run behind: a partial file + manifest, as a kill would
-    from mvleval.runner import RunOptions, RunPaths, prepare, run_identity, run_name
+    from mvleval.run.files import RunPaths
+    from mvleval.run.plan import RunOptions, prepare, run_identity, run_name
 
     options = RunOptions(
         task="xgqa", model=str(tiny_mt5_dir), data_root=data_root, image_root=image_root, languages=("en",), out_dir=out

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mvleval.cli import main
-from mvleval.record import read_record
+from mvleval.record.schema import read_record
 from tests.test_file_task import YESNO_HEADER
 
 HEADER = YESNO_HEADER  # kind yesno, prompt with {question}, languages from the rows
@@ -134,7 +134,7 @@ def test_path_text_that_leaves_the_image_root_is_still_refused(
 
 
 def test_relinking_an_image_changes_the_data_fingerprint(tmp_path: Path) -> None:
-    from mvleval.runner import RunOptions, prepare
+    from mvleval.run.plan import RunOptions, prepare
 
     bench, shared = _linked_bench(tmp_path)
     options = RunOptions(

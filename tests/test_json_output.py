@@ -53,7 +53,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> World:
-    from mvleval.demo import build_demo_data
+    from mvleval.demo.command import build_demo_data
     from tests.helpers import invoke, perfect_copy, run_records
 
     root = tmp_path_factory.mktemp("json")

@@ -10,8 +10,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from mvleval.errors import MvlevalError
-from mvleval.leaderboard import (
+from mvleval.compare.leaderboard import (
     build_leaderboard,
     find_records,
     format_points,
@@ -19,7 +18,8 @@ from mvleval.leaderboard import (
     to_points,
     write_leaderboard,
 )
-from mvleval.record import RunRecord, write_record
+from mvleval.record.schema import RunRecord, write_record
+from mvleval.util.errors import MvlevalError
 from tests.helpers import stub_provenance
 
 DATA = Path(__file__).parent / "data" / "leaderboard"
@@ -356,7 +356,7 @@ def test_to_points_is_exact_decimal() -> None:
 def test_tasks_run_with_their_own_protocol_settings_share_one_model_row() -> None:
     """Captioning (50 tokens, length_penalty 1) and VQA (10 tokens, -1) are each task's protocol, not overrides:
     the same checkpoint is one row. A real override (greedy on xgqa) gets a row of its own, labelled by what differs."""
-    from mvleval.task import load_task
+    from mvleval.benchmarks.task import load_task
 
     def protocol_record(
         run_id: str, task: str, metric: str, signature: str, **generation: Any
@@ -400,7 +400,7 @@ def test_one_relative_path_two_checkpoints_are_two_rows() -> None:
 
 
 def test_a_protocol_row_shows_the_protocol_value_not_none() -> None:
-    from mvleval.task import load_task
+    from mvleval.benchmarks.task import load_task
 
     task = load_task("xgqa")
     protocol = task.generation.to_dict()
@@ -436,7 +436,7 @@ def test_families_side_by_side() -> None:
 
 
 def test_heatmap_names_do_not_depend_on_other_records(tmp_path: Path) -> None:
-    from mvleval.leaderboard import heatmap_name
+    from mvleval.compare.leaderboard import heatmap_name
 
     alone = build_leaderboard([(Path("a.json"), make_record("a"))])
     crowded = build_leaderboard(
@@ -451,7 +451,7 @@ def test_heatmap_names_do_not_depend_on_other_records(tmp_path: Path) -> None:
 def test_heatmap_labels_keep_the_model_folder_and_the_settings() -> None:
     """Item 13: a long row label loses its path's folders, then the middle of the model's name; the folder name's end,
     the bits and the settings stay, and rows never become alike."""
-    from mvleval.leaderboard import MAX_LABEL_CHARS, _short_labels
+    from mvleval.compare.leaderboard import MAX_LABEL_CHARS, _short_labels
 
     long = "/data/team/very/long/path/to/checkpoints/mblip-mt0-xl-finetuned-on-xgqa-2024-0{} (32-bit) {{num_beams=1}}"
     labels = _short_labels([long.format(6), long.format(7), "ckpt (4-bit)"])

@@ -23,7 +23,7 @@ N = 8
 
 @pytest.fixture(scope="module")
 def demo_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from mvleval.demo import build_demo_data
+    from mvleval.demo.command import build_demo_data
 
     return build_demo_data(tmp_path_factory.mktemp("demo"), n_train=0, n_test=6)
 
@@ -153,7 +153,7 @@ def test_what_changes_an_answer_misses(capsys: Any, demo_data: tuple[Path, Path]
 def test_cache_off_generates_and_read_stores_nothing(
     capsys: Any, demo_data: tuple[Path, Path], model: Path, tmp_path: Path
 ) -> None:
-    from mvleval.cache import ResponseCache
+    from mvleval.run.cache import ResponseCache
 
     # read on an empty cache: generates, stores nothing (not even the file)
     assert run(capsys, demo_data, model, tmp_path / "read-empty", "--cache", "read")[0] == 0

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mvleval.errors import MvlevalError
 from mvleval.metrics import PairedBootstrap, paired_bootstrap
 from mvleval.metrics.bootstrap import bootstrap_mean_interval, percentile_interval, resample_counts
+from mvleval.util.errors import MvlevalError
 
 
 def test_resample_counts_are_multinomial_rows() -> None:
@@ -143,7 +143,7 @@ def test_clustered_paired_bootstrap_is_wider_when_differences_share_an_image() -
 def test_image_clusters_join_examples_that_share_any_image() -> None:
     from pathlib import Path
 
-    from mvleval.task import Example, image_clusters
+    from mvleval.benchmarks.task import Example, image_clusters
 
     def ex(i: str, *images: str) -> Example:
         return Example(id=i, lang="en", prompt="", images=tuple(Path(p) for p in images), references=("x",), target="x")

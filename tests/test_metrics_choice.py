@@ -330,8 +330,8 @@ def test_extraction_is_deterministic_never_random() -> None:
 def test_a_benchmark_folder_s_own_labels_and_cluster_field(tmp_path: Path) -> None:
     import json
 
-    from mvleval.errors import MvlevalError
-    from mvleval.filetask import load_file_task
+    from mvleval.benchmarks.filetask import load_file_task
+    from mvleval.util.errors import MvlevalError
 
     header = (
         "version: 1\ndescription: M3Exam-style Thai exam\nkind: multiple_choice\n"

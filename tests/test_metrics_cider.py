@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.errors import MvlevalError
 from mvleval.metrics import Cider, MetricResult
 from mvleval.metrics.cider import cider_from_tokens, cider_interval, cider_stats
+from mvleval.util.errors import MvlevalError
 
 from .test_metrics_ptb import java_tokenize, real_corpora, require_java
 

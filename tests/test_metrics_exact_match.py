@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mvleval.errors import MvlevalError
 from mvleval.metrics import ExactMatch, RelaxedAccuracy
 from mvleval.metrics.exact_match import clean_answer, normalize_label
+from mvleval.util.errors import MvlevalError
 
 CLEAN_ROWS = [
     ("Two.", "2"),  # period not followed by a digit deleted; number word -> digit

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.errors import MvlevalError
 from mvleval.metrics import LanguageFidelity
 from mvleval.metrics.language_fidelity import (
     Verdict,
@@ -29,6 +28,7 @@ from mvleval.metrics.language_fidelity import (
     script_verdict,
 )
 from mvleval.testing.gibberish import HANDWRITTEN, gibberish
+from mvleval.util.errors import MvlevalError
 from tests.helpers import placeholder_images, run_cli
 
 from .test_metrics_ptb import real_corpora

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.errors import MvlevalError
 from mvleval.metrics import Bleu, ChrF
 from mvleval.metrics.bootstrap import percentile_interval, resample_counts
 from mvleval.metrics.sacrebleu_metrics import bleu_tokenizer, reference_streams
 from mvleval.metrics.segment import normalize_captions
+from mvleval.util.errors import MvlevalError
 
 sacrebleu = pytest.importorskip("sacrebleu")
 

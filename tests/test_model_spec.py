@@ -47,7 +47,7 @@ def url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mvleval.demo import build_demo_data
+    from mvleval.demo.command import build_demo_data
 
     return build_demo_data(tmp_path_factory.mktemp("spec-demo"), n_train=0, n_test=4)[0]
 
@@ -212,7 +212,7 @@ def test_config_file_options_are_validated_by_the_backend(capsys: Any, data: Pat
 @pytest.mark.parametrize("task", ["marvl", "xflickrco", "xgqa", "xm3600", "xvnli"])
 def test_committed_baselines_read_and_write_back_byte_for_byte(task: str) -> None:
     """A record made before model options existed (the demo baselines) is written back unchanged: no `options`."""
-    from mvleval.record import read_record, record_json
+    from mvleval.record.schema import read_record, record_json
 
     path = Path(__file__).resolve().parent.parent / "results" / "baselines" / task / "demo.json"
     assert record_json(read_record(path)) == path.read_text(encoding="utf-8")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.task import task_names
+from mvleval.benchmarks.task import task_names
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,10 +41,10 @@ def test_wheel_ships_the_tasks(tmp_path: Path) -> None:
     assert {"mvleval/tasks/README.md", "mvleval/py.typed", "mvleval/cli.py"} <= names
     # the HTML pages inline these files: a wheel without them writes no report
     assert {
-        "mvleval/report/build.py",
-        "mvleval/report/report.js",
-        "mvleval/report/report.css",
-        "mvleval/report/leaderboard.js",
+        "mvleval/compare/report/build.py",
+        "mvleval/compare/report/report.js",
+        "mvleval/compare/report/report.css",
+        "mvleval/compare/report/leaderboard.js",
     } <= names
     # --json's schemas (docs/json-output.md): tools load them from the installed package
     assert {
@@ -69,7 +69,7 @@ def test_the_core_needs_no_torch_and_dev_installs_every_extra() -> None:
     import re
 
     tomllib = pytest.importorskip("tomllib")
-    from mvleval.extras import HF_PACKAGES
+    from mvleval.util.extras import HF_PACKAGES
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 

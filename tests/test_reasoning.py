@@ -258,8 +258,8 @@ def test_a_local_model_s_chat_template_thinking_tags_are_stripped(tmp_path: Path
     """A tiny llava whose chat template declares Kimi-VL-style thinking tags (◁think▷...◁/think▷, not the default
     <think>): the record names them, and scoring (here `mvleval score` after the per-sample file's outputs are edited to
     thinking + answer, as a random tiny model cannot think) scores only what follows the thinking."""
-    from mvleval.demo import build_demo_data
-    from mvleval.record import read_record, read_samples
+    from mvleval.demo.command import build_demo_data
+    from mvleval.record.schema import read_record, read_samples
 
     model = Path(shutil.copytree(tiny_model("vlm", "llava"), tmp_path / "llava"))  # built once per session
     template = model / "chat_template.jinja"

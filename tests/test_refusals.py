@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.record import write_record
+from mvleval.record.schema import write_record
 from tests.helpers import placeholder_images, run_records
 from tests.test_forgery import main
 from tests.test_leaderboard import make_record
@@ -66,8 +66,8 @@ def test_an_image_whose_header_claims_too_many_pixels_is_refused_by_name(tmp_pat
 
 
 def test_the_pixel_limit_is_recorded() -> None:
-    from mvleval.images import MAX_PIXELS
-    from mvleval.record import Provenance
+    from mvleval.benchmarks.images import MAX_PIXELS
+    from mvleval.record.schema import Provenance
 
     assert "max_image_pixels" in Provenance.model_fields and MAX_PIXELS == 89_478_485
 
@@ -148,7 +148,7 @@ def test_a_yes_no_vocabulary_is_read_as_the_words_written(tmp_path: Path) -> Non
     code, text = main("tasks", "--task", folder)
     assert code == 0, text
     assert "got False" not in text
-    from mvleval.task import load_task
+    from mvleval.benchmarks.task import load_task
 
     assert load_task(str(folder)).label_vocabulary == frozenset({"yes", "no"})  # type: ignore[attr-defined]
 
@@ -192,7 +192,7 @@ def test_benchmark_answers_match_words_after_nfkc_and_markdown(prediction: str, 
 
 
 def test_builtin_tasks_keep_mblips_relaxed_accuracy() -> None:
-    from mvleval.task import load_task
+    from mvleval.benchmarks.task import load_task
 
     for name in ("xgqa", "marvl", "xvnli"):
         relaxed = next(m for m in load_task(name).metrics() if m.name == "relaxed_accuracy")

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.record import read_record
+from mvleval.record.schema import read_record
 from tests.helpers import invoke
 
 
 @pytest.fixture(scope="module")
 def demo_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from mvleval.demo import build_demo_data
+    from mvleval.demo.command import build_demo_data
 
     return build_demo_data(tmp_path_factory.mktemp("demo"), n_train=0, n_test=24)
 
@@ -98,7 +98,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_result(
 def test_rerun_without_resume_is_refused_and_resume_with_other_settings_is_refused(
     tmp_path: Path, tiny_mt5_dir: Path, demo_data: tuple[Path, Path]
 ) -> None:
-    from mvleval.errors import MvlevalError
+    from mvleval.util.errors import MvlevalError
 
     out = tmp_path / "runs"
     result = invoke(*_run_args(tiny_mt5_dir, demo_data, out, "--limit", "4"))

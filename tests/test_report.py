@@ -85,7 +85,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> World:
-    from mvleval.demo import build_demo_data
+    from mvleval.demo.command import build_demo_data
 
     root = tmp_path_factory.mktemp("report")
     data_root, image_root = build_demo_data(root / "demo", n_train=0, n_test=6)
@@ -209,7 +209,7 @@ def _no_errors(driver: Any) -> None:
 
 # -- pure parts -----------------------------------------------------------------------------------------------------
 def test_json_island_cannot_end_its_script_element() -> None:
-    from mvleval.report import script_json
+    from mvleval.compare.report import script_json
 
     data = {"rows": HOSTILE + [HOSTILE_ID, "<!--", "</SCRIPT >", "]]>"], "n": float("nan")}
     text = script_json(data)
@@ -333,7 +333,7 @@ def test_run_report_shows_every_sample_and_filters(world: World, chrome: Any, tm
 
 
 def test_report_pages_and_sorts_a_large_run(chrome: Any, tmp_path: Path) -> None:
-    from mvleval.report import ImageStore, render_run_report
+    from mvleval.compare.report import ImageStore, render_run_report
     from tests.test_leaderboard import make_record
 
     record = make_record("big", per_lang={"de": 0.5, "en": 0.25})
@@ -466,7 +466,7 @@ def test_gate_writes_the_comparison(world: World, chrome: Any, tmp_path: Path) -
 
 
 def test_leaderboard_html_is_sortable_with_heatmaps(chrome: Any, tmp_path: Path) -> None:
-    from mvleval.record import write_record
+    from mvleval.record.schema import write_record
     from tests.test_leaderboard import golden_records
 
     for path, record in golden_records():

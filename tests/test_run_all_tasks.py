@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.record import read_record, read_samples
-from mvleval.task import load_task
+from mvleval.benchmarks.task import load_task
+from mvleval.record.schema import read_record, read_samples
 from tests.helpers import invoke_run, placeholder_images
 
 FIXTURES = Path(__file__).parent / "data" / "tasks"

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from mvleval.task import load_task, task_names
+from mvleval.benchmarks.task import load_task, task_names
 from tests.helpers import run_cli
 
 DEMO_LANGS = ("en", "id", "zh")  # each demo task has data for the ones it knows of these
@@ -24,7 +24,7 @@ def _mvleval(*args: object) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from mvleval.demo import build_demo_data
+    from mvleval.demo.command import build_demo_data
 
     return build_demo_data(tmp_path_factory.mktemp("hf-demo"), n_train=0, n_test=6)
 

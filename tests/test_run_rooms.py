@@ -46,7 +46,11 @@ def _imported_names(path: Path) -> set[str]:
 
 
 def test_only_files_py_reads_and_writes_sample_rows() -> None:
-    row_io = {"mvleval.record.sample_lines", "mvleval.record.read_samples", "mvleval.record.SampleWriter"}
+    row_io = {
+        "mvleval.record.schema.sample_lines",
+        "mvleval.record.schema.read_samples",
+        "mvleval.record.schema.SampleWriter",
+    }
     users = sorted(p.name for p in ROOMS if _imported_names(p) & row_io)
     assert users == ["files.py"]
 
@@ -83,7 +87,7 @@ def test_a_sample_row_writes_only_the_fields_it_has_and_reads_back() -> None:
 
 @pytest.fixture(scope="module")
 def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mvleval.demo import build_demo_data
+    from mvleval.demo.command import build_demo_data
 
     data_root, _ = build_demo_data(tmp_path_factory.mktemp("demo"))
     return data_root

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.record import read_record, read_samples
-from mvleval.task import load_task
+from mvleval.benchmarks.task import load_task
+from mvleval.record.schema import read_record, read_samples
 from tests.helpers import invoke, invoke_run, placeholder_images, run_records
 
 
@@ -84,7 +84,7 @@ def test_xgqa_real_dev_files_end_to_end(shared_data: Path, tmp_path: Path, tiny_
 
 
 def _demo_data(tmp_path: Path) -> tuple[Path, Path]:
-    from mvleval.demo import build_demo_data
+    from mvleval.demo.command import build_demo_data
 
     return build_demo_data(tmp_path / "demo", n_train=0, n_test=6)
 

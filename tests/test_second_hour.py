@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.task import load_task, task_names
+from mvleval.benchmarks.task import load_task, task_names
 from tests.helpers import placeholder_images
 
 MVLEVAL = shutil.which("mvleval")
@@ -47,7 +47,7 @@ class Demo:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> Demo:
     from mvleval.cli import main
-    from mvleval.demo import build_demo_data
+    from mvleval.demo.command import build_demo_data
 
     root = tmp_path_factory.mktemp("second-hour")
     data_root, image_root = build_demo_data(root / "demo", n_train=0, n_test=6)
@@ -245,7 +245,7 @@ def test_data_check_opens_each_image_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """XM3600 captions the same images in 36 languages: `data check` opens each image once, not once per language."""
-    import mvleval.datacheck
+    import mvleval.benchmarks.datacheck
 
     data = tmp_path / "data"
     (data / "xm3600").mkdir(parents=True)
@@ -263,14 +263,16 @@ def test_data_check_opens_each_image_once(
     (data / "xm3600" / "captions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     placeholder_images([data / "images" / "xm3600" / f"img{i}.jpg" for i in range(2)])  # img2 is missing
     opened: list[Path] = []
-    original = mvleval.datacheck.image_problem
+    original = mvleval.benchmarks.datacheck.image_problem
 
     def counting(path: Path) -> str | None:
         opened.append(path)
         return original(path)
 
-    monkeypatch.setattr(mvleval.datacheck, "image_problem", counting)
-    monkeypatch.setattr(mvleval.datacheck, "_reference_warnings", lambda *a: ())  # lingua is not what is counted
+    monkeypatch.setattr(mvleval.benchmarks.datacheck, "image_problem", counting)
+    monkeypatch.setattr(
+        mvleval.benchmarks.datacheck, "_reference_warnings", lambda *a: ()
+    )  # lingua is not what is counted
     code, output = _main(capsys, "data", "check", "--task", "xm3600", "--data-root", data)
     assert code == 1, output
     assert sorted(p.name for p in opened) == ["img0.jpg", "img1.jpg"]

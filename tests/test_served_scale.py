@@ -172,7 +172,7 @@ def start(made: list[Replica], **kwargs: Any) -> Replica:
 
 @pytest.fixture(scope="module")
 def demo_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from mvleval.demo import build_demo_data
+    from mvleval.demo.command import build_demo_data
 
     return build_demo_data(tmp_path_factory.mktemp("demo"), n_train=0, n_test=6)
 
@@ -393,7 +393,7 @@ def test_second_run_is_answered_from_the_cache_and_marked(
     assert code == 0, err
     assert all(r["cached"] is True for r in rows_of(tmp_path / "second"))
     # the key is sha256(model id, server version, the body as sent): recomputed here from what the server received
-    from mvleval.cache import served_key
+    from mvleval.run.cache import served_key
 
     keys = {row[0] for row in sqlite3.connect(cache_file()).execute("SELECT key FROM responses")}
     assert keys == {served_key(MODEL, None, body) for body in server.bodies}
@@ -460,7 +460,7 @@ def test_cache_info_and_clear(
 
 WRITER = """
 import sys, time
-from mvleval.cache import ResponseCache
+from mvleval.run.cache import ResponseCache
 cache = ResponseCache("read-write")
 cache.lookup(["warm"])  # open (and create) the file before the start signal
 while time.time() < float(sys.argv[2]):

@@ -14,17 +14,17 @@ from tests.conftest import pytest_collection_modifyitems
 
 
 def test_a_tiny_model_is_built_once_per_set_of_builder_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
-    import mvleval.factory
+    import mvleval.testing.factory
 
     monkeypatch.setattr(helpers, "_TINY_MODELS", {})
     built: list[tuple[str, dict[str, Any]]] = []
-    real = mvleval.factory.build_tiny_checkpoint
+    real = mvleval.testing.factory.build_tiny_checkpoint
 
     def counting(out_dir: Path, kind: str, **options: Any) -> Path:
         built.append((kind, options))
         return real(out_dir, kind, **options)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(mvleval.factory, "build_tiny_checkpoint", counting)
+    monkeypatch.setattr(mvleval.testing.factory, "build_tiny_checkpoint", counting)
     first = helpers.tiny_model("mblip", "bloom", seed=0)
     assert helpers.tiny_model("mblip", "bloom", seed=0) == first  # the same inputs: the same folder, not rebuilt
     other = helpers.tiny_model("mblip", "bloom", seed=1)

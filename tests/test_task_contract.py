@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.errors import MvlevalError
-from mvleval.hubdata import image_dir
-from mvleval.task import Task, load_task, task_names
+from mvleval.benchmarks.hubdata import image_dir
+from mvleval.benchmarks.task import Task, load_task, task_names
+from mvleval.util.errors import MvlevalError
 from tests.helpers import placeholder_images
 
 FIXTURES = Path(__file__).resolve().parent / "data" / "tasks"
@@ -796,7 +796,7 @@ def test_marvl_reports_mblips_nfkd_path_when_no_image_exists(tmp_path: Path) -> 
 # -- mBLIP's language names -------------------------------------------------------------------------------------------
 def test_mblip_language_names_and_their_deviations() -> None:
     """Hand-copied from mBLIP's data/xm3600/convert_xm3600_to_coco.py (xm3600_langs zipped with full_lang)."""
-    from mvleval.languages import DEVIATIONS, MBLIP_LANGUAGE_NAMES, language_name
+    from mvleval.benchmarks.languages import DEVIATIONS, MBLIP_LANGUAGE_NAMES, language_name
 
     assert set(MBLIP_LANGUAGE_NAMES) == set(load_task("xm3600").languages)
     assert set(load_task("xflickrco").languages) <= set(MBLIP_LANGUAGE_NAMES)

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from mvleval.errors import MvlevalError
-from mvleval.languages import language_name
+from mvleval.benchmarks.languages import language_name
+from mvleval.benchmarks.task import load_task
 from mvleval.metrics import ExactMatch, RelaxedAccuracy
-from mvleval.task import load_task
+from mvleval.util.errors import MvlevalError
 
 FIXTURES = Path(__file__).resolve().parent / "data" / "tasks"
 RELEASE = FIXTURES / "maxm" / "maxm_v1_release"

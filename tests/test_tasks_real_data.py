@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from mvleval.datacheck import check_data
-from mvleval.errors import MvlevalError
-from mvleval.task import load_task
+from mvleval.benchmarks.datacheck import check_data
+from mvleval.benchmarks.task import load_task
+from mvleval.util.errors import MvlevalError
 from tests.helpers import read_jsonl
 
 XVNLI_LABELS = {"entailment": "yes", "contradiction": "no", "neutral": "maybe"}

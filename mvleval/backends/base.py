@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mvleval.backends.spec import ModelOptions
-from mvleval.errors import MvlevalError
+from mvleval.util.errors import MvlevalError
 
 if TYPE_CHECKING:
-    from mvleval.record import ModelInfo
-    from mvleval.task import GenerationSettings
+    from mvleval.benchmarks.task import GenerationSettings
+    from mvleval.record.schema import ModelInfo
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class EndpointOptions:
     max_image_side: int | None = None  # downsize (aspect kept) so that the longer side is at most this, before encoding
     server_extensions: str = "none"  # one of SERVER_EXTENSIONS
     seed: int = 0  # sent with every request (servers that take one use it)
-    cache: str = "read-write"  # the response cache (mvleval/cache.py): read-write, read or off
+    cache: str = "read-write"  # the response cache (mvleval/run/cache.py): read-write, read or off
 
     @property
     def urls(self) -> tuple[str, ...]:

@@ -33,13 +33,13 @@ from mvleval.backends.hf.precision import disable_cpu_bf16_repack, load_weights,
 from mvleval.backends.hf.processor import load_processor
 from mvleval.backends.prefetch import DEFAULT_WINDOW, PixelPrefetcher
 from mvleval.backends.spec import ModelOptions
-from mvleval.errors import MissingDependencyError, MvlevalError
+from mvleval.util.errors import MissingDependencyError, MvlevalError
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from mvleval.record import ModelInfo
-    from mvleval.task import GenerationSettings
+    from mvleval.benchmarks.task import GenerationSettings
+    from mvleval.record.schema import ModelInfo
 
 logger = logging.getLogger("mvleval.backends.hf_vlm")
 
@@ -429,7 +429,7 @@ class HfVlmBackend(Backend):
     def info(self, settings: GenerationSettings) -> ModelInfo:
         """What ran: backend, family, model class, processor and chat template hashes, precision, image handling."""
         from mvleval.metrics.answer import template_thinking_tags
-        from mvleval.record import ModelInfo
+        from mvleval.record.schema import ModelInfo
 
         first = next(self.model.parameters())
         return ModelInfo(
@@ -556,7 +556,7 @@ def left_align(batch: Any) -> None:
 
 
 def _decode(path: Path) -> Image.Image:
-    from mvleval.images import load_image
+    from mvleval.benchmarks.images import load_image
 
     return load_image(Path(path))
 
@@ -608,7 +608,7 @@ def _check_family(family: str, trust_remote_code: bool, model_dir: Path) -> None
 
     if family in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES or trust_remote_code:
         return
-    from mvleval.errors import did_you_mean
+    from mvleval.util.errors import did_you_mean
 
     raise MvlevalError(
         f"config.json has model_type {family!r}, which transformers does not load as a vision-LLM "

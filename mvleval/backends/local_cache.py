@@ -1,7 +1,7 @@
-"""The response cache (mvleval/cache.py) for models run on this machine: re-running a finished local evaluation (a new
+"""The response cache (mvleval/run/cache.py) for models run on this machine: re-running a finished local evaluation (a new
 metric, a second report, another task sharing examples) costs no generation.
 
-A local answer's key is the SHA-256 (``mvleval.cache.local_key``) of everything that changes it and nothing else:
+A local answer's key is the SHA-256 (``mvleval.run.cache.local_key``) of everything that changes it and nothing else:
 
 - the weights' content fingerprint, adapter files included (``fingerprint_files``: names and contents, not the folder
   the checkpoint sits in, so a copied or moved checkpoint keeps its answers), and the tokenizer/processor/chat-template
@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mvleval.backends.base import Backend, GenerationRequest
-from mvleval.cache import ResponseCache, local_key
-from mvleval.provenance import file_sha256
+from mvleval.record.provenance import file_sha256
+from mvleval.run.cache import ResponseCache, local_key
 
 if TYPE_CHECKING:
-    from mvleval.record import ModelInfo
-    from mvleval.task import GenerationSettings
+    from mvleval.benchmarks.task import GenerationSettings
+    from mvleval.record.schema import ModelInfo
 
 #: Fields of ModelInfo that name where things are, not what they are: not part of a key.
 _LOCATION_FIELDS = {"path", "adapter", "details"}

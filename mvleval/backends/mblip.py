@@ -47,15 +47,15 @@ from mvleval.backends.hf.generate import generation_kwargs
 from mvleval.backends.hf.precision import disable_cpu_bf16_repack, load_weights, precision, resolve_device
 from mvleval.backends.hf.processor import load_processor
 from mvleval.backends.prefetch import DEFAULT_WINDOW, PixelPrefetcher
-from mvleval.errors import MissingDependencyError, MvlevalError
-from mvleval.images import load_image
+from mvleval.benchmarks.images import load_image
+from mvleval.util.errors import MissingDependencyError, MvlevalError
 
 if TYPE_CHECKING:
     import torch
     from transformers import Blip2Config, Blip2ForConditionalGeneration, Blip2Processor
 
-    from mvleval.record import ModelInfo
-    from mvleval.task import GenerationSettings
+    from mvleval.benchmarks.task import GenerationSettings
+    from mvleval.record.schema import ModelInfo
 
 logger = logging.getLogger("mvleval.backends.mblip")
 
@@ -613,7 +613,7 @@ class MBlipBackend(Backend):
 
     def info(self, settings: GenerationSettings) -> ModelInfo:
         """What was loaded and how, for the run record."""
-        from mvleval.record import ModelInfo
+        from mvleval.record.schema import ModelInfo
 
         return ModelInfo(
             path=self.model_name,

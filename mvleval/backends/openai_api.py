@@ -17,7 +17,7 @@ variable's name).
 Several replicas of one model (repeated ``--base-url``) share the requests: each goes to the replica with the fewest in
 flight; a replica that fails is taken out for a back-off period and its requests go to the others (``_Router``).
 Without ``--concurrency`` each replica's window adapts (AIMD, ``_Router``'s docstring). Every answer is looked up in,
-and kept in, the response cache (mvleval/cache.py) first, keyed by the served model id, the server's version and the
+and kept in, the response cache (mvleval/run/cache.py) first, keyed by the served model id, the server's version and the
 request body as sent.
 
 No torch, transformers or numpy is imported here: a machine that only evaluates served models does not need them.
@@ -54,15 +54,15 @@ from mvleval.backends.base import (
 )
 from mvleval.backends.registry import served_model_name
 from mvleval.backends.spec import ModelOptions
-from mvleval.cache import CACHE_MODES, served_key
-from mvleval.errors import MissingDependencyError, MvlevalError
+from mvleval.run.cache import CACHE_MODES, served_key
+from mvleval.util.errors import MissingDependencyError, MvlevalError
 
 if TYPE_CHECKING:
     import httpx
 
-    from mvleval.cache import ResponseCache
-    from mvleval.record import ModelInfo
-    from mvleval.task import GenerationSettings
+    from mvleval.benchmarks.task import GenerationSettings
+    from mvleval.record.schema import ModelInfo
+    from mvleval.run.cache import ResponseCache
 
 logger = logging.getLogger("mvleval.backends.openai_api")
 
@@ -335,7 +335,7 @@ class OpenAIBackend(Backend):
         client: httpx.Client,
         cache: ResponseCache | None = None,
     ) -> None:
-        from mvleval.cache import ResponseCache
+        from mvleval.run.cache import ResponseCache
 
         self.model = model
         self.served_id = served_model_name(model)
@@ -536,7 +536,7 @@ class OpenAIBackend(Backend):
 
     def info(self, settings: GenerationSettings) -> ModelInfo:
         """The served model's identity: endpoint (no credentials), /models report, request settings, image encoding."""
-        from mvleval.record import ModelInfo
+        from mvleval.record.schema import ModelInfo
 
         fields = self._settings_fields(settings)
         details: dict[str, Any] = {
@@ -854,7 +854,7 @@ def encode_image(path: Path, max_side: int | None) -> str:
     """
     from PIL import Image
 
-    from mvleval.images import load_image
+    from mvleval.benchmarks.images import load_image
 
     image = load_image(path)  # validated (missing, corrupt, bomb) and decoded to RGB
     if max_side is not None and max(image.size) > max_side:

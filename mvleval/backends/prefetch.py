@@ -1,7 +1,7 @@
 """Decoding and preprocessing images on worker threads ahead of generation, so the model never waits on PIL.
 
 The backend announces the images its upcoming batches need (``PixelPrefetcher.submit``, non-blocking); worker threads
-open them with ``mvleval.images.load_image`` and run the image processor; ``take`` hands the pixel tensor to the
+open them with ``mvleval.benchmarks.images.load_image`` and run the image processor; ``take`` hands the pixel tensor to the
 backend when a batch needs it. At most ``window`` images are decoded or held at a time (the rest wait in a queue in
 announcement order), so announcing a whole benchmark costs no more memory than a few batches. A worker's error
 (missing, corrupt, oversized image) is kept and raised by ``take`` in the calling thread: the same ``MvlevalError``

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from mvleval.errors import MvlevalError, did_you_mean
+from mvleval.util.errors import MvlevalError, did_you_mean
 
 if TYPE_CHECKING:
     from mvleval.backends.base import Backend, BackendOptions
@@ -74,7 +74,7 @@ def _backend_class(name: str) -> type[Backend]:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         # a machine set up for served models only may lack the local backends' packages
-        from mvleval.extras import missing_extra
+        from mvleval.util.extras import missing_extra
 
         error = missing_extra(exc, f"loading a checkpoint on this machine (the {name} backend)")
         if error is not None:

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from mvleval.errors import MvlevalError
+from mvleval.util.errors import MvlevalError
 
 
 class ModelOptions(BaseModel):

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mvleval.data.fetch import FetchReport, Source, State, TaskPlan, free_bytes, load_lock, plan_task
-from mvleval.errors import MvlevalError, did_you_mean
+from mvleval.util.errors import MvlevalError, did_you_mean
 
 
 def human(n: int | None) -> str:

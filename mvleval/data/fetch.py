@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mvleval.errors import MvlevalError
+from mvleval.util.errors import MvlevalError
 
 LOCK_NAME = "sources.lock.yaml"
 STATE_FILE = Path(".mvleval") / "fetch.json"
@@ -218,8 +218,8 @@ def _cache_dir() -> str | None:
 
 def resolve_languages(source: Source, langs: list[str] | None) -> list[str]:
     """The task's languages to fetch (all by default); an alias (MaXM's Hebrew: he -> iw) is accepted."""
-    from mvleval.errors import did_you_mean
-    from mvleval.languages import CODE_ALIASES
+    from mvleval.benchmarks.languages import CODE_ALIASES
+    from mvleval.util.errors import did_you_mean
 
     if not source.split_by_language:
         return [""]  # one set of files for every language (plan_task says so when --lang was given)
@@ -354,7 +354,7 @@ def plan_task(
 
 # ------------------------------------------------------------------------------------------------------- downloading
 def sha256_file(path: Path) -> str:
-    from mvleval.provenance import file_sha256
+    from mvleval.record.provenance import file_sha256
 
     return file_sha256(path)
 
@@ -601,7 +601,7 @@ def update_lock(task: str, lock_file: Path, revision: str | None = None) -> dict
 
     sources = load_lock(lock_file)
     if task not in sources:
-        from mvleval.errors import did_you_mean
+        from mvleval.util.errors import did_you_mean
 
         raise MvlevalError(f"no task {task!r} in the lock.{did_you_mean(task, sources)}", fix="check --task.")
     source = sources[task]

@@ -18,7 +18,7 @@ from typing import Any
 
 from mvleval.data.fetch import Source, atomic_write
 from mvleval.data.fetch import inside as _inside
-from mvleval.errors import MvlevalError
+from mvleval.util.errors import MvlevalError
 
 #: COCO val2014 ids are below this, Flickr30k ids above (xFlickrCO: COCO 810..581010, Flickr30k 1989609..8234387593);
 #: used only when the mirror's image struct carries no file name

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mvleval.errors import MvlevalError, did_you_mean
+from mvleval.util.errors import MvlevalError, did_you_mean
 
 #: Keys that only change bookkeeping, not the trained weights: they may differ when a run is resumed.
 BOOKKEEPING_KEYS = frozenset({"save_every", "keep_checkpoints", "log_every"})
@@ -172,7 +172,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
             try:
                 import tomli as tomllib
             except ImportError:
-                from mvleval.errors import MissingDependencyError
+                from mvleval.util.errors import MissingDependencyError
 
                 raise MissingDependencyError("tomli", "reading TOML config files on Python 3.10") from None
         try:
@@ -311,7 +311,7 @@ def _task_checks(
     task_name: Any, split: Any, data_root: Any, languages: Any, roots: Sequence[Any]
 ) -> list[tuple[str, str]]:
     """Checks for task mode; `task_name` may join several tasks with '+' (a task mixture, e.g. 'xgqa+xvnli')."""
-    from mvleval.task import load_task
+    from mvleval.benchmarks.task import load_task
 
     problems: list[tuple[str, str]] = []
     tasks = []
@@ -410,7 +410,7 @@ def _absolutise(config: TrainConfig) -> TrainConfig:
     if config.data_root is not None:
         updates["data_root"] = config.data_root.expanduser().absolute()
     if config.task is not None:
-        from mvleval.filetask import is_task_path
+        from mvleval.benchmarks.filetask import is_task_path
 
         # a benchmark file's path made absolute, like the other paths (built-in names stay names)
         parts = [p.strip() for p in config.task.split("+")]
@@ -466,7 +466,7 @@ def load_config(
         )
     task = merged.get("task")
     if "data_root" not in merged and isinstance(task, str) and "+" not in task:
-        from mvleval.filetask import is_task_path, locate
+        from mvleval.benchmarks.filetask import is_task_path, locate
 
         if is_task_path(task.strip()):
             try:

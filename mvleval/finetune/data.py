@@ -1,6 +1,6 @@
 """Training examples for fine-tuning: mBLIP's task-mix files and mvleval tasks' training splits, tokenised for the loss.
 
-Two sources, both yielding ``mvleval.task.Example`` (prompt, target, image paths, file:line source):
+Two sources, both yielding ``mvleval.benchmarks.task.Example`` (prompt, target, image paths, file:line source):
 
 - mBLIP's task-mix format: a JSON list (or JSON Lines) of ``{"context": prompt, "label": target, "image_id": path}``,
   ``image_id`` relative to a list of image roots searched in order (first root holding the file wins). A list of two
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mvleval.annotations import image_path_escapes, safe_image_path
-from mvleval.errors import MvlevalError, Problems
-from mvleval.task import Example
+from mvleval.benchmarks.annotations import image_path_escapes, safe_image_path
+from mvleval.benchmarks.task import Example
+from mvleval.util.errors import MvlevalError, Problems
 
 if TYPE_CHECKING:
     from mvleval.finetune.config import TrainConfig
@@ -245,7 +245,7 @@ def read_task_split(
     Raises:
         MvlevalError: no language has the split, a requested language lacks it, or images are missing.
     """
-    from mvleval.task import load_task
+    from mvleval.benchmarks.task import load_task
 
     task = load_task(task_name, prompt_style=prompt_style)
     task.check_split(split)
@@ -289,7 +289,7 @@ def load_examples(config: TrainConfig) -> list[Example]:
     if config.train_file is not None:
         return read_task_mix(config.train_file, config.image_roots)
     assert config.task is not None and config.split is not None  # config validation
-    from mvleval.task import load_task
+    from mvleval.benchmarks.task import load_task
 
     names = [n.strip() for n in config.task.split("+")]
     data_root = config.data_root or Path()  # None only when every task is a benchmark file, which reads its own rows

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from mvleval.errors import MvlevalError
+from mvleval.util.errors import MvlevalError
 
 logger = logging.getLogger("mvleval.finetune.export")
 
@@ -114,7 +114,7 @@ def export(
     train_dir, out = Path(train_dir), Path(out)
     saved = _check_train_dir(train_dir)
     _check_out_dir(out)
-    from mvleval.fileperms import ensure_writable_dir
+    from mvleval.util.fileperms import ensure_writable_dir
 
     ensure_writable_dir(out, "--out")  # before the merge, not after it
     base = base_model or saved["base_model"]
@@ -144,7 +144,7 @@ def export(
         "merged": "LoRA merged into the fp32 base, BLIP-2 parts from blip_parts.safetensors",
     }
     (out / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    from mvleval.fileperms import follow_umask_tree
+    from mvleval.util.fileperms import follow_umask_tree
 
     follow_umask_tree(out)  # safetensors renames a 0600 temporary file into place
     logger.info("exported %s as a %d-bit checkpoint to %s", train_dir, bits, out)

@@ -35,14 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from mvleval.errors import MvlevalError
+from mvleval.util.errors import MvlevalError
 
 if TYPE_CHECKING:
     import torch
 
+    from mvleval.benchmarks.task import Example
     from mvleval.finetune.config import TrainConfig
     from mvleval.finetune.train import TrainProgress
-    from mvleval.task import Example
 
 logger = logging.getLogger("mvleval.finetune.generic")
 
@@ -288,7 +288,7 @@ def lora_targets(model: Any, config: TrainConfig) -> tuple[str, list[str]]:
     else:
         unknown = [t for t in config.lora_targets if t not in available]
         if unknown:
-            from mvleval.errors import did_you_mean
+            from mvleval.util.errors import did_you_mean
 
             hints = "".join(did_you_mean(u, available) for u in unknown)
             raise MvlevalError(
@@ -345,8 +345,8 @@ def train_generic(
     """Fine-tune a generic vision-LLM (train.train's loop: checkpoints, log, plot, bit-identical resume)."""
     import torch
 
+    from mvleval.benchmarks.images import load_image
     from mvleval.finetune.train import TrainingParts, run_training_loop
-    from mvleval.images import load_image
 
     device, bits = cast(str, config.device), cast(int, config.bits)
     torch.manual_seed(config.seed)
@@ -455,7 +455,7 @@ def export_generic(
         "merged": "LoRA (and a trained projector) merged into the fp32 base with peft's merge_and_unload",
     }
     (out / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    from mvleval.fileperms import follow_umask_tree
+    from mvleval.util.fileperms import follow_umask_tree
 
     follow_umask_tree(out)
     logger.info("exported %s as a %d-bit checkpoint to %s", train_dir, bits, out)

@@ -40,10 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from mvleval.errors import MvlevalError
+from mvleval.benchmarks.task import Example
 from mvleval.finetune.config import TrainConfig, total_steps, warmup_steps
 from mvleval.finetune.data import TokenizedExample, load_examples, tokenize_examples
-from mvleval.task import Example
+from mvleval.util.errors import MvlevalError
 
 if TYPE_CHECKING:
     import torch
@@ -247,7 +247,7 @@ def add_lora(model: Blip2ForConditionalGeneration, config: TrainConfig) -> Any:
     else:
         unknown = [t for t in config.lora_targets if t not in available]
         if unknown:
-            from mvleval.errors import did_you_mean
+            from mvleval.util.errors import did_you_mean
 
             hints = "".join(did_you_mean(u, available) for u in unknown)
             raise MvlevalError(
@@ -342,8 +342,8 @@ class TrainBatch:
 
 
 def load_pixels(paths: Sequence[Path], processor: Blip2Processor) -> torch.Tensor:
-    """Pixel values of images as the backend computes them (mvleval.images.load_image + the PIL image processor)."""
-    from mvleval.images import load_image
+    """Pixel values of images as the backend computes them (mvleval.benchmarks.images.load_image + the PIL image processor)."""
+    from mvleval.benchmarks.images import load_image
 
     images = [load_image(Path(p)) for p in paths]
     return cast("torch.Tensor", processor.image_processor(images, return_tensors="pt")["pixel_values"])
@@ -484,7 +484,7 @@ def save_trained_weights(model: Blip2ForConditionalGeneration, peft_model: Any, 
     }
     if parts:
         save_file(parts, str(folder / BLIP_PARTS_FILE), metadata={"format": "pt"})
-    from mvleval.fileperms import follow_umask_tree
+    from mvleval.util.fileperms import follow_umask_tree
 
     follow_umask_tree(folder)  # safetensors renames a 0600 temporary file into place
 
@@ -671,7 +671,7 @@ def train(
     examples: list[Example] = load_examples(config)  # data problems surface before any model is loaded
     _check_out_dir(config, resume)
     out = config.output_dir
-    from mvleval.fileperms import ensure_writable_dir
+    from mvleval.util.fileperms import ensure_writable_dir
 
     ensure_writable_dir(out, "--out")
     from mvleval.finetune.generic import is_blip2, train_generic

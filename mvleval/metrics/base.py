@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import ClassVar
 
-from mvleval.errors import MvlevalError
+from mvleval.util.errors import MvlevalError
 
 
 @dataclass(frozen=True)

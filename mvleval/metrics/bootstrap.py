@@ -22,7 +22,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mvleval.errors import MvlevalError
+from mvleval.util.errors import MvlevalError
 
 if TYPE_CHECKING:
     import numpy as np

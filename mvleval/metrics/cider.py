@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from itertools import chain, count
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from mvleval.errors import MvlevalError
 from mvleval.metrics.base import Metric, MetricResult, check_inputs
 from mvleval.metrics.bootstrap import (
     DEFAULT_RESAMPLES,
@@ -37,6 +36,7 @@ from mvleval.metrics.bootstrap import (
     percentile_interval,
     resample_counts,
 )
+from mvleval.util.errors import MvlevalError
 
 if TYPE_CHECKING:
     import numpy as np

@@ -35,7 +35,6 @@ from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
-from mvleval.errors import MvlevalError
 from mvleval.metrics.base import Metric, MetricResult, check_inputs
 from mvleval.metrics.bootstrap import (
     DEFAULT_RESAMPLES,
@@ -44,6 +43,7 @@ from mvleval.metrics.bootstrap import (
     bootstrap_signature,
     check_resamples,
 )
+from mvleval.util.errors import MvlevalError
 
 __all__ = [
     "MATCHING",

@@ -67,7 +67,6 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, ClassVar
 
-from mvleval.errors import MissingDependencyError, MvlevalError
 from mvleval.metrics import letter_model, ranking_cache
 from mvleval.metrics.base import Metric, MetricResult, check_inputs
 from mvleval.metrics.bootstrap import (
@@ -77,6 +76,7 @@ from mvleval.metrics.bootstrap import (
     bootstrap_signature,
     check_resamples,
 )
+from mvleval.util.errors import MissingDependencyError, MvlevalError
 
 if TYPE_CHECKING:
     from lingua import LanguageDetector

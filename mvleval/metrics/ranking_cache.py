@@ -16,7 +16,7 @@ the same verdicts: lingua's score of a language is a sum over the text's 1- to 5
 models can bound, and lingua reports only relative confidences, so a language whose models are not loaded could
 always be the one that pushes the requested language out of the top 3.)
 
-The file is ``$MVLEVAL_CACHE_DIR/lingua-rankings-v1.sqlite3`` (see ``mvleval.cachedir``): SQLite, so that parallel
+The file is ``$MVLEVAL_CACHE_DIR/lingua-rankings-v1.sqlite3`` (see ``mvleval.util.cachedir``): SQLite, so that parallel
 runs share it; ~200 bytes a ranking (36,235 rankings of the 21,010 real texts of ../shared: 7.2 MB); started
 afresh past ``MAX_BYTES``; safe to delete at any time. A cache that cannot
 be used (read-only folder, damaged file) is said once, as a warning naming the file, and scoring goes on without it.
@@ -141,7 +141,7 @@ _CACHES: dict[Path, RankingCache] = {}
 
 def current() -> RankingCache:
     """The cache of the current cache folder (``MVLEVAL_CACHE_DIR`` is read on every call)."""
-    from mvleval.cachedir import cache_dir
+    from mvleval.util.cachedir import cache_dir
 
     path = cache_dir() / FILE_NAME
     cache = _CACHES.get(path)

@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from mvleval.errors import MvlevalError, did_you_mean
+from mvleval.util.errors import MvlevalError, did_you_mean
 
 if TYPE_CHECKING:
     from mvleval.metrics.base import Metric

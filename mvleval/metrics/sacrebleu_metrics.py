@@ -45,7 +45,6 @@ from collections.abc import Sequence
 from itertools import chain
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from mvleval.errors import MissingDependencyError
 from mvleval.metrics.base import Metric, MetricResult, check_inputs
 from mvleval.metrics.bootstrap import (
     DEFAULT_RESAMPLES,
@@ -55,6 +54,7 @@ from mvleval.metrics.bootstrap import (
     percentile_interval,
     resample_counts,
 )
+from mvleval.util.errors import MissingDependencyError
 
 if TYPE_CHECKING:
     import numpy as np

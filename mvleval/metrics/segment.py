@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from importlib import metadata
 
-from mvleval.errors import MissingDependencyError
+from mvleval.util.errors import MissingDependencyError
 
 __all__ = ["SEGMENTED_LANGUAGES", "normalize_captions", "segment", "segmenter_name"]
 

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import mvleval
-from mvleval import provenance
-from mvleval.errors import MvlevalError
-from mvleval.images import MAX_PIXELS
-from mvleval.record import MetricScores, ModelInfo, Provenance, RunRecord, read_record
+from mvleval.benchmarks.images import MAX_PIXELS
+from mvleval.record import provenance
+from mvleval.record.schema import MetricScores, ModelInfo, Provenance, RunRecord, read_record
 from mvleval.run import files
 from mvleval.run.files import RunPaths, SampleRow
 from mvleval.run.generate import (
@@ -33,6 +32,7 @@ from mvleval.run.generate import (
 )
 from mvleval.run.plan import PreparedRun, RunOptions, data_source, prepare, run_identity, run_name, task_info
 from mvleval.run.score import score_rows
+from mvleval.util.errors import MvlevalError
 
 if TYPE_CHECKING:
     from mvleval.backends.base import Backend

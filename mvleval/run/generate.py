@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from mvleval.errors import MvlevalError
+from mvleval.benchmarks.task import Example
 from mvleval.run.files import RowWriter, RunPaths, SampleRow
 from mvleval.run.plan import PreparedRun, RunOptions
-from mvleval.task import Example
+from mvleval.util.errors import MvlevalError
 
 if TYPE_CHECKING:
     from mvleval.backends.base import Backend
@@ -110,7 +110,7 @@ def load_backend(options: RunOptions, dist_info: DistInfo) -> Backend:
 
     device = None
     if not is_served(options.model, options.backend):
-        from mvleval.extras import require_hf
+        from mvleval.util.extras import require_hf
 
         require_hf(f"a model run on this machine (--model {options.model})")
         import torch
@@ -138,7 +138,7 @@ def with_local_cache(backend: Backend, options: RunOptions, prepared: PreparedRu
     depend on (a local model; a served one caches its own requests); else `backend` itself."""
     if options.cache == "off":
         return backend
-    from mvleval.cache import ResponseCache, check_mode
+    from mvleval.run.cache import ResponseCache, check_mode
 
     identity = backend.cache_identity(prepared.generation)
     if identity is None:
@@ -177,7 +177,7 @@ def batches(examples: Sequence[Example], batch_size: int) -> list[list[Example]]
 
 def sample_row(example: Example, prediction: str, image_root: Path, cached: bool = False) -> SampleRow:
     """The row of one generated example (its scores are filled in by run/score.py)."""
-    from mvleval.hubdata import image_name
+    from mvleval.benchmarks.hubdata import image_name
 
     return SampleRow(
         id=example.id,

@@ -12,16 +12,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mvleval
-from mvleval import provenance
-from mvleval.annotations import check_data_root
-from mvleval.errors import MvlevalError, Problems, ProblemsError, plural
-from mvleval.record import TaskInfo
-from mvleval.task import Example, GenerationSettings, Task, load_task
+from mvleval.benchmarks.annotations import check_data_root
+from mvleval.benchmarks.task import Example, GenerationSettings, Task, load_task
+from mvleval.record import provenance
+from mvleval.record.schema import TaskInfo
+from mvleval.util.errors import MvlevalError, Problems, ProblemsError, plural
 
 if TYPE_CHECKING:
     from mvleval.backends.base import EndpointOptions
     from mvleval.backends.spec import ModelOptions
-    from mvleval.gate import Comparable
+    from mvleval.compare.gate import Comparable
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ def _fingerprint_rows(
 ) -> Iterator[dict[str, Any]]:
     """Each image by name and by content: the file a symbolic link resolves to is read, so relinking an image (or
     replacing it) gives another fingerprint, and the gate refuses to compare runs on different pixels."""
-    from mvleval.hubdata import image_dir, image_name
+    from mvleval.benchmarks.hubdata import image_dir, image_name
 
     image_digests: dict[Path, str] = {}
 
@@ -313,7 +313,7 @@ def task_info(options: RunOptions, prepared: PreparedRun) -> TaskInfo:
 def planned_comparable(options: RunOptions, prepared: PreparedRun) -> Comparable:
     """What the gate will compare of this run's record, known before any model loads (everything but the scores):
     `mvleval run --gate` refuses an incomparable baseline with it in a second instead of after the whole run."""
-    from mvleval.gate import Comparable
+    from mvleval.compare.gate import Comparable
     from mvleval.run.score import task_signature
 
     return Comparable(

@@ -9,14 +9,14 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mvleval.errors import MvlevalError, Problems
-from mvleval.record import RunRecord, read_record, write_json_atomic, write_record
-from mvleval.record import samples_path as record_samples_path
+from mvleval.benchmarks.task import Task, load_task_of_record
+from mvleval.record.schema import RunRecord, read_record, write_json_atomic, write_record
+from mvleval.record.schema import samples_path as record_samples_path
 from mvleval.run.files import read_rows, samples_text
 from mvleval.run.generate import sample_row
 from mvleval.run.plan import PreparedRun, RunOptions, prepare
 from mvleval.run.score import score_rows
-from mvleval.task import Task, load_task_of_record
+from mvleval.util.errors import MvlevalError, Problems
 
 log = logging.getLogger("mvleval.runner")
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from mvleval.record import MetricScores
+from mvleval.benchmarks.task import Example, Task
+from mvleval.record.schema import MetricScores
 from mvleval.run.files import SampleRow
-from mvleval.task import Example, Task
 
 if TYPE_CHECKING:
     from mvleval.metrics.base import Metric

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mvleval.backends.hf.checkpoint import fingerprint_files, read_json
-from mvleval.errors import MvlevalError
+from mvleval.util.errors import MvlevalError
 
 ADAPTER_FIX = "pass a LoRA adapter folder as peft's save_pretrained writes it (mvleval's fine-tuning does)."
 

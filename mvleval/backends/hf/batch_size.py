@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mvleval.errors import MvlevalError
+from mvleval.util.errors import MvlevalError
 
 if TYPE_CHECKING:
     from mvleval.backends.base import GenerationRequest
-    from mvleval.task import GenerationSettings
+    from mvleval.benchmarks.task import GenerationSettings
 
 logger = logging.getLogger("mvleval.backends.batch_size")
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mvleval.errors import MvlevalError
+from mvleval.util.errors import MvlevalError
 
 logger = logging.getLogger("mvleval.checkpoint")
 
@@ -88,7 +88,7 @@ def fingerprint_files(paths: Sequence[Path]) -> str:
 
 
 def _cache_dir() -> Path:
-    from mvleval.cachedir import cache_dir
+    from mvleval.util.cachedir import cache_dir
 
     return cache_dir()
 
@@ -128,7 +128,7 @@ def file_digests(paths: Sequence[Path]) -> list[str]:
         if len(cache) > 2000:  # forget files that are gone
             cache = {k: v for k, v in cache.items() if Path(k.split("\t", 1)[0]).exists()}
         try:
-            from mvleval.record import write_json_atomic
+            from mvleval.record.schema import write_json_atomic
 
             write_json_atomic(cache_path, json.dumps(cache, sort_keys=True))
         except OSError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mvleval.task import GenerationSettings
+    from mvleval.benchmarks.task import GenerationSettings
 
 
 def generation_kwargs(settings: GenerationSettings) -> dict[str, Any]:

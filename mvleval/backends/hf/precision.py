@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mvleval.errors import MissingDependencyError, MvlevalError
+from mvleval.util.errors import MissingDependencyError, MvlevalError
 
 if TYPE_CHECKING:
     import torch

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mvleval.errors import MissingDependencyError, MvlevalError
+from mvleval.util.errors import MissingDependencyError, MvlevalError
 
 
 def load_processor(model_dir: Path, family: str, trust_remote_code: bool = False) -> Any:

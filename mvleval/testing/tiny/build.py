@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mvleval.errors import MvlevalError
 from mvleval.testing.tiny import (
     aya_vision,
     gemma3,
@@ -24,6 +23,7 @@ from mvleval.testing.tiny import (
 from mvleval.testing.tiny.common import FAMILIES, Built, Sizes, check_family
 from mvleval.testing.tiny.image_only import image_only_processor_class
 from mvleval.testing.tiny.save import reinitialise_variance_preserving, save_checkpoint
+from mvleval.util.errors import MvlevalError
 
 if TYPE_CHECKING:
     from transformers import ProcessorMixin

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mvleval.errors import MvlevalError, did_you_mean
+from mvleval.util.errors import MvlevalError, did_you_mean
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, ProcessorMixin

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from mvleval.errors import MvlevalError
+from mvleval.util.errors import MvlevalError
 
 if TYPE_CHECKING:
     from transformers import ProcessorMixin

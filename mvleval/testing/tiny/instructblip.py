@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from mvleval.factory import TOKENIZER_CORPUS
+from mvleval.testing.factory import TOKENIZER_CORPUS
 from mvleval.testing.tiny.common import CLIP_MEAN, CLIP_STD, Built, Sizes, text_kwargs, vit_kwargs
 from mvleval.testing.tiny.tokenizer import (
     LLAMA2_SPEC,

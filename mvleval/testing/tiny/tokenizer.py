@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mvleval.factory import TOKENIZER_CORPUS
+from mvleval.testing.factory import TOKENIZER_CORPUS
 
 if TYPE_CHECKING:
     from transformers import TokenizersBackend

@@ -9,7 +9,7 @@ one model, or a server that moved, answer the same request the same way). For a 
 versions, generation settings, the prompt as rendered for the model and the images' byte digests (:func:`local_key`).
 
 Storage is one SQLite file, ``responses.sqlite3``, in mvleval's cache folder (``$MVLEVAL_CACHE_DIR``, else the
-platform's user cache folder: :func:`mvleval.cachedir.cache_dir`), in WAL mode with a busy timeout: several ``mvleval run`` processes read and write it at
+platform's user cache folder: :func:`mvleval.util.cachedir.cache_dir`), in WAL mode with a busy timeout: several ``mvleval run`` processes read and write it at
 once (each write is one short transaction of ``INSERT OR IGNORE``: two processes that computed the same answer agree).
 Modes: ``read-write`` (default: look up, then store new answers), ``read`` (look up only), ``off`` (neither).
 """
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mvleval.cachedir import CACHE_ENV, cache_dir
-from mvleval.errors import MvlevalError
+from mvleval.util.cachedir import CACHE_ENV, cache_dir
+from mvleval.util.errors import MvlevalError
 
 CACHE_MODES = ("read-write", "read", "off")
 DB_NAME = "responses.sqlite3"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mvleval.errors import MvlevalError
+from mvleval.util.errors import MvlevalError
 
 
 def read_yaml(path: Path, what: str, read_fix: str) -> tuple[Any, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from mvleval.errors import MvlevalError
+from mvleval.util.errors import MvlevalError
 
 #: the command that installs the local-model extra (pyproject.toml's ``hf``)
 HF_INSTALL = 'pip install "mvleval[hf]"'

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from mvleval.errors import MvlevalError
+from mvleval.util.errors import MvlevalError
 
 
 def _require_file(path: Path, what: str, fix: str) -> None:
@@ -104,7 +104,7 @@ def safe_image_path(image_root: Path, relative: str, *, where: str) -> Path:
     Symbolic links are followed wherever they lead: a link is something the user made (or accepted) on their own
     disk, e.g. ``images/x.jpg -> /data/coco/x.jpg`` or ``images -> /data/coco``. What keeps a hostile downloaded
     folder from leaking a private file through a link is that every image must decode as an image before it is
-    used (mvleval.images.load_image; a text file is refused as "not an image"), and only decoded images are sent
+    used (mvleval.benchmarks.images.load_image; a text file is refused as "not an image"), and only decoded images are sent
     to a model or an endpoint. The data fingerprint hashes the file a link resolves to, so relinking changes it.
     """
     if image_path_escapes(relative):

@@ -7,7 +7,7 @@ disk anywhere. Model and dataset text reaches the page only as escaped JSON and 
 
 from __future__ import annotations
 
-from mvleval.report.build import (
+from mvleval.compare.report.build import (
     ReportSummary,
     count_flips,
     load_rows,
@@ -16,8 +16,8 @@ from mvleval.report.build import (
     write_compare_report,
     write_run_report,
 )
-from mvleval.report.images import ImageStore
-from mvleval.report.page import script_json
+from mvleval.compare.report.images import ImageStore
+from mvleval.compare.report.page import script_json
 
 __all__ = [
     "ImageStore",

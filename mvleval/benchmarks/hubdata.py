@@ -3,7 +3,7 @@ embedded in them (Image structs, base64 strings, zip members) written once as co
 
 `mvleval data fetch` puts a dataset repo's files, as published, under ``<data_root>/<task>/<path in repo>``. The tasks
 of the new benchmarks (tasks/mtvqa.py, tasks/cvqa.py, ...) read that layout with the functions here. Embedded images
-are materialised under ``<cache dir>/hub-images/<sha256[:2]>/<sha256><ext>`` (mvleval/cachedir.py): that works when
+are materialised under ``<cache dir>/hub-images/<sha256[:2]>/<sha256><ext>`` (mvleval/util/cachedir.py): that works when
 the data root is read-only, each distinct image is written once (the name is the hash of its bytes, so a re-run
 finds it and writes nothing), and a file is renamed into place only once whole, so a crash leaves no half image.
 """
@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from mvleval.errors import MvlevalError
+from mvleval.util.errors import MvlevalError
 
 #: folder under the cache dir holding the materialised images
 IMAGE_FOLDER = "hub-images"
@@ -39,7 +39,7 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 
 def image_dir() -> Path:
     """Where materialised images live (not created here)."""
-    from mvleval.cachedir import cache_dir
+    from mvleval.util.cachedir import cache_dir
 
     return cache_dir() / IMAGE_FOLDER
 

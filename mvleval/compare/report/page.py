@@ -12,7 +12,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from mvleval.leaderboard import format_interval, format_points
+from mvleval.compare.leaderboard import format_interval, format_points
 
 
 def esc(value: object) -> str:
@@ -50,7 +50,7 @@ def _finite(data: Any) -> Any:
 @cache
 def asset(name: str) -> str:
     """A file shipped next to this module (report.css, report.js, leaderboard.js)."""
-    return resources.files("mvleval.report").joinpath(name).read_text(encoding="utf-8")
+    return resources.files("mvleval.compare.report").joinpath(name).read_text(encoding="utf-8")
 
 
 def document(title: str, body: str, *, data: Any | None = None, script: str | None = None) -> str:

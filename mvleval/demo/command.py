@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mvleval.record import RunRecord
-    from mvleval.runner import Progress
+    from mvleval.record.schema import RunRecord
+    from mvleval.run.generate import Progress
 
 COLOURS = {"red": (220, 40, 40), "blue": (40, 70, 220), "green": (40, 170, 60), "yellow": (235, 210, 40)}
 SHAPES = ("circle", "square", "triangle")
@@ -550,7 +550,7 @@ def _fingerprint(payload: object) -> str:
 
 #: The trained demo model that ships inside the package (a 4-bit export of `mvleval demo --train`), so the demo's numbers
 #: and this repository's CI gate depend only on inference, not on how a CPU vendor's BLAS rounds 1200 training steps.
-PACKAGED_MODEL = Path(__file__).with_name("demo_model")
+PACKAGED_MODEL = Path(__file__).with_name("model")
 #: The packaged model's manifest (file hashes, how and where it was trained); not copied into a demo's folder.
 PACKAGED_MANIFEST = "MANIFEST.json"
 PACKAGED_SEED = 0
@@ -565,11 +565,11 @@ def install_packaged_model(into: Path, source: Path = PACKAGED_MODEL) -> None:
     """
     import shutil
 
-    from mvleval.errors import MvlevalError
-    from mvleval.provenance import file_sha256
+    from mvleval.record.provenance import file_sha256
+    from mvleval.util.errors import MvlevalError
 
     manifest_path = source / PACKAGED_MANIFEST
-    fix = "reinstall mvleval from a clean checkout (`git checkout -- mvleval/demo_model`), or train one with `mvleval demo --train`"
+    fix = "reinstall mvleval from a clean checkout (`git checkout -- mvleval/demo/model`), or train one with `mvleval demo --train`"
     try:
         files: dict[str, str] = json.loads(manifest_path.read_text(encoding="utf-8"))["files"]
     except (OSError, ValueError, KeyError) as exc:
@@ -601,14 +601,14 @@ def package_trained_model(
 ) -> dict[str, object]:
     """Replace the packaged demo model with `exported` (a `mvleval demo --train` 4-bit export) and write its manifest.
 
-    For maintainers: `mvleval demo --train --out D`, then `python -c "from mvleval.demo import package_trained_model as p;
+    For maintainers: `mvleval demo --train --out D`, then `python -c "from mvleval.demo.command import package_trained_model as p;
     from pathlib import Path as P; m = P('D/models'); p(next(m.glob('demo-4bit-*')), next(m.glob('lora-*')))"`, then
     re-bless the five demo baselines (docs/ci.md). Paths of the training machine are replaced by `<demo-out>`.
     """
     import platform
     import shutil
 
-    from mvleval.provenance import file_sha256, package_versions
+    from mvleval.record.provenance import file_sha256, package_versions
 
     shutil.rmtree(into, ignore_errors=True)
     into.mkdir(parents=True)
@@ -655,11 +655,13 @@ def run_demo(
     under `out/models`, so a second demo skips training) and exported 4-bit. Training is deterministic on one machine,
     but its bits differ between CPU vendors (docs/ci.md), which is why the default evaluates the packaged model.
     """
-    from mvleval.errors import MvlevalError
-    from mvleval.factory import build_tiny_checkpoint
+    from mvleval.compare.leaderboard import build_leaderboard, write_leaderboard
     from mvleval.finetune import export, load_config, train
-    from mvleval.leaderboard import build_leaderboard, write_leaderboard
-    from mvleval.runner import RunOptions, RunPaths, evaluate, prepare, run_identity, run_name
+    from mvleval.run.evaluate import evaluate
+    from mvleval.run.files import RunPaths
+    from mvleval.run.plan import RunOptions, prepare, run_identity, run_name
+    from mvleval.testing.factory import build_tiny_checkpoint
+    from mvleval.util.errors import MvlevalError
 
     if not train_model and seed != PACKAGED_SEED:
         raise MvlevalError(

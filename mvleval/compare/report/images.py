@@ -58,7 +58,7 @@ class ImageStore:
     def _resolve(self, rel: str) -> Path | None:
         """The file under the root, or None when it is absent or the path leaves the root (e.g. '../x')."""
         assert self.root is not None
-        from mvleval.hubdata import resolve_image_name
+        from mvleval.benchmarks.hubdata import resolve_image_name
 
         hub = resolve_image_name(rel)  # an image a dataset file embeds: in the cache dir, named by content
         if hub is not None:
@@ -71,7 +71,7 @@ class ImageStore:
 
 
 def _thumbnail(path: Path, size: int) -> str:
-    from mvleval.images import open_image
+    from mvleval.benchmarks.images import open_image
 
     with open_image(path) as img:  # an image above the pixel limit raises ImageTooLarge (a ValueError): not decoded
         # JPEG: let libjpeg decode at a reduced scale (a 4000 px photo decodes ~10x faster); the thumbnail is

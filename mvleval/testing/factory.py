@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, cast
 
-from mvleval.errors import MvlevalError
+from mvleval.util.errors import MvlevalError
 
 if TYPE_CHECKING:
     from transformers import Blip2ForConditionalGeneration, T5Tokenizer, TokenizersBackend
 
-logger = logging.getLogger("mvleval.factory")
+logger = logging.getLogger("mvleval.testing.factory")
 
 #: The words a synthetic demo talks about, per language: colours, shapes, numbers 1-5 and the answers yes/no/maybe.
 #: Languages cover the scripts mBLIP's benchmarks use: Latin, Cyrillic, Han, Kana, Arabic, Devanagari, Bengali, Thai.

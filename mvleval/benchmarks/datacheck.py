@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mvleval.annotations import check_data_root
-from mvleval.errors import MvlevalError, Problems, plural
-from mvleval.images import image_problem
-from mvleval.task import Task
+from mvleval.benchmarks.annotations import check_data_root
+from mvleval.benchmarks.images import image_problem
+from mvleval.benchmarks.task import Task
+from mvleval.util.errors import MvlevalError, Problems, plural
 
 #: how many missing image paths a report keeps per language (the count is always complete)
 MAX_MISSING_SHOWN = 5

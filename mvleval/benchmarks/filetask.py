@@ -34,13 +34,13 @@ from typing import Any, Literal, TypeGuard
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mvleval.annotations import image_path_escapes
-from mvleval.errors import MvlevalError, Problem, Problems, did_you_mean
+from mvleval.benchmarks.annotations import image_path_escapes
+from mvleval.benchmarks.task import CAPTION_GENERATION, SHORT_ANSWER_GENERATION, Example, GenerationSettings, Task
 from mvleval.metrics.base import Metric, MetricResult
 from mvleval.metrics.choice import DEFAULT_LABELS
 from mvleval.metrics.language_fidelity import LanguageFidelity
-from mvleval.task import CAPTION_GENERATION, SHORT_ANSWER_GENERATION, Example, GenerationSettings, Task
-from mvleval.yamlio import read_yaml
+from mvleval.util.errors import MvlevalError, Problem, Problems, did_you_mean
+from mvleval.util.yamlio import read_yaml
 
 HEADER_NAMES = ("benchmark.yaml", "benchmark.yml")
 DATA_NAME = "data.jsonl"
@@ -285,8 +285,8 @@ def template_fields(template: str) -> set[str]:
 
 def _header_problems(spec: BenchmarkSpec, files: BenchmarkFiles, lines: dict[str, int]) -> list[str]:
     """Checks across the header's keys, after pydantic accepted each of them."""
+    from mvleval.benchmarks.task import task_names
     from mvleval.metrics.registry import check_metric_name
-    from mvleval.task import task_names
 
     out: list[str] = []
 
@@ -619,7 +619,7 @@ class _RowReader:
         return []
 
     def _language_problems(self, where: str, lineno: int, lang: str, requested: str) -> list[Problem]:
-        from mvleval.languages import MBLIP_LANGUAGE_NAMES
+        from mvleval.benchmarks.languages import MBLIP_LANGUAGE_NAMES
 
         out = []
         if (
@@ -828,7 +828,7 @@ class FileTask(Task):
         return self.files.data_dir
 
     def read_examples(self, path: Path, lang: str, split: str, image_root: Path) -> list[Example]:
-        from mvleval.annotations import safe_image_path
+        from mvleval.benchmarks.annotations import safe_image_path
 
         examples: list[Example] = []
         problems: list[Problem] = []
@@ -960,7 +960,7 @@ class FileTask(Task):
         return "answers as written"
 
     def language_name(self, code: str) -> str:
-        from mvleval.languages import MBLIP_LANGUAGE_NAMES
+        from mvleval.benchmarks.languages import MBLIP_LANGUAGE_NAMES
 
         return self.spec.language_names.get(code) or MBLIP_LANGUAGE_NAMES[code]
 

@@ -35,7 +35,7 @@ def ensure_writable_dir(path: Path, flag: str) -> None:
     Raises:
         MvlevalError: the folder cannot be created or written, naming it and the flag that chose it.
     """
-    from mvleval.errors import MvlevalError
+    from mvleval.util.errors import MvlevalError
 
     try:
         path.mkdir(parents=True, exist_ok=True)

@@ -17,10 +17,8 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mvleval.errors import MvlevalError
-from mvleval.fileperms import follow_umask
-from mvleval.provenance import file_sha256
-from mvleval.record import (
+from mvleval.record.provenance import file_sha256
+from mvleval.record.schema import (
     check_samples_hash,
     check_scores_follow_samples,
     read_record,
@@ -29,6 +27,8 @@ from mvleval.record import (
     samples_path,
     write_json_atomic,
 )
+from mvleval.util.errors import MvlevalError
+from mvleval.util.fileperms import follow_umask
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from mvleval.errors import MvlevalError, Problems, ProblemsError
-from mvleval.yamlio import read_yaml
+from mvleval.util.errors import MvlevalError, Problems, ProblemsError
+from mvleval.util.yamlio import read_yaml
 
 
 class RunConfig(BaseModel):

@@ -27,9 +27,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-from mvleval.errors import MvlevalError, did_you_mean, plural
-from mvleval.leaderboard import SCALE_NOTE, format_points
-from mvleval.record import (
+from mvleval.compare.leaderboard import SCALE_NOTE, format_points
+from mvleval.record.schema import (
     RunRecord,
     TaskInfo,
     check_sample_counts,
@@ -39,6 +38,7 @@ from mvleval.record import (
     read_samples,
     samples_path,
 )
+from mvleval.util.errors import MvlevalError, did_you_mean, plural
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -475,7 +475,7 @@ def record_unit(record: RunRecord, metric: str) -> str:
 
 def _clusters(unit: str, lang: str, groups: Mapping[tuple[str, str], tuple[str, ...]]) -> list[str] | None:
     """Cluster keys of one language's examples, in `_aligned`'s order (None: each example its own cluster)."""
-    from mvleval.task import shared_image_clusters
+    from mvleval.benchmarks.task import shared_image_clusters
 
     keys = sorted(k for k in groups if k[0] == lang)
     if unit == "example":

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mvleval.errors import MvlevalError
-from mvleval.leaderboard import SCALE_NOTE, format_points
-from mvleval.record import (
+from mvleval.compare.leaderboard import SCALE_NOTE, format_points
+from mvleval.compare.report.images import ImageStore
+from mvleval.compare.report.page import asset, document, esc, facts_table, heatmap_svg, score_cell
+from mvleval.record.schema import (
     RunRecord,
     check_sample_counts,
     check_sample_row,
@@ -20,11 +21,10 @@ from mvleval.record import (
     samples_path,
     write_json_atomic,
 )
-from mvleval.report.images import ImageStore
-from mvleval.report.page import asset, document, esc, facts_table, heatmap_svg, score_cell
+from mvleval.util.errors import MvlevalError
 
 if TYPE_CHECKING:
-    from mvleval.gate import GateReport
+    from mvleval.compare.gate import GateReport
 
 #: Bumped when the JSON the page's script reads changes shape.
 DATA_VERSION = 1
@@ -347,7 +347,7 @@ def render_compare_report(
         MvlevalError: the records are not comparable (the gate's message), or the per-sample files do not hold the
             same examples.
     """
-    from mvleval.gate import check_comparable
+    from mvleval.compare.gate import check_comparable
 
     selected = check_comparable(run, baseline, metrics)
     base_by_key = {(str(r["lang"]), str(r["id"])): r for r in baseline_rows}
@@ -527,7 +527,7 @@ def write_compare_report(
     """Read two comparable records and their per-sample files and write the comparison page to `out`."""
     run = run or read_record(record_path)
     baseline = baseline or read_record(baseline_path)
-    from mvleval.gate import check_comparable
+    from mvleval.compare.gate import check_comparable
 
     check_comparable(run, baseline, metrics)  # before reading two per-sample files: the gate's message, fast
     run_rows = load_rows(run, record_path)

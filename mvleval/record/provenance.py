@@ -89,7 +89,7 @@ def device_description(device: str) -> str:
 
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{device} {torch.cuda.get_device_name(torch.device(device))}"
-    from mvleval.numerics import describe_cpu_kernels
+    from mvleval.util.numerics import describe_cpu_kernels
 
     # the kernels in use change a result's last bits (and, through training, its scores): recorded with the device
     kernels = [f"{torch.get_num_threads()} threads", f"{torch.backends.cpu.get_cpu_capability()} kernels"]

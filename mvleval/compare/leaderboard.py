@@ -26,8 +26,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from mvleval.errors import MvlevalError, Problems, plural
-from mvleval.record import RunRecord, read_record
+from mvleval.record.schema import RunRecord, read_record
+from mvleval.util.errors import MvlevalError, Problems, plural
 
 #: Shown in the Markdown header and used by every table mvleval prints.
 SCALE_NOTE = "Scores x100, 1 decimal (accuracies as %, CIDEr x100)"
@@ -188,7 +188,7 @@ def _generation_overrides(record: RunRecord) -> tuple[dict[str, Any], bool]:
     """The decoding settings that differ from the task's own protocol (each task has its own defaults: a model run
     on captioning and VQA tasks with their protocol settings is one row, not two), and whether the protocol was known.
     When the installed task is not the record's version, all settings are kept, so nothing is merged on a guess."""
-    from mvleval.task import load_task_of_record
+    from mvleval.benchmarks.task import load_task_of_record
 
     try:
         task = load_task_of_record(record.task.name, record.task.prompt_style, record.task.source)
@@ -855,7 +855,7 @@ def write_leaderboard(lb: Leaderboard, out_dir: Path) -> list[Path]:
             _write_heatmap(lb, column, png)
             written.append(png)
             heatmaps[png.name] = png.read_bytes()
-        from mvleval.report.leaderboard_html import (
+        from mvleval.compare.report.leaderboard_html import (
             render_leaderboard_html,  # the HTML pages live in report/
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 
-from mvleval.leaderboard import (
+from mvleval.compare.leaderboard import (
     SCALE_NOTE,
     SUPERSEDED_NOTE,
     Leaderboard,
@@ -16,7 +16,7 @@ from mvleval.leaderboard import (
     superseded_by_text,
     to_points,
 )
-from mvleval.report.page import asset, document, esc
+from mvleval.compare.report.page import asset, document, esc
 
 
 def _value_cell(value: float | None, interval: tuple[float, float] | None, *, best: bool = False, ref: str = "") -> str:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from mvleval.errors import MvlevalError, did_you_mean
+from mvleval.util.errors import MvlevalError, did_you_mean
 
 if TYPE_CHECKING:
     from mvleval.metrics.base import Metric
@@ -288,7 +288,7 @@ class Task(ABC):
 
 def _suggest_language(lang: str, known: tuple[str, ...]) -> str:
     """' Did you mean ...?' for a code in the wrong case, an English language name, or several codes in one flag."""
-    from mvleval.languages import MBLIP_LANGUAGE_NAMES, STANDARD_NAMES
+    from mvleval.benchmarks.languages import MBLIP_LANGUAGE_NAMES, STANDARD_NAMES
 
     if "," in lang or " " in lang.strip():
         parts = [x for x in lang.replace(",", " ").split() if x]
@@ -350,7 +350,7 @@ def task_names() -> list[str]:
 def load_task(name: str, prompt_style: str = "mblip") -> Task:
     """Instantiate a task by name, e.g. load_task("xgqa"), or read a benchmark file by path (a value with a '/' or
     ending in .jsonl/.yaml: load_task("./my-bench")), with a prompt style; unknown names get a suggestion."""
-    from mvleval.filetask import is_task_path, load_file_task
+    from mvleval.benchmarks.filetask import is_task_path, load_file_task
 
     if is_task_path(name):
         return load_file_task(name, prompt_style)
@@ -389,7 +389,7 @@ def load_task_of_record(name: str, prompt_style: str, source: str | None, *, whe
     """
     if source is None:
         return load_task(name, prompt_style=prompt_style)
-    from mvleval.filetask import load_file_task
+    from mvleval.benchmarks.filetask import load_file_task
 
     if not Path(source).exists():
         raise MvlevalError(

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from mvleval.errors import MvlevalError, did_you_mean
+from mvleval.util.errors import MvlevalError, did_you_mean
 
 #: mBLIP's names, exactly as in its XM3600 conversion script (spelling mistakes included: they are in the prompts).
 MBLIP_LANGUAGE_NAMES: Mapping[str, str] = MappingProxyType(

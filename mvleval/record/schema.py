@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mvleval.errors import MvlevalError
-from mvleval.fileperms import follow_umask
+from mvleval.util.errors import MvlevalError
+from mvleval.util.fileperms import follow_umask
 
 #: 2: the model section names its backend and family and no longer assumes BLIP-2 (version 1 records still read).
 SCHEMA_VERSION = 2
@@ -98,7 +98,7 @@ class Provenance(_Model):
     image_root: str | None = None  # the folder the run read its images from, absolute: `mvleval report`'s default
     data_root: str | None = None  # the data root the run read, absolute: where `mvleval score` reads the data again
     max_image_pixels: int | None = (
-        None  # the pixel limit images were opened under (mvleval.images.MAX_PIXELS); None: not recorded
+        None  # the pixel limit images were opened under (mvleval.benchmarks.images.MAX_PIXELS); None: not recorded
     )
     #: where `mvleval data fetch` got the data: repo, commit, pinned ("lock" | "recorded" | "--revision" |
     #: "resolved main"), per language the files' sha256 and the notes on the mirror; None: a hand-assembled data root
@@ -253,7 +253,7 @@ def check_samples_hash(record: RunRecord, folder: Path, what: str, *, missing_ok
     whose per-sample file is absent when the caller does not need it (`missing_ok`: a gate without --paired)."""
     if record.samples_sha256 is None:
         return False
-    from mvleval.provenance import file_sha256
+    from mvleval.record.provenance import file_sha256
 
     path = samples_path(record, folder)
     if missing_ok and not path.exists():
