@@ -989,7 +989,8 @@ def leaderboard(
     ] = False,
 ) -> None:
     """Write Markdown and CSV leaderboards (and per-task heatmaps) from run records; only comparable numbers share a column."""
-    from mvleval.compare.leaderboard import build_leaderboard, find_records, write_leaderboard
+    from mvleval.compare.leaderboard import build_leaderboard, find_records
+    from mvleval.compare.leaderboard_files import write_leaderboard
     from mvleval.util.errors import Problems, plural
 
     bad = Problems() if skip_bad else None
@@ -1705,7 +1706,7 @@ def data_fetch(
             )
         accepted = fetch.check_terms(plans, root, accept_terms)
         with _file_progress() as progress:
-            report = fetch.run_fetch(plans, root, accepted=accepted, notes=[], file_progress=progress)
+            report = command.run_fetch(plans, root, accepted=accepted, notes=[], file_progress=progress)
     if json_out:
         _print_json("data-fetch", command.json_document(plans, root, dry_run, report))
     for line in report.notes:

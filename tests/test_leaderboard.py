@@ -16,8 +16,8 @@ from mvleval.compare.leaderboard import (
     format_points,
     render_markdown,
     to_points,
-    write_leaderboard,
 )
+from mvleval.compare.leaderboard_files import write_leaderboard
 from mvleval.record.schema import RunRecord, write_record
 from mvleval.util.errors import MvlevalError
 from tests.helpers import stub_provenance
@@ -451,7 +451,7 @@ def test_heatmap_names_do_not_depend_on_other_records(tmp_path: Path) -> None:
 def test_heatmap_labels_keep_the_model_folder_and_the_settings() -> None:
     """Item 13: a long row label loses its path's folders, then the middle of the model's name; the folder name's end,
     the bits and the settings stay, and rows never become alike."""
-    from mvleval.compare.leaderboard import MAX_LABEL_CHARS, _short_labels
+    from mvleval.compare.leaderboard_files import MAX_LABEL_CHARS, _short_labels
 
     long = "/data/team/very/long/path/to/checkpoints/mblip-mt0-xl-finetuned-on-xgqa-2024-0{} (32-bit) {{num_beams=1}}"
     labels = _short_labels([long.format(6), long.format(7), "ckpt (4-bit)"])

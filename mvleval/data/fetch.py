@@ -20,7 +20,6 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -482,17 +481,6 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 # --------------------------------------------------------------------------------------------------------- the fetch
-@dataclass
-class FetchReport:
-    """What a fetch did, per task: the commit, how it was pinned, languages written and skipped, notes."""
-
-    tasks: list[dict[str, Any]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"tasks": self.tasks, "notes": self.notes}
-
-
 def free_bytes(path: Path) -> int:
     probe = path
     while not probe.exists() and probe != probe.parent:
@@ -512,73 +500,6 @@ def check_terms(plans: list[TaskPlan], root: Path, accept: bool) -> list[str]:
             fix="read them, then add --accept-terms (recorded in the data root, asked once).",
         )
     return [p.source.task for p in needed]
-
-
-def run_fetch(
-    plans: list[TaskPlan],
-    root: Path,
-    *,
-    accepted: list[str],
-    notes: list[str],
-    file_progress: Callable[[str, int], contextlib.AbstractContextManager[Callable[[int], None]]] | None = None,
-) -> FetchReport:
-    """Download, verify and write every plan's languages; the record is saved after each language, so an
-    interrupted fetch resumes where it stopped."""
-    from mvleval.data.layouts import write_language
-
-    report = FetchReport(notes=notes)
-    state = State.load(root)
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    for task in accepted:
-        plan = next(p for p in plans if p.source.task == task)
-        state.data.setdefault("accepted_terms", {})[task] = plan.source.terms
-        state.data.setdefault("accepted_at", {})[task] = now
-    if accepted:
-        state.save()
-    for plan in plans:
-        src = plan.source
-        entry = state.task(src.task)
-        if plan.todo and entry.get("revision") not in (None, plan.revision):
-            entry["languages"] = {}  # another commit: everything is rewritten from it
-        written = []
-        for lang, files in plan.todo.items():
-            paths = []
-            for f in files:
-                ctx = file_progress(f.path, f.size) if file_progress else contextlib.nullcontext(None)
-                with ctx as advance:
-                    paths.append(download(src, plan.revision, f, advance))
-            ups = [fetch_upstream(root, u) for u in plan.upstream if lang in u.languages]
-            lang_notes = write_language(src, lang, paths, ups, root, [f.path for f in files])
-            entry.update(
-                {
-                    "repo": src.repo,
-                    "revision": plan.revision,
-                    "pinned": plan.pinned,
-                    "licence": src.licence,
-                    "layout": src.layout,
-                }
-            )
-            entry.setdefault("languages", {})[lang or "all"] = {
-                "done": True,
-                "files": {f.path: f.sha256 or sha256_file(p) for f, p in zip(files, paths, strict=True)},
-                "upstream": {u.path: u.sha256 for u in plan.upstream if lang in u.languages},
-                "notes": lang_notes,
-                "fetched_at": now,
-            }
-            report.notes.extend(f"{src.task}/{lang or 'all'}: {n}" for n in lang_notes)
-            state.save()
-            written.append(lang or "all")
-        report.tasks.append(
-            {
-                "task": src.task,
-                "repo": src.repo,
-                "revision": plan.revision or entry.get("revision"),
-                "pinned": plan.pinned,
-                "written": written,
-                "already_there": [x or "all" for x in plan.done],
-            }
-        )
-    return report
 
 
 @contextlib.contextmanager

@@ -655,7 +655,8 @@ def run_demo(
     under `out/models`, so a second demo skips training) and exported 4-bit. Training is deterministic on one machine,
     but its bits differ between CPU vendors (docs/ci.md), which is why the default evaluates the packaged model.
     """
-    from mvleval.compare.leaderboard import build_leaderboard, write_leaderboard
+    from mvleval.compare.leaderboard import build_leaderboard
+    from mvleval.compare.leaderboard_files import write_leaderboard
     from mvleval.finetune import export, load_config, train
     from mvleval.run.evaluate import evaluate
     from mvleval.run.files import RunPaths
