@@ -17,8 +17,9 @@ choices directly." (the LLaVA / lmms-eval multiple-choice wording; PangeaBench w
 ... \\n\\n Answer with the option's letter ..."; VLMEvalKit's CVQA uses its generic MCQ prompt), greedy decoding, at
 most 16 new tokens; the answer letter read by mvleval's extraction cascade (mvleval/metrics/choice.py: never a random
 guess, unlike PangeaBench's and VLMEvalKit's fallbacks) and compared with `Label`: `choice_accuracy` per pair, with
-its `format_error_rate`. The public test labels may be withheld in some revisions (the official score is on eval.ai):
-a row whose Label is not 0-3 stops the run naming it; a leaderboard submission file is not written here.
+its `format_error_rate`, and per `Category` within each pair (the record's `by_group`). The public test labels may be
+withheld in some revisions (the official score is on eval.ai): a row whose Label is not 0-3 stops the run naming it; a
+leaderboard submission file is not written here.
 """
 
 from __future__ import annotations
@@ -77,7 +78,17 @@ PAIRS: dict[tuple[str, str], str] = {
     ("Spanish", "Mexico"): "es-MX",
     ("Spanish", "Uruguay"): "es-UY",
 }
-_COLUMNS = ("image", "ID", "Subset", "Question", "Translated Question", "Options", "Translated Options", "Label")
+_COLUMNS = (
+    "image",
+    "ID",
+    "Subset",
+    "Question",
+    "Translated Question",
+    "Options",
+    "Translated Options",
+    "Label",
+    "Category",
+)
 _INSTRUCTION = "Answer with the option's letter from the given choices directly."
 
 
@@ -138,6 +149,7 @@ class CVQA(Task):
                     source=where,
                     choices=tuple(options),
                     meta=(("subset", str(row["Subset"])),),
+                    group=str(row["Category"]),
                 )
             )
         return examples

@@ -18,7 +18,8 @@ tokens (the authors sample at temperature 0.7 with 1,024 tokens: a deterministic
 the cascade of mvleval/metrics/choice.py after mapping the other-script letters the authors map (Б->B, ...): JSON
 `{"choice": "B"}`, `<ANSWER> B </ANSWER>` and a bare letter all read; unparseable = wrong (`format_error_rate`), and
 `valid_accuracy` over the parseable answers, as the authors report both. The chain-of-thought regime (in-language
-instructions, `<ANSWER>` tags; the closed models' prompts) is not offered.
+instructions, `<ANSWER>` tags; the closed models' prompts) is not offered. Every metric is also given per
+`category_en` (the record's `by_group`), as the paper breaks results down by subject.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ KEYWORDS: dict[str, tuple[str, str]] = {
     "de": ("Frage", "Optionen"),
     "lt": ("Klausimas", "Pasirinkimai"),
 }
-_COLUMNS = ("question", "options", "answer", "language", "image")
+_COLUMNS = ("question", "options", "answer", "language", "image", "category_en")
 
 
 class Kaleidoscope(Task):
@@ -139,6 +140,7 @@ class Kaleidoscope(Task):
                         source=where,
                         choices=tuple(options),
                         meta=(("multimodal", str(bool(row["image"])).lower()),),
+                        group=str(row["category_en"]),
                     )
                 )
         finally:

@@ -15,7 +15,7 @@ cue ("Answer:", "答案：", "คำตอบ:", "Câu trả lời:", "La rispos
 at most 128 new tokens. Each `(image)[...]` marker, in order of appearance, becomes `<image k>` and gets the k-th
 present image there. Scored as eval.py does (`m3exam_accuracy`): the prediction stripped; longer than one character:
 its first character, or its second when it starts with "("; correct when equal to answer_text. Labels are the exam's
-own: a digit answer needs a digit.
+own: a digit answer needs a digit. Every metric is also given per `subject_category` (the record's `by_group`).
 """
 
 from __future__ import annotations
@@ -175,6 +175,7 @@ class M3Exam(Task):
                     target=answer,
                     source=where,
                     meta=(("subject_category", str(row["subject_category"])),),
+                    group=str(row["subject_category"]),
                 )
             )
         return examples

@@ -13,7 +13,8 @@ Protocol (MMMU-Benchmark/MMMU eval, configs/llava1.5.yaml and data_utils.constru
 "{question}\\nAnswer the question using a single word or phrase."; images placed where the `<image k>` markers stand
 (in the question or the options; an image no marker names goes first), greedy, at most 16 new tokens (PangeaBench);
 `mmmu_accuracy` per language (MMMU's parsing; no random guess where it reads no letter: see mvleval/metrics/mmmu.py).
-MMMU also reports accuracy per subject (the `id`'s middle part, kept in each example's meta): not in the record.
+MMMU also reports accuracy per subject (the `id`'s middle part): each example's group, so the record gives every metric
+per subject too (`by_group`).
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ class XMMMU(Task):
                     source=where,
                     choices=choices,
                     meta=(("question_type", kind), ("subject", subject)),
+                    group=subject,
                 )
             )
         return examples

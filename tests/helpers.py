@@ -423,7 +423,7 @@ CVQA_ROWS: list[dict[str, Any]] = [
         "Options": ["北海道", "沖縄", "九州", "四国"],
         "Translated Options": ["Hokkaido", "Okinawa", "Kyushu", "Shikoku"],
         "Label": 0,
-        "Category": "Food",
+        "Category": "Traditions",
         "img": 1,
     },
     {

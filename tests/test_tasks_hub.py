@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import threading
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from tests.helpers import (
     cli,
     console_script,
     invoke_run,
+    run_cli,
     sample_rows,
     write_cvqa,
     write_kaleidoscope,
@@ -189,6 +191,12 @@ def test_cvqa_run_scores_each_pair_in_both_variants(scripted: Any, tmp_path: Pat
     assert score["per_lang"] == {"ja-JP": 0.5, "es-MX": 1.0, "am-ET": 0.0}
     assert score["mean"] == pytest.approx(0.5)
     assert json.loads(english.read_text())["scores"]["choice_accuracy"]["per_lang"] == {"ja-JP": 1.0}
+    # and per Category within each pair: ja-JP's Food question right, its Traditions question wrong
+    assert score["by_group"] == {
+        "ja-JP": {"Food": {"n": 1, "value": 1.0}, "Traditions": {"n": 1, "value": 0.0}},
+        "es-MX": {"Traditions": {"n": 1, "value": 1.0}},
+        "am-ET": {"Food": {"n": 1, "value": 0.0}},
+    }
     # every question reached the model with its one image and its options as A./B./C./D. lines
     assert all(sum(p["type"] == "image_url" for p in c) == 1 for c in server.requests)
     rows = {r["id"]: r for r in sample_rows(local)}
@@ -387,6 +395,26 @@ def test_xmmmu_run_interleaves_images_and_asks_text_only_questions(scripted: Any
     record = _run(server, "xmmmu", data, tmp_path / "runs", ["en"])
     score = json.loads(record.read_text())["scores"]["mmmu_accuracy"]
     assert score["per_lang"] == {"en": 0.75}
+    # MMMU's per-subject accuracy: each subject's questions (the id's middle part), wrong only in Economics
+    assert score["by_group"] == {
+        "en": {
+            "Art": {"n": 1, "value": 1.0},
+            "Biology": {"n": 1, "value": 1.0},
+            "Economics": {"n": 1, "value": 0.0},
+            "Math": {"n": 1, "value": 1.0},
+        }
+    }
+    assert {r["id"]: r["group"] for r in sample_rows(record)}["validation_Biology_3"] == "Biology"
+    # `mvleval score` computes them again from the data and the per-sample file; the report shows them
+    before = json.loads(record.read_text())
+    scored = run_cli("score", record, "--data-root", data)
+    assert scored.returncode == 0, scored.stderr
+    assert json.loads(record.read_text())["scores"] == before["scores"]
+    page = tmp_path / "report.html"
+    assert run_cli("report", record, "--out", page).returncode == 0
+    html = page.read_text(encoding="utf-8")
+    assert '<section id="groups"><h2>mmmu_accuracy per group</h2>' in html
+    assert re.search(r"<tr><th>Economics</th><td>[^<]*0\.0[^<]*<small>n=1</small></td></tr>", html), html[:2000]
     shapes = {}
     for content in server.requests:
         text = "".join(p.get("text", "") for p in content)

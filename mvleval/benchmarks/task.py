@@ -59,6 +59,8 @@ class Example:
         source: "file:line" the example was read from, for error messages.
         choices: a multiple-choice example's choice texts in label order (answer extraction reads them).
         cluster: the example's group key when its benchmark names one (else examples sharing an image form a cluster).
+        group: the subject or category the task's authors report scores by (xMMMU's subject, M3Exam's subject
+            category, ...): each metric is also given per group (the record's `by_group`); None: no breakdown.
     """
 
     id: str
@@ -71,6 +73,7 @@ class Example:
     meta: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     choices: tuple[str, ...] | None = None
     cluster: str | None = None
+    group: str | None = None
 
 
 def image_clusters(examples: Sequence[Example]) -> list[str]:

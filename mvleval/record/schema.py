@@ -69,6 +69,13 @@ class ModelInfo(_Model):
     options: dict[str, Any] | None = None
 
 
+class GroupScore(_Model):
+    """A metric on the examples of one group (a subject, a category) of one language."""
+
+    n: int
+    value: float | None
+
+
 class MetricScores(_Model):
     signature: str
     per_lang: dict[str, float | None]
@@ -77,6 +84,9 @@ class MetricScores(_Model):
     notes: dict[str, str] = Field(default_factory=dict)
     extra: dict[str, dict[str, float | None]] = Field(default_factory=dict)
     higher_is_better: bool = True
+    #: per language, the metric on each group of examples (xMMMU's subjects, M3Exam's subject categories, ...): the
+    #: mean of the per-sample scores of the group's examples; in the JSON only for a task whose examples name groups
+    by_group: dict[str, dict[str, GroupScore]] = Field(default_factory=dict)
 
 
 class Provenance(_Model):
@@ -325,8 +335,8 @@ def write_json_atomic(path: Path, payload: str) -> None:
 
 
 def record_json(record: RunRecord) -> str:
-    """A record as pretty JSON; task.source, model.options and provenance.data_source only when there are some (a
-    built-in task's record on a hand-assembled data root is unchanged by them)."""
+    """A record as pretty JSON; task.source, model.options, provenance.data_source and each metric's by_group only
+    when there are some (a built-in task's record on a hand-assembled data root is unchanged by them)."""
     exclude: dict[str, Any] = {}
     if record.task.source is None:
         exclude["task"] = {"source"}
@@ -336,13 +346,22 @@ def record_json(record: RunRecord) -> str:
         exclude["model"] = {"options"}
     if record.provenance.data_source is None:  # a hand-assembled data root: the record is as before data fetch
         exclude["provenance"] = {"data_source"}
+    if no_groups := _scores_without_groups(record):
+        exclude["scores"] = no_groups
     record = record.model_copy(update={"scores_sha256": scores_digest(record)})
     return record.model_dump_json(indent=2, exclude=exclude or None) + "\n"
 
 
+def _scores_without_groups(record: RunRecord) -> dict[str, Any]:
+    """The `exclude` of the metrics with no per-group scores: their JSON (and digest) is what it was before groups."""
+    return {name: {"by_group"} for name, scores in record.scores.items() if not scores.by_group}
+
+
 def scores_digest(record: RunRecord) -> str:
     """sha256 of the record's scores as canonical JSON (sorted keys, no spaces): what `scores_sha256` vouches for."""
-    scores = record.model_dump(mode="json", include={"scores"})["scores"]
+    scores = record.model_dump(mode="json", include={"scores"}, exclude={"scores": _scores_without_groups(record)})[
+        "scores"
+    ]
     return hashlib.sha256(
         json.dumps(scores, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     ).hexdigest()
@@ -530,6 +549,7 @@ SAMPLE_FIELDS: dict[str, tuple[str, Any]] = {
     ),
     "extra": ("an object by metric", lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values())),
     "cluster": ("a string", lambda v: isinstance(v, str)),
+    "group": ("a string", lambda v: isinstance(v, str)),
     "answer": ("a string", lambda v: isinstance(v, str)),
 }
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mvleval.benchmarks.task import Example, Task
-from mvleval.record.schema import MetricScores
+from mvleval.record.schema import GroupScore, MetricScores
 from mvleval.run.files import SampleRow
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ def score_rows(
         for row, example in zip(rows_by_lang[lang], examples, strict=True):
             if example.cluster is not None:
                 row.cluster = example.cluster
+            row.group = example.group
     by_cluster = examples_by_lang is not None
     return {
         metric.name: _score_metric(task, metric, languages, rows_by_lang, answers, clusters, choices, by_cluster)
@@ -131,6 +132,7 @@ def _score_metric(
                 if facts:
                     row.extra[metric.name] = facts
     values = [v for v in per_lang.values() if v is not None]
+    by_group = {lang: g for lang in languages if (g := group_scores(rows_by_lang[lang], metric.name))}
     return MetricScores(
         signature=signature,
         per_lang=per_lang,
@@ -139,4 +141,21 @@ def _score_metric(
         notes=notes,
         extra=extra,
         higher_is_better=metric.higher_is_better,
+        by_group=by_group,
     )
+
+
+def group_scores(rows: Sequence[SampleRow], metric: str) -> dict[str, GroupScore]:
+    """One language's metric per group of its examples (those whose task names a group): the mean of the group's
+    per-sample scores (a metric without per-sample scores, such as CIDEr over a corpus, has no per-group value)."""
+    grouped: dict[str, list[float | None]] = {}
+    for row in rows:
+        if row.group is not None:
+            grouped.setdefault(row.group, []).append(row.scores.get(metric))
+    out: dict[str, GroupScore] = {}
+    for group, values in sorted(grouped.items()):
+        if all(v is None for v in values):
+            continue
+        scored = [float(v) for v in values if v is not None]
+        out[group] = GroupScore(n=len(scored), value=sum(scored) / len(scored))
+    return out

@@ -227,6 +227,33 @@ def _heatmap(record: RunRecord) -> str:
     )
 
 
+def _groups_section(record: RunRecord) -> str:
+    """The headline metric per group (subject, category) and language, where the task names groups: a table with each
+    cell's number of examples."""
+    metric = record.headline()
+    by_group = record.scores[metric].by_group if metric in record.scores else {}
+    if not by_group:
+        return ""
+    langs = [lang for lang in record.task.languages if lang in by_group]
+    groups = sorted({g for per_lang in by_group.values() for g in per_lang})
+    head = "".join(f"<th>{esc(lang)}</th>" for lang in langs)
+    out = [
+        f'<section id="groups"><h2>{esc(metric)} per group</h2><p class="note">the task\'s subjects or categories; '
+        'each cell: the score (x100) and its number of examples</p><div class="side">'
+        f'<table class="scores"><thead><tr><th>group</th>{head}</tr></thead><tbody>'
+    ]
+    for group in groups:
+        cells = []
+        for lang in langs:
+            cell = by_group[lang].get(group)
+            cells.append(
+                "<td>–</td>" if cell is None else f"<td>{score_cell(cell.value, None)} <small>n={cell.n}</small></td>"
+            )
+        out.append(f"<tr><th>{esc(group)}</th>{''.join(cells)}</tr>")
+    out.append("</tbody></table></div></section>")
+    return "".join(out)
+
+
 def _image_note(images: ImageStore) -> str:
     if images.root is None:
         return (
@@ -307,7 +334,7 @@ def render_run_report(record: RunRecord, rows: Sequence[Mapping[str, Any]], imag
         f"{_format_errors_section(record, rows)}"
         f'<section id="run"><h2>What ran</h2>{facts_table([(k, [v]) for k, v in _record_facts(record)])}</section>'
         f'<section id="scores"><h2>Scores per language</h2><div class="side">{_scores_table(record)}'
-        f"{_heatmap(record)}</div></section>"
+        f"{_heatmap(record)}</div></section>{_groups_section(record)}"
         f"{_image_note(images)}{_samples_section(False)}"
     )
     data = {
