@@ -31,6 +31,7 @@ from tests.helpers import (
     write_mtvqa,
     write_xmmmu,
 )
+from tests.test_json_output import validate
 
 MODEL = "scripted-vlm"
 
@@ -407,9 +408,11 @@ def test_xmmmu_run_interleaves_images_and_asks_text_only_questions(scripted: Any
     assert {r["id"]: r["group"] for r in sample_rows(record)}["validation_Biology_3"] == "Biology"
     # `mvleval score` computes them again from the data and the per-sample file; the report shows them
     before = json.loads(record.read_text())
-    scored = run_cli("score", record, "--data-root", data)
+    scored = run_cli("score", record, "--data-root", data, "--json")
     assert scored.returncode == 0, scored.stderr
     assert json.loads(record.read_text())["scores"] == before["scores"]
+    (summary,) = validate("score", scored.stdout)["runs"]
+    assert summary["scores"]["mmmu_accuracy"]["by_group"] == before["scores"]["mmmu_accuracy"]["by_group"]
     page = tmp_path / "report.html"
     assert run_cli("report", record, "--out", page).returncode == 0
     html = page.read_text(encoding="utf-8")

@@ -201,6 +201,11 @@ class RunRecord(_Model):
                     "signature": s.signature,
                     "mean_interval": list(mean_iv) if (mean_iv := s.intervals.get("mean")) else None,
                 }
+                | (
+                    {"by_group": {lang: {g: c.model_dump() for g, c in gs.items()} for lang, gs in s.by_group.items()}}
+                    if s.by_group
+                    else {}
+                )
                 for name, s in self.scores.items()
             },
         }
