@@ -475,12 +475,20 @@ def write_hub_demo(data_root: Path, images: Sequence[tuple[str, Scene, Path]]) -
             "answer": options.index(str(scene.count)),
             "language": lang,
             "image": f"demo/{key}.png",
+            "category_en": "Mathematics",
         }
         for lang in KALEIDOSCOPE_DEMO_LANGUAGES
         for key, scene, _ in images
     ]
     kal_schema = pa.schema(
-        [("question", text), ("options", pa.list_(text)), ("answer", pa.int64()), ("language", text), ("image", text)]
+        [
+            ("question", text),
+            ("options", pa.list_(text)),
+            ("answer", pa.int64()),
+            ("language", text),
+            ("image", text),
+            ("category_en", text),
+        ]
     )
     pq.write_table(pa.Table.from_pylist(kal_rows, schema=kal_schema), folder / "train-00000-of-00001.parquet")
 
