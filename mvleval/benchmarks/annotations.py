@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mvleval.util.errors import MvlevalError
+from mvleval.util.jsonl import BadLine, parse_lines
 
 
 def _require_file(path: Path, what: str, fix: str) -> None:
@@ -28,38 +29,34 @@ def read_jsonl(
     and for a file with no records at all.
     """
     _require_file(path, f"the {what}", fix)
-    n = 0
     try:
-        with path.open("r", encoding="utf-8-sig") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise MvlevalError(
-                        f"line is not valid JSON ({exc.msg} at column {exc.colno}); the file may be truncated or corrupt.",
-                        fix="re-download the annotation file, or delete the damaged line.",
-                        where=f"{path}:{lineno}",
-                    ) from None
-                if not isinstance(obj, dict):
-                    raise MvlevalError(
-                        f"expected a JSON object on each line, found {type(obj).__name__}.",
-                        fix="this does not look like the benchmark's published JSON Lines file.",
-                        where=f"{path}:{lineno}",
-                    )
-                missing = [k for k in required if k not in obj]
-                if missing:
-                    raise MvlevalError(
-                        f"record lacks the field(s) {', '.join(repr(m) for m in missing)}"
-                        f" (it has {', '.join(repr(k) for k in list(obj)[:8])}).",
-                        fix="use the benchmark's published annotation file; see tasks/README.md for the expected format.",
-                        where=f"{path}:{lineno}",
-                    )
-                n += 1
-                yield lineno, obj
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise MvlevalError(f"file is not UTF-8 text ({exc.reason}).", fix="re-download it.", where=path) from None
+    n = 0
+    for lineno, obj in parse_lines(text):
+        if isinstance(obj, BadLine):
+            raise MvlevalError(
+                f"line is not valid JSON ({obj.reason}); the file may be truncated or corrupt.",
+                fix="re-download the annotation file, or delete the damaged line.",
+                where=f"{path}:{lineno}",
+            )
+        if not isinstance(obj, dict):
+            raise MvlevalError(
+                f"expected a JSON object on each line, found {type(obj).__name__}.",
+                fix="this does not look like the benchmark's published JSON Lines file.",
+                where=f"{path}:{lineno}",
+            )
+        missing = [k for k in required if k not in obj]
+        if missing:
+            raise MvlevalError(
+                f"record lacks the field(s) {', '.join(repr(m) for m in missing)}"
+                f" (it has {', '.join(repr(k) for k in list(obj)[:8])}).",
+                fix="use the benchmark's published annotation file; see tasks/README.md for the expected format.",
+                where=f"{path}:{lineno}",
+            )
+        n += 1
+        yield lineno, obj
     if n == 0:
         raise MvlevalError(
             f"the {what} holds no records.", fix="re-download it; an empty file cannot be evaluated.", where=path

@@ -40,6 +40,7 @@ from mvleval.metrics.base import Metric, MetricResult
 from mvleval.metrics.choice import DEFAULT_LABELS
 from mvleval.metrics.language_fidelity import LanguageFidelity
 from mvleval.util.errors import MvlevalError, Problem, Problems, did_you_mean
+from mvleval.util.jsonl import BadLine, parse_lines
 from mvleval.util.yamlio import read_yaml
 
 HEADER_NAMES = ("benchmark.yaml", "benchmark.yml")
@@ -673,15 +674,9 @@ def _read_rows(files: BenchmarkFiles, spec: BenchmarkSpec) -> tuple[list[Row], l
     reader = _RowReader(spec, files)
     rows: list[Row] = []
     problems: list[Problem] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(
-                Problem("the line is not valid JSON", f"{files.data}:{lineno}", f"{exc.msg} at column {exc.colno}")
-            )
+    for lineno, obj in parse_lines(text):
+        if isinstance(obj, BadLine):
+            problems.append(Problem("the line is not valid JSON", f"{files.data}:{lineno}", obj.reason))
             continue
         row, found = reader.read(lineno, obj)
         problems += found

@@ -19,6 +19,7 @@ from typing import Any
 from mvleval.data.fetch import Source, atomic_write
 from mvleval.data.fetch import inside as _inside
 from mvleval.util.errors import MvlevalError
+from mvleval.util.jsonl import BadLine, jsonl_text, parse_lines
 
 #: COCO val2014 ids are below this, Flickr30k ids above (xFlickrCO: COCO 810..581010, Flickr30k 1989609..8234387593);
 #: used only when the mirror's image struct carries no file name
@@ -101,7 +102,7 @@ def _ensure_ext(name: str) -> str:
 
 
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8"))
+    atomic_write(path, jsonl_text(records).encode("utf-8"))
 
 
 def _id_column(have: set[str], candidates: tuple[str, ...]) -> str | None:
@@ -133,8 +134,14 @@ def write_xm3600(src: Source, lang: str, paths: list[Path], ups: list[Path], roo
     # rebuild the one captions file from every language fetched into this root
     merged: dict[str, dict[str, Any]] = {}
     for part in sorted(parts.glob("*.jsonl")):
-        for line in part.read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
+        for lineno, value in parse_lines(part.read_text(encoding="utf-8")):
+            if isinstance(value, BadLine):
+                raise MvlevalError(
+                    f"the fetched captions of one language are damaged ({value.reason}).",
+                    fix="delete the file and run `mvleval data fetch --task xm3600` again for that language.",
+                    where=f"{part}:{lineno}",
+                )
+            row = value
             slot = merged.setdefault(row["image/key"], {"image/key": row["image/key"], "image/locale": None})
             slot["image/locale"] = slot["image/locale"] or row["image/locale"]
             slot.update({k: v for k, v in row.items() if k not in ("image/key", "image/locale")})

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mvleval.util.jsonl import jsonl_text
+
 if TYPE_CHECKING:
     from mvleval.record.schema import RunRecord
     from mvleval.run.generate import Progress
@@ -205,7 +207,7 @@ _XVNLI_NEUTRAL = {
 
 def _write_jsonl(path: Path, rows: Sequence[Mapping[str, object]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    path.write_text(jsonl_text(rows), encoding="utf-8")
 
 
 def _draw_all(scenes: list[Scene], folder: Path, seed: int) -> None:
@@ -629,9 +631,9 @@ def package_trained_model(
                 )
             else:
                 shutil.copyfile(path, into / path.name)
-    losses = [
-        json.loads(line)["loss"] for line in (train_dir / "train_log.jsonl").read_text().splitlines() if line.strip()
-    ]
+    from mvleval.finetune.train import read_train_log
+
+    losses = [r["loss"] for r in read_train_log(train_dir)]
     manifest = {
         "what": "the demo model of `mvleval demo`: a tiny mT5-based mBLIP-shaped checkpoint fine-tuned with LoRA by "
         "`mvleval demo --train` and exported 4-bit (nf4)",

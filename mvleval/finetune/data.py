@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from mvleval.benchmarks.annotations import image_path_escapes, safe_image_path
 from mvleval.benchmarks.task import Example
 from mvleval.util.errors import MvlevalError, Problems
+from mvleval.util.jsonl import BadLine, parse_lines
 
 if TYPE_CHECKING:
     from mvleval.finetune.config import TrainConfig
@@ -49,17 +50,14 @@ def _iter_json_records(path: Path) -> list[tuple[int, Any]]:
         )
     if not stripped.startswith("["):
         records: list[tuple[int, Any]] = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append((lineno, json.loads(line)))
-            except json.JSONDecodeError as exc:
+        for lineno, obj in parse_lines(text):
+            if isinstance(obj, BadLine):
                 raise MvlevalError(
-                    f"line is not valid JSON ({exc.msg} at column {exc.colno}).",
+                    f"line is not valid JSON ({obj.reason}).",
                     fix="each line of a JSON Lines file must be one complete JSON object.",
                     where=f"{path}:{lineno}",
-                ) from None
+                )
+            records.append((lineno, obj))
         return records
 
     decoder = json.JSONDecoder()

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mvleval.util.errors import MvlevalError
 from mvleval.util.fileperms import follow_umask
+from mvleval.util.jsonl import BadLine, jsonl_text, parse_lines
 
 #: 2: the model section names its backend and family and no longer assumes BLIP-2 (version 1 records still read).
 SCHEMA_VERSION = 2
@@ -457,7 +458,7 @@ def _cut_value(value: Any) -> str:
 
 def sample_lines(rows: Iterable[dict[str, Any]]) -> str:
     """Per-sample rows as JSON Lines text (sorted keys, UTF-8 kept): one canonical form, so reruns are byte-identical."""
-    return "".join(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in rows)
+    return jsonl_text(rows, sort_keys=True)
 
 
 class SampleWriter:
@@ -500,8 +501,7 @@ def read_samples(path: Path) -> Iterator[dict[str, Any]]:
     if not path.is_file():
         raise MvlevalError("per-sample file not found.", fix="it is written next to the run record.", where=path)
     try:
-        with path.open("r", encoding="utf-8-sig") as fh:
-            lines = fh.readlines()
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise MvlevalError(
             f"cannot read the per-sample file ({exc.strerror}).", fix="check the file's permissions.", where=path
@@ -512,17 +512,13 @@ def read_samples(path: Path) -> Iterator[dict[str, Any]]:
             fix="pass the file written by `mvleval run`.",
             where=path,
         ) from None
-    for i, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except (json.JSONDecodeError, RecursionError):
-            if i == len(lines) and not line.endswith("\n"):
+    for i, row in parse_lines(text):
+        if isinstance(row, BadLine):
+            if row.last:
                 return  # a run killed mid-write leaves a torn final line; it is redone on resume
             raise MvlevalError(
                 "corrupt per-sample line.", fix="delete the line or rerun without --resume.", where=f"{path}:{i}"
-            ) from None
+            )
         if not isinstance(row, dict):
             raise MvlevalError(
                 f"a per-sample line must be a JSON object, got a {type(row).__name__}.",

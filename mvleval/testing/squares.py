@@ -6,9 +6,10 @@ what the image shows: an untrained model scores ~0, a trained one far above chan
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
+
+from mvleval.util.jsonl import jsonl_text
 
 #: colour name per language, and the RGB it is drawn in (each image jitters it)
 COLOURS: dict[str, dict[str, str]] = {
@@ -74,9 +75,7 @@ def write_squares_benchmark(
                         "answers": [COLOURS[colour][lang]],
                     }
                 )
-    (folder / "data.jsonl").write_text(
-        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
-    )
+    (folder / "data.jsonl").write_text(jsonl_text(rows), encoding="utf-8")
     return folder
 
 
