@@ -37,7 +37,7 @@ from pydantic_core import PydanticCustomError
 
 from mvleval.benchmarks.annotations import image_path_escapes
 from mvleval.benchmarks.builtin import task_names
-from mvleval.benchmarks.kinds import KIND_NAMES, KINDS, format_choices
+from mvleval.benchmarks.kinds import KINDS, format_choices
 from mvleval.benchmarks.spec import TaskSpec
 from mvleval.benchmarks.task import Example, Task
 from mvleval.metrics.base import Metric, MetricResult
@@ -68,7 +68,8 @@ def _known_kind(value: Any) -> Any:
     """A header's kind must be one of kinds.py's (reported as pydantic reports a Literal it does not match)."""
     if isinstance(value, str) and value in KINDS:
         return value
-    expected = ", ".join(f"'{k}'" for k in KIND_NAMES[:-1]) + f" or '{KIND_NAMES[-1]}'"
+    names = tuple(KINDS)
+    expected = ", ".join(f"'{k}'" for k in names[:-1]) + f" or '{names[-1]}'"
     raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
 
 
@@ -407,7 +408,7 @@ def _pydantic_problems(exc: ValidationError, path: Path, lines: dict[str, int]) 
         elif err["type"] == "literal_error":
             out.append(
                 f"{path}:{line}: '{key}' must be one of {err['ctx']['expected']}, got {err.get('input')!r}."
-                + (did_you_mean(str(err.get("input")), KIND_NAMES) if loc == ["kind"] else "")
+                + (did_you_mean(str(err.get("input")), tuple(KINDS)) if loc == ["kind"] else "")
             )
         else:
             out.append(f"{path}:{line}: '{key}': {err['msg']} (got {err.get('input')!r}).")

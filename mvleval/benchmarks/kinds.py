@@ -108,7 +108,6 @@ KINDS: dict[str, Kind] = {
         ),
     )
 }
-KIND_NAMES = tuple(KINDS)
 
 
 def get_kind(name: str) -> Kind:
@@ -120,7 +119,7 @@ def get_kind(name: str) -> Kind:
     kind = KINDS.get(name)
     if kind is None:
         raise MvlevalError(
-            f"unknown task kind '{name}'.{did_you_mean(name, KIND_NAMES)} Kinds: {', '.join(KIND_NAMES)}.",
+            f"unknown task kind '{name}'.{did_you_mean(name, tuple(KINDS))} Kinds: {', '.join(KINDS)}.",
             fix="name one of these kinds (mvleval/benchmarks/kinds.py defines them).",
         )
     return kind

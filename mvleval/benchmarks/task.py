@@ -194,9 +194,12 @@ class Task(ABC):
     def read_examples(self, path: Path, lang: str, split: str, image_root: Path) -> list[Example]:
         """Parse one annotation file into examples (validated; errors name file:line)."""
 
-    @abstractmethod
     def metrics(self) -> tuple[Metric, ...]:
-        """The metrics scored per language, headline metric first."""
+        """The metrics scored per language, headline first: the kind's, unless the task scores otherwise (each
+        built-in task scores as its paper's code does; a benchmark folder names its own or takes the kind's)."""
+        from mvleval.metrics.registry import build_metric
+
+        return tuple(build_metric(name, self.languages, None) for name in self.kind.default_metrics())
 
     # -- shared behaviour ----------------------------------------------------------------------------------------
     def protocol(self) -> dict[str, Any]:
