@@ -202,4 +202,5 @@ def test_a_new_kind_reaches_a_benchmark_folder_through_the_command(new_kind: Kin
     )
     proc = run_cli("tasks", "--task", folder)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "'short_caption'" in proc.stderr and "Did you mean 'short_caption'?" in proc.stderr
+    text = " ".join(proc.stderr.split())
+    assert "'multiple_choice' or 'short_caption', got 'short_captoin'. Did you mean 'short_caption'?" in text, text
