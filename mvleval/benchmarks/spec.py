@@ -1,8 +1,8 @@
 """The one task model's data: a TaskSpec says what a benchmark is (names, languages, splits, prompts, decoding, images,
 source) for a built-in task (tasks/*.py: ``spec = TaskSpec(...)``) and a benchmark folder (its YAML header) alike.
 
-This module imports nothing of mvleval.benchmarks: the task (task.py), the kinds (kinds.py), the benchmark folders
-(filetask.py) and the registry (registry.py) all import it, and it imports none of them.
+This module imports nothing of mvleval; the task (task.py), the kinds (kinds.py) and the benchmark folders
+(filetask.py) import it.
 """
 
 from __future__ import annotations
