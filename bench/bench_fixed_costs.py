@@ -74,7 +74,7 @@ def _placeholders(paths: list[Path], size: tuple[int, int] = (640, 480)) -> None
 
 
 def _run(task: str, split: str, data: Path, images: Path, model: Path, out: Path, cache: Path) -> Path:
-    from mvleval.benchmarks.task import load_task
+    from mvleval.benchmarks.registry import load_task
 
     examples = load_task(task).examples(data, images, "en", split)[:3]
     _placeholders(sorted({p for e in examples for p in e.images}), (96, 96))
@@ -119,7 +119,7 @@ def _run(task: str, split: str, data: Path, images: Path, model: Path, out: Path
 
 def _xm3600_shaped(root: Path, n_images: int) -> tuple[Path, Path]:
     """An XM3600-format captions.jsonl: n_images images, each captioned in all 36 languages (caption-like text)."""
-    from mvleval.benchmarks.task import load_task
+    from mvleval.benchmarks.registry import load_task
 
     langs = load_task("xm3600").languages
     data = root / "xm3600-data"
@@ -166,7 +166,7 @@ def main() -> None:
     questions = _run("xgqa", "dev", args.data, images, model, work / "runs", warm)
     xm_data, xm_images = _xm3600_shaped(work, args.xm3600_images)
     flickr_images = work / "flickr-images"
-    from mvleval.benchmarks.task import load_task
+    from mvleval.benchmarks.registry import load_task
 
     task = load_task("xflickrco")
     flickr_langs = [lang for lang in task.languages if task.annotation_path(args.data, lang, "test").is_file()]

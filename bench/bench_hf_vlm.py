@@ -137,7 +137,7 @@ def run_backend(
     """The generation phase alone, as the runner drives it: model load, batch size pick, prefetch, length-sorted
     batches through the generic backend (no data validation, scoring or records)."""
     from mvleval.backends import BackendOptions, GenerationRequest, load_backend
-    from mvleval.benchmarks.task import load_task
+    from mvleval.benchmarks.registry import load_task
     from mvleval.run.generate import batches as _batches
 
     task = load_task(task_name)
@@ -166,7 +166,7 @@ def run_loop(
     from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from mvleval.benchmarks.task import load_task
+    from mvleval.benchmarks.registry import load_task
 
     started = time.perf_counter()
     processor = AutoProcessor.from_pretrained(model_dir, backend="pil")

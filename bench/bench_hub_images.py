@@ -52,7 +52,7 @@ def main() -> int:
             build(root / "data", args.images, args.kb)
             os.environ["MVLEVAL_CACHE_DIR"] = str(root / "cache")
             from mvleval.benchmarks.hubdata import image_dir
-            from mvleval.benchmarks.task import load_task
+            from mvleval.benchmarks.registry import load_task
 
             files = sorted((root / "data" / "mtvqa" / "data").glob("*.parquet"))
             t = time.perf_counter()

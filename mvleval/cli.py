@@ -412,7 +412,7 @@ def _languages_for(task: str, lang: list[str] | None, *, several: bool, prompt_s
         return None
     if not several:
         return tuple(lang)
-    from mvleval.benchmarks.task import load_task
+    from mvleval.benchmarks.registry import load_task
 
     known = load_task(task, prompt_style=prompt_style).languages
     return tuple(code for code in lang if code in known)  # () when it has none of them: the task is skipped
@@ -695,7 +695,7 @@ def run(
         server_extensions = values.get("server_extensions", server_extensions)
         trust_remote_code = values.get("trust_remote_code", trust_remote_code)
         image_handling = values.get("image_handling", image_handling)
-    from mvleval.benchmarks.task import task_names
+    from mvleval.benchmarks.registry import task_names
     from mvleval.run.evaluate import evaluate, finished_record
     from mvleval.run.generate import load_run_backend
     from mvleval.run.plan import RunOptions, planned_comparable, prepare
@@ -773,7 +773,7 @@ def run(
     builtins = [name for name in names if not is_task_path(name)]
     for name in builtins:
         if name not in task_names():
-            from mvleval.benchmarks.task import load_task
+            from mvleval.benchmarks.registry import load_task
 
             load_task(name)  # an unknown task is named first (with a suggestion), not blamed on a missing data root
     if data_root is not None and not builtins:
@@ -1436,7 +1436,7 @@ def tasks(
     """List the tasks with their version, languages, splits and metrics; --task PATH shows a benchmark file."""
     from rich.table import Table
 
-    from mvleval.benchmarks.task import load_task, task_names
+    from mvleval.benchmarks.registry import load_task, task_names
 
     loaded = [load_task(name) for name in (task or task_names())]
     if json_out:
@@ -1491,10 +1491,10 @@ def tasks(
 
         assert isinstance(t, FileTask)
         lines = [
-            f"{t.name} v{t.version} ({t.spec.kind}) from {t.location()}: protocol {t.protocol_hash()}, "
+            f"{t.name} v{t.version} ({t.header.kind}) from {t.location()}: protocol {t.protocol_hash()}, "
             f"{t.images_per_example} image(s) per example at most, generation {t.generation.to_dict()}",
             f"  prompt: {t.prompt_template!r}"
-            + (f"; chat prompt: {t.chat_prompt_template!r}" if t.spec.chat_prompt else ""),
+            + (f"; chat prompt: {t.chat_prompt_template!r}" if t.header.chat_prompt else ""),
         ]
         lines += [
             f"  {split}: {sum(counts.values())} rows ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"
@@ -1626,7 +1626,7 @@ def data_check(
 ) -> None:
     """Verify every annotation and image file a task needs; report counts per language and what is missing."""
     from mvleval.benchmarks.datacheck import check_data, render_report
-    from mvleval.benchmarks.task import load_task
+    from mvleval.benchmarks.registry import load_task
 
     loaded = load_task(task)  # an unknown task is named before a missing data root
     root = _data_root(data_root, task)

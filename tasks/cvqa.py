@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import ClassVar
 
 from mvleval.benchmarks.hubdata import first_shard, image_bytes, materialise_image, read_rows, shards
+from mvleval.benchmarks.spec import TaskSpec
 from mvleval.benchmarks.task import Example, GenerationSettings, Task
 from mvleval.metrics.base import Metric
 from mvleval.util.errors import MvlevalError
@@ -93,25 +93,26 @@ _INSTRUCTION = "Answer with the option's letter from the given choices directly.
 
 
 class CVQA(Task):
-    name = "cvqa"
-    version = 1
-    description = "CVQA: culturally diverse 4-way multiple-choice VQA, 39 country-language pairs (local and English)"
-    languages = tuple(sorted(PAIRS.values()))
-    default_split = "test"
-    splits = ("test", "test_en")
-    images_per_example = 1
-    prompt_template = "{question}\n{options}\n" + _INSTRUCTION
-    chat_prompt_template = "{question}\n{options}\n" + _INSTRUCTION
-    generation = GenerationSettings(num_beams=1, max_new_tokens=16, min_new_tokens=1, length_penalty=1.0)
-    image_subdir = "cvqa"
-    label_vocabulary: ClassVar[frozenset[str] | None] = frozenset(LABELS)
-    source_url = "https://huggingface.co/datasets/afaji/cvqa"
-    licence = "CC BY-SA 4.0; each image under its own licence (the License column)"
-    citation = (
-        "Romero et al. 2024, CVQA: Culturally-diverse Multilingual Visual Question Answering Benchmark, NeurIPS 2024 "
-        "Datasets and Benchmarks"
+    spec = TaskSpec(
+        name="cvqa",
+        version=1,
+        description="CVQA: culturally diverse 4-way multiple-choice VQA, 39 country-language pairs (local and English)",
+        kind="multiple_choice",
+        languages=tuple(sorted(PAIRS.values())),
+        default_split="test",
+        splits=("test", "test_en"),
+        prompt_template="{question}\n{options}\n" + _INSTRUCTION,
+        generation=GenerationSettings(num_beams=1, max_new_tokens=16, min_new_tokens=1, length_penalty=1.0),
+        image_subdir="cvqa",
+        label_vocabulary=frozenset(LABELS),
+        source_url="https://huggingface.co/datasets/afaji/cvqa",
+        licence="CC BY-SA 4.0; each image under its own licence (the License column)",
+        citation=(
+            "Romero et al. 2024, CVQA: Culturally-diverse Multilingual Visual Question Answering Benchmark, NeurIPS 2024 "
+            "Datasets and Benchmarks"
+        ),
+        size="10,374 questions, each local and English (test)",
     )
-    size = "10,374 questions, each local and English (test)"
 
     def annotation_path(self, data_root: Path, lang: str, split: str) -> Path:
         return first_shard(data_root / "cvqa" / "data", "test")

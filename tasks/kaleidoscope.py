@@ -27,9 +27,9 @@ from __future__ import annotations
 import ast
 import zipfile
 from pathlib import Path
-from typing import ClassVar
 
 from mvleval.benchmarks.hubdata import first_shard, materialise_image, read_rows, shards
+from mvleval.benchmarks.spec import TaskSpec
 from mvleval.benchmarks.task import Example, GenerationSettings, Task
 from mvleval.metrics.base import Metric
 from mvleval.util.errors import MvlevalError
@@ -66,28 +66,29 @@ _COLUMNS = ("question", "options", "answer", "language", "image", "category_en")
 
 
 class Kaleidoscope(Task):
-    name = "kaleidoscope"
-    version = 1
-    description = "Kaleidoscope: national-exam multiple choice, 18 languages, with an image or text-only"
-    languages = tuple(sorted(KEYWORDS))
-    default_split = "test"
-    splits = ("test",)
-    images_per_example = 5
-    images_vary = True
-    prompt_template = (
-        SYS_MESSAGE.replace("{", "{{").replace("}", "}}")
-        + "\n\n"
-        + INSTRUCTION
-        + "\n\n{question_kw}: {question}\n{options_kw}:\n{options}\nANSWER:"
+    spec = TaskSpec(
+        name="kaleidoscope",
+        version=1,
+        description="Kaleidoscope: national-exam multiple choice, 18 languages, with an image or text-only",
+        kind="multiple_choice",
+        languages=tuple(sorted(KEYWORDS)),
+        default_split="test",
+        splits=("test",),
+        prompt_template=(
+            SYS_MESSAGE.replace("{", "{{").replace("}", "}}")
+            + "\n\n"
+            + INSTRUCTION
+            + "\n\n{question_kw}: {question}\n{options_kw}:\n{options}\nANSWER:"
+        ),
+        generation=GenerationSettings(num_beams=1, max_new_tokens=64, min_new_tokens=1, length_penalty=1.0),
+        images_per_example=5,
+        images_vary=True,
+        image_subdir="kaleidoscope",
+        source_url="https://huggingface.co/datasets/CohereLabs/kaleidoscope",
+        licence="Apache 2.0 (UNVERIFIED: read the dataset card); exam images under their sources' terms",
+        citation="Salazar et al. 2025, Kaleidoscope: In-language Exams for Massively Multilingual Vision Evaluation",
+        size="20,911 questions: 11,457 with an image, 9,454 text-only",
     )
-    chat_prompt_template = prompt_template
-    generation = GenerationSettings(num_beams=1, max_new_tokens=64, min_new_tokens=1, length_penalty=1.0)
-    image_subdir = "kaleidoscope"
-    label_vocabulary: ClassVar[frozenset[str] | None] = None  # A, B, C, D: 2-5 options per question
-    source_url = "https://huggingface.co/datasets/CohereLabs/kaleidoscope"
-    licence = "Apache 2.0 (UNVERIFIED: read the dataset card); exam images under their sources' terms"
-    citation = "Salazar et al. 2025, Kaleidoscope: In-language Exams for Massively Multilingual Vision Evaluation"
-    size = "20,911 questions: 11,457 with an image, 9,454 text-only"
 
     def annotation_path(self, data_root: Path, lang: str, split: str) -> Path:
         return first_shard(data_root / "kaleidoscope" / "data", "train")

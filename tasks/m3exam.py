@@ -25,9 +25,9 @@ import base64
 import binascii
 import re
 from pathlib import Path
-from typing import ClassVar
 
 from mvleval.benchmarks.hubdata import first_shard, materialise_image, read_rows, shards
+from mvleval.benchmarks.spec import TaskSpec
 from mvleval.benchmarks.task import Example, GenerationSettings, Task
 from mvleval.metrics.base import Metric
 from mvleval.util.errors import MvlevalError
@@ -105,23 +105,24 @@ HINT = {
 
 
 class M3Exam(Task):
-    name = "m3exam"
-    version = 1
-    description = "M3Exam: school-exam multiple choice with images, 7 languages; the authors' prompt and scoring"
-    languages = tuple(sorted(NAMES))
-    default_split = "test"
-    splits = ("test",)
-    images_per_example = MAX_IMAGES
-    images_vary = True
-    prompt_template = "{hint}\n\n{background}\n{question}\n{options}\n{answer_word}"
-    chat_prompt_template = prompt_template
-    generation = GenerationSettings(num_beams=1, max_new_tokens=128, min_new_tokens=1, length_penalty=1.0)
-    image_subdir = "m3exam"
-    label_vocabulary: ClassVar[frozenset[str] | None] = None  # the exams' own labels
-    source_url = "https://huggingface.co/datasets/neulab/PangeaBench-m3exam"
-    licence = "CC BY-NC-SA 4.0 (M3Exam; UNVERIFIED for PangeaBench's copy: read the card)"
-    citation = "Zhang et al. 2023, M3Exam: A Multilingual, Multimodal, Multilevel Benchmark, NeurIPS 2023 D&B"
-    size = "the multimodal subset: ~2,800 questions (UNVERIFIED)"
+    spec = TaskSpec(
+        name="m3exam",
+        version=1,
+        description="M3Exam: school-exam multiple choice with images, 7 languages; the authors' prompt and scoring",
+        kind="multiple_choice",
+        languages=tuple(sorted(NAMES)),
+        default_split="test",
+        splits=("test",),
+        prompt_template="{hint}\n\n{background}\n{question}\n{options}\n{answer_word}",
+        generation=GenerationSettings(num_beams=1, max_new_tokens=128, min_new_tokens=1, length_penalty=1.0),
+        images_per_example=MAX_IMAGES,
+        images_vary=True,
+        image_subdir="m3exam",
+        source_url="https://huggingface.co/datasets/neulab/PangeaBench-m3exam",
+        licence="CC BY-NC-SA 4.0 (M3Exam; UNVERIFIED for PangeaBench's copy: read the card)",
+        citation="Zhang et al. 2023, M3Exam: A Multilingual, Multimodal, Multilevel Benchmark, NeurIPS 2023 D&B",
+        size="the multimodal subset: ~2,800 questions (UNVERIFIED)",
+    )
 
     def annotation_path(self, data_root: Path, lang: str, split: str) -> Path:
         return first_shard(data_root / "m3exam" / "data", NAMES[lang])

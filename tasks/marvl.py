@@ -27,10 +27,11 @@ from __future__ import annotations
 import posixpath
 import unicodedata
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from mvleval.benchmarks.annotations import read_jsonl, safe_image_path
-from mvleval.benchmarks.task import SHORT_ANSWER_GENERATION, Example, Task
+from mvleval.benchmarks.spec import TaskSpec
+from mvleval.benchmarks.task import Example, Task
 from mvleval.metrics.base import Metric
 from mvleval.util.errors import MvlevalError
 
@@ -39,31 +40,33 @@ _REQUIRED = ("concept", "language", "caption", "left_img", "right_img", "label",
 
 
 class MaRVL(Task):
-    name = "marvl"
-    version = 1
-    description = "MaRVL: is a statement about two images true? 5 languages; English yes/no; exact match"
-    languages = ("id", "sw", "ta", "tr", "zh")
-    default_split = "test"
-    splits = ("test", r"train_\d+")
-    images_per_example = 2
-    prompt_template = 'Based on the two images, is it correct to say "{caption}"? Yes or no?'
-    chat_prompt_template = (
-        'Based on the two images, is it correct to say "{caption}"? Answer in English with a single word: yes or no.'
+    spec = TaskSpec(
+        name="marvl",
+        version=1,
+        description="MaRVL: is a statement about two images true? 5 languages; English yes/no; exact match",
+        kind="yesno",
+        languages=("id", "sw", "ta", "tr", "zh"),
+        default_split="test",
+        splits=("test", r"train_\d+"),
+        prompt_template='Based on the two images, is it correct to say "{caption}"? Yes or no?',
+        chat_prompt_template=(
+            'Based on the two images, is it correct to say "{caption}"? Answer in English with a single word: yes or no.'
+        ),
+        images_per_example=2,
+        image_subdir="marvl",
+        label_vocabulary=frozenset({"yes", "no"}),
+        # the annotations' source; the images come from the MaRVL release (https://marvl-challenge.github.io)
+        source_url="https://github.com/e-bug/iglue",
+        licence="CC BY 4.0 (statements); images for non-commercial research only, under their original licences",
+        citation=(
+            "Liu, Bugliarello et al. 2021, Visually Grounded Reasoning across Languages and Cultures, EMNLP 2021; "
+            "Bugliarello et al. 2022, IGLUE, ICML 2022"
+        ),
     )
-    generation = SHORT_ANSWER_GENERATION
-    image_subdir = "marvl"
     #: JSON label -> the answer word the model must produce (mBLIP's target2str {"True": "yes", "False": "no"}).
     label_map: ClassVar[dict[bool, str]] = {True: "yes", False: "no"}
-    label_vocabulary: ClassVar[frozenset[str] | None] = frozenset({"yes", "no"})
     #: Unicode forms tried, in order, when locating an image on disk (see the module docstring).
-    path_normalisations: ClassVar[tuple[str, ...]] = ("NFKD", "NFC", "as-is")
-    #: the annotations' source; the images come from the MaRVL release (https://marvl-challenge.github.io)
-    source_url = "https://github.com/e-bug/iglue"
-    licence = "CC BY 4.0 (statements); images for non-commercial research only, under their original licences"
-    citation = (
-        "Liu, Bugliarello et al. 2021, Visually Grounded Reasoning across Languages and Cultures, EMNLP 2021; "
-        "Bugliarello et al. 2022, IGLUE, ICML 2022"
-    )
+    path_normalisations: ClassVar[tuple[Literal["NFKD", "NFC", "as-is"], ...]] = ("NFKD", "NFC", "as-is")
 
     def annotation_path(self, data_root: Path, lang: str, split: str) -> Path:
         marvl = data_root / "iglue" / "datasets" / "marvl"
@@ -116,7 +119,7 @@ class MaRVL(Task):
         relative = posixpath.join(self.image_subdir, language, "images", inner)
         spellings: list[str] = []
         for form in self.path_normalisations:
-            spelled = relative if form == "as-is" else unicodedata.normalize(form, relative)
+            spelled = unicodedata.normalize(form, relative) if form != "as-is" else relative
             if spelled not in spellings:
                 spellings.append(spelled)
         candidates = [safe_image_path(image_root, s, where=where) for s in spellings]

@@ -28,7 +28,8 @@ from typing import Any, ClassVar
 
 from mvleval.benchmarks.annotations import read_json, safe_image_path
 from mvleval.benchmarks.languages import language_name
-from mvleval.benchmarks.task import SHORT_ANSWER_GENERATION, Example, Task
+from mvleval.benchmarks.spec import TaskSpec
+from mvleval.benchmarks.task import Example, Task
 from mvleval.metrics.base import Metric
 from mvleval.util.errors import MvlevalError
 
@@ -36,29 +37,29 @@ _FORMAT_FIX = "use the MaXM v1 release's maxm_v1_<lang>.json files; see tasks/RE
 
 
 class MaXM(Task):
-    name = "maxm"
-    version = 1
-    description = "MaXM multilingual VQA on Crossmodal-3600 images; answers in the question's language; exact match"
-    languages = ("en", "fr", "hi", "iw", "ro", "th", "zh")
-    default_split = "test"
-    splits = ("test",)
-    images_per_example = 1
-    prompt_template = "Question: {question} Short answer in {language}:"
-    chat_prompt_template = "{question}\nAnswer the question in {language} using a single word or phrase."
-    generation = SHORT_ANSWER_GENERATION
-    image_subdir = "xm3600"
-    label_vocabulary: ClassVar[frozenset[str] | None] = None  # open answers in seven languages
+    spec = TaskSpec(
+        name="maxm",
+        version=1,
+        description="MaXM multilingual VQA on Crossmodal-3600 images; answers in the question's language; exact match",
+        kind="vqa",
+        languages=("en", "fr", "hi", "iw", "ro", "th", "zh"),
+        default_split="test",
+        splits=("test",),
+        prompt_template="Question: {question} Short answer in {language}:",
+        chat_prompt_template="{question}\nAnswer the question in {language} using a single word or phrase.",
+        image_subdir="xm3600",
+        source_url="https://github.com/google-research-datasets/maxm",
+        licence=(
+            "MaXM: free to use for any purpose, acknowledgement of Google LLC appreciated, provided as is (the release's "
+            "LICENSE); images from Crossmodal-3600 / Open Images, each under its own licence (mostly CC BY 2.0)"
+        ),
+        citation=(
+            "Changpinyo et al. 2023, MaXM: Towards Multilingual Visual Question Answering, Findings of EMNLP 2023; "
+            "Thapliyal et al. 2022, Crossmodal-3600, EMNLP 2022"
+        ),
+    )
     #: the field holding the gold answers mBLIP scored against (the raw `answers` are kept out of scoring)
     reference_field: ClassVar[str] = "processed_answers"
-    source_url = "https://github.com/google-research-datasets/maxm"
-    licence = (
-        "MaXM: free to use for any purpose, acknowledgement of Google LLC appreciated, provided as is (the release's "
-        "LICENSE); images from Crossmodal-3600 / Open Images, each under its own licence (mostly CC BY 2.0)"
-    )
-    citation = (
-        "Changpinyo et al. 2023, MaXM: Towards Multilingual Visual Question Answering, Findings of EMNLP 2023; "
-        "Thapliyal et al. 2022, Crossmodal-3600, EMNLP 2022"
-    )
 
     def annotation_path(self, data_root: Path, lang: str, split: str) -> Path:
         release = data_root / "maxm" / "maxm_v1_release" / f"maxm_v1_{lang}.json"

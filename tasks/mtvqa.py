@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import ClassVar
 
 from mvleval.benchmarks.hubdata import first_shard, image_bytes, materialise_image, read_rows, shards
+from mvleval.benchmarks.spec import TaskSpec
 from mvleval.benchmarks.task import Example, GenerationSettings, Task
 from mvleval.metrics.base import Metric
 from mvleval.util.errors import MvlevalError
@@ -31,25 +31,25 @@ _PROMPT = "{question}\nAnswer the question using a word or phrase in the languag
 
 
 class MTVQA(Task):
-    name = "mtvqa"
-    version = 1
-    description = "MTVQA: questions on photos of text, 9 languages; answers in the question's language; containment"
-    languages = ("ar", "de", "fr", "it", "ja", "ko", "ru", "th", "vi")
-    default_split = "test"
-    splits = ("test", "train")
-    images_per_example = 1
-    prompt_template = _PROMPT
-    chat_prompt_template = _PROMPT
-    generation = GenerationSettings(num_beams=1, max_new_tokens=64, min_new_tokens=1, length_penalty=1.0)
-    image_subdir = "mtvqa"
-    label_vocabulary: ClassVar[frozenset[str] | None] = None  # open answers
-    source_url = "https://huggingface.co/datasets/ByteDance/MTVQA"
-    licence = "CC BY-NC 4.0 (non-commercial)"
-    citation = (
-        "Tang et al. 2024, MTVQA: Benchmarking Multilingual Text-Centric Visual Question Answering, arXiv 2405.11985"
+    spec = TaskSpec(
+        name="mtvqa",
+        version=1,
+        description="MTVQA: questions on photos of text, 9 languages; answers in the question's language; containment",
+        kind="vqa",
+        languages=("ar", "de", "fr", "it", "ja", "ko", "ru", "th", "vi"),
+        default_split="test",
+        splits=("test", "train"),
+        prompt_template=_PROMPT,
+        generation=GenerationSettings(num_beams=1, max_new_tokens=64, min_new_tokens=1, length_penalty=1.0),
+        image_subdir="mtvqa",
+        source_url="https://huggingface.co/datasets/ByteDance/MTVQA",
+        licence="CC BY-NC 4.0 (non-commercial)",
+        citation=(
+            "Tang et al. 2024, MTVQA: Benchmarking Multilingual Text-Centric Visual Question Answering, arXiv 2405.11985"
+        ),
+        # number of examples of the published test split (for `mvleval tasks`)
+        size="6,778 questions on 2,116 images (test)",
     )
-    #: number of examples of the published test split (for `mvleval tasks`)
-    size = "6,778 questions on 2,116 images (test)"
 
     def annotation_path(self, data_root: Path, lang: str, split: str) -> Path:
         return first_shard(data_root / "mtvqa" / "data", split)

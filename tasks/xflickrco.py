@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import posixpath
 from pathlib import Path
-from typing import ClassVar
 
 from mvleval.benchmarks.annotations import read_jsonl, safe_image_path
 from mvleval.benchmarks.languages import language_name
-from mvleval.benchmarks.task import CAPTION_GENERATION, Example, Task
+from mvleval.benchmarks.spec import TaskSpec
+from mvleval.benchmarks.task import Example, Task
 from mvleval.metrics.base import Metric
 from mvleval.util.errors import MvlevalError
 
@@ -40,26 +40,26 @@ _FORMAT_FIX = "use IGLUE's published xFlickrCO / flickr30k annotation files; see
 
 
 class XFlickrCo(Task):
-    name = "xflickrco"
-    version = 2  # v2: BLEU and chrF++ added beside CIDEr
-    description = "xFlickr&CO images captioned in 8 languages (English: Flickr30k test, 5 refs); CIDEr, BLEU, chrF++"
-    languages = ("de", "en", "es", "id", "ja", "ru", "tr", "zh")
-    default_split = "test"
-    splits = ("test", r"train_\d+")
-    images_per_example = 1
-    prompt_template = "Caption in {language}: "
-    chat_prompt_template = "Write a one-sentence caption of the image in {language}."
-    generation = CAPTION_GENERATION
-    image_subdir = "flickr30k"
-    label_vocabulary: ClassVar[frozenset[str] | None] = None  # free-text captions
-    source_url = "https://github.com/e-bug/iglue"
-    licence = (
-        "CC BY 4.0 (xFlickr&CO captions); Flickr30k captions under the Flickr30k terms of use; "
-        "images: Flickr30k (non-commercial research) and COCO val2014 (Flickr terms of each image)"
-    )
-    citation = (
-        "Bugliarello et al. 2022, IGLUE: A Benchmark for Transfer Learning across Modalities, Tasks, and Languages, "
-        "ICML 2022; Young et al. 2014, From image descriptions to visual denotations (Flickr30k), TACL"
+    spec = TaskSpec(
+        name="xflickrco",
+        version=2,  # v2: BLEU and chrF++ added beside CIDEr
+        description="xFlickr&CO images captioned in 8 languages (English: Flickr30k test, 5 refs); CIDEr, BLEU, chrF++",
+        kind="caption",
+        languages=("de", "en", "es", "id", "ja", "ru", "tr", "zh"),
+        default_split="test",
+        splits=("test", r"train_\d+"),
+        prompt_template="Caption in {language}: ",
+        chat_prompt_template="Write a one-sentence caption of the image in {language}.",
+        image_subdir="flickr30k",
+        source_url="https://github.com/e-bug/iglue",
+        licence=(
+            "CC BY 4.0 (xFlickr&CO captions); Flickr30k captions under the Flickr30k terms of use; "
+            "images: Flickr30k (non-commercial research) and COCO val2014 (Flickr terms of each image)"
+        ),
+        citation=(
+            "Bugliarello et al. 2022, IGLUE: A Benchmark for Transfer Learning across Modalities, Tasks, and Languages, "
+            "ICML 2022; Young et al. 2014, From image descriptions to visual denotations (Flickr30k), TACL"
+        ),
     )
 
     def annotation_path(self, data_root: Path, lang: str, split: str) -> Path:

@@ -14,32 +14,32 @@ lower-cased and stripped) and relaxed accuracy (prediction starts or ends with t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
 
 from mvleval.benchmarks.annotations import read_json, safe_image_path
-from mvleval.benchmarks.task import SHORT_ANSWER_GENERATION, Example, Task
+from mvleval.benchmarks.spec import TaskSpec
+from mvleval.benchmarks.task import Example, Task
 from mvleval.metrics.base import Metric
 from mvleval.util.errors import MvlevalError
 
 
 class XGQA(Task):
-    name = "xgqa"
-    version = 1
-    description = "Cross-lingual GQA visual question answering; English answers; exact match"
-    languages = ("bn", "de", "en", "id", "ko", "pt", "ru", "zh")
-    default_split = "test"
-    splits = ("test", "dev", r"train_\d+", "testdev")
-    images_per_example = 1
-    prompt_template = "Question: {question} Short answer in English:"
-    chat_prompt_template = "{question}\nAnswer the question in English using a single word or phrase."
-    generation = SHORT_ANSWER_GENERATION
-    image_subdir = "gqa"
-    label_vocabulary: ClassVar[frozenset[str] | None] = None  # open vocabulary
-    source_url = "https://github.com/adapter-hub/xGQA"
-    licence = "CC BY 4.0 (questions); GQA images: see https://cs.stanford.edu/people/dorarad/gqa"
-    citation = (
-        "Pfeiffer et al. 2022, xGQA: Cross-Lingual Visual Question Answering, Findings of ACL 2022; "
-        "Hudson & Manning 2019, GQA, CVPR 2019"
+    spec = TaskSpec(
+        name="xgqa",
+        version=1,
+        description="Cross-lingual GQA visual question answering; English answers; exact match",
+        kind="vqa",
+        languages=("bn", "de", "en", "id", "ko", "pt", "ru", "zh"),
+        default_split="test",
+        splits=("test", "dev", r"train_\d+", "testdev"),
+        prompt_template="Question: {question} Short answer in English:",
+        chat_prompt_template="{question}\nAnswer the question in English using a single word or phrase.",
+        image_subdir="gqa",
+        source_url="https://github.com/adapter-hub/xGQA",
+        licence="CC BY 4.0 (questions); GQA images: see https://cs.stanford.edu/people/dorarad/gqa",
+        citation=(
+            "Pfeiffer et al. 2022, xGQA: Cross-Lingual Visual Question Answering, Findings of ACL 2022; "
+            "Hudson & Manning 2019, GQA, CVPR 2019"
+        ),
     )
 
     def annotation_path(self, data_root: Path, lang: str, split: str) -> Path:

@@ -26,36 +26,39 @@ from typing import ClassVar
 
 from mvleval.benchmarks.annotations import read_jsonl, safe_image_path
 from mvleval.benchmarks.languages import language_name
-from mvleval.benchmarks.task import CAPTION_GENERATION, Example, Task
+from mvleval.benchmarks.spec import TaskSpec
+from mvleval.benchmarks.task import Example, Task
 from mvleval.metrics.base import Metric
 from mvleval.util.errors import MvlevalError
 
 _FORMAT_FIX = "use the Crossmodal-3600 release's captions.jsonl; see tasks/README.md for the expected format."
 
+LANGUAGES = (
+    "ar", "bn", "cs", "da", "de", "el", "en", "es", "fa", "fi", "fil", "fr", "he", "hi", "hr", "hu", "id", "it",
+    "ja", "ko", "mi", "nl", "no", "pl", "pt", "quz", "ro", "ru", "sv", "sw", "te", "th", "tr", "uk", "vi", "zh",
+)  # fmt: skip
+
 
 class XM3600(Task):
-    name = "xm3600"
-    version = 2  # v2: BLEU and chrF++ added beside CIDEr
-    description = "Crossmodal-3600 image captioning in 36 languages; CIDEr, BLEU, chrF++"
-    languages = (
-        "ar", "bn", "cs", "da", "de", "el", "en", "es", "fa", "fi", "fil", "fr", "he", "hi", "hr", "hu", "id", "it",
-        "ja", "ko", "mi", "nl", "no", "pl", "pt", "quz", "ro", "ru", "sv", "sw", "te", "th", "tr", "uk", "vi", "zh",
-    )  # fmt: skip
-    default_split = "test"
-    splits = ("test",)
-    images_per_example = 1
-    prompt_template = "Caption in {language}: "
-    chat_prompt_template = "Write a one-sentence caption of the image in {language}."
-    generation = CAPTION_GENERATION
-    image_subdir = "xm3600"
-    label_vocabulary: ClassVar[frozenset[str] | None] = None  # free-text captions
+    spec = TaskSpec(
+        name="xm3600",
+        version=2,  # v2: BLEU and chrF++ added beside CIDEr
+        description="Crossmodal-3600 image captioning in 36 languages; CIDEr, BLEU, chrF++",
+        kind="caption",
+        languages=LANGUAGES,
+        default_split="test",
+        splits=("test",),
+        prompt_template="Caption in {language}: ",
+        chat_prompt_template="Write a one-sentence caption of the image in {language}.",
+        image_subdir="xm3600",
+        source_url="https://google.github.io/crossmodal-3600/",
+        licence="CC BY 4.0 (captions); images from the Open Images dataset, each under its own licence (mostly CC BY 2.0)",
+        citation=(
+            "Thapliyal et al. 2022, Crossmodal-3600: A Massively Multilingual Multimodal Evaluation Dataset, EMNLP 2022"
+        ),
+    )
     #: the per-language field holding the references (mBLIP used the raw captions, not the tokenized variants)
     reference_field: ClassVar[str] = "caption"
-    source_url = "https://google.github.io/crossmodal-3600/"
-    licence = "CC BY 4.0 (captions); images from the Open Images dataset, each under its own licence (mostly CC BY 2.0)"
-    citation = (
-        "Thapliyal et al. 2022, Crossmodal-3600: A Massively Multilingual Multimodal Evaluation Dataset, EMNLP 2022"
-    )
 
     def annotation_path(self, data_root: Path, lang: str, split: str) -> Path:
         # One file holds every language; the language is picked per line in read_examples.

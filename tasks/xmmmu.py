@@ -22,9 +22,9 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
-from typing import ClassVar
 
 from mvleval.benchmarks.hubdata import first_shard, image_bytes, materialise_image, read_rows, shards
+from mvleval.benchmarks.spec import TaskSpec
 from mvleval.benchmarks.task import Example, GenerationSettings, Task
 from mvleval.metrics.base import Metric
 from mvleval.util.errors import MvlevalError
@@ -37,26 +37,27 @@ OPEN_TEMPLATE = "{question}\nAnswer the question using a single word or phrase."
 
 
 class XMMMU(Task):
-    name = "xmmmu"
-    version = 1
-    description = "xMMMU: MMMU college-exam questions in 7 languages, interleaved images; MMMU's answer parsing"
-    languages = ("ar", "en", "fr", "hi", "id", "ja", "pt")
-    default_split = "validation"
-    splits = ("validation",)
-    images_per_example = MAX_IMAGES
-    images_vary = True
-    prompt_template = MC_TEMPLATE
-    chat_prompt_template = MC_TEMPLATE
-    generation = GenerationSettings(num_beams=1, max_new_tokens=16, min_new_tokens=1, length_penalty=1.0)
-    image_subdir = "xmmmu"
-    label_vocabulary: ClassVar[frozenset[str] | None] = None  # letters and open answers
-    source_url = "https://huggingface.co/datasets/neulab/PangeaBench-xmmmu"
-    licence = "MIT (PangeaBench); MMMU's questions and images: research use"
-    citation = (
-        "Yue et al. 2024, MMMU, CVPR 2024; Yue et al. 2025, Pangea: A Fully Open Multilingual Multimodal LLM for 39 "
-        "Languages, ICLR 2025"
+    spec = TaskSpec(
+        name="xmmmu",
+        version=1,
+        description="xMMMU: MMMU college-exam questions in 7 languages, interleaved images; MMMU's answer parsing",
+        kind="multiple_choice",
+        languages=("ar", "en", "fr", "hi", "id", "ja", "pt"),
+        default_split="validation",
+        splits=("validation",),
+        prompt_template=MC_TEMPLATE,
+        generation=GenerationSettings(num_beams=1, max_new_tokens=16, min_new_tokens=1, length_penalty=1.0),
+        images_per_example=MAX_IMAGES,
+        images_vary=True,
+        image_subdir="xmmmu",
+        source_url="https://huggingface.co/datasets/neulab/PangeaBench-xmmmu",
+        licence="MIT (PangeaBench); MMMU's questions and images: research use",
+        citation=(
+            "Yue et al. 2024, MMMU, CVPR 2024; Yue et al. 2025, Pangea: A Fully Open Multilingual Multimodal LLM for 39 "
+            "Languages, ICLR 2025"
+        ),
+        size="MMMU's 900 validation questions per language (UNVERIFIED)",
     )
-    size = "MMMU's 900 validation questions per language (UNVERIFIED)"
 
     def annotation_path(self, data_root: Path, lang: str, split: str) -> Path:
         return first_shard(data_root / "xmmmu" / "data", lang)

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from mvleval.benchmarks.annotations import read_jsonl, safe_image_path
-from mvleval.benchmarks.task import SHORT_ANSWER_GENERATION, Example, Task
+from mvleval.benchmarks.spec import TaskSpec
+from mvleval.benchmarks.task import Example, Task
 from mvleval.metrics.base import Metric
 from mvleval.util.errors import MvlevalError
 
@@ -30,30 +31,31 @@ _FORMAT_FIX = "use IGLUE's published XVNLI annotation files; see tasks/README.md
 
 
 class XVNLI(Task):
-    name = "xvnli"
-    version = 1
-    description = "XVNLI visual entailment (hypothesis only) in 5 languages; English yes/no/maybe; exact match"
-    languages = ("ar", "en", "es", "fr", "ru")
-    default_split = "test"
-    splits = ("test", r"train_\d+")
-    images_per_example = 1
-    prompt_template = 'Is it guaranteed true that "{sentence2}"? Yes, no, or maybe? Answer in English:'
-    chat_prompt_template = (
-        'Is it guaranteed true that "{sentence2}"? Answer in English with a single word: yes, no, or maybe.'
+    spec = TaskSpec(
+        name="xvnli",
+        version=1,
+        description="XVNLI visual entailment (hypothesis only) in 5 languages; English yes/no/maybe; exact match",
+        kind="yesno",
+        languages=("ar", "en", "es", "fr", "ru"),
+        default_split="test",
+        splits=("test", r"train_\d+"),
+        prompt_template='Is it guaranteed true that "{sentence2}"? Yes, no, or maybe? Answer in English:',
+        chat_prompt_template=(
+            'Is it guaranteed true that "{sentence2}"? Answer in English with a single word: yes, no, or maybe.'
+        ),
+        image_subdir="flickr30k",
+        label_vocabulary=frozenset({"yes", "no", "maybe"}),
+        source_url="https://github.com/e-bug/iglue",
+        licence="CC BY 4.0 (XVNLI text); Flickr30k images for non-commercial research under the Flickr30k terms",
+        citation=(
+            "Bugliarello et al. 2022, IGLUE: A Benchmark for Transfer Learning across Modalities, Tasks, and Languages, "
+            "ICML 2022; Xie et al. 2019, Visual Entailment (SNLI-VE), arXiv:1901.06706"
+        ),
     )
-    generation = SHORT_ANSWER_GENERATION
-    image_subdir = "flickr30k"
     #: gold_label -> the answer word the model must produce (mBLIP's label_map).
     label_map: ClassVar[dict[str, str]] = {"entailment": "yes", "contradiction": "no", "neutral": "maybe"}
     #: gold labels whose rows are dropped: "-" marks pairs without an annotator majority.
     dropped_labels: ClassVar[frozenset[str]] = frozenset({"-"})
-    label_vocabulary: ClassVar[frozenset[str] | None] = frozenset({"yes", "no", "maybe"})
-    source_url = "https://github.com/e-bug/iglue"
-    licence = "CC BY 4.0 (XVNLI text); Flickr30k images for non-commercial research under the Flickr30k terms"
-    citation = (
-        "Bugliarello et al. 2022, IGLUE: A Benchmark for Transfer Learning across Modalities, Tasks, and Languages, "
-        "ICML 2022; Xie et al. 2019, Visual Entailment (SNLI-VE), arXiv:1901.06706"
-    )
 
     def annotation_path(self, data_root: Path, lang: str, split: str) -> Path:
         return data_root / "iglue" / "datasets" / "XVNLI" / "annotations" / lang / f"{split}.jsonl"

@@ -143,7 +143,7 @@ def test_tasks_lists_xgqa() -> None:
 
 # -- names a user copies are never cut (issue 29: 80 columns) ------------------------------------------------------
 def test_tasks_in_80_columns_cuts_no_name(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from mvleval.benchmarks.task import load_task, task_names
+    from mvleval.benchmarks.registry import load_task, task_names
     from tests.helpers import cli
 
     for columns in ("80", "120"):
@@ -207,7 +207,7 @@ def test_a_long_path_in_an_error_is_never_broken(tmp_path: Path) -> None:
 
 def test_top_level_help_names_every_built_in_task(capsys: pytest.CaptureFixture[str]) -> None:
     """Issue 29: `mvleval --help` omitted MaXM."""
-    from mvleval.benchmarks.task import task_names
+    from mvleval.benchmarks.registry import task_names
     from tests.helpers import cli
 
     code, out, _ = cli(capsys, "--help")

@@ -318,7 +318,7 @@ def test_data_lock_pins_commit_and_hashes(hub: Hub, tmp_path: Path, capsys: pyte
 
 # ------------------------------------------------------------------------------ same examples as ../shared/data
 def _upstream_examples(task: str, root: Path, lang: str, split: str) -> list[tuple[str, tuple[str, ...], str]]:
-    from mvleval.benchmarks.task import load_task
+    from mvleval.benchmarks.registry import load_task
 
     return [(e.id, e.references, e.prompt) for e in load_task(task).examples(root, root / "images", lang, split)]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mvleval.benchmarks.datacheck import MAX_MISSING_SHOWN, DataReport, check_data, render_report
-from mvleval.benchmarks.task import load_task
+from mvleval.benchmarks.registry import load_task
 from mvleval.util.errors import MvlevalError
 
 FIXTURES = Path(__file__).resolve().parent / "data" / "tasks"

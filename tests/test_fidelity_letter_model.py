@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.benchmarks.task import load_task
+from mvleval.benchmarks.registry import load_task
 from mvleval.metrics import LanguageFidelity
 from mvleval.metrics.language_fidelity import Verdict, letter_model_for
 from mvleval.metrics.letter_model import MIN_TEXTS, LetterModel

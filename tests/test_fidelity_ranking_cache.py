@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.benchmarks.task import load_task
+from mvleval.benchmarks.registry import load_task
 from mvleval.metrics import LanguageFidelity, ranking_cache
 from mvleval.metrics import language_fidelity as lf
 from mvleval.metrics.language_fidelity import Verdict, detector_verdict, judge

@@ -153,7 +153,7 @@ def test_empty_and_missing_files_are_refused(tmp_path: Path, shape_roots: tuple[
 
 
 def test_task_split_uses_the_tasks_own_prompt_for_languages_that_have_it(shared_data: Path, tmp_path: Path) -> None:
-    from mvleval.benchmarks.task import load_task
+    from mvleval.benchmarks.registry import load_task
     from tests.helpers import placeholder_images
 
     image_root = tmp_path / "images"

@@ -456,7 +456,7 @@ def test_bf16_and_int8_bases_train_and_reload(
 
 
 def test_training_on_a_task_split(shared_data: Path, tiny_mt5_dir: Path, tmp_path: Path) -> None:
-    from mvleval.benchmarks.task import load_task
+    from mvleval.benchmarks.registry import load_task
     from tests.helpers import placeholder_images
 
     image_root = tmp_path / "images"

@@ -356,7 +356,7 @@ def test_to_points_is_exact_decimal() -> None:
 def test_tasks_run_with_their_own_protocol_settings_share_one_model_row() -> None:
     """Captioning (50 tokens, length_penalty 1) and VQA (10 tokens, -1) are each task's protocol, not overrides:
     the same checkpoint is one row. A real override (greedy on xgqa) gets a row of its own, labelled by what differs."""
-    from mvleval.benchmarks.task import load_task
+    from mvleval.benchmarks.registry import load_task
 
     def protocol_record(
         run_id: str, task: str, metric: str, signature: str, **generation: Any
@@ -400,7 +400,7 @@ def test_one_relative_path_two_checkpoints_are_two_rows() -> None:
 
 
 def test_a_protocol_row_shows_the_protocol_value_not_none() -> None:
-    from mvleval.benchmarks.task import load_task
+    from mvleval.benchmarks.registry import load_task
 
     task = load_task("xgqa")
     protocol = task.generation.to_dict()

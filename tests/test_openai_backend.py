@@ -341,7 +341,7 @@ def test_two_images_go_in_task_order_and_survive_a_fault(
     server: FakeChatServer, demo_data: tuple[Path, Path], reference: dict[str, bytes], tmp_path: Path
 ) -> None:
     from mvleval.backends.openai_api import encode_image
-    from mvleval.benchmarks.task import load_task
+    from mvleval.benchmarks.registry import load_task
 
     server.plan("500", times=1)
     proc = run_served(server, demo_data, tmp_path, task=MARVL)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.benchmarks.task import task_names
+from mvleval.benchmarks.registry import task_names
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -148,7 +148,7 @@ def test_a_yes_no_vocabulary_is_read_as_the_words_written(tmp_path: Path) -> Non
     code, text = main("tasks", "--task", folder)
     assert code == 0, text
     assert "got False" not in text
-    from mvleval.benchmarks.task import load_task
+    from mvleval.benchmarks.registry import load_task
 
     assert load_task(str(folder)).label_vocabulary == frozenset({"yes", "no"})  # type: ignore[attr-defined]
 
@@ -192,7 +192,7 @@ def test_benchmark_answers_match_words_after_nfkc_and_markdown(prediction: str, 
 
 
 def test_builtin_tasks_keep_mblips_relaxed_accuracy() -> None:
-    from mvleval.benchmarks.task import load_task
+    from mvleval.benchmarks.registry import load_task
 
     for name in ("xgqa", "marvl", "xvnli"):
         relaxed = next(m for m in load_task(name).metrics() if m.name == "relaxed_accuracy")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.benchmarks.task import load_task
+from mvleval.benchmarks.registry import load_task
 from mvleval.record.schema import read_record, read_samples
 from tests.helpers import invoke_run, placeholder_images
 

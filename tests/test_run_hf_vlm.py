@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from mvleval.benchmarks.task import load_task, task_names
+from mvleval.benchmarks.registry import load_task, task_names
 from tests.helpers import run_cli
 
 DEMO_LANGS = ("en", "id", "zh")  # each demo task has data for the ones it knows of these

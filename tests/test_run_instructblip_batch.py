@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from mvleval.benchmarks.task import load_task
+from mvleval.benchmarks.registry import load_task
 from tests.helpers import console_script, placeholder_images, tiny_model
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.benchmarks.task import load_task
+from mvleval.benchmarks.registry import load_task
 from mvleval.record.schema import read_record, read_samples
 from tests.helpers import invoke, invoke_run, placeholder_images, run_records
 

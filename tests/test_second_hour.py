@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mvleval.benchmarks.task import load_task, task_names
+from mvleval.benchmarks.registry import load_task, task_names
 from tests.helpers import placeholder_images
 
 MVLEVAL = shutil.which("mvleval")

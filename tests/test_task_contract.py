@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from mvleval.benchmarks.hubdata import image_dir
-from mvleval.benchmarks.task import Task, load_task, task_names
+from mvleval.benchmarks.registry import load_task, task_names
+from mvleval.benchmarks.task import Task
 from mvleval.util.errors import MvlevalError
 from tests.helpers import placeholder_images
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from mvleval.benchmarks.languages import language_name
-from mvleval.benchmarks.task import load_task
+from mvleval.benchmarks.registry import load_task
 from mvleval.metrics import ExactMatch, RelaxedAccuracy
 from mvleval.util.errors import MvlevalError
 

@@ -241,7 +241,7 @@ def test_mtvqa_run_matches_the_authors_script_and_mean_over_languages(scripted: 
 def test_embedded_images_are_written_once_and_work_from_a_read_only_data_root(tmp_path: Path) -> None:
     """The images inside the parquet files become content-addressed files in the cache dir: a second read writes
     nothing, and a read-only data root is fine."""
-    from mvleval.benchmarks.task import load_task
+    from mvleval.benchmarks.registry import load_task
 
     data = write_mtvqa(tmp_path / "data")
     for path in sorted(data.rglob("*"), reverse=True):

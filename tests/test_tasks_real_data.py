@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from mvleval.benchmarks.datacheck import check_data
-from mvleval.benchmarks.task import load_task
+from mvleval.benchmarks.registry import load_task
 from mvleval.util.errors import MvlevalError
 from tests.helpers import read_jsonl
 

@@ -30,12 +30,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, TypeGuard
+from typing import Annotated, Any, Literal, TypeGuard
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from mvleval.benchmarks.annotations import image_path_escapes
-from mvleval.benchmarks.task import CAPTION_GENERATION, SHORT_ANSWER_GENERATION, Example, GenerationSettings, Task
+from mvleval.benchmarks.builtin import task_names
+from mvleval.benchmarks.kinds import KINDS, format_choices
+from mvleval.benchmarks.spec import TaskSpec
+from mvleval.benchmarks.task import Example, Task
 from mvleval.metrics.base import Metric, MetricResult
 from mvleval.metrics.choice import DEFAULT_LABELS
 from mvleval.metrics.language_fidelity import LanguageFidelity
@@ -45,7 +49,6 @@ from mvleval.util.yamlio import read_yaml
 
 HEADER_NAMES = ("benchmark.yaml", "benchmark.yml")
 DATA_NAME = "data.jsonl"
-KINDS = ("caption", "vqa", "yesno", "multiple_choice")
 ROW_FIELDS = ("id", "lang", "images", "question", "answers", "choices", "answer_lang", "split")
 TEMPLATE_FIELDS = ("question", "language", "choices")
 
@@ -54,35 +57,21 @@ _SPLIT_NAME = re.compile(r"[A-Za-z0-9_]+")
 _TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _FORMAT_FIX = "correct the rows above (docs/custom-benchmark.md describes the header and the rows), then rerun."
 
-#: per kind: the metrics (headline first) and decoding settings used when the header names none (mBLIP's settings:
-#: captions as XM3600, short answers as xGQA/MaRVL)
-KIND_DEFAULTS: dict[str, tuple[tuple[str, ...], GenerationSettings]] = {
-    "caption": (
-        ("cider", "language_fidelity"),
-        CAPTION_GENERATION,
-    ),
-    "vqa": (
-        ("exact_match", "relaxed_accuracy", "language_fidelity"),
-        SHORT_ANSWER_GENERATION,
-    ),
-    "yesno": (
-        ("exact_match", "relaxed_accuracy"),
-        SHORT_ANSWER_GENERATION,
-    ),
-    "multiple_choice": (
-        ("choice_accuracy",),
-        SHORT_ANSWER_GENERATION,
-    ),
-}
-
 
 def default_metrics(spec: BenchmarkSpec) -> tuple[str, ...]:
-    """The header's metrics, else the kind's (multiple choice answered with the choice's text: as VQA answers)."""
+    """The header's metrics, else the kind's (mvleval/benchmarks/kinds.py)."""
     if spec.metrics is not None:
         return tuple(spec.metrics)
-    if spec.kind == "multiple_choice" and spec.answer_with == "choice":
-        return ("exact_match", "relaxed_accuracy")
-    return KIND_DEFAULTS[spec.kind][0]
+    return KINDS[spec.kind].default_metrics(spec.answer_with)
+
+
+def _known_kind(value: Any) -> Any:
+    """A header's kind must be one of kinds.py's (reported as pydantic reports a Literal it does not match)."""
+    if isinstance(value, str) and value in KINDS:
+        return value
+    names = tuple(KINDS)
+    expected = ", ".join(f"'{k}'" for k in names[:-1]) + f" or '{names[-1]}'"
+    raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
 
 
 class GenerationSpec(BaseModel):
@@ -106,7 +95,9 @@ class BenchmarkSpec(BaseModel):
         ge=1, description="Bump it whenever prompts, labels, metrics, generation or the examples change."
     )
     description: str = Field(min_length=1)
-    kind: Literal["caption", "vqa", "yesno", "multiple_choice"]
+    kind: Annotated[str, BeforeValidator(_known_kind)] = Field(
+        description="A task kind of mvleval/benchmarks/kinds.py."
+    )
     prompt: str = Field(min_length=1, description="mBLIP-style prompt: {question}, {language}, {choices}.")
     chat_prompt: str | None = Field(default=None, description="Prompt for --prompt-style chat (default: prompt).")
     metrics: list[str] | None = Field(default=None, description="Metric names, headline first (default: per kind).")
@@ -286,7 +277,6 @@ def template_fields(template: str) -> set[str]:
 
 def _header_problems(spec: BenchmarkSpec, files: BenchmarkFiles, lines: dict[str, int]) -> list[str]:
     """Checks across the header's keys, after pydantic accepted each of them."""
-    from mvleval.benchmarks.task import task_names
     from mvleval.metrics.registry import check_metric_name
 
     out: list[str] = []
@@ -312,20 +302,17 @@ def _header_problems(spec: BenchmarkSpec, files: BenchmarkFiles, lines: dict[str
             f"'{files.name}' is the name of a built-in task; rename the benchmark's folder or file so records, "
             "baselines and leaderboard columns cannot be mistaken for it.",
         )
+    kind = KINDS[spec.kind]
     for key, template in (("prompt", spec.prompt), ("chat_prompt", spec.chat_prompt)):
         if template is None:
             continue
         for problem in _template_problems(template, key):
             at(key, problem)
-        if spec.kind == "multiple_choice" and "choices" not in template_fields(template):
-            at(key, f"a multiple_choice prompt must show the choices: add {{choices}} to '{key}'.")
-        if spec.kind != "multiple_choice" and "choices" in template_fields(template):
-            at(key, f"{{choices}} only applies to kind multiple_choice (this benchmark is '{spec.kind}').")
-        if (
-            spec.kind in ("vqa", "multiple_choice")
-            and "question" not in template_fields(template)
-            and not _template_problems(template, key)
-        ):
+        if kind.choices and "choices" not in template_fields(template):
+            at(key, f"a {spec.kind} prompt must show the choices: add {{choices}} to '{key}'.")
+        if not kind.choices and "choices" in template_fields(template):
+            at(key, f"{{choices}} only applies to kind {_kinds_with('choices')} (this benchmark is '{spec.kind}').")
+        if kind.question and "question" not in template_fields(template) and not _template_problems(template, key):
             # the model would never see the question: every answer would be a guess, and the scores would measure nothing
             at(key, f"a {spec.kind} prompt must show the question: add {{question}} to '{key}'.")
     try:
@@ -357,9 +344,9 @@ def _header_problems(spec: BenchmarkSpec, files: BenchmarkFiles, lines: dict[str
         at("languages", "a language is listed twice.")
     if spec.languages is not None and not spec.languages:
         at("languages", "an empty languages list allows no row; list the codes or leave the key out.")
-    if spec.label_vocabulary is not None and spec.kind in ("caption", "multiple_choice"):
-        at("label_vocabulary", f"label_vocabulary applies to kinds vqa and yesno, not {spec.kind}.")
-    if spec.kind == "multiple_choice" and spec.answer_with == "label":
+    if spec.label_vocabulary is not None and not kind.takes_vocabulary:
+        at("label_vocabulary", f"label_vocabulary applies to kinds {_kinds_with('takes_vocabulary')}, not {spec.kind}.")
+    if kind.choices and spec.answer_with == "label":
         for name in {"exact_match", "relaxed_accuracy"} & set(spec.metrics or ()):
             # found by this module's own test: VQA cleaning deletes the article "a", so a correct "A" scores 0
             at(
@@ -367,7 +354,7 @@ def _header_problems(spec: BenchmarkSpec, files: BenchmarkFiles, lines: dict[str
                 f"{name} cannot score letter labels (mBLIP's VQA cleaning deletes the article 'a', so a correct "
                 "'A' never matches); use choice_accuracy, or answer_with: choice.",
             )
-    if spec.kind == "multiple_choice" and spec.answer_with == "choice" and "choice_accuracy" in (spec.metrics or ()):
+    if kind.choices and spec.answer_with == "choice" and "choice_accuracy" in (spec.metrics or ()):
         # choice_accuracy reads the letter a prediction starts with: answers given as the choice's text would all score 0
         at(
             "metrics",
@@ -375,8 +362,8 @@ def _header_problems(spec: BenchmarkSpec, files: BenchmarkFiles, lines: dict[str
             "every answer would score 0; use exact_match or relaxed_accuracy (the default), or answer_with: label.",
         )
     if spec.labels is not None:
-        if spec.kind != "multiple_choice":
-            at("labels", f"labels apply to kind multiple_choice, not {spec.kind}.")
+        if not kind.choices:
+            at("labels", f"labels apply to kind {_kinds_with('choices')}, not {spec.kind}.")
         elif len(spec.labels) < 2 or not all(isinstance(x, str) and x.strip() == x and x for x in spec.labels):
             at(
                 "labels",
@@ -392,15 +379,17 @@ def _header_problems(spec: BenchmarkSpec, files: BenchmarkFiles, lines: dict[str
             f"cluster names the row field holding each example's group key (e.g. cluster: image_id); "
             f"{spec.cluster!r} is {'a field with another meaning' if spec.cluster in ROW_FIELDS else 'not a field name'}.",
         )
-    if (
-        spec.kind == "multiple_choice"
-        and spec.answer_with == "label"
-        and "label" not in template_fields(spec.choices_format)
-    ):
+    if kind.choices and spec.answer_with == "label" and "label" not in template_fields(spec.choices_format):
         at("choices_format", "answers are labels (answer_with: label), so choices_format must show {label}.")
     if spec.image_subdir and (spec.image_subdir.startswith(("/", "\\")) or ".." in Path(spec.image_subdir).parts):
         at("image_subdir", f"image_subdir must be a relative folder inside the image root, got {spec.image_subdir!r}.")
     return out
+
+
+def _kinds_with(flag: str) -> str:
+    """The kinds with a flag of kinds.Kind set, in words ("vqa and yesno")."""
+    names = [k.name for k in KINDS.values() if getattr(k, flag)]
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
 def _pydantic_problems(exc: ValidationError, path: Path, lines: dict[str, int]) -> list[str]:
@@ -420,7 +409,7 @@ def _pydantic_problems(exc: ValidationError, path: Path, lines: dict[str, int]) 
         elif err["type"] == "literal_error":
             out.append(
                 f"{path}:{line}: '{key}' must be one of {err['ctx']['expected']}, got {err.get('input')!r}."
-                + (did_you_mean(str(err.get("input")), KINDS) if loc == ["kind"] else "")
+                + (did_you_mean(str(err.get("input")), tuple(KINDS)) if loc == ["kind"] else "")
             )
         else:
             out.append(f"{path}:{line}: '{key}': {err['msg']} (got {err.get('input')!r}).")
@@ -535,11 +524,12 @@ class _RowReader:
         elif "question" in self.fields and "question" not in obj:
             bad("the prompt uses {question} but the row has no 'question'")
         choices = obj.get("choices")
-        if "choices" in obj and spec.kind != "multiple_choice":
-            bad(f"'choices' only applies to kind multiple_choice (this benchmark is '{spec.kind}')")
-        elif spec.kind == "multiple_choice":
+        choice_kind = KINDS[spec.kind].choices
+        if "choices" in obj and not choice_kind:
+            bad(f"'choices' only applies to kind {_kinds_with('choices')} (this benchmark is '{spec.kind}')")
+        elif choice_kind:
             if "choices" not in obj:
-                bad("a multiple_choice row needs 'choices'")
+                bad(f"a {spec.kind} row needs 'choices'")
             elif (
                 not _str_list(choices)
                 or not 2 <= len(choices) <= len(spec.labels or DEFAULT_LABELS)
@@ -597,7 +587,7 @@ class _RowReader:
 
     def _answer_problems(self, where: str, answers: list[str], choices: Any) -> list[Problem]:
         spec = self.spec
-        if spec.kind == "multiple_choice" and _str_list(choices):
+        if KINDS[spec.kind].choices and _str_list(choices):
             wrong = [a for a in answers if a not in choices]
             if wrong:
                 return [
@@ -663,7 +653,7 @@ class _RowReader:
 def _vocabulary(spec: BenchmarkSpec) -> frozenset[str] | None:
     if spec.label_vocabulary is not None:
         return frozenset(v.strip().lower() for v in spec.label_vocabulary)
-    return frozenset({"yes", "no"}) if spec.kind == "yesno" else None
+    return KINDS[spec.kind].vocabulary
 
 
 def _read_rows(files: BenchmarkFiles, spec: BenchmarkSpec) -> tuple[list[Row], list[Problem]]:
@@ -778,31 +768,37 @@ class _PerLanguageFidelity(LanguageFidelity):
 
 
 class FileTask(Task):
-    """A task read from a benchmark file: the header sets what a built-in task's class attributes set."""
+    """A task read from a benchmark file: its TaskSpec is built from the header (`self.header`, the YAML as read) and
+    the rows; the rows are its reader's data. Kind rules (references, choices, vocabulary) come from kinds.py."""
 
     def __init__(
-        self, files: BenchmarkFiles, spec: BenchmarkSpec, rows: Sequence[Row], prompt_style: str = "mblip"
+        self, files: BenchmarkFiles, header: BenchmarkSpec, rows: Sequence[Row], prompt_style: str = "mblip"
     ) -> None:
         super().__init__(prompt_style)
-        self.files, self.spec, self.rows = files, spec, tuple(rows)
-        self.name = files.name  # type: ignore[misc]
-        self.version = spec.version  # type: ignore[misc]
-        self.description = spec.description  # type: ignore[misc]
-        self.languages = tuple(spec.languages or sorted({r.lang for r in rows}))  # type: ignore[misc]
-        self.default_split = spec.default_split  # type: ignore[misc]
-        self.splits = (spec.default_split, *sorted({r.split for r in rows} - {spec.default_split}))  # type: ignore[misc]
-        self.images_per_example = max(len(r.images) for r in rows)  # type: ignore[misc]
-        self.prompt_template = spec.prompt  # type: ignore[misc]
-        self.chat_prompt_template = spec.chat_prompt or spec.prompt  # type: ignore[misc]
-        default_generation = KIND_DEFAULTS[spec.kind][1]
-        self.generation = default_generation.replace(**spec.generation.model_dump())  # type: ignore[misc]
-        self.metric_names = default_metrics(spec)
-        self.image_subdir = spec.image_subdir  # type: ignore[misc]
-        self.source_url, self.licence, self.citation = spec.source_url, spec.licence, spec.citation  # type: ignore[misc]
-        self.label_vocabulary = _vocabulary(spec)
+        self.files, self.header, self.rows = files, header, tuple(rows)
+        kind = KINDS[header.kind]
+        self.spec = TaskSpec(
+            name=files.name,
+            version=header.version,
+            description=header.description,
+            kind=header.kind,
+            languages=tuple(header.languages or sorted({r.lang for r in rows})),
+            default_split=header.default_split,
+            splits=(header.default_split, *sorted({r.split for r in rows} - {header.default_split})),
+            prompt_template=header.prompt,
+            chat_prompt_template=header.chat_prompt or header.prompt,
+            generation=kind.generation.replace(**header.generation.model_dump()),
+            images_per_example=max(len(r.images) for r in rows),
+            image_subdir=header.image_subdir,
+            label_vocabulary=_vocabulary(header),
+            source_url=header.source_url,
+            licence=header.licence,
+            citation=header.citation,
+        )
+        self.metric_names = default_metrics(header)
         requested: dict[str, str] = {}
         for r in rows:
-            requested.setdefault(r.lang, r.answer_lang or spec.answer_language or r.lang)
+            requested.setdefault(r.lang, r.answer_lang or header.answer_language or r.lang)
         self._requested = requested
 
     # -- Task -----------------------------------------------------------------------------------------------------
@@ -900,13 +896,13 @@ class FileTask(Task):
     @property
     def labels(self) -> tuple[str, ...]:
         """The multiple-choice labels, in order: the header's, else A, B, C, ..."""
-        return tuple(self.spec.labels) if self.spec.labels else DEFAULT_LABELS
+        return tuple(self.header.labels) if self.header.labels else DEFAULT_LABELS
 
     def cluster_unit(self) -> str:
-        return self.spec.cluster or "image"
+        return self.header.cluster or "image"
 
     def cluster_keys(self, examples: Sequence[Example]) -> list[str]:
-        if self.spec.cluster is None:
+        if self.header.cluster is None:
             return super().cluster_keys(examples)
         return [e.cluster or f"example:{e.id}" for e in examples]
 
@@ -915,14 +911,14 @@ class FileTask(Task):
 
     def protocol(self) -> dict[str, Any]:
         protocol = super().protocol()
-        if self.spec.languages is None:
+        if self.header.languages is None:
             # languages taken from the data: the data fingerprint covers them, so the header alone defines the hash
             protocol["languages"] = "from the data file"
         protocol.pop("images_per_example")  # the same: a property of the rows, which the data fingerprint covers
         return protocol
 
     def protocol_extra(self) -> dict[str, Any]:
-        spec = self.spec
+        spec = self.header
         extra: dict[str, Any] = {
             "source": "benchmark file",
             "version": spec.version,
@@ -934,7 +930,7 @@ class FileTask(Task):
             "image_subdir": spec.image_subdir,
             "references": self._reference_rule(),
         }
-        if spec.kind == "multiple_choice":
+        if self.kind.choices:
             extra["choices"] = {
                 "format": spec.choices_format,
                 "separator": spec.choices_separator,
@@ -947,17 +943,12 @@ class FileTask(Task):
 
     # -- rows to prompts and references ---------------------------------------------------------------------------
     def _reference_rule(self) -> str:
-        kind = self.spec.kind
-        if kind == "yesno":
-            return "answers lower-cased and stripped"
-        if kind == "multiple_choice":
-            return "the correct choices' labels" if self.spec.answer_with == "label" else "the correct choices' text"
-        return "answers as written"
+        return self.kind.reference_rule(self.header.answer_with)
 
     def language_name(self, code: str) -> str:
         from mvleval.benchmarks.languages import MBLIP_LANGUAGE_NAMES
 
-        return self.spec.language_names.get(code) or MBLIP_LANGUAGE_NAMES[code]
+        return self.header.language_names.get(code) or MBLIP_LANGUAGE_NAMES[code]
 
     def format_prompt(self, row: Row) -> str:
         fields = template_fields(self.template)
@@ -965,21 +956,15 @@ class FileTask(Task):
         if "question" in fields:
             values["question"] = row.question or ""
         if "language" in fields:
-            values["language"] = self.language_name(row.answer_lang or self.spec.answer_language or row.lang)
+            values["language"] = self.language_name(row.answer_lang or self.header.answer_language or row.lang)
         if "choices" in fields:
-            values["choices"] = self.spec.choices_separator.join(
-                self.spec.choices_format.format(label=self.labels[i], choice=c) for i, c in enumerate(row.choices or ())
+            values["choices"] = format_choices(
+                row.choices or (), self.labels, self.header.choices_format, self.header.choices_separator
             )
         return self.template.format(**values)
 
     def references(self, row: Row) -> tuple[str, ...]:
-        kind = self.spec.kind
-        if kind == "yesno":
-            return tuple(a.strip().lower() for a in row.answers)
-        if kind == "multiple_choice" and self.spec.answer_with == "label":
-            assert row.choices is not None
-            return tuple(self.labels[row.choices.index(a)] for a in row.answers)
-        return row.answers
+        return self.kind.references(row.answers, row.choices, self.labels, self.header.answer_with)
 
     def row_counts(self) -> dict[str, dict[str, int]]:
         """Rows per split and language, for `mvleval tasks --task PATH`."""

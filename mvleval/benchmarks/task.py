@@ -1,48 +1,26 @@
-"""Example and Task values, and load_task(name | path): a built-in from the tasks folder, or a benchmark file."""
+"""Example values and the Task: a TaskSpec (spec.py) plus a reader of the benchmark's files. The registry
+(registry.py) finds tasks by name or path; this module imports neither it nor the benchmark folders (filetask.py)."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
-import pkgutil
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
+from mvleval.benchmarks.kinds import Kind, get_kind
+from mvleval.benchmarks.spec import CAPTION_GENERATION as CAPTION_GENERATION
+from mvleval.benchmarks.spec import SHORT_ANSWER_GENERATION as SHORT_ANSWER_GENERATION
+from mvleval.benchmarks.spec import GenerationSettings as GenerationSettings
+from mvleval.benchmarks.spec import TaskSpec as TaskSpec
 from mvleval.util.errors import MvlevalError, did_you_mean
 
 if TYPE_CHECKING:
     from mvleval.metrics.base import Metric
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """Decoding settings; tasks carry mBLIP's, flags may override them, records store them."""
-
-    num_beams: int = 5
-    max_new_tokens: int = 10
-    min_new_tokens: int = 1
-    length_penalty: float = 1.0
-    do_sample: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def replace(self, **overrides: Any) -> GenerationSettings:
-        """A copy with the given fields changed (None values are ignored)."""
-        values = self.to_dict()
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return GenerationSettings(**values)
-
-
-#: mBLIP's decoding settings (its public code), the one place they are written: captions (XM3600, xFlickrCo, caption
-#: benchmark folders) and short answers (xGQA, MaRVL, XVNLI, MaXM, and VQA / yes-no / multiple-choice folders)
-CAPTION_GENERATION = GenerationSettings(num_beams=5, max_new_tokens=50, min_new_tokens=1, length_penalty=1.0)
-SHORT_ANSWER_GENERATION = GenerationSettings(num_beams=5, max_new_tokens=10, min_new_tokens=1, length_penalty=-1.0)
 
 
 @dataclass(frozen=True)
@@ -105,34 +83,15 @@ def shared_image_clusters(images: Sequence[Sequence[str]]) -> list[str]:
 
 
 class Task(ABC):
-    """A benchmark adapter. Subclasses live in tasks/<name>.py and set the class attributes below.
+    """A benchmark adapter: a TaskSpec (what the benchmark is) plus a reader of its files (annotation_path,
+    read_examples; metrics where they differ from the kind's). A built-in task in tasks/<name>.py sets the class
+    attribute ``spec = TaskSpec(...)``; a benchmark folder (filetask.FileTask) builds its spec from its YAML header.
 
-    Bump `version` whenever the prompt, filtering, label mapping, generation settings or metrics change:
+    Bump the spec's `version` whenever the prompt, filtering, label mapping, generation settings or metrics change:
     tests/test_task_contract.py pins a hash of each task's protocol to its version.
     """
 
-    name: ClassVar[str]
-    version: ClassVar[int]
-    description: ClassVar[str]
-    languages: ClassVar[tuple[str, ...]]
-    default_split: ClassVar[str]
-    #: split names, or regular expressions for families such as train_N (anchored).
-    splits: ClassVar[tuple[str, ...]]
-    images_per_example: ClassVar[int] = 1
-    #: True for a task whose examples have 0..images_per_example images each (text-only questions, MMMU's
-    #: interleaved `<image k>` images, images as options); the backends place images where `<image k>` markers stand
-    images_vary: ClassVar[bool] = False
-    #: mBLIP's prompt: the protocol every published mBLIP number was made with (prompt style "mblip", the default).
-    prompt_template: ClassVar[str]
-    #: the wording instruction-tuned chat models are evaluated with (lmms-eval / PangeaBench style; prompt style "chat").
-    chat_prompt_template: ClassVar[str]
-    generation: ClassVar[GenerationSettings]
-    image_subdir: ClassVar[str]
-    source_url: ClassVar[str] = ""
-    licence: ClassVar[str] = ""
-    citation: ClassVar[str] = ""
-    #: how large the default split is, in words ("6,778 questions on 2,116 images"); shown by `mvleval tasks`
-    size: ClassVar[str | None] = None
+    spec: TaskSpec
 
     def __init__(self, prompt_style: str = "mblip") -> None:
         if prompt_style not in PROMPT_STYLES:
@@ -148,6 +107,87 @@ class Task(ABC):
         """The prompt template of the chosen prompt style; tasks format every example's prompt with it."""
         return self.prompt_template if self.prompt_style == "mblip" else self.chat_prompt_template
 
+    # -- the spec's fields (read-only) ----------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def version(self) -> int:
+        return self.spec.version
+
+    @property
+    def description(self) -> str:
+        return self.spec.description
+
+    @property
+    def kind(self) -> Kind:
+        """The task's kind (mvleval/benchmarks/kinds.py): its default decoding, metrics and reference rule."""
+        return get_kind(self.spec.kind)
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return self.spec.languages
+
+    @property
+    def default_split(self) -> str:
+        return self.spec.default_split
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """Split names, or regular expressions for families such as train_N (anchored)."""
+        return self.spec.splits
+
+    @property
+    def images_per_example(self) -> int:
+        return self.spec.images_per_example
+
+    @property
+    def images_vary(self) -> bool:
+        return self.spec.images_vary
+
+    @property
+    def prompt_template(self) -> str:
+        """mBLIP's prompt (prompt style "mblip", the default)."""
+        return self.spec.prompt_template
+
+    @property
+    def chat_prompt_template(self) -> str:
+        """The wording for instruction-tuned chat models (prompt style "chat")."""
+        chat = self.spec.chat_prompt_template
+        return self.spec.prompt_template if chat is None else chat
+
+    @property
+    def generation(self) -> GenerationSettings:
+        """The spec's decoding settings, else the kind's."""
+        return self.spec.generation if self.spec.generation is not None else self.kind.generation
+
+    @property
+    def image_subdir(self) -> str:
+        return self.spec.image_subdir
+
+    @property
+    def label_vocabulary(self) -> frozenset[str] | None:
+        """The closed answer vocabulary, or None for open answers."""
+        return self.spec.label_vocabulary
+
+    @property
+    def source_url(self) -> str:
+        return self.spec.source_url
+
+    @property
+    def licence(self) -> str:
+        return self.spec.licence
+
+    @property
+    def citation(self) -> str:
+        return self.spec.citation
+
+    @property
+    def size(self) -> str | None:
+        """How large the default split is, in words; shown by `mvleval tasks`."""
+        return self.spec.size
+
     # -- to implement --------------------------------------------------------------------------------------------
     @abstractmethod
     def annotation_path(self, data_root: Path, lang: str, split: str) -> Path:
@@ -157,9 +197,12 @@ class Task(ABC):
     def read_examples(self, path: Path, lang: str, split: str, image_root: Path) -> list[Example]:
         """Parse one annotation file into examples (validated; errors name file:line)."""
 
-    @abstractmethod
     def metrics(self) -> tuple[Metric, ...]:
-        """The metrics scored per language, headline metric first."""
+        """The metrics scored per language, headline first: the kind's, unless the task scores otherwise (each
+        built-in task scores as its paper's code does; a benchmark folder names its own or takes the kind's)."""
+        from mvleval.metrics.registry import build_metric
+
+        return tuple(build_metric(name, self.languages, None) for name in self.kind.default_metrics())
 
     # -- shared behaviour ----------------------------------------------------------------------------------------
     def protocol(self) -> dict[str, Any]:
@@ -338,73 +381,3 @@ def _what_is_there(data_root: Path, missing: Path) -> str:
 
 #: Prompt styles every task offers: mBLIP's protocol, and the wording for instruction-tuned chat models.
 PROMPT_STYLES = ("mblip", "chat")
-
-
-# -- registry ------------------------------------------------------------------------------------------------------
-_TASK_PACKAGE = "mvleval.tasks"
-
-
-def task_names() -> list[str]:
-    """Names of the tasks shipped in the tasks folder (file stem = task name)."""
-    pkg = importlib.import_module(_TASK_PACKAGE)
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
-
-
-def load_task(name: str, prompt_style: str = "mblip") -> Task:
-    """Instantiate a task by name, e.g. load_task("xgqa"), or read a benchmark file by path (a value with a '/' or
-    ending in .jsonl/.yaml: load_task("./my-bench")), with a prompt style; unknown names get a suggestion."""
-    from mvleval.benchmarks.filetask import is_task_path, load_file_task
-
-    if is_task_path(name):
-        return load_file_task(name, prompt_style)
-    names = task_names()
-    if name not in names:
-        hint = (
-            f" Did you mean '{name.lower()}'? (task names are lower-case)"
-            if name.lower() in names
-            else did_you_mean(name, names)
-        )
-        if Path(name).exists():
-            hint += f" For the benchmark file or folder '{name}', pass it as a path: ./{name}."
-        raise MvlevalError(
-            f"unknown task '{name}'.{hint} Known tasks: {', '.join(names)}.",
-            fix="run `mvleval tasks` to list them.",
-        )
-    module = importlib.import_module(f"{_TASK_PACKAGE}.{name}")
-    classes = [
-        obj
-        for obj in vars(module).values()
-        if isinstance(obj, type) and issubclass(obj, Task) and obj is not Task and obj.__module__ == module.__name__
-    ]
-    if len(classes) != 1:
-        raise RuntimeError(f"tasks/{name}.py must define exactly one Task subclass, found {len(classes)}")
-    task = classes[0](prompt_style)
-    if task.name != name:
-        raise RuntimeError(f"tasks/{name}.py defines a task named {task.name!r}; the name must equal the file stem")
-    return task
-
-
-def load_task_of_record(name: str, prompt_style: str, source: str | None, *, where: Path | str | None = None) -> Task:
-    """The task a run record was made with: a built-in by name, a benchmark file from the path the record keeps.
-
-    Raises:
-        MvlevalError: the benchmark file is no longer where the run read it, or the file there is another benchmark.
-    """
-    if source is None:
-        return load_task(name, prompt_style=prompt_style)
-    from mvleval.benchmarks.filetask import load_file_task
-
-    if not Path(source).exists():
-        raise MvlevalError(
-            f"the run was made on the benchmark file '{name}' at {source}, which is no longer there (moved or deleted).",
-            fix=f"put the benchmark back at {source}: the record keeps where its task was read from.",
-            where=where,
-        )
-    task = load_file_task(source, prompt_style)
-    if task.name != name:
-        raise MvlevalError(
-            f"the benchmark at {source} is now named '{task.name}', but the run was made on '{name}'.",
-            fix="restore the benchmark the run was made on at that path.",
-            where=where,
-        )
-    return task

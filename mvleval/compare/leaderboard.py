@@ -187,7 +187,7 @@ def _generation_overrides(record: RunRecord) -> tuple[dict[str, Any], bool]:
     """The decoding settings that differ from the task's own protocol (each task has its own defaults: a model run
     on captioning and VQA tasks with their protocol settings is one row, not two), and whether the protocol was known.
     When the installed task is not the record's version, all settings are kept, so nothing is merged on a guess."""
-    from mvleval.benchmarks.task import load_task_of_record
+    from mvleval.benchmarks.registry import load_task_of_record
 
     try:
         task = load_task_of_record(record.task.name, record.task.prompt_style, record.task.source)

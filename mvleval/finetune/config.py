@@ -311,7 +311,7 @@ def _task_checks(
     task_name: Any, split: Any, data_root: Any, languages: Any, roots: Sequence[Any]
 ) -> list[tuple[str, str]]:
     """Checks for task mode; `task_name` may join several tasks with '+' (a task mixture, e.g. 'xgqa+xvnli')."""
-    from mvleval.benchmarks.task import load_task
+    from mvleval.benchmarks.registry import load_task
 
     problems: list[tuple[str, str]] = []
     tasks = []

@@ -243,7 +243,7 @@ def read_task_split(
     Raises:
         MvlevalError: no language has the split, a requested language lacks it, or images are missing.
     """
-    from mvleval.benchmarks.task import load_task
+    from mvleval.benchmarks.registry import load_task
 
     task = load_task(task_name, prompt_style=prompt_style)
     task.check_split(split)
@@ -287,7 +287,7 @@ def load_examples(config: TrainConfig) -> list[Example]:
     if config.train_file is not None:
         return read_task_mix(config.train_file, config.image_roots)
     assert config.task is not None and config.split is not None  # config validation
-    from mvleval.benchmarks.task import load_task
+    from mvleval.benchmarks.registry import load_task
 
     names = [n.strip() for n in config.task.split("+")]
     data_root = config.data_root or Path()  # None only when every task is a benchmark file, which reads its own rows

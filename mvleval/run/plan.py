@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import mvleval
 from mvleval.benchmarks.annotations import check_data_root
-from mvleval.benchmarks.task import Example, GenerationSettings, Task, load_task
+from mvleval.benchmarks.registry import load_task
+from mvleval.benchmarks.task import Example, GenerationSettings, Task
 from mvleval.record import provenance
 from mvleval.record.schema import TaskInfo
 from mvleval.util.errors import MvlevalError, Problems, ProblemsError, plural

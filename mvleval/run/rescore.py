@@ -9,7 +9,8 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mvleval.benchmarks.task import Task, load_task_of_record
+from mvleval.benchmarks.registry import load_task_of_record
+from mvleval.benchmarks.task import Task
 from mvleval.record.schema import RunRecord, read_record, write_json_atomic, write_record
 from mvleval.record.schema import samples_path as record_samples_path
 from mvleval.run.files import read_rows, samples_text
