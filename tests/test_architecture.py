@@ -119,7 +119,6 @@ def test_the_top_of_the_package_is_the_commands_and_one_folder_a_job() -> None:
 
 #: circles still open (issue 22): emptied as each is taken apart
 OPEN_CIRCLES: list[list[str]] = [
-    ["mvleval.benchmarks.filetask", "mvleval.benchmarks.task"],
     [f"mvleval.finetune.{m}" for m in ("config", "export", "generic", "train")],
 ]
 
