@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-from pathlib import Path
 from typing import Any
 
 
@@ -183,7 +181,3 @@ def small_repo(task: str, langs: list[str]) -> dict[str, bytes]:
         else:
             raise ValueError(task)
     return files
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
