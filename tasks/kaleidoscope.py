@@ -18,7 +18,7 @@ tokens (the authors sample at temperature 0.7 with 1,024 tokens: a deterministic
 the cascade of mvleval/metrics/choice.py after mapping the other-script letters the authors map (Б->B, ...): JSON
 `{"choice": "B"}`, `<ANSWER> B </ANSWER>` and a bare letter all read; unparseable = wrong (`format_error_rate`), and
 `valid_accuracy` over the parseable answers, as the authors report both. The chain-of-thought regime (in-language
-instructions, `<ANSWER>` tags; the closed models' prompts) is not offered. Every metric is also given per
+instructions, `<ANSWER>` tags; the closed models' prompts) is the task `kaleidoscope_cot`. Every metric is also given per
 `category_en` (the record's `by_group`), as the paper breaks results down by subject.
 """
 
@@ -95,7 +95,6 @@ class Kaleidoscope(Task):
 
     def read_examples(self, path: Path, lang: str, split: str, image_root: Path) -> list[Example]:
         archive = path.parent.parent / "data.zip"
-        question_kw, options_kw = KEYWORDS[lang]
         examples: list[Example] = []
         zip_file: zipfile.ZipFile | None = None
         try:
@@ -120,21 +119,17 @@ class Kaleidoscope(Task):
                 k = 1 if row["image"] else 0
                 lines = []
                 for i, option in enumerate(options):
+                    marker = None
                     if _is_image(option):
                         k += 1
-                        option = f"<image {k}>"
-                    lines.append(f"{chr(ord('A') + i)}. {option}\n")
+                        marker = f"<image {k}>"
+                    lines.append(self.option_line(chr(ord("A") + i), option, marker))
                 letter = chr(ord("A") + answer)
                 examples.append(
                     Example(
                         id=f"row-{n}",
                         lang=lang,
-                        prompt=self.template.format(
-                            question_kw=question_kw,
-                            question=str(row["question"]),
-                            options_kw=options_kw,
-                            options="".join(lines),
-                        ),
+                        prompt=self.prompt(lang, str(row["question"]), "".join(lines), bool(row["image"])),
                         images=images,
                         references=(letter,),
                         target=letter,
@@ -148,6 +143,15 @@ class Kaleidoscope(Task):
             if zip_file is not None:
                 zip_file.close()
         return examples
+
+    def prompt(self, lang: str, question: str, options: str, has_image: bool) -> str:
+        """The user turn of one question (the direct regime: its image goes first, no marker names it)."""
+        question_kw, options_kw = KEYWORDS[lang]
+        return self.template.format(question_kw=question_kw, question=question, options_kw=options_kw, options=options)
+
+    def option_line(self, label: str, option: str, marker: str | None) -> str:
+        """One option as the prompt lists it; `marker` is the <image k> of an option that is an image."""
+        return f"{label}. {marker or option}\n"
 
     def metrics(self) -> tuple[Metric, ...]:
         from mvleval.metrics.choice import ChoiceAccuracy

@@ -389,3 +389,29 @@ def test_a_benchmark_folder_s_own_labels_and_cluster_field(tmp_path: Path) -> No
     )
     with pytest.raises(MvlevalError, match="the header names 'photo' as the cluster field"):
         load_file_task(folder)
+
+
+# Kaleidoscope's chain-of-thought regime: the last <ANSWER> pair decides; without it only a bare label or the direct
+# regime's JSON counts (the authors' strict reading); reasoning that names letters is never read as an answer
+COT_TABLE = [
+    ("Hund ist falsch, A scheidet aus. Also <ANSWER> B </ANSWER>", "B", 1.0, "label"),
+    ("<ANSWER> A </ANSWER> Nein, korrigiert: <ANSWER> C </ANSWER>", "C", 1.0, "label"),
+    ("Думаю, ответ <ANSWER> Б </ANSWER>", "B", 1.0, "label"),  # the other-script letter, mapped first
+    ("<answer>(d)</answer>", "D", 1.0, "label"),
+    ("<ANSWER> Katze </ANSWER>", "B", 1.0, "choice-text"),  # inside the tags the cascade reads the option's text
+    ("B", "B", 1.0, "label"),
+    ('{"choice": "C"}', "C", 1.0, "label"),
+    ("A. Hund ist falsch, also B.", "B", 0.0, "format-error"),  # rule 1 would have read "A"
+    ("The answer is B", "B", 0.0, "format-error"),
+    ("Katze", "B", 0.0, "format-error"),
+    ("<ANSWER></ANSWER>", "B", 0.0, "format-error"),
+]
+
+
+@pytest.mark.parametrize(("prediction", "gold", "score", "rule"), COT_TABLE)
+def test_answer_tags_read_only_the_final_answer(prediction: str, gold: str, score: float, rule: str) -> None:
+    metric = ChoiceAccuracy(script_letters=True, answer_tags=True)
+    result = metric.score([prediction], [[gold]], "de", [["Hund", "Katze", "Pferd", "Kuh"]])
+    assert result.per_example == [score]
+    assert result.per_example_extra is not None and result.per_example_extra[0]["rule"] == rule
+    assert "answer-tags" in metric.signature() and "answer-tags" not in ChoiceAccuracy().signature()

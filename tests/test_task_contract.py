@@ -37,6 +37,7 @@ PINNED: dict[str, tuple[int, str]] = {
     "cvqa": (1, "53b6de36673defa8"),
     "xmmmu": (1, "e3855ede2db85812"),
     "kaleidoscope": (1, "7968d8b9578ff720"),
+    "kaleidoscope_cot": (1, "065f2d399990291c"),
     "m3exam": (1, "d92c3f305dbdab1b"),
 }
 
@@ -52,6 +53,7 @@ PINNED_CHAT: dict[str, tuple[int, str]] = {
     "cvqa": (1, "930d0a3443ed346f"),
     "xmmmu": (1, "4a995a41a20582c9"),
     "kaleidoscope": (1, "8661e96026fd543b"),
+    "kaleidoscope_cot": (1, "c339bd726dcbf6f0"),
     "m3exam": (1, "8d5f4c590edf0d2c"),
 }
 
@@ -67,6 +69,7 @@ ANSWER_LANGUAGE: dict[str, str | None] = {
     "cvqa": None,  # a letter: no answer language
     "xmmmu": None,
     "kaleidoscope": None,
+    "kaleidoscope_cot": None,
     "m3exam": None,
 }
 
@@ -292,6 +295,11 @@ CASES: dict[str, tuple[Case, ...]] = {
     ),
 }
 
+KAL_COT_DE = (
+    "Im Folgenden ist eine Multiple-Choice-Frage. Denken Sie Schritt für Schritt nach und geben Sie dann Ihre "
+    "ENDGÜLTIGE Antwort zwischen den Tags <ANSWER> X </ANSWER> an, wobei X NUR der korrekte Buchstabe Ihrer Wahl ist. "
+    "Schreiben Sie keinen zusätzlichen Text zwischen den Tags."
+)
 # israfelsr/kaleidoscope model_zoo.py: SYS_MESSAGE (its "\\ONLY" kept), then INSTRUCTION, in one user turn
 KAL_HEAD = (
     "You are a helpful assistant who answers multiple-choice questions. For each question, output your final answer in "
@@ -405,6 +413,31 @@ CASES.update(
                         KAL_HEAD + "Вопрос: Какой город является столицей России?\nВарианты:\nA. Киев\n"
                         "B. Москва\nC. Минск\nD. Рига\n\nANSWER:",
                         ("B",),
+                    ),
+                },
+            ),
+        ),
+        # the chain-of-thought regime (model_zoo.py INSTRUCTIONS_COT and create_openai_prompt): the in-language
+        # instruction, the question, its image after the question text, "Options:", an image option after its label
+        "kaleidoscope_cot": (
+            Case(
+                "de",
+                "test",
+                (),
+                {
+                    "row-0": (
+                        KAL_COT_DE + "\n\nWelches Tier ist auf dem Bild zu sehen?\n<image 1>\nOptions:\nA. Hund\n"
+                        "B. Katze\nC. Pferd\nD. Kuh\n",
+                        ("B",),
+                    ),
+                    "row-1": (
+                        KAL_COT_DE + "\n\nWie viel ist 7 mal 8?\nOptions:\nA. 54\nB. 56\nC. 58\nD. 64\n",
+                        ("B",),
+                    ),
+                    "row-2": (
+                        KAL_COT_DE + "\n\nWelche Abbildung zeigt ein Dreieck?\nOptions:\nA. \n<image 1>\n"
+                        "B. \n<image 2>\nC. \n<image 3>\n",
+                        ("C",),
                     ),
                 },
             ),

@@ -556,6 +556,40 @@ def test_kaleidoscope_run_with_image_options_and_text_only_questions(scripted: A
     assert shapes["Dreieck"] == ["text", "img", "text", "img", "text", "img", "text"]  # the options are images
 
 
+def test_kaleidoscope_cot_asks_in_language_and_reads_only_the_tagged_answer(scripted: Any, tmp_path: Path) -> None:
+    """The chain-of-thought regime on the same files: the in-language instruction, the question's image after its
+    text, an image option after its label line; the answer between the last <ANSWER> tags, reasoning never read."""
+    from tests.helpers import write_kaleidoscope
+
+    data = write_kaleidoscope(tmp_path / "data")
+    server = scripted(
+        {
+            "Welches Tier": "A wäre ein Hund, das Tier miaut aber. <ANSWER> B </ANSWER>",
+            "7 mal 8": "7 mal 8 ist 56, also B.",  # no tags: a format error, not "B"
+            "Dreieck": "<ANSWER> C </ANSWER>",
+            "столицей": "Москва. <ANSWER> Б </ANSWER>",
+            "عاصمة": "<ANSWER> ب </ANSWER>",  # wrong: the gold is A
+        }
+    )
+    record = _run(server, "kaleidoscope_cot", data, tmp_path / "runs", ["de", "ru", "ar"])
+    rec = json.loads(record.read_text())
+    score = rec["scores"]["choice_accuracy"]
+    assert score["per_lang"] == {"de": pytest.approx(2 / 3), "ru": 1.0, "ar": 0.0}
+    assert score["extra"]["de"]["format_error_rate"] == pytest.approx(1 / 3)
+    assert "answer-tags" in score["signature"] and rec["model"]["generation"]["max_new_tokens"] == 1024
+    shapes = {}
+    for content in server.requests:
+        text = "".join(p.get("text", "") for p in content)
+        key = next(k for k in ("Welches Tier", "7 mal 8", "Dreieck", "столицей", "عاصمة") if k in text)
+        shapes[key] = ["img" if p["type"] == "image_url" else "text" for p in content]
+        if key == "Welches Tier":
+            assert content[0]["text"].startswith("Im Folgenden ist eine Multiple-Choice-Frage. Denken Sie Schritt")
+    assert shapes["Welches Tier"] == ["text", "img", "text"]  # the image after the question text
+    assert shapes["7 mal 8"] == ["text"]
+    assert shapes["Dreieck"] == ["text", "img", "text", "img", "text", "img", "text"]
+    assert score["by_group"]["de"] == {"Biology": {"n": 3, "value": pytest.approx(2 / 3)}}  # the files' category_en
+
+
 def test_kaleidoscope_without_its_zip_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tests.helpers import write_kaleidoscope
 
@@ -696,3 +730,13 @@ def test_languages_without_examples_are_one_line_with_a_count(
     assert code == 2 and "Traceback" not in text, text
     assert "15 languages: no examples of the language in the test split" in " ".join(text.split()), text
     assert len([line for line in text.splitlines() if "no examples" in line]) == 1, text
+
+
+def test_kaleidoscope_cot_without_data_names_the_fetch_of_kaleidoscope(tmp_path: Path) -> None:
+    """Another regime of a task reads that task's files: the fix fetches them (there is no separate source)."""
+    proc = run_cli(
+        "run", "--task", "kaleidoscope_cot", "--lang", "de", "--model", "openai:m", "-M", "base_url=http://127.0.0.1:9/v1",
+        "--data-root", tmp_path, "--out", tmp_path / "runs",
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"mvleval data fetch --task kaleidoscope --lang de --data-root {tmp_path}" in proc.stderr.replace("\n", "")

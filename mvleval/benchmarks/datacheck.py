@@ -73,6 +73,9 @@ class DataReport:
     image_root: Path
     source_url: str
     languages: tuple[LanguageReport, ...] = field(default_factory=tuple)
+    data_task: str = (
+        ""  # the task whose data `mvleval data fetch` gets for this one (itself, or the task it is a regime of)
+    )
 
     @property
     def ok(self) -> bool:
@@ -145,6 +148,7 @@ def check_data(
         data_root=data_root,
         image_root=image_root,
         source_url=task.source_url,
+        data_task=task.data_task(),
         languages=tuple(
             _check_language(task, data_root, image_root, lang, split, checked) for lang in dict.fromkeys(langs)
         ),
@@ -301,7 +305,7 @@ def render_report(report: DataReport) -> str:
         if absent and report.source_url:
             from mvleval.data.fetch import fetch_command
 
-            command = fetch_command(report.task, None, report.data_root)
+            command = fetch_command(report.data_task or report.task, None, report.data_root)
             if command:
                 langs = "".join(f" --lang {r.lang}" for r in absent)
                 hint = f"Fetch it (pinned and verified): {command}{langs}; or download it from {report.source_url}."

@@ -278,7 +278,7 @@ class Task(ABC):
                 )
             from mvleval.data.fetch import fetch_command
 
-            command = fetch_command(self.name, lang, data_root)
+            command = fetch_command(self.data_task(), lang, data_root)
             raise MvlevalError(
                 f"annotation file for {self.name} {lang}/{split} not found.{_what_is_there(data_root, path)}",
                 fix=f"run `{command}` (pinned and verified), or download the benchmark ({self.source_url}) so the "
@@ -302,6 +302,11 @@ class Task(ABC):
     def split_languages(self, split: str) -> tuple[str, ...]:
         """The languages a run of `split` evaluates when no --lang is given (a benchmark file: those with rows in it)."""
         return self.languages
+
+    def data_task(self) -> str:
+        """The task whose data this one reads, for `mvleval data fetch`: itself, or the task it is another regime of
+        (kaleidoscope_cot reads kaleidoscope's files)."""
+        return self.name
 
     def location(self) -> str | None:
         """Where a task read from a benchmark file lives (absolute), kept in run records so the task can be read

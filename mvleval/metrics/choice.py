@@ -23,6 +23,12 @@ letters counts as the Latin one before the cascade runs: Б->B, Ц->C, Д->D, Г
 (Arabic), each only where it stands alone (not inside a word). The signature says so (``script-letters=kaleidoscope``);
 the metric then also reports ``valid_accuracy``, the accuracy over the answers that name a label.
 
+With ``answer_tags`` (Kaleidoscope's chain-of-thought regime, which asks for the final answer between ``<ANSWER>`` and
+``</ANSWER>``), only the text inside the last such pair is read, by the same cascade; an answer without the tags counts
+only when it is nothing but a label ("B", "(B)", "B.") or the direct regime's JSON (``{"choice": "B"}``), as the
+authors' strict reading allows; anything else is a format error (reasoning names many letters before its answer). The
+signature says ``answer-tags``.
+
 Labels are A, B, C, ... by default (as many as the example has choices) or the benchmark's own (``labels`` in a
 benchmark folder's header, e.g. Thai ก ข ค ง). ASCII labels match case-insensitively where a label cannot be a word
 (after an answer phrase, a lower-case label counts only before punctuation or the end). The cascade's version is part
@@ -338,6 +344,30 @@ def extract_choice(
     return Extraction(None, "format-error")
 
 
+_ANSWER_TAGS = re.compile(r"<\s*ANSWER\s*>(.*?)<\s*/\s*ANSWER\s*>", re.S | re.I)
+
+
+def answer_in_tags(prediction: str) -> str | None:
+    """The text between the last <ANSWER> and </ANSWER> of a prediction; None when it has no such pair."""
+    found = _ANSWER_TAGS.findall(unicodedata.normalize("NFKC", prediction))
+    return found[-1].strip() if found else None
+
+
+_BARE_ANSWER = re.compile(
+    r'\{\s*"choice"\s*:\s*"\s*(?P<json>[^"\s]+)\s*"\s*\}|[\s(\[*_]*(?P<label>[^\s()\[\]*_.:])[\s)\]*_.:]*'
+)
+
+
+def strict_answer(prediction: str) -> str | None:
+    """What the chain-of-thought regime reads: the text between the last <ANSWER> tags; else the prediction when it
+    is nothing but a label or the JSON {"choice": "B"}; None otherwise (a format error)."""
+    inner = answer_in_tags(prediction)
+    if inner is not None:
+        return inner
+    m = _BARE_ANSWER.fullmatch(unicodedata.normalize("NFKC", prediction).strip())
+    return (m.group("json") or m.group("label")) if m else None
+
+
 def predicted_label(prediction: str) -> str | None:
     """The label a prediction names by the cascade (A-Z labels, no choice texts); None for a format error."""
     return extract_choice(prediction).label
@@ -359,18 +389,21 @@ class ChoiceAccuracy(Metric):
         seed: int = DEFAULT_SEED,
         labels: Sequence[str] | None = None,
         script_letters: bool = False,
+        answer_tags: bool = False,
     ) -> None:
         check_resamples(bootstrap_resamples, seed)
         self.bootstrap_resamples = bootstrap_resamples
         self.seed = seed
         self.labels = tuple(labels) if labels else DEFAULT_LABELS
         self.script_letters = script_letters
+        self.answer_tags = answer_tags
 
     def signature(self) -> str:
         labels = "A-Z" if self.labels == DEFAULT_LABELS else ",".join(self.labels)
         scripts = "script-letters=kaleidoscope|" if self.script_letters else ""
+        tags = "answer-tags|" if self.answer_tags else ""
         return (
-            f"choice_accuracy|extract={CASCADE_VERSION}|nfkc|{scripts}labels={labels}|case-insensitive|any-ref|"
+            f"choice_accuracy|extract={CASCADE_VERSION}|nfkc|{scripts}{tags}labels={labels}|case-insensitive|any-ref|"
             f"{bootstrap_signature(self.bootstrap_resamples, self.seed)}|mvleval-2"
         )
 
@@ -393,7 +426,12 @@ class ChoiceAccuracy(Metric):
         for i, (pred, refs) in enumerate(zip(predictions, references)):
             if self.script_letters:
                 pred = map_script_letters(pred)
-            found = extract_choice(pred, choices[i] if choices is not None else None, self.labels)
+            inner = strict_answer(pred) if self.answer_tags else pred
+            found = (
+                Extraction(None, "format-error")
+                if inner is None
+                else extract_choice(inner, choices[i] if choices is not None else None, self.labels)
+            )
             gold = {_canonical(unicodedata.normalize("NFKC", r).strip(), self.labels) or r.strip() for r in refs}
             per_example.append(1.0 if found.label is not None and found.label in gold else 0.0)
             facts.append({"label": found.label or "", "rule": found.rule})
