@@ -59,11 +59,18 @@ def _fresh_response_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch:
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Test files that hold a `slow` test first (in their own order), the rest as collected: pytest-xdist (`-n auto
-    --dist loadfile`, pyproject.toml) hands files to its workers in this order, so the long files start at once and
-    the workers finish together instead of one waiting for the other's last long file."""
-    slow_files = {item.path for item in items if item.get_closest_marker("slow") is not None}
-    items.sort(key=lambda item: item.path not in slow_files)  # stable: the order within a file is kept
+    """The files with the most `slow` tests first, then the others with the most tests first (the order within a file
+    is kept): pytest-xdist (`-n auto --dist loadfile --no-loadscope-reorder`, pyproject.toml) hands files to its
+    workers in this order, each worker taking the next file when it is almost done, so the long files start at once
+    and the workers finish together on short ones instead of one waiting for the other's last long file. (Without
+    --no-loadscope-reorder xdist would sort the files by their number of tests alone, and the demo's few long tests
+    would start last.)"""
+    slow: dict[Path, int] = {}
+    tests: dict[Path, int] = {}
+    for item in items:
+        tests[item.path] = tests.get(item.path, 0) + 1
+        slow[item.path] = slow.get(item.path, 0) + (item.get_closest_marker("slow") is not None)
+    items.sort(key=lambda item: (-slow[item.path], -tests[item.path]))  # stable: the order within a file is kept
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -452,6 +452,20 @@ def test_unreachable_hub_is_one_error_paragraph(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    # huggingface_hub retries a refused listing 5 times, 23 s of back-off in all: the waits are recorded, not slept
+    # (the retries still happen, and the error must still come after them)
+    import huggingface_hub.utils._http as hub_http
+
+    waits: list[float] = []
+
+    class NoSleep:
+        def __getattr__(self, name: str) -> object:
+            return getattr(time, name)
+
+        def sleep(self, seconds: float) -> None:
+            waits.append(seconds)
+
+    monkeypatch.setattr(hub_http, "time", NoSleep(), raising=False)
     for task in ("xgqa", "marvl"):  # listing a pinned commit; resolving main of an unpinned source
         code, out, err = _fetch(capsys, tmp_path / "d", "--task", task, "--lang", "id", "--accept-terms")
         assert code == 2, out + err

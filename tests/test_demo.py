@@ -1,5 +1,10 @@
 """`mvleval demo` through the console script: the fine-tuned demo model beats the untrained one on every task, passes
-the gate against the committed baselines with the flags .ci/run uses, and a run made worse on purpose fails it."""
+the gate against the committed baselines with the flags .ci/run uses, and a run made worse on purpose fails it.
+
+The gate and score commands on the demo's records run in-process (tests.helpers.run_cli: the console script's main(),
+its exit code and output; tests/test_exit_codes.py runs them through the installed script). `--native-kernels` and
+`--train` run in a fresh interpreter each (kernels are chosen before torch is imported) on fewer of the demo's tasks
+(`_demo_subset`): what they add is the kernel choice and the training, not five more evaluations."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from mvleval.demo.command import DEMO_LANGUAGES
-from tests.helpers import console_script
+from tests.helpers import console_script, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 #: The flags .ci/run gates the demo with (keep the two in step).
@@ -23,6 +28,22 @@ def _mvleval(*args: object) -> subprocess.CompletedProcess[str]:
     return console_script(*args, timeout=900, drop_env=("GITHUB_STEP_SUMMARY",))
 
 
+def _in_process(*args: object) -> subprocess.CompletedProcess[str]:
+    return run_cli(*args, drop_env=("GITHUB_STEP_SUMMARY",))
+
+
+def _demo_subset(tasks: tuple[str, ...], *args: str, train_steps: int = 0) -> str:
+    """A `python -c` program: `mvleval demo ARGS` (the console script's main(), in a fresh interpreter) on `tasks`
+    only (and `train_steps` training steps with --train); sys.argv[1] is the --out folder."""
+    patch = f"d.DEMO_LANGUAGES = {{t: d.DEMO_LANGUAGES[t] for t in {tasks!r}}}; "
+    if train_steps:
+        patch += f"d.DEMO_TRAINING.update(max_steps={train_steps}, save_every={max(1, train_steps // 2)}); "
+    return (
+        f"import sys; import mvleval.demo.command as d; {patch}"
+        f"from mvleval.cli import main; sys.argv = ['mvleval', 'demo', *{list(args)!r}, '--out', sys.argv[1]]; main()"
+    )
+
+
 def _records(runs: Path, task: str, model_prefix: str) -> Path:
     [path] = [p for p in runs.glob(f"{task}-test-{model_prefix}-*.json") if not p.name.endswith(".manifest.json")]
     return path
@@ -30,8 +51,7 @@ def _records(runs: Path, task: str, model_prefix: str) -> Path:
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """.ci/run has already trained the demo model there (same console script); otherwise the first test trains it
-    once and the next reuses it."""
+    """.ci/run has already run the demo there (same console script: its data and untrained model are reused)."""
     return Path(os.environ.get("MVLEVAL_DEMO_DIR", tmp_path_factory.mktemp("demo") / "demo"))
 
 
@@ -55,7 +75,7 @@ def test_demo_beats_untrained_passes_the_ci_gate_and_a_worse_run_fails_it(demo_d
         assert after >= before + 0.10, (task, metric, before, after)
 
         baseline = REPO / "results" / "baselines" / task / "demo.json"
-        gated = _mvleval("gate", trained_path, "--baseline", baseline, *CI_GATE_FLAGS)
+        gated = _in_process("gate", trained_path, "--baseline", baseline, *CI_GATE_FLAGS)
         assert gated.returncode == 0, gated.stdout + gated.stderr
 
         # The same run with its predictions made worse (every other one emptied), rescored by `mvleval score`:
@@ -71,9 +91,9 @@ def test_demo_beats_untrained_passes_the_ci_gate_and_a_worse_run_fails_it(demo_d
         (worse_dir / trained["samples_file"]).write_text(
             "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         )
-        rescored = _mvleval("score", worse, "--data-root", out / "data")
+        rescored = _in_process("score", worse, "--data-root", out / "data")
         assert rescored.returncode == 0, rescored.stdout + rescored.stderr
-        failed = _mvleval("gate", worse, "--baseline", baseline, *CI_GATE_FLAGS)
+        failed = _in_process("gate", worse, "--baseline", baseline, *CI_GATE_FLAGS)
         assert failed.returncode == 1, failed.stdout + failed.stderr
         assert "REGRESSION" in failed.stdout
     text = (out / "leaderboard" / "leaderboard.md").read_text()
@@ -82,14 +102,15 @@ def test_demo_beats_untrained_passes_the_ci_gate_and_a_worse_run_fails_it(demo_d
 
 
 @pytest.mark.slow
-def test_demo_native_kernels_are_recorded(demo_dir: Path) -> None:
-    """`--native-kernels` leaves torch's own kernel choice alone, and the records say which kernels ran."""
-    out = demo_dir
+def test_demo_native_kernels_are_recorded(tmp_path: Path) -> None:
+    """`--native-kernels` leaves torch's own kernel choice alone, and the records say which kernels ran (on xGQA, the
+    task whose record is read; in a folder of its own, so its record is the only xGQA one there)."""
+    import sys
+
+    out = tmp_path / "d"
     env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA")}
-    mvleval = shutil.which("mvleval")
-    assert mvleval
     result = subprocess.run(
-        [mvleval, "demo", "--out", str(out), "--native-kernels"],
+        [sys.executable, "-c", _demo_subset(("xgqa",), "--native-kernels"), str(out)],
         capture_output=True,
         text=True,
         env={**env, "OMP_NUM_THREADS": "1"},
@@ -133,12 +154,10 @@ def test_the_packaged_model_is_checked_against_its_manifest(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_demo_train_fine_tunes_here_and_evaluates_that_model(tmp_path: Path) -> None:
-    """`mvleval demo --train` runs the LoRA fine-tuning and 4-bit export itself (here for 6 steps, so the test is short)
-    and evaluates that model, named apart from the packaged one."""
-    script = (
-        "import sys; import mvleval.demo.command as d; d.DEMO_TRAINING.update(max_steps=6, save_every=3); "
-        "from mvleval.cli import main; sys.argv = ['mvleval', 'demo', '--train', '--out', sys.argv[1]]; main()"
-    )
+    """`mvleval demo --train` runs the LoRA fine-tuning and 4-bit export itself (here for 6 steps on two of the tasks,
+    a question and a captioning one, so the test is short) and evaluates that model, named apart from the packaged
+    one."""
+    script = _demo_subset(("xgqa", "xflickrco"), "--train", train_steps=6)
     import sys
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
@@ -147,7 +166,10 @@ def test_demo_train_fine_tunes_here_and_evaluates_that_model(tmp_path: Path) -> 
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "fine-tuning with LoRA" in result.stdout and "packaged" not in result.stdout
-    record = json.loads(_records(tmp_path / "d" / "runs", "xgqa", "demo-4bit").read_text())
-    assert record["model"]["path"].endswith("-trained-here") and record["model"]["bits"] == 4
+    for task in ("xgqa", "xflickrco"):
+        record = json.loads(_records(tmp_path / "d" / "runs", task, "demo-4bit").read_text())
+        assert record["model"]["path"].endswith("-trained-here") and record["model"]["bits"] == 4
+    config = json.loads(next((tmp_path / "d" / "models").glob("lora-*/train_config.json")).read_text())
+    assert "xgqa" in str(config["task"]) and "xflickrco" in str(config["task"])  # one training on both tasks
     log = (tmp_path / "d" / "models").glob("lora-*/train_log.jsonl")
     assert len(next(log).read_text().splitlines()) == 6

@@ -1,5 +1,8 @@
-"""Every exit code the CLI documents reaches the shell: the installed `mvleval` console script and `python -m mvleval`,
-each run in a subprocess, one table row per (command, situation, expected code)."""
+"""Every exit code the CLI documents reaches the shell, one table row per (command, situation, expected code): every
+row through the installed `mvleval` console script in a subprocess; one row per exit code (0, 1, 2 for a user error,
+2 for a usage error, the help) through `python -m mvleval` too, and the other rows a second time through the script's
+`main()` in-process (tests.helpers.run_cli) instead of a second interpreter. Ctrl-C: a real SIGINT to the console
+script's process group, and the same exit path in-process."""
 
 from __future__ import annotations
 
@@ -16,12 +19,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import perfect_copy, run_records
+from tests.helpers import perfect_copy, run_cli, run_records
 
 MVLEVAL = shutil.which("mvleval")
 ENTRY_POINTS = {
     "console-script": [MVLEVAL] if MVLEVAL else None,
     "python -m": [sys.executable, "-m", "mvleval"],
+    "in-process": [],  # tests.helpers.run_cli: the console script's main() in this process
+}
+#: the rows `python -m mvleval` runs too: one per exit code and kind (the module and the script call the same main())
+PYTHON_M_ROWS = {
+    "gate pass: a run against itself",
+    "gate regression: a clearly better baseline",
+    "user error: unknown task",
+    "usage: unknown option",
+    "help",
 }
 
 
@@ -39,6 +51,8 @@ class World:
 
 
 def _cli(entry: list[str], *args: object, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    if not entry:  # in-process, answered as the process answers (same environment, exit code, stdout, stderr)
+        return run_cli(*args, drop_env=("GITHUB_STEP_SUMMARY",))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     env.pop("GITHUB_STEP_SUMMARY", None)
     return subprocess.run([*entry, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
@@ -51,9 +65,9 @@ def world(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> World
     root = tmp_path_factory.mktemp("exit-codes")
     data_root, image_root = build_demo_data(root / "demo", n_train=0, n_test=6)
     out = root / "runs"
-    assert MVLEVAL, "the mvleval console script is not installed (pip install -e .)"
+    # the set-up runs in-process (the rows below are what is tested through the installed script)
     r = _cli(
-        [MVLEVAL],
+        ENTRY_POINTS["in-process"],
         "run",
         "--task",
         "xgqa",
@@ -82,7 +96,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, tiny_mt5_dir: Path) -> World
     # the perfect baseline: the same run with each prediction replaced by its reference, scored by the CLI itself
     base_dir = root / "baselines"
     perfect = perfect_copy(run, base_dir)
-    r = _cli([MVLEVAL], "score", perfect, "--data-root", data_root, "--image-root", image_root)
+    r = _cli(ENTRY_POINTS["in-process"], "score", perfect, "--data-root", data_root, "--image-root", image_root)
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads(perfect.read_text())["scores"]["exact_match"]["mean"] == 1.0
 
@@ -321,8 +335,15 @@ ROWS: list[tuple[str, Callable[[World, Path], list[object]], int, str]] = [
 ]
 
 
-@pytest.mark.parametrize("entry_name", list(ENTRY_POINTS))
-@pytest.mark.parametrize(("name", "args", "code", "needle"), ROWS, ids=[r[0] for r in ROWS])
+#: every row through the console script, and a second time through `python -m` (PYTHON_M_ROWS) or in-process
+CASES = [
+    pytest.param(entry, *row, id=f"{row[0]}-{entry}")
+    for row in ROWS
+    for entry in ("console-script", "python -m" if row[0] in PYTHON_M_ROWS else "in-process")
+]
+
+
+@pytest.mark.parametrize(("entry_name", "name", "args", "code", "needle"), CASES)
 def test_exit_code(
     world: World,
     tmp_path: Path,
@@ -332,6 +353,7 @@ def test_exit_code(
     code: int,
     needle: str,
 ) -> None:
+    assert not set(PYTHON_M_ROWS) - {row[0] for row in ROWS}, "a PYTHON_M_ROWS name that is no row"
     entry = ENTRY_POINTS[entry_name]
     assert entry is not None, "the mvleval console script is not installed"
     result = _cli(entry, *args(world, tmp_path))
@@ -341,14 +363,9 @@ def test_exit_code(
     assert needle.lower() in " ".join(output.split()).lower(), output
 
 
-@pytest.mark.parametrize("entry_name", list(ENTRY_POINTS))
-def test_ctrl_c_exits_130_with_the_resume_hint(world: World, tmp_path: Path, entry_name: str) -> None:
-    """SIGINT to the process group (what a terminal's Ctrl-C sends) while `run` generates: exit 130, the hint to
-    --resume, and the interrupted run continues with --resume."""
-    entry = ENTRY_POINTS[entry_name]
-    assert entry is not None
-    out = tmp_path / "runs"
-    args = [
+def _long_run(world: World, out: Path) -> list[object]:
+    """A run of one example per batch over five languages: long enough to be interrupted while it generates."""
+    return [
         "run",
         "--task",
         "xgqa",
@@ -368,6 +385,16 @@ def test_ctrl_c_exits_130_with_the_resume_hint(world: World, tmp_path: Path, ent
         "10",
         *[x for lang in ("en", "de", "id", "ru", "zh") for x in ("--lang", lang)],
     ]
+
+
+@pytest.mark.parametrize("entry_name", ["console-script"])  # `python -m` calls the same main(): below, in-process
+def test_ctrl_c_exits_130_with_the_resume_hint(world: World, tmp_path: Path, entry_name: str) -> None:
+    """SIGINT to the process group (what a terminal's Ctrl-C sends) while `run` generates: exit 130, the hint to
+    --resume, and the interrupted run continues with --resume."""
+    entry = ENTRY_POINTS[entry_name]
+    assert entry
+    out = tmp_path / "runs"
+    args = _long_run(world, out)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [*entry, *map(str, args)],
@@ -399,3 +426,41 @@ def test_ctrl_c_exits_130_with_the_resume_hint(world: World, tmp_path: Path, ent
     assert not run_records(out), "no record after an interrupt"
     resumed = _cli(entry, *args, "--resume")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+
+def test_an_interrupt_in_process_exits_130_with_the_resume_hint(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same exit path in the console script's main() in this process: a KeyboardInterrupt after the second batch
+    was written (where Ctrl-C lands in a real run) exits 130 with the hint to --resume and no record; --resume then
+    generates only what is missing and finishes."""
+    from mvleval.run.files import RowWriter
+
+    write_batch = RowWriter.write_batch
+    written: list[int] = []
+
+    def interrupted_after_two(self: RowWriter, rows: object) -> None:
+        write_batch(self, rows)  # type: ignore[arg-type]
+        written.append(1)
+        if len(written) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RowWriter, "write_batch", interrupted_after_two)
+    monkeypatch.delenv("MVLEVAL_TEST_CLI", raising=False)  # in this process, where the interrupt is patched in
+    out = tmp_path / "runs"
+    args = _long_run(world, out)
+    done = run_cli(*args)
+    code, stdout, stderr = done.returncode, done.stdout, done.stderr
+    assert code == 130, stdout + stderr
+    assert "Interrupted" in stderr and "--resume" in stderr, stderr
+    assert "Traceback" not in stderr, stderr
+    assert not run_records(out), "no record after an interrupt"
+    [partial] = out.glob("*.partial.jsonl")
+    assert len(partial.read_text(encoding="utf-8").splitlines()) == 2  # the two batches written before the interrupt
+    done = run_cli(*args, "--resume")
+    assert done.returncode == 0, done.stdout + done.stderr
+    [record] = run_records(out)
+    n_examples = json.loads(record.read_text(encoding="utf-8"))["task"]["n_examples"]
+    assert sorted(n_examples) == ["de", "en", "id", "ru", "zh"] and all(n > 2 for n in n_examples.values())
+    # one batch per example, each written once: the two written before the interrupt were not generated again
+    assert len(written) == sum(n_examples.values())

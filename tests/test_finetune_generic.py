@@ -315,20 +315,35 @@ def test_adapter_runs_and_export_loads_in_transformers(
     assert code == 0, err
 
 
-# -- learnability: the colour of a square in three languages, through the console script -----------------------------
-LEARN_STEPS = 300
+# -- learnability: the colour of a square in three languages, through the CLI ----------------------------------------
+#: (steps, learning rate) per (family, bits): the fewest steps at which the family learns the colours with a margin on
+#: this CPU (measured, issue 26: Qwen2-VL, Idefics3 and LLaVA-NeXT reach 100% exact match after 100 steps at 1e-2,
+#: PaliGemma 75% after 150; Gemma 3 and PaliGemma 4-bit keep 300 steps at 3e-3, where Gemma 3 is ~44% and fewer steps
+#: or a higher rate leave it at chance). The assertions are the same for every family.
+LEARN_SCHEDULE: dict[tuple[str, int], tuple[int, str]] = {
+    ("qwen2_vl", 32): (100, "1e-2"),
+    ("paligemma", 32): (150, "1e-2"),
+    ("gemma3", 32): (300, "3e-3"),
+    ("idefics3", 32): (100, "1e-2"),
+    ("llava_next", 32): (100, "1e-2"),
+    ("paligemma", 4): (300, "3e-3"),
+}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("family", "bits"), [*((f, 32) for f in FAMILIES), ("paligemma", 4)])
+@pytest.mark.parametrize(("family", "bits"), list(LEARN_SCHEDULE))
 def test_training_teaches_what_the_image_shows(
     family: str, bits: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`mvleval train` (LEARN_STEPS steps) then `mvleval run` on the held-apart test rows: exact match far above the
-    untrained model's and above chance (25%). Through the installed console script; Qwen2-VL through
-    mvleval.cli.main in-process with the image-only processor (its real processor needs torchvision, absent here)."""
+    """`mvleval train` (the family's LEARN_SCHEDULE steps) then `mvleval run` on the held-apart test rows: exact match
+    far above the untrained model's and above chance (25%). LLaVA-NeXT through the installed console script, the
+    others through its `main()` in-process (tests.helpers.run_cli: the script's exit code and output, without a fresh
+    interpreter per command); Qwen2-VL with the image-only processor patched in (its real processor needs
+    torchvision, absent here)."""
     from mvleval.testing.squares import sharpen_head
-    from tests.helpers import cli, console_script
+    from tests.helpers import cli, console_script, run_cli
+
+    steps, lr = LEARN_SCHEDULE[(family, bits)]
 
     bench = write_squares_benchmark(tmp_path / "squares", n_train=48, n_test=16)
     base = build_tiny_vlm(family, tmp_path / "base", hidden=64)
@@ -344,13 +359,13 @@ def test_training_teaches_what_the_image_shows(
         "--out",
         tmp_path / "ft",
         "--max-steps",
-        str(LEARN_STEPS),
+        str(steps),
         "--batch-size",
         "8",
         "--set",
-        "lr_lora=3e-3",
+        f"lr_lora={lr}",
         "--set",
-        "lr_blip=3e-3",
+        f"lr_blip={lr}",
         "--set",
         "save_every=1000",
         "--bits",
@@ -369,7 +384,9 @@ def test_training_teaches_what_the_image_shows(
     else:
 
         def mvleval(*args: object) -> tuple[int, str]:
-            done = console_script(*args)
+            # LLaVA-NeXT through the installed console script (`mvleval train` and `run --adapter` in a real
+            # process, once), the others through its main() in-process
+            done = (console_script if family == "llava_next" else run_cli)(*args)
             return done.returncode, done.stdout + done.stderr
 
     scores = {}

@@ -41,6 +41,7 @@ def metric() -> LanguageFidelity:
     return LanguageFidelity(TASK_LANGS, bootstrap_resamples=0)
 
 
+@pytest.mark.slow  # ~40 s on 2 cores: lingua ranks every real reference
 def test_real_references_are_detected_as_their_language(shared_data: Path, metric: LanguageFidelity) -> None:
     """Each language's own references: >= 98% faithful (xFlickrCO de/en/ja/zh, Flickr30k, XVNLI en/ar, MaRVL id/zh)."""
     for name, (lang, texts) in real_corpora(shared_data).items():

@@ -120,6 +120,8 @@ def test_every_ci_pytest_can_read_the_suites_options() -> None:
     addopts = config["tool"]["pytest"]["ini_options"]["addopts"].split()
     assert "--durations=10" in addopts and "-m" not in addopts, addopts
     assert addopts[addopts.index("-n") + 1] == "auto", addopts
+    # a file per worker, handed out in tests/conftest.py's order (the longest files first), not re-sorted by xdist
+    assert addopts[addopts.index("--dist") + 1] == "loadfile" and "--no-loadscope-reorder" in addopts, addopts
     assert any(r.startswith("pytest-xdist") for r in config["project"]["optional-dependencies"]["dev"])
     assert any(p.startswith("pytest-xdist==") for p in (REPO / ".ci" / "constraints.txt").read_text().split())
     core = (REPO / ".ci" / "core").read_text(encoding="utf-8").splitlines()

@@ -470,6 +470,7 @@ for i in range(1500):
 """
 
 
+@pytest.mark.slow  # ~25 s on 2 shared cores: two writer processes, then two `mvleval run` processes
 def test_two_processes_write_at_once(
     capsys: Any, monkeypatch: pytest.MonkeyPatch, demo_data: tuple[Path, Path], tmp_path: Path, replicas: list[Replica]
 ) -> None:

@@ -1,5 +1,5 @@
 """The suite's own plumbing for speed (issue 26): tiny checkpoints built once per session, keyed by the builder's
-inputs, and the files holding `slow` tests handed to pytest-xdist's workers first."""
+inputs, and the files holding the most `slow` tests handed to pytest-xdist's workers first."""
 
 from __future__ import annotations
 
@@ -39,7 +39,9 @@ def _item(path: str, slow: bool) -> Any:
     return SimpleNamespace(path=Path(path), name=f"{path}-{slow}", get_closest_marker=lambda name: slow or None)
 
 
-def test_files_with_a_slow_test_are_handed_out_first_and_keep_their_order() -> None:
+def test_files_with_the_most_slow_tests_are_handed_out_first_and_keep_their_order() -> None:
+    """Files by their number of `slow` tests, then by their number of tests (the longest first: pytest-xdist's workers
+    take the next file as they finish one); a file's own tests keep their order, and ties keep the collected order."""
     items = [  # as pytest collects them: a file's tests together, in the file's order
         _item("tests/test_a.py", False),
         _item("tests/test_b.py", False),
@@ -47,7 +49,13 @@ def test_files_with_a_slow_test_are_handed_out_first_and_keep_their_order() -> N
         _item("tests/test_b.py", False),
         _item("tests/test_c.py", False),
         _item("tests/test_d.py", True),
+        _item("tests/test_e.py", True),
+        _item("tests/test_e.py", True),
+        _item("tests/test_f.py", False),
+        _item("tests/test_f.py", False),
+        _item("tests/test_f.py", False),
     ]
-    expected = [items[1], items[2], items[3], items[5], items[0], items[4]]
+    e, b, d, f, a, c = items[6:8], items[1:4], items[5:6], items[8:11], items[0:1], items[4:5]
+    expected = [*e, *b, *d, *f, *a, *c]
     pytest_collection_modifyitems(None, None, items)  # type: ignore[arg-type]
     assert [i.name for i in items] == [i.name for i in expected]

@@ -18,7 +18,7 @@ from mvleval.util.errors import MvlevalError
 if TYPE_CHECKING:
     from mvleval.backends.base import Backend
 
-log = logging.getLogger("mvleval.runner")
+log = logging.getLogger("mvleval.run")
 
 
 @dataclass(frozen=True)

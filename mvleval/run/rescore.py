@@ -19,7 +19,7 @@ from mvleval.run.plan import PreparedRun, RunOptions, prepare
 from mvleval.run.score import score_rows
 from mvleval.util.errors import MvlevalError, Problems
 
-log = logging.getLogger("mvleval.runner")
+log = logging.getLogger("mvleval.run")
 
 
 def rescore(record_path: Path, data_root: Path | None = None, image_root: Path | None = None) -> tuple[RunRecord, Path]:
