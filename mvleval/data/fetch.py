@@ -504,14 +504,22 @@ def check_terms(plans: list[TaskPlan], root: Path, accept: bool) -> list[str]:
 
 @contextlib.contextmanager
 def no_library_noise() -> Iterator[None]:
-    """huggingface_hub's own progress bars and warnings stay off the terminal (mvleval draws its own)."""
+    """huggingface_hub's own progress bars and warnings stay off the terminal (mvleval draws its own): its bars are
+    disabled, and its log lines below ERROR (the "Retrying in 1s [Retry 1/5]" of an unreachable hub) dropped; what
+    goes wrong reaches the user as one mvleval error paragraph."""
+    import logging
+
     from huggingface_hub.utils.tqdm import disable_progress_bars, enable_progress_bars
 
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)
     disable_progress_bars()
     try:
         yield
     finally:
         enable_progress_bars()
+        hub_log.setLevel(level)
 
 
 # ------------------------------------------------------------------------------------------------ the maintainer side
