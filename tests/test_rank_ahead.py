@@ -29,8 +29,11 @@ def _run(
     monkeypatch.setenv("MVLEVAL_CACHE_DIR", str(tmp_path / f"cache-{name}"))  # nothing ranked yet
     monkeypatch.setattr(rank_ahead, "START_AFTER_S", start_after)
     loads: list[str] = []  # texts whose ranking the run's own process had to make (a miss in the cache)
-    monkeypatch.setattr(language_fidelity, "_load_models", lambda names, text: (loads.append(text), REAL_LOAD(names, text)))
+    monkeypatch.setattr(
+        language_fidelity, "_load_models", lambda names, text: (loads.append(text), REAL_LOAD(names, text))
+    )
     workers: list[rank_ahead.RankAhead] = []
+
     def finish(self: rank_ahead.RankAhead) -> None:
         workers.append(self)
         REAL_FINISH(self)
@@ -89,4 +92,3 @@ def test_the_worker_ranks_every_answer_during_generation_and_scores_stay_byte_id
     assert ahead["samples"] == alone["samples"]
     assert ahead["scores"] == alone["scores"]
     assert "language_fidelity" in ahead["scores"]
-

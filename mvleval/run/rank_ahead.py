@@ -79,9 +79,7 @@ class RankAhead:
         metrics = [m for m in prepared.task.metrics() if isinstance(m, LanguageFidelity)]
         if not metrics or world_size > 1:
             return None
-        references = {
-            lang: [list(e.references) for e in prepared.examples[lang]] for lang in prepared.languages
-        }
+        references = {lang: [list(e.references) for e in prepared.examples[lang]] for lang in prepared.languages}
         return cls(metrics, references, answer_of)
 
     # -- the run's side ----------------------------------------------------------------------------------------------
