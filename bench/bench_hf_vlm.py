@@ -117,6 +117,7 @@ def run_mvleval(
     from mvleval.runner import RunOptions, evaluate
 
     phases = PhaseClock()
+    phases.cpu0 = phases.cpu()
     started = phases.t0 = time.perf_counter()
     options = RunOptions(
         task=task,
@@ -130,7 +131,7 @@ def run_mvleval(
     )
     record, path = evaluate(options, progress=phases)
     elapsed = time.perf_counter() - started
-    phases.end = started + elapsed
+    phases.end, phases.cpu_end = started + elapsed, phases.cpu()
     predictions = {(r["lang"], r["id"]): r["prediction"] for r in read_samples(path.parent / record.samples_file)}
     return elapsed, predictions, phases
 
@@ -141,6 +142,15 @@ class PhaseClock:
 
     def __init__(self) -> None:
         self.t0 = self.load = self.gen_start = self.gen_end = self.end = 0.0
+        self.cpu0 = self.cpu_end = 0.0
+
+    @staticmethod
+    def cpu() -> float:
+        """CPU seconds of this process (all its threads) and of its children waited for (the ranking worker)."""
+        import resource
+
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + children.ru_utime + children.ru_stime
 
     def note(self, message: str) -> None:
         if message.startswith("loading") and not self.load:
@@ -165,7 +175,9 @@ class PhaseClock:
             ("generation", self.gen_end - self.gen_start),
             ("scoring + records", self.end - self.gen_end),
         )
-        return ", ".join(f"{name} {s:.1f} s" for name, s in parts)
+        return ", ".join(f"{name} {s:.1f} s" for name, s in parts) + (
+            f"; CPU {self.cpu_end - self.cpu0:.1f} s (this process + the ranking worker)"
+        )
 
 
 def run_backend(

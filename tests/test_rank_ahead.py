@@ -28,6 +28,7 @@ def _run(
     data_root, image_root = build_demo_data(tmp_path / "demo", n_train=0, n_test=6)
     monkeypatch.setenv("MVLEVAL_CACHE_DIR", str(tmp_path / f"cache-{name}"))  # nothing ranked yet
     monkeypatch.setattr(rank_ahead, "START_AFTER_S", start_after)
+    monkeypatch.setattr(rank_ahead, "spare_core", lambda device: True)  # a machine of one core too (tested below)
     loads: list[str] = []  # texts whose ranking the run's own process had to make (a miss in the cache)
     monkeypatch.setattr(
         language_fidelity, "_load_models", lambda names, text: (loads.append(text), REAL_LOAD(names, text))
@@ -92,3 +93,20 @@ def test_the_worker_ranks_every_answer_during_generation_and_scores_stay_byte_id
     assert ahead["samples"] == alone["samples"]
     assert ahead["scores"] == alone["scores"]
     assert "language_fidelity" in ahead["scores"]
+
+
+def test_a_worker_only_where_generation_leaves_a_cpu_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU or a served model leaves the CPU to the worker; a model on this CPU only when torch runs on fewer threads
+    than there are cores (otherwise the worker would take turns with torch's threads, which wait for each other)."""
+    import torch
+
+    assert rank_ahead.spare_core("cuda:0") and rank_ahead.spare_core("endpoint http://127.0.0.1:8000/v1")
+    monkeypatch.setattr(rank_ahead.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        assert not rank_ahead.spare_core("cpu")
+        torch.set_num_threads(3)
+        assert rank_ahead.spare_core("cpu")
+    finally:
+        torch.set_num_threads(threads)

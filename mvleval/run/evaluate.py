@@ -175,7 +175,7 @@ def _generate_and_rank(gen: Generation, done: Done, created: list[Path], model_i
     (run/rank_ahead.py), so that scoring loads none of lingua's models (the same scores)."""
     prepared = gen.prepared
     answer_of = answer_rule_of(prepared.task, _thinking_tags(model_info))
-    ahead = RankAhead.for_run(prepared, answer_of, gen.dist_info.world_size)
+    ahead = RankAhead.for_run(prepared, answer_of, gen.dist_info.world_size, gen.backend.device)
     if ahead is None:
         _generate(gen, done, created)
         gen.backend.close()

@@ -13,8 +13,9 @@ there and loads no model.
 Nothing it does can change a score: scoring runs the same code in the run's own process, the worker only fills a
 cache whose rankings are lingua's own (a worker that fails, or a cache that cannot be written, leaves texts unranked,
 and scoring ranks them itself, as before). It starts only once generation has run for ``START_AFTER_S`` seconds (a
-short run is over before a worker's start pays off), never in a data-parallel run (rank 0 scores every rank's
-answers), and only for tasks scored with language fidelity.
+short run is over before a worker's start pays off), only where generation leaves a core free (`spare_core`: a GPU or
+served model, or torch on fewer threads than there are cores), never in a data-parallel run (rank 0 scores every
+rank's answers), and only for tasks scored with language fidelity.
 """
 
 from __future__ import annotations
@@ -72,12 +73,15 @@ class RankAhead:
         self._writer: threading.Thread | None = None
 
     @classmethod
-    def for_run(cls, prepared: PreparedRun, answer_of: Callable[[str], str], world_size: int) -> RankAhead | None:
-        """The worker's feeder for a run of `prepared`, or None where there is nothing to rank ahead."""
+    def for_run(
+        cls, prepared: PreparedRun, answer_of: Callable[[str], str], world_size: int, device: str
+    ) -> RankAhead | None:
+        """The worker's feeder for a run of `prepared` on `device`, or None where there is nothing to rank ahead or
+        no core to do it on."""
         from mvleval.metrics.language_fidelity import LanguageFidelity
 
         metrics = [m for m in prepared.task.metrics() if isinstance(m, LanguageFidelity)]
-        if not metrics or world_size > 1:
+        if not metrics or world_size > 1 or not spare_core(device):
             return None
         references = {lang: [list(e.references) for e in prepared.examples[lang]] for lang in prepared.languages}
         return cls(metrics, references, answer_of)
@@ -170,6 +174,19 @@ class RankAhead:
                 stdin.close()
             except OSError:
                 pass
+
+
+def spare_core(device: str) -> bool:
+    """Whether a worker would find a core generation leaves free: always for a model on a GPU or behind an endpoint;
+    for one on this CPU only when torch runs fewer threads than the cores this process may use (with as many, the
+    worker would take turns with torch's threads, which wait for each other: generation would slow down more than
+    scoring gains)."""
+    if not device.startswith("cpu"):
+        return True
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return torch.get_num_threads() < cores
 
 
 # -- the worker's side -------------------------------------------------------------------------------------------------
