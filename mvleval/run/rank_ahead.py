@@ -15,7 +15,9 @@ cache whose rankings are lingua's own (a worker that fails, or a cache that cann
 and scoring ranks them itself, as before). It starts only once generation has run for ``START_AFTER_S`` seconds (a
 short run is over before a worker's start pays off), only where generation leaves a core free (`spare_core`: a GPU or
 served model, or torch on fewer threads than there are cores), never in a data-parallel run (rank 0 scores every
-rank's answers), and only for tasks scored with language fidelity.
+rank's answers), and only for tasks scored with language fidelity. It moves lingua's work, it does not shrink it: on
+a machine whose cores are all busy with other work the worker's model loads slow generation about as much as they
+save scoring (bench/README.md, bench_hf_vlm.py).
 """
 
 from __future__ import annotations
