@@ -2,8 +2,8 @@
 
 Scoring a run's language fidelity asks lingua to rank each distinct answer; a text never ranked on this machine loads
 lingua's models first, and that load is most of what a run spends outside generation (bench/bench_hf_vlm.py,
-xGQA-shaped, first run on a machine: ~7-12 s of a ~25 s run, the whole model load of the unrestricted detector for
-long multi-script answers). lingua holds the interpreter while it loads (a thread would stop generation), so a worker
+xGQA-shaped, empty ranking cache: scoring 16-47 s of a 45-119 s run on a shared machine, 12.2 of 13.7 profiled
+seconds lingua loading models, mostly the unrestricted detector's for long multi-script answers). lingua holds the interpreter while it loads (a thread would stop generation), so a worker
 process does it instead, on another core, fed with each batch's answers as generation writes them: it judges them
 exactly as `LanguageFidelity.score` will (same metric, same letter model from the same references, same requested
 language) and so keeps every ranking the score needs in the cache of lingua's rankings
