@@ -15,8 +15,11 @@ Measured side by side in one run, same model files, data and settings:
            (batch 1), decode; no scoring.
   backend: the generation phase alone as the runner drives it (model load, --batch-size pick, image prefetch,
            length-sorted batches through the generic backend), without the run's data checks, scoring and records.
-Prints the wall times, the backend's and the whole run's speed-up over the loop, and whether every prediction is
-identical on all three (exit 1 if not). Scoring is not free on a random model: its long multi-script gibberish makes
+Prints the wall times, the backend's and the whole run's speed-up over the loop, the whole run's seconds by phase
+(plan + data checks, model load + batch-size probe, generation, scoring + records), and whether every prediction is
+identical on all three (exit 1 if not). The run starts with an empty cache of lingua's rankings (as on a machine that
+never scored these answers): language fidelity's models load in the run, in the worker of mvleval/run/rank_ahead.py
+while the model generates. Scoring is not free on a random model: its long multi-script gibberish makes
 the language-fidelity detector take ~13 ms per caption (real captions take a fraction of that).
 
 Run: ``OMP_NUM_THREADS=1 python bench/bench_hf_vlm.py [--quick]`` (~3 min on 2 cores; --quick ~1 min).
@@ -114,7 +117,9 @@ def run_mvleval(
     from mvleval.run.evaluate import evaluate
     from mvleval.run.plan import RunOptions
 
-    started = time.perf_counter()
+    phases = PhaseClock()
+    phases.cpu0 = phases.cpu()
+    started = phases.t0 = time.perf_counter()
     options = RunOptions(
         task=task,
         model=str(model_dir),
@@ -125,10 +130,55 @@ def run_mvleval(
         out_dir=out,
         generation={"num_beams": 1, "max_new_tokens": max_new_tokens},
     )
-    record, path = evaluate(options)
+    record, path = evaluate(options, progress=phases)
     elapsed = time.perf_counter() - started
+    phases.end, phases.cpu_end = started + elapsed, phases.cpu()
     predictions = {(r["lang"], r["id"]): r["prediction"] for r in read_samples(path.parent / record.samples_file)}
-    return elapsed, predictions
+    return elapsed, predictions, phases
+
+
+class PhaseClock:
+    """A progress sink for runner.evaluate that notes when each phase of the run begins: the model load (its
+    "loading" note), the first language's generation, the last one's end (then scoring and records)."""
+
+    def __init__(self) -> None:
+        self.t0 = self.load = self.gen_start = self.gen_end = self.end = 0.0
+        self.cpu0 = self.cpu_end = 0.0
+
+    @staticmethod
+    def cpu() -> float:
+        """CPU seconds of this process (all its threads) and of its children waited for (the ranking worker)."""
+        import resource
+
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + children.ru_utime + children.ru_stime
+
+    def note(self, message: str) -> None:
+        if message.startswith("loading") and not self.load:
+            self.load = time.perf_counter()
+
+    def start(self, label: str, total: int, done: int) -> None:
+        if not self.gen_start:
+            self.gen_start = time.perf_counter()
+
+    def advance(self, n: int, status: str = "") -> None:
+        pass
+
+    def finish(self) -> None:
+        self.gen_end = time.perf_counter()
+
+    def breakdown(self) -> str:
+        """The run's seconds: before the load (data checks, fingerprint), load + batch-size probe, generation,
+        after (ranking wait, scoring, records)."""
+        parts = (
+            ("plan + data checks", self.load - self.t0),
+            ("model load + batch-size probe", self.gen_start - self.load),
+            ("generation", self.gen_end - self.gen_start),
+            ("scoring + records", self.end - self.gen_end),
+        )
+        return ", ".join(f"{name} {s:.1f} s" for name, s in parts) + (
+            f"; CPU {self.cpu_end - self.cpu0:.1f} s (this process + the ranking worker)"
+        )
 
 
 def run_backend(
@@ -266,8 +316,11 @@ def main() -> int:
     )
     args = parser.parse_args()
     import torch
+    from transformers.utils import logging as hf_logging
 
     from mvleval.testing.tiny_vlm import build_tiny_vlm
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars of the loop's own from_pretrained
 
     n_images, per_image = (16, 4) if args.quick else (40, 8)
     max_new = args.max_new_tokens or (10 if args.shape == "xgqa" else 50)
@@ -297,6 +350,9 @@ def main() -> int:
                 max_new,
                 n,
             )
+        # an empty cache of lingua's rankings (mvleval.metrics.ranking_cache): the run scores as on a machine that never
+        # ranked these answers, whatever earlier runs of this script left in the user's cache
+        os.environ["MVLEVAL_CACHE_DIR"] = str(root / "cache")
         loop_s, loop_pred = run_loop(args.shape, model_dir, data_root, image_root, max_new)
         print(f"per-sample loop:  {loop_s:7.1f} s  ({n / loop_s:.1f} prompts/s; load + generation)")
         batch_size = None if args.batch_size == "auto" else int(args.batch_size)
@@ -304,15 +360,22 @@ def main() -> int:
         print(
             f"generic backend:  {gen_s:7.1f} s  ({n / gen_s:.1f} prompts/s, batch size {args.batch_size}; load + generation)"
         )
-        mv_s, mv_pred = run_mvleval(args.shape, model_dir, data_root, image_root, root / "runs", batch_size, max_new)
+        mv_s, mv_pred, phases = run_mvleval(
+            args.shape, model_dir, data_root, image_root, root / "runs", batch_size, max_new
+        )
         print(
             f"mvleval run:      {mv_s:7.1f} s  ({n / mv_s:.1f} prompts/s; + data checks, scoring incl. language "
             "fidelity, records)"
         )
+        print(f"  whole run's seconds: {phases.breakdown()}")
         same = sum(mv_pred[k] == v == gen_pred[k] for k, v in loop_pred.items())
         print(
             f"speed-up of the backend (generation): {loop_s / gen_s:.2f}x; of the whole run: {loop_s / mv_s:.2f}x; "
             f"identical predictions: {same}/{len(loop_pred)}"
+        )
+        print(
+            f"side by side ({args.shape}-shaped): loop {loop_s:.1f} s | mvleval run {mv_s:.1f} s | whole run "
+            f"{loop_s / mv_s:.2f}x the loop"
         )
         return 0 if same == len(loop_pred) == len(mv_pred) == len(gen_pred) else 1
 

@@ -50,7 +50,9 @@ def test_wheel_ships_the_tasks(tmp_path: Path) -> None:
     assert {
         f"mvleval/schemas/{name}.json" for name in ("tasks", "run", "score", "gate", "data-check", "leaderboard")
     } <= names
-    assert len(task_names()) == 12  # mBLIP's six, MTVQA, CVQA, xMMMU, M3Exam, Kaleidoscope (direct and chain of thought)
+    assert (
+        len(task_names()) == 12
+    )  # mBLIP's six, MTVQA, CVQA, xMMMU, M3Exam, Kaleidoscope (direct and chain of thought)
 
 
 def test_the_readmes_test_command_is_the_one_ci_runs() -> None:

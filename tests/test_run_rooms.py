@@ -56,7 +56,7 @@ def test_only_files_py_reads_and_writes_sample_rows() -> None:
 
 
 # each room imports only the rooms before it on a run's path (no circle; files and score know nothing of the run)
-ORDER = ["files", "score", "plan", "generate", "rescore", "evaluate"]
+ORDER = ["files", "score", "plan", "generate", "rank_ahead", "rescore", "evaluate"]
 
 
 @pytest.mark.parametrize("room", ORDER)

@@ -6,6 +6,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +32,8 @@ from mvleval.run.generate import (
     with_local_cache,
 )
 from mvleval.run.plan import PreparedRun, RunOptions, data_source, prepare, run_identity, run_name, task_info
-from mvleval.run.score import score_rows
+from mvleval.run.rank_ahead import RankAhead
+from mvleval.run.score import answer_rule_of, score_rows
 from mvleval.util.errors import MvlevalError
 
 if TYPE_CHECKING:
@@ -74,8 +76,7 @@ def evaluate(
         progress.note(f"--batch-size auto: {batch_size}")
     # generation: length-sorted batches, image prefetch, progress; each batch appended to the partial file
     gen = Generation(prepared, backend, paths, dist_info, batch_size, progress, options.resolved_image_root)
-    _generate(gen, done, created)
-    backend.close()
+    _generate_and_rank(gen, done, created, model_info)
     run_details = backend.run_details()
     if run_details:
         model_info = model_info.model_copy(update={"details": {**model_info.details, **run_details}})
@@ -84,9 +85,7 @@ def evaluate(
         barrier(dist_info)  # wait until rank 0 has merged, scored and written the record
         return read_record(paths.record), paths.record
     rows = _merged_rows(prepared, paths, dist_info, done)
-    scores = score_rows(
-        prepared.task, prepared.languages, rows, prepared.examples, model_info.details.get("thinking_tags") or ()
-    )
+    scores = score_rows(prepared.task, prepared.languages, rows, prepared.examples, _thinking_tags(model_info))
     record = _record(options, prepared, model_info, scores, gen, name, started)
     files.write_outputs(record, [row for lang in prepared.languages for row in rows[lang]], paths)
     files.remove_unfinished(paths, dist_info.world_size)
@@ -97,6 +96,11 @@ def evaluate(
             )
     barrier(dist_info)
     return record, paths.record
+
+
+def _thinking_tags(model_info: ModelInfo) -> list[list[str]]:
+    """The model's chat template's thinking tags (scoring removes the thinking they delimit)."""
+    return model_info.details.get("thinking_tags") or []
 
 
 def _resume_state(options: RunOptions, prepared: PreparedRun, paths: RunPaths, name: str, progress: Progress) -> Done:
@@ -164,6 +168,25 @@ def _generate(gen: Generation, done: Done, created: list[Path]) -> None:
                 where=exc.where,
             ) from None
         raise
+
+
+def _generate_and_rank(gen: Generation, done: Done, created: list[Path], model_info: ModelInfo) -> None:
+    """Generation, then the backend closed; language fidelity's lingua rankings are made meanwhile by a worker process
+    (run/rank_ahead.py), so that scoring loads none of lingua's models (the same scores)."""
+    prepared = gen.prepared
+    answer_of = answer_rule_of(prepared.task, _thinking_tags(model_info))
+    ahead = RankAhead.for_run(prepared, answer_of, gen.dist_info.world_size, gen.backend.device)
+    if ahead is None:
+        _generate(gen, done, created)
+        gen.backend.close()
+        return
+    try:
+        ahead.feed(done.values())  # resumed rows
+        _generate(replace(gen, on_rows=ahead.feed), done, created)
+        gen.backend.close()
+        ahead.finish()
+    finally:
+        ahead.close()
 
 
 def _merged_rows(prepared: PreparedRun, paths: RunPaths, dist_info: DistInfo, done: Done) -> dict[str, list[SampleRow]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -212,6 +212,8 @@ class Generation:
     batch_size: int
     progress: Progress
     image_root: Path
+    # told each batch's rows once they are written (run/rank_ahead.py: language fidelity's rankings made meanwhile)
+    on_rows: Callable[[list[SampleRow]], None] | None = None
 
 
 def generate_all(gen: Generation, done: dict[tuple[str, str], SampleRow]) -> None:
@@ -234,6 +236,8 @@ def generate_all(gen: Generation, done: dict[tuple[str, str], SampleRow]) -> Non
                 rows = _generate_batch(gen, batch, writer, done)
                 writer.write_batch(rows)
                 done.update((row.key, row) for row in rows)
+                if gen.on_rows is not None:
+                    gen.on_rows(rows)
                 progress.advance(len(batch), backend.progress_note())
             progress.finish()
 

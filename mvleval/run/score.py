@@ -3,7 +3,7 @@ metrics (intervals resampling the task's clusters), per-sample scores filled int
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mvleval.benchmarks.task import Example, Task
@@ -75,20 +75,27 @@ def _answers(
     thinking_tags: Sequence[Sequence[str]],
 ) -> dict[str, list[str]]:
     """Each row's scored answer (set on the row where it differs from the prediction), by language."""
+    answer_of = answer_rule_of(task, thinking_tags)
+    answers: dict[str, list[str]] = {}
+    for lang in languages:
+        answers[lang] = []
+        for row in rows_by_lang[lang]:
+            answer = answer_of(row.prediction)
+            row.answer = answer if answer != row.prediction else None
+            answers[lang].append(answer)
+    return answers
+
+
+def answer_rule_of(task: Task, thinking_tags: Sequence[Sequence[str]] = ()) -> Callable[[str], str]:
+    """The task's answer of one raw output, as `score_rows` scores it (thinking removed with the default tags and
+    `thinking_tags`; chat-style open answers cleaned)."""
     from mvleval.metrics.answer import DEFAULT_THINKING_TAGS, scored_answer
 
     tags = list(DEFAULT_THINKING_TAGS) + [
         (str(t[0]), str(t[1])) for t in thinking_tags if tuple(t) not in DEFAULT_THINKING_TAGS
     ]
     chat = _chat_clean(task)
-    answers: dict[str, list[str]] = {}
-    for lang in languages:
-        answers[lang] = []
-        for row in rows_by_lang[lang]:
-            answer = scored_answer(row.prediction, tags, chat)
-            row.answer = answer if answer != row.prediction else None
-            answers[lang].append(answer)
-    return answers
+    return lambda prediction: scored_answer(prediction, tags, chat)
 
 
 def _score_metric(
