@@ -65,24 +65,54 @@ def _worker(args: argparse.Namespace) -> None:
         from mvleval.testing.tiny_vlm import load_processor
 
         processor = load_processor(base)
-    rates: list[float] = []
+    clock = _StepClock()
     if args.side == "mvleval":
         from mvleval.finetune import train
 
-        train(config, processor=processor)
-        from mvleval.finetune.train import read_train_log
-
-        rates = [r["examples_per_s"] for r in read_train_log(out)]
+        train(config, processor=processor, progress=clock)
     elif family == "mblip":
-        rates = _plain_mblip(base, examples, config)
+        _plain_mblip(base, examples, config, clock)
     else:
-        rates = _plain_generic(base, examples, config, processor)
+        _plain_generic(base, examples, config, processor, clock)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # steps after the first two (warm-up) and before the last (mvleval saves the adapter and plots the loss there)
+    cpu = clock.cpu[2:-1] or clock.cpu
+    wall = clock.wall[2:-1] or clock.wall
     print(
         json.dumps(
-            {"rate": statistics.median(rates[2:] or rates), "peak_mb": peak / 1024, "start_mb": rss_before / 1024}
+            {
+                "rate": args.batch / statistics.median(cpu),
+                "wall_rate": args.batch / statistics.median(wall),
+                "peak_mb": peak / 1024,
+                "start_mb": rss_before / 1024,
+            }
         )
     )
+
+
+class _StepClock:
+    """Per optimizer step: process CPU time (what the step costs, whatever else the shared machine runs) and wall
+    time. For mvleval it is the training loop's progress object (update() after each step, its log and checkpoint
+    writes included); the plain loop calls start() once and update() after each of its steps."""
+
+    def __init__(self) -> None:
+        self.cpu: list[float] = []
+        self.wall: list[float] = []
+
+    def start(self, label: str = "", total: int = 0, done: int = 0) -> None:
+        self._cpu, self._wall = time.process_time(), time.perf_counter()
+
+    def update(self, *args: object) -> None:
+        cpu, wall = time.process_time(), time.perf_counter()
+        self.cpu.append(cpu - self._cpu)
+        self.wall.append(wall - self._wall)
+        self._cpu, self._wall = cpu, wall
+
+    def finish(self) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
 
 
 def _order(config, n):  # the same micro-batches mvleval's DataOrder gives
@@ -92,7 +122,7 @@ def _order(config, n):  # the same micro-batches mvleval's DataOrder gives
     return [order.batch(i) for i in range(config.max_steps)]
 
 
-def _plain_generic(base, examples, config, processor):
+def _plain_generic(base, examples, config, processor, clock):
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
@@ -128,10 +158,9 @@ def _plain_generic(base, examples, config, processor):
     tok = processor.tokenizer
     tok.padding_side = "right"
     template = getattr(processor, "chat_template", None)
-    rates = []
     model.train()
+    clock.start()
     for batch_idx in _order(config, len(examples)):
-        t0 = time.perf_counter()
         exs = [examples[i] for i in batch_idx]
         imgs = [[images.setdefault(p, load_image(p)) for p in e.images] for e in exs]
         if template:  # the model cards' collator: the whole conversation, prompt tokens masked by the prompt's length
@@ -170,11 +199,10 @@ def _plain_generic(base, examples, config, processor):
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        rates.append(len(exs) / (time.perf_counter() - t0))
-    return rates
+        clock.update()
 
 
-def _plain_mblip(base, examples, config):
+def _plain_mblip(base, examples, config, clock):
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import Blip2ForConditionalGeneration
@@ -202,10 +230,10 @@ def _plain_mblip(base, examples, config):
         p.data = p.data.float()
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    images, rates = {}, []
+    images = {}
     model.train()
+    clock.start()
     for batch_idx in _order(config, len(examples)):
-        t0 = time.perf_counter()
         exs = [examples[i] for i in batch_idx]
         imgs = [images.setdefault(e.images[0], load_image(e.images[0])) for e in exs]
         batch = processor(images=imgs, text=[e.prompt for e in exs], padding=True, return_tensors="pt")
@@ -217,8 +245,7 @@ def _plain_mblip(base, examples, config):
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        rates.append(len(exs) / (time.perf_counter() - t0))
-    return rates
+        clock.update()
 
 
 def main() -> None:
