@@ -10,7 +10,7 @@ and each side, a fresh subprocess
   ``processor(text=conversation with the answer, images=...)`` -> ``model(**batch, labels=labels).loss`` ->
   backward -> step (mBLIP: ``Blip2Processor(images, prompt)`` and seq2seq ``labels``), same batch and same examples;
 
-reports the median examples/s over the steps after the first two, and the process's peak RSS (ru_maxrss). Both sides
+reports the median examples/s over the steps after the first two, and the process's peak RSS (VmHWM). Both sides
 include the same data loading per step (images decoded once, cached).
 
     OMP_NUM_THREADS=1 python bench/bench_train.py [--steps 12] [--families gemma3,qwen2_vl] [--bits 16,4]
@@ -33,7 +33,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _worker(args: argparse.Namespace) -> None:
     import logging
-    import resource
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -41,7 +40,7 @@ def _worker(args: argparse.Namespace) -> None:
     import torch
 
     torch.manual_seed(0)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_before = _vm_hwm_mb()
     base, bench, out, family = Path(args.base), Path(args.bench), Path(args.out), args.family
     from mvleval.finetune import load_config
     from mvleval.finetune.data import read_task_split
@@ -74,7 +73,7 @@ def _worker(args: argparse.Namespace) -> None:
         _plain_mblip(base, examples, config, clock)
     else:
         _plain_generic(base, examples, config, processor, clock)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _vm_hwm_mb()
     # steps after the first two (warm-up) and before the last (mvleval saves the adapter and plots the loss there)
     cpu = clock.cpu[2:-1] or clock.cpu
     wall = clock.wall[2:-1] or clock.wall
@@ -83,11 +82,22 @@ def _worker(args: argparse.Namespace) -> None:
             {
                 "rate": args.batch / statistics.median(cpu),
                 "wall_rate": args.batch / statistics.median(wall),
-                "peak_mb": peak / 1024,
-                "start_mb": rss_before / 1024,
+                "peak_mb": peak,
+                "start_mb": rss_before,
+                "loaded_peak_mb": clock.loaded_peak_mb,
+                "loaded_rss_mb": clock.loaded_rss_mb,
             }
         )
     )
+
+
+def _vm_hwm_mb(field: str = "VmHWM:") -> float:
+    """This process's peak resident memory in MB (VmHWM). Not ru_maxrss: a child created by fork starts with its
+    parent's high-water mark there, so the models the parent built would count in every run."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 class _StepClock:
@@ -100,6 +110,7 @@ class _StepClock:
         self.wall: list[float] = []
 
     def start(self, label: str = "", total: int = 0, done: int = 0) -> None:
+        self.loaded_peak_mb, self.loaded_rss_mb = _vm_hwm_mb(), _vm_hwm_mb("VmRSS:")  # model loaded, before step 1
         self._cpu, self._wall = time.process_time(), time.perf_counter()
 
     def update(self, *args: object) -> None:
@@ -132,13 +143,14 @@ def _plain_generic(base, examples, config, processor, clock):
     from mvleval.images import load_image
 
     processor = processor or AutoProcessor.from_pretrained(base, backend="pil")
-    kwargs = {"dtype": torch.bfloat16 if config.bits == 16 else torch.float32}
+    # the QLoRA model cards: bf16 weights outside the nf4 layers, nf4 computed in bf16, bf16 autocast (as 16 bits)
+    kwargs = {"dtype": torch.bfloat16}
     if config.bits == 4:
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.float32,
+            bnb_4bit_compute_dtype=torch.bfloat16,
             llm_int8_skip_modules=list(QUANT_SKIP_MODULES),  # the same modules kept unquantised as mvleval keeps
         )
     model = AutoModelForImageTextToText.from_pretrained(base, **kwargs)
@@ -193,7 +205,7 @@ def _plain_generic(base, examples, config, processor, clock):
             )
             labels = batch.pop("labels")
         batch.pop("labels", None)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bits == 16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=True):
             loss = model(**batch, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
@@ -212,9 +224,9 @@ def _plain_mblip(base, examples, config, clock):
     from mvleval.images import load_image
 
     cfg, processor = load_config_and_processor(Path(base))
-    kwargs = {"config": cfg, "dtype": torch.bfloat16 if config.bits == 16 else torch.float32}
+    kwargs = {"config": cfg, "dtype": torch.bfloat16}
     if config.bits == 4:
-        kwargs["quantization_config"] = quantization_config(4, True, False)
+        kwargs["quantization_config"] = quantization_config(4, True, True)  # nf4, double quant, bf16 compute
     model = Blip2ForConditionalGeneration.from_pretrained(base, **kwargs)
     lm = model.language_model
     regex = lora_target_regex(lm, lora_leaf_names(lm))
@@ -239,7 +251,7 @@ def _plain_mblip(base, examples, config, clock):
         batch = processor(images=imgs, text=[e.prompt for e in exs], padding=True, return_tensors="pt")
         labels = processor.tokenizer([e.target for e in exs], padding=True, return_tensors="pt")["input_ids"]
         labels[labels == processor.tokenizer.pad_token_id] = -100
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bits == 16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=True):
             loss = model(**batch, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
@@ -248,13 +260,52 @@ def _plain_mblip(base, examples, config, clock):
         clock.update()
 
 
+def _bf16_files(model_dir: Path) -> Path:
+    """Rewrite a built checkpoint's weights in bf16, as vision-LLMs are published (a 16-bit load then reads its
+    weights as they are stored, and a 4-bit load quantises from bf16)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    for path in model_dir.glob("*.safetensors"):
+        tensors = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+        save_file(tensors, str(path), metadata={"format": "pt"})
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    config["dtype"] = "bfloat16"
+    (model_dir / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return model_dir
+
+
+def _build(family: str, root: Path, args: argparse.Namespace) -> Path:
+    if family == "mblip":
+        from mvleval.factory import build_tiny_checkpoint
+
+        # mT5: encoder and decoder of layers/2 each, so its language model has about the generic families' weights
+        base = build_tiny_checkpoint(
+            root / "mblip", "mt5", seed=0, text_hidden=args.hidden, text_layers=max(2, args.layers // 2), layers=2
+        )
+    else:
+        from mvleval.testing.tiny_vlm import build_tiny_vlm
+
+        base = build_tiny_vlm(
+            family, root / family, hidden=args.hidden, layers=args.layers, vision_layers=args.vision_layers
+        )
+    return _bf16_files(base)
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--families", default="mblip,gemma3,paligemma")
     parser.add_argument("--bits", default="16,4")
-    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--hidden", type=int, default=768)
+    parser.add_argument("--layers", type=int, default=8, help="language-model depth (mBLIP's mT5: half each side)")
+    parser.add_argument("--vision-layers", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each (side, bits) pair, interleaved")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--side")
     parser.add_argument("--family")
@@ -271,54 +322,44 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
     bench = write_squares_benchmark(tmp / "squares", n_train=32, n_test=4)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONPATH": str(REPO)}
+    bits_list = [int(b) for b in args.bits.split(",")]
     print(
-        f"{'model':<12} {'bits':>4} {'mvleval ex/s':>13} {'plain ex/s':>11} {'ratio':>6} {'mvleval peak MB':>16} {'plain peak MB':>14}"
+        f"batch {args.batch}, {args.steps} steps a run (median over steps 3..{args.steps - 1}), {args.repeat} runs "
+        f"each; language model hidden {args.hidden} x {args.layers} layers, vision tower {args.vision_layers} layers; "
+        "bf16 files. ex/s from process CPU time (wall time in the JSON lines); ratio = mvleval / plain, "
+        "median [range] over runs; peak = VmHWM of each run's own process",
+        flush=True,
+    )
+    print(
+        f"{'model':<10} {'bits':>4} {'mvleval ex/s':>13} {'plain ex/s':>11} {'ratio':>18} "
+        f"{'mvleval peak MB':>16} {'plain peak MB':>14}",
+        flush=True,
     )
     for family in args.families.split(","):
-        if family == "mblip":
-            from mvleval.factory import build_tiny_checkpoint
-
-            base = build_tiny_checkpoint(tmp / "mblip", "mt5", seed=0)
-        else:
-            from mvleval.testing.tiny_vlm import build_tiny_vlm
-
-            base = build_tiny_vlm(family, tmp / family, hidden=args.hidden, layers=4)
-        for bits in [int(b) for b in args.bits.split(",")]:
-            res = {}
-            for side in ("mvleval", "plain"):
-                out = tmp / f"out-{family}-{bits}-{side}"
-                cmd = [
-                    sys.executable,
-                    __file__,
-                    "--worker",
-                    "--side",
-                    side,
-                    "--family",
-                    family,
-                    "--base",
-                    str(base),
-                    "--bench",
-                    str(bench),
-                    "--out",
-                    str(out),
-                    "--bits",
-                    str(bits),
-                    "--steps",
-                    str(args.steps),
-                    "--batch",
-                    str(args.batch),
-                ]
-                done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-                lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
-                if done.returncode or not lines:
-                    print(f"{family} {bits} {side} failed:\n{done.stderr[-2000:]}")
-                    res[side] = {"rate": float("nan"), "peak_mb": float("nan")}
-                else:
-                    res[side] = json.loads(lines[-1])
-            m, p = res["mvleval"], res["plain"]
+        base = _build(family, tmp, args)
+        for bits in bits_list:
+            runs: dict[str, list[dict]] = {"mvleval": [], "plain": []}
+            for rep in range(args.repeat):
+                for side in ("mvleval", "plain") if rep % 2 == 0 else ("plain", "mvleval"):
+                    out = tmp / f"out-{family}-{bits}-{side}-{rep}"
+                    cmd = [sys.executable, __file__, "--worker", "--side", side, "--family", family]
+                    cmd += ["--base", str(base), "--bench", str(bench), "--out", str(out), "--bits", str(bits)]
+                    cmd += ["--steps", str(args.steps), "--batch", str(args.batch)]
+                    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+                    if done.returncode or not lines:
+                        print(f"{family} {bits} {side} failed:\n{done.stderr[-2000:]}", flush=True)
+                        continue
+                    runs[side].append(json.loads(lines[-1]))
+                    print(json.dumps({"family": family, "bits": bits, "side": side, **runs[side][-1]}), file=sys.stderr)
+            m, p = runs["mvleval"], runs["plain"]
+            if not m or not p:
+                continue
+            ratios = [a["rate"] / b["rate"] for a, b in zip(m, p)]
+            med = statistics.median
             print(
-                f"{family:<12} {bits:>4} {m['rate']:>13.1f} {p['rate']:>11.1f} {m['rate'] / p['rate']:>6.2f} "
-                f"{m['peak_mb']:>16.0f} {p['peak_mb']:>14.0f}",
+                f"{family:<10} {bits:>4} {med(r['rate'] for r in m):>13.2f} {med(r['rate'] for r in p):>11.2f} "
+                f"{_spread(ratios):>18} {med(r['peak_mb'] for r in m):>16.0f} {med(r['peak_mb'] for r in p):>14.0f}",
                 flush=True,
             )
 

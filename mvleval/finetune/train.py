@@ -144,6 +144,16 @@ def quantization_config(bits: int, encoder_decoder: bool, on_cuda: bool) -> Any:
     )
 
 
+def bf16_training(bits: int, on_cuda: bool) -> bool:
+    """Whether a training run keeps its unquantised weights in bf16 and computes under bf16 autocast.
+
+    16 bits anywhere; 4 bits (QLoRA) on CPU too, so a 4-bit run holds its vision tower, projector, embeddings and
+    lm_head as the 16-bit run does (fp32 there made the 4-bit run's peak memory exceed the 16-bit run's), with nf4
+    dequantised to bf16; every quantised run on CUDA. 32 bits and 8 bits on CPU stay in fp32.
+    """
+    return bits == 16 or bits == 4 or (bits == 8 and on_cuda)
+
+
 def load_base_model(base_model: str, bits: int, device: str) -> tuple[Blip2ForConditionalGeneration, Blip2Processor]:
     """Load the checkpoint to fine-tune (or export from) with its processor, checked exactly as the backend checks it.
 
@@ -172,9 +182,11 @@ def load_base_model(base_model: str, bits: int, device: str) -> tuple[Blip2ForCo
             where=model_dir,
         )
     on_cuda = device.startswith("cuda")
-    qconfig = quantization_config(bits, nf4_double_quant(config_json), on_cuda)
-    # unquantised modules: fp32 on CPU; on CUDA bf16 (trainable ones are upcast to fp32 in add_lora)
-    dtype = torch.bfloat16 if bits == 16 or (qconfig is not None and on_cuda) else torch.float32
+    bf16 = bf16_training(bits, on_cuda)
+    qconfig = quantization_config(bits, nf4_double_quant(config_json), bf16)
+    # unquantised modules (ViT, Q-Former, projection, embeddings, lm_head): bf16 where the run computes in bf16, as
+    # the 16-bit run keeps them; fp32 otherwise (trainable ones are upcast to fp32 in add_lora)
+    dtype = torch.bfloat16 if bf16 else torch.float32
     config, processor = load_config_and_processor(model_dir)
     kwargs: dict[str, Any] = {"config": config, "dtype": dtype, "device_map": {"": device}, "use_safetensors": True}
     if qconfig is not None:
@@ -716,7 +728,7 @@ def train(
             )
             return compute_loss(model, batch)
 
-    use_autocast = device.startswith("cuda") or bits == 16
+    use_autocast = device.startswith("cuda") or bf16_training(bits, False)
     autocast_device = "cuda" if device.startswith("cuda") else "cpu"
     return run_training_loop(
         config,
