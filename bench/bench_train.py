@@ -1,8 +1,10 @@
 """`mvleval train` vs the plain transformers + peft loop of the model cards: examples/s and peak memory, 16- and 4-bit.
 
-For each model (the tiny mBLIP-shaped mT5 checkpoint, and generic families built wider than the tests' so that the
-weights matter: hidden 512, 4 layers), each precision (16: bf16 weights + bf16 autocast; 4: bitsandbytes nf4 QLoRA)
-and each side, a fresh subprocess
+For each model (mBLIP-shaped mT5 and generic families, built so that the language model's linear layers dominate the
+weights, as in a published checkpoint: LM hidden 768 x 8 layers (mT5: 4 encoder + 4 decoder), a 2-layer vision tower,
+weights stored in bf16 as published), each precision (16: bf16 weights + bf16 autocast; 4: bitsandbytes nf4 QLoRA with
+the vision tower, projector, embeddings and lm_head in bf16, nf4 computed in bf16, bf16 autocast — mvleval and the
+plain loop alike) and each side, a fresh subprocess
 
 - mvleval: ``mvleval.finetune.train`` on the coloured-squares benchmark (mvleval/testing/squares.py);
 - plain: what the families' model cards show: ``from_pretrained`` (with the same BitsAndBytesConfig for 4 bits),
@@ -10,10 +12,16 @@ and each side, a fresh subprocess
   ``processor(text=conversation with the answer, images=...)`` -> ``model(**batch, labels=labels).loss`` ->
   backward -> step (mBLIP: ``Blip2Processor(images, prompt)`` and seq2seq ``labels``), same batch and same examples;
 
-reports the median examples/s over the steps after the first two, and the process's peak RSS (VmHWM). Both sides
-include the same data loading per step (images decoded once, cached).
+reports the median examples/s over the steps after the first two and before the last (mvleval saves the adapter and
+plots there), timed in process CPU time (the machine is shared: wall time swings with the other jobs, CPU time much
+less; wall-time rates are in the JSON lines on stderr), the ratio mvleval / plain as the median and range over
+``--repeat`` runs (sides interleaved), and each run's peak resident memory (VmHWM of its own process; ru_maxrss is
+not used: a forked child starts with its parent's high-water mark there). Data loading: the plain loops and mvleval's
+generic families decode each image once and keep it; mvleval's mBLIP path decodes the batch's images every step
+(extra work on mvleval's side, ~0.1 ms per 32-px image here).
 
-    OMP_NUM_THREADS=1 python bench/bench_train.py [--steps 12] [--families gemma3,qwen2_vl] [--bits 16,4]
+    OMP_NUM_THREADS=1 python bench/bench_train.py [--steps 6] [--repeat 2] [--families mblip,gemma3,paligemma]
+        [--bits 16,4] [--hidden 768] [--layers 8] [--vision-layers 2]
 """
 
 from __future__ import annotations

@@ -259,6 +259,10 @@ def load_generic_model(base_model: str, bits: int, device: str, processor: Any =
     if qconfig is not None:
         kwargs["quantization_config"] = qconfig
     model = load_weights(AutoModelForImageTextToText, model_dir, kwargs, bits=bits, on_cuda=on_cuda)
+    if bits == 4 and not on_cuda:
+        from mvleval.finetune.train import release_checkpoint_file
+
+        release_checkpoint_file(model)
     return model, processor, model_dir
 
 
