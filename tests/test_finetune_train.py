@@ -499,3 +499,25 @@ def test_4bit_training_keeps_the_unquantised_parts_as_the_16bit_run_does(tiny_bl
     unquantised = {n: d for n, d in dtypes[16].items() if n in dtypes[4]}
     assert {n.split(".", 1)[0] for n in unquantised} >= {"vision_model", "qformer", "language_projection"}
     assert dtypes[4] == unquantised and set(unquantised.values()) == {torch.bfloat16}
+
+
+def test_release_checkpoint_file_drops_the_mapping_and_keeps_the_values(tmp_path: Path) -> None:
+    """release_checkpoint_file (after a 4-bit load on CPU): weights that were views of a memory-mapped file get their
+    own memory, so the process no longer maps the file; values unchanged."""
+    import gc
+
+    from mvleval.finetune.train import release_checkpoint_file
+
+    maps = Path("/proc/self/maps")
+    if not maps.is_file():
+        pytest.skip("needs /proc/self/maps (Linux)")
+    path = tmp_path / "weights.bin"
+    torch.arange(64, dtype=torch.float32).numpy().tofile(path)
+    module = torch.nn.Linear(8, 8)
+    module.weight.data = torch.from_file(str(path), shared=True, size=64, dtype=torch.float32).view(8, 8)
+    gc.collect()
+    assert str(path) in maps.read_text()  # the control: a view of the file keeps it mapped
+    release_checkpoint_file(module)
+    gc.collect()
+    assert [line for line in maps.read_text().splitlines() if str(path) in line] == []
+    assert torch.equal(module.weight, torch.arange(64, dtype=torch.float32).view(8, 8))
