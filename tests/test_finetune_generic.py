@@ -432,9 +432,7 @@ def test_4bit_training_keeps_the_unquantised_parts_as_the_16bit_run_does(models:
     for bits in (16, 4):
         model, _, _ = load_generic_model(str(model_dir), bits, "cpu", load_processor(model_dir))
         quantised = {n for n, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)}
-        dtypes[bits] = {
-            n: p.dtype for n, p in model.named_parameters() if n.rsplit(".", 1)[0] not in quantised
-        }
+        dtypes[bits] = {n: p.dtype for n, p in model.named_parameters() if n.rsplit(".", 1)[0] not in quantised}
         if bits == 4:
             assert quantised and {m.compute_dtype for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)} == {
                 torch.bfloat16
