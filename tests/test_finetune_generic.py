@@ -432,3 +432,30 @@ def test_a_family_without_template_or_suffix_is_refused(squares: Path, tmp_path:
     processor = load_processor(build_tiny_vlm("instructblip", tmp_path / "ib"))
     with pytest.raises(MvlevalError, match="no chat template and no answer suffix"):
         render_training_texts(processor, _examples(squares)[:1], [processor.tokenizer.eos_token_id])
+
+
+# -- precision of a QLoRA run ----------------------------------------------------------------------------------------
+def test_4bit_training_keeps_the_unquantised_parts_as_the_16bit_run_does(models: Path, tmp_path: Path) -> None:
+    """--bits 4 on CPU: the vision tower, projector, embeddings and lm_head load in bf16 as at --bits 16 (they were
+    fp32, which made a 4-bit run's peak memory exceed the 16-bit run's), and nf4 is dequantised to bf16; a narrower
+    vision tower than language model (build_tiny_vlm's vision_layers) builds and trains."""
+    import bitsandbytes as bnb
+
+    from mvleval.finetune.generic import load_generic_model
+    from mvleval.testing.tiny_vlm import build_tiny_vlm
+
+    model_dir = build_tiny_vlm("gemma3", tmp_path / "gemma3", hidden=64, layers=4, vision_layers=2)
+    dtypes = {}
+    for bits in (16, 4):
+        model, _, _ = load_generic_model(str(model_dir), bits, "cpu", load_processor(model_dir))
+        quantised = {n for n, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)}
+        dtypes[bits] = {n: p.dtype for n, p in model.named_parameters() if n.rsplit(".", 1)[0] not in quantised}
+        if bits == 4:
+            assert quantised and {m.compute_dtype for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)} == {
+                torch.bfloat16
+            }
+    config = model.config
+    assert (config.vision_config.num_hidden_layers, config.text_config.num_hidden_layers) == (2, 4)
+    unquantised = {n: d for n, d in dtypes[16].items() if n in dtypes[4]}
+    assert any(".vision_tower." in f".{n}" for n in unquantised) and any("lm_head" in n for n in unquantised)
+    assert dtypes[4] == unquantised and set(unquantised.values()) == {torch.bfloat16}

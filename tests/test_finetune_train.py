@@ -480,3 +480,44 @@ def test_training_on_a_task_split(shared_data: Path, tiny_mt5_dir: Path, tmp_pat
     assert read_train_log(out)[-1]["epoch"] == pytest.approx(8 / len(examples), abs=1e-4)
     saved = json.loads((out / "train_config.json").read_text(encoding="utf-8"))
     assert saved["task"] == "xgqa" and saved["split"] == "train_1"
+
+
+def test_4bit_training_keeps_the_unquantised_parts_as_the_16bit_run_does(tiny_bloom_dir: Path) -> None:
+    """--bits 4 on CPU: ViT, Q-Former, projection, embeddings and lm_head load in bf16 as at --bits 16 (they were
+    fp32), and nf4 is dequantised to bf16."""
+    import bitsandbytes as bnb
+
+    dtypes = {}
+    for bits in (16, 4):
+        model, _ = load_base_model(str(tiny_bloom_dir), bits, "cpu")
+        quantised = {n for n, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)}
+        dtypes[bits] = {n: p.dtype for n, p in model.named_parameters() if n.rsplit(".", 1)[0] not in quantised}
+        if bits == 4:
+            assert quantised and {m.compute_dtype for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)} == {
+                torch.bfloat16
+            }
+    unquantised = {n: d for n, d in dtypes[16].items() if n in dtypes[4]}
+    assert {n.split(".", 1)[0] for n in unquantised} >= {"vision_model", "qformer", "language_projection"}
+    assert dtypes[4] == unquantised and set(unquantised.values()) == {torch.bfloat16}
+
+
+def test_release_checkpoint_file_drops_the_mapping_and_keeps_the_values(tmp_path: Path) -> None:
+    """release_checkpoint_file (after a 4-bit load on CPU): weights that were views of a memory-mapped file get their
+    own memory, so the process no longer maps the file; values unchanged."""
+    import gc
+
+    from mvleval.finetune.train import release_checkpoint_file
+
+    maps = Path("/proc/self/maps")
+    if not maps.is_file():
+        pytest.skip("needs /proc/self/maps (Linux)")
+    path = tmp_path / "weights.bin"
+    torch.arange(64, dtype=torch.float32).numpy().tofile(path)
+    module = torch.nn.Linear(8, 8)
+    module.weight.data = torch.from_file(str(path), shared=True, size=64, dtype=torch.float32).view(8, 8)
+    gc.collect()
+    assert str(path) in maps.read_text()  # the control: a view of the file keeps it mapped
+    release_checkpoint_file(module)
+    gc.collect()
+    assert [line for line in maps.read_text().splitlines() if str(path) in line] == []
+    assert torch.equal(module.weight, torch.arange(64, dtype=torch.float32).view(8, 8))

@@ -163,7 +163,7 @@ def _save_quantised(model: Any, out: Path, bits: int, device: str | None) -> Non
     encoder_decoder = not bool(model.config.use_decoder_only_language_model)
     # bf16 compute whatever the exporting machine: 4-bit checkpoints are for GPUs, and the saved config must not
     # depend on where the export ran
-    qconfig = quantization_config(bits, encoder_decoder, on_cuda=True)
+    qconfig = quantization_config(bits, encoder_decoder, bf16_compute=True)
     with tempfile.TemporaryDirectory(prefix=".mvleval-export-", dir=out.parent) as scratch:
         model.save_pretrained(scratch)
         del model

@@ -235,6 +235,7 @@ def load_generic_model(base_model: str, bits: int, device: str, processor: Any =
     from mvleval.backends.hf.precision import load_weights, precision
     from mvleval.backends.hf.processor import load_processor
     from mvleval.backends.hf_vlm import QUANT_SKIP_MODULES
+    from mvleval.finetune.train import bf16_training
 
     model_dir = resolve_model_dir(base_model)
     config_json = check_generic_base(base_model)
@@ -246,12 +247,22 @@ def load_generic_model(base_model: str, bits: int, device: str, processor: Any =
         )
     on_cuda = device.startswith("cuda")
     bits, qconfig, dtype, _desc = precision(config_json, bits, on_cuda, model_dir, QUANT_SKIP_MODULES)
+    if bits == 4 and bf16_training(bits, on_cuda):
+        # training keeps the unquantised parts in bf16 and dequantises nf4 to bf16, as the 16-bit run holds them
+        # (train.bf16_training); evaluation's loads (precision()) are unchanged
+        import torch
+
+        dtype = qconfig.bnb_4bit_compute_dtype = torch.bfloat16
     if processor is None:
         processor = load_processor(model_dir, str(config_json.get("model_type")))
     kwargs: dict[str, Any] = {"dtype": dtype, "device_map": {"": device}, "use_safetensors": True}
     if qconfig is not None:
         kwargs["quantization_config"] = qconfig
     model = load_weights(AutoModelForImageTextToText, model_dir, kwargs, bits=bits, on_cuda=on_cuda)
+    if bits == 4 and not on_cuda:
+        from mvleval.finetune.train import release_checkpoint_file
+
+        release_checkpoint_file(model)
     return model, processor, model_dir
 
 
@@ -360,7 +371,9 @@ def train_generic(
     tokenizer = getattr(processor, "tokenizer", processor)
     rendered = render_training_texts(processor, examples, _stop_ids(model_dir, tokenizer))
 
-    use_autocast = device.startswith("cuda") or bits == 16
+    from mvleval.finetune.train import bf16_training
+
+    use_autocast = device.startswith("cuda") or bf16_training(bits, False)
     autocast_device = "cuda" if device.startswith("cuda") else "cpu"
 
     def set_modes() -> None:

@@ -3,7 +3,7 @@
 Read top to bottom:
 
 1. ``load_base_model``: the checkpoint in 32/16 bits, or quantised (QLoRA: nf4, double quant for encoder-decoder
-   LLMs as mBLIP does for mT0, bf16 compute on CUDA), with the backend's own processor checks.
+   LLMs as mBLIP does for mT0, bf16 compute and bf16 unquantised parts, as --bits 16 holds them), with the backend's own processor checks.
 2. ``add_lora``: LoRA on every linear layer of the language model's blocks, found by walking its modules (not by the
    model's name), through an anchored regex applied to the language model only (the Q-Former's own query/value
    layers never match); Q-Former, query tokens and language projection trainable, ViT and LLM frozen.
@@ -11,7 +11,7 @@ Read top to bottom:
    with the target appended for decoder-only LLMs (prompt and image positions masked out of the loss with -100)
    or as seq2seq labels for encoder-decoder LLMs. Two-image examples (MaRVL) get both images' queries in order.
 4. ``train``: AdamW (LoRA lr and BLIP-2 lr in separate groups, weight decay off for biases and norms), cosine schedule
-   with warm-up, gradient accumulation and clipping, bf16 autocast on CUDA (and on CPU for --bits 16), resumable
+   with warm-up, gradient accumulation and clipping, bf16 autocast on CUDA (and on CPU for --bits 16 and 4), resumable
    checkpoints (weights, optimizer, scheduler, RNG, data position) so a resumed run ends bit-identical to an
    uninterrupted one, a JSONL log and a loss plot.
 
@@ -124,11 +124,11 @@ def resolve_precision(config: TrainConfig) -> tuple[str, int]:
     return device, bits
 
 
-def quantization_config(bits: int, encoder_decoder: bool, on_cuda: bool) -> Any:
+def quantization_config(bits: int, encoder_decoder: bool, bf16_compute: bool) -> Any:
     """bitsandbytes settings for QLoRA (4) or int8 (8) training and 4/8-bit export; None for 16/32 bits.
 
     nf4 with double quantisation for encoder-decoder LLMs and without for decoder-only ones, as mBLIP quantises mT0
-    and BLOOMZ; bf16 compute on CUDA. The ViT, Q-Former, projection and lm_head stay unquantised (NOTES.md: QLoRA
+    and BLOOMZ; bf16 compute when `bf16_compute` (training: see bf16_training; export: always). The ViT, Q-Former, projection and lm_head stay unquantised (NOTES.md: QLoRA
     needs language_projection unquantised, and the skip list replaces transformers' default, so lm_head is named).
     """
     if bits not in (4, 8):
@@ -140,8 +140,47 @@ def quantization_config(bits: int, encoder_decoder: bool, on_cuda: bool) -> Any:
 
     # the same builder as evaluation and export (one nf4 rule: double quantisation for encoder-decoder LLMs)
     return bnb_config(
-        bits, torch.bfloat16 if on_cuda else torch.float32, QUANT_SKIP_MODULES, double_quant=encoder_decoder
+        bits, torch.bfloat16 if bf16_compute else torch.float32, QUANT_SKIP_MODULES, double_quant=encoder_decoder
     )
+
+
+def bf16_training(bits: int, on_cuda: bool) -> bool:
+    """Whether a training run keeps its unquantised weights in bf16 and computes under bf16 autocast.
+
+    16 bits anywhere; 4 bits (QLoRA) on CPU too, so a 4-bit run holds its vision tower, projector, embeddings and
+    lm_head as the 16-bit run does (fp32 there made the 4-bit run's peak memory exceed the 16-bit run's), with nf4
+    dequantised to bf16; every quantised run on CUDA. 32 bits and 8 bits on CPU stay in fp32.
+    """
+    return bits == 16 or bits == 4 or (bits == 8 and on_cuda)
+
+
+def release_checkpoint_file(model: torch.nn.Module) -> None:
+    """After a 4-bit load on CPU: give the unquantised weights their own memory, so the checkpoint file's mapping
+    is released, then hand the loader's freed heap back to the system (glibc's malloc_trim).
+
+    A 4-bit load reads every weight of the (bf16) file to quantise it, and the unquantised weights stay views of the
+    memory-mapped file; the whole file therefore stayed mapped and resident beside the nf4 copies, and a 4-bit run's
+    peak memory exceeded the 16-bit run's (bench/bench_train.py). The values are unchanged.
+    """
+    import ctypes
+    import gc
+
+    import torch
+    from bitsandbytes.nn.modules import Params4bit
+
+    with torch.no_grad():
+        for module in model.modules():
+            for param in module.parameters(recurse=False):
+                if not isinstance(param, Params4bit):
+                    param.data = param.data.clone()
+            for name, buffer in list(module.named_buffers(recurse=False)):
+                if buffer is not None:
+                    module._buffers[name] = buffer.clone()
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the allocator keeps what it keeps
+        pass
 
 
 def load_base_model(base_model: str, bits: int, device: str) -> tuple[Blip2ForConditionalGeneration, Blip2Processor]:
@@ -172,9 +211,11 @@ def load_base_model(base_model: str, bits: int, device: str) -> tuple[Blip2ForCo
             where=model_dir,
         )
     on_cuda = device.startswith("cuda")
-    qconfig = quantization_config(bits, nf4_double_quant(config_json), on_cuda)
-    # unquantised modules: fp32 on CPU; on CUDA bf16 (trainable ones are upcast to fp32 in add_lora)
-    dtype = torch.bfloat16 if bits == 16 or (qconfig is not None and on_cuda) else torch.float32
+    bf16 = bf16_training(bits, on_cuda)
+    qconfig = quantization_config(bits, nf4_double_quant(config_json), bf16)
+    # unquantised modules (ViT, Q-Former, projection, embeddings, lm_head): bf16 where the run computes in bf16, as
+    # the 16-bit run keeps them; fp32 otherwise (trainable ones are upcast to fp32 in add_lora)
+    dtype = torch.bfloat16 if bf16 else torch.float32
     config, processor = load_config_and_processor(model_dir)
     kwargs: dict[str, Any] = {"config": config, "dtype": dtype, "device_map": {"": device}, "use_safetensors": True}
     if qconfig is not None:
@@ -182,6 +223,7 @@ def load_base_model(base_model: str, bits: int, device: str) -> tuple[Blip2ForCo
     model = Blip2ForConditionalGeneration.from_pretrained(str(model_dir), **kwargs)
     if bits == 4 and not on_cuda:
         disable_cpu_bf16_repack(model)  # NOTES.md bitsandbytes CPU bugs A and B
+        release_checkpoint_file(model)
     return model, processor
 
 
@@ -716,7 +758,7 @@ def train(
             )
             return compute_loss(model, batch)
 
-    use_autocast = device.startswith("cuda") or bits == 16
+    use_autocast = device.startswith("cuda") or bf16_training(bits, False)
     autocast_device = "cuda" if device.startswith("cuda") else "cpu"
     return run_training_loop(
         config,

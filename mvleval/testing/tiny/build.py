@@ -92,7 +92,9 @@ def needs_torchvision(family: str) -> bool:
     return family in _NEEDS_TORCHVISION
 
 
-def build_tiny_vlm(family: str, out_dir: Path, *, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
+def build_tiny_vlm(
+    family: str, out_dir: Path, *, seed: int = 0, hidden: int = 32, layers: int = 2, vision_layers: int | None = None
+) -> Path:
     """Build a tiny random model of `family` from its config and save it like a published checkpoint.
 
     The same arguments give byte-identical files, whatever the process's hash seed (the tokenizer depends only on
@@ -105,6 +107,8 @@ def build_tiny_vlm(family: str, out_dir: Path, *, seed: int = 0, hidden: int = 3
         hidden: width of the language model and of the vision tower (a multiple of 8, at least 16).
         layers: depth of the language model and of the vision tower (at least 2: Mllama's last text layer is its
             cross-attention layer).
+        vision_layers: depth of the vision tower alone (default: `layers`; Gemma 3, PaliGemma, Qwen2-VL / Qwen2.5-VL
+            and the CLIP / SigLIP towers of the other families; not Mllama's tiled ViT).
 
     Returns:
         `out_dir`.
@@ -117,13 +121,14 @@ def build_tiny_vlm(family: str, out_dir: Path, *, seed: int = 0, hidden: int = 3
     check_family(family)
     if hidden < 16 or hidden % 8:
         raise MvlevalError(f"hidden={hidden} is not a multiple of 8 of at least 16.", fix="use e.g. 32 or 64.")
-    if layers < 2:
-        raise MvlevalError(f"layers={layers} is below 2.", fix="use 2 or more.")
+    for name, depth in (("layers", layers), ("vision_layers", vision_layers or layers)):
+        if depth < 2:
+            raise MvlevalError(f"{name}={depth} is below 2.", fix="use 2 or more.")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG state untouched
         torch.manual_seed(seed)
-        built = BUILDERS[family](Sizes(hidden=hidden, layers=layers))
+        built = BUILDERS[family](Sizes(hidden=hidden, layers=layers, vision_layers=vision_layers))
         reinitialise_variance_preserving(built.model)
     save_checkpoint(built, out_dir)
     logger.info("built tiny %s checkpoint (seed %d) in %s", family, seed, out_dir)

@@ -39,6 +39,12 @@ class Sizes:
 
     hidden: int
     layers: int
+    #: depth of the vision tower when it differs from the language model's (a real checkpoint's LM is the deeper)
+    vision_layers: int | None = None
+
+    @property
+    def vit_layers(self) -> int:
+        return self.vision_layers or self.layers
 
     @property
     def heads(self) -> int:
@@ -108,7 +114,7 @@ def vit_kwargs(sizes: Sizes, image_size: int, patch_size: int) -> dict[str, Any]
     return {
         "hidden_size": sizes.hidden,
         "intermediate_size": sizes.mlp,
-        "num_hidden_layers": sizes.layers,
+        "num_hidden_layers": sizes.vit_layers,
         "num_attention_heads": sizes.heads,
         "image_size": image_size,
         "patch_size": patch_size,

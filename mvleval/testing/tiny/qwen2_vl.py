@@ -94,7 +94,7 @@ def build(sizes: Sizes, *, v2_5: bool) -> Built:
         "mrope_section": _mrope_section(sizes.hidden // sizes.heads),
     }
     vision: dict[str, Any] = {
-        "depth": sizes.layers,
+        "depth": sizes.vit_layers,
         "num_heads": sizes.heads,
         "patch_size": patch,
         "spatial_merge_size": merge,
@@ -106,7 +106,7 @@ def build(sizes: Sizes, *, v2_5: bool) -> Built:
             intermediate_size=sizes.mlp,
             out_hidden_size=sizes.hidden,
             window_size=2 * factor,  # windows of 2x2 merged patches
-            fullatt_block_indexes=[sizes.layers - 1],
+            fullatt_block_indexes=[sizes.vit_layers - 1],
         )
         config_class, model_class = _config_and_model_class(v2_5=True)
         processor_class = "Qwen2_5_VLProcessor"
