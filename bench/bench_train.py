@@ -135,7 +135,7 @@ class _StepClock:
 
 
 def _order(config, n):  # the same micro-batches mvleval's DataOrder gives
-    from mvleval.finetune.train import DataOrder
+    from mvleval.finetune.loop import DataOrder
 
     order = DataOrder(n, config.batch_size, config.seed)
     return [order.batch(i) for i in range(config.max_steps)]
@@ -229,7 +229,7 @@ def _plain_mblip(base, examples, config, clock):
 
     from mvleval.backends.mblip import load_config_and_processor
     from mvleval.benchmarks.images import load_image
-    from mvleval.finetune.train import lora_leaf_names, lora_target_regex, quantization_config
+    from mvleval.finetune.loop import lora_leaf_names, lora_target_regex, quantization_config
 
     cfg, processor = load_config_and_processor(Path(base))
     kwargs = {"config": cfg, "dtype": torch.bfloat16}

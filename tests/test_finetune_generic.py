@@ -16,7 +16,7 @@ pytest.importorskip("peft")
 from mvleval.finetune import load_config  # noqa: E402
 from mvleval.finetune import train as run_training  # noqa: E402
 from mvleval.finetune.config import TrainConfig  # noqa: E402
-from mvleval.finetune.train import list_checkpoints, read_train_log  # noqa: E402
+from mvleval.finetune.loop import list_checkpoints, read_train_log  # noqa: E402
 from mvleval.testing.squares import write_squares_benchmark  # noqa: E402
 from mvleval.testing.tiny_vlm import build_tiny_vlm, load_processor  # noqa: E402
 from mvleval.util.errors import MvlevalError  # noqa: E402

@@ -11,20 +11,22 @@ import pytest
 
 from mvleval.finetune.config import TrainConfig, load_config
 from mvleval.finetune.data import read_task_mix, tokenize_examples
-from mvleval.finetune.train import (
+from mvleval.finetune.loop import (
     DataOrder,
-    add_lora,
-    build_inputs,
-    compute_loss,
-    image_queries,
     list_checkpoints,
-    load_base_model,
-    load_pixels,
     lora_leaf_names,
     lora_target_regex,
     make_optimizer,
     read_train_log,
     save_trained_weights,
+)
+from mvleval.finetune.train import (
+    add_lora,
+    build_inputs,
+    compute_loss,
+    image_queries,
+    load_base_model,
+    load_pixels,
     train,
 )
 from mvleval.util.errors import MvlevalError
@@ -506,7 +508,7 @@ def test_release_checkpoint_file_drops_the_mapping_and_keeps_the_values(tmp_path
     own memory, so the process no longer maps the file; values unchanged."""
     import gc
 
-    from mvleval.finetune.train import release_checkpoint_file
+    from mvleval.finetune.loop import release_checkpoint_file
 
     maps = Path("/proc/self/maps")
     if not maps.is_file():

@@ -631,7 +631,7 @@ def package_trained_model(
                 )
             else:
                 shutil.copyfile(path, into / path.name)
-    from mvleval.finetune.train import read_train_log
+    from mvleval.finetune.loop import read_train_log
 
     losses = [r["loss"] for r in read_train_log(train_dir)]
     manifest = {

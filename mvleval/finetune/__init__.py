@@ -9,6 +9,7 @@ Entry points (none imports torch at import time)::
 
 from mvleval.finetune.config import TrainConfig, load_config
 from mvleval.finetune.export import export
-from mvleval.finetune.train import TrainProgress, train
+from mvleval.finetune.loop import TrainProgress
+from mvleval.finetune.train import train
 
 __all__ = ["TrainConfig", "TrainProgress", "export", "load_config", "train"]

@@ -255,7 +255,7 @@ def _cross_checks(values: Mapping[str, Any], config: TrainConfig | None) -> list
     if isinstance(base, str) and base:
         from mvleval.backends.hf.checkpoint import resolve_model_dir
         from mvleval.backends.mblip import check_checkpoint_dir
-        from mvleval.finetune.generic import check_generic_base, is_blip2
+        from mvleval.finetune.base import check_generic_base, is_blip2
 
         try:
             if is_blip2(base):

@@ -23,16 +23,15 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
+from mvleval.finetune.loop import EXPORT_INFO_FILE
 from mvleval.util.errors import MvlevalError
 
 logger = logging.getLogger("mvleval.finetune.export")
 
-EXPORT_INFO_FILE = "mvleval_export.json"
-
 
 def _check_train_dir(train_dir: Path) -> dict[str, Any]:
     """The saved train_config.json of a finished run, after checking the adapter files are there."""
-    from mvleval.finetune.train import TRAIN_CONFIG_FILE
+    from mvleval.finetune.loop import TRAIN_CONFIG_FILE
 
     train_dir = Path(train_dir)
     fix = "pass the --out folder of a finished `mvleval train` run."
@@ -118,7 +117,8 @@ def export(
 
     ensure_writable_dir(out, "--out")  # before the merge, not after it
     base = base_model or saved["base_model"]
-    from mvleval.finetune.generic import export_generic, is_blip2
+    from mvleval.finetune.base import is_blip2
+    from mvleval.finetune.generic import export_generic
 
     if not is_blip2(base):  # any other vision-LLM: peft merge of the whole-model adapter (generic.py)
         return export_generic(train_dir, out, bits, base, saved, device)
@@ -157,7 +157,7 @@ def _save_quantised(model: Any, out: Path, bits: int, device: str | None) -> Non
     from transformers import Blip2ForConditionalGeneration
 
     from mvleval.backends.hf.precision import disable_cpu_bf16_repack
-    from mvleval.finetune.train import quantization_config
+    from mvleval.finetune.loop import quantization_config
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     encoder_decoder = not bool(model.config.use_decoder_only_language_model)

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from mvleval.benchmarks.task import Example
     from mvleval.finetune.config import TrainConfig
-    from mvleval.finetune.train import TrainProgress
+    from mvleval.finetune.loop import TrainProgress
 
 logger = logging.getLogger("mvleval.finetune.generic")
 
@@ -50,35 +50,6 @@ logger = logging.getLogger("mvleval.finetune.generic")
 PROJECTOR_NAMES = ("multi_modal_projector", "connector", "mm_projector", "visual.merger", "embed_vision")
 #: Vision towers by family (frozen, kept in eval mode while training).
 VISION_TOWER_NAMES = ("vision_tower", "vision_model", "visual")
-
-
-def is_blip2(base_model: str) -> bool:
-    """Whether the base checkpoint is a BLIP-2 (mBLIP's recipe) rather than a generic vision-LLM."""
-    from mvleval.backends.hf.checkpoint import read_config, resolve_model_dir
-
-    return (
-        read_config(resolve_model_dir(base_model), "pass a Hugging Face vision-LLM folder.").get("model_type")
-        == "blip-2"
-    )
-
-
-def check_generic_base(base_model: str) -> dict[str, Any]:
-    """The generic backend's own checks of a base checkpoint (family, weights, no remote code); its config.json."""
-    from mvleval.backends.hf.checkpoint import check_weights, read_config, resolve_model_dir
-    from mvleval.backends.hf_vlm import _FIX_LAYOUT, _check_family
-
-    model_dir = resolve_model_dir(base_model)
-    config_json = read_config(model_dir, _FIX_LAYOUT)
-    _check_family(str(config_json.get("model_type") or ""), False, model_dir)
-    if config_json.get("auto_map"):
-        raise MvlevalError(
-            "the checkpoint ships its own Python code (config.json has auto_map); mvleval trains only families "
-            "transformers implements.",
-            fix="fine-tune a checkpoint of a family transformers ships (Qwen2.5-VL, PaliGemma 2, Gemma 3, Idefics3, ...).",
-            where=model_dir / "config.json",
-        )
-    check_weights(model_dir, False, _FIX_LAYOUT)
-    return config_json
 
 
 # -- 1. the conversation ----------------------------------------------------------------------------------------------
@@ -235,7 +206,8 @@ def load_generic_model(base_model: str, bits: int, device: str, processor: Any =
     from mvleval.backends.hf.precision import load_weights, precision
     from mvleval.backends.hf.processor import load_processor
     from mvleval.backends.hf_vlm import QUANT_SKIP_MODULES
-    from mvleval.finetune.train import bf16_training
+    from mvleval.finetune.base import check_generic_base
+    from mvleval.finetune.loop import bf16_training
 
     model_dir = resolve_model_dir(base_model)
     config_json = check_generic_base(base_model)
@@ -260,7 +232,7 @@ def load_generic_model(base_model: str, bits: int, device: str, processor: Any =
         kwargs["quantization_config"] = qconfig
     model = load_weights(AutoModelForImageTextToText, model_dir, kwargs, bits=bits, on_cuda=on_cuda)
     if bits == 4 and not on_cuda:
-        from mvleval.finetune.train import release_checkpoint_file
+        from mvleval.finetune.loop import release_checkpoint_file
 
         release_checkpoint_file(model)
     return model, processor, model_dir
@@ -289,7 +261,7 @@ def lora_targets(model: Any, config: TrainConfig) -> tuple[str, list[str]]:
     language model's blocks (or the configured names), nothing in the vision tower, projector or lm_head."""
     import torch
 
-    from mvleval.finetune.train import lora_leaf_names
+    from mvleval.finetune.loop import lora_leaf_names
 
     prefix = language_model_prefix(model)
     lm = model.get_submodule(prefix)
@@ -357,7 +329,7 @@ def train_generic(
     import torch
 
     from mvleval.benchmarks.images import load_image
-    from mvleval.finetune.train import TrainingParts, run_training_loop
+    from mvleval.finetune.loop import TrainingParts, run_training_loop
 
     device, bits = cast(str, config.device), cast(int, config.bits)
     torch.manual_seed(config.seed)
@@ -365,13 +337,13 @@ def train_generic(
     model, processor, model_dir = load_generic_model(config.base_model, bits, device, processor)
     peft_model = add_generic_lora(model, config)
     if config.gradient_checkpointing:
-        from mvleval.finetune.train import enable_checkpointing
+        from mvleval.finetune.loop import enable_checkpointing
 
         enable_checkpointing(model)  # the whole model's decoder layers, non-reentrant
     tokenizer = getattr(processor, "tokenizer", processor)
     rendered = render_training_texts(processor, examples, _stop_ids(model_dir, tokenizer))
 
-    from mvleval.finetune.train import bf16_training
+    from mvleval.finetune.loop import bf16_training
 
     use_autocast = device.startswith("cuda") or bf16_training(bits, False)
     autocast_device = "cuda" if device.startswith("cuda") else "cpu"
@@ -428,7 +400,7 @@ def export_generic(
     import torch
 
     from mvleval.backends.hf.adapter import adapter_fingerprint
-    from mvleval.finetune.export import EXPORT_INFO_FILE
+    from mvleval.finetune.loop import EXPORT_INFO_FILE
 
     model, processor = merged_generic(train_dir, base_model)
     out.mkdir(parents=True, exist_ok=True)
@@ -481,7 +453,6 @@ __all__ = [
     "add_generic_lora",
     "answer_loss",
     "build_batch",
-    "is_blip2",
     "load_generic_model",
     "merged_generic",
     "render_training_texts",
