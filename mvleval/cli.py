@@ -88,7 +88,7 @@ def _config_argument(args: list[str]) -> str | None:
 app = typer.Typer(
     name="mvleval",
     help="Evaluate multilingual vision-LLMs (mBLIP, any Hugging Face vision-LLM, served models) on XM3600, xFlickrCo, xGQA, "
-    "MaRVL, XVNLI, MaXM, MTVQA, CVQA, xMMMU, M3Exam and Kaleidoscope, and on your own benchmarks.",
+    "MaRVL, XVNLI, MaXM, MTVQA, CVQA, xMMMU, M3Exam and Kaleidoscope (also its chain-of-thought regime, kaleidoscope_cot), and on your own benchmarks.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -17,7 +17,7 @@ import pytest
 
 from mvleval.data.fetch import STATE_FILE, load_lock
 from tests import hubmirrors as mirrors
-from tests.helpers import cli, run_cli
+from tests.helpers import cli, read_jsonl, run_cli
 from tests.hubserver import Hub, hub_fixture
 
 LOCK = load_lock()
@@ -133,7 +133,7 @@ def test_images_shared_between_tasks_are_written_once(
     assert image.stat().st_mtime_ns == before
     assert "already there (same bytes)" in out
     # COCO rows keep IGLUE's integer id and file name; Flickr30k rows a string id
-    rows = mirrors.read_jsonl(root / "iglue/datasets/xFlickrCO/annotations/de/test.jsonl")
+    rows = read_jsonl(root / "iglue/datasets/xFlickrCO/annotations/de/test.jsonl")
     assert {"id": 391895, "img_path": "COCO_val2014_000000391895.jpg"}.items() <= rows[1].items()
     assert rows[0]["id"] == "1007129816"
 
@@ -330,10 +330,7 @@ def test_fetched_examples_equal_the_upstream_files(
     (ids where the mirror keeps them, references, labels, prompts) as the upstream files; the xflickrco en repair
     gives Flickr30k's 1000 x 5 references."""
     iglue = shared_data / "iglue" / "datasets"
-    xf = {
-        lang: mirrors.read_jsonl(iglue / f"xFlickrCO/annotations/{lang}/test.jsonl")
-        for lang in ("de", "en", "ja", "zh")
-    }
+    xf = {lang: read_jsonl(iglue / f"xFlickrCO/annotations/{lang}/test.jsonl") for lang in ("de", "en", "ja", "zh")}
     hub.add(
         "floschne/xflickrco",
         {mirrors.shard(k): mirrors.parquet(mirrors.xflickrco_rows(v)) for k, v in xf.items()},
@@ -342,9 +339,9 @@ def test_fetched_examples_equal_the_upstream_files(
     hub.raw["/e-bug/iglue/main/datasets/flickr30k/annotations/test_ann.jsonl"] = (
         iglue / "flickr30k/annotations/test_ann.jsonl"
     ).read_bytes()
-    xv = {lang: mirrors.read_jsonl(iglue / f"XVNLI/annotations/{lang}/test.jsonl") for lang in ("ar", "en")}
+    xv = {lang: read_jsonl(iglue / f"XVNLI/annotations/{lang}/test.jsonl") for lang in ("ar", "en")}
     hub.add("floschne/xvnli", {mirrors.shard(k): mirrors.parquet(mirrors.xvnli_rows(v)) for k, v in xv.items()})
-    mv = {lang: mirrors.read_jsonl(iglue / f"marvl/zero_shot/annotations/marvl-{lang}.jsonl") for lang in ("id", "zh")}
+    mv = {lang: read_jsonl(iglue / f"marvl/zero_shot/annotations/marvl-{lang}.jsonl") for lang in ("id", "zh")}
     hub.add("floschne/marvl", {mirrors.shard(k): mirrors.parquet(mirrors.marvl_rows(v)) for k, v in mv.items()})
     gq = {
         lang: json.loads((shared_data / f"xgqa/data/few_shot/{lang}/dev.json").read_text())
@@ -434,7 +431,7 @@ def test_xm3600_languages_fetched_one_by_one_share_one_captions_file(
     assert code == 0 and "already in the data root from this commit: de" in out
     assert all("/data/fr" in k or "/data/de" in k for k in _file_gets(hub))
     assert hub.gets["floschne/xm3600/data/de-00000-of-00001.parquet"] == 1
-    lines = mirrors.read_jsonl(root / "xm3600/captions.jsonl")
+    lines = read_jsonl(root / "xm3600/captions.jsonl")
     assert len(lines) == 3 and all({"de", "fr"} <= set(line) for line in lines)
     assert "images: 0 written, 3 already there" in out  # the images every language embeds are written once
     code, out, err = cli(

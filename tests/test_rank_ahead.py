@@ -23,7 +23,7 @@ def _run(
 ) -> dict[str, Any]:
     """`mvleval run --task xgqa` through the console script's entry point, with an empty cache of lingua's rankings;
     what the run's own process loaded of lingua's models, and what its worker did."""
-    from mvleval.demo import build_demo_data
+    from mvleval.demo.command import build_demo_data
 
     data_root, image_root = build_demo_data(tmp_path / "demo", n_train=0, n_test=6)
     monkeypatch.setenv("MVLEVAL_CACHE_DIR", str(tmp_path / f"cache-{name}"))  # nothing ranked yet
