@@ -27,23 +27,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("mvleval.finetune.loop")
 
-
 TRAIN_CONFIG_FILE = "train_config.json"
 EXPORT_INFO_FILE = "mvleval_export.json"
-
-
 TRAIN_LOG_FILE = "train_log.jsonl"
-
-
 LOSS_PLOT_FILE = "loss.png"
-
-
 CHECKPOINTS_DIR = "checkpoints"
-
-
 _STATE_FILE = "trainer_state.json"  # written last: a checkpoint folder without it is incomplete
-
-
 _BLIP_PART_PREFIXES = ("qformer.", "query_tokens", "language_projection.")
 
 

@@ -1,4 +1,6 @@
-"""The fine-tuning recipe: LoRA on the language model plus the BLIP-2 parts, as mBLIP fine-tunes, in one readable loop.
+"""`train()` picks the recipe for the base checkpoint (finetune/base.py): any vision-LLM but BLIP-2 goes to generic.py;
+a BLIP-2 gets mBLIP's recipe, here: LoRA on the language model plus the BLIP-2 parts, as mBLIP fine-tunes. Both hand
+their parts to the one training loop (finetune/loop.py).
 
 Read top to bottom:
 
@@ -10,7 +12,7 @@ Read top to bottom:
 3. ``build_inputs``: the same language-model input the backend builds at inference ([image queries ; prompt]),
    with the target appended for decoder-only LLMs (prompt and image positions masked out of the loss with -100)
    or as seq2seq labels for encoder-decoder LLMs. Two-image examples (MaRVL) get both images' queries in order.
-4. ``train``: AdamW (LoRA lr and BLIP-2 lr in separate groups, weight decay off for biases and norms), cosine schedule
+4. ``train`` and the loop (loop.py): AdamW (LoRA lr and BLIP-2 lr in separate groups, weight decay off for biases and norms), cosine schedule
    with warm-up, gradient accumulation and clipping, bf16 autocast on CUDA (and on CPU for --bits 16 and 4), resumable
    checkpoints (weights, optimizer, scheduler, RNG, data position) so a resumed run ends bit-identical to an
    uninterrupted one, a JSONL log and a loss plot.
