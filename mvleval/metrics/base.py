@@ -8,6 +8,12 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import ClassVar
 
+from mvleval.metrics.bootstrap import (
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    bootstrap_mean_interval,
+    check_resamples,
+)
 from mvleval.util.errors import MvlevalError
 
 
@@ -60,6 +66,39 @@ class Metric(ABC):
     @abstractmethod
     def score(self, predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str) -> MetricResult:
         """Score one language's corpus; `lang` is the corpus language (the dataset's code)."""
+
+
+class MeanMetric(Metric):
+    """A metric whose value is the mean of its per-sample scores, with a bootstrap interval over them (resampling the
+    run's clusters, metrics/bootstrap.py): accuracies of every kind. Subclasses score each example."""
+
+    def __init__(self, bootstrap_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> None:
+        check_resamples(bootstrap_resamples, seed)
+        self.bootstrap_resamples = bootstrap_resamples
+        self.seed = seed
+
+    def no_examples(self, lang: str) -> MetricResult:
+        """The result of a language without examples: no value, and a note saying why."""
+        return MetricResult(
+            value=None, per_example=[], signature=self.signature(), note=f"no examples for language '{lang}'"
+        )
+
+    def mean_result(
+        self,
+        per_example: list[float],
+        *,
+        extra: dict[str, float | None] | None = None,
+        per_example_extra: list[dict[str, str] | None] | None = None,
+    ) -> MetricResult:
+        """The mean of `per_example` with its bootstrap interval, and the facts behind it."""
+        return MetricResult(
+            value=sum(per_example) / len(per_example),
+            per_example=per_example,
+            signature=self.signature(),
+            interval=bootstrap_mean_interval(per_example, self.bootstrap_resamples, self.seed),
+            extra=extra or {},
+            per_example_extra=per_example_extra,
+        )
 
 
 def check_inputs(name: str, predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str) -> None:

@@ -44,13 +44,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import ClassVar
 
-from mvleval.metrics.base import Metric, MetricResult, check_inputs
+from mvleval.metrics.base import MeanMetric, MetricResult, check_inputs
 from mvleval.metrics.bootstrap import (
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
-    bootstrap_mean_interval,
     bootstrap_signature,
-    check_resamples,
 )
 
 CASCADE_VERSION = "cascade-1"
@@ -373,7 +371,7 @@ def predicted_label(prediction: str) -> str | None:
     return extract_choice(prediction).label
 
 
-class ChoiceAccuracy(Metric):
+class ChoiceAccuracy(MeanMetric):
     """Share of examples whose extracted label equals a gold label (see the module docstring).
 
     Per language it also reports ``format_error_rate`` (the share of predictions naming no label); per sample, the
@@ -391,9 +389,7 @@ class ChoiceAccuracy(Metric):
         script_letters: bool = False,
         answer_tags: bool = False,
     ) -> None:
-        check_resamples(bootstrap_resamples, seed)
-        self.bootstrap_resamples = bootstrap_resamples
-        self.seed = seed
+        super().__init__(bootstrap_resamples, seed)
         self.labels = tuple(labels) if labels else DEFAULT_LABELS
         self.script_letters = script_letters
         self.answer_tags = answer_tags
@@ -417,9 +413,7 @@ class ChoiceAccuracy(Metric):
         """Score one language; `choices` gives each example's choice texts in label order (rules 1 and 3)."""
         check_inputs(self.name, predictions, references, lang)
         if not predictions:
-            return MetricResult(
-                value=None, per_example=[], signature=self.signature(), note=f"no examples for language '{lang}'"
-            )
+            return self.no_examples(lang)
         per_example: list[float] = []
         facts: list[dict[str, str] | None] = []
         errors = 0
@@ -436,18 +430,9 @@ class ChoiceAccuracy(Metric):
             per_example.append(1.0 if found.label is not None and found.label in gold else 0.0)
             facts.append({"label": found.label or "", "rule": found.rule})
             errors += found.label is None
-        value = sum(per_example) / len(per_example)
-        interval = bootstrap_mean_interval(per_example, self.bootstrap_resamples, self.seed)
         extra: dict[str, float | None] = {"format_error_rate": errors / len(per_example)}
         if self.script_letters:  # Kaleidoscope's authors also report the accuracy over the answers naming a label
             extra["valid_accuracy"] = (
                 sum(per_example) / (len(per_example) - errors) if errors < len(per_example) else None
             )
-        return MetricResult(
-            value=value,
-            per_example=per_example,
-            signature=self.signature(),
-            interval=interval,
-            extra=extra,
-            per_example_extra=facts,
-        )
+        return self.mean_result(per_example, extra=extra, per_example_extra=facts)

@@ -14,13 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from mvleval.metrics.base import Metric, MetricResult, check_inputs
+from mvleval.metrics.base import MeanMetric, MetricResult, check_inputs
 from mvleval.metrics.bootstrap import (
-    DEFAULT_RESAMPLES,
-    DEFAULT_SEED,
-    bootstrap_mean_interval,
     bootstrap_signature,
-    check_resamples,
 )
 
 
@@ -29,15 +25,10 @@ def contains_answer(prediction: str, reference: str) -> bool:
     return reference.strip().lower() in prediction.strip().lower().replace(".", "")
 
 
-class ContainsAccuracy(Metric):
+class ContainsAccuracy(MeanMetric):
     """Share of examples whose prediction contains a reference answer, by MTVQA's rule."""
 
     name: ClassVar[str] = "contains_accuracy"
-
-    def __init__(self, bootstrap_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> None:
-        check_resamples(bootstrap_resamples, seed)
-        self.bootstrap_resamples = bootstrap_resamples
-        self.seed = seed
 
     def signature(self) -> str:
         return (
@@ -48,15 +39,8 @@ class ContainsAccuracy(Metric):
     def score(self, predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str) -> MetricResult:
         check_inputs(self.name, predictions, references, lang)
         if not predictions:
-            return MetricResult(
-                value=None, per_example=[], signature=self.signature(), note=f"no examples for language '{lang}'"
-            )
+            return self.no_examples(lang)
         per_example = [
             1.0 if any(contains_answer(p, r) for r in refs) else 0.0 for p, refs in zip(predictions, references)
         ]
-        return MetricResult(
-            value=sum(per_example) / len(per_example),
-            per_example=per_example,
-            signature=self.signature(),
-            interval=bootstrap_mean_interval(per_example, self.bootstrap_resamples, self.seed),
-        )
+        return self.mean_result(per_example)

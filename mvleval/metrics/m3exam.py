@@ -13,13 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from mvleval.metrics.base import Metric, MetricResult, check_inputs
+from mvleval.metrics.base import MeanMetric, MetricResult, check_inputs
 from mvleval.metrics.bootstrap import (
-    DEFAULT_RESAMPLES,
-    DEFAULT_SEED,
-    bootstrap_mean_interval,
     bootstrap_signature,
-    check_resamples,
 )
 
 
@@ -31,13 +27,8 @@ def read_label(prediction: str) -> str:
     return pred
 
 
-class M3ExamAccuracy(Metric):
+class M3ExamAccuracy(MeanMetric):
     name: ClassVar[str] = "m3exam_accuracy"
-
-    def __init__(self, bootstrap_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> None:
-        check_resamples(bootstrap_resamples, seed)
-        self.bootstrap_resamples = bootstrap_resamples
-        self.seed = seed
 
     def signature(self) -> str:
         return (
@@ -47,18 +38,13 @@ class M3ExamAccuracy(Metric):
     def score(self, predictions: Sequence[str], references: Sequence[Sequence[str]], lang: str) -> MetricResult:
         check_inputs(self.name, predictions, references, lang)
         if not predictions:
-            return MetricResult(
-                value=None, per_example=[], signature=self.signature(), note=f"no examples for language '{lang}'"
-            )
+            return self.no_examples(lang)
         per_example = [
             1.0 if any(read_label(p) == r.strip() for r in refs) else 0.0 for p, refs in zip(predictions, references)
         ]
         long = sum(len(p.strip()) > 1 for p in predictions)
-        return MetricResult(
-            value=sum(per_example) / len(per_example),
-            per_example=per_example,
-            signature=self.signature(),
-            interval=bootstrap_mean_interval(per_example, self.bootstrap_resamples, self.seed),
+        return self.mean_result(
+            per_example,
             extra={"format_error_rate": long / len(per_example)},
             per_example_extra=[{"label": read_label(p)} for p in predictions],
         )

@@ -21,13 +21,9 @@ import re
 from collections.abc import Sequence
 from typing import ClassVar
 
-from mvleval.metrics.base import Metric, MetricResult, check_inputs
+from mvleval.metrics.base import MeanMetric, MetricResult, check_inputs
 from mvleval.metrics.bootstrap import (
-    DEFAULT_RESAMPLES,
-    DEFAULT_SEED,
-    bootstrap_mean_interval,
     bootstrap_signature,
-    check_resamples,
 )
 
 _INDICATORS = ("could be ", "so ", "is ", "thus ", "therefore ", "final ", "answer ", "result ")
@@ -138,17 +134,12 @@ def gold_answers(answer: str) -> list[str]:
     return [answer]
 
 
-class MmmuAccuracy(Metric):
+class MmmuAccuracy(MeanMetric):
     """Share of questions answered correctly by MMMU's parsing (see the module docstring); ``format_error_rate`` is
     the share of multiple-choice answers the parser reads no letter from (MMMU would guess)."""
 
     name: ClassVar[str] = "mmmu_accuracy"
     needs_choices: ClassVar[bool] = True
-
-    def __init__(self, bootstrap_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> None:
-        check_resamples(bootstrap_resamples, seed)
-        self.bootstrap_resamples = bootstrap_resamples
-        self.seed = seed
 
     def signature(self) -> str:
         return (
@@ -165,9 +156,7 @@ class MmmuAccuracy(Metric):
     ) -> MetricResult:
         check_inputs(self.name, predictions, references, lang)
         if not predictions:
-            return MetricResult(
-                value=None, per_example=[], signature=self.signature(), note=f"no examples for language '{lang}'"
-            )
+            return self.no_examples(lang)
         per_example: list[float] = []
         facts: list[dict[str, str] | None] = []
         errors = 0
@@ -183,11 +172,6 @@ class MmmuAccuracy(Metric):
                 golds = [g for r in refs for g in gold_answers(r)]
                 per_example.append(1.0 if open_correct(golds, parsed) else 0.0)
                 facts.append({"parsed": repr(parsed[:5])})
-        return MetricResult(
-            value=sum(per_example) / len(per_example),
-            per_example=per_example,
-            signature=self.signature(),
-            interval=bootstrap_mean_interval(per_example, self.bootstrap_resamples, self.seed),
-            extra={"format_error_rate": errors / len(per_example)},
-            per_example_extra=facts,
+        return self.mean_result(
+            per_example, extra={"format_error_rate": errors / len(per_example)}, per_example_extra=facts
         )
